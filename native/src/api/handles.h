@@ -1,0 +1,35 @@
+// What the C ABI's opaque handles hold.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "../gguf.h"
+#include "../model.h"
+#include "../tokenizer.h"
+
+struct tactic_model {
+    std::unique_ptr<tactic::GGUFFile> file;
+    std::unique_ptr<tactic::Model> model;
+    std::unique_ptr<tactic::Tokenizer> tokenizer;  // null if the file has no vocab
+    std::mutex meta_mutex;
+    std::map<std::string, std::string> meta_cache;  // rendered metadata values
+
+    const tactic::Tokenizer &tok() const {
+        TACTIC_CHECK(tokenizer, TACTIC_ERR_UNSUPPORTED, "this model file has no tokenizer");
+        return *tokenizer;
+    }
+};
+
+namespace tactic {
+class Context;
+}
+
+struct tactic_context {
+    tactic_model *model = nullptr;
+    std::unique_ptr<tactic::Context> ctx;
+    std::mutex busy;  // one call at a time: a second thread gets TACTIC_ERR_BUSY
+};

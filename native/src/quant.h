@@ -1,0 +1,52 @@
+// Block formats of the ggml tensor types: sizes, dequantization, the runtime's own
+// quantizers, and the quantized dot products matmul is built from.
+//
+// Every kernel has a scalar reference; SIMD versions (AVX2/FMA, chosen at run time)
+// are held equal to it by tests.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace tactic {
+
+enum GgmlType : uint32_t {
+    GGML_F32 = 0, GGML_F16 = 1, GGML_Q4_0 = 2, GGML_Q4_1 = 3, GGML_Q5_0 = 6, GGML_Q5_1 = 7,
+    GGML_Q8_0 = 8, GGML_Q8_1 = 9, GGML_Q2_K = 10, GGML_Q3_K = 11, GGML_Q4_K = 12,
+    GGML_Q5_K = 13, GGML_Q6_K = 14, GGML_Q8_K = 15, GGML_BF16 = 30,
+};
+
+struct TypeTraits {
+    const char *name;      // "Q4_K"
+    int block_size;        // elements per block (0: unknown / removed type)
+    size_t type_size;      // bytes per block
+    bool supported;        // dequantize + vec_dot implemented here
+};
+
+// Traits of any ggml type id; block_size == 0 for ids that are unknown or removed.
+const TypeTraits &type_traits(uint32_t type);
+// Bytes of n elements (n must be a multiple of the block size; checked by callers).
+size_t row_size(uint32_t type, int64_t n);
+
+// y[0..n) = dequantize(x). n a multiple of the block size.
+void dequantize_row(uint32_t type, const void *x, float *y, int64_t n);
+
+// The runtime's own quantizers (reference quality, as ggml's *_ref functions).
+// Supported targets: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, Q8_K.
+void quantize_row(uint32_t type, const float *x, void *y, int64_t n);
+
+// The activation format the quantized dot product of `weight_type` consumes:
+// Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1, Q8_K for K-quants, F32 for float types.
+uint32_t vec_dot_type(uint32_t weight_type);
+// Quantize an activation row x[n] into the vec_dot_type format of weight_type.
+void quantize_activation(uint32_t weight_type, const float *x, void *y, int64_t n);
+// dot(weight row, activation row already in vec_dot_type format) over n elements.
+float vec_dot(uint32_t weight_type, int64_t n, const void *w, const void *a);
+
+// Implementation choice (for tests and benchmarks): 0 = best available, 1 = scalar, 2 = SIMD.
+// Returns false if the requested implementation is not available on this CPU.
+bool set_kernel_impl(int impl);
+int kernel_impl();
+const char *simd_name();   // "avx2" or "scalar"
+
+}  // namespace tactic
