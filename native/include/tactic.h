@@ -84,6 +84,7 @@ typedef struct {
     int32_t use_mmap;  /* 1: map the file (default); 0: read it into memory */
     int32_t n_threads; /* threads used while loading (repacking); 0 = default */
     int32_t n_gpu_layers; /* reserved: 0 = CPU only */
+    int32_t vocab_only;   /* 1: load the tokenizer only (no architecture or weights needed) */
 } tactic_model_params;
 
 typedef struct {

@@ -24,8 +24,9 @@ TACTIC_API tactic_status tactic_model_load(const char *path, const tactic_model_
         auto m = std::make_unique<tactic_model>();
         m->file = tactic::GGUFFile::open(path, p.use_mmap != 0);
         try {
-            m->model = tactic::Model::from_gguf(*m->file);
+            if (!p.vocab_only) m->model = tactic::Model::from_gguf(*m->file);
             if (m->file->has("tokenizer.ggml.model")) m->tokenizer = tactic::Tokenizer::from_gguf(*m->file);
+            TACTIC_CHECK(m->model || m->tokenizer, TACTIC_ERR_FORMAT, "vocab_only: the file has no tokenizer");
         } catch (const tactic::Error &e) {
             tactic::fail(e.status, "'" + std::string(path) + "': " + e.what());
         }
@@ -38,7 +39,7 @@ TACTIC_API void tactic_model_free(tactic_model *model) { delete model; }
 TACTIC_API tactic_status tactic_model_get_info(const tactic_model *model, tactic_model_info *out) {
     return guard([&] {
         TACTIC_REQUIRE_ARG(model && out, "model and out must not be NULL");
-        const tactic::HParams &h = model->model->hp;
+        const tactic::HParams &h = model->weights().hp;
         std::memset(out, 0, sizeof *out);
         std::strncpy(out->architecture, h.arch.c_str(), sizeof out->architecture - 1);
         out->n_vocab = h.n_vocab;
@@ -49,8 +50,8 @@ TACTIC_API tactic_status tactic_model_get_info(const tactic_model *model, tactic
         out->n_head_kv = h.n_head_kv;
         out->head_dim = h.head_dim;
         out->n_ff = h.n_ff;
-        out->n_params = model->model->n_params;
-        out->size_bytes = model->model->n_bytes;
+        out->n_params = model->weights().n_params;
+        out->size_bytes = model->weights().n_bytes;
     });
 }
 
@@ -71,7 +72,7 @@ TACTIC_API tactic_status tactic_model_meta_str(const tactic_model *model, const 
 TACTIC_API tactic_status tactic_model_global_layers(const tactic_model *model, uint8_t *out, int32_t n_layer) {
     return guard([&] {
         TACTIC_REQUIRE_ARG(model && out, "model and out must not be NULL");
-        const tactic::HParams &h = model->model->hp;
+        const tactic::HParams &h = model->weights().hp;
         TACTIC_REQUIRE_ARG(n_layer == h.n_layer, "n_layer must equal the model's layer count");
         for (int il = 0; il < h.n_layer; il++) out[il] = h.is_global(il) ? 1 : 0;
     });

@@ -18,6 +18,10 @@ struct tactic_model {
     std::mutex meta_mutex;
     std::map<std::string, std::string> meta_cache;  // rendered metadata values
 
+    const tactic::Model &weights() const {
+        TACTIC_CHECK(model, TACTIC_ERR_INVALID_ARGUMENT, "this model was loaded with vocab_only");
+        return *model;
+    }
     const tactic::Tokenizer &tok() const {
         TACTIC_CHECK(tokenizer, TACTIC_ERR_UNSUPPORTED, "this model file has no tokenizer");
         return *tokenizer;

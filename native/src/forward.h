@@ -1,0 +1,58 @@
+// A context: the KV cache of one sequence and the transformer pass over it, for
+// prefill (many tokens, matrix-matrix) and decode (one token).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "kv_cache.h"
+#include "model.h"
+#include "tactic.h"
+#include "threadpool.h"
+
+namespace tactic {
+
+class TacticAttention;
+
+class Context {
+public:
+    Context(const Model &model, const tactic_context_params &params);  // validates; throws Error
+    ~Context();
+
+    // Evaluates tokens after the cached ones; keeps logits of every row or of the last.
+    void eval(const int32_t *tokens, int n, bool logits_all);
+    void truncate(int n_keep);
+    void cancel() { cancel_.store(true); }
+
+    int n_ctx() const { return n_ctx_; }
+    int n_past() const { return n_past_; }
+    int n_logit_rows() const { return n_logit_rows_; }
+    const float *logits(int row) const;
+    const tactic_context_params &params() const { return params_; }
+    TacticAttention *tactic() { return tactic_.get(); }
+    // [0] prefill, [1] clustering, [2] decode, [3] decode attention in global layers, [4] selection
+    void timings(double *out, int n, bool reset);
+
+private:
+    struct Scratch;
+    void forward_batch(const int32_t *tokens, int n, int pos0, bool logits_all);
+    bool use_tactic(int n_tokens) const;
+
+    const Model &model_;
+    tactic_context_params params_;
+    int n_ctx_ = 0;
+    int n_past_ = 0;
+    int n_batch_ = 512;
+    KVCache kv_;
+    std::unique_ptr<ThreadPool> pool_;
+    std::unique_ptr<Scratch> scratch_;
+    std::unique_ptr<TacticAttention> tactic_;
+    std::vector<float> logits_;
+    int n_logit_rows_ = 0;
+    std::atomic<bool> cancel_{false};
+    double t_prefill_ = 0, t_decode_ = 0, t_decode_attn_ = 0;
+};
+
+}  // namespace tactic
