@@ -103,6 +103,11 @@ class NativeQuantizer:
                 f"K-quant output needs the native library libtactic ({e}); "
                 "use --outtype f16/bf16/q8_0/q4_0, or build the library"
             ) from e
+        if not hasattr(_native.lib, "tactic_quantize"):
+            raise QuantizerUnavailableError(
+                f"K-quant output needs tactic_quantize, which {_native.LIB_PATH} does not export; "
+                "rebuild libtactic, or use --outtype f16/bf16/q8_0/q4_0"
+            )
         self._native = _native
 
     def check(self, qtype: Q) -> None:
