@@ -209,7 +209,11 @@ def main(argv=None) -> int:
     import torch
     import transformers
 
+    from pytactic import _native
+
     result = {"versions": {"torch": torch.__version__, "transformers": transformers.__version__},
+              "libtactic": {"path": str(_native.LIB_PATH),
+                            "build_info": _native.ffi.string(_native.lib.tactic_build_info()).decode()},
               "criteria": "f32: logits_rel_err < 1e-3 and greedy_equal", "all_pass": bool(ok), "rows": rows}
     for dest in filter(None, [args.json, os.environ.get("OUT") and os.path.join(os.environ["OUT"], "convert_parity_torch.json")]):
         Path(dest).parent.mkdir(parents=True, exist_ok=True)

@@ -276,3 +276,22 @@ def test_cli(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
     kv, tensors = read(tmp_path / "o.gguf")
     assert kv["general.architecture"] == "qwen3" and tensors["blk.0.attn_q.weight"].tensor_type == Q.Q8_0
+
+
+def test_peak_memory_near_one_tensor(tmp_path):
+    """Tensors are read, converted and written one at a time: the conversion's peak
+    allocation is a few times the largest tensor, not the model."""
+    import tracemalloc
+
+    cfg, w = cc.write_checkpoint(tmp_path / "m", "llama2", dtype="BF16", hidden_size=256,
+                                 intermediate_size=512, num_hidden_layers=12)
+    total, largest = sum(v.nbytes for v in w.values()), max(v.nbytes for v in w.values())
+    del w
+    tracemalloc.start()
+    try:
+        convert(tmp_path / "m", tmp_path / "m.gguf", "q8_0")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert total > 50 * largest
+    assert peak < 4 * largest + (1 << 20), (peak, largest, total)
