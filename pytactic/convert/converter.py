@@ -108,7 +108,7 @@ def _write(path: Path, hp: HParams, vocab: Vocab, plans: list[TensorPlan], types
             bar = tqdm(plans, desc=f"converting to {outtype}", unit="tensor")
         for p in bar if bar is not None else plans:
             if bar is not None:
-                bar.set_postfix_str(p.name)
+                bar.set_postfix_str(p.name, refresh=False)
             data = p.load()
             w.write_tensor_data(quantize(data, types[p.name], native))
             del data
