@@ -50,6 +50,14 @@ float vec_dot(uint32_t weight_type, int64_t n, const void *w, const void *a);
 using VecDotFn = float (*)(int64_t n, const void *w, const void *a);
 VecDotFn vec_dot_kernel(uint32_t weight_type, int impl = 0);
 
+// A tile of dot products, the inner kernel of matmul: out[t * ldo + r] = dot(weight row r,
+// activation row t) for r < nr, t < nt; weight rows are w_stride bytes apart, activation
+// rows (vec_dot_type format) a_stride bytes. SIMD tiles unpack each weight block once
+// for several tokens.
+using DotTileFn = void (*)(int64_t n, const void *w, size_t w_stride, int nr, const void *a, size_t a_stride,
+                           int nt, float *out, int64_t ldo);
+DotTileFn dot_tile_kernel(uint32_t weight_type, int impl = 0);
+
 // Implementation choice (for tests and benchmarks): 0 = best available, 1 = scalar, 2 = SIMD.
 // Returns false if the requested implementation is not available on this CPU.
 bool set_kernel_impl(int impl);

@@ -95,6 +95,17 @@ VecDotFn vec_dot_kernel(uint32_t weight_type, int impl) {
     return f;
 }
 
+DotTileFn dot_tile_kernel(uint32_t weight_type, int impl) {
+    if (impl == 0) impl = current_impl();
+    DotTileFn f = nullptr;
+#if defined(TACTIC_X86)
+    if (impl == 2 && simd_available()) f = dot_tile_avx2(weight_type);
+#endif
+    if (!f) f = dot_tile_scalar(weight_type);
+    if (!f) unsupported("matmul", weight_type);
+    return f;
+}
+
 float vec_dot(uint32_t weight_type, int64_t n, const void *w, const void *a) {
     return vec_dot_kernel(weight_type, 0)(n, w, a);
 }

@@ -173,7 +173,33 @@ float dot_q6_k(int64_t n, const void *vw, const void *va) {
     return sum;
 }
 
+// One dot product per (row, token): the reference the SIMD tiles are held to.
+template <VecDotFn F>
+void tile(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nt, float *out, int64_t ldo) {
+    for (int r = 0; r < nr; r++)
+        for (int t = 0; t < nt; t++)
+            out[t * ldo + r] = F(n, static_cast<const uint8_t *>(w) + size_t(r) * ws,
+                                 static_cast<const uint8_t *>(a) + size_t(t) * as);
+}
+
 }  // namespace
+
+DotTileFn dot_tile_scalar(uint32_t type) {
+    switch (type) {
+        case GGML_F32: return tile<dot_f32>;
+        case GGML_F16: return tile<dot_f16>;
+        case GGML_BF16: return tile<dot_bf16>;
+        case GGML_Q4_0: return tile<dot_q4_0>;
+        case GGML_Q4_1: return tile<dot_q4_1>;
+        case GGML_Q5_0: return tile<dot_q5_0>;
+        case GGML_Q5_1: return tile<dot_q5_1>;
+        case GGML_Q8_0: return tile<dot_q8_0>;
+        case GGML_Q4_K: return tile<dot_q4_k>;
+        case GGML_Q5_K: return tile<dot_q5_k>;
+        case GGML_Q6_K: return tile<dot_q6_k>;
+        default: return nullptr;
+    }
+}
 
 VecDotFn vec_dot_scalar(uint32_t type) {
     switch (type) {
