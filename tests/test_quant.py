@@ -376,3 +376,35 @@ def test_non_finite_input_does_not_crash():
         quantize(name, x)  # any bytes, but no crash or UB trap
     w = random_row("Q8_0", 256, np.random.default_rng(8))
     vec_dot("Q8_0", w, x[0])
+
+
+# ---- matmul (the forward pass's kernel, through the benchmark hook) ----------------------
+
+def matmul(name, w_rows, x, impl=0, n_threads=1):
+    w = np.ascontiguousarray(w_rows, dtype=np.uint8)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    n_tokens, n = x.shape
+    rows = w.shape[0]
+    y = np.zeros((n_tokens, rows), dtype=np.float32)
+    check(lib.tactic_bench_matmul(tid(name), ffi.from_buffer(w), w.nbytes, rows, n, ptr_f32(x), n_tokens,
+                                  ptr_f32(y), impl, n_threads, 1, ffi.NULL))
+    return y
+
+
+@pytest.mark.parametrize("name", TYPES)
+def test_matmul_equals_vec_dot(name):
+    """Every (row, token) of a matmul, with token counts that exercise every tile shape
+    and the token blocking, equals the dot product of that row and token."""
+    rng = np.random.default_rng(9)
+    n, rows = 512, 37
+    w = np.stack([random_row(name, n, rng) for _ in range(rows)])
+    x = rng.standard_normal((70, n)).astype(np.float32)
+    want = np.array([[vec_dot(name, w[j], x[t], 1) for j in range(rows)] for t in range(70)])
+    for n_tokens in (1, 3, 6, 70):
+        got = matmul(name, w, x[:n_tokens], impl=1, n_threads=2)
+        np.testing.assert_array_equal(got, want[:n_tokens])
+        if simd_available():
+            scale = np.array([[dot_scale(name, w[j], x[t]) for j in range(rows)] for t in range(n_tokens)])
+            for threads in (1, 2):
+                got = matmul(name, w, x[:n_tokens], impl=2, n_threads=threads)
+                assert np.all(np.abs(got - want[:n_tokens]) <= 2e-6 * scale), name

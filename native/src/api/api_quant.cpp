@@ -1,9 +1,11 @@
 // C ABI: tensor types, (de)quantization and the dot product as matmul computes it.
 // Used by the converter (K-quant output) and by tests that hold the kernels to
 // gguf.quants and to each other.
+#include <chrono>
 #include <string>
 #include <vector>
 
+#include "../cpu/matmul.h"
 #include "../quant.h"
 #include "guard.h"
 
@@ -99,6 +101,41 @@ TACTIC_API tactic_status tactic_vec_dot(int32_t type, const void *w, size_t w_si
         std::vector<uint8_t> act(tactic::row_size(vt, n) + 64);
         tactic::quantize_activation(uint32_t(type), x, act.data(), n);
         *out = n ? tactic::vec_dot_kernel(uint32_t(type), impl)(n, w, act.data()) : 0.f;
+    });
+}
+
+TACTIC_API tactic_status tactic_bench_matmul(int32_t type, const void *w, size_t w_size, int64_t rows, int64_t n,
+                                             const float *x, int64_t n_tokens, float *y, int32_t impl,
+                                             int32_t n_threads, int32_t n_iter, double *seconds) {
+    return tactic::guard([&] {
+        const tactic::TypeTraits &t = tactic::known_type(type, "bench_matmul");
+        tactic::check_count(t, n, "bench_matmul");
+        TACTIC_CHECK(t.supported, TACTIC_ERR_UNSUPPORTED,
+                     std::string("bench_matmul: tensor type ") + t.name + " is not supported");
+        TACTIC_REQUIRE_ARG(impl >= 0 && impl <= 2, "bench_matmul: impl must be 0, 1 or 2");
+        TACTIC_CHECK(impl != 2 || tactic::simd_available(), TACTIC_ERR_UNSUPPORTED,
+                     "bench_matmul: no SIMD implementation on this CPU");
+        TACTIC_REQUIRE_ARG(rows > 0 && rows <= (int64_t(1) << 30) && n > 0 && n_tokens > 0 &&
+                               n_tokens <= (int64_t(1) << 20) && n_threads >= 0 && n_threads <= 256,
+                           "bench_matmul: rows, n, n_tokens or n_threads out of range");
+        TACTIC_REQUIRE_ARG(w && x && y, "bench_matmul: w, x and y must not be NULL");
+        const size_t row_bytes = tactic::row_size(uint32_t(type), n);
+        TACTIC_REQUIRE_ARG(rows <= int64_t(w_size / row_bytes),
+                           "bench_matmul: w holds " + std::to_string(w_size) + " bytes, " + std::to_string(rows) +
+                               " rows need " + std::to_string(row_bytes * size_t(rows)));
+        tactic::Tensor W;
+        W.data = w;
+        W.type = uint32_t(type);
+        W.ne0 = n;
+        W.ne1 = rows;
+        W.row_bytes = row_bytes;
+        tactic::ThreadPool pool(n_threads > 0 ? n_threads : tactic::ThreadPool::hardware_threads());
+        std::vector<uint8_t> scratch;
+        const int iters = n_iter > 0 ? n_iter : 1;
+        const auto start = std::chrono::steady_clock::now();
+        for (int i = 0; i < iters; i++) tactic::matmul(W, x, n, n_tokens, y, rows, pool, scratch, impl);
+        const std::chrono::duration<double> dt = std::chrono::steady_clock::now() - start;
+        if (seconds) *seconds = dt.count() / iters;
     });
 }
 
