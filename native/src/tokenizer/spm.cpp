@@ -46,7 +46,9 @@ SpmTokenizer::SpmTokenizer(const Vocab &vocab) : vocab_(vocab) {
 void SpmTokenizer::tokenize(std::string_view text, std::vector<int32_t> &out) const {
     std::vector<Symbol> sym;
     for (size_t i = 0; i < text.size();) {
-        const size_t len = std::min(utf8::lead_len(uint8_t(text[i])), text.size() - i);
+        // Validating cut: a broken sequence is one byte, so it cannot swallow the
+        // bytes of the next character (llama.cpp trusts the lead byte here).
+        const size_t len = utf8::char_len(text, i);
         const int32_t idx = int32_t(sym.size());
         sym.push_back({uint32_t(i), uint32_t(len), idx - 1, -1});
         if (idx > 0) sym[idx - 1].next = idx;
