@@ -23,11 +23,13 @@ struct Span {
     const Char *c;
     size_t begin, end;
 
-    bool L(size_t i) const { return c[i].cat == UCat::L; }
+    bool marks_join = false;  // \p{M} counts as a letter (QWEN35)
+
+    bool L(size_t i) const { return c[i].cat == UCat::L || (marks_join && c[i].cat == UCat::M); }
     bool N(size_t i) const { return c[i].cat == UCat::N; }
     bool ws(size_t i) const { return c[i].ws; }
-    // [^\s\p{L}\p{N}]
-    bool other(size_t i) const { return !c[i].ws && c[i].cat != UCat::L && c[i].cat != UCat::N; }
+    // [^\s\p{L}\p{N}]  ([^\s\p{L}\p{M}\p{N}] when marks join letters)
+    bool other(size_t i) const { return !c[i].ws && !L(i) && c[i].cat != UCat::N; }
     bool newline(size_t i) const { return c[i].cp == '\r' || c[i].cp == '\n'; }
     uint32_t cp(size_t i) const { return c[i].cp; }
 
@@ -110,6 +112,7 @@ size_t match_stage(PreStage stage, const Span &s, size_t p) {
         case PreStage::GPT2: return match_gpt2(s, p);
         case PreStage::LLAMA3: return match_llama3(s, p, 3);
         case PreStage::QWEN2: return match_llama3(s, p, 1);
+        case PreStage::QWEN35: return match_llama3(s, p, 1);
         case PreStage::DIGIT: return s.N(p) ? 1 : 0;
         case PreStage::DIGITS: return s.run(p, [&](size_t i) { return s.N(i); }) - p;
         case PreStage::ASCII_DIGITS3: {
@@ -145,7 +148,7 @@ void PreTokenizer::split(std::string_view text, std::vector<ByteRange> &out) con
     for (PreStage stage : stages_) {
         next.clear();
         for (const auto &[a, b] : pieces) {
-            const Span s{chars.data(), a, b};
+            const Span s{chars.data(), a, b, stage == PreStage::QWEN35};
             size_t gap = a, p = a;
             while (p < b) {
                 const size_t len = match_stage(stage, s, p);

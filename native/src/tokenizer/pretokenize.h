@@ -19,6 +19,9 @@ enum class PreStage : uint8_t {
     // \p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
     LLAMA3,
     QWEN2,          // LLAMA3 with \p{N} (one digit) in place of \p{N}{1,3}
+    // QWEN2 with marks joining letters: ...|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}|
+    //  ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|...
+    QWEN35,
     DIGIT,          // \p{N}
     DIGITS,         // \p{N}+
     ASCII_DIGITS3,  // [0-9][0-9][0-9]

@@ -51,6 +51,9 @@ std::optional<PreConfig> bpe_pre_config(const std::string &pre) {
     } else if (is({"qwen2", "deepseek-r1-qwen", "kormo", "f2llmv2"})) {
         c.stages = {PreStage::QWEN2};
         c.clean_spaces = false;
+    } else if (pre == "qwen35") {
+        c.stages = {PreStage::QWEN35};
+        c.clean_spaces = false;
     } else if (pre == "stablelm2") {
         c.stages = {PreStage::QWEN2};
     } else if (is({"gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v2-es", "jina-v2-de", "a.x-4.0",
