@@ -219,3 +219,28 @@ def test_bad_vocabularies_are_typed_errors(tmp_path):
     assert isinstance(e, UnsupportedModelError) and "no-such-pre" in str(e)
     e = load_error(write_vocab(tmp_path / "h.gguf", model="gpt2", pre="qwen2"))
     assert isinstance(e, InvalidModelError) and "merges" in str(e)
+
+
+def test_end_of_generation_tokens_by_text(tmp_path):
+    # Tokens named by no key still end generation when their text says so (llama.cpp's
+    # list), and are treated as control tokens even if typed normal.
+    tokens = ["a", "b", "ab", "<|im_end|>", "<|fim_pad|>", "<|eot_id|>", "<|end|>", "<|return|>", "<|call|>", "x"]
+    types = [1, 1, 1, 1, 3, 3, 3, 3, 3, 1]
+    path = write_vocab(tmp_path / "eog.gguf", model="gpt2", pre="llama-bpe", tokens=tokens, types=types,
+                       merges=["a b"], eos_token_id=9, bos_token_id=0)
+    v = NativeVocab(path)
+    eog = [t for t in range(len(tokens)) if lib.tactic_token_is_eog(v.model, t)]
+    # <|end|> is dropped again when <|return|> and <|call|> exist (gpt-oss).
+    assert eog == [3, 4, 5, 7, 8, 9]
+    assert v.tokenize("<|im_end|>", parse_special=True) == [3]
+    assert v.piece(3) == b""  # now a control token
+    assert v.tokenize("ab", add_special=False) == [2]
+    assert v.tokenize("ab", add_special=True) == [0, 2]  # llama-bpe adds BOS by default
+
+
+def test_add_bos_without_bos_token_is_an_error(tmp_path):
+    # llama-bpe adds BOS by default; this vocab names none and BPE's default id (11) is
+    # outside it.
+    tokens = ["a", "b", "ab"]
+    e = load_error(write_vocab(tmp_path / "nobos.gguf", model="gpt2", pre="llama-bpe", tokens=tokens, merges=["a b"]))
+    assert isinstance(e, InvalidModelError) and "add_bos_token" in str(e)

@@ -11,18 +11,30 @@ namespace {
 
 const char *kPrefix = "tokenizer.ggml.";
 
-// Texts that end generation when present (llama.cpp's list), besides EOS/EOT/EOM.
+// Token texts llama.cpp recognises when the file does not name the token (FIM) or
+// that always end generation. A match that is not typed control becomes control.
+// Not "</s>": recent llama.cpp lists it (for PaddleOCR), but in Gemma 3 it is a
+// user-defined HTML tag that must stay a plain, always-split token.
 const char *const kEogTexts[] = {
     "<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>", "<|calls|>",
-    "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>", "_<EOT>", "<|end_of_text|>",
-    "<end_of_utterance>", "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
+    "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>", "_<EOT>", "[EOT]", "[EOS]",
+    "<|end_of_text|>", "<end_of_utterance>", "<eos>", "<turn|>", "<|tool_response>",
 };
-// Texts that stand for EOT when the file names none (the first found by id wins).
+// EOT when the file names none (the first present wins).
 const char *const kEotTexts[] = {
     "<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>",
-    "<EOT>", "_<EOT>", "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
+    "<EOT>", "_<EOT>", "[EOT]", "<\xef\xbd\x9c" "end\xe2\x96\x81of\xe2\x96\x81sentence\xef\xbd\x9c>",
     "<end_of_utterance>",
 };
+const char *const kEomTexts[] = {"<|eom_id|>"};
+const char *const kFimPreTexts[] = {"<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<PRE>", "<|code_prefix|>", "<|prefix|>"};
+const char *const kFimSufTexts[] = {"<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<SUF>", "<|code_suffix|>", "<|suffix|>"};
+const char *const kFimMidTexts[] = {"<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<MID>", "<|code_middle|>", "<|middle|>"};
+const char *const kFimPadTexts[] = {"<|fim_pad|>", "<fim-pad>", "<fim_pad>", "<PAD>", "[PAD]"};
+const char *const kFimRepTexts[] = {"<|fim_repo|>", "<|repo_name|>", "<fim-repo>", "<REPO>", "<reponame>"};
+const char *const kFimSepTexts[] = {"<|file_sep|>"};
+// gpt-oss's structural tokens: always split out and always rendered.
+const char *const kUserDefinedTexts[] = {"<|channel|>", "<|message|>", "<|start|>", "<|constrain|>"};
 
 std::string key(const char *name) { return std::string(kPrefix) + name; }
 
@@ -115,6 +127,61 @@ void Vocab::load(const GGUFFile &f, int32_t default_bos, int32_t default_eos, in
     TACTIC_CHECK(!add_bos || bos >= 0, TACTIC_ERR_FORMAT, "tokenizer.ggml.add_bos_token is set but there is no BOS token");
     TACTIC_CHECK(!add_eos || eos >= 0, TACTIC_ERR_FORMAT, "tokenizer.ggml.add_eos_token is set but there is no EOS token");
 
+    int32_t fim_pre = read_id("fim_pre_token_id", -1, true), fim_suf = read_id("fim_suf_token_id", -1, true);
+    int32_t fim_mid = read_id("fim_mid_token_id", -1, true), fim_pad = read_id("fim_pad_token_id", -1, true);
+    int32_t fim_rep = read_id("fim_rep_token_id", -1, true), fim_sep = read_id("fim_sep_token_id", -1, true);
+
+    auto make_control = [&](int32_t id) {
+        if (type[id] != TokenType::CONTROL) type[id] = TokenType::CONTROL;
+    };
+    // Fills an id the file left unnamed from the first text present.
+    auto detect = [&](int32_t &id, auto &texts) {
+        if (id >= 0) return;
+        for (const char *s : texts) {
+            if ((id = find(s)) >= 0) {
+                make_control(id);
+                return;
+            }
+        }
+    };
+    detect(eot, kEotTexts);
+    detect(eom, kEomTexts);
+    detect(fim_pre, kFimPreTexts);
+    detect(fim_suf, kFimSufTexts);
+    detect(fim_mid, kFimMidTexts);
+    detect(fim_pad, kFimPadTexts);
+    detect(fim_rep, kFimRepTexts);
+    detect(fim_sep, kFimSepTexts);
+
+    eog_ids.clear();
+    for (int32_t id : {fim_pad, fim_rep, fim_sep, eos, eot, eom})
+        if (id >= 0) eog_ids.push_back(id);
+    for (const char *s : kEogTexts) {
+        if (int32_t id = find(s); id >= 0) {
+            eog_ids.push_back(id);
+            make_control(id);
+        }
+    }
+    for (const char *s : kUserDefinedTexts)
+        if (int32_t id = find(s); id >= 0) type[id] = TokenType::USER_DEFINED;
+    std::sort(eog_ids.begin(), eog_ids.end());
+    eog_ids.erase(std::unique(eog_ids.begin(), eog_ids.end()), eog_ids.end());
+    // As llama.cpp: with <|return|> and <|call|> (gpt-oss), or <|calls|> and <|flush|>
+    // (solar-open), <|end|> only ends a message, not generation.
+    auto eog_has = [&](const char *s) {
+        const int32_t id = find(s);
+        return id >= 0 && is_eog(id) ? id : -1;
+    };
+    auto drop_eog = [&](int32_t id, TokenType t) {
+        eog_ids.erase(std::find(eog_ids.begin(), eog_ids.end(), id));
+        type[id] = t;
+    };
+    if (const int32_t end = eog_has("<|end|>"); end >= 0) {
+        const bool call = eog_has("<|call|>") >= 0 || eog_has("<|calls|>") >= 0;
+        if (call && (eog_has("<|return|>") >= 0 || eog_has("<|flush|>") >= 0)) drop_eog(end, TokenType::USER_DEFINED);
+    }
+
+    // Built last: the overrides above change which tokens are special.
     special_tokens.clear();
     for (size_t i = 0; i < n; i++) {
         const TokenType t = type[i];
@@ -123,19 +190,6 @@ void Vocab::load(const GGUFFile &f, int32_t default_bos, int32_t default_eos, in
     }
     std::stable_sort(special_tokens.begin(), special_tokens.end(),
                      [&](int32_t a, int32_t b) { return text[a].size() > text[b].size(); });
-
-    if (eot < 0) {
-        for (const char *s : kEotTexts) {
-            if ((eot = find(s)) >= 0) break;
-        }
-    }
-    eog_ids.clear();
-    for (int32_t id : {eos, eot, eom})
-        if (id >= 0) eog_ids.push_back(id);
-    for (const char *s : kEogTexts)
-        if (int32_t id = find(s); id >= 0) eog_ids.push_back(id);
-    std::sort(eog_ids.begin(), eog_ids.end());
-    eog_ids.erase(std::unique(eog_ids.begin(), eog_ids.end()), eog_ids.end());
 }
 
 }  // namespace tactic
