@@ -243,6 +243,7 @@ def _plans_like(shapes):
     return plans
 
 
+@pytest.mark.slow
 def test_q4_k_m_mix_matches_llama_cpp(gemma_path):
     """Our Q4_K_M type choice, applied to the shapes of llama.cpp's own
     gemma-3-270m Q4_K_M file, reproduces every tensor type in that file."""
