@@ -142,6 +142,11 @@ def test_unsupported_rope_scaling(tmp_path):
     fails(tmp_path, tmp_path / "m", UnsupportedModelError, "dynamic")
 
 
+def test_qwen_sliding_window_refused(tmp_path):
+    cc.write_checkpoint(tmp_path / "m", "qwen2", use_sliding_window=True, sliding_window=8)
+    fails(tmp_path, tmp_path / "m", UnsupportedModelError, "use_sliding_window")
+
+
 def test_unknown_pre_tokenizer(tmp_path):
     cc.write_checkpoint(tmp_path / "m", "qwen2")
     p = tmp_path / "m" / "tokenizer.json"

@@ -69,6 +69,8 @@ CASES = {
     "qwen2-yarn": ("qwen2", dict(rope_scaling={"rope_type": "yarn", "factor": 4.0,
                                                "original_max_position_embeddings": 64})),
     "qwen2-tied-mha": ("qwen2", dict(tie_word_embeddings=True, num_key_value_heads=4)),
+    "gemma3-linear-softcap": ("gemma3", dict(rope_scaling={"rope_type": "linear", "factor": 8.0},
+                                             final_logit_softcapping=3.0)),
     "gemma3-pattern3-scalar": ("gemma3", dict(num_hidden_layers=5, sliding_window=3, query_pre_attn_scalar=24,
                                               layer_types=["sliding_attention", "sliding_attention", "full_attention",
                                                            "sliding_attention", "sliding_attention"])),

@@ -3,6 +3,7 @@ HParams, and HParams -> the GGUF keys llama.cpp reads for the architecture."""
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 
@@ -10,6 +11,8 @@ import gguf
 import numpy as np
 
 from .errors import UnsupportedModelError, CheckpointFormatError
+
+log = logging.getLogger("pytactic.convert")
 
 # HF class -> GGUF architecture.
 SUPPORTED_ARCHITECTURES = {
@@ -196,6 +199,12 @@ def read_hparams(cfg: dict, name: str = "") -> HParams:
         hp.qkv_bias = True
     if arch == "qwen3" and cfg.get("attention_bias"):
         raise UnsupportedModelError("qwen3 with attention_bias is not supported")
+    if arch in ("qwen2", "qwen3") and cfg.get("use_sliding_window"):
+        raise UnsupportedModelError(f"{arch} with use_sliding_window is not supported")
+    if arch == "llama" and (cfg.get("sliding_window") or 0) and cfg["sliding_window"] < n_ctx:
+        # As in llama.cpp: Mistral's window is not applied; outputs differ past it.
+        log.warning("sliding_window %s is ignored (as llama.cpp does); contexts beyond it differ from HF",
+                    cfg["sliding_window"])
     if arch == "gemma3":
         if cfg.get("attn_logit_softcapping") is not None:
             raise UnsupportedModelError("gemma3 with attn_logit_softcapping is not supported")
