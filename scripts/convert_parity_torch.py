@@ -72,12 +72,12 @@ def make_tokenizer(regex: str, directory: Path):
     return fast
 
 
-def make_model(name: str, directory: Path, vocab_size: int, seed: int):
+def make_model(name: str, directory: Path, vocab_size: int, seed: int, hidden: int = 64):
     import torch
     import transformers
 
     cfg_cls, model_cls, over, _ = ARCHS[name]
-    kw = dict(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+    kw = dict(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=3,
               num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
               bos_token_id=0, eos_token_id=1, pad_token_id=None)
     kw.update(over)
@@ -148,7 +148,8 @@ class Runtime:
         return list(buf[0:n[0]])
 
 
-def run_one(name: str, work: Path, texts: list[str], outtypes=("f32", "q8_0"), seed: int = 0) -> dict:
+def run_one(name: str, work: Path, texts: list[str], outtypes=("f32", "q8_0"), seed: int = 0,
+            hidden: int = 64) -> dict:
     import torch
 
     from pytactic.convert import convert
@@ -156,13 +157,13 @@ def run_one(name: str, work: Path, texts: list[str], outtypes=("f32", "q8_0"), s
     d = work / name
     d.mkdir(parents=True, exist_ok=True)
     tok = make_tokenizer(ARCHS[name][3], d)
-    model = make_model(name, d, len(tok), seed)
+    model = make_model(name, d, len(tok), seed, hidden)
     prompt = tok.encode(CORPUS[0], add_special_tokens=False)[:24]
     with torch.no_grad():
         hf_logits = model(torch.tensor([prompt])).logits[0].double().numpy()
         hf_greedy = model.generate(torch.tensor([prompt]), max_new_tokens=16, do_sample=False,
                                    eos_token_id=None, pad_token_id=0)[0, len(prompt):].tolist()
-    row = {"arch": name, "hf_class": ARCHS[name][1], "n_prompt": len(prompt)}
+    row = {"arch": name, "hf_class": ARCHS[name][1], "n_prompt": len(prompt), "hidden_size": hidden}
     for outtype in outtypes:
         t0 = time.time()
         res = convert(d, work / f"{name}-{outtype}.gguf", outtype)
@@ -177,6 +178,7 @@ def run_one(name: str, work: Path, texts: list[str], outtypes=("f32", "q8_0"), s
                 "greedy_equal": greedy == hf_greedy,
                 "greedy_prefix_equal": next((i for i, (a, b) in enumerate(zip(greedy, hf_greedy)) if a != b), 16),
                 "convert_s": round(time.time() - t0, 3),
+                "types": sorted(set(res.types.values())),
             }
             if outtype == outtypes[0]:
                 try:
@@ -192,19 +194,26 @@ def run_one(name: str, work: Path, texts: list[str], outtypes=("f32", "q8_0"), s
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--arch", action="append", choices=list(ARCHS), help="default: all")
+    ap.add_argument("--outtype", action="append", help="output types to compare (default: f32 and q8_0); "
+                    "f32 comes first whatever the order")
+    ap.add_argument("--hidden", type=int, default=64, help="hidden size (256 lets the K-quants apply)")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args(argv)
+    outtypes = ["f32"] + [t for t in (args.outtype or ["q8_0"]) if t != "f32"]
     texts = [r["text"] for r in json.loads((REPO / "tests" / "data" / "tokenize.json").read_text())]
     rows = []
     with tempfile.TemporaryDirectory(prefix="convert-parity-") as tmp:
         for name in args.arch or list(ARCHS):
-            rows.append(run_one(name, Path(tmp), texts))
-    print(f"{'arch':<15}{'f32 rel err':>12}{'f32 greedy':>11}{'q8_0 rel err':>14}{'q8_0 greedy':>12}  tokenize")
+            rows.append(run_one(name, Path(tmp), texts, outtypes, hidden=args.hidden))
+    head = f"{'arch':<15}" + "".join(f"{t + ' rel err':>15}{t + ' greedy':>14}" for t in outtypes)
+    print(head + "  tokenize")
     ok = True
     for r in rows:
-        f, q = r["f32"], r["q8_0"]
-        print(f"{r['arch']:<15}{f['logits_rel_err']:>12.2e}{str(f['greedy_equal']):>11}"
-              f"{q['logits_rel_err']:>14.2e}{q['greedy_prefix_equal']:>9}/16  {r.get('tokenize_equal')}")
+        line = f"{r['arch']:<15}"
+        for t in outtypes:
+            line += f"{r[t]['logits_rel_err']:>15.2e}{r[t]['greedy_prefix_equal']:>11}/16"
+        print(line + f"  {r.get('tokenize_equal')}")
+        f = r["f32"]
         ok &= f["logits_rel_err"] < 1e-3 and f["greedy_equal"]
     import torch
     import transformers
@@ -214,7 +223,8 @@ def main(argv=None) -> int:
     result = {"versions": {"torch": torch.__version__, "transformers": transformers.__version__},
               "libtactic": {"path": str(_native.LIB_PATH),
                             "build_info": _native.ffi.string(_native.lib.tactic_build_info()).decode()},
-              "criteria": "f32: logits_rel_err < 1e-3 and greedy_equal", "all_pass": bool(ok), "rows": rows}
+              "criteria": "f32: logits_rel_err < 1e-3 and greedy_equal (16 tokens); greedy_prefix_equal = tokens "
+              "equal before the first difference", "outtypes": outtypes, "hidden_size": args.hidden, "all_pass": bool(ok), "rows": rows}
     for dest in filter(None, [args.json, os.environ.get("OUT") and os.path.join(os.environ["OUT"], "convert_parity_torch.json")]):
         Path(dest).parent.mkdir(parents=True, exist_ok=True)
         Path(dest).write_text(json.dumps(result, indent=1))
