@@ -39,6 +39,7 @@ private:
     std::unordered_map<int32_t, int32_t> counts_;  // token -> occurrences in history_
     std::vector<float> work_;                      // penalised logits
     std::vector<std::pair<float, int32_t>> cand_;  // (logit, token) candidates
+    std::vector<float> probs_;                     // unnormalised probabilities of cand_
     size_t n_sorted_ = 0;                          // cand_[0, n_sorted_) is sorted descending
 };
 

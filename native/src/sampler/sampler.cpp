@@ -13,6 +13,8 @@ namespace tactic {
 namespace {
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+// Tokens more than this many nats under the top carry < 1e-7 of its probability each.
+constexpr float kHeadSpan = 16.0f;
 
 // Higher logit first; equal logits by lower id, so every step is deterministic.
 bool before(const std::pair<float, int32_t> &a, const std::pair<float, int32_t> &b) {
@@ -95,38 +97,80 @@ int32_t Sampler::sample(const float *logits, int32_t n_vocab) {
     require(logits != nullptr, "logits must not be NULL");
     require(n_vocab > 0, "n_vocab must be > 0, got " + std::to_string(n_vocab));
 
-    work_.assign(logits, logits + n_vocab);
-    for (float &l : work_)
-        if (std::isnan(l)) l = kNegInf;  // a NaN is never picked
-    apply_penalties(work_.data(), n_vocab);
+    work_.resize(size_t(n_vocab));
+    float *w = work_.data();
+    for (int32_t i = 0; i < n_vocab; i++) {
+        const float l = logits[i];
+        w[i] = l == l ? l : kNegInf;  // a NaN is never picked
+    }
+    apply_penalties(w, n_vocab);
 
-    const int32_t best = int32_t(std::max_element(work_.begin(), work_.end()) - work_.begin());
-    require(work_[best] > kNegInf, "every logit is -inf or NaN: nothing to sample");
-    if (p_.temperature <= 0.0f) return best;  // greedy: the first maximum, as llama.cpp
+    int32_t best = 0;
+    for (int32_t i = 1; i < n_vocab; i++)
+        if (w[i] > w[best]) best = i;  // the first maximum, as llama.cpp's greedy
+    require(w[best] > kNegInf, "every logit is -inf or NaN: nothing to sample");
+    if (p_.temperature <= 0.0f) return best;
+    const float max_logit = w[best];
 
     cand_.clear();
-    for (int32_t i = 0; i < n_vocab; i++)
-        if (work_[i] > kNegInf) cand_.emplace_back(work_[i], i);
     n_sorted_ = 0;
-    const float max_logit = work_[best];
-
-    if (p_.top_k > 0 && size_t(p_.top_k) < cand_.size()) {
-        sort_top(size_t(p_.top_k));
-        cand_.resize(size_t(p_.top_k));
+    double top_p_total = -1;  // the softmax mass top-p measures against
+    if (p_.top_k > 0 && p_.top_k < n_vocab) {
+        // One pass with a heap of the k best seen so far (its front is the worst of
+        // them): most tokens cost one comparison.
+        const size_t k = size_t(p_.top_k);
+        cand_.reserve(k);
+        for (int32_t i = 0; i < n_vocab; i++) {
+            if (w[i] == kNegInf) continue;
+            const std::pair<float, int32_t> c(w[i], i);
+            if (cand_.size() < k) {
+                cand_.push_back(c);
+                std::push_heap(cand_.begin(), cand_.end(), before);
+            } else if (before(c, cand_.front())) {
+                std::pop_heap(cand_.begin(), cand_.end(), before);
+                cand_.back() = c;
+                std::push_heap(cand_.begin(), cand_.end(), before);
+            }
+        }
+        std::sort_heap(cand_.begin(), cand_.end(), before);  // best first
+        n_sorted_ = cand_.size();
+    } else {
+        // The whole vocabulary: pass over w once for the top-p mass, then gather as
+        // candidates only tokens that top-p and min-p could keep.
+        float floor = kNegInf;
+        if (p_.min_p > 0.0f) floor = max_logit + std::log(p_.min_p);
+        if (p_.top_p < 1.0f) {
+            // The kept tokens nearly always lie within kHeadSpan nats of the top: if
+            // the mass there reaches the target, the rest need not be looked at.
+            double total = 0, head = 0;
+            const float head_cut = max_logit - kHeadSpan;
+            for (int32_t i = 0; i < n_vocab; i++) {
+                if (w[i] == kNegInf) continue;
+                const double e = std::exp(w[i] - max_logit);
+                total += e;
+                if (w[i] >= head_cut) head += e;
+            }
+            top_p_total = total;
+            if (head >= double(p_.top_p) * total) floor = std::max(floor, head_cut);
+        }
+        for (int32_t i = 0; i < n_vocab; i++)
+            if (w[i] > kNegInf && w[i] >= floor) cand_.emplace_back(w[i], i);
     }
 
     if (p_.top_p < 1.0f) {
         // Keep the smallest head whose probability reaches top_p (at least one),
-        // sorting only as far as needed: usually a few dozen of the whole vocabulary.
-        double total = 0;
-        for (const auto &c : cand_) total += std::exp(double(c.first) - max_logit);
-        const double target = double(p_.top_p) * total;
+        // sorting only as far as the cut.
+        if (top_p_total < 0) {  // after top-k: the mass of the k left
+            top_p_total = 0;
+            for (const auto &c : cand_) top_p_total += std::exp(c.first - max_logit);
+        }
+        const double target = double(p_.top_p) * top_p_total;
         double cum = 0;
         size_t keep = cand_.size(), i = 0;
         for (size_t chunk = 64; i < cand_.size(); chunk *= 4) {
             sort_top(chunk);
             for (; i < n_sorted_; i++) {
-                cum += std::exp(double(cand_[i].first) - max_logit);
+                cum += std::exp(cand_[i].first - max_logit);
                 if (cum >= target) { keep = i + 1; break; }
             }
             if (keep != cand_.size() || n_sorted_ == cand_.size()) break;
@@ -147,14 +191,18 @@ int32_t Sampler::sample(const float *logits, int32_t n_vocab) {
     }
 
     // Temperature, softmax, one draw.
-    const double inv_t = 1.0 / double(p_.temperature);
+    const float inv_t = 1.0f / p_.temperature;
+    probs_.resize(cand_.size());
     double total = 0;
-    for (const auto &c : cand_) total += std::exp((double(c.first) - max_logit) * inv_t);
+    for (size_t i = 0; i < cand_.size(); i++) {
+        probs_[i] = std::exp((cand_[i].first - max_logit) * inv_t);
+        total += probs_[i];
+    }
     const double u = uniform() * total;
     double cum = 0;
-    for (const auto &c : cand_) {
-        cum += std::exp((double(c.first) - max_logit) * inv_t);
-        if (u < cum) return c.second;
+    for (size_t i = 0; i < cand_.size(); i++) {
+        cum += probs_[i];
+        if (u < cum) return cand_[i].second;
     }
     return cand_.back().second;  // rounding left u at the very end
 }
