@@ -86,11 +86,14 @@ def cmd_run(a) -> int:
     with _load(a) as model:
         max_tokens = a.max_tokens if a.max_tokens is not None else 256
         interrupted = False
+        pieces = model.generate(prompt, max_tokens, stop=a.stop, stream=True, **_sampling(a))
         try:
-            for piece in model.generate(prompt, max_tokens, stop=a.stop, stream=True, **_sampling(a)):
+            for piece in pieces:
                 _write(piece)
         except KeyboardInterrupt:
             interrupted = True
+        finally:
+            pieces.close()  # settles the model's state and statistics now
         _write("\n")
         _report(model.last_stats, interrupted)
     return 130 if interrupted else 0
@@ -117,8 +120,10 @@ def cmd_chat(a) -> int:
             messages.append({"role": "user", "content": line})
             answer: List[str] = []
             interrupted = False
+            chunks = None
             try:
-                for chunk in model.chat(messages, max_tokens=a.max_tokens, stop=a.stop, stream=True, **_sampling(a)):
+                chunks = model.chat(messages, max_tokens=a.max_tokens, stop=a.stop, stream=True, **_sampling(a))
+                for chunk in chunks:
                     piece = chunk["choices"][0]["delta"].get("content")
                     if piece:
                         answer.append(piece)
@@ -130,6 +135,9 @@ def cmd_chat(a) -> int:
                 print(f"error: {e}", file=sys.stderr, flush=True)
                 messages.pop()
                 continue
+            finally:
+                if chunks is not None:
+                    chunks.close()
             _write("\n")
             _report(model.last_stats, interrupted)
             # The (possibly partial) answer stays in the conversation.
