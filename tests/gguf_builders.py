@@ -213,3 +213,41 @@ def tiny_model(arch="gemma3", tokenizer="llama", qtype=GGML_Q8_0, seed=0, n_laye
             vec(p + "post_attention_norm.weight", E)
             vec(p + "post_ffw_norm.weight", E)
     return b
+
+
+def data_offset(path):
+    """Byte offset of the data section of a GGUF file (a fast header walk)."""
+    with open(path, "rb") as f:
+        buf = f.read(64 << 20)
+    pos = 8
+    n_tensors, n_kv = struct.unpack_from("<QQ", buf, pos)
+    pos += 16
+    alignment = 32
+
+    def skip(t, pos):
+        if t == STRING:
+            return pos + 8 + struct.unpack_from("<Q", buf, pos)[0]
+        if t == ARRAY:
+            et, n = struct.unpack_from("<IQ", buf, pos)
+            pos += 12
+            if et in _SCALAR_FMT:
+                return pos + n * struct.calcsize(_SCALAR_FMT[et])
+            for _ in range(n):
+                pos = skip(et, pos)
+            return pos
+        return pos + struct.calcsize(_SCALAR_FMT[t])
+
+    for _ in range(n_kv):
+        klen = struct.unpack_from("<Q", buf, pos)[0]
+        key = buf[pos + 8:pos + 8 + klen]
+        pos += 8 + klen
+        t = struct.unpack_from("<I", buf, pos)[0]
+        pos += 4
+        if key == b"general.alignment":
+            alignment = struct.unpack_from("<I", buf, pos)[0]
+        pos = skip(t, pos)
+    for _ in range(n_tensors):
+        pos += 8 + struct.unpack_from("<Q", buf, pos)[0]
+        nd = struct.unpack_from("<I", buf, pos)[0]
+        pos += 4 + 8 * nd + 4 + 8
+    return (pos + alignment - 1) // alignment * alignment

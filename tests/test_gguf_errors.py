@@ -357,9 +357,7 @@ def test_unsupported_tensor_type(tmp_path):
 
 @pytest.fixture(scope="module")
 def real_head(gemma_path):
-    import gguf
-
-    data_offset = gguf.GGUFReader(gemma_path).data_offset
+    data_offset = gb.data_offset(gemma_path)
     with open(gemma_path, "rb") as f:
         head = f.read(data_offset + 4096)
     return head, data_offset
