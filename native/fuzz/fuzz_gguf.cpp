@@ -9,6 +9,7 @@
 #include <string>
 
 #include "common.h"
+#include "forward.h"
 #include "gguf.h"
 #include "model.h"
 #include "tokenizer.h"
@@ -46,6 +47,18 @@ void exercise_model(const tactic::GGUFFile &f) {
                                         &L.ffn_norm, &L.ffn_gate, &L.ffn_up, &L.ffn_down})
             check(*t);
     }
+    // A few tokens through the forward pass: whatever hyper-parameters the file gave
+    // (windows, RoPE dims, head counts) must not reach undefined behaviour.
+    tactic_context_params p = tactic_context_default_params();
+    p.n_ctx = 8;
+    p.n_threads = 1;
+    p.attention = TACTIC_ATTN_FULL;
+    tactic::Context ctx(*m, p);
+    const int32_t nv = m->hp.n_vocab;
+    const int32_t toks[3] = {0, nv - 1, nv / 2};
+    ctx.eval(toks, 3, true);
+    ctx.eval(toks, 1, false);
+    for (int r = 0; r < ctx.n_logit_rows(); r++) g_sink = g_sink + uint64_t(ctx.logits(r)[nv - 1] != 0.f);
 }
 
 void exercise_tokenizer(const tactic::GGUFFile &f) {
