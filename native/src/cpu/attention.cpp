@@ -4,6 +4,10 @@
 #include <cmath>
 #include <limits>
 
+#if defined(TACTIC_X86)
+#include <cpuid.h>
+#endif
+
 #include "../common.h"
 
 namespace tactic {
@@ -17,8 +21,12 @@ void pv_accumulate_avx2(float *acc, int n_q, int D, const float *w, int stride, 
 namespace {
 bool have_avx2() {
 #if defined(TACTIC_X86)
-    static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                           __builtin_cpu_supports("f16c");
+    // F16C through CPUID: clang's __builtin_cpu_supports does not know "f16c".
+    static const bool ok = [] {
+        unsigned a = 0, b = 0, c = 0, d = 0;
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __get_cpuid(1, &a, &b, &c, &d) &&
+               (c & bit_F16C) != 0;
+    }();
     return ok;
 #else
     return false;
