@@ -2,6 +2,7 @@
 // so that each KV head's keys are contiguous (what attention and clustering scan).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 

@@ -1,0 +1,83 @@
+// C ABI: contexts (KV cache + evaluation), logits, cancellation, timings.
+#include <cstring>
+
+#include "../forward.h"
+#include "guard.h"
+#include "handles.h"
+
+using tactic::guard;
+
+namespace {
+// One call at a time per context: a second thread is told so instead of racing.
+struct BusyLock {
+    std::unique_lock<std::mutex> lock;
+    explicit BusyLock(tactic_context *c) : lock(c->busy, std::try_to_lock) {
+        TACTIC_CHECK(lock.owns_lock(), TACTIC_ERR_BUSY, "this context is in use by another thread");
+    }
+};
+}  // namespace
+
+extern "C" {
+
+TACTIC_API tactic_context_params tactic_context_default_params(void) {
+    tactic_context_params p;
+    std::memset(&p, 0, sizeof p);
+    p.attention = TACTIC_ATTN_AUTO;
+    p.tactic_min_ctx = 4096;
+    p.tactic_p = 0.9f;
+    p.cluster_size = 16;
+    p.seed = 0x5eed;
+    return p;
+}
+
+TACTIC_API tactic_status tactic_context_new(tactic_model *model, const tactic_context_params *params,
+                                            tactic_context **out) {
+    return guard([&] {
+        TACTIC_REQUIRE_ARG(model && out, "model and out must not be NULL");
+        *out = nullptr;
+        const tactic_context_params p = params ? *params : tactic_context_default_params();
+        auto c = std::make_unique<tactic_context>();
+        c->model = model;
+        c->ctx = std::make_unique<tactic::Context>(model->weights(), p);
+        *out = c.release();
+    });
+}
+
+TACTIC_API void tactic_context_free(tactic_context *ctx) { delete ctx; }
+
+TACTIC_API int32_t tactic_context_n_ctx(const tactic_context *ctx) { return ctx ? ctx->ctx->n_ctx() : 0; }
+
+TACTIC_API int32_t tactic_context_n_past(const tactic_context *ctx) { return ctx ? ctx->ctx->n_past() : 0; }
+
+TACTIC_API tactic_status tactic_context_truncate(tactic_context *ctx, int32_t n_keep) {
+    return guard([&] {
+        TACTIC_REQUIRE_ARG(ctx, "ctx must not be NULL");
+        BusyLock lock(ctx);
+        ctx->ctx->truncate(n_keep);
+    });
+}
+
+TACTIC_API tactic_status tactic_eval(tactic_context *ctx, const int32_t *tokens, int32_t n, int32_t logits_all) {
+    return guard([&] {
+        TACTIC_REQUIRE_ARG(ctx, "ctx must not be NULL");
+        BusyLock lock(ctx);
+        ctx->ctx->eval(tokens, n, logits_all != 0);
+    });
+}
+
+TACTIC_API const float *tactic_get_logits(tactic_context *ctx, int32_t i) { return ctx ? ctx->ctx->logits(i) : nullptr; }
+
+TACTIC_API int32_t tactic_get_n_logits_rows(const tactic_context *ctx) { return ctx ? ctx->ctx->n_logit_rows() : 0; }
+
+TACTIC_API void tactic_cancel(tactic_context *ctx) {
+    if (ctx) ctx->ctx->cancel();
+}
+
+TACTIC_API tactic_status tactic_get_timings(tactic_context *ctx, double *out, int32_t n, int32_t reset) {
+    return guard([&] {
+        TACTIC_REQUIRE_ARG(ctx && out && n >= 0, "ctx and out must not be NULL");
+        ctx->ctx->timings(out, n, reset != 0);
+    });
+}
+
+}  // extern "C"

@@ -1,0 +1,141 @@
+#include "attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "../common.h"
+
+namespace tactic {
+
+// AVX2 versions, defined in attention_avx2.cpp (only called after a CPU check).
+void qk_dots_avx2(const float *q, int n_q, int D, const uint16_t *K, const int32_t *rows, int n_rows, float *out,
+                  int stride);
+void pv_accumulate_avx2(float *acc, int n_q, int D, const float *w, int stride, const uint16_t *V,
+                        const int32_t *rows, int n_rows);
+
+namespace {
+bool have_avx2() {
+#if defined(TACTIC_X86)
+    static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                           __builtin_cpu_supports("f16c");
+    return ok;
+#else
+    return false;
+#endif
+}
+// Rows are either contiguous from `rows == nullptr` base, or listed.
+inline const uint16_t *row_ptr(const uint16_t *base, const int32_t *rows, int r, int D) {
+    return base + size_t(rows ? rows[r] : r) * size_t(D);
+}
+}  // namespace
+
+void qk_dots(const float *q, int n_q, int D, const uint16_t *K, const int32_t *rows, int n_rows, float *out,
+             int stride) {
+#if defined(TACTIC_X86)
+    if (have_avx2() && D % 8 == 0) return qk_dots_avx2(q, n_q, D, K, rows, n_rows, out, stride);
+#endif
+    std::vector<float> k(static_cast<size_t>(D), 0.f);
+    for (int r = 0; r < n_rows; r++) {
+        const uint16_t *kr = row_ptr(K, rows, r, D);
+        for (int d = 0; d < D; d++) k[size_t(d)] = f16_to_f32(kr[d]);
+        for (int h = 0; h < n_q; h++) {
+            const float *qh = q + size_t(h) * D;
+            float s = 0;
+            for (int d = 0; d < D; d++) s += qh[d] * k[size_t(d)];
+            out[size_t(h) * stride + r] = s;
+        }
+    }
+}
+
+void pv_accumulate(float *acc, int n_q, int D, const float *w, int stride, const uint16_t *V, const int32_t *rows,
+                   int n_rows) {
+#if defined(TACTIC_X86)
+    if (have_avx2() && D % 8 == 0) return pv_accumulate_avx2(acc, n_q, D, w, stride, V, rows, n_rows);
+#endif
+    std::vector<float> v(static_cast<size_t>(D), 0.f);
+    for (int r = 0; r < n_rows; r++) {
+        const uint16_t *vr = row_ptr(V, rows, r, D);
+        for (int d = 0; d < D; d++) v[size_t(d)] = f16_to_f32(vr[d]);
+        for (int h = 0; h < n_q; h++) {
+            const float wr = w[size_t(h) * stride + r];
+            float *a = acc + size_t(h) * D;
+            for (int d = 0; d < D; d++) a[d] += wr * v[size_t(d)];
+        }
+    }
+}
+
+void SoftmaxPartial::reset(int n_q, int D) {
+    m.assign(size_t(n_q), -std::numeric_limits<float>::infinity());
+    l.assign(size_t(n_q), 0.f);
+    acc.assign(size_t(n_q) * size_t(D), 0.f);
+}
+
+void SoftmaxPartial::merge(const SoftmaxPartial &o, int n_q, int D) {
+    for (int h = 0; h < n_q; h++) {
+        if (o.l[size_t(h)] == 0.f) continue;
+        const float mn = std::max(m[size_t(h)], o.m[size_t(h)]);
+        const float a = std::exp(m[size_t(h)] - mn), b = std::exp(o.m[size_t(h)] - mn);
+        l[size_t(h)] = l[size_t(h)] * a + o.l[size_t(h)] * b;
+        float *x = acc.data() + size_t(h) * D;
+        const float *y = o.acc.data() + size_t(h) * D;
+        for (int d = 0; d < D; d++) x[d] = x[d] * a + y[d] * b;
+        m[size_t(h)] = mn;
+    }
+}
+
+void SoftmaxPartial::finish(float *out, int n_q, int D) const {
+    for (int h = 0; h < n_q; h++) {
+        const float inv = l[size_t(h)] > 0 ? 1.0f / l[size_t(h)] : 0.f;
+        for (int d = 0; d < D; d++) out[size_t(h) * D + d] = acc[size_t(h) * D + d] * inv;
+    }
+}
+
+void attend_rows(const float *q, int n_q, int D, const uint16_t *K, const uint16_t *V, const int32_t *idx, int j0,
+                 int j1, SoftmaxPartial &part, std::vector<float> &scratch) {
+    constexpr int kTile = 256;  // keys per tile: scores stay in L1
+    scratch.resize(size_t(n_q) * kTile);
+    for (int t0 = j0; t0 < j1; t0 += kTile) {
+        const int n = std::min(kTile, j1 - t0);
+        const uint16_t *Kt = idx ? K : K + size_t(t0) * D;
+        const uint16_t *Vt = idx ? V : V + size_t(t0) * D;
+        const int32_t *rows = idx ? idx + t0 : nullptr;
+        qk_dots(q, n_q, D, Kt, rows, n, scratch.data(), kTile);
+        for (int h = 0; h < n_q; h++) {
+            float *s = scratch.data() + size_t(h) * kTile;
+            float mx = part.m[size_t(h)];
+            for (int r = 0; r < n; r++) mx = std::max(mx, s[r]);
+            const float scale_old = std::exp(part.m[size_t(h)] - mx);  // 0 when m was -inf
+            float sum = 0;
+            for (int r = 0; r < n; r++) {
+                s[r] = std::exp(s[r] - mx);
+                sum += s[r];
+            }
+            if (scale_old != 1.0f) {
+                float *a = part.acc.data() + size_t(h) * D;
+                for (int d = 0; d < D; d++) a[d] *= scale_old;
+            }
+            part.l[size_t(h)] = part.l[size_t(h)] * scale_old + sum;
+            part.m[size_t(h)] = mx;
+        }
+        pv_accumulate(part.acc.data(), n_q, D, scratch.data(), kTile, Vt, rows, n);
+    }
+}
+
+void attention_split(const float *q, int n_q, int D, const uint16_t *K, const uint16_t *V, int lo, int hi, float *out,
+                     ThreadPool &pool) {
+    const int n = hi - lo;
+    const int n_threads = std::min(pool.size(), std::max(1, n / 512));
+    std::vector<SoftmaxPartial> parts(static_cast<size_t>(n_threads));
+    pool.run([&](int t, int nt) {
+        if (t >= n_threads) return;
+        thread_local std::vector<float> scratch;
+        const int b = lo + int(int64_t(n) * t / n_threads), e = lo + int(int64_t(n) * (t + 1) / n_threads);
+        parts[size_t(t)].reset(n_q, D);
+        attend_rows(q, n_q, D, K, V, nullptr, b, e, parts[size_t(t)], scratch);
+    });
+    for (int t = 1; t < n_threads; t++) parts[0].merge(parts[size_t(t)], n_q, D);
+    parts[0].finish(out, n_q, D);
+}
+
+}  // namespace tactic

@@ -1,0 +1,37 @@
+// Exact softmax attention on the CPU over an f16 KV cache, for one KV group (the
+// query heads that share a KV head). Scores are plain q.k: callers pre-scale q.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "../threadpool.h"
+
+namespace tactic {
+
+// Running softmax state of n_q heads: max m, sum l and the unnormalised output acc.
+struct SoftmaxPartial {
+    std::vector<float> m, l, acc;  // [n_q], [n_q], [n_q * D]
+    void reset(int n_q, int D);
+    void merge(const SoftmaxPartial &o, int n_q, int D);
+    void finish(float *out, int n_q, int D) const;  // out[n_q][D] = acc / l
+};
+
+// Folds keys/values rows [j0, j1) (or the rows listed in idx[j0..j1) when idx is
+// non-null) of one cache head into `part`. scratch grows as needed.
+void attend_rows(const float *q, int n_q, int D, const uint16_t *K, const uint16_t *V, const int32_t *idx,
+                 int j0, int j1, SoftmaxPartial &part, std::vector<float> &scratch);
+
+// out[n_q][D] = softmax(q K[lo..hi)^T) V[lo..hi), split across threads along the keys.
+void attention_split(const float *q, int n_q, int D, const uint16_t *K, const uint16_t *V, int lo, int hi,
+                     float *out, ThreadPool &pool);
+
+// SIMD kernels (AVX2/F16C when the CPU has them, else scalar).
+// out[h * stride + r] = dot(q[h], K[row r]) for r < n_rows
+void qk_dots(const float *q, int n_q, int D, const uint16_t *K, const int32_t *rows, int n_rows, float *out,
+             int stride);
+// acc[h] += sum_r w[h * stride + r] * V[row r]
+void pv_accumulate(float *acc, int n_q, int D, const float *w, int stride, const uint16_t *V, const int32_t *rows,
+                   int n_rows);
+
+}  // namespace tactic

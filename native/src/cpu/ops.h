@@ -1,0 +1,33 @@
+// Element-wise and row-wise operations of the transformer pass on the CPU.
+#pragma once
+
+#include <cstdint>
+
+#include "../arch.h"
+
+namespace tactic {
+
+// y = x / sqrt(mean(x^2) + eps) * w (w may be null: no weight). y may alias x.
+void rms_norm(const float *x, const float *w, float *y, int n, float eps);
+void add_inplace(float *x, const float *y, int n);
+// x = act(gate) * up, in place on gate.
+void gated_activation(float *gate, const float *up, int n, Activation act);
+// Softcap: x = cap * tanh(x / cap).
+void softcap(float *x, int n, float cap);
+
+// RoPE tables for one layer kind at one position: cos/sin of every pair.
+struct RopeConfig {
+    RopeType type = RopeType::Norm;
+    int n_rot = 0;
+    float base = 10000.f;
+    float freq_scale = 1.f;
+    const float *freq_factors = nullptr;  // [n_rot/2] divisors, or null
+    bool yarn = false;
+    float attn_factor = 1.f;
+    int yarn_orig_ctx = 0;
+};
+void rope_cos_sin(const RopeConfig &cfg, int pos, float *cos_out, float *sin_out);
+// Rotates one head vector x[head_dim] in place with the pair tables from rope_cos_sin.
+void rope_apply(const RopeConfig &cfg, float *x, const float *cos_t, const float *sin_t);
+
+}  // namespace tactic
