@@ -162,6 +162,9 @@ typedef struct {
     int32_t n_recent;           /* trailing tokens always attended */
     int32_t tactic_debug;       /* 1: also compute full attention to report true mass */
     uint64_t seed;              /* K-means initialisation */
+    /* added by the Tactic work (additive) */
+    int32_t tactic_selector;    /* TACTIC_SELECT_*: Tactic (default) or a baseline for comparisons */
+    int32_t tactic_incremental; /* 1: tokens leaving the recent window join their nearest cluster */
 } tactic_context_params;
 
 TACTIC_API tactic_context_params tactic_context_default_params(void);
@@ -199,6 +202,39 @@ typedef struct {
  * small, *n_out is the count needed. */
 TACTIC_API tactic_status tactic_get_head_stats(tactic_context *ctx, tactic_head_stats *out,
                                                int32_t cap, int32_t *n_out);
+/* Which tokens Tactic-mode decode attends. TACTIC and CLUSTER_OPT keep the n_sink first
+ * tokens and every token not yet clustered; ORACLE (exact top-p by true scores) and QUEST
+ * (pages of 16 ranked by their min/max bound, as many tokens per query head as Tactic
+ * chose) select among all tokens; FULL attends everything through the same path. */
+enum {
+    TACTIC_SELECT_TACTIC = 0, TACTIC_SELECT_ORACLE = 1, TACTIC_SELECT_QUEST = 2,
+    TACTIC_SELECT_CLUSTER_OPT = 3, TACTIC_SELECT_FULL = 4
+};
+/* Switch the selector and target p of a context's Tactic attention for the following
+ * decode steps (clusters are kept). The context must not use attention = FULL. */
+TACTIC_API tactic_status tactic_set_selection(tactic_context *ctx, int32_t selector, float p);
+
+/* Debug mode (tactic_debug = 1) only: Tactic and the baselines evaluated at the targets
+ * p = 0.5, 0.7, 0.8, 0.9, 0.95 on the last decode step, one entry per (global layer,
+ * query head, p). Masses are true shares of the head's softmax mass. */
+typedef struct {
+    int32_t layer;
+    int32_t head;
+    int32_t n_tokens;
+    float p;
+    int32_t tactic_tokens;      /* Tactic's own selection (always-kept tokens included) */
+    float tactic_est_mass;
+    float tactic_true_mass;
+    int32_t oracle_tokens;      /* the fewest tokens whose true mass reaches p */
+    int32_t cluster_opt_tokens; /* always-kept + shortest cluster-order prefix reaching p */
+    float quest_true_mass;      /* Quest with tactic_tokens tokens */
+    int32_t union_tokens;       /* union of Tactic's selections over the KV group */
+    float union_true_mass;      /* this head's true mass over that union */
+    int32_t degenerate;         /* the distribution fit fell back to a flat tail */
+} tactic_head_eval;
+TACTIC_API tactic_status tactic_get_head_eval(tactic_context *ctx, tactic_head_eval *out, int32_t cap,
+                                              int32_t *n_out);
+
 /* Seconds spent in: [0] prefill total, [1] clustering, [2] decode total,
  * [3] decode attention (global layers), [4] decode selection (Tactic). Reset by reset=1. */
 TACTIC_API tactic_status tactic_get_timings(tactic_context *ctx, double *out, int32_t n,

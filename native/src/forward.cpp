@@ -55,6 +55,8 @@ Context::Context(const Model &model, const tactic_context_params &p) : model_(mo
         tp.n_recent = p.n_recent;
         tp.debug = p.tactic_debug != 0;
         tp.seed = p.seed;
+        tp.selector = p.tactic_selector;
+        tp.incremental = p.tactic_incremental != 0;
         tactic_ = std::make_unique<TacticAttention>(tp, hp, n_ctx_);
     }
 }
