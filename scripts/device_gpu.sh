@@ -18,7 +18,7 @@ cmake -B build-gpu -G Ninja -DTACTIC_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 >"$OU
   cmake --build build-gpu -j16 >>"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
 echo "build: $(( $(date +%s) - t0 )) s"
 export TACTIC_LIB=$PWD/build-gpu/libtactic.so
-timeout 240 python3 -m pytest -q -x -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$OUT/pytest.log" | tail -15
+timeout 240 python3 -m pytest -q -p no:cacheprovider --tb=short -rf tests/test_cuda.py 2>&1 | tee "$OUT/pytest.log" | tail -25
 echo "tests: $(( $(date +%s) - t0 )) s"
 timeout ${BENCH_TIMEOUT:-300} python3 scripts/gpu_bench.py ${BENCH_ARGS:-} --out "$OUT/gpu_bench.json" 2>&1 | tee "$OUT/bench.log" | tail -60
 echo "bench: $(( $(date +%s) - t0 )) s"
