@@ -266,6 +266,64 @@ TACTIC_API tactic_status tactic_sampler_sample(tactic_sampler *s, const float *l
 TACTIC_API tactic_status tactic_sampler_accept(tactic_sampler *s, int32_t token);
 TACTIC_API void tactic_sampler_reset(tactic_sampler *s);
 
+/* ---- CUDA ---- */
+/* The CUDA backend's kernels, exposed for tests and benchmarks. Each call copies its
+ * inputs to GPU 0, runs the kernel, and copies the result back. A library built
+ * without CUDA returns TACTIC_ERR_UNSUPPORTED from every call (device_count: 0), and
+ * so does one that finds no usable GPU or driver. */
+
+/* Number of usable CUDA devices; 0 when there is no driver or GPU (never fails). */
+TACTIC_API int32_t tactic_cuda_device_count(void);
+/* The device's name, NUL-terminated, truncated to cap bytes. */
+TACTIC_API tactic_status tactic_cuda_device_name(int32_t device, char *buf, int32_t cap);
+/* Tuning and benchmark options: "bench_iters" (> 0: every call below also times its
+ * kernel over that many launches, rotating among copies of its largest input so that
+ * repeats do not run from L2; read the median with tactic_cuda_last_ms),
+ * "matvec_rows" (rows per warp: 1, 2, 4 or 8; 0 = default), "attn_splits" (splits of
+ * the token range per KV head; 0 = automatic). */
+TACTIC_API tactic_status tactic_cuda_set_option(const char *name, int64_t value);
+/* Milliseconds per launch of the last timed kernel (median), or -1. */
+TACTIC_API double tactic_cuda_last_ms(void);
+/* dst[n_rows][n_per_row] = dequantize(src), rows of tactic_type_row_size bytes. */
+TACTIC_API tactic_status tactic_cuda_dequantize(int32_t type, const void *src, size_t src_size,
+                                                int64_t n_rows, int64_t n_per_row, float *dst);
+/* y[n_rows] = W x: W rows in their own type, x f32, f32 accumulation. */
+TACTIC_API tactic_status tactic_cuda_matvec(int32_t type, const void *w, size_t w_size,
+                                            int64_t n_rows, int64_t n_cols, const float *x,
+                                            float *y);
+/* y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w (w may be NULL), n_rows rows of n. */
+TACTIC_API tactic_status tactic_cuda_rms_norm(const float *x, const float *w, int64_t n_rows,
+                                              int32_t n, float eps, float *y);
+typedef struct {
+    int32_t neox;              /* 1: rotate pairs (i, i + n_rot/2); 0: pairs (2i, 2i+1) */
+    int32_t n_rot;             /* rotated dimensions (even, <= head_dim) */
+    float base;
+    float freq_scale;
+    const float *freq_factors; /* [n_rot/2] divisors of the frequencies, or NULL */
+    int32_t yarn;              /* 1: YaRN blend with yarn_orig_ctx */
+    float attn_factor;
+    int32_t yarn_orig_ctx;
+} tactic_cuda_rope_params;
+/* Rotates x[n_tokens][n_head][head_dim] in place, token t at position pos[t]. */
+TACTIC_API tactic_status tactic_cuda_rope(float *x, int32_t n_tokens, int32_t n_head,
+                                          int32_t head_dim, const int32_t *pos,
+                                          const tactic_cuda_rope_params *params);
+/* Decode attention of one token: out[n_head][head_dim] = softmax(scale q.K) V over the
+ * tokens [lo, n) of an f16 cache laid out [n_head_kv][n_ctx][head_dim] (GQA: query
+ * head h reads KV head h / (n_head / n_head_kv)). head_dim: 64, 128 or 256. */
+TACTIC_API tactic_status tactic_cuda_attention(const float *q, int32_t n_head, int32_t n_head_kv,
+                                               int32_t head_dim, const uint16_t *k,
+                                               const uint16_t *v, int32_t n_ctx, int32_t lo,
+                                               int32_t n, float scale, float *out);
+/* The same over selected tokens: KV head g attends the tokens
+ * idx[offsets[g] .. offsets[g+1]) (lists may differ in length; each index < n_ctx). */
+TACTIC_API tactic_status tactic_cuda_attention_indexed(const float *q, int32_t n_head,
+                                                       int32_t n_head_kv, int32_t head_dim,
+                                                       const uint16_t *k, const uint16_t *v,
+                                                       int32_t n_ctx, const int32_t *idx,
+                                                       const int64_t *offsets, float scale,
+                                                       float *out);
+
 /* CDEF END */
 
 #ifdef __cplusplus
