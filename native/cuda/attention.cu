@@ -240,6 +240,18 @@ void launch_split(const AttnDev &a, int n_splits) {
     attn_split_kernel<D, G><<<grid, kAttnWarps * 32>>>(a);
 }
 
+// Resident blocks per multiprocessor of the split kernel for (D, G).
+template <int D>
+int occupancy_d(int gmax) {
+    int n = 0;
+    switch (gmax) {
+        case 1: TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_split_kernel<D, 1>, kAttnWarps * 32, 0)); break;
+        case 2: TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_split_kernel<D, 2>, kAttnWarps * 32, 0)); break;
+        default: TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_split_kernel<D, 4>, kAttnWarps * 32, 0)); break;
+    }
+    return std::max(1, n);
+}
+
 template <int D>
 void launch_split_d(const AttnDev &a, int n_splits, int gmax) {
     switch (gmax) {
@@ -268,12 +280,14 @@ void attention(const AttentionArgs &in) {
     } else {
         max_len = in.n - in.lo;
     }
-    // Enough blocks to fill the GPU a few times over, each a whole number of tiles.
+    // As many blocks as the GPU holds at once (one full wave: with more, a partial
+    // last wave leaves most multiprocessors idle), each a whole number of tiles.
     const int per_round = kAttnWarps * kTile;
     int n_splits = options().attn_splits;
     if (n_splits <= 0) {
+        const int occ = D == 64 ? occupancy_d<64>(gmax) : D == 128 ? occupancy_d<128>(gmax) : occupancy_d<256>(gmax);
         const int64_t blocks_per_split = int64_t(in.n_head_kv) * n_hgroups;
-        const int64_t want = std::max<int64_t>(1, (4 * sm_count() + blocks_per_split - 1) / blocks_per_split);
+        const int64_t want = std::max<int64_t>(1, int64_t(occ) * sm_count() / blocks_per_split);
         n_splits = int(std::min<int64_t>(want, std::max<int64_t>(1, (max_len + per_round - 1) / per_round)));
     }
     int64_t split_len = std::max<int64_t>(1, (max_len + n_splits - 1) / n_splits);

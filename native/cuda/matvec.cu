@@ -28,6 +28,8 @@ __global__ void __launch_bounds__(kMatvecWarps * 32)
     float acc[R];
 #pragma unroll
     for (int r = 0; r < R; r++) acc[r] = 0.f;
+    // Unrolled so that several chunks' loads are in flight at once (small chunks).
+#pragma unroll(Q::CE <= 16 ? 4 : 2)
     for (int c = lane; c < chunks_per_row; c += 32) {
         const int blk = c / Q::CPB, sub = c % Q::CPB;
         float xr[Q::CE];
