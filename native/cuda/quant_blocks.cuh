@@ -209,6 +209,114 @@ __device__ __forceinline__ void decode(const uint8_t *__restrict__ b, int sub, f
     }
 }
 
+// The same chunk as decode<T>(), split as value_i = gd[g] * q_i + gm[g] for the NG
+// groups of CE/NG consecutive chunk elements: the matvec then needs one FFMA per
+// element (sum q x) and one per group, not two per element. Offsets such as Q4_0's
+// -8 are folded into q exactly (bytef); gm carries only real minimums.
+template <int T> struct Groups { static constexpr int NG = 1; };
+template <> struct Groups<TACTIC_TYPE_Q4_K> { static constexpr int NG = 2; };
+template <> struct Groups<TACTIC_TYPE_Q5_K> { static constexpr int NG = 2; };
+template <> struct Groups<TACTIC_TYPE_Q6_K> { static constexpr int NG = 4; };
+
+template <int T>
+__device__ __forceinline__ void decode_affine(const uint8_t *__restrict__ b, int sub, float *q, float *gd,
+                                              float *gm) {
+    if constexpr (T == TACTIC_TYPE_Q4_0 || T == TACTIC_TYPE_Q5_0 || T == TACTIC_TYPE_Q4_1 ||
+                  T == TACTIC_TYPE_Q5_1) {
+        constexpr bool five = T == TACTIC_TYPE_Q5_0 || T == TACTIC_TYPE_Q5_1;
+        constexpr bool has_min = T == TACTIC_TYPE_Q4_1 || T == TACTIC_TYPE_Q5_1;
+        float d, m = 0.f;
+        uint32_t w, qh = 0;
+        if constexpr (has_min) {
+            const uint32_t dm = ld32(b);
+            d = h2f(dm & 0xffffu);
+            m = h2f(dm >> 16);
+            if constexpr (five) qh = ld32(b + 4);
+            w = ld32(b + (five ? 8 : 4) + 4 * sub);
+        } else {
+            d = h2f(ld16(b));
+            if constexpr (five) qh = ld32a2(b + 2);
+            w = ld32a2(b + (five ? 6 : 2) + 4 * sub);
+        }
+        uint32_t lo = w & 0x0f0f0f0fu, hi = (w >> 4) & 0x0f0f0f0fu;
+        if constexpr (five) {
+            lo |= spread4(qh >> (4 * sub)) << 4;
+            hi |= spread4(qh >> (16 + 4 * sub)) << 4;
+        }
+        const float off = has_min ? 0.f : (five ? 16.f : 8.f);
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            q[k] = bytef(lo, k, off);
+            q[4 + k] = bytef(hi, k, off);
+        }
+        gd[0] = d;
+        gm[0] = m;
+    } else if constexpr (T == TACTIC_TYPE_Q8_0) {
+        const uint32_t w0 = ld32a2(b + 2 + 8 * sub) ^ 0x80808080u, w1 = ld32a2(b + 6 + 8 * sub) ^ 0x80808080u;
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            q[k] = bytef(w0, k, 128.f);
+            q[4 + k] = bytef(w1, k, 128.f);
+        }
+        gd[0] = h2f(ld16(b));
+        gm[0] = 0.f;
+    } else if constexpr (T == TACTIC_TYPE_Q4_K || T == TACTIC_TYPE_Q5_K) {
+        const int c = sub >> 2, p = sub & 3;
+        const uint32_t dm = ld32(b);
+        const float d = h2f(dm & 0xffffu), dmin = h2f(dm >> 16);
+        const uint32_t s0 = ld32(b + 4), s1 = ld32(b + 8), s2 = ld32(b + 12);
+        float sc0, mn0, sc1, mn1;
+        kscale_min(s0, s1, s2, 2 * c, sc0, mn0);
+        kscale_min(s0, s1, s2, 2 * c + 1, sc1, mn1);
+        gd[0] = d * sc0, gm[0] = -(dmin * mn0), gd[1] = d * sc1, gm[1] = -(dmin * mn1);
+        const uint2 qw = *reinterpret_cast<const uint2 *>(b + (T == TACTIC_TYPE_Q5_K ? 48 : 16) + 32 * c + 8 * p);
+        const uint32_t qq[2] = {qw.x, qw.y};
+        uint32_t h[2] = {0, 0};
+        if constexpr (T == TACTIC_TYPE_Q5_K) {
+            const uint2 hw = *reinterpret_cast<const uint2 *>(b + 16 + 8 * p);
+            h[0] = hw.x, h[1] = hw.y;
+        }
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            uint32_t lo = qq[i] & 0x0f0f0f0fu, hi = (qq[i] >> 4) & 0x0f0f0f0fu;
+            if constexpr (T == TACTIC_TYPE_Q5_K) {
+                lo |= ((h[i] >> (2 * c)) & 0x01010101u) << 4;
+                hi |= ((h[i] >> (2 * c + 1)) & 0x01010101u) << 4;
+            }
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                q[4 * i + k] = bytef(lo, k, 0.f);
+                q[8 + 4 * i + k] = bytef(hi, k, 0.f);
+            }
+        }
+    } else if constexpr (T == TACTIC_TYPE_Q6_K) {
+        const int hh = sub >> 2, qq = sub & 3;
+        const float d = h2f(ld16(b + 208));
+        const uint8_t *ql = b + 64 * hh + 8 * qq;
+        const uint8_t *qh = b + 128 + 32 * hh + 8 * qq;
+        const int8_t *sc = reinterpret_cast<const int8_t *>(b + 192 + 8 * hh + (qq >> 1));
+        const uint32_t A[2] = {ld32a2(ql), ld32a2(ql + 4)}, B[2] = {ld32a2(ql + 32), ld32a2(ql + 36)};
+        const uint32_t H[2] = {ld32a2(qh), ld32a2(qh + 4)};
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            gd[k] = d * float(sc[2 * k]);
+            gm[k] = 0.f;
+#pragma unroll
+            for (int w = 0; w < 2; w++) {
+                const uint32_t src = (k & 1) ? B[w] : A[w];
+                const uint32_t lo = (k < 2 ? src : src >> 4) & 0x0f0f0f0fu;
+                const uint32_t q6 = lo | (((H[w] >> (2 * k)) & 0x03030303u) << 4);
+#pragma unroll
+                for (int j = 0; j < 4; j++) q[8 * k + 4 * w + j] = bytef(q6, j, 32.f);
+            }
+        }
+    } else {  // float rows: the values themselves
+        decode<T>(b, sub, q);
+        gd[0] = 1.f;
+        gm[0] = 0.f;
+    }
+}
+
 // x values matching chunk `sub` of a block whose first element is xb[0].
 template <int T>
 __device__ __forceinline__ void load_x(const float *__restrict__ xb, int sub, float *xr) {
