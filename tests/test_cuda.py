@@ -246,8 +246,12 @@ def test_matvec_matches_reference(name, version, rows_per_warp):
             data = random_rows(rng, name, n_rows, n_cols)
             x = rng.standard_normal(n_cols).astype(np.float32)
             y = cuda_matvec(name, data, n_rows, n_cols, x)
-            ref = ref_dequantize(name, data, n_rows * n_cols).reshape(n_rows, n_cols) @ x.astype(np.float64)
-            assert rel_err(y, ref) < 1e-5, (name, n_rows, n_cols)
+            w = ref_dequantize(name, data, n_rows * n_cols).reshape(n_rows, n_cols)
+            ref = w @ x.astype(np.float64)
+            assert rel_err(y, ref) < 1e-5 or n_rows == 1, (name, n_rows, n_cols)
+            # per row, against the sum of |terms| (a single dot can cancel to near 0)
+            bound = 1e-5 * (np.abs(w) @ np.abs(x.astype(np.float64)))
+            assert np.all(np.abs(y - ref) <= bound), (name, n_rows, n_cols)
     finally:
         lib.tactic_cuda_set_option(b"matvec_rows", 0)
         lib.tactic_cuda_set_option(b"matvec_version", 0)
@@ -436,7 +440,7 @@ def test_attention_split_counts_agree(splits, prefetch):
         out = cuda_attention(q, K, V, 0, 3000, 0.1)
     finally:
         lib.tactic_cuda_set_option(b"attn_splits", 0)
-        lib.tactic_cuda_set_option(b"attn_prefetch", 1)
+        lib.tactic_cuda_set_option(b"attn_prefetch", 0)
     assert rel_err(out, ref) < 1e-5
 
 

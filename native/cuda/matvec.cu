@@ -117,6 +117,21 @@ void launch_matvec(const uint8_t *W, size_t row_bytes, int64_t n_rows, int64_t n
     matvec_kernel<T, R><<<blocks, kMatvecWarps * 32>>>(W, row_bytes, n_rows, cpr, x, y);
 }
 
+// Kernel version and rows per warp by type, the fastest on the large shapes of
+// scripts/gpu_bench.py on an H200 (docs/results/gpu_bench_run3.json).
+struct Variant {
+    int version, rows;
+};
+Variant default_variant(uint32_t type) {
+    switch (type) {
+        case TACTIC_TYPE_Q4_0: case TACTIC_TYPE_Q4_1: case TACTIC_TYPE_Q5_0: case TACTIC_TYPE_Q5_1:
+        case TACTIC_TYPE_Q8_0: return {2, 2};
+        case TACTIC_TYPE_Q5_K: return {2, 1};
+        case TACTIC_TYPE_Q4_K: case TACTIC_TYPE_Q6_K: return {1, 2};
+        default: return {1, 4};  // float rows: all variants within noise
+    }
+}
+
 }  // namespace
 
 void matvec(uint32_t type, const void *w, size_t row_bytes, int64_t n_rows, int64_t n_cols, const float *x,
@@ -132,8 +147,12 @@ void matvec(uint32_t type, const void *w, size_t row_bytes, int64_t n_rows, int6
     DevBuf d_x(sizeof(float) * size_t(n_cols)), d_y(sizeof(float) * size_t(n_rows));
     d_x.upload(x, d_x.size());
     d_y.poison();
-    const int version = options().matvec_version ? options().matvec_version : 2;
-    const int rows = options().matvec_rows ? options().matvec_rows : (version == 2 ? 2 : 4);
+    const Variant def = default_variant(type);
+    const int version = options().matvec_version ? options().matvec_version : def.version;
+    const int rows = options().matvec_rows                      ? options().matvec_rows
+                     : options().matvec_version == 0            ? def.rows
+                     : version == 2                             ? 2
+                                                                : 4;
     const bool ok = dispatch_type(type, n_cols, [&](auto tag) {
         constexpr int T = decltype(tag)::value;
         if (n_rows == 0) return;

@@ -237,7 +237,7 @@ TACTIC_API tactic_status tactic_cuda_device_name(int32_t device, char *buf, int3
  * repeats do not run from L2; read the median with tactic_cuda_last_ms),
  * "matvec_version" (1 or 2; 0 = default), "matvec_rows" (rows per warp: 1, 2, 4 or 8;
  * 0 = default), "attn_splits" (splits of the token range per KV head; 0 = automatic),
- * "attn_prefetch" (1 = default: L2 prefetch of upcoming K/V rows; 0 = off). */
+ * "attn_prefetch" (1: L2 prefetch of upcoming K/V rows; 0 = default, off). */
 TACTIC_API tactic_status tactic_cuda_set_option(const char *name, int64_t value);
 /* Milliseconds per launch of the last timed kernel (median), or -1. */
 TACTIC_API double tactic_cuda_last_ms(void);
