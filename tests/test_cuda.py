@@ -181,6 +181,20 @@ def test_reference_dequantize_matches_gguf(name):
     np.testing.assert_allclose(ref_dequantize(name, data, n), want, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("name", list(TYPES))
+def test_reference_dequantize_matches_library(name):
+    """The numpy twin agrees with the library's CPU tactic_dequantize (when built in), so
+    GPU == numpy twin == CPU runtime."""
+    rng = np.random.default_rng()
+    n = 4 * 256
+    data = random_rows(rng, name, 1, n)
+    cpu = cpu_dequantize(name, data, n)
+    if cpu is None:
+        pytest.skip("tactic_dequantize is not available in this library")
+    ref = ref_dequantize(name, data, n)
+    np.testing.assert_allclose(cpu, ref, rtol=1e-6, atol=1e-6 * np.abs(ref).max())
+
+
 # ---- on the GPU ----------------------------------------------------------------------
 
 
