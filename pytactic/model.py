@@ -528,20 +528,30 @@ class Model:
 
     def _eval_cancellable(self, ctx, arr, n: int, logits_all: bool) -> int:
         """Run a long eval on a worker thread; Ctrl-C in the main thread cancels it
-        natively and then re-raises KeyboardInterrupt."""
+        natively, waits for it to stop, then re-raises KeyboardInterrupt."""
         result = {}
+        done = threading.Event()  # not Thread.join: an interrupted join can report a
+        # running thread as finished (CPython 3.11), and the context would be busy
 
         def work():
-            result["st"] = lib.tactic_eval(ctx, arr, n, int(bool(logits_all)))
+            try:
+                result["st"] = lib.tactic_eval(ctx, arr, n, int(bool(logits_all)))
+            finally:
+                done.set()
 
-        t = threading.Thread(target=work, name="pytactic-eval", daemon=True)
-        t.start()
+        threading.Thread(target=work, name="pytactic-eval", daemon=True).start()
         try:
-            while t.is_alive():
-                t.join(0.05)
+            while not done.wait(0.05):
+                pass
         except KeyboardInterrupt:
             lib.tactic_cancel(ctx)
-            t.join()
+            while True:
+                try:
+                    while not done.wait(0.05):
+                        lib.tactic_cancel(ctx)  # in case it had not begun yet
+                    break
+                except KeyboardInterrupt:  # impatient second Ctrl-C: still wait
+                    continue
             raise
         return result["st"]
 

@@ -200,11 +200,20 @@ def test_chat_prompt_has_one_bos(model):
     assert text == "<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n"
 
 
-def test_chat_stops_at_end_of_turn(model):
-    # greedy answers of an instruction-tuned Gemma end with <end_of_turn>
-    out = model.chat([{"role": "user", "content": "Reply with the single word: yes"}], max_tokens=24, temperature=0)
-    assert out["choices"][0]["finish_reason"] == "stop"
-    assert "<end_of_turn>" not in out["choices"][0]["message"]["content"]
+def test_end_of_generation_tokens(model, monkeypatch):
+    # EOS and Gemma's <end_of_turn> end a generation (the test model is the base
+    # model, which rarely says either on its own: make " of" one to see the loop stop).
+    assert model.is_eog(model.token_eos)
+    assert model.is_eog(model.tokenize("<end_of_turn>", add_bos=False, special=True)[0])
+    assert not model.is_eog(529)
+    real = model.is_eog
+    monkeypatch.setattr(model, "is_eog", lambda t: t == 529 or real(t))
+    out = model.chat([{"role": "user", "content": "x"}], max_tokens=1, temperature=0)  # warm the template
+    text = model.generate("The capital of France is", max_tokens=8, temperature=0)
+    assert text == " the capital"  # the EOG token itself is not part of the text
+    assert model.last_stats.finish_reason == "stop"
+    assert model.last_stats.n_generated == 2
+    assert out["choices"][0]["finish_reason"] in ("stop", "length")
 
 
 def test_keyboard_interrupt_in_stream_leaves_model_usable(model, refs):
