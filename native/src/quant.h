@@ -34,6 +34,8 @@ void dequantize_row(uint32_t type, const void *x, float *y, int64_t n);
 // The runtime's own quantizers (reference quality, as ggml's *_ref functions).
 // Supported targets: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K, Q8_K.
 void quantize_row(uint32_t type, const float *x, void *y, int64_t n);
+// Whether quantize_row handles `type`.
+bool can_quantize(uint32_t type);
 
 // The activation format the quantized dot product of `weight_type` consumes:
 // Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1, Q8_K for K-quants, F32 for float types.
@@ -43,10 +45,25 @@ void quantize_activation(uint32_t weight_type, const float *x, void *y, int64_t 
 // dot(weight row, activation row already in vec_dot_type format) over n elements.
 float vec_dot(uint32_t weight_type, int64_t n, const void *w, const void *a);
 
+// The dot product kernel of a weight type, resolved once (hot loops call it directly).
+// impl: 0 = the current choice (set_kernel_impl), 1 = scalar, 2 = SIMD where it exists.
+using VecDotFn = float (*)(int64_t n, const void *w, const void *a);
+VecDotFn vec_dot_kernel(uint32_t weight_type, int impl = 0);
+
+// A tile of dot products, the inner kernel of matmul: out[t * ldo + r] = dot(weight row r,
+// activation row t) for r < nr, t < nt; weight rows are w_stride bytes apart, activation
+// rows (vec_dot_type format) a_stride bytes. SIMD tiles unpack each weight block once
+// for several tokens.
+using DotTileFn = void (*)(int64_t n, const void *w, size_t w_stride, int nr, const void *a, size_t a_stride,
+                           int nt, float *out, int64_t ldo);
+DotTileFn dot_tile_kernel(uint32_t weight_type, int impl = 0);
+
 // Implementation choice (for tests and benchmarks): 0 = best available, 1 = scalar, 2 = SIMD.
 // Returns false if the requested implementation is not available on this CPU.
 bool set_kernel_impl(int impl);
 int kernel_impl();
 const char *simd_name();   // "avx2" or "scalar"
+// Whether this CPU can run the SIMD kernels at all.
+bool simd_available();
 
 }  // namespace tactic

@@ -1,15 +1,113 @@
-// TEMPORARY skeleton (replaced by the quant work): kernel selection.
+// Kernel selection: which activation format each weight type consumes, and whether the
+// scalar or the SIMD dot products run (chosen once from the CPU, overridable for tests).
+#include <atomic>
+#include <string>
+
 #include "../quant.h"
+#include "blocks.h"
 
 namespace tactic {
-namespace {
-int g_impl = 1;
+
+using namespace q;
+
+#if defined(TACTIC_X86)
+// Lives here, not in a *_avx2.cpp file, so the check itself runs on any x86-64.
+bool q::cpu_has_avx2_fma() {
+    static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                           __builtin_cpu_supports("f16c");
+    return ok;
 }
+#endif
+
+bool simd_available() {
+#if defined(TACTIC_X86)
+    return cpu_has_avx2_fma();
+#else
+    return false;
+#endif
+}
+
+namespace {
+
+int best_impl() { return simd_available() ? 2 : 1; }
+
+std::atomic<int> g_impl{0};  // 0: not chosen yet
+
+int current_impl() {
+    int v = g_impl.load(std::memory_order_relaxed);
+    if (v == 0) {
+        v = best_impl();
+        g_impl.store(v, std::memory_order_relaxed);
+    }
+    return v;
+}
+
+[[noreturn]] void unsupported(const char *what, uint32_t type) {
+    fail(TACTIC_ERR_UNSUPPORTED, std::string(what) + ": tensor type " + type_traits(type).name + " is not supported");
+}
+
+}  // namespace
+
 bool set_kernel_impl(int impl) {
-    if (impl == 2) return false;
-    g_impl = impl == 0 ? 1 : impl;
+    if (impl == 0) impl = best_impl();
+    if (impl != 1 && impl != 2) return false;
+    if (impl == 2 && !simd_available()) return false;
+    g_impl.store(impl, std::memory_order_relaxed);
     return true;
 }
-int kernel_impl() { return g_impl; }
-const char *simd_name() { return "scalar"; }
+
+int kernel_impl() { return current_impl(); }
+
+const char *simd_name() { return current_impl() == 2 ? "avx2" : "scalar"; }
+
+uint32_t vec_dot_type(uint32_t weight_type) {
+    switch (weight_type) {
+        case GGML_F32: return GGML_F32;
+        case GGML_F16: return GGML_F16;
+        case GGML_BF16: return GGML_BF16;
+        case GGML_Q4_0: case GGML_Q5_0: case GGML_Q8_0: return GGML_Q8_0;
+        case GGML_Q4_1: case GGML_Q5_1: return GGML_Q8_1;
+        case GGML_Q4_K: case GGML_Q5_K: case GGML_Q6_K: return GGML_Q8_K;
+        default: unsupported("vec_dot_type", weight_type);
+    }
+}
+
+void quantize_activation(uint32_t weight_type, const float *x, void *y, int64_t n) {
+    switch (vec_dot_type(weight_type)) {
+        case GGML_F32: std::memcpy(y, x, size_t(n) * 4); return;
+        case GGML_F16: quantize_row(GGML_F16, x, y, n); return;
+        case GGML_BF16: quantize_row(GGML_BF16, x, y, n); return;
+        case GGML_Q8_0: quantize_act_q8_0(x, static_cast<BlockQ8_0 *>(y), n); return;
+        case GGML_Q8_1: quantize_act_q8_1(x, static_cast<BlockQ8_1 *>(y), n); return;
+        case GGML_Q8_K: quantize_act_q8_K(x, static_cast<BlockQ8_K *>(y), n); return;
+        default: unsupported("quantize_activation", weight_type);
+    }
+}
+
+VecDotFn vec_dot_kernel(uint32_t weight_type, int impl) {
+    if (impl == 0) impl = current_impl();
+    VecDotFn f = nullptr;
+#if defined(TACTIC_X86)
+    if (impl == 2 && simd_available()) f = vec_dot_avx2(weight_type);
+#endif
+    if (!f) f = vec_dot_scalar(weight_type);
+    if (!f) unsupported("vec_dot", weight_type);
+    return f;
+}
+
+DotTileFn dot_tile_kernel(uint32_t weight_type, int impl) {
+    if (impl == 0) impl = current_impl();
+    DotTileFn f = nullptr;
+#if defined(TACTIC_X86)
+    if (impl == 2 && simd_available()) f = dot_tile_avx2(weight_type);
+#endif
+    if (!f) f = dot_tile_scalar(weight_type);
+    if (!f) unsupported("matmul", weight_type);
+    return f;
+}
+
+float vec_dot(uint32_t weight_type, int64_t n, const void *w, const void *a) {
+    return vec_dot_kernel(weight_type, 0)(n, w, a);
+}
+
 }  // namespace tactic
