@@ -13,6 +13,7 @@ Text conventions:
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 import uuid
@@ -269,7 +270,12 @@ class Model:
         self._ctx = None
         self.path = os.fspath(path)
         self.verbose = verbose
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"seed must be an integer or None, got {seed!r}")
         self.seed = seed
+        # Model(seed=...) seeds the stream of per-call sampling seeds (calls that
+        # pass no seed of their own), as llama-cpp-python's Llama(seed=...) does.
+        self._seeds = random.Random(seed) if seed is not None and seed >= 0 else None
         if not os.path.exists(self.path):
             raise ModelFileError(f"model file not found: {self.path}")
         if os.path.isdir(self.path):
@@ -612,6 +618,8 @@ class Model:
         self._c()
         self._generation += 1
         me = self._generation
+        if params.seed is None and self._seeds is not None:
+            params = SamplingParams(**{**params.__dict__, "seed": self._seeds.getrandbits(63)})
         sampler = Sampler(params)
         ctx = self._ctx
         stats.n_prompt = len(prompt_ids)

@@ -105,3 +105,25 @@ def test_chat_ctrl_c_while_writing_stops_only_that_answer(gemma_path, tokenizer_
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 0
+
+
+def test_chat_too_long_for_the_context_then_reset(gemma_path, tokenizer_built):
+    pexpect = pytest.importorskip("pexpect")
+    child = pexpect.spawn(
+        sys.executable, ["-m", "pytactic", "chat", gemma_path, "--temp", "0", "-c", "48", "-n", "3"],
+        env=_env(), encoding="utf-8", timeout=300,
+    )
+    child.expect_exact("> ")
+    child.sendline("word " * 60)
+    child.expect(r"error: the prompt has \d+ tokens but the context holds only 48.*/reset")
+    child.expect_exact("> ")
+    child.sendline("Hi")
+    child.expect(r"tok/s")
+    child.expect_exact("> ")
+    child.sendline("/reset")
+    child.expect_exact("[conversation cleared]")
+    child.expect_exact("> ")
+    child.sendeof()
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0

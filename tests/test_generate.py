@@ -130,6 +130,26 @@ def test_stream_equals_non_stream(model, prompt):
         p.encode("utf-8")
 
 
+def test_byte_fallback_tokens_stream_as_whole_characters(model):
+    # Rare characters are spelled with byte tokens (<0xF0><0x93>...): each piece
+    # alone is not UTF-8. Teacher-forced through the streaming path (generation from
+    # a prompt that ends in the first byte, then the model's own continuation).
+    text = "𓀀𓁐 ㊙ 龘 🫠🪿"
+    ids = model.tokenize(text, add_bos=False)
+    pieces = [model.token_to_piece(t) for t in ids]
+    assert any(len(p) == 1 and p[0] >= 0x80 for p in pieces)  # byte tokens are there
+    asm = _TextAssembler([])
+    out = [asm.push(p) for p in pieces] + [asm.flush()]
+    assert "".join(out) == text
+    assert all("\ufffd" not in o for o in out)
+    # and through generate(): a prompt whose greedy continuation repeats them
+    prompt = ("𓀀𓁐 " * 6).strip()
+    streamed = list(model.generate(prompt, max_tokens=10, temperature=0, stream=True))
+    assert "".join(streamed) == model.generate(prompt, max_tokens=10, temperature=0)
+    assert all("\ufffd" not in p for p in streamed), streamed
+    assert any(ord(c) > 0xFFFF for c in "".join(streamed))  # 4-byte characters came out whole
+
+
 def test_stream_non_ascii_output(model):
     # the continuation holds CJK: pieces must still be whole characters
     prompt = "Translate to Japanese.\nEnglish: Tokyo\nJapanese: 東京\nEnglish: Kyoto\nJapanese:"
@@ -161,6 +181,17 @@ def test_seed_reproduces(model):
     a = model.generate("Once upon a time", seed=123, **kw)
     b = model.generate("Once upon a time", seed=123, **kw)
     assert a == b
+
+
+def test_model_seed_makes_a_reproducible_session(gemma_path):
+    from pytactic.model import Model
+
+    kw = dict(max_tokens=5, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0)
+    runs = []
+    for _ in range(2):
+        with Model(gemma_path, n_ctx=64, seed=7) as m:
+            runs.append([m.generate("Once upon a time", **kw) for _ in range(2)])
+    assert runs[0] == runs[1]
 
 
 def test_create_completion_dict(model):
