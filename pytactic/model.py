@@ -498,6 +498,7 @@ class Model:
 
     def reset(self) -> None:
         """Empty the KV cache."""
+        self._generation += 1  # an unfinished generation cannot resume over it
         self._truncate(0)
 
     def _truncate(self, n_keep: int) -> None:
@@ -507,6 +508,10 @@ class Model:
     def eval(self, tokens: Sequence[int], logits_all: bool = False) -> None:
         """Evaluate tokens after the cached ones (KV cache appended). Then logits(i)
         gives row i (logits_all) or the last row (-1)."""
+        self._generation += 1  # an unfinished generation cannot resume over it
+        self._eval(tokens, logits_all)
+
+    def _eval(self, tokens: Sequence[int], logits_all: bool = False) -> None:
         ids = _ids(tokens)
         if not ids:
             return
@@ -608,7 +613,7 @@ class Model:
             n += 1
         if n < len(self._cached):
             self._truncate(n)
-        self.eval(ids[n:])
+        self._eval(ids[n:])
         return n
 
     def _tokens(self, prompt_ids: List[int], max_tokens: Optional[int], params: SamplingParams,
@@ -623,9 +628,12 @@ class Model:
         sampler = Sampler(params)
         ctx = self._ctx
         stats.n_prompt = len(prompt_ids)
+        self.last_stats = stats  # also when interrupted during the prefill
         t0 = time.perf_counter()
-        stats.n_cached = self._prefill(prompt_ids)
-        stats.prefill_s = time.perf_counter() - t0
+        try:
+            stats.n_cached = self._prefill(prompt_ids)
+        finally:
+            stats.prefill_s = time.perf_counter() - t0
         window = prompt_ids if params.repeat_last_n < 0 else prompt_ids[-params.repeat_last_n:] if params.repeat_last_n else []
         for t in window:
             sampler.accept(t)

@@ -274,3 +274,16 @@ def test_ctrl_c_cancels_a_long_prefill(gemma_path, refs):
         assert m.cached_tokens == ids[: m.n_past]  # and knows what it holds
         r = refs["greedy"][0]
         assert m.generate(r["prompt"], max_tokens=4, temperature=0) == r["stable_prefix_text"]
+
+
+def test_a_stale_stream_refuses_to_continue(model):
+    it = model.generate("The capital of France is", max_tokens=5, temperature=0, stream=True)
+    next(it)
+    model.generate("Once upon a time", max_tokens=2, temperature=0)  # another generation
+    with pytest.raises(RuntimeError, match="stale"):
+        next(it)
+    it = model.generate("The capital of France is", max_tokens=5, temperature=0, stream=True)
+    next(it)
+    model.reset()
+    with pytest.raises(RuntimeError, match="stale"):
+        list(it)
