@@ -343,6 +343,14 @@ class Model:
         self._eot_ids = self._end_of_turn_ids()
         self._chat_format = chat_template if chat_template is not None else chat_format
         self._template = None
+        if self._chat_format is not None:
+            from .chat import template_for_model
+
+            try:  # a wrong name or a template that does not compile: say so now
+                self._template = template_for_model(self, self._chat_format)
+            except BaseException:
+                self.close()
+                raise
         if verbose:
             import sys
 

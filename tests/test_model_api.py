@@ -188,3 +188,15 @@ def test_close_and_with(gemma_path):
         with pytest.raises(RuntimeError, match="closed"):
             call()
     m.close()  # twice is fine
+
+
+def test_bad_chat_format_is_refused_at_load(gemma_path):
+    from pytactic.chat import ChatTemplateError
+
+    with pytest.raises(ChatTemplateError, match="unknown chat_format"):
+        pytactic.Model(gemma_path, n_ctx=64, chat_format="vicuna-9000")
+    with pytest.raises(ChatTemplateError, match="does not compile"):
+        pytactic.Model(gemma_path, n_ctx=64, chat_format="{% for m in messages %}")
+    with pytactic.Model(gemma_path, n_ctx=64, chat_format="chatml") as m:
+        assert m.apply_chat_template([{"role": "user", "content": "Hi"}]) == (
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
