@@ -615,11 +615,16 @@ class Model:
         """Make the cache hold exactly ids with logits for the last one, reusing the
         longest common prefix already cached. Returns the number of reused tokens."""
         self._check_fits(ids)
+        # The native count is the truth: a Ctrl-C between an eval and our bookkeeping
+        # can leave self._cached one token short. Below, whatever we are not sure of
+        # is dropped from the cache.
+        n_past = int(lib.tactic_context_n_past(self._ctx))
+        del self._cached[n_past:]
         n = 0
         limit = min(len(self._cached), len(ids) - 1)  # the last token is always re-evaluated
         while n < limit and self._cached[n] == ids[n]:
             n += 1
-        if n < len(self._cached):
+        if n < n_past:
             self._truncate(n)
         self._eval(ids[n:])
         return n

@@ -200,3 +200,18 @@ def test_bad_chat_format_is_refused_at_load(gemma_path):
     with pytactic.Model(gemma_path, n_ctx=64, chat_format="chatml") as m:
         assert m.apply_chat_template([{"role": "user", "content": "Hi"}]) == (
             "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_cache_bookkeeping_heals_after_a_lost_update(model, refs):
+    # As if Ctrl-C struck between a decode eval and the list append: the native cache
+    # holds one token more than the Python view. The next prompt must not build on it.
+    from pytactic.model import GenerationStats, SamplingParams
+
+    r = refs["greedy"][0]
+    model.reset()
+    ids = r["prompt_ids"] + r["greedy_ids"][:2]
+    model.eval(ids)
+    model._cached.pop()  # the lost update
+    toks = list(model._tokens(ids, 2, SamplingParams(temperature=0), GenerationStats()))
+    assert toks == r["greedy_ids"][2:4]
+    assert model.n_past == len(model.cached_tokens)
