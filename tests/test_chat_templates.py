@@ -4,7 +4,6 @@ strings below were produced by rendering each template with plain jinja2, with
 trim_blocks and lstrip_blocks, as transformers does). They are also written into
 small vocab-only GGUF files and read back through the model's metadata."""
 
-import numpy as np
 import pytest
 
 from pytactic.chat import CHATML, GEMMA, ChatTemplate, ChatTemplateError, resolve
