@@ -247,6 +247,11 @@ class Model:
     chat_format: None (the GGUF's tokenizer.chat_template, else a built-in format
       for the architecture), a built-in name ("chatml", "gemma", "llama3"), or a
       Jinja template string.
+    seed: seeds the sampling seeds of calls that pass none (None: random).
+
+    One thread at a time per Model (a second thread inside a native call gets
+    BusyError). Consecutive generations reuse the KV cache for the longest common
+    prompt prefix, so a chat only evaluates each new turn.
     """
 
     def __init__(
@@ -338,7 +343,6 @@ class Model:
             self.n_ctx = 0
         self._cached: List[int] = []  # the tokens whose K/V the context holds, in order
         self._generation = 0  # bumps at every generation start: stale iterators notice
-        self._eval_lock = threading.Lock()
         self.last_stats = GenerationStats()
         self._eot_ids = self._end_of_turn_ids()
         self._chat_format = chat_template if chat_template is not None else chat_format
