@@ -400,7 +400,7 @@ def test_matmul_equals_vec_dot(name):
     w = np.stack([random_row(name, n, rng) for _ in range(rows)])
     x = rng.standard_normal((70, n)).astype(np.float32)
     want = np.array([[vec_dot(name, w[j], x[t], 1) for j in range(rows)] for t in range(70)])
-    for n_tokens in (1, 3, 6, 70):
+    for n_tokens in (1, 3, 6, 13, 70):
         got = matmul(name, w, x[:n_tokens], impl=1, n_threads=2)
         np.testing.assert_array_equal(got, want[:n_tokens])
         if simd_available():

@@ -4,7 +4,9 @@
 #include "matmul.h"
 
 #include <algorithm>
+#include <cstring>
 
+#include "../common.h"
 #include "../quant.h"
 
 namespace tactic {
@@ -13,6 +15,12 @@ namespace {
 // Tokens per pass over a chunk of rows: their quantized activations (<= ~150 KB for
 // the widest gemma rows) stay in L2 while every row of the chunk streams past them.
 constexpr int64_t kTokenBlock = 64;
+
+// f32 activation scales; per thread, as `scratch` is per caller.
+std::vector<float> &scale_scratch() {
+    thread_local std::vector<float> v;
+    return v;
+}
 }  // namespace
 
 void matmul(const Tensor &W, const float *X, int64_t ldx, int64_t n_tokens, float *Y, int64_t ldy,
@@ -32,6 +40,22 @@ void matmul(const Tensor &W, const float *X, int64_t ldx, int64_t n_tokens, floa
         for (int64_t t = 0; t < n_tokens; t++) quantize_activation(W.type, X + t * ldx, act + size_t(t) * arow, n);
     }
 
+    // Q8_0 activations: their block scales as f32 too, so the tiles need not convert
+    // an f16 per block and token.
+    const float *act_scale = nullptr;
+    if (vt == GGML_Q8_0) {
+        const int64_t nb = n / 32;
+        std::vector<float> &sc = scale_scratch();
+        sc.resize(size_t(nb * n_tokens));
+        for (int64_t t = 0; t < n_tokens; t++)
+            for (int64_t i = 0; i < nb; i++) {
+                uint16_t h;
+                std::memcpy(&h, act + size_t(t) * arow + size_t(i) * 34, 2);
+                sc[size_t(t * nb + i)] = f16_to_f32(h);
+            }
+        act_scale = sc.data();
+    }
+
     const DotTileFn tile = dot_tile_kernel(W.type, impl);
     // Enough chunks to balance two or more threads, few enough that the shared
     // counter stays cold: decode splits 262144 output rows into 64-row chunks.
@@ -40,7 +64,8 @@ void matmul(const Tensor &W, const float *X, int64_t ldx, int64_t n_tokens, floa
     pool.parallel_for(W.ne1, grain, [&](int64_t b, int64_t e) {
         for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenBlock) {
             const int nt = int(std::min(kTokenBlock, n_tokens - t0));
-            tile(n, W.row(b), W.row_bytes, int(e - b), act + size_t(t0) * arow, arow, nt, Y + t0 * ldy + b, ldy);
+            tile(n, W.row(b), W.row_bytes, int(e - b), act + size_t(t0) * arow, arow,
+                 act_scale ? act_scale + t0 * (n / 32) : nullptr, nt, Y + t0 * ldy + b, ldy);
         }
     });
 }

@@ -175,7 +175,8 @@ float dot_q6_k(int64_t n, const void *vw, const void *va) {
 
 // One dot product per (row, token): the reference the SIMD tiles are held to.
 template <VecDotFn F>
-void tile(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, int nt, float *out, int64_t ldo) {
+void tile(int64_t n, const void *w, size_t ws, int nr, const void *a, size_t as, const float *, int nt, float *out,
+          int64_t ldo) {
     for (int r = 0; r < nr; r++)
         for (int t = 0; t < nt; t++)
             out[t * ldo + r] = F(n, static_cast<const uint8_t *>(w) + size_t(r) * ws,
