@@ -41,7 +41,8 @@ bool can_quantize(uint32_t type);
 // Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1, Q8_K for K-quants, F32 for float types.
 uint32_t vec_dot_type(uint32_t weight_type);
 // Quantize an activation row x[n] into the vec_dot_type format of weight_type.
-void quantize_activation(uint32_t weight_type, const float *x, void *y, int64_t n);
+// impl as vec_dot_kernel; every implementation writes the same bytes.
+void quantize_activation(uint32_t weight_type, const float *x, void *y, int64_t n, int impl = 0);
 // dot(weight row, activation row already in vec_dot_type format) over n elements.
 float vec_dot(uint32_t weight_type, int64_t n, const void *w, const void *a);
 

@@ -34,10 +34,10 @@ void matmul(const Tensor &W, const float *X, int64_t ldx, int64_t n_tokens, floa
 
     if (n_tokens >= 8) {
         pool.parallel_for(n_tokens, 4, [&](int64_t b, int64_t e) {
-            for (int64_t t = b; t < e; t++) quantize_activation(W.type, X + t * ldx, act + size_t(t) * arow, n);
+            for (int64_t t = b; t < e; t++) quantize_activation(W.type, X + t * ldx, act + size_t(t) * arow, n, impl);
         });
     } else {
-        for (int64_t t = 0; t < n_tokens; t++) quantize_activation(W.type, X + t * ldx, act + size_t(t) * arow, n);
+        for (int64_t t = 0; t < n_tokens; t++) quantize_activation(W.type, X + t * ldx, act + size_t(t) * arow, n, impl);
     }
 
     // Q8_0 activations: their block scales as f32 too, so the tiles need not convert

@@ -72,14 +72,32 @@ uint32_t vec_dot_type(uint32_t weight_type) {
     }
 }
 
-void quantize_activation(uint32_t weight_type, const float *x, void *y, int64_t n) {
+void quantize_activation(uint32_t weight_type, const float *x, void *y, int64_t n, int impl) {
+    if (impl == 0) impl = current_impl();
+#if defined(TACTIC_X86)
+    const bool simd = impl == 2 && simd_available();
+#else
+    const bool simd = false;
+#endif
     switch (vec_dot_type(weight_type)) {
         case GGML_F32: std::memcpy(y, x, size_t(n) * 4); return;
         case GGML_F16: quantize_row(GGML_F16, x, y, n); return;
         case GGML_BF16: quantize_row(GGML_BF16, x, y, n); return;
+#if defined(TACTIC_X86)
+        case GGML_Q8_0:
+            return simd ? quantize_act_q8_0_avx2(x, static_cast<BlockQ8_0 *>(y), n)
+                        : quantize_act_q8_0(x, static_cast<BlockQ8_0 *>(y), n);
+        case GGML_Q8_1:
+            return simd ? quantize_act_q8_1_avx2(x, static_cast<BlockQ8_1 *>(y), n)
+                        : quantize_act_q8_1(x, static_cast<BlockQ8_1 *>(y), n);
+        case GGML_Q8_K:
+            return simd ? quantize_act_q8_K_avx2(x, static_cast<BlockQ8_K *>(y), n)
+                        : quantize_act_q8_K(x, static_cast<BlockQ8_K *>(y), n);
+#else
         case GGML_Q8_0: quantize_act_q8_0(x, static_cast<BlockQ8_0 *>(y), n); return;
         case GGML_Q8_1: quantize_act_q8_1(x, static_cast<BlockQ8_1 *>(y), n); return;
         case GGML_Q8_K: quantize_act_q8_K(x, static_cast<BlockQ8_K *>(y), n); return;
+#endif
         default: unsupported("quantize_activation", weight_type);
     }
 }
