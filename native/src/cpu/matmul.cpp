@@ -15,6 +15,8 @@ namespace {
 // Tokens per pass over a chunk of rows: their quantized activations (<= ~150 KB for
 // the widest gemma rows) stay in L2 while every row of the chunk streams past them.
 constexpr int64_t kTokenBlock = 64;
+// Below this many multiply-adds (~20 us on one core) a matmul is not split.
+constexpr int64_t kMinParallelMacs = int64_t(1) << 18;
 
 // f32 activation scales; per thread, as `scratch` is per caller.
 std::vector<float> &scale_scratch() {
@@ -60,7 +62,10 @@ void matmul(const Tensor &W, const float *X, int64_t ldx, int64_t n_tokens, floa
     // Enough chunks to balance two or more threads, few enough that the shared
     // counter stays cold: decode splits 262144 output rows into 64-row chunks.
     const int64_t per_thread = W.ne1 / (8 * int64_t(pool.size()));
-    const int64_t grain = std::clamp<int64_t>(per_thread, n_tokens > 1 ? 4 : 8, 64);
+    int64_t grain = std::clamp<int64_t>(per_thread, n_tokens > 1 ? 4 : 8, 64);
+    // A product of a few tens of microseconds (decode's K/V projections) runs on the
+    // caller alone: waking the pool would cost about as much as it saves.
+    if (W.ne1 * n * n_tokens < kMinParallelMacs) grain = W.ne1;
     pool.parallel_for(W.ne1, grain, [&](int64_t b, int64_t e) {
         for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenBlock) {
             const int nt = int(std::min(kTokenBlock, n_tokens - t0));

@@ -1,6 +1,8 @@
 // Kernel selection: which activation format each weight type consumes, and whether the
 // scalar or the SIMD dot products run (chosen once from the CPU, overridable for tests).
 #include <atomic>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include "../quant.h"
@@ -33,10 +35,18 @@ int best_impl() { return simd_available() ? 2 : 1; }
 
 std::atomic<int> g_impl{0};  // 0: not chosen yet
 
+// The first choice: the best path, unless TACTIC_KERNELS=scalar asks for the reference
+// (to tell a kernel bug from a model bug without rebuilding).
+int initial_impl() {
+    const char *env = std::getenv("TACTIC_KERNELS");
+    if (env && std::strcmp(env, "scalar") == 0) return 1;
+    return best_impl();
+}
+
 int current_impl() {
     int v = g_impl.load(std::memory_order_relaxed);
     if (v == 0) {
-        v = best_impl();
+        v = initial_impl();
         g_impl.store(v, std::memory_order_relaxed);
     }
     return v;
