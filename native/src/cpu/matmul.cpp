@@ -12,9 +12,10 @@
 namespace tactic {
 
 namespace {
-// Tokens per pass over a chunk of rows: their quantized activations (<= ~150 KB for
-// the widest gemma rows) stay in L2 while every row of the chunk streams past them.
-constexpr int64_t kTokenBlock = 64;
+// Tokens per pass over a chunk of rows: their quantized activations (~22-75 KB for
+// gemma's rows) stay in L1/L2 while every row of the chunk streams past them
+// (32 measured 5% faster than 64 and 10% faster than 128 at 256 tokens).
+constexpr int64_t kTokenBlock = 32;
 // Below this many multiply-adds (~20 us on one core) a matmul is not split.
 constexpr int64_t kMinParallelMacs = int64_t(1) << 18;
 
