@@ -48,12 +48,13 @@ void matmul(const Tensor &W, const float *X, int64_t ldx, int64_t n_tokens, floa
     const float *act_scale = nullptr;
     if (vt == GGML_Q8_0) {
         const int64_t nb = n / 32;
+        const size_t block_bytes = row_size(GGML_Q8_0, 32);
         std::vector<float> &sc = scale_scratch();
         sc.resize(size_t(nb * n_tokens));
         for (int64_t t = 0; t < n_tokens; t++)
             for (int64_t i = 0; i < nb; i++) {
                 uint16_t h;
-                std::memcpy(&h, act + size_t(t) * arow + size_t(i) * 34, 2);
+                std::memcpy(&h, act + size_t(t) * arow + size_t(i) * block_bytes, 2);  // d leads a block
                 sc[size_t(t * nb + i)] = f16_to_f32(h);
             }
         act_scale = sc.data();
