@@ -75,6 +75,10 @@ TACTIC_API tactic_status tactic_bench_matmul(int32_t type, const void *w, size_t
                                              int64_t n, const float *x, int64_t n_tokens, float *y,
                                              int32_t impl, int32_t n_threads, int32_t n_iter,
                                              double *seconds);
+/* Test hook: the activation row x[n] quantized to weight_type's vec_dot type (Q8_0,
+ * Q8_1, Q8_K, F16, ...), as matmul does it, by impl (1 scalar, 2 SIMD). */
+TACTIC_API tactic_status tactic_bench_quantize_activation(int32_t weight_type, const float *x, int64_t n,
+                                                         int32_t impl, void *dst, size_t dst_size);
 
 /* ---- GGUF inspection --------------------------------------------------- */
 /* Parse and validate a GGUF file without building a model. */
