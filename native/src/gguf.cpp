@@ -12,6 +12,7 @@
 #include <cstdio>
 
 #include "quant.h"
+#include "resources.h"
 
 namespace tactic {
 
@@ -28,6 +29,11 @@ struct Reader {
     const uint8_t *p;
     size_t size;
     size_t pos = 0;
+    // Metadata values allocated so far. Each element of an array is a GGUFValue of
+    // ~100 bytes, so a file can ask for far more memory than its own size: past a
+    // threshold the total is checked against the memory available.
+    uint64_t n_values = 0;
+    uint64_t next_check = uint64_t(1) << 20;
 
     size_t left() const { return size - pos; }
     void need(uint64_t n, const char *what) {
@@ -105,6 +111,11 @@ void read_value(Reader &r, GGUFType t, GGUFValue &v, const std::string &key, int
     const size_t min_elem = scalar_size(v.elem_type) ? scalar_size(v.elem_type)
                             : v.elem_type == GGUFType::STRING ? 8 : 12;
     if (n > r.left() / min_elem) bad("key '" + key + "': array of " + std::to_string(n) + " elements runs past the end of the file");
+    r.n_values += n;
+    if (r.n_values >= r.next_check) {
+        check_fits(r.n_values * sizeof(GGUFValue), "the metadata of this GGUF file (" + std::to_string(r.n_values) + " values)");
+        r.next_check = r.n_values * 2;
+    }
     v.arr.resize(size_t(n));
     for (auto &e : v.arr) read_value(r, v.elem_type, e, key, depth + 1);
 }
@@ -158,7 +169,9 @@ std::string GGUFValue::to_string() const {
             }
             return s + "]";
         }
-        default: return std::to_string(as_int());
+        case GGUFType::U8: case GGUFType::U16: case GGUFType::U32: case GGUFType::U64:
+            return std::to_string(num.u);  // u64 values past INT64_MAX are valid too
+        default: return std::to_string(num.i);
     }
 }
 
@@ -185,7 +198,11 @@ std::unique_ptr<GGUFFile> GGUFFile::open(const std::string &path, bool use_mmap)
         f->base_ = static_cast<const uint8_t *>(m);
     } else {
         try {
+            check_fits(f->size_, "reading '" + path + "' into memory");
             f->buffer_.resize(f->size_);
+        } catch (const Error &) {
+            ::close(fd);
+            throw;
         } catch (const std::bad_alloc &) {
             ::close(fd);
             fail(TACTIC_ERR_OUT_OF_MEMORY, "cannot allocate " + std::to_string(f->size_) + " bytes to read '" + path + "'");
@@ -237,8 +254,10 @@ void GGUFFile::parse() {
     const uint64_t n_tensors = r.get<uint64_t>("tensor count");
     const uint64_t n_kv = r.get<uint64_t>("metadata count");
     // A KV pair takes at least 8 (key length) + 4 (type) + 1 bytes; a tensor info 8+4+8+4+8.
-    if (n_kv > r.left() / 13) bad("metadata count " + std::to_string(n_kv) + " exceeds what the file can hold");
-    if (n_tensors > r.left() / 32) bad("tensor count " + std::to_string(n_tensors) + " exceeds what the file can hold");
+    if (n_kv > r.left() / 13)
+        bad("metadata count " + std::to_string(n_kv) + " exceeds what the file can hold (corrupt or truncated)");
+    if (n_tensors > r.left() / 32)
+        bad("tensor count " + std::to_string(n_tensors) + " exceeds what the file can hold (corrupt or truncated)");
 
     kv_.reserve(size_t(n_kv));
     for (uint64_t i = 0; i < n_kv; i++) {

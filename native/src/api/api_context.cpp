@@ -1,7 +1,10 @@
 // C ABI: contexts (KV cache + evaluation), logits, cancellation, timings.
+#include <algorithm>
 #include <cstring>
 
 #include "../forward.h"
+#include "../kv_cache.h"
+#include "../resources.h"
 #include "guard.h"
 #include "handles.h"
 
@@ -15,6 +18,20 @@ struct BusyLock {
         TACTIC_CHECK(lock.owns_lock(), TACTIC_ERR_BUSY, "this context is in use by another thread");
     }
 };
+// Refuses a context that would not fit in memory before its KV cache is allocated.
+// Out-of-range parameters are left to Context's own checks (ValueErrors).
+void check_context_fits(const tactic::HParams &hp, const tactic_context_params &p) {
+    if (p.n_ctx < 0 || p.n_ctx > (1 << 24) || p.n_batch < 0) return;
+    const uint64_t n_ctx = uint64_t(p.n_ctx > 0 ? p.n_ctx : hp.n_ctx_train);
+    const uint64_t n_batch = std::min<uint64_t>(p.n_batch > 0 ? uint64_t(p.n_batch) : 512, n_ctx);
+    const uint64_t kv = tactic::KVCache::bytes_needed(hp.n_layer, hp.n_head_kv, int(n_ctx), hp.head_dim);
+    // Per-batch activations (x, h, tmp, q, att, k, v, gate, up) and one row of logits.
+    const uint64_t per_token = 3ull * uint64_t(hp.n_embd) + 2ull * uint64_t(hp.n_head) * uint64_t(hp.head_dim) +
+                               2ull * uint64_t(hp.n_head_kv) * uint64_t(hp.head_dim) + 2ull * uint64_t(hp.n_ff);
+    const uint64_t buffers = (n_batch * per_token + uint64_t(hp.n_vocab)) * sizeof(float);
+    tactic::check_fits(kv + buffers, "a context of " + std::to_string(n_ctx) + " tokens (KV cache " +
+                                         tactic::format_bytes(kv) + " + buffers " + tactic::format_bytes(buffers) + ")");
+}
 }  // namespace
 
 extern "C" {
@@ -38,6 +55,7 @@ TACTIC_API tactic_status tactic_context_new(tactic_model *model, const tactic_co
         const tactic_context_params p = params ? *params : tactic_context_default_params();
         auto c = std::make_unique<tactic_context>();
         c->model = model;
+        check_context_fits(model->weights().hp, p);
         c->ctx = std::make_unique<tactic::Context>(model->weights(), p);
         *out = c.release();
     });
@@ -61,6 +79,9 @@ TACTIC_API tactic_status tactic_eval(tactic_context *ctx, const int32_t *tokens,
     return guard([&] {
         TACTIC_REQUIRE_ARG(ctx, "ctx must not be NULL");
         BusyLock lock(ctx);
+        if (logits_all && n > 1)  // n rows of n_vocab floats
+            tactic::check_fits(uint64_t(n) * uint64_t(ctx->model->weights().hp.n_vocab) * sizeof(float),
+                               "the logits of " + std::to_string(n) + " positions");
         ctx->ctx->eval(tokens, n, logits_all != 0);
     });
 }

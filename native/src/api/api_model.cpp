@@ -1,6 +1,7 @@
 // C ABI: loading a model and reading what it is.
 #include <cstring>
 
+#include "../resources.h"
 #include "guard.h"
 #include "handles.h"
 
@@ -24,7 +25,14 @@ TACTIC_API tactic_status tactic_model_load(const char *path, const tactic_model_
         auto m = std::make_unique<tactic_model>();
         m->file = tactic::GGUFFile::open(path, p.use_mmap != 0);
         try {
-            if (!p.vocab_only) m->model = tactic::Model::from_gguf(*m->file);
+            if (!p.vocab_only) {
+                m->model = tactic::Model::from_gguf(*m->file);
+                // Mapped weights are paged in from the file as they are used: a model
+                // larger than the memory left would thrash, so it is refused up front.
+                // (Read into memory, the whole file was already checked by GGUFFile.)
+                if (p.use_mmap)
+                    tactic::check_fits(uint64_t(m->model->n_bytes), "the weights of this model");
+            }
             if (m->file->has("tokenizer.ggml.model")) m->tokenizer = tactic::Tokenizer::from_gguf(*m->file);
             TACTIC_CHECK(m->model || m->tokenizer, TACTIC_ERR_FORMAT, "vocab_only: the file has no tokenizer");
         } catch (const tactic::Error &e) {

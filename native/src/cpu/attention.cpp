@@ -4,6 +4,10 @@
 #include <cmath>
 #include <limits>
 
+#if defined(TACTIC_X86)
+#include <cpuid.h>
+#endif
+
 #include "../common.h"
 
 namespace tactic {
@@ -17,8 +21,12 @@ void pv_accumulate_avx2(float *acc, int n_q, int D, const float *w, int stride, 
 namespace {
 bool have_avx2() {
 #if defined(TACTIC_X86)
-    static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                           __builtin_cpu_supports("f16c");
+    // F16C through CPUID: clang's __builtin_cpu_supports does not know "f16c".
+    static const bool ok = [] {
+        unsigned a = 0, b = 0, c = 0, d = 0;
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __get_cpuid(1, &a, &b, &c, &d) &&
+               (c & bit_F16C) != 0;
+    }();
     return ok;
 #else
     return false;
@@ -115,6 +123,9 @@ void attend_rows(const float *q, int n_q, int D, const uint16_t *K, const uint16
                 float *a = part.acc.data() + size_t(h) * D;
                 for (int d = 0; d < D; d++) a[d] *= scale_old;
             }
+            // Weights rounded to f16 as llama.cpp's f16 V.P product rounds them: it
+            // settles near-ties as llama.cpp does (measured on its greedy references).
+            for (int r = 0; r < n; r++) s[r] = f16_to_f32(f32_to_f16(s[r]));
             part.l[size_t(h)] = part.l[size_t(h)] * scale_old + sum;
             part.m[size_t(h)] = mx;
         }
@@ -124,17 +135,20 @@ void attend_rows(const float *q, int n_q, int D, const uint16_t *K, const uint16
 
 void attention_split(const float *q, int n_q, int D, const uint16_t *K, const uint16_t *V, int lo, int hi, float *out,
                      ThreadPool &pool) {
+    // Chunks of keys, each folded into its own partial softmax, merged at the end.
+    constexpr int kChunk = 1024;
     const int n = hi - lo;
-    const int n_threads = std::min(pool.size(), std::max(1, n / 512));
-    std::vector<SoftmaxPartial> parts(static_cast<size_t>(n_threads));
-    pool.run([&](int t, int nt) {
-        if (t >= n_threads) return;
+    const int n_chunks = std::max(1, (n + kChunk - 1) / kChunk);
+    std::vector<SoftmaxPartial> parts(static_cast<size_t>(n_chunks));
+    pool.parallel_for(n_chunks, 1, [&](int64_t b, int64_t e) {
         thread_local std::vector<float> scratch;
-        const int b = lo + int(int64_t(n) * t / n_threads), e = lo + int(int64_t(n) * (t + 1) / n_threads);
-        parts[size_t(t)].reset(n_q, D);
-        attend_rows(q, n_q, D, K, V, nullptr, b, e, parts[size_t(t)], scratch);
+        for (int64_t c = b; c < e; c++) {
+            const int j0 = lo + int(c) * kChunk, j1 = std::min(hi, j0 + kChunk);
+            parts[size_t(c)].reset(n_q, D);
+            attend_rows(q, n_q, D, K, V, nullptr, j0, j1, parts[size_t(c)], scratch);
+        }
     });
-    for (int t = 1; t < n_threads; t++) parts[0].merge(parts[size_t(t)], n_q, D);
+    for (int c = 1; c < n_chunks; c++) parts[0].merge(parts[size_t(c)], n_q, D);
     parts[0].finish(out, n_q, D);
 }
 
