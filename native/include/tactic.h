@@ -116,6 +116,8 @@ typedef struct {
 TACTIC_API tactic_model_params tactic_model_default_params(void);
 TACTIC_API tactic_status tactic_model_load(const char *path, const tactic_model_params *params,
                                            tactic_model **out);
+/* Contexts keep their model alive: the memory goes when the model and all its
+ * contexts are freed, in any order. */
 TACTIC_API void tactic_model_free(tactic_model *model);
 TACTIC_API tactic_status tactic_model_get_info(const tactic_model *model, tactic_model_info *out);
 /* A metadata value rendered as a string (strings verbatim, numbers in decimal).
@@ -174,6 +176,7 @@ typedef struct {
 TACTIC_API tactic_context_params tactic_context_default_params(void);
 TACTIC_API tactic_status tactic_context_new(tactic_model *model, const tactic_context_params *params,
                                             tactic_context **out);
+/* Cancels and waits for a tactic_eval still running on another thread, then frees. */
 TACTIC_API void tactic_context_free(tactic_context *ctx);
 TACTIC_API int32_t tactic_context_n_ctx(const tactic_context *ctx);
 /* Tokens currently in the cache. */
