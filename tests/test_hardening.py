@@ -304,3 +304,32 @@ def test_gil_released_during_eval(gemma_path):
     t.join()
     # With the GIL held by the eval, this loop could not run at all until it ended.
     assert elapsed < 0.05 or ticks > 10_000, (ticks, elapsed)
+
+
+# ---- leaks ----------------------------------------------------------------------------------
+
+def _trimmed_rss_mib():
+    import ctypes
+
+    ctypes.CDLL("libc.so.6").malloc_trim(0)  # freed heap goes back: what remains is live
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+
+def _load_cycle(path, n):
+    for _ in range(n):
+        m = load(path)
+        ctx = new_context(m, n_ctx=32)
+        eval_tokens(ctx, [1, 2])
+        del ctx, m
+
+
+def test_load_free_does_not_leak(tiny_path, gemma_path):
+    """Loading and freeing (with a context and an eval) leaves live memory flat;
+    scripts/soak.py runs the 200-cycle version on the real model."""
+    for path, n, slack in ((tiny_path, 100, 4.0), (gemma_path, 10, 8.0)):
+        _load_cycle(path, 3)
+        before = _trimmed_rss_mib()
+        _load_cycle(path, n)
+        after = _trimmed_rss_mib()
+        assert after - before < slack, (path, before, after)
