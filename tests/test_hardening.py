@@ -333,3 +333,45 @@ def test_load_free_does_not_leak(tiny_path, gemma_path):
         _load_cycle(path, n)
         after = _trimmed_rss_mib()
         assert after - before < slack, (path, before, after)
+
+
+def _tokenize(model, text):
+    b = text.encode()
+    out = ffi.new("int32_t[]", 4 * len(b) + 8)
+    n = ffi.new("int32_t *")
+    check(lib.tactic_tokenize(model, b, len(b), 1, 0, out, 4 * len(b) + 8, n), "tokenize")
+    return list(out[0:n[0]])
+
+
+def test_one_model_shared_by_threads(gemma_path):
+    """Two contexts on one model and tokenization, from several threads at once, give
+    what they give alone (the model and its tokenizer are read-only once loaded)."""
+    m = load(gemma_path)
+    nv = n_vocab(m)
+    texts = ["The quick brown fox jumps over the lazy dog. " * 8, "Ünïcödé — 東京 🚀 <start_of_turn>user\n" * 8]
+    want_tokens = [_tokenize(m, t) for t in texts]
+    prompts = [want_tokens[0][:12], want_tokens[1][:12]]
+
+    def run(i):
+        ctx = new_context(m, n_ctx=32)
+        eval_tokens(ctx, prompts[i])
+        return last_logits(ctx, nv)
+
+    want_logits = [run(0), run(1)]
+    failures = []
+
+    def worker(i):
+        try:
+            for _ in range(3):
+                np.testing.assert_array_equal(run(i), want_logits[i])
+            for _ in range(30):
+                assert _tokenize(m, texts[i]) == want_tokens[i]
+        except Exception as e:  # reported from the main thread
+            failures.append(repr(e))
+
+    threads = [threading.Thread(target=worker, args=(i % 2,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, failures
