@@ -17,6 +17,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Model",
+    "Sampler",
+    "SamplingParams",
+    "ChatTemplate",
+    "ChatTemplateError",
     "TacticError",
     "BusyError",
     "CancelledError",
@@ -33,8 +37,12 @@ __all__ = [
 def __getattr__(name):
     # Model pulls in the native library; import it lazily so `import pytactic`
     # (and the converter) work even before the library is built.
-    if name == "Model":
-        from .model import Model
+    if name in ("Model", "Sampler", "SamplingParams"):
+        from . import model
 
-        return Model
+        return getattr(model, name)
+    if name in ("ChatTemplate", "ChatTemplateError"):
+        from . import chat
+
+        return getattr(chat, name)
     raise AttributeError(name)

@@ -55,6 +55,8 @@ Context::Context(const Model &model, const tactic_context_params &p) : model_(mo
         tp.n_recent = p.n_recent;
         tp.debug = p.tactic_debug != 0;
         tp.seed = p.seed;
+        tp.selector = p.tactic_selector;
+        tp.incremental = p.tactic_incremental != 0;
         tactic_ = std::make_unique<TacticAttention>(tp, hp, n_ctx_);
     }
 }
@@ -192,7 +194,9 @@ void Context::forward_batch(const int32_t *tokens, int n, int pos0, bool want_lo
             for (int h = 0; h < H; h++) {
                 float *qh = S.q.data() + (size_t(t) * H + h) * D;
                 rope_apply(rc, qh, cs, sn);
-                for (int d = 0; d < D; d++) qh[d] *= hp.attn_scale;
+                // q is rounded to f16 as llama.cpp's f16 K.Q product does (it settles
+                // near-ties the way llama.cpp does; keys are f16 in the cache anyway).
+                for (int d = 0; d < D; d++) qh[d] = f16_to_f32(f32_to_f16(qh[d] * hp.attn_scale));
             }
             for (int h = 0; h < Hkv; h++) {
                 float *kh = S.k.data() + (size_t(t) * Hkv + h) * D;

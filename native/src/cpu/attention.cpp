@@ -132,17 +132,20 @@ void attend_rows(const float *q, int n_q, int D, const uint16_t *K, const uint16
 
 void attention_split(const float *q, int n_q, int D, const uint16_t *K, const uint16_t *V, int lo, int hi, float *out,
                      ThreadPool &pool) {
+    // Chunks of keys, each folded into its own partial softmax, merged at the end.
+    constexpr int kChunk = 1024;
     const int n = hi - lo;
-    const int n_threads = std::min(pool.size(), std::max(1, n / 512));
-    std::vector<SoftmaxPartial> parts(static_cast<size_t>(n_threads));
-    pool.run([&](int t, int nt) {
-        if (t >= n_threads) return;
+    const int n_chunks = std::max(1, (n + kChunk - 1) / kChunk);
+    std::vector<SoftmaxPartial> parts(static_cast<size_t>(n_chunks));
+    pool.parallel_for(n_chunks, 1, [&](int64_t b, int64_t e) {
         thread_local std::vector<float> scratch;
-        const int b = lo + int(int64_t(n) * t / n_threads), e = lo + int(int64_t(n) * (t + 1) / n_threads);
-        parts[size_t(t)].reset(n_q, D);
-        attend_rows(q, n_q, D, K, V, nullptr, b, e, parts[size_t(t)], scratch);
+        for (int64_t c = b; c < e; c++) {
+            const int j0 = lo + int(c) * kChunk, j1 = std::min(hi, j0 + kChunk);
+            parts[size_t(c)].reset(n_q, D);
+            attend_rows(q, n_q, D, K, V, nullptr, j0, j1, parts[size_t(c)], scratch);
+        }
     });
-    for (int t = 1; t < n_threads; t++) parts[0].merge(parts[size_t(t)], n_q, D);
+    for (int c = 1; c < n_chunks; c++) parts[0].merge(parts[size_t(c)], n_q, D);
     parts[0].finish(out, n_q, D);
 }
 

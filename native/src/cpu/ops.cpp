@@ -19,16 +19,19 @@ void add_inplace(float *x, const float *y, int n) {
     for (int i = 0; i < n; i++) x[i] += y[i];
 }
 
+namespace {
+float gelu_tanh(float x) {
+    const float c = 0.79788456080286535588f;  // sqrt(2/pi)
+    return 0.5f * x * (1.0f + std::tanh(c * x * (1.0f + 0.044715f * x * x)));
+}
+}  // namespace
+
 void gated_activation(float *g, const float *u, int n, Activation act) {
     if (act == Activation::Silu) {
         for (int i = 0; i < n; i++) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
-    } else {
-        const float c = 0.7978845608028654f;  // sqrt(2/pi)
-        for (int i = 0; i < n; i++) {
-            const float x = g[i];
-            g[i] = 0.5f * x * (1.0f + std::tanh(c * (x + 0.044715f * x * x * x))) * u[i];
-        }
+        return;
     }
+    for (int i = 0; i < n; i++) g[i] = gelu_tanh(g[i]) * u[i];
 }
 
 void softcap(float *x, int n, float cap) {

@@ -22,6 +22,29 @@ struct TacticParams {
     int n_recent = 0;             // trailing tokens always attended
     bool debug = false;           // also compute full attention to report the true mass
     uint64_t seed = 0;
+    // Added by the Tactic work (additive):
+    int selector = 0;             // TACTIC_SELECT_*: Tactic, or a baseline for comparisons
+    bool incremental = false;     // assign tokens leaving the recent window to the nearest centroid
+    std::vector<float> eval_ps = {0.5f, 0.7f, 0.8f, 0.9f, 0.95f};  // targets evaluated in debug mode
+};
+
+// Selectors: which tokens decode attends. TACTIC and CLUSTER_OPT always keep the sinks and
+// the tokens not yet clustered; ORACLE (exact top-p) and QUEST (pages of 16; per query head
+// as many tokens as Tactic chose) select among all tokens.
+enum Selector { kSelectTactic = 0, kSelectOracle = 1, kSelectQuest = 2, kSelectClusterOpt = 3, kSelectFull = 4 };
+
+// Debug mode: one entry per (global layer, query head, target p in eval_ps).
+struct TacticHeadEval {
+    int layer = 0, head = 0, n_tokens = 0;
+    float p = 0;
+    int tactic_tokens = 0;      // Tactic's own selection at p (always-kept included)
+    float tactic_est_mass = 0, tactic_true_mass = 0;
+    int oracle_tokens = 0;      // the fewest tokens whose true mass reaches p
+    int cluster_opt_tokens = 0; // always-kept + the shortest cluster-order prefix reaching p (token granularity)
+    float quest_true_mass = 0;  // Quest (pages of 16) with tactic_tokens tokens
+    int union_tokens = 0;       // Tactic's union over the head's KV group at p
+    float union_true_mass = 0;  // this head's true mass over that union
+    int degenerate = 0;         // the fit fell back to a flat tail
 };
 
 struct TacticHeadStat {
@@ -48,6 +71,11 @@ public:
 
     // Statistics of the last decode step, one entry per (global layer, query head).
     const std::vector<TacticHeadStat> &last_stats() const;
+    // Debug mode: Tactic and the baselines at each eval_ps target, last decode step.
+    const std::vector<TacticHeadEval> &last_eval() const;
+    // Switches the selector and target for the following steps (clusters are kept).
+    void set_selection(int selector, float p);
+    const TacticParams &params() const;
     double clustering_seconds() const;   // total so far
     double selection_seconds() const;    // total so far
     void reset_timings();

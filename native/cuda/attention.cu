@@ -1,0 +1,336 @@
+// Decode attention of one token over an f16 KV cache [n_head_kv][n_ctx][D], split
+// along the keys FlashDecoding-style: a grid of (KV head x head group, split) blocks
+// each folds its share of the tokens into a running softmax (max m, sum l, output
+// acc), and a second kernel merges the splits. The same kernel walks either a range
+// [lo, n) or a per-KV-head index list (Tactic's selected tokens).
+//
+// Inside a block, each warp takes tiles of 32 tokens. A token row of D halves is read
+// by D/8 lanes, 16 bytes each (several tokens per warp step when D < 256):
+//   1. scores: q.k for every query head of the group (partial dots, then a shuffle
+//      reduction over the D/8 lanes), into shared memory;
+//   2. softmax: lane t takes token t of the tile: tile max, rescale, p = exp(s - m);
+//   3. values: acc += p v, each lane holding its 8 dims for every head.
+// The query heads sharing a KV head (GQA) are handled together, so K and V are read
+// once per KV head.
+#include <cuda_fp16.h>
+
+#include <cmath>
+
+#include "cuda_backend.h"
+#include "cuda_util.cuh"
+
+namespace tactic {
+namespace cuda {
+
+namespace {
+
+constexpr int kAttnWarps = 4;
+constexpr int kTile = 32;
+
+__device__ __forceinline__ void half8_to_float(const uint4 &w, float *f) {
+    const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const float2 t = __half22float2(*reinterpret_cast<const __half2 *>(&ws[i]));
+        f[2 * i] = t.x;
+        f[2 * i + 1] = t.y;
+    }
+}
+
+struct AttnDev {
+    const float *q;
+    const __half *k, *v;
+    int n_ctx, n_head, n_head_kv, n_hgroups;
+    int lo, len_full;                 // range mode: positions j -> token lo + j, j < len_full
+    const int32_t *idx;               // list mode (non-null): token idx[off[g] + j]
+    const int64_t *off;
+    int split_len;
+    float scale;
+    float *part_acc;                  // [split][n_head][D]
+    float *part_ml;                   // [split][n_head][2]
+};
+
+template <int D, int G>
+__global__ void __launch_bounds__(kAttnWarps * 32) attn_split_kernel(AttnDev a) {
+    constexpr int LPT = D / 8;        // lanes per token row
+    constexpr int TPW = 32 / LPT;     // tokens per warp step
+    constexpr int STEPS = kTile / TPW;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int slot = lane / LPT, dl = lane % LPT;
+
+    const int kvh = blockIdx.x / a.n_hgroups, hg = blockIdx.x % a.n_hgroups;
+    const int group = a.n_head / a.n_head_kv;
+    const int h0 = kvh * group + hg * G;
+    const int nh = min(G, group - hg * G);
+
+    const int32_t *list = nullptr;
+    int len = a.len_full;
+    if (a.idx) {
+        list = a.idx + a.off[kvh];
+        len = int(a.off[kvh + 1] - a.off[kvh]);
+    }
+    const int s_begin = blockIdx.y * a.split_len;
+    const int s_end = min(len, s_begin + a.split_len);
+    const __half *K = a.k + int64_t(kvh) * a.n_ctx * D + dl * 8;
+    const __half *V = a.v + int64_t(kvh) * a.n_ctx * D + dl * 8;
+
+    float qr[G][8], acc[G][8], m[G], l[G];
+#pragma unroll
+    for (int h = 0; h < G; h++) {
+        m[h] = -INFINITY;
+        l[h] = 0.f;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            qr[h][i] = h < nh ? a.q[int64_t(h0 + h) * D + dl * 8 + i] * a.scale : 0.f;
+            acc[h][i] = 0.f;
+        }
+    }
+
+    __shared__ float s_p[kAttnWarps][G][kTile];
+    for (int t0 = s_begin + warp * kTile; t0 < s_end; t0 += kAttnWarps * kTile) {
+        const int n_in = min(kTile, s_end - t0);
+        // Lane t fetches the token of tile slot t once; steps read it by shuffle.
+        const int my_pos = t0 + min(lane, n_in - 1);
+        const int my_tok = list ? list[my_pos] : a.lo + my_pos;
+
+        // 1. scores
+#pragma unroll
+        for (int s0 = 0; s0 < STEPS; s0 += 8) {
+            uint4 kw[8];
+#pragma unroll
+            for (int s = 0; s < 8; s++) {
+                if (s0 + s < STEPS) {
+                    const int tok = __shfl_sync(0xffffffffu, my_tok, (s0 + s) * TPW + slot);
+                    kw[s] = *reinterpret_cast<const uint4 *>(K + int64_t(tok) * D);
+                }
+            }
+#pragma unroll
+            for (int s = 0; s < 8; s++) {
+                if (s0 + s < STEPS) {
+                    float kf[8];
+                    half8_to_float(kw[s], kf);
+                    const int t = (s0 + s) * TPW + slot;
+#pragma unroll
+                    for (int h = 0; h < G; h++) {
+                        float d = 0.f;
+#pragma unroll
+                        for (int i = 0; i < 8; i++) d = fmaf(qr[h][i], kf[i], d);
+#pragma unroll
+                        for (int o = LPT / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+                        if (dl == 0) s_p[warp][h][t] = t < n_in ? d : -INFINITY;
+                    }
+                }
+            }
+        }
+        __syncwarp();
+        // 2. online softmax over the tile, lane = token
+#pragma unroll
+        for (int h = 0; h < G; h++) {
+            const float sv = s_p[warp][h][lane];
+            const float m_new = fmaxf(m[h], warp_max(sv));
+            const float alpha = expf(m[h] - m_new);  // m = -inf at first: 0
+            const float p = expf(sv - m_new);         // padding slots: 0
+            l[h] = l[h] * alpha + warp_sum(p);
+            m[h] = m_new;
+            s_p[warp][h][lane] = p;
+#pragma unroll
+            for (int i = 0; i < 8; i++) acc[h][i] *= alpha;
+        }
+        __syncwarp();
+        // 3. values
+#pragma unroll
+        for (int s0 = 0; s0 < STEPS; s0 += 8) {
+            uint4 vw[8];
+#pragma unroll
+            for (int s = 0; s < 8; s++) {
+                if (s0 + s < STEPS) {
+                    const int tok = __shfl_sync(0xffffffffu, my_tok, (s0 + s) * TPW + slot);
+                    vw[s] = *reinterpret_cast<const uint4 *>(V + int64_t(tok) * D);
+                }
+            }
+#pragma unroll
+            for (int s = 0; s < 8; s++) {
+                if (s0 + s < STEPS) {
+                    float vf[8];
+                    half8_to_float(vw[s], vf);
+                    const int t = (s0 + s) * TPW + slot;
+#pragma unroll
+                    for (int h = 0; h < G; h++) {
+                        const float p = s_p[warp][h][t];
+#pragma unroll
+                        for (int i = 0; i < 8; i++) acc[h][i] = fmaf(p, vf[i], acc[h][i]);
+                    }
+                }
+            }
+        }
+        __syncwarp();
+    }
+
+    // The token slots of a warp each hold part of the sum: add them up.
+#pragma unroll
+    for (int h = 0; h < G; h++)
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+#pragma unroll
+            for (int o = LPT; o < 32; o <<= 1) acc[h][i] += __shfl_xor_sync(0xffffffffu, acc[h][i], o);
+
+    // Merge the warps of the block, then write this split's partial result.
+    __shared__ float s_acc[kAttnWarps][G][D];
+    __shared__ float s_m[kAttnWarps][G], s_l[kAttnWarps][G];
+    if (slot == 0) {
+#pragma unroll
+        for (int h = 0; h < G; h++)
+#pragma unroll
+            for (int i = 0; i < 8; i++) s_acc[warp][h][dl * 8 + i] = acc[h][i];
+    }
+    if (lane == 0) {
+#pragma unroll
+        for (int h = 0; h < G; h++) {
+            s_m[warp][h] = m[h];
+            s_l[warp][h] = l[h];
+        }
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < nh * D; e += kAttnWarps * 32) {
+        const int h = e / D, d = e % D;
+        float M = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < kAttnWarps; w++) M = fmaxf(M, s_m[w][h]);
+        float A = 0.f, L = 0.f;
+        if (M != -INFINITY) {
+#pragma unroll
+            for (int w = 0; w < kAttnWarps; w++) {
+                const float f = expf(s_m[w][h] - M);
+                A = fmaf(f, s_acc[w][h][d], A);
+                L = fmaf(f, s_l[w][h], L);
+            }
+        }
+        const int64_t row = int64_t(blockIdx.y) * a.n_head + h0 + h;
+        a.part_acc[row * D + d] = A;
+        if (d == 0) {
+            a.part_ml[row * 2] = M;
+            a.part_ml[row * 2 + 1] = L;
+        }
+    }
+}
+
+// out[h] = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s; zeros for an empty list.
+__global__ void attn_merge_kernel(const float *__restrict__ part_acc, const float *__restrict__ part_ml,
+                                  int n_splits, int n_head, int D, float *__restrict__ out) {
+    const int h = blockIdx.x;
+    float M = -INFINITY;
+    for (int s = 0; s < n_splits; s++) M = fmaxf(M, part_ml[(int64_t(s) * n_head + h) * 2]);
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        float A = 0.f, L = 0.f;
+        if (M != -INFINITY) {
+            for (int s = 0; s < n_splits; s++) {
+                const int64_t row = int64_t(s) * n_head + h;
+                const float f = expf(part_ml[row * 2] - M);
+                A = fmaf(f, part_acc[row * D + d], A);
+                L = fmaf(f, part_ml[row * 2 + 1], L);
+            }
+        }
+        out[int64_t(h) * D + d] = L > 0.f ? A / L : 0.f;
+    }
+}
+
+template <int D, int G>
+void launch_split(const AttnDev &a, int n_splits) {
+    dim3 grid(unsigned(a.n_head_kv * a.n_hgroups), unsigned(n_splits));
+    attn_split_kernel<D, G><<<grid, kAttnWarps * 32>>>(a);
+}
+
+template <int D>
+void launch_split_d(const AttnDev &a, int n_splits, int gmax) {
+    switch (gmax) {
+        case 1: launch_split<D, 1>(a, n_splits); break;
+        case 2: launch_split<D, 2>(a, n_splits); break;
+        default: launch_split<D, 4>(a, n_splits); break;
+    }
+}
+
+}  // namespace
+
+void attention(const AttentionArgs &in) {
+    require_device();
+    const int D = in.head_dim, group = in.n_head / in.n_head_kv;
+    TACTIC_CHECK(D == 64 || D == 128 || D == 256, TACTIC_ERR_UNSUPPORTED,
+                 "CUDA attention: head_dim must be 64, 128 or 256");
+    // Query heads per block: the GQA group, in pieces of at most 4 (8 would spill
+    // registers; a larger group reads its K/V rows once per piece, mostly from L2).
+    const int gmax = group <= 1 ? 1 : group <= 2 ? 2 : 4;
+    const int n_hgroups = (group + gmax - 1) / gmax;
+
+    int64_t max_len = 0, n_idx = 0;
+    if (in.idx) {
+        n_idx = in.offsets[in.n_head_kv];
+        for (int g = 0; g < in.n_head_kv; g++) max_len = std::max<int64_t>(max_len, in.offsets[g + 1] - in.offsets[g]);
+    } else {
+        max_len = in.n - in.lo;
+    }
+    // Enough blocks to fill the GPU a few times over, each a whole number of tiles.
+    const int per_round = kAttnWarps * kTile;
+    int n_splits = options().attn_splits;
+    if (n_splits <= 0) {
+        const int64_t blocks_per_split = int64_t(in.n_head_kv) * n_hgroups;
+        const int64_t want = std::max<int64_t>(1, (4 * sm_count() + blocks_per_split - 1) / blocks_per_split);
+        n_splits = int(std::min<int64_t>(want, std::max<int64_t>(1, (max_len + per_round - 1) / per_round)));
+    }
+    int64_t split_len = std::max<int64_t>(1, (max_len + n_splits - 1) / n_splits);
+    split_len = (split_len + kTile - 1) / kTile * kTile;
+    n_splits = int(std::max<int64_t>(1, (max_len + split_len - 1) / split_len));
+
+    const size_t kv_bytes = sizeof(uint16_t) * size_t(in.n_head_kv) * size_t(in.n_ctx) * size_t(D);
+    const int copies = bench_copies(2 * kv_bytes);
+    std::vector<DevBuf> d_k, d_v;
+    for (int i = 0; i < copies; i++) {
+        d_k.emplace_back(kv_bytes);
+        d_k.back().upload(in.k, kv_bytes);
+        d_v.emplace_back(kv_bytes);
+        d_v.back().upload(in.v, kv_bytes);
+    }
+    const size_t q_bytes = sizeof(float) * size_t(in.n_head) * size_t(D);
+    DevBuf d_q(q_bytes), d_out(q_bytes);
+    DevBuf d_idx(sizeof(int32_t) * size_t(n_idx)), d_off(in.idx ? sizeof(int64_t) * size_t(in.n_head_kv + 1) : 0);
+    DevBuf d_pacc(sizeof(float) * size_t(n_splits) * in.n_head * D), d_pml(sizeof(float) * size_t(n_splits) * in.n_head * 2);
+    d_q.upload(in.q, q_bytes);
+    if (in.idx) {
+        d_idx.upload(in.idx, d_idx.size());
+        d_off.upload(in.offsets, d_off.size());
+    }
+    d_out.poison();
+
+    AttnDev a{};
+    a.q = d_q.as<float>();
+    a.n_ctx = in.n_ctx;
+    a.n_head = in.n_head;
+    a.n_head_kv = in.n_head_kv;
+    a.n_hgroups = n_hgroups;
+    a.lo = in.lo;
+    a.len_full = int(max_len);
+    a.idx = in.idx ? d_idx.as<int32_t>() : nullptr;
+    a.off = in.idx ? d_off.as<int64_t>() : nullptr;
+    a.split_len = int(split_len);
+    a.scale = in.scale;
+    a.part_acc = d_pacc.as<float>();
+    a.part_ml = d_pml.as<float>();
+
+    auto launch = [&](int copy) {
+        a.k = d_k[copy].as<__half>();
+        a.v = d_v[copy].as<__half>();
+        switch (D) {
+            case 64: launch_split_d<64>(a, n_splits, gmax); break;
+            case 128: launch_split_d<128>(a, n_splits, gmax); break;
+            default: launch_split_d<256>(a, n_splits, gmax); break;
+        }
+        attn_merge_kernel<<<unsigned(in.n_head), std::min(D, 256)>>>(a.part_acc, a.part_ml, n_splits, in.n_head, D,
+                                                                    d_out.as<float>());
+    };
+    launch(0);
+    check_launch("attention kernels");
+    d_out.download(in.out, q_bytes);
+    bench(launch, copies);
+}
+
+}  // namespace cuda
+}  // namespace tactic

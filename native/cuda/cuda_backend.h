@@ -1,0 +1,56 @@
+// The CUDA backend as plain C++: no CUDA type crosses this header, so the C ABI
+// (api/api_cuda.cpp, built by the C++ compiler) can call it. Every function takes
+// host buffers, copies them to GPU 0, runs one kernel and copies the result back;
+// failures throw tactic::Error. Arguments are validated by the caller (api_cuda.cpp).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace tactic {
+namespace cuda {
+
+// Usable devices; 0 when there is no driver or no GPU (never throws).
+int device_count();
+std::string device_name(int device);
+
+// Options (see tactic_cuda_set_option); false if the name is unknown.
+bool set_option(const std::string &name, int64_t value);
+double last_ms();
+
+// True for the types the kernels below handle.
+bool type_supported(uint32_t type);
+
+void dequantize(uint32_t type, const void *src, size_t row_bytes, int64_t n_rows, int64_t n_per_row,
+                float *dst);
+void matvec(uint32_t type, const void *w, size_t row_bytes, int64_t n_rows, int64_t n_cols, const float *x,
+            float *y);
+void rms_norm(const float *x, const float *w, int64_t n_rows, int n, float eps, float *y);
+
+struct RopeArgs {
+    bool neox = false;
+    int n_rot = 0;
+    float base = 10000.f, freq_scale = 1.f, attn_factor = 1.f;
+    const float *freq_factors = nullptr;  // [n_rot/2] or null
+    bool yarn = false;
+    int yarn_orig_ctx = 0;
+};
+void rope(float *x, int n_tokens, int n_head, int head_dim, const int32_t *pos, const RopeArgs &args);
+
+// Decode attention (see tactic.h). idx == nullptr: tokens [lo, n); else per KV head g
+// the tokens idx[offsets[g] .. offsets[g+1]).
+struct AttentionArgs {
+    const float *q = nullptr;
+    int n_head = 0, n_head_kv = 0, head_dim = 0, n_ctx = 0;
+    const uint16_t *k = nullptr, *v = nullptr;
+    int lo = 0, n = 0;
+    const int32_t *idx = nullptr;
+    const int64_t *offsets = nullptr;
+    float scale = 1.f;
+    float *out = nullptr;
+};
+void attention(const AttentionArgs &a);
+
+}  // namespace cuda
+}  // namespace tactic

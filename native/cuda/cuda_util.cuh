@@ -1,0 +1,127 @@
+// Host-side helpers of the CUDA backend: checked calls, device buffers, the bench
+// timer; and the warp reductions the kernels share.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common.h"
+
+namespace tactic {
+namespace cuda {
+
+// Every CUDA call is checked; a failure becomes a tactic::Error.
+inline void check(cudaError_t e, const char *what) {
+    if (e == cudaSuccess) return;
+    cudaGetLastError();  // clear a sticky-free error so the next call starts clean
+    const tactic_status s = e == cudaErrorMemoryAllocation ? TACTIC_ERR_OUT_OF_MEMORY : TACTIC_ERR_INTERNAL;
+    fail(s, std::string("CUDA: ") + what + ": " + cudaGetErrorString(e));
+}
+#define TACTIC_CU(call) ::tactic::cuda::check((call), #call)
+// After a launch: the launch error, then (synchronously) any fault of the kernel.
+inline void check_launch(const char *kernel) {
+    check(cudaGetLastError(), kernel);
+    check(cudaDeviceSynchronize(), kernel);
+}
+
+// Selects GPU 0, or throws UNSUPPORTED when there is none.
+void require_device();
+
+// A device allocation freed on scope exit.
+class DevBuf {
+public:
+    explicit DevBuf(size_t bytes) : n_(bytes) {
+        if (bytes) TACTIC_CU(cudaMalloc(&p_, bytes));
+    }
+    ~DevBuf() {
+        if (p_) cudaFree(p_);
+    }
+    DevBuf(const DevBuf &) = delete;
+    DevBuf &operator=(const DevBuf &) = delete;
+    DevBuf(DevBuf &&o) noexcept : p_(o.p_), n_(o.n_) { o.p_ = nullptr; }
+    template <class T>
+    T *as() const { return static_cast<T *>(p_); }
+    size_t size() const { return n_; }
+    void upload(const void *src, size_t bytes) {
+        if (bytes) TACTIC_CU(cudaMemcpy(p_, src, bytes, cudaMemcpyHostToDevice));
+    }
+    // All bits set (NaN for floats), so an element no kernel wrote shows in a test.
+    void poison() {
+        if (n_) TACTIC_CU(cudaMemset(p_, 0xff, n_));
+    }
+    void download(void *dst, size_t bytes) const {
+        if (bytes) TACTIC_CU(cudaMemcpy(dst, p_, bytes, cudaMemcpyDeviceToHost));
+    }
+
+private:
+    void *p_ = nullptr;
+    size_t n_ = 0;
+};
+
+// Options set through tactic_cuda_set_option.
+struct Options {
+    int bench_iters = 0;   // > 0: time kernels
+    int matvec_rows = 0;   // rows per warp (0: default)
+    int attn_splits = 0;   // 0: automatic
+};
+Options &options();
+void set_last_ms(double ms);
+
+// How many copies of an input of `bytes` a timed run rotates among so that repeats
+// stream from device memory, not from the 50 MB L2.
+inline int bench_copies(size_t bytes) {
+    if (options().bench_iters <= 0 || bytes == 0) return 1;
+    const size_t want = size_t(256) << 20;
+    return int(std::min<size_t>(64, std::max<size_t>(1, (want + bytes - 1) / bytes)));
+}
+
+// Times launch(copy) when benchmarking: five trials of bench_iters launches each
+// (after a warm-up), the median per-launch time kept for tactic_cuda_last_ms.
+template <class F>
+void bench(F &&launch, int n_copies) {
+    const int iters = options().bench_iters;
+    if (iters <= 0) return;
+    for (int i = 0; i < n_copies; i++) launch(i);  // warm-up
+    check_launch("bench warm-up");
+    cudaEvent_t e0, e1;
+    TACTIC_CU(cudaEventCreate(&e0));
+    TACTIC_CU(cudaEventCreate(&e1));
+    std::vector<float> per_launch;
+    for (int trial = 0; trial < 5; trial++) {
+        TACTIC_CU(cudaEventRecord(e0));
+        for (int i = 0; i < iters; i++) launch(i % n_copies);
+        TACTIC_CU(cudaEventRecord(e1));
+        TACTIC_CU(cudaEventSynchronize(e1));
+        float ms = 0;
+        TACTIC_CU(cudaEventElapsedTime(&ms, e0, e1));
+        per_launch.push_back(ms / iters);
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    check_launch("bench");
+    std::sort(per_launch.begin(), per_launch.end());
+    set_last_ms(per_launch[per_launch.size() / 2]);
+}
+
+// Multiprocessors of the current device (for sizing grids).
+int sm_count();
+
+#ifdef __CUDACC__
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+#endif
+
+}  // namespace cuda
+}  // namespace tactic

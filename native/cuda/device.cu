@@ -1,0 +1,75 @@
+// Device discovery and the backend's options. The CUDA runtime is linked statically
+// and loads the driver lazily, so on a machine without one every query here simply
+// reports no device.
+#include <cstring>
+
+#include "cuda_backend.h"
+#include "cuda_util.cuh"
+
+namespace tactic {
+namespace cuda {
+
+namespace {
+double g_last_ms = -1.0;
+}
+
+Options &options() {
+    static Options o;
+    return o;
+}
+void set_last_ms(double ms) { g_last_ms = ms; }
+double last_ms() { return g_last_ms; }
+
+int device_count() {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+        cudaGetLastError();  // no driver / no device: not an error for the caller
+        return 0;
+    }
+    return n;
+}
+
+std::string device_name(int device) {
+    TACTIC_CHECK(device >= 0 && device < device_count(), TACTIC_ERR_INVALID_ARGUMENT,
+                 "no CUDA device " + std::to_string(device));
+    cudaDeviceProp prop;
+    TACTIC_CU(cudaGetDeviceProperties(&prop, device));
+    return prop.name;
+}
+
+void require_device() {
+    TACTIC_CHECK(device_count() > 0, TACTIC_ERR_UNSUPPORTED, "no usable CUDA device (driver or GPU missing)");
+    TACTIC_CU(cudaSetDevice(0));
+}
+
+int sm_count() {
+    static int n = 0;
+    if (n == 0) {
+        int dev = 0;
+        TACTIC_CU(cudaGetDevice(&dev));
+        TACTIC_CU(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
+    }
+    return n;
+}
+
+bool set_option(const std::string &name, int64_t value) {
+    Options &o = options();
+    if (name == "bench_iters") {
+        TACTIC_CHECK(value >= 0 && value <= 100000, TACTIC_ERR_INVALID_ARGUMENT, "bench_iters must be in [0, 100000]");
+        o.bench_iters = int(value);
+        if (value == 0) g_last_ms = -1.0;
+    } else if (name == "matvec_rows") {
+        TACTIC_CHECK(value == 0 || value == 1 || value == 2 || value == 4 || value == 8, TACTIC_ERR_INVALID_ARGUMENT,
+                     "matvec_rows must be 0, 1, 2, 4 or 8");
+        o.matvec_rows = int(value);
+    } else if (name == "attn_splits") {
+        TACTIC_CHECK(value >= 0 && value <= 4096, TACTIC_ERR_INVALID_ARGUMENT, "attn_splits must be in [0, 4096]");
+        o.attn_splits = int(value);
+    } else {
+        return false;
+    }
+    return true;
+}
+
+}  // namespace cuda
+}  // namespace tactic

@@ -1,0 +1,97 @@
+// y = W x for one token (decode): W rows in their own type, x and y f32, f32
+// accumulation. Decode is bound by reading W once, so the kernel is built around
+// that stream: each warp owns R consecutive rows and walks them chunk by chunk, a
+// lane per chunk; the x values of a chunk are loaded once and used for all R rows,
+// so x costs L1 bandwidth only 1/R as often as the weights are read.
+#include "cuda_backend.h"
+#include "cuda_util.cuh"
+#include "quant_blocks.cuh"
+
+namespace tactic {
+namespace cuda {
+
+namespace {
+
+constexpr int kMatvecWarps = 4;  // warps per block
+
+template <int T, int R>
+__global__ void __launch_bounds__(kMatvecWarps * 32)
+    matvec_kernel(const uint8_t *__restrict__ W, size_t row_bytes, int64_t n_rows, int chunks_per_row,
+                  const float *__restrict__ x, float *__restrict__ y) {
+    using Q = QTraits<T>;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int64_t row0 = (int64_t(blockIdx.x) * kMatvecWarps + warp) * R;
+    if (row0 >= n_rows) return;
+    const uint8_t *rows[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) rows[r] = W + (row0 + r < n_rows ? row0 + r : n_rows - 1) * row_bytes;
+    float acc[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) acc[r] = 0.f;
+    for (int c = lane; c < chunks_per_row; c += 32) {
+        const int blk = c / Q::CPB, sub = c % Q::CPB;
+        float xr[Q::CE];
+        load_x<T>(x + int64_t(blk) * Q::BS, sub, xr);
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            float v[Q::CE];
+            decode<T>(rows[r] + int64_t(blk) * Q::TS, sub, v);
+            float s = 0.f;
+#pragma unroll
+            for (int i = 0; i < Q::CE; i++) s = fmaf(v[i], xr[i], s);
+            acc[r] += s;
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < R; r++) {
+        const float s = warp_sum(acc[r]);
+        if (lane == 0 && row0 + r < n_rows) y[row0 + r] = s;
+    }
+}
+
+template <int T, int R>
+void launch_matvec(const uint8_t *W, size_t row_bytes, int64_t n_rows, int64_t n_cols, const float *x, float *y) {
+    const int cpr = int(n_cols / QTraits<T>::CE);
+    const int64_t rows_per_block = int64_t(kMatvecWarps) * R;
+    const unsigned blocks = unsigned((n_rows + rows_per_block - 1) / rows_per_block);
+    matvec_kernel<T, R><<<blocks, kMatvecWarps * 32>>>(W, row_bytes, n_rows, cpr, x, y);
+}
+
+}  // namespace
+
+void matvec(uint32_t type, const void *w, size_t row_bytes, int64_t n_rows, int64_t n_cols, const float *x,
+            float *y) {
+    require_device();
+    const size_t w_bytes = row_bytes * size_t(n_rows);
+    const int copies = bench_copies(w_bytes);
+    std::vector<DevBuf> d_w;
+    for (int i = 0; i < copies; i++) {
+        d_w.emplace_back(w_bytes);
+        d_w.back().upload(w, w_bytes);
+    }
+    DevBuf d_x(sizeof(float) * size_t(n_cols)), d_y(sizeof(float) * size_t(n_rows));
+    d_x.upload(x, d_x.size());
+    d_y.poison();
+    const int rows = options().matvec_rows ? options().matvec_rows : 4;
+    const bool ok = dispatch_type(type, n_cols, [&](auto tag) {
+        constexpr int T = decltype(tag)::value;
+        if (n_rows == 0) return;
+        auto launch = [&](int copy) {
+            const uint8_t *W = d_w[copy].as<uint8_t>();
+            switch (rows) {
+                case 1: launch_matvec<T, 1>(W, row_bytes, n_rows, n_cols, d_x.as<float>(), d_y.as<float>()); break;
+                case 2: launch_matvec<T, 2>(W, row_bytes, n_rows, n_cols, d_x.as<float>(), d_y.as<float>()); break;
+                case 8: launch_matvec<T, 8>(W, row_bytes, n_rows, n_cols, d_x.as<float>(), d_y.as<float>()); break;
+                default: launch_matvec<T, 4>(W, row_bytes, n_rows, n_cols, d_x.as<float>(), d_y.as<float>()); break;
+            }
+        };
+        launch(0);
+        check_launch("matvec_kernel");
+        d_y.download(y, d_y.size());
+        bench(launch, copies);
+    });
+    TACTIC_CHECK(ok, TACTIC_ERR_UNSUPPORTED, "CUDA matvec: unsupported type " + std::to_string(type));
+}
+
+}  // namespace cuda
+}  // namespace tactic

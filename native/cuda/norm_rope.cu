@@ -1,0 +1,128 @@
+// RMSNorm and RoPE on the GPU; the CPU twins are rms_norm / rope_cos_sin + rope_apply
+// in cpu/ops.cpp.
+#include <cmath>
+
+#include "cuda_backend.h"
+#include "cuda_util.cuh"
+
+namespace tactic {
+namespace cuda {
+
+namespace {
+
+constexpr int kNormThreads = 256;
+
+// One block per row: sum of squares, then scale (and weight) every element.
+__global__ void __launch_bounds__(kNormThreads)
+    rms_norm_kernel(const float *__restrict__ x, const float *__restrict__ w, int n, float eps,
+                    float *__restrict__ y) {
+    const float *xr = x + int64_t(blockIdx.x) * n;
+    float *yr = y + int64_t(blockIdx.x) * n;
+    float ss = 0.f;
+    for (int i = threadIdx.x; i < n; i += kNormThreads) ss = fmaf(xr[i], xr[i], ss);
+    __shared__ float part[kNormThreads / 32];
+    ss = warp_sum(ss);
+    if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = ss;
+    __syncthreads();
+    float total = 0.f;
+#pragma unroll
+    for (int i = 0; i < kNormThreads / 32; i++) total += part[i];
+    const float scale = rsqrtf(total / float(n) + eps);
+    for (int i = threadIdx.x; i < n; i += kNormThreads) yr[i] = w ? xr[i] * scale * w[i] : xr[i] * scale;
+}
+
+struct RopeDev {
+    int neox, n_rot, head_dim, n_head;
+    float theta_scale, freq_scale, mscale, yarn_low, yarn_high;
+    int yarn;
+};
+
+// One thread per rotated pair (token, head, i < n_rot/2).
+__global__ void rope_kernel(float *__restrict__ x, int n_tokens, const int32_t *__restrict__ pos,
+                            const float *__restrict__ freq_factors, RopeDev r) {
+    const int half = r.n_rot / 2;
+    const int64_t t = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (t >= int64_t(n_tokens) * r.n_head * half) return;
+    const int i = int(t % half);
+    const int64_t th = t / half;  // token * n_head + head
+    const int tok = int(th / r.n_head);
+    float theta_extrap = float(pos[tok]) * powf(r.theta_scale, float(i));
+    if (freq_factors) theta_extrap /= freq_factors[i];
+    float theta = r.freq_scale * theta_extrap;
+    if (r.yarn) {
+        const float yv = (float(i) - r.yarn_low) / fmaxf(0.001f, r.yarn_high - r.yarn_low);
+        const float ramp = 1.0f - fminf(1.0f, fmaxf(0.0f, yv));
+        theta = theta * (1.0f - ramp) + theta_extrap * ramp;
+    }
+    float sn, cs;
+    sincosf(theta, &sn, &cs);
+    cs *= r.mscale;
+    sn *= r.mscale;
+    float *xh = x + th * r.head_dim;
+    const int a = r.neox ? i : 2 * i, b = r.neox ? i + half : 2 * i + 1;
+    const float x0 = xh[a], x1 = xh[b];
+    xh[a] = x0 * cs - x1 * sn;
+    xh[b] = x0 * sn + x1 * cs;
+}
+
+float yarn_corr_dim(int n_dims, int n_ctx_orig, float n_rot, float base) {
+    return float(n_dims) * std::log(float(n_ctx_orig) / (n_rot * 2.0f * float(M_PI))) / (2.0f * std::log(base));
+}
+
+}  // namespace
+
+void rms_norm(const float *x, const float *w, int64_t n_rows, int n, float eps, float *y) {
+    require_device();
+    const size_t bytes = sizeof(float) * size_t(n_rows) * size_t(n);
+    const int copies = bench_copies(bytes);
+    std::vector<DevBuf> d_x;
+    for (int i = 0; i < copies; i++) {
+        d_x.emplace_back(bytes);
+        d_x.back().upload(x, bytes);
+    }
+    DevBuf d_w(w ? sizeof(float) * size_t(n) : 0), d_y(bytes);
+    if (w) d_w.upload(w, d_w.size());
+    d_y.poison();
+    if (n_rows == 0) return;
+    auto launch = [&](int copy) {
+        rms_norm_kernel<<<unsigned(n_rows), kNormThreads>>>(d_x[copy].as<float>(), w ? d_w.as<float>() : nullptr, n,
+                                                           eps, d_y.as<float>());
+    };
+    launch(0);
+    check_launch("rms_norm_kernel");
+    d_y.download(y, bytes);
+    bench(launch, copies);
+}
+
+void rope(float *x, int n_tokens, int n_head, int head_dim, const int32_t *pos, const RopeArgs &a) {
+    require_device();
+    const size_t bytes = sizeof(float) * size_t(n_tokens) * size_t(n_head) * size_t(head_dim);
+    DevBuf d_x(bytes), d_pos(sizeof(int32_t) * size_t(n_tokens)), d_ff(a.freq_factors ? sizeof(float) * (a.n_rot / 2) : 0);
+    d_x.upload(x, bytes);
+    d_pos.upload(pos, d_pos.size());
+    if (a.freq_factors) d_ff.upload(a.freq_factors, d_ff.size());
+    RopeDev r{};
+    r.neox = a.neox;
+    r.n_rot = a.n_rot;
+    r.head_dim = head_dim;
+    r.n_head = n_head;
+    r.theta_scale = std::pow(a.base, -2.0f / float(a.n_rot));
+    r.freq_scale = a.freq_scale;
+    r.mscale = a.attn_factor;
+    r.yarn = a.yarn;
+    if (a.yarn) {  // as the CPU twin (cpu/ops.cpp rope_cos_sin)
+        r.yarn_low = std::max(0.0f, std::floor(yarn_corr_dim(a.n_rot, a.yarn_orig_ctx, 32.0f, a.base)));
+        r.yarn_high = std::min(float(a.n_rot - 1), std::ceil(yarn_corr_dim(a.n_rot, a.yarn_orig_ctx, 1.0f, a.base)));
+        r.mscale *= 1.0f + 0.1f * std::log(1.0f / a.freq_scale);
+    }
+    const int64_t total = int64_t(n_tokens) * n_head * (a.n_rot / 2);
+    if (total == 0) return;
+    const int threads = 256;
+    rope_kernel<<<unsigned((total + threads - 1) / threads), threads>>>(d_x.as<float>(), n_tokens, d_pos.as<int32_t>(),
+                                                                          a.freq_factors ? d_ff.as<float>() : nullptr, r);
+    check_launch("rope_kernel");
+    d_x.download(x, bytes);
+}
+
+}  // namespace cuda
+}  // namespace tactic

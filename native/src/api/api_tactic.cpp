@@ -1,0 +1,89 @@
+// C ABI: Tactic statistics and the selector switch used by the evaluation scripts.
+#include <cstring>
+#include <mutex>
+
+#include "../forward.h"
+#include "../tactic/tactic_attention.h"
+#include "guard.h"
+#include "handles.h"
+
+using tactic::guard;
+
+namespace {
+
+std::unique_lock<std::mutex> busy_lock(tactic_context *c) {
+    std::unique_lock<std::mutex> lock(c->busy, std::try_to_lock);
+    TACTIC_CHECK(lock.owns_lock(), TACTIC_ERR_BUSY, "this context is in use by another thread");
+    return lock;
+}
+
+tactic::TacticAttention &tactic_of(tactic_context *ctx) {
+    tactic::TacticAttention *ta = ctx->ctx->tactic();
+    TACTIC_CHECK(ta, TACTIC_ERR_INVALID_ARGUMENT, "this context uses full attention (attention = TACTIC_ATTN_FULL)");
+    return *ta;
+}
+
+}  // namespace
+
+extern "C" {
+
+TACTIC_API tactic_status tactic_get_head_stats(tactic_context *ctx, tactic_head_stats *out, int32_t cap,
+                                               int32_t *n_out) {
+    return guard([&] {
+        TACTIC_REQUIRE_ARG(ctx && n_out && cap >= 0 && (out || cap == 0), "ctx and n_out must not be NULL");
+        auto lock = busy_lock(ctx);
+        tactic::TacticAttention *ta = ctx->ctx->tactic();
+        static const std::vector<tactic::TacticHeadStat> none;
+        const auto &st = ta ? ta->last_stats() : none;
+        *n_out = int32_t(st.size());
+        TACTIC_REQUIRE_ARG(int64_t(st.size()) <= cap, "cap is too small: " + std::to_string(st.size()) + " entries");
+        for (size_t i = 0; i < st.size(); i++) {
+            tactic_head_stats &o = out[i];
+            o.layer = st[i].layer;
+            o.head = st[i].head;
+            o.n_tokens = st[i].n_tokens;
+            o.n_selected = st[i].n_selected;
+            o.n_attended = st[i].n_attended;
+            o.est_mass = st[i].est_mass;
+            o.true_mass = st[i].true_mass;
+        }
+    });
+}
+
+TACTIC_API tactic_status tactic_get_head_eval(tactic_context *ctx, tactic_head_eval *out, int32_t cap,
+                                              int32_t *n_out) {
+    return guard([&] {
+        TACTIC_REQUIRE_ARG(ctx && n_out && cap >= 0 && (out || cap == 0), "ctx and n_out must not be NULL");
+        auto lock = busy_lock(ctx);
+        const auto &ev = tactic_of(ctx).last_eval();
+        *n_out = int32_t(ev.size());
+        TACTIC_REQUIRE_ARG(int64_t(ev.size()) <= cap, "cap is too small: " + std::to_string(ev.size()) + " entries");
+        for (size_t i = 0; i < ev.size(); i++) {
+            const tactic::TacticHeadEval &e = ev[i];
+            tactic_head_eval &o = out[i];
+            o.layer = e.layer;
+            o.head = e.head;
+            o.n_tokens = e.n_tokens;
+            o.p = e.p;
+            o.tactic_tokens = e.tactic_tokens;
+            o.tactic_est_mass = e.tactic_est_mass;
+            o.tactic_true_mass = e.tactic_true_mass;
+            o.oracle_tokens = e.oracle_tokens;
+            o.cluster_opt_tokens = e.cluster_opt_tokens;
+            o.quest_true_mass = e.quest_true_mass;
+            o.union_tokens = e.union_tokens;
+            o.union_true_mass = e.union_true_mass;
+            o.degenerate = e.degenerate;
+        }
+    });
+}
+
+TACTIC_API tactic_status tactic_set_selection(tactic_context *ctx, int32_t selector, float p) {
+    return guard([&] {
+        TACTIC_REQUIRE_ARG(ctx, "ctx must not be NULL");
+        auto lock = busy_lock(ctx);
+        tactic_of(ctx).set_selection(selector, p);
+    });
+}
+
+}  // extern "C"

@@ -1,0 +1,210 @@
+// The sampler: llama.cpp's default chain (penalties, top-k, top-p, min-p,
+// temperature, draw) over one row of logits. See sampler.h.
+#include "../sampler.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "../common.h"
+
+namespace tactic {
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+// Tokens more than this many nats under the top carry < 1e-7 of its probability each.
+constexpr float kHeadSpan = 16.0f;
+
+// Higher logit first; equal logits by lower id, so every step is deterministic.
+bool before(const std::pair<float, int32_t> &a, const std::pair<float, int32_t> &b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+}
+
+void require(bool ok, const std::string &msg) {
+    TACTIC_CHECK(ok, TACTIC_ERR_INVALID_ARGUMENT, "sampler: " + msg);
+}
+
+}  // namespace
+
+void Sampler::validate(const tactic_sampler_params &p) {
+    require(std::isfinite(p.temperature), "temperature must be a finite number");
+    require(std::isfinite(p.top_p) && p.top_p >= 0.0f && p.top_p <= 1.0f,
+            "top_p must be in [0, 1], got " + std::to_string(p.top_p));
+    require(std::isfinite(p.min_p) && p.min_p >= 0.0f && p.min_p <= 1.0f,
+            "min_p must be in [0, 1], got " + std::to_string(p.min_p));
+    require(std::isfinite(p.repeat_penalty) && p.repeat_penalty > 0.0f,
+            "repeat_penalty must be > 0, got " + std::to_string(p.repeat_penalty));
+    require(p.repeat_last_n >= -1, "repeat_last_n must be >= -1 (-1 = whole history), got " +
+                                       std::to_string(p.repeat_last_n));
+    require(std::isfinite(p.presence_penalty), "presence_penalty must be a finite number");
+    require(std::isfinite(p.frequency_penalty), "frequency_penalty must be a finite number");
+}
+
+Sampler::Sampler(const tactic_sampler_params &params) : p_(params) {
+    validate(params);
+    rng_.seed(p_.seed);
+}
+
+void Sampler::reset() {
+    history_.clear();
+    counts_.clear();
+    rng_.seed(p_.seed);
+}
+
+void Sampler::accept(int32_t token) {
+    require(token >= 0, "token id must be >= 0, got " + std::to_string(token));
+    if (p_.repeat_last_n == 0) return;  // a zero window: penalties see nothing
+    history_.push_back(token);
+    counts_[token]++;
+    if (p_.repeat_last_n > 0 && history_.size() > size_t(p_.repeat_last_n)) {
+        const int32_t old = history_.front();
+        history_.pop_front();
+        auto it = counts_.find(old);
+        if (--it->second == 0) counts_.erase(it);
+    }
+}
+
+// llama.cpp's rule: the repeat penalty divides a positive logit and multiplies a
+// negative one (both push the token down); frequency scales with the count,
+// presence is paid once.
+void Sampler::apply_penalties(float *logits, int32_t n_vocab) const {
+    const bool off = p_.repeat_penalty == 1.0f && p_.presence_penalty == 0.0f &&
+                     p_.frequency_penalty == 0.0f;
+    if (off) return;
+    for (const auto &[tok, count] : counts_) {
+        if (tok >= n_vocab || count <= 0) continue;
+        float &l = logits[tok];
+        l = l <= 0.0f ? l * p_.repeat_penalty : l / p_.repeat_penalty;
+        l -= float(count) * p_.frequency_penalty + p_.presence_penalty;
+    }
+}
+
+void Sampler::sort_top(size_t n) {
+    n = std::min(n, cand_.size());
+    if (n <= n_sorted_) return;
+    // cand_[0, n_sorted_) already holds the best n_sorted_, in order: only the rest
+    // needs selecting.
+    auto first = cand_.begin() + n_sorted_, mid = cand_.begin() + n;
+    if (mid != cand_.end()) std::nth_element(first, mid, cand_.end(), before);
+    std::sort(first, mid, before);
+    n_sorted_ = n;
+}
+
+double Sampler::uniform() { return double(rng_() >> 11) * 0x1.0p-53; }
+
+int32_t Sampler::sample(const float *logits, int32_t n_vocab) {
+    require(logits != nullptr, "logits must not be NULL");
+    require(n_vocab > 0, "n_vocab must be > 0, got " + std::to_string(n_vocab));
+
+    work_.resize(size_t(n_vocab));
+    float *w = work_.data();
+    for (int32_t i = 0; i < n_vocab; i++) {
+        const float l = logits[i];
+        w[i] = l == l ? l : kNegInf;  // a NaN is never picked
+    }
+    apply_penalties(w, n_vocab);
+
+    int32_t best = 0;
+    for (int32_t i = 1; i < n_vocab; i++)
+        if (w[i] > w[best]) best = i;  // the first maximum, as llama.cpp's greedy
+    require(w[best] > kNegInf, "every logit is -inf or NaN: nothing to sample");
+    if (p_.temperature <= 0.0f) return best;
+    const float max_logit = w[best];
+
+    cand_.clear();
+    n_sorted_ = 0;
+    double top_p_total = -1;  // the softmax mass top-p measures against
+    if (p_.top_k > 0 && p_.top_k < n_vocab) {
+        // One pass with a heap of the k best seen so far (its front is the worst of
+        // them): most tokens cost one comparison.
+        const size_t k = size_t(p_.top_k);
+        cand_.reserve(k);
+        for (int32_t i = 0; i < n_vocab; i++) {
+            if (w[i] == kNegInf) continue;
+            const std::pair<float, int32_t> c(w[i], i);
+            if (cand_.size() < k) {
+                cand_.push_back(c);
+                std::push_heap(cand_.begin(), cand_.end(), before);
+            } else if (before(c, cand_.front())) {
+                std::pop_heap(cand_.begin(), cand_.end(), before);
+                cand_.back() = c;
+                std::push_heap(cand_.begin(), cand_.end(), before);
+            }
+        }
+        std::sort_heap(cand_.begin(), cand_.end(), before);  // best first
+        n_sorted_ = cand_.size();
+    } else {
+        // The whole vocabulary: pass over w once for the top-p mass, then gather as
+        // candidates only tokens that top-p and min-p could keep.
+        float floor = kNegInf;
+        if (p_.min_p > 0.0f) floor = max_logit + std::log(p_.min_p);
+        if (p_.top_p < 1.0f) {
+            // The kept tokens nearly always lie within kHeadSpan nats of the top: if
+            // the mass there reaches the target, the rest need not be looked at.
+            double total = 0, head = 0;
+            const float head_cut = max_logit - kHeadSpan;
+            for (int32_t i = 0; i < n_vocab; i++) {
+                if (w[i] == kNegInf) continue;
+                const double e = std::exp(w[i] - max_logit);
+                total += e;
+                if (w[i] >= head_cut) head += e;
+            }
+            top_p_total = total;
+            if (head >= double(p_.top_p) * total) floor = std::max(floor, head_cut);
+        }
+        for (int32_t i = 0; i < n_vocab; i++)
+            if (w[i] > kNegInf && w[i] >= floor) cand_.emplace_back(w[i], i);
+    }
+
+    if (p_.top_p < 1.0f) {
+        // Keep the smallest head whose probability reaches top_p (at least one),
+        // sorting only as far as the cut.
+        if (top_p_total < 0) {  // after top-k: the mass of the k left
+            top_p_total = 0;
+            for (const auto &c : cand_) top_p_total += std::exp(c.first - max_logit);
+        }
+        const double target = double(p_.top_p) * top_p_total;
+        double cum = 0;
+        size_t keep = cand_.size(), i = 0;
+        for (size_t chunk = 64; i < cand_.size(); chunk *= 4) {
+            sort_top(chunk);
+            for (; i < n_sorted_; i++) {
+                cum += std::exp(cand_[i].first - max_logit);
+                if (cum >= target) { keep = i + 1; break; }
+            }
+            if (keep != cand_.size() || n_sorted_ == cand_.size()) break;
+        }
+        cand_.resize(keep);
+        n_sorted_ = std::min(n_sorted_, keep);
+    }
+
+    if (p_.min_p > 0.0f) {
+        // p >= min_p * p_max  <=>  logit >= max_logit + log(min_p)
+        const float threshold = max_logit + std::log(p_.min_p);
+        size_t kept = 0;
+        for (size_t i = 0; i < cand_.size(); i++)
+            if (cand_[i].first >= threshold) cand_[kept++] = cand_[i];
+        if (kept == 0) kept = 1;  // cannot happen (the max passes), kept for safety
+        cand_.resize(kept);
+        n_sorted_ = std::min(n_sorted_, kept);
+    }
+
+    // Temperature, softmax, one draw.
+    const float inv_t = 1.0f / p_.temperature;
+    probs_.resize(cand_.size());
+    double total = 0;
+    for (size_t i = 0; i < cand_.size(); i++) {
+        probs_[i] = std::exp((cand_[i].first - max_logit) * inv_t);
+        total += probs_[i];
+    }
+    const double u = uniform() * total;
+    double cum = 0;
+    for (size_t i = 0; i < cand_.size(); i++) {
+        cum += probs_[i];
+        if (u < cum) return cand_[i].second;
+    }
+    return cand_.back().second;  // rounding left u at the very end
+}
+
+}  // namespace tactic

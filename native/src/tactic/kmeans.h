@@ -1,0 +1,41 @@
+// K-means over the keys of one (layer, KV head): Tactic's clusters. The cluster ids are
+// kept with a cluster-contiguous token order, so a decode step can visit the tokens of
+// the best-scoring clusters first.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "../threadpool.h"
+
+namespace tactic {
+
+struct KeyClusters {
+    int begin = 0, end = 0;   // tokens [begin, end) are clustered
+    int base_end = 0;         // end when K-means ran (later tokens were assigned incrementally)
+    int D = 0;
+    int n_clusters = 0;       // non-empty clusters only
+    int iterations = 0;       // Lloyd iterations run
+    std::vector<float> centroids;      // [n_clusters][D]
+    std::vector<float> half_norm2;     // 0.5 * |centroid|^2 (nearest = argmax x.c - this)
+    std::vector<int32_t> cluster_of;   // [end - begin]: cluster of token begin + i
+    std::vector<int32_t> order;        // the clustered tokens grouped by cluster
+    std::vector<int32_t> offsets;      // [n_clusters + 1]: cluster c is order[offsets[c], offsets[c+1])
+
+    int size() const { return end - begin; }
+    bool empty() const { return n_clusters == 0; }
+    // Rebuilds order/offsets from cluster_of (counting sort: tokens ascend inside a cluster).
+    void rebuild_order();
+    // Assigns tokens [end, new_end) to their nearest centroids (centroids unchanged).
+    void assign_new(const uint16_t *K, int new_end);
+    // Forgets tokens from n_keep on (n_keep >= base_end).
+    void drop_from(int n_keep);
+};
+
+// Clusters keys K[t*D ..] (f16) of tokens [begin, end) into about (end-begin)/cluster_size
+// clusters: initial centroids are distinct keys sampled with `seed`, then at most max_iter
+// Lloyd iterations (squared Euclidean distance), stopping early once no assignment changes.
+KeyClusters cluster_keys(const uint16_t *K, int D, int begin, int end, int cluster_size, int max_iter,
+                         uint64_t seed, ThreadPool &pool);
+
+}  // namespace tactic

@@ -1,0 +1,371 @@
+// TacticAttention: per global layer and KV head, keeps the K-means clusters of the cached
+// keys (built lazily on the first decode step, rebuilt on a schedule, optionally extended
+// incrementally), selects tokens per query head, takes the union over the KV group and
+// runs exact softmax attention over it. Baselines share the same path for comparisons.
+#include "tactic_attention.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+
+#include "../common.h"
+#include "kmeans.h"
+#include "selection.h"
+#include "sparse_attention.h"
+
+namespace tactic {
+
+namespace {
+
+constexpr int kDefaultRecluster = 2048;  // the paper's example interval
+constexpr int kMaxIter = 10;
+
+double now_s() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+struct TacticAttention::Impl {
+    TacticParams prm;
+    HParams hp;
+    int n_ctx = 0;
+    SelectionConfig cfg;
+
+    struct Layer {
+        std::vector<KeyClusters> kv;   // per KV head
+        std::vector<QuestPages> pages; // per KV head
+        std::vector<TacticHeadStat> stats;
+        std::vector<TacticHeadEval> eval;
+    };
+    std::vector<Layer> layers;
+    mutable std::vector<TacticHeadStat> flat_stats;
+    mutable std::vector<TacticHeadEval> flat_eval;
+    int last_step_tokens = -1;
+    double t_cluster = 0, t_select = 0;
+
+    // Per-step scratch.
+    std::vector<TacticFit> fits;
+    std::vector<TacticChoice> choices;
+    std::vector<std::vector<float>> head_scratch;
+    std::vector<std::vector<int32_t>> own;  // per query head of the group: its selection
+    std::vector<float> always_scores, full_scores;
+    std::vector<int32_t> always_list, list;
+    std::vector<uint8_t> mark;
+    AttnScratch attn;
+
+    int interval() const { return prm.recluster_interval > 0 ? prm.recluster_interval : kDefaultRecluster; }
+    // Fewest clusterable tokens for which clustering pays off; below, attend everything.
+    int min_cluster_tokens() const { return std::max(cfg.min_fit, 4 * prm.cluster_size); }
+
+    void maintain_clusters(int il, int kh, const uint16_t *Kh, int n_tokens, ThreadPool &pool);
+    void decode_group(int il, int kh, const float *Qg, const uint16_t *Kh, const uint16_t *Vh, int n_tokens,
+                      float *out, ThreadPool &pool);
+    void debug_eval(int il, int kh, const float *Qg, const uint16_t *Kh, int n_tokens, const KeyClusters &kc,
+                    ThreadPool &pool);
+};
+
+TacticAttention::TacticAttention(const TacticParams &params, const HParams &hp, int n_ctx) : impl_(new Impl) {
+    TACTIC_CHECK(params.p > 0.f && params.p <= 1.f, TACTIC_ERR_INVALID_ARGUMENT, "tactic_p must be in (0, 1]");
+    TACTIC_CHECK(params.cluster_size >= 1 && params.cluster_size <= 4096, TACTIC_ERR_INVALID_ARGUMENT,
+                 "cluster_size must be in [1, 4096]");
+    TACTIC_CHECK(params.recluster_interval >= 0 && params.n_sink >= 0 && params.n_recent >= 0,
+                 TACTIC_ERR_INVALID_ARGUMENT, "recluster_interval, n_sink and n_recent must be >= 0");
+    TACTIC_CHECK(params.selector >= kSelectTactic && params.selector <= kSelectFull, TACTIC_ERR_INVALID_ARGUMENT,
+                 "unknown Tactic selector");
+    TACTIC_CHECK(hp.n_head_kv > 0 && hp.n_head % hp.n_head_kv == 0 && hp.head_dim > 0, TACTIC_ERR_INVALID_ARGUMENT,
+                 "Tactic: n_head must be a multiple of n_head_kv");
+    impl_->prm = params;
+    impl_->hp = hp;
+    impl_->n_ctx = n_ctx;
+    impl_->layers.resize(size_t(hp.n_layer));
+}
+
+TacticAttention::~TacticAttention() = default;
+
+void TacticAttention::Impl::maintain_clusters(int il, int kh, const uint16_t *Kh, int n_tokens, ThreadPool &pool) {
+    KeyClusters &kc = layers[size_t(il)].kv[size_t(kh)];
+    const int begin = std::min(prm.n_sink, n_tokens);
+    const int end = std::max(begin, n_tokens - prm.n_recent);
+    if (end - begin < min_cluster_tokens()) return;  // too short: attend everything
+    if (kc.empty() || end - kc.base_end >= interval()) {
+        const double t0 = now_s();
+        const uint64_t seed = prm.seed * 0x9E3779B97F4A7C15ull + uint64_t(il) * 1000003u + uint64_t(kh) + 1;
+        kc = cluster_keys(Kh, hp.head_dim, begin, end, prm.cluster_size, kMaxIter, seed, pool);
+        t_cluster += now_s() - t0;
+    } else if (prm.incremental && end > kc.end) {
+        const double t0 = now_s();
+        kc.assign_new(Kh, end);
+        t_cluster += now_s() - t0;
+    }
+}
+
+void TacticAttention::decode(int il, const float *q, const uint16_t *K, const uint16_t *V, int n_tokens, float *out,
+                             ThreadPool &pool) {
+    Impl &I = *impl_;
+    TACTIC_CHECK(il >= 0 && il < I.hp.n_layer, TACTIC_ERR_INVALID_ARGUMENT, "Tactic: layer out of range");
+    TACTIC_CHECK(n_tokens > 0 && n_tokens <= I.n_ctx, TACTIC_ERR_INVALID_ARGUMENT, "Tactic: n_tokens out of range");
+    if (n_tokens != I.last_step_tokens) {  // a new decode step: older statistics go
+        for (auto &L : I.layers) {
+            L.stats.clear();
+            L.eval.clear();
+        }
+        I.last_step_tokens = n_tokens;
+    }
+    Impl::Layer &L = I.layers[size_t(il)];
+    if (L.kv.empty()) {
+        L.kv.resize(size_t(I.hp.n_head_kv));
+        L.pages.resize(size_t(I.hp.n_head_kv));
+    }
+    L.stats.clear();
+    L.eval.clear();
+    const int D = I.hp.head_dim, g = I.hp.n_head / I.hp.n_head_kv;
+    for (int kh = 0; kh < I.hp.n_head_kv; kh++) {
+        const size_t off = size_t(kh) * I.n_ctx * D;
+        I.decode_group(il, kh, q + size_t(kh) * g * D, K + off, V + off, n_tokens, out + size_t(kh) * g * D, pool);
+    }
+}
+
+void TacticAttention::Impl::decode_group(int il, int kh, const float *Qg, const uint16_t *Kh, const uint16_t *Vh,
+                                         int n_tokens, float *out, ThreadPool &pool) {
+    const int D = hp.head_dim, g = hp.n_head / hp.n_head_kv;
+    Layer &L = layers[size_t(il)];
+    const bool needs_clusters = prm.selector != kSelectFull && prm.selector != kSelectOracle;
+    if (needs_clusters || prm.debug) maintain_clusters(il, kh, Kh, n_tokens, pool);
+    KeyClusters &kc = L.kv[size_t(kh)];
+    if (!kc.empty() && kc.end > n_tokens) kc = KeyClusters();  // stale (cannot happen after truncate)
+    const bool have_clusters = !kc.empty();
+    const double t0 = now_s();
+
+    fits.resize(size_t(g));
+    choices.assign(size_t(g), TacticChoice());
+    head_scratch.resize(size_t(g));
+    own.resize(size_t(g));
+    for (auto &o : own) o.clear();
+
+    // Always-kept tokens: the sinks and everything after the clustered range.
+    always_list.clear();
+    if (have_clusters) {
+        for (int t = 0; t < kc.begin; t++) always_list.push_back(t);
+        for (int t = kc.end; t < n_tokens; t++) always_list.push_back(t);
+    }
+    const int n_always = int(always_list.size());
+
+    // Tactic's fit per query head (also needed by QUEST for its budget, and in debug mode).
+    const bool run_tactic = have_clusters && (prm.selector == kSelectTactic || prm.selector == kSelectQuest ||
+                                              prm.selector == kSelectClusterOpt || prm.debug);
+    if (run_tactic) {
+        always_scores.resize(size_t(g) * n_always);
+        scores_group(Qg, g, Kh, D, always_list.data(), n_always, always_scores.data(), pool);
+        pool.parallel_for(g, 1, [&](int64_t hb, int64_t he) {
+            for (int64_t h = hb; h < he; h++) {
+                tactic_fit(Qg + size_t(h) * D, Kh, D, kc, always_scores.data() + size_t(h) * n_always, n_always, cfg,
+                           fits[size_t(h)], head_scratch[size_t(h)]);
+                choices[size_t(h)] = tactic_choose(fits[size_t(h)], prm.p);
+            }
+        });
+    }
+
+    // Exact scores of every token: the oracle needs them, and debug mode reports true masses.
+    const bool need_full = prm.debug || (prm.selector == kSelectOracle) ||
+                           (prm.selector == kSelectClusterOpt && have_clusters);
+    if (need_full) {
+        full_scores.resize(size_t(g) * n_tokens);
+        scores_group(Qg, g, Kh, D, nullptr, n_tokens, full_scores.data(), pool);
+    }
+
+    // Per-head selections, then their union (ascending token order).
+    mark.assign(size_t(n_tokens), 0);
+    bool all = prm.selector == kSelectFull || (!have_clusters && prm.selector != kSelectOracle);
+    if (!all) {
+        for (int h = 0; h < g; h++) {
+            std::vector<int32_t> &sel = own[size_t(h)];
+            if (prm.selector == kSelectTactic) {
+                sel = always_list;
+                append_prefix_tokens(fits[size_t(h)], kc, choices[size_t(h)].n_clusters, sel);
+            } else if (prm.selector == kSelectQuest) {
+                L.pages[size_t(kh)].update(Kh, D, n_tokens);
+                const int budget = n_always + choices[size_t(h)].n_tokens;
+                quest_select(Qg + size_t(h) * D, Kh, L.pages[size_t(kh)], n_tokens, budget, sel, head_scratch[size_t(h)]);
+            } else {  // ORACLE or CLUSTER_OPT: exact weights decide
+                const float *s = full_scores.data() + size_t(h) * n_tokens;
+                const float m = *std::max_element(s, s + n_tokens);
+                std::vector<int32_t> cand;
+                if (prm.selector == kSelectOracle) {
+                    cand.resize(size_t(n_tokens));
+                    std::iota(cand.begin(), cand.end(), 0);
+                    std::sort(cand.begin(), cand.end(), [&](int32_t a, int32_t b) { return s[a] > s[b] || (s[a] == s[b] && a < b); });
+                } else {
+                    cand = always_list;
+                    append_prefix_tokens(fits[size_t(h)], kc, kc.n_clusters, cand);
+                }
+                double Z = 0;
+                for (int t = 0; t < n_tokens; t++) Z += std::exp(double(s[t]) - m);
+                const double target = double(prm.p) * Z;
+                double cum = 0;
+                for (int32_t t : cand) {
+                    sel.push_back(t);
+                    cum += std::exp(double(s[t]) - m);
+                    if (prm.p < 1.f && cum >= target) break;
+                }
+            }
+            for (int32_t t : sel) mark[size_t(t)] = 1;
+        }
+    }
+    list.clear();
+    for (int t = 0; t < n_tokens; t++)
+        if (all || mark[size_t(t)]) list.push_back(t);
+    t_select += now_s() - t0;
+
+    attend_group(Qg, g, Kh, Vh, D, list.data(), int(list.size()), out, pool, attn);
+
+    // Statistics of this step.
+    for (int h = 0; h < g; h++) {
+        TacticHeadStat st;
+        st.layer = il;
+        st.head = kh * g + h;
+        st.n_tokens = n_tokens;
+        st.n_selected = all ? n_tokens : int(own[size_t(h)].size());
+        st.n_attended = int(list.size());
+        st.est_mass = (run_tactic && !all) ? choices[size_t(h)].est_mass : 1.f;
+        if (prm.debug) {
+            const float *s = full_scores.data() + size_t(h) * n_tokens;
+            const float m = *std::max_element(s, s + n_tokens);
+            double Z = 0, sel_mass = 0;
+            for (int t = 0; t < n_tokens; t++) Z += std::exp(double(s[t]) - m);
+            if (all) {
+                sel_mass = Z;
+            } else {
+                for (int32_t t : own[size_t(h)]) sel_mass += std::exp(double(s[t]) - m);
+            }
+            st.true_mass = float(sel_mass / Z);
+        }
+        L.stats.push_back(st);
+    }
+    if (prm.debug && have_clusters) debug_eval(il, kh, Qg, Kh, n_tokens, kc, pool);
+}
+
+void TacticAttention::Impl::debug_eval(int il, int kh, const float *Qg, const uint16_t *Kh, int n_tokens,
+                                       const KeyClusters &kc, ThreadPool &pool) {
+    const int D = hp.head_dim, g = hp.n_head / hp.n_head_kv;
+    Layer &L = layers[size_t(il)];
+    L.pages[size_t(kh)].update(Kh, D, n_tokens);
+    const int n_p = int(prm.eval_ps.size());
+    std::vector<std::vector<double>> w(static_cast<size_t>(g));  // exp(s - m) per token, per head
+    std::vector<double> Z(static_cast<size_t>(g));
+    for (int h = 0; h < g; h++) {
+        const float *s = full_scores.data() + size_t(h) * n_tokens;
+        const float m = *std::max_element(s, s + n_tokens);
+        w[size_t(h)].resize(size_t(n_tokens));
+        double z = 0;
+        for (int t = 0; t < n_tokens; t++) z += w[size_t(h)][size_t(t)] = std::exp(double(s[t]) - m);
+        Z[size_t(h)] = z;
+    }
+    // Tactic at every p: per-head selections, then their union.
+    std::vector<std::vector<int32_t>> sel(static_cast<size_t>(g) * n_p);
+    std::vector<TacticChoice> ch(static_cast<size_t>(g) * n_p);
+    std::vector<int> union_n(static_cast<size_t>(n_p));
+    std::vector<std::vector<double>> union_mass(static_cast<size_t>(n_p), std::vector<double>(size_t(g)));
+    std::vector<uint8_t> um;
+    for (int pi = 0; pi < n_p; pi++) {
+        um.assign(size_t(n_tokens), 0);
+        for (int h = 0; h < g; h++) {
+            auto &s = sel[size_t(h) * n_p + pi];
+            ch[size_t(h) * n_p + pi] = tactic_choose(fits[size_t(h)], prm.eval_ps[size_t(pi)]);
+            s = always_list;
+            append_prefix_tokens(fits[size_t(h)], kc, ch[size_t(h) * n_p + pi].n_clusters, s);
+            for (int32_t t : s) um[size_t(t)] = 1;
+        }
+        int cnt = 0;
+        for (int t = 0; t < n_tokens; t++)
+            if (um[size_t(t)]) {
+                cnt++;
+                for (int h = 0; h < g; h++) union_mass[size_t(pi)][size_t(h)] += w[size_t(h)][size_t(t)];
+            }
+        union_n[size_t(pi)] = cnt;
+    }
+    std::vector<TacticHeadEval> rows(static_cast<size_t>(g) * n_p);
+    pool.parallel_for(g, 1, [&](int64_t hb, int64_t he) {
+        std::vector<double> sorted, cum, corder_cum;
+        std::vector<int32_t> cand, qsel;
+        std::vector<float> qscratch;
+        for (int64_t h = hb; h < he; h++) {
+            const auto &wh = w[size_t(h)];
+            sorted = wh;
+            std::sort(sorted.begin(), sorted.end(), std::greater<double>());
+            cum.resize(sorted.size());
+            std::partial_sum(sorted.begin(), sorted.end(), cum.begin());
+            cand = always_list;
+            append_prefix_tokens(fits[size_t(h)], kc, kc.n_clusters, cand);
+            corder_cum.resize(cand.size());
+            double c = 0;
+            for (size_t i = 0; i < cand.size(); i++) corder_cum[i] = c += wh[size_t(cand[i])];
+            for (int pi = 0; pi < n_p; pi++) {
+                const float p = prm.eval_ps[size_t(pi)];
+                const auto &s = sel[size_t(h) * n_p + pi];
+                TacticHeadEval e;
+                e.layer = il;
+                e.head = int(kh * g + h);
+                e.n_tokens = n_tokens;
+                e.p = p;
+                e.tactic_tokens = int(s.size());
+                e.tactic_est_mass = ch[size_t(h) * n_p + pi].est_mass;
+                double m = 0;
+                for (int32_t t : s) m += wh[size_t(t)];
+                e.tactic_true_mass = float(m / Z[size_t(h)]);
+                e.oracle_tokens = count_for_mass(cum, Z[size_t(h)], p);
+                e.cluster_opt_tokens = count_for_mass(corder_cum, Z[size_t(h)], p);
+                qsel.clear();
+                quest_select(Qg + size_t(h) * D, Kh, L.pages[size_t(kh)], n_tokens, e.tactic_tokens, qsel, qscratch);
+                double qm = 0;
+                for (int32_t t : qsel) qm += wh[size_t(t)];
+                e.quest_true_mass = float(qm / Z[size_t(h)]);
+                e.union_tokens = union_n[size_t(pi)];
+                e.union_true_mass = float(union_mass[size_t(pi)][size_t(h)] / Z[size_t(h)]);
+                e.degenerate = fits[size_t(h)].degenerate ? 1 : 0;
+                rows[size_t(h) * n_p + pi] = e;
+            }
+        }
+    });
+    L.eval.insert(L.eval.end(), rows.begin(), rows.end());
+}
+
+void TacticAttention::truncate(int n_keep) {
+    for (auto &L : impl_->layers) {
+        for (auto &kc : L.kv) {
+            if (kc.empty()) continue;
+            if (kc.base_end > n_keep) kc = KeyClusters();  // K-means saw dropped tokens
+            else kc.drop_from(n_keep);
+        }
+        for (auto &pg : L.pages) pg.truncate(n_keep);
+    }
+    impl_->last_step_tokens = -1;
+}
+
+const std::vector<TacticHeadStat> &TacticAttention::last_stats() const {
+    impl_->flat_stats.clear();
+    for (const auto &L : impl_->layers) impl_->flat_stats.insert(impl_->flat_stats.end(), L.stats.begin(), L.stats.end());
+    return impl_->flat_stats;
+}
+
+const std::vector<TacticHeadEval> &TacticAttention::last_eval() const {
+    impl_->flat_eval.clear();
+    for (const auto &L : impl_->layers) impl_->flat_eval.insert(impl_->flat_eval.end(), L.eval.begin(), L.eval.end());
+    return impl_->flat_eval;
+}
+
+void TacticAttention::set_selection(int selector, float p) {
+    TACTIC_CHECK(p > 0.f && p <= 1.f, TACTIC_ERR_INVALID_ARGUMENT, "tactic_p must be in (0, 1]");
+    TACTIC_CHECK(selector >= kSelectTactic && selector <= kSelectFull, TACTIC_ERR_INVALID_ARGUMENT,
+                 "unknown Tactic selector");
+    impl_->prm.selector = selector;
+    impl_->prm.p = p;
+}
+
+const TacticParams &TacticAttention::params() const { return impl_->prm; }
+double TacticAttention::clustering_seconds() const { return impl_->t_cluster; }
+double TacticAttention::selection_seconds() const { return impl_->t_select; }
+void TacticAttention::reset_timings() { impl_->t_cluster = impl_->t_select = 0; }
+
+}  // namespace tactic

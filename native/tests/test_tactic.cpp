@@ -1,0 +1,370 @@
+// Native unit tests of Tactic attention: kernels (SIMD == scalar), K-means, selection,
+// sparse attention == full attention, and the invariants of TacticAttention::decode.
+// The library exports only the C ABI, so the Tactic sources are compiled into this test.
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <set>
+#include <vector>
+
+#if defined(__x86_64__) && !defined(TACTIC_X86)
+#define TACTIC_X86 1
+#endif
+#include "../src/common.h"
+#include "../src/threadpool.cpp"
+#include "../src/tactic/kernels.cpp"
+#if defined(TACTIC_X86)
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+#include "../src/tactic/kernels_avx2.cpp"
+#pragma GCC pop_options
+#endif
+#include "../src/tactic/kmeans.cpp"
+#include "../src/tactic/selection.cpp"
+#include "../src/tactic/sparse_attention.cpp"
+#include "../src/tactic/tactic_attention.cpp"
+
+using namespace tactic;
+
+static int g_failures = 0;
+#define CHECK(cond)                                                              \
+    do {                                                                         \
+        if (!(cond)) {                                                           \
+            std::fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
+            g_failures++;                                                        \
+        }                                                                        \
+    } while (0)
+
+namespace {
+
+struct Data {
+    int D, n_ctx, n_kv;
+    std::vector<uint16_t> K, V;  // [n_kv][n_ctx][D]
+};
+
+// Keys from a mixture of blobs (like real keys: clustered), a sink token with a large
+// key, values random. The query of head h points towards blob h, so attention is peaky.
+Data make_data(int n_kv, int n_ctx, int D, int n_blobs, uint64_t seed) {
+    Data d{D, n_ctx, n_kv, {}, {}};
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> N(0.f, 1.f);
+    std::vector<float> centres((size_t)(n_blobs) * D);
+    for (auto &c : centres) c = N(rng);
+    d.K.resize((size_t)(n_kv) * n_ctx * D);
+    d.V.resize(d.K.size());
+    for (int h = 0; h < n_kv; h++)
+        for (int t = 0; t < n_ctx; t++) {
+            const int b = int(rng() % uint64_t(n_blobs));
+            for (int i = 0; i < D; i++) {
+                float k = centres[(size_t)(b) * D + i] + 0.5f * N(rng);
+                if (t == 0) k = 3.f * centres[(size_t)(i % n_blobs) * D + i];  // a sink-like outlier
+                d.K[((size_t)(h) * n_ctx + t) * D + i] = f32_to_f16(k);
+                d.V[((size_t)(h) * n_ctx + t) * D + i] = f32_to_f16(N(rng));
+            }
+        }
+    return d;
+}
+
+std::vector<float> make_queries(int n_head, int D, float scale, uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> N(0.f, 1.f);
+    std::vector<float> q((size_t)(n_head) * D);
+    for (auto &x : q) x = scale * N(rng) / std::sqrt(float(D));
+    return q;
+}
+
+// Full attention in double precision (the reference).
+void full_attention_ref(const float *q, const uint16_t *K, const uint16_t *V, int D, int n, double *out) {
+    std::vector<double> s((size_t)(n));
+    double m = -1e300;
+    for (int t = 0; t < n; t++) {
+        double a = 0;
+        for (int i = 0; i < D; i++) a += double(q[i]) * f16_to_f32(K[(size_t)(t) * D + i]);
+        s[(size_t)(t)] = a;
+        m = std::max(m, a);
+    }
+    double z = 0;
+    for (int i = 0; i < D; i++) out[i] = 0;
+    for (int t = 0; t < n; t++) {
+        const double w = std::exp(s[(size_t)(t)] - m);
+        z += w;
+        for (int i = 0; i < D; i++) out[i] += w * f16_to_f32(V[(size_t)(t) * D + i]);
+    }
+    for (int i = 0; i < D; i++) out[i] /= z;
+}
+
+double max_rel_err(const float *a, const double *b, int n) {
+    double num = 0, den = 0;
+    for (int i = 0; i < n; i++) {
+        num = std::max(num, std::fabs(double(a[i]) - b[i]));
+        den = std::max(den, std::fabs(b[i]));
+    }
+    return num / std::max(den, 1e-30);
+}
+
+void test_kernels() {
+    if (!tk::simd_available()) {
+        std::printf("kernels: no AVX2 on this CPU, SIMD twins not tested\n");
+        return;
+    }
+    std::mt19937_64 rng(1);
+    std::normal_distribution<float> N(0.f, 1.f);
+    for (int D : {8, 64, 72, 256, 13}) {
+        const int g = 5, n_c = 7;
+        std::vector<float> Q((size_t)(g) * D), X(4 * (size_t)(D)), C((size_t)(n_c) * D), w((size_t)(g));
+        std::vector<uint16_t> k((size_t)(D));
+        for (auto &x : Q) x = N(rng);
+        for (auto &x : X) x = N(rng);
+        for (auto &x : C) x = N(rng);
+        for (auto &x : w) x = N(rng);
+        for (auto &x : k) x = f32_to_f16(N(rng));
+        std::vector<float> a(64), b(64), acc_a((size_t)(g) * D, 1.f), acc_b((size_t)(g) * D, 1.f), ya((size_t)(D)), yb((size_t)(D));
+        auto both = [&](auto fn_simd, auto fn_scalar) {
+            tk::set_simd(true);
+            fn_simd();
+            tk::set_simd(false);
+            fn_scalar();
+            tk::set_simd(true);
+        };
+        both([&] { tk::dots_group_f16(Q.data(), g, k.data(), D, a.data()); },
+             [&] { tk::dots_group_f16(Q.data(), g, k.data(), D, b.data()); });
+        for (int h = 0; h < g; h++) CHECK(std::fabs(a[(size_t)(h)] - b[(size_t)(h)]) <= 1e-4f * (1 + std::fabs(b[(size_t)(h)])));
+        both([&] { tk::axpy_group_f16(w.data(), g, k.data(), D, acc_a.data()); },
+             [&] { tk::axpy_group_f16(w.data(), g, k.data(), D, acc_b.data()); });
+        for (size_t i = 0; i < acc_a.size(); i++) CHECK(std::fabs(acc_a[i] - acc_b[i]) <= 1e-5f * (1 + std::fabs(acc_b[i])));
+        both([&] { tk::dots4_f32(X.data(), C.data(), n_c, D, a.data()); },
+             [&] { tk::dots4_f32(X.data(), C.data(), n_c, D, b.data()); });
+        for (int i = 0; i < 4 * n_c; i++) CHECK(std::fabs(a[(size_t)(i)] - b[(size_t)(i)]) <= 1e-4f * (1 + std::fabs(b[(size_t)(i)])));
+        both([&] { tk::f16_to_f32_row(k.data(), ya.data(), D); }, [&] { tk::f16_to_f32_row(k.data(), yb.data(), D); });
+        CHECK(ya == yb);
+    }
+    std::printf("kernels: SIMD == scalar\n");
+}
+
+void test_kmeans(ThreadPool &pool) {
+    const int D = 32, n = 3000;
+    Data d = make_data(1, n, D, 20, 7);
+    KeyClusters kc = cluster_keys(d.K.data(), D, 4, n, 16, 10, 42, pool);
+    CHECK(kc.begin == 4 && kc.end == n && kc.n_clusters > 0 && kc.n_clusters <= (n - 4 + 8) / 16);
+    CHECK(int(kc.order.size()) == n - 4);
+    std::vector<int> seen((size_t)(n), 0);
+    for (int c = 0; c < kc.n_clusters; c++) {
+        CHECK(kc.offsets[(size_t)(c) + 1] > kc.offsets[(size_t)(c)]);  // no empty cluster kept
+        for (int o = kc.offsets[(size_t)(c)]; o < kc.offsets[(size_t)(c) + 1]; o++) {
+            const int t = kc.order[(size_t)(o)];
+            CHECK(t >= 4 && t < n);
+            seen[(size_t)(t)]++;
+            CHECK(kc.cluster_of[(size_t)(t - 4)] == c);
+        }
+    }
+    for (int t = 4; t < n; t++) CHECK(seen[(size_t)(t)] == 1);
+    // Deterministic for a seed.
+    KeyClusters kc2 = cluster_keys(d.K.data(), D, 4, n, 16, 10, 42, pool);
+    CHECK(kc2.cluster_of == kc.cluster_of);
+    // Incremental assignment and truncation keep the partition valid.
+    KeyClusters kc3 = cluster_keys(d.K.data(), D, 4, 2000, 16, 10, 42, pool);
+    kc3.assign_new(d.K.data(), 2500);
+    CHECK(kc3.end == 2500 && int(kc3.order.size()) == 2496 && kc3.offsets.back() == 2496);
+    kc3.drop_from(2100);
+    CHECK(kc3.end == 2100 && int(kc3.order.size()) == 2096);
+    for (int32_t t : kc3.order) CHECK(t >= 4 && t < 2100);
+    std::printf("kmeans: %d clusters, %d iterations, partition valid\n", kc.n_clusters, kc.iterations);
+}
+
+void test_attention_equals_full(ThreadPool &pool) {
+    const int D = 64, n = 1500, g = 4;
+    Data d = make_data(1, n, D, 10, 3);
+    for (float scale : {1.f, 30.f}) {  // soft and very peaky attention
+        std::vector<float> Q = make_queries(g, D, scale, 5), out((size_t)(g) * D);
+        std::vector<int32_t> all(static_cast<size_t>(n));
+        for (int t = 0; t < n; t++) all[(size_t)(t)] = t;
+        AttnScratch sc;
+        attend_group(Q.data(), g, d.K.data(), d.V.data(), D, all.data(), n, out.data(), pool, sc);
+        std::vector<double> ref(static_cast<size_t>(D));
+        for (int h = 0; h < g; h++) {
+            full_attention_ref(Q.data() + (size_t)(h) * D, d.K.data(), d.V.data(), D, n, ref.data());
+            const double err = max_rel_err(out.data() + (size_t)(h) * D, ref.data(), D);
+            CHECK(err < 2e-5);
+        }
+    }
+    std::printf("sparse attention over all tokens == full attention (double reference)\n");
+}
+
+HParams small_hp(int n_layer, int n_head, int n_kv, int D) {
+    HParams hp;
+    hp.n_layer = n_layer;
+    hp.n_head = n_head;
+    hp.n_head_kv = n_kv;
+    hp.head_dim = D;
+    return hp;
+}
+
+void test_decode_invariants(ThreadPool &pool) {
+    const int D = 64, n_ctx = 4096, n_kv = 2, n_head = 8, g = n_head / n_kv;
+    Data d = make_data(n_kv, n_ctx, D, 40, 11);
+    HParams hp = small_hp(2, n_head, n_kv, D);
+    for (float p : {0.5f, 0.9f, 1.0f}) {
+        TacticParams prm;
+        prm.p = p;
+        prm.debug = true;
+        prm.n_sink = 4;
+        prm.n_recent = 32;
+        TacticAttention ta(prm, hp, n_ctx);
+        for (int step = 0; step < 3; step++) {
+            const int n_tokens = 3000 + step;
+            std::vector<float> Q = make_queries(n_head, D, 12.f, 100 + step), out((size_t)(n_head) * D);
+            ta.decode(1, Q.data(), d.K.data(), d.V.data(), n_tokens, out.data(), pool);
+            const auto &st = ta.last_stats();
+            CHECK(int(st.size()) == n_head);
+            for (const auto &s : st) {
+                CHECK(s.layer == 1 && s.n_tokens == n_tokens);
+                CHECK(s.n_selected > 0 && s.n_selected <= s.n_attended && s.n_attended <= n_tokens);
+                CHECK(s.true_mass >= 0.f && s.true_mass <= 1.0001f);
+                if (p == 1.f) {
+                    CHECK(s.n_selected == n_tokens && std::fabs(s.true_mass - 1.f) < 1e-6f);
+                }
+            }
+            if (p == 1.f) {  // selects everything: equals full attention
+                std::vector<double> ref(static_cast<size_t>(D));
+                for (int h = 0; h < n_head; h++) {
+                    const size_t off = (size_t)(h / g) * n_ctx * D;
+                    full_attention_ref(Q.data() + (size_t)(h) * D, d.K.data() + off, d.V.data() + off, D, n_tokens, ref.data());
+                    CHECK(max_rel_err(out.data() + (size_t)(h) * D, ref.data(), D) < 2e-5);
+                }
+            }
+            const auto &ev = ta.last_eval();
+            CHECK(int(ev.size()) == n_head * 5);
+            for (const auto &e : ev) {
+                CHECK(e.oracle_tokens >= 1 && e.oracle_tokens <= e.cluster_opt_tokens && e.cluster_opt_tokens <= n_tokens);
+                CHECK(e.tactic_tokens <= e.union_tokens && e.union_tokens <= n_tokens);
+                CHECK(e.tactic_true_mass <= e.union_true_mass + 1e-6f);
+                // Reaching p with fewer tokens than the oracle is impossible.
+                if (e.tactic_true_mass >= e.p) CHECK(e.tactic_tokens >= e.oracle_tokens);
+                CHECK(e.quest_true_mass >= 0.f && e.quest_true_mass <= 1.0001f);
+            }
+        }
+    }
+    std::printf("decode: selections valid, P=1 selects all and equals full attention\n");
+}
+
+// Selected sets are valid and unique: check through the selector's own lists.
+void test_selection_sets(ThreadPool &pool) {
+    const int D = 32, n = 2500;
+    Data d = make_data(1, n, D, 30, 21);
+    KeyClusters kc = cluster_keys(d.K.data(), D, 2, n - 16, 16, 10, 1, pool);
+    std::vector<int32_t> always = {0, 1};
+    for (int t = n - 16; t < n; t++) always.push_back(t);
+    std::vector<float> Q = make_queries(1, D, 10.f, 9), as(always.size()), scratch;
+    for (size_t i = 0; i < always.size(); i++) tk::dots_group_f16(Q.data(), 1, d.K.data() + (size_t)(always[i]) * D, D, &as[i]);
+    TacticFit fit;
+    tactic_fit(Q.data(), d.K.data(), D, kc, as.data(), int(as.size()), SelectionConfig(), fit, scratch);
+    int prev = 0;
+    for (float p : {0.3f, 0.5f, 0.8f, 0.9f, 0.99f, 1.f}) {
+        TacticChoice ch = tactic_choose(fit, p);
+        CHECK(ch.n_tokens >= prev);  // monotone in p
+        prev = ch.n_tokens;
+        std::vector<int32_t> sel = always;
+        append_prefix_tokens(fit, kc, ch.n_clusters, sel);
+        std::set<int32_t> u(sel.begin(), sel.end());
+        CHECK(u.size() == sel.size());
+        for (int32_t t : sel) CHECK(t >= 0 && t < n);
+        if (p == 1.f) CHECK(int(sel.size()) == n);
+    }
+    // Quest covers at least its budget with whole pages, no duplicates.
+    QuestPages pg;
+    pg.update(d.K.data(), D, n);
+    std::vector<int32_t> qs;
+    quest_select(Q.data(), d.K.data(), pg, n, 100, qs, scratch);
+    std::set<int32_t> qu(qs.begin(), qs.end());
+    CHECK(qu.size() == qs.size() && qs.size() >= 100 && qs.size() < 100 + QuestPages::kPage);
+    std::printf("selection: sets valid, unique, monotone in p\n");
+}
+
+// Identical keys: a flat curve (a = 0) is degenerate; the fallback must still reach p.
+void test_degenerate_fit(ThreadPool &pool) {
+    const int D = 16, n = 2000;
+    std::mt19937_64 rng(5);
+    std::normal_distribution<float> N(0.f, 1.f);
+    std::vector<float> key(static_cast<size_t>(D));
+    for (auto &x : key) x = N(rng);
+    std::vector<uint16_t> K((size_t)(n) * D);
+    for (int t = 0; t < n; t++)
+        for (int i = 0; i < D; i++) K[(size_t)(t) * D + i] = f32_to_f16(key[(size_t)(i)] + 1e-3f * N(rng));
+    KeyClusters kc = cluster_keys(K.data(), D, 0, n, 16, 10, 1, pool);
+    std::vector<float> Q = make_queries(1, D, 3.f, 2), scratch;
+    TacticFit fit;
+    tactic_fit(Q.data(), K.data(), D, kc, nullptr, 0, SelectionConfig(), fit, scratch);
+    for (float p : {0.5f, 0.9f}) {
+        TacticChoice ch = tactic_choose(fit, p);
+        // Flat weights: reaching p needs p * n tokens.
+        CHECK(ch.n_tokens >= int(p * n * 0.99f));
+    }
+    // The fallback itself: a flat tail selects p of the tail, where a decaying fit with
+    // the same head selects far fewer.
+    TacticFit f;
+    f.M = 1000;
+    f.H = 16;
+    for (int j = 0; j < f.M; j++) {
+        f.corder.push_back(j);
+        f.cend.push_back(j + 1);
+    }
+    f.head_w.assign(16, 1.0);
+    f.head_sum = 16;
+    f.degenerate = true;
+    f.a = 0;
+    f.b = 1.0;
+    f.tail_est = f.tail_mass(f.M);
+    TacticFit fd = f;
+    fd.degenerate = false;
+    fd.a = 8.0;
+    fd.b = 0.0;
+    fd.tail_est = fd.tail_mass(fd.M);
+    for (float p : {0.5f, 0.9f}) {
+        const TacticChoice flat = tactic_choose(f, p), decaying = tactic_choose(fd, p);
+        CHECK(flat.n_tokens >= int(p * f.M) - 1);
+        CHECK(flat.n_tokens >= decaying.n_tokens);
+    }
+    std::printf("degenerate fit (flat): %s, selects >= p*n\n", fit.degenerate ? "flagged" : "fitted");
+}
+
+void test_truncate(ThreadPool &pool) {
+    const int D = 32, n_ctx = 3000;
+    Data d = make_data(1, n_ctx, D, 20, 31);
+    HParams hp = small_hp(1, 2, 1, D);
+    TacticParams prm;
+    prm.p = 0.9f;
+    prm.incremental = true;
+    prm.n_recent = 16;
+    TacticAttention ta(prm, hp, n_ctx);
+    std::vector<float> Q = make_queries(2, D, 8.f, 1), out(2 * (size_t)(D));
+    ta.decode(0, Q.data(), d.K.data(), d.V.data(), 2000, out.data(), pool);
+    const double t1 = ta.clustering_seconds();
+    for (int n = 2001; n < 2100; n++) ta.decode(0, Q.data(), d.K.data(), d.V.data(), n, out.data(), pool);
+    ta.truncate(2050);  // keeps the clusters (K-means ran on tokens < 2050)
+    ta.decode(0, Q.data(), d.K.data(), d.V.data(), 2051, out.data(), pool);
+    CHECK(ta.last_stats().size() == 2);
+    ta.truncate(1000);  // drops them: the next step re-clusters
+    ta.decode(0, Q.data(), d.K.data(), d.V.data(), 1500, out.data(), pool);
+    CHECK(ta.clustering_seconds() > t1);
+    for (const auto &s : ta.last_stats()) CHECK(s.n_tokens == 1500 && s.n_attended <= 1500);
+    std::printf("truncate: clusters kept or rebuilt as needed\n");
+}
+
+}  // namespace
+
+int main() {
+    ThreadPool pool(2);
+    test_kernels();
+    test_kmeans(pool);
+    test_attention_equals_full(pool);
+    test_selection_sets(pool);
+    test_degenerate_fit(pool);
+    test_decode_invariants(pool);
+    test_truncate(pool);
+    if (g_failures) {
+        std::fprintf(stderr, "%d check(s) failed\n", g_failures);
+        return 1;
+    }
+    std::printf("all Tactic native tests passed\n");
+    return 0;
+}

@@ -1,0 +1,164 @@
+"""Command line: `python -m pytactic run MODEL "prompt"` streams a completion;
+`python -m pytactic chat MODEL` is an interactive chat that keeps the conversation.
+
+Both print speed to stderr at the end of each answer. In chat: Ctrl-D or Ctrl-C at
+the prompt exits; Ctrl-C while the model writes stops that answer only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="path of a GGUF file")
+    p.add_argument("-c", "--ctx", type=int, default=None, help="context size in tokens (default 4096; 0 = the model's)")
+    p.add_argument("-t", "--threads", type=int, default=None, help="CPU threads (default: all cores)")
+    p.add_argument("--batch", type=int, default=512, help="prefill batch size")
+    p.add_argument("--attention", choices=["auto", "full", "tactic"], default="auto")
+    p.add_argument("--tactic-p", type=float, default=0.9, help="Tactic's target attention mass")
+    p.add_argument("-n", "--max-tokens", type=int, default=None,
+                   help="tokens to generate at most (run: 256, chat: until the context is full)")
+    p.add_argument("--temp", type=float, default=0.8, help="temperature; 0 = greedy")
+    p.add_argument("--top-k", type=int, default=40)
+    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--min-p", type=float, default=0.05)
+    p.add_argument("--repeat-penalty", type=float, default=1.0)
+    p.add_argument("--repeat-last-n", type=int, default=64)
+    p.add_argument("--presence-penalty", type=float, default=0.0)
+    p.add_argument("--frequency-penalty", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=None, help="sampling seed (default: random)")
+    p.add_argument("--stop", action="append", default=None, help="a stop string (repeatable)")
+    p.add_argument("-v", "--verbose", action="store_true", help="print load details")
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m pytactic", description="Run GGUF models locally.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="complete a prompt, streaming the text")
+    _add_model_args(run)
+    run.add_argument("prompt", help="the prompt text ('-' reads it from stdin)")
+    chat = sub.add_parser("chat", help="an interactive chat")
+    _add_model_args(chat)
+    chat.add_argument("-s", "--system", default=None, help="a system message")
+    chat.add_argument("--chat-format", default=None, help="chatml, gemma, llama3 or a Jinja template")
+    return ap
+
+
+def _sampling(a) -> dict:
+    return dict(
+        temperature=a.temp, top_k=a.top_k, top_p=a.top_p, min_p=a.min_p, repeat_penalty=a.repeat_penalty,
+        repeat_last_n=a.repeat_last_n, presence_penalty=a.presence_penalty,
+        frequency_penalty=a.frequency_penalty, seed=a.seed,
+    )
+
+
+def _load(a, **extra):
+    from .model import Model
+
+    return Model(a.model, n_ctx=a.ctx, n_threads=a.threads, n_batch=a.batch, attention=a.attention,
+                 tactic_p=a.tactic_p, verbose=a.verbose, **extra)
+
+
+def _report(stats, interrupted: bool = False) -> None:
+    n_new = stats.n_prompt - stats.n_cached
+    parts = [f"{stats.n_generated} tokens in {stats.decode_s:.2f}s ({stats.decode_tokens_per_s:.1f} tok/s)"]
+    if n_new > 0 and stats.prefill_s > 0:
+        parts.append(f"prompt {n_new} tokens ({stats.prefill_tokens_per_s:.1f} tok/s)")
+    if stats.n_cached:
+        parts.append(f"{stats.n_cached} reused from cache")
+    if interrupted:
+        parts.append("interrupted")
+    elif stats.finish_reason:
+        parts.append(f"finish: {stats.finish_reason}")
+    print("[" + ", ".join(parts) + "]", file=sys.stderr, flush=True)
+
+
+def _write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def cmd_run(a) -> int:
+    prompt = sys.stdin.read() if a.prompt == "-" else a.prompt
+    with _load(a) as model:
+        max_tokens = a.max_tokens if a.max_tokens is not None else 256
+        interrupted = False
+        pieces = model.generate(prompt, max_tokens, stop=a.stop, stream=True, **_sampling(a))
+        try:
+            for piece in pieces:
+                _write(piece)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            pieces.close()  # settles the model's state and statistics now
+        _write("\n")
+        _report(model.last_stats, interrupted)
+    return 130 if interrupted else 0
+
+
+def cmd_chat(a) -> int:
+    with _load(a, chat_format=a.chat_format) as model:
+        messages: List[dict] = []
+        if a.system:
+            messages.append({"role": "system", "content": a.system})
+        print(f"pytactic chat: {a.model} (n_ctx={model.n_ctx}). Ctrl-D or Ctrl-C to quit, "
+              f"Ctrl-C while it writes to stop the answer.", file=sys.stderr, flush=True)
+        while True:
+            try:
+                line = input("> ")
+            except EOFError:  # Ctrl-D
+                _write("\n")
+                return 0
+            except KeyboardInterrupt:  # Ctrl-C at the prompt
+                _write("\n")
+                return 0
+            if not line.strip():
+                continue
+            messages.append({"role": "user", "content": line})
+            answer: List[str] = []
+            interrupted = False
+            chunks = None
+            try:
+                chunks = model.chat(messages, max_tokens=a.max_tokens, stop=a.stop, stream=True, **_sampling(a))
+                for chunk in chunks:
+                    piece = chunk["choices"][0]["delta"].get("content")
+                    if piece:
+                        answer.append(piece)
+                        _write(piece)
+            except KeyboardInterrupt:
+                interrupted = True
+            except Exception as e:  # e.g. the conversation outgrew the context
+                _write("\n")
+                print(f"error: {e}", file=sys.stderr, flush=True)
+                messages.pop()
+                continue
+            finally:
+                if chunks is not None:
+                    chunks.close()
+            _write("\n")
+            _report(model.last_stats, interrupted)
+            # The (possibly partial) answer stays in the conversation.
+            messages.append({"role": "assistant", "content": "".join(answer)})
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    a = _parser().parse_args(argv)
+    from .errors import TacticError
+
+    try:
+        if a.command == "run":
+            return cmd_run(a)
+        return cmd_chat(a)
+    except (TacticError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:  # e.g. while loading
+        print(file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

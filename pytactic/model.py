@@ -1,0 +1,848 @@
+"""The one class a user meets: Model. Loads a GGUF file through libtactic, tokenizes,
+evaluates, samples, streams text and chats, in the manner of llama-cpp-python's Llama.
+
+Text conventions:
+  * tokenize() takes str or bytes and returns a list of ids.
+  * detokenize() returns bytes, as llama-cpp-python's does (a token may end in the
+    middle of a UTF-8 character); decode() returns str (invalid bytes replaced).
+  * generate() returns str, or with stream=True an iterator of str pieces, each
+    valid UTF-8 text: bytes of a character split across tokens are held back
+    until the character is complete.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, List, Optional, Sequence, Union
+
+from ._native import check, ffi, lib
+from .errors import (
+    ContextLengthError,
+    InvalidModelError,
+    ModelFileError,
+    TacticError,
+)
+
+_ATTENTION = {"auto": 0, "full": 1, "tactic": 2}
+_DEFAULT_N_CTX = 4096
+# Prefills at least this long run on a worker thread so Ctrl-C can cancel them.
+_CANCELLABLE_EVAL = 32
+# End-of-turn markers of common chat formats: generation stops on these tokens even
+# where the GGUF does not mark them end-of-generation.
+_END_OF_TURN_TEXTS = ("<end_of_turn>", "<|im_end|>", "<|eot_id|>", "<|end|>", "<|endoftext|>")
+
+
+# ---------------------------------------------------------------------------
+# Sampling
+
+
+@dataclass
+class SamplingParams:
+    """llama.cpp's sampler chain: penalties -> top-k -> top-p -> min-p -> temperature.
+    temperature <= 0 means greedy (argmax after penalties)."""
+
+    temperature: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.95
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    seed: Optional[int] = None  # None: a fresh random seed each call
+
+    def validate(self) -> None:
+        def number(name):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ValueError(f"{name} must be a number, got {v!r}")
+            if v != v or v in (float("inf"), float("-inf")):
+                raise ValueError(f"{name} must be finite, got {v!r}")
+            return v
+
+        number("temperature")
+        if not 0.0 <= number("top_p") <= 1.0:
+            raise ValueError(f"top_p must be in [0, 1], got {self.top_p}")
+        if not 0.0 <= number("min_p") <= 1.0:
+            raise ValueError(f"min_p must be in [0, 1], got {self.min_p}")
+        if number("repeat_penalty") <= 0:
+            raise ValueError(f"repeat_penalty must be > 0 (1 = off), got {self.repeat_penalty}")
+        number("presence_penalty")
+        number("frequency_penalty")
+        for name in ("top_k", "repeat_last_n"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ValueError(f"{name} must be an integer, got {v!r}")
+        if self.repeat_last_n < -1:
+            raise ValueError(f"repeat_last_n must be >= -1 (-1 = whole history), got {self.repeat_last_n}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < -1):
+            raise ValueError(f"seed must be a non-negative integer, -1 or None (random), got {self.seed!r}")
+
+
+class Sampler:
+    """A native sampler. Usable on its own over any logits (numpy float32 rows):
+
+        s = Sampler(temperature=0.7, top_k=40, seed=1)
+        token = s.sample(model.logits())
+        s.accept(token)
+    """
+
+    def __init__(self, params: Optional[SamplingParams] = None, **kw):
+        params = params if params is not None else SamplingParams(**kw)
+        params.validate()
+        self.params = params
+        seed = params.seed
+        if seed is None or seed == -1:
+            seed = int.from_bytes(os.urandom(8), "little")
+        self.seed = seed
+        p = lib.tactic_sampler_default_params()
+        p.temperature = params.temperature
+        p.top_k = params.top_k
+        p.top_p = params.top_p
+        p.min_p = params.min_p
+        p.repeat_penalty = params.repeat_penalty
+        p.repeat_last_n = params.repeat_last_n
+        p.presence_penalty = params.presence_penalty
+        p.frequency_penalty = params.frequency_penalty
+        p.seed = seed & 0xFFFFFFFFFFFFFFFF
+        out = ffi.new("tactic_sampler **")
+        check(lib.tactic_sampler_new(ffi.new("tactic_sampler_params *", p), out), "sampler")
+        self._s = ffi.gc(out[0], lib.tactic_sampler_free)
+        self._out = ffi.new("int32_t *")
+
+    def sample(self, logits) -> int:
+        """Pick a token from a 1-D float32 array (or any buffer of float32)."""
+        import numpy as np
+
+        arr = np.ascontiguousarray(logits, dtype=np.float32)
+        if arr.ndim != 1:
+            raise ValueError(f"logits must be one row (1-D), got shape {arr.shape}")
+        ptr = ffi.cast("const float *", ffi.from_buffer(arr))
+        return self._sample_ptr(ptr, arr.shape[0])
+
+    def _sample_ptr(self, ptr, n_vocab: int) -> int:
+        check(lib.tactic_sampler_sample(self._s, ptr, n_vocab, self._out), "sample")
+        return int(self._out[0])
+
+    def accept(self, token: int) -> None:
+        check(lib.tactic_sampler_accept(self._s, int(token)), "sampler accept")
+
+    def reset(self) -> None:
+        lib.tactic_sampler_reset(self._s)
+
+
+# ---------------------------------------------------------------------------
+# Text assembly: UTF-8 safe pieces, stop strings that never leak
+
+
+def _complete_utf8_prefix(buf: bytes) -> int:
+    """Length of the longest prefix of buf that does not end inside a UTF-8
+    character that later bytes could still complete."""
+    n = len(buf)
+    for back in range(1, min(4, n) + 1):
+        b = buf[n - back]
+        if b & 0xC0 == 0x80:  # a continuation byte: look further back for its lead
+            continue
+        need = 2 if 0xC0 <= b < 0xE0 else 3 if 0xE0 <= b < 0xF0 else 4 if 0xF0 <= b < 0xF8 else 1
+        return n - back if need > back else n
+    return n
+
+
+class _TextAssembler:
+    """Turns token bytes into text pieces: whole UTF-8 characters only, and never
+    any text that might be the start of a stop string."""
+
+    def __init__(self, stop: Sequence[str]):
+        self.stop = [s for s in stop if s]
+        self.pending = b""  # bytes of an unfinished character
+        self.held = ""  # text that may be the start of a stop string
+        self.stopped = False
+
+    def push(self, data: bytes) -> str:
+        self.pending += data
+        cut = _complete_utf8_prefix(self.pending)
+        text, self.pending = self.pending[:cut].decode("utf-8", "replace"), self.pending[cut:]
+        return self._release(text)
+
+    def _release(self, text: str) -> str:
+        if not self.stop:
+            return text
+        self.held += text
+        first = min((i for i in (self.held.find(s) for s in self.stop) if i >= 0), default=-1)
+        if first >= 0:
+            out, self.held, self.stopped = self.held[:first], "", True
+            return out
+        # Keep back the longest tail that a stop string starts with.
+        keep = 0
+        for s in self.stop:
+            for k in range(min(len(s) - 1, len(self.held)), keep, -1):
+                if self.held.endswith(s[:k]):
+                    keep = k
+                    break
+        out = self.held[: len(self.held) - keep]
+        self.held = self.held[len(self.held) - keep :]
+        return out
+
+    def flush(self) -> str:
+        """The rest at the end of generation (an unfinished character becomes U+FFFD)."""
+        text = self.pending.decode("utf-8", "replace")
+        self.pending = b""
+        out = self.held + text if not self.stopped else ""
+        self.held = ""
+        if self.stop and not self.stopped:
+            for s in self.stop:  # the last bytes may have completed a stop string
+                i = out.find(s)
+                if i >= 0:
+                    out, self.stopped = out[:i], True
+        return out
+
+
+# ---------------------------------------------------------------------------
+# Statistics of the last generation
+
+
+@dataclass
+class GenerationStats:
+    n_prompt: int = 0  # prompt tokens
+    n_cached: int = 0  # of which reused from the KV cache
+    n_generated: int = 0
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
+    finish_reason: Optional[str] = None  # "stop" | "length" | None (interrupted)
+    tokens: List[int] = field(default_factory=list)
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        return self.n_generated / self.decode_s if self.decode_s > 0 else 0.0
+
+    @property
+    def prefill_tokens_per_s(self) -> float:
+        n = self.n_prompt - self.n_cached
+        return n / self.prefill_s if self.prefill_s > 0 else 0.0
+
+
+# ---------------------------------------------------------------------------
+# The model
+
+
+def _ids(tokens: Iterable[int]) -> List[int]:
+    return [int(t) for t in tokens]
+
+
+class Model:
+    """A GGUF model with one context (KV cache) for generation.
+
+    Model(path, n_ctx=4096, n_threads=None, n_batch=512, seed=None, verbose=False,
+          attention="auto", tactic_p=0.9, cluster_size=16, chat_format=None)
+
+    n_ctx: tokens the context holds (0 = the model's training context; the default
+      is 4096, or less if the model was trained on less).
+    attention: "full" (exact), "tactic" (sparse decode attention), or "auto" (Tactic
+      once the cache is long).
+    chat_format: None (the GGUF's tokenizer.chat_template, else a built-in format
+      for the architecture), a built-in name ("chatml", "gemma", "llama3"), or a
+      Jinja template string.
+    """
+
+    def __init__(
+        self,
+        path: Union[str, os.PathLike],
+        *,
+        n_ctx: Optional[int] = None,
+        n_threads: Optional[int] = None,
+        n_batch: int = 512,
+        seed: Optional[int] = None,
+        verbose: bool = False,
+        attention: str = "auto",
+        tactic_p: float = 0.9,
+        cluster_size: int = 16,
+        chat_format: Optional[str] = None,
+        chat_template: Optional[str] = None,
+        vocab_only: bool = False,
+        use_mmap: bool = True,
+    ):
+        self._model = None
+        self._ctx = None
+        self.path = os.fspath(path)
+        self.verbose = verbose
+        self.seed = seed
+        if not os.path.exists(self.path):
+            raise ModelFileError(f"model file not found: {self.path}")
+        if os.path.isdir(self.path):
+            raise ModelFileError(f"{self.path} is a directory, not a GGUF file")
+        with open(self.path, "rb") as f:
+            magic = f.read(4)
+        if magic != b"GGUF":
+            raise InvalidModelError(f"{self.path} is not a GGUF file (it starts with {magic!r}, not b'GGUF')")
+        if attention not in _ATTENTION:
+            raise ValueError(f"attention must be one of {sorted(_ATTENTION)}, got {attention!r}")
+        for name, v in (("n_batch", n_batch), ("cluster_size", cluster_size)):
+            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if n_threads is not None and (not isinstance(n_threads, int) or n_threads < 0):
+            raise ValueError(f"n_threads must be a non-negative integer, got {n_threads!r}")
+        if n_ctx is not None and (not isinstance(n_ctx, int) or n_ctx < 0):
+            raise ValueError(f"n_ctx must be a non-negative integer (0 = the model's), got {n_ctx!r}")
+        if not (isinstance(tactic_p, (int, float)) and 0 < tactic_p <= 1):
+            raise ValueError(f"tactic_p must be in (0, 1], got {tactic_p!r}")
+
+        t0 = time.perf_counter()
+        mp = lib.tactic_model_default_params()
+        mp.use_mmap = 1 if use_mmap else 0
+        mp.vocab_only = 1 if vocab_only else 0
+        mp.n_threads = n_threads or 0
+        out = ffi.new("tactic_model **")
+        check(lib.tactic_model_load(self.path.encode(), ffi.new("tactic_model_params *", mp), out))
+        self._model = out[0]
+        self.vocab_only = vocab_only
+
+        self.n_vocab = 0  # known once the weights are loaded
+        self.info = None
+        if not vocab_only:
+            info = ffi.new("tactic_model_info *")
+            check(lib.tactic_model_get_info(self._model, info))
+            self.info = info
+            self.n_vocab = int(info.n_vocab)
+            train = int(info.n_ctx_train) or _DEFAULT_N_CTX
+            if n_ctx is None:
+                n_ctx = min(_DEFAULT_N_CTX, train)
+            cp = lib.tactic_context_default_params()
+            cp.n_ctx = n_ctx
+            cp.n_threads = n_threads or 0
+            cp.n_batch = n_batch
+            cp.attention = _ATTENTION[attention]
+            cp.tactic_p = tactic_p
+            cp.cluster_size = cluster_size
+            if seed is not None and seed >= 0:
+                cp.seed = seed
+            cout = ffi.new("tactic_context **")
+            try:
+                check(lib.tactic_context_new(self._model, ffi.new("tactic_context_params *", cp), cout), "context")
+            except BaseException:
+                lib.tactic_model_free(self._model)
+                self._model = None
+                raise
+            self._ctx = cout[0]
+            self.n_ctx = int(lib.tactic_context_n_ctx(self._ctx))
+        else:
+            self.n_ctx = 0
+        self._cached: List[int] = []  # the tokens whose K/V the context holds, in order
+        self._generation = 0  # bumps at every generation start: stale iterators notice
+        self._eval_lock = threading.Lock()
+        self.last_stats = GenerationStats()
+        self._eot_ids = self._end_of_turn_ids()
+        self._chat_format = chat_template if chat_template is not None else chat_format
+        self._template = None
+        if verbose:
+            import sys
+
+            desc = self.architecture if not vocab_only else "vocab only"
+            print(
+                f"pytactic: loaded {self.path} ({desc}, n_ctx={self.n_ctx}) in "
+                f"{time.perf_counter() - t0:.2f}s; {ffi.string(lib.tactic_build_info()).decode()}",
+                file=sys.stderr,
+            )
+
+    # -- lifetime ------------------------------------------------------------
+
+    def close(self) -> None:
+        """Free the context and the model. Further calls raise RuntimeError."""
+        if self._ctx is not None:
+            lib.tactic_context_free(self._ctx)
+            self._ctx = None
+        if self._model is not None:
+            lib.tactic_model_free(self._model)
+            self._model = None
+
+    def __enter__(self) -> "Model":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    @property
+    def closed(self) -> bool:
+        return self._model is None
+
+    def _m(self):
+        if self._model is None:
+            raise RuntimeError("this Model is closed")
+        return self._model
+
+    def _c(self):
+        self._m()
+        if self._ctx is None:
+            raise RuntimeError("this Model was loaded with vocab_only=True: it cannot evaluate")
+        return self._ctx
+
+    # -- metadata -------------------------------------------------------------
+
+    def metadata(self, key: str) -> Optional[str]:
+        """A GGUF metadata value as a string, or None if the file lacks the key."""
+        out = ffi.new("const char **")
+        st = lib.tactic_model_meta_str(self._m(), key.encode(), out)
+        if st != 0:
+            return None
+        return ffi.string(out[0]).decode("utf-8", "replace")
+
+    @property
+    def architecture(self) -> str:
+        return self.metadata("general.architecture") or ""
+
+    @property
+    def token_bos(self) -> int:
+        return int(lib.tactic_token_bos(self._m()))
+
+    @property
+    def token_eos(self) -> int:
+        return int(lib.tactic_token_eos(self._m()))
+
+    def is_eog(self, token: int) -> bool:
+        return bool(lib.tactic_token_is_eog(self._m(), int(token))) or int(token) in self._eot_ids
+
+    def _end_of_turn_ids(self) -> set:
+        ids = set()
+        for text in _END_OF_TURN_TEXTS:
+            try:
+                toks = self.tokenize(text, add_bos=False, special=True)
+            except (TacticError, AttributeError):  # AttributeError: no tokenizer in this build
+                continue
+            if len(toks) == 1 and self.token_to_piece(toks[0], special=True) == text.encode():
+                ids.add(toks[0])
+        return ids
+
+    # -- tokenizer ------------------------------------------------------------
+
+    def tokenize(self, text: Union[str, bytes], add_bos: bool = True, special: bool = False) -> List[int]:
+        """Token ids of text. add_bos: add BOS (and EOS) as the GGUF says.
+        special: recognise control-token texts such as "<start_of_turn>"."""
+        if isinstance(text, str):
+            data = text.encode("utf-8")
+        elif isinstance(text, (bytes, bytearray, memoryview)):
+            data = bytes(text)
+        else:
+            raise TypeError(f"tokenize() takes str or bytes, got {type(text).__name__}")
+        m = self._m()
+        n_out = ffi.new("int32_t *")
+        cap = len(data) + 8
+        for _ in range(2):
+            buf = ffi.new("int32_t[]", cap)
+            st = lib.tactic_tokenize(m, data, len(data), int(bool(add_bos)), int(bool(special)), buf, cap, n_out)
+            if st == 0:
+                return list(buf[0 : n_out[0]])
+            if n_out[0] > cap:
+                cap = n_out[0]
+                continue
+            check(st, "tokenize")
+        check(st, "tokenize")
+        return []
+
+    def token_to_piece(self, token: int, special: bool = False) -> bytes:
+        """The bytes of one token (may be part of a UTF-8 character)."""
+        m = self._m()
+        n_out = ffi.new("int32_t *")
+        buf = ffi.new("char[]", 64)
+        st = lib.tactic_token_to_piece(m, int(token), int(bool(special)), buf, 64, n_out)
+        if st != 0 and n_out[0] > 64:
+            buf = ffi.new("char[]", n_out[0])
+            st = lib.tactic_token_to_piece(m, int(token), int(bool(special)), buf, n_out[0], n_out)
+        check(st, f"token {token}")
+        return ffi.buffer(buf, n_out[0])[:]
+
+    def detokenize(self, tokens: Iterable[int], special: bool = False) -> bytes:
+        """The bytes of a token sequence (bytes, like llama-cpp-python; see decode())."""
+        ids = _ids(tokens)
+        m = self._m()
+        arr = ffi.new("int32_t[]", ids)
+        n_out = ffi.new("int32_t *")
+        cap = 16 * len(ids) + 16
+        buf = ffi.new("char[]", cap)
+        st = lib.tactic_detokenize(m, arr, len(ids), int(bool(special)), buf, cap, n_out)
+        if st != 0 and n_out[0] > cap:
+            cap = n_out[0]
+            buf = ffi.new("char[]", cap)
+            st = lib.tactic_detokenize(m, arr, len(ids), int(bool(special)), buf, cap, n_out)
+        check(st, "detokenize")
+        return ffi.buffer(buf, n_out[0])[:]
+
+    def decode(self, tokens: Iterable[int], special: bool = False) -> str:
+        """detokenize() as text (invalid UTF-8 replaced by U+FFFD)."""
+        return self.detokenize(tokens, special).decode("utf-8", "replace")
+
+    # -- evaluation -------------------------------------------------------------
+
+    @property
+    def n_past(self) -> int:
+        return int(lib.tactic_context_n_past(self._c()))
+
+    @property
+    def cached_tokens(self) -> List[int]:
+        """The tokens the KV cache holds (after the last eval/generation)."""
+        return list(self._cached)
+
+    def reset(self) -> None:
+        """Empty the KV cache."""
+        self._truncate(0)
+
+    def _truncate(self, n_keep: int) -> None:
+        check(lib.tactic_context_truncate(self._c(), n_keep), "truncate")
+        del self._cached[n_keep:]
+
+    def eval(self, tokens: Sequence[int], logits_all: bool = False) -> None:
+        """Evaluate tokens after the cached ones (KV cache appended). Then logits(i)
+        gives row i (logits_all) or the last row (-1)."""
+        ids = _ids(tokens)
+        if not ids:
+            return
+        ctx = self._c()
+        n_past = self.n_past
+        if n_past + len(ids) > self.n_ctx:
+            raise ContextLengthError(
+                f"{len(ids)} tokens after the {n_past} cached ones need {n_past + len(ids)} "
+                f"positions, but the context holds {self.n_ctx} (n_ctx)"
+            )
+        for t in ids:
+            if not 0 <= t < self.n_vocab:
+                raise ValueError(f"token id {t} is outside the vocabulary [0, {self.n_vocab})")
+        arr = ffi.new("int32_t[]", ids)
+        try:
+            if len(ids) >= _CANCELLABLE_EVAL:
+                st = self._eval_cancellable(ctx, arr, len(ids), logits_all)
+            else:
+                st = lib.tactic_eval(ctx, arr, len(ids), int(bool(logits_all)))
+        finally:
+            # Whatever happened (error, cancel), keep our view of the cache in step.
+            now = int(lib.tactic_context_n_past(ctx))
+            self._cached = (self._cached + ids)[:now] if now >= len(self._cached) else self._cached[:now]
+        check(st, "eval")
+
+    def _eval_cancellable(self, ctx, arr, n: int, logits_all: bool) -> int:
+        """Run a long eval on a worker thread; Ctrl-C in the main thread cancels it
+        natively and then re-raises KeyboardInterrupt."""
+        result = {}
+
+        def work():
+            result["st"] = lib.tactic_eval(ctx, arr, n, int(bool(logits_all)))
+
+        t = threading.Thread(target=work, name="pytactic-eval", daemon=True)
+        t.start()
+        try:
+            while t.is_alive():
+                t.join(0.05)
+        except KeyboardInterrupt:
+            lib.tactic_cancel(ctx)
+            t.join()
+            raise
+        return result["st"]
+
+    def logits(self, i: int = -1):
+        """A copy of the logits of row i of the last eval (-1: the last), as numpy."""
+        import numpy as np
+
+        ptr = self._logits_ptr(i)
+        return np.frombuffer(ffi.buffer(ptr, 4 * self.n_vocab), dtype=np.float32).copy()
+
+    def _logits_ptr(self, i: int = -1):
+        ctx = self._c()
+        n_rows = int(lib.tactic_get_n_logits_rows(ctx))
+        if n_rows == 0:
+            raise RuntimeError("no logits yet: call eval() first")
+        if not (-1 <= i < n_rows):
+            raise IndexError(f"logits row {i} out of range (the last eval kept {n_rows} rows)")
+        ptr = lib.tactic_get_logits(ctx, i)
+        if ptr == ffi.NULL:
+            check(1, "logits")
+        return ptr
+
+    # -- generation ---------------------------------------------------------------
+
+    def _prompt_ids(self, prompt, add_bos: Optional[bool], special: bool) -> List[int]:
+        if isinstance(prompt, (str, bytes)):
+            return self.tokenize(prompt, add_bos=True if add_bos is None else add_bos, special=special)
+        ids = _ids(prompt)
+        if not ids:
+            raise ValueError("the prompt is empty")
+        return ids
+
+    def _check_fits(self, ids: List[int]) -> None:
+        self._c()
+        if len(ids) > self.n_ctx:
+            raise ContextLengthError(
+                f"the prompt has {len(ids)} tokens but the context holds only {self.n_ctx} "
+                f"(n_ctx); shorten the prompt or load the model with a larger n_ctx"
+            )
+
+    def _prefill(self, ids: List[int]) -> int:
+        """Make the cache hold exactly ids with logits for the last one, reusing the
+        longest common prefix already cached. Returns the number of reused tokens."""
+        self._check_fits(ids)
+        n = 0
+        limit = min(len(self._cached), len(ids) - 1)  # the last token is always re-evaluated
+        while n < limit and self._cached[n] == ids[n]:
+            n += 1
+        if n < len(self._cached):
+            self._truncate(n)
+        self.eval(ids[n:])
+        return n
+
+    def _tokens(self, prompt_ids: List[int], max_tokens: Optional[int], params: SamplingParams,
+                stats: GenerationStats) -> Iterator[int]:
+        """Prefill, then yield sampled tokens until an end-of-generation token (not
+        yielded), max_tokens or a full context. Sets stats.finish_reason."""
+        self._c()
+        self._generation += 1
+        me = self._generation
+        sampler = Sampler(params)
+        ctx = self._ctx
+        stats.n_prompt = len(prompt_ids)
+        t0 = time.perf_counter()
+        stats.n_cached = self._prefill(prompt_ids)
+        stats.prefill_s = time.perf_counter() - t0
+        window = prompt_ids if params.repeat_last_n < 0 else prompt_ids[-params.repeat_last_n:] if params.repeat_last_n else []
+        for t in window:
+            sampler.accept(t)
+        limit = max_tokens if max_tokens is not None and max_tokens > 0 else None
+        t_dec = time.perf_counter()
+        one = ffi.new("int32_t[1]")
+        try:
+            while True:
+                if self._generation != me:
+                    raise RuntimeError("another generation started on this Model; this iterator is stale")
+                tok = sampler._sample_ptr(self._logits_ptr(-1), self.n_vocab)
+                if self.is_eog(tok):
+                    stats.finish_reason = "stop"
+                    return
+                sampler.accept(tok)
+                stats.n_generated += 1
+                stats.tokens.append(tok)
+                yield tok
+                if self._generation != me:
+                    raise RuntimeError("another generation started on this Model; this iterator is stale")
+                if limit is not None and stats.n_generated >= limit:
+                    stats.finish_reason = "length"
+                    return
+                if len(self._cached) >= self.n_ctx:
+                    stats.finish_reason = "length"
+                    return
+                one[0] = tok
+                st = lib.tactic_eval(ctx, one, 1, 0)
+                if st == 0:
+                    self._cached.append(tok)
+                else:
+                    check(st, "eval")
+        finally:
+            stats.decode_s = time.perf_counter() - t_dec
+            self.last_stats = stats
+
+    def _text_pieces(self, prompt_ids, max_tokens, params, stop, stats) -> Iterator[str]:
+        asm = _TextAssembler(stop)
+        gen = self._tokens(prompt_ids, max_tokens, params, stats)
+        try:
+            for tok in gen:
+                piece = asm.push(self.token_to_piece(tok))
+                if piece:
+                    yield piece
+                if asm.stopped:
+                    stats.finish_reason = "stop"
+                    return
+            rest = asm.flush()
+            if asm.stopped:
+                stats.finish_reason = "stop"
+            if rest:
+                yield rest
+        finally:
+            gen.close()
+
+    @staticmethod
+    def _sampling(kw) -> SamplingParams:
+        names = SamplingParams.__dataclass_fields__.keys()
+        bad = set(kw) - set(names)
+        if bad:
+            raise TypeError(f"unknown sampling argument(s): {', '.join(sorted(bad))}")
+        params = SamplingParams(**kw)
+        params.validate()
+        return params
+
+    @staticmethod
+    def _stop_list(stop) -> List[str]:
+        if stop is None:
+            return []
+        if isinstance(stop, str):
+            return [stop]
+        stop = list(stop)
+        for s in stop:
+            if not isinstance(s, str):
+                raise ValueError(f"stop must be a string or a list of strings, got {s!r}")
+        return stop
+
+    def _check_max_tokens(self, max_tokens) -> None:
+        if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)):
+            raise ValueError(f"max_tokens must be an integer or None, got {max_tokens!r}")
+
+    def generate(
+        self,
+        prompt: Union[str, bytes, Sequence[int]],
+        max_tokens: Optional[int] = 128,
+        *,
+        stop: Union[None, str, Sequence[str]] = None,
+        stream: bool = False,
+        add_bos: Optional[bool] = None,
+        special: bool = False,
+        **sampling,
+    ) -> Union[str, Iterator[str]]:
+        """Complete a prompt (text or token ids).
+
+        Sampling: temperature (0 = greedy), top_k, top_p, min_p, repeat_penalty,
+        repeat_last_n, presence_penalty, frequency_penalty, seed.
+        max_tokens None or <= 0: until the context is full. stop: strings that end
+        the text (not included). stream=True: an iterator of str pieces.
+        After the call, model.last_stats has token counts, times and finish_reason.
+        """
+        self._check_max_tokens(max_tokens)
+        params = self._sampling(sampling)
+        stops = self._stop_list(stop)
+        ids = self._prompt_ids(prompt, add_bos, special)
+        self._check_fits(ids)
+        stats = GenerationStats()
+        pieces = self._text_pieces(ids, max_tokens, params, stops, stats)
+        if stream:
+            return pieces
+        return "".join(pieces)
+
+    # -- OpenAI-style dictionaries -----------------------------------------------
+
+    def create_completion(self, prompt, max_tokens: Optional[int] = 16, *, stop=None, stream: bool = False,
+                          **sampling):
+        """llama-cpp-python's create_completion: a "text_completion" dict, or with
+        stream=True an iterator of chunk dicts."""
+        self._check_max_tokens(max_tokens)
+        params = self._sampling(sampling)
+        stops = self._stop_list(stop)
+        ids = self._prompt_ids(prompt, None, False)
+        self._check_fits(ids)
+        stats = GenerationStats()
+        cid = f"cmpl-{uuid.uuid4()}"
+        created = int(time.time())
+        pieces = self._text_pieces(ids, max_tokens, params, stops, stats)
+
+        def chunk(text, finish):
+            return {
+                "id": cid, "object": "text_completion", "created": created, "model": self.path,
+                "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish}],
+            }
+
+        if stream:
+            def chunks():
+                for p in pieces:
+                    yield chunk(p, None)
+                yield chunk("", stats.finish_reason)
+            return chunks()
+        text = "".join(pieces)
+        out = chunk(text, stats.finish_reason)
+        out["usage"] = self._usage(stats)
+        return out
+
+    __call__ = create_completion
+
+    @staticmethod
+    def _usage(stats: GenerationStats) -> dict:
+        return {
+            "prompt_tokens": stats.n_prompt,
+            "completion_tokens": stats.n_generated,
+            "total_tokens": stats.n_prompt + stats.n_generated,
+        }
+
+    # -- chat -------------------------------------------------------------------
+
+    @property
+    def chat_template(self):
+        """The ChatTemplate used by chat() (see pytactic.chat)."""
+        if self._template is None:
+            from .chat import template_for_model
+
+            self._template = template_for_model(self, self._chat_format)
+        return self._template
+
+    def apply_chat_template(self, messages, add_generation_prompt: bool = True, **extra) -> str:
+        """The prompt text chat() would evaluate for these messages."""
+        return self.chat_template.render(messages, add_generation_prompt=add_generation_prompt, **extra)
+
+    def chat_prompt_ids(self, messages, add_generation_prompt: bool = True, **extra) -> List[int]:
+        """Token ids of the rendered chat prompt: control tokens parsed, and BOS added
+        only if the template did not already write it."""
+        text = self.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, **extra)
+        bos = self.token_bos
+        bos_text = self.token_to_piece(bos, special=True).decode("utf-8", "replace") if bos >= 0 else ""
+        add_bos = not (bos_text and text.startswith(bos_text))
+        return self.tokenize(text, add_bos=add_bos, special=True)
+
+    def chat(self, messages, *, max_tokens: Optional[int] = None, stop=None, stream: bool = False,
+             tools=None, **sampling):
+        """llama-cpp-python's create_chat_completion: messages are dicts with "role"
+        and "content". Returns a "chat.completion" dict (choices[0]["message"]), or
+        with stream=True an iterator of "chat.completion.chunk" dicts whose
+        choices[0]["delta"] carries the role first, then content pieces, and the
+        last one finish_reason "stop" or "length"."""
+        self._check_max_tokens(max_tokens)
+        params = self._sampling(sampling)
+        stops = self._stop_list(stop)
+        if not isinstance(messages, (list, tuple)) or not all(isinstance(m, dict) for m in messages):
+            raise ValueError("messages must be a list of dicts with 'role' and 'content'")
+        extra = {"tools": tools} if tools is not None else {}
+        ids = self.chat_prompt_ids(messages, **extra)
+        self._check_fits(ids)
+        stats = GenerationStats()
+        cid = f"chatcmpl-{uuid.uuid4()}"
+        created = int(time.time())
+        pieces = self._text_pieces(ids, max_tokens, params, stops, stats)
+
+        def chunk(delta, finish):
+            return {
+                "id": cid, "object": "chat.completion.chunk", "created": created, "model": self.path,
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            }
+
+        if stream:
+            def chunks():
+                yield chunk({"role": "assistant"}, None)
+                for p in pieces:
+                    yield chunk({"content": p}, None)
+                yield chunk({}, stats.finish_reason)
+            return chunks()
+        text = "".join(pieces)
+        return {
+            "id": cid, "object": "chat.completion", "created": created, "model": self.path,
+            "choices": [{
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": None,
+                "finish_reason": stats.finish_reason,
+            }],
+            "usage": self._usage(stats),
+        }
+
+    create_chat_completion = chat
+
+    # -- hub --------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, repo_id: str, filename: str, **kwargs) -> "Model":
+        """Download (or find in the Hugging Face cache) repo_id/filename and load it.
+        See pytactic.hub.from_pretrained for the download arguments."""
+        from .hub import from_pretrained
+
+        return from_pretrained(repo_id, filename, model_class=cls, **kwargs)
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"n_ctx={self.n_ctx}"
+        return f"<pytactic.Model {self.path!r} {state}>"

@@ -1,0 +1,262 @@
+"""Times the CUDA kernels on a GPU and prints a table (JSON with --out).
+
+  * matvec (decode's W x): the Gemma 3 270M shapes and large ones, GB/s of weight
+    bytes against the measured device-to-device copy bandwidth;
+  * decode attention over an f16 KV cache at 16K-128K tokens: full, and sparse over
+    10% / 5% of the tokens (per-KV-head index lists), against torch's
+    scaled_dot_product_attention on the same data (torch is needed for the copy
+    bandwidth and that comparison; the rest runs without it).
+
+Every timed kernel is first checked against a numpy float64 reference. Times are the
+median over 5 trials of many launches (CUDA events), rotating among copies of the
+weights / KV cache so that repeats stream from HBM, not from L2.
+
+  TACTIC_LIB=build/libtactic.so python3 scripts/gpu_bench.py --out gpu_bench.json
+"""
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from pytactic._native import ffi, lib  # noqa: E402
+from test_cuda import TYPES, cuda_attention, cuda_attention_indexed, random_rows, ref_attention, ref_dequantize, rel_err  # noqa: E402
+
+
+def check(st):
+    if st != 0:
+        raise RuntimeError(ffi.string(lib.tactic_last_error()).decode())
+
+
+def set_opt(name, value):
+    check(lib.tactic_cuda_set_option(name.encode(), value))
+
+
+def timed(fn, iters):
+    set_opt("bench_iters", iters)
+    try:
+        out = fn()
+    finally:
+        ms = lib.tactic_cuda_last_ms()
+        set_opt("bench_iters", 0)
+    return out, ms
+
+
+def copy_bandwidth():
+    """Device-to-device copy through torch, bytes read + written, GB/s."""
+    import torch
+
+    n = 1 << 30  # 1 GiB
+    a = torch.empty(n, dtype=torch.uint8, device="cuda")
+    a.random_(0, 255)
+    b = torch.empty_like(a)
+    for _ in range(3):
+        b.copy_(a)
+    times = []
+    for _ in range(10):
+        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        e0.record()
+        b.copy_(a)
+        e1.record()
+        torch.cuda.synchronize()
+        times.append(e0.elapsed_time(e1))
+    ms = float(np.median(times))
+    del a, b
+    torch.cuda.empty_cache()
+    return 2 * n / ms / 1e6
+
+
+MATVEC_CASES = [  # label, type, n_rows, n_cols
+    ("gemma270m attn_q", "Q5_0", 1024, 640),
+    ("gemma270m ffn_up", "Q5_0", 2048, 640),
+    ("gemma270m ffn_down", "Q6_K", 640, 2048),
+    ("gemma270m attn_out", "Q4_K", 640, 1024),
+    ("gemma270m output", "Q8_0", 262144, 640),
+    ("large 14336x4096", "Q4_K", 14336, 4096),
+    ("large 14336x4096", "Q5_K", 14336, 4096),
+    ("large 14336x4096", "Q6_K", 14336, 4096),
+    ("large 14336x4096", "Q8_0", 14336, 4096),
+    ("large 14336x4096", "Q4_0", 14336, 4096),
+    ("large 14336x4096", "Q5_0", 14336, 4096),
+    ("large 14336x4096", "F16", 14336, 4096),
+    ("large 4096x14336", "Q4_K", 4096, 14336),
+    ("large 4096x14336", "Q6_K", 4096, 14336),
+]
+
+
+def bench_matvec(rng, copy_gbs, quick):
+    rows = []
+    for label, name, n_rows, n_cols in MATVEC_CASES:
+        data = random_rows(rng, name, n_rows, n_cols)
+        x = rng.standard_normal(n_cols).astype(np.float32)
+        y = np.empty(n_rows, np.float32)
+        call = lambda: check(lib.tactic_cuda_matvec(TYPES[name][0], data, len(data), n_rows, n_cols,
+                                                    ffi.cast("float *", ffi.from_buffer(x)),
+                                                    ffi.cast("float *", ffi.from_buffer(y))))
+        # correctness first (numpy float64 twin)
+        call()
+        ref = ref_dequantize(name, data, n_rows * n_cols).reshape(n_rows, n_cols) @ x.astype(np.float64)
+        err = rel_err(y, ref)
+        if not err < 1e-5:
+            print(f"MISMATCH matvec {label} {name}: rel err {err:.2e}", flush=True)
+        variants = {}
+        for rpw in ([4] if quick else [1, 2, 4, 8]):
+            set_opt("matvec_rows", rpw)
+            iters = 200 if len(data) > (64 << 20) else 1000
+            _, ms = timed(call, iters)
+            variants[rpw] = ms
+        set_opt("matvec_rows", 0)
+        best = min(variants, key=variants.get)
+        ms = variants[best]
+        gbs = len(data) / ms / 1e6
+        rows.append(dict(case=label, type=name, n_rows=n_rows, n_cols=n_cols, bytes=len(data), rel_err=err,
+                         ms_by_rows_per_warp={str(k): v for k, v in variants.items()}, best_rows_per_warp=best,
+                         us=ms * 1e3, gbs=gbs, share_of_copy=gbs / copy_gbs if copy_gbs else None))
+        print(f"matvec {label:22s} {name:5s} {n_rows:7d}x{n_cols:<6d} {len(data)/1e6:8.2f} MB "
+              f"{ms*1e3:9.2f} us {gbs:7.0f} GB/s" + (f" ({100*gbs/copy_gbs:4.1f}% of copy)" if copy_gbs else "")
+              + f"  R={best} err={err:.1e}", flush=True)
+    return rows
+
+
+def torch_sdpa_ms(K, V, q, lists, iters):
+    """torch SDPA (GQA) on the same f16 data, full or over gathered token lists; median ms."""
+    import torch
+    import torch.nn.functional as F
+
+    n_head, D = q.shape
+    n_kv = K.shape[0]
+    copies = max(1, min(8, math.ceil((256 << 20) / (2 * K.nbytes))))
+    Kt = [torch.from_numpy(K).cuda() for _ in range(copies)]
+    Vt = [torch.from_numpy(V).cuda() for _ in range(copies)]
+    qt = torch.from_numpy(q).to(torch.float16).cuda().view(1, n_head, 1, D)
+    idx = None
+    if lists is not None:
+        idx = torch.from_numpy(np.stack(lists).astype(np.int64)).cuda()  # equal lengths
+        idx = idx[:, :, None].expand(-1, -1, D)
+
+    def run(i):
+        k, v = Kt[i % copies], Vt[i % copies]
+        if idx is not None:
+            k, v = torch.gather(k, 1, idx), torch.gather(v, 1, idx)
+        return F.scaled_dot_product_attention(qt, k[None], v[None], scale=1.0 / math.sqrt(D), enable_gqa=True)
+
+    out = run(0)
+    for i in range(copies):
+        run(i)
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(5):
+        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        e0.record()
+        for i in range(iters):
+            run(i)
+        e1.record()
+        torch.cuda.synchronize()
+        times.append(e0.elapsed_time(e1) / iters)
+    res = out.float().cpu().numpy().reshape(n_head, D)
+    del Kt, Vt
+    torch.cuda.empty_cache()
+    return float(np.median(times)), res
+
+
+ATTN_MODELS = [("llama3-8b-like", 32, 8, 128), ("gemma3-270m", 4, 1, 256)]
+
+
+def bench_attention(rng, contexts, have_torch, copy_gbs):
+    rows = []
+    for model, n_head, n_kv, D in ATTN_MODELS:
+        n_max = max(contexts)
+        K_all = rng.standard_normal((n_kv, n_max, D), dtype=np.float32).astype(np.float16)
+        V_all = rng.standard_normal((n_kv, n_max, D), dtype=np.float32).astype(np.float16)
+        for n in contexts:
+            K = np.ascontiguousarray(K_all[:, :n])
+            V = np.ascontiguousarray(V_all[:, :n])
+            q = (rng.standard_normal((n_head, D)) * 2).astype(np.float32)
+            scale = 1.0 / math.sqrt(D)
+            for frac in (1.0, 0.10, 0.05):
+                m = int(n * frac)
+                if frac == 1.0:
+                    lists = None
+                    call = lambda: cuda_attention(q, K, V, 0, n, scale)
+                else:
+                    lists = [np.sort(rng.choice(n, size=m, replace=False)) for _ in range(n_kv)]
+                    call = lambda: cuda_attention_indexed(q, K, V, lists, scale)
+                iters = 50 if frac == 1.0 else 200
+                out, ms = timed(call, iters)
+                ref = ref_attention(q, K, V, n_kv, lists if lists is not None else [np.arange(n)] * n_kv, scale)
+                err = rel_err(out, ref)
+                if not err < 1e-5:
+                    print(f"MISMATCH attention {model} {n} {frac}: rel err {err:.2e}", flush=True)
+                bytes_moved = n_kv * m * D * 2 * 2
+                gbs = bytes_moved / ms / 1e6
+                row = dict(model=model, n_head=n_head, n_head_kv=n_kv, head_dim=D, n_ctx=n, fraction=frac,
+                           tokens_per_kv_head=m, us=ms * 1e3, kv_bytes=bytes_moved, gbs=gbs, rel_err=err)
+                line = (f"attn {model:15s} ctx {n:6d} {'full' if frac == 1 else f'{int(frac*100)}%':>4s} "
+                        f"{ms*1e3:8.1f} us {gbs:6.0f} GB/s err={err:.1e}")
+                if have_torch:
+                    t_ms, t_out = torch_sdpa_ms(K, V, q, lists, iters)
+                    row.update(torch_us=t_ms * 1e3, torch_rel_err=rel_err(t_out, ref), speedup_vs_torch=t_ms / ms)
+                    line += f" | torch {'sdpa' if lists is None else 'gather+sdpa'} {t_ms*1e3:8.1f} us (x{t_ms/ms:4.2f})"
+                rows.append(row)
+                print(line, flush=True)
+            del K, V
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", help="write the results as JSON here")
+    ap.add_argument("--quick", action="store_true", help="one matvec variant, contexts 16K and 32K")
+    args = ap.parse_args()
+    if lib.tactic_cuda_device_count() == 0:
+        sys.exit("no usable CUDA GPU")
+    name = ffi.new("char[256]")
+    check(lib.tactic_cuda_device_name(0, name, 256))
+    gpu = ffi.string(name).decode()
+    try:
+        import torch  # noqa: F401
+
+        have_torch = True
+    except ImportError:
+        have_torch = False
+    commit = os.environ.get("TACTIC_COMMIT")
+    if not commit:
+        try:
+            commit = subprocess.check_output(["git", "rev-parse", "HEAD"], cwd=ROOT, text=True).strip()
+        except Exception:
+            commit = "unknown"
+    rng = np.random.default_rng(1234)
+    copy_gbs = copy_bandwidth() if have_torch else None
+    print(f"GPU {gpu}, commit {commit}, d2d copy {copy_gbs:.0f} GB/s (read+write)" if copy_gbs else f"GPU {gpu}")
+    t0 = time.time()
+    mv = bench_matvec(rng, copy_gbs, args.quick)
+    contexts = [16384, 32768] if args.quick else [16384, 32768, 65536, 131072]
+    at = bench_attention(rng, contexts, have_torch, copy_gbs)
+    res = dict(gpu=gpu, commit=commit, command="TACTIC_LIB=build-gpu/libtactic.so python3 scripts/gpu_bench.py",
+               copy_gbs=copy_gbs, matvec=mv, attention=at, seconds=time.time() - t0)
+    if args.out:
+        Path(args.out).write_text(json.dumps(res, indent=1))
+    print("\nsummary (best rows per warp):")
+    print(f"{'matvec case':22s} {'type':5s} {'MB':>8s} {'us':>9s} {'GB/s':>7s} {'%copy':>6s}")
+    for r in mv:
+        pct = f"{100*r['share_of_copy']:5.1f}" if r["share_of_copy"] else "  -"
+        print(f"{r['case']:22s} {r['type']:5s} {r['bytes']/1e6:8.2f} {r['us']:9.2f} {r['gbs']:7.0f} {pct:>6s}")
+    print(f"{'attention':15s} {'ctx':>6s} {'sel':>4s} {'us':>8s} {'GB/s':>6s} {'torch us':>9s}")
+    for r in at:
+        sel = "full" if r["fraction"] == 1 else f"{int(r['fraction']*100)}%"
+        tus = f"{r['torch_us']:9.1f}" if "torch_us" in r else "       -"
+        print(f"{r['model']:15s} {r['n_ctx']:6d} {sel:>4s} {r['us']:8.1f} {r['gbs']:6.0f} {tus}")
+
+
+if __name__ == "__main__":
+    main()
