@@ -123,6 +123,9 @@ void attend_rows(const float *q, int n_q, int D, const uint16_t *K, const uint16
                 float *a = part.acc.data() + size_t(h) * D;
                 for (int d = 0; d < D; d++) a[d] *= scale_old;
             }
+            // Weights rounded to f16 as llama.cpp's f16 V.P product rounds them: it
+            // settles near-ties as llama.cpp does (measured on its greedy references).
+            for (int r = 0; r < n; r++) s[r] = f16_to_f32(f32_to_f16(s[r]));
             part.l[size_t(h)] = part.l[size_t(h)] * scale_old + sum;
             part.m[size_t(h)] = mx;
         }
