@@ -371,3 +371,91 @@ def test_one_model_shared_by_threads(gemma_path):
     for t in threads:
         t.join()
     assert not failures, failures
+
+
+# ---- the Python API (pytactic.Model) ---------------------------------------------------------
+
+def _model_cls():
+    try:
+        from pytactic.model import Model
+    except ImportError:
+        pytest.skip("pytactic.Model is not in this tree")
+    return Model
+
+
+@pytest.mark.parametrize("kw", [dict(n_ctx=-1), dict(n_ctx=1 << 30), dict(n_threads=-1), dict(n_threads=10**6),
+                                dict(n_batch=0), dict(n_batch=-3), dict(tactic_p=0.0), dict(tactic_p=1.5),
+                                dict(tactic_p=float("nan")), dict(cluster_size=0), dict(attention="sparse"),
+                                dict(n_ctx="4096")])
+def test_model_arguments_out_of_range(tiny_path, kw):
+    Model = _model_cls()
+    with pytest.raises(ValueError):
+        Model(tiny_path, **kw)
+
+
+@pytest.mark.parametrize("kw", [dict(temperature=float("nan")), dict(top_p=1.5), dict(top_p=-0.1), dict(min_p=2.0),
+                                dict(min_p=-1.0), dict(repeat_penalty=0.0), dict(repeat_penalty=-1.0),
+                                dict(repeat_last_n=-2), dict(top_k=1.5), dict(temperature=float("inf"))])
+def test_sampling_arguments_out_of_range(tiny_path, kw):
+    Model = _model_cls()
+    with Model(tiny_path, n_ctx=64) as m:
+        with pytest.raises(ValueError):
+            m.generate([1, 5, 6], max_tokens=2, **kw)
+        assert m.generate([1, 5, 6], max_tokens=2, temperature=0) is not None  # still usable
+
+
+def test_model_memory_refusals(gemma_path, monkeypatch):
+    Model = _model_cls()
+    monkeypatch.setenv("TACTIC_MEMORY_LIMIT", "100M")
+    with pytest.raises(errors.OutOfMemoryError, match="needs .* but only 100.0 MiB"):
+        Model(gemma_path)
+    monkeypatch.setenv("TACTIC_MEMORY_LIMIT", "400M")
+    with pytest.raises(MemoryError, match="a context of 32768 tokens"):
+        Model(gemma_path, n_ctx=32768)
+
+
+def test_model_two_threads(gemma_path):
+    """Two threads generating on one Model at once: each call returns what it returns
+    alone or raises a clear error (BusyError, or RuntimeError for a generation another
+    started over); afterwards the Model still generates exactly."""
+    Model = _model_cls()
+    prompts = ["The capital of France is", "One, two, three, four,"]
+    with Model(gemma_path, n_ctx=256, n_threads=1) as m:
+        want = [m.generate(p, max_tokens=6, temperature=0) for p in prompts]
+        outcomes = []
+
+        def worker(i):
+            for _ in range(4):
+                try:
+                    got = m.generate(prompts[i], max_tokens=6, temperature=0)
+                    outcomes.append(("ok", i, got))
+                except (errors.BusyError, RuntimeError) as e:
+                    assert str(e)
+                    outcomes.append(("error", i, type(e).__name__))
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wrong = [(i, got) for kind, i, got in outcomes if kind == "ok" and got != want[i]]
+        assert not wrong, (wrong, want)
+        assert [m.generate(p, max_tokens=6, temperature=0) for p in prompts] == want
+        assert m.n_past == len(m.cached_tokens)
+
+
+def test_two_model_objects_in_threads(gemma_path, tiny_path):
+    Model = _model_cls()
+    with Model(gemma_path, n_ctx=128, n_threads=1) as a, Model(tiny_path, n_ctx=64, n_threads=1) as b:
+        want = [a.generate("Hello", max_tokens=5, temperature=0), b.generate([1, 7, 8], max_tokens=5, temperature=0)]
+        got = [None, None]
+
+        def run(i):
+            got[i] = [a, b][i].generate(["Hello", [1, 7, 8]][i], max_tokens=5, temperature=0)
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert got == want
