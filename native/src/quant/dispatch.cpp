@@ -5,6 +5,10 @@
 #include <cstring>
 #include <string>
 
+#if defined(TACTIC_X86)
+#include <cpuid.h>
+#endif
+
 #include "../quant.h"
 #include "blocks.h"
 
@@ -15,8 +19,12 @@ using namespace q;
 #if defined(TACTIC_X86)
 // Lives here, not in a *_avx2.cpp file, so the check itself runs on any x86-64.
 bool q::cpu_has_avx2_fma() {
-    static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                           __builtin_cpu_supports("f16c");
+    // F16C through CPUID: clang's __builtin_cpu_supports does not know "f16c".
+    static const bool ok = [] {
+        unsigned a = 0, b = 0, c = 0, d = 0;
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __get_cpuid(1, &a, &b, &c, &d) &&
+               (c & bit_F16C) != 0;
+    }();
     return ok;
 }
 #endif
