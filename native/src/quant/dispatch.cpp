@@ -6,9 +6,9 @@
 #include <string>
 
 #if defined(TACTIC_X86)
-#include <cpuid.h>
 #endif
 
+#include "../cpu_features.h"
 #include "../quant.h"
 #include "blocks.h"
 
@@ -17,16 +17,7 @@ namespace tactic {
 using namespace q;
 
 #if defined(TACTIC_X86)
-// Lives here, not in a *_avx2.cpp file, so the check itself runs on any x86-64.
-bool q::cpu_has_avx2_fma() {
-    // F16C through CPUID: clang's __builtin_cpu_supports does not know "f16c".
-    static const bool ok = [] {
-        unsigned a = 0, b = 0, c = 0, d = 0;
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __get_cpuid(1, &a, &b, &c, &d) &&
-               (c & bit_F16C) != 0;
-    }();
-    return ok;
-}
+bool q::cpu_has_avx2_fma() { return cpu_has_avx2_fma_f16c(); }
 #endif
 
 bool simd_available() {
