@@ -190,6 +190,9 @@ class Ctx:
     def set_selection(self, selector, p):
         check(lib.tactic_set_selection(self.h, SELECT[selector], p))
 
+    def set_debug(self, on):
+        check(lib.tactic_set_debug(self.h, int(on)))
+
     def head_stats(self):
         n = ffi.new("int32_t *")
         cap = 256

@@ -213,6 +213,8 @@ enum {
 /* Switch the selector and target p of a context's Tactic attention for the following
  * decode steps (clusters are kept). The context must not use attention = FULL. */
 TACTIC_API tactic_status tactic_set_selection(tactic_context *ctx, int32_t selector, float p);
+/* Switch debug mode (true masses, tactic_get_head_eval) on or off for the following steps. */
+TACTIC_API tactic_status tactic_set_debug(tactic_context *ctx, int32_t on);
 
 /* Debug mode (tactic_debug = 1) only: Tactic and the baselines evaluated at the targets
  * p = 0.5, 0.7, 0.8, 0.9, 0.95 on the last decode step, one entry per (global layer,

@@ -86,4 +86,12 @@ TACTIC_API tactic_status tactic_set_selection(tactic_context *ctx, int32_t selec
     });
 }
 
+TACTIC_API tactic_status tactic_set_debug(tactic_context *ctx, int32_t on) {
+    return guard([&] {
+        TACTIC_REQUIRE_ARG(ctx, "ctx must not be NULL");
+        auto lock = busy_lock(ctx);
+        tactic_of(ctx).set_debug(on != 0);
+    });
+}
+
 }  // extern "C"

@@ -363,6 +363,8 @@ void TacticAttention::set_selection(int selector, float p) {
     impl_->prm.p = p;
 }
 
+void TacticAttention::set_debug(bool on) { impl_->prm.debug = on; }
+
 const TacticParams &TacticAttention::params() const { return impl_->prm; }
 double TacticAttention::clustering_seconds() const { return impl_->t_cluster; }
 double TacticAttention::selection_seconds() const { return impl_->t_select; }

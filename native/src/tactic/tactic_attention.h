@@ -75,6 +75,7 @@ public:
     const std::vector<TacticHeadEval> &last_eval() const;
     // Switches the selector and target for the following steps (clusters are kept).
     void set_selection(int selector, float p);
+    void set_debug(bool on);
     const TacticParams &params() const;
     double clustering_seconds() const;   // total so far
     double selection_seconds() const;    // total so far
