@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from pytactic._native import check, ffi, lib  # noqa: E402
 
-SELECT = {"tactic": 0, "oracle": 1, "quest": 2, "cluster_opt": 3, "full": 4}
+SELECT = {"tactic": 0, "oracle": 1, "quest": 2, "cluster_opt": 3, "full": 4, "prune": 5}
 
 
 def model_path():

@@ -51,26 +51,34 @@ def selection_quality(ctx, ids, L, steps):
 
 def table_selection(rows, title):
     print(f"\n### Selection quality: {title}")
-    print("| P | oracle tokens | cluster-order tokens | Tactic tokens | Tactic/oracle | Tactic true mass | "
-          "reached P | est. mass | KV-group union | Quest mass at Tactic's count | degenerate fits |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("Per query head and step. Tokens: mean count; 'reached': share of head-steps whose true mass >= P.")
+    print("| P | oracle | cluster-order optimum | Tactic | Tactic/oracle | Tactic true mass | reached | est. mass | "
+          "degenerate fits | KV-group union | head's mass over union | reached (union) | Quest mass at Tactic's count |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for p in PS:
         r = [x for x in rows if abs(x["p"] - p) < 1e-4]
         if not r:
             continue
-        o = np.mean([x["oracle_tokens"] for x in r])
-        c = np.mean([x["cluster_opt_tokens"] for x in r])
-        t = np.mean([x["tactic_tokens"] for x in r])
-        m = np.mean([x["tactic_true_mass"] for x in r])
+        f = lambda k: np.mean([x[k] for x in r])  # noqa: E731
+        o, t = f("oracle_tokens"), f("tactic_tokens")
         reach = np.mean([x["tactic_true_mass"] >= p - 1e-6 for x in r])
-        est = np.mean([x["tactic_est_mass"] for x in r])
-        u = np.mean([x["union_tokens"] for x in r])
-        q = np.mean([x["quest_true_mass"] for x in r])
-        dg = np.mean([x["degenerate"] for x in r])
-        print(f"| {p:.2f} | {o:.0f} | {c:.0f} | {t:.0f} | {t / o:.2f}x | {m:.3f} | {100 * reach:.0f}% | {est:.3f} | "
-              f"{u:.0f} | {q:.3f} | {100 * dg:.0f}% |")
+        ureach = np.mean([x["union_true_mass"] >= p - 1e-6 for x in r])
+        print(f"| {p:.2f} | {o:.0f} | {f('cluster_opt_tokens'):.0f} | {t:.0f} | {t / o:.2f}x | {f('tactic_true_mass'):.3f} | "
+              f"{100 * reach:.0f}% | {f('tactic_est_mass'):.3f} | {100 * f('degenerate'):.0f}% | {f('union_tokens'):.0f} | "
+              f"{f('union_true_mass'):.3f} | {100 * ureach:.0f}% | {f('quest_true_mass'):.3f} |")
+    if "prune_tokens" in rows[0]:
+        print("\nSelect-then-prune (our extension; candidates = Tactic's prefix for 1 - (1 - P) / 2):")
+        print("| P | oracle | candidates scored | kept | kept/oracle | true mass | reached | est. mass |")
+        print("|---|---|---|---|---|---|---|---|")
+        for p in PS:
+            r = [x for x in rows if abs(x["p"] - p) < 1e-4]
+            f = lambda k: np.mean([x[k] for x in r])  # noqa: E731
+            reach = np.mean([x["prune_true_mass"] >= p - 1e-6 for x in r])
+            print(f"| {p:.2f} | {f('oracle_tokens'):.0f} | {f('prune_candidates'):.0f} | {f('prune_tokens'):.0f} | "
+                  f"{f('prune_tokens') / f('oracle_tokens'):.2f}x | {f('prune_true_mass'):.3f} | {100 * reach:.0f}% | "
+                  f"{f('prune_est_mass'):.3f} |")
     n = len({(x["layer"], x["head"]) for x in rows})
-    print(f"({len(rows) // len(PS)} head-steps = {n} (layer, head) pairs x steps; tokens in cache: "
+    print(f"({len(rows) // len(PS)} head-steps: {n} (layer, head) pairs x steps; tokens in cache: "
           f"{min(x['n_tokens'] for x in rows)}-{max(x['n_tokens'] for x in rows)})")
     print("\nPer layer at P=0.9 (mean over heads and steps):")
     print("| layer | oracle | Tactic | true mass | reached |")
@@ -94,9 +102,14 @@ def main():
     ap.add_argument("--configs", default="tactic:0.8,tactic:0.9,tactic:0.95,quest:0.8,quest:0.9,quest:0.95")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tag", default="")
+    ap.add_argument("--reprint", action="store_true", help="print the tables of a saved run")
     args = ap.parse_args()
 
     L = args.ctx
+    if args.reprint:
+        res = json.loads((CACHE / f"eval_{L}{args.tag}.json").read_text())
+        table_selection(res["selection"], f"{L} tokens (saved run)")
+        return
     model = Model()
     ids = long_text_tokens(model, L + max(args.kl_steps, args.sel_steps) + 1)
     ctx = Ctx(model, L + max(args.kl_steps, args.sel_steps) + 8, attention="tactic", n_threads=args.threads,

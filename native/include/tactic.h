@@ -208,7 +208,10 @@ TACTIC_API tactic_status tactic_get_head_stats(tactic_context *ctx, tactic_head_
  * chose) select among all tokens; FULL attends everything through the same path. */
 enum {
     TACTIC_SELECT_TACTIC = 0, TACTIC_SELECT_ORACLE = 1, TACTIC_SELECT_QUEST = 2,
-    TACTIC_SELECT_CLUSTER_OPT = 3, TACTIC_SELECT_FULL = 4
+    TACTIC_SELECT_CLUSTER_OPT = 3, TACTIC_SELECT_FULL = 4,
+    /* our extension: Tactic's cluster prefix for a stricter target proposes candidates,
+     * their exact scores decide (kept by score until the estimated share reaches p) */
+    TACTIC_SELECT_TACTIC_PRUNE = 5
 };
 /* Switch the selector and target p of a context's Tactic attention for the following
  * decode steps (clusters are kept). The context must not use attention = FULL. */
@@ -233,6 +236,10 @@ typedef struct {
     int32_t union_tokens;       /* union of Tactic's selections over the KV group */
     float union_true_mass;      /* this head's true mass over that union */
     int32_t degenerate;         /* the distribution fit fell back to a flat tail */
+    int32_t prune_tokens;       /* TACTIC_PRUNE at p: tokens kept ... */
+    int32_t prune_candidates;   /* ... out of this many scored exactly */
+    float prune_est_mass;
+    float prune_true_mass;
 } tactic_head_eval;
 TACTIC_API tactic_status tactic_get_head_eval(tactic_context *ctx, tactic_head_eval *out, int32_t cap,
                                               int32_t *n_out);

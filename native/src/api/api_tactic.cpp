@@ -74,6 +74,10 @@ TACTIC_API tactic_status tactic_get_head_eval(tactic_context *ctx, tactic_head_e
             o.union_tokens = e.union_tokens;
             o.union_true_mass = e.union_true_mass;
             o.degenerate = e.degenerate;
+            o.prune_tokens = e.prune_tokens;
+            o.prune_candidates = e.prune_candidates;
+            o.prune_est_mass = e.prune_est_mass;
+            o.prune_true_mass = e.prune_true_mass;
         }
     });
 }

@@ -193,6 +193,40 @@ void append_prefix_tokens(const TacticFit &fit, const KeyClusters &kc, int n_clu
     }
 }
 
+void tactic_prune(const TacticFit &fit, const KeyClusters &kc, const float *q, const uint16_t *K, int D,
+                  const std::vector<int32_t> &always, const float *always_scores, float p, float relax,
+                  PrunedChoice &out) {
+    out.tokens.clear();
+    const float p_c = p >= 1.f ? 1.f : 1.f - (1.f - p) * relax;
+    const TacticChoice c = tactic_choose(fit, p_c);
+    std::vector<std::pair<double, int32_t>> items;
+    items.reserve(always.size() + size_t(c.n_tokens));
+    for (size_t i = 0; i < always.size(); i++) items.emplace_back(std::exp(double(always_scores[i]) - fit.m), always[i]);
+    int pos = 0;
+    for (int j = 0; j < c.n_clusters; j++) {
+        const int cl = fit.corder[size_t(j)];
+        for (int o = kc.offsets[size_t(cl)]; o < kc.offsets[size_t(cl) + 1]; o++, pos++) {
+            const int32_t t = kc.order[size_t(o)];
+            const double w = pos < fit.H ? fit.head_w[size_t(pos)] : std::exp(double(score(q, K, D, t)) - fit.m);
+            items.emplace_back(w, t);
+        }
+    }
+    double exact = 0;
+    for (const auto &it : items) exact += it.first;
+    const double rest = std::max(0.0, fit.tail_est - fit.tail_mass(std::max(c.n_tokens, fit.H)));
+    const double Z = exact + rest;
+    out.n_candidates = int(items.size());
+    std::sort(items.begin(), items.end(), [](const auto &x, const auto &y) { return x.first > y.first || (x.first == y.first && x.second < y.second); });
+    const double target = double(p) * Z;
+    double cum = 0;
+    for (const auto &it : items) {
+        out.tokens.push_back(it.second);
+        cum += it.first;
+        if (p < 1.f && cum >= target) break;
+    }
+    out.est_mass = Z > 0 ? float(std::min(1.0, cum / Z)) : 1.f;
+}
+
 int count_for_mass(const std::vector<double> &cum, double total, float p) {
     if (cum.empty()) return 0;
     if (p >= 1.f) {  // every token with non-zero weight... by definition all of them
