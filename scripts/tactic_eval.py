@@ -89,6 +89,18 @@ def table_selection(rows, title):
               f"{np.mean([x['tactic_true_mass'] for x in r]):.3f} | {100 * np.mean([x['tactic_true_mass'] >= 0.9 for x in r]):.0f}% |")
 
 
+def print_speed(res, L, steps):
+    print(f"\n### Decode speed after {L} tokens ({steps} steps each, 2 threads, shared machine)")
+    print("| config | decode tok/s | attention ms/step/global layer | of which selection | clustering s | attended |")
+    print("|---|---|---|---|---|---|")
+    for cfg, r in res["kl"].items():
+        if "decode_s" not in r:
+            continue
+        att = r.get("attended", L)
+        print(f"| {cfg} | {steps / r['decode_s']:.2f} | {1000 * r['attn_s'] / steps / 3:.2f} | "
+              f"{1000 * r['select_s'] / steps / 3:.2f} | {r['cluster_s']:.2f} | {att:.0f} |")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ctx", type=int, default=8192)
@@ -135,12 +147,15 @@ def main():
         tgt = ids[L : L + args.kl_steps]
         nxt = ids[L + 1 : L + args.kl_steps + 1]
         ctx.set_selection("full", 1.0)
+        ctx.timings(reset=True)
         t0 = time.time()
         ref, _ = decode(ctx, tgt)
         tfull = time.time() - t0
+        tm = ctx.timings(reset=True)
         ctx.truncate(L)
         nll_ref = [-log_softmax(lg)[n] for lg, n in zip(ref, nxt)]
-        res["kl"] = {"full": {"ppl": float(np.exp(np.mean(nll_ref))), "s": tfull}}
+        res["kl"] = {"full": {"ppl": float(np.exp(np.mean(nll_ref))), "s": tfull, "decode_s": tm[2], "attn_s": tm[3],
+                              "select_s": tm[4], "cluster_s": tm[1]}}
         log(f"reference decode: {tfull:.1f} s")
         for cfg in args.configs.split(","):
             sel, p = cfg.split(":")
@@ -148,6 +163,7 @@ def main():
             t0 = time.time()
             lg, st = decode(ctx, tgt, stats=True)
             dt = time.time() - t0
+            tm = ctx.timings(reset=True)
             ctx.truncate(L)
             kls = [kl(a, b) for a, b in zip(ref, lg)]
             nll = [-log_softmax(x)[n] for x, n in zip(lg, nxt)]
@@ -157,7 +173,8 @@ def main():
             ntok = np.mean([L + i + 1 for i in range(len(tgt))])
             res["kl"][cfg] = {"kl_mean": float(np.mean(kls)), "kl_p99": float(np.percentile(kls, 99)),
                               "kl_max": float(np.max(kls)), "ppl": float(np.exp(np.mean(nll))), "top1": float(agree),
-                              "selected": float(sel_tok), "attended": float(att_tok), "tokens": float(ntok), "s": dt}
+                              "selected": float(sel_tok), "attended": float(att_tok), "tokens": float(ntok), "s": dt,
+                              "decode_s": tm[2], "attn_s": tm[3], "select_s": tm[4], "cluster_s": tm[1]}
             log(f"{cfg}: {res['kl'][cfg]}")
         print(f"\n### Output quality: {args.kl_steps} teacher-forced decode positions after {L} tokens")
         print(f"full attention: perplexity {res['kl']['full']['ppl']:.3f}")
@@ -169,6 +186,8 @@ def main():
                 continue
             print(f"| {cfg} | {r['kl_mean']:.5f} | {r['kl_p99']:.4f} | {r['kl_max']:.4f} | {100 * r['top1']:.1f}% | "
                   f"{r['ppl']:.3f} | {r['selected']:.0f} | {r['attended']:.0f} | {100 * r['attended'] / r['tokens']:.1f}% |")
+
+        print_speed(res, L, args.kl_steps)
 
     CACHE.mkdir(parents=True, exist_ok=True)
     out = CACHE / f"eval_{L}{args.tag}.json"
