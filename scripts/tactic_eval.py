@@ -89,16 +89,40 @@ def table_selection(rows, title):
               f"{np.mean([x['tactic_true_mass'] for x in r]):.3f} | {100 * np.mean([x['tactic_true_mass'] >= 0.9 for x in r]):.0f}% |")
 
 
-def print_speed(res, L, steps):
-    print(f"\n### Decode speed after {L} tokens ({steps} steps each, 2 threads, shared machine)")
-    print("| config | decode tok/s | attention ms/step/global layer | of which selection | clustering s | attended |")
+SPEED_CONFIGS = [("full", 1.0), ("tactic", 0.9), ("tactic", 0.95), ("prune", 0.9), ("quest", 0.9)]
+
+
+def speed(ctx, ids, L, rounds):
+    """Interleaved A/B timing: each round decodes the same position (after truncating back to
+    L) once per configuration, so load from other processes hits all of them alike; medians
+    over rounds. Returns per config: decode step s, attention s per global layer, selection s
+    per global layer, tokens attended per KV group."""
+    out = {f"{s}:{p}": {"step": [], "attn": [], "select": [], "attended": []} for s, p in SPEED_CONFIGS}
+    for _ in range(rounds):
+        for sel, p in SPEED_CONFIGS:
+            ctx.truncate(L)
+            ctx.set_selection(sel, p)
+            ctx.timings(reset=True)
+            ctx.eval([ids[L]])
+            tm = ctx.timings(reset=True)
+            r = out[f"{sel}:{p}"]
+            r["step"].append(tm[2])
+            r["attn"].append(tm[3] / 3)
+            r["select"].append(tm[4] / 3)
+            r["attended"].append(float(np.mean([s.n_attended for s in ctx.head_stats()])))
+    ctx.truncate(L)
+    return {k: {m: float(np.median(v)) for m, v in r.items()} for k, r in out.items()}
+
+
+def print_speed(sp, L, rounds):
+    print(f"\n### Decode speed after {L} tokens (medians of {rounds} interleaved rounds, 2 threads, shared machine)")
+    print("| config | decode tok/s | attention ms / global layer | of which selection | attended / KV group | "
+          "attention speedup |")
     print("|---|---|---|---|---|---|")
-    for cfg, r in res["kl"].items():
-        if "decode_s" not in r:
-            continue
-        att = r.get("attended", L)
-        print(f"| {cfg} | {steps / r['decode_s']:.2f} | {1000 * r['attn_s'] / steps / 3:.2f} | "
-              f"{1000 * r['select_s'] / steps / 3:.2f} | {r['cluster_s']:.2f} | {att:.0f} |")
+    base = sp["full:1.0"]["attn"]
+    for k, r in sp.items():
+        print(f"| {k} | {1 / r['step']:.2f} | {1000 * r['attn']:.2f} | {1000 * r['select']:.2f} | "
+              f"{r['attended']:.0f} ({100 * r['attended'] / (L + 1):.1f}%) | {base / r['attn']:.2f}x |")
 
 
 def main():
@@ -113,6 +137,7 @@ def main():
     ap.add_argument("--recluster", type=int, default=0)
     ap.add_argument("--configs", default="tactic:0.8,tactic:0.9,tactic:0.95,quest:0.8,quest:0.9,quest:0.95")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--speed-rounds", type=int, default=0)
     ap.add_argument("--tag", default="")
     ap.add_argument("--reprint", action="store_true", help="print the tables of a saved run")
     args = ap.parse_args()
@@ -187,7 +212,10 @@ def main():
             print(f"| {cfg} | {r['kl_mean']:.5f} | {r['kl_p99']:.4f} | {r['kl_max']:.4f} | {100 * r['top1']:.1f}% | "
                   f"{r['ppl']:.3f} | {r['selected']:.0f} | {r['attended']:.0f} | {100 * r['attended'] / r['tokens']:.1f}% |")
 
-        print_speed(res, L, args.kl_steps)
+
+    if args.speed_rounds:
+        res["speed"] = speed(ctx, ids, L, args.speed_rounds)
+        print_speed(res["speed"], L, args.speed_rounds)
 
     CACHE.mkdir(parents=True, exist_ok=True)
     out = CACHE / f"eval_{L}{args.tag}.json"

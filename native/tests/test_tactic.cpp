@@ -12,10 +12,12 @@
 #endif
 #include "../src/common.h"
 #include "../src/threadpool.cpp"
+#include "../src/cpu/attention.cpp"
 #include "../src/tactic/kernels.cpp"
 #if defined(TACTIC_X86)
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
+#include "../src/cpu/attention_avx2.cpp"
 #include "../src/tactic/kernels_avx2.cpp"
 #pragma GCC pop_options
 #endif

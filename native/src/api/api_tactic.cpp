@@ -1,6 +1,9 @@
 // C ABI: Tactic statistics and the selector switch used by the evaluation scripts.
+#include <chrono>
 #include <cstring>
 #include <mutex>
+
+#include "../cpu/attention.h"
 
 #include "../forward.h"
 #include "../tactic/tactic_attention.h"
@@ -87,6 +90,55 @@ TACTIC_API tactic_status tactic_set_selection(tactic_context *ctx, int32_t selec
         TACTIC_REQUIRE_ARG(ctx, "ctx must not be NULL");
         auto lock = busy_lock(ctx);
         tactic_of(ctx).set_selection(selector, p);
+    });
+}
+
+TACTIC_API tactic_status tactic_bench_attention(const uint16_t *K, const uint16_t *V, const float *q,
+                                                int32_t n_tokens, int32_t head_dim, int32_t n_head,
+                                                int32_t n_head_kv, int32_t selector, float p,
+                                                int32_t n_threads, int32_t n_iter, double *out) {
+    return guard([&] {
+        TACTIC_REQUIRE_ARG(K && V && q && out, "K, V, q and out must not be NULL");
+        TACTIC_REQUIRE_ARG(n_tokens > 0 && head_dim > 0 && n_head_kv > 0 && n_head % n_head_kv == 0 && n_iter > 0 &&
+                               n_threads > 0 && n_threads <= 1024,
+                           "bad sizes");
+        tactic::ThreadPool pool(n_threads);
+        std::vector<float> o(size_t(n_head) * head_dim);
+        using Clock = std::chrono::steady_clock;
+        const int g = n_head / n_head_kv;
+        if (selector < 0) {
+            const auto t0 = Clock::now();
+            for (int it = 0; it < n_iter; it++)
+                for (int h = 0; h < n_head_kv; h++)
+                    tactic::attention_split(q + size_t(h) * g * head_dim, g, head_dim, K + size_t(h) * n_tokens * head_dim,
+                                            V + size_t(h) * n_tokens * head_dim, 0, n_tokens, o.data() + size_t(h) * g * head_dim,
+                                            pool);
+            out[0] = std::chrono::duration<double>(Clock::now() - t0).count() / n_iter;
+            out[1] = n_tokens;
+            out[2] = 0;
+            return;
+        }
+        tactic::HParams hp;
+        hp.n_layer = 1;
+        hp.n_head = n_head;
+        hp.n_head_kv = n_head_kv;
+        hp.head_dim = head_dim;
+        tactic::TacticParams tp;
+        tp.p = p;
+        tp.selector = selector;
+        tp.n_sink = 4;
+        tp.n_recent = 64;
+        tactic::TacticAttention ta(tp, hp, n_tokens);
+        ta.decode(0, q, K, V, n_tokens, o.data(), pool);  // clusters
+        out[2] = ta.clustering_seconds();
+        double attended = 0;
+        const auto t0 = Clock::now();
+        for (int it = 0; it < n_iter; it++) {
+            ta.decode(0, q, K, V, n_tokens, o.data(), pool);
+            for (const auto &s : ta.last_stats()) attended += s.n_attended;
+        }
+        out[0] = std::chrono::duration<double>(Clock::now() - t0).count() / n_iter;
+        out[1] = attended / n_iter / n_head;
     });
 }
 

@@ -3,6 +3,10 @@
 
 #include "../common.h"
 
+#if defined(TACTIC_X86)
+#include <cpuid.h>
+#endif
+
 namespace tactic {
 namespace tk {
 namespace scalar {
@@ -45,8 +49,11 @@ namespace {
 
 bool cpu_has_avx2() {
 #if defined(TACTIC_X86) && (defined(__GNUC__) || defined(__clang__))
+    // F16C through CPUID: clang's __builtin_cpu_supports does not know "f16c".
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __get_cpuid(1, &a, &b, &c, &d) &&
+           (c & bit_F16C) != 0;
 #else
     return false;
 #endif

@@ -266,7 +266,7 @@ void quest_select(const float *q, const uint16_t *K, const QuestPages &pages, in
     TACTIC_CHECK(pages.n_built >= n_tokens / P, TACTIC_ERR_INTERNAL, "quest_select: page metadata out of date");
     scratch.resize(size_t(n_pages));
     for (int pg = 0; pg < n_pages; pg++) {
-        double bound = 0;
+        float bound = 0;  // f32 so the loop vectorises
         if (pg < pages.n_built) {
             const float *lo = pages.mn.data() + size_t(pg) * D, *hi = pages.mx.data() + size_t(pg) * D;
             for (int d = 0; d < D; d++) bound += std::max(q[d] * lo[d], q[d] * hi[d]);
@@ -280,7 +280,7 @@ void quest_select(const float *q, const uint16_t *K, const QuestPages &pages, in
                 }
             for (int d = 0; d < D; d++) bound += std::max(q[d] * lo[size_t(d)], q[d] * hi[size_t(d)]);
         }
-        scratch[size_t(pg)] = float(bound);
+        scratch[size_t(pg)] = bound;
     }
     std::vector<int32_t> ord(static_cast<size_t>(n_pages));
     std::iota(ord.begin(), ord.end(), 0);

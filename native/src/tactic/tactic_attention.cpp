@@ -158,6 +158,7 @@ void TacticAttention::Impl::decode_group(int il, int kh, const float *Qg, const 
     const bool run_tactic = have_clusters && (prm.selector == kSelectTactic || prm.selector == kSelectQuest ||
                                               prm.selector == kSelectClusterOpt || prune || prm.debug);
     pruned.resize(size_t(g));
+    if (run_tactic && prm.selector == kSelectQuest) L.pages[size_t(kh)].update(Kh, D, n_tokens);
     if (run_tactic) {
         always_scores.resize(size_t(g) * n_always);
         scores_group(Qg, g, Kh, D, always_list.data(), n_always, always_scores.data(), pool);
@@ -166,6 +167,11 @@ void TacticAttention::Impl::decode_group(int il, int kh, const float *Qg, const 
                 tactic_fit(Qg + size_t(h) * D, Kh, D, kc, always_scores.data() + size_t(h) * n_always, n_always, cfg,
                            fits[size_t(h)], head_scratch[size_t(h)]);
                 choices[size_t(h)] = tactic_choose(fits[size_t(h)], prm.p);
+                if (prm.selector == kSelectQuest) {
+                    own[size_t(h)].clear();
+                    quest_select(Qg + size_t(h) * D, Kh, L.pages[size_t(kh)], n_tokens,
+                                 n_always + choices[size_t(h)].n_tokens, own[size_t(h)], head_scratch[size_t(h)]);
+                }
                 if (prune)
                     tactic_prune(fits[size_t(h)], kc, Qg + size_t(h) * D, Kh, D, always_list,
                                  always_scores.data() + size_t(h) * n_always, prm.p, prm.prune_relax, pruned[size_t(h)]);
@@ -193,9 +199,7 @@ void TacticAttention::Impl::decode_group(int il, int kh, const float *Qg, const 
             } else if (prune) {
                 sel = pruned[size_t(h)].tokens;
             } else if (prm.selector == kSelectQuest) {
-                L.pages[size_t(kh)].update(Kh, D, n_tokens);
-                const int budget = n_always + choices[size_t(h)].n_tokens;
-                quest_select(Qg + size_t(h) * D, Kh, L.pages[size_t(kh)], n_tokens, budget, sel, head_scratch[size_t(h)]);
+                // selected in the parallel per-head loop above
             } else {  // ORACLE or CLUSTER_OPT: exact weights decide
                 const float *s = full_scores.data() + size_t(h) * n_tokens;
                 const float m = *std::max_element(s, s + n_tokens);
