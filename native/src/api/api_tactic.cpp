@@ -1,4 +1,5 @@
 // C ABI: Tactic statistics and the selector switch used by the evaluation scripts.
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <mutex>
@@ -106,14 +107,21 @@ TACTIC_API tactic_status tactic_bench_attention(const uint16_t *K, const uint16_
         std::vector<float> o(size_t(n_head) * head_dim);
         using Clock = std::chrono::steady_clock;
         const int g = n_head / n_head_kv;
+        std::vector<double> times;
+        auto median = [&] {
+            std::sort(times.begin(), times.end());
+            return times[times.size() / 2];
+        };
         if (selector < 0) {
-            const auto t0 = Clock::now();
-            for (int it = 0; it < n_iter; it++)
+            for (int it = 0; it < n_iter; it++) {
+                const auto t0 = Clock::now();
                 for (int h = 0; h < n_head_kv; h++)
                     tactic::attention_split(q + size_t(h) * g * head_dim, g, head_dim, K + size_t(h) * n_tokens * head_dim,
                                             V + size_t(h) * n_tokens * head_dim, 0, n_tokens, o.data() + size_t(h) * g * head_dim,
                                             pool);
-            out[0] = std::chrono::duration<double>(Clock::now() - t0).count() / n_iter;
+                times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+            }
+            out[0] = median();
             out[1] = n_tokens;
             out[2] = 0;
             return;
@@ -132,12 +140,13 @@ TACTIC_API tactic_status tactic_bench_attention(const uint16_t *K, const uint16_
         ta.decode(0, q, K, V, n_tokens, o.data(), pool);  // clusters
         out[2] = ta.clustering_seconds();
         double attended = 0;
-        const auto t0 = Clock::now();
         for (int it = 0; it < n_iter; it++) {
+            const auto t0 = Clock::now();
             ta.decode(0, q, K, V, n_tokens, o.data(), pool);
+            times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
             for (const auto &s : ta.last_stats()) attended += s.n_attended;
         }
-        out[0] = std::chrono::duration<double>(Clock::now() - t0).count() / n_iter;
+        out[0] = median();
         out[1] = attended / n_iter / n_head;
     });
 }
