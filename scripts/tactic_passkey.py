@@ -1,7 +1,7 @@
 """Passkey retrieval (refs/README.md's recipe) with full attention vs Tactic, greedy 8
-new tokens. The prompt is prefilled once per trial (prefill is always full attention);
-then 8 tokens are decoded with full attention, the cache is truncated back, and 8 are
-decoded with Tactic. Trials run from the deepest key to the shallowest so each prompt
+new tokens. The prompt is prefilled once per trial (prefill is always full attention)
+up to its last token; that token and 8 greedy ones are decoded with full attention, the
+cache is truncated back, and the same is done with Tactic. Trials run from the deepest key to the shallowest so each prompt
 shares its filler prefix with the previous one (only the rest is prefilled again).
 
     TACTIC_LIB=build/libtactic.so python scripts/tactic_passkey.py --ctx 4096 8192 --trials 10
@@ -59,7 +59,7 @@ def main():
     for L in args.ctx:
         depths = sorted((rng.uniform(args.depth_min, args.depth_max) for _ in range(args.trials)), reverse=True)
         keys = [rng.randint(10000, 99999) for _ in range(args.trials)]
-        ctx = Ctx(model, L + 64, attention="tactic", n_sink=args.n_sink, n_recent=args.n_recent, tactic_incremental=1)
+        ctx = Ctx(model, L + 64, attention="tactic", n_sink=args.n_sink, n_recent=args.n_recent)
         cached = []  # token ids in the cache
         rows, t_pref = [], 0.0
         for depth, key in zip(depths, keys):
@@ -72,11 +72,15 @@ def main():
             t0 = time.time()
             ctx.prefill(ids[common:], chunk=2048)
             t_pref += time.time() - t0
-            ctx.set_selection("full", 1.0)
-            full = greedy(ctx, 8)
-            ctx.truncate(len(ids))
-            ctx.set_selection("tactic", args.p)
-            tac = greedy(ctx, 8)
+            # Both answers start the same way: the prompt's last token is decoded again with
+            # the attention under test (it is the first decode step), then 8 greedy tokens.
+            answers = {}
+            for name, sel, p in (("full", "full", 1.0), ("tactic", "tactic", args.p)):
+                ctx.truncate(len(ids) - 1)
+                ctx.set_selection(sel, p)
+                ctx.eval([ids[-1]])
+                answers[name] = greedy(ctx, 8)
+            full, tac = answers["full"], answers["tactic"]
             ctx.truncate(len(ids))
             cached = list(ids)
             tf = "".join(model.piece(t) for t in full)
