@@ -248,7 +248,7 @@ TACTIC_API tactic_status tactic_get_head_eval(tactic_context *ctx, tactic_head_e
  * [head_dim], q f32 [n_head][head_dim] (pre-scaled). selector: TACTIC_SELECT_* through
  * TacticAttention (clustering is done by an untimed first call and reported in
  * out[2]), or -1 for the forward pass's own full-attention kernel.  out[0] = seconds per
- * call (median over n_iter calls), out[1] = mean tokens attended per KV head, out[2] = clustering seconds. */
+ * call (median over n_iter calls; thread CPU time when n_threads = 1), out[1] = mean tokens attended per KV head, out[2] = clustering seconds. */
 TACTIC_API tactic_status tactic_bench_attention(const uint16_t *K, const uint16_t *V, const float *q,
                                                 int32_t n_tokens, int32_t head_dim, int32_t n_head,
                                                 int32_t n_head_kv, int32_t selector, float p,

@@ -1,6 +1,7 @@
 // C ABI: Tactic statistics and the selector switch used by the evaluation scripts.
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <cstring>
 #include <mutex>
 
@@ -105,7 +106,18 @@ TACTIC_API tactic_status tactic_bench_attention(const uint16_t *K, const uint16_
                            "bad sizes");
         tactic::ThreadPool pool(n_threads);
         std::vector<float> o(size_t(n_head) * head_dim);
-        using Clock = std::chrono::steady_clock;
+        // Thread CPU time with one thread: immune to preemption on a loaded machine.
+        struct Clock {
+            static double now_s(bool cpu) {
+                if (cpu) {
+                    timespec ts;
+                    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+                    return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+                }
+                return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+            }
+        };
+        const bool cpu = n_threads == 1;
         const int g = n_head / n_head_kv;
         std::vector<double> times;
         auto median = [&] {
@@ -114,12 +126,12 @@ TACTIC_API tactic_status tactic_bench_attention(const uint16_t *K, const uint16_
         };
         if (selector < 0) {
             for (int it = 0; it < n_iter; it++) {
-                const auto t0 = Clock::now();
+                const double t0 = Clock::now_s(cpu);
                 for (int h = 0; h < n_head_kv; h++)
                     tactic::attention_split(q + size_t(h) * g * head_dim, g, head_dim, K + size_t(h) * n_tokens * head_dim,
                                             V + size_t(h) * n_tokens * head_dim, 0, n_tokens, o.data() + size_t(h) * g * head_dim,
                                             pool);
-                times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+                times.push_back(Clock::now_s(cpu) - t0);
             }
             out[0] = median();
             out[1] = n_tokens;
@@ -141,9 +153,9 @@ TACTIC_API tactic_status tactic_bench_attention(const uint16_t *K, const uint16_
         out[2] = ta.clustering_seconds();
         double attended = 0;
         for (int it = 0; it < n_iter; it++) {
-            const auto t0 = Clock::now();
+            const double t0 = Clock::now_s(cpu);
             ta.decode(0, q, K, V, n_tokens, o.data(), pool);
-            times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+            times.push_back(Clock::now_s(cpu) - t0);
             for (const auto &s : ta.last_stats()) attended += s.n_attended;
         }
         out[0] = median();

@@ -50,8 +50,13 @@ struct TacticChoice {
 // Scores the clusters with q (dot product with the centroids), sorts them, scores the
 // head and two segments exactly and fits the tail. always_scores: exact scores of the
 // tokens attended regardless (sinks, recent/new tokens).
+// centroid_scores: q . centroid for every cluster if the caller computed them (for all query
+// heads of a group at once, reading the centroids once), else nullptr.
 void tactic_fit(const float *q, const uint16_t *K, int D, const KeyClusters &kc, const float *always_scores,
-                int n_always, const SelectionConfig &cfg, TacticFit &fit, std::vector<float> &scratch);
+                int n_always, const SelectionConfig &cfg, TacticFit &fit, std::vector<float> &scratch,
+                const float *centroid_scores = nullptr);
+// out[h * n_clusters + c] = Q[h] . centroid c for h < g (centroids read once per 4 heads).
+void score_centroids(const float *Q, int g, const KeyClusters &kc, float *out);
 // The shortest cluster prefix whose estimated mass (with the always-kept tokens) reaches p.
 TacticChoice tactic_choose(const TacticFit &fit, float p);
 

@@ -51,7 +51,7 @@ struct TacticAttention::Impl {
     std::vector<PrunedChoice> pruned;
     std::vector<std::vector<float>> head_scratch;
     std::vector<std::vector<int32_t>> own;  // per query head of the group: its selection
-    std::vector<float> always_scores, full_scores;
+    std::vector<float> always_scores, full_scores, cscores;
     std::vector<int32_t> always_list, list;
     std::vector<uint8_t> mark;
     AttnScratch attn;
@@ -89,7 +89,10 @@ void TacticAttention::Impl::maintain_clusters(int il, int kh, const uint16_t *Kh
     KeyClusters &kc = layers[size_t(il)].kv[size_t(kh)];
     const int begin = std::min(prm.n_sink, n_tokens);
     const int end = std::max(begin, n_tokens - prm.n_recent);
-    if (end - begin < min_cluster_tokens()) return;  // too short: attend everything
+    if (end - begin < min_cluster_tokens()) {  // too short: attend everything
+        if (!kc.empty()) kc.gather_keys(Kh);
+        return;
+    }
     if (kc.empty() || end - kc.base_end >= interval()) {
         const double t0 = now_s();
         const uint64_t seed = prm.seed * 0x9E3779B97F4A7C15ull + uint64_t(il) * 1000003u + uint64_t(kh) + 1;
@@ -100,6 +103,7 @@ void TacticAttention::Impl::maintain_clusters(int il, int kh, const uint16_t *Kh
         kc.assign_new(Kh, end);
         t_cluster += now_s() - t0;
     }
+    kc.gather_keys(Kh);  // after a truncation
 }
 
 void TacticAttention::decode(int il, const float *q, const uint16_t *K, const uint16_t *V, int n_tokens, float *out,
@@ -162,10 +166,12 @@ void TacticAttention::Impl::decode_group(int il, int kh, const float *Qg, const 
     if (run_tactic) {
         always_scores.resize(size_t(g) * n_always);
         scores_group(Qg, g, Kh, D, always_list.data(), n_always, always_scores.data(), pool);
+        cscores.resize(size_t(g) * kc.n_clusters);
+        score_centroids(Qg, g, kc, cscores.data());
         pool.parallel_for(g, 1, [&](int64_t hb, int64_t he) {
             for (int64_t h = hb; h < he; h++) {
                 tactic_fit(Qg + size_t(h) * D, Kh, D, kc, always_scores.data() + size_t(h) * n_always, n_always, cfg,
-                           fits[size_t(h)], head_scratch[size_t(h)]);
+                           fits[size_t(h)], head_scratch[size_t(h)], cscores.data() + size_t(h) * kc.n_clusters);
                 choices[size_t(h)] = tactic_choose(fits[size_t(h)], prm.p);
                 if (prm.selector == kSelectQuest) {
                     own[size_t(h)].clear();
