@@ -92,6 +92,24 @@ def _env():
     return _ENV
 
 
+def _text_of(content) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, (list, tuple)):
+        parts = []
+        for part in content:
+            if isinstance(part, str):
+                parts.append(part)
+            elif isinstance(part, dict) and part.get("type") == "text":
+                parts.append(str(part.get("text", "")))
+            else:
+                raise ChatTemplateError(f"this chat format takes text only, got a content part {part!r}")
+        return "".join(parts)
+    raise ChatTemplateError(f"message content must be a string or a list of parts, got {type(content).__name__}")
+
+
 class ChatTemplate:
     """A compiled chat template with the model's BOS / EOS texts."""
 
@@ -112,6 +130,9 @@ class ChatTemplate:
         for i, m in enumerate(messages):
             if not isinstance(m, dict) or "role" not in m:
                 raise ChatTemplateError(f"message {i} must be a dict with a 'role' (and 'content'), got {m!r}")
+        if self.name in BUILTIN:
+            # The built-in formats take text; OpenAI-style lists of parts become text.
+            messages = [dict(m, content=_text_of(m.get("content"))) for m in messages]
         variables = dict(
             messages=list(messages),
             tools=tools,
@@ -127,6 +148,8 @@ class ChatTemplate:
             raise
         except jinja2.TemplateError as e:
             raise ChatTemplateError(f"chat template {self.name!r} failed: {e}") from e
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
+            raise ChatTemplateError(f"chat template {self.name!r} cannot render these messages: {e!r}") from e
 
     def __repr__(self) -> str:
         return f"<ChatTemplate {self.name}>"

@@ -100,12 +100,14 @@ def cmd_run(a) -> int:
 
 
 def cmd_chat(a) -> int:
+    from .errors import ContextLengthError
+
     with _load(a, chat_format=a.chat_format) as model:
         messages: List[dict] = []
         if a.system:
             messages.append({"role": "system", "content": a.system})
         print(f"pytactic chat: {a.model} (n_ctx={model.n_ctx}). Ctrl-D or Ctrl-C to quit, "
-              f"Ctrl-C while it writes to stop the answer.", file=sys.stderr, flush=True)
+              f"Ctrl-C while it writes to stop the answer, /reset to start over.", file=sys.stderr, flush=True)
         while True:
             try:
                 line = input("> ")
@@ -116,6 +118,10 @@ def cmd_chat(a) -> int:
                 _write("\n")
                 return 0
             if not line.strip():
+                continue
+            if line.strip() == "/reset":
+                del messages[1 if a.system else 0 :]
+                print("[conversation cleared]", file=sys.stderr, flush=True)
                 continue
             messages.append({"role": "user", "content": line})
             answer: List[str] = []
@@ -132,7 +138,8 @@ def cmd_chat(a) -> int:
                 interrupted = True
             except Exception as e:  # e.g. the conversation outgrew the context
                 _write("\n")
-                print(f"error: {e}", file=sys.stderr, flush=True)
+                hint = " (type /reset to start a new conversation)" if isinstance(e, ContextLengthError) else ""
+                print(f"error: {e}{hint}", file=sys.stderr, flush=True)
                 messages.pop()
                 continue
             finally:

@@ -13,6 +13,7 @@ Text conventions:
 from __future__ import annotations
 
 import os
+import random
 import threading
 import time
 import uuid
@@ -246,6 +247,11 @@ class Model:
     chat_format: None (the GGUF's tokenizer.chat_template, else a built-in format
       for the architecture), a built-in name ("chatml", "gemma", "llama3"), or a
       Jinja template string.
+    seed: seeds the sampling seeds of calls that pass none (None: random).
+
+    One thread at a time per Model (a second thread inside a native call gets
+    BusyError). Consecutive generations reuse the KV cache for the longest common
+    prompt prefix, so a chat only evaluates each new turn.
     """
 
     def __init__(
@@ -269,7 +275,12 @@ class Model:
         self._ctx = None
         self.path = os.fspath(path)
         self.verbose = verbose
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"seed must be an integer or None, got {seed!r}")
         self.seed = seed
+        # Model(seed=...) seeds the stream of per-call sampling seeds (calls that
+        # pass no seed of their own), as llama-cpp-python's Llama(seed=...) does.
+        self._seeds = random.Random(seed) if seed is not None and seed >= 0 else None
         if not os.path.exists(self.path):
             raise ModelFileError(f"model file not found: {self.path}")
         if os.path.isdir(self.path):
@@ -332,11 +343,18 @@ class Model:
             self.n_ctx = 0
         self._cached: List[int] = []  # the tokens whose K/V the context holds, in order
         self._generation = 0  # bumps at every generation start: stale iterators notice
-        self._eval_lock = threading.Lock()
         self.last_stats = GenerationStats()
         self._eot_ids = self._end_of_turn_ids()
         self._chat_format = chat_template if chat_template is not None else chat_format
         self._template = None
+        if self._chat_format is not None:
+            from .chat import template_for_model
+
+            try:  # a wrong name or a template that does not compile: say so now
+                self._template = template_for_model(self, self._chat_format)
+            except BaseException:
+                self.close()
+                raise
         if verbose:
             import sys
 
@@ -492,6 +510,7 @@ class Model:
 
     def reset(self) -> None:
         """Empty the KV cache."""
+        self._generation += 1  # an unfinished generation cannot resume over it
         self._truncate(0)
 
     def _truncate(self, n_keep: int) -> None:
@@ -501,6 +520,10 @@ class Model:
     def eval(self, tokens: Sequence[int], logits_all: bool = False) -> None:
         """Evaluate tokens after the cached ones (KV cache appended). Then logits(i)
         gives row i (logits_all) or the last row (-1)."""
+        self._generation += 1  # an unfinished generation cannot resume over it
+        self._eval(tokens, logits_all)
+
+    def _eval(self, tokens: Sequence[int], logits_all: bool = False) -> None:
         ids = _ids(tokens)
         if not ids:
             return
@@ -528,20 +551,30 @@ class Model:
 
     def _eval_cancellable(self, ctx, arr, n: int, logits_all: bool) -> int:
         """Run a long eval on a worker thread; Ctrl-C in the main thread cancels it
-        natively and then re-raises KeyboardInterrupt."""
+        natively, waits for it to stop, then re-raises KeyboardInterrupt."""
         result = {}
+        done = threading.Event()  # not Thread.join: an interrupted join can report a
+        # running thread as finished (CPython 3.11), and the context would be busy
 
         def work():
-            result["st"] = lib.tactic_eval(ctx, arr, n, int(bool(logits_all)))
+            try:
+                result["st"] = lib.tactic_eval(ctx, arr, n, int(bool(logits_all)))
+            finally:
+                done.set()
 
-        t = threading.Thread(target=work, name="pytactic-eval", daemon=True)
-        t.start()
+        threading.Thread(target=work, name="pytactic-eval", daemon=True).start()
         try:
-            while t.is_alive():
-                t.join(0.05)
+            while not done.wait(0.05):
+                pass
         except KeyboardInterrupt:
             lib.tactic_cancel(ctx)
-            t.join()
+            while True:
+                try:
+                    while not done.wait(0.05):
+                        lib.tactic_cancel(ctx)  # in case it had not begun yet
+                    break
+                except KeyboardInterrupt:  # impatient second Ctrl-C: still wait
+                    continue
             raise
         return result["st"]
 
@@ -586,13 +619,18 @@ class Model:
         """Make the cache hold exactly ids with logits for the last one, reusing the
         longest common prefix already cached. Returns the number of reused tokens."""
         self._check_fits(ids)
+        # The native count is the truth: a Ctrl-C between an eval and our bookkeeping
+        # can leave self._cached one token short. Below, whatever we are not sure of
+        # is dropped from the cache.
+        n_past = int(lib.tactic_context_n_past(self._ctx))
+        del self._cached[n_past:]
         n = 0
         limit = min(len(self._cached), len(ids) - 1)  # the last token is always re-evaluated
         while n < limit and self._cached[n] == ids[n]:
             n += 1
-        if n < len(self._cached):
+        if n < n_past:
             self._truncate(n)
-        self.eval(ids[n:])
+        self._eval(ids[n:])
         return n
 
     def _tokens(self, prompt_ids: List[int], max_tokens: Optional[int], params: SamplingParams,
@@ -602,12 +640,17 @@ class Model:
         self._c()
         self._generation += 1
         me = self._generation
+        if params.seed is None and self._seeds is not None:
+            params = SamplingParams(**{**params.__dict__, "seed": self._seeds.getrandbits(63)})
         sampler = Sampler(params)
         ctx = self._ctx
         stats.n_prompt = len(prompt_ids)
+        self.last_stats = stats  # also when interrupted during the prefill
         t0 = time.perf_counter()
-        stats.n_cached = self._prefill(prompt_ids)
-        stats.prefill_s = time.perf_counter() - t0
+        try:
+            stats.n_cached = self._prefill(prompt_ids)
+        finally:
+            stats.prefill_s = time.perf_counter() - t0
         window = prompt_ids if params.repeat_last_n < 0 else prompt_ids[-params.repeat_last_n:] if params.repeat_last_n else []
         for t in window:
             sampler.accept(t)

@@ -106,10 +106,10 @@ def main():
                     continue  # the scalar path is slow: one sample of it is enough
                 t = bench(name, w, cols, n_tokens, impl, args.threads)
                 timings[(label, n_tokens, impl)] = t
-                gbs = w.nbytes / t / 1e9
+                gbs = f"{w.nbytes / t / 1e9:8.2f}" if n_tokens == 1 else f"{'-':>8}"
                 gmacs = rows * cols * n_tokens / t / 1e9
                 print(f"{label:<16}{name:<6}{rows:>7} x {cols:<6}{n_tokens:>8}{['', 'scalar', 'simd'][impl]:>8}"
-                      f"{t * 1e3:>10.3f}{gbs:>8.2f}{gmacs:>9.2f}")
+                      f"{t * 1e3:>10.3f}{gbs}{gmacs:>9.2f}")
 
     print("\nGemma 3 270M, matmul time only (18 layers + tied output projection):")
     for impl in impls:

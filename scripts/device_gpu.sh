@@ -22,3 +22,18 @@ timeout 240 python3 -m pytest -q -p no:cacheprovider --tb=short -rf tests/test_c
 echo "tests: $(( $(date +%s) - t0 )) s"
 timeout ${BENCH_TIMEOUT:-300} python3 scripts/gpu_bench.py ${BENCH_ARGS:-} --out "$OUT/gpu_bench.json" 2>&1 | tee "$OUT/bench.log" | tail -60
 echo "bench: $(( $(date +%s) - t0 )) s"
+# Hardware counters of the two matvec versions on one large Q4_K matrix.
+if command -v ncu >/dev/null && [ "${PROFILE:-1}" = 1 ]; then
+  timeout 90 ncu --clock-control none -k regex:matvec --section SpeedOfLight --section Occupancy \
+    --section WarpStateStats --section LaunchStats python3 scripts/gpu_profile_matvec.py Q4_K >"$OUT/ncu_matvec.txt" 2>&1
+  echo "ncu rc=$?"; grep -E "matvec|Throughput|Achieved Occupancy|Registers|Stall|Duration" "$OUT/ncu_matvec.txt" | head -30
+  echo "ncu: $(( $(date +%s) - t0 )) s"
+fi
+# Memory checker over a subset of the tests (Firecracker machines support it).
+if command -v compute-sanitizer >/dev/null && [ "${SANITIZE:-1}" = 1 ]; then
+  timeout 150 compute-sanitizer --tool memcheck --error-exitcode 99 python3 -m pytest -q -p no:cacheprovider tests/test_cuda.py \
+    -k "dequantize_matches or (matvec_matches and Q4_K) or (matvec_matches and Q6_K) or attention_indexed or split_counts" \
+    >"$OUT/memcheck.log" 2>&1
+  echo "memcheck rc=$? ($(grep -c 'ERROR SUMMARY: 0 errors' "$OUT/memcheck.log") clean summaries)"; tail -3 "$OUT/memcheck.log"
+  echo "memcheck: $(( $(date +%s) - t0 )) s"
+fi

@@ -76,6 +76,7 @@ def copy_bandwidth():
     return 2 * n / ms / 1e6
 
 
+MATVEC_VARIANTS = [(1, 1), (1, 2), (1, 4), (2, 1), (2, 2), (2, 4)]  # (kernel version, rows per warp)
 MATVEC_CASES = [  # label, type, n_rows, n_cols
     ("gemma270m attn_q", "Q5_0", 1024, 640),
     ("gemma270m ffn_up", "Q5_0", 2048, 640),
@@ -110,21 +111,23 @@ def bench_matvec(rng, copy_gbs, quick):
         if not err < 1e-5:
             print(f"MISMATCH matvec {label} {name}: rel err {err:.2e}", flush=True)
         variants = {}
-        for rpw in ([4] if quick else [1, 2, 4, 8]):
+        for version, rpw in ([(0, 0)] if quick else MATVEC_VARIANTS):
+            set_opt("matvec_version", version)
             set_opt("matvec_rows", rpw)
             iters = 200 if len(data) > (64 << 20) else 1000
             _, ms = timed(call, iters)
-            variants[rpw] = ms
+            variants[f"v{version}r{rpw}"] = ms
         set_opt("matvec_rows", 0)
+        set_opt("matvec_version", 0)
         best = min(variants, key=variants.get)
         ms = variants[best]
         gbs = len(data) / ms / 1e6
         rows.append(dict(case=label, type=name, n_rows=n_rows, n_cols=n_cols, bytes=len(data), rel_err=err,
-                         ms_by_rows_per_warp={str(k): v for k, v in variants.items()}, best_rows_per_warp=best,
+                         ms_by_variant=variants, best_variant=best,
                          us=ms * 1e3, gbs=gbs, share_of_copy=gbs / copy_gbs if copy_gbs else None))
         print(f"matvec {label:22s} {name:5s} {n_rows:7d}x{n_cols:<6d} {len(data)/1e6:8.2f} MB "
               f"{ms*1e3:9.2f} us {gbs:7.0f} GB/s" + (f" ({100*gbs/copy_gbs:4.1f}% of copy)" if copy_gbs else "")
-              + f"  R={best} err={err:.1e}", flush=True)
+              + f"  best {best} err={err:.1e}  " + " ".join(f"{k}:{v*1e3:.1f}" for k, v in variants.items()), flush=True)
     return rows
 
 
@@ -192,6 +195,9 @@ def bench_attention(rng, contexts, have_torch, copy_gbs):
                     lists = [np.sort(rng.choice(n, size=m, replace=False)) for _ in range(n_kv)]
                     call = lambda: cuda_attention_indexed(q, K, V, lists, scale)
                 iters = 50 if frac == 1.0 else 200
+                set_opt("attn_prefetch", 1)
+                _, ms_pf = timed(call, iters)
+                set_opt("attn_prefetch", 0)
                 out, ms = timed(call, iters)
                 ref = ref_attention(q, K, V, n_kv, lists if lists is not None else [np.arange(n)] * n_kv, scale)
                 err = rel_err(out, ref)
@@ -200,9 +206,9 @@ def bench_attention(rng, contexts, have_torch, copy_gbs):
                 bytes_moved = n_kv * m * D * 2 * 2
                 gbs = bytes_moved / ms / 1e6
                 row = dict(model=model, n_head=n_head, n_head_kv=n_kv, head_dim=D, n_ctx=n, fraction=frac,
-                           tokens_per_kv_head=m, us=ms * 1e3, kv_bytes=bytes_moved, gbs=gbs, rel_err=err)
+                           tokens_per_kv_head=m, us=ms * 1e3, us_prefetch=ms_pf * 1e3, kv_bytes=bytes_moved, gbs=gbs, rel_err=err)
                 line = (f"attn {model:15s} ctx {n:6d} {'full' if frac == 1 else f'{int(frac*100)}%':>4s} "
-                        f"{ms*1e3:8.1f} us {gbs:6.0f} GB/s err={err:.1e}")
+                        f"{ms*1e3:8.1f} us {gbs:6.0f} GB/s (L2 prefetch {ms_pf*1e3:7.1f} us) err={err:.1e}")
                 if have_torch:
                     t_ms, t_out = torch_sdpa_ms(K, V, q, lists, iters)
                     row.update(torch_us=t_ms * 1e3, torch_rel_err=rel_err(t_out, ref), speedup_vs_torch=t_ms / ms)
@@ -246,16 +252,16 @@ def main():
                copy_gbs=copy_gbs, matvec=mv, attention=at, seconds=time.time() - t0)
     if args.out:
         Path(args.out).write_text(json.dumps(res, indent=1))
-    print("\nsummary (best rows per warp):")
-    print(f"{'matvec case':22s} {'type':5s} {'MB':>8s} {'us':>9s} {'GB/s':>7s} {'%copy':>6s}")
+    print("\nsummary (best matvec variant; attention without prefetch):")
+    print(f"{'matvec case':22s} {'type':5s} {'MB':>8s} {'us':>9s} {'GB/s':>7s} {'%copy':>6s} best")
     for r in mv:
         pct = f"{100*r['share_of_copy']:5.1f}" if r["share_of_copy"] else "  -"
-        print(f"{r['case']:22s} {r['type']:5s} {r['bytes']/1e6:8.2f} {r['us']:9.2f} {r['gbs']:7.0f} {pct:>6s}")
-    print(f"{'attention':15s} {'ctx':>6s} {'sel':>4s} {'us':>8s} {'GB/s':>6s} {'torch us':>9s}")
+        print(f"{r['case']:22s} {r['type']:5s} {r['bytes']/1e6:8.2f} {r['us']:9.2f} {r['gbs']:7.0f} {pct:>6s} {r['best_variant']}")
+    print(f"{'attention':15s} {'ctx':>6s} {'sel':>4s} {'us':>8s} {'GB/s':>6s} {'pf us':>8s} {'torch us':>9s}")
     for r in at:
         sel = "full" if r["fraction"] == 1 else f"{int(r['fraction']*100)}%"
         tus = f"{r['torch_us']:9.1f}" if "torch_us" in r else "       -"
-        print(f"{r['model']:15s} {r['n_ctx']:6d} {sel:>4s} {r['us']:8.1f} {r['gbs']:6.0f} {tus}")
+        print(f"{r['model']:15s} {r['n_ctx']:6d} {sel:>4s} {r['us']:8.1f} {r['gbs']:6.0f} {r['us_prefetch']:8.1f} {tus}")
 
 
 if __name__ == "__main__":

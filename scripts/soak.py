@@ -29,6 +29,18 @@ sys.path.insert(0, str(REPO / "tests"))
 from pytactic._native import check, ffi, lib  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
+try:  # glibc keeps freed heap memory for reuse; malloc_trim gives it back, so what remains is live
+    import ctypes
+
+    _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+except (OSError, AttributeError):
+    _malloc_trim = None
+
+
+def trimmed_rss_mib():
+    if _malloc_trim:
+        _malloc_trim(0)
+    return rss_mib()
 
 
 def rss_mib():
@@ -63,7 +75,7 @@ def context(model, n_ctx, n_threads):
 
 def load_cycle(path, loads, n_threads):
     print(f"## load/free x{loads}: {path.name}")
-    print(f"{'cycle':>6} {'RSS MiB':>9} {'fds':>5} {'maps':>6}")
+    print(f"{'cycle':>6} {'RSS MiB':>9} {'trimmed':>8} {'fds':>5} {'maps':>6}")
     rows = []
     t0 = time.time()
     for i in range(loads + 1):
@@ -74,11 +86,12 @@ def load_cycle(path, loads, n_threads):
         lib.tactic_context_free(c)
         lib.tactic_model_free(m)
         if i in (0, 10) or i % max(1, loads // 5) == 0 or i == loads:
-            rows.append((i, rss_mib(), n_fds(), n_maps()))
-            print(f"{i:>6} {rows[-1][1]:>9.1f} {rows[-1][2]:>5} {rows[-1][3]:>6}")
+            rows.append((i, rss_mib(), n_fds(), n_maps(), trimmed_rss_mib()))
+            print(f"{i:>6} {rows[-1][1]:>9.1f} {rows[-1][4]:>8.1f} {rows[-1][2]:>5} {rows[-1][3]:>6}")
     warm = next(r for r in rows if r[0] >= 10)
     end = rows[-1]
-    print(f"verdict: RSS {warm[1]:.1f} -> {end[1]:.1f} MiB after warm-up (cycle 10 -> {loads}), "
+    print(f"verdict: RSS {warm[1]:.1f} -> {end[1]:.1f} MiB (after malloc_trim {warm[4]:.1f} -> {end[4]:.1f}) "
+          f"after warm-up (cycle 10 -> {loads}), "
           f"fds {warm[2]} -> {end[2]}, maps {warm[3]} -> {end[3]}, {time.time() - t0:.1f} s")
     return end[1] - warm[1]
 

@@ -4,7 +4,6 @@ strings below were produced by rendering each template with plain jinja2, with
 trim_blocks and lstrip_blocks, as transformers does). They are also written into
 small vocab-only GGUF files and read back through the model's metadata."""
 
-import numpy as np
 import pytest
 
 from pytactic.chat import CHATML, GEMMA, ChatTemplate, ChatTemplateError, resolve
@@ -212,3 +211,18 @@ def test_gguf_without_template_falls_back(tmp_path, native):
     with native.Model(path, vocab_only=True, chat_format=LLAMA3) as m:
         assert m.chat_template.name == "custom"
         assert m.apply_chat_template(NO_SYSTEM[:1]).startswith("<s><|start_header_id|>user")
+
+
+def test_builtin_formats_take_openai_style_parts():
+    msgs = [{"role": "user", "content": [{"type": "text", "text": "Hi "}, {"type": "text", "text": "there!"}]}]
+    assert ChatTemplate(CHATML, name="chatml").render(msgs) == "<|im_start|>user\nHi there!<|im_end|>\n<|im_start|>assistant\n"
+    with pytest.raises(ChatTemplateError, match="text only"):
+        ChatTemplate(GEMMA, name="gemma").render([{"role": "user", "content": [{"type": "image"}]}])
+    # the real Gemma 3 template handles parts itself (and trims each, as transformers)
+    tpl = ChatTemplate(GEMMA3, bos_token="<bos>", name="gguf")
+    assert tpl.render(msgs) == "<bos><start_of_turn>user\nHithere!<end_of_turn>\n<start_of_turn>model\n"
+
+
+def test_render_type_errors_become_chat_template_errors():
+    with pytest.raises(ChatTemplateError):
+        ChatTemplate("{{ messages[0]['content'] + 1 }}").render([{"role": "user", "content": "x"}])

@@ -11,6 +11,7 @@ import pytactic.convert.converter as converter
 from pytactic.convert import (
     CheckpointFormatError,
     ConvertError,
+    InvalidOptionError,
     QuantizerUnavailableError,
     ShapeMismatchError,
     SourceNotFoundError,
@@ -207,7 +208,8 @@ def test_k_quant_without_native_quantizer(tmp_path, monkeypatch):
 
 def test_unknown_outtype(tmp_path):
     cc.write_checkpoint(tmp_path / "m", "qwen3")
-    fails(tmp_path, tmp_path / "m", ConvertError, "q3_xyz", "q8_0", outtype="q3_xyz")
+    fails(tmp_path, tmp_path / "m", InvalidOptionError, "q3_xyz", "q8_0", outtype="q3_xyz")
+    assert issubclass(InvalidOptionError, (ConvertError, ValueError))
 
 
 def test_cli_reports_errors(tmp_path, capsys):

@@ -1,7 +1,6 @@
 """The converter's GGUF contents, read back with gguf.GGUFReader: keys, tensor names,
 types and shapes, the per-architecture fixes, and the exported tokenizers."""
 
-import json
 
 import gguf
 import numpy as np
@@ -58,6 +57,7 @@ def test_hyperparameters(converted, arch, gguf_arch):
     assert kv[f"{a}.attention.layer_norm_rms_epsilon"] == pytest.approx(cfg["rms_norm_eps"])
     assert kv[f"{a}.rope.freq_base"] == pytest.approx(cfg["rope_theta"])
     assert kv["general.file_type"] == gguf.LlamaFileType.ALL_F32
+    assert kv["general.name"] == arch and kv["general.size_label"].endswith("K")
     hd = cfg.get("head_dim")
     if hd:
         assert kv[f"{a}.attention.key_length"] == hd == kv[f"{a}.attention.value_length"]

@@ -5,7 +5,6 @@ save_pretrained, converted, run in pytactic. f32 logits within 1e-3 relative, th
 scripts/convert_parity_torch.py, which the GPU machine runs too."""
 
 import importlib.util
-import json
 from pathlib import Path
 
 import pytest

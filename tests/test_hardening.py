@@ -85,30 +85,26 @@ def test_corpus_is_small():
 @pytest.mark.parametrize("path", corpus_files(), ids=lambda p: p.name)
 def test_fuzz_corpus_input(path):
     """Each input parses, or fails with a typed error; never crashes the process."""
-    try:
-        lib.tactic_gguf_free  # noqa: B018 (keeps the symbol looked up before the call)
-        out = ffi.new("tactic_gguf **")
-        st = lib.tactic_gguf_open(str(path).encode(), out)
-        if st == 0:
-            lib.tactic_gguf_free(out[0])
-        else:
-            with pytest.raises(errors.TacticError):
-                check(st)
-        for vocab_only in (False, True):
+    out = ffi.new("tactic_gguf **")
+    st = lib.tactic_gguf_open(str(path).encode(), out)
+    if st == 0:
+        lib.tactic_gguf_free(out[0])
+    else:
+        with pytest.raises(errors.TacticError):
+            check(st)
+    for vocab_only in (False, True):
+        try:
+            m = load(path, vocab_only=vocab_only)
+        except errors.TacticError as e:
+            assert not isinstance(e, errors.InternalError), str(e)
+            assert str(e)
+            continue
+        if not vocab_only:
             try:
-                m = load(path, vocab_only=vocab_only)
+                ctx = new_context(m, n_ctx=16)
+                eval_tokens(ctx, [0, min(1, n_vocab(m) - 1)])
             except errors.TacticError as e:
                 assert not isinstance(e, errors.InternalError), str(e)
-                assert str(e)
-                continue
-            if not vocab_only:
-                try:
-                    ctx = new_context(m, n_ctx=16)
-                    eval_tokens(ctx, [0, min(1, n_vocab(m) - 1)])
-                except errors.TacticError as e:
-                    assert not isinstance(e, errors.InternalError), str(e)
-    finally:
-        pass
 
 
 # ---- memory refusals ----------------------------------------------------------------------
@@ -304,3 +300,162 @@ def test_gil_released_during_eval(gemma_path):
     t.join()
     # With the GIL held by the eval, this loop could not run at all until it ended.
     assert elapsed < 0.05 or ticks > 10_000, (ticks, elapsed)
+
+
+# ---- leaks ----------------------------------------------------------------------------------
+
+def _trimmed_rss_mib():
+    import ctypes
+
+    ctypes.CDLL("libc.so.6").malloc_trim(0)  # freed heap goes back: what remains is live
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+
+def _load_cycle(path, n):
+    for _ in range(n):
+        m = load(path)
+        ctx = new_context(m, n_ctx=32)
+        eval_tokens(ctx, [1, 2])
+        del ctx, m
+
+
+def test_load_free_does_not_leak(tiny_path, gemma_path):
+    """Loading and freeing (with a context and an eval) leaves live memory flat;
+    scripts/soak.py runs the 200-cycle version on the real model."""
+    for path, n, slack in ((tiny_path, 100, 4.0), (gemma_path, 10, 8.0)):
+        _load_cycle(path, 3)
+        before = _trimmed_rss_mib()
+        _load_cycle(path, n)
+        after = _trimmed_rss_mib()
+        assert after - before < slack, (path, before, after)
+
+
+def _tokenize(model, text):
+    b = text.encode()
+    out = ffi.new("int32_t[]", 4 * len(b) + 8)
+    n = ffi.new("int32_t *")
+    check(lib.tactic_tokenize(model, b, len(b), 1, 0, out, 4 * len(b) + 8, n), "tokenize")
+    return list(out[0:n[0]])
+
+
+def test_one_model_shared_by_threads(gemma_path):
+    """Two contexts on one model and tokenization, from several threads at once, give
+    what they give alone (the model and its tokenizer are read-only once loaded)."""
+    m = load(gemma_path)
+    nv = n_vocab(m)
+    texts = ["The quick brown fox jumps over the lazy dog. " * 8, "Ünïcödé — 東京 🚀 <start_of_turn>user\n" * 8]
+    want_tokens = [_tokenize(m, t) for t in texts]
+    prompts = [want_tokens[0][:12], want_tokens[1][:12]]
+
+    def run(i):
+        ctx = new_context(m, n_ctx=32)
+        eval_tokens(ctx, prompts[i])
+        return last_logits(ctx, nv)
+
+    want_logits = [run(0), run(1)]
+    failures = []
+
+    def worker(i):
+        try:
+            for _ in range(3):
+                np.testing.assert_array_equal(run(i), want_logits[i])
+            for _ in range(30):
+                assert _tokenize(m, texts[i]) == want_tokens[i]
+        except Exception as e:  # reported from the main thread
+            failures.append(repr(e))
+
+    threads = [threading.Thread(target=worker, args=(i % 2,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures, failures
+
+
+# ---- the Python API (pytactic.Model) ---------------------------------------------------------
+
+def _model_cls():
+    try:
+        from pytactic.model import Model
+    except ImportError:
+        pytest.skip("pytactic.Model is not in this tree")
+    return Model
+
+
+@pytest.mark.parametrize("kw", [dict(n_ctx=-1), dict(n_ctx=1 << 30), dict(n_threads=-1), dict(n_threads=10**6),
+                                dict(n_batch=0), dict(n_batch=-3), dict(tactic_p=0.0), dict(tactic_p=1.5),
+                                dict(tactic_p=float("nan")), dict(cluster_size=0), dict(attention="sparse"),
+                                dict(n_ctx="4096")])
+def test_model_arguments_out_of_range(tiny_path, kw):
+    Model = _model_cls()
+    with pytest.raises(ValueError):
+        Model(tiny_path, **kw)
+
+
+@pytest.mark.parametrize("kw", [dict(temperature=float("nan")), dict(top_p=1.5), dict(top_p=-0.1), dict(min_p=2.0),
+                                dict(min_p=-1.0), dict(repeat_penalty=0.0), dict(repeat_penalty=-1.0),
+                                dict(repeat_last_n=-2), dict(top_k=1.5), dict(temperature=float("inf"))])
+def test_sampling_arguments_out_of_range(tiny_path, kw):
+    Model = _model_cls()
+    with Model(tiny_path, n_ctx=64) as m:
+        with pytest.raises(ValueError):
+            m.generate([1, 5, 6], max_tokens=2, **kw)
+        assert m.generate([1, 5, 6], max_tokens=2, temperature=0) is not None  # still usable
+
+
+def test_model_memory_refusals(gemma_path, monkeypatch):
+    Model = _model_cls()
+    monkeypatch.setenv("TACTIC_MEMORY_LIMIT", "100M")
+    with pytest.raises(errors.OutOfMemoryError, match="needs .* but only 100.0 MiB"):
+        Model(gemma_path)
+    monkeypatch.setenv("TACTIC_MEMORY_LIMIT", "400M")
+    with pytest.raises(MemoryError, match="a context of 32768 tokens"):
+        Model(gemma_path, n_ctx=32768)
+
+
+def test_model_two_threads(gemma_path):
+    """Two threads generating on one Model at once: each call returns what it returns
+    alone or raises a clear error (BusyError, or RuntimeError for a generation another
+    started over); afterwards the Model still generates exactly."""
+    Model = _model_cls()
+    prompts = ["The capital of France is", "One, two, three, four,"]
+    with Model(gemma_path, n_ctx=256, n_threads=1) as m:
+        want = [m.generate(p, max_tokens=6, temperature=0) for p in prompts]
+        outcomes = []
+
+        def worker(i):
+            for _ in range(4):
+                try:
+                    got = m.generate(prompts[i], max_tokens=6, temperature=0)
+                    outcomes.append(("ok", i, got))
+                except (errors.BusyError, RuntimeError) as e:
+                    assert str(e)
+                    outcomes.append(("error", i, type(e).__name__))
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wrong = [(i, got) for kind, i, got in outcomes if kind == "ok" and got != want[i]]
+        assert not wrong, (wrong, want)
+        assert [m.generate(p, max_tokens=6, temperature=0) for p in prompts] == want
+        assert m.n_past == len(m.cached_tokens)
+
+
+def test_two_model_objects_in_threads(gemma_path, tiny_path):
+    Model = _model_cls()
+    with Model(gemma_path, n_ctx=128, n_threads=1) as a, Model(tiny_path, n_ctx=64, n_threads=1) as b:
+        want = [a.generate("Hello", max_tokens=5, temperature=0), b.generate([1, 7, 8], max_tokens=5, temperature=0)]
+        got = [None, None]
+
+        def run(i):
+            got[i] = [a, b][i].generate(["Hello", [1, 7, 8]][i], max_tokens=5, temperature=0)
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert got == want

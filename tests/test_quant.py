@@ -400,7 +400,7 @@ def test_matmul_equals_vec_dot(name):
     w = np.stack([random_row(name, n, rng) for _ in range(rows)])
     x = rng.standard_normal((70, n)).astype(np.float32)
     want = np.array([[vec_dot(name, w[j], x[t], 1) for j in range(rows)] for t in range(70)])
-    for n_tokens in (1, 3, 6, 70):
+    for n_tokens in (1, 3, 6, 13, 70):
         got = matmul(name, w, x[:n_tokens], impl=1, n_threads=2)
         np.testing.assert_array_equal(got, want[:n_tokens])
         if simd_available():
@@ -408,3 +408,43 @@ def test_matmul_equals_vec_dot(name):
             for threads in (1, 2):
                 got = matmul(name, w, x[:n_tokens], impl=2, n_threads=threads)
                 assert np.all(np.abs(got - want[:n_tokens]) <= 2e-6 * scale), name
+
+
+# ---- activation quantizers ---------------------------------------------------------------
+
+def quantize_activation(weight_name, x, impl):
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    vt = {"Q4_0": "Q8_0", "Q5_0": "Q8_0", "Q8_0": "Q8_0", "Q4_1": "Q8_1", "Q5_1": "Q8_1"}.get(weight_name, "Q8_K")
+    size = {"Q8_0": 34, "Q8_1": 36, "Q8_K": 292}[vt] * x.size // (32 if vt != "Q8_K" else 256)
+    out = np.zeros(size, dtype=np.uint8)
+    check(lib.tactic_bench_quantize_activation(tid(weight_name), ptr_f32(x), x.size, impl,
+                                               ffi.from_buffer(out), out.nbytes))
+    return out
+
+
+@pytest.mark.parametrize("weight", ["Q8_0", "Q4_1", "Q4_K"])
+def test_activation_quantizers_match_llama_cpp(weight):
+    """Scalar and SIMD write the same bytes, and they are llama.cpp's (numpy reference)."""
+    rng = np.random.default_rng(10)
+    x = (rng.standard_normal(2048) * np.repeat(rng.uniform(0.01, 100, 8), 256)).astype(np.float32)
+    x[256:512] = 0
+    x[600], x[601] = 1e3, -1e3  # a tie for the largest magnitude: the first one sets the sign (Q8_K)
+    scalar = quantize_activation(weight, x, 1)
+    if simd_available():
+        np.testing.assert_array_equal(quantize_activation(weight, x, 2), scalar)
+    if weight == "Q4_K":
+        blocks = scalar.reshape(-1, 292)
+        d, q = q8_k_ref(x)
+        np.testing.assert_array_equal(blocks[:, :4].copy().view(np.float32)[:, 0], d[:, 0])
+        np.testing.assert_array_equal(blocks[:, 4:260].view(np.int8), q)
+        bsums = blocks[:, 260:].copy().view(np.int16)
+        np.testing.assert_array_equal(bsums, q.reshape(-1, 16, 16).sum(axis=2))
+    else:
+        bs = 34 if weight == "Q8_0" else 36
+        blocks = scalar.reshape(-1, bs)
+        d, q, d32 = q8_0_ref(x, f32_scale=True)
+        np.testing.assert_array_equal(blocks[:, :2].copy().view(np.float16)[:, 0].astype(np.float32), d[:, 0])
+        np.testing.assert_array_equal(blocks[:, bs - 32:].view(np.int8), q)
+        if weight == "Q4_1":
+            s = (q.sum(axis=1).astype(np.float32) * d32[:, 0]).astype(np.float16)
+            np.testing.assert_array_equal(blocks[:, 2:4].copy().view(np.float16)[:, 0], s)

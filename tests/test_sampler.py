@@ -2,7 +2,6 @@
 exactly the tokens llama.cpp's rules keep, penalties follow llama.cpp, a seed makes
 runs reproducible, and draws follow the softmax."""
 
-import math
 from collections import Counter
 
 import numpy as np

@@ -66,7 +66,9 @@ private:
 struct Options {
     int bench_iters = 0;   // > 0: time kernels
     int matvec_rows = 0;   // rows per warp (0: default)
+    int matvec_version = 0;  // 1 or 2 (0: default)
     int attn_splits = 0;   // 0: automatic
+    int attn_prefetch = 0;  // 1: L2 prefetch of the next rows (measured no faster on an H200)
 };
 Options &options();
 void set_last_ms(double ms);

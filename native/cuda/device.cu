@@ -62,6 +62,12 @@ bool set_option(const std::string &name, int64_t value) {
         TACTIC_CHECK(value == 0 || value == 1 || value == 2 || value == 4 || value == 8, TACTIC_ERR_INVALID_ARGUMENT,
                      "matvec_rows must be 0, 1, 2, 4 or 8");
         o.matvec_rows = int(value);
+    } else if (name == "matvec_version") {
+        TACTIC_CHECK(value >= 0 && value <= 2, TACTIC_ERR_INVALID_ARGUMENT, "matvec_version must be 0, 1 or 2");
+        o.matvec_version = int(value);
+    } else if (name == "attn_prefetch") {
+        TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "attn_prefetch must be 0 or 1");
+        o.attn_prefetch = int(value);
     } else if (name == "attn_splits") {
         TACTIC_CHECK(value >= 0 && value <= 4096, TACTIC_ERR_INVALID_ARGUMENT, "attn_splits must be in [0, 4096]");
         o.attn_splits = int(value);

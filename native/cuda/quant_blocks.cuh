@@ -1,10 +1,13 @@
 // Device-side decoding of the ggml block formats (FORMATS.md §2), shared by the
 // dequantize and matvec kernels so both compute the same values.
 //
-// A row is cut into chunks: the unit one thread decodes at a time (a whole block for
-// the 32-element formats, a 64-element half-pair for Q4_K/Q5_K, 32 elements for Q6_K,
-// 8 elements for float rows). decode<T>() turns one chunk into CE floats, and
-// xoff<T>() says which element of the block each of them is.
+// A row is cut into chunks: the unit one thread decodes at a time (8 elements of the
+// 32-element formats, 16 of Q4_K/Q5_K, 32 of Q6_K, 8 of float rows). Chunks are small
+// and neighbouring lanes take neighbouring chunks, so that a warp's reads of the
+// weights and of x are coalesced (the first version gave each lane a whole block:
+// its x reads touched 32 cache lines per instruction and capped Q4_K at 20% of the
+// copy bandwidth). decode<T>() turns one chunk into CE floats, and xoff<T>() says
+// which element of the block each of them is.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -31,13 +34,13 @@ TACTIC_QTRAITS(TACTIC_TYPE_BF16, 8, 16, 8);
 TACTIC_QTRAITS(T_F32_1, 1, 4, 1);
 TACTIC_QTRAITS(T_F16_1, 1, 2, 1);
 TACTIC_QTRAITS(T_BF16_1, 1, 2, 1);
-TACTIC_QTRAITS(TACTIC_TYPE_Q4_0, 32, 18, 32);
-TACTIC_QTRAITS(TACTIC_TYPE_Q4_1, 32, 20, 32);
-TACTIC_QTRAITS(TACTIC_TYPE_Q5_0, 32, 22, 32);
-TACTIC_QTRAITS(TACTIC_TYPE_Q5_1, 32, 24, 32);
-TACTIC_QTRAITS(TACTIC_TYPE_Q8_0, 32, 34, 32);
-TACTIC_QTRAITS(TACTIC_TYPE_Q4_K, 256, 144, 64);
-TACTIC_QTRAITS(TACTIC_TYPE_Q5_K, 256, 176, 64);
+TACTIC_QTRAITS(TACTIC_TYPE_Q4_0, 32, 18, 8);
+TACTIC_QTRAITS(TACTIC_TYPE_Q4_1, 32, 20, 8);
+TACTIC_QTRAITS(TACTIC_TYPE_Q5_0, 32, 22, 8);
+TACTIC_QTRAITS(TACTIC_TYPE_Q5_1, 32, 24, 8);
+TACTIC_QTRAITS(TACTIC_TYPE_Q8_0, 32, 34, 8);
+TACTIC_QTRAITS(TACTIC_TYPE_Q4_K, 256, 144, 16);
+TACTIC_QTRAITS(TACTIC_TYPE_Q5_K, 256, 176, 16);
 TACTIC_QTRAITS(TACTIC_TYPE_Q6_K, 256, 210, 32);
 #undef TACTIC_QTRAITS
 
@@ -78,6 +81,13 @@ __device__ __forceinline__ int xoff(int sub, int i) {
     if constexpr (T == TACTIC_TYPE_Q6_K) {
         // chunk sub = 4h + q holds e = 128h + 32k + 8q + l' for k = 0..3, l' = 0..7
         return 128 * (sub >> 2) + 32 * (i >> 3) + 8 * (sub & 3) + (i & 7);
+    } else if constexpr (T == TACTIC_TYPE_Q4_0 || T == TACTIC_TYPE_Q4_1 || T == TACTIC_TYPE_Q5_0 ||
+                         T == TACTIC_TYPE_Q5_1) {
+        // chunk p = byte word p of qs: elements 4p..4p+3 (low nibbles), 16+4p.. (high)
+        return (i < 4 ? 0 : 12) + 4 * sub + i;
+    } else if constexpr (T == TACTIC_TYPE_Q4_K || T == TACTIC_TYPE_Q5_K) {
+        // chunk 4c + p = qs bytes 32c + 8p .. +7: elements 64c + 8p + 0..7 and 64c + 32 + 8p + 0..7
+        return 64 * (sub >> 2) + 8 * (sub & 3) + (i < 8 ? i : 24 + i);
     } else {
         return sub * QTraits<T>::CE + i;
     }
@@ -108,80 +118,71 @@ __device__ __forceinline__ void decode(const uint8_t *__restrict__ b, int sub, f
         v[0] = h2f(ld16(b));
     } else if constexpr (T == T_BF16_1) {
         v[0] = __uint_as_float(ld16(b) << 16);
-    } else if constexpr (T == TACTIC_TYPE_Q4_0 || T == TACTIC_TYPE_Q5_0) {
-        const float d = h2f(ld16(b));
-        const uint32_t qh = T == TACTIC_TYPE_Q5_0 ? ld32a2(b + 2) : 0u;
-        const uint8_t *qs = b + (T == TACTIC_TYPE_Q5_0 ? 6 : 2);
-        const float off = T == TACTIC_TYPE_Q5_0 ? 16.f : 8.f;
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const uint32_t w = ld32a2(qs + 4 * i);
-            uint32_t lo = w & 0x0f0f0f0fu, hi = (w >> 4) & 0x0f0f0f0fu;
-            if constexpr (T == TACTIC_TYPE_Q5_0) {
-                lo |= spread4(qh >> (4 * i)) << 4;
-                hi |= spread4(qh >> (16 + 4 * i)) << 4;
-            }
-#pragma unroll
-            for (int k = 0; k < 4; k++) {
-                v[4 * i + k] = d * bytef(lo, k, off);
-                v[16 + 4 * i + k] = d * bytef(hi, k, off);
-            }
+    } else if constexpr (T == TACTIC_TYPE_Q4_0 || T == TACTIC_TYPE_Q5_0 || T == TACTIC_TYPE_Q4_1 ||
+                         T == TACTIC_TYPE_Q5_1) {
+        constexpr bool five = T == TACTIC_TYPE_Q5_0 || T == TACTIC_TYPE_Q5_1;
+        constexpr bool has_min = T == TACTIC_TYPE_Q4_1 || T == TACTIC_TYPE_Q5_1;
+        float d, m = 0.f;
+        uint32_t w, qh = 0;
+        if constexpr (has_min) {  // 4-byte aligned blocks
+            const uint32_t dm = ld32(b);
+            d = h2f(dm & 0xffffu);
+            m = h2f(dm >> 16);
+            if constexpr (five) qh = ld32(b + 4);
+            w = ld32(b + (five ? 8 : 4) + 4 * sub);
+        } else {  // 2-byte aligned blocks
+            d = h2f(ld16(b));
+            if constexpr (five) qh = ld32a2(b + 2);
+            w = ld32a2(b + (five ? 6 : 2) + 4 * sub);
         }
-    } else if constexpr (T == TACTIC_TYPE_Q4_1 || T == TACTIC_TYPE_Q5_1) {
-        const uint32_t dm = ld32(b);
-        const float d = h2f(dm & 0xffffu), m = h2f(dm >> 16);
-        const uint32_t qh = T == TACTIC_TYPE_Q5_1 ? ld32(b + 4) : 0u;
-        const uint8_t *qs = b + (T == TACTIC_TYPE_Q5_1 ? 8 : 4);
+        uint32_t lo = w & 0x0f0f0f0fu, hi = (w >> 4) & 0x0f0f0f0fu;
+        if constexpr (five) {
+            lo |= spread4(qh >> (4 * sub)) << 4;
+            hi |= spread4(qh >> (16 + 4 * sub)) << 4;
+        }
+        const float off = has_min ? 0.f : (five ? 16.f : 8.f);
 #pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const uint32_t w = ld32(qs + 4 * i);
-            uint32_t lo = w & 0x0f0f0f0fu, hi = (w >> 4) & 0x0f0f0f0fu;
-            if constexpr (T == TACTIC_TYPE_Q5_1) {
-                lo |= spread4(qh >> (4 * i)) << 4;
-                hi |= spread4(qh >> (16 + 4 * i)) << 4;
-            }
-#pragma unroll
-            for (int k = 0; k < 4; k++) {
-                v[4 * i + k] = fmaf(d, bytef(lo, k, 0.f), m);
-                v[16 + 4 * i + k] = fmaf(d, bytef(hi, k, 0.f), m);
-            }
+        for (int k = 0; k < 4; k++) {
+            v[k] = fmaf(d, bytef(lo, k, off), m);
+            v[4 + k] = fmaf(d, bytef(hi, k, off), m);
         }
     } else if constexpr (T == TACTIC_TYPE_Q8_0) {
         const float d = h2f(ld16(b));
+        const uint32_t w0 = ld32a2(b + 2 + 8 * sub) ^ 0x80808080u;  // int8 -> uint8 + 128
+        const uint32_t w1 = ld32a2(b + 6 + 8 * sub) ^ 0x80808080u;
 #pragma unroll
-        for (int i = 0; i < 8; i++) {
-            const uint32_t w = ld32a2(b + 2 + 4 * i) ^ 0x80808080u;  // int8 -> uint8 + 128
-#pragma unroll
-            for (int k = 0; k < 4; k++) v[4 * i + k] = d * bytef(w, k, 128.f);
+        for (int k = 0; k < 4; k++) {
+            v[k] = d * bytef(w0, k, 128.f);
+            v[4 + k] = d * bytef(w1, k, 128.f);
         }
     } else if constexpr (T == TACTIC_TYPE_Q4_K || T == TACTIC_TYPE_Q5_K) {
-        // chunk sub = c: elements 64c .. 64c+63 from qs[32c .. 32c+31]
+        // chunk sub = 4c + p: qs[32c + 8p .. +7], sub-blocks 2c (low nibbles) and 2c+1 (high)
+        const int c = sub >> 2, p = sub & 3;
         const uint32_t dm = ld32(b);
         const float d = h2f(dm & 0xffffu), dmin = h2f(dm >> 16);
         const uint32_t s0 = ld32(b + 4), s1 = ld32(b + 8), s2 = ld32(b + 12);
         float sc0, mn0, sc1, mn1;
-        kscale_min(s0, s1, s2, 2 * sub, sc0, mn0);
-        kscale_min(s0, s1, s2, 2 * sub + 1, sc1, mn1);
+        kscale_min(s0, s1, s2, 2 * c, sc0, mn0);
+        kscale_min(s0, s1, s2, 2 * c + 1, sc1, mn1);
         const float d0 = d * sc0, m0 = dmin * mn0, d1 = d * sc1, m1 = dmin * mn1;
-        const uint8_t *qs = b + (T == TACTIC_TYPE_Q5_K ? 48 : 16) + 32 * sub;
-        const uint4 qa = ld128(qs), qb = ld128(qs + 16);
-        const uint32_t q[8] = {qa.x, qa.y, qa.z, qa.w, qb.x, qb.y, qb.z, qb.w};
-        uint32_t h[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        if constexpr (T == TACTIC_TYPE_Q5_K) {
-            const uint4 ha = ld128(b + 16), hb = ld128(b + 32);
-            h[0] = ha.x, h[1] = ha.y, h[2] = ha.z, h[3] = ha.w, h[4] = hb.x, h[5] = hb.y, h[6] = hb.z, h[7] = hb.w;
+        const uint2 qw = *reinterpret_cast<const uint2 *>(b + (T == TACTIC_TYPE_Q5_K ? 48 : 16) + 32 * c + 8 * p);
+        const uint32_t q[2] = {qw.x, qw.y};
+        uint32_t h[2] = {0, 0};
+        if constexpr (T == TACTIC_TYPE_Q5_K) {  // bits 2c / 2c+1 of qh[8p .. 8p+7]
+            const uint2 hw = *reinterpret_cast<const uint2 *>(b + 16 + 8 * p);
+            h[0] = hw.x, h[1] = hw.y;
         }
 #pragma unroll
-        for (int i = 0; i < 8; i++) {
+        for (int i = 0; i < 2; i++) {
             uint32_t lo = q[i] & 0x0f0f0f0fu, hi = (q[i] >> 4) & 0x0f0f0f0fu;
             if constexpr (T == TACTIC_TYPE_Q5_K) {
-                lo |= ((h[i] >> (2 * sub)) & 0x01010101u) << 4;
-                hi |= ((h[i] >> (2 * sub + 1)) & 0x01010101u) << 4;
+                lo |= ((h[i] >> (2 * c)) & 0x01010101u) << 4;
+                hi |= ((h[i] >> (2 * c + 1)) & 0x01010101u) << 4;
             }
 #pragma unroll
             for (int k = 0; k < 4; k++) {
                 v[4 * i + k] = fmaf(d0, bytef(lo, k, 0.f), -m0);
-                v[32 + 4 * i + k] = fmaf(d1, bytef(hi, k, 0.f), -m1);
+                v[8 + 4 * i + k] = fmaf(d1, bytef(hi, k, 0.f), -m1);
             }
         }
     } else if constexpr (T == TACTIC_TYPE_Q6_K) {
@@ -208,6 +209,114 @@ __device__ __forceinline__ void decode(const uint8_t *__restrict__ b, int sub, f
     }
 }
 
+// The same chunk as decode<T>(), split as value_i = gd[g] * q_i + gm[g] for the NG
+// groups of CE/NG consecutive chunk elements: the matvec then needs one FFMA per
+// element (sum q x) and one per group, not two per element. Offsets such as Q4_0's
+// -8 are folded into q exactly (bytef); gm carries only real minimums.
+template <int T> struct Groups { static constexpr int NG = 1; };
+template <> struct Groups<TACTIC_TYPE_Q4_K> { static constexpr int NG = 2; };
+template <> struct Groups<TACTIC_TYPE_Q5_K> { static constexpr int NG = 2; };
+template <> struct Groups<TACTIC_TYPE_Q6_K> { static constexpr int NG = 4; };
+
+template <int T>
+__device__ __forceinline__ void decode_affine(const uint8_t *__restrict__ b, int sub, float *q, float *gd,
+                                              float *gm) {
+    if constexpr (T == TACTIC_TYPE_Q4_0 || T == TACTIC_TYPE_Q5_0 || T == TACTIC_TYPE_Q4_1 ||
+                  T == TACTIC_TYPE_Q5_1) {
+        constexpr bool five = T == TACTIC_TYPE_Q5_0 || T == TACTIC_TYPE_Q5_1;
+        constexpr bool has_min = T == TACTIC_TYPE_Q4_1 || T == TACTIC_TYPE_Q5_1;
+        float d, m = 0.f;
+        uint32_t w, qh = 0;
+        if constexpr (has_min) {
+            const uint32_t dm = ld32(b);
+            d = h2f(dm & 0xffffu);
+            m = h2f(dm >> 16);
+            if constexpr (five) qh = ld32(b + 4);
+            w = ld32(b + (five ? 8 : 4) + 4 * sub);
+        } else {
+            d = h2f(ld16(b));
+            if constexpr (five) qh = ld32a2(b + 2);
+            w = ld32a2(b + (five ? 6 : 2) + 4 * sub);
+        }
+        uint32_t lo = w & 0x0f0f0f0fu, hi = (w >> 4) & 0x0f0f0f0fu;
+        if constexpr (five) {
+            lo |= spread4(qh >> (4 * sub)) << 4;
+            hi |= spread4(qh >> (16 + 4 * sub)) << 4;
+        }
+        const float off = has_min ? 0.f : (five ? 16.f : 8.f);
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            q[k] = bytef(lo, k, off);
+            q[4 + k] = bytef(hi, k, off);
+        }
+        gd[0] = d;
+        gm[0] = m;
+    } else if constexpr (T == TACTIC_TYPE_Q8_0) {
+        const uint32_t w0 = ld32a2(b + 2 + 8 * sub) ^ 0x80808080u, w1 = ld32a2(b + 6 + 8 * sub) ^ 0x80808080u;
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            q[k] = bytef(w0, k, 128.f);
+            q[4 + k] = bytef(w1, k, 128.f);
+        }
+        gd[0] = h2f(ld16(b));
+        gm[0] = 0.f;
+    } else if constexpr (T == TACTIC_TYPE_Q4_K || T == TACTIC_TYPE_Q5_K) {
+        const int c = sub >> 2, p = sub & 3;
+        const uint32_t dm = ld32(b);
+        const float d = h2f(dm & 0xffffu), dmin = h2f(dm >> 16);
+        const uint32_t s0 = ld32(b + 4), s1 = ld32(b + 8), s2 = ld32(b + 12);
+        float sc0, mn0, sc1, mn1;
+        kscale_min(s0, s1, s2, 2 * c, sc0, mn0);
+        kscale_min(s0, s1, s2, 2 * c + 1, sc1, mn1);
+        gd[0] = d * sc0, gm[0] = -(dmin * mn0), gd[1] = d * sc1, gm[1] = -(dmin * mn1);
+        const uint2 qw = *reinterpret_cast<const uint2 *>(b + (T == TACTIC_TYPE_Q5_K ? 48 : 16) + 32 * c + 8 * p);
+        const uint32_t qq[2] = {qw.x, qw.y};
+        uint32_t h[2] = {0, 0};
+        if constexpr (T == TACTIC_TYPE_Q5_K) {
+            const uint2 hw = *reinterpret_cast<const uint2 *>(b + 16 + 8 * p);
+            h[0] = hw.x, h[1] = hw.y;
+        }
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            uint32_t lo = qq[i] & 0x0f0f0f0fu, hi = (qq[i] >> 4) & 0x0f0f0f0fu;
+            if constexpr (T == TACTIC_TYPE_Q5_K) {
+                lo |= ((h[i] >> (2 * c)) & 0x01010101u) << 4;
+                hi |= ((h[i] >> (2 * c + 1)) & 0x01010101u) << 4;
+            }
+#pragma unroll
+            for (int k = 0; k < 4; k++) {
+                q[4 * i + k] = bytef(lo, k, 0.f);
+                q[8 + 4 * i + k] = bytef(hi, k, 0.f);
+            }
+        }
+    } else if constexpr (T == TACTIC_TYPE_Q6_K) {
+        const int hh = sub >> 2, qq = sub & 3;
+        const float d = h2f(ld16(b + 208));
+        const uint8_t *ql = b + 64 * hh + 8 * qq;
+        const uint8_t *qh = b + 128 + 32 * hh + 8 * qq;
+        const int8_t *sc = reinterpret_cast<const int8_t *>(b + 192 + 8 * hh + (qq >> 1));
+        const uint32_t A[2] = {ld32a2(ql), ld32a2(ql + 4)}, B[2] = {ld32a2(ql + 32), ld32a2(ql + 36)};
+        const uint32_t H[2] = {ld32a2(qh), ld32a2(qh + 4)};
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            gd[k] = d * float(sc[2 * k]);
+            gm[k] = 0.f;
+#pragma unroll
+            for (int w = 0; w < 2; w++) {
+                const uint32_t src = (k & 1) ? B[w] : A[w];
+                const uint32_t lo = (k < 2 ? src : src >> 4) & 0x0f0f0f0fu;
+                const uint32_t q6 = lo | (((H[w] >> (2 * k)) & 0x03030303u) << 4);
+#pragma unroll
+                for (int j = 0; j < 4; j++) q[8 * k + 4 * w + j] = bytef(q6, j, 32.f);
+            }
+        }
+    } else {  // float rows: the values themselves
+        decode<T>(b, sub, q);
+        gd[0] = 1.f;
+        gm[0] = 0.f;
+    }
+}
+
 // x values matching chunk `sub` of a block whose first element is xb[0].
 template <int T>
 __device__ __forceinline__ void load_x(const float *__restrict__ xb, int sub, float *xr) {
@@ -216,7 +325,7 @@ __device__ __forceinline__ void load_x(const float *__restrict__ xb, int sub, fl
         xr[0] = xb[0];
     } else {
 #pragma unroll
-        for (int i = 0; i < CE; i += 4) {  // runs of >= 8 at multiples of 8: 16-byte aligned
+        for (int i = 0; i < CE; i += 4) {  // runs of >= 4 at multiples of 4: 16-byte aligned
             const float4 t = *reinterpret_cast<const float4 *>(xb + xoff<T>(sub, i));
             xr[i] = t.x, xr[i + 1] = t.y, xr[i + 2] = t.z, xr[i + 3] = t.w;
         }

@@ -24,6 +24,8 @@ void touch(const uint8_t *p, uint64_t n) {
     g_sink = g_sink + p[0] + p[n - 1];
 }
 
+void exercise_tactic(const tactic::Model &m, size_t size);
+
 void exercise_file(const tactic::GGUFFile &f) {
     for (const auto &kv : f.kv()) g_sink = g_sink + kv.second.to_string().size();
     for (const auto &t : f.tensors()) touch(t.data, t.nbytes);
@@ -32,7 +34,7 @@ void exercise_file(const tactic::GGUFFile &f) {
     try { g_sink = g_sink + f.get_str("general.architecture", "").size(); } catch (const tactic::Error &) {}
 }
 
-void exercise_model(const tactic::GGUFFile &f) {
+void exercise_model(const tactic::GGUFFile &f, size_t size) {
     std::unique_ptr<tactic::Model> m = tactic::Model::from_gguf(f);
     auto check = [](const tactic::Tensor &t) {
         if (!t) return;
@@ -58,7 +60,31 @@ void exercise_model(const tactic::GGUFFile &f) {
     const int32_t toks[3] = {0, nv - 1, nv / 2};
     ctx.eval(toks, 3, true);
     ctx.eval(toks, 1, false);
+    exercise_tactic(*m, size);
     for (int r = 0; r < ctx.n_logit_rows(); r++) g_sink = g_sink + uint64_t(ctx.logits(r)[nv - 1] != 0.f);
+}
+
+// Tactic sparse attention on the same model: clustering and selection over a short
+// cache, with the options picked from the input so both variants get exercised.
+void exercise_tactic(const tactic::Model &m, size_t size) {
+    tactic_context_params p = tactic_context_default_params();
+    p.n_ctx = 16;
+    p.n_threads = 1;
+    p.attention = TACTIC_ATTN_TACTIC;
+    p.cluster_size = 2;
+    p.n_sink = 1;
+    p.n_recent = 2;
+    p.tactic_debug = int(size & 1);
+    p.tactic_incremental = int((size >> 1) & 1);
+    p.tactic_selector = int((size >> 2) % 5);  // TACTIC_SELECT_*: Tactic and the baselines
+    tactic::Context ctx(m, p);
+    const int32_t nv = m.hp.n_vocab;
+    const int32_t toks[6] = {0, nv - 1, nv / 2, 1 % nv, nv / 3, 2 % nv};
+    ctx.eval(toks, 6, false);
+    for (int i = 0; i < 4; i++) ctx.eval(toks + i, 1, false);
+    ctx.truncate(3);
+    ctx.eval(toks, 2, false);
+    g_sink = g_sink + uint64_t(ctx.logits(-1)[0] != 0.f);
 }
 
 void exercise_tokenizer(const tactic::GGUFFile &f) {
@@ -85,7 +111,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     exercise_file(*f);
     try {
-        exercise_model(*f);
+        exercise_model(*f, size);
     } catch (const tactic::Error &) {
     }
     try {

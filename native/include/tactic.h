@@ -75,6 +75,10 @@ TACTIC_API tactic_status tactic_bench_matmul(int32_t type, const void *w, size_t
                                              int64_t n, const float *x, int64_t n_tokens, float *y,
                                              int32_t impl, int32_t n_threads, int32_t n_iter,
                                              double *seconds);
+/* Test hook: the activation row x[n] quantized to weight_type's vec_dot type (Q8_0,
+ * Q8_1, Q8_K, F16, ...), as matmul does it, by impl (1 scalar, 2 SIMD). */
+TACTIC_API tactic_status tactic_bench_quantize_activation(int32_t weight_type, const float *x, int64_t n,
+                                                         int32_t impl, void *dst, size_t dst_size);
 
 /* ---- GGUF inspection --------------------------------------------------- */
 /* Parse and validate a GGUF file without building a model. */
@@ -112,6 +116,8 @@ typedef struct {
 TACTIC_API tactic_model_params tactic_model_default_params(void);
 TACTIC_API tactic_status tactic_model_load(const char *path, const tactic_model_params *params,
                                            tactic_model **out);
+/* Contexts keep their model alive: the memory goes when the model and all its
+ * contexts are freed, in any order. */
 TACTIC_API void tactic_model_free(tactic_model *model);
 TACTIC_API tactic_status tactic_model_get_info(const tactic_model *model, tactic_model_info *out);
 /* A metadata value rendered as a string (strings verbatim, numbers in decimal).
@@ -170,6 +176,7 @@ typedef struct {
 TACTIC_API tactic_context_params tactic_context_default_params(void);
 TACTIC_API tactic_status tactic_context_new(tactic_model *model, const tactic_context_params *params,
                                             tactic_context **out);
+/* Cancels and waits for a tactic_eval still running on another thread, then frees. */
 TACTIC_API void tactic_context_free(tactic_context *ctx);
 TACTIC_API int32_t tactic_context_n_ctx(const tactic_context *ctx);
 /* Tokens currently in the cache. */
@@ -298,8 +305,9 @@ TACTIC_API tactic_status tactic_cuda_device_name(int32_t device, char *buf, int3
 /* Tuning and benchmark options: "bench_iters" (> 0: every call below also times its
  * kernel over that many launches, rotating among copies of its largest input so that
  * repeats do not run from L2; read the median with tactic_cuda_last_ms),
- * "matvec_rows" (rows per warp: 1, 2, 4 or 8; 0 = default), "attn_splits" (splits of
- * the token range per KV head; 0 = automatic). */
+ * "matvec_version" (1 or 2; 0 = default), "matvec_rows" (rows per warp: 1, 2, 4 or 8;
+ * 0 = default), "attn_splits" (splits of the token range per KV head; 0 = automatic),
+ * "attn_prefetch" (1: L2 prefetch of upcoming K/V rows; 0 = default, off). */
 TACTIC_API tactic_status tactic_cuda_set_option(const char *name, int64_t value);
 /* Milliseconds per launch of the last timed kernel (median), or -1. */
 TACTIC_API double tactic_cuda_last_ms(void);

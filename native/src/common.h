@@ -9,9 +9,6 @@
 
 #include "tactic.h"
 
-#if defined(__F16C__)
-#include <immintrin.h>
-#endif
 
 namespace tactic {
 
@@ -41,10 +38,10 @@ inline uint16_t f32_to_bf16(float f) {  // round to nearest even, NaN kept quiet
     return uint16_t((u + (0x7fff + ((u >> 16) & 1))) >> 16);
 }
 
+// Portable on purpose: common.h is also included by the *_avx2.cpp files, which are
+// built with -mf16c; an F16C branch here would give this inline function two
+// definitions, and the linker could hand the F16C one to code running anywhere.
 inline float f16_to_f32(uint16_t h) {
-#if defined(__F16C__)
-    return _cvtsh_ss(h);
-#else
     const uint32_t sign = uint32_t(h & 0x8000) << 16;
     uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff, u;
     if (exp == 0) {
@@ -63,7 +60,6 @@ inline float f16_to_f32(uint16_t h) {
     float f;
     std::memcpy(&f, &u, 4);
     return f;
-#endif
 }
 
 inline uint16_t f32_to_f16(float f) {  // round to nearest even

@@ -194,7 +194,8 @@ void Context::forward_batch(const int32_t *tokens, int n, int pos0, bool want_lo
             for (int h = 0; h < H; h++) {
                 float *qh = S.q.data() + (size_t(t) * H + h) * D;
                 rope_apply(rc, qh, cs, sn);
-                // q is rounded to f16 as llama.cpp's f16 K.Q product does.
+                // q is rounded to f16 as llama.cpp's f16 K.Q product does (it settles
+                // near-ties the way llama.cpp does; keys are f16 in the cache anyway).
                 for (int d = 0; d < D; d++) qh[d] = f16_to_f32(f32_to_f16(qh[d] * hp.attn_scale));
             }
             for (int h = 0; h < Hkv; h++) {

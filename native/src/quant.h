@@ -41,7 +41,8 @@ bool can_quantize(uint32_t type);
 // Q8_0 for Q4_0/Q5_0/Q8_0, Q8_1 for Q4_1/Q5_1, Q8_K for K-quants, F32 for float types.
 uint32_t vec_dot_type(uint32_t weight_type);
 // Quantize an activation row x[n] into the vec_dot_type format of weight_type.
-void quantize_activation(uint32_t weight_type, const float *x, void *y, int64_t n);
+// impl as vec_dot_kernel; every implementation writes the same bytes.
+void quantize_activation(uint32_t weight_type, const float *x, void *y, int64_t n, int impl = 0);
 // dot(weight row, activation row already in vec_dot_type format) over n elements.
 float vec_dot(uint32_t weight_type, int64_t n, const void *w, const void *a);
 
@@ -53,9 +54,10 @@ VecDotFn vec_dot_kernel(uint32_t weight_type, int impl = 0);
 // A tile of dot products, the inner kernel of matmul: out[t * ldo + r] = dot(weight row r,
 // activation row t) for r < nr, t < nt; weight rows are w_stride bytes apart, activation
 // rows (vec_dot_type format) a_stride bytes. SIMD tiles unpack each weight block once
-// for several tokens.
+// for several tokens. a_scale may be null; for Q8_0 activations it may hold their block
+// scales as f32, a_scale[t * (n / 32) + i] (saves an f16 conversion per block and token).
 using DotTileFn = void (*)(int64_t n, const void *w, size_t w_stride, int nr, const void *a, size_t a_stride,
-                           int nt, float *out, int64_t ldo);
+                           const float *a_scale, int nt, float *out, int64_t ldo);
 DotTileFn dot_tile_kernel(uint32_t weight_type, int impl = 0);
 
 // Implementation choice (for tests and benchmarks): 0 = best available, 1 = scalar, 2 = SIMD.

@@ -12,6 +12,7 @@
 #endif
 #include "../src/common.h"
 #include "../src/threadpool.cpp"
+#include "../src/cpu_features.cpp"
 #include "../src/cpu/attention.cpp"
 #include "../src/tactic/kernels.cpp"
 #if defined(TACTIC_X86)
@@ -93,6 +94,15 @@ void full_attention_ref(const float *q, const uint16_t *K, const uint16_t *V, in
         for (int i = 0; i < D; i++) out[i] += w * f16_to_f32(V[(size_t)(t) * D + i]);
     }
     for (int i = 0; i < D; i++) out[i] /= z;
+}
+
+// Full attention as the forward pass computes it (cpu/attention.cpp: llama.cpp's
+// numerics, softmax weights rounded to f16 before the value product).
+std::vector<double> forward_full(const float *q, int g, const uint16_t *K, const uint16_t *V, int D, int n,
+                                 ThreadPool &pool) {
+    std::vector<float> o((size_t)(g) * D);
+    attention_split(q, g, D, K, V, 0, n, o.data(), pool);
+    return std::vector<double>(o.begin(), o.end());
 }
 
 double max_rel_err(const float *a, const double *b, int n) {
@@ -182,11 +192,15 @@ void test_attention_equals_full(ThreadPool &pool) {
         for (int t = 0; t < n; t++) all[(size_t)(t)] = t;
         AttnScratch sc;
         attend_group(Q.data(), g, d.K.data(), d.V.data(), D, all.data(), n, out.data(), pool, sc);
-        std::vector<double> ref(static_cast<size_t>(D));
+        // Equal to the forward pass's full attention up to float rounding (chunk order) ...
+        const std::vector<double> fwd = forward_full(Q.data(), g, d.K.data(), d.V.data(), D, n, pool);
+        CHECK(max_rel_err(out.data(), fwd.data(), g * D) < 1e-5);
+        // ... and to exact attention in double precision up to the f16 rounding of the
+        // softmax weights that the forward pass shares with llama.cpp.
+        std::vector<double> ref((size_t)(D));
         for (int h = 0; h < g; h++) {
             full_attention_ref(Q.data() + (size_t)(h) * D, d.K.data(), d.V.data(), D, n, ref.data());
-            const double err = max_rel_err(out.data() + (size_t)(h) * D, ref.data(), D);
-            CHECK(err < 2e-5);
+            CHECK(max_rel_err(out.data() + (size_t)(h) * D, ref.data(), D) < 2e-3);
         }
     }
     std::printf("sparse attention over all tokens == full attention (double reference)\n");
@@ -227,11 +241,11 @@ void test_decode_invariants(ThreadPool &pool) {
                 }
             }
             if (p == 1.f) {  // selects everything: equals full attention
-                std::vector<double> ref(static_cast<size_t>(D));
-                for (int h = 0; h < n_head; h++) {
-                    const size_t off = (size_t)(h / g) * n_ctx * D;
-                    full_attention_ref(Q.data() + (size_t)(h) * D, d.K.data() + off, d.V.data() + off, D, n_tokens, ref.data());
-                    CHECK(max_rel_err(out.data() + (size_t)(h) * D, ref.data(), D) < 2e-5);
+                for (int kh = 0; kh < n_kv; kh++) {
+                    const size_t off = (size_t)(kh) * n_ctx * D;
+                    const std::vector<double> fwd = forward_full(Q.data() + (size_t)(kh) * g * D, g, d.K.data() + off,
+                                                                 d.V.data() + off, D, n_tokens, pool);
+                    CHECK(max_rel_err(out.data() + (size_t)(kh) * g * D, fwd.data(), g * D) < 1e-5);
                 }
             }
             const auto &ev = ta.last_eval();
@@ -272,11 +286,8 @@ void test_selectors(ThreadPool &pool) {
                 if (p == 1.f) CHECK(s.n_attended == 2900);
             }
             if (p == 1.f) {
-                std::vector<double> ref((size_t)(D));
-                for (int h = 0; h < n_head; h++) {
-                    full_attention_ref(Q.data() + (size_t)(h) * D, d.K.data(), d.V.data(), D, 2900, ref.data());
-                    CHECK(max_rel_err(out.data() + (size_t)(h) * D, ref.data(), D) < 2e-5);
-                }
+                const std::vector<double> fwd = forward_full(Q.data(), n_head, d.K.data(), d.V.data(), D, 2900, pool);
+                CHECK(max_rel_err(out.data(), fwd.data(), n_head * D) < 1e-5);
             }
         }
     }

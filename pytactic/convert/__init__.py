@@ -8,6 +8,7 @@ from .converter import ConvertResult, convert
 from .errors import (
     CheckpointFormatError,
     ConvertError,
+    InvalidOptionError,
     QuantizerUnavailableError,
     ShapeMismatchError,
     SourceNotFoundError,
@@ -22,6 +23,7 @@ __all__ = [
     "ConvertResult",
     "ConvertError",
     "CheckpointFormatError",
+    "InvalidOptionError",
     "QuantizerUnavailableError",
     "ShapeMismatchError",
     "SourceNotFoundError",

@@ -6,7 +6,6 @@ fixed and quantized one at a time, in file order, after the header is written.""
 
 from __future__ import annotations
 
-import logging
 import os
 import tempfile
 from dataclasses import dataclass
@@ -15,16 +14,13 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from .errors import ConvertError
+from .errors import InvalidOptionError
 from .hparams import HParams, read_hparams, write_hparams
 from .quantize import NATIVE_TYPES, OUTTYPES, NativeQuantizer, choose_types, file_type, nbytes, quantize
 from .safetensors_io import open_checkpoint
 from .source import read_json, resolve_source
 from .tensor_map import TensorPlan, plan_tensors
 from .vocab import Vocab, load_vocab, write_vocab
-
-log = logging.getLogger("pytactic.convert")
-
 
 @dataclass
 class ConvertResult:
@@ -36,7 +32,9 @@ class ConvertResult:
     n_bytes: int
 
 
-def default_outfile(directory: Path, name: str, outtype: str) -> Path:
+def default_outfile(name: str, outtype: str) -> Path:
+    """llama.cpp's naming: <name>-<outtype>.gguf, in the current directory (a repo id's
+    files live in the HF cache, which is no place for outputs)."""
     return Path.cwd() / f"{name}-{outtype}.gguf"
 
 
@@ -45,7 +43,7 @@ def convert(src: str | os.PathLike, outfile: str | os.PathLike | None = None, ou
     """Convert the HF checkpoint at `src` (a directory or a repo id) to GGUF."""
     outtype = outtype.lower()
     if outtype not in OUTTYPES:
-        raise ConvertError(f"unknown outtype {outtype!r}; choose one of {', '.join(OUTTYPES)}")
+        raise InvalidOptionError(f"unknown outtype {outtype!r}; choose one of {', '.join(OUTTYPES)}")
     directory = resolve_source(src, revision)
     config = read_json(directory / "config.json", required=True)
     name = Path(str(src).rstrip("/")).name or "model"
@@ -62,7 +60,7 @@ def convert(src: str | os.PathLike, outfile: str | os.PathLike | None = None, ou
         for t in needed_native:
             native.check(t)
 
-    out = Path(outfile) if outfile is not None else default_outfile(directory, name, outtype)
+    out = Path(outfile) if outfile is not None else default_outfile(name, outtype)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
     os.close(fd)
@@ -85,7 +83,10 @@ def _write(path: Path, hp: HParams, vocab: Vocab, plans: list[TensorPlan], types
            outtype: str, native, progress: bool) -> int:
     w = gguf.GGUFWriter(path, hp.arch)
     try:
+        n_params = sum(int(np.prod(p.shape)) for p in plans)
         w.add_name(hp.name)
+        w.add_basename(hp.name)
+        w.add_size_label(gguf.size_label(n_params, 0, 0, 0))
         w.add_type(gguf.GGUFType.MODEL)
         w.add_file_type(file_type(outtype))
         w.add_quantization_version(gguf.GGML_QUANT_VERSION)

@@ -6,6 +6,10 @@ class ConvertError(Exception):
     """Base class of every error raised by pytactic.convert."""
 
 
+class InvalidOptionError(ConvertError, ValueError):
+    """A wrong argument to convert() (an unknown outtype, ...)."""
+
+
 class SourceNotFoundError(ConvertError, FileNotFoundError):
     """The source is neither a checkpoint directory nor a reachable HF repo, or a file
     the checkpoint needs (config.json, a shard) is missing."""

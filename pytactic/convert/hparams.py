@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import gguf
 import numpy as np
 
-from .errors import UnsupportedModelError, CheckpointFormatError
+from .errors import CheckpointFormatError, UnsupportedModelError
 
 log = logging.getLogger("pytactic.convert")
 

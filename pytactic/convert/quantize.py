@@ -21,7 +21,7 @@ import gguf
 from gguf import GGMLQuantizationType as Q
 from gguf import LlamaFileType as FT
 
-from .errors import QuantizerUnavailableError, UnsupportedModelError
+from .errors import InvalidOptionError, QuantizerUnavailableError
 from .tensor_map import T, TensorPlan
 
 # --outtype name -> (default type for 2-D weights, general.file_type, mix)
@@ -63,7 +63,7 @@ def choose_types(plans: list[TensorPlan], outtype: str, n_layer: int) -> dict[st
     try:
         base, _, mix = OUTTYPES[outtype]
     except KeyError:
-        raise UnsupportedModelError(f"unknown outtype {outtype!r}; choose one of {', '.join(OUTTYPES)}") from None
+        raise InvalidOptionError(f"unknown outtype {outtype!r}; choose one of {', '.join(OUTTYPES)}") from None
     has_output = any(p.kind == T.OUTPUT for p in plans)
     out: dict[str, Q] = {}
     for p in plans:

@@ -5,7 +5,6 @@ token ids, add_bos/add_eos flags and the chat template."""
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 

@@ -59,11 +59,21 @@ TACTIC_API tactic_status tactic_context_new(tactic_model *model, const tactic_co
         c->model = model;
         check_context_fits(model->weights().hp, p);
         c->ctx = std::make_unique<tactic::Context>(model->weights(), p);
+        model->refs.fetch_add(1, std::memory_order_acq_rel);
         *out = c.release();
     });
 }
 
-TACTIC_API void tactic_context_free(tactic_context *ctx) { delete ctx; }
+TACTIC_API void tactic_context_free(tactic_context *ctx) {
+    if (!ctx) return;
+    // Another thread may still be inside tactic_eval (e.g. a cancelled generation):
+    // stop it and wait for it before the memory goes.
+    ctx->ctx->cancel();
+    { std::lock_guard<std::mutex> wait_for_eval(ctx->busy); }
+    tactic_model *model = ctx->model;
+    delete ctx;
+    tactic_model_release(model);
+}
 
 TACTIC_API int32_t tactic_context_n_ctx(const tactic_context *ctx) { return ctx ? ctx->ctx->n_ctx() : 0; }
 

@@ -7,6 +7,10 @@
 
 using tactic::guard;
 
+void tactic_model_release(tactic_model *model) {
+    if (model && model->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) delete model;
+}
+
 extern "C" {
 
 TACTIC_API tactic_model_params tactic_model_default_params(void) {
@@ -42,7 +46,7 @@ TACTIC_API tactic_status tactic_model_load(const char *path, const tactic_model_
     });
 }
 
-TACTIC_API void tactic_model_free(tactic_model *model) { delete model; }
+TACTIC_API void tactic_model_free(tactic_model *model) { tactic_model_release(model); }
 
 TACTIC_API tactic_status tactic_model_get_info(const tactic_model *model, tactic_model_info *out) {
     return guard([&] {

@@ -2,6 +2,7 @@
 // Used by the converter (K-quant output) and by tests that hold the kernels to
 // gguf.quants and to each other.
 #include <chrono>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -99,7 +100,7 @@ TACTIC_API tactic_status tactic_vec_dot(int32_t type, const void *w, size_t w_si
                                                std::to_string(need) + " bytes, w holds " + std::to_string(w_size));
         const uint32_t vt = tactic::vec_dot_type(uint32_t(type));
         std::vector<uint8_t> act(tactic::row_size(vt, n) + 64);
-        tactic::quantize_activation(uint32_t(type), x, act.data(), n);
+        tactic::quantize_activation(uint32_t(type), x, act.data(), n, impl);
         *out = n ? tactic::vec_dot_kernel(uint32_t(type), impl)(n, w, act.data()) : 0.f;
     });
 }
@@ -136,6 +137,28 @@ TACTIC_API tactic_status tactic_bench_matmul(int32_t type, const void *w, size_t
         for (int i = 0; i < iters; i++) tactic::matmul(W, x, n, n_tokens, y, rows, pool, scratch, impl);
         const std::chrono::duration<double> dt = std::chrono::steady_clock::now() - start;
         if (seconds) *seconds = dt.count() / iters;
+    });
+}
+
+TACTIC_API tactic_status tactic_bench_quantize_activation(int32_t weight_type, const float *x, int64_t n,
+                                                         int32_t impl, void *dst, size_t dst_size) {
+    return tactic::guard([&] {
+        const tactic::TypeTraits &t = tactic::known_type(weight_type, "quantize_activation");
+        TACTIC_CHECK(t.supported, TACTIC_ERR_UNSUPPORTED,
+                     std::string("quantize_activation: tensor type ") + t.name + " is not supported");
+        const uint32_t vt = tactic::vec_dot_type(uint32_t(weight_type));
+        tactic::check_count(tactic::type_traits(vt), n, "quantize_activation");
+        TACTIC_REQUIRE_ARG(impl >= 0 && impl <= 2, "quantize_activation: impl must be 0, 1 or 2");
+        TACTIC_CHECK(impl != 2 || tactic::simd_available(), TACTIC_ERR_UNSUPPORTED,
+                     "quantize_activation: no SIMD implementation on this CPU");
+        TACTIC_REQUIRE_ARG((x && dst) || n == 0, "quantize_activation: x and dst must not be NULL");
+        const size_t need = tactic::row_size(vt, n);
+        TACTIC_REQUIRE_ARG(dst_size >= need, "quantize_activation: needs " + std::to_string(need) +
+                                                 " bytes, dst holds " + std::to_string(dst_size));
+        // Q8_K has f32/i16 fields: quantize into an aligned buffer, then copy out.
+        std::vector<uint8_t> tmp(need + 1);
+        if (n) tactic::quantize_activation(uint32_t(weight_type), x, tmp.data(), n, impl);
+        std::memcpy(dst, tmp.data(), need);
     });
 }
 

@@ -12,6 +12,9 @@
 #include "../tokenizer.h"
 
 struct tactic_model {
+    // The caller's handle plus one per live context: the weights stay mapped until the
+    // last context that reads them is freed, whatever order the caller frees them in.
+    std::atomic<int> refs{1};
     std::unique_ptr<tactic::GGUFFile> file;
     std::unique_ptr<tactic::Model> model;
     std::unique_ptr<tactic::Tokenizer> tokenizer;  // null if the file has no vocab
@@ -31,6 +34,8 @@ struct tactic_model {
 namespace tactic {
 class Context;
 }
+
+void tactic_model_release(tactic_model *model);
 
 struct tactic_context {
     tactic_model *model = nullptr;

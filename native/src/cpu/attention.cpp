@@ -5,10 +5,10 @@
 #include <limits>
 
 #if defined(TACTIC_X86)
-#include <cpuid.h>
 #endif
 
 #include "../common.h"
+#include "../cpu_features.h"
 
 namespace tactic {
 
@@ -19,19 +19,7 @@ void pv_accumulate_avx2(float *acc, int n_q, int D, const float *w, int stride, 
                         const int32_t *rows, int n_rows);
 
 namespace {
-bool have_avx2() {
-#if defined(TACTIC_X86)
-    // F16C through CPUID: clang's __builtin_cpu_supports does not know "f16c".
-    static const bool ok = [] {
-        unsigned a = 0, b = 0, c = 0, d = 0;
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __get_cpuid(1, &a, &b, &c, &d) &&
-               (c & bit_F16C) != 0;
-    }();
-    return ok;
-#else
-    return false;
-#endif
-}
+bool have_avx2() { return cpu_has_avx2_fma_f16c(); }
 // Rows are either contiguous from `rows == nullptr` base, or listed.
 inline const uint16_t *row_ptr(const uint16_t *base, const int32_t *rows, int r, int D) {
     return base + size_t(rows ? rows[r] : r) * size_t(D);
@@ -123,6 +111,9 @@ void attend_rows(const float *q, int n_q, int D, const uint16_t *K, const uint16
                 float *a = part.acc.data() + size_t(h) * D;
                 for (int d = 0; d < D; d++) a[d] *= scale_old;
             }
+            // Weights rounded to f16 as llama.cpp's f16 V.P product rounds them: it
+            // settles near-ties as llama.cpp does (measured on its greedy references).
+            for (int r = 0; r < n; r++) s[r] = f16_to_f32(f32_to_f16(s[r]));
             part.l[size_t(h)] = part.l[size_t(h)] * scale_old + sum;
             part.m[size_t(h)] = mx;
         }

@@ -2,9 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <vector>
-
-#include "../common.h"
 
 namespace tactic {
 
@@ -27,18 +24,6 @@ float gelu_tanh(float x) {
     const float c = 0.79788456080286535588f;  // sqrt(2/pi)
     return 0.5f * x * (1.0f + std::tanh(c * x * (1.0f + 0.044715f * x * x)));
 }
-
-// GELU as llama.cpp's CPU computes it: through a table indexed by the f16 input,
-// holding f16 outputs (and exact tails beyond +-10). Matching it keeps our logits
-// within llama.cpp's rounding rather than an f32 implementation's.
-const std::vector<uint16_t> &gelu_f16_table() {
-    static const std::vector<uint16_t> table = [] {
-        std::vector<uint16_t> t(65536);
-        for (uint32_t h = 0; h < 65536; h++) t[h] = f32_to_f16(gelu_tanh(f16_to_f32(uint16_t(h))));
-        return t;
-    }();
-    return table;
-}
 }  // namespace
 
 void gated_activation(float *g, const float *u, int n, Activation act) {
@@ -46,12 +31,7 @@ void gated_activation(float *g, const float *u, int n, Activation act) {
         for (int i = 0; i < n; i++) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
         return;
     }
-    const uint16_t *table = gelu_f16_table().data();
-    for (int i = 0; i < n; i++) {
-        const float x = g[i];
-        const float y = x <= -10.0f ? 0.0f : x >= 10.0f ? x : f16_to_f32(table[f32_to_f16(x)]);
-        g[i] = y * u[i];
-    }
+    for (int i = 0; i < n; i++) g[i] = gelu_tanh(g[i]) * u[i];
 }
 
 void softcap(float *x, int n, float cap) {

@@ -1,8 +1,14 @@
 // Kernel selection: which activation format each weight type consumes, and whether the
 // scalar or the SIMD dot products run (chosen once from the CPU, overridable for tests).
 #include <atomic>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
+#if defined(TACTIC_X86)
+#endif
+
+#include "../cpu_features.h"
 #include "../quant.h"
 #include "blocks.h"
 
@@ -11,12 +17,7 @@ namespace tactic {
 using namespace q;
 
 #if defined(TACTIC_X86)
-// Lives here, not in a *_avx2.cpp file, so the check itself runs on any x86-64.
-bool q::cpu_has_avx2_fma() {
-    static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                           __builtin_cpu_supports("f16c");
-    return ok;
-}
+bool q::cpu_has_avx2_fma() { return cpu_has_avx2_fma_f16c(); }
 #endif
 
 bool simd_available() {
@@ -33,10 +34,18 @@ int best_impl() { return simd_available() ? 2 : 1; }
 
 std::atomic<int> g_impl{0};  // 0: not chosen yet
 
+// The first choice: the best path, unless TACTIC_KERNELS=scalar asks for the reference
+// (to tell a kernel bug from a model bug without rebuilding).
+int initial_impl() {
+    const char *env = std::getenv("TACTIC_KERNELS");
+    if (env && std::strcmp(env, "scalar") == 0) return 1;
+    return best_impl();
+}
+
 int current_impl() {
     int v = g_impl.load(std::memory_order_relaxed);
     if (v == 0) {
-        v = best_impl();
+        v = initial_impl();
         g_impl.store(v, std::memory_order_relaxed);
     }
     return v;
@@ -72,14 +81,32 @@ uint32_t vec_dot_type(uint32_t weight_type) {
     }
 }
 
-void quantize_activation(uint32_t weight_type, const float *x, void *y, int64_t n) {
+void quantize_activation(uint32_t weight_type, const float *x, void *y, int64_t n, int impl) {
+    if (impl == 0) impl = current_impl();
+#if defined(TACTIC_X86)
+    const bool simd = impl == 2 && simd_available();
+#else
+    const bool simd = false;
+#endif
     switch (vec_dot_type(weight_type)) {
         case GGML_F32: std::memcpy(y, x, size_t(n) * 4); return;
         case GGML_F16: quantize_row(GGML_F16, x, y, n); return;
         case GGML_BF16: quantize_row(GGML_BF16, x, y, n); return;
+#if defined(TACTIC_X86)
+        case GGML_Q8_0:
+            return simd ? quantize_act_q8_0_avx2(x, static_cast<BlockQ8_0 *>(y), n)
+                        : quantize_act_q8_0(x, static_cast<BlockQ8_0 *>(y), n);
+        case GGML_Q8_1:
+            return simd ? quantize_act_q8_1_avx2(x, static_cast<BlockQ8_1 *>(y), n)
+                        : quantize_act_q8_1(x, static_cast<BlockQ8_1 *>(y), n);
+        case GGML_Q8_K:
+            return simd ? quantize_act_q8_K_avx2(x, static_cast<BlockQ8_K *>(y), n)
+                        : quantize_act_q8_K(x, static_cast<BlockQ8_K *>(y), n);
+#else
         case GGML_Q8_0: quantize_act_q8_0(x, static_cast<BlockQ8_0 *>(y), n); return;
         case GGML_Q8_1: quantize_act_q8_1(x, static_cast<BlockQ8_1 *>(y), n); return;
         case GGML_Q8_K: quantize_act_q8_K(x, static_cast<BlockQ8_K *>(y), n); return;
+#endif
         default: unsupported("quantize_activation", weight_type);
     }
 }

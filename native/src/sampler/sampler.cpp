@@ -106,9 +106,10 @@ int32_t Sampler::sample(const float *logits, int32_t n_vocab) {
     apply_penalties(w, n_vocab);
 
     int32_t best = 0;
+    float best_v = w[0];
     for (int32_t i = 1; i < n_vocab; i++)
-        if (w[i] > w[best]) best = i;  // the first maximum, as llama.cpp's greedy
-    require(w[best] > kNegInf, "every logit is -inf or NaN: nothing to sample");
+        if (w[i] > best_v) { best_v = w[i]; best = i; }  // the first maximum, as llama.cpp's greedy
+    require(best_v > kNegInf, "every logit is -inf or NaN: nothing to sample");
     if (p_.temperature <= 0.0f) return best;
     const float max_logit = w[best];
 

@@ -1,11 +1,9 @@
 // Scalar references of the Tactic kernels and the run-time choice of implementation.
 #include "kernels.h"
 
-#include "../common.h"
+#include "../cpu_features.h"
 
-#if defined(TACTIC_X86)
-#include <cpuid.h>
-#endif
+#include "../common.h"
 
 namespace tactic {
 namespace tk {
@@ -47,19 +45,7 @@ void f16_to_f32_row(const uint16_t *x, float *y, int n) {
 
 namespace {
 
-bool cpu_has_avx2() {
-#if defined(TACTIC_X86) && (defined(__GNUC__) || defined(__clang__))
-    // F16C through CPUID: clang's __builtin_cpu_supports does not know "f16c".
-    __builtin_cpu_init();
-    unsigned a = 0, b = 0, c = 0, d = 0;
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __get_cpuid(1, &a, &b, &c, &d) &&
-           (c & bit_F16C) != 0;
-#else
-    return false;
-#endif
-}
-
-const bool g_avx2_available = cpu_has_avx2();
+const bool g_avx2_available = cpu_has_avx2_fma_f16c();
 bool g_use_simd = g_avx2_available;
 
 }  // namespace

@@ -13,9 +13,10 @@ void attend_group(const float *Q, int g, const uint16_t *K, const uint16_t *V, i
     std::fill(out, out + size_t(g) * D, 0.f);
     if (n <= 0) return;
     // The forward pass's own kernel (attend_rows: tiles of keys, AVX2 dots and value
-    // accumulation) over chunks of the list; chunk partials merged by their running max.
-    // Chunks small enough to give every thread work, large enough to amortise the merge.
-    const int chunk = std::max(256, std::min(1024, (n + 4 * pool.size() - 1) / (4 * pool.size())));
+    // accumulation) over chunks of the list, merged by their running max. The chunk size
+    // is attention_split's, so over all tokens the result is the forward pass's to the bit
+    // (its f16 rounding of softmax weights depends on the chunk boundaries).
+    const int chunk = 1024;
     const int n_chunks = (n + chunk - 1) / chunk;
     if (int(scratch.parts.size()) < n_chunks) scratch.parts.resize(size_t(n_chunks));
     pool.parallel_for(n_chunks, 1, [&](int64_t cb, int64_t ce) {
