@@ -50,6 +50,7 @@ def main():
     ap.add_argument("--n-sink", type=int, default=4)
     ap.add_argument("--n-recent", type=int, default=64)
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--also", default="", help="more selectors to try, e.g. tactic:0.95,prune:0.9")
     args = ap.parse_args()
     model = Model()
     rng = random.Random(args.seed)
@@ -75,7 +76,9 @@ def main():
             # Both answers start the same way: the prompt's last token is decoded again with
             # the attention under test (it is the first decode step), then 8 greedy tokens.
             answers = {}
-            for name, sel, p in (("full", "full", 1.0), ("tactic", "tactic", args.p)):
+            extra = [(c, *c.split(":")) for c in args.also.split(",") if c]
+            for name, sel, p in [("full", "full", 1.0), ("tactic", "tactic", args.p)] + extra:
+                p = float(p)
                 ctx.truncate(len(ids) - 1)
                 ctx.set_selection(sel, p)
                 ctx.eval([ids[-1]])
@@ -87,6 +90,10 @@ def main():
             tt = "".join(model.piece(t) for t in tac)
             row = {"depth": depth, "key": key, "n": len(ids), "full": tf, "tactic": tt,
                    "full_ok": str(key) in tf, "tactic_ok": str(key) in tt}
+            for c, *_ in extra:
+                txt = "".join(model.piece(t) for t in answers[c])
+                row[c] = txt
+                print(f"    {c}: {txt!r} {'found' if str(key) in txt else 'MISSED'}", file=sys.stderr, flush=True)
             rows.append(row)
             print(f"  L={L} depth={depth:.2f} key={key} n={len(ids)} full={tf!r} tactic={tt!r}", file=sys.stderr, flush=True)
         nf = sum(r["full_ok"] for r in rows)
@@ -96,7 +103,7 @@ def main():
         print(f"| {L} | {len(rows)} | {nf}/{len(rows)} | {nt}/{len(rows)} | {'yes' if every else 'NO'} | {t_pref:.0f} |",
               flush=True)
     CACHE.mkdir(parents=True, exist_ok=True)
-    (CACHE / "passkey.json").write_text(json.dumps(results))
+    (CACHE / f"passkey_{'_'.join(map(str, args.ctx))}.json").write_text(json.dumps(results))
 
 
 if __name__ == "__main__":
