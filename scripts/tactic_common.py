@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from pytactic._native import check, ffi, lib  # noqa: E402
 
-SELECT = {"tactic": 0, "oracle": 1, "quest": 2, "cluster_opt": 3, "full": 4}
+SELECT = {"tactic": 0, "oracle": 1, "quest": 2, "cluster_opt": 3, "full": 4, "prune": 5}
 
 
 def model_path():
@@ -189,6 +189,9 @@ class Ctx:
 
     def set_selection(self, selector, p):
         check(lib.tactic_set_selection(self.h, SELECT[selector], p))
+
+    def set_debug(self, on):
+        check(lib.tactic_set_debug(self.h, int(on)))
 
     def head_stats(self):
         n = ffi.new("int32_t *")

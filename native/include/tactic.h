@@ -215,11 +215,16 @@ TACTIC_API tactic_status tactic_get_head_stats(tactic_context *ctx, tactic_head_
  * chose) select among all tokens; FULL attends everything through the same path. */
 enum {
     TACTIC_SELECT_TACTIC = 0, TACTIC_SELECT_ORACLE = 1, TACTIC_SELECT_QUEST = 2,
-    TACTIC_SELECT_CLUSTER_OPT = 3, TACTIC_SELECT_FULL = 4
+    TACTIC_SELECT_CLUSTER_OPT = 3, TACTIC_SELECT_FULL = 4,
+    /* our extension: Tactic's cluster prefix for a stricter target proposes candidates,
+     * their exact scores decide (kept by score until the estimated share reaches p) */
+    TACTIC_SELECT_TACTIC_PRUNE = 5
 };
 /* Switch the selector and target p of a context's Tactic attention for the following
  * decode steps (clusters are kept). The context must not use attention = FULL. */
 TACTIC_API tactic_status tactic_set_selection(tactic_context *ctx, int32_t selector, float p);
+/* Switch debug mode (true masses, tactic_get_head_eval) on or off for the following steps. */
+TACTIC_API tactic_status tactic_set_debug(tactic_context *ctx, int32_t on);
 
 /* Debug mode (tactic_debug = 1) only: Tactic and the baselines evaluated at the targets
  * p = 0.5, 0.7, 0.8, 0.9, 0.95 on the last decode step, one entry per (global layer,
@@ -238,9 +243,23 @@ typedef struct {
     int32_t union_tokens;       /* union of Tactic's selections over the KV group */
     float union_true_mass;      /* this head's true mass over that union */
     int32_t degenerate;         /* the distribution fit fell back to a flat tail */
+    int32_t prune_tokens;       /* TACTIC_PRUNE at p: tokens kept ... */
+    int32_t prune_candidates;   /* ... out of this many scored exactly */
+    float prune_est_mass;
+    float prune_true_mass;
 } tactic_head_eval;
 TACTIC_API tactic_status tactic_get_head_eval(tactic_context *ctx, tactic_head_eval *out, int32_t cap,
                                               int32_t *n_out);
+
+/* Benchmark of decode attention alone on caller-given data: K, V f16 [n_head_kv][n_tokens]
+ * [head_dim], q f32 [n_head][head_dim] (pre-scaled). selector: TACTIC_SELECT_* through
+ * TacticAttention (clustering is done by an untimed first call and reported in
+ * out[2]), or -1 for the forward pass's own full-attention kernel.  out[0] = seconds per
+ * call (median over n_iter calls; thread CPU time when n_threads = 1), out[1] = mean tokens attended per KV head, out[2] = clustering seconds. */
+TACTIC_API tactic_status tactic_bench_attention(const uint16_t *K, const uint16_t *V, const float *q,
+                                                int32_t n_tokens, int32_t head_dim, int32_t n_head,
+                                                int32_t n_head_kv, int32_t selector, float p,
+                                                int32_t n_threads, int32_t n_iter, double *out);
 
 /* Seconds spent in: [0] prefill total, [1] clustering, [2] decode total,
  * [3] decode attention (global layers), [4] decode selection (Tactic). Reset by reset=1. */

@@ -43,6 +43,8 @@ TACTIC_API tactic_context_params tactic_context_default_params(void) {
     p.tactic_min_ctx = 4096;
     p.tactic_p = 0.9f;
     p.cluster_size = 16;
+    p.n_sink = 4;     // the BOS sink stays out of K-means (docs/TACTIC.md: measured at 4K)
+    p.n_recent = 64;
     p.seed = 0x5eed;
     return p;
 }

@@ -1,6 +1,11 @@
 // C ABI: Tactic statistics and the selector switch used by the evaluation scripts.
+#include <algorithm>
+#include <chrono>
+#include <ctime>
 #include <cstring>
 #include <mutex>
+
+#include "../cpu/attention.h"
 
 #include "../forward.h"
 #include "../tactic/tactic_attention.h"
@@ -74,6 +79,10 @@ TACTIC_API tactic_status tactic_get_head_eval(tactic_context *ctx, tactic_head_e
             o.union_tokens = e.union_tokens;
             o.union_true_mass = e.union_true_mass;
             o.degenerate = e.degenerate;
+            o.prune_tokens = e.prune_tokens;
+            o.prune_candidates = e.prune_candidates;
+            o.prune_est_mass = e.prune_est_mass;
+            o.prune_true_mass = e.prune_true_mass;
         }
     });
 }
@@ -83,6 +92,82 @@ TACTIC_API tactic_status tactic_set_selection(tactic_context *ctx, int32_t selec
         TACTIC_REQUIRE_ARG(ctx, "ctx must not be NULL");
         auto lock = busy_lock(ctx);
         tactic_of(ctx).set_selection(selector, p);
+    });
+}
+
+TACTIC_API tactic_status tactic_bench_attention(const uint16_t *K, const uint16_t *V, const float *q,
+                                                int32_t n_tokens, int32_t head_dim, int32_t n_head,
+                                                int32_t n_head_kv, int32_t selector, float p,
+                                                int32_t n_threads, int32_t n_iter, double *out) {
+    return guard([&] {
+        TACTIC_REQUIRE_ARG(K && V && q && out, "K, V, q and out must not be NULL");
+        TACTIC_REQUIRE_ARG(n_tokens > 0 && head_dim > 0 && n_head_kv > 0 && n_head % n_head_kv == 0 && n_iter > 0 &&
+                               n_threads > 0 && n_threads <= 1024,
+                           "bad sizes");
+        tactic::ThreadPool pool(n_threads);
+        std::vector<float> o(size_t(n_head) * head_dim);
+        // Thread CPU time with one thread: immune to preemption on a loaded machine.
+        struct Clock {
+            static double now_s(bool cpu) {
+                if (cpu) {
+                    timespec ts;
+                    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+                    return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+                }
+                return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+            }
+        };
+        const bool cpu = n_threads == 1;
+        const int g = n_head / n_head_kv;
+        std::vector<double> times;
+        auto median = [&] {
+            std::sort(times.begin(), times.end());
+            return times[times.size() / 2];
+        };
+        if (selector < 0) {
+            for (int it = 0; it < n_iter; it++) {
+                const double t0 = Clock::now_s(cpu);
+                for (int h = 0; h < n_head_kv; h++)
+                    tactic::attention_split(q + size_t(h) * g * head_dim, g, head_dim, K + size_t(h) * n_tokens * head_dim,
+                                            V + size_t(h) * n_tokens * head_dim, 0, n_tokens, o.data() + size_t(h) * g * head_dim,
+                                            pool);
+                times.push_back(Clock::now_s(cpu) - t0);
+            }
+            out[0] = median();
+            out[1] = n_tokens;
+            out[2] = 0;
+            return;
+        }
+        tactic::HParams hp;
+        hp.n_layer = 1;
+        hp.n_head = n_head;
+        hp.n_head_kv = n_head_kv;
+        hp.head_dim = head_dim;
+        tactic::TacticParams tp;
+        tp.p = p;
+        tp.selector = selector;
+        tp.n_sink = 4;
+        tp.n_recent = 64;
+        tactic::TacticAttention ta(tp, hp, n_tokens);
+        ta.decode(0, q, K, V, n_tokens, o.data(), pool);  // clusters
+        out[2] = ta.clustering_seconds();
+        double attended = 0;
+        for (int it = 0; it < n_iter; it++) {
+            const double t0 = Clock::now_s(cpu);
+            ta.decode(0, q, K, V, n_tokens, o.data(), pool);
+            times.push_back(Clock::now_s(cpu) - t0);
+            for (const auto &s : ta.last_stats()) attended += s.n_attended;
+        }
+        out[0] = median();
+        out[1] = attended / n_iter / n_head;
+    });
+}
+
+TACTIC_API tactic_status tactic_set_debug(tactic_context *ctx, int32_t on) {
+    return guard([&] {
+        TACTIC_REQUIRE_ARG(ctx, "ctx must not be NULL");
+        auto lock = busy_lock(ctx);
+        tactic_of(ctx).set_debug(on != 0);
     });
 }
 

@@ -5,9 +5,6 @@
 
 #include "../common.h"
 
-#if defined(TACTIC_X86)
-#endif
-
 namespace tactic {
 namespace tk {
 namespace scalar {

@@ -48,7 +48,16 @@ void compute_half_norm2(const std::vector<float> &C, int n_c, int D, std::vector
 
 }  // namespace
 
+void KeyClusters::gather_keys(const uint16_t *K) {
+    if (keys_valid) return;
+    keys_sorted.resize(order.size() * size_t(D));
+    for (size_t o = 0; o < order.size(); o++)
+        std::copy_n(K + size_t(order[o]) * D, D, keys_sorted.data() + o * size_t(D));
+    keys_valid = true;
+}
+
 void KeyClusters::rebuild_order() {
+    keys_valid = false;
     offsets.assign(size_t(n_clusters) + 1, 0);
     for (int32_t c : cluster_of) offsets[size_t(c) + 1]++;
     for (int c = 0; c < n_clusters; c++) offsets[size_t(c) + 1] += offsets[size_t(c)];
@@ -66,6 +75,7 @@ void KeyClusters::assign_new(const uint16_t *K, int new_end) {
     assign_rows(X.data(), n, D, centroids.data(), half_norm2.data(), n_clusters, cluster_of.data() + (end - begin), dots);
     end = new_end;
     rebuild_order();
+    gather_keys(K);
 }
 
 void KeyClusters::drop_from(int n_keep) {
@@ -164,6 +174,7 @@ KeyClusters cluster_keys(const uint16_t *K, int D, int begin, int end, int clust
     kc.cluster_of.resize(size_t(n));
     for (int i = 0; i < n; i++) kc.cluster_of[size_t(i)] = remap[size_t(assign[size_t(i)])];
     kc.rebuild_order();
+    kc.gather_keys(K);
     return kc;
 }
 

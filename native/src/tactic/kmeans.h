@@ -21,6 +21,14 @@ struct KeyClusters {
     std::vector<int32_t> cluster_of;   // [end - begin]: cluster of token begin + i
     std::vector<int32_t> order;        // the clustered tokens grouped by cluster
     std::vector<int32_t> offsets;      // [n_clusters + 1]: cluster c is order[offsets[c], offsets[c+1])
+    // A copy of the clustered keys in `order` (f16 rows): the exact scores of a cluster's
+    // members then read contiguous memory instead of rows scattered over the cache.
+    std::vector<uint16_t> keys_sorted;
+    bool keys_valid = false;
+
+    const uint16_t *key_in_order(int o) const { return keys_sorted.data() + size_t(o) * D; }
+    // Refreshes keys_sorted from the cache if the order changed without it.
+    void gather_keys(const uint16_t *K);
 
     int size() const { return end - begin; }
     bool empty() const { return n_clusters == 0; }

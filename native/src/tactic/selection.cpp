@@ -23,17 +23,17 @@ double harmonic(int64_t n) {
     return std::log(x) + 0.57721566490153286 + 1.0 / (2 * x) - 1.0 / (12 * x * x);
 }
 
-float score(const float *q, const uint16_t *K, int D, int t) {
+float score_row(const float *q, const uint16_t *row, int D) {
     float s;
-    tk::dots_group_f16(q, 1, K + size_t(t) * D, D, &s);
+    tk::dots_group_f16(q, 1, row, D, &s);
     return s;
 }
 
-// Token at sorted position p (0-based).
-int32_t token_at(const TacticFit &fit, const KeyClusters &kc, int p) {
+// Index into kc.order (and kc.keys_sorted) of sorted position p (0-based).
+int order_index_at(const TacticFit &fit, const KeyClusters &kc, int p) {
     const size_t j = size_t(std::upper_bound(fit.cend.begin(), fit.cend.end(), p) - fit.cend.begin());
     const int start = j ? fit.cend[j - 1] : 0;
-    return kc.order[size_t(kc.offsets[size_t(fit.corder[j])] + (p - start))];
+    return kc.offsets[size_t(fit.corder[j])] + (p - start);
 }
 
 }  // namespace
@@ -54,8 +54,16 @@ double TacticFit::tail_mass(int hi) const {
     return std::max(0.0, a * (harmonic(up_eff) - harmonic(lo - 1)) + b * double(up_eff - lo + 1));
 }
 
+void score_centroids(const float *Q, int g, const KeyClusters &kc, float *out) {
+    const int C = kc.n_clusters, D = kc.D;
+    int h = 0;
+    for (; h + 4 <= g; h += 4) tk::dots4_f32(Q + size_t(h) * D, kc.centroids.data(), C, D, out + size_t(h) * C);
+    for (; h < g; h++) tk::dots1_f32(Q + size_t(h) * D, kc.centroids.data(), C, D, out + size_t(h) * C);
+}
+
 void tactic_fit(const float *q, const uint16_t *K, int D, const KeyClusters &kc, const float *always_scores,
-                int n_always, const SelectionConfig &cfg, TacticFit &fit, std::vector<float> &scratch) {
+                int n_always, const SelectionConfig &cfg, TacticFit &fit, std::vector<float> &scratch,
+                const float *centroid_scores) {
     const int C = kc.n_clusters;
     fit.M = kc.size();
     fit.exact = fit.degenerate = false;
@@ -64,7 +72,8 @@ void tactic_fit(const float *q, const uint16_t *K, int D, const KeyClusters &kc,
 
     // 1. Order the clusters by q . centroid.
     scratch.resize(size_t(C));
-    tk::dots1_f32(q, kc.centroids.data(), C, D, scratch.data());
+    if (centroid_scores) std::copy_n(centroid_scores, C, scratch.data());
+    else tk::dots1_f32(q, kc.centroids.data(), C, D, scratch.data());
     fit.corder.resize(size_t(C));
     std::iota(fit.corder.begin(), fit.corder.end(), 0);
     std::sort(fit.corder.begin(), fit.corder.end(), [&](int32_t x, int32_t y) {
@@ -94,7 +103,7 @@ void tactic_fit(const float *q, const uint16_t *K, int D, const KeyClusters &kc,
         for (int j = 0; p < H; j++) {
             const int c = fit.corder[size_t(j)];
             for (int o = kc.offsets[size_t(c)]; o < kc.offsets[size_t(c) + 1]; o++, p++)
-                head_s[size_t(p)] = score(q, K, D, kc.order[size_t(o)]);
+                head_s[size_t(p)] = score_row(q, kc.key_in_order(o), D);
         }
     }
     float m = -INFINITY;
@@ -119,7 +128,7 @@ void tactic_fit(const float *q, const uint16_t *K, int D, const KeyClusters &kc,
         double xs = 0, ys = 0;
         for (int p = lo; p < hi; p++) {
             xs += double(p + 1);
-            ys += std::exp(double(score(q, K, D, token_at(fit, kc, p))) - m);
+            ys += std::exp(double(score_row(q, kc.key_in_order(order_index_at(fit, kc, p)), D)) - m);
         }
         x_mean = xs / (hi - lo);
         y_mean = ys / (hi - lo);
@@ -193,6 +202,41 @@ void append_prefix_tokens(const TacticFit &fit, const KeyClusters &kc, int n_clu
     }
 }
 
+void tactic_prune(const TacticFit &fit, const KeyClusters &kc, const float *q, const uint16_t *K, int D,
+                  const std::vector<int32_t> &always, const float *always_scores, float p, float relax,
+                  PrunedChoice &out) {
+    out.tokens.clear();
+    const float p_c = p >= 1.f ? 1.f : 1.f - (1.f - p) * relax;
+    const TacticChoice c = tactic_choose(fit, p_c);
+    std::vector<std::pair<double, int32_t>> items;
+    items.reserve(always.size() + size_t(c.n_tokens));
+    for (size_t i = 0; i < always.size(); i++) items.emplace_back(std::exp(double(always_scores[i]) - fit.m), always[i]);
+    int pos = 0;
+    for (int j = 0; j < c.n_clusters; j++) {
+        const int cl = fit.corder[size_t(j)];
+        for (int o = kc.offsets[size_t(cl)]; o < kc.offsets[size_t(cl) + 1]; o++, pos++) {
+            const int32_t t = kc.order[size_t(o)];
+            const double w =
+                pos < fit.H ? fit.head_w[size_t(pos)] : std::exp(double(score_row(q, kc.key_in_order(o), D)) - fit.m);
+            items.emplace_back(w, t);
+        }
+    }
+    double exact = 0;
+    for (const auto &it : items) exact += it.first;
+    const double rest = std::max(0.0, fit.tail_est - fit.tail_mass(std::max(c.n_tokens, fit.H)));
+    const double Z = exact + rest;
+    out.n_candidates = int(items.size());
+    std::sort(items.begin(), items.end(), [](const auto &x, const auto &y) { return x.first > y.first || (x.first == y.first && x.second < y.second); });
+    const double target = double(p) * Z;
+    double cum = 0;
+    for (const auto &it : items) {
+        out.tokens.push_back(it.second);
+        cum += it.first;
+        if (p < 1.f && cum >= target) break;
+    }
+    out.est_mass = Z > 0 ? float(std::min(1.0, cum / Z)) : 1.f;
+}
+
 int count_for_mass(const std::vector<double> &cum, double total, float p) {
     if (cum.empty()) return 0;
     if (p >= 1.f) {  // every token with non-zero weight... by definition all of them
@@ -232,7 +276,7 @@ void quest_select(const float *q, const uint16_t *K, const QuestPages &pages, in
     TACTIC_CHECK(pages.n_built >= n_tokens / P, TACTIC_ERR_INTERNAL, "quest_select: page metadata out of date");
     scratch.resize(size_t(n_pages));
     for (int pg = 0; pg < n_pages; pg++) {
-        double bound = 0;
+        float bound = 0;  // f32 so the loop vectorises
         if (pg < pages.n_built) {
             const float *lo = pages.mn.data() + size_t(pg) * D, *hi = pages.mx.data() + size_t(pg) * D;
             for (int d = 0; d < D; d++) bound += std::max(q[d] * lo[d], q[d] * hi[d]);
@@ -246,7 +290,7 @@ void quest_select(const float *q, const uint16_t *K, const QuestPages &pages, in
                 }
             for (int d = 0; d < D; d++) bound += std::max(q[d] * lo[size_t(d)], q[d] * hi[size_t(d)]);
         }
-        scratch[size_t(pg)] = float(bound);
+        scratch[size_t(pg)] = bound;
     }
     std::vector<int32_t> ord(static_cast<size_t>(n_pages));
     std::iota(ord.begin(), ord.end(), 0);

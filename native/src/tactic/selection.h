@@ -50,10 +50,30 @@ struct TacticChoice {
 // Scores the clusters with q (dot product with the centroids), sorts them, scores the
 // head and two segments exactly and fits the tail. always_scores: exact scores of the
 // tokens attended regardless (sinks, recent/new tokens).
+// centroid_scores: q . centroid for every cluster if the caller computed them (for all query
+// heads of a group at once, reading the centroids once), else nullptr.
 void tactic_fit(const float *q, const uint16_t *K, int D, const KeyClusters &kc, const float *always_scores,
-                int n_always, const SelectionConfig &cfg, TacticFit &fit, std::vector<float> &scratch);
+                int n_always, const SelectionConfig &cfg, TacticFit &fit, std::vector<float> &scratch,
+                const float *centroid_scores = nullptr);
+// out[h * n_clusters + c] = Q[h] . centroid c for h < g (centroids read once per 4 heads).
+void score_centroids(const float *Q, int g, const KeyClusters &kc, float *out);
 // The shortest cluster prefix whose estimated mass (with the always-kept tokens) reaches p.
 TacticChoice tactic_choose(const TacticFit &fit, float p);
+
+// Select-then-prune (our extension): take the cluster prefix Tactic would choose for the
+// stricter target 1 - (1 - p) * relax, score those candidates exactly, estimate the total
+// as exact(candidates + always-kept) + the fitted tail after them, and keep the candidates
+// of highest exact score until that estimate's share p is reached. The cluster order is
+// only used to find candidates, so the count approaches the oracle's, and the mass
+// estimate is exact except for the tail beyond the candidates.
+struct PrunedChoice {
+    std::vector<int32_t> tokens;  // always-kept and candidates kept, any order
+    int n_candidates = 0;         // candidates scored (always-kept included)
+    float est_mass = 0;
+};
+void tactic_prune(const TacticFit &fit, const KeyClusters &kc, const float *q, const uint16_t *K, int D,
+                  const std::vector<int32_t> &always, const float *always_scores, float p, float relax,
+                  PrunedChoice &out);
 
 // The sorted-list tokens of positions [0, n) (the first clusters of the fit).
 void append_prefix_tokens(const TacticFit &fit, const KeyClusters &kc, int n_clusters, std::vector<int32_t> &out);

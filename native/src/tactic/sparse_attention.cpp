@@ -3,60 +3,32 @@
 #include <algorithm>
 #include <cmath>
 
+#include "../cpu/attention.h"
 #include "kernels.h"
 
 namespace tactic {
-
-namespace {
-constexpr int kChunk = 256;  // tokens per work item
-}
 
 void attend_group(const float *Q, int g, const uint16_t *K, const uint16_t *V, int D, const int32_t *list, int n,
                   float *out, ThreadPool &pool, AttnScratch &scratch) {
     std::fill(out, out + size_t(g) * D, 0.f);
     if (n <= 0) return;
-    const int n_chunks = (n + kChunk - 1) / kChunk;
-    const size_t part_size = size_t(g) * (2 + D);
-    scratch.part.resize(size_t(n_chunks) * part_size);
-    scratch.scores.resize(size_t(n_chunks) * g * kChunk);
+    // The forward pass's own kernel (attend_rows: tiles of keys, AVX2 dots and value
+    // accumulation) over chunks of the list, merged by their running max. The chunk size
+    // is attention_split's, so over all tokens the result is the forward pass's to the bit
+    // (its f16 rounding of softmax weights depends on the chunk boundaries).
+    const int chunk = 1024;
+    const int n_chunks = (n + chunk - 1) / chunk;
+    if (int(scratch.parts.size()) < n_chunks) scratch.parts.resize(size_t(n_chunks));
     pool.parallel_for(n_chunks, 1, [&](int64_t cb, int64_t ce) {
-        for (int64_t ci = cb; ci < ce; ci++) {
-            const int i0 = int(ci) * kChunk, len = std::min(kChunk, n - i0);
-            float *mx = scratch.part.data() + size_t(ci) * part_size, *sum = mx + g, *acc = sum + g;
-            float *S = scratch.scores.data() + size_t(ci) * g * kChunk;  // [i][h]
-            for (int h = 0; h < g; h++) mx[h] = -INFINITY;
-            for (int i = 0; i < len; i++) {
-                tk::dots_group_f16(Q, g, K + size_t(list[i0 + i]) * D, D, S + size_t(i) * g);
-                for (int h = 0; h < g; h++) mx[h] = std::max(mx[h], S[size_t(i) * g + h]);
-            }
-            std::fill(acc, acc + size_t(g) * D, 0.f);
-            for (int h = 0; h < g; h++) sum[h] = 0.f;
-            for (int i = 0; i < len; i++) {
-                float *w = S + size_t(i) * g;
-                for (int h = 0; h < g; h++) {
-                    w[h] = std::exp(w[h] - mx[h]);
-                    sum[h] += w[h];
-                }
-                tk::axpy_group_f16(w, g, V + size_t(list[i0 + i]) * D, D, acc);
-            }
+        thread_local std::vector<float> tile;
+        for (int64_t c = cb; c < ce; c++) {
+            const int j0 = int(c) * chunk, j1 = std::min(n, j0 + chunk);
+            scratch.parts[size_t(c)].reset(g, D);
+            attend_rows(Q, g, D, K, V, list, j0, j1, scratch.parts[size_t(c)], tile);
         }
     });
-    // Merge the chunks: rescale each by exp(its max - the global max).
-    for (int h = 0; h < g; h++) {
-        float M = -INFINITY;
-        for (int c = 0; c < n_chunks; c++) M = std::max(M, scratch.part[size_t(c) * part_size + h]);
-        double total = 0;
-        float *o = out + size_t(h) * D;
-        for (int c = 0; c < n_chunks; c++) {
-            const float *p = scratch.part.data() + size_t(c) * part_size;
-            const float scale = std::exp(p[h] - M);
-            total += double(p[g + h]) * scale;
-            const float *acc = p + 2 * g + size_t(h) * D;
-            for (int d = 0; d < D; d++) o[d] += scale * acc[d];
-        }
-        const float inv = total > 0 ? float(1.0 / total) : 0.f;
-        for (int d = 0; d < D; d++) o[d] *= inv;
-    }
+    for (int c = 1; c < n_chunks; c++) scratch.parts[0].merge(scratch.parts[size_t(c)], g, D);
+    scratch.parts[0].finish(out, g, D);
 }
 
 void scores_group(const float *Q, int g, const uint16_t *K, int D, const int32_t *list, int n, float *S,

@@ -7,13 +7,13 @@
 #include <cstdint>
 #include <vector>
 
+#include "../cpu/attention.h"
 #include "../threadpool.h"
 
 namespace tactic {
 
 struct AttnScratch {
-    std::vector<float> part;   // per chunk: [g] max, [g] sum, [g][D] accumulators
-    std::vector<float> scores; // per chunk: [g][chunk]
+    std::vector<SoftmaxPartial> parts;  // one per chunk of the list
 };
 
 // out[h*D ..] = sum_i softmax_i(Q[h] . K[list[i]]) V[list[i]] for h < g.

@@ -48,9 +48,10 @@ struct TacticAttention::Impl {
     // Per-step scratch.
     std::vector<TacticFit> fits;
     std::vector<TacticChoice> choices;
+    std::vector<PrunedChoice> pruned;
     std::vector<std::vector<float>> head_scratch;
     std::vector<std::vector<int32_t>> own;  // per query head of the group: its selection
-    std::vector<float> always_scores, full_scores;
+    std::vector<float> always_scores, full_scores, cscores;
     std::vector<int32_t> always_list, list;
     std::vector<uint8_t> mark;
     AttnScratch attn;
@@ -72,7 +73,7 @@ TacticAttention::TacticAttention(const TacticParams &params, const HParams &hp, 
                  "cluster_size must be in [1, 4096]");
     TACTIC_CHECK(params.recluster_interval >= 0 && params.n_sink >= 0 && params.n_recent >= 0,
                  TACTIC_ERR_INVALID_ARGUMENT, "recluster_interval, n_sink and n_recent must be >= 0");
-    TACTIC_CHECK(params.selector >= kSelectTactic && params.selector <= kSelectFull, TACTIC_ERR_INVALID_ARGUMENT,
+    TACTIC_CHECK(params.selector >= kSelectTactic && params.selector <= kSelectTacticPrune, TACTIC_ERR_INVALID_ARGUMENT,
                  "unknown Tactic selector");
     TACTIC_CHECK(hp.n_head_kv > 0 && hp.n_head % hp.n_head_kv == 0 && hp.head_dim > 0, TACTIC_ERR_INVALID_ARGUMENT,
                  "Tactic: n_head must be a multiple of n_head_kv");
@@ -88,7 +89,10 @@ void TacticAttention::Impl::maintain_clusters(int il, int kh, const uint16_t *Kh
     KeyClusters &kc = layers[size_t(il)].kv[size_t(kh)];
     const int begin = std::min(prm.n_sink, n_tokens);
     const int end = std::max(begin, n_tokens - prm.n_recent);
-    if (end - begin < min_cluster_tokens()) return;  // too short: attend everything
+    if (end - begin < min_cluster_tokens()) {  // too short: attend everything
+        if (!kc.empty()) kc.gather_keys(Kh);
+        return;
+    }
     if (kc.empty() || end - kc.base_end >= interval()) {
         const double t0 = now_s();
         const uint64_t seed = prm.seed * 0x9E3779B97F4A7C15ull + uint64_t(il) * 1000003u + uint64_t(kh) + 1;
@@ -99,6 +103,7 @@ void TacticAttention::Impl::maintain_clusters(int il, int kh, const uint16_t *Kh
         kc.assign_new(Kh, end);
         t_cluster += now_s() - t0;
     }
+    kc.gather_keys(Kh);  // after a truncation
 }
 
 void TacticAttention::decode(int il, const float *q, const uint16_t *K, const uint16_t *V, int n_tokens, float *out,
@@ -153,16 +158,29 @@ void TacticAttention::Impl::decode_group(int il, int kh, const float *Qg, const 
     const int n_always = int(always_list.size());
 
     // Tactic's fit per query head (also needed by QUEST for its budget, and in debug mode).
+    const bool prune = prm.selector == kSelectTacticPrune;
     const bool run_tactic = have_clusters && (prm.selector == kSelectTactic || prm.selector == kSelectQuest ||
-                                              prm.selector == kSelectClusterOpt || prm.debug);
+                                              prm.selector == kSelectClusterOpt || prune || prm.debug);
+    pruned.resize(size_t(g));
+    if (run_tactic && prm.selector == kSelectQuest) L.pages[size_t(kh)].update(Kh, D, n_tokens);
     if (run_tactic) {
         always_scores.resize(size_t(g) * n_always);
         scores_group(Qg, g, Kh, D, always_list.data(), n_always, always_scores.data(), pool);
+        cscores.resize(size_t(g) * kc.n_clusters);
+        score_centroids(Qg, g, kc, cscores.data());
         pool.parallel_for(g, 1, [&](int64_t hb, int64_t he) {
             for (int64_t h = hb; h < he; h++) {
                 tactic_fit(Qg + size_t(h) * D, Kh, D, kc, always_scores.data() + size_t(h) * n_always, n_always, cfg,
-                           fits[size_t(h)], head_scratch[size_t(h)]);
+                           fits[size_t(h)], head_scratch[size_t(h)], cscores.data() + size_t(h) * kc.n_clusters);
                 choices[size_t(h)] = tactic_choose(fits[size_t(h)], prm.p);
+                if (prm.selector == kSelectQuest) {
+                    own[size_t(h)].clear();
+                    quest_select(Qg + size_t(h) * D, Kh, L.pages[size_t(kh)], n_tokens,
+                                 n_always + choices[size_t(h)].n_tokens, own[size_t(h)], head_scratch[size_t(h)]);
+                }
+                if (prune)
+                    tactic_prune(fits[size_t(h)], kc, Qg + size_t(h) * D, Kh, D, always_list,
+                                 always_scores.data() + size_t(h) * n_always, prm.p, prm.prune_relax, pruned[size_t(h)]);
             }
         });
     }
@@ -184,10 +202,10 @@ void TacticAttention::Impl::decode_group(int il, int kh, const float *Qg, const 
             if (prm.selector == kSelectTactic) {
                 sel = always_list;
                 append_prefix_tokens(fits[size_t(h)], kc, choices[size_t(h)].n_clusters, sel);
+            } else if (prune) {
+                sel = pruned[size_t(h)].tokens;
             } else if (prm.selector == kSelectQuest) {
-                L.pages[size_t(kh)].update(Kh, D, n_tokens);
-                const int budget = n_always + choices[size_t(h)].n_tokens;
-                quest_select(Qg + size_t(h) * D, Kh, L.pages[size_t(kh)], n_tokens, budget, sel, head_scratch[size_t(h)]);
+                // selected in the parallel per-head loop above
             } else {  // ORACLE or CLUSTER_OPT: exact weights decide
                 const float *s = full_scores.data() + size_t(h) * n_tokens;
                 const float m = *std::max_element(s, s + n_tokens);
@@ -228,7 +246,7 @@ void TacticAttention::Impl::decode_group(int il, int kh, const float *Qg, const 
         st.n_tokens = n_tokens;
         st.n_selected = all ? n_tokens : int(own[size_t(h)].size());
         st.n_attended = int(list.size());
-        st.est_mass = (run_tactic && !all) ? choices[size_t(h)].est_mass : 1.f;
+        st.est_mass = (run_tactic && !all) ? (prune ? pruned[size_t(h)].est_mass : choices[size_t(h)].est_mass) : 1.f;
         if (prm.debug) {
             const float *s = full_scores.data() + size_t(h) * n_tokens;
             const float m = *std::max_element(s, s + n_tokens);
@@ -290,6 +308,7 @@ void TacticAttention::Impl::debug_eval(int il, int kh, const float *Qg, const ui
         std::vector<double> sorted, cum, corder_cum;
         std::vector<int32_t> cand, qsel;
         std::vector<float> qscratch;
+        PrunedChoice pc;
         for (int64_t h = hb; h < he; h++) {
             const auto &wh = w[size_t(h)];
             sorted = wh;
@@ -324,6 +343,14 @@ void TacticAttention::Impl::debug_eval(int il, int kh, const float *Qg, const ui
                 e.union_tokens = union_n[size_t(pi)];
                 e.union_true_mass = float(union_mass[size_t(pi)][size_t(h)] / Z[size_t(h)]);
                 e.degenerate = fits[size_t(h)].degenerate ? 1 : 0;
+                tactic_prune(fits[size_t(h)], kc, Qg + size_t(h) * D, Kh, D, always_list,
+                             always_scores.data() + size_t(h) * always_list.size(), p, prm.prune_relax, pc);
+                e.prune_tokens = int(pc.tokens.size());
+                e.prune_candidates = pc.n_candidates;
+                e.prune_est_mass = pc.est_mass;
+                double pm = 0;
+                for (int32_t t : pc.tokens) pm += wh[size_t(t)];
+                e.prune_true_mass = float(pm / Z[size_t(h)]);
                 rows[size_t(h) * n_p + pi] = e;
             }
         }
@@ -357,11 +384,13 @@ const std::vector<TacticHeadEval> &TacticAttention::last_eval() const {
 
 void TacticAttention::set_selection(int selector, float p) {
     TACTIC_CHECK(p > 0.f && p <= 1.f, TACTIC_ERR_INVALID_ARGUMENT, "tactic_p must be in (0, 1]");
-    TACTIC_CHECK(selector >= kSelectTactic && selector <= kSelectFull, TACTIC_ERR_INVALID_ARGUMENT,
+    TACTIC_CHECK(selector >= kSelectTactic && selector <= kSelectTacticPrune, TACTIC_ERR_INVALID_ARGUMENT,
                  "unknown Tactic selector");
     impl_->prm.selector = selector;
     impl_->prm.p = p;
 }
+
+void TacticAttention::set_debug(bool on) { impl_->prm.debug = on; }
 
 const TacticParams &TacticAttention::params() const { return impl_->prm; }
 double TacticAttention::clustering_seconds() const { return impl_->t_cluster; }

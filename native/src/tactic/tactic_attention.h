@@ -24,6 +24,7 @@ struct TacticParams {
     uint64_t seed = 0;
     // Added by the Tactic work (additive):
     int selector = 0;             // TACTIC_SELECT_*: Tactic, or a baseline for comparisons
+    float prune_relax = 0.5f;     // TACTIC_PRUNE: candidates for target 1 - (1 - p) * relax
     bool incremental = false;     // assign tokens leaving the recent window to the nearest centroid
     std::vector<float> eval_ps = {0.5f, 0.7f, 0.8f, 0.9f, 0.95f};  // targets evaluated in debug mode
 };
@@ -31,7 +32,10 @@ struct TacticParams {
 // Selectors: which tokens decode attends. TACTIC and CLUSTER_OPT always keep the sinks and
 // the tokens not yet clustered; ORACLE (exact top-p) and QUEST (pages of 16; per query head
 // as many tokens as Tactic chose) select among all tokens.
-enum Selector { kSelectTactic = 0, kSelectOracle = 1, kSelectQuest = 2, kSelectClusterOpt = 3, kSelectFull = 4 };
+// TACTIC_PRUNE: Tactic's clusters propose candidates, exact scores choose among them
+// (see tactic_prune in selection.h).
+enum Selector { kSelectTactic = 0, kSelectOracle = 1, kSelectQuest = 2, kSelectClusterOpt = 3, kSelectFull = 4,
+                kSelectTacticPrune = 5 };
 
 // Debug mode: one entry per (global layer, query head, target p in eval_ps).
 struct TacticHeadEval {
@@ -45,6 +49,9 @@ struct TacticHeadEval {
     int union_tokens = 0;       // Tactic's union over the head's KV group at p
     float union_true_mass = 0;  // this head's true mass over that union
     int degenerate = 0;         // the fit fell back to a flat tail
+    int prune_tokens = 0;       // select-then-prune at p: tokens kept
+    int prune_candidates = 0;   // ... candidates scored exactly
+    float prune_est_mass = 0, prune_true_mass = 0;
 };
 
 struct TacticHeadStat {
@@ -75,6 +82,7 @@ public:
     const std::vector<TacticHeadEval> &last_eval() const;
     // Switches the selector and target for the following steps (clusters are kept).
     void set_selection(int selector, float p);
+    void set_debug(bool on);
     const TacticParams &params() const;
     double clustering_seconds() const;   // total so far
     double selection_seconds() const;    // total so far
