@@ -2,19 +2,14 @@
 // only called after a run-time CPU check.
 #include <immintrin.h>
 
+#include "../simd_avx2.h"
+
 #include <cstddef>
 #include <cstdint>
 
 namespace tactic {
 
 namespace {
-inline float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-inline __m256 load_h8(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p))); }
 }  // namespace
 
 void qk_dots_avx2(const float *q, int n_q, int D, const uint16_t *K, const int32_t *rows, int n_rows, float *out,
@@ -26,22 +21,22 @@ void qk_dots_avx2(const float *q, int n_q, int D, const uint16_t *K, const int32
             const float *q0 = q + size_t(h) * D;
             __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
             for (int d = 0; d < D; d += 8) {
-                const __m256 kv = load_h8(k + d);
+                const __m256 kv = simd::load_f16x8(k + d);
                 a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q0 + d), kv, a0);
                 a1 = _mm256_fmadd_ps(_mm256_loadu_ps(q0 + D + d), kv, a1);
                 a2 = _mm256_fmadd_ps(_mm256_loadu_ps(q0 + 2 * D + d), kv, a2);
                 a3 = _mm256_fmadd_ps(_mm256_loadu_ps(q0 + 3 * D + d), kv, a3);
             }
-            out[size_t(h) * stride + r] = hsum(a0);
-            out[size_t(h + 1) * stride + r] = hsum(a1);
-            out[size_t(h + 2) * stride + r] = hsum(a2);
-            out[size_t(h + 3) * stride + r] = hsum(a3);
+            out[size_t(h) * stride + r] = simd::hsum(a0);
+            out[size_t(h + 1) * stride + r] = simd::hsum(a1);
+            out[size_t(h + 2) * stride + r] = simd::hsum(a2);
+            out[size_t(h + 3) * stride + r] = simd::hsum(a3);
         }
         for (; h < n_q; h++) {
             const float *qh = q + size_t(h) * D;
             __m256 a = _mm256_setzero_ps();
-            for (int d = 0; d < D; d += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(qh + d), load_h8(k + d), a);
-            out[size_t(h) * stride + r] = hsum(a);
+            for (int d = 0; d < D; d += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(qh + d), simd::load_f16x8(k + d), a);
+            out[size_t(h) * stride + r] = simd::hsum(a);
         }
     }
 }
@@ -59,8 +54,8 @@ void pv_accumulate_avx2(float *acc, int n_q, int D, const float *w, int stride, 
             float *a = acc + size_t(h) * D;
             for (int d = 0; d < D; d += 8) {
                 __m256 x = _mm256_loadu_ps(a + d);
-                x = _mm256_fmadd_ps(w0, load_h8(v0 + d), x);
-                x = _mm256_fmadd_ps(w1, load_h8(v1 + d), x);
+                x = _mm256_fmadd_ps(w0, simd::load_f16x8(v0 + d), x);
+                x = _mm256_fmadd_ps(w1, simd::load_f16x8(v1 + d), x);
                 _mm256_storeu_ps(a + d, x);
             }
         }
@@ -70,7 +65,7 @@ void pv_accumulate_avx2(float *acc, int n_q, int D, const float *w, int stride, 
         for (int h = 0; h < n_q; h++) {
             const __m256 w0 = _mm256_set1_ps(w[size_t(h) * stride + r]);
             float *a = acc + size_t(h) * D;
-            for (int d = 0; d < D; d += 8) _mm256_storeu_ps(a + d, _mm256_fmadd_ps(w0, load_h8(v0 + d), _mm256_loadu_ps(a + d)));
+            for (int d = 0; d < D; d += 8) _mm256_storeu_ps(a + d, _mm256_fmadd_ps(w0, simd::load_f16x8(v0 + d), _mm256_loadu_ps(a + d)));
         }
     }
 }

@@ -14,6 +14,8 @@
 // linker into the scalar path.
 #include <immintrin.h>
 
+#include "../simd_avx2.h"
+
 #include <cstring>
 
 #include "blocks.h"
@@ -31,13 +33,6 @@ inline float f16(const uint8_t *p) {
     uint16_t h;
     std::memcpy(&h, p, 2);
     return _cvtsh_ss(h);
-}
-
-inline float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
 }
 
 inline __m256i load256(const void *p) { return _mm256_loadu_si256(static_cast<const __m256i *>(p)); }
@@ -110,7 +105,7 @@ void row_signed(int64_t n, const uint8_t *w, const uint8_t *a, size_t as, const 
             acc[t] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(p), acc[t]);
         }
     }
-    for (int t = 0; t < NT; t++) res[t] = hsum(acc[t]);
+    for (int t = 0; t < NT; t++) res[t] = simd::hsum(acc[t]);
 }
 
 // Unsigned weights with a min x Q8_1: d·d8·Σq·q8 + m·s8.
@@ -141,7 +136,7 @@ void row_min(int64_t n, const uint8_t *w, const uint8_t *a, size_t as, const flo
             accm[t] += mw * f16(y->s);
         }
     }
-    for (int t = 0; t < NT; t++) res[t] = hsum(acc[t]) + accm[t];
+    for (int t = 0; t < NT; t++) res[t] = simd::hsum(acc[t]) + accm[t];
 }
 
 // ---- K-quants against Q8_K -----------------------------------------------------------------
@@ -199,7 +194,7 @@ void row_k45(int64_t n, const uint8_t *w, const uint8_t *a, size_t as, const flo
             acc[t] = _mm256_fnmadd_ps(_mm256_set1_ps(dmin * y->d), _mm256_cvtepi32_ps(msum), acc[t]);
         }
     }
-    for (int t = 0; t < NT; t++) res[t] = hsum(acc[t]);
+    for (int t = 0; t < NT; t++) res[t] = simd::hsum(acc[t]);
 }
 
 // Q6_K: Σ sc·(q−32)·q8 = Σ sc·q·q8 − 32·Σ_g sc_g·bsums[g] (q unsigned 0..63).
@@ -243,7 +238,7 @@ void row_q6k(int64_t n, const uint8_t *w, const uint8_t *a, size_t as, const flo
             acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(d * y->d), _mm256_cvtepi32_ps(sumi[t]), acc[t]);
         }
     }
-    for (int t = 0; t < NT; t++) res[t] = hsum(acc[t]);
+    for (int t = 0; t < NT; t++) res[t] = simd::hsum(acc[t]);
 }
 
 // ---- float rows ----------------------------------------------------------------------------
@@ -281,7 +276,7 @@ void row_float(int64_t n, const uint8_t *w, const uint8_t *a, size_t as, const f
             acc1 = _mm256_fmadd_ps(Load(w + kBytes * (i + 8)), Load(x + kBytes * (i + 8)), acc1);
         }
         for (; i + 8 <= n; i += 8) acc0 = _mm256_fmadd_ps(Load(w + kBytes * i), Load(x + kBytes * i), acc0);
-        float s = hsum(_mm256_add_ps(acc0, acc1));
+        float s = simd::hsum(_mm256_add_ps(acc0, acc1));
         for (; i < n; i++) s += Scalar(w + kBytes * i) * Scalar(x + kBytes * i);
         res[t] = s;
     }

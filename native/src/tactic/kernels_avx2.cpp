@@ -2,6 +2,8 @@
 // after the run-time check in kernels.cpp). Tails that are not a multiple of 8 run scalar.
 #include <immintrin.h>
 
+#include "../simd_avx2.h"
+
 #include "../common.h"
 #include "kernels.h"
 
@@ -9,17 +11,6 @@ namespace tactic {
 namespace tk {
 namespace avx2 {
 namespace {
-
-inline float hsum(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
-inline __m256 load_f16x8(const uint16_t *p) {
-    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
-}
 
 }  // namespace
 
@@ -30,12 +21,12 @@ void dots_group_f16(const float *Q, int g, const uint16_t *k, int D, float *out)
         __m256 acc[8];
         for (int h = 0; h < gn; h++) acc[h] = _mm256_setzero_ps();
         for (int d = 0; d < D8; d += 8) {
-            const __m256 kv = load_f16x8(k + d);
+            const __m256 kv = simd::load_f16x8(k + d);
             for (int h = 0; h < gn; h++)
                 acc[h] = _mm256_fmadd_ps(_mm256_loadu_ps(Q + size_t(h0 + h) * D + d), kv, acc[h]);
         }
         for (int h = 0; h < gn; h++) {
-            float s = hsum(acc[h]);
+            float s = simd::hsum(acc[h]);
             for (int d = D8; d < D; d++) s += Q[size_t(h0 + h) * D + d] * f16_to_f32(k[d]);
             out[h0 + h] = s;
         }
@@ -45,7 +36,7 @@ void dots_group_f16(const float *Q, int g, const uint16_t *k, int D, float *out)
 void axpy_group_f16(const float *w, int g, const uint16_t *v, int D, float *acc) {
     const int D8 = D & ~7;
     for (int d = 0; d < D8; d += 8) {
-        const __m256 vv = load_f16x8(v + d);
+        const __m256 vv = simd::load_f16x8(v + d);
         for (int h = 0; h < g; h++) {
             float *a = acc + size_t(h) * D + d;
             _mm256_storeu_ps(a, _mm256_fmadd_ps(_mm256_set1_ps(w[h]), vv, _mm256_loadu_ps(a)));
@@ -70,7 +61,7 @@ void dots4_f32(const float *X, const float *C, int n_c, int D, float *out) {
             a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x2 + d), cv, a2);
             a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x3 + d), cv, a3);
         }
-        float s0 = hsum(a0), s1 = hsum(a1), s2 = hsum(a2), s3 = hsum(a3);
+        float s0 = simd::hsum(a0), s1 = simd::hsum(a1), s2 = simd::hsum(a2), s3 = simd::hsum(a3);
         for (int d = D8; d < D; d++) {
             s0 += x0[d] * cc[d];
             s1 += x1[d] * cc[d];
@@ -90,7 +81,7 @@ void dots1_f32(const float *x, const float *C, int n_c, int D, float *out) {
         const float *cc = C + size_t(c) * D;
         __m256 a = _mm256_setzero_ps();
         for (int d = 0; d < D8; d += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(x + d), _mm256_loadu_ps(cc + d), a);
-        float s = hsum(a);
+        float s = simd::hsum(a);
         for (int d = D8; d < D; d++) s += x[d] * cc[d];
         out[c] = s;
     }
@@ -98,7 +89,7 @@ void dots1_f32(const float *x, const float *C, int n_c, int D, float *out) {
 
 void f16_to_f32_row(const uint16_t *x, float *y, int n) {
     const int n8 = n & ~7;
-    for (int i = 0; i < n8; i += 8) _mm256_storeu_ps(y + i, load_f16x8(x + i));
+    for (int i = 0; i < n8; i += 8) _mm256_storeu_ps(y + i, simd::load_f16x8(x + i));
     for (int i = n8; i < n; i++) y[i] = f16_to_f32(x[i]);
 }
 
