@@ -244,3 +244,35 @@ def test_add_bos_without_bos_token_is_an_error(tmp_path):
     tokens = ["a", "b", "ab"]
     e = load_error(write_vocab(tmp_path / "nobos.gguf", model="gpt2", pre="llama-bpe", tokens=tokens, merges=["a b"]))
     assert isinstance(e, InvalidModelError) and "add_bos_token" in str(e)
+
+
+def _byte_level_chars():
+    keep = set(range(0x21, 0x7F)) | set(range(0xA1, 0xAD)) | set(range(0xAE, 0x100))
+    out, extra = [], 0
+    for b in range(256):
+        if b in keep:
+            out.append(chr(b))
+        else:
+            out.append(chr(0x100 + extra))
+            extra += 1
+    return out
+
+
+@pytest.mark.parametrize(
+    "pre, expected",
+    [
+        # gpt-2 cleans spaces (llama.cpp's three passes); qwen2 keeps the text as it is.
+        ("gpt-2", "a, b! c? d. e'f's'm're've 't 'd 'll"),
+        ("qwen2", "a , b ! c ? d . e ' f 's 'm 're 've 't 'd 'll"),
+    ],
+)
+def test_bpe_detokenize_clean_spaces(tmp_path, pre, expected):
+    # A byte-level vocab of the 256 single bytes: every text tokenizes, byte by byte.
+    path = write_vocab(tmp_path / "bytes.gguf", model="gpt2", pre=pre, tokens=_byte_level_chars(),
+                       merges=["a b"], bos_token_id=0, eos_token_id=0)
+    v = NativeVocab(path)
+    text = "a , b ! c ? d . e ' f 's 'm 're 've 't 'd 'll"
+    ids = v.tokenize(text)
+    assert len(ids) == len(text)
+    assert b"".join(v.piece(t) for t in ids) == text.encode()  # pieces are never cleaned
+    assert v.detokenize(ids) == expected
