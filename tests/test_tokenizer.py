@@ -302,6 +302,14 @@ SPLIT_STAGES = {
     "qwen35": [QWEN35_SPLIT],
     "starcoder": [r"\p{N}", GPT2_SPLIT],
     "falcon": [r"[\p{P}\$\+<=>\^~\|`]+", GPT2_SPLIT, r"[0-9][0-9][0-9]"],
+    # Names that share one of the lists above.
+    "llama3": [LLAMA3_SPLIT],
+    "chatglm-bpe": [LLAMA3_SPLIT],
+    "deepseek-r1-qwen": [QWEN2_SPLIT],
+    "stablelm2": [QWEN2_SPLIT],
+    "olmo": [GPT2_SPLIT],
+    "command-r": [r"\p{N}", GPT2_SPLIT],
+    "smollm": [r"\p{N}", GPT2_SPLIT],
 }
 SPLIT_TEXTS = [
     "Hello, world! It's 12345 o'clock.",
