@@ -1,6 +1,8 @@
 """The tokenizer on the real Gemma 3 vocabulary (SentencePiece-style, FORMATS §4.2-4.3),
-held to llama.cpp's own tokenization in tests/data/tokenize.json, plus the C ABI's
-edges and the errors a bad vocabulary gives."""
+held to llama.cpp's own tokenization in tests/data/tokenize.json; the C ABI's edges;
+the errors a bad vocabulary gives; end-of-generation tokens; BPE clean-up; and the
+split rules of every supported BPE pre-tokenizer against the `regex` module.
+(Byte-level BPE against tiktoken is in test_bpe_tiktoken.py.)"""
 
 import gguf
 import pytest
@@ -212,3 +214,136 @@ def test_add_bos_without_bos_token_is_an_error(tmp_path):
     tokens = ["a", "b", "ab"]
     e = load_error(write_vocab(tmp_path / "nobos.gguf", model="gpt2", pre="llama-bpe", tokens=tokens, merges=["a b"]))
     assert isinstance(e, InvalidModelError) and "add_bos_token" in str(e)
+
+
+def _byte_level_chars():
+    keep = set(range(0x21, 0x7F)) | set(range(0xA1, 0xAD)) | set(range(0xAE, 0x100))
+    out, extra = [], 0
+    for b in range(256):
+        if b in keep:
+            out.append(chr(b))
+        else:
+            out.append(chr(0x100 + extra))
+            extra += 1
+    return out
+
+
+@pytest.mark.parametrize(
+    "pre, expected",
+    [
+        # gpt-2 cleans spaces (llama.cpp's three passes); qwen2 keeps the text as it is.
+        ("gpt-2", "a, b! c? d. e'f's'm're've 't 'd 'll"),
+        ("qwen2", "a , b ! c ? d . e ' f 's 'm 're 've 't 'd 'll"),
+    ],
+)
+def test_bpe_detokenize_clean_spaces(tmp_path, pre, expected):
+    # A byte-level vocab of the 256 single bytes: every text tokenizes, byte by byte.
+    path = write_vocab(tmp_path / "bytes.gguf", model="gpt2", pre=pre, tokens=_byte_level_chars(),
+                       merges=["a b"], bos_token_id=0, eos_token_id=0)
+    v = NativeVocab(path)
+    text = "a , b ! c ? d . e ' f 's 'm 're 've 't 'd 'll"
+    ids = v.tokenize(text)
+    assert len(ids) == len(text)
+    assert b"".join(v.piece(t) for t in ids) == text.encode()  # pieces are never cleaned
+    assert v.detokenize(ids) == expected
+
+
+# ---- pre-tokenizer split rules, against the `regex` module -----------------------
+
+GPT2_SPLIT = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)"
+LLAMA3_SPLIT = (
+    r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+QWEN2_SPLIT = LLAMA3_SPLIT.replace(r"\p{N}{1,3}", r"\p{N}")
+QWEN35_SPLIT = (
+    r"(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}"
+    r"| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+# llama.cpp's regex lists per pre name (llama-vocab.cpp), applied one after the other.
+SPLIT_STAGES = {
+    "default": [r"[\p{P}\$\+<=>\^~\|]+", GPT2_SPLIT, r"\p{N}+", r"[0-9][0-9][0-9]"],
+    "gpt-2": [GPT2_SPLIT],
+    "llama-bpe": [LLAMA3_SPLIT],
+    "dbrx": [LLAMA3_SPLIT],
+    "qwen2": [QWEN2_SPLIT],
+    "qwen35": [QWEN35_SPLIT],
+    "starcoder": [r"\p{N}", GPT2_SPLIT],
+    "falcon": [r"[\p{P}\$\+<=>\^~\|`]+", GPT2_SPLIT, r"[0-9][0-9][0-9]"],
+    # Names that share one of the lists above.
+    "llama3": [LLAMA3_SPLIT],
+    "chatglm-bpe": [LLAMA3_SPLIT],
+    "deepseek-r1-qwen": [QWEN2_SPLIT],
+    "stablelm2": [QWEN2_SPLIT],
+    "olmo": [GPT2_SPLIT],
+    "command-r": [r"\p{N}", GPT2_SPLIT],
+    "smollm": [r"\p{N}", GPT2_SPLIT],
+}
+SPLIT_TEXTS = [
+    "Hello, world! It's 12345 o'clock.",
+    "x=1+2^3|4~5<6>7$8 `q`",
+    "  lead\n\n trail  ",
+    "tab\there\r\nnew 3.14159",
+    "naïve café 1234567",
+    "¿Qué? ¡Sí! «ok» 99%",
+    "a''b 'S 'll 'LL 're'VE",
+    "日本語123abc",
+    "e\u0301t\u0308 \u0301x ٣٤٥",
+    "a  b   c\t\t d",
+    "\n \n\t x \r\n",
+]
+
+
+def reference_split(text, stages):
+    regex = pytest.importorskip("regex")
+    pieces = [text]
+    for pattern in stages:
+        rx = regex.compile(pattern)
+        out = []
+        for piece in pieces:
+            at = 0
+            for m in rx.finditer(piece):  # the piece alone: its end is the text's end
+                if m.start() > at:
+                    out.append(piece[at : m.start()])
+                out.append(m.group())
+                at = m.end()
+            if at < len(piece):
+                out.append(piece[at:])
+        pieces = out
+    return pieces
+
+
+@pytest.fixture(scope="module")
+def substring_vocab():
+    """Every substring of SPLIT_TEXTS is a token, and every split of a token is a
+    merge: BPE then joins each pre-tokenized piece into exactly one token, so the
+    tokens show the pieces."""
+    subs = set()
+    for t in SPLIT_TEXTS:
+        b = t.encode()
+        assert len(b) <= 40
+        subs.update(b[i:j] for i in range(len(b)) for j in range(i + 1, len(b) + 1))
+    tokens = sorted(subs, key=lambda s: (len(s), s))
+    merges = [f"{_bl(t[:k])} {_bl(t[k:])}" for t in tokens for k in range(1, len(t))]
+    return [_bl(t) for t in tokens], merges
+
+
+_BYTE_CHARS = None
+
+
+def _bl(b: bytes) -> str:
+    global _BYTE_CHARS
+    if _BYTE_CHARS is None:
+        _BYTE_CHARS = _byte_level_chars()
+    return "".join(_BYTE_CHARS[x] for x in b)
+
+
+@pytest.mark.parametrize("pre", sorted(SPLIT_STAGES))
+def test_pretokenizer_splits_match_regex(tmp_path, substring_vocab, pre):
+    tokens, merges = substring_vocab
+    path = write_vocab(tmp_path / f"{pre}.gguf", model="gpt2", pre=pre, tokens=tokens, merges=merges,
+                       bos_token_id=0, eos_token_id=0)
+    v = NativeVocab(path)
+    for text in SPLIT_TEXTS:
+        ours = [v.piece(t).decode() for t in v.tokenize(text)]
+        assert ours == reference_split(text, SPLIT_STAGES[pre]), repr(text)

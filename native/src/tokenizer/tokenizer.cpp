@@ -4,12 +4,13 @@
 #include "../tokenizer.h"
 
 #include <memory>
-#include <optional>
 
 #include "../common.h"
 #include "../gguf.h"
 #include "bpe.h"
+#include "bpe_presets.h"
 #include "byte_level.h"
+#include "clean_spaces.h"
 #include "pretokenize.h"
 #include "special_split.h"
 #include "spm.h"
@@ -20,94 +21,6 @@ namespace tactic {
 namespace {
 
 const char kSpaceEscape[] = "\xe2\x96\x81";  // U+2581, SentencePiece's visible space
-
-struct PreConfig {
-    std::vector<PreStage> stages;
-    bool ignore_merges = false;
-    bool add_bos = false;
-    bool clean_spaces = true;
-    bool no_bos = false;  // the pre-tokenizer's model has no BOS by default
-};
-
-// tokenizer.ggml.pre of a "gpt2" vocabulary -> how llama.cpp pre-tokenizes it.
-std::optional<PreConfig> bpe_pre_config(const std::string &pre) {
-    auto is = [&](std::initializer_list<const char *> names) {
-        for (const char *n : names)
-            if (pre == n) return true;
-        return false;
-    };
-    PreConfig c;
-    if (pre.empty() || pre == "default") {
-        c.stages = {PreStage::PUNCT_DEFAULT, PreStage::GPT2, PreStage::DIGITS, PreStage::ASCII_DIGITS3};
-    } else if (is({"llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2"})) {
-        c.stages = {PreStage::LLAMA3};
-        c.ignore_merges = true;
-        c.add_bos = true;
-    } else if (is({"dbrx", "smaug-bpe"})) {
-        c.stages = {PreStage::LLAMA3};
-    } else if (is({"chatglm-bpe", "glm4"})) {
-        c.stages = {PreStage::LLAMA3};
-        c.no_bos = true;
-    } else if (is({"qwen2", "deepseek-r1-qwen", "kormo", "f2llmv2"})) {
-        c.stages = {PreStage::QWEN2};
-        c.clean_spaces = false;
-    } else if (pre == "qwen35") {
-        c.stages = {PreStage::QWEN35};
-        c.clean_spaces = false;
-    } else if (pre == "stablelm2") {
-        c.stages = {PreStage::QWEN2};
-    } else if (is({"gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v2-es", "jina-v2-de", "a.x-4.0",
-                   "mellum", "modern-bert", "mpt", "olmo", "jais", "trillion"})) {
-        c.stages = {PreStage::GPT2};
-    } else if (is({"starcoder", "refact", "smollm", "codeshell", "exaone", "minerva-7b"})) {
-        c.stages = {PreStage::DIGIT, PreStage::GPT2};
-    } else if (pre == "command-r") {
-        c.stages = {PreStage::DIGIT, PreStage::GPT2};
-        c.clean_spaces = false;
-    } else if (pre == "falcon") {
-        c.stages = {PreStage::PUNCT_FALCON, PreStage::GPT2, PreStage::ASCII_DIGITS3};
-    } else {
-        return std::nullopt;
-    }
-    return c;
-}
-
-// llama.cpp's clean-up of a detokenized BPE text, three passes done in place as it
-// does them (a later check may see a byte an earlier pass changed): no space before
-// ?!., ; none around a lone apostrophe; none before the contractions 's 'm 're 've.
-void clean_spaces(std::string &s) {
-    char *t = s.data();
-    size_t n = s.size();
-    if (n == 0) return;
-    size_t w = 1;
-    for (size_t i = 1; i < n; i++) {  // " ?", " !", " .", " ,"
-        const char x = t[i];
-        if (t[i - 1] == ' ' && (x == '?' || x == '!' || x == '.' || x == ',')) w--;
-        t[w++] = x;
-    }
-    n = w;
-    w = 1;
-    for (size_t i = 1; i < n; i++) {  // " ' " -> "'"
-        const char x = t[i];
-        if (x == '\'' && i + 1 < n && t[i - 1] == ' ' && t[i + 1] == ' ') {
-            w--;
-            t[++i] = '\0';
-        }
-        t[w++] = x;
-    }
-    n = w;
-    w = 1;
-    for (size_t i = 1; i < n; i++) {  // " 's", " 'm", " 're", " 've"
-        const char x = t[i];
-        if (t[i - 1] == ' ' && x == '\'' && i + 1 < n) {
-            const char a = t[i + 1];
-            if (a == 's' || a == 'm') w--;
-            else if (i + 2 < n && (a == 'r' || a == 'v') && t[i + 2] == 'e') w--;
-        }
-        t[w++] = x;
-    }
-    s.resize(w);
-}
 
 class GGUFTokenizer final : public Tokenizer {
 public:
@@ -121,7 +34,7 @@ public:
             clean_spaces_ = false;
             spm_ = std::make_unique<SpmTokenizer>(v_);
         } else if (model == "gpt2") {
-            const std::optional<PreConfig> c = bpe_pre_config(pre);
+            const std::optional<BpePreset> c = bpe_preset(pre);
             TACTIC_CHECK(c, TACTIC_ERR_UNSUPPORTED, "unsupported pre-tokenizer tokenizer.ggml.pre = '" + pre + "'");
             v_.kind = VocabKind::BPE;
             v_.load(file, c->no_bos ? -1 : 11, 11, -1, c->add_bos);

@@ -90,13 +90,9 @@ void Vocab::load(const GGUFFile &f, int32_t default_bos, int32_t default_eos, in
         }
     }
 
-    by_text_.clear();
-    by_text_.reserve(n * 2);
-    for (size_t i = 0; i < n; i++) {
-        const bool inserted = by_text_.emplace(std::string_view(text[i]), int32_t(i)).second;
-        TACTIC_CHECK(inserted, TACTIC_ERR_FORMAT,
-                     "tokenizer.ggml.tokens: token " + std::to_string(i) + " repeats the text of token " +
-                         std::to_string(by_text_.at(text[i])));
+    if (const int32_t dup = by_text_.build(text); dup >= 0) {
+        fail(TACTIC_ERR_FORMAT, "tokenizer.ggml.tokens: token " + std::to_string(dup) + " repeats the text of token " +
+                                    std::to_string(find(text[dup])));
     }
 
     // Special ids: the model's defaults (dropped if outside this vocab), overridden by

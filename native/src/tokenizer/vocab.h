@@ -7,8 +7,9 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
+
+#include "text_index.h"
 
 namespace tactic {
 
@@ -47,18 +48,15 @@ struct Vocab {
     int32_t size() const { return int32_t(text.size()); }
     bool valid(int32_t id) const { return id >= 0 && id < size(); }
     // Id of the token with exactly this text, or -1.
-    int32_t find(std::string_view s) const {
-        auto it = by_text_.find(s);
-        return it == by_text_.end() ? -1 : it->second;
-    }
+    int32_t find(std::string_view s) const { return by_text_.find(s); }
     bool is_eog(int32_t id) const;
 
     Vocab() = default;
-    Vocab(const Vocab &) = delete;  // by_text_ points into text
+    Vocab(const Vocab &) = delete;  // by_text_ points at text
     Vocab &operator=(const Vocab &) = delete;
 
 private:
-    std::unordered_map<std::string_view, int32_t> by_text_;
+    TextIndex by_text_;
 };
 
 }  // namespace tactic
