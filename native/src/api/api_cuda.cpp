@@ -31,14 +31,27 @@ void check_rows(int32_t type, size_t size, int64_t n_rows, int64_t n_per_row, co
                        std::string(what) + ": the input holds fewer bytes than n_rows rows need");
 }
 
-void check_attention(const float *q, int32_t n_head, int32_t n_head_kv, int32_t head_dim, const uint16_t *k,
-                     const uint16_t *v, int32_t n_ctx, float *out) {
+// Checks the arguments both attention entry points share and fills them in.
+tactic::cuda::AttentionArgs check_attention(const float *q, int32_t n_head, int32_t n_head_kv, int32_t head_dim,
+                                            const uint16_t *k, const uint16_t *v, int32_t n_ctx, float scale,
+                                            float *out) {
     TACTIC_REQUIRE_ARG(q && k && v && out, "attention: q, k, v and out must not be NULL");
     TACTIC_REQUIRE_ARG(n_head > 0 && n_head_kv > 0 && n_head % n_head_kv == 0,
                        "attention: n_head must be a positive multiple of n_head_kv");
     TACTIC_REQUIRE_ARG(n_ctx > 0 && head_dim > 0, "attention: n_ctx and head_dim must be positive");
     TACTIC_CHECK(head_dim == 64 || head_dim == 128 || head_dim == 256, TACTIC_ERR_UNSUPPORTED,
                  "attention: head_dim must be 64, 128 or 256");
+    tactic::cuda::AttentionArgs a;
+    a.q = q;
+    a.n_head = n_head;
+    a.n_head_kv = n_head_kv;
+    a.head_dim = head_dim;
+    a.n_ctx = n_ctx;
+    a.k = k;
+    a.v = v;
+    a.scale = scale;
+    a.out = out;
+    return a;
 }
 #endif
 
@@ -170,20 +183,10 @@ TACTIC_API tactic_status tactic_cuda_attention(const float *q, int32_t n_head, i
                                                int32_t n, float scale, float *out) {
     return guard([&] {
 #ifdef TACTIC_HAVE_CUDA
-        check_attention(q, n_head, n_head_kv, head_dim, k, v, n_ctx, out);
+        tactic::cuda::AttentionArgs a = check_attention(q, n_head, n_head_kv, head_dim, k, v, n_ctx, scale, out);
         TACTIC_REQUIRE_ARG(0 <= lo && lo <= n && n <= n_ctx, "attention: need 0 <= lo <= n <= n_ctx");
-        tactic::cuda::AttentionArgs a;
-        a.q = q;
-        a.n_head = n_head;
-        a.n_head_kv = n_head_kv;
-        a.head_dim = head_dim;
-        a.n_ctx = n_ctx;
-        a.k = k;
-        a.v = v;
         a.lo = lo;
         a.n = n;
-        a.scale = scale;
-        a.out = out;
         tactic::cuda::attention(a);
 #else
         no_cuda();
@@ -197,7 +200,7 @@ TACTIC_API tactic_status tactic_cuda_attention_indexed(const float *q, int32_t n
                                                        float scale, float *out) {
     return guard([&] {
 #ifdef TACTIC_HAVE_CUDA
-        check_attention(q, n_head, n_head_kv, head_dim, k, v, n_ctx, out);
+        tactic::cuda::AttentionArgs a = check_attention(q, n_head, n_head_kv, head_dim, k, v, n_ctx, scale, out);
         TACTIC_REQUIRE_ARG(offsets, "attention_indexed: offsets must not be NULL");
         TACTIC_REQUIRE_ARG(offsets[0] == 0, "attention_indexed: offsets[0] must be 0");
         for (int g = 0; g < n_head_kv; g++)
@@ -208,18 +211,8 @@ TACTIC_API tactic_status tactic_cuda_attention_indexed(const float *q, int32_t n
         for (int64_t i = 0; i < n_idx; i++)
             TACTIC_REQUIRE_ARG(idx[i] >= 0 && idx[i] < n_ctx, "attention_indexed: index " + std::to_string(idx[i]) +
                                                                   " out of [0, n_ctx)");
-        tactic::cuda::AttentionArgs a;
-        a.q = q;
-        a.n_head = n_head;
-        a.n_head_kv = n_head_kv;
-        a.head_dim = head_dim;
-        a.n_ctx = n_ctx;
-        a.k = k;
-        a.v = v;
         a.idx = idx;
         a.offsets = offsets;
-        a.scale = scale;
-        a.out = out;
         tactic::cuda::attention(a);
 #else
         no_cuda();
