@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from pytactic.model import _complete_utf8_prefix, _TextAssembler
+from pytactic.text_stream import TextAssembler as _TextAssembler, complete_utf8_prefix as _complete_utf8_prefix
 
 # ---- the text assembler, without a model ------------------------------------------
 

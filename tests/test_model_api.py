@@ -114,7 +114,8 @@ def test_eval_checks(model):
 
 
 def test_prefix_reuse(model, refs):
-    from pytactic.model import GenerationStats, SamplingParams
+    from pytactic.stats import GenerationStats
+    from pytactic.sampling import SamplingParams
 
     r = refs["greedy"][0]
     model.reset()
@@ -150,7 +151,7 @@ def test_context_length_error_names_both_numbers(model, has_tokenizer):
 def test_generation_stops_when_the_context_is_full(gemma_path, refs):
     with pytactic.Model(gemma_path, n_ctx=8) as m:
         ids = refs["greedy"][0]["prompt_ids"]  # 6 tokens
-        list(m._tokens(ids, 10, pytactic.SamplingParams(temperature=0), pytactic.model.GenerationStats()))
+        list(m._tokens(ids, 10, pytactic.SamplingParams(temperature=0), pytactic.stats.GenerationStats()))
         assert m.last_stats.finish_reason == "length"
         assert m.last_stats.n_generated == 3  # 6 + 2 evaluated, the third sampled from the last logits
 
@@ -205,7 +206,8 @@ def test_bad_chat_format_is_refused_at_load(gemma_path):
 def test_cache_bookkeeping_heals_after_a_lost_update(model, refs):
     # As if Ctrl-C struck between a decode eval and the list append: the native cache
     # holds one token more than the Python view. The next prompt must not build on it.
-    from pytactic.model import GenerationStats, SamplingParams
+    from pytactic.stats import GenerationStats
+    from pytactic.sampling import SamplingParams
 
     r = refs["greedy"][0]
     model.reset()
