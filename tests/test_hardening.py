@@ -20,38 +20,24 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gguf_builders as gb  # noqa: E402
-from pytactic import errors  # noqa: E402
+from pytactic import errors, lowlevel  # noqa: E402
 from pytactic._native import check, ffi, lib  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parent / "data" / "fuzz_corpus"
 
 
-# ---- thin C ABI wrappers (the tests own their handles) -------------------------------
+# ---- the C ABI through pytactic.lowlevel (handles freed when collected) ---------------
 
 def load(path, vocab_only=False, use_mmap=True):
-    p = lib.tactic_model_default_params()
-    p.vocab_only = int(vocab_only)
-    p.use_mmap = int(use_mmap)
-    out = ffi.new("tactic_model **")
-    check(lib.tactic_model_load(str(path).encode(), ffi.new("tactic_model_params *", p), out), "load")
-    return ffi.gc(out[0], lib.tactic_model_free)
+    return lowlevel.load_model(path, vocab_only=vocab_only, use_mmap=use_mmap)
 
 
 def new_context(model, **kw):
-    p = lib.tactic_context_default_params()
-    p.n_threads = 1
-    p.attention = lib.TACTIC_ATTN_FULL
-    for k, v in kw.items():
-        setattr(p, k, v)
-    out = ffi.new("tactic_context **")
-    check(lib.tactic_context_new(model, ffi.new("tactic_context_params *", p), out), "context")
-    return ffi.gc(out[0], lib.tactic_context_free)
+    return lowlevel.new_context(model, **{"n_threads": 1, "attention": lib.TACTIC_ATTN_FULL, **kw})
 
 
 def n_vocab(model):
-    i = ffi.new("tactic_model_info *")
-    check(lib.tactic_model_get_info(model, i))
-    return i.n_vocab
+    return lowlevel.model_info(model).n_vocab
 
 
 def eval_tokens(ctx, tokens):
