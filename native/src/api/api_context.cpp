@@ -6,6 +6,7 @@
 #include "../kv_cache.h"
 #include "../resources.h"
 #include "guard.h"
+#include "tactic_internal.h"  // defines hooks declared there
 #include "handles.h"
 
 using tactic::guard;
