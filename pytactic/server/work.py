@@ -1,0 +1,77 @@
+"""What a slot's worker thread runs: a generation, or a prefill that reports its
+progress (the web page's "reading the document"). Both emit events into a Job and
+stop when the job is cancelled."""
+
+from __future__ import annotations
+
+from typing import List, Sequence
+
+from ..errors import CancelledError as NativeCancelled
+from .slots import Job, common_prefix
+
+PREFILL_CHUNK = 256  # tokens per progress step when reading a document
+
+
+def generation(ids: List[int], max_tokens, stop: List[str], sampling: dict):
+    """work(model, job): stream text pieces, then "done" with the generation's stats."""
+
+    def work(model, job: Job) -> None:
+        pieces = model.generate(ids, max_tokens, stop=stop, stream=True, **sampling)
+        try:
+            for piece in pieces:  # one piece per token (UTF-8 held back until whole)
+                if job.cancelled:
+                    break
+                job.emit("piece", piece)
+        except NativeCancelled:  # the prefill was interrupted by Job.cancel
+            pass
+        finally:
+            pieces.close()
+        if job.cancelled:
+            job.emit("cancelled", model.last_stats)
+        else:
+            job.emit("done", model.last_stats)
+
+    return work
+
+
+def _read_with_progress(model, ids: Sequence[int], on_progress, stopped) -> int:
+    """Make the model's cache hold ids, reusing the longest cached prefix and
+    evaluating the rest in chunks, calling on_progress(done, total) after each.
+    Returns how many tokens were reused.
+
+    Seam: Model has no progress callback of its own yet (the document-Q&A work adds
+    one); until then the chunks are evaluated here, through Model.eval."""
+    cached = model.cached_tokens
+    n = common_prefix(cached, ids)
+    if n < len(cached):
+        model._truncate(n)  # Model has no public truncate; this keeps its bookkeeping
+    total = len(ids)
+    on_progress(n, total)
+    done = n
+    while done < total:
+        if stopped():
+            raise NativeCancelled("reading cancelled")
+        step = list(ids[done:done + PREFILL_CHUNK])
+        model.eval(step)
+        done += len(step)
+        on_progress(done, total)
+    return n
+
+
+def prefill(ids: List[int]):
+    """work(model, job): put ids in the cache, emitting "progress" {done, total},
+    then "done" {tokens, cached, seconds}."""
+
+    def work(model, job: Job) -> None:
+        import time
+
+        t0 = time.perf_counter()
+        try:
+            reused = _read_with_progress(model, ids, lambda d, t: job.emit("progress", {"done": d, "total": t}),
+                                         lambda: job.cancelled)
+        except NativeCancelled:
+            job.emit("cancelled", None)
+            return
+        job.emit("done", {"tokens": len(ids), "cached": reused, "seconds": round(time.perf_counter() - t0, 3)})
+
+    return work
