@@ -1,13 +1,13 @@
 // The page: a document (pasted, opened or dropped), read into the server's cache
 // with progress (/api/prefill), then questions answered by /v1/chat/completions,
-// streamed. The document is the system message of every request, so the server
-// reuses its cached tokens and each question only costs the question.
+// streamed. The document opens the first user message of every request, so the
+// server reuses its cached tokens and each question only costs the question.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const PREAMBLE =
-  "Answer the user's questions about the document below. Use only the document; " +
-  "if it does not contain the answer, say so.\n\n<document>\n";
+// Small models follow a document best when it comes in the user's turn, before the question.
+const DOC_OPEN = "Here is a document.\n\n<document>\n";
+const DOC_CLOSE = "\n</document>\n\n";
 
 const state = {
   model: null,
@@ -71,9 +71,10 @@ async function* events(res) {
 
 // ---- the document ------------------------------------------------------------------
 
-function documentMessages() {
+// The messages of a request: the conversation, the document before the first question.
+function messagesFor(turns) {
   const text = state.readText;
-  return text ? [{ role: "system", content: PREAMBLE + text + "\n</document>" }] : [];
+  return turns.map((t, i) => (i === 0 && text ? { role: t.role, content: DOC_OPEN + text + DOC_CLOSE + t.content } : t));
 }
 
 function setDocStatus(text) { $("docstatus").textContent = text; }
@@ -116,8 +117,8 @@ async function readDocument() {
   const t0 = performance.now();
   try {
     state.readText = text;
-    // The same messages a question will start with (the question left empty).
-    const messages = documentMessages().concat([{ role: "user", content: "" }]);
+    // The same tokens a first question will start with (the question left empty).
+    const messages = messagesFor([{ role: "user", content: "" }]);
     const res = await post("/api/prefill", JSON.stringify({ messages }), null, ctl.signal);
     for await (const ev of events(res)) {
       if (ev.type === "progress") {
@@ -170,12 +171,13 @@ async function ask(question) {
   const li = addEntry("assistant streaming", "");
   const text = document.createTextNode("");
   li.appendChild(text);
-  const messages = documentMessages().concat(state.turns, [{ role: "user", content: question }]);
+  const messages = messagesFor(state.turns.concat([{ role: "user", content: question }]));
   $("chatstatus").textContent = "Thinking…";
   let usage = null, finish = null;
   try {
     const res = await post("/v1/chat/completions", JSON.stringify({
       model: state.model, messages, stream: true, stream_options: { include_usage: true },
+      max_tokens: Math.max(1, parseInt($("maxtokens").value, 10) || 256),
     }), null, ctl.signal);
     $("chatstatus").textContent = "Answering…";
     for await (const ch of events(res)) {
