@@ -186,6 +186,25 @@ def test_disconnect_during_prefill(server):
     assert h["counters"]["generated_tokens"] == before["generated_tokens"]  # it never reached decoding
 
 
+def test_disconnect_before_a_whole_answer(server):
+    """A non-streamed request whose client leaves: its generation stops too."""
+    before = server.wait_idle()["counters"]
+    body = json.dumps({"messages": [{"role": "user", "content": "Write a very long story."}],
+                       "max_tokens": 1500, "temperature": 1.0}).encode()
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+    deadline = time.monotonic() + 30
+    while server.health()["counters"]["requests"] == before["requests"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(0.5)  # some tokens are made
+    s.close()
+    h = server.wait_idle(timeout=10)
+    assert h["counters"]["cancelled"] == before["cancelled"] + 1
+    assert h["counters"]["generated_tokens"] - before["generated_tokens"] < 400
+
+
 def test_concurrent_clients_all_answered(gemma_path):
     """Two slots, four threads: every answer arrives, errors propagate to the test."""
     srv = RunningServer(model_path=gemma_path, n_ctx=512, n_threads=1, slots=2, max_queue=8)

@@ -104,6 +104,7 @@ class Slot:
         self.cached: List[int] = []  # a copy of the model's cached tokens, taken when idle
         self.last_used = 0.0
         self.jobs = 0
+        self.job: Optional[Job] = None  # the job running now, if any
 
     def interrupt(self) -> None:
         ctx = getattr(self.model, "_ctx", None)  # Model has no public cancel yet
@@ -169,6 +170,7 @@ class SlotPool:
         """Run work(model, job) on the slot's thread; the slot is freed when it returns."""
         loop = asyncio.get_running_loop()
         job.slot = slot
+        slot.job = job
         slot.jobs += 1
         self.counters.requests += 1
 
@@ -186,6 +188,7 @@ class SlotPool:
         slot.cached = slot.model.cached_tokens  # the worker is done: safe to read
         slot.last_used = time.monotonic()
         slot.busy = False
+        slot.job = None
         self._account(job.outcome)
         job.finished.set()
         asyncio.get_running_loop().create_task(self._wake())
@@ -213,10 +216,15 @@ class SlotPool:
             cond.notify_all()
 
     async def close(self) -> None:
+        """Refuse new requests, stop the running ones, wait for the workers."""
         self.closing = True
         await self._wake()
         for s in self.slots:
-            s.executor.shutdown(wait=True)
+            if s.job is not None:
+                s.job.cancel()
+        loop = asyncio.get_running_loop()
+        for s in self.slots:
+            await loop.run_in_executor(None, s.executor.shutdown, True)
 
     def info(self) -> dict:
         busy = sum(s.busy for s in self.slots)
