@@ -231,3 +231,52 @@ def test_concurrent_clients_all_answered(gemma_path):
         assert sum(s["jobs"] for s in h["slots"]) == 4
     finally:
         srv.stop()
+
+
+def test_serve_command(gemma_path):
+    """`python -m pytactic serve` starts, answers, and stops cleanly on Ctrl-C;
+    bad options are an error message and exit status 1."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    bad = subprocess.run([sys.executable, "-m", "pytactic", "serve", "-m", gemma_path, "--slots", "0"],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert bad.returncode == 1 and "--slots must be >= 1" in bad.stderr, bad.stderr
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "pytactic", "serve", "-m", gemma_path, "--port", str(port),
+                             "-c", "256", "-t", "1", "--alias", "tiny"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as r:
+                    h = json.loads(r.read())
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read()
+                assert time.monotonic() < deadline, "serve did not start"
+                time.sleep(0.1)
+        assert h["model"] == "tiny" and h["n_ctx"] == 256
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+            page = r.read().decode()
+        assert "<title>pytactic" in page and "/static/app.js" in page
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/static/app.js", timeout=5) as r:
+            assert b"/v1/chat/completions" in r.read()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
