@@ -194,3 +194,24 @@ def test_page_reads_a_pdf(server, browser, tmp_path):
     open_file(drv, pdf)
     wait_for(drv, "return document.getElementById('doc').value.includes('heliotrope')", what="the PDF's text")
     assert "1 pages" in drv.execute_script("return document.getElementById('docstatus').textContent")
+
+
+def test_page_shows_reading_progress(server, browser):
+    """A long document is read in chunks: the bar and the status show tokens read."""
+    drv = browser
+    drv.get(server.url + "/")
+    wait_for(drv, "return document.getElementById('model').textContent.includes('context')")
+    long_doc = "\n\n".join(f"Section {i}. " + DOC_MD.split("\n", 2)[2] for i in range(20))  # ~1700 tokens
+    drv.execute_script("const d = document.getElementById('doc'); d.value = arguments[0];"
+                       "d.dispatchEvent(new Event('input'));", long_doc)
+    drv.execute_script("document.getElementById('read').click()")
+    partial = wait_for(drv, "const b = document.getElementById('progress');"
+                            "return !b.hidden && b.value > 0 && b.value < b.max &&"
+                            " document.getElementById('docstatus').textContent", what="a partial read")
+    shot(drv, "server_page_reading.png")
+    assert partial.startswith("Reading… ") and " / " in partial and partial.endswith(" tokens"), partial
+    done, total = [int(x.replace(",", "")) for x in partial[len("Reading… "):-len(" tokens")].split(" / ")]
+    assert 0 < done < total
+    final = wait_for(drv, "const s = document.getElementById('docstatus').textContent;"
+                          "return s.startsWith('Read:') && s", what="the end of the read")
+    assert int(final.split()[1].replace(",", "")) == total
