@@ -49,6 +49,8 @@ CASES = [
     ("no API key", "POST", CHAT, chat(), {"Content-Type": "application/json"}, 401, "didn't provide an API key"),
     ("wrong API key", "POST", CHAT, chat(), {"Authorization": "Bearer nope"}, 401, "Incorrect API key"),
     ("not a bearer key", "POST", CHAT, chat(), {"Authorization": f"Basic {KEY}"}, 401, "Incorrect API key"),
+    ("no API key, path without /v1", "POST", "/chat/completions", chat(), {}, 401, "didn't provide an API key"),
+    ("no API key, models", "GET", "/v1/models", None, {}, 401, "didn't provide an API key"),
     ("body over the limit", "POST", CHAT, json.dumps({"messages": MSG, "pad": "x" * (LIMIT + 1)}), AUTH, 413,
      f"larger than the server's limit of {LIMIT} bytes"),
     ("prompt over the context", "POST", CHAT, json.dumps({"messages": [{"role": "user", "content": "word " * 600}]}),

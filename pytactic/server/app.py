@@ -23,9 +23,10 @@ from .state import ServerState
 
 log = logging.getLogger("pytactic.server")
 STATIC = Path(__file__).resolve().parent / "static"
-# Paths that need the API key when one is set; the page and /health stay open
-# (the page asks for the key and sends it with its own requests).
-_GUARDED = ("/v1/", "/api/")
+# With an API key, every path needs it except the page, its files and /health (the
+# page asks for the key and sends it with its own requests).
+_OPEN = ("/", "/health")
+_OPEN_PREFIX = "/static/"
 
 
 def _error_response(err: APIError) -> JSONResponse:
@@ -52,7 +53,8 @@ class Guard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])
-        if self.key is not None and scope["path"].startswith(_GUARDED):
+        path = scope["path"]
+        if self.key is not None and not (path in _OPEN or path.startswith(_OPEN_PREFIX)):
             auth = headers.get(b"authorization", b"")
             if not auth:
                 return await _send_error(send, unauthorized(

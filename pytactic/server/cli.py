@@ -33,7 +33,7 @@ def add_serve_command(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--api-key", default=os.environ.get("PYTACTIC_API_KEY"),
-                   help="require 'Authorization: Bearer KEY' on /v1 and /api (default: $PYTACTIC_API_KEY)")
+                   help="require 'Authorization: Bearer KEY' everywhere but the page and /health (default: $PYTACTIC_API_KEY)")
     p.add_argument("--slots", type=int, default=1, help="requests served at once, each with its own context")
     p.add_argument("--queue", type=int, default=8, help="requests that may wait for a slot (then 429)")
     p.add_argument("--queue-timeout", type=float, default=120.0, help="seconds a request may wait (then 503)")

@@ -51,7 +51,12 @@ class ServerState:
                     m.close()
                 raise
         self.models: List = list(models)
-        self.vocab = Model(config.model_path, vocab_only=True, chat_format=config.chat_format)
+        try:
+            self.vocab = Model(config.model_path, vocab_only=True, chat_format=config.chat_format)
+        except BaseException:  # e.g. a chat format that does not compile
+            for m in self.models:
+                m.close()
+            raise
         self.n_ctx = self.models[0].n_ctx
         self.model_id = config.alias or os.path.basename(config.model_path)
         self.created = int(os.path.getmtime(config.model_path))
