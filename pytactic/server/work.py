@@ -35,19 +35,22 @@ def generation(ids: List[int], max_tokens, stop: List[str], sampling: dict):
 
 
 def _read_with_progress(model, ids: Sequence[int], on_progress, stopped) -> int:
-    """Make the model's cache hold ids, reusing the longest cached prefix and
-    evaluating the rest in chunks, calling on_progress(done, total) after each.
-    Returns how many tokens were reused.
+    """Make the model's cache hold ids, reusing the longest cached prefix, calling
+    on_progress(done, total) as the rest is read. Returns how many tokens were reused.
 
-    Seam: Model has no progress callback of its own yet (the document-Q&A work adds
-    one); until then the chunks are evaluated here, through Model.eval."""
+    Seam: where Model has eval_prefix(ids, on_progress=...) (the document-Q&A work),
+    it does this (cancelled through tactic_cancel, which Job.cancel sends); until it
+    lands, the rest is evaluated here in chunks through Model.eval."""
+    eval_prefix = getattr(model, "eval_prefix", None)
+    if eval_prefix is not None:
+        return eval_prefix(list(ids), on_progress=on_progress)
     cached = model.cached_tokens
     n = common_prefix(cached, ids)
     if n < len(cached):
         model._truncate(n)  # Model has no public truncate; this keeps its bookkeeping
+    done = reused = len(model.cached_tokens)  # what the cache really kept
     total = len(ids)
-    on_progress(n, total)
-    done = n
+    on_progress(done, total)
     while done < total:
         if stopped():
             raise NativeCancelled("reading cancelled")
@@ -55,7 +58,7 @@ def _read_with_progress(model, ids: Sequence[int], on_progress, stopped) -> int:
         model.eval(step)
         done += len(step)
         on_progress(done, total)
-    return n
+    return reused
 
 
 def prefill(ids: List[int]):
