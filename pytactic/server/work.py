@@ -43,7 +43,9 @@ def _read_with_progress(model, ids: Sequence[int], on_progress, stopped) -> int:
     lands, the rest is evaluated here in chunks through Model.eval."""
     eval_prefix = getattr(model, "eval_prefix", None)
     if eval_prefix is not None:
-        return eval_prefix(list(ids), on_progress=on_progress)
+        total = len(ids)
+        # Its callback counts the new tokens only; the page shows the whole prompt.
+        return eval_prefix(list(ids), on_progress=lambda done, new: on_progress(done + total - new, total))
     cached = model.cached_tokens
     n = common_prefix(cached, ids)
     if n < len(cached):
