@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import Optional
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
