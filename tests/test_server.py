@@ -254,7 +254,9 @@ def test_serve_command(gemma_path):
         port = s.getsockname()[1]
     proc = subprocess.Popen([sys.executable, "-m", "pytactic", "serve", "-m", gemma_path, "--port", str(port),
                              "-c", "256", "-t", "1", "--alias", "tiny"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            # SIGINT at its default even when this runner ignores it (nohup ... &)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         while True:
