@@ -435,3 +435,21 @@ def test_two_model_objects_in_threads(gemma_path, tiny_path):
 
         run_threads(run, [(0,), (1,)])
         assert got == want
+
+
+def test_native_session_frees_the_model_when_the_context_fails(tiny_path, monkeypatch):
+    """pytactic.lowlevel.NativeSession: a refused context must not leak the model."""
+    real, freed = lowlevel.lib, []
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def tactic_model_free(self, m):
+            freed.append(m)
+            real.tactic_model_free(m)
+
+    monkeypatch.setattr(lowlevel, "lib", Spy())
+    with pytest.raises(errors.InvalidArgumentError):
+        lowlevel.NativeSession(tiny_path, n_ctx=-5)
+    assert len(freed) == 1
