@@ -288,6 +288,13 @@ TACTIC_API void tactic_sampler_free(tactic_sampler *s);
 /* Pick a token from logits[n_vocab] (not modified). */
 TACTIC_API tactic_status tactic_sampler_sample(tactic_sampler *s, const float *logits,
                                                int32_t n_vocab, int32_t *out_token);
+/* The same over the allowed tokens only: mask holds (n_vocab + 31) / 32 words, token i
+ * allowed where bit (i % 32) of mask[i / 32] is 1. Masked tokens are removed before the
+ * penalties and every other step. TACTIC_ERR_INVALID_ARGUMENT if no allowed token has a
+ * finite logit. */
+TACTIC_API tactic_status tactic_sampler_sample_masked(tactic_sampler *s, const float *logits,
+                                                      int32_t n_vocab, const uint32_t *mask,
+                                                      int32_t *out_token);
 /* Record a token in the penalty history (prompt tokens and generated ones). */
 TACTIC_API tactic_status tactic_sampler_accept(tactic_sampler *s, int32_t token);
 TACTIC_API void tactic_sampler_reset(tactic_sampler *s);

@@ -93,7 +93,7 @@ void Sampler::sort_top(size_t n) {
 
 double Sampler::uniform() { return double(rng_() >> 11) * 0x1.0p-53; }
 
-int32_t Sampler::sample(const float *logits, int32_t n_vocab) {
+int32_t Sampler::sample(const float *logits, int32_t n_vocab, const uint32_t *mask) {
     require(logits != nullptr, "logits must not be NULL");
     require(n_vocab > 0, "n_vocab must be > 0, got " + std::to_string(n_vocab));
 
@@ -103,13 +103,20 @@ int32_t Sampler::sample(const float *logits, int32_t n_vocab) {
         const float l = logits[i];
         w[i] = l == l ? l : kNegInf;  // a NaN is never picked
     }
+    if (mask) {
+        // -inf survives the penalties (scaled or shifted by finite amounts) and every
+        // later step skips it.
+        for (int32_t i = 0; i < n_vocab; i++)
+            if (!((mask[i >> 5] >> (i & 31)) & 1u)) w[i] = kNegInf;
+    }
     apply_penalties(w, n_vocab);
 
     int32_t best = 0;
     float best_v = w[0];
     for (int32_t i = 1; i < n_vocab; i++)
         if (w[i] > best_v) { best_v = w[i]; best = i; }  // the first maximum, as llama.cpp's greedy
-    require(best_v > kNegInf, "every logit is -inf or NaN: nothing to sample");
+    require(best_v > kNegInf, mask ? "every allowed token's logit is -inf or NaN (or the mask allows none)"
+                                   : "every logit is -inf or NaN: nothing to sample");
     if (p_.temperature <= 0.0f) return best;
     const float max_logit = w[best];
 
