@@ -417,9 +417,10 @@ class Model:
         return n
 
     def _tokens(self, prompt_ids: List[int], max_tokens: Optional[int], params: SamplingParams,
-                stats: GenerationStats) -> Iterator[int]:
+                stats: GenerationStats, mask=None) -> Iterator[int]:
         """Prefill, then yield sampled tokens until an end-of-generation token (not
-        yielded), max_tokens or a full context. Sets stats.finish_reason."""
+        yielded), max_tokens or a full context. Sets stats.finish_reason.
+        mask: None, or a grammar.GrammarMatcher that allows tokens step by step."""
         self._c()
         self._generation += 1
         me = self._generation
@@ -444,10 +445,14 @@ class Model:
             while True:
                 if self._generation != me:
                     raise RuntimeError("another generation started on this Model; this iterator is stale")
-                tok = sampler._sample_ptr(self._logits_ptr(-1), self.n_vocab)
+                allowed = mask.mask_ptr() if mask is not None else None
+                tok = sampler._sample_ptr(self._logits_ptr(-1), self.n_vocab, allowed)
                 if self.is_eog(tok):
                     stats.finish_reason = "stop"
                     return
+                if mask is not None:
+                    mask.accept(tok)
+                    mask.prefetch()  # the next mask is computed while the next eval runs
                 sampler.accept(tok)
                 stats.n_generated += 1
                 stats.tokens.append(tok)
@@ -469,10 +474,12 @@ class Model:
         finally:
             stats.decode_s = time.perf_counter() - t_dec
             self.last_stats = stats
+            if mask is not None:
+                mask.close()
 
-    def _text_pieces(self, prompt_ids, max_tokens, params, stop, stats) -> Iterator[str]:
+    def _text_pieces(self, prompt_ids, max_tokens, params, stop, stats, mask=None) -> Iterator[str]:
         asm = TextAssembler(stop)
-        gen = self._tokens(prompt_ids, max_tokens, params, stats)
+        gen = self._tokens(prompt_ids, max_tokens, params, stats, mask)
         try:
             for tok in gen:
                 piece = asm.push(self.token_to_piece(tok))
@@ -498,6 +505,7 @@ class Model:
         stream: bool = False,
         add_bos: Optional[bool] = None,
         special: bool = False,
+        grammar=None,
         **sampling,
     ) -> Union[str, Iterator[str]]:
         """Complete a prompt (text or token ids).
@@ -506,6 +514,8 @@ class Model:
         repeat_last_n, presence_penalty, frequency_penalty, seed.
         max_tokens None or <= 0: until the context is full. stop: strings that end
         the text (not included). stream=True: an iterator of str pieces.
+        grammar: a pytactic.Grammar (JSON schema, GBNF, Lark, regex) or GBNF text: the
+        output stays inside it, and ends ("stop") only where it is complete.
         After the call, model.last_stats has token counts, times and finish_reason.
         """
         check_max_tokens(max_tokens)
@@ -513,16 +523,26 @@ class Model:
         stops = stop_list(stop)
         ids = self._prompt_ids(prompt, add_bos, special)
         self._check_fits(ids)
+        mask = self._grammar_matcher(grammar)
         stats = GenerationStats()
-        pieces = self._text_pieces(ids, max_tokens, params, stops, stats)
+        pieces = self._text_pieces(ids, max_tokens, params, stops, stats, mask)
         if stream:
             return pieces
         return "".join(pieces)
 
+    def _grammar_matcher(self, grammar, response_format=None):
+        """A fresh grammar.GrammarMatcher for one generation, or None; a malformed
+        grammar or schema raises GrammarError here, before any token."""
+        if grammar is None and response_format is None:
+            return None
+        from .grammar import matcher_for
+
+        return matcher_for(self, grammar, response_format)
+
     # -- OpenAI-style dictionaries -----------------------------------------------
 
     def create_completion(self, prompt, max_tokens: Optional[int] = 16, *, stop=None, stream: bool = False,
-                          **sampling):
+                          grammar=None, **sampling):
         """llama-cpp-python's create_completion: a "text_completion" dict, or with
         stream=True an iterator of chunk dicts."""
         check_max_tokens(max_tokens)
@@ -530,8 +550,9 @@ class Model:
         stops = stop_list(stop)
         ids = self._prompt_ids(prompt, None, False)
         self._check_fits(ids)
+        mask = self._grammar_matcher(grammar)
         stats = GenerationStats()
-        pieces = self._text_pieces(ids, max_tokens, params, stops, stats)
+        pieces = self._text_pieces(ids, max_tokens, params, stops, stats, mask)
         return openai_format.completion(pieces, stats, self.path, stream)
 
     __call__ = create_completion
@@ -561,12 +582,14 @@ class Model:
         return self.tokenize(text, add_bos=add_bos, special=True)
 
     def chat(self, messages, *, max_tokens: Optional[int] = None, stop=None, stream: bool = False,
-             tools=None, **sampling):
+             tools=None, response_format=None, grammar=None, **sampling):
         """llama-cpp-python's create_chat_completion: messages are dicts with "role"
         and "content". Returns a "chat.completion" dict (choices[0]["message"]), or
         with stream=True an iterator of "chat.completion.chunk" dicts whose
         choices[0]["delta"] carries the role first, then content pieces, and the
-        last one finish_reason "stop" or "length"."""
+        last one finish_reason "stop" or "length". response_format: OpenAI's
+        {"type": "json_object"} or {"type": "json_schema", "json_schema": {"name": ...,
+        "schema": {...}}}; grammar: as generate()'s."""
         check_max_tokens(max_tokens)
         params = sampling_params(sampling)
         stops = stop_list(stop)
@@ -575,8 +598,9 @@ class Model:
         extra = {"tools": tools} if tools is not None else {}
         ids = self.chat_prompt_ids(messages, **extra)
         self._check_fits(ids)
+        mask = self._grammar_matcher(grammar, response_format)
         stats = GenerationStats()
-        pieces = self._text_pieces(ids, max_tokens, params, stops, stats)
+        pieces = self._text_pieces(ids, max_tokens, params, stops, stats, mask)
         return openai_format.chat_completion(pieces, stats, self.path, stream)
 
     create_chat_completion = chat
