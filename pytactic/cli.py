@@ -31,6 +31,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frequency-penalty", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=None, help="sampling seed (default: random)")
     p.add_argument("--stop", action="append", default=None, help="a stop string (repeatable)")
+    p.add_argument("--grammar-file", default=None, metavar="FILE", help="keep the output inside a GBNF grammar")
+    p.add_argument("--json-schema", default=None, metavar="FILE", help="output JSON valid against this schema")
     p.add_argument("-v", "--verbose", action="store_true", help="print load details")
 
 
@@ -53,6 +55,21 @@ def _sampling(a) -> dict:
         repeat_last_n=a.repeat_last_n, presence_penalty=a.presence_penalty,
         frequency_penalty=a.frequency_penalty, seed=a.seed,
     )
+
+
+def _grammar(a):
+    """The Grammar of --grammar-file / --json-schema, checked before the model loads."""
+    if a.grammar_file is None and a.json_schema is None:
+        return None
+    from .grammar import Grammar
+
+    if a.grammar_file is not None and a.json_schema is not None:
+        raise ValueError("pass --grammar-file or --json-schema, not both")
+    if a.grammar_file is not None:
+        with open(a.grammar_file, encoding="utf-8") as f:
+            return Grammar.from_gbnf(f.read())
+    with open(a.json_schema, encoding="utf-8") as f:
+        return Grammar.from_json_schema(f.read())
 
 
 def _load(a, **extra):
@@ -83,10 +100,11 @@ def _write(text: str) -> None:
 
 def cmd_run(a) -> int:
     prompt = sys.stdin.read() if a.prompt == "-" else a.prompt
+    grammar = _grammar(a)
     with _load(a) as model:
         max_tokens = a.max_tokens if a.max_tokens is not None else 256
         interrupted = False
-        pieces = model.generate(prompt, max_tokens, stop=a.stop, stream=True, **_sampling(a))
+        pieces = model.generate(prompt, max_tokens, stop=a.stop, stream=True, grammar=grammar, **_sampling(a))
         try:
             for piece in pieces:
                 _write(piece)
@@ -102,6 +120,7 @@ def cmd_run(a) -> int:
 def cmd_chat(a) -> int:
     from .errors import ContextLengthError
 
+    grammar = _grammar(a)
     with _load(a, chat_format=a.chat_format) as model:
         messages: List[dict] = []
         if a.system:
@@ -128,7 +147,8 @@ def cmd_chat(a) -> int:
             interrupted = False
             chunks = None
             try:
-                chunks = model.chat(messages, max_tokens=a.max_tokens, stop=a.stop, stream=True, **_sampling(a))
+                chunks = model.chat(messages, max_tokens=a.max_tokens, stop=a.stop, stream=True, grammar=grammar,
+                                    **_sampling(a))
                 for chunk in chunks:
                     piece = chunk["choices"][0]["delta"].get("content")
                     if piece:
@@ -159,7 +179,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         if a.command == "run":
             return cmd_run(a)
         return cmd_chat(a)
-    except (TacticError, ValueError, OSError) as e:
+    except (TacticError, ValueError, OSError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # e.g. while loading
