@@ -431,6 +431,8 @@ class Model:
         stats.n_prompt = len(prompt_ids)
         self.last_stats = stats  # also when interrupted during the prefill
         t0 = time.perf_counter()
+        if mask is not None:
+            mask.prefetch()  # the first mask is computed while the prompt is evaluated
         try:
             stats.n_cached = self._prefill(prompt_ids)
         finally:
