@@ -61,8 +61,13 @@ class Grammar:
         return cls(spec, kind, source)
 
     @classmethod
-    def from_json_schema(cls, schema: Union[str, Dict[str, Any], bool]) -> "Grammar":
-        """JSON values that validate against a JSON schema (dict or JSON text)."""
+    def from_json_schema(cls, schema: Union[str, Dict[str, Any], bool], *, bound_numbers: bool = True) -> "Grammar":
+        """JSON values that validate against a JSON schema (dict or JSON text).
+
+        bound_numbers: numbers get at most 15 integer digits and 10 decimals unless the
+        schema bounds them itself (as llama.cpp's JSON-schema grammars bound them to 16
+        digits): a small model otherwise can write digits until max_tokens. This only
+        narrows the schema, so every output still validates against the one given."""
         llg = _llg()
         if isinstance(schema, (str, bytes)):
             try:
@@ -73,8 +78,9 @@ class Grammar:
             raise GrammarError(f"a JSON schema must be an object (dict) or a boolean, got {type(schema).__name__}")
         if schema is False:
             raise GrammarError("the JSON schema `false` accepts no value at all")
+        engine_schema = _bounded_numbers(schema) if bound_numbers else schema
         try:
-            spec = llg.LLMatcher.grammar_from_json_schema(schema, defaults=_JSON_DEFAULTS)
+            spec = llg.LLMatcher.grammar_from_json_schema(engine_schema, defaults=_JSON_DEFAULTS)
         except (ValueError, TypeError) as e:
             raise GrammarError(f"invalid JSON schema: {e}") from None
         return cls._checked(spec, "JSON schema", schema)
@@ -118,6 +124,43 @@ class Grammar:
     def __repr__(self) -> str:
         src = self.source if isinstance(self.source, str) else json.dumps(self.source)
         return f"<pytactic.Grammar {self.kind}: {src[:60]!r}>"
+
+
+_INT_LIMIT = 10**15 - 1  # 15 digits
+_DECIMALS = 1e-10  # 10 decimals (llguidance takes multipleOf down to 1e-10)
+_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
+_SUBSCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
+_SUBSCHEMA_ONE = ("items", "additionalProperties", "not", "if", "then", "else", "contains", "propertyNames",
+                  "unevaluatedItems", "unevaluatedProperties", "additionalItems")
+
+
+def _bounded_numbers(node):
+    """A copy of a schema where every number/integer subschema without bounds of its
+    own gets them (see Grammar.from_json_schema's bound_numbers)."""
+    if isinstance(node, list):
+        return [_bounded_numbers(x) for x in node]
+    if not isinstance(node, dict):
+        return node
+    out = dict(node)
+    for k in _SUBSCHEMA_LISTS:
+        if isinstance(out.get(k), list):
+            out[k] = [_bounded_numbers(x) for x in out[k]]
+    for k in _SUBSCHEMA_MAPS:
+        if isinstance(out.get(k), dict):
+            out[k] = {name: _bounded_numbers(x) for name, x in out[k].items()}
+    for k in _SUBSCHEMA_ONE:
+        if isinstance(out.get(k), (dict, list)):
+            out[k] = _bounded_numbers(out[k])
+    types = out.get("type")
+    types = [types] if isinstance(types, str) else types if isinstance(types, list) else []
+    if "number" in types or "integer" in types:
+        if "minimum" not in out and "exclusiveMinimum" not in out:
+            out["minimum"] = -_INT_LIMIT
+        if "maximum" not in out and "exclusiveMaximum" not in out:
+            out["maximum"] = _INT_LIMIT
+        if "number" in types and "integer" not in types and "multipleOf" not in out:
+            out["multipleOf"] = _DECIMALS
+    return out
 
 
 def grammar_from_arg(grammar) -> Optional[Grammar]:

@@ -177,3 +177,28 @@ def test_grammar_and_response_format_together_is_an_error(model):
     with pytest.raises(GrammarError, match="not both"):
         model.chat([{"role": "user", "content": "hi"}], grammar='root ::= "a"',
                    response_format={"type": "json_object"})
+
+
+def test_numbers_bounded_only_where_the_schema_leaves_them_open():
+    from pytactic.grammar import _bounded_numbers
+
+    schema = {"type": "object", "properties": {
+        "a": {"type": "number"},
+        "b": {"type": "integer", "minimum": 3},
+        "c": {"type": ["number", "null"], "exclusiveMaximum": 5, "multipleOf": 0.5},
+        "d": {"anyOf": [{"$ref": "#/$defs/n"}, {"type": "string"}]},
+        "e": {"type": "array", "items": {"type": "number", "maximum": 2}}},
+        "$defs": {"n": {"type": "integer"}}}
+    before = json.dumps(schema)
+    out = _bounded_numbers(schema)
+    assert json.dumps(schema) == before  # the caller's schema is not touched
+    p = out["properties"]
+    assert p["a"] == {"type": "number", "minimum": -(10**15 - 1), "maximum": 10**15 - 1, "multipleOf": 1e-10}
+    assert p["b"] == {"type": "integer", "minimum": 3, "maximum": 10**15 - 1}
+    assert p["c"] == {"type": ["number", "null"], "exclusiveMaximum": 5, "multipleOf": 0.5, "minimum": -(10**15 - 1)}
+    assert out["$defs"]["n"] == {"type": "integer", "minimum": -(10**15 - 1), "maximum": 10**15 - 1}
+    assert p["e"]["items"]["maximum"] == 2 and p["e"]["items"]["multipleOf"] == 1e-10
+    # the bounds only narrow: anything the bounded schema accepts, the original does
+    for value in ({"a": 0.5, "b": 4, "c": 4.5, "d": 7, "e": [1.25]}, {"a": -12345.0000000001}):
+        jsonschema.validate(value, out)
+        jsonschema.validate(value, schema)
