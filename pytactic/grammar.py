@@ -272,9 +272,10 @@ _executor: Optional[ThreadPoolExecutor] = None
 
 def _pool() -> ThreadPoolExecutor:
     global _executor
-    if _executor is None:
-        _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pytactic-grammar")
-    return _executor
+    with _tokenizers_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pytactic-grammar")
+        return _executor
 
 
 class GrammarMatcher:
