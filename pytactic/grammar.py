@@ -97,9 +97,9 @@ class Grammar:
             raise GrammarError(f"a GBNF grammar must be a str, got {type(text).__name__}")
         if not text.strip():
             raise GrammarError("the GBNF grammar is empty")
+        _llg()  # a clear ImportError first if the extra is missing
         from llguidance.gbnf_to_lark import any_to_lark
 
-        _llg()
         try:
             lark = any_to_lark(text)
         except Exception as e:  # the converter raises its own error types
