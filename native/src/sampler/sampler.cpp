@@ -105,9 +105,16 @@ int32_t Sampler::sample(const float *logits, int32_t n_vocab, const uint32_t *ma
     }
     if (mask) {
         // -inf survives the penalties (scaled or shifted by finite amounts) and every
-        // later step skips it.
-        for (int32_t i = 0; i < n_vocab; i++)
-            if (!((mask[i >> 5] >> (i & 31)) & 1u)) w[i] = kNegInf;
+        // later step skips it. Word by word: a grammar's mask is mostly whole words
+        // of 0 (or of 1 where it allows everything).
+        const int32_t n_words = (n_vocab + 31) / 32;
+        for (int32_t wi = 0; wi < n_words; wi++) {
+            const uint32_t bits = mask[wi];
+            if (bits == 0xFFFFFFFFu) continue;
+            const int32_t base = wi * 32, end = std::min(base + 32, n_vocab);
+            for (int32_t i = base; i < end; i++)
+                if (!((bits >> (i - base)) & 1u)) w[i] = kNegInf;
+        }
     }
     apply_penalties(w, n_vocab);
 
