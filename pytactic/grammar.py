@@ -235,7 +235,7 @@ class _VocabOnly:
         params = lib.tactic_model_default_params()
         params.vocab_only = 1
         out = ffi.new("tactic_model **")
-        check(lib.tactic_model_load(path.encode(), ffi.new("tactic_model_params *", params), out))
+        check(lib.tactic_model_load(os.fspath(path).encode(), ffi.new("tactic_model_params *", params), out))
         self._m = ffi.gc(out[0], lib.tactic_model_free)
         self._lock = threading.Lock()
 
