@@ -330,6 +330,10 @@ class GrammarMatcher:
     def is_accepting(self) -> bool:
         return self._m.is_accepting()
 
+    def done(self) -> bool:
+        """The text is complete and nothing may follow but end-of-generation."""
+        return self._m.is_stopped() and not self._m.is_error()
+
     def close(self) -> None:
         if self._pending is not None:
             pending, self._pending = self._pending, None

@@ -454,13 +454,17 @@ class Model:
                     return
                 if mask is not None:
                     mask.accept(tok)
-                    mask.prefetch()  # the next mask is computed while the next eval runs
+                    if not mask.done():
+                        mask.prefetch()  # the next mask is computed while the next eval runs
                 sampler.accept(tok)
                 stats.n_generated += 1
                 stats.tokens.append(tok)
                 yield tok
                 if self._generation != me:
                     raise RuntimeError("another generation started on this Model; this iterator is stale")
+                if mask is not None and mask.done():  # the grammar allows nothing but the end
+                    stats.finish_reason = "stop"
+                    return
                 if limit is not None and stats.n_generated >= limit:
                     stats.finish_reason = "length"
                     return

@@ -202,3 +202,12 @@ def test_numbers_bounded_only_where_the_schema_leaves_them_open():
     for value in ({"a": 0.5, "b": 4, "c": 4.5, "d": 7, "e": [1.25]}, {"a": -12345.0000000001}):
         jsonschema.validate(value, out)
         jsonschema.validate(value, schema)
+
+
+def test_a_finished_grammar_stops_without_another_forward_pass(model):
+    # " maybe" is the whole language: once written, generation ends ("stop") at once,
+    # also when that is exactly max_tokens.
+    n = len(model.tokenize(" maybe", add_bos=False))
+    out = model.generate("Answer:", grammar='root ::= " maybe"', max_tokens=n, temperature=0)
+    assert out == " maybe" and model.last_stats.finish_reason == "stop"
+    assert model.last_stats.n_generated == n
