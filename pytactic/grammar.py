@@ -294,6 +294,7 @@ class GrammarMatcher:
         self._ptr = ffi.cast("const uint32_t *", ffi.from_buffer(self._mask))
         self._addr = self._mask.ctypes.data
         self._pending = None
+        self._done = False
         self.mask_s = 0.0  # time spent computing masks (on whatever thread)
         self.n_masks = 0
 
@@ -312,32 +313,37 @@ class GrammarMatcher:
     def mask_ptr(self):
         """The mask for the next token (computed now unless prefetched)."""
         if self._pending is not None:
-            pending, self._pending = self._pending, None
-            pending.result()
+            self._settle()
         else:
             self._compute()
         if self._m.is_error():
             raise GrammarError(f"the grammar engine failed: {self._m.get_error()}")
         return self._ptr
 
-    def accept(self, token: int) -> None:
-        if self._pending is not None:  # never consume while a mask is being computed
-            pending, self._pending = self._pending, None
-            pending.result()
-        if not self._m.consume_token(int(token)):
-            raise GrammarError(f"the grammar engine rejected token {token}: {self._m.get_error()}")
-
-    def is_accepting(self) -> bool:
-        return self._m.is_accepting()
-
-    def done(self) -> bool:
-        """The text is complete and nothing may follow but end-of-generation."""
-        return self._m.is_stopped() and not self._m.is_error()
-
-    def close(self) -> None:
+    def _settle(self) -> None:
+        # The matcher is borrowed by the worker while it computes a mask: every other
+        # use waits for that first.
         if self._pending is not None:
             pending, self._pending = self._pending, None
             pending.result()
+
+    def accept(self, token: int) -> None:
+        self._settle()
+        if not self._m.consume_token(int(token)):
+            raise GrammarError(f"the grammar engine rejected token {token}: {self._m.get_error()}")
+        self._done = self._m.is_stopped() and not self._m.is_error()
+
+    def is_accepting(self) -> bool:
+        self._settle()
+        return self._m.is_accepting()
+
+    def done(self) -> bool:
+        """The text is complete and nothing may follow but end-of-generation (as of the
+        last accept(); safe while a mask is being computed)."""
+        return self._done
+
+    def close(self) -> None:
+        self._settle()
 
 
 def matcher_for(model, grammar=None, response_format=None) -> Optional[GrammarMatcher]:
