@@ -68,6 +68,9 @@ bool set_option(const std::string &name, int64_t value) {
     } else if (name == "attn_prefetch") {
         TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "attn_prefetch must be 0 or 1");
         o.attn_prefetch = int(value);
+    } else if (name == "graphs") {
+        TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "graphs must be 0 or 1");
+        o.graphs = int(value);
     } else if (name == "attn_splits") {
         TACTIC_CHECK(value >= 0 && value <= 4096, TACTIC_ERR_INVALID_ARGUMENT, "attn_splits must be in [0, 4096]");
         o.attn_splits = int(value);

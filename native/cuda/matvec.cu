@@ -5,6 +5,7 @@
 // so x costs L1 bandwidth only 1/R as often as the weights are read.
 #include "cuda_backend.h"
 #include "cuda_util.cuh"
+#include "cuda_ops.cuh"
 #include "quant_blocks.cuh"
 
 namespace tactic {
@@ -102,19 +103,21 @@ __global__ void __launch_bounds__(kMatvecWarps * 32, 6)
 }
 
 template <int T, int R>
-void launch_matvec2(const uint8_t *W, size_t row_bytes, int64_t n_rows, int64_t n_cols, const float *x, float *y) {
+void launch_matvec2(const uint8_t *W, size_t row_bytes, int64_t n_rows, int64_t n_cols, const float *x, float *y,
+                    cudaStream_t stream = 0) {
     const int cpr = int(n_cols / QTraits<T>::CE);
     const int64_t rows_per_block = int64_t(kMatvecWarps) * R;
     const unsigned blocks = unsigned((n_rows + rows_per_block - 1) / rows_per_block);
-    matvec2_kernel<T, R><<<blocks, kMatvecWarps * 32>>>(W, row_bytes, n_rows, cpr, x, y);
+    matvec2_kernel<T, R><<<blocks, kMatvecWarps * 32, 0, stream>>>(W, row_bytes, n_rows, cpr, x, y);
 }
 
 template <int T, int R>
-void launch_matvec(const uint8_t *W, size_t row_bytes, int64_t n_rows, int64_t n_cols, const float *x, float *y) {
+void launch_matvec(const uint8_t *W, size_t row_bytes, int64_t n_rows, int64_t n_cols, const float *x, float *y,
+                   cudaStream_t stream = 0) {
     const int cpr = int(n_cols / QTraits<T>::CE);
     const int64_t rows_per_block = int64_t(kMatvecWarps) * R;
     const unsigned blocks = unsigned((n_rows + rows_per_block - 1) / rows_per_block);
-    matvec_kernel<T, R><<<blocks, kMatvecWarps * 32>>>(W, row_bytes, n_rows, cpr, x, y);
+    matvec_kernel<T, R><<<blocks, kMatvecWarps * 32, 0, stream>>>(W, row_bytes, n_rows, cpr, x, y);
 }
 
 // Kernel version and rows per warp by type, the fastest on the large shapes of
@@ -133,6 +136,23 @@ Variant default_variant(uint32_t type) {
 }
 
 }  // namespace
+
+void matvec_dev(uint32_t type, const void *w, size_t row_bytes, int64_t n_rows, int64_t n_cols, const float *x,
+                float *y, cudaStream_t stream) {
+    const Variant v = default_variant(type);
+    const bool ok = dispatch_type(type, n_cols, [&](auto tag) {
+        constexpr int T = decltype(tag)::value;
+        const uint8_t *W = static_cast<const uint8_t *>(w);
+        if (v.version == 2) {
+            if (v.rows == 1) launch_matvec2<T, 1>(W, row_bytes, n_rows, n_cols, x, y, stream);
+            else launch_matvec2<T, 2>(W, row_bytes, n_rows, n_cols, x, y, stream);
+        } else {
+            if (v.rows == 2) launch_matvec<T, 2>(W, row_bytes, n_rows, n_cols, x, y, stream);
+            else launch_matvec<T, 4>(W, row_bytes, n_rows, n_cols, x, y, stream);
+        }
+    });
+    TACTIC_CHECK(ok, TACTIC_ERR_UNSUPPORTED, "CUDA matvec: unsupported type " + std::to_string(type));
+}
 
 void matvec(uint32_t type, const void *w, size_t row_bytes, int64_t n_rows, int64_t n_cols, const float *x,
             float *y) {

@@ -26,10 +26,11 @@ class Backend {
 public:
     virtual ~Backend() = default;
 
-    // Starts a pass over n tokens at positions pos0.. . Returns false when the backend
-    // ran the whole pass itself (a recorded decode step replayed): then the caller
-    // skips the description and goes straight to end().
-    virtual bool begin(const int32_t *tokens, int n, int pos0, bool want_logits) = 0;
+    // Starts a pass over n tokens at positions pos0.. whose logits (if any) land in
+    // `logits` (null: none wanted). Returns false when the backend ran the whole pass
+    // itself (a recorded decode step replayed): then the caller skips the description
+    // and goes straight to end().
+    virtual bool begin(const int32_t *tokens, int n, int pos0, float *logits) = 0;
     // X = tok_embd[tokens] * scale
     virtual void embed(const Tensor &tok_embd, float scale) = 0;
     // dst rows = RMSNorm(src rows) * w, rows of `width` (rows counts every row: n or n * heads).
@@ -47,7 +48,8 @@ public:
     virtual void add(Buf dst, Buf src, int width) = 0;
     // Gate = act(Gate) * Up
     virtual void gated_activation(Activation act) = 0;
-    // Logits of token rows [first, first + n_out): RMSNorm, output matrix, softcap (0: none).
+    // Logits of token rows [first, first + n_out) into dst (begin's `logits`): RMSNorm,
+    // output matrix, softcap (0: none).
     virtual void output(const Tensor &norm, float eps, const Tensor &W, float softcap, int first, int n_out,
                         float *dst) = 0;
     // Finishes the pass: when it returns, the logits are in the dst given to output().

@@ -24,7 +24,7 @@ class CpuBackend final : public Backend {
 public:
     explicit CpuBackend(const CpuBackendRefs &r) : r_(r) {}
 
-    bool begin(const int32_t *tokens, int n, int pos0, bool) override {
+    bool begin(const int32_t *tokens, int n, int pos0, float *) override {
         const HParams &hp = r_.model.hp;
         const int E = hp.n_embd, D = hp.head_dim, H = hp.n_head, Hkv = hp.n_head_kv, F = hp.n_ff;
         tokens_ = tokens;

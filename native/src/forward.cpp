@@ -122,7 +122,7 @@ void Context::forward_batch(const int32_t *tokens, int n, int pos0, bool want_lo
     const int first = all ? 0 : n - 1, n_out = all ? n : 1;
     float *dst = logits_.data() + size_t(n_logit_rows_) * size_t(hp.n_vocab);
 
-    if (be.begin(tokens, n, pos0, want_logits)) {
+    if (be.begin(tokens, n, pos0, want_logits ? dst : nullptr)) {
         be.embed(M.tok_embd, hp.embed_scale ? std::sqrt(float(E)) : 1.0f);
         for (int il = 0; il < hp.n_layer; il++) {
             if (cancel_.load(std::memory_order_relaxed) && be.cancelled_between_layers())
