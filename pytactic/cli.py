@@ -19,6 +19,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=512, help="prefill batch size")
     p.add_argument("--attention", choices=["auto", "full", "tactic"], default="auto")
     p.add_argument("--tactic-p", type=float, default=0.9, help="Tactic's target attention mass")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="where the model runs (auto: CUDA when a usable GPU is there)")
     p.add_argument("-n", "--max-tokens", type=int, default=None,
                    help="tokens to generate at most (run: 256, chat: until the context is full)")
     p.add_argument("--temp", type=float, default=0.8, help="temperature; 0 = greedy")
@@ -59,7 +61,7 @@ def _load(a, **extra):
     from .model import Model
 
     return Model(a.model, n_ctx=a.ctx, n_threads=a.threads, n_batch=a.batch, attention=a.attention,
-                 tactic_p=a.tactic_p, verbose=a.verbose, **extra)
+                 tactic_p=a.tactic_p, verbose=a.verbose, device=a.device, **extra)
 
 
 def _report(stats, interrupted: bool = False) -> None:
