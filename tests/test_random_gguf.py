@@ -199,6 +199,17 @@ def test_pytactic_runs_every_architecture(tmp_path, arch):
         assert len({int(a) for a in rows.argmax(-1)}) > 1  # and depends on the input
 
 
+@pytest.mark.parametrize("outtype", [t for t in mrg.OUTTYPES if t not in ("q4_k_m", "q5_k_m")])
+def test_every_type_is_written_and_runs(tmp_path, outtype):
+    """Each --type gives its GGML type to the matrices (gguf reads it) and pytactic runs it."""
+    path = make(tmp_path, "llama-tied", outtype, n_layer=1)
+    tensors = {t.name: t for t in gguf.GGUFReader(path).tensors}
+    assert tensors["blk.0.ffn_up.weight"].tensor_type.name == outtype.upper()
+    with pytactic.Model(path, n_ctx=32, n_threads=1) as m:
+        m.eval([1, 40, 300])
+        assert np.all(np.isfinite(m.logits()))
+
+
 def test_options_are_checked():
     with pytest.raises(SystemExit, match="unknown preset"):
         mrg.make_config("llama-9000")
