@@ -177,26 +177,22 @@ class RandomWeights:
         self.verbose = verbose
         self.t0 = self.t_last = time.perf_counter()
         self.n_written = 0
-        self.n_elements = 0
 
-    def std(self, p: TensorPlan, tied: bool) -> float:
-        if p.kind == T.OUTPUT or (p.kind == T.TOKEN_EMBD and tied):
+    def std(self, p: TensorPlan) -> float:
+        if p.kind == T.OUTPUT or (p.kind == T.TOKEN_EMBD and self.hp.tie_embeddings):
             return self.output_scale
         if p.kind in (T.ATTN_Q, T.ATTN_K) and p.name.endswith(".weight"):
             return self.scale * self.qk_scale
         return self.scale
 
-    def encode(self, p: TensorPlan, qtype: Q, tied: bool) -> np.ndarray:
+    def encode(self, p: TensorPlan, qtype: Q) -> np.ndarray:
         key = draw_key(p.name, self.share_layers)
-        hit = (key, qtype) in self.cache
-        if not hit:
-            data = self._encode(p, qtype, key, tied)
+        data = self.cache.get((key, qtype))
+        if data is None:
+            data = self._encode(p, qtype, key)
             if self.share_layers and p.layer is not None:
                 self.cache[(key, qtype)] = data
-        else:
-            data = self.cache[(key, qtype)]
         self.n_written += data.nbytes
-        self.n_elements += int(np.prod(p.shape))
         if self.verbose and (p.layer is None or self.last_in_layer[p.layer] == p.name):
             where = p.name if p.layer is None else f"layer {p.layer + 1}/{self.hp.n_layer}"
             now = time.perf_counter()
@@ -205,7 +201,7 @@ class RandomWeights:
             self.t_last = now
         return data
 
-    def _encode(self, p: TensorPlan, qtype: Q, key: str, tied: bool) -> np.ndarray:
+    def _encode(self, p: TensorPlan, qtype: Q, key: str) -> np.ndarray:
         if p.kind in NORMS:
             return quantize(np.ones(p.shape, np.float32), qtype, self.native).view(np.uint8).reshape(-1)
         if p.kind == T.ROPE_FREQS:
@@ -214,7 +210,7 @@ class RandomWeights:
         n_rows = int(np.prod(p.shape[:-1]))
         row_bytes = nbytes(qtype, (n_cols,))
         out = np.empty(n_rows * row_bytes, np.uint8)
-        std = self.std(p, tied)
+        std = self.std(p)
 
         def chunk(c: int) -> None:
             r0 = c * CHUNK_ROWS
@@ -251,7 +247,6 @@ def make_random_gguf(out: str | os.PathLike, preset: str = "llama-3.2-1b", outty
     native = native_quantizer_for(types)
     weights = RandomWeights(hp, plans, seed, scale, qk_scale, scale if output_scale is None else output_scale,
                             share_layers, native, threads or os.cpu_count() or 1, verbose)
-    tied = hp.tie_embeddings
     if verbose:
         n_params = sum(int(np.prod(p.shape)) for p in plans)
         print(f"{hp.arch} {preset}: {hp.n_layer} layers, n_embd {hp.n_embd}, heads {hp.n_head}/{hp.n_head_kv} "
@@ -259,7 +254,7 @@ def make_random_gguf(out: str | os.PathLike, preset: str = "llama-3.2-1b", outty
               f"{outtype}, seed {seed}{', shared layers' if share_layers else ''} -> {out}", flush=True)
     try:
         n_bytes = write_gguf(Path(out), hp, dummy_vocab(hp.n_vocab), plans, types, outtype,
-                             lambda p, q: weights.encode(p, q, tied))
+                             weights.encode)
     finally:
         weights.pool.shutdown()
     if verbose:
