@@ -3,11 +3,12 @@
 # that travels (cd into it first). STEP says which:
 #   1: start llama.cpp's build + the 8B Q4_K_M file in the background (setsid, so they
 #      outlive this call while the machine stays warm), build libtactic, run the CUDA
-#      tests and the random-weight parity tests, time a small model end to end;
-#   2: kernel tables (scripts/gpu_bench.py: matvec per type vs copy bandwidth, decode
-#      attention vs torch SDPA in a CUDA graph);
-#   3: rebuild (incremental) and rerun the parity tests;
-#   4: the real Gemma 3 270M tests and the side-by-side benchmark (scripts/gpu_e2e.py).
+#      tests and the random-weight parity tests
+#      (and the matvec table: per type vs copy bandwidth);
+#   2: the 8B-shape Q4_K_M side by side with llama-bench (scripts/gpu_e2e.py);
+#   3: llama-bench alone at depth 131072;
+#   4: the real Gemma 3 270M: parity tests, side by side at 4K and 32K.
+# (STEP=kernels: the full kernel table, decode attention vs torch SDPA included.)
 # Every call may carry one piece of the zstd'ed Gemma file in models/ (pieces are
 # appended to /root/models/gemma.zst; step 4 unpacks it: a whole file does not fit in
 # one call's 64 MiB). Logs go to $OUT.
@@ -44,43 +45,50 @@ parity() {
 }
 
 case "$STEP" in
+kernels)
+  timeout 240 python3 scripts/gpu_bench.py --out "$OUT/gpu_bench.json" 2>&1 | tee "$OUT/bench.log" | tail -45
+  ;;
 1)
   timeout 200 python3 -m pytest -q -p no:cacheprovider --tb=short -rf tests/test_cuda.py 2>&1 | tee "$OUT/test_cuda.log" | tail -5
   say "test_cuda done"
   parity
-  python3 scripts/make_random_gguf.py --preset llama-3.2-1b --type q4_k_m --share-layers -o /root/models/l1b.gguf > /dev/null 2>&1
-  timeout 150 python3 scripts/gpu_e2e.py --model /root/models/l1b.gguf --name llama-1B-random-Q4_K_M --device cuda \
-    --depths 0,4096 --prompt-from-empty 8192 --reps 1 --out "$OUT/e2e_1b.json" 2>&1 | tail -15
-  say "1B e2e done"
+  timeout 150 python3 scripts/gpu_bench.py --matvec-only --out "$OUT/gpu_bench_matvec.json" 2>&1 | tee "$OUT/bench_matvec.log" | tail -18
+  say "matvec bench done"
   ;;
 2)
-  BENCH_ARGS=${BENCH_ARGS:-} timeout 240 python3 scripts/gpu_bench.py --out "$OUT/gpu_bench.json" 2>&1 | tee "$OUT/bench.log" | tail -45
-  say "kernel bench done"
+  # The 8B-shape Q4_K_M side by side (the file is llama.cpp's own quantization of
+  # gen_random_gguf.py's F16 file: the same bytes on both sides).
+  LB=/root/llamacpp/build/bin/llama-bench
+  while [ ! -x $LB ] || [ ! -f /root/llamacpp/q4km.gguf ] || pgrep -f llama-quantize >/dev/null; do sleep 5; done
+  say "llama.cpp side ready"
+  timeout ${E2E_TIMEOUT:-450} python3 scripts/gpu_e2e.py --model /root/llamacpp/q4km.gguf --name llama-8B-random-Q4_K_M \
+    --device cuda --llama-bench $LB --depths ${DEPTHS:-0,4096,32768} --prompt-from-empty 32768 --reps ${REPS:-1} \
+    --out "$OUT/gpu_e2e_8b.json" 2>&1 | tee "$OUT/e2e_8b.log" | tail -14
+  say "8B e2e done"
   ;;
 3)
-  parity
+  # llama.cpp alone at 131072 (pytactic's prefill attention is too slow to fill that depth in one call).
+  timeout 300 python3 scripts/gpu_e2e.py --model /root/llamacpp/q4km.gguf --name llama-8B-random-Q4_K_M \
+    --llama-bench /root/llamacpp/build/bin/llama-bench --skip-pytactic --depths 131072 --prompt-from-empty 0 --reps 1 \
+    --out "$OUT/gpu_e2e_8b_131k.json" 2>&1 | tee "$OUT/e2e_8b_131k.log" | tail -6
+  say "131K llama.cpp done"
   ;;
 4)
-  G=/root/models/gemma-3-270m-q4_k_m.gguf
+  G=$TACTIC_TEST_MODEL
   if command -v zstd >/dev/null; then zstd -d -f -q /root/models/gemma.zst -o $G
   else
     python3 -m pip install -q --no-index --no-deps --target /tmp/site zwhl/*.whl
     python3 -c "import zstandard,shutil; shutil.copyfileobj(zstandard.ZstdDecompressor().stream_reader(open('/root/models/gemma.zst','rb')), open('$G','wb'), 1<<24)"
   fi
   python3 - <<'PY'
-import hashlib
-h = hashlib.sha256(open("/root/models/gemma-3-270m-q4_k_m.gguf", "rb").read()).hexdigest()
+import hashlib, os
+h = hashlib.sha256(open(os.environ["TACTIC_TEST_MODEL"], "rb").read()).hexdigest()
 print("gemma sha256", h[:8], "...", h[-5:], "OK" if h.startswith("a5fd3b62") and h.endswith("a6818") else "MISMATCH")
 PY
   parity "gemma or tactic or refused"
-  tail -3 /root/llama_build.log; ls -la /root/llamacpp/ | head
-  LB=/root/llamacpp/build/bin/llama-bench
-  timeout ${E2E_TIMEOUT:-330} python3 scripts/gpu_e2e.py --model /root/llamacpp/q4km.gguf --name llama-8B-random-Q4_K_M \
-    --device cuda --llama-bench $LB --depths ${DEPTHS:-0,4096,32768,131072} --reps ${REPS:-1} \
-    --out "$OUT/gpu_e2e.json" 2>&1 | tee "$OUT/e2e.log" | tail -20
-  say "8B e2e done"
-  timeout 120 python3 scripts/gpu_e2e.py --model "$TACTIC_TEST_MODEL" --name gemma-3-270m-Q4_K_M --device cuda \
-    --llama-bench $LB --depths 4096,32768 --prompt-from-empty 0 --reps 1 --rows-to "$OUT/gpu_e2e.json" 2>&1 | tee "$OUT/e2e_gemma.log" | tail -8
+  timeout 200 python3 scripts/gpu_e2e.py --model $G --name gemma-3-270m-Q4_K_M --device cuda \
+    --llama-bench /root/llamacpp/build/bin/llama-bench --depths 4096,32768 --prompt-from-empty 0 --reps 1 \
+    --out "$OUT/gpu_e2e_gemma.json" 2>&1 | tee "$OUT/e2e_gemma.log" | tail -6
   say "gemma e2e done"
   ;;
 esac

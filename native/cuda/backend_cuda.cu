@@ -83,6 +83,8 @@ public:
             w16_ = static_cast<__half *>(alloc(sizeof(__half) * w16));
             w16_cap_ = w16;
         }
+        xq_ = static_cast<int8_t *>(alloc(widest));
+        xds_ = static_cast<float2 *>(alloc(sizeof(float2) * (widest / 32 + 1)));
         d_tokens_ = static_cast<int32_t *>(alloc(sizeof(int32_t) * size_t(nb_)));
         d_pos_ = static_cast<int32_t *>(alloc(sizeof(int32_t) * size_t(nb_)));
         TACTIC_CU(cudaHostAlloc(reinterpret_cast<void **>(&h_in_), 2 * sizeof(int32_t), cudaHostAllocDefault));
@@ -137,10 +139,12 @@ public:
     }
 
     void embed(const Tensor &W, float scale) override {
+        writes_++;
         get_rows_dev(W.type, dev(W), W.row_bytes, W.ne0, d_tokens_, n_, scale, x_, stream_);
     }
 
     void rms_norm(Buf src, const Tensor &w, Buf dst, int width, int rows) override {
+        writes_++;
         rms_norm_dev(buf(src), static_cast<const float *>(dev(w)), rows, width, hp_.rms_eps, buf(dst), stream_);
     }
 
@@ -150,11 +154,13 @@ public:
     }
 
     void add_bias(Buf dst, int ld, const Tensor &bias) override {
+        writes_++;
         if (!bias) return;
         add_bias_dev(buf(dst), ld, static_cast<const float *>(dev(bias)), int(bias.ne0), n_, stream_);
     }
 
     void rope_store_kv(int il, const RopeConfig &rc, float q_scale) override {
+        writes_++;
         QkvArgs a;
         a.q = q_;
         a.k = k_;
@@ -181,6 +187,7 @@ public:
     }
 
     void attention(int il, bool, int window) override {
+        writes_++;
         const __half *K = k_cache_ + size_t(il) * kv_layer_, *V = v_cache_ + size_t(il) * kv_layer_;
         if (n_ == 1) {
             DecodeAttn a;
@@ -215,13 +222,18 @@ public:
         attention_prefill_dev(a, stream_);
     }
 
-    void add(Buf dst, Buf src, int width) override { add_dev(buf(dst), buf(src), int64_t(n_) * width, stream_); }
+    void add(Buf dst, Buf src, int width) override {
+        writes_++;
+        add_dev(buf(dst), buf(src), int64_t(n_) * width, stream_);
+    }
 
     void gated_activation(Activation act) override {
+        writes_++;
         gated_act_dev(gate_, up_, int64_t(n_) * hp_.n_ff, act == Activation::GeluTanh, stream_);
     }
 
     void output(const Tensor &norm, float eps, const Tensor &W, float cap, int first, int n_out, float *dst) override {
+        writes_++;
         const int E = hp_.n_embd;
         rms_norm_dev(x_ + size_t(first) * E, static_cast<const float *>(dev(norm)), n_out, E, eps, h_, stream_);
         const size_t n_logits = size_t(n_out) * size_t(W.ne1);
@@ -302,6 +314,17 @@ private:
     // Y[n][W.ne1] = X[n][W.ne0] W^T
     void mat(const Tensor &W, const float *X, int n, float *Y) {
         const void *w = dev(W);
+        if (n == 1 && options().matvec_q8 && matvec_q8_supported(W.type, W.ne0)) {
+            // X quantized once for the matrices that read it in a row (wq, wk, wv; gate, up).
+            if (q8_src_ != X || q8_version_ != writes_) {
+                quantize_q8_dev(X, W.ne0, xq_, xds_, stream_);
+                q8_src_ = X;
+                q8_version_ = writes_;
+            }
+            matvec_q8_dev(W.type, w, W.row_bytes, W.ne1, W.ne0, xq_, xds_, Y, stream_);
+            return;
+        }
+        if (Y == q8_src_) q8_src_ = nullptr;
         Cublas *blas = n > 1 ? Cublas::get() : nullptr;
         if (!blas) {
             for (int t = 0; t < n; t++)
@@ -361,6 +384,10 @@ private:
     int max_splits_ = 1, n_splits_ = 1;
     __half *x16_ = nullptr, *w16_ = nullptr;
     size_t w16_cap_ = 0;
+    int8_t *xq_ = nullptr;  // decode activations quantized to 8 bits (matvec_q8)
+    float2 *xds_ = nullptr;
+    const float *q8_src_ = nullptr;
+    uint64_t writes_ = 0, q8_version_ = ~uint64_t(0);  // ops so far; xq_ is valid while none wrote since
     int32_t *d_tokens_ = nullptr, *d_pos_ = nullptr;
     int32_t *h_in_ = nullptr;
     float *h_logits_ = nullptr;

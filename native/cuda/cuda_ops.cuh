@@ -15,6 +15,12 @@ namespace cuda {
 // y[n_rows] = W x, W rows in their own type.
 void matvec_dev(uint32_t type, const void *w, size_t row_bytes, int64_t n_rows, int64_t n_cols, const float *x,
                 float *y, cudaStream_t stream);
+// Decode matvec against 8-bit activations (groups of 32: int8 values, (scale, sum of
+// the dequantized group)), for the types matvec_q8_supported says (Q4_K).
+bool matvec_q8_supported(uint32_t type, int64_t n_cols);
+void quantize_q8_dev(const float *x, int64_t n, int8_t *xq, float2 *xds, cudaStream_t stream);
+void matvec_q8_dev(uint32_t type, const void *w, size_t row_bytes, int64_t n_rows, int64_t n_cols, const int8_t *xq,
+                   const float2 *xds, float *y, cudaStream_t stream);
 // dst[n_rows][n_cols] = W as f16.
 void dequantize_f16_dev(uint32_t type, const void *w, size_t row_bytes, int64_t n_rows, int64_t n_cols, __half *dst,
                         cudaStream_t stream);
