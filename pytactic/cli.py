@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_model_args(chat)
     chat.add_argument("-s", "--system", default=None, help="a system message")
     chat.add_argument("--chat-format", default=None, help="chatml, gemma, llama3 or a Jinja template")
+    from .server.cli import add_serve_command
+
+    add_serve_command(sub)
     return ap
 
 
@@ -158,6 +161,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     from .errors import TacticError
 
     try:
+        if hasattr(a, "handler"):  # subcommands that bring their own entry point (serve)
+            return a.handler(a)
         if a.command == "run":
             return cmd_run(a)
         return cmd_chat(a)
