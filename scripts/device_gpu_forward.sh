@@ -45,6 +45,21 @@ parity() {
 }
 
 case "$STEP" in
+final)
+  # Parity with the tensor-core prefill attention, then pytactic alone on random files
+  # written by make_random_gguf.py (pytactic's own quantizer; not llama.cpp's file).
+  parity
+  timeout 60 python3 scripts/make_random_gguf.py --preset llama-3.2-1b --type q4_k_m --share-layers -o /root/models/l1b.gguf > /dev/null 2>&1
+  timeout 120 python3 scripts/gpu_e2e.py --model /root/models/l1b.gguf --name llama-1B-random-Q4_K_M --device cuda \
+    --depths 0,32768 --n-gen 64 --prompt-from-empty 32768 --reps 1 --out "$OUT/e2e_1b_mma.json" 2>&1 | tail -5
+  say "1B done"
+  timeout 200 python3 scripts/make_random_gguf.py --preset llama-3.1-8b --type q4_k_m --share-layers -o /root/models/l8b.gguf > "$OUT/gen8b.log" 2>&1
+  say "8B file: $(ls -la /root/models/l8b.gguf 2>&1)"
+  [ -f /root/models/l8b.gguf ] && timeout ${E2E_TIMEOUT:-240} python3 scripts/gpu_e2e.py --model /root/models/l8b.gguf \
+    --name llama-8B-random-Q4_K_M-pytactic-quantizer --device cuda --depths 0,4096,32768,131072 --prompt-from-empty 32768 \
+    --reps 1 --out "$OUT/e2e_8b_mma.json" 2>&1 | tail -9
+  say "8B done"
+  ;;
 kernels)
   timeout 240 python3 scripts/gpu_bench.py --out "$OUT/gpu_bench.json" 2>&1 | tee "$OUT/bench.log" | tail -45
   ;;

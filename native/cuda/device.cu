@@ -72,6 +72,9 @@ bool set_option(const std::string &name, int64_t value) {
     } else if (name == "matvec_q8") {
         TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "matvec_q8 must be 0 or 1");
         o.matvec_q8 = int(value);
+    } else if (name == "prefill_mma") {
+        TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "prefill_mma must be 0 or 1");
+        o.prefill_mma = int(value);
     } else if (name == "graphs") {
         TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "graphs must be 0 or 1");
         o.graphs = int(value);
