@@ -104,10 +104,13 @@ def random_files(tmp_path_factory):
     return get
 
 
-# Measured misses (H200, commit 5b16b44; docs/PERFORMANCE.md "Parity"): one confident
-# step each differs, margins 0.297 / 0.302. The CPU multiplies these types by 8-bit
-# activations, the GPU by f32 ones; kept visible rather than loosened.
-KNOWN_MISSES = {("llama", "q5_k"), ("llama", "q6_k")}
+# Measured misses (H200, commits 5b16b44 and c5fd5fa; docs/PERFORMANCE.md "Parity"): one
+# confident step each differs, margins 0.297 / 0.302 (q5_k / q6_k), and 0.267 for q4_k
+# once prefill attention rounds P to f16 on tensor cores (c5fd5fa). The llama files have
+# the largest logit errors (1.2-1.7e-2 relative, against 0.5-0.8e-2 for the others): the
+# CPU multiplies 8-bit activations, the GPU f32 ones for most types. Kept visible (xfail,
+# not strict) rather than loosened.
+KNOWN_MISSES = {("llama", "q4_k"), ("llama", "q5_k"), ("llama", "q6_k")}
 
 
 @pytest.mark.parametrize("outtype", TYPES)
