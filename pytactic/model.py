@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import time
+import warnings
 from typing import Iterable, Iterator, List, Optional, Sequence, Union
 
 from . import openai_format
@@ -33,6 +35,10 @@ from .text_stream import TextAssembler
 __all__ = ["Model", "Sampler", "SamplingParams", "GenerationStats"]
 
 _ATTENTION = {"auto": 0, "full": 1, "tactic": 2}
+_DEVICE = {"auto": 0, "cpu": 1, "cuda": 2}
+_DEVICE_NAME = {1: "cpu", 2: "cuda"}
+_said_cpu = False  # "auto" fell back to the CPU: said once per process
+_said_tactic_gpu = False
 _DEFAULT_N_CTX = 4096
 # Prefills at least this long run on a worker thread so Ctrl-C can cancel them.
 _CANCELLABLE_EVAL = 32
@@ -45,11 +51,26 @@ def _ids(tokens: Iterable[int]) -> List[int]:
     return [int(t) for t in tokens]
 
 
+def _say_cpu() -> None:
+    global _said_cpu
+    if not _said_cpu:
+        _said_cpu = True
+        sys.stderr.write("pytactic: no usable CUDA GPU, running on the CPU\n")
+
+
+def _say_tactic_gpu(attention: str) -> None:
+    global _said_tactic_gpu
+    if attention == "tactic" and not _said_tactic_gpu:
+        _said_tactic_gpu = True
+        warnings.warn("attention='tactic' runs on the CPU only for now: device 'cuda' uses full attention",
+                      RuntimeWarning, stacklevel=3)
+
+
 class Model:
     """A GGUF model with one context (KV cache) for generation.
 
     Model(path, n_ctx=4096, n_threads=None, n_batch=512, seed=None, verbose=False,
-          attention="auto", tactic_p=0.9, cluster_size=16, chat_format=None)
+          attention="auto", tactic_p=0.9, cluster_size=16, chat_format=None, device="auto")
 
     n_ctx: tokens the context holds (0 = the model's training context; the default
       is 4096, or less if the model was trained on less).
@@ -59,6 +80,9 @@ class Model:
       for the architecture), a built-in name ("chatml", "gemma", "llama3"), or a
       Jinja template string.
     seed: seeds the sampling seeds of calls that pass none (None: random).
+    device: "cuda" (weights, KV cache and activations on the GPU; full attention),
+      "cpu", or "auto" (CUDA when a usable GPU is there, else the CPU, said once).
+      self.device tells which one runs.
 
     One thread at a time per Model (a second thread inside a native call gets
     BusyError). Consecutive generations reuse the KV cache for the longest common
@@ -81,6 +105,7 @@ class Model:
         chat_template: Optional[str] = None,
         vocab_only: bool = False,
         use_mmap: bool = True,
+        device: str = "auto",
     ):
         self._model = None
         self._ctx = None
@@ -102,6 +127,8 @@ class Model:
             raise InvalidModelError(f"{self.path} is not a GGUF file (it starts with {magic!r}, not b'GGUF')")
         if attention not in _ATTENTION:
             raise ValueError(f"attention must be one of {sorted(_ATTENTION)}, got {attention!r}")
+        if device not in _DEVICE:
+            raise ValueError(f"device must be one of {sorted(_DEVICE)}, got {device!r}")
         for name, v in (("n_batch", n_batch), ("cluster_size", cluster_size)):
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
@@ -137,6 +164,14 @@ class Model:
             cp.n_threads = n_threads or 0
             cp.n_batch = n_batch
             cp.attention = _ATTENTION[attention]
+            cp.device = _DEVICE[device]
+            if device == "auto":
+                cp.device = _DEVICE["cuda"] if lib.tactic_cuda_device_count() > 0 else _DEVICE["cpu"]
+            if cp.device == _DEVICE["cuda"]:
+                _say_tactic_gpu(attention)
+                cp.attention = _ATTENTION["full"]
+            elif device == "auto":
+                _say_cpu()
             cp.tactic_p = tactic_p
             cp.cluster_size = cluster_size
             if seed is not None and seed >= 0:
@@ -150,8 +185,10 @@ class Model:
                 raise
             self._ctx = cout[0]
             self.n_ctx = int(lib.tactic_context_n_ctx(self._ctx))
+            self.device = _DEVICE_NAME.get(int(lib.tactic_context_device(self._ctx)), "cpu")
         else:
             self.n_ctx = 0
+            self.device = "cpu"
         self._cached: List[int] = []  # the tokens whose K/V the context holds, in order
         self._generation = 0  # bumps at every generation start: stale iterators notice
         self.last_stats = GenerationStats()
