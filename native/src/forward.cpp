@@ -8,6 +8,7 @@
 
 #include "common.h"
 #include "cpu/attention.h"
+#include "cpu/attention_segments.h"
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
 #include "tactic/tactic_attention.h"
@@ -43,7 +44,7 @@ Context::Context(const Model &model, const tactic_context_params &p) : model_(mo
     n_batch_ = p.n_batch > 0 ? p.n_batch : 512;
     n_batch_ = std::min(n_batch_, n_ctx_);
     const int n_threads = p.n_threads > 0 ? p.n_threads : ThreadPool::hardware_threads();
-    kv_.allocate(hp.n_layer, hp.n_head_kv, n_ctx_, hp.head_dim);
+    kv_.allocate(hp, n_ctx_, n_batch_, p.swa_full != 0);
     pool_ = std::make_unique<ThreadPool>(n_threads);
     scratch_ = std::make_unique<Scratch>();
     if (p.attention != TACTIC_ATTN_FULL) {
@@ -78,8 +79,8 @@ const float *Context::logits(int row) const {
 void Context::truncate(int n_keep) {
     TACTIC_CHECK(n_keep >= 0 && n_keep <= n_past_, TACTIC_ERR_INVALID_ARGUMENT,
                  "truncate: n_keep " + std::to_string(n_keep) + " is outside [0, " + std::to_string(n_past_) + "]");
-    n_past_ = n_keep;
-    if (tactic_) tactic_->truncate(n_keep);
+    n_past_ = kv_.truncate(n_keep);  // less when sliding-window rings cannot go back that far
+    if (tactic_) tactic_->truncate(n_past_);
 }
 
 void Context::timings(double *out, int n, bool reset) {
@@ -111,8 +112,10 @@ void Context::eval(const int32_t *tokens, int n, bool logits_all) {
     const auto t0 = Clock::now();
     for (int b = 0; b < n; b += n_batch_) {
         const int nb = std::min(n_batch_, n - b);
+        kv_.begin_write(n_past_, nb);
         forward_batch(tokens + b, nb, n_past_, logits_all || b + nb == n);
         n_past_ += nb;
+        n_evaluated_ += nb;
     }
     (n == 1 ? t_decode_ : t_prefill_) += seconds_since(t0);
 }
@@ -217,9 +220,11 @@ void Context::forward_batch(const int32_t *tokens, int n, int pos0, bool want_lo
             if (!swa && use_tactic(pos + 1)) {
                 tactic_->decode(il, S.q.data(), kv_.k_at(il, 0, 0), kv_.v_at(il, 0, 0), pos + 1, S.att.data(), pool);
             } else {
+                int seg[4];
+                const int ns = kv_.slot_ranges(il, lo, pos + 1, seg);
                 for (int g = 0; g < Hkv; g++)
-                    attention_split(S.q.data() + size_t(g) * group * D, group, D, kv_.k_at(il, g, 0),
-                                    kv_.v_at(il, g, 0), lo, pos + 1, S.att.data() + size_t(g) * group * D, pool);
+                    attention_segments(S.q.data() + size_t(g) * group * D, group, D, kv_.k_at(il, g, 0),
+                                       kv_.v_at(il, g, 0), seg, ns, S.att.data() + size_t(g) * group * D, pool);
             }
             if (!swa) t_decode_attn_ += seconds_since(ta);
         } else {
@@ -232,8 +237,11 @@ void Context::forward_batch(const int32_t *tokens, int n, int pos0, bool want_lo
                     const int lo = swa && hp.sliding_window > 0 ? std::max(0, pos - hp.sliding_window + 1) : 0;
                     part.reset(group, D);
                     const float *qg = S.q.data() + (size_t(t) * H + size_t(g) * group) * D;
-                    attend_rows(qg, group, D, kv_.k_at(il, g, 0), kv_.v_at(il, g, 0), nullptr, lo, pos + 1, part,
-                                scratch);
+                    int seg[4];
+                    const int ns = kv_.slot_ranges(il, lo, pos + 1, seg);
+                    for (int s = 0; s < ns; s++)
+                        attend_rows(qg, group, D, kv_.k_at(il, g, 0), kv_.v_at(il, g, 0), nullptr, seg[2 * s],
+                                    seg[2 * s + 1], part, scratch);
                     part.finish(S.att.data() + (size_t(t) * H + size_t(g) * group) * D, group, D);
                 }
             });
