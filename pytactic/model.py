@@ -467,6 +467,14 @@ class Model:
         self.checkpoint()  # a later prompt that shares this one's tokens comes back here
         return n
 
+    def eval_prefix(self, ids: Sequence[int], *, on_progress=None) -> int:
+        """Make the cache hold exactly these tokens (reusing the common prefix), and
+        checkpoint there: a shared prefix such as a document. Returns the reused count."""
+        ids = _ids(ids)
+        self._check_fits(ids)
+        self._generation += 1
+        return self._prefill(ids, on_progress)
+
     def _tokens(self, prompt_ids: List[int], max_tokens: Optional[int], params: SamplingParams,
                 stats: GenerationStats, on_progress=None) -> Iterator[int]:
         """Prefill, then yield sampled tokens until an end-of-generation token (not
