@@ -239,9 +239,7 @@ void Context::forward_batch(const int32_t *tokens, int n, int pos0, bool want_lo
                     const float *qg = S.q.data() + (size_t(t) * H + size_t(g) * group) * D;
                     int seg[4];
                     const int ns = kv_.slot_ranges(il, lo, pos + 1, seg);
-                    for (int s = 0; s < ns; s++)
-                        attend_rows(qg, group, D, kv_.k_at(il, g, 0), kv_.v_at(il, g, 0), nullptr, seg[2 * s],
-                                    seg[2 * s + 1], part, scratch);
+                    attend_segments(qg, group, D, kv_.k_at(il, g, 0), kv_.v_at(il, g, 0), seg, ns, part, scratch);
                     part.finish(S.att.data() + (size_t(t) * H + size_t(g) * group) * D, group, D);
                 }
             });
