@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m pytactic", description="Run GGUF models locally.")
     sub = ap.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="complete a prompt, streaming the text")
-    _add_model_args(run)
+    _add_model_args(run, positional="optional")
     run.add_argument("prompt", help="the prompt text ('-' reads it from stdin)")
     chat = sub.add_parser("chat", help="an interactive chat (about documents with --doc)")
     _add_model_args(chat, positional="optional")

@@ -123,9 +123,14 @@ def test_context_refused_when_memory_is_short(gemma_path, monkeypatch):
     m = load(gemma_path)
     monkeypatch.setenv("TACTIC_MEMORY_LIMIT", "400M")
     # Gemma 3 270M: 18 layers x 1 KV head x 256 x 2 (K, V) x f16 = 18 KiB per token.
+    # Sliding-window layers kept whole (swa_full): 576 MiB at 32K.
     with pytest.raises(errors.OutOfMemoryError, match=r"a context of 32768 tokens \(KV cache 576.0 MiB"):
-        new_context(m, n_ctx=32768)
+        new_context(m, n_ctx=32768, swa_full=1)
     new_context(m, n_ctx=1024)  # 18 MiB: fits
+    # Rings of window + n_batch for the 15 sliding-window layers: 3 x 32768 + 15 x 1024 positions.
+    monkeypatch.setenv("TACTIC_MEMORY_LIMIT", "100M")
+    with pytest.raises(errors.OutOfMemoryError, match=r"a context of 32768 tokens \(KV cache 111.0 MiB"):
+        new_context(m, n_ctx=32768)
     monkeypatch.delenv("TACTIC_MEMORY_LIMIT")
     new_context(m, n_ctx=32768)
 
