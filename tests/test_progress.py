@@ -9,7 +9,7 @@ import pytest
 from pytactic import Model
 
 N_THREADS = 2
-TEXT = "Numbers: " + ", ".join(str(i) for i in range(400)) + "."
+TEXT = "Numbers: " + ", ".join(str(i) for i in range(150)) + "."
 
 
 @pytest.fixture(scope="module")
