@@ -416,7 +416,10 @@ def test_model_memory_refusals(gemma_path, monkeypatch):
         Model(gemma_path)
     monkeypatch.setenv("TACTIC_MEMORY_LIMIT", "400M")
     with pytest.raises(MemoryError, match="a context of 32768 tokens"):
-        Model(gemma_path, n_ctx=32768)
+        Model(gemma_path, n_ctx=32768, swa_full=True)  # 576 MiB of KV: sliding-window layers whole
+    # The default n_ctx is the training context capped by memory: it loads, smaller.
+    with Model(gemma_path, swa_full=True) as m:  # at most half of the 400M for the KV cache
+        assert 4096 < m.n_ctx < 32768 and m.kv_memory()["reserved"] <= 200 * 2**20
 
 
 def test_model_two_threads(gemma_path):
