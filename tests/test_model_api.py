@@ -45,16 +45,6 @@ def model(gemma_path):
     m.close()
 
 
-@pytest.fixture(scope="module")
-def has_tokenizer():
-    from pytactic._native import lib
-
-    try:
-        lib.tactic_tokenize
-    except AttributeError:
-        pytest.skip("this libtactic has no tokenizer yet")
-
-
 def test_info(model):
     assert model.n_ctx == 256
     assert model.n_vocab == 262144
@@ -63,7 +53,7 @@ def test_info(model):
     assert "n_ctx=256" in repr(model)
 
 
-def test_tokenize_and_detokenize(model, refs, has_tokenizer):
+def test_tokenize_and_detokenize(model, refs):
     for r in refs["tokenize"][:10]:
         assert model.tokenize(r["text"]) == r["ids_with_bos"]
         assert model.tokenize(r["text"], add_bos=False) == r["ids_no_bos"]
@@ -138,7 +128,7 @@ def test_prefix_reuse(model, refs):
     assert model.cached_tokens[:4] == other
 
 
-def test_context_length_error_names_both_numbers(model, has_tokenizer):
+def test_context_length_error_names_both_numbers(model):
     prompt = "word " * 400
     with pytest.raises(ContextLengthError) as e:
         model.generate(prompt, max_tokens=1)
