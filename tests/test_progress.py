@@ -2,6 +2,7 @@
 caller's thread; Ctrl-C during a long prompt cancels it and the model stays usable."""
 
 import _thread
+import signal
 import threading
 
 import pytest
@@ -49,7 +50,16 @@ def test_generate_and_chat_report_only_the_new_tokens(model):
     assert calls and calls[-1][0] == calls[-1][1] == model.last_stats.n_evaluated
 
 
-def test_ctrl_c_during_a_long_prompt_cancels_and_the_model_stays_usable(model, gemma_path):
+@pytest.fixture
+def python_sigint():
+    # Python's own SIGINT handler: a shell may start background jobs with SIGINT ignored,
+    # and then interrupt_main does nothing.
+    prev = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, prev)
+
+
+def test_ctrl_c_during_a_long_prompt_cancels_and_the_model_stays_usable(model, gemma_path, python_sigint):
     model.reset()
     ids = model.tokenize(TEXT)
 
