@@ -72,7 +72,7 @@ def _prepare(chat) -> None:
         print(f"[document: {n:,} tokens, loaded from the cache in {took:.2f}s]", file=sys.stderr, flush=True)
     elif took > 0:
         print(f"[document: {n:,} tokens, read in {took:.1f}s ({n / took:,.0f} tok/s)"
-              f"{'' if chat.cache is False else ', cached for next time'}]", file=sys.stderr, flush=True)
+              f"{', cached for next time' if chat.cache else ''}]", file=sys.stderr, flush=True)
 
 
 def _answer(chat, question: str, a) -> bool:
