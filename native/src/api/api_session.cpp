@@ -19,6 +19,12 @@ void fill(const tactic::KVAccounting &a, tactic_kv_memory *out) {
     out->flat = a.flat;
 }
 
+// The blob is the CPU cache's; a CUDA context keeps its K/V on the device.
+void require_cpu(tactic_context *c) {
+    TACTIC_CHECK(c->ctx->device() != TACTIC_DEVICE_CUDA, TACTIC_ERR_UNSUPPORTED,
+                 "context state: saving and restoring runs on CPU contexts only (this one is on CUDA)");
+}
+
 struct Busy {
     std::unique_lock<std::mutex> lock;
     explicit Busy(tactic_context *c) : lock(c->busy, std::try_to_lock) {
@@ -43,6 +49,7 @@ TACTIC_API tactic_status tactic_context_state_size(tactic_context *ctx, size_t *
     return guard([&] {
         TACTIC_REQUIRE_ARG(ctx && out, "ctx and out must not be NULL");
         Busy lock(ctx);
+        require_cpu(ctx);
         *out = ctx->ctx->state_size();
     });
 }
@@ -51,6 +58,7 @@ TACTIC_API tactic_status tactic_context_state_get(tactic_context *ctx, uint8_t *
     return guard([&] {
         TACTIC_REQUIRE_ARG(ctx && dst, "ctx and dst must not be NULL");
         Busy lock(ctx);
+        require_cpu(ctx);
         ctx->ctx->state_write(dst, size);
     });
 }
@@ -59,6 +67,7 @@ TACTIC_API tactic_status tactic_context_state_set(tactic_context *ctx, const uin
     return guard([&] {
         TACTIC_REQUIRE_ARG(ctx && src, "ctx and src must not be NULL");
         Busy lock(ctx);
+        require_cpu(ctx);
         ctx->ctx->state_read(src, size);
     });
 }
