@@ -19,6 +19,9 @@ What is measured, as llama-bench (tools/llama-bench/llama-bench.cpp) defines it:
   feeds the previous step's argmax (greedy; BOS first): the same work plus an argmax on
   the host. decode tok/s = 128 / seconds. pp and tg are separate runs, as in llama-bench.
 - repetitions (-r 2): the mean over repetitions of each repetition's tok/s.
+- the K/V cache is f16 on both sides (llama-bench's default -ctk/-ctv f16); llama-bench
+  also sizes its context to depth + n_prompt + n_gen, which may exceed the model's
+  training context (a warning only); pytactic's n_ctx is the deepest depth + 512.
 - warm-up: llama-bench runs one pp512 and one decode step before each test; here one
   pp512 and one decode step at the start, and one decode step at each depth before it
   is timed (CUDA graphs, lazily grown buffers), all untimed.
