@@ -21,7 +21,8 @@ What is measured, as llama-bench (tools/llama-bench/llama-bench.cpp) defines it:
 - repetitions (-r 2): the mean over repetitions of each repetition's tok/s.
 - the K/V cache is f16 on both sides (llama-bench's default -ctk/-ctv f16); llama-bench
   also sizes its context to depth + n_prompt + n_gen, which may exceed the model's
-  training context (a warning only); pytactic's n_ctx is the deepest depth + 512.
+  training context (a warning only); pytactic's n_ctx is the deepest depth plus
+  max(n_prompt, n_gen), or the prompt from empty if longer.
 - warm-up: llama-bench runs one pp512 and one decode step before each test; here one
   pp512 and one decode step at the start, and one decode step at each depth before it
   is timed (CUDA graphs, lazily grown buffers), all untimed.
