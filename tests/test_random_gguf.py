@@ -235,10 +235,25 @@ def test_command_line(tmp_path, capsys):
 
 PROMPT = [1, 40, 300, 599, 7, 123]
 N_GEN = 16
-MIN_GAP = 0.1  # near-ties are not compared
+# Near-ties are not compared. Measured on these files: pytactic's logits are within 0.01
+# of llama.cpp's for F16 and 0.1-0.3 for the K-quant mixes from position 1 on (position 0
+# is exact), against a logit std of about 5; a step counts when its margin is twice that.
+MIN_GAP = 0.6
 
 
-def llama_cpp_greedy(llama_cpp, path):
+def llama_cpp_greedy(llama_cpp, path, monkeypatch):
+    # No extra buffer types (weight repacking): a llama-cpp-python built with -march=native
+    # on a VM that advertises AMX dies of SIGILL in its AMX matmul (tilezero) otherwise.
+    import llama_cpp.llama_cpp as native
+
+    defaults = native.llama_model_default_params
+
+    def without_repacking():
+        p = defaults()
+        p.use_extra_bufts = False
+        return p
+
+    monkeypatch.setattr(native, "llama_model_default_params", without_repacking)
     llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, n_threads=1, verbose=False)
     try:
         out = []
@@ -253,7 +268,7 @@ def llama_cpp_greedy(llama_cpp, path):
 
 @pytest.mark.parametrize("arch,outtype", [("llama", "q4_k_m"), ("llama-tied", "f16"), ("qwen2", "q4_k_m"),
                                           ("qwen3", "q5_k_m"), ("gemma3", "q4_k_m")])
-def test_llama_cpp_loads_it_and_agrees(tmp_path, arch, outtype):
+def test_llama_cpp_loads_it_and_agrees(tmp_path, arch, outtype, monkeypatch):
     """llama.cpp's greedy tokens, teacher-forced through pytactic: pytactic's argmax is
     llama.cpp's token at every step with a top-2 margin above MIN_GAP."""
     try:
@@ -261,7 +276,7 @@ def test_llama_cpp_loads_it_and_agrees(tmp_path, arch, outtype):
     except ImportError:
         pytest.skip("llama-cpp-python is not installed (pip install llama-cpp-python)")
     path = make(tmp_path, arch, outtype, output_scale=0.3, qk_scale=4.0)
-    theirs = llama_cpp_greedy(llama_cpp, path)
+    theirs = llama_cpp_greedy(llama_cpp, path, monkeypatch)
     assert len(theirs) == N_GEN
     with pytactic.Model(path, n_ctx=64, n_threads=1) as m:
         m.eval(PROMPT + theirs[:-1], logits_all=True)
