@@ -19,6 +19,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=512, help="prefill batch size")
     p.add_argument("--attention", choices=["auto", "full", "tactic"], default="auto")
     p.add_argument("--tactic-p", type=float, default=0.9, help="Tactic's target attention mass")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="where the model runs (auto: CUDA when a usable GPU is there)")
     p.add_argument("-n", "--max-tokens", type=int, default=None,
                    help="tokens to generate at most (run: 256, chat: until the context is full)")
     p.add_argument("--temp", type=float, default=0.8, help="temperature; 0 = greedy")
@@ -31,6 +33,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frequency-penalty", type=float, default=0.0)
     p.add_argument("--seed", type=int, default=None, help="sampling seed (default: random)")
     p.add_argument("--stop", action="append", default=None, help="a stop string (repeatable)")
+    p.add_argument("--grammar-file", default=None, metavar="FILE", help="keep the output inside a GBNF grammar")
+    p.add_argument("--json-schema", default=None, metavar="FILE", help="output JSON valid against this schema")
     p.add_argument("-v", "--verbose", action="store_true", help="print load details")
 
 
@@ -44,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_model_args(chat)
     chat.add_argument("-s", "--system", default=None, help="a system message")
     chat.add_argument("--chat-format", default=None, help="chatml, gemma, llama3 or a Jinja template")
+    from .server.cli import add_serve_command
+
+    add_serve_command(sub)
     return ap
 
 
@@ -55,11 +62,26 @@ def _sampling(a) -> dict:
     )
 
 
+def _grammar(a):
+    """The Grammar of --grammar-file / --json-schema, checked before the model loads."""
+    if a.grammar_file is None and a.json_schema is None:
+        return None
+    from .grammar import Grammar
+
+    if a.grammar_file is not None and a.json_schema is not None:
+        raise ValueError("pass --grammar-file or --json-schema, not both")
+    if a.grammar_file is not None:
+        with open(a.grammar_file, encoding="utf-8") as f:
+            return Grammar.from_gbnf(f.read())
+    with open(a.json_schema, encoding="utf-8") as f:
+        return Grammar.from_json_schema(f.read())
+
+
 def _load(a, **extra):
     from .model import Model
 
     return Model(a.model, n_ctx=a.ctx, n_threads=a.threads, n_batch=a.batch, attention=a.attention,
-                 tactic_p=a.tactic_p, verbose=a.verbose, **extra)
+                 tactic_p=a.tactic_p, verbose=a.verbose, device=a.device, **extra)
 
 
 def _report(stats, interrupted: bool = False) -> None:
@@ -83,10 +105,11 @@ def _write(text: str) -> None:
 
 def cmd_run(a) -> int:
     prompt = sys.stdin.read() if a.prompt == "-" else a.prompt
+    grammar = _grammar(a)
     with _load(a) as model:
         max_tokens = a.max_tokens if a.max_tokens is not None else 256
         interrupted = False
-        pieces = model.generate(prompt, max_tokens, stop=a.stop, stream=True, **_sampling(a))
+        pieces = model.generate(prompt, max_tokens, stop=a.stop, stream=True, grammar=grammar, **_sampling(a))
         try:
             for piece in pieces:
                 _write(piece)
@@ -102,6 +125,7 @@ def cmd_run(a) -> int:
 def cmd_chat(a) -> int:
     from .errors import ContextLengthError
 
+    grammar = _grammar(a)
     with _load(a, chat_format=a.chat_format) as model:
         messages: List[dict] = []
         if a.system:
@@ -128,7 +152,8 @@ def cmd_chat(a) -> int:
             interrupted = False
             chunks = None
             try:
-                chunks = model.chat(messages, max_tokens=a.max_tokens, stop=a.stop, stream=True, **_sampling(a))
+                chunks = model.chat(messages, max_tokens=a.max_tokens, stop=a.stop, stream=True, grammar=grammar,
+                                    **_sampling(a))
                 for chunk in chunks:
                     piece = chunk["choices"][0]["delta"].get("content")
                     if piece:
@@ -156,10 +181,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     from .errors import TacticError
 
     try:
+        if hasattr(a, "handler"):  # subcommands that bring their own entry point (serve)
+            return a.handler(a)
         if a.command == "run":
             return cmd_run(a)
         return cmd_chat(a)
-    except (TacticError, ValueError, OSError) as e:
+    except (TacticError, ValueError, OSError, ImportError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # e.g. while loading

@@ -45,6 +45,11 @@ class InternalError(TacticError, RuntimeError):
     """A bug in the runtime. Please report it with the message."""
 
 
+class GrammarError(ValueError):
+    """A grammar, regex or JSON schema for structured output is malformed (raised
+    before any token is generated), or the grammar engine failed during generation."""
+
+
 # Order follows tactic_status in native/include/tactic.h.
 STATUS_ERRORS = {
     1: InvalidArgumentError,

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import time
+import warnings
 from typing import Iterable, Iterator, List, Optional, Sequence, Union
 
 from . import openai_format
@@ -33,6 +35,10 @@ from .text_stream import TextAssembler
 __all__ = ["Model", "Sampler", "SamplingParams", "GenerationStats"]
 
 _ATTENTION = {"auto": 0, "full": 1, "tactic": 2}
+_DEVICE = {"auto": 0, "cpu": 1, "cuda": 2}
+_DEVICE_NAME = {1: "cpu", 2: "cuda"}
+_said_cpu = False  # "auto" fell back to the CPU: said once per process
+_said_tactic_gpu = False
 _DEFAULT_N_CTX = 4096
 # Prefills at least this long run on a worker thread so Ctrl-C can cancel them.
 _CANCELLABLE_EVAL = 32
@@ -45,11 +51,26 @@ def _ids(tokens: Iterable[int]) -> List[int]:
     return [int(t) for t in tokens]
 
 
+def _say_cpu() -> None:
+    global _said_cpu
+    if not _said_cpu:
+        _said_cpu = True
+        sys.stderr.write("pytactic: no usable CUDA GPU, running on the CPU\n")
+
+
+def _say_tactic_gpu(attention: str) -> None:
+    global _said_tactic_gpu
+    if attention == "tactic" and not _said_tactic_gpu:
+        _said_tactic_gpu = True
+        warnings.warn("attention='tactic' runs on the CPU only for now: device 'cuda' uses full attention",
+                      RuntimeWarning, stacklevel=3)
+
+
 class Model:
     """A GGUF model with one context (KV cache) for generation.
 
     Model(path, n_ctx=4096, n_threads=None, n_batch=512, seed=None, verbose=False,
-          attention="auto", tactic_p=0.9, cluster_size=16, chat_format=None)
+          attention="auto", tactic_p=0.9, cluster_size=16, chat_format=None, device="auto")
 
     n_ctx: tokens the context holds (0 = the model's training context; the default
       is 4096, or less if the model was trained on less).
@@ -59,6 +80,9 @@ class Model:
       for the architecture), a built-in name ("chatml", "gemma", "llama3"), or a
       Jinja template string.
     seed: seeds the sampling seeds of calls that pass none (None: random).
+    device: "cuda" (weights, KV cache and activations on the GPU; full attention),
+      "cpu", or "auto" (CUDA when a usable GPU is there, else the CPU, said once).
+      self.device tells which one runs.
 
     One thread at a time per Model (a second thread inside a native call gets
     BusyError). Consecutive generations reuse the KV cache for the longest common
@@ -81,6 +105,7 @@ class Model:
         chat_template: Optional[str] = None,
         vocab_only: bool = False,
         use_mmap: bool = True,
+        device: str = "auto",
     ):
         self._model = None
         self._ctx = None
@@ -102,6 +127,8 @@ class Model:
             raise InvalidModelError(f"{self.path} is not a GGUF file (it starts with {magic!r}, not b'GGUF')")
         if attention not in _ATTENTION:
             raise ValueError(f"attention must be one of {sorted(_ATTENTION)}, got {attention!r}")
+        if device not in _DEVICE:
+            raise ValueError(f"device must be one of {sorted(_DEVICE)}, got {device!r}")
         for name, v in (("n_batch", n_batch), ("cluster_size", cluster_size)):
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
@@ -137,6 +164,14 @@ class Model:
             cp.n_threads = n_threads or 0
             cp.n_batch = n_batch
             cp.attention = _ATTENTION[attention]
+            cp.device = _DEVICE[device]
+            if device == "auto":
+                cp.device = _DEVICE["cuda"] if lib.tactic_cuda_device_count() > 0 else _DEVICE["cpu"]
+            if cp.device == _DEVICE["cuda"]:
+                _say_tactic_gpu(attention)
+                cp.attention = _ATTENTION["full"]
+            elif device == "auto":
+                _say_cpu()
             cp.tactic_p = tactic_p
             cp.cluster_size = cluster_size
             if seed is not None and seed >= 0:
@@ -150,8 +185,10 @@ class Model:
                 raise
             self._ctx = cout[0]
             self.n_ctx = int(lib.tactic_context_n_ctx(self._ctx))
+            self.device = _DEVICE_NAME.get(int(lib.tactic_context_device(self._ctx)), "cpu")
         else:
             self.n_ctx = 0
+            self.device = "cpu"
         self._cached: List[int] = []  # the tokens whose K/V the context holds, in order
         self._generation = 0  # bumps at every generation start: stale iterators notice
         self.last_stats = GenerationStats()
@@ -417,9 +454,10 @@ class Model:
         return n
 
     def _tokens(self, prompt_ids: List[int], max_tokens: Optional[int], params: SamplingParams,
-                stats: GenerationStats) -> Iterator[int]:
+                stats: GenerationStats, mask=None) -> Iterator[int]:
         """Prefill, then yield sampled tokens until an end-of-generation token (not
-        yielded), max_tokens or a full context. Sets stats.finish_reason."""
+        yielded), max_tokens or a full context. Sets stats.finish_reason.
+        mask: None, or a grammar.GrammarMatcher that allows tokens step by step."""
         self._c()
         self._generation += 1
         me = self._generation
@@ -430,6 +468,8 @@ class Model:
         stats.n_prompt = len(prompt_ids)
         self.last_stats = stats  # also when interrupted during the prefill
         t0 = time.perf_counter()
+        if mask is not None:
+            mask.prefetch()  # the first mask is computed while the prompt is evaluated
         try:
             stats.n_cached = self._prefill(prompt_ids)
         finally:
@@ -444,16 +484,24 @@ class Model:
             while True:
                 if self._generation != me:
                     raise RuntimeError("another generation started on this Model; this iterator is stale")
-                tok = sampler._sample_ptr(self._logits_ptr(-1), self.n_vocab)
+                allowed = mask.mask_ptr() if mask is not None else None
+                tok = sampler._sample_ptr(self._logits_ptr(-1), self.n_vocab, allowed)
                 if self.is_eog(tok):
                     stats.finish_reason = "stop"
                     return
+                if mask is not None:
+                    mask.accept(tok)
+                    if not mask.done():
+                        mask.prefetch()  # the next mask is computed while the next eval runs
                 sampler.accept(tok)
                 stats.n_generated += 1
                 stats.tokens.append(tok)
                 yield tok
                 if self._generation != me:
                     raise RuntimeError("another generation started on this Model; this iterator is stale")
+                if mask is not None and mask.done():  # the grammar allows nothing but the end
+                    stats.finish_reason = "stop"
+                    return
                 if limit is not None and stats.n_generated >= limit:
                     stats.finish_reason = "length"
                     return
@@ -469,10 +517,12 @@ class Model:
         finally:
             stats.decode_s = time.perf_counter() - t_dec
             self.last_stats = stats
+            if mask is not None:
+                mask.close()
 
-    def _text_pieces(self, prompt_ids, max_tokens, params, stop, stats) -> Iterator[str]:
+    def _text_pieces(self, prompt_ids, max_tokens, params, stop, stats, mask=None) -> Iterator[str]:
         asm = TextAssembler(stop)
-        gen = self._tokens(prompt_ids, max_tokens, params, stats)
+        gen = self._tokens(prompt_ids, max_tokens, params, stats, mask)
         try:
             for tok in gen:
                 piece = asm.push(self.token_to_piece(tok))
@@ -498,6 +548,7 @@ class Model:
         stream: bool = False,
         add_bos: Optional[bool] = None,
         special: bool = False,
+        grammar=None,
         **sampling,
     ) -> Union[str, Iterator[str]]:
         """Complete a prompt (text or token ids).
@@ -506,6 +557,8 @@ class Model:
         repeat_last_n, presence_penalty, frequency_penalty, seed.
         max_tokens None or <= 0: until the context is full. stop: strings that end
         the text (not included). stream=True: an iterator of str pieces.
+        grammar: a pytactic.Grammar (JSON schema, GBNF, Lark, regex) or GBNF text: the
+        output stays inside it, and ends ("stop") only where it is complete.
         After the call, model.last_stats has token counts, times and finish_reason.
         """
         check_max_tokens(max_tokens)
@@ -513,16 +566,26 @@ class Model:
         stops = stop_list(stop)
         ids = self._prompt_ids(prompt, add_bos, special)
         self._check_fits(ids)
+        mask = self._grammar_matcher(grammar)
         stats = GenerationStats()
-        pieces = self._text_pieces(ids, max_tokens, params, stops, stats)
+        pieces = self._text_pieces(ids, max_tokens, params, stops, stats, mask)
         if stream:
             return pieces
         return "".join(pieces)
 
+    def _grammar_matcher(self, grammar, response_format=None):
+        """A fresh grammar.GrammarMatcher for one generation, or None; a malformed
+        grammar or schema raises GrammarError here, before any token."""
+        if grammar is None and response_format is None:
+            return None
+        from .grammar import matcher_for
+
+        return matcher_for(self, grammar, response_format)
+
     # -- OpenAI-style dictionaries -----------------------------------------------
 
     def create_completion(self, prompt, max_tokens: Optional[int] = 16, *, stop=None, stream: bool = False,
-                          **sampling):
+                          grammar=None, **sampling):
         """llama-cpp-python's create_completion: a "text_completion" dict, or with
         stream=True an iterator of chunk dicts."""
         check_max_tokens(max_tokens)
@@ -530,8 +593,9 @@ class Model:
         stops = stop_list(stop)
         ids = self._prompt_ids(prompt, None, False)
         self._check_fits(ids)
+        mask = self._grammar_matcher(grammar)
         stats = GenerationStats()
-        pieces = self._text_pieces(ids, max_tokens, params, stops, stats)
+        pieces = self._text_pieces(ids, max_tokens, params, stops, stats, mask)
         return openai_format.completion(pieces, stats, self.path, stream)
 
     __call__ = create_completion
@@ -561,12 +625,14 @@ class Model:
         return self.tokenize(text, add_bos=add_bos, special=True)
 
     def chat(self, messages, *, max_tokens: Optional[int] = None, stop=None, stream: bool = False,
-             tools=None, **sampling):
+             tools=None, response_format=None, grammar=None, **sampling):
         """llama-cpp-python's create_chat_completion: messages are dicts with "role"
         and "content". Returns a "chat.completion" dict (choices[0]["message"]), or
         with stream=True an iterator of "chat.completion.chunk" dicts whose
         choices[0]["delta"] carries the role first, then content pieces, and the
-        last one finish_reason "stop" or "length"."""
+        last one finish_reason "stop" or "length". response_format: OpenAI's
+        {"type": "json_object"} or {"type": "json_schema", "json_schema": {"name": ...,
+        "schema": {...}}}; grammar: as generate()'s."""
         check_max_tokens(max_tokens)
         params = sampling_params(sampling)
         stops = stop_list(stop)
@@ -575,8 +641,9 @@ class Model:
         extra = {"tools": tools} if tools is not None else {}
         ids = self.chat_prompt_ids(messages, **extra)
         self._check_fits(ids)
+        mask = self._grammar_matcher(grammar, response_format)
         stats = GenerationStats()
-        pieces = self._text_pieces(ids, max_tokens, params, stops, stats)
+        pieces = self._text_pieces(ids, max_tokens, params, stops, stats, mask)
         return openai_format.chat_completion(pieces, stats, self.path, stream)
 
     create_chat_completion = chat
