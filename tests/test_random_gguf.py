@@ -14,6 +14,7 @@ import pytest
 from gguf import GGMLQuantizationType as Q
 
 import pytactic
+from llama_cpp_runner import greedy
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "make_random_gguf.py"
 _spec = importlib.util.spec_from_file_location("make_random_gguf", SCRIPT)
@@ -241,34 +242,9 @@ N_GEN = 16
 MIN_GAP = 0.6
 
 
-def llama_cpp_greedy(llama_cpp, path, monkeypatch):
-    # No extra buffer types (weight repacking): a llama-cpp-python built with -march=native
-    # on a VM that advertises AMX dies of SIGILL in its AMX matmul (tilezero) otherwise.
-    import llama_cpp.llama_cpp as native
-
-    defaults = native.llama_model_default_params
-
-    def without_repacking():
-        p = defaults()
-        p.use_extra_bufts = False
-        return p
-
-    monkeypatch.setattr(native, "llama_model_default_params", without_repacking)
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, n_threads=1, verbose=False)
-    try:
-        out = []
-        for tok in llm.generate(PROMPT, temp=0.0, top_k=1, repeat_penalty=1.0):
-            out.append(int(tok))
-            if len(out) == N_GEN:
-                break
-        return out
-    finally:
-        llm.close()
-
-
 @pytest.mark.parametrize("arch,outtype", [("llama", "q4_k_m"), ("llama-tied", "f16"), ("qwen2", "q4_k_m"),
                                           ("qwen3", "q5_k_m"), ("gemma3", "q4_k_m")])
-def test_llama_cpp_loads_it_and_agrees(tmp_path, arch, outtype, monkeypatch):
+def test_llama_cpp_loads_it_and_agrees(tmp_path, arch, outtype):
     """llama.cpp's greedy tokens, teacher-forced through pytactic: pytactic's argmax is
     llama.cpp's token at every step with a top-2 margin above MIN_GAP."""
     try:
@@ -276,7 +252,7 @@ def test_llama_cpp_loads_it_and_agrees(tmp_path, arch, outtype, monkeypatch):
     except ImportError:
         pytest.skip("llama-cpp-python is not installed (pip install llama-cpp-python)")
     path = make(tmp_path, arch, outtype, output_scale=0.3, qk_scale=4.0)
-    theirs = llama_cpp_greedy(llama_cpp, path, monkeypatch)
+    theirs = greedy(llama_cpp, path, PROMPT, N_GEN)
     assert len(theirs) == N_GEN
     with pytactic.Model(path, n_ctx=64, n_threads=1) as m:
         m.eval(PROMPT + theirs[:-1], logits_all=True)
