@@ -2,16 +2,12 @@
 and gives the same greedy tokens as pytactic on the same file; quantized tensors are
 the bytes llama.cpp's own quantizer makes."""
 
-import json
-import signal
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
 import convert_checkpoints as cc
 from pytactic.convert import convert
+from llama_cpp_runner import greedy
 from pytactic.lowlevel import NativeSession
 
 llama_cpp = pytest.importorskip("llama_cpp", reason="llama-cpp-python (llama.cpp, the reference) is not installed")
@@ -27,26 +23,7 @@ def pytactic_logits(path, tokens):
 
 
 def llama_cpp_greedy(path):
-    """llama.cpp's greedy tokens, in a child process: a llama.cpp build that crashes
-    (e.g. compiled for instructions this CPU lacks) must not take pytest down with it."""
-    code = (
-        "import json, sys, llama_cpp\n"
-        "llm = llama_cpp.Llama(model_path=sys.argv[1], n_ctx=64, n_threads=1, verbose=False)\n"
-        "out = []\n"
-        "for tok in llm.generate(json.loads(sys.argv[2]), temp=0.0, top_k=1, repeat_penalty=1.0):\n"
-        "    out.append(int(tok))\n"
-        "    if len(out) == int(sys.argv[3]):\n"
-        "        break\n"
-        "llm.close()\n"
-        "print(json.dumps(out))\n"
-    )
-    r = subprocess.run([sys.executable, "-c", code, str(path), json.dumps(PROMPT), str(N_GEN)],
-                       capture_output=True, text=True, timeout=300)
-    if r.returncode == -signal.SIGILL:
-        pytest.skip("llama.cpp (llama-cpp-python) died of SIGILL: its build uses instructions this CPU "
-                    "lacks; reinstall it with CMAKE_ARGS=-DGGML_NATIVE=OFF")
-    assert r.returncode == 0, r.stderr[-2000:]
-    return json.loads(r.stdout.strip().splitlines()[-1])
+    return greedy(llama_cpp, path, PROMPT, N_GEN)
 
 
 @pytest.mark.parametrize("arch,outtype", [("llama3", "f32"), ("qwen2", "f16"), ("qwen3", "q8_0"),

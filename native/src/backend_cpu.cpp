@@ -8,6 +8,7 @@
 #include "backend.h"
 #include "common.h"
 #include "cpu/attention.h"
+#include "cpu/attention_segments.h"
 #include "cpu/matmul.h"
 #include "kv_cache.h"
 #include "tactic/tactic_attention.h"
@@ -113,9 +114,11 @@ public:
             if (!swa && use_tactic(pos + 1)) {
                 r_.tactic->decode(il, q_.data(), kv.k_at(il, 0, 0), kv.v_at(il, 0, 0), pos + 1, att_.data(), pool);
             } else {
+                int seg[4];  // a sliding-window ring may hold the window in two ranges
+                const int ns = kv.slot_ranges(il, lo, pos + 1, seg);
                 for (int g = 0; g < Hkv; g++)
-                    attention_split(q_.data() + size_t(g) * group * D, group, D, kv.k_at(il, g, 0), kv.v_at(il, g, 0),
-                                    lo, pos + 1, att_.data() + size_t(g) * group * D, pool);
+                    attention_segments(q_.data() + size_t(g) * group * D, group, D, kv.k_at(il, g, 0),
+                                       kv.v_at(il, g, 0), seg, ns, att_.data() + size_t(g) * group * D, pool);
             }
             if (!swa) r_.t_decode_attn += seconds_since(ta);
         } else {
@@ -128,8 +131,9 @@ public:
                     const int lo = window > 0 ? std::max(0, pos - window + 1) : 0;
                     part.reset(group, D);
                     const float *qg = q_.data() + (size_t(t) * H + size_t(g) * group) * D;
-                    attend_rows(qg, group, D, kv.k_at(il, g, 0), kv.v_at(il, g, 0), nullptr, lo, pos + 1, part,
-                                scratch);
+                    int seg[4];
+                    const int ns = kv.slot_ranges(il, lo, pos + 1, seg);
+                    attend_segments(qg, group, D, kv.k_at(il, g, 0), kv.v_at(il, g, 0), seg, ns, part, scratch);
                     part.finish(att_.data() + (size_t(t) * H + size_t(g) * group) * D, group, D);
                 }
             });
