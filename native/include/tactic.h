@@ -64,7 +64,8 @@ TACTIC_API tactic_status tactic_dequantize(int32_t type, const void *src, size_t
 TACTIC_API tactic_status tactic_quantize(int32_t type, const float *src, int64_t n_rows,
                                          int64_t n_per_row, void *dst, size_t dst_size);
 /* out = dot(w_row, x) as the runtime's matmul computes it (activation quantized to the
- * weight's vec_dot type). impl: 0 = best available, 1 = scalar, 2 = SIMD (error if absent). */
+ * weight's vec_dot type). impl: 0 = best available, 1 = scalar, 2 = AVX2, 3 = AVX-512
+ * (TACTIC_ERR_UNSUPPORTED if this CPU lacks it). */
 TACTIC_API tactic_status tactic_vec_dot(int32_t type, const void *w, size_t w_size,
                                         const float *x, int64_t n, int32_t impl, float *out);
 /* Benchmark and test hook (not for applications): y[t * rows + j] = the forward pass's
@@ -76,7 +77,7 @@ TACTIC_API tactic_status tactic_bench_matmul(int32_t type, const void *w, size_t
                                              int32_t impl, int32_t n_threads, int32_t n_iter,
                                              double *seconds);
 /* Test hook: the activation row x[n] quantized to weight_type's vec_dot type (Q8_0,
- * Q8_1, Q8_K, F16, ...), as matmul does it, by impl (1 scalar, 2 SIMD). */
+ * Q8_1, Q8_K, F16, ...), as matmul does it, by impl (as tactic_vec_dot). */
 TACTIC_API tactic_status tactic_bench_quantize_activation(int32_t weight_type, const float *x, int64_t n,
                                                          int32_t impl, void *dst, size_t dst_size);
 

@@ -87,6 +87,8 @@ DotTileFn dot_tile_scalar(uint32_t weight_type);
 #if defined(TACTIC_X86)
 VecDotFn vec_dot_avx2(uint32_t weight_type);    // nullptr if no AVX2 kernel for the type
 DotTileFn dot_tile_avx2(uint32_t weight_type);
+VecDotFn vec_dot_avx512(uint32_t weight_type);  // nullptr if no AVX-512 kernel (float types)
+DotTileFn dot_tile_avx512(uint32_t weight_type);
 void quantize_act_q8_0_avx2(const float *x, BlockQ8_0 *y, int64_t n);
 void quantize_act_q8_1_avx2(const float *x, BlockQ8_1 *y, int64_t n);
 void quantize_act_q8_K_avx2(const float *x, BlockQ8_K *y, int64_t n);

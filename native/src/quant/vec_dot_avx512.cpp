@@ -1,0 +1,383 @@
+// AVX-512 (F/BW/VL/DQ + VNNI) dot products of the quantized types (compiled with those
+// flags only here; called only after cpu_has_avx512_vnni()). Each is held equal to its
+// scalar twin by tests/test_quant.py; float rows keep the AVX2 kernels.
+//
+// As in vec_dot_avx2.cpp every kernel is a tile: one weight row against NT activation
+// rows, the weight block unpacked once for all NT tokens. What AVX-512 changes:
+// - legacy blocks (32 elements) go two to a zmm, and VNNI's vpdpbusd does the u8 x s8
+//   multiply, pair sums and i32 accumulation in one instruction; signed weights use
+//   |w| against a negated where w < 0 (a masked subtract: AVX-512 has no vpsignb);
+// - K-quants keep the exact i16 products of vpmaddubsw and multiply-accumulate them
+//   with their sub-block scales by vpdpwssd: two instructions per 64 elements and
+//   token instead of six per 32.
+// Integer sums are exact, so results differ from the scalar path only by the order of
+// the float additions.
+// GCC 12's AVX-512 headers trip its own uninitialized-value warnings (GCC bug 105593).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "blocks.h"
+
+namespace tactic {
+namespace q {
+
+namespace {
+
+constexpr int kLegacyTokens = 8;
+constexpr int kKQuantTokens = 8;
+
+inline float f16(const uint8_t *p) {
+    uint16_t h;
+    std::memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+inline uint32_t u32_of(const uint8_t *p) {
+    uint32_t v;
+    std::memcpy(&v, p, 4);
+    return v;
+}
+inline __m256i load256(const void *p) { return _mm256_loadu_si256(static_cast<const __m256i *>(p)); }
+inline __m512i load512(const void *p) { return _mm512_loadu_si512(p); }
+// Two 32-byte halves from different places.
+inline __m512i load2x256(const void *lo, const void *hi) {
+    return _mm512_inserti64x4(_mm512_zextsi256_si512(load256(lo)), load256(hi), 1);
+}
+// [a x8, b x8] as f32.
+inline __m512 pair_ps(float a, float b) {
+    return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1);
+}
+inline float hsum512(__m512 v) {
+    const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// 32 nibbles of 16 bytes: low nibbles are elements 0..15, high nibbles 16..31.
+inline __m256i unpack_nibbles(const uint8_t *qs) {
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i *>(qs));
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(b, 4), b), _mm256_set1_epi8(0x0F));
+}
+
+// ---- legacy blocks against Q8_0 / Q8_1 ---------------------------------------------------
+
+// The 32 weights of a block as signed bytes (ymm).
+struct Q4_0K {
+    static constexpr size_t kSize = sizeof(BlockQ4_0);
+    static __m256i weights(const uint8_t *b) { return _mm256_sub_epi8(unpack_nibbles(b + 2), _mm256_set1_epi8(8)); }
+};
+struct Q5_0K {
+    static constexpr size_t kSize = sizeof(BlockQ5_0);
+    static __m256i weights(const uint8_t *b) {
+        // (nibble | bit<<4) - 16 == nibble | 0xF0 where the fifth bit is clear
+        const __mmask32 bit = _cvtu32_mask32(u32_of(b + 2));
+        return _mm256_mask_blend_epi8(bit, _mm256_or_si256(unpack_nibbles(b + 6), _mm256_set1_epi8(char(0xF0))),
+                                      unpack_nibbles(b + 6));
+    }
+};
+struct Q8_0K {
+    static constexpr size_t kSize = sizeof(BlockQ8_0);
+    static __m256i weights(const uint8_t *b) { return load256(b + 2); }
+};
+
+// Signed weights x Q8_0, two blocks per zmm. sc: the activations' f32 block scales
+// (matmul) or null (read the f16 in each block).
+template <class K, int NT>
+void row_signed(int64_t n, const uint8_t *w, const uint8_t *a, size_t as, const float *sc, float *res) {
+    const int64_t nb = n / QK;
+    __m512 acc[NT];
+    for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();
+    const __m512i zero = _mm512_setzero_si512();
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2, w += 2 * K::kSize) {
+        const __m512i qw = _mm512_inserti64x4(_mm512_zextsi256_si512(K::weights(w)), K::weights(w + K::kSize), 1);
+        const __mmask64 neg = _mm512_movepi8_mask(qw);
+        const __m512i uw = _mm512_abs_epi8(qw);
+        const __m512 dw = pair_ps(f16(w), f16(w + K::kSize));
+        for (int t = 0; t < NT; t++) {
+            const BlockQ8_0 *y = reinterpret_cast<const BlockQ8_0 *>(a + t * as) + i;
+            __m512i ay = load2x256(y[0].qs, y[1].qs);
+            ay = _mm512_mask_sub_epi8(ay, neg, zero, ay);
+            const __m512i p = _mm512_dpbusd_epi32(zero, uw, ay);
+            const __m512 da = sc ? pair_ps(sc[t * nb + i], sc[t * nb + i + 1]) : pair_ps(f16(y[0].d), f16(y[1].d));
+            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, da), _mm512_cvtepi32_ps(p), acc[t]);
+        }
+    }
+    if (i < nb) {  // an odd block out
+        const __m256i qw = K::weights(w);
+        const __mmask32 neg = _mm256_movepi8_mask(qw);
+        const __m256i uw = _mm256_abs_epi8(qw);
+        const float dw = f16(w);
+        for (int t = 0; t < NT; t++) {
+            const BlockQ8_0 *y = reinterpret_cast<const BlockQ8_0 *>(a + t * as) + i;
+            __m256i ay = load256(y->qs);
+            ay = _mm256_mask_sub_epi8(ay, neg, _mm256_setzero_si256(), ay);
+            const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), uw, ay);
+            const float d = dw * (sc ? sc[t * nb + i] : f16(y->d));
+            const __m256 v = _mm256_mul_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(p));
+            acc[t] = _mm512_add_ps(acc[t], _mm512_castsi512_ps(_mm512_zextsi256_si512(_mm256_castps_si256(v))));
+        }
+    }
+    for (int t = 0; t < NT; t++) res[t] = hsum512(acc[t]);
+}
+
+// Unsigned weights with a min x Q8_1: d·d8·Σq·q8 + m·s8.
+struct Q4_1K {
+    static constexpr size_t kSize = sizeof(BlockQ4_1);
+    static __m256i weights(const uint8_t *b) { return unpack_nibbles(b + 4); }
+};
+struct Q5_1K {
+    static constexpr size_t kSize = sizeof(BlockQ5_1);
+    static __m256i weights(const uint8_t *b) {
+        const __mmask32 bit = _cvtu32_mask32(u32_of(b + 4));
+        return _mm256_mask_add_epi8(unpack_nibbles(b + 8), bit, unpack_nibbles(b + 8), _mm256_set1_epi8(0x10));
+    }
+};
+
+template <class K, int NT>
+void row_min(int64_t n, const uint8_t *w, const uint8_t *a, size_t as, const float *, float *res) {
+    const int64_t nb = n / QK;
+    __m512 acc[NT];
+    float accm[NT];
+    for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps(), accm[t] = 0.f;
+    const __m512i zero = _mm512_setzero_si512();
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2, w += 2 * K::kSize) {
+        const __m512i qw = _mm512_inserti64x4(_mm512_zextsi256_si512(K::weights(w)), K::weights(w + K::kSize), 1);
+        const __m512 dw = pair_ps(f16(w), f16(w + K::kSize));
+        const float m0 = f16(w + 2), m1 = f16(w + K::kSize + 2);
+        for (int t = 0; t < NT; t++) {
+            const BlockQ8_1 *y = reinterpret_cast<const BlockQ8_1 *>(a + t * as) + i;
+            const __m512i p = _mm512_dpbusd_epi32(zero, qw, load2x256(y[0].qs, y[1].qs));
+            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, pair_ps(f16(y[0].d), f16(y[1].d))), _mm512_cvtepi32_ps(p),
+                                     acc[t]);
+            accm[t] += m0 * f16(y[0].s) + m1 * f16(y[1].s);
+        }
+    }
+    if (i < nb) {
+        const __m256i qw = K::weights(w);
+        const float dw = f16(w), mw = f16(w + 2);
+        for (int t = 0; t < NT; t++) {
+            const BlockQ8_1 *y = reinterpret_cast<const BlockQ8_1 *>(a + t * as) + i;
+            const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), qw, load256(y->qs));
+            const __m256 v = _mm256_mul_ps(_mm256_set1_ps(dw * f16(y->d)), _mm256_cvtepi32_ps(p));
+            acc[t] = _mm512_add_ps(acc[t], _mm512_castsi512_ps(_mm512_zextsi256_si512(_mm256_castps_si256(v))));
+            accm[t] += mw * f16(y->s);
+        }
+    }
+    for (int t = 0; t < NT; t++) res[t] = hsum512(acc[t]) + accm[t];
+}
+
+// ---- K-quants against Q8_K -----------------------------------------------------------------
+
+// The 8 scales and 8 mins of a Q4_K/Q5_K super-block as bytes: sm[0..7], sm[8..15].
+inline void k4_scales_mins(const uint8_t *s, uint8_t sm[16]) {
+    uint32_t u[4];
+    std::memcpy(u, s, 12);
+    const uint32_t m1 = 0x3f3f3f3f, m2 = 0x0f0f0f0f, m3 = 0x03030303;
+    u[3] = ((u[2] >> 4) & m2) | (((u[1] >> 6) & m3) << 4);
+    const uint32_t mins_lo = u[1] & m1;
+    u[1] = (u[2] & m2) | (((u[0] >> 6) & m3) << 4);
+    u[2] = mins_lo;
+    u[0] &= m1;
+    std::memcpy(sm, u, 16);
+}
+
+// i16 lanes 0..15 = s0, 16..31 = s1 (one scale per 32 elements of a zmm).
+inline __m512i scale_pair16(int s0, int s1) {
+    return _mm512_inserti64x4(_mm512_set1_epi16(short(s0)), _mm256_set1_epi16(short(s1)), 1);
+}
+
+// Q4_K / Q5_K: 64 elements (two sub-blocks) a zmm; Σ sc·q·q8 by maddubs + dpwssd,
+// minus dmin·Σ mn·bsums.
+template <bool kFive, int NT>
+void row_k45(int64_t n, const uint8_t *w, const uint8_t *a, size_t as, const float *, float *res) {
+    constexpr size_t kSize = kFive ? sizeof(BlockQ5_K) : sizeof(BlockQ4_K);
+    __m512 acc[NT];
+    for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    for (int64_t i = 0; i < n / QK_K; i++, w += kSize) {
+        uint8_t sm[16];
+        k4_scales_mins(w + 4, sm);
+        const float d = f16(w), dmin = f16(w + 2);
+        const uint8_t *qs = w + (kFive ? 48 : 16);
+        const uint32_t *qh32 = nullptr;
+        uint32_t qh[8];
+        if (kFive) {
+            std::memcpy(qh, w + 16, 32);
+            qh32 = qh;
+        }
+        const __m256i mins =
+            _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(sm + 8)), dup));
+        __m512i sumi[NT];
+        for (int t = 0; t < NT; t++) sumi[t] = _mm512_setzero_si512();
+        for (int c = 0; c < 4; c++) {
+            const __m256i q = load256(qs + 32 * c);
+            __m256i lo = _mm256_and_si256(q, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+            if (kFive) {
+                // element j of sub-block 2c has its fifth bit at bit 2c of qh[j] (2c+1 for 2c+1);
+                // nibble + 16 == nibble | 16
+                const __m256i h = load256(qh32);
+                const __mmask32 blo = _mm256_test_epi8_mask(h, _mm256_set1_epi8(char(1 << (2 * c))));
+                const __mmask32 bhi = _mm256_test_epi8_mask(h, _mm256_set1_epi8(char(2 << (2 * c))));
+                lo = _mm256_mask_add_epi8(lo, blo, lo, _mm256_set1_epi8(0x10));
+                hi = _mm256_mask_add_epi8(hi, bhi, hi, _mm256_set1_epi8(0x10));
+            }
+            const __m512i qw = _mm512_inserti64x4(_mm512_zextsi256_si512(lo), hi, 1);
+            const __m512i scv = scale_pair16(sm[2 * c], sm[2 * c + 1]);
+            for (int t = 0; t < NT; t++) {
+                const int8_t *q8 = (reinterpret_cast<const BlockQ8_K *>(a + t * as) + i)->qs + 64 * c;
+                sumi[t] = _mm512_dpwssd_epi32(sumi[t], _mm512_maddubs_epi16(qw, load512(q8)), scv);
+            }
+        }
+        for (int t = 0; t < NT; t++) {
+            const BlockQ8_K *y = reinterpret_cast<const BlockQ8_K *>(a + t * as) + i;
+            const __m256i msum = _mm256_madd_epi16(mins, load256(y->bsums));
+            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(d * y->d), _mm512_cvtepi32_ps(sumi[t]), acc[t]);
+            acc[t] = _mm512_fnmadd_ps(_mm512_set1_ps(dmin * y->d), _mm512_cvtepi32_ps(_mm512_zextsi256_si512(msum)),
+                                      acc[t]);
+        }
+    }
+    for (int t = 0; t < NT; t++) res[t] = hsum512(acc[t]);
+}
+
+// Q6_K: Σ sc·(q−32)·q8 = Σ sc·q·q8 − 32·Σ_g sc_g·bsums[g] (q unsigned 0..63).
+// 128 elements of a half are ql[64h..64h+64) (low nibbles: elements 0..63, high
+// nibbles: 64..127) with two bits each from qh[32h..32h+32).
+template <int NT>
+void row_q6k(int64_t n, const uint8_t *w, const uint8_t *a, size_t as, const float *, float *res) {
+    __m512 acc[NT];
+    for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();
+    const __m512i m4 = _mm512_set1_epi8(0x0F), m3 = _mm512_set1_epi8(0x30);
+    // i16 lane l of a zmm covers elements 2l, 2l+1: scale index l / 8 within the zmm
+    const __m512i sidx = _mm512_set_epi16(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0,
+                                          0, 0, 0, 0, 0, 0);
+    for (int64_t i = 0; i < n / QK_K; i++, w += sizeof(BlockQ6_K)) {
+        const BlockQ6_K *x = reinterpret_cast<const BlockQ6_K *>(w);
+        const float d = f16(x->d);
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i *>(x->scales)));
+        const __m256i sc32 = _mm256_slli_epi16(sc16, 5);
+        const __m512i scw = _mm512_zextsi256_si512(sc16);
+        __m512i sumi[NT];
+        for (int t = 0; t < NT; t++) {
+            const BlockQ8_K *y = reinterpret_cast<const BlockQ8_K *>(a + t * as) + i;
+            sumi[t] = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), _mm256_madd_epi16(sc32, load256(y->bsums))));
+        }
+        for (int h = 0; h < 2; h++) {
+            const __m512i ql = load512(x->ql + 64 * h);
+            const __m256i qh = load256(x->qh + 32 * h);
+            // bits (0-1, 2-3) for elements 0..63 and (4-5, 6-7) for 64..127, moved to bits 4-5
+            const __m512i h01 = _mm512_inserti64x4(_mm512_zextsi256_si512(_mm256_slli_epi16(qh, 4)),
+                                                   _mm256_slli_epi16(qh, 2), 1);
+            const __m512i h23 = _mm512_inserti64x4(_mm512_zextsi256_si512(qh), _mm256_srli_epi16(qh, 2), 1);
+            const __m512i q0 = _mm512_or_si512(_mm512_and_si512(ql, m4), _mm512_and_si512(h01, m3));
+            const __m512i q1 = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), m4), _mm512_and_si512(h23, m3));
+            // scales 8h..8h+3 for q0, 8h+4..8h+7 for q1
+            const __m512i s0 = _mm512_permutexvar_epi16(_mm512_add_epi16(sidx, _mm512_set1_epi16(short(8 * h))), scw);
+            const __m512i s1 = _mm512_permutexvar_epi16(_mm512_add_epi16(sidx, _mm512_set1_epi16(short(8 * h + 4))), scw);
+            for (int t = 0; t < NT; t++) {
+                const int8_t *q8 = (reinterpret_cast<const BlockQ8_K *>(a + t * as) + i)->qs + 128 * h;
+                sumi[t] = _mm512_dpwssd_epi32(sumi[t], _mm512_maddubs_epi16(q0, load512(q8)), s0);
+                sumi[t] = _mm512_dpwssd_epi32(sumi[t], _mm512_maddubs_epi16(q1, load512(q8 + 64)), s1);
+            }
+        }
+        for (int t = 0; t < NT; t++) {
+            const BlockQ8_K *y = reinterpret_cast<const BlockQ8_K *>(a + t * as) + i;
+            acc[t] = _mm512_fmadd_ps(_mm512_set1_ps(d * y->d), _mm512_cvtepi32_ps(sumi[t]), acc[t]);
+        }
+    }
+    for (int t = 0; t < NT; t++) res[t] = hsum512(acc[t]);
+}
+
+// ---- drivers -------------------------------------------------------------------------------
+
+template <template <int> class R, int kMaxNT>
+struct Kernel {
+    static float dot(int64_t n, const void *w, const void *a) {
+        float r;
+        R<1>::run(n, static_cast<const uint8_t *>(w), static_cast<const uint8_t *>(a), 0, nullptr, &r);
+        return r;
+    }
+    template <int NT>
+    static void rest(int64_t n, const uint8_t *w, const uint8_t *a, size_t as, const float *sc, int left,
+                     float *res) {
+        if constexpr (NT > 0) {
+            if (left == NT) return R<NT>::run(n, w, a, as, sc, res);
+            rest<NT - 1>(n, w, a, as, sc, left, res);
+        }
+    }
+    static void tile(int64_t n, const void *vw, size_t ws, int nr, const void *va, size_t as, const float *sc,
+                     int nt, float *out, int64_t ldo) {
+        const int64_t nbs = n / QK;  // scales per activation row (used only with Q8_0 rows)
+        const uint8_t *w = static_cast<const uint8_t *>(vw), *a = static_cast<const uint8_t *>(va);
+        for (int r = 0; r < nr; r++, w += ws) {
+            float res[kMaxNT];
+            int t = 0;
+            for (; t + kMaxNT <= nt; t += kMaxNT) {
+                R<kMaxNT>::run(n, w, a + t * as, as, sc ? sc + t * nbs : nullptr, res);
+                for (int k = 0; k < kMaxNT; k++) out[(t + k) * ldo + r] = res[k];
+            }
+            const int left = nt - t;
+            rest<kMaxNT - 1>(n, w, a + t * as, as, sc ? sc + t * nbs : nullptr, left, res);
+            for (int k = 0; k < left; k++) out[(t + k) * ldo + r] = res[k];
+        }
+    }
+};
+
+#define TACTIC_ROW(Name, call)                                                                          \
+    template <int NT>                                                                                   \
+    struct Name {                                                                                       \
+        static void run(int64_t n, const uint8_t *w, const uint8_t *a, size_t as, const float *sc, float *r) { \
+            call;                                                                                       \
+        }                                                                                               \
+    };
+TACTIC_ROW(RQ4_0, (row_signed<Q4_0K, NT>(n, w, a, as, sc, r)))
+TACTIC_ROW(RQ5_0, (row_signed<Q5_0K, NT>(n, w, a, as, sc, r)))
+TACTIC_ROW(RQ8_0, (row_signed<Q8_0K, NT>(n, w, a, as, sc, r)))
+TACTIC_ROW(RQ4_1, (row_min<Q4_1K, NT>(n, w, a, as, sc, r)))
+TACTIC_ROW(RQ5_1, (row_min<Q5_1K, NT>(n, w, a, as, sc, r)))
+TACTIC_ROW(RQ4_K, (row_k45<false, NT>(n, w, a, as, sc, r)))
+TACTIC_ROW(RQ5_K, (row_k45<true, NT>(n, w, a, as, sc, r)))
+TACTIC_ROW(RQ6_K, (row_q6k<NT>(n, w, a, as, sc, r)))
+#undef TACTIC_ROW
+
+}  // namespace
+
+VecDotFn vec_dot_avx512(uint32_t type) {
+    switch (type) {
+        case GGML_Q4_0: return Kernel<RQ4_0, 1>::dot;
+        case GGML_Q4_1: return Kernel<RQ4_1, 1>::dot;
+        case GGML_Q5_0: return Kernel<RQ5_0, 1>::dot;
+        case GGML_Q5_1: return Kernel<RQ5_1, 1>::dot;
+        case GGML_Q8_0: return Kernel<RQ8_0, 1>::dot;
+        case GGML_Q4_K: return Kernel<RQ4_K, 1>::dot;
+        case GGML_Q5_K: return Kernel<RQ5_K, 1>::dot;
+        case GGML_Q6_K: return Kernel<RQ6_K, 1>::dot;
+        default: return nullptr;
+    }
+}
+
+DotTileFn dot_tile_avx512(uint32_t type) {
+    switch (type) {
+        case GGML_Q4_0: return Kernel<RQ4_0, kLegacyTokens>::tile;
+        case GGML_Q4_1: return Kernel<RQ4_1, kLegacyTokens>::tile;
+        case GGML_Q5_0: return Kernel<RQ5_0, kLegacyTokens>::tile;
+        case GGML_Q5_1: return Kernel<RQ5_1, kLegacyTokens>::tile;
+        case GGML_Q8_0: return Kernel<RQ8_0, kLegacyTokens>::tile;
+        case GGML_Q4_K: return Kernel<RQ4_K, kKQuantTokens>::tile;
+        case GGML_Q5_K: return Kernel<RQ5_K, kKQuantTokens>::tile;
+        case GGML_Q6_K: return Kernel<RQ6_K, kKQuantTokens>::tile;
+        default: return nullptr;
+    }
+}
+
+}  // namespace q
+}  // namespace tactic
