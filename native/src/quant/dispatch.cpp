@@ -154,6 +154,29 @@ DotTileFn dot_tile_kernel(uint32_t weight_type, int impl) {
     return f;
 }
 
+DotTileFn dot_tile_regrouped(uint32_t weight_type, int impl) {
+    if (impl == 0) impl = current_impl();
+#if defined(TACTIC_X86)
+    if (impl == 3 && kernel_impl_available(3)) return dot_tile_regrouped_avx512(weight_type);
+#endif
+    return nullptr;
+}
+
+size_t regrouped_act_size(int64_t n) {
+#if defined(TACTIC_X86)
+    return regrouped_act_row_size(n);
+#else
+    return 0;
+#endif
+}
+
+void regroup_activation(int64_t n, const void *q8_0_row, void *dst) {
+#if defined(TACTIC_X86)
+    if (kernel_impl_available(3)) return regroup_act_q8_0(n, q8_0_row, dst);
+#endif
+    fail(TACTIC_ERR_UNSUPPORTED, "regroup_activation: needs AVX-512");
+}
+
 float vec_dot(uint32_t weight_type, int64_t n, const void *w, const void *a) {
     return vec_dot_kernel(weight_type, 0)(n, w, a);
 }

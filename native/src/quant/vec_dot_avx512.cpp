@@ -297,6 +297,113 @@ void row_q6k(int64_t n, const uint8_t *w, const uint8_t *a, size_t as, const flo
     for (int t = 0; t < NT; t++) res[t] = hsum512(acc[t]);
 }
 
+// ---- legacy signed blocks, regrouped (prefill) ------------------------------------------------
+//
+// In the kernels above each block's 8 i32 lanes still need a horizontal sum before its
+// scale applies, which costs more than the multiply itself. Here 16 blocks go side by
+// side instead: lane b of zmm k holds bytes 4k..4k+3 of block b, so 8 vpdpbusd leave
+// block b's whole integer sum in lane b, and one multiply by the 16 scale products
+// finishes all 16 blocks. The activations are regrouped once per matmul
+// (regroup_act_q8_0); the weights are gathered per row and group, once for every token
+// of the tile. Weights enter as unsigned bytes u = q + off (off = 8, 16 or 128), and
+// off·Σq8 per block, kept with the regrouped activations, is taken off again.
+//
+// A regrouped activation group: qs[8][64] (zmm k, lane b = bytes 4k..4k+3 of block b),
+// d[16] (f32 scales), sum[16] (i32 Σq8); blocks past the row's end are zero.
+constexpr int kGroup = 16;
+constexpr size_t kGroupBytes = 8 * 64 + 64 + 64;
+
+inline __m512i lane_offsets(size_t block_size) {
+    return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                              _mm512_set1_epi32(int(block_size)));
+}
+
+// The 8 zmm of unsigned weights and the 16 f32 scales of one group of `nb` (<= 16)
+// blocks starting at w. Returns log2(off).
+struct Q4_0G {
+    static constexpr size_t kSize = sizeof(BlockQ4_0);
+    static constexpr int kShift = 3;
+    static void weights(const uint8_t *w, __mmask16 live, __m512i idx, __m512i *z) {
+        const __m512i m4 = _mm512_set1_epi8(0x0F);
+        for (int k = 0; k < 4; k++) {
+            const __m512i g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, w + 2 + 4 * k, 1);
+            z[k] = _mm512_and_si512(g, m4);
+            z[k + 4] = _mm512_and_si512(_mm512_srli_epi16(g, 4), m4);
+        }
+    }
+};
+struct Q5_0G {
+    static constexpr size_t kSize = sizeof(BlockQ5_0);
+    static constexpr int kShift = 4;
+    static void weights(const uint8_t *w, __mmask16 live, __m512i idx, __m512i *z) {
+        const __m512i m4 = _mm512_set1_epi8(0x0F), b4 = _mm512_set1_epi8(0x10);
+        const __m512i qh = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, w + 2, 1);
+        for (int k = 0; k < 4; k++) {
+            const __m512i g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, w + 6 + 4 * k, 1);
+            z[k] = _mm512_and_si512(g, m4);
+            z[k + 4] = _mm512_and_si512(_mm512_srli_epi16(g, 4), m4);
+        }
+        // byte i of z[k] is element 4k+i: its fifth bit is bit 4k+i of qh, i.e. bit
+        // 4(k&1)+i of qh's byte k>>1; spread that byte over the dword and test per byte
+        for (int k = 0; k < 8; k++) {
+            const char kb = char(k >> 1);
+            const __m512i spread = _mm512_shuffle_epi8(
+                qh, _mm512_set4_epi32(0x0C0C0C0C + 0x01010101 * kb, 0x08080808 + 0x01010101 * kb,
+                                      0x04040404 + 0x01010101 * kb, 0x01010101 * kb));
+            const int sh = 4 * (k & 1);
+            const __m512i bits = _mm512_set1_epi32(int((1u << sh) | (2u << (sh + 8)) | (4u << (sh + 16)) |
+                                                       (8u << (sh + 24))));
+            z[k] = _mm512_mask_add_epi8(z[k], _mm512_test_epi8_mask(spread, bits), z[k], b4);
+        }
+    }
+};
+struct Q8_0G {
+    static constexpr size_t kSize = sizeof(BlockQ8_0);
+    static constexpr int kShift = 7;
+    static void weights(const uint8_t *w, __mmask16 live, __m512i idx, __m512i *z) {
+        const __m512i flip = _mm512_set1_epi8(char(0x80));
+        for (int k = 0; k < 8; k++)
+            z[k] = _mm512_xor_si512(_mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, w + 2 + 4 * k, 1),
+                                    flip);
+        // dead lanes must stay zero (their activations are zero anyway)
+        for (int k = 0; k < 8; k++) z[k] = _mm512_maskz_mov_epi32(live, z[k]);
+    }
+};
+
+template <class G>
+void tile_regrouped(int64_t n, const void *vw, size_t ws, int nr, const void *va, size_t as, const float *, int nt,
+                    float *out, int64_t ldo) {
+    const int64_t nb = n / QK, ng = (nb + kGroup - 1) / kGroup;
+    const __m512i idx = lane_offsets(G::kSize);
+    __m512 res[64];
+    for (int r = 0; r < nr; r++) {
+        const uint8_t *w = static_cast<const uint8_t *>(vw) + size_t(r) * ws;
+        for (int t = 0; t < nt; t++) res[t] = _mm512_setzero_ps();
+        for (int64_t g = 0; g < ng; g++, w += kGroup * G::kSize) {
+            const int live_n = int(nb - g * kGroup < kGroup ? nb - g * kGroup : kGroup);
+            const __mmask16 live = __mmask16((1u << live_n) - 1);
+            __m512i z[8];
+            G::weights(w, live, idx, z);
+            const __m512i dh = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, w, 1);
+            const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dh));
+            const uint8_t *ag = static_cast<const uint8_t *>(va) + size_t(g) * kGroupBytes;
+            for (int t = 0; t < nt; t++, ag += as) {
+                __m512i s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), z[0], load512(ag));
+                __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), z[1], load512(ag + 64));
+                for (int k = 2; k < 8; k += 2) {
+                    s0 = _mm512_dpbusd_epi32(s0, z[k], load512(ag + 64 * k));
+                    s1 = _mm512_dpbusd_epi32(s1, z[k + 1], load512(ag + 64 * k + 64));
+                }
+                const __m512i off = _mm512_slli_epi32(load512(ag + 8 * 64 + 64), G::kShift);
+                const __m512i isum = _mm512_sub_epi32(_mm512_add_epi32(s0, s1), off);
+                const __m512 d = _mm512_mul_ps(dw, _mm512_loadu_ps(reinterpret_cast<const float *>(ag + 8 * 64)));
+                res[t] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(isum), res[t]);
+            }
+        }
+        for (int t = 0; t < nt; t++) out[t * ldo + r] = hsum512(res[t]);
+    }
+}
+
 // ---- drivers -------------------------------------------------------------------------------
 
 template <template <int> class R, int kMaxNT>
@@ -350,6 +457,37 @@ TACTIC_ROW(RQ6_K, (row_q6k<NT>(n, w, a, as, sc, r)))
 #undef TACTIC_ROW
 
 }  // namespace
+
+size_t regrouped_act_row_size(int64_t n) { return size_t((n / QK + kGroup - 1) / kGroup) * kGroupBytes; }
+
+void regroup_act_q8_0(int64_t n, const void *a, void *dst) {
+    const int64_t nb = n / QK, ng = (nb + kGroup - 1) / kGroup;
+    const __m512i idx = lane_offsets(sizeof(BlockQ8_0));
+    const uint8_t *src = static_cast<const uint8_t *>(a);
+    uint8_t *out = static_cast<uint8_t *>(dst);
+    for (int64_t g = 0; g < ng; g++, src += kGroup * sizeof(BlockQ8_0), out += kGroupBytes) {
+        const int live_n = int(nb - g * kGroup < kGroup ? nb - g * kGroup : kGroup);
+        const __mmask16 live = __mmask16((1u << live_n) - 1);
+        __m512i sum = _mm512_setzero_si512();
+        for (int k = 0; k < 8; k++) {
+            const __m512i q = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, src + 2 + 4 * k, 1);
+            _mm512_storeu_si512(out + 64 * k, q);
+            sum = _mm512_dpbusd_epi32(sum, _mm512_set1_epi8(1), q);
+        }
+        const __m512i dh = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, src, 1);
+        _mm512_storeu_ps(out + 8 * 64, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dh)));
+        _mm512_storeu_si512(out + 8 * 64 + 64, sum);
+    }
+}
+
+DotTileFn dot_tile_regrouped_avx512(uint32_t type) {
+    switch (type) {
+        case GGML_Q4_0: return tile_regrouped<Q4_0G>;
+        case GGML_Q5_0: return tile_regrouped<Q5_0G>;
+        case GGML_Q8_0: return tile_regrouped<Q8_0G>;
+        default: return nullptr;
+    }
+}
 
 VecDotFn vec_dot_avx512(uint32_t type) {
     switch (type) {
