@@ -223,18 +223,21 @@ void Context::forward_batch(const int32_t *tokens, int n, int pos0, bool want_lo
             }
             if (!swa) t_decode_attn_ += seconds_since(ta);
         } else {
-            // Prefill: causal (and windowed) attention, one (token, KV group) per task.
-            pool.parallel_for(int64_t(n) * Hkv, 1, [&](int64_t b, int64_t e) {
-                thread_local std::vector<float> scratch;
-                thread_local SoftmaxPartial part;
+            // Prefill: causal (and windowed) attention, a block of query tokens of one KV
+            // group per task.
+            const int bt = query_block_tokens(group), n_blk = (n + bt - 1) / bt;
+            pool.parallel_for(int64_t(n_blk) * Hkv, 1, [&](int64_t b, int64_t e) {
+                std::vector<int> lo(static_cast<size_t>(bt)), hi(static_cast<size_t>(bt));
                 for (int64_t i = b; i < e; i++) {
-                    const int t = int(i / Hkv), g = int(i % Hkv), pos = pos0 + t;
-                    const int lo = swa && hp.sliding_window > 0 ? std::max(0, pos - hp.sliding_window + 1) : 0;
-                    part.reset(group, D);
-                    const float *qg = S.q.data() + (size_t(t) * H + size_t(g) * group) * D;
-                    attend_rows(qg, group, D, kv_.k_at(il, g, 0), kv_.v_at(il, g, 0), nullptr, lo, pos + 1, part,
-                                scratch);
-                    part.finish(S.att.data() + (size_t(t) * H + size_t(g) * group) * D, group, D);
+                    const int t0 = int(i / Hkv) * bt, g = int(i % Hkv), nt = std::min(bt, n - t0);
+                    for (int k = 0; k < nt; k++) {
+                        const int pos = pos0 + t0 + k;
+                        lo[size_t(k)] = swa && hp.sliding_window > 0 ? std::max(0, pos - hp.sliding_window + 1) : 0;
+                        hi[size_t(k)] = pos + 1;
+                    }
+                    const size_t off = (size_t(t0) * H + size_t(g) * group) * D;
+                    attend_query_block(S.q.data() + off, int64_t(H) * D, nt, group, D, kv_.k_at(il, g, 0),
+                                       kv_.v_at(il, g, 0), lo.data(), hi.data(), S.att.data() + off, int64_t(H) * D);
                 }
             });
         }

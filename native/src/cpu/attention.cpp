@@ -9,6 +9,7 @@
 
 #include "../common.h"
 #include "../cpu_features.h"
+#include "../quant.h"
 
 namespace tactic {
 
@@ -17,6 +18,10 @@ void qk_dots_avx2(const float *q, int n_q, int D, const uint16_t *K, const int32
                   int stride);
 void pv_accumulate_avx2(float *acc, int n_q, int D, const float *w, int stride, const uint16_t *V,
                         const int32_t *rows, int n_rows);
+// AVX-512 block kernel, attention_avx512.cpp (only called after a CPU check).
+bool attend_block_avx512_supports(int nt, int group, int D);
+void attend_block_avx512(const float *q, int64_t q_stride, int nt, int group, int D, const uint16_t *K,
+                         const uint16_t *V, const int *lo, const int *hi, float *out, int64_t out_stride);
 
 namespace {
 bool have_avx2() { return cpu_has_avx2_fma_f16c(); }
@@ -138,6 +143,24 @@ void attention_split(const float *q, int n_q, int D, const uint16_t *K, const ui
     });
     for (int c = 1; c < n_chunks; c++) parts[0].merge(parts[size_t(c)], n_q, D);
     parts[0].finish(out, n_q, D);
+}
+
+int query_block_tokens(int group) { return std::max(1, 64 / std::max(1, group)); }
+
+void attend_query_block(const float *q, int64_t q_stride, int nt, int group, int D, const uint16_t *K,
+                        const uint16_t *V, const int *lo, const int *hi, float *out, int64_t out_stride, int impl) {
+    if (impl == 0) impl = kernel_impl();
+#if defined(TACTIC_X86)
+    if (impl == 3 && cpu_has_avx512_vnni() && attend_block_avx512_supports(nt, group, D))
+        return attend_block_avx512(q, q_stride, nt, group, D, K, V, lo, hi, out, out_stride);
+#endif
+    thread_local std::vector<float> scratch;
+    thread_local SoftmaxPartial part;
+    for (int i = 0; i < nt; i++) {
+        part.reset(group, D);
+        attend_rows(q + i * q_stride, group, D, K, V, nullptr, lo[i], hi[i], part, scratch);
+        part.finish(out + i * out_stride, group, D);
+    }
 }
 
 }  // namespace tactic

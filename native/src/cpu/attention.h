@@ -26,6 +26,17 @@ void attend_rows(const float *q, int n_q, int D, const uint16_t *K, const uint16
 void attention_split(const float *q, int n_q, int D, const uint16_t *K, const uint16_t *V, int lo, int hi,
                      float *out, ThreadPool &pool);
 
+// Prefill: nt consecutive query tokens, each with `group` query heads of one KV head.
+// Token i's rows are q[i * q_stride + h * D] (h < group) and attend the keys [lo[i], hi[i]);
+// outputs go to out[i * out_stride + h * D]. impl as set_kernel_impl (0 = current): 3
+// runs the AVX-512 block kernel (keys read once per block, attention_avx512.cpp),
+// others attend_rows token by token.
+void attend_query_block(const float *q, int64_t q_stride, int nt, int group, int D, const uint16_t *K,
+                        const uint16_t *V, const int *lo, const int *hi, float *out, int64_t out_stride,
+                        int impl = 0);
+// Tokens per attend_query_block call for a group size (the block kernel's 64 rows).
+int query_block_tokens(int group);
+
 // SIMD kernels (AVX2/F16C when the CPU has them, else scalar).
 // out[h * stride + r] = dot(q[h], K[row r]) for r < n_rows
 void qk_dots(const float *q, int n_q, int D, const uint16_t *K, const int32_t *rows, int n_rows, float *out,

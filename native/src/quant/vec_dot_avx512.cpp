@@ -12,11 +12,6 @@
 //   token instead of six per 32.
 // Integer sums are exact, so results differ from the scalar path only by the order of
 // the float additions.
-// GCC 12's AVX-512 headers trip its own uninitialized-value warnings (GCC bug 105593).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 #include <immintrin.h>
 
 #include <cstring>
