@@ -413,9 +413,9 @@ def test_matmul_equals_vec_dot(name):
     # 17 legacy blocks: an odd one out of the AVX-512 pairs
     n, rows = (544 if BLOCK[name][0] <= 32 else 512), 37
     w = np.stack([random_row(name, n, rng) for _ in range(rows)])
-    x = rng.standard_normal((70, n)).astype(np.float32)
-    want = np.array([[vec_dot(name, w[j], x[t], 1) for j in range(rows)] for t in range(70)])
-    for n_tokens in (1, 3, 6, 13, 70):
+    x = rng.standard_normal((140, n)).astype(np.float32)
+    want = np.array([[vec_dot(name, w[j], x[t], 1) for j in range(rows)] for t in range(140)])
+    for n_tokens in (1, 3, 6, 13, 70, 140):  # 140: past one 128-token pass of the AVX-512 tiles
         got = matmul(name, w, x[:n_tokens], impl=1, n_threads=2)
         np.testing.assert_array_equal(got, want[:n_tokens])
         scale = np.array([[dot_scale(name, w[j], x[t]) for j in range(rows)] for t in range(n_tokens)])

@@ -158,7 +158,9 @@ void Context::forward_batch(const int32_t *tokens, int n, int pos0, bool want_lo
     };
     auto norm_rows = [&](const float *X, const Tensor &w, float *Y, int width, int n_rows) {
         const float *wv = static_cast<const float *>(w.data);
-        for (int r = 0; r < n_rows; r++) rms_norm(X + size_t(r) * width, wv, Y + size_t(r) * width, width, hp.rms_eps);
+        pool.parallel_for(n_rows, std::max(1, 4096 / width), [&](int64_t b, int64_t e) {
+            for (int64_t r = b; r < e; r++) rms_norm(X + size_t(r) * width, wv, Y + size_t(r) * width, width, hp.rms_eps);
+        });
     };
 
     for (int il = 0; il < hp.n_layer; il++) {
@@ -188,27 +190,30 @@ void Context::forward_batch(const int32_t *tokens, int n, int pos0, bool want_lo
         rc.attn_factor = rc.yarn ? hp.yarn_attn_factor : 1.0f;
         rc.yarn_orig_ctx = hp.yarn_orig_ctx;
         const int half = hp.n_rot / 2;
-        for (int t = 0; t < n; t++) {
-            float *cs = S.rope_cos.data() + size_t(t) * half, *sn = S.rope_sin.data() + size_t(t) * half;
-            rope_cos_sin(rc, pos0 + t, cs, sn);
-            for (int h = 0; h < H; h++) {
-                float *qh = S.q.data() + (size_t(t) * H + h) * D;
-                rope_apply(rc, qh, cs, sn);
-                // q is rounded to f16 as llama.cpp's f16 K.Q product does (it settles
-                // near-ties the way llama.cpp does; keys are f16 in the cache anyway).
-                for (int d = 0; d < D; d++) qh[d] = f16_to_f32(f32_to_f16(qh[d] * hp.attn_scale));
-            }
-            for (int h = 0; h < Hkv; h++) {
-                float *kh = S.k.data() + (size_t(t) * Hkv + h) * D;
-                rope_apply(rc, kh, cs, sn);
-                const float *vh = S.v.data() + (size_t(t) * Hkv + h) * D;
-                uint16_t *kc = kv_.k_at(il, h, pos0 + t), *vc = kv_.v_at(il, h, pos0 + t);
-                for (int d = 0; d < D; d++) {
-                    kc[d] = f32_to_f16(kh[d]);
-                    vc[d] = f32_to_f16(vh[d]);
+        // Tokens are independent here (each writes its own cache rows): split them.
+        pool.parallel_for(n, 16, [&](int64_t tb, int64_t te) {
+            for (int t = int(tb); t < int(te); t++) {
+                float *cs = S.rope_cos.data() + size_t(t) * half, *sn = S.rope_sin.data() + size_t(t) * half;
+                rope_cos_sin(rc, pos0 + t, cs, sn);
+                for (int h = 0; h < H; h++) {
+                    float *qh = S.q.data() + (size_t(t) * H + h) * D;
+                    rope_apply(rc, qh, cs, sn);
+                    // q is rounded to f16 as llama.cpp's f16 K.Q product does (it settles
+                    // near-ties the way llama.cpp does; keys are f16 in the cache anyway).
+                    for (int d = 0; d < D; d++) qh[d] = f16_to_f32(f32_to_f16(qh[d] * hp.attn_scale));
+                }
+                for (int h = 0; h < Hkv; h++) {
+                    float *kh = S.k.data() + (size_t(t) * Hkv + h) * D;
+                    rope_apply(rc, kh, cs, sn);
+                    const float *vh = S.v.data() + (size_t(t) * Hkv + h) * D;
+                    uint16_t *kc = kv_.k_at(il, h, pos0 + t), *vc = kv_.v_at(il, h, pos0 + t);
+                    for (int d = 0; d < D; d++) {
+                        kc[d] = f32_to_f16(kh[d]);
+                        vc[d] = f32_to_f16(vh[d]);
+                    }
                 }
             }
-        }
+        });
 
         const auto ta = Clock::now();
         if (n == 1) {

@@ -366,11 +366,18 @@ struct Q8_0G {
 };
 
 template <class G>
-void tile_regrouped(int64_t n, const void *vw, size_t ws, int nr, const void *va, size_t as, const float *, int nt,
+void tile_regrouped(int64_t n, const void *vw, size_t ws, int nr, const void *va, size_t as, const float *sc, int nt,
                     float *out, int64_t ldo) {
+    constexpr int kMaxTokens = 128;  // accumulators on the stack
+    if (nt > kMaxTokens) {
+        for (int t0 = 0; t0 < nt; t0 += kMaxTokens)
+            tile_regrouped<G>(n, vw, ws, nr, static_cast<const uint8_t *>(va) + size_t(t0) * as, as, sc,
+                              nt - t0 < kMaxTokens ? nt - t0 : kMaxTokens, out + t0 * ldo, ldo);
+        return;
+    }
     const int64_t nb = n / QK, ng = (nb + kGroup - 1) / kGroup;
     const __m512i idx = lane_offsets(G::kSize);
-    __m512 res[64];
+    __m512 res[kMaxTokens];
     for (int r = 0; r < nr; r++) {
         const uint8_t *w = static_cast<const uint8_t *>(vw) + size_t(r) * ws;
         for (int t = 0; t < nt; t++) res[t] = _mm512_setzero_ps();
