@@ -200,17 +200,15 @@ void Context::forward_batch(const int32_t *tokens, int n, int pos0, bool want_lo
                     rope_apply(rc, qh, cs, sn);
                     // q is rounded to f16 as llama.cpp's f16 K.Q product does (it settles
                     // near-ties the way llama.cpp does; keys are f16 in the cache anyway).
-                    for (int d = 0; d < D; d++) qh[d] = f16_to_f32(f32_to_f16(qh[d] * hp.attn_scale));
+                    round_to_f16(qh, D, hp.attn_scale, nullptr);
                 }
                 for (int h = 0; h < Hkv; h++) {
                     float *kh = S.k.data() + (size_t(t) * Hkv + h) * D;
                     rope_apply(rc, kh, cs, sn);
                     const float *vh = S.v.data() + (size_t(t) * Hkv + h) * D;
                     uint16_t *kc = kv_.k_at(il, h, pos0 + t), *vc = kv_.v_at(il, h, pos0 + t);
-                    for (int d = 0; d < D; d++) {
-                        kc[d] = f32_to_f16(kh[d]);
-                        vc[d] = f32_to_f16(vh[d]);
-                    }
+                    store_f16(kh, D, kc);
+                    store_f16(vh, D, vc);
                 }
             }
         });

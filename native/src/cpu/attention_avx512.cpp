@@ -15,30 +15,14 @@
 #include <limits>
 #include <vector>
 
+#include "../simd_avx512.h"
+
 namespace tactic {
 
 namespace {
 
 constexpr int kKeys = 64;  // keys per tile
 constexpr int kRows = 64;  // query rows per block at most
-
-// e^x for x <= 88 (Cephes reduction, degree-7 Taylor on |r| <= ln2/2: < 2 ulp).
-inline __m512 exp512(__m512 x) {
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-103.f)), _mm512_set1_ps(88.f));
-    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.f / 5040);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 720));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 120));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
-    return _mm512_scalef_ps(p, n);
-}
 
 // St[i][0 .. 16·NV) = Σ_d Kf[i][d]·Qt[d][..] for 4 keys i.
 template <int NV>
@@ -152,16 +136,16 @@ void attend_block_avx512(const float *q, int64_t q_stride, int nt, int group, in
             const __m512 m_sub = _mm512_maskz_mov_ps(live, m_new);
             // m_old = -inf: the factor is 0 (nothing accumulated yet)
             const __mmask16 had = _mm512_cmp_ps_mask(m_old, ninf, _CMP_NEQ_OQ);
-            const __m512 scale_old = _mm512_maskz_mov_ps(had, exp512(_mm512_sub_ps(m_old, m_sub)));
+            const __m512 scale_old = _mm512_maskz_mov_ps(had, simd512::exp(_mm512_sub_ps(m_old, m_sub)));
             __m512 sum = _mm512_setzero_ps();
             for (int j = 0; j < kn; j++) {
                 float *s = b.st.data() + size_t(j) * Rp + 16 * v;
                 const __m512 x = _mm512_loadu_ps(s);
                 const __mmask16 ok = _mm512_cmp_ps_mask(x, ninf, _CMP_NEQ_OQ);
-                const __m512 p = _mm512_maskz_mov_ps(ok, exp512(_mm512_sub_ps(x, m_sub)));
+                const __m512 p = _mm512_maskz_mov_ps(ok, simd512::exp(_mm512_sub_ps(x, m_sub)));
                 sum = _mm512_add_ps(sum, p);
                 // the weights V is multiplied by are rounded to f16, as in attend_rows
-                _mm512_storeu_ps(s, _mm512_cvtph_ps(_mm512_cvtps_ph(p, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+                _mm512_storeu_ps(s, simd512::round_f16(p));
             }
             for (int j = kn; j < kn4; j++) _mm512_storeu_ps(b.st.data() + size_t(j) * Rp + 16 * v, _mm512_setzero_ps());
             const __m512 l_old = _mm512_loadu_ps(b.l.data() + 16 * v);

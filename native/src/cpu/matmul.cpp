@@ -26,6 +26,11 @@ constexpr int64_t kRegroupMinTokens = 8;
 // of regrouped activations for gemma's rows still sit in L2).
 constexpr int64_t kRegroupTokenBlock = 128;
 
+template <class T>
+void grow(std::vector<T> &v, size_t n) {
+    if (v.size() < n) v.resize(n);
+}
+
 // f32 activation scales; per thread, as `scratch` is per caller.
 std::vector<float> &scale_scratch() {
     thread_local std::vector<float> v;
@@ -43,7 +48,8 @@ void matmul(const Tensor &W, const float *X, int64_t ldx, int64_t n_tokens, floa
     const uint32_t vt = vec_dot_type(W.type);
     const int64_t n = W.ne0;
     const size_t arow = row_size(vt, n);
-    scratch.resize(arow * size_t(n_tokens));
+    // Buffers only grow: resizing them down and up again would zero-fill each time.
+    grow(scratch, arow * size_t(n_tokens));
     uint8_t *act = scratch.data();
 
     if (n_tokens >= 8) {
@@ -60,7 +66,7 @@ void matmul(const Tensor &W, const float *X, int64_t ldx, int64_t n_tokens, floa
     if (tile) {
         a_stride = regrouped_act_size(n);
         std::vector<uint8_t> &rg = regroup_scratch();
-        rg.resize(a_stride * size_t(n_tokens));
+        grow(rg, a_stride * size_t(n_tokens));
         pool.parallel_for(n_tokens, 4, [&](int64_t b, int64_t e) {
             for (int64_t t = b; t < e; t++) regroup_activation(n, act + size_t(t) * arow, rg.data() + size_t(t) * a_stride);
         });
@@ -74,7 +80,7 @@ void matmul(const Tensor &W, const float *X, int64_t ldx, int64_t n_tokens, floa
         const int64_t nb = n / 32;
         const size_t block_bytes = row_size(GGML_Q8_0, 32);
         std::vector<float> &sc = scale_scratch();
-        sc.resize(size_t(nb * n_tokens));
+        grow(sc, size_t(nb * n_tokens));
         for (int64_t t = 0; t < n_tokens; t++)
             for (int64_t i = 0; i < nb; i++) {
                 uint16_t h;
