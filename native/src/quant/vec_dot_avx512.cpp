@@ -299,25 +299,26 @@ void row_q6k(int64_t n, const uint8_t *w, const uint8_t *a, size_t as, const flo
 // side instead: lane b of zmm k holds bytes 4k..4k+3 of block b, so 8 vpdpbusd leave
 // block b's whole integer sum in lane b, and one multiply by the 16 scale products
 // finishes all 16 blocks. The activations are regrouped once per matmul
-// (regroup_act_q8_0); the weights are gathered per row and group, once for every token
-// of the tile. Weights enter as unsigned bytes u = q + off (off = 8, 16 or 128), and
-// off·Σq8 per block, kept with the regrouped activations, is taken off again.
+// (regroup_act_q8_0) as unsigned bytes u = q8 + 128; the weights (signed) are gathered
+// per row and group into an L1 buffer, once for every token of the tile, and
+// 128·Σw per block is taken off again. Rows go four at a time so that each token's
+// activations are loaded once for four rows.
 //
-// A regrouped activation group: qs[8][64] (zmm k, lane b = bytes 4k..4k+3 of block b),
-// d[16] (f32 scales), sum[16] (i32 Σq8); blocks past the row's end are zero.
+// A regrouped activation group: u[8][64] (zmm k, lane b = bytes 4k..4k+3 of block b),
+// then d[16] (f32 scales); blocks past the row's end are zero (u = 128, d = 0).
 constexpr int kGroup = 16;
-constexpr size_t kGroupBytes = 8 * 64 + 64 + 64;
+constexpr size_t kGroupBytes = 8 * 64 + 64;
 
 inline __m512i lane_offsets(size_t block_size) {
     return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                               _mm512_set1_epi32(int(block_size)));
 }
 
-// The 8 zmm of unsigned weights and the 16 f32 scales of one group of `nb` (<= 16)
-// blocks starting at w. Returns log2(off).
+// The 8 zmm of one group of blocks starting at w as unsigned bytes u = q + kOff
+// (lanes not in `live`: 0).
 struct Q4_0G {
     static constexpr size_t kSize = sizeof(BlockQ4_0);
-    static constexpr int kShift = 3;
+    static constexpr int kOff = 8;
     static void weights(const uint8_t *w, __mmask16 live, __m512i idx, __m512i *z) {
         const __m512i m4 = _mm512_set1_epi8(0x0F);
         for (int k = 0; k < 4; k++) {
@@ -329,7 +330,7 @@ struct Q4_0G {
 };
 struct Q5_0G {
     static constexpr size_t kSize = sizeof(BlockQ5_0);
-    static constexpr int kShift = 4;
+    static constexpr int kOff = 16;
     static void weights(const uint8_t *w, __mmask16 live, __m512i idx, __m512i *z) {
         const __m512i m4 = _mm512_set1_epi8(0x0F), b4 = _mm512_set1_epi8(0x10);
         const __m512i qh = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, w + 2, 1);
@@ -354,7 +355,7 @@ struct Q5_0G {
 };
 struct Q8_0G {
     static constexpr size_t kSize = sizeof(BlockQ8_0);
-    static constexpr int kShift = 7;
+    static constexpr int kOff = 128;
     static void weights(const uint8_t *w, __mmask16 live, __m512i idx, __m512i *z) {
         const __m512i flip = _mm512_set1_epi8(char(0x80));
         for (int k = 0; k < 8; k++)
@@ -368,7 +369,7 @@ struct Q8_0G {
 template <class G>
 void tile_regrouped(int64_t n, const void *vw, size_t ws, int nr, const void *va, size_t as, const float *sc, int nt,
                     float *out, int64_t ldo) {
-    constexpr int kMaxTokens = 128;  // accumulators on the stack
+    constexpr int kMaxTokens = 128, kRows = 4;
     if (nt > kMaxTokens) {
         for (int t0 = 0; t0 < nt; t0 += kMaxTokens)
             tile_regrouped<G>(n, vw, ws, nr, static_cast<const uint8_t *>(va) + size_t(t0) * as, as, sc,
@@ -377,32 +378,55 @@ void tile_regrouped(int64_t n, const void *vw, size_t ws, int nr, const void *va
     }
     const int64_t nb = n / QK, ng = (nb + kGroup - 1) / kGroup;
     const __m512i idx = lane_offsets(G::kSize);
-    __m512 res[kMaxTokens];
-    for (int r = 0; r < nr; r++) {
-        const uint8_t *w = static_cast<const uint8_t *>(vw) + size_t(r) * ws;
-        for (int t = 0; t < nt; t++) res[t] = _mm512_setzero_ps();
-        for (int64_t g = 0; g < ng; g++, w += kGroup * G::kSize) {
+    alignas(64) __m512i wq[kRows][8];  // signed weights of the group, per row
+    __m512i corr[kRows];               // −128·Σw per block
+    __m512 dw[kRows];
+    alignas(64) static thread_local __m512 res[kRows][kMaxTokens];
+    for (int r0 = 0; r0 < nr; r0 += kRows) {
+        const int rn = nr - r0 < kRows ? nr - r0 : kRows;
+        for (int r = 0; r < rn; r++)
+            for (int t = 0; t < nt; t++) res[r][t] = _mm512_setzero_ps();
+        for (int64_t g = 0; g < ng; g++) {
             const int live_n = int(nb - g * kGroup < kGroup ? nb - g * kGroup : kGroup);
             const __mmask16 live = __mmask16((1u << live_n) - 1);
-            __m512i z[8];
-            G::weights(w, live, idx, z);
-            const __m512i dh = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, w, 1);
-            const __m512 dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dh));
+            for (int r = 0; r < kRows; r++) {
+                if (r >= rn) {  // rows past the tile: zero weights and scales
+                    for (int k = 0; k < 8; k++) wq[r][k] = _mm512_setzero_si512();
+                    corr[r] = _mm512_setzero_si512();
+                    dw[r] = _mm512_setzero_ps();
+                    continue;
+                }
+                const uint8_t *w = static_cast<const uint8_t *>(vw) + size_t(r0 + r) * ws + g * kGroup * G::kSize;
+                __m512i z[8];
+                G::weights(w, live, idx, z);
+                __m512i sum = _mm512_setzero_si512();
+                for (int k = 0; k < 8; k++) {
+                    wq[r][k] = _mm512_maskz_mov_epi32(live, _mm512_sub_epi8(z[k], _mm512_set1_epi8(char(G::kOff))));
+                    sum = _mm512_dpbusd_epi32(sum, _mm512_set1_epi8(1), wq[r][k]);
+                }
+                corr[r] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sum, 7));
+                const __m512i dh = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, w, 1);
+                dw[r] = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dh));
+            }
             const uint8_t *ag = static_cast<const uint8_t *>(va) + size_t(g) * kGroupBytes;
             for (int t = 0; t < nt; t++, ag += as) {
-                __m512i s0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), z[0], load512(ag));
-                __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), z[1], load512(ag + 64));
-                for (int k = 2; k < 8; k += 2) {
-                    s0 = _mm512_dpbusd_epi32(s0, z[k], load512(ag + 64 * k));
-                    s1 = _mm512_dpbusd_epi32(s1, z[k + 1], load512(ag + 64 * k + 64));
+                __m512i u[8];
+                for (int k = 0; k < 8; k++) u[k] = load512(ag + 64 * k);
+                const __m512 da = _mm512_loadu_ps(reinterpret_cast<const float *>(ag + 8 * 64));
+                for (int r = 0; r < kRows; r++) {
+                    __m512i s0 = _mm512_dpbusd_epi32(corr[r], u[0], wq[r][0]);
+                    __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u[1], wq[r][1]);
+                    for (int k = 2; k < 8; k += 2) {
+                        s0 = _mm512_dpbusd_epi32(s0, u[k], wq[r][k]);
+                        s1 = _mm512_dpbusd_epi32(s1, u[k + 1], wq[r][k + 1]);
+                    }
+                    const __m512i isum = _mm512_add_epi32(s0, s1);
+                    res[r][t] = _mm512_fmadd_ps(_mm512_mul_ps(dw[r], da), _mm512_cvtepi32_ps(isum), res[r][t]);
                 }
-                const __m512i off = _mm512_slli_epi32(load512(ag + 8 * 64 + 64), G::kShift);
-                const __m512i isum = _mm512_sub_epi32(_mm512_add_epi32(s0, s1), off);
-                const __m512 d = _mm512_mul_ps(dw, _mm512_loadu_ps(reinterpret_cast<const float *>(ag + 8 * 64)));
-                res[t] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(isum), res[t]);
             }
         }
-        for (int t = 0; t < nt; t++) out[t * ldo + r] = hsum512(res[t]);
+        for (int r = 0; r < rn; r++)
+            for (int t = 0; t < nt; t++) out[t * ldo + r0 + r] = hsum512(res[r][t]);
     }
 }
 
@@ -470,15 +494,12 @@ void regroup_act_q8_0(int64_t n, const void *a, void *dst) {
     for (int64_t g = 0; g < ng; g++, src += kGroup * sizeof(BlockQ8_0), out += kGroupBytes) {
         const int live_n = int(nb - g * kGroup < kGroup ? nb - g * kGroup : kGroup);
         const __mmask16 live = __mmask16((1u << live_n) - 1);
-        __m512i sum = _mm512_setzero_si512();
         for (int k = 0; k < 8; k++) {
             const __m512i q = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, src + 2 + 4 * k, 1);
-            _mm512_storeu_si512(out + 64 * k, q);
-            sum = _mm512_dpbusd_epi32(sum, _mm512_set1_epi8(1), q);
+            _mm512_storeu_si512(out + 64 * k, _mm512_xor_si512(q, _mm512_set1_epi8(char(0x80))));
         }
         const __m512i dh = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, src, 1);
         _mm512_storeu_ps(out + 8 * 64, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dh)));
-        _mm512_storeu_si512(out + 8 * 64 + 64, sum);
     }
 }
 
