@@ -42,13 +42,16 @@ void scores4(const float *Qt, int Rp, const float *Kf, int D, float *St) {
         for (int v = 0; v < NV; v++) _mm512_storeu_ps(St + size_t(i) * Rp + 16 * v, acc[i][v]);
 }
 
-// Of[r][d0 .. d0+64) = Of·scale[r] + Σ_j P[j][r]·Vf[j][d0 ..] for 4 rows r0..r0+3.
-void pv4(const float *P, int Rp, int r0, int kn, const float *Vf, int D, int d0, float *Of, const float *scale) {
+// Of[r][d0 .. d0+64) = Of·scale[r] + Σ_j P[j][r]·Vf[j][d0 ..] for 4 rows r0..r0+3
+// (first: Of holds nothing yet).
+void pv4(const float *P, int Rp, int r0, int kn, const float *Vf, int D, int d0, float *Of, const float *scale,
+         bool first) {
     __m512 acc[4][4];
     for (int i = 0; i < 4; i++) {
         const __m512 s = _mm512_set1_ps(scale[r0 + i]);
         for (int v = 0; v < 4; v++)
-            acc[i][v] = _mm512_mul_ps(s, _mm512_loadu_ps(Of + size_t(r0 + i) * D + d0 + 16 * v));
+            acc[i][v] = first ? _mm512_setzero_ps()
+                              : _mm512_mul_ps(s, _mm512_loadu_ps(Of + size_t(r0 + i) * D + d0 + 16 * v));
     }
     for (int j = 0; j < kn; j++) {
         __m512 vv[4];
@@ -86,16 +89,18 @@ void attend_block_avx512(const float *q, int64_t q_stride, int nt, int group, in
                          const uint16_t *V, const int *lo, const int *hi, float *out, int64_t out_stride) {
     const int R = nt * group, NV = (R + 15) / 16, Rp = 16 * NV;
     thread_local Buffers b;
-    b.qt.assign(size_t(D) * Rp, 0.f);
+    b.qt.resize(size_t(D) * Rp);
     b.kf.resize(size_t(kKeys) * D);
     b.vf.resize(size_t(kKeys) * D);
     b.st.resize(size_t(kKeys) * Rp);
-    b.of.assign(size_t(Rp) * D, 0.f);
+    b.of.resize(size_t(Rp) * D);  // written by the first tile
     b.m.assign(size_t(Rp), -std::numeric_limits<float>::infinity());
     b.l.assign(size_t(Rp), 0.f);
     b.scale.assign(size_t(Rp), 0.f);
     b.lo.assign(size_t(Rp), 0);
     b.hi.assign(size_t(Rp), 0);  // padding rows: an empty range
+    for (int r = R; r < Rp; r++)
+        for (int d = 0; d < D; d++) b.qt[size_t(d) * Rp + r] = 0.f;
     for (int r = 0; r < R; r++) {
         const float *qr = q + (r / group) * q_stride + size_t(r % group) * D;
         for (int d = 0; d < D; d++) b.qt[size_t(d) * Rp + r] = qr[d];
@@ -156,7 +161,7 @@ void attend_block_avx512(const float *q, int64_t q_stride, int nt, int group, in
         }
         for (int r0 = 0; r0 < R; r0 += 4)
             for (int d0 = 0; d0 < D; d0 += 64)
-                pv4(b.st.data(), Rp, r0, kn4, b.vf.data(), D, d0, b.of.data(), b.scale.data());
+                pv4(b.st.data(), Rp, r0, kn4, b.vf.data(), D, d0, b.of.data(), b.scale.data(), j0 == jlo);
     }
     for (int r = 0; r < R; r++) {
         const float l = b.l[size_t(r)], inv = l > 0 ? 1.0f / l : 0.f;
