@@ -1,6 +1,7 @@
 """Every CPU kernel path this machine runs (TACTIC_KERNELS=scalar / avx2 / the default,
 AVX-512 where the CPU has it), end to end on Gemma 3 270M against llama.cpp's outputs
-(tests/data): next-token distributions of the short prompts, and the per-token NLL
+(tests/data): next-token distributions of the short prompts (the last token of each
+as a decode step after the rest as prefill), and the per-token NLL
 over 750 tokens of text (two prefill batches: the prefill tiles, the attention blocks
 and the gated activation all run their vector code). Each path runs in its own process
 because the kernel choice is made once per process.
@@ -35,7 +36,10 @@ with NativeSession(model, n_ctx=1024, n_threads=2) as s:
     for ids in prompts:
         s.reset()
         if mode == "last":
-            out["logp"].append(log_softmax(s.eval(ids)[-1]).tolist())
+            # the prompt but its last token as prefill, the last one as a decode step:
+            # both paths of the pass run
+            s.eval(ids[:-1])
+            out["logp"].append(log_softmax(s.eval(ids[-1:])[-1]).tolist())
             continue
         # NLL of every next token, evaluated in chunks (all logits of 750 positions are 0.8 GB)
         for b in range(0, len(ids), 250):

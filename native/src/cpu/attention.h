@@ -19,8 +19,9 @@ struct SoftmaxPartial {
 
 // Folds keys/values rows [j0, j1) (or the rows listed in idx[j0..j1) when idx is
 // non-null) of one cache head into `part`. scratch grows as needed.
+// impl as set_kernel_impl (0 = the current choice; 3 = the AVX-512 exp / f16 rounding).
 void attend_rows(const float *q, int n_q, int D, const uint16_t *K, const uint16_t *V, const int32_t *idx,
-                 int j0, int j1, SoftmaxPartial &part, std::vector<float> &scratch);
+                 int j0, int j1, SoftmaxPartial &part, std::vector<float> &scratch, int impl = 0);
 
 // out[n_q][D] = softmax(q K[lo..hi)^T) V[lo..hi), split across threads along the keys.
 void attention_split(const float *q, int n_q, int D, const uint16_t *K, const uint16_t *V, int lo, int hi,

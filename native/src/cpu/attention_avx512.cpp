@@ -83,6 +83,25 @@ struct Buffers {
 
 }  // namespace
 
+// s[r] = f16-rounded e^(s[r] − mx) for r < n; returns the sum of the unrounded values.
+float softmax_tile_avx512(float *s, int n, float mx) {
+    const __m512 m = _mm512_set1_ps(mx);
+    __m512 sum = _mm512_setzero_ps();
+    int r = 0;
+    for (; r + 16 <= n; r += 16) {
+        const __m512 p = simd512::exp(_mm512_sub_ps(_mm512_loadu_ps(s + r), m));
+        sum = _mm512_add_ps(sum, p);
+        _mm512_storeu_ps(s + r, simd512::round_f16(p));
+    }
+    if (r < n) {
+        const __mmask16 k = __mmask16((1u << (n - r)) - 1);
+        const __m512 p = _mm512_maskz_mov_ps(k, simd512::exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + r), m)));
+        sum = _mm512_add_ps(sum, p);
+        _mm512_mask_storeu_ps(s + r, k, simd512::round_f16(p));
+    }
+    return _mm512_reduce_add_ps(sum);
+}
+
 bool attend_block_avx512_supports(int nt, int group, int D) { return nt * group <= kRows && D % 64 == 0; }
 
 void attend_block_avx512(const float *q, int64_t q_stride, int nt, int group, int D, const uint16_t *K,
