@@ -88,6 +88,7 @@ def main():
     ap.add_argument("--gen", type=int, default=32)
     ap.add_argument("--attention", choices=["full", "tactic", "auto"], default="full")
     ap.add_argument("--json", default=None, help="write results here")
+    ap.add_argument("--skip-llama", action="store_true", help="pytactic only")
     ap.add_argument("--reps", type=int, default=3, help="interleaved repetitions per context (medians)")
     ap.add_argument("--llama-fa", choices=["both", "on", "off"], default="both",
                     help="llama.cpp flash attention: the better of both (default), or one")
@@ -108,7 +109,7 @@ def main():
             for which in ((0, 1) if rep % 2 == 0 else (1, 0)):
                 if which == 0:
                     ours.append(bench_pytactic(model, n, args.threads, args.gen, attention))
-                else:
+                elif not args.skip_llama:
                     r = bench_llama_cpp(model, n, args.threads, args.gen, fa_modes)
                     if r is not None:
                         other.append(r)
