@@ -61,13 +61,13 @@ using DotTileFn = void (*)(int64_t n, const void *w, size_t w_stride, int nr, co
                            const float *a_scale, int nt, float *out, int64_t ldo);
 DotTileFn dot_tile_kernel(uint32_t weight_type, int impl = 0);
 
-// The AVX-512 prefill tiles of Q4_0/Q5_0/Q8_0 weights read their Q8_0 activations
-// regrouped (16 blocks side by side, see vec_dot_avx512.cpp): rows of
-// regrouped_act_size(n) bytes made by regroup_activation from Q8_0 rows, and no
-// a_scale. nullptr when the type, impl or CPU has no such tile.
+// The AVX-512 prefill tiles of the legacy types (Q4_0 ... Q5_1) read their Q8_0 / Q8_1
+// activations regrouped (16 blocks side by side, see vec_dot_avx512.cpp): rows of
+// regrouped_act_size(weight_type, n) bytes made by regroup_activation from the
+// quantized rows, and no a_scale. nullptr when the type, impl or CPU has no such tile.
 DotTileFn dot_tile_regrouped(uint32_t weight_type, int impl = 0);
-size_t regrouped_act_size(int64_t n);
-void regroup_activation(int64_t n, const void *q8_0_row, void *dst);
+size_t regrouped_act_size(uint32_t weight_type, int64_t n);
+void regroup_activation(uint32_t weight_type, int64_t n, const void *act_row, void *dst);
 
 // Implementation choice (for tests and benchmarks): 0 = best available, 1 = scalar,
 // 2 = AVX2, 3 = AVX-512. Returns false if it is not available on this CPU.

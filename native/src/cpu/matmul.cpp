@@ -19,7 +19,7 @@ constexpr int64_t kTokenBlock = 32;
 // Below this many multiply-adds (~20 us on one core) a matmul is not split.
 constexpr int64_t kMinParallelMacs = int64_t(1) << 18;
 
-// From this many tokens the regrouped AVX-512 tiles (Q4_0/Q5_0/Q8_0) run: they gather
+// From this many tokens the regrouped AVX-512 tiles (legacy types) run: they gather
 // each weight group once per tile, which a single decode token cannot repay.
 constexpr int64_t kRegroupMinTokens = 8;
 // Their tokens per pass: the weight gathers are repaid over more tokens (128 x 1.3 KB
@@ -64,11 +64,11 @@ void matmul(const Tensor &W, const float *X, int64_t ldx, int64_t n_tokens, floa
     DotTileFn tile = n_tokens >= kRegroupMinTokens ? dot_tile_regrouped(W.type, impl) : nullptr;
     size_t a_stride = arow;
     if (tile) {
-        a_stride = regrouped_act_size(n);
+        a_stride = regrouped_act_size(W.type, n);
         std::vector<uint8_t> &rg = regroup_scratch();
         grow(rg, a_stride * size_t(n_tokens));
         pool.parallel_for(n_tokens, 4, [&](int64_t b, int64_t e) {
-            for (int64_t t = b; t < e; t++) regroup_activation(n, act + size_t(t) * arow, rg.data() + size_t(t) * a_stride);
+            for (int64_t t = b; t < e; t++) regroup_activation(W.type, n, act + size_t(t) * arow, rg.data() + size_t(t) * a_stride);
         });
         act = rg.data();
     }

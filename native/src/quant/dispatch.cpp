@@ -162,17 +162,17 @@ DotTileFn dot_tile_regrouped(uint32_t weight_type, int impl) {
     return nullptr;
 }
 
-size_t regrouped_act_size(int64_t n) {
+size_t regrouped_act_size(uint32_t weight_type, int64_t n) {
 #if defined(TACTIC_X86)
-    return regrouped_act_row_size(n);
+    return regrouped_act_row_size(vec_dot_type(weight_type) == GGML_Q8_1, n);
 #else
     return 0;
 #endif
 }
 
-void regroup_activation(int64_t n, const void *q8_0_row, void *dst) {
+void regroup_activation(uint32_t weight_type, int64_t n, const void *act_row, void *dst) {
 #if defined(TACTIC_X86)
-    if (kernel_impl_available(3)) return regroup_act_q8_0(n, q8_0_row, dst);
+    if (kernel_impl_available(3)) return regroup_act(vec_dot_type(weight_type) == GGML_Q8_1, n, act_row, dst);
 #endif
     fail(TACTIC_ERR_UNSUPPORTED, "regroup_activation: needs AVX-512");
 }

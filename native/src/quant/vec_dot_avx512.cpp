@@ -1,9 +1,10 @@
 // AVX-512 (F/BW/VL/DQ + VNNI) dot products of the quantized types (compiled with those
 // flags only here; called only after cpu_has_avx512_vnni()). Each is held equal to its
-// scalar twin by tests/test_quant.py. Float rows and Q4_1/Q5_1 keep the AVX2 kernels
-// (a two-blocks-a-zmm version of Q4_1/Q5_1 measured slower than AVX2: each block's min
-// term and f16 scales cost more than the multiply; the regrouped layout below would
-// suit them, with the min term as one more multiply-add per 16 blocks: not done yet).
+// scalar twin by tests/test_quant.py. Float rows keep the AVX2 kernels, and so does
+// the decode (one token) dot product of Q4_1/Q5_1 (a two-blocks-a-zmm version measured
+// slower than AVX2: each block's min term and f16 scales cost more than the multiply);
+// their prefill runs the regrouped tiles below, the min term one more multiply-add per
+// 16 blocks.
 //
 // As in vec_dot_avx2.cpp every kernel is a tile: one weight row against NT activation
 // rows, the weight block unpacked once for all NT tokens. What AVX-512 changes:
@@ -263,55 +264,64 @@ void row_q6k(int64_t n, const uint8_t *w, const uint8_t *a, size_t as, const flo
 // A regrouped activation group: u[8][64] (zmm k, lane b = bytes 4k..4k+3 of block b),
 // then d[16] (f32 scales); blocks past the row's end are zero (u = 128, d = 0).
 constexpr int kGroup = 16;
-constexpr size_t kGroupBytes = 8 * 64 + 64;
+// Bytes of a regrouped group: u[8][64], d[16], and for Q8_1 rows (weights with a min) s[16].
+constexpr size_t group_bytes(bool with_sums) { return 8 * 64 + 64 + (with_sums ? 64 : 0); }
 
 inline __m512i lane_offsets(size_t block_size) {
     return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
                               _mm512_set1_epi32(int(block_size)));
 }
 
+// 32 nibbles of each block's 16 bytes at qs: z[k] byte i = element 4k+i.
+inline void gather_nibbles(const uint8_t *qs, __mmask16 live, __m512i idx, __m512i *z) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    for (int k = 0; k < 4; k++) {
+        const __m512i g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, qs + 4 * k, 1);
+        z[k] = _mm512_and_si512(g, m4);
+        z[k + 4] = _mm512_and_si512(_mm512_srli_epi16(g, 4), m4);
+    }
+}
+
+// Adds 16 to element j where bit j of the block's 32-bit qh (at qh) is set.
+inline void add_fifth_bits(const uint8_t *qh, __mmask16 live, __m512i idx, __m512i *z) {
+    const __m512i h = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, qh, 1);
+    // byte i of z[k] is element 4k+i: its bit is bit 4(k&1)+i of qh's byte k>>1;
+    // spread that byte over the dword and test per byte
+    for (int k = 0; k < 8; k++) {
+        const char kb = char(k >> 1);
+        const __m512i spread = _mm512_shuffle_epi8(
+            h, _mm512_set4_epi32(0x0C0C0C0C + 0x01010101 * kb, 0x08080808 + 0x01010101 * kb,
+                                 0x04040404 + 0x01010101 * kb, 0x01010101 * kb));
+        const int sh = 4 * (k & 1);
+        const __m512i bits =
+            _mm512_set1_epi32(int((1u << sh) | (2u << (sh + 8)) | (4u << (sh + 16)) | (8u << (sh + 24))));
+        z[k] = _mm512_mask_add_epi8(z[k], _mm512_test_epi8_mask(spread, bits), z[k], _mm512_set1_epi8(0x10));
+    }
+}
+
 // The 8 zmm of one group of blocks starting at w as unsigned bytes u = q + kOff
-// (lanes not in `live`: 0).
+// (lanes not in `live`: 0). kMin: the block has an f16 min after its f16 scale.
 struct Q4_0G {
     static constexpr size_t kSize = sizeof(BlockQ4_0);
     static constexpr int kOff = 8;
+    static constexpr bool kMin = false;
     static void weights(const uint8_t *w, __mmask16 live, __m512i idx, __m512i *z) {
-        const __m512i m4 = _mm512_set1_epi8(0x0F);
-        for (int k = 0; k < 4; k++) {
-            const __m512i g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, w + 2 + 4 * k, 1);
-            z[k] = _mm512_and_si512(g, m4);
-            z[k + 4] = _mm512_and_si512(_mm512_srli_epi16(g, 4), m4);
-        }
+        gather_nibbles(w + 2, live, idx, z);
     }
 };
 struct Q5_0G {
     static constexpr size_t kSize = sizeof(BlockQ5_0);
     static constexpr int kOff = 16;
+    static constexpr bool kMin = false;
     static void weights(const uint8_t *w, __mmask16 live, __m512i idx, __m512i *z) {
-        const __m512i m4 = _mm512_set1_epi8(0x0F), b4 = _mm512_set1_epi8(0x10);
-        const __m512i qh = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, w + 2, 1);
-        for (int k = 0; k < 4; k++) {
-            const __m512i g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, w + 6 + 4 * k, 1);
-            z[k] = _mm512_and_si512(g, m4);
-            z[k + 4] = _mm512_and_si512(_mm512_srli_epi16(g, 4), m4);
-        }
-        // byte i of z[k] is element 4k+i: its fifth bit is bit 4k+i of qh, i.e. bit
-        // 4(k&1)+i of qh's byte k>>1; spread that byte over the dword and test per byte
-        for (int k = 0; k < 8; k++) {
-            const char kb = char(k >> 1);
-            const __m512i spread = _mm512_shuffle_epi8(
-                qh, _mm512_set4_epi32(0x0C0C0C0C + 0x01010101 * kb, 0x08080808 + 0x01010101 * kb,
-                                      0x04040404 + 0x01010101 * kb, 0x01010101 * kb));
-            const int sh = 4 * (k & 1);
-            const __m512i bits = _mm512_set1_epi32(int((1u << sh) | (2u << (sh + 8)) | (4u << (sh + 16)) |
-                                                       (8u << (sh + 24))));
-            z[k] = _mm512_mask_add_epi8(z[k], _mm512_test_epi8_mask(spread, bits), z[k], b4);
-        }
+        gather_nibbles(w + 6, live, idx, z);
+        add_fifth_bits(w + 2, live, idx, z);
     }
 };
 struct Q8_0G {
     static constexpr size_t kSize = sizeof(BlockQ8_0);
     static constexpr int kOff = 128;
+    static constexpr bool kMin = false;
     static void weights(const uint8_t *w, __mmask16 live, __m512i idx, __m512i *z) {
         const __m512i flip = _mm512_set1_epi8(char(0x80));
         for (int k = 0; k < 8; k++)
@@ -319,6 +329,23 @@ struct Q8_0G {
                                     flip);
         // dead lanes must stay zero (their activations are zero anyway)
         for (int k = 0; k < 8; k++) z[k] = _mm512_maskz_mov_epi32(live, z[k]);
+    }
+};
+struct Q4_1G {
+    static constexpr size_t kSize = sizeof(BlockQ4_1);
+    static constexpr int kOff = 0;
+    static constexpr bool kMin = true;
+    static void weights(const uint8_t *w, __mmask16 live, __m512i idx, __m512i *z) {
+        gather_nibbles(w + 4, live, idx, z);
+    }
+};
+struct Q5_1G {
+    static constexpr size_t kSize = sizeof(BlockQ5_1);
+    static constexpr int kOff = 0;
+    static constexpr bool kMin = true;
+    static void weights(const uint8_t *w, __mmask16 live, __m512i idx, __m512i *z) {
+        gather_nibbles(w + 8, live, idx, z);
+        add_fifth_bits(w + 4, live, idx, z);
     }
 };
 
@@ -334,9 +361,10 @@ void tile_regrouped(int64_t n, const void *vw, size_t ws, int nr, const void *va
     }
     const int64_t nb = n / QK, ng = (nb + kGroup - 1) / kGroup;
     const __m512i idx = lane_offsets(G::kSize);
+    constexpr size_t kGroupBytes = group_bytes(G::kMin);
     alignas(64) __m512i wq[kRows][8];  // signed weights of the group, per row
     __m512i corr[kRows];               // −128·Σw per block
-    __m512 dw[kRows];
+    __m512 dw[kRows], mw[kRows];
     alignas(64) static thread_local __m512 res[kRows][kMaxTokens];
     for (int r0 = 0; r0 < nr; r0 += kRows) {
         const int rn = nr - r0 < kRows ? nr - r0 : kRows;
@@ -349,7 +377,7 @@ void tile_regrouped(int64_t n, const void *vw, size_t ws, int nr, const void *va
                 if (r >= rn) {  // rows past the tile: zero weights and scales
                     for (int k = 0; k < 8; k++) wq[r][k] = _mm512_setzero_si512();
                     corr[r] = _mm512_setzero_si512();
-                    dw[r] = _mm512_setzero_ps();
+                    dw[r] = mw[r] = _mm512_setzero_ps();
                     continue;
                 }
                 const uint8_t *w = static_cast<const uint8_t *>(vw) + size_t(r0 + r) * ws + g * kGroup * G::kSize;
@@ -363,12 +391,17 @@ void tile_regrouped(int64_t n, const void *vw, size_t ws, int nr, const void *va
                 corr[r] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sum, 7));
                 const __m512i dh = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, w, 1);
                 dw[r] = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dh));
+                // the min sits in the upper half of the dword that starts at the scale
+                mw[r] = G::kMin ? _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dh, 16)))
+                                : _mm512_setzero_ps();
             }
             const uint8_t *ag = static_cast<const uint8_t *>(va) + size_t(g) * kGroupBytes;
             for (int t = 0; t < nt; t++, ag += as) {
                 __m512i u[8];
                 for (int k = 0; k < 8; k++) u[k] = load512(ag + 64 * k);
                 const __m512 da = _mm512_loadu_ps(reinterpret_cast<const float *>(ag + 8 * 64));
+                const __m512 sa = G::kMin ? _mm512_loadu_ps(reinterpret_cast<const float *>(ag + 8 * 64 + 64))
+                                          : _mm512_setzero_ps();
                 for (int r = 0; r < kRows; r++) {
                     __m512i s0 = _mm512_dpbusd_epi32(corr[r], u[0], wq[r][0]);
                     __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u[1], wq[r][1]);
@@ -378,6 +411,7 @@ void tile_regrouped(int64_t n, const void *vw, size_t ws, int nr, const void *va
                     }
                     const __m512i isum = _mm512_add_epi32(s0, s1);
                     res[r][t] = _mm512_fmadd_ps(_mm512_mul_ps(dw[r], da), _mm512_cvtepi32_ps(isum), res[r][t]);
+                    if (G::kMin) res[r][t] = _mm512_fmadd_ps(mw[r], sa, res[r][t]);
                 }
             }
         }
@@ -438,22 +472,28 @@ TACTIC_ROW(RQ6_K, (row_q6k<NT>(n, w, a, as, sc, r)))
 
 }  // namespace
 
-size_t regrouped_act_row_size(int64_t n) { return size_t((n / QK + kGroup - 1) / kGroup) * kGroupBytes; }
+size_t regrouped_act_row_size(bool with_sums, int64_t n) {
+    return size_t((n / QK + kGroup - 1) / kGroup) * group_bytes(with_sums);
+}
 
-void regroup_act_q8_0(int64_t n, const void *a, void *dst) {
+void regroup_act(bool with_sums, int64_t n, const void *a, void *dst) {
+    // Q8_0 blocks: d, qs[32]; Q8_1 blocks: d, s, qs[32]
+    const size_t bsize = with_sums ? sizeof(BlockQ8_1) : sizeof(BlockQ8_0), qs = with_sums ? 4 : 2;
     const int64_t nb = n / QK, ng = (nb + kGroup - 1) / kGroup;
-    const __m512i idx = lane_offsets(sizeof(BlockQ8_0));
+    const __m512i idx = lane_offsets(bsize);
     const uint8_t *src = static_cast<const uint8_t *>(a);
     uint8_t *out = static_cast<uint8_t *>(dst);
-    for (int64_t g = 0; g < ng; g++, src += kGroup * sizeof(BlockQ8_0), out += kGroupBytes) {
+    for (int64_t g = 0; g < ng; g++, src += kGroup * bsize, out += group_bytes(with_sums)) {
         const int live_n = int(nb - g * kGroup < kGroup ? nb - g * kGroup : kGroup);
         const __mmask16 live = __mmask16((1u << live_n) - 1);
         for (int k = 0; k < 8; k++) {
-            const __m512i q = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, src + 2 + 4 * k, 1);
+            const __m512i q = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, src + qs + 4 * k, 1);
             _mm512_storeu_si512(out + 64 * k, _mm512_xor_si512(q, _mm512_set1_epi8(char(0x80))));
         }
         const __m512i dh = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, src, 1);
         _mm512_storeu_ps(out + 8 * 64, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dh)));
+        if (with_sums)
+            _mm512_storeu_ps(out + 8 * 64 + 64, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dh, 16))));
     }
 }
 
@@ -462,6 +502,8 @@ DotTileFn dot_tile_regrouped_avx512(uint32_t type) {
         case GGML_Q4_0: return tile_regrouped<Q4_0G>;
         case GGML_Q5_0: return tile_regrouped<Q5_0G>;
         case GGML_Q8_0: return tile_regrouped<Q8_0G>;
+        case GGML_Q4_1: return tile_regrouped<Q4_1G>;
+        case GGML_Q5_1: return tile_regrouped<Q5_1G>;
         default: return nullptr;
     }
 }
