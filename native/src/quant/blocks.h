@@ -87,7 +87,7 @@ DotTileFn dot_tile_scalar(uint32_t weight_type);
 #if defined(TACTIC_X86)
 VecDotFn vec_dot_avx2(uint32_t weight_type);    // nullptr if no AVX2 kernel for the type
 DotTileFn dot_tile_avx2(uint32_t weight_type);
-VecDotFn vec_dot_avx512(uint32_t weight_type);  // nullptr if no AVX-512 kernel (float types)
+VecDotFn vec_dot_avx512(uint32_t weight_type);  // K-quants; nullptr for the rest (AVX2 kernels)
 DotTileFn dot_tile_avx512(uint32_t weight_type);
 DotTileFn dot_tile_regrouped_avx512(uint32_t weight_type);  // legacy types, else nullptr
 // with_sums: Q8_1 rows (Q4_1/Q5_1 weights), else Q8_0 rows

@@ -1,19 +1,15 @@
 // AVX-512 (F/BW/VL/DQ + VNNI) dot products of the quantized types (compiled with those
 // flags only here; called only after cpu_has_avx512_vnni()). Each is held equal to its
-// scalar twin by tests/test_quant.py. Float rows keep the AVX2 kernels, and so does
-// the decode (one token) dot product of Q4_1/Q5_1 (a two-blocks-a-zmm version measured
-// slower than AVX2: each block's min term and f16 scales cost more than the multiply);
-// their prefill runs the regrouped tiles below, the min term one more multiply-add per
-// 16 blocks.
+// scalar twin by tests/test_quant.py.
 //
-// As in vec_dot_avx2.cpp every kernel is a tile: one weight row against NT activation
-// rows, the weight block unpacked once for all NT tokens. What AVX-512 changes:
-// - legacy blocks (32 elements) go two to a zmm, and VNNI's vpdpbusd does the u8 x s8
-//   multiply, pair sums and i32 accumulation in one instruction; signed weights use
-//   |w| against a negated where w < 0 (a masked subtract: AVX-512 has no vpsignb);
-// - K-quants keep the exact i16 products of vpmaddubsw and multiply-accumulate them
-//   with their sub-block scales by vpdpwssd: two instructions per 64 elements and
-//   token instead of six per 32.
+// - K-quants (Q4_K, Q5_K, Q6_K): tiles of one weight row against up to 8 tokens, as in
+//   vec_dot_avx2.cpp, 64 elements a zmm: the exact i16 products of vpmaddubsw are
+//   multiply-accumulated with their sub-block scales by vpdpwssd (two instructions per
+//   64 elements and token instead of six per 32).
+// - Legacy types (Q4_0 ... Q5_1), prefill: the regrouped tiles below (16 blocks side by
+//   side, one scale multiply per 16 blocks). Their decode (one token) keeps the AVX2
+//   kernels: a two-blocks-a-zmm version measured no faster there, each block's f16
+//   scales and horizontal sum costing more than the multiply. Float rows keep AVX2 too.
 // Integer sums are exact, so results differ from the scalar path only by the order of
 // the float additions.
 #include <immintrin.h>
@@ -27,7 +23,6 @@ namespace q {
 
 namespace {
 
-constexpr int kLegacyTokens = 8;
 constexpr int kKQuantTokens = 8;
 
 inline float f16(const uint8_t *p) {
@@ -35,95 +30,14 @@ inline float f16(const uint8_t *p) {
     std::memcpy(&h, p, 2);
     return _cvtsh_ss(h);
 }
-inline uint32_t u32_of(const uint8_t *p) {
-    uint32_t v;
-    std::memcpy(&v, p, 4);
-    return v;
-}
 inline __m256i load256(const void *p) { return _mm256_loadu_si256(static_cast<const __m256i *>(p)); }
 inline __m512i load512(const void *p) { return _mm512_loadu_si512(p); }
-// Two 32-byte halves from different places.
-inline __m512i load2x256(const void *lo, const void *hi) {
-    return _mm512_inserti64x4(_mm512_zextsi256_si512(load256(lo)), load256(hi), 1);
-}
-// [a x8, b x8] as f32.
-inline __m512 pair_ps(float a, float b) {
-    return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1);
-}
 inline float hsum512(__m512 v) {
     const __m256 h = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
-}
-
-// 32 nibbles of 16 bytes: low nibbles are elements 0..15, high nibbles 16..31.
-inline __m256i unpack_nibbles(const uint8_t *qs) {
-    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i *>(qs));
-    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(b, 4), b), _mm256_set1_epi8(0x0F));
-}
-
-// ---- legacy blocks against Q8_0 / Q8_1 ---------------------------------------------------
-
-// The 32 weights of a block as signed bytes (ymm).
-struct Q4_0K {
-    static constexpr size_t kSize = sizeof(BlockQ4_0);
-    static __m256i weights(const uint8_t *b) { return _mm256_sub_epi8(unpack_nibbles(b + 2), _mm256_set1_epi8(8)); }
-};
-struct Q5_0K {
-    static constexpr size_t kSize = sizeof(BlockQ5_0);
-    static __m256i weights(const uint8_t *b) {
-        // (nibble | bit<<4) - 16 == nibble | 0xF0 where the fifth bit is clear
-        const __mmask32 bit = _cvtu32_mask32(u32_of(b + 2));
-        return _mm256_mask_blend_epi8(bit, _mm256_or_si256(unpack_nibbles(b + 6), _mm256_set1_epi8(char(0xF0))),
-                                      unpack_nibbles(b + 6));
-    }
-};
-struct Q8_0K {
-    static constexpr size_t kSize = sizeof(BlockQ8_0);
-    static __m256i weights(const uint8_t *b) { return load256(b + 2); }
-};
-
-// Signed weights x Q8_0, two blocks per zmm. sc: the activations' f32 block scales
-// (matmul) or null (read the f16 in each block).
-template <class K, int NT>
-void row_signed(int64_t n, const uint8_t *w, const uint8_t *a, size_t as, const float *sc, float *res) {
-    const int64_t nb = n / QK;
-    __m512 acc[NT];
-    for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();
-    const __m512i zero = _mm512_setzero_si512();
-    int64_t i = 0;
-    for (; i + 2 <= nb; i += 2, w += 2 * K::kSize) {
-        const __m512i qw = _mm512_inserti64x4(_mm512_zextsi256_si512(K::weights(w)), K::weights(w + K::kSize), 1);
-        const __mmask64 neg = _mm512_movepi8_mask(qw);
-        const __m512i uw = _mm512_abs_epi8(qw);
-        const __m512 dw = pair_ps(f16(w), f16(w + K::kSize));
-        for (int t = 0; t < NT; t++) {
-            const BlockQ8_0 *y = reinterpret_cast<const BlockQ8_0 *>(a + t * as) + i;
-            __m512i ay = load2x256(y[0].qs, y[1].qs);
-            ay = _mm512_mask_sub_epi8(ay, neg, zero, ay);
-            const __m512i p = _mm512_dpbusd_epi32(zero, uw, ay);
-            const __m512 da = sc ? pair_ps(sc[t * nb + i], sc[t * nb + i + 1]) : pair_ps(f16(y[0].d), f16(y[1].d));
-            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(dw, da), _mm512_cvtepi32_ps(p), acc[t]);
-        }
-    }
-    if (i < nb) {  // an odd block out
-        const __m256i qw = K::weights(w);
-        const __mmask32 neg = _mm256_movepi8_mask(qw);
-        const __m256i uw = _mm256_abs_epi8(qw);
-        const float dw = f16(w);
-        for (int t = 0; t < NT; t++) {
-            const BlockQ8_0 *y = reinterpret_cast<const BlockQ8_0 *>(a + t * as) + i;
-            __m256i ay = load256(y->qs);
-            ay = _mm256_mask_sub_epi8(ay, neg, _mm256_setzero_si256(), ay);
-            const __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), uw, ay);
-            const float d = dw * (sc ? sc[t * nb + i] : f16(y->d));
-            const __m256 v = _mm256_mul_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(p));
-            acc[t] = _mm512_add_ps(acc[t], _mm512_castsi512_ps(_mm512_zextsi256_si512(_mm256_castps_si256(v))));
-        }
-    }
-    for (int t = 0; t < NT; t++) res[t] = hsum512(acc[t]);
 }
 
 // ---- K-quants against Q8_K -----------------------------------------------------------------
@@ -462,9 +376,6 @@ struct Kernel {
             call;                                                                                       \
         }                                                                                               \
     };
-TACTIC_ROW(RQ4_0, (row_signed<Q4_0K, NT>(n, w, a, as, sc, r)))
-TACTIC_ROW(RQ5_0, (row_signed<Q5_0K, NT>(n, w, a, as, sc, r)))
-TACTIC_ROW(RQ8_0, (row_signed<Q8_0K, NT>(n, w, a, as, sc, r)))
 TACTIC_ROW(RQ4_K, (row_k45<false, NT>(n, w, a, as, sc, r)))
 TACTIC_ROW(RQ5_K, (row_k45<true, NT>(n, w, a, as, sc, r)))
 TACTIC_ROW(RQ6_K, (row_q6k<NT>(n, w, a, as, sc, r)))
@@ -510,9 +421,6 @@ DotTileFn dot_tile_regrouped_avx512(uint32_t type) {
 
 VecDotFn vec_dot_avx512(uint32_t type) {
     switch (type) {
-        case GGML_Q4_0: return Kernel<RQ4_0, 1>::dot;
-        case GGML_Q5_0: return Kernel<RQ5_0, 1>::dot;
-        case GGML_Q8_0: return Kernel<RQ8_0, 1>::dot;
         case GGML_Q4_K: return Kernel<RQ4_K, 1>::dot;
         case GGML_Q5_K: return Kernel<RQ5_K, 1>::dot;
         case GGML_Q6_K: return Kernel<RQ6_K, 1>::dot;
@@ -522,9 +430,6 @@ VecDotFn vec_dot_avx512(uint32_t type) {
 
 DotTileFn dot_tile_avx512(uint32_t type) {
     switch (type) {
-        case GGML_Q4_0: return Kernel<RQ4_0, kLegacyTokens>::tile;
-        case GGML_Q5_0: return Kernel<RQ5_0, kLegacyTokens>::tile;
-        case GGML_Q8_0: return Kernel<RQ8_0, kLegacyTokens>::tile;
         case GGML_Q4_K: return Kernel<RQ4_K, kKQuantTokens>::tile;
         case GGML_Q5_K: return Kernel<RQ5_K, kKQuantTokens>::tile;
         case GGML_Q6_K: return Kernel<RQ6_K, kKQuantTokens>::tile;
