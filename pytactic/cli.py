@@ -19,6 +19,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=512, help="prefill batch size")
     p.add_argument("--attention", choices=["auto", "full", "tactic"], default="auto")
     p.add_argument("--tactic-p", type=float, default=0.9, help="Tactic's target attention mass")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="where the model runs (auto: CUDA when a usable GPU is there)")
     p.add_argument("-n", "--max-tokens", type=int, default=None,
                    help="tokens to generate at most (run: 256, chat: until the context is full)")
     p.add_argument("--temp", type=float, default=0.8, help="temperature; 0 = greedy")
@@ -44,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_model_args(chat)
     chat.add_argument("-s", "--system", default=None, help="a system message")
     chat.add_argument("--chat-format", default=None, help="chatml, gemma, llama3 or a Jinja template")
+    from .server.cli import add_serve_command
+
+    add_serve_command(sub)
     return ap
 
 
@@ -59,7 +64,7 @@ def _load(a, **extra):
     from .model import Model
 
     return Model(a.model, n_ctx=a.ctx, n_threads=a.threads, n_batch=a.batch, attention=a.attention,
-                 tactic_p=a.tactic_p, verbose=a.verbose, **extra)
+                 tactic_p=a.tactic_p, verbose=a.verbose, device=a.device, **extra)
 
 
 def _report(stats, interrupted: bool = False) -> None:
@@ -156,6 +161,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     from .errors import TacticError
 
     try:
+        if hasattr(a, "handler"):  # subcommands that bring their own entry point (serve)
+            return a.handler(a)
         if a.command == "run":
             return cmd_run(a)
         return cmd_chat(a)

@@ -163,6 +163,10 @@ TACTIC_API int32_t tactic_vocab_add_eos(const tactic_model *model);
 typedef struct tactic_context tactic_context;
 
 enum { TACTIC_ATTN_AUTO = 0, TACTIC_ATTN_FULL = 1, TACTIC_ATTN_TACTIC = 2 };
+/* Where a context runs. AUTO: CUDA when a usable GPU is there (and the library was
+ * built with CUDA), else the CPU. On CUDA the weights, the KV cache and the activations
+ * live in GPU memory, and attention is full (Tactic runs on the CPU only, for now). */
+enum { TACTIC_DEVICE_AUTO = 0, TACTIC_DEVICE_CPU = 1, TACTIC_DEVICE_CUDA = 2 };
 
 typedef struct {
     int32_t n_ctx;              /* 0 = the model's training context */
@@ -180,6 +184,8 @@ typedef struct {
     /* added by the Tactic work (additive) */
     int32_t tactic_selector;    /* TACTIC_SELECT_*: Tactic (default) or a baseline for comparisons */
     int32_t tactic_incremental; /* 1: tokens leaving the recent window join their nearest cluster */
+    /* added by the GPU work (additive) */
+    int32_t device;             /* TACTIC_DEVICE_* */
 } tactic_context_params;
 
 TACTIC_API tactic_context_params tactic_context_default_params(void);
@@ -188,6 +194,8 @@ TACTIC_API tactic_status tactic_context_new(tactic_model *model, const tactic_co
 /* Cancels and waits for a tactic_eval still running on another thread, then frees. */
 TACTIC_API void tactic_context_free(tactic_context *ctx);
 TACTIC_API int32_t tactic_context_n_ctx(const tactic_context *ctx);
+/* The device the context runs on: TACTIC_DEVICE_CPU or TACTIC_DEVICE_CUDA (AUTO resolved). */
+TACTIC_API int32_t tactic_context_device(const tactic_context *ctx);
 /* Tokens currently in the cache. */
 TACTIC_API int32_t tactic_context_n_past(const tactic_context *ctx);
 /* Drop cached tokens from position n_keep on (n_keep <= n_past). */

@@ -15,6 +15,7 @@
 namespace tactic {
 
 class TacticAttention;
+class Backend;
 
 class Context {
 public:
@@ -31,14 +32,13 @@ public:
     int n_logit_rows() const { return n_logit_rows_; }
     const float *logits(int row) const;
     const tactic_context_params &params() const { return params_; }
+    int32_t device() const { return device_; }  // TACTIC_DEVICE_CPU or TACTIC_DEVICE_CUDA
     TacticAttention *tactic() { return tactic_.get(); }
     // [0] prefill, [1] clustering, [2] decode, [3] decode attention in global layers, [4] selection
     void timings(double *out, int n, bool reset);
 
 private:
-    struct Scratch;
-    void forward_batch(const int32_t *tokens, int n, int pos0, bool logits_all);
-    bool use_tactic(int n_tokens) const;
+    void forward_batch(const int32_t *tokens, int n, int pos0, bool want_logits);
 
     const Model &model_;
     tactic_context_params params_;
@@ -47,7 +47,8 @@ private:
     int n_batch_ = 512;
     KVCache kv_;
     std::unique_ptr<ThreadPool> pool_;
-    std::unique_ptr<Scratch> scratch_;
+    int32_t device_ = TACTIC_DEVICE_CPU;
+    std::unique_ptr<Backend> backend_;
     std::unique_ptr<TacticAttention> tactic_;
     std::vector<float> logits_;
     int n_logit_rows_ = 0;

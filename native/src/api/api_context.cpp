@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "../backend.h"
 #include "../forward.h"
 #include "../kv_cache.h"
 #include "../resources.h"
@@ -59,7 +60,8 @@ TACTIC_API tactic_status tactic_context_new(tactic_model *model, const tactic_co
         const tactic_context_params p = params ? *params : tactic_context_default_params();
         auto c = std::make_unique<tactic_context>();
         c->model = model;
-        check_context_fits(model->weights().hp, p);
+        // On CUDA the KV cache and buffers go to GPU memory: the CUDA backend checks those.
+        if (tactic::resolve_device(p.device) != TACTIC_DEVICE_CUDA) check_context_fits(model->weights().hp, p);
         c->ctx = std::make_unique<tactic::Context>(model->weights(), p);
         model->refs.fetch_add(1, std::memory_order_acq_rel);
         *out = c.release();
@@ -78,6 +80,7 @@ TACTIC_API void tactic_context_free(tactic_context *ctx) {
 }
 
 TACTIC_API int32_t tactic_context_n_ctx(const tactic_context *ctx) { return ctx ? ctx->ctx->n_ctx() : 0; }
+TACTIC_API int32_t tactic_context_device(const tactic_context *ctx) { return ctx ? ctx->ctx->device() : 0; }
 
 TACTIC_API int32_t tactic_context_n_past(const tactic_context *ctx) { return ctx ? ctx->ctx->n_past() : 0; }
 
