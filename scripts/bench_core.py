@@ -58,11 +58,25 @@ def bench_pytactic(model, n_ctx, n_threads, n_gen, attention):
     return n_ctx / t_prefill, n_gen / t_decode, tim
 
 
-def bench_llama_cpp(model, n_ctx, n_threads, n_gen, fa_modes=(False, True)):
+def bench_llama_cpp(model, n_ctx, n_threads, n_gen, fa_modes=(False, True), extra_bufts=False):
     try:
+        import llama_cpp.llama as llama_module
         from llama_cpp import Llama
     except ImportError:
         return None
+    if not extra_bufts and not getattr(llama_module, "_bench_no_extra_bufts", False):
+        # llama.cpp built on a CPU that reports AMX uses it for Q4_0/Q8_0/K-quant
+        # weights; in this project's VMs the AMX instructions die with SIGILL, so its
+        # extra buffer types (AMX, and the CPU weight repacking) are turned off.
+        default_params = llama_module.llama_cpp.llama_model_default_params
+
+        def params():
+            p = default_params()
+            p.use_extra_bufts = False
+            return p
+
+        llama_module.llama_cpp.llama_model_default_params = params
+        llama_module._bench_no_extra_bufts = True
     best = None
     for fa in fa_modes:
         llm = Llama(model, n_ctx=n_ctx + n_gen + 8, n_threads=n_threads, n_batch=512, flash_attn=fa, verbose=False)
@@ -89,6 +103,9 @@ def main():
     ap.add_argument("--attention", choices=["full", "tactic", "auto"], default="full")
     ap.add_argument("--json", default=None, help="write results here")
     ap.add_argument("--skip-llama", action="store_true", help="pytactic only")
+    ap.add_argument("--llama-extra-bufts", action="store_true",
+                    help="let llama.cpp use its extra buffer types (AMX, weight repacking); off by default "
+                         "because its AMX kernels die with SIGILL in this project's VMs")
     ap.add_argument("--reps", type=int, default=3, help="interleaved repetitions per context (medians)")
     ap.add_argument("--llama-fa", choices=["both", "on", "off"], default="both",
                     help="llama.cpp flash attention: the better of both (default), or one")
@@ -110,7 +127,7 @@ def main():
                 if which == 0:
                     ours.append(bench_pytactic(model, n, args.threads, args.gen, attention))
                 elif not args.skip_llama:
-                    r = bench_llama_cpp(model, n, args.threads, args.gen, fa_modes)
+                    r = bench_llama_cpp(model, n, args.threads, args.gen, fa_modes, args.llama_extra_bufts)
                     if r is not None:
                         other.append(r)
         pp = statistics.median(o[0] for o in ours)
@@ -131,6 +148,7 @@ def main():
     if args.json:
         meta = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(), "threads": args.threads,
                 "reps": args.reps, "llama_fa": args.llama_fa, "attention": args.attention,
+                "llama_extra_bufts": args.llama_extra_bufts,
                 "commit": subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()}
         Path(args.json).write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
 
