@@ -19,6 +19,10 @@ What is measured, as llama-bench (tools/llama-bench/llama-bench.cpp) defines it:
   feeds the previous step's argmax (greedy; BOS first): the same work plus an argmax on
   the host. decode tok/s = 128 / seconds. pp and tg are separate runs, as in llama-bench.
 - repetitions (-r 2): the mean over repetitions of each repetition's tok/s.
+- the K/V cache is f16 on both sides (llama-bench's default -ctk/-ctv f16); llama-bench
+  also sizes its context to depth + n_prompt + n_gen, which may exceed the model's
+  training context (a warning only); pytactic's n_ctx is the deepest depth plus
+  max(n_prompt, n_gen), or the prompt from empty if longer.
 - warm-up: llama-bench runs one pp512 and one decode step before each test; here one
   pp512 and one decode step at the start, and one decode step at each depth before it
   is timed (CUDA graphs, lazily grown buffers), all untimed.
@@ -34,8 +38,10 @@ Rows: {"model", "depth", "test", "n_prompt", "n_gen", "attention", "pytactic_dec
 "llamacpp_decode_tok_s", "pytactic_prefill_tok_s", "llamacpp_prefill_tok_s",
 "decode_ratio", "prefill_ratio", "samples", "run"} (+ "fraction" when a --model-kwarg names
 one); "run" indexes "runs", which records the commit, command and device of each
-invocation. --rows-to FILE appends to an existing file (a row with the same model,
-depth, test, attention and fraction is replaced) instead of writing --out afresh.
+invocation. --rows-to FILE appends to an existing file instead of writing --out afresh:
+a row with the same model, depth, test, attention and fraction is updated with the
+figures measured now and keeps those it lacks (e.g. llama-bench alone at a depth after
+pytactic alone there), its "run" then listing both runs.
 """
 
 from __future__ import annotations
@@ -257,6 +263,35 @@ def row_key(r: dict):
     return (r.get("model"), r.get("depth"), r.get("test"), r.get("attention"), r.get("fraction"))
 
 
+def merge_rows(old_rows: list[dict], new_rows: list[dict]) -> list[dict]:
+    """old_rows with new_rows added; a new row with an old row's key replaces the figures
+    it has and keeps the old ones it lacks (one side measured now, the other before:
+    "run" then lists both runs)."""
+    by_key = {row_key(r): r for r in new_rows}
+    out = []
+    for r in old_rows:
+        new = by_key.pop(row_key(r), None)
+        if new is None:
+            out.append(r)
+            continue
+        merged = {**r, **{k: v for k, v in new.items() if v is not None}}
+        merged["samples"] = {**r.get("samples", {}), **new.get("samples", {})}
+        kept_old = any(new.get(k) is None and r.get(k) is not None for k in FIGURES)
+        merged["run"] = sorted({*_runs(r), *_runs(new)}) if kept_old else new["run"]
+        merged["decode_ratio"] = ratio(merged["pytactic_decode_tok_s"], merged["llamacpp_decode_tok_s"])
+        merged["prefill_ratio"] = ratio(merged["pytactic_prefill_tok_s"], merged["llamacpp_prefill_tok_s"])
+        out.append(merged)
+    return out + [r for r in new_rows if row_key(r) in by_key]
+
+
+FIGURES = ("pytactic_decode_tok_s", "llamacpp_decode_tok_s", "pytactic_prefill_tok_s", "llamacpp_prefill_tok_s")
+
+
+def _runs(r: dict) -> list[int]:
+    run = r.get("run", [])
+    return run if isinstance(run, list) else [run]
+
+
 def print_table(rows: list[dict]) -> None:
     def f(x, spec):
         return format(x, spec) if x is not None else format("-", ">" + spec.split(".")[0])
@@ -395,10 +430,9 @@ def main(argv=None) -> int:
     }
     runs.append(record)
     rows = make_rows(a, ours, theirs, len(runs) - 1)
-    new_keys = {row_key(r) for r in rows}
-    kept = [r for r in doc.get("rows", []) if row_key(r) not in new_keys]
     doc = {"gpu": doc.get("gpu", record["gpu"]), "commit": doc.get("commit", record["commit"]),
-           "command": doc.get("command", record["command"]), "runs": runs, "rows": kept + rows}
+           "command": doc.get("command", record["command"]), "runs": runs,
+           "rows": merge_rows(doc.get("rows", []), rows)}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=1) + "\n")
     print_table(rows)

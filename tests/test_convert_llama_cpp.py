@@ -6,6 +6,7 @@ import pytest
 
 import convert_checkpoints as cc
 from pytactic.convert import convert
+from llama_cpp_runner import greedy
 from pytactic.lowlevel import NativeSession
 
 llama_cpp = pytest.importorskip("llama_cpp")
@@ -21,16 +22,7 @@ def pytactic_logits(path, tokens):
 
 
 def llama_cpp_greedy(path):
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, n_threads=1, verbose=False)
-    try:
-        out = []
-        for tok in llm.generate(PROMPT, temp=0.0, top_k=1, repeat_penalty=1.0):
-            out.append(int(tok))
-            if len(out) == N_GEN:
-                break
-        return out
-    finally:
-        llm.close()
+    return greedy(llama_cpp, path, PROMPT, N_GEN)
 
 
 @pytest.mark.parametrize("arch,outtype", [("llama3", "f32"), ("qwen2", "f16"), ("qwen3", "q8_0"),

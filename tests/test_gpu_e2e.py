@@ -153,3 +153,23 @@ def test_device_is_passed_only_when_the_model_takes_it(tiny, monkeypatch):
     assert seen["device"] is None
     with pytest.raises(SystemExit, match="no device argument"):
         e2e.open_model(str(tiny), "cuda", 64, 1, 512, "full", {})
+
+
+def test_sides_measured_apart_merge_into_one_row(tiny, fake_bench, tmp_path):
+    """pytactic alone, then llama-bench alone at the same depth (as when one side cannot
+    run in the same call): one row with both sides' figures, naming both runs."""
+    out = tmp_path / "merged.json"
+    base = ["--model", str(tiny), "--name", "tiny", "--depths", "32", "--n-prompt", "16", "--n-gen", "4",
+            "--prompt-from-empty", "0", "--reps", "1", "--rows-to", str(out)]
+    assert e2e.main(base + ["--device", "cpu", "--n-threads", "1"]) == 0
+    first = json.loads(out.read_text())["rows"][0]
+    assert first["llamacpp_decode_tok_s"] is None and first["pytactic_decode_tok_s"] > 0
+    assert e2e.main(base + ["--skip-pytactic", "--llama-bench", str(fake_bench)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert len(rows) == 1
+    r = rows[0]
+    assert r["pytactic_decode_tok_s"] == first["pytactic_decode_tok_s"]
+    assert r["llamacpp_decode_tok_s"] == 100 + 32 and r["llamacpp_prefill_tok_s"] == 1000 + 32
+    assert r["decode_ratio"] == round(r["pytactic_decode_tok_s"] / 132, 3)
+    assert r["run"] == [0, 1]
+    assert set(r["samples"]) == {"pytactic_prefill", "pytactic_decode", "llamacpp_prefill", "llamacpp_decode"}

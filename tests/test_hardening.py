@@ -144,9 +144,14 @@ def test_context_refused_when_memory_is_short(gemma_path, monkeypatch):
     m = load(gemma_path)
     monkeypatch.setenv("TACTIC_MEMORY_LIMIT", "400M")
     # Gemma 3 270M: 18 layers x 1 KV head x 256 x 2 (K, V) x f16 = 18 KiB per token.
+    # Sliding-window layers kept whole (swa_full): 576 MiB at 32K.
     with pytest.raises(errors.OutOfMemoryError, match=r"a context of 32768 tokens \(KV cache 576.0 MiB"):
-        new_context(m, n_ctx=32768)
+        new_context(m, n_ctx=32768, swa_full=1)
     new_context(m, n_ctx=1024)  # 18 MiB: fits
+    # Rings of window + n_batch for the 15 sliding-window layers: 3 x 32768 + 15 x 1024 positions.
+    monkeypatch.setenv("TACTIC_MEMORY_LIMIT", "100M")
+    with pytest.raises(errors.OutOfMemoryError, match=r"a context of 32768 tokens \(KV cache 111.0 MiB"):
+        new_context(m, n_ctx=32768)
     monkeypatch.delenv("TACTIC_MEMORY_LIMIT")
     new_context(m, n_ctx=32768)
 
@@ -409,7 +414,10 @@ def test_model_memory_refusals(gemma_path, monkeypatch):
         Model(gemma_path)
     monkeypatch.setenv("TACTIC_MEMORY_LIMIT", "400M")
     with pytest.raises(MemoryError, match="a context of 32768 tokens"):
-        Model(gemma_path, n_ctx=32768)
+        Model(gemma_path, n_ctx=32768, swa_full=True)  # 576 MiB of KV: sliding-window layers whole
+    # The default n_ctx is the training context capped by memory: it loads, smaller.
+    with Model(gemma_path, swa_full=True) as m:  # at most half of the 400M for the KV cache
+        assert 4096 < m.n_ctx < 32768 and m.kv_memory()["reserved"] <= 200 * 2**20
 
 
 def test_model_two_threads(gemma_path):

@@ -14,6 +14,7 @@ import pytest
 from gguf import GGMLQuantizationType as Q
 
 import pytactic
+from llama_cpp_runner import greedy
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "make_random_gguf.py"
 _spec = importlib.util.spec_from_file_location("make_random_gguf", SCRIPT)
@@ -235,20 +236,10 @@ def test_command_line(tmp_path, capsys):
 
 PROMPT = [1, 40, 300, 599, 7, 123]
 N_GEN = 16
-MIN_GAP = 0.1  # near-ties are not compared
-
-
-def llama_cpp_greedy(llama_cpp, path):
-    llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, n_threads=1, verbose=False)
-    try:
-        out = []
-        for tok in llm.generate(PROMPT, temp=0.0, top_k=1, repeat_penalty=1.0):
-            out.append(int(tok))
-            if len(out) == N_GEN:
-                break
-        return out
-    finally:
-        llm.close()
+# Near-ties are not compared. Measured on these files: pytactic's logits are within 0.01
+# of llama.cpp's for F16 and 0.1-0.3 for the K-quant mixes from position 1 on (position 0
+# is exact), against a logit std of about 5; a step counts when its margin is twice that.
+MIN_GAP = 0.6
 
 
 @pytest.mark.parametrize("arch,outtype", [("llama", "q4_k_m"), ("llama-tied", "f16"), ("qwen2", "q4_k_m"),
@@ -261,7 +252,7 @@ def test_llama_cpp_loads_it_and_agrees(tmp_path, arch, outtype):
     except ImportError:
         pytest.skip("llama-cpp-python is not installed (pip install llama-cpp-python)")
     path = make(tmp_path, arch, outtype, output_scale=0.3, qk_scale=4.0)
-    theirs = llama_cpp_greedy(llama_cpp, path)
+    theirs = greedy(llama_cpp, path, PROMPT, N_GEN)
     assert len(theirs) == N_GEN
     with pytactic.Model(path, n_ctx=64, n_threads=1) as m:
         m.eval(PROMPT + theirs[:-1], logits_all=True)

@@ -186,6 +186,8 @@ typedef struct {
     int32_t tactic_incremental; /* 1: tokens leaving the recent window join their nearest cluster */
     /* added by the GPU work (additive) */
     int32_t device;             /* TACTIC_DEVICE_* */
+    /* added by the document Q&A work (additive) */
+    int32_t swa_full;           /* 1: sliding-window layers keep every position (no rings) */
 } tactic_context_params;
 
 TACTIC_API tactic_context_params tactic_context_default_params(void);
@@ -210,6 +212,35 @@ TACTIC_API const float *tactic_get_logits(tactic_context *ctx, int32_t i);
 TACTIC_API int32_t tactic_get_n_logits_rows(const tactic_context *ctx);
 /* Ask a running tactic_eval on this context to stop (thread-safe, async-signal-safe). */
 TACTIC_API void tactic_cancel(tactic_context *ctx);
+
+/* ---- context state, checkpoints, memory ----------------------------------- */
+/* Sliding-window layers keep a ring of window + n_batch positions, so tactic_context_truncate
+ * may keep fewer tokens than asked (then n_past says how many): the rings must still hold
+ * the window before n_keep, or a checkpoint at or after n_keep (and at most n_batch tokens
+ * after it) must exist. The context keeps the first checkpoint taken since it was emptied
+ * and the newest one. */
+TACTIC_API tactic_status tactic_context_checkpoint(tactic_context *ctx);
+/* Tokens evaluated by this context since it was created (prompts and decode steps). */
+TACTIC_API int64_t tactic_context_n_evaluated(const tactic_context *ctx);
+/* The evaluated state (K/V of the cached positions, last logits row) as bytes. Tactic's
+ * clusters are rebuilt from the keys after a set. set is all-or-nothing: on any error
+ * the context is unchanged. Another model or n_ctx: TACTIC_ERR_INVALID_ARGUMENT; a
+ * damaged blob: TACTIC_ERR_FORMAT. */
+TACTIC_API tactic_status tactic_context_state_size(tactic_context *ctx, size_t *out);
+TACTIC_API tactic_status tactic_context_state_get(tactic_context *ctx, uint8_t *dst, size_t size);
+TACTIC_API tactic_status tactic_context_state_set(tactic_context *ctx, const uint8_t *src, size_t size);
+typedef struct {
+    uint64_t reserved;    /* K/V bytes of the whole context (rings at their size) */
+    uint64_t committed;   /* K/V bytes of the positions written so far */
+    uint64_t checkpoints; /* copies of the rings kept for prefix reuse */
+    uint64_t flat;        /* what a cache without rings would reserve (every layer n_ctx) */
+} tactic_kv_memory;
+TACTIC_API tactic_status tactic_context_kv_memory(const tactic_context *ctx, tactic_kv_memory *out);
+/* The same figures (committed = 0) for a context these params would create. */
+TACTIC_API tactic_status tactic_kv_memory_estimate(const tactic_model *model, const tactic_context_params *params,
+                                                   tactic_kv_memory *out);
+/* Bytes the system can still give (MemAvailable, cgroup, TACTIC_MEMORY_LIMIT); 0 if unknown. */
+TACTIC_API uint64_t tactic_available_memory(void);
 
 /* ---- Tactic statistics --------------------------------------------------- */
 typedef struct {
@@ -305,6 +336,13 @@ TACTIC_API void tactic_sampler_free(tactic_sampler *s);
 /* Pick a token from logits[n_vocab] (not modified). */
 TACTIC_API tactic_status tactic_sampler_sample(tactic_sampler *s, const float *logits,
                                                int32_t n_vocab, int32_t *out_token);
+/* The same over the allowed tokens only: mask holds (n_vocab + 31) / 32 words, token i
+ * allowed where bit (i % 32) of mask[i / 32] is 1. Masked tokens are removed before the
+ * penalties and every other step. TACTIC_ERR_INVALID_ARGUMENT if no allowed token has a
+ * finite logit. */
+TACTIC_API tactic_status tactic_sampler_sample_masked(tactic_sampler *s, const float *logits,
+                                                      int32_t n_vocab, const uint32_t *mask,
+                                                      int32_t *out_token);
 /* Record a token in the penalty history (prompt tokens and generated ones). */
 TACTIC_API tactic_status tactic_sampler_accept(tactic_sampler *s, int32_t token);
 TACTIC_API void tactic_sampler_reset(tactic_sampler *s);

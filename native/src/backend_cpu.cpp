@@ -8,6 +8,7 @@
 #include "backend.h"
 #include "common.h"
 #include "cpu/attention.h"
+#include "cpu/attention_segments.h"
 #include "cpu/matmul.h"
 #include "kv_cache.h"
 #include "tactic/tactic_attention.h"
@@ -115,9 +116,11 @@ public:
             if (!swa && use_tactic(pos + 1)) {
                 r_.tactic->decode(il, q_.data(), kv.k_at(il, 0, 0), kv.v_at(il, 0, 0), pos + 1, att_.data(), pool);
             } else {
+                int seg[4];  // a sliding-window ring may hold the window in two ranges
+                const int ns = kv.slot_ranges(il, lo, pos + 1, seg);
                 for (int g = 0; g < Hkv; g++)
-                    attention_split(q_.data() + size_t(g) * group * D, group, D, kv.k_at(il, g, 0), kv.v_at(il, g, 0),
-                                    lo, pos + 1, att_.data() + size_t(g) * group * D, pool);
+                    attention_segments(q_.data() + size_t(g) * group * D, group, D, kv.k_at(il, g, 0),
+                                       kv.v_at(il, g, 0), seg, ns, att_.data() + size_t(g) * group * D, pool);
             }
             if (!swa) r_.t_decode_attn += seconds_since(ta);
         } else {
@@ -134,8 +137,27 @@ public:
                         hi[size_t(k)] = pos + 1;
                     }
                     const size_t off = (size_t(t0) * H + size_t(g) * group) * D;
-                    attend_query_block(q_.data() + off, int64_t(H) * D, nt, group, D, kv.k_at(il, g, 0),
-                                       kv.v_at(il, g, 0), lo.data(), hi.data(), att_.data() + off, int64_t(H) * D);
+                    // The block's keys in one slot range (no ring, or one that does not
+                    // wrap inside it): attend in slot coordinates, all tokens together.
+                    int seg[4];
+                    if (kv.slot_ranges(il, lo[0], hi[size_t(nt - 1)], seg) == 1) {
+                        const int d = seg[0] - lo[0];
+                        for (int k = 0; k < nt; k++) lo[size_t(k)] += d, hi[size_t(k)] += d;
+                        attend_query_block(q_.data() + off, int64_t(H) * D, nt, group, D, kv.k_at(il, g, 0),
+                                           kv.v_at(il, g, 0), lo.data(), hi.data(), att_.data() + off,
+                                           int64_t(H) * D);
+                        continue;
+                    }
+                    thread_local std::vector<float> scratch;
+                    thread_local SoftmaxPartial part;
+                    for (int k = 0; k < nt; k++) {
+                        part.reset(group, D);
+                        const size_t o = off + size_t(k) * H * D;
+                        const int ns = kv.slot_ranges(il, lo[size_t(k)], hi[size_t(k)], seg);
+                        attend_segments(q_.data() + o, group, D, kv.k_at(il, g, 0), kv.v_at(il, g, 0), seg, ns, part,
+                                        scratch);
+                        part.finish(att_.data() + o, group, D);
+                    }
                 }
             });
         }

@@ -44,7 +44,7 @@ Context::Context(const Model &model, const tactic_context_params &p) : model_(mo
         return;
     }
     const int n_threads = p.n_threads > 0 ? p.n_threads : ThreadPool::hardware_threads();
-    kv_.allocate(hp.n_layer, hp.n_head_kv, n_ctx_, hp.head_dim);
+    kv_.allocate(hp, n_ctx_, n_batch_, p.swa_full != 0);
     pool_ = std::make_unique<ThreadPool>(n_threads);
     if (p.attention != TACTIC_ATTN_FULL) {
         TacticParams tp;
@@ -73,8 +73,8 @@ const float *Context::logits(int row) const {
 void Context::truncate(int n_keep) {
     TACTIC_CHECK(n_keep >= 0 && n_keep <= n_past_, TACTIC_ERR_INVALID_ARGUMENT,
                  "truncate: n_keep " + std::to_string(n_keep) + " is outside [0, " + std::to_string(n_past_) + "]");
-    n_past_ = n_keep;
-    if (tactic_) tactic_->truncate(n_keep);
+    n_past_ = kv_.truncate(n_keep);  // less when sliding-window rings cannot go back that far
+    if (tactic_) tactic_->truncate(n_past_);
 }
 
 void Context::timings(double *out, int n, bool reset) {
@@ -106,8 +106,10 @@ void Context::eval(const int32_t *tokens, int n, bool logits_all) {
     const auto t0 = Clock::now();
     for (int b = 0; b < n; b += n_batch_) {
         const int nb = std::min(n_batch_, n - b);
+        kv_.begin_write(n_past_, nb);
         forward_batch(tokens + b, nb, n_past_, logits_all || b + nb == n);
         n_past_ += nb;
+        n_evaluated_ += nb;
     }
     (n == 1 ? t_decode_ : t_prefill_) += seconds_since(t0);
 }

@@ -24,7 +24,17 @@ public:
 
     // Evaluates tokens after the cached ones; keeps logits of every row or of the last.
     void eval(const int32_t *tokens, int n, bool logits_all);
+    // Keeps n_keep tokens, or fewer when sliding-window rings no longer hold what
+    // position n_keep attends (see KVCache::truncate); n_past() tells.
     void truncate(int n_keep);
+    // Remembers the sliding-window rings here so that prefix reuse can come back to it.
+    void checkpoint() { kv_.checkpoint(n_past_); }
+    int64_t n_evaluated() const { return n_evaluated_; }  // tokens evaluated since created
+    const KVCache &kv() const { return kv_; }
+    // The evaluated tokens' K/V (context_state.cpp): size, write, and restore (all-or-nothing).
+    size_t state_size() const;
+    void state_write(uint8_t *dst, size_t size) const;
+    void state_read(const uint8_t *src, size_t size);
     void cancel() { cancel_.store(true); }
 
     int n_ctx() const { return n_ctx_; }
@@ -52,6 +62,7 @@ private:
     std::unique_ptr<TacticAttention> tactic_;
     std::vector<float> logits_;
     int n_logit_rows_ = 0;
+    int64_t n_evaluated_ = 0;
     std::atomic<bool> cancel_{false};
     double t_prefill_ = 0, t_decode_ = 0, t_decode_attn_ = 0;
 };

@@ -165,8 +165,14 @@ def parse_chat(body: Any) -> GenerationRequest:
         raise bad_request("tools are not supported by this server.", "tools", "unsupported_value")
     fmt = body.get("response_format")
     if fmt is not None and not (isinstance(fmt, dict) and fmt.get("type") == "text"):
-        raise bad_request("Only response_format {'type': 'text'} is supported.", "response_format",
-                          "unsupported_value")
+        # json_object / json_schema: checked here, so a bad schema is a 400 before any token
+        from ..errors import GrammarError
+        from ..grammar import grammar_from_response_format
+
+        try:
+            req.sampling["grammar"] = grammar_from_response_format(fmt)
+        except (GrammarError, ImportError) as e:
+            raise bad_request(f"response_format: {e}", "response_format", "invalid_value")
     req.messages = clean
     return req
 

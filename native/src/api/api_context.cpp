@@ -25,7 +25,8 @@ void check_context_fits(const tactic::HParams &hp, const tactic_context_params &
     if (p.n_ctx < 0 || p.n_ctx > (1 << 24) || p.n_batch < 0) return;
     const uint64_t n_ctx = uint64_t(p.n_ctx > 0 ? p.n_ctx : hp.n_ctx_train);
     const uint64_t n_batch = std::min<uint64_t>(p.n_batch > 0 ? uint64_t(p.n_batch) : 512, n_ctx);
-    const uint64_t kv = tactic::KVCache::bytes_needed(hp.n_layer, hp.n_head_kv, int(n_ctx), hp.head_dim);
+    const uint64_t kv = tactic::KVCache::bytes_for(hp, tactic::KVCache::layer_slots(hp, int(n_ctx), int(n_batch),
+                                                                                   p.swa_full != 0));
     // Per-batch activations (x, h, tmp, q, att, k, v, gate, up) and one row of logits.
     const uint64_t per_token = 3ull * uint64_t(hp.n_embd) + 2ull * uint64_t(hp.n_head) * uint64_t(hp.head_dim) +
                                2ull * uint64_t(hp.n_head_kv) * uint64_t(hp.head_dim) + 2ull * uint64_t(hp.n_ff);
