@@ -137,10 +137,11 @@ public:
                         hi[size_t(k)] = pos + 1;
                     }
                     const size_t off = (size_t(t0) * H + size_t(g) * group) * D;
-                    // The block's keys in one slot range (no ring, or one that does not
-                    // wrap inside it): attend in slot coordinates, all tokens together.
+                    // Global layers (never a ring): all tokens of the block together.
+                    // Sliding-window layers keep the per-token segments, so that ring
+                    // and flat caches give bit-identical results (tests/test_kv_rings.py).
                     int seg[4];
-                    if (kv.slot_ranges(il, lo[0], hi[size_t(nt - 1)], seg) == 1) {
+                    if (!swa && kv.slot_ranges(il, lo[0], hi[size_t(nt - 1)], seg) == 1) {
                         const int d = seg[0] - lo[0];
                         for (int k = 0; k < nt; k++) lo[size_t(k)] += d, hi[size_t(k)] += d;
                         attend_query_block(q_.data() + off, int64_t(H) * D, nt, group, D, kv.k_at(il, g, 0),
