@@ -1,7 +1,10 @@
-"""Matmul throughput on the shapes of Gemma 3 270M Q4_K_M, scalar vs SIMD, through the
-native benchmark hook (tactic_bench_matmul: the forward pass's own matmul).
+"""Matmul throughput on the shapes of Gemma 3 270M Q4_K_M, scalar vs AVX2 vs AVX-512,
+through the native benchmark hook (tactic_bench_matmul: the forward pass's own matmul).
 
     TACTIC_LIB=build/libtactic.so python scripts/bench_matmul.py [--threads 2] [--quick]
+
+--threads 1 gives the throughput per core. --all-types adds every type on a
+1024 x 1024 matrix (the per-kernel table).
 
 Decode (1 token) is memory-bound: read GB/s of weights. Prefill is compute-bound:
 GMAC/s. The last table adds the shapes up into a matmul-only tokens/s for the model
@@ -68,10 +71,13 @@ def bench(name, w, cols, n_tokens, impl, threads, min_time=0.3):
 CPU_TIME = False  # --cpu-time: process CPU time / threads instead of wall time
 
 
-def simd_available():
+IMPL = {1: "scalar", 2: "avx2", 3: "avx512"}
+
+
+def impl_available(impl):
     w = np.zeros(34, dtype=np.uint8)
     x = np.zeros(32, dtype=np.float32)
-    return lib.tactic_vec_dot(8, ffi.from_buffer(w), 34, ffi.cast("float *", ffi.from_buffer(x)), 32, 2,
+    return lib.tactic_vec_dot(8, ffi.from_buffer(w), 34, ffi.cast("float *", ffi.from_buffer(x)), 32, impl,
                               ffi.new("float *")) == 0
 
 
@@ -88,7 +94,9 @@ def main():
     global CPU_TIME
     CPU_TIME = args.cpu_time
     rng = np.random.default_rng(1)
-    impls = [2] if (args.quick and simd_available()) else ([1, 2] if simd_available() else [1])
+    impls = [i for i in (1, 2, 3) if impl_available(i)]
+    if args.quick and len(impls) > 1:
+        impls = impls[1:]
     print(f"library: {ffi.string(lib.tactic_build_info()).decode()}, threads {args.threads}")
     print(f"{'shape':<16}{'type':<6}{'rows x cols':>15}{'tokens':>8}{'impl':>8}{'ms':>10}{'GB/s':>8}{'GMAC/s':>9}")
 
@@ -108,18 +116,18 @@ def main():
                 timings[(label, n_tokens, impl)] = t
                 gbs = f"{w.nbytes / t / 1e9:8.2f}" if n_tokens == 1 else f"{'-':>8}"
                 gmacs = rows * cols * n_tokens / t / 1e9
-                print(f"{label:<16}{name:<6}{rows:>7} x {cols:<6}{n_tokens:>8}{['', 'scalar', 'simd'][impl]:>8}"
+                print(f"{label:<16}{name:<6}{rows:>7} x {cols:<6}{n_tokens:>8}{IMPL[impl]:>8}"
                       f"{t * 1e3:>10.3f}{gbs}{gmacs:>9.2f}")
 
     print("\nGemma 3 270M, matmul time only (18 layers + tied output projection):")
     for impl in impls:
         dec = N_LAYERS * sum(timings[(l[0], 1, impl)] for l in LAYER) + timings[(OUTPUT[0], 1, impl)]
-        print(f"  {['', 'scalar', 'simd'][impl]:>6} decode: {dec * 1e3:7.2f} ms/token = {1 / dec:7.1f} tok/s"
+        print(f"  {IMPL[impl]:>6} decode: {dec * 1e3:7.2f} ms/token = {1 / dec:7.1f} tok/s"
               f"  (output projection {timings[(OUTPUT[0], 1, impl)] * 1e3:.2f} ms)")
         if all((l[0], args.prefill, impl) in timings for l in LAYER):
             pre = N_LAYERS * sum(timings[(l[0], args.prefill, impl)] for l in LAYER)
             pre += timings[(OUTPUT[0], 1, impl)]
-            print(f"  {['', 'scalar', 'simd'][impl]:>6} prefill ({args.prefill} tokens): {pre * 1e3:7.1f} ms "
+            print(f"  {IMPL[impl]:>6} prefill ({args.prefill} tokens): {pre * 1e3:7.1f} ms "
                   f"= {args.prefill / pre:7.1f} tok/s")
 
 

@@ -54,11 +54,23 @@ def vec_dot(name, w, x, impl=0):
     return out[0]
 
 
-def simd_available():
+IMPL_NAMES = {1: "scalar", 2: "AVX2", 3: "AVX-512"}
+
+
+def impl_available(impl):
     w = np.zeros(34, dtype=np.uint8)
     x = np.zeros(32, dtype=np.float32)
     out = ffi.new("float *")
-    return lib.tactic_vec_dot(tid("Q8_0"), ffi.from_buffer(w), 34, ptr_f32(x), 32, 2, out) == 0
+    return lib.tactic_vec_dot(tid("Q8_0"), ffi.from_buffer(w), 34, ptr_f32(x), 32, impl, out) == 0
+
+
+def simd_available():
+    return impl_available(2)
+
+
+def simd_impls():
+    """The SIMD implementations this CPU runs (2 = AVX2, 3 = AVX-512)."""
+    return [i for i in (2, 3) if impl_available(i)]
 
 
 # ---- random data ----------------------------------------------------------------------
@@ -239,10 +251,10 @@ def test_dequantize_real_model_tensors(gemma_path):
 # ---- dot products -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", TYPES)
-@pytest.mark.parametrize("impl", [1, 2])
+@pytest.mark.parametrize("impl", [1, 2, 3])
 def test_vec_dot_matches_reference(name, impl):
-    if impl == 2 and not simd_available():
-        pytest.skip("no SIMD on this CPU")
+    if not impl_available(impl):
+        pytest.skip(f"this CPU cannot run the {IMPL_NAMES[impl]} kernels")
     rng = np.random.default_rng(2)
     for n in (256, 256 * 5):
         for trial in range(4):
@@ -256,14 +268,16 @@ def test_vec_dot_matches_reference(name, impl):
 
 
 @pytest.mark.parametrize("name", TYPES)
-def test_vec_dot_simd_equals_scalar(name):
-    if not simd_available():
-        pytest.skip("no SIMD on this CPU")
+@pytest.mark.parametrize("impl", [2, 3])
+def test_vec_dot_simd_equals_scalar(name, impl):
+    if not impl_available(impl):
+        pytest.skip(f"this CPU cannot run the {IMPL_NAMES[impl]} kernels")
     rng = np.random.default_rng(3)
-    for n in (256, 256 * 3, 2048):
+    # 640 = 20 legacy blocks (Gemma's rows), 672 = 21: the odd block out of the pairs
+    for n in (256, 256 * 3, 2048) + ((640, 672) if BLOCK[name][0] <= 32 else ()):
         w = random_row(name, n, rng)
         x = rng.standard_normal(n).astype(np.float32)
-        s, v = vec_dot(name, w, x, 1), vec_dot(name, w, x, 2)
+        s, v = vec_dot(name, w, x, 1), vec_dot(name, w, x, impl)
         assert abs(s - v) <= 2e-6 * dot_scale(name, w, x), (name, n, s, v)
 
 
@@ -277,7 +291,7 @@ def test_vec_dot_real_weights(gemma_path):
         seen.add(tname)
         for r in np.array(mm[:4]):
             x = rng.standard_normal(n).astype(np.float32)
-            for impl in (1, 2) if simd_available() else (1,):
+            for impl in [1] + simd_impls():
                 got = vec_dot(tname, r, x, impl)
                 want = reference_dot(tname, r, x)
                 assert abs(got - want) <= 5e-6 * dot_scale(tname, r, x), (name, impl, got, want)
@@ -396,18 +410,19 @@ def test_matmul_equals_vec_dot(name):
     """Every (row, token) of a matmul, with token counts that exercise every tile shape
     and the token blocking, equals the dot product of that row and token."""
     rng = np.random.default_rng(9)
-    n, rows = 512, 37
+    # 17 legacy blocks: an odd one out of the AVX-512 pairs
+    n, rows = (544 if BLOCK[name][0] <= 32 else 512), 37
     w = np.stack([random_row(name, n, rng) for _ in range(rows)])
-    x = rng.standard_normal((70, n)).astype(np.float32)
-    want = np.array([[vec_dot(name, w[j], x[t], 1) for j in range(rows)] for t in range(70)])
-    for n_tokens in (1, 3, 6, 13, 70):
+    x = rng.standard_normal((140, n)).astype(np.float32)
+    want = np.array([[vec_dot(name, w[j], x[t], 1) for j in range(rows)] for t in range(140)])
+    for n_tokens in (1, 3, 6, 13, 70, 140):  # 140: past one 128-token pass of the AVX-512 tiles
         got = matmul(name, w, x[:n_tokens], impl=1, n_threads=2)
         np.testing.assert_array_equal(got, want[:n_tokens])
-        if simd_available():
-            scale = np.array([[dot_scale(name, w[j], x[t]) for j in range(rows)] for t in range(n_tokens)])
+        scale = np.array([[dot_scale(name, w[j], x[t]) for j in range(rows)] for t in range(n_tokens)])
+        for impl in simd_impls():
             for threads in (1, 2):
-                got = matmul(name, w, x[:n_tokens], impl=2, n_threads=threads)
-                assert np.all(np.abs(got - want[:n_tokens]) <= 2e-6 * scale), name
+                got = matmul(name, w, x[:n_tokens], impl=impl, n_threads=threads)
+                assert np.all(np.abs(got - want[:n_tokens]) <= 2e-6 * scale), (name, impl, n_tokens)
 
 
 # ---- activation quantizers ---------------------------------------------------------------
@@ -430,8 +445,8 @@ def test_activation_quantizers_match_llama_cpp(weight):
     x[256:512] = 0
     x[600], x[601] = 1e3, -1e3  # a tie for the largest magnitude: the first one sets the sign (Q8_K)
     scalar = quantize_activation(weight, x, 1)
-    if simd_available():
-        np.testing.assert_array_equal(quantize_activation(weight, x, 2), scalar)
+    for impl in simd_impls():
+        np.testing.assert_array_equal(quantize_activation(weight, x, impl), scalar)
     if weight == "Q4_K":
         blocks = scalar.reshape(-1, 292)
         d, q = q8_k_ref(x)

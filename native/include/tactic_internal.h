@@ -20,7 +20,8 @@ extern "C" {
 /* CDEF BEGIN */
 
 /* out = dot(w_row, x) as the runtime's matmul computes it (activation quantized to the
- * weight's vec_dot type). impl: 0 = best available, 1 = scalar, 2 = SIMD (error if absent). */
+ * weight's vec_dot type). impl: 0 = best available, 1 = scalar, 2 = AVX2, 3 = AVX-512
+ * (TACTIC_ERR_UNSUPPORTED if this CPU lacks it). */
 TACTIC_API tactic_status tactic_vec_dot(int32_t type, const void *w, size_t w_size,
                                         const float *x, int64_t n, int32_t impl, float *out);
 /* Benchmark and test hook (not for applications): y[t * rows + j] = the forward pass's
@@ -32,9 +33,17 @@ TACTIC_API tactic_status tactic_bench_matmul(int32_t type, const void *w, size_t
                                              int32_t impl, int32_t n_threads, int32_t n_iter,
                                              double *seconds);
 /* Test hook: the activation row x[n] quantized to weight_type's vec_dot type (Q8_0,
- * Q8_1, Q8_K, F16, ...), as matmul does it, by impl (1 scalar, 2 SIMD). */
+ * Q8_1, Q8_K, F16, ...), as matmul does it, by impl (as tactic_vec_dot). */
 TACTIC_API tactic_status tactic_bench_quantize_activation(int32_t weight_type, const float *x, int64_t n,
                                                          int32_t impl, void *dst, size_t dst_size);
+/* Test hook: causal prefill attention of n_tokens query tokens at positions pos0.. over
+ * one KV head, as the forward pass runs it: K, V f16 [n_kv][head_dim] (n_kv >= pos0 +
+ * n_tokens), q f32 [n_tokens][group][head_dim] (pre-scaled), window > 0: each token sees
+ * its last `window` positions only. out like q. impl as tactic_vec_dot (3: AVX-512). */
+TACTIC_API tactic_status tactic_bench_prefill_attention(const uint16_t *K, const uint16_t *V, int32_t n_kv,
+                                                       const float *q, int32_t n_tokens, int32_t group,
+                                                       int32_t head_dim, int32_t pos0, int32_t window,
+                                                       int32_t impl, float *out);
 
 /* ---- Tactic statistics --------------------------------------------------- */
 typedef struct {

@@ -61,8 +61,10 @@ public:
     void rms_norm(Buf src, const Tensor &w, Buf dst, int width, int rows) override {
         const float *X = buf(src), *wv = static_cast<const float *>(w.data);
         float *Y = buf(dst);
-        for (int r = 0; r < rows; r++)
-            tactic::rms_norm(X + size_t(r) * width, wv, Y + size_t(r) * width, width, r_.model.hp.rms_eps);
+        r_.pool.parallel_for(rows, std::max(1, 4096 / width), [&](int64_t b, int64_t e) {
+            for (int64_t r = b; r < e; r++)
+                tactic::rms_norm(X + size_t(r) * width, wv, Y + size_t(r) * width, width, r_.model.hp.rms_eps);
+        });
     }
 
     void matmul(const Tensor &W, Buf src, int ldx, Buf dst, int ldy) override {
@@ -79,27 +81,27 @@ public:
     void rope_store_kv(int il, const RopeConfig &rc, float q_scale) override {
         const HParams &hp = r_.model.hp;
         const int D = hp.head_dim, H = hp.n_head, Hkv = hp.n_head_kv, half = hp.n_rot / 2;
-        for (int t = 0; t < n_; t++) {
-            float *cs = rope_cos_.data() + size_t(t) * half, *sn = rope_sin_.data() + size_t(t) * half;
-            rope_cos_sin(rc, pos0_ + t, cs, sn);
-            for (int h = 0; h < H; h++) {
-                float *qh = q_.data() + (size_t(t) * H + h) * D;
-                rope_apply(rc, qh, cs, sn);
-                // q is rounded to f16 as llama.cpp's f16 K.Q product does (it settles
-                // near-ties the way llama.cpp does; keys are f16 in the cache anyway).
-                for (int d = 0; d < D; d++) qh[d] = f16_to_f32(f32_to_f16(qh[d] * q_scale));
-            }
-            for (int h = 0; h < Hkv; h++) {
-                float *kh = k_.data() + (size_t(t) * Hkv + h) * D;
-                rope_apply(rc, kh, cs, sn);
-                const float *vh = v_.data() + (size_t(t) * Hkv + h) * D;
-                uint16_t *kc = r_.kv.k_at(il, h, pos0_ + t), *vc = r_.kv.v_at(il, h, pos0_ + t);
-                for (int d = 0; d < D; d++) {
-                    kc[d] = f32_to_f16(kh[d]);
-                    vc[d] = f32_to_f16(vh[d]);
+        // Tokens are independent here (each writes its own cache rows): split them.
+        r_.pool.parallel_for(n_, 16, [&](int64_t tb, int64_t te) {
+            for (int t = int(tb); t < int(te); t++) {
+                float *cs = rope_cos_.data() + size_t(t) * half, *sn = rope_sin_.data() + size_t(t) * half;
+                rope_cos_sin(rc, pos0_ + t, cs, sn);
+                for (int h = 0; h < H; h++) {
+                    float *qh = q_.data() + (size_t(t) * H + h) * D;
+                    rope_apply(rc, qh, cs, sn);
+                    // q is rounded to f16 as llama.cpp's f16 K.Q product does (it settles
+                    // near-ties the way llama.cpp does; keys are f16 in the cache anyway).
+                    round_to_f16(qh, D, q_scale, nullptr);
+                }
+                for (int h = 0; h < Hkv; h++) {
+                    float *kh = k_.data() + (size_t(t) * Hkv + h) * D;
+                    rope_apply(rc, kh, cs, sn);
+                    const float *vh = v_.data() + (size_t(t) * Hkv + h) * D;
+                    store_f16(kh, D, r_.kv.k_at(il, h, pos0_ + t));
+                    store_f16(vh, D, r_.kv.v_at(il, h, pos0_ + t));
                 }
             }
-        }
+        });
     }
 
     void attention(int il, bool swa, int window) override {
@@ -122,19 +124,41 @@ public:
             }
             if (!swa) r_.t_decode_attn += seconds_since(ta);
         } else {
-            // Prefill: causal (and windowed) attention, one (token, KV group) per task.
-            pool.parallel_for(int64_t(n_) * Hkv, 1, [&](int64_t b, int64_t e) {
-                thread_local std::vector<float> scratch;
-                thread_local SoftmaxPartial part;
+            // Prefill: causal (and windowed) attention, a block of query tokens of one KV
+            // group per task.
+            const int bt = query_block_tokens(group), n_blk = (n_ + bt - 1) / bt;
+            pool.parallel_for(int64_t(n_blk) * Hkv, 1, [&](int64_t b, int64_t e) {
+                std::vector<int> lo(static_cast<size_t>(bt)), hi(static_cast<size_t>(bt));
                 for (int64_t i = b; i < e; i++) {
-                    const int t = int(i / Hkv), g = int(i % Hkv), pos = pos0_ + t;
-                    const int lo = window > 0 ? std::max(0, pos - window + 1) : 0;
-                    part.reset(group, D);
-                    const float *qg = q_.data() + (size_t(t) * H + size_t(g) * group) * D;
+                    const int t0 = int(i / Hkv) * bt, g = int(i % Hkv), nt = std::min(bt, n_ - t0);
+                    for (int k = 0; k < nt; k++) {
+                        const int pos = pos0_ + t0 + k;
+                        lo[size_t(k)] = window > 0 ? std::max(0, pos - window + 1) : 0;
+                        hi[size_t(k)] = pos + 1;
+                    }
+                    const size_t off = (size_t(t0) * H + size_t(g) * group) * D;
+                    // Global layers (never a ring): all tokens of the block together.
+                    // Sliding-window layers keep the per-token segments, so that ring
+                    // and flat caches give bit-identical results (tests/test_kv_rings.py).
                     int seg[4];
-                    const int ns = kv.slot_ranges(il, lo, pos + 1, seg);
-                    attend_segments(qg, group, D, kv.k_at(il, g, 0), kv.v_at(il, g, 0), seg, ns, part, scratch);
-                    part.finish(att_.data() + (size_t(t) * H + size_t(g) * group) * D, group, D);
+                    if (!swa && kv.slot_ranges(il, lo[0], hi[size_t(nt - 1)], seg) == 1) {
+                        const int d = seg[0] - lo[0];
+                        for (int k = 0; k < nt; k++) lo[size_t(k)] += d, hi[size_t(k)] += d;
+                        attend_query_block(q_.data() + off, int64_t(H) * D, nt, group, D, kv.k_at(il, g, 0),
+                                           kv.v_at(il, g, 0), lo.data(), hi.data(), att_.data() + off,
+                                           int64_t(H) * D);
+                        continue;
+                    }
+                    thread_local std::vector<float> scratch;
+                    thread_local SoftmaxPartial part;
+                    for (int k = 0; k < nt; k++) {
+                        part.reset(group, D);
+                        const size_t o = off + size_t(k) * H * D;
+                        const int ns = kv.slot_ranges(il, lo[size_t(k)], hi[size_t(k)], seg);
+                        attend_segments(q_.data() + o, group, D, kv.k_at(il, g, 0), kv.v_at(il, g, 0), seg, ns, part,
+                                        scratch);
+                        part.finish(att_.data() + o, group, D);
+                    }
                 }
             });
         }

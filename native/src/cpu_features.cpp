@@ -21,4 +21,19 @@ bool cpu_has_avx2_fma_f16c() {
 #endif
 }
 
+bool cpu_has_avx512_vnni() {
+#if defined(TACTIC_X86)
+    // __builtin_cpu_supports also checks that the OS saves the zmm/mask state (XCR0).
+    static const bool ok = [] {
+        __builtin_cpu_init();
+        return cpu_has_avx2_fma_f16c() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("avx512vnni");
+    }();
+    return ok;
+#else
+    return false;
+#endif
+}
+
 }  // namespace tactic

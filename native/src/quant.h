@@ -1,8 +1,8 @@
 // Block formats of the ggml tensor types: sizes, dequantization, the runtime's own
 // quantizers, and the quantized dot products matmul is built from.
 //
-// Every kernel has a scalar reference; SIMD versions (AVX2/FMA, chosen at run time)
-// are held equal to it by tests.
+// Every kernel has a scalar reference; SIMD versions (AVX2/FMA and AVX-512 VNNI, chosen
+// at run time) are held equal to it by tests.
 #pragma once
 
 #include <cstddef>
@@ -47,7 +47,8 @@ void quantize_activation(uint32_t weight_type, const float *x, void *y, int64_t 
 float vec_dot(uint32_t weight_type, int64_t n, const void *w, const void *a);
 
 // The dot product kernel of a weight type, resolved once (hot loops call it directly).
-// impl: 0 = the current choice (set_kernel_impl), 1 = scalar, 2 = SIMD where it exists.
+// impl: 0 = the current choice (set_kernel_impl), 1 = scalar, 2 = AVX2, 3 = AVX-512
+// (each falls back to the next lower one for types it has no kernel for).
 using VecDotFn = float (*)(int64_t n, const void *w, const void *a);
 VecDotFn vec_dot_kernel(uint32_t weight_type, int impl = 0);
 
@@ -60,12 +61,22 @@ using DotTileFn = void (*)(int64_t n, const void *w, size_t w_stride, int nr, co
                            const float *a_scale, int nt, float *out, int64_t ldo);
 DotTileFn dot_tile_kernel(uint32_t weight_type, int impl = 0);
 
-// Implementation choice (for tests and benchmarks): 0 = best available, 1 = scalar, 2 = SIMD.
-// Returns false if the requested implementation is not available on this CPU.
+// The AVX-512 prefill tiles of the legacy types (Q4_0 ... Q5_1) read their Q8_0 / Q8_1
+// activations regrouped (16 blocks side by side, see vec_dot_avx512.cpp): rows of
+// regrouped_act_size(weight_type, n) bytes made by regroup_activation from the
+// quantized rows, and no a_scale. nullptr when the type, impl or CPU has no such tile.
+DotTileFn dot_tile_regrouped(uint32_t weight_type, int impl = 0);
+size_t regrouped_act_size(uint32_t weight_type, int64_t n);
+void regroup_activation(uint32_t weight_type, int64_t n, const void *act_row, void *dst);
+
+// Implementation choice (for tests and benchmarks): 0 = best available, 1 = scalar,
+// 2 = AVX2, 3 = AVX-512. Returns false if it is not available on this CPU.
 bool set_kernel_impl(int impl);
 int kernel_impl();
-const char *simd_name();   // "avx2" or "scalar"
-// Whether this CPU can run the SIMD kernels at all.
+const char *simd_name();   // "avx512", "avx2" or "scalar"
+// Whether this CPU can run the AVX2 kernels at all.
 bool simd_available();
+// Whether implementation `impl` (as set_kernel_impl) can run on this CPU.
+bool kernel_impl_available(int impl);
 
 }  // namespace tactic

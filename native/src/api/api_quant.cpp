@@ -92,9 +92,10 @@ TACTIC_API tactic_status tactic_vec_dot(int32_t type, const void *w, size_t w_si
         tactic::check_count(t, n, "vec_dot");
         TACTIC_CHECK(t.supported, TACTIC_ERR_UNSUPPORTED,
                      std::string("vec_dot: tensor type ") + t.name + " is not supported");
-        TACTIC_REQUIRE_ARG(impl >= 0 && impl <= 2, "vec_dot: impl must be 0 (best), 1 (scalar) or 2 (SIMD)");
-        TACTIC_CHECK(impl != 2 || tactic::simd_available(), TACTIC_ERR_UNSUPPORTED,
-                     "vec_dot: no SIMD implementation on this CPU");
+        TACTIC_REQUIRE_ARG(impl >= 0 && impl <= 3,
+                           "vec_dot: impl must be 0 (best), 1 (scalar), 2 (AVX2) or 3 (AVX-512)");
+        TACTIC_CHECK(tactic::kernel_impl_available(impl), TACTIC_ERR_UNSUPPORTED,
+                     "vec_dot: this CPU cannot run kernel implementation " + std::to_string(impl));
         TACTIC_REQUIRE_ARG(out && ((w && x) || n == 0), "vec_dot: w, x and out must not be NULL");
         const size_t need = tactic::row_size(uint32_t(type), n);
         TACTIC_REQUIRE_ARG(w_size >= need, "vec_dot: " + std::to_string(n) + " " + t.name + " elements need " +
@@ -114,9 +115,9 @@ TACTIC_API tactic_status tactic_bench_matmul(int32_t type, const void *w, size_t
         tactic::check_count(t, n, "bench_matmul");
         TACTIC_CHECK(t.supported, TACTIC_ERR_UNSUPPORTED,
                      std::string("bench_matmul: tensor type ") + t.name + " is not supported");
-        TACTIC_REQUIRE_ARG(impl >= 0 && impl <= 2, "bench_matmul: impl must be 0, 1 or 2");
-        TACTIC_CHECK(impl != 2 || tactic::simd_available(), TACTIC_ERR_UNSUPPORTED,
-                     "bench_matmul: no SIMD implementation on this CPU");
+        TACTIC_REQUIRE_ARG(impl >= 0 && impl <= 3, "bench_matmul: impl must be 0, 1, 2 or 3");
+        TACTIC_CHECK(tactic::kernel_impl_available(impl), TACTIC_ERR_UNSUPPORTED,
+                     "bench_matmul: this CPU cannot run kernel implementation " + std::to_string(impl));
         TACTIC_REQUIRE_ARG(rows > 0 && rows <= (int64_t(1) << 30) && n > 0 && n_tokens > 0 &&
                                n_tokens <= (int64_t(1) << 20) && n_threads >= 0 && n_threads <= 256,
                            "bench_matmul: rows, n, n_tokens or n_threads out of range");
@@ -149,9 +150,9 @@ TACTIC_API tactic_status tactic_bench_quantize_activation(int32_t weight_type, c
                      std::string("quantize_activation: tensor type ") + t.name + " is not supported");
         const uint32_t vt = tactic::vec_dot_type(uint32_t(weight_type));
         tactic::check_count(tactic::type_traits(vt), n, "quantize_activation");
-        TACTIC_REQUIRE_ARG(impl >= 0 && impl <= 2, "quantize_activation: impl must be 0, 1 or 2");
-        TACTIC_CHECK(impl != 2 || tactic::simd_available(), TACTIC_ERR_UNSUPPORTED,
-                     "quantize_activation: no SIMD implementation on this CPU");
+        TACTIC_REQUIRE_ARG(impl >= 0 && impl <= 3, "quantize_activation: impl must be 0, 1, 2 or 3");
+        TACTIC_CHECK(tactic::kernel_impl_available(impl), TACTIC_ERR_UNSUPPORTED,
+                     "quantize_activation: this CPU cannot run kernel implementation " + std::to_string(impl));
         TACTIC_REQUIRE_ARG((x && dst) || n == 0, "quantize_activation: x and dst must not be NULL");
         const size_t need = tactic::row_size(vt, n);
         TACTIC_REQUIRE_ARG(dst_size >= need, "quantize_activation: needs " + std::to_string(need) +

@@ -9,6 +9,7 @@
 
 #include "../common.h"
 #include "../cpu_features.h"
+#include "../quant.h"
 
 namespace tactic {
 
@@ -17,6 +18,11 @@ void qk_dots_avx2(const float *q, int n_q, int D, const uint16_t *K, const int32
                   int stride);
 void pv_accumulate_avx2(float *acc, int n_q, int D, const float *w, int stride, const uint16_t *V,
                         const int32_t *rows, int n_rows);
+// AVX-512 kernels, attention_avx512.cpp (only called after a CPU check).
+float softmax_tile_avx512(float *s, int n, float mx);
+bool attend_block_avx512_supports(int nt, int group, int D);
+void attend_block_avx512(const float *q, int64_t q_stride, int nt, int group, int D, const uint16_t *K,
+                         const uint16_t *V, const int *lo, const int *hi, float *out, int64_t out_stride);
 
 namespace {
 bool have_avx2() { return cpu_has_avx2_fma_f16c(); }
@@ -88,8 +94,14 @@ void SoftmaxPartial::finish(float *out, int n_q, int D) const {
 }
 
 void attend_rows(const float *q, int n_q, int D, const uint16_t *K, const uint16_t *V, const int32_t *idx, int j0,
-                 int j1, SoftmaxPartial &part, std::vector<float> &scratch) {
+                 int j1, SoftmaxPartial &part, std::vector<float> &scratch, int impl) {
     constexpr int kTile = 256;  // keys per tile: scores stay in L1
+    if (impl == 0) impl = kernel_impl();
+#if defined(TACTIC_X86)
+    const bool avx512 = impl == 3 && cpu_has_avx512_vnni();
+#else
+    const bool avx512 = false;
+#endif
     scratch.resize(size_t(n_q) * kTile);
     for (int t0 = j0; t0 < j1; t0 += kTile) {
         const int n = std::min(kTile, j1 - t0);
@@ -103,17 +115,25 @@ void attend_rows(const float *q, int n_q, int D, const uint16_t *K, const uint16
             for (int r = 0; r < n; r++) mx = std::max(mx, s[r]);
             const float scale_old = std::exp(part.m[size_t(h)] - mx);  // 0 when m was -inf
             float sum = 0;
-            for (int r = 0; r < n; r++) {
-                s[r] = std::exp(s[r] - mx);
-                sum += s[r];
+#if defined(TACTIC_X86)
+            if (avx512) {
+                // exp, sum and the f16 rounding below in one vector pass
+                sum = softmax_tile_avx512(s, n, mx);
+            } else
+#endif
+            {
+                for (int r = 0; r < n; r++) {
+                    s[r] = std::exp(s[r] - mx);
+                    sum += s[r];
+                }
+                // Weights rounded to f16 as llama.cpp's f16 V.P product rounds them: it
+                // settles near-ties as llama.cpp does (measured on its greedy references).
+                for (int r = 0; r < n; r++) s[r] = f16_to_f32(f32_to_f16(s[r]));
             }
             if (scale_old != 1.0f) {
                 float *a = part.acc.data() + size_t(h) * D;
                 for (int d = 0; d < D; d++) a[d] *= scale_old;
             }
-            // Weights rounded to f16 as llama.cpp's f16 V.P product rounds them: it
-            // settles near-ties as llama.cpp does (measured on its greedy references).
-            for (int r = 0; r < n; r++) s[r] = f16_to_f32(f32_to_f16(s[r]));
             part.l[size_t(h)] = part.l[size_t(h)] * scale_old + sum;
             part.m[size_t(h)] = mx;
         }
@@ -138,6 +158,24 @@ void attention_split(const float *q, int n_q, int D, const uint16_t *K, const ui
     });
     for (int c = 1; c < n_chunks; c++) parts[0].merge(parts[size_t(c)], n_q, D);
     parts[0].finish(out, n_q, D);
+}
+
+int query_block_tokens(int group) { return std::max(1, 64 / std::max(1, group)); }
+
+void attend_query_block(const float *q, int64_t q_stride, int nt, int group, int D, const uint16_t *K,
+                        const uint16_t *V, const int *lo, const int *hi, float *out, int64_t out_stride, int impl) {
+    if (impl == 0) impl = kernel_impl();
+#if defined(TACTIC_X86)
+    if (impl == 3 && cpu_has_avx512_vnni() && attend_block_avx512_supports(nt, group, D))
+        return attend_block_avx512(q, q_stride, nt, group, D, K, V, lo, hi, out, out_stride);
+#endif
+    thread_local std::vector<float> scratch;
+    thread_local SoftmaxPartial part;
+    for (int i = 0; i < nt; i++) {
+        part.reset(group, D);
+        attend_rows(q + i * q_stride, group, D, K, V, nullptr, lo[i], hi[i], part, scratch, impl);
+        part.finish(out + i * out_stride, group, D);
+    }
 }
 
 }  // namespace tactic

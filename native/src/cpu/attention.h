@@ -19,12 +19,24 @@ struct SoftmaxPartial {
 
 // Folds keys/values rows [j0, j1) (or the rows listed in idx[j0..j1) when idx is
 // non-null) of one cache head into `part`. scratch grows as needed.
+// impl as set_kernel_impl (0 = the current choice; 3 = the AVX-512 exp / f16 rounding).
 void attend_rows(const float *q, int n_q, int D, const uint16_t *K, const uint16_t *V, const int32_t *idx,
-                 int j0, int j1, SoftmaxPartial &part, std::vector<float> &scratch);
+                 int j0, int j1, SoftmaxPartial &part, std::vector<float> &scratch, int impl = 0);
 
 // out[n_q][D] = softmax(q K[lo..hi)^T) V[lo..hi), split across threads along the keys.
 void attention_split(const float *q, int n_q, int D, const uint16_t *K, const uint16_t *V, int lo, int hi,
                      float *out, ThreadPool &pool);
+
+// Prefill: nt consecutive query tokens, each with `group` query heads of one KV head.
+// Token i's rows are q[i * q_stride + h * D] (h < group) and attend the keys [lo[i], hi[i]);
+// outputs go to out[i * out_stride + h * D]. impl as set_kernel_impl (0 = current): 3
+// runs the AVX-512 block kernel (keys read once per block, attention_avx512.cpp),
+// others attend_rows token by token.
+void attend_query_block(const float *q, int64_t q_stride, int nt, int group, int D, const uint16_t *K,
+                        const uint16_t *V, const int *lo, const int *hi, float *out, int64_t out_stride,
+                        int impl = 0);
+// Tokens per attend_query_block call for a group size (the block kernel's 64 rows).
+int query_block_tokens(int group);
 
 // SIMD kernels (AVX2/F16C when the CPU has them, else scalar).
 // out[h * stride + r] = dot(q[h], K[row r]) for r < n_rows

@@ -19,9 +19,25 @@ constexpr int64_t kTokenBlock = 32;
 // Below this many multiply-adds (~20 us on one core) a matmul is not split.
 constexpr int64_t kMinParallelMacs = int64_t(1) << 18;
 
+// From this many tokens the regrouped AVX-512 tiles (legacy types) run: they gather
+// each weight group once per tile, which a single decode token cannot repay.
+constexpr int64_t kRegroupMinTokens = 8;
+// Their tokens per pass: the weight gathers are repaid over more tokens (128 x 1.3 KB
+// of regrouped activations for gemma's rows still sit in L2).
+constexpr int64_t kRegroupTokenBlock = 128;
+
+template <class T>
+void grow(std::vector<T> &v, size_t n) {
+    if (v.size() < n) v.resize(n);
+}
+
 // f32 activation scales; per thread, as `scratch` is per caller.
 std::vector<float> &scale_scratch() {
     thread_local std::vector<float> v;
+    return v;
+}
+std::vector<uint8_t> &regroup_scratch() {
+    thread_local std::vector<uint8_t> v;
     return v;
 }
 }  // namespace
@@ -32,7 +48,8 @@ void matmul(const Tensor &W, const float *X, int64_t ldx, int64_t n_tokens, floa
     const uint32_t vt = vec_dot_type(W.type);
     const int64_t n = W.ne0;
     const size_t arow = row_size(vt, n);
-    scratch.resize(arow * size_t(n_tokens));
+    // Buffers only grow: resizing them down and up again would zero-fill each time.
+    grow(scratch, arow * size_t(n_tokens));
     uint8_t *act = scratch.data();
 
     if (n_tokens >= 8) {
@@ -43,14 +60,27 @@ void matmul(const Tensor &W, const float *X, int64_t ldx, int64_t n_tokens, floa
         for (int64_t t = 0; t < n_tokens; t++) quantize_activation(W.type, X + t * ldx, act + size_t(t) * arow, n, impl);
     }
 
+    // Prefill with the regrouped AVX-512 tiles: the activations regrouped once here.
+    DotTileFn tile = n_tokens >= kRegroupMinTokens ? dot_tile_regrouped(W.type, impl) : nullptr;
+    size_t a_stride = arow;
+    if (tile) {
+        a_stride = regrouped_act_size(W.type, n);
+        std::vector<uint8_t> &rg = regroup_scratch();
+        grow(rg, a_stride * size_t(n_tokens));
+        pool.parallel_for(n_tokens, 4, [&](int64_t b, int64_t e) {
+            for (int64_t t = b; t < e; t++) regroup_activation(W.type, n, act + size_t(t) * arow, rg.data() + size_t(t) * a_stride);
+        });
+        act = rg.data();
+    }
+
     // Q8_0 activations: their block scales as f32 too, so the tiles need not convert
     // an f16 per block and token.
     const float *act_scale = nullptr;
-    if (vt == GGML_Q8_0) {
+    if (vt == GGML_Q8_0 && !tile) {
         const int64_t nb = n / 32;
         const size_t block_bytes = row_size(GGML_Q8_0, 32);
         std::vector<float> &sc = scale_scratch();
-        sc.resize(size_t(nb * n_tokens));
+        grow(sc, size_t(nb * n_tokens));
         for (int64_t t = 0; t < n_tokens; t++)
             for (int64_t i = 0; i < nb; i++) {
                 uint16_t h;
@@ -60,7 +90,8 @@ void matmul(const Tensor &W, const float *X, int64_t ldx, int64_t n_tokens, floa
         act_scale = sc.data();
     }
 
-    const DotTileFn tile = dot_tile_kernel(W.type, impl);
+    const int64_t token_block = tile ? kRegroupTokenBlock : kTokenBlock;
+    if (!tile) tile = dot_tile_kernel(W.type, impl);
     // Enough chunks to balance two or more threads, few enough that the shared
     // counter stays cold: decode splits 262144 output rows into 64-row chunks.
     const int64_t per_thread = W.ne1 / (8 * int64_t(pool.size()));
@@ -69,9 +100,9 @@ void matmul(const Tensor &W, const float *X, int64_t ldx, int64_t n_tokens, floa
     // caller alone: waking the pool would cost about as much as it saves.
     if (W.ne1 * n * n_tokens < kMinParallelMacs) grain = W.ne1;
     pool.parallel_for(W.ne1, grain, [&](int64_t b, int64_t e) {
-        for (int64_t t0 = 0; t0 < n_tokens; t0 += kTokenBlock) {
-            const int nt = int(std::min(kTokenBlock, n_tokens - t0));
-            tile(n, W.row(b), W.row_bytes, int(e - b), act + size_t(t0) * arow, arow,
+        for (int64_t t0 = 0; t0 < n_tokens; t0 += token_block) {
+            const int nt = int(std::min(token_block, n_tokens - t0));
+            tile(n, W.row(b), W.row_bytes, int(e - b), act + size_t(t0) * a_stride, a_stride,
                  act_scale ? act_scale + t0 * (n / 32) : nullptr, nt, Y + t0 * ldy + b, ldy);
         }
     });

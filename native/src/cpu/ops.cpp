@@ -3,7 +3,26 @@
 #include <algorithm>
 #include <cmath>
 
+#include "../common.h"
+#include "../cpu_features.h"
+#include "../quant.h"
+
 namespace tactic {
+
+// AVX-512 versions, ops_avx512.cpp (run when the kernel choice is AVX-512).
+void gated_activation_avx512(float *g, const float *u, int n, bool gelu);
+void round_f16_avx512(float *x, int n, float scale, uint16_t *dst);
+void to_f16_avx512(const float *x, int n, uint16_t *dst);
+
+namespace {
+bool use_avx512() {
+#if defined(TACTIC_X86)
+    return kernel_impl() == 3;
+#else
+    return false;
+#endif
+}
+}  // namespace
 
 void rms_norm(const float *x, const float *w, float *y, int n, float eps) {
     double ss = 0;  // ggml sums the squares in double
@@ -27,11 +46,26 @@ float gelu_tanh(float x) {
 }  // namespace
 
 void gated_activation(float *g, const float *u, int n, Activation act) {
+    if (use_avx512()) return gated_activation_avx512(g, u, n, act != Activation::Silu);
     if (act == Activation::Silu) {
         for (int i = 0; i < n; i++) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
         return;
     }
     for (int i = 0; i < n; i++) g[i] = gelu_tanh(g[i]) * u[i];
+}
+
+void round_to_f16(float *x, int n, float scale, uint16_t *dst) {
+    if (use_avx512()) return round_f16_avx512(x, n, scale, dst);
+    for (int i = 0; i < n; i++) {
+        const uint16_t h = f32_to_f16(x[i] * scale);
+        if (dst) dst[i] = h;
+        x[i] = f16_to_f32(h);
+    }
+}
+
+void store_f16(const float *x, int n, uint16_t *dst) {
+    if (use_avx512()) return to_f16_avx512(x, n, dst);
+    for (int i = 0; i < n; i++) dst[i] = f32_to_f16(x[i]);
 }
 
 void softcap(float *x, int n, float cap) {

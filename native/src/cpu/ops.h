@@ -12,6 +12,10 @@ void rms_norm(const float *x, const float *w, float *y, int n, float eps);
 void add_inplace(float *x, const float *y, int n);
 // x = act(gate) * up, in place on gate.
 void gated_activation(float *gate, const float *up, int n, Activation act);
+// x[i] = f16(x[i] * scale) widened back to f32; dst (may be null) also gets the f16 bits.
+void round_to_f16(float *x, int n, float scale, uint16_t *dst);
+// dst[i] = f16(x[i]) (round to nearest even).
+void store_f16(const float *x, int n, uint16_t *dst);
 // Softcap: x = cap * tanh(x / cap).
 void softcap(float *x, int n, float cap);
 

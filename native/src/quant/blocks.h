@@ -87,6 +87,12 @@ DotTileFn dot_tile_scalar(uint32_t weight_type);
 #if defined(TACTIC_X86)
 VecDotFn vec_dot_avx2(uint32_t weight_type);    // nullptr if no AVX2 kernel for the type
 DotTileFn dot_tile_avx2(uint32_t weight_type);
+VecDotFn vec_dot_avx512(uint32_t weight_type);  // K-quants; nullptr for the rest (AVX2 kernels)
+DotTileFn dot_tile_avx512(uint32_t weight_type);
+DotTileFn dot_tile_regrouped_avx512(uint32_t weight_type);  // legacy types, else nullptr
+// with_sums: Q8_1 rows (Q4_1/Q5_1 weights), else Q8_0 rows
+size_t regrouped_act_row_size(bool with_sums, int64_t n);
+void regroup_act(bool with_sums, int64_t n, const void *a, void *dst);
 void quantize_act_q8_0_avx2(const float *x, BlockQ8_0 *y, int64_t n);
 void quantize_act_q8_1_avx2(const float *x, BlockQ8_1 *y, int64_t n);
 void quantize_act_q8_K_avx2(const float *x, BlockQ8_K *y, int64_t n);

@@ -28,17 +28,30 @@ bool simd_available() {
 #endif
 }
 
+bool kernel_impl_available(int impl) {
+    switch (impl) {
+        case 0: case 1: return true;
+        case 2: return simd_available();
+#if defined(TACTIC_X86)
+        case 3: return cpu_has_avx512_vnni();
+#endif
+        default: return false;
+    }
+}
+
 namespace {
 
-int best_impl() { return simd_available() ? 2 : 1; }
+int best_impl() { return kernel_impl_available(3) ? 3 : kernel_impl_available(2) ? 2 : 1; }
 
 std::atomic<int> g_impl{0};  // 0: not chosen yet
 
-// The first choice: the best path, unless TACTIC_KERNELS=scalar asks for the reference
-// (to tell a kernel bug from a model bug without rebuilding).
+// The first choice: the best path, unless TACTIC_KERNELS asks for another one that
+// this CPU has ("scalar" for the reference, to tell a kernel bug from a model bug
+// without rebuilding; "avx2" to compare against the AVX-512 kernels).
 int initial_impl() {
     const char *env = std::getenv("TACTIC_KERNELS");
     if (env && std::strcmp(env, "scalar") == 0) return 1;
+    if (env && std::strcmp(env, "avx2") == 0 && kernel_impl_available(2)) return 2;
     return best_impl();
 }
 
@@ -59,15 +72,20 @@ int current_impl() {
 
 bool set_kernel_impl(int impl) {
     if (impl == 0) impl = best_impl();
-    if (impl != 1 && impl != 2) return false;
-    if (impl == 2 && !simd_available()) return false;
+    if (impl < 1 || !kernel_impl_available(impl)) return false;
     g_impl.store(impl, std::memory_order_relaxed);
     return true;
 }
 
 int kernel_impl() { return current_impl(); }
 
-const char *simd_name() { return current_impl() == 2 ? "avx2" : "scalar"; }
+const char *simd_name() {
+    switch (current_impl()) {
+        case 3: return "avx512";
+        case 2: return "avx2";
+        default: return "scalar";
+    }
+}
 
 uint32_t vec_dot_type(uint32_t weight_type) {
     switch (weight_type) {
@@ -84,7 +102,8 @@ uint32_t vec_dot_type(uint32_t weight_type) {
 void quantize_activation(uint32_t weight_type, const float *x, void *y, int64_t n, int impl) {
     if (impl == 0) impl = current_impl();
 #if defined(TACTIC_X86)
-    const bool simd = impl == 2 && simd_available();
+    // AVX-512 reuses the AVX2 activation quantizers (every path writes the same bytes).
+    const bool simd = impl >= 2 && simd_available();
 #else
     const bool simd = false;
 #endif
@@ -115,7 +134,8 @@ VecDotFn vec_dot_kernel(uint32_t weight_type, int impl) {
     if (impl == 0) impl = current_impl();
     VecDotFn f = nullptr;
 #if defined(TACTIC_X86)
-    if (impl == 2 && simd_available()) f = vec_dot_avx2(weight_type);
+    if (impl == 3 && kernel_impl_available(3)) f = vec_dot_avx512(weight_type);
+    if (!f && impl >= 2 && simd_available()) f = vec_dot_avx2(weight_type);
 #endif
     if (!f) f = vec_dot_scalar(weight_type);
     if (!f) unsupported("vec_dot", weight_type);
@@ -126,11 +146,35 @@ DotTileFn dot_tile_kernel(uint32_t weight_type, int impl) {
     if (impl == 0) impl = current_impl();
     DotTileFn f = nullptr;
 #if defined(TACTIC_X86)
-    if (impl == 2 && simd_available()) f = dot_tile_avx2(weight_type);
+    if (impl == 3 && kernel_impl_available(3)) f = dot_tile_avx512(weight_type);
+    if (!f && impl >= 2 && simd_available()) f = dot_tile_avx2(weight_type);
 #endif
     if (!f) f = dot_tile_scalar(weight_type);
     if (!f) unsupported("matmul", weight_type);
     return f;
+}
+
+DotTileFn dot_tile_regrouped(uint32_t weight_type, int impl) {
+    if (impl == 0) impl = current_impl();
+#if defined(TACTIC_X86)
+    if (impl == 3 && kernel_impl_available(3)) return dot_tile_regrouped_avx512(weight_type);
+#endif
+    return nullptr;
+}
+
+size_t regrouped_act_size(uint32_t weight_type, int64_t n) {
+#if defined(TACTIC_X86)
+    return regrouped_act_row_size(vec_dot_type(weight_type) == GGML_Q8_1, n);
+#else
+    return 0;
+#endif
+}
+
+void regroup_activation(uint32_t weight_type, int64_t n, const void *act_row, void *dst) {
+#if defined(TACTIC_X86)
+    if (kernel_impl_available(3)) return regroup_act(vec_dot_type(weight_type) == GGML_Q8_1, n, act_row, dst);
+#endif
+    fail(TACTIC_ERR_UNSUPPORTED, "regroup_activation: needs AVX-512");
 }
 
 float vec_dot(uint32_t weight_type, int64_t n, const void *w, const void *a) {

@@ -1,0 +1,193 @@
+// AVX-512 prefill attention (compiled with -mavx512f ...; called only after
+// cpu_has_avx512_vnni()). A block of query rows (several tokens x the query heads of
+// one KV group) goes through the keys together, 64 keys at a time, so each key and
+// value row is read and widened from f16 once per block instead of once per token:
+//   S^T[key][row] = K·Q^T with the rows in zmm lanes (Q transposed once per block),
+//   the online softmax vectorised over the rows (masking each row to its own causal /
+//   windowed key range), then O[row][:] += P·V.
+// The arithmetic is attend_rows' (scores, running max, f16-rounded weights, sums of the
+// unrounded weights), in another order; tests hold the two equal.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "../simd_avx512.h"
+
+namespace tactic {
+
+namespace {
+
+constexpr int kKeys = 64;  // keys per tile
+constexpr int kRows = 64;  // query rows per block at most
+
+// St[i][0 .. 16·NV) = Σ_d Kf[i][d]·Qt[d][..] for 4 keys i.
+template <int NV>
+void scores4(const float *Qt, int Rp, const float *Kf, int D, float *St) {
+    __m512 acc[4][NV];
+    for (int i = 0; i < 4; i++)
+        for (int v = 0; v < NV; v++) acc[i][v] = _mm512_setzero_ps();
+    for (int d = 0; d < D; d++) {
+        __m512 qv[NV];
+        for (int v = 0; v < NV; v++) qv[v] = _mm512_loadu_ps(Qt + size_t(d) * Rp + 16 * v);
+        for (int i = 0; i < 4; i++) {
+            const __m512 kb = _mm512_set1_ps(Kf[size_t(i) * D + d]);
+            for (int v = 0; v < NV; v++) acc[i][v] = _mm512_fmadd_ps(kb, qv[v], acc[i][v]);
+        }
+    }
+    for (int i = 0; i < 4; i++)
+        for (int v = 0; v < NV; v++) _mm512_storeu_ps(St + size_t(i) * Rp + 16 * v, acc[i][v]);
+}
+
+// Of[r][d0 .. d0+64) = Of·scale[r] + Σ_j P[j][r]·Vf[j][d0 ..] for 4 rows r0..r0+3
+// (first: Of holds nothing yet).
+void pv4(const float *P, int Rp, int r0, int kn, const float *Vf, int D, int d0, float *Of, const float *scale,
+         bool first) {
+    __m512 acc[4][4];
+    for (int i = 0; i < 4; i++) {
+        const __m512 s = _mm512_set1_ps(scale[r0 + i]);
+        for (int v = 0; v < 4; v++)
+            acc[i][v] = first ? _mm512_setzero_ps()
+                              : _mm512_mul_ps(s, _mm512_loadu_ps(Of + size_t(r0 + i) * D + d0 + 16 * v));
+    }
+    for (int j = 0; j < kn; j++) {
+        __m512 vv[4];
+        for (int v = 0; v < 4; v++) vv[v] = _mm512_loadu_ps(Vf + size_t(j) * D + d0 + 16 * v);
+        for (int i = 0; i < 4; i++) {
+            const __m512 p = _mm512_set1_ps(P[size_t(j) * Rp + r0 + i]);
+            for (int v = 0; v < 4; v++) acc[i][v] = _mm512_fmadd_ps(p, vv[v], acc[i][v]);
+        }
+    }
+    for (int i = 0; i < 4; i++)
+        for (int v = 0; v < 4; v++) _mm512_storeu_ps(Of + size_t(r0 + i) * D + d0 + 16 * v, acc[i][v]);
+}
+
+// f16 rows [j0, j0+kn) to f32, zero rows up to a multiple of 4.
+void widen(const uint16_t *src, int j0, int kn, int D, float *dst) {
+    for (int j = 0; j < kn; j++) {
+        const uint16_t *s = src + size_t(j0 + j) * D;
+        float *o = dst + size_t(j) * D;
+        for (int d = 0; d < D; d += 16)
+            _mm512_storeu_ps(o + d, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(s + d))));
+    }
+    for (int j = kn; j < (kn + 3) / 4 * 4; j++) std::fill_n(dst + size_t(j) * D, D, 0.f);
+}
+
+struct Buffers {
+    std::vector<float> qt, kf, vf, st, of, m, l, scale;
+    std::vector<int32_t> lo, hi;
+};
+
+}  // namespace
+
+// s[r] = f16-rounded e^(s[r] − mx) for r < n; returns the sum of the unrounded values.
+float softmax_tile_avx512(float *s, int n, float mx) {
+    const __m512 m = _mm512_set1_ps(mx);
+    __m512 sum = _mm512_setzero_ps();
+    int r = 0;
+    for (; r + 16 <= n; r += 16) {
+        const __m512 p = simd512::exp(_mm512_sub_ps(_mm512_loadu_ps(s + r), m));
+        sum = _mm512_add_ps(sum, p);
+        _mm512_storeu_ps(s + r, simd512::round_f16(p));
+    }
+    if (r < n) {
+        const __mmask16 k = __mmask16((1u << (n - r)) - 1);
+        const __m512 p = _mm512_maskz_mov_ps(k, simd512::exp(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + r), m)));
+        sum = _mm512_add_ps(sum, p);
+        _mm512_mask_storeu_ps(s + r, k, simd512::round_f16(p));
+    }
+    return _mm512_reduce_add_ps(sum);
+}
+
+bool attend_block_avx512_supports(int nt, int group, int D) { return nt * group <= kRows && D % 64 == 0; }
+
+void attend_block_avx512(const float *q, int64_t q_stride, int nt, int group, int D, const uint16_t *K,
+                         const uint16_t *V, const int *lo, const int *hi, float *out, int64_t out_stride) {
+    const int R = nt * group, NV = (R + 15) / 16, Rp = 16 * NV;
+    thread_local Buffers b;
+    b.qt.resize(size_t(D) * Rp);
+    b.kf.resize(size_t(kKeys) * D);
+    b.vf.resize(size_t(kKeys) * D);
+    b.st.resize(size_t(kKeys) * Rp);
+    b.of.resize(size_t(Rp) * D);  // written by the first tile
+    b.m.assign(size_t(Rp), -std::numeric_limits<float>::infinity());
+    b.l.assign(size_t(Rp), 0.f);
+    b.scale.assign(size_t(Rp), 0.f);
+    b.lo.assign(size_t(Rp), 0);
+    b.hi.assign(size_t(Rp), 0);  // padding rows: an empty range
+    for (int r = R; r < Rp; r++)
+        for (int d = 0; d < D; d++) b.qt[size_t(d) * Rp + r] = 0.f;
+    for (int r = 0; r < R; r++) {
+        const float *qr = q + (r / group) * q_stride + size_t(r % group) * D;
+        for (int d = 0; d < D; d++) b.qt[size_t(d) * Rp + r] = qr[d];
+        b.lo[size_t(r)] = lo[r / group];
+        b.hi[size_t(r)] = hi[r / group];
+    }
+    const int jlo = *std::min_element(lo, lo + nt), jhi = *std::max_element(hi, hi + nt);
+    const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+
+    for (int j0 = jlo; j0 < jhi; j0 += kKeys) {
+        const int kn = std::min(kKeys, jhi - j0), kn4 = (kn + 3) / 4 * 4;
+        widen(K, j0, kn, D, b.kf.data());
+        widen(V, j0, kn, D, b.vf.data());
+        for (int j = 0; j < kn4; j += 4) {
+            float *st = b.st.data() + size_t(j) * Rp;
+            const float *kf = b.kf.data() + size_t(j) * D;
+            switch (NV) {
+                case 1: scores4<1>(b.qt.data(), Rp, kf, D, st); break;
+                case 2: scores4<2>(b.qt.data(), Rp, kf, D, st); break;
+                case 3: scores4<3>(b.qt.data(), Rp, kf, D, st); break;
+                default: scores4<4>(b.qt.data(), Rp, kf, D, st); break;
+            }
+        }
+        // Online softmax, 16 rows a vector.
+        for (int v = 0; v < NV; v++) {
+            const __m512i lov = _mm512_loadu_si512(b.lo.data() + 16 * v), hiv = _mm512_loadu_si512(b.hi.data() + 16 * v);
+            __m512 mt = ninf;
+            for (int j = 0; j < kn; j++) {
+                const __m512i jj = _mm512_set1_epi32(j0 + j);
+                const __mmask16 ok = _mm512_cmple_epi32_mask(lov, jj) & _mm512_cmplt_epi32_mask(jj, hiv);
+                float *s = b.st.data() + size_t(j) * Rp + 16 * v;
+                const __m512 x = _mm512_mask_mov_ps(ninf, ok, _mm512_loadu_ps(s));
+                _mm512_storeu_ps(s, x);
+                mt = _mm512_max_ps(mt, x);
+            }
+            const __m512 m_old = _mm512_loadu_ps(b.m.data() + 16 * v), m_new = _mm512_max_ps(m_old, mt);
+            const __mmask16 live = _mm512_cmp_ps_mask(m_new, ninf, _CMP_NEQ_OQ);
+            const __m512 m_sub = _mm512_maskz_mov_ps(live, m_new);
+            // m_old = -inf: the factor is 0 (nothing accumulated yet)
+            const __mmask16 had = _mm512_cmp_ps_mask(m_old, ninf, _CMP_NEQ_OQ);
+            const __m512 scale_old = _mm512_maskz_mov_ps(had, simd512::exp(_mm512_sub_ps(m_old, m_sub)));
+            __m512 sum = _mm512_setzero_ps();
+            for (int j = 0; j < kn; j++) {
+                float *s = b.st.data() + size_t(j) * Rp + 16 * v;
+                const __m512 x = _mm512_loadu_ps(s);
+                const __mmask16 ok = _mm512_cmp_ps_mask(x, ninf, _CMP_NEQ_OQ);
+                const __m512 p = _mm512_maskz_mov_ps(ok, simd512::exp(_mm512_sub_ps(x, m_sub)));
+                sum = _mm512_add_ps(sum, p);
+                // the weights V is multiplied by are rounded to f16, as in attend_rows
+                _mm512_storeu_ps(s, simd512::round_f16(p));
+            }
+            for (int j = kn; j < kn4; j++) _mm512_storeu_ps(b.st.data() + size_t(j) * Rp + 16 * v, _mm512_setzero_ps());
+            const __m512 l_old = _mm512_loadu_ps(b.l.data() + 16 * v);
+            _mm512_storeu_ps(b.l.data() + 16 * v, _mm512_fmadd_ps(l_old, scale_old, sum));
+            _mm512_storeu_ps(b.m.data() + 16 * v, m_new);
+            // rows that had nothing keep their (zero) accumulators: any factor will do
+            _mm512_storeu_ps(b.scale.data() + 16 * v, _mm512_mask_mov_ps(_mm512_set1_ps(1.f), had, scale_old));
+        }
+        for (int r0 = 0; r0 < R; r0 += 4)
+            for (int d0 = 0; d0 < D; d0 += 64)
+                pv4(b.st.data(), Rp, r0, kn4, b.vf.data(), D, d0, b.of.data(), b.scale.data(), j0 == jlo);
+    }
+    for (int r = 0; r < R; r++) {
+        const float l = b.l[size_t(r)], inv = l > 0 ? 1.0f / l : 0.f;
+        float *o = out + (r / group) * out_stride + size_t(r % group) * D;
+        const float *a = b.of.data() + size_t(r) * D;
+        for (int d = 0; d < D; d++) o[d] = a[d] * inv;
+    }
+}
+
+}  // namespace tactic
