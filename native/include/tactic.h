@@ -171,6 +171,10 @@ typedef struct {
     /* added by the Tactic work (additive) */
     int32_t tactic_selector;    /* TACTIC_SELECT_*: Tactic (default) or a baseline for comparisons */
     int32_t tactic_incremental; /* 1: tokens leaving the recent window join their nearest cluster */
+    int32_t tactic_block_size;  /* new tokens are clustered in blocks of this many (default 256);
+                                   0: the older whole-cache re-clustering (recluster_interval) */
+    float tactic_force_fraction; /* (0, 1]: keep exactly this share of the cached tokens per
+                                    query head (benchmarks on random-weight models); 0 = off */
 } tactic_context_params;
 
 TACTIC_API tactic_context_params tactic_context_default_params(void);
@@ -203,6 +207,10 @@ typedef struct {
     int32_t n_attended;   /* tokens attended for the head's KV group (union + always-kept) */
     float est_mass;       /* Tactic's estimated share of the mass of its selection */
     float true_mass;      /* the true share (debug mode only, else -1) */
+    int32_t n_scored;     /* tokens the KV group scored exactly (bounded selector) */
+    int32_t oracle_tokens; /* debug mode: the fewest tokens reaching p (else -1) */
+    int32_t oracle_union; /* debug mode: union of the group's oracle sets (else -1) */
+    float est_over_true_total; /* debug mode, bounded selector: estimated / true total mass */
 } tactic_head_stats;
 
 /* Per-head statistics of the last decode step (global layers only). If cap is too
@@ -218,7 +226,10 @@ enum {
     TACTIC_SELECT_CLUSTER_OPT = 3, TACTIC_SELECT_FULL = 4,
     /* our extension: Tactic's cluster prefix for a stricter target proposes candidates,
      * their exact scores decide (kept by score until the estimated share reaches p) */
-    TACTIC_SELECT_TACTIC_PRUNE = 5
+    TACTIC_SELECT_TACTIC_PRUNE = 5,
+    /* the default: cluster candidates scored exactly, an upper bound on the unscored tail,
+     * tokens kept by exact score until p of (exact + bound) (docs/TACTIC.md) */
+    TACTIC_SELECT_BOUNDED = 6
 };
 /* Switch the selector and target p of a context's Tactic attention for the following
  * decode steps (clusters are kept). The context must not use attention = FULL. */
@@ -262,7 +273,9 @@ TACTIC_API tactic_status tactic_bench_attention(const uint16_t *K, const uint16_
                                                 int32_t n_threads, int32_t n_iter, double *out);
 
 /* Seconds spent in: [0] prefill total, [1] clustering, [2] decode total,
- * [3] decode attention (global layers), [4] decode selection (Tactic). Reset by reset=1. */
+ * [3] decode attention (global layers), [4] decode selection (Tactic); [5] the mean share
+ * of cached tokens attended per global-layer query head over Tactic decode steps (-1: none).
+ * Reset by reset=1. */
 TACTIC_API tactic_status tactic_get_timings(tactic_context *ctx, double *out, int32_t n,
                                             int32_t reset);
 

@@ -47,6 +47,8 @@ TACTIC_API tactic_context_params tactic_context_default_params(void) {
     p.cluster_size = 16;
     p.n_sink = 4;     // the BOS sink stays out of K-means (docs/TACTIC.md: measured at 4K)
     p.n_recent = 64;
+    p.tactic_selector = TACTIC_SELECT_BOUNDED;
+    p.tactic_block_size = 256;
     p.seed = 0x5eed;
     return p;
 }
