@@ -37,10 +37,14 @@ __all__ = [
 def __getattr__(name):
     # Model pulls in the native library; import it lazily so `import pytactic`
     # (and the converter) work even before the library is built.
-    if name in ("Model", "Sampler", "SamplingParams"):
+    if name == "Model":
         from . import model
 
-        return getattr(model, name)
+        return model.Model
+    if name in ("Sampler", "SamplingParams"):
+        from . import sampling
+
+        return getattr(sampling, name)
     if name in ("ChatTemplate", "ChatTemplateError"):
         from . import chat
 

@@ -14,19 +14,23 @@ from __future__ import annotations
 
 import os
 import random
-import threading
 import time
-import uuid
-from dataclasses import dataclass, field
 from typing import Iterable, Iterator, List, Optional, Sequence, Union
 
+from . import openai_format
 from ._native import check, ffi, lib
+from .cancellable import run_cancellable
 from .errors import (
     ContextLengthError,
     InvalidModelError,
     ModelFileError,
     TacticError,
 )
+from .sampling import Sampler, SamplingParams, check_max_tokens, sampling_params, stop_list
+from .stats import GenerationStats
+from .text_stream import TextAssembler
+
+__all__ = ["Model", "Sampler", "SamplingParams", "GenerationStats"]
 
 _ATTENTION = {"auto": 0, "full": 1, "tactic": 2}
 _DEFAULT_N_CTX = 4096
@@ -35,199 +39,6 @@ _CANCELLABLE_EVAL = 32
 # End-of-turn markers of common chat formats: generation stops on these tokens even
 # where the GGUF does not mark them end-of-generation.
 _END_OF_TURN_TEXTS = ("<end_of_turn>", "<|im_end|>", "<|eot_id|>", "<|end|>", "<|endoftext|>")
-
-
-# ---------------------------------------------------------------------------
-# Sampling
-
-
-@dataclass
-class SamplingParams:
-    """llama.cpp's sampler chain: penalties -> top-k -> top-p -> min-p -> temperature.
-    temperature <= 0 means greedy (argmax after penalties)."""
-
-    temperature: float = 0.8
-    top_k: int = 40
-    top_p: float = 0.95
-    min_p: float = 0.05
-    repeat_penalty: float = 1.0
-    repeat_last_n: int = 64
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-    seed: Optional[int] = None  # None: a fresh random seed each call
-
-    def validate(self) -> None:
-        def number(name):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                raise ValueError(f"{name} must be a number, got {v!r}")
-            if v != v or v in (float("inf"), float("-inf")):
-                raise ValueError(f"{name} must be finite, got {v!r}")
-            return v
-
-        number("temperature")
-        if not 0.0 <= number("top_p") <= 1.0:
-            raise ValueError(f"top_p must be in [0, 1], got {self.top_p}")
-        if not 0.0 <= number("min_p") <= 1.0:
-            raise ValueError(f"min_p must be in [0, 1], got {self.min_p}")
-        if number("repeat_penalty") <= 0:
-            raise ValueError(f"repeat_penalty must be > 0 (1 = off), got {self.repeat_penalty}")
-        number("presence_penalty")
-        number("frequency_penalty")
-        for name in ("top_k", "repeat_last_n"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise ValueError(f"{name} must be an integer, got {v!r}")
-        if self.repeat_last_n < -1:
-            raise ValueError(f"repeat_last_n must be >= -1 (-1 = whole history), got {self.repeat_last_n}")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < -1):
-            raise ValueError(f"seed must be a non-negative integer, -1 or None (random), got {self.seed!r}")
-
-
-class Sampler:
-    """A native sampler. Usable on its own over any logits (numpy float32 rows):
-
-        s = Sampler(temperature=0.7, top_k=40, seed=1)
-        token = s.sample(model.logits())
-        s.accept(token)
-    """
-
-    def __init__(self, params: Optional[SamplingParams] = None, **kw):
-        params = params if params is not None else SamplingParams(**kw)
-        params.validate()
-        self.params = params
-        seed = params.seed
-        if seed is None or seed == -1:
-            seed = int.from_bytes(os.urandom(8), "little")
-        self.seed = seed
-        p = lib.tactic_sampler_default_params()
-        p.temperature = params.temperature
-        p.top_k = params.top_k
-        p.top_p = params.top_p
-        p.min_p = params.min_p
-        p.repeat_penalty = params.repeat_penalty
-        p.repeat_last_n = params.repeat_last_n
-        p.presence_penalty = params.presence_penalty
-        p.frequency_penalty = params.frequency_penalty
-        p.seed = seed & 0xFFFFFFFFFFFFFFFF
-        out = ffi.new("tactic_sampler **")
-        check(lib.tactic_sampler_new(ffi.new("tactic_sampler_params *", p), out), "sampler")
-        self._s = ffi.gc(out[0], lib.tactic_sampler_free)
-        self._out = ffi.new("int32_t *")
-
-    def sample(self, logits) -> int:
-        """Pick a token from a 1-D float32 array (or any buffer of float32)."""
-        import numpy as np
-
-        arr = np.ascontiguousarray(logits, dtype=np.float32)
-        if arr.ndim != 1:
-            raise ValueError(f"logits must be one row (1-D), got shape {arr.shape}")
-        ptr = ffi.cast("const float *", ffi.from_buffer(arr))
-        return self._sample_ptr(ptr, arr.shape[0])
-
-    def _sample_ptr(self, ptr, n_vocab: int) -> int:
-        check(lib.tactic_sampler_sample(self._s, ptr, n_vocab, self._out), "sample")
-        return int(self._out[0])
-
-    def accept(self, token: int) -> None:
-        check(lib.tactic_sampler_accept(self._s, int(token)), "sampler accept")
-
-    def reset(self) -> None:
-        lib.tactic_sampler_reset(self._s)
-
-
-# ---------------------------------------------------------------------------
-# Text assembly: UTF-8 safe pieces, stop strings that never leak
-
-
-def _complete_utf8_prefix(buf: bytes) -> int:
-    """Length of the longest prefix of buf that does not end inside a UTF-8
-    character that later bytes could still complete."""
-    n = len(buf)
-    for back in range(1, min(4, n) + 1):
-        b = buf[n - back]
-        if b & 0xC0 == 0x80:  # a continuation byte: look further back for its lead
-            continue
-        need = 2 if 0xC0 <= b < 0xE0 else 3 if 0xE0 <= b < 0xF0 else 4 if 0xF0 <= b < 0xF8 else 1
-        return n - back if need > back else n
-    return n
-
-
-class _TextAssembler:
-    """Turns token bytes into text pieces: whole UTF-8 characters only, and never
-    any text that might be the start of a stop string."""
-
-    def __init__(self, stop: Sequence[str]):
-        self.stop = [s for s in stop if s]
-        self.pending = b""  # bytes of an unfinished character
-        self.held = ""  # text that may be the start of a stop string
-        self.stopped = False
-
-    def push(self, data: bytes) -> str:
-        self.pending += data
-        cut = _complete_utf8_prefix(self.pending)
-        text, self.pending = self.pending[:cut].decode("utf-8", "replace"), self.pending[cut:]
-        return self._release(text)
-
-    def _release(self, text: str) -> str:
-        if not self.stop:
-            return text
-        self.held += text
-        first = min((i for i in (self.held.find(s) for s in self.stop) if i >= 0), default=-1)
-        if first >= 0:
-            out, self.held, self.stopped = self.held[:first], "", True
-            return out
-        # Keep back the longest tail that a stop string starts with.
-        keep = 0
-        for s in self.stop:
-            for k in range(min(len(s) - 1, len(self.held)), keep, -1):
-                if self.held.endswith(s[:k]):
-                    keep = k
-                    break
-        out = self.held[: len(self.held) - keep]
-        self.held = self.held[len(self.held) - keep :]
-        return out
-
-    def flush(self) -> str:
-        """The rest at the end of generation (an unfinished character becomes U+FFFD)."""
-        text = self.pending.decode("utf-8", "replace")
-        self.pending = b""
-        out = self.held + text if not self.stopped else ""
-        self.held = ""
-        if self.stop and not self.stopped:
-            for s in self.stop:  # the last bytes may have completed a stop string
-                i = out.find(s)
-                if i >= 0:
-                    out, self.stopped = out[:i], True
-        return out
-
-
-# ---------------------------------------------------------------------------
-# Statistics of the last generation
-
-
-@dataclass
-class GenerationStats:
-    n_prompt: int = 0  # prompt tokens
-    n_cached: int = 0  # of which reused from the KV cache
-    n_generated: int = 0
-    prefill_s: float = 0.0
-    decode_s: float = 0.0
-    finish_reason: Optional[str] = None  # "stop" | "length" | None (interrupted)
-    tokens: List[int] = field(default_factory=list)
-
-    @property
-    def decode_tokens_per_s(self) -> float:
-        return self.n_generated / self.decode_s if self.decode_s > 0 else 0.0
-
-    @property
-    def prefill_tokens_per_s(self) -> float:
-        n = self.n_prompt - self.n_cached
-        return n / self.prefill_s if self.prefill_s > 0 else 0.0
-
-
-# ---------------------------------------------------------------------------
-# The model
 
 
 def _ids(tokens: Iterable[int]) -> List[int]:
@@ -540,7 +351,8 @@ class Model:
         arr = ffi.new("int32_t[]", ids)
         try:
             if len(ids) >= _CANCELLABLE_EVAL:
-                st = self._eval_cancellable(ctx, arr, len(ids), logits_all)
+                st = run_cancellable(lambda: lib.tactic_eval(ctx, arr, len(ids), int(bool(logits_all))),
+                                     lambda: lib.tactic_cancel(ctx))
             else:
                 st = lib.tactic_eval(ctx, arr, len(ids), int(bool(logits_all)))
         finally:
@@ -548,35 +360,6 @@ class Model:
             now = int(lib.tactic_context_n_past(ctx))
             self._cached = (self._cached + ids)[:now] if now >= len(self._cached) else self._cached[:now]
         check(st, "eval")
-
-    def _eval_cancellable(self, ctx, arr, n: int, logits_all: bool) -> int:
-        """Run a long eval on a worker thread; Ctrl-C in the main thread cancels it
-        natively, waits for it to stop, then re-raises KeyboardInterrupt."""
-        result = {}
-        done = threading.Event()  # not Thread.join: an interrupted join can report a
-        # running thread as finished (CPython 3.11), and the context would be busy
-
-        def work():
-            try:
-                result["st"] = lib.tactic_eval(ctx, arr, n, int(bool(logits_all)))
-            finally:
-                done.set()
-
-        threading.Thread(target=work, name="pytactic-eval", daemon=True).start()
-        try:
-            while not done.wait(0.05):
-                pass
-        except KeyboardInterrupt:
-            lib.tactic_cancel(ctx)
-            while True:
-                try:
-                    while not done.wait(0.05):
-                        lib.tactic_cancel(ctx)  # in case it had not begun yet
-                    break
-                except KeyboardInterrupt:  # impatient second Ctrl-C: still wait
-                    continue
-            raise
-        return result["st"]
 
     def logits(self, i: int = -1):
         """A copy of the logits of row i of the last eval (-1: the last), as numpy."""
@@ -688,7 +471,7 @@ class Model:
             self.last_stats = stats
 
     def _text_pieces(self, prompt_ids, max_tokens, params, stop, stats) -> Iterator[str]:
-        asm = _TextAssembler(stop)
+        asm = TextAssembler(stop)
         gen = self._tokens(prompt_ids, max_tokens, params, stats)
         try:
             for tok in gen:
@@ -705,32 +488,6 @@ class Model:
                 yield rest
         finally:
             gen.close()
-
-    @staticmethod
-    def _sampling(kw) -> SamplingParams:
-        names = SamplingParams.__dataclass_fields__.keys()
-        bad = set(kw) - set(names)
-        if bad:
-            raise TypeError(f"unknown sampling argument(s): {', '.join(sorted(bad))}")
-        params = SamplingParams(**kw)
-        params.validate()
-        return params
-
-    @staticmethod
-    def _stop_list(stop) -> List[str]:
-        if stop is None:
-            return []
-        if isinstance(stop, str):
-            return [stop]
-        stop = list(stop)
-        for s in stop:
-            if not isinstance(s, str):
-                raise ValueError(f"stop must be a string or a list of strings, got {s!r}")
-        return stop
-
-    def _check_max_tokens(self, max_tokens) -> None:
-        if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)):
-            raise ValueError(f"max_tokens must be an integer or None, got {max_tokens!r}")
 
     def generate(
         self,
@@ -751,9 +508,9 @@ class Model:
         the text (not included). stream=True: an iterator of str pieces.
         After the call, model.last_stats has token counts, times and finish_reason.
         """
-        self._check_max_tokens(max_tokens)
-        params = self._sampling(sampling)
-        stops = self._stop_list(stop)
+        check_max_tokens(max_tokens)
+        params = sampling_params(sampling)
+        stops = stop_list(stop)
         ids = self._prompt_ids(prompt, add_bos, special)
         self._check_fits(ids)
         stats = GenerationStats()
@@ -768,42 +525,16 @@ class Model:
                           **sampling):
         """llama-cpp-python's create_completion: a "text_completion" dict, or with
         stream=True an iterator of chunk dicts."""
-        self._check_max_tokens(max_tokens)
-        params = self._sampling(sampling)
-        stops = self._stop_list(stop)
+        check_max_tokens(max_tokens)
+        params = sampling_params(sampling)
+        stops = stop_list(stop)
         ids = self._prompt_ids(prompt, None, False)
         self._check_fits(ids)
         stats = GenerationStats()
-        cid = f"cmpl-{uuid.uuid4()}"
-        created = int(time.time())
         pieces = self._text_pieces(ids, max_tokens, params, stops, stats)
-
-        def chunk(text, finish):
-            return {
-                "id": cid, "object": "text_completion", "created": created, "model": self.path,
-                "choices": [{"text": text, "index": 0, "logprobs": None, "finish_reason": finish}],
-            }
-
-        if stream:
-            def chunks():
-                for p in pieces:
-                    yield chunk(p, None)
-                yield chunk("", stats.finish_reason)
-            return chunks()
-        text = "".join(pieces)
-        out = chunk(text, stats.finish_reason)
-        out["usage"] = self._usage(stats)
-        return out
+        return openai_format.completion(pieces, stats, self.path, stream)
 
     __call__ = create_completion
-
-    @staticmethod
-    def _usage(stats: GenerationStats) -> dict:
-        return {
-            "prompt_tokens": stats.n_prompt,
-            "completion_tokens": stats.n_generated,
-            "total_tokens": stats.n_prompt + stats.n_generated,
-        }
 
     # -- chat -------------------------------------------------------------------
 
@@ -836,43 +567,17 @@ class Model:
         with stream=True an iterator of "chat.completion.chunk" dicts whose
         choices[0]["delta"] carries the role first, then content pieces, and the
         last one finish_reason "stop" or "length"."""
-        self._check_max_tokens(max_tokens)
-        params = self._sampling(sampling)
-        stops = self._stop_list(stop)
+        check_max_tokens(max_tokens)
+        params = sampling_params(sampling)
+        stops = stop_list(stop)
         if not isinstance(messages, (list, tuple)) or not all(isinstance(m, dict) for m in messages):
             raise ValueError("messages must be a list of dicts with 'role' and 'content'")
         extra = {"tools": tools} if tools is not None else {}
         ids = self.chat_prompt_ids(messages, **extra)
         self._check_fits(ids)
         stats = GenerationStats()
-        cid = f"chatcmpl-{uuid.uuid4()}"
-        created = int(time.time())
         pieces = self._text_pieces(ids, max_tokens, params, stops, stats)
-
-        def chunk(delta, finish):
-            return {
-                "id": cid, "object": "chat.completion.chunk", "created": created, "model": self.path,
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-            }
-
-        if stream:
-            def chunks():
-                yield chunk({"role": "assistant"}, None)
-                for p in pieces:
-                    yield chunk({"content": p}, None)
-                yield chunk({}, stats.finish_reason)
-            return chunks()
-        text = "".join(pieces)
-        return {
-            "id": cid, "object": "chat.completion", "created": created, "model": self.path,
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "logprobs": None,
-                "finish_reason": stats.finish_reason,
-            }],
-            "usage": self._usage(stats),
-        }
+        return openai_format.chat_completion(pieces, stats, self.path, stream)
 
     create_chat_completion = chat
 

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 
-from pytactic.model import Sampler
+from pytactic.sampling import Sampler
 
 N_VOCAB = 262144
 

@@ -1,8 +1,14 @@
 """The command line as a person uses it: `run` streams a completion, `chat` is driven
 in a pseudo-terminal (pexpect): it answers, keeps the conversation, and exits cleanly
-on Ctrl-D and on Ctrl-C at the prompt; Ctrl-C while it writes stops only that answer."""
+on Ctrl-D and on Ctrl-C at the prompt; Ctrl-C while it writes stops only that answer.
+
+The children get SIGINT back at its default: a runner started in the background
+(`nohup pytest &`) ignores SIGINT, an ignored signal survives exec, and a Python that
+starts with SIGINT ignored never turns Ctrl-C into KeyboardInterrupt. Every child is
+killed at the end of its test, whatever happened."""
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,17 +25,7 @@ def _env():
     return env
 
 
-@pytest.fixture(scope="module")
-def tokenizer_built():
-    from pytactic._native import lib
-
-    try:
-        lib.tactic_tokenize
-    except AttributeError:
-        pytest.skip("this libtactic has no tokenizer yet")
-
-
-def test_run_streams_a_completion(gemma_path, refs, tokenizer_built):
+def test_run_streams_a_completion(gemma_path, refs):
     r = refs["greedy"][0]
     out = subprocess.run(
         [sys.executable, "-m", "pytactic", "run", gemma_path, r["prompt"], "-n", "4", "--temp", "0", "-c", "128"],
@@ -50,18 +46,39 @@ def test_run_reports_errors_without_a_traceback(tmp_path):
     assert out.returncode == 1 and "Traceback" not in out.stderr
 
 
-def _spawn_chat(gemma_path, *extra):
+def _default_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def spawn():
+    """spawn(*args) starts `python -m pytactic chat ...` in a pseudo-terminal; every
+    child still alive at teardown (a hung one included) is killed."""
     pexpect = pytest.importorskip("pexpect")
-    child = pexpect.spawn(
-        sys.executable, ["-m", "pytactic", "chat", gemma_path, "--temp", "0", "-c", "512", *extra],
-        env=_env(), encoding="utf-8", timeout=300,
-    )
+    children = []
+
+    def start(*args):
+        child = pexpect.spawn(sys.executable, ["-m", "pytactic", "chat", *args], env=_env(),
+                              encoding="utf-8", timeout=120, preexec_fn=_default_sigint)
+        children.append(child)
+        return child
+
+    yield start
+    for child in children:
+        if child.isalive():
+            child.terminate(force=True)
+
+
+def _spawn_chat(spawn, gemma_path, *extra):
+    import pexpect
+
+    child = spawn(gemma_path, "--temp", "0", "-c", "512", *extra)
     child.expect_exact("> ")
     return pexpect, child
 
 
-def test_chat_answers_keeps_the_conversation_and_exits_on_ctrl_d(gemma_path, tokenizer_built):
-    pexpect, child = _spawn_chat(gemma_path, "-n", "3")
+def test_chat_answers_keeps_the_conversation_and_exits_on_ctrl_d(spawn, gemma_path):
+    pexpect, child = _spawn_chat(spawn, gemma_path, "-n", "3")
     child.sendline("Hello")
     child.expect(r"\[3 tokens in .* tok/s\)")  # the answer's statistics (stderr)
     first = child.before
@@ -78,8 +95,8 @@ def test_chat_answers_keeps_the_conversation_and_exits_on_ctrl_d(gemma_path, tok
     assert "Traceback" not in (child.before or "") + first
 
 
-def test_chat_ctrl_c_at_the_prompt_exits_cleanly(gemma_path, tokenizer_built):
-    pexpect, child = _spawn_chat(gemma_path)
+def test_chat_ctrl_c_at_the_prompt_exits_cleanly(spawn, gemma_path):
+    pexpect, child = _spawn_chat(spawn, gemma_path)
     child.sendintr()
     child.expect(pexpect.EOF)
     child.close()
@@ -87,8 +104,8 @@ def test_chat_ctrl_c_at_the_prompt_exits_cleanly(gemma_path, tokenizer_built):
     assert "Traceback" not in child.before
 
 
-def test_chat_ctrl_c_while_writing_stops_only_that_answer(gemma_path, tokenizer_built):
-    pexpect, child = _spawn_chat(gemma_path, "-n", "200")
+def test_chat_ctrl_c_while_writing_stops_only_that_answer(spawn, gemma_path):
+    pexpect, child = _spawn_chat(spawn, gemma_path, "-n", "200")
     child.sendline("Tell me a long story.")
     child.expect_exact("Tell me a long story.")  # the terminal's echo
     child.expect(r"\S")  # the answer has begun
@@ -107,12 +124,10 @@ def test_chat_ctrl_c_while_writing_stops_only_that_answer(gemma_path, tokenizer_
     assert child.exitstatus == 0
 
 
-def test_chat_too_long_for_the_context_then_reset(gemma_path, tokenizer_built):
-    pexpect = pytest.importorskip("pexpect")
-    child = pexpect.spawn(
-        sys.executable, ["-m", "pytactic", "chat", gemma_path, "--temp", "0", "-c", "48", "-n", "3"],
-        env=_env(), encoding="utf-8", timeout=300,
-    )
+def test_chat_too_long_for_the_context_then_reset(spawn, gemma_path):
+    import pexpect
+
+    child = spawn(gemma_path, "--temp", "0", "-c", "48", "-n", "3")
     child.expect_exact("> ")
     child.sendline("word " * 60)
     child.expect(r"error: the prompt has \d+ tokens but the context holds only 48.*/reset")

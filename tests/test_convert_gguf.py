@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 import convert_checkpoints as cc
+import hf_reference
 from pytactic.convert import convert
-from pytactic.convert.hparams import read_hparams, llama3_rope_factors
+from pytactic.convert.hparams import read_hparams
 from pytactic.convert.quantize import choose_types, use_more_bits
 from pytactic.convert.tensor_map import T, TensorPlan, permute_for_norm_rope
 
@@ -191,7 +192,13 @@ def test_llama31_rope_freqs(tmp_path):
     # High frequencies untouched, the lowest divided by the factor, a smooth ramp between.
     assert f[0] == 1.0 and f[-1] == pytest.approx(8.0)
     assert np.all(np.diff(f) >= 0)
-    np.testing.assert_allclose(f, llama3_rope_factors(read_hparams(cfg)))
+    # Against the tests' own twin of transformers' llama3 RoPE (hf_reference, checked
+    # against transformers itself in test_convert_logits where torch is installed),
+    # not the converter's function: rope_freqs divides the plain inverse frequencies.
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+    plain, _ = hf_reference.inv_freq_and_scale({**cfg, "rope_scaling": None}, head_dim)
+    scaled, _ = hf_reference.inv_freq_and_scale(cfg, head_dim)
+    np.testing.assert_allclose(f, plain / scaled, rtol=1e-6)
 
 
 def test_rope_scaling_keys(tmp_path):

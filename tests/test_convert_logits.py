@@ -8,16 +8,14 @@ import pytest
 
 import convert_checkpoints as cc
 import hf_reference
-from pytactic.convert import QuantizerUnavailableError, convert
+from pytactic.convert import convert
 
 TOKENS = [5, 17, 42, 99, 3, 250, 7, 8, 11, 60, 2, 33]
 
 
 def _native():
-    try:
-        from pytactic import _native
-    except ImportError as e:
-        pytest.skip(f"libtactic not available: {e}")
+    from pytactic import _native
+
     return _native
 
 
@@ -31,15 +29,9 @@ def runtime_logits(path, tokens):
         cp = lib.tactic_context_default_params()
         cp.n_ctx, cp.n_threads, cp.attention = 64, 1, lib.TACTIC_ATTN_FULL
         c = ffi.new("tactic_context **")
-        status = lib.tactic_context_new(m[0], ffi.new("tactic_context_params *", cp), c)
-        if status == 4:  # TACTIC_ERR_UNSUPPORTED: no forward pass in this build
-            pytest.skip("this libtactic has no forward pass: " + n.last_error())
-        n.check(status)
+        n.check(lib.tactic_context_new(m[0], ffi.new("tactic_context_params *", cp), c))
         try:
-            status = lib.tactic_eval(c[0], ffi.new("int32_t[]", tokens), len(tokens), 1)
-            if status == 4 and "not implemented" in n.last_error():  # a type this build cannot run yet
-                pytest.skip("this libtactic cannot run the file: " + n.last_error())
-            n.check(status)
+            n.check(lib.tactic_eval(c[0], ffi.new("int32_t[]", tokens), len(tokens), 1))
             info = ffi.new("tactic_model_info *")
             n.check(lib.tactic_model_get_info(m[0], info))
             rows = [np.frombuffer(ffi.buffer(lib.tactic_get_logits(c[0], i), 4 * info.n_vocab), np.float32).copy()
@@ -75,6 +67,29 @@ CASES = {
                                               layer_types=["sliding_attention", "sliding_attention", "full_attention",
                                                            "sliding_attention", "sliding_attention"])),
 }
+
+
+@pytest.mark.parametrize("case", ["llama31-rope", "llama-linear-rope", "qwen2-yarn", "gemma3-linear-softcap"])
+def test_reference_rope_matches_transformers(tmp_path, case):
+    """hf_reference's scaled RoPE (the oracle for the cases above) against transformers'
+    own ROPE_INIT_FUNCTIONS, so YaRN / linear / llama3 scaling is not checked only
+    against a numpy forward of this project."""
+    pytest.importorskip("torch", reason="torch is not installed (transformers' RoPE functions need it)")
+    transformers = pytest.importorskip("transformers", reason="transformers is not installed")
+    import inspect
+
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    arch, over = CASES[case]
+    cfg, _ = cc.write_checkpoint(tmp_path / "m", arch, **over)
+    config = transformers.AutoConfig.for_model(**cfg)
+    fn = ROPE_INIT_FUNCTIONS[over["rope_scaling"]["rope_type"]]
+    kw = {"layer_type": "full_attention"} if "layer_type" in inspect.signature(fn).parameters and arch == "gemma3" else {}
+    inv, attn = fn(config, "cpu", **kw)
+    head_dim = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+    want_inv, want_attn = hf_reference.inv_freq_and_scale(cfg, head_dim)
+    np.testing.assert_allclose(want_inv, inv.double().numpy(), rtol=1e-5)
+    assert want_attn == pytest.approx(float(attn), rel=1e-6)
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -153,10 +168,7 @@ def test_k_quant_logits_close_to_hf(tmp_path, outtype, tol):
     """Rows of 256 so the K-quants apply (quantized by libtactic's tactic_quantize)."""
     cfg, w = cc.write_checkpoint(tmp_path / "m", "qwen3", hidden_size=256, intermediate_size=512,
                                  num_attention_heads=4, num_key_value_heads=2, head_dim=64, num_hidden_layers=3)
-    try:
-        res = convert(tmp_path / "m", tmp_path / "m.gguf", outtype)
-    except QuantizerUnavailableError as e:
-        pytest.skip(str(e))
+    res = convert(tmp_path / "m", tmp_path / "m.gguf", outtype)
     kinds = set(res.types.values())
     assert {"Q6_K"} <= kinds and "F32" in kinds
     got = runtime_logits(res.path, TOKENS)

@@ -29,10 +29,6 @@ parity = _parity_module()
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", list(parity.ARCHS))
 def test_transformers_parity(tmp_path, arch, refs):
-    try:
-        from pytactic import _native  # noqa: F401
-    except ImportError as e:
-        pytest.skip(f"libtactic not available: {e}")
     texts = [r["text"] for r in refs["tokenize"]]
     row = parity.run_one(arch, tmp_path, texts, outtypes=("f32",))
     f32 = row["f32"]

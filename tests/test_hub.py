@@ -105,16 +105,6 @@ def hub(gguf_bytes):
     h.close()
 
 
-@pytest.fixture
-def has_tokenizer():
-    from pytactic._native import lib
-
-    try:
-        lib.tactic_tokenize
-    except AttributeError:
-        pytest.skip("this libtactic has no tokenizer yet")
-
-
 def test_download_into_the_cache_then_offline(hub, tmp_path, gguf_bytes):
     cache = tmp_path / "cache"
     path = download(REPO, "tiny-Q4_K_M.gguf", cache_dir=cache, endpoint=hub.endpoint)
@@ -147,7 +137,7 @@ def test_missing_file_and_not_cached_offline(hub, tmp_path):
         download(REPO, "tiny-Q4_K_M.gguf", cache_dir=cache, local_files_only=True)
 
 
-def test_from_pretrained_loads_and_honours_hf_hub_offline(hub, tmp_path, has_tokenizer):
+def test_from_pretrained_loads_and_honours_hf_hub_offline(hub, tmp_path):
     from pytactic import Model
 
     cache = tmp_path / "cache"

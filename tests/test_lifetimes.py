@@ -28,12 +28,22 @@ def test_context_free_during_eval_waits_for_it(gemma_path):
         ctx = _context(model)
         ids = ffi.new("int32_t[]", list(range(100, 2100)))
         status = {}
-        t = threading.Thread(target=lambda: status.setdefault("st", lib.tactic_eval(ctx, ids, 2000, 0)))
+        started = threading.Event()
+
+        def run():
+            started.set()
+            status["st"] = lib.tactic_eval(ctx, ids, 2000, 0)
+
+        t = threading.Thread(target=run)
         t.start()
-        time.sleep(0.2)
-        lib.tactic_context_free(ctx)  # must block until the eval has stopped
-        assert not t.is_alive() or t.join(5) is None
-        assert status["st"] in (0, 7)  # finished, or cancelled by the free
+        started.wait()
+        time.sleep(0.2)  # well inside a 2000-token prefill (seconds on a CPU)
+        lib.tactic_context_free(ctx)  # must cancel the eval and block until it has stopped
+        # Once the free has returned, the eval call has returned too: its thread only
+        # needs the GIL to finish (a free that did not wait would leave it computing).
+        t.join(2.0)
+        assert not t.is_alive(), "the eval still runs after tactic_context_free returned"
+        assert status["st"] == lib.TACTIC_ERR_CANCELLED  # it was in flight and the free stopped it
     finally:
         lib.tactic_model_free(model)
 

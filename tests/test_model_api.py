@@ -45,16 +45,6 @@ def model(gemma_path):
     m.close()
 
 
-@pytest.fixture(scope="module")
-def has_tokenizer():
-    from pytactic._native import lib
-
-    try:
-        lib.tactic_tokenize
-    except AttributeError:
-        pytest.skip("this libtactic has no tokenizer yet")
-
-
 def test_info(model):
     assert model.n_ctx == 256
     assert model.n_vocab == 262144
@@ -63,7 +53,7 @@ def test_info(model):
     assert "n_ctx=256" in repr(model)
 
 
-def test_tokenize_and_detokenize(model, refs, has_tokenizer):
+def test_tokenize_and_detokenize(model, refs):
     for r in refs["tokenize"][:10]:
         assert model.tokenize(r["text"]) == r["ids_with_bos"]
         assert model.tokenize(r["text"], add_bos=False) == r["ids_no_bos"]
@@ -114,7 +104,8 @@ def test_eval_checks(model):
 
 
 def test_prefix_reuse(model, refs):
-    from pytactic.model import GenerationStats, SamplingParams
+    from pytactic.stats import GenerationStats
+    from pytactic.sampling import SamplingParams
 
     r = refs["greedy"][0]
     model.reset()
@@ -137,7 +128,7 @@ def test_prefix_reuse(model, refs):
     assert model.cached_tokens[:4] == other
 
 
-def test_context_length_error_names_both_numbers(model, has_tokenizer):
+def test_context_length_error_names_both_numbers(model):
     prompt = "word " * 400
     with pytest.raises(ContextLengthError) as e:
         model.generate(prompt, max_tokens=1)
@@ -150,7 +141,7 @@ def test_context_length_error_names_both_numbers(model, has_tokenizer):
 def test_generation_stops_when_the_context_is_full(gemma_path, refs):
     with pytactic.Model(gemma_path, n_ctx=8) as m:
         ids = refs["greedy"][0]["prompt_ids"]  # 6 tokens
-        list(m._tokens(ids, 10, pytactic.SamplingParams(temperature=0), pytactic.model.GenerationStats()))
+        list(m._tokens(ids, 10, pytactic.SamplingParams(temperature=0), pytactic.stats.GenerationStats()))
         assert m.last_stats.finish_reason == "length"
         assert m.last_stats.n_generated == 3  # 6 + 2 evaluated, the third sampled from the last logits
 
@@ -205,7 +196,8 @@ def test_bad_chat_format_is_refused_at_load(gemma_path):
 def test_cache_bookkeeping_heals_after_a_lost_update(model, refs):
     # As if Ctrl-C struck between a decode eval and the list append: the native cache
     # holds one token more than the Python view. The next prompt must not build on it.
-    from pytactic.model import GenerationStats, SamplingParams
+    from pytactic.stats import GenerationStats
+    from pytactic.sampling import SamplingParams
 
     r = refs["greedy"][0]
     model.reset()

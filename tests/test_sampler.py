@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pytactic.errors import InvalidArgumentError
-from pytactic.model import Sampler, SamplingParams
+from pytactic.sampling import Sampler, SamplingParams
 
 OFF = dict(top_k=0, top_p=1.0, min_p=0.0)  # no truncation
 
