@@ -193,16 +193,61 @@ void select_bounded(const float *Qg, int g, const uint16_t *K, int D, const KeyC
                 for (int o = kc.offsets[size_t(c)]; o < kc.offsets[size_t(c) + 1]; o++)
                     items.emplace_back(std::exp(double(scr.osc[size_t(o) * g + h]) - mh), kc.order[size_t(o)]);
             }
-            std::sort(items.begin(), items.end(),
-                      [](const auto &x, const auto &y) { return x.first > y.first || (x.first == y.first && x.second < y.second); });
             const double Z = exact[size_t(h)] + tail_bound[size_t(h)];
             const double target = double(cfg.p) * Z;
             bh.kept.clear();
             double cum = 0;
-            for (const auto &it : items) {
-                if (force ? int(bh.kept.size()) >= force_count : (!take_all && cum >= target)) break;
-                bh.kept.push_back(it.second);
-                cum += it.first;
+            if (take_all || int(items.size()) <= (force ? force_count : 0)) {
+                for (const auto &it : items) {
+                    bh.kept.push_back(it.second);
+                    cum += it.first;
+                }
+            } else if (force) {
+                // The force_count heaviest (order inside the kept set does not matter).
+                std::nth_element(items.begin(), items.begin() + (force_count - 1), items.end(),
+                                 [](const auto &x, const auto &y) { return x.first > y.first || (x.first == y.first && x.second < y.second); });
+                for (int i = 0; i < force_count; i++) {
+                    bh.kept.push_back(items[size_t(i)].second);
+                    cum += items[size_t(i)].first;
+                }
+            } else {
+                // Heaviest first until the target, without a full sort: weights binned by
+                // -log(w) (bins of 1/8), whole bins taken until the one where the target is
+                // crossed, which alone is sorted.
+                constexpr int kBins = 256;
+                constexpr double kPerNat = 8.0;
+                double bin_sum[kBins] = {};
+                auto bin_of = [&](double w) {
+                    const double nl = w > 0 ? -std::log(w) * kPerNat : double(kBins);
+                    return nl <= 0 ? 0 : std::min(kBins - 1, int(nl));
+                };
+                for (const auto &it : items) bin_sum[bin_of(it.first)] += it.first;
+                int cross = kBins - 1;
+                double before = 0;
+                for (int bi = 0; bi < kBins; bi++) {
+                    if (before + bin_sum[bi] >= target) {
+                        cross = bi;
+                        break;
+                    }
+                    before += bin_sum[bi];
+                }
+                std::vector<std::pair<double, int32_t>> edge;
+                for (const auto &it : items) {
+                    const int bi = bin_of(it.first);
+                    if (bi < cross) {
+                        bh.kept.push_back(it.second);
+                        cum += it.first;
+                    } else if (bi == cross) {
+                        edge.push_back(it);
+                    }
+                }
+                std::sort(edge.begin(), edge.end(),
+                          [](const auto &x, const auto &y) { return x.first > y.first || (x.first == y.first && x.second < y.second); });
+                for (const auto &it : edge) {
+                    if (cum >= target) break;
+                    bh.kept.push_back(it.second);
+                    cum += it.first;
+                }
             }
             bh.m = mh;
             bh.exact = exact[size_t(h)];

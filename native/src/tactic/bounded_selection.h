@@ -28,7 +28,7 @@ struct BoundedConfig {
     float tail_share = 0.25f;    // stop growing candidates once tail bound <= tail_share * (1 - p) of the total
     float z = 2.0f;              // one-sided confidence multiplier of the tail bound
     int n_strata = 6;            // strata over the tail, widths 1/32, 1/32, 1/16, 1/8, 1/4, 1/2 of it
-    int samples_per_stratum = 16;
+    int samples_per_stratum = 24;
     int max_rounds = 4;          // candidate growth rounds
     float init_proxy_share = 0.0f;  // 0: start at p_c = 1 - (1 - p) / 4 of the centroid proxy mass
     int min_init_tokens = 64;    // the first prefix of each head covers at least this many tokens
@@ -37,7 +37,7 @@ struct BoundedConfig {
 
 // Per head of the group (h < g), what the step chose.
 struct BoundedHead {
-    std::vector<int32_t> kept;   // tokens kept (descending exact score)
+    std::vector<int32_t> kept;   // tokens kept (the heaviest, in no particular order)
     float m = 0;                 // reference score of the weights below (max exactly scored)
     double exact = 0;            // sum of exp(s - m) over every exactly scored token (always + candidates)
     double tail_point = 0;       // the tail's stratified estimate

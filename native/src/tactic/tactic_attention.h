@@ -33,7 +33,7 @@ struct TacticParams {
     int block_size = 256;
     float force_fraction = 0.f;   // > 0: the bounded selector keeps ceil(f * n_tokens) tokens per head
     float tail_share = 0.25f;     // bounded selector: tail bound target, share of (1 - p)
-    float tail_z = 2.0f;          // bounded selector: confidence multiplier of the tail bound
+    float tail_z = 3.0f;          // bounded selector: confidence multiplier of the tail bound
 };
 
 // Selectors: which tokens decode attends. TACTIC and CLUSTER_OPT always keep the sinks and
