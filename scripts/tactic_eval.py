@@ -155,12 +155,14 @@ def main():
     ap.add_argument("--configs", default="bounded:0.9,quest:0.9")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--speed-rounds", type=int, default=0)
+    ap.add_argument("--speed-steps", type=int, default=0,
+                    help="decode this many teacher-forced steps with full attention, then with each config; tok/s")
     ap.add_argument("--tag", default="")
     args = ap.parse_args()
 
     L = args.ctx
     model = Model()
-    extra = max(args.kl_steps, args.sel_positions) + 1
+    extra = max(args.kl_steps, args.sel_positions, args.speed_steps) + 1
     ids = text_tokens(model, args.text, L + extra)
     ctx = Ctx(model, L + extra + 8, attention="tactic", selector=args.selector, p=args.p, n_threads=args.threads,
               n_sink=args.n_sink, n_recent=args.n_recent, cluster_size=args.cluster_size,
@@ -223,6 +225,31 @@ def main():
             print(f"| {cfg} | {r['kl_mean']:.5f} | {r['kl_p99']:.4f} | {r['kl_max']:.4f} | {100 * r['top1']:.1f}% | "
                   f"{r['ppl']:.3f} | {r['selected']:.0f} | {r['attended']:.0f} | {100 * r['attended'] / r['tokens']:.1f}% |")
 
+
+    if args.speed_steps:
+        res["speed_steps"] = {}
+        for cfg in ["full:1.0"] + args.configs.split(",")[:1]:
+            sel, p = cfg.split(":")
+            ctx.truncate(L)
+            ctx.set_selection(sel, float(p))
+            ctx.timings(reset=True)
+            t0, c0 = time.time(), time.process_time()
+            decode(ctx, ids[L : L + args.speed_steps], keep_logits=False)
+            wall, cpu = time.time() - t0, time.process_time() - c0
+            tm = ctx.timings(reset=True)
+            res["speed_steps"][cfg] = {"wall_s": wall, "cpu_s": cpu, "decode_s": tm[2], "attn_s": tm[3],
+                                       "select_s": tm[4], "cluster_s": tm[1], "share": tm[5]}
+            log(f"speed {cfg}: {res['speed_steps'][cfg]}")
+        ctx.truncate(L)
+        n = args.speed_steps
+        print(f"\n### Decode speed: {n} teacher-forced steps after {L} tokens ({args.threads} threads, shared machine)")
+        print("| config | decode tok/s (wall) | CPU ms / token (all threads) | attention ms / token (3 global layers) | "
+              "of which selection | clustering s (blocks) | attended share / head |")
+        print("|---|---|---|---|---|---|---|")
+        for cfg, r in res["speed_steps"].items():
+            share = "-" if r["share"] < 0 else f"{100 * r['share']:.1f}%"
+            print(f"| {cfg} | {n / r['wall_s']:.2f} | {1000 * r['cpu_s'] / n:.1f} | {1000 * r['attn_s'] / n:.2f} | "
+                  f"{1000 * r['select_s'] / n:.2f} | {r['cluster_s']:.2f} | {share} |")
 
     if args.speed_rounds:
         res["speed"] = speed(ctx, ids, L, args.speed_rounds)
