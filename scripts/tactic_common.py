@@ -6,6 +6,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -198,7 +199,9 @@ class Ctx:
         cap = 256
         buf = ffi.new("tactic_head_stats[]", cap)
         check(lib.tactic_get_head_stats(self.h, buf, cap, n))
-        return [buf[i] for i in range(n[0])]
+        # Copies: buf[i] would point into `buf`, freed when this function returns.
+        keys = [f[0] for f in ffi.typeof("tactic_head_stats").fields]
+        return [SimpleNamespace(**{k: getattr(buf[i], k) for k in keys}) for i in range(n[0])]
 
     def head_eval(self):
         n = ffi.new("int32_t *")
