@@ -8,7 +8,7 @@
 //     are scored exactly for all heads of the group at once (each key read once a group);
 //  3. per head, the tail (clusters nobody proposed) is estimated from stratified random
 //     samples (strata: consecutive tail clusters in the head's order, finer near the top),
-//     and bounded above by mean + z * standard error;
+//     and bounded above by 2 x its estimate + z * standard error;
 //  4. a head whose tail bound is above eps of its estimated total asks for more clusters
 //     (its prefix doubles) and 2-3 repeat, a few rounds at most;
 //  5. per head, tokens are kept by decreasing exact score until P * (exact + tail bound).
@@ -26,7 +26,8 @@ namespace tactic {
 struct BoundedConfig {
     float p = 0.9f;
     float tail_share = 0.25f;    // stop growing candidates once tail bound <= tail_share * (1 - p) of the total
-    float z = 2.0f;              // one-sided confidence multiplier of the tail bound
+    float z = 3.0f;              // one-sided confidence multiplier of the tail bound
+    double tail_point_factor = 2.0;  // the bound is factor * point estimate + z * standard error
     int n_strata = 6;            // strata over the tail, widths 1/32, 1/32, 1/16, 1/8, 1/4, 1/2 of it
     int samples_per_stratum = 24;
     int max_rounds = 4;          // candidate growth rounds
