@@ -58,7 +58,7 @@ def aggregation_doc(model, n_ctx, rng):
     while len(ids) < n_ctx - 40:
         w = top if rng.random() < 0.3 else rng.choice(others)
         ids += model.tokenize(f"{w}\n", add_special=False)
-    q = "\nQuestion: which word appears most often in the list above?\nAnswer: The word that appears most often is"
+    q = "\nQuestion: which word is repeated most often in the list above?\nAnswer: The most frequent word is \""
     return ids[: n_ctx - 40], [(q, top)]
 
 
@@ -86,6 +86,7 @@ def main():
     ap.add_argument("--p", type=float, default=0.9)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--tasks", nargs="+", default=["multikey", "aggregation"], choices=["multikey", "aggregation"])
     args = ap.parse_args()
     model = Model()
     rng = random.Random(args.seed)
@@ -95,7 +96,7 @@ def main():
     print("|---|---|---|---|" + "---|" * len(methods))
     totals = {}
     for n_ctx in args.ctx:
-        for task in ("multikey", "aggregation"):
+        for task in args.tasks:
             doc, qs = multikey_doc(model, n_ctx, args.keys, rng) if task == "multikey" else aggregation_doc(model, n_ctx, rng)
             ctx = Ctx(model, n_ctx + 128, attention="tactic", selector="bounded", p=args.p, n_threads=args.threads)
             t0 = time.time()
@@ -115,7 +116,7 @@ def main():
     print("\n| context | task | " + " | ".join(m[0] for m in methods) + " |")
     print("|---|---|" + "---|" * len(methods))
     for n_ctx in args.ctx:
-        for task in ("multikey", "aggregation"):
+        for task in args.tasks:
             row = [totals[(n_ctx, task, m[0])] for m in methods]
             print(f"| {n_ctx} | {task} | " + " | ".join(f"{a}/{b}" for a, b in row) + " |")
 
