@@ -28,7 +28,8 @@ void select_bounded(const float *Qg, int g, const uint16_t *K, int D, const KeyC
     const int n_always = int(always.size());
     const bool force = cfg.force_fraction > 0.f;
     const bool take_all = !force && cfg.p >= 1.f;
-    const int force_count = force ? std::min(n_tokens, int(std::ceil(double(cfg.force_fraction) * n_tokens))) : 0;
+    // In float, as the caller wrote f (0.1f * 4000 is 400, not 400.000006).
+    const int force_count = force ? std::min(n_tokens, int(std::ceil(cfg.force_fraction * float(n_tokens)))) : 0;
     out.heads.resize(size_t(g));
     out.rounds = 0;
     scr.osc.resize(kc.order.size() * size_t(g));
@@ -173,7 +174,19 @@ void select_bounded(const float *Qg, int g, const uint16_t *K, int D, const KeyC
                 grow[size_t(h)] = 1;
             }
         }
-        if (all_ok || round + 1 >= cfg.max_rounds) break;
+        if (all_ok) break;
+        if (round + 1 >= cfg.max_rounds) {
+            // Out of rounds: if some head's candidates cannot reach P of its estimated
+            // total, score everything (the total is then exact and P reached).
+            bool short_of_p = false;
+            for (int h = 0; h < g; h++)
+                short_of_p |= exact[size_t(h)] < double(cfg.p) * (exact[size_t(h)] + tail_bound[size_t(h)]);
+            if (!short_of_p || round + 1 > cfg.max_rounds) break;
+            for (int h = 0; h < g; h++) scr.prefix[size_t(h)] = C;
+            std::fill(tail_point.begin(), tail_point.end(), 0.0);
+            std::fill(tail_bound.begin(), tail_bound.end(), 0.0);
+            continue;
+        }
         // 4. Heads whose tail is too heavy double their prefix.
         for (int h = 0; h < g; h++) {
             if (!grow[size_t(h)]) continue;
