@@ -4,6 +4,7 @@ from .errors import (
     BusyError,
     CancelledError,
     ContextLengthError,
+    GrammarError,
     InternalError,
     InvalidArgumentError,
     InvalidModelError,
@@ -25,6 +26,8 @@ __all__ = [
     "BusyError",
     "CancelledError",
     "ContextLengthError",
+    "Grammar",
+    "GrammarError",
     "InternalError",
     "InvalidArgumentError",
     "InvalidModelError",
@@ -45,6 +48,10 @@ def __getattr__(name):
         from . import sampling
 
         return getattr(sampling, name)
+    if name == "Grammar":
+        from . import grammar
+
+        return grammar.Grammar
     if name in ("ChatTemplate", "ChatTemplateError"):
         from . import chat
 

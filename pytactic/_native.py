@@ -1,5 +1,8 @@
-"""Loads libtactic with cffi in ABI mode. The declarations are read from the one
-public header, tactic.h, so Python and C cannot drift apart."""
+"""Loads libtactic with cffi in ABI mode. The declarations are read from the C
+headers, so Python and C cannot drift apart: tactic.h (the user-facing ABI, all that
+pytactic's own modules call; tests/test_public_header.py holds them to it) and
+tactic_internal.h (test, benchmark and research hooks, for tests, scripts and
+pytactic.lowlevel)."""
 
 import os
 import re
@@ -15,11 +18,11 @@ _REPO = _HERE.parent
 _LIB_NAME = {"darwin": "libtactic.dylib", "win32": "tactic.dll"}.get(sys.platform, "libtactic.so")
 
 
-def _find_header() -> Path:
-    for p in (_HERE / "tactic.h", _REPO / "native" / "include" / "tactic.h"):
+def _find_header(name: str = "tactic.h") -> Path:
+    for p in (_HERE / name, _REPO / "native" / "include" / name):
         if p.is_file():
             return p
-    raise ImportError("pytactic: tactic.h not found; reinstall the package")
+    raise ImportError(f"pytactic: {name} not found; reinstall the package")
 
 
 def _find_library() -> Path:
@@ -52,14 +55,16 @@ def _find_library() -> Path:
 def _cdef_source(header: str) -> str:
     m = re.search(r"/\* CDEF BEGIN \*/(.*)/\* CDEF END \*/", header, re.S)
     if not m:
-        raise ImportError("pytactic: tactic.h has no CDEF markers")
+        raise ImportError("pytactic: a header without CDEF markers")
     body = m.group(1)
     body = "\n".join(line for line in body.splitlines() if not line.lstrip().startswith("#"))
     return body.replace("TACTIC_API ", "")
 
 
 ffi = FFI()
-ffi.cdef(_cdef_source(_find_header().read_text()))
+PUBLIC_CDEF = _cdef_source(_find_header("tactic.h").read_text())
+INTERNAL_CDEF = _cdef_source(_find_header("tactic_internal.h").read_text())
+ffi.cdef(PUBLIC_CDEF + INTERNAL_CDEF)
 LIB_PATH = _find_library()
 lib = ffi.dlopen(str(LIB_PATH))
 

@@ -45,6 +45,11 @@ class InternalError(TacticError, RuntimeError):
     """A bug in the runtime. Please report it with the message."""
 
 
+class GrammarError(ValueError):
+    """A grammar, regex or JSON schema for structured output is malformed (raised
+    before any token is generated), or the grammar engine failed during generation."""
+
+
 # Order follows tactic_status in native/include/tactic.h.
 STATUS_ERRORS = {
     1: InvalidArgumentError,
@@ -59,3 +64,15 @@ STATUS_ERRORS = {
 }
 for _code, _cls in STATUS_ERRORS.items():
     _cls.status = _code
+
+
+class SessionError(TacticError, ValueError):
+    """A saved session (KV state) cannot be loaded. The Model is unchanged and usable."""
+
+
+class CorruptSessionError(SessionError):
+    """The file is not a pytactic session, is truncated, or fails its checksum."""
+
+
+class SessionMismatchError(SessionError):
+    """The session was made by another model or for another context size (n_ctx)."""

@@ -14,14 +14,15 @@ _GLOB = set("*?[")
 
 
 def _cached_files(repo_id: str, revision: Optional[str], cache_dir) -> list:
-    """Files of a repo revision present in the local cache (for globs offline)."""
-    from huggingface_hub import constants
+    """Files of a repo revision present in the local cache (for globs offline). The
+    library finds the revision's snapshot (refs, commit hashes, cache location)."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
-    root = os.path.join(cache_dir or constants.HF_HUB_CACHE, "models--" + repo_id.replace("/", "--"))
-    ref = revision or "main"
-    ref_file = os.path.join(root, "refs", ref)
-    commit = open(ref_file).read().strip() if os.path.isfile(ref_file) else ref
-    snap = os.path.join(root, "snapshots", commit)
+    try:
+        snap = snapshot_download(repo_id, revision=revision, cache_dir=cache_dir, local_files_only=True)
+    except LocalEntryNotFoundError:
+        return []
     out = []
     for dirpath, _, files in os.walk(snap):
         for f in files:

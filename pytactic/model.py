@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import time
-from typing import Iterable, Iterator, List, Optional, Sequence, Union
+import warnings
+from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Union
 
 from . import openai_format
 from ._native import check, ffi, lib
@@ -29,11 +31,16 @@ from .errors import (
 from .sampling import Sampler, SamplingParams, check_max_tokens, sampling_params, stop_list
 from .stats import GenerationStats
 from .text_stream import TextAssembler
+from .context_size import default_n_ctx, describe_kv_memory
 
 __all__ = ["Model", "Sampler", "SamplingParams", "GenerationStats"]
 
 _ATTENTION = {"auto": 0, "full": 1, "tactic": 2}
-_DEFAULT_N_CTX = 4096
+_DEVICE = {"auto": 0, "cpu": 1, "cuda": 2}
+_DEVICE_NAME = {1: "cpu", 2: "cuda"}
+_said_cpu = False  # "auto" fell back to the CPU: said once per process
+_said_tactic_gpu = False
+_FALLBACK_N_CTX = 4096  # a model that does not say what it was trained on
 # Prefills at least this long run on a worker thread so Ctrl-C can cancel them.
 _CANCELLABLE_EVAL = 32
 # End-of-turn markers of common chat formats: generation stops on these tokens even
@@ -45,15 +52,33 @@ def _ids(tokens: Iterable[int]) -> List[int]:
     return [int(t) for t in tokens]
 
 
+def _say_cpu() -> None:
+    global _said_cpu
+    if not _said_cpu:
+        _said_cpu = True
+        sys.stderr.write("pytactic: no usable CUDA GPU, running on the CPU\n")
+
+
+def _say_tactic_gpu(attention: str) -> None:
+    global _said_tactic_gpu
+    if attention == "tactic" and not _said_tactic_gpu:
+        _said_tactic_gpu = True
+        warnings.warn("attention='tactic' runs on the CPU only for now: device 'cuda' uses full attention",
+                      RuntimeWarning, stacklevel=3)
+
+
 class Model:
     """A GGUF model with one context (KV cache) for generation.
 
-    Model(path, n_ctx=4096, n_threads=None, n_batch=512, seed=None, verbose=False,
+    Model(path, n_ctx=None, n_threads=None, n_batch=512, seed=None, verbose=False,
           attention="auto", tactic_p=0.9, cluster_size=16, tactic_min_ctx=None,
-          tactic_force_fraction=0.0, chat_format=None)
+          tactic_force_fraction=0.0, chat_format=None, device="auto", swa_full=False)
 
-    n_ctx: tokens the context holds (0 = the model's training context; the default
-      is 4096, or less if the model was trained on less).
+    n_ctx: tokens the context holds. None (default): the model's training context,
+      capped so that the KV cache takes at most half the memory available now; 0: the
+      training context. The KV cache is committed as it fills, so an unused context
+      costs little; sliding-window layers keep only their window (+ n_batch) unless
+      swa_full=True. verbose=True prints the KV memory up front (kv_memory() gives it).
     attention: "full" (exact), "tactic" (sparse decode attention), or "auto" (Tactic
       once the cache holds tactic_min_ctx tokens; None = the library's default,
       measured on CPU, docs/TACTIC.md).
@@ -65,6 +90,9 @@ class Model:
       for the architecture), a built-in name ("chatml", "gemma", "llama3"), or a
       Jinja template string.
     seed: seeds the sampling seeds of calls that pass none (None: random).
+    device: "cuda" (weights, KV cache and activations on the GPU; full attention),
+      "cpu", or "auto" (CUDA when a usable GPU is there, else the CPU, said once).
+      self.device tells which one runs.
 
     One thread at a time per Model (a second thread inside a native call gets
     BusyError). Consecutive generations reuse the KV cache for the longest common
@@ -89,6 +117,8 @@ class Model:
         chat_template: Optional[str] = None,
         vocab_only: bool = False,
         use_mmap: bool = True,
+        device: str = "auto",
+        swa_full: bool = False,
     ):
         self._model = None
         self._ctx = None
@@ -110,6 +140,8 @@ class Model:
             raise InvalidModelError(f"{self.path} is not a GGUF file (it starts with {magic!r}, not b'GGUF')")
         if attention not in _ATTENTION:
             raise ValueError(f"attention must be one of {sorted(_ATTENTION)}, got {attention!r}")
+        if device not in _DEVICE:
+            raise ValueError(f"device must be one of {sorted(_DEVICE)}, got {device!r}")
         for name, v in (("n_batch", n_batch), ("cluster_size", cluster_size)):
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
@@ -143,14 +175,22 @@ class Model:
             check(lib.tactic_model_get_info(self._model, info))
             self.info = info
             self.n_vocab = int(info.n_vocab)
-            train = int(info.n_ctx_train) or _DEFAULT_N_CTX
-            if n_ctx is None:
-                n_ctx = min(_DEFAULT_N_CTX, train)
             cp = lib.tactic_context_default_params()
-            cp.n_ctx = n_ctx
             cp.n_threads = n_threads or 0
             cp.n_batch = n_batch
+            cp.swa_full = 1 if swa_full else 0
+            if n_ctx is None:
+                n_ctx = default_n_ctx(self._model, cp, int(info.n_ctx_train) or _FALLBACK_N_CTX)
+            cp.n_ctx = n_ctx
             cp.attention = _ATTENTION[attention]
+            cp.device = _DEVICE[device]
+            if device == "auto":
+                cp.device = _DEVICE["cuda"] if lib.tactic_cuda_device_count() > 0 else _DEVICE["cpu"]
+            if cp.device == _DEVICE["cuda"]:
+                _say_tactic_gpu(attention)
+                cp.attention = _ATTENTION["full"]
+            elif device == "auto":
+                _say_cpu()
             cp.tactic_p = tactic_p
             cp.cluster_size = cluster_size
             if tactic_min_ctx is not None:
@@ -167,8 +207,12 @@ class Model:
                 raise
             self._ctx = cout[0]
             self.n_ctx = int(lib.tactic_context_n_ctx(self._ctx))
+            self.n_batch = min(n_batch, self.n_ctx)
+            self.device = _DEVICE_NAME.get(int(lib.tactic_context_device(self._ctx)), "cpu")
         else:
             self.n_ctx = 0
+            self.n_batch = n_batch
+            self.device = "cpu"
         self._cached: List[int] = []  # the tokens whose K/V the context holds, in order
         self._generation = 0  # bumps at every generation start: stale iterators notice
         self.last_stats = GenerationStats()
@@ -192,6 +236,8 @@ class Model:
                 f"{time.perf_counter() - t0:.2f}s; {ffi.string(lib.tactic_build_info()).decode()}",
                 file=sys.stderr,
             )
+            if not vocab_only:
+                print(f"pytactic: {describe_kv_memory(self.kv_memory())}", file=sys.stderr)
 
     # -- lifetime ------------------------------------------------------------
 
@@ -342,26 +388,66 @@ class Model:
         self._truncate(0)
 
     def _truncate(self, n_keep: int) -> None:
+        # Sliding-window rings may keep fewer tokens than asked (see tactic.h): n_past says.
         check(lib.tactic_context_truncate(self._c(), n_keep), "truncate")
-        del self._cached[n_keep:]
+        del self._cached[min(n_keep, self.n_past):]
 
-    def eval(self, tokens: Sequence[int], logits_all: bool = False) -> None:
+    @property
+    def n_evaluated(self) -> int:
+        """Tokens this Model's context has evaluated since it was created (native counter)."""
+        return int(lib.tactic_context_n_evaluated(self._c()))
+
+    def kv_memory(self) -> dict:
+        """The KV cache's bytes from the runtime's accounting: reserved (the whole context,
+        sliding-window layers at their ring size), committed (written so far), checkpoints
+        (ring copies kept for prefix reuse) and flat (every layer n_ctx positions)."""
+        out = ffi.new("tactic_kv_memory *")
+        check(lib.tactic_context_kv_memory(self._c(), out), "kv_memory")
+        return {k: int(getattr(out, k)) for k in ("reserved", "committed", "checkpoints", "flat")}
+
+    def checkpoint(self) -> None:
+        """Remember the sliding-window rings at the current position, so that a later
+        prompt sharing the cached tokens up to here reuses them (prefill() does this at
+        the end of every prompt)."""
+        check(lib.tactic_context_checkpoint(self._c()), "checkpoint")
+
+    def eval(self, tokens: Sequence[int], logits_all: bool = False, *,
+             on_progress: Optional[Callable[[int, int], None]] = None) -> None:
         """Evaluate tokens after the cached ones (KV cache appended). Then logits(i)
-        gives row i (logits_all) or the last row (-1)."""
+        gives row i (logits_all) or the last row (-1). on_progress(done, total) is
+        called as the tokens are read (batch by batch; logits_all: once at the end)."""
         self._generation += 1  # an unfinished generation cannot resume over it
-        self._eval(tokens, logits_all)
+        self._eval(tokens, logits_all, on_progress)
 
-    def _eval(self, tokens: Sequence[int], logits_all: bool = False) -> None:
+    def _eval(self, tokens: Sequence[int], logits_all: bool = False,
+              on_progress: Optional[Callable[[int, int], None]] = None) -> None:
         ids = _ids(tokens)
-        if not ids:
+        if on_progress is None or logits_all or len(ids) <= self.n_batch:
+            self._eval_once(ids, logits_all)
+            if on_progress is not None and ids:
+                on_progress(len(ids), len(ids))
             return
-        ctx = self._c()
+        # Batch by batch, at the boundaries the native loop uses anyway (same numerics),
+        # so that the callback runs on this thread between batches.
+        self._check_room(ids)
+        on_progress(0, len(ids))
+        for b in range(0, len(ids), self.n_batch):
+            self._eval_once(ids[b : b + self.n_batch], False)
+            on_progress(min(b + self.n_batch, len(ids)), len(ids))
+
+    def _check_room(self, ids: List[int]) -> None:
         n_past = self.n_past
         if n_past + len(ids) > self.n_ctx:
             raise ContextLengthError(
                 f"{len(ids)} tokens after the {n_past} cached ones need {n_past + len(ids)} "
                 f"positions, but the context holds {self.n_ctx} (n_ctx)"
             )
+
+    def _eval_once(self, ids: List[int], logits_all: bool = False) -> None:
+        if not ids:
+            return
+        ctx = self._c()
+        self._check_room(ids)
         for t in ids:
             if not 0 <= t < self.n_vocab:
                 raise ValueError(f"token id {t} is outside the vocabulary [0, {self.n_vocab})")
@@ -415,7 +501,7 @@ class Model:
                 f"(n_ctx); shorten the prompt or load the model with a larger n_ctx"
             )
 
-    def _prefill(self, ids: List[int]) -> int:
+    def _prefill(self, ids: List[int], on_progress=None) -> int:
         """Make the cache hold exactly ids with logits for the last one, reusing the
         longest common prefix already cached. Returns the number of reused tokens."""
         self._check_fits(ids)
@@ -429,14 +515,25 @@ class Model:
         while n < limit and self._cached[n] == ids[n]:
             n += 1
         if n < n_past:
-            self._truncate(n)
-        self._eval(ids[n:])
+            self._truncate(n)  # may keep fewer (sliding-window rings)
+        n = len(self._cached)
+        self._eval(ids[n:], False, on_progress)
+        self.checkpoint()  # a later prompt that shares this one's tokens comes back here
         return n
 
+    def eval_prefix(self, ids: Sequence[int], *, on_progress=None) -> int:
+        """Make the cache hold exactly these tokens (reusing the common prefix), and
+        checkpoint there: a shared prefix such as a document. Returns the reused count."""
+        ids = _ids(ids)
+        self._check_fits(ids)
+        self._generation += 1
+        return self._prefill(ids, on_progress)
+
     def _tokens(self, prompt_ids: List[int], max_tokens: Optional[int], params: SamplingParams,
-                stats: GenerationStats) -> Iterator[int]:
+                stats: GenerationStats, mask=None, on_progress=None) -> Iterator[int]:
         """Prefill, then yield sampled tokens until an end-of-generation token (not
-        yielded), max_tokens or a full context. Sets stats.finish_reason."""
+        yielded), max_tokens or a full context. Sets stats.finish_reason.
+        mask: None, or a grammar.GrammarMatcher that allows tokens step by step."""
         self._c()
         self._generation += 1
         me = self._generation
@@ -447,10 +544,14 @@ class Model:
         stats.n_prompt = len(prompt_ids)
         self.last_stats = stats  # also when interrupted during the prefill
         t0 = time.perf_counter()
+        if mask is not None:
+            mask.prefetch()  # the first mask is computed while the prompt is evaluated
+        evaluated0 = self.n_evaluated
         try:
-            stats.n_cached = self._prefill(prompt_ids)
+            stats.n_cached = self._prefill(prompt_ids, on_progress)
         finally:
             stats.prefill_s = time.perf_counter() - t0
+            stats.n_evaluated = self.n_evaluated - evaluated0
         window = prompt_ids if params.repeat_last_n < 0 else prompt_ids[-params.repeat_last_n:] if params.repeat_last_n else []
         for t in window:
             sampler.accept(t)
@@ -463,16 +564,24 @@ class Model:
             while True:
                 if self._generation != me:
                     raise RuntimeError("another generation started on this Model; this iterator is stale")
-                tok = sampler._sample_ptr(self._logits_ptr(-1), self.n_vocab)
+                allowed = mask.mask_ptr() if mask is not None else None
+                tok = sampler._sample_ptr(self._logits_ptr(-1), self.n_vocab, allowed)
                 if self.is_eog(tok):
                     stats.finish_reason = "stop"
                     return
+                if mask is not None:
+                    mask.accept(tok)
+                    if not mask.done():
+                        mask.prefetch()  # the next mask is computed while the next eval runs
                 sampler.accept(tok)
                 stats.n_generated += 1
                 stats.tokens.append(tok)
                 yield tok
                 if self._generation != me:
                     raise RuntimeError("another generation started on this Model; this iterator is stale")
+                if mask is not None and mask.done():  # the grammar allows nothing but the end
+                    stats.finish_reason = "stop"
+                    return
                 if limit is not None and stats.n_generated >= limit:
                     stats.finish_reason = "length"
                     return
@@ -490,10 +599,12 @@ class Model:
             if lib.tactic_get_timings(ctx, tm, 6, 0) == 0 and tm[5] >= 0:
                 stats.tactic_attended_share = float(tm[5])
             self.last_stats = stats
+            if mask is not None:
+                mask.close()
 
-    def _text_pieces(self, prompt_ids, max_tokens, params, stop, stats) -> Iterator[str]:
+    def _text_pieces(self, prompt_ids, max_tokens, params, stop, stats, mask=None, on_progress=None) -> Iterator[str]:
         asm = TextAssembler(stop)
-        gen = self._tokens(prompt_ids, max_tokens, params, stats)
+        gen = self._tokens(prompt_ids, max_tokens, params, stats, mask, on_progress)
         try:
             for tok in gen:
                 piece = asm.push(self.token_to_piece(tok))
@@ -519,6 +630,8 @@ class Model:
         stream: bool = False,
         add_bos: Optional[bool] = None,
         special: bool = False,
+        grammar=None,
+        on_progress: Optional[Callable[[int, int], None]] = None,
         **sampling,
     ) -> Union[str, Iterator[str]]:
         """Complete a prompt (text or token ids).
@@ -527,23 +640,36 @@ class Model:
         repeat_last_n, presence_penalty, frequency_penalty, seed.
         max_tokens None or <= 0: until the context is full. stop: strings that end
         the text (not included). stream=True: an iterator of str pieces.
+        grammar: a pytactic.Grammar (JSON schema, GBNF, Lark, regex) or GBNF text: the
+        output stays inside it, and ends ("stop") only where it is complete.
         After the call, model.last_stats has token counts, times and finish_reason.
+        on_progress(done, total): called as the prompt's new tokens are read.
         """
         check_max_tokens(max_tokens)
         params = sampling_params(sampling)
         stops = stop_list(stop)
         ids = self._prompt_ids(prompt, add_bos, special)
         self._check_fits(ids)
+        mask = self._grammar_matcher(grammar)
         stats = GenerationStats()
-        pieces = self._text_pieces(ids, max_tokens, params, stops, stats)
+        pieces = self._text_pieces(ids, max_tokens, params, stops, stats, mask, on_progress)
         if stream:
             return pieces
         return "".join(pieces)
 
+    def _grammar_matcher(self, grammar, response_format=None):
+        """A fresh grammar.GrammarMatcher for one generation, or None; a malformed
+        grammar or schema raises GrammarError here, before any token."""
+        if grammar is None and response_format is None:
+            return None
+        from .grammar import matcher_for
+
+        return matcher_for(self, grammar, response_format)
+
     # -- OpenAI-style dictionaries -----------------------------------------------
 
     def create_completion(self, prompt, max_tokens: Optional[int] = 16, *, stop=None, stream: bool = False,
-                          **sampling):
+                          grammar=None, **sampling):
         """llama-cpp-python's create_completion: a "text_completion" dict, or with
         stream=True an iterator of chunk dicts."""
         check_max_tokens(max_tokens)
@@ -551,8 +677,9 @@ class Model:
         stops = stop_list(stop)
         ids = self._prompt_ids(prompt, None, False)
         self._check_fits(ids)
+        mask = self._grammar_matcher(grammar)
         stats = GenerationStats()
-        pieces = self._text_pieces(ids, max_tokens, params, stops, stats)
+        pieces = self._text_pieces(ids, max_tokens, params, stops, stats, mask)
         return openai_format.completion(pieces, stats, self.path, stream)
 
     __call__ = create_completion
@@ -582,12 +709,15 @@ class Model:
         return self.tokenize(text, add_bos=add_bos, special=True)
 
     def chat(self, messages, *, max_tokens: Optional[int] = None, stop=None, stream: bool = False,
-             tools=None, **sampling):
+             tools=None, response_format=None, grammar=None,
+             on_progress: Optional[Callable[[int, int], None]] = None, **sampling):
         """llama-cpp-python's create_chat_completion: messages are dicts with "role"
         and "content". Returns a "chat.completion" dict (choices[0]["message"]), or
         with stream=True an iterator of "chat.completion.chunk" dicts whose
         choices[0]["delta"] carries the role first, then content pieces, and the
-        last one finish_reason "stop" or "length"."""
+        last one finish_reason "stop" or "length". response_format: OpenAI's
+        {"type": "json_object"} or {"type": "json_schema", "json_schema": {"name": ...,
+        "schema": {...}}}; grammar: as generate()'s."""
         check_max_tokens(max_tokens)
         params = sampling_params(sampling)
         stops = stop_list(stop)
@@ -596,11 +726,52 @@ class Model:
         extra = {"tools": tools} if tools is not None else {}
         ids = self.chat_prompt_ids(messages, **extra)
         self._check_fits(ids)
+        mask = self._grammar_matcher(grammar, response_format)
         stats = GenerationStats()
-        pieces = self._text_pieces(ids, max_tokens, params, stops, stats)
+        pieces = self._text_pieces(ids, max_tokens, params, stops, stats, mask, on_progress)
         return openai_format.chat_completion(pieces, stats, self.path, stream)
 
     create_chat_completion = chat
+
+    # -- saved state --------------------------------------------------------------
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the model file (sessions and caches are keyed by it)."""
+        if getattr(self, "_fingerprint", None) is None:
+            from .session import model_fingerprint
+
+            self._m()
+            self._fingerprint = model_fingerprint(self.path, self.info)
+        return self._fingerprint
+
+    def save_state(self):
+        """An in-memory snapshot of the evaluated tokens, their K/V and the last logits
+        (a pytactic.session.ModelState), as llama-cpp-python's save_state."""
+        from .session import capture
+
+        return capture(self)
+
+    def load_state(self, state) -> None:
+        """Restore a save_state() snapshot of this model with this n_ctx."""
+        from .session import restore
+
+        restore(self, state)
+
+    def save_session(self, path, meta: Optional[dict] = None) -> int:
+        """Write the evaluated state to a file (atomically; versioned, checksummed).
+        Returns the bytes written."""
+        from .session import save_file
+
+        return save_file(self, path, meta)
+
+    def load_session(self, path) -> dict:
+        """Restore a save_session() file; returns its header. Raises CorruptSessionError
+        (not a session, truncated, checksum) or SessionMismatchError (another model or
+        n_ctx); the model is unchanged and usable then."""
+        from .session import load_file
+
+        return load_file(self, path)
 
     # -- hub --------------------------------------------------------------------
 

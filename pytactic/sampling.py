@@ -84,18 +84,29 @@ class Sampler:
         self._s = ffi.gc(out[0], lib.tactic_sampler_free)
         self._out = ffi.new("int32_t *")
 
-    def sample(self, logits) -> int:
-        """Pick a token from a 1-D float32 array (or any buffer of float32)."""
+    def sample(self, logits, mask=None) -> int:
+        """Pick a token from a 1-D float32 array (or any buffer of float32).
+        mask: None, or uint32 words with one bit per token (bit i % 32 of word i // 32;
+        1 = allowed): the other tokens are removed before any sampling step."""
         import numpy as np
 
         arr = np.ascontiguousarray(logits, dtype=np.float32)
         if arr.ndim != 1:
             raise ValueError(f"logits must be one row (1-D), got shape {arr.shape}")
         ptr = ffi.cast("const float *", ffi.from_buffer(arr))
-        return self._sample_ptr(ptr, arr.shape[0])
+        if mask is None:
+            return self._sample_ptr(ptr, arr.shape[0])
+        words = np.ascontiguousarray(mask, dtype=np.uint32)
+        if words.ndim != 1 or words.shape[0] != (arr.shape[0] + 31) // 32:
+            raise ValueError(f"mask must be {(arr.shape[0] + 31) // 32} uint32 words for {arr.shape[0]} logits, "
+                             f"got shape {words.shape}")
+        return self._sample_ptr(ptr, arr.shape[0], ffi.cast("const uint32_t *", ffi.from_buffer(words)))
 
-    def _sample_ptr(self, ptr, n_vocab: int) -> int:
-        check(lib.tactic_sampler_sample(self._s, ptr, n_vocab, self._out), "sample")
+    def _sample_ptr(self, ptr, n_vocab: int, mask=None) -> int:
+        if mask is None:
+            check(lib.tactic_sampler_sample(self._s, ptr, n_vocab, self._out), "sample")
+        else:
+            check(lib.tactic_sampler_sample_masked(self._s, ptr, n_vocab, mask, self._out), "sample")
         return int(self._out[0])
 
     def accept(self, token: int) -> None:

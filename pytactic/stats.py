@@ -9,7 +9,8 @@ from typing import List, Optional
 @dataclass
 class GenerationStats:
     n_prompt: int = 0  # prompt tokens
-    n_cached: int = 0  # of which reused from the KV cache
+    n_cached: int = 0  # of which reused from the KV cache (Python's bookkeeping)
+    n_evaluated: int = 0  # prompt tokens the native context evaluated (its own counter)
     n_generated: int = 0
     prefill_s: float = 0.0
     decode_s: float = 0.0

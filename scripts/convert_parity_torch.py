@@ -105,24 +105,14 @@ class Runtime:
 
     def __init__(self, path: Path, n_ctx: int = 256):
         from pytactic import _native as n
+        from pytactic.lowlevel import NativeSession
 
         self.n, self.ffi, self.lib = n, n.ffi, n.lib
-        m = self.ffi.new("tactic_model **")
-        n.check(self.lib.tactic_model_load(str(path).encode(), self.ffi.new(
-            "tactic_model_params *", self.lib.tactic_model_default_params()), m))
-        self.model = m[0]
-        info = self.ffi.new("tactic_model_info *")
-        n.check(self.lib.tactic_model_get_info(self.model, info))
-        self.n_vocab = info.n_vocab
-        cp = self.lib.tactic_context_default_params()
-        cp.n_ctx, cp.attention = n_ctx, self.lib.TACTIC_ATTN_FULL
-        c = self.ffi.new("tactic_context **")
-        n.check(self.lib.tactic_context_new(self.model, self.ffi.new("tactic_context_params *", cp), c))
-        self.ctx = c[0]
+        self.session = NativeSession(path, n_ctx=n_ctx, attention=self.lib.TACTIC_ATTN_FULL)
+        self.model, self.ctx, self.n_vocab = self.session.model, self.session.ctx, self.session.n_vocab
 
     def close(self):
-        self.lib.tactic_context_free(self.ctx)
-        self.lib.tactic_model_free(self.model)
+        self.session.close()
 
     def eval(self, tokens: list[int], all_logits: bool) -> np.ndarray:
         self.n.check(self.lib.tactic_eval(self.ctx, self.ffi.new("int32_t[]", tokens), len(tokens), int(all_logits)))

@@ -26,6 +26,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
+from pytactic import lowlevel  # noqa: E402
 from pytactic._native import check, ffi, lib  # noqa: E402
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -57,20 +58,13 @@ def n_maps():
         return sum(1 for _ in f)
 
 
+# Raw handles: the soak frees them itself, every cycle.
 def load(path):
-    p = lib.tactic_model_default_params()
-    out = ffi.new("tactic_model **")
-    check(lib.tactic_model_load(str(path).encode(), ffi.new("tactic_model_params *", p), out), "load")
-    return out[0]
+    return lowlevel.load_model(path, owned=False)
 
 
 def context(model, n_ctx, n_threads):
-    p = lib.tactic_context_default_params()
-    p.n_ctx = n_ctx
-    p.n_threads = n_threads
-    out = ffi.new("tactic_context **")
-    check(lib.tactic_context_new(model, ffi.new("tactic_context_params *", p), out), "context")
-    return out[0]
+    return lowlevel.new_context(model, owned=False, n_ctx=n_ctx, n_threads=n_threads)
 
 
 def load_cycle(path, loads, n_threads):

@@ -13,6 +13,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from pytactic import lowlevel  # noqa: E402
 from pytactic._native import check, ffi, lib  # noqa: E402
 
 SELECT = {"tactic": 0, "oracle": 1, "quest": 2, "cluster_opt": 3, "full": 4, "prune": 5, "bounded": 6}
@@ -123,12 +124,8 @@ def fallback_tokenizer(model):
 class Model:
     def __init__(self, path=None):
         self.path = path or model_path()
-        mp = lib.tactic_model_default_params()
-        out = ffi.new("tactic_model **")
-        check(lib.tactic_model_load(self.path.encode(), ffi.new("tactic_model_params *", mp), out))
-        self.h = out[0]
-        info = ffi.new("tactic_model_info *")
-        check(lib.tactic_model_get_info(self.h, info))
+        self.h = lowlevel.load_model(self.path)
+        info = lowlevel.model_info(self.h)
         self.n_vocab, self.n_layer, self.n_head = info.n_vocab, info.n_layer, info.n_head
 
     def tokenize(self, text, add_special=True):
@@ -153,18 +150,9 @@ class Model:
 class Ctx:
     def __init__(self, model, n_ctx, attention="tactic", p=0.9, selector="tactic", debug=False, n_threads=2,
                  **extra):
-        cp = lib.tactic_context_default_params()
-        cp.n_ctx = n_ctx
-        cp.n_threads = n_threads
-        cp.attention = {"auto": 0, "full": 1, "tactic": 2}[attention]
-        cp.tactic_p = p
-        cp.tactic_selector = SELECT[selector]
-        cp.tactic_debug = int(debug)
-        for k, v in extra.items():
-            setattr(cp, k, v)
-        out = ffi.new("tactic_context **")
-        check(lib.tactic_context_new(model.h, ffi.new("tactic_context_params *", cp), out))
-        self.h = ffi.gc(out[0], lib.tactic_context_free)
+        self.h = lowlevel.new_context(model.h, n_ctx=n_ctx, n_threads=n_threads,
+                                      attention={"auto": 0, "full": 1, "tactic": 2}[attention], tactic_p=p,
+                                      tactic_selector=SELECT[selector], tactic_debug=int(debug), **extra)
         self.model = model
 
     def eval(self, tokens, logits_all=False):

@@ -1,17 +1,14 @@
 """Test helper: the C ABI's tokenizer calls on a GGUF loaded with vocab_only."""
 
 from pytactic._native import check, ffi, lib
+from pytactic.lowlevel import load_model
 
 
 class NativeVocab:
     """The C ABI's tokenizer calls on a vocab-only model."""
 
     def __init__(self, path):
-        params = lib.tactic_model_default_params()
-        params.vocab_only = 1
-        out = ffi.new("tactic_model **")
-        check(lib.tactic_model_load(str(path).encode(), ffi.new("tactic_model_params *", params), out))
-        self.model = ffi.gc(out[0], lib.tactic_model_free)
+        self.model = load_model(path, vocab_only=True)
 
     def tokenize(self, text, add_special=False, parse_special=False):
         data = text.encode("utf-8") if isinstance(text, str) else text

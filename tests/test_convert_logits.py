@@ -13,34 +13,13 @@ from pytactic.convert import convert
 TOKENS = [5, 17, 42, 99, 3, 250, 7, 8, 11, 60, 2, 33]
 
 
-def _native():
-    from pytactic import _native
-
-    return _native
-
-
 def runtime_logits(path, tokens):
     """All-position logits from pytactic's C ABI (full attention, one thread)."""
-    n = _native()
-    ffi, lib = n.ffi, n.lib
-    m = ffi.new("tactic_model **")
-    n.check(lib.tactic_model_load(str(path).encode(), ffi.new("tactic_model_params *", lib.tactic_model_default_params()), m))
-    try:
-        cp = lib.tactic_context_default_params()
-        cp.n_ctx, cp.n_threads, cp.attention = 64, 1, lib.TACTIC_ATTN_FULL
-        c = ffi.new("tactic_context **")
-        n.check(lib.tactic_context_new(m[0], ffi.new("tactic_context_params *", cp), c))
-        try:
-            n.check(lib.tactic_eval(c[0], ffi.new("int32_t[]", tokens), len(tokens), 1))
-            info = ffi.new("tactic_model_info *")
-            n.check(lib.tactic_model_get_info(m[0], info))
-            rows = [np.frombuffer(ffi.buffer(lib.tactic_get_logits(c[0], i), 4 * info.n_vocab), np.float32).copy()
-                    for i in range(len(tokens))]
-            return np.stack(rows)
-        finally:
-            lib.tactic_context_free(c[0])
-    finally:
-        lib.tactic_model_free(m[0])
+    from pytactic._native import lib
+    from pytactic.lowlevel import NativeSession
+
+    with NativeSession(path, n_ctx=64, n_threads=1, attention=lib.TACTIC_ATTN_FULL) as s:
+        return s.eval(tokens, logits_all=True)
 
 
 def rel_err(got, want):

@@ -24,13 +24,10 @@ def texts(refs):
 
 def vocab_model(path):
     from pytactic import _native as n
+    from pytactic.lowlevel import load_model
 
-    p = n.lib.tactic_model_default_params()
-    p.vocab_only = 1
-    m = n.ffi.new("tactic_model **")
     # A converter that drops the tokenizer makes this load fail: that is a failure.
-    n.check(n.lib.tactic_model_load(str(path).encode(), n.ffi.new("tactic_model_params *", p), m))
-    return n, m[0]
+    return n, load_model(path, owned=False, vocab_only=True)  # the tests free it
 
 
 def tokenize(n, model, text, add_special=False, parse_special=False):

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from pytactic._native import ffi, lib
+from pytactic._native import check, ffi, lib
 
 TYPES = {  # name: (id, elements per block, bytes per block, offsets of f16 scale fields)
     "F32": (0, 1, 4, ()),

@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gguf_builders as gb  # noqa: E402
 from pytactic import errors  # noqa: E402
 from pytactic._native import check, ffi, lib  # noqa: E402
+from pytactic.lowlevel import load_model  # noqa: E402
 
 
 def gguf_open(path):
@@ -37,12 +38,7 @@ class Loaded:
     """A tactic_model handle, freed on exit."""
 
     def __init__(self, path, vocab_only=False, use_mmap=True):
-        p = lib.tactic_model_default_params()
-        p.vocab_only = int(vocab_only)
-        p.use_mmap = int(use_mmap)
-        out = ffi.new("tactic_model **")
-        check(lib.tactic_model_load(str(path).encode(), ffi.new("tactic_model_params *", p), out), "model_load")
-        self.m = out[0]
+        self.m = load_model(path, owned=False, vocab_only=vocab_only, use_mmap=use_mmap)
 
     def meta(self, key):
         s = ffi.new("const char **")

@@ -20,38 +20,24 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gguf_builders as gb  # noqa: E402
-from pytactic import errors  # noqa: E402
+from pytactic import errors, lowlevel  # noqa: E402
 from pytactic._native import check, ffi, lib  # noqa: E402
 
 CORPUS = Path(__file__).resolve().parent / "data" / "fuzz_corpus"
 
 
-# ---- thin C ABI wrappers (the tests own their handles) -------------------------------
+# ---- the C ABI through pytactic.lowlevel (handles freed when collected) ---------------
 
 def load(path, vocab_only=False, use_mmap=True):
-    p = lib.tactic_model_default_params()
-    p.vocab_only = int(vocab_only)
-    p.use_mmap = int(use_mmap)
-    out = ffi.new("tactic_model **")
-    check(lib.tactic_model_load(str(path).encode(), ffi.new("tactic_model_params *", p), out), "load")
-    return ffi.gc(out[0], lib.tactic_model_free)
+    return lowlevel.load_model(path, vocab_only=vocab_only, use_mmap=use_mmap)
 
 
 def new_context(model, **kw):
-    p = lib.tactic_context_default_params()
-    p.n_threads = 1
-    p.attention = lib.TACTIC_ATTN_FULL
-    for k, v in kw.items():
-        setattr(p, k, v)
-    out = ffi.new("tactic_context **")
-    check(lib.tactic_context_new(model, ffi.new("tactic_context_params *", p), out), "context")
-    return ffi.gc(out[0], lib.tactic_context_free)
+    return lowlevel.new_context(model, **{"n_threads": 1, "attention": lib.TACTIC_ATTN_FULL, **kw})
 
 
 def n_vocab(model):
-    i = ffi.new("tactic_model_info *")
-    check(lib.tactic_model_get_info(model, i))
-    return i.n_vocab
+    return lowlevel.model_info(model).n_vocab
 
 
 def eval_tokens(ctx, tokens):
@@ -144,9 +130,14 @@ def test_context_refused_when_memory_is_short(gemma_path, monkeypatch):
     m = load(gemma_path)
     monkeypatch.setenv("TACTIC_MEMORY_LIMIT", "400M")
     # Gemma 3 270M: 18 layers x 1 KV head x 256 x 2 (K, V) x f16 = 18 KiB per token.
+    # Sliding-window layers kept whole (swa_full): 576 MiB at 32K.
     with pytest.raises(errors.OutOfMemoryError, match=r"a context of 32768 tokens \(KV cache 576.0 MiB"):
-        new_context(m, n_ctx=32768)
+        new_context(m, n_ctx=32768, swa_full=1)
     new_context(m, n_ctx=1024)  # 18 MiB: fits
+    # Rings of window + n_batch for the 15 sliding-window layers: 3 x 32768 + 15 x 1024 positions.
+    monkeypatch.setenv("TACTIC_MEMORY_LIMIT", "100M")
+    with pytest.raises(errors.OutOfMemoryError, match=r"a context of 32768 tokens \(KV cache 111.0 MiB"):
+        new_context(m, n_ctx=32768)
     monkeypatch.delenv("TACTIC_MEMORY_LIMIT")
     new_context(m, n_ctx=32768)
 
@@ -409,7 +400,10 @@ def test_model_memory_refusals(gemma_path, monkeypatch):
         Model(gemma_path)
     monkeypatch.setenv("TACTIC_MEMORY_LIMIT", "400M")
     with pytest.raises(MemoryError, match="a context of 32768 tokens"):
-        Model(gemma_path, n_ctx=32768)
+        Model(gemma_path, n_ctx=32768, swa_full=True)  # 576 MiB of KV: sliding-window layers whole
+    # The default n_ctx is the training context capped by memory: it loads, smaller.
+    with Model(gemma_path, swa_full=True) as m:  # at most half of the 400M for the KV cache
+        assert 4096 < m.n_ctx < 32768 and m.kv_memory()["reserved"] <= 200 * 2**20
 
 
 def test_model_two_threads(gemma_path):
@@ -449,3 +443,21 @@ def test_two_model_objects_in_threads(gemma_path, tiny_path):
 
         run_threads(run, [(0,), (1,)])
         assert got == want
+
+
+def test_native_session_frees_the_model_when_the_context_fails(tiny_path, monkeypatch):
+    """pytactic.lowlevel.NativeSession: a refused context must not leak the model."""
+    real, freed = lowlevel.lib, []
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def tactic_model_free(self, m):
+            freed.append(m)
+            real.tactic_model_free(m)
+
+    monkeypatch.setattr(lowlevel, "lib", Spy())
+    with pytest.raises(errors.InvalidArgumentError):
+        lowlevel.NativeSession(tiny_path, n_ctx=-5)
+    assert len(freed) == 1

@@ -6,20 +6,16 @@ import threading
 import time
 
 from pytactic._native import check, ffi, lib
+from pytactic.lowlevel import load_model, new_context
 
 
+# Raw handles (owned=False): these tests free them themselves, in a chosen order.
 def _load(path):
-    m = ffi.new("tactic_model**")
-    check(lib.tactic_model_load(path.encode(), ffi.NULL, m))
-    return m[0]
+    return load_model(path, owned=False)
 
 
 def _context(model, n_ctx=4096):
-    p = lib.tactic_context_default_params()
-    p.n_ctx, p.n_threads = n_ctx, 2
-    c = ffi.new("tactic_context**")
-    check(lib.tactic_context_new(model, ffi.new("tactic_context_params*", p), c))
-    return c[0]
+    return new_context(model, owned=False, n_ctx=n_ctx, n_threads=2)
 
 
 def test_context_free_during_eval_waits_for_it(gemma_path):

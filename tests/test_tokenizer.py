@@ -291,6 +291,10 @@ SPLIT_TEXTS = [
     "e\u0301t\u0308 \u0301x ٣٤٥",
     "a  b   c\t\t d",
     "\n \n\t x \r\n",
+    # Letters new in Unicode 15 (Kawi, CJK Extension H) and 16 (Todhri, Tulu-Tigalari):
+    # letters to `regex`, "other" to tables generated from Python 3.11's Unicode 14.
+    "a\U00011f04\U00011f05 \U00031350\U00031351!1 \U000105c0b",
+    "x\U00011380 'll \U000105c1\U000105c2 9\U00031352",
 ]
 
 

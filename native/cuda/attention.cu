@@ -17,6 +17,7 @@
 #include <cmath>
 
 #include "cuda_backend.h"
+#include "cuda_ops.cuh"
 #include "cuda_util.cuh"
 
 namespace tactic {
@@ -52,6 +53,8 @@ struct AttnDev {
     const int32_t *idx;               // list mode (non-null): token idx[off[g] + j]
     const int64_t *off;
     int split_len;
+    const int32_t *d_pos;             // non-null: range mode over [max(0, pos + 1 - window), pos + 1) with
+    int window;                       //   pos = *d_pos read on the device (one CUDA graph serves all lengths)
     float scale;
     int prefetch;                     // 1: prefetch this tile's V and the next tile's K into L2
     float *part_acc;                  // [split][n_head][D]
@@ -72,13 +75,19 @@ __global__ void __launch_bounds__(kAttnWarps * 32) attn_split_kernel(AttnDev a) 
     const int nh = min(G, group - hg * G);
 
     const int32_t *list = nullptr;
-    int len = a.len_full;
+    int lo = a.lo, len = a.len_full, split_len = a.split_len;
+    if (a.d_pos) {
+        const int n = a.d_pos[0] + 1;
+        lo = a.window > 0 ? max(0, n - a.window) : 0;
+        len = n - lo;
+        split_len = ((len + int(gridDim.y) - 1) / int(gridDim.y) + kTile - 1) / kTile * kTile;
+    }
     if (a.idx) {
         list = a.idx + a.off[kvh];
         len = int(a.off[kvh + 1] - a.off[kvh]);
     }
-    const int s_begin = blockIdx.y * a.split_len;
-    const int s_end = min(len, s_begin + a.split_len);
+    const int s_begin = blockIdx.y * split_len;
+    const int s_end = min(len, s_begin + split_len);
     const __half *K0 = a.k + int64_t(kvh) * a.n_ctx * D, *V0 = a.v + int64_t(kvh) * a.n_ctx * D;
     const __half *K = K0 + dl * 8, *V = V0 + dl * 8;
 
@@ -99,14 +108,14 @@ __global__ void __launch_bounds__(kAttnWarps * 32) attn_split_kernel(AttnDev a) 
         const int n_in = min(kTile, s_end - t0);
         // Lane t fetches the token of tile slot t once; steps read it by shuffle.
         const int my_pos = t0 + min(lane, n_in - 1);
-        const int my_tok = list ? list[my_pos] : a.lo + my_pos;
+        const int my_tok = list ? list[my_pos] : lo + my_pos;
         // Optional (attn_prefetch): bring V in while the scores are computed, and the
         // next tile's K while the values are summed. Measured no faster on an H200.
         const int next_t0 = t0 + kAttnWarps * kTile;
         int next_tok = -1;
         if (a.prefetch) {
             prefetch_row<D>(V0 + int64_t(my_tok) * D);
-            if (next_t0 + lane < s_end) next_tok = list ? list[next_t0 + lane] : a.lo + next_t0 + lane;
+            if (next_t0 + lane < s_end) next_tok = list ? list[next_t0 + lane] : lo + next_t0 + lane;
         }
 
         // 1. scores
@@ -252,9 +261,9 @@ __global__ void attn_merge_kernel(const float *__restrict__ part_acc, const floa
 }
 
 template <int D, int G>
-void launch_split(const AttnDev &a, int n_splits) {
+void launch_split(const AttnDev &a, int n_splits, cudaStream_t stream = 0) {
     dim3 grid(unsigned(a.n_head_kv * a.n_hgroups), unsigned(n_splits));
-    attn_split_kernel<D, G><<<grid, kAttnWarps * 32>>>(a);
+    attn_split_kernel<D, G><<<grid, kAttnWarps * 32, 0, stream>>>(a);
 }
 
 // Resident blocks per multiprocessor of the split kernel for (D, G).
@@ -270,13 +279,15 @@ int occupancy_d(int gmax) {
 }
 
 template <int D>
-void launch_split_d(const AttnDev &a, int n_splits, int gmax) {
+void launch_split_d(const AttnDev &a, int n_splits, int gmax, cudaStream_t stream = 0) {
     switch (gmax) {
-        case 1: launch_split<D, 1>(a, n_splits); break;
-        case 2: launch_split<D, 2>(a, n_splits); break;
-        default: launch_split<D, 4>(a, n_splits); break;
+        case 1: launch_split<D, 1>(a, n_splits, stream); break;
+        case 2: launch_split<D, 2>(a, n_splits, stream); break;
+        default: launch_split<D, 4>(a, n_splits, stream); break;
     }
 }
+
+int group_max(int group) { return group <= 1 ? 1 : group <= 2 ? 2 : 4; }
 
 }  // namespace
 
@@ -287,7 +298,7 @@ void attention(const AttentionArgs &in) {
                  "CUDA attention: head_dim must be 64, 128 or 256");
     // Query heads per block: the GQA group, in pieces of at most 4 (8 would spill
     // registers; a larger group reads its K/V rows once per piece, mostly from L2).
-    const int gmax = group <= 1 ? 1 : group <= 2 ? 2 : 4;
+    const int gmax = group_max(group);
     const int n_hgroups = (group + gmax - 1) / gmax;
 
     int64_t max_len = 0, n_idx = 0;
@@ -362,6 +373,40 @@ void attention(const AttentionArgs &in) {
     check_launch("attention kernels");
     d_out.download(in.out, q_bytes);
     bench(launch, copies);
+}
+
+int decode_attention_splits(int n_head, int n_head_kv, int head_dim, int64_t max_len) {
+    const int D = head_dim, group = n_head / n_head_kv, gmax = group_max(group);
+    const int n_hgroups = (group + gmax - 1) / gmax;
+    const int occ = D == 64 ? occupancy_d<64>(gmax) : D == 128 ? occupancy_d<128>(gmax) : occupancy_d<256>(gmax);
+    const int64_t blocks_per_split = int64_t(n_head_kv) * n_hgroups;
+    const int64_t want = std::max<int64_t>(1, int64_t(occ) * sm_count() / blocks_per_split);
+    const int per_round = kAttnWarps * kTile;
+    return int(std::min<int64_t>(want, std::max<int64_t>(1, (max_len + per_round - 1) / per_round)));
+}
+
+void attention_decode_dev(const DecodeAttn &d, cudaStream_t stream) {
+    const int D = d.head_dim, group = d.n_head / d.n_head_kv, gmax = group_max(group);
+    AttnDev a{};
+    a.q = d.q;
+    a.k = d.k;
+    a.v = d.v;
+    a.n_ctx = d.n_ctx;
+    a.n_head = d.n_head;
+    a.n_head_kv = d.n_head_kv;
+    a.n_hgroups = (group + gmax - 1) / gmax;
+    a.d_pos = d.d_pos;
+    a.window = d.window;
+    a.scale = 1.f;
+    a.part_acc = d.part_acc;
+    a.part_ml = d.part_ml;
+    switch (D) {
+        case 64: launch_split_d<64>(a, d.n_splits, gmax, stream); break;
+        case 128: launch_split_d<128>(a, d.n_splits, gmax, stream); break;
+        default: launch_split_d<256>(a, d.n_splits, gmax, stream); break;
+    }
+    attn_merge_kernel<<<unsigned(d.n_head), std::min(D, 256), 0, stream>>>(d.part_acc, d.part_ml, d.n_splits,
+                                                                            d.n_head, D, d.out);
 }
 
 }  // namespace cuda

@@ -63,11 +63,21 @@ bool set_option(const std::string &name, int64_t value) {
                      "matvec_rows must be 0, 1, 2, 4 or 8");
         o.matvec_rows = int(value);
     } else if (name == "matvec_version") {
-        TACTIC_CHECK(value >= 0 && value <= 2, TACTIC_ERR_INVALID_ARGUMENT, "matvec_version must be 0, 1 or 2");
+        TACTIC_CHECK(value >= 0 && value <= 3, TACTIC_ERR_INVALID_ARGUMENT,
+                     "matvec_version must be 0, 1, 2 or 3 (3: 8-bit activations, Q4_K)");
         o.matvec_version = int(value);
     } else if (name == "attn_prefetch") {
         TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "attn_prefetch must be 0 or 1");
         o.attn_prefetch = int(value);
+    } else if (name == "matvec_q8") {
+        TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "matvec_q8 must be 0 or 1");
+        o.matvec_q8 = int(value);
+    } else if (name == "prefill_mma") {
+        TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "prefill_mma must be 0 or 1");
+        o.prefill_mma = int(value);
+    } else if (name == "graphs") {
+        TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "graphs must be 0 or 1");
+        o.graphs = int(value);
     } else if (name == "attn_splits") {
         TACTIC_CHECK(value >= 0 && value <= 4096, TACTIC_ERR_INVALID_ARGUMENT, "attn_splits must be in [0, 4096]");
         o.attn_splits = int(value);

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "cuda_backend.h"
+#include "cuda_ops.cuh"
 #include "cuda_util.cuh"
 
 namespace tactic {
@@ -69,7 +70,81 @@ float yarn_corr_dim(int n_dims, int n_ctx_orig, float n_rot, float base) {
     return float(n_dims) * std::log(float(n_ctx_orig) / (n_rot * 2.0f * float(M_PI))) / (2.0f * std::log(base));
 }
 
+RopeDev make_rope_dev(const RopeArgs &a, int head_dim, int n_head) {
+    RopeDev r{};
+    r.neox = a.neox;
+    r.n_rot = a.n_rot;
+    r.head_dim = head_dim;
+    r.n_head = n_head;
+    r.theta_scale = std::pow(a.base, -2.0f / float(a.n_rot));
+    r.freq_scale = a.freq_scale;
+    r.mscale = a.attn_factor;
+    r.yarn = a.yarn;
+    if (a.yarn) {  // as the CPU twin (cpu/ops.cpp rope_cos_sin)
+        r.yarn_low = std::max(0.0f, std::floor(yarn_corr_dim(a.n_rot, a.yarn_orig_ctx, 32.0f, a.base)));
+        r.yarn_high = std::min(float(a.n_rot - 1), std::ceil(yarn_corr_dim(a.n_rot, a.yarn_orig_ctx, 1.0f, a.base)));
+        r.mscale *= 1.0f + 0.1f * std::log(1.0f / a.freq_scale);
+    }
+    return r;
+}
+
+// One block per (token, head slot): slots [0, H) are query heads (rotated, scaled,
+// rounded to f16 in place), [H, H + Hkv) key heads (rotated, stored to the cache),
+// [H + Hkv, H + 2 Hkv) value heads (stored). The angle is built by repeated
+// multiplication as the CPU twin does, so both rotate by the same float angles.
+__global__ void rope_qkv_kernel(QkvArgs a, RopeDev r, const float *__restrict__ freq_factors) {
+    const int tok = blockIdx.x, slot = blockIdx.y, D = a.head_dim, H = a.n_head, Hkv = a.n_head_kv;
+    const int pos = a.pos[tok];
+    if (slot >= H + Hkv) {  // value head: copy
+        const int h = slot - H - Hkv;
+        const float *src = a.v + (int64_t(tok) * Hkv + h) * D;
+        __half *dst = a.v_cache + (int64_t(h) * a.n_ctx + pos) * D;
+        for (int d = threadIdx.x; d < D; d += blockDim.x) dst[d] = __float2half_rn(src[d]);
+        return;
+    }
+    const bool is_q = slot < H;
+    const int h = is_q ? slot : slot - H;
+    const float *src = is_q ? a.q + (int64_t(tok) * H + h) * D : a.k + (int64_t(tok) * Hkv + h) * D;
+    float *qdst = a.q + (int64_t(tok) * H + h) * D;
+    __half *kdst = a.k_cache + (int64_t(h) * a.n_ctx + pos) * D;
+    auto put = [&](int d, float val) {
+        if (is_q) qdst[d] = __half2float(__float2half_rn(val * a.q_scale));
+        else kdst[d] = __float2half_rn(val);
+    };
+    const int half = r.n_rot / 2;
+    for (int i = threadIdx.x; i < half; i += blockDim.x) {
+        float theta_base = float(pos);
+        for (int j = 0; j < i; j++) theta_base *= r.theta_scale;
+        float theta_extrap = theta_base;
+        if (freq_factors) theta_extrap /= freq_factors[i];
+        float theta = r.freq_scale * theta_extrap;
+        if (r.yarn) {
+            const float yv = (float(i) - r.yarn_low) / fmaxf(0.001f, r.yarn_high - r.yarn_low);
+            const float ramp = 1.0f - fminf(1.0f, fmaxf(0.0f, yv));
+            theta = theta * (1.0f - ramp) + theta_extrap * ramp;
+        }
+        const float cs = cosf(theta) * r.mscale, sn = sinf(theta) * r.mscale;
+        const int ia = r.neox ? i : 2 * i, ib = r.neox ? i + half : 2 * i + 1;
+        const float x0 = src[ia], x1 = src[ib];
+        put(ia, x0 * cs - x1 * sn);
+        put(ib, x0 * sn + x1 * cs);
+    }
+    for (int d = r.n_rot + threadIdx.x; d < D; d += blockDim.x) put(d, src[d]);
+}
+
 }  // namespace
+
+void rms_norm_dev(const float *x, const float *w, int64_t n_rows, int n, float eps, float *y, cudaStream_t stream) {
+    if (n_rows == 0) return;
+    rms_norm_kernel<<<unsigned(n_rows), kNormThreads, 0, stream>>>(x, w, n, eps, y);
+}
+
+void rope_qkv_dev(const QkvArgs &a, const RopeArgs &rope, cudaStream_t stream) {
+    if (a.n_tokens == 0) return;
+    const RopeDev r = make_rope_dev(rope, a.head_dim, a.n_head);
+    dim3 grid(unsigned(a.n_tokens), unsigned(a.n_head + 2 * a.n_head_kv));
+    rope_qkv_kernel<<<grid, 64, 0, stream>>>(a, r, rope.freq_factors);
+}
 
 void rms_norm(const float *x, const float *w, int64_t n_rows, int n, float eps, float *y) {
     require_device();

@@ -1,9 +1,13 @@
-/* libtactic: the one public header of the pytactic native runtime.
+/* libtactic: the public header of the pytactic native runtime.
  *
  * A C ABI of opaque handles, status codes and a per-thread last-error message.
  * No C++ exception or abort crosses it. Parameter structs come with a
  * tactic_*_default_params() function so fields can be added without breaking
  * callers.
+ *
+ * This is the user-facing ABI. Test, benchmark and research hooks (tactic_bench_*,
+ * the CUDA kernels' entry points, Tactic's selection/debug/evaluation calls) are in
+ * tactic_internal.h: no stability promise, not for applications.
  *
  * pytactic reads this file with cffi: keep every declaration between the
  * CDEF markers plain C (no macros other than TACTIC_API, which is stripped).
@@ -63,22 +67,6 @@ TACTIC_API tactic_status tactic_dequantize(int32_t type, const void *src, size_t
  * K-quants included). dst_size guards the write. */
 TACTIC_API tactic_status tactic_quantize(int32_t type, const float *src, int64_t n_rows,
                                          int64_t n_per_row, void *dst, size_t dst_size);
-/* out = dot(w_row, x) as the runtime's matmul computes it (activation quantized to the
- * weight's vec_dot type). impl: 0 = best available, 1 = scalar, 2 = SIMD (error if absent). */
-TACTIC_API tactic_status tactic_vec_dot(int32_t type, const void *w, size_t w_size,
-                                        const float *x, int64_t n, int32_t impl, float *out);
-/* Benchmark and test hook (not for applications): y[t * rows + j] = the forward pass's
- * matmul of a rows x n weight matrix of `type` (rows back to back in w) with n_tokens
- * activation rows x[t * n ..], on n_threads threads (0 = all), impl as tactic_vec_dot.
- * Runs n_iter times (at least once); *seconds (may be NULL) = mean time of one call. */
-TACTIC_API tactic_status tactic_bench_matmul(int32_t type, const void *w, size_t w_size, int64_t rows,
-                                             int64_t n, const float *x, int64_t n_tokens, float *y,
-                                             int32_t impl, int32_t n_threads, int32_t n_iter,
-                                             double *seconds);
-/* Test hook: the activation row x[n] quantized to weight_type's vec_dot type (Q8_0,
- * Q8_1, Q8_K, F16, ...), as matmul does it, by impl (1 scalar, 2 SIMD). */
-TACTIC_API tactic_status tactic_bench_quantize_activation(int32_t weight_type, const float *x, int64_t n,
-                                                         int32_t impl, void *dst, size_t dst_size);
 
 /* ---- GGUF inspection --------------------------------------------------- */
 /* Parse and validate a GGUF file without building a model. */
@@ -154,6 +142,10 @@ TACTIC_API int32_t tactic_vocab_add_eos(const tactic_model *model);
 typedef struct tactic_context tactic_context;
 
 enum { TACTIC_ATTN_AUTO = 0, TACTIC_ATTN_FULL = 1, TACTIC_ATTN_TACTIC = 2 };
+/* Where a context runs. AUTO: CUDA when a usable GPU is there (and the library was
+ * built with CUDA), else the CPU. On CUDA the weights, the KV cache and the activations
+ * live in GPU memory, and attention is full (Tactic runs on the CPU only, for now). */
+enum { TACTIC_DEVICE_AUTO = 0, TACTIC_DEVICE_CPU = 1, TACTIC_DEVICE_CUDA = 2 };
 
 typedef struct {
     int32_t n_ctx;              /* 0 = the model's training context */
@@ -171,6 +163,11 @@ typedef struct {
     /* added by the Tactic work (additive) */
     int32_t tactic_selector;    /* TACTIC_SELECT_*: Tactic (default) or a baseline for comparisons */
     int32_t tactic_incremental; /* 1: tokens leaving the recent window join their nearest cluster */
+    /* added by the GPU work (additive) */
+    int32_t device;             /* TACTIC_DEVICE_* */
+    /* added by the document Q&A work (additive) */
+    int32_t swa_full;           /* 1: sliding-window layers keep every position (no rings) */
+    /* added by the Tactic work, issue 12 (additive) */
     int32_t tactic_block_size;  /* new tokens are clustered in blocks of this many (default 256);
                                    0: the older whole-cache re-clustering (recluster_interval) */
     float tactic_force_fraction; /* (0, 1]: keep exactly this share of the cached tokens per
@@ -183,6 +180,8 @@ TACTIC_API tactic_status tactic_context_new(tactic_model *model, const tactic_co
 /* Cancels and waits for a tactic_eval still running on another thread, then frees. */
 TACTIC_API void tactic_context_free(tactic_context *ctx);
 TACTIC_API int32_t tactic_context_n_ctx(const tactic_context *ctx);
+/* The device the context runs on: TACTIC_DEVICE_CPU or TACTIC_DEVICE_CUDA (AUTO resolved). */
+TACTIC_API int32_t tactic_context_device(const tactic_context *ctx);
 /* Tokens currently in the cache. */
 TACTIC_API int32_t tactic_context_n_past(const tactic_context *ctx);
 /* Drop cached tokens from position n_keep on (n_keep <= n_past). */
@@ -198,25 +197,35 @@ TACTIC_API int32_t tactic_get_n_logits_rows(const tactic_context *ctx);
 /* Ask a running tactic_eval on this context to stop (thread-safe, async-signal-safe). */
 TACTIC_API void tactic_cancel(tactic_context *ctx);
 
-/* ---- Tactic statistics --------------------------------------------------- */
+/* ---- context state, checkpoints, memory ----------------------------------- */
+/* Sliding-window layers keep a ring of window + n_batch positions, so tactic_context_truncate
+ * may keep fewer tokens than asked (then n_past says how many): the rings must still hold
+ * the window before n_keep, or a checkpoint at or after n_keep (and at most n_batch tokens
+ * after it) must exist. The context keeps the first checkpoint taken since it was emptied
+ * and the newest one. */
+TACTIC_API tactic_status tactic_context_checkpoint(tactic_context *ctx);
+/* Tokens evaluated by this context since it was created (prompts and decode steps). */
+TACTIC_API int64_t tactic_context_n_evaluated(const tactic_context *ctx);
+/* The evaluated state (K/V of the cached positions, last logits row) as bytes. Tactic's
+ * clusters are rebuilt from the keys after a set. set is all-or-nothing: on any error
+ * the context is unchanged. Another model or n_ctx: TACTIC_ERR_INVALID_ARGUMENT; a
+ * damaged blob: TACTIC_ERR_FORMAT. */
+TACTIC_API tactic_status tactic_context_state_size(tactic_context *ctx, size_t *out);
+TACTIC_API tactic_status tactic_context_state_get(tactic_context *ctx, uint8_t *dst, size_t size);
+TACTIC_API tactic_status tactic_context_state_set(tactic_context *ctx, const uint8_t *src, size_t size);
 typedef struct {
-    int32_t layer;
-    int32_t head;         /* query head */
-    int32_t n_tokens;     /* tokens in the cache for this layer */
-    int32_t n_selected;   /* tokens this head selected */
-    int32_t n_attended;   /* tokens attended for the head's KV group (union + always-kept) */
-    float est_mass;       /* Tactic's estimated share of the mass of its selection */
-    float true_mass;      /* the true share (debug mode only, else -1) */
-    int32_t n_scored;     /* tokens the KV group scored exactly (bounded selector) */
-    int32_t oracle_tokens; /* debug mode: the fewest tokens reaching p (else -1) */
-    int32_t oracle_union; /* debug mode: union of the group's oracle sets (else -1) */
-    float est_over_true_total; /* debug mode, bounded selector: estimated / true total mass */
-} tactic_head_stats;
+    uint64_t reserved;    /* K/V bytes of the whole context (rings at their size) */
+    uint64_t committed;   /* K/V bytes of the positions written so far */
+    uint64_t checkpoints; /* copies of the rings kept for prefix reuse */
+    uint64_t flat;        /* what a cache without rings would reserve (every layer n_ctx) */
+} tactic_kv_memory;
+TACTIC_API tactic_status tactic_context_kv_memory(const tactic_context *ctx, tactic_kv_memory *out);
+/* The same figures (committed = 0) for a context these params would create. */
+TACTIC_API tactic_status tactic_kv_memory_estimate(const tactic_model *model, const tactic_context_params *params,
+                                                   tactic_kv_memory *out);
+/* Bytes the system can still give (MemAvailable, cgroup, TACTIC_MEMORY_LIMIT); 0 if unknown. */
+TACTIC_API uint64_t tactic_available_memory(void);
 
-/* Per-head statistics of the last decode step (global layers only). If cap is too
- * small, *n_out is the count needed. */
-TACTIC_API tactic_status tactic_get_head_stats(tactic_context *ctx, tactic_head_stats *out,
-                                               int32_t cap, int32_t *n_out);
 /* Which tokens Tactic-mode decode attends. TACTIC and CLUSTER_OPT keep the n_sink first
  * tokens and every token not yet clustered; ORACLE (exact top-p by true scores) and QUEST
  * (pages of 16 ranked by their min/max bound, as many tokens per query head as Tactic
@@ -231,53 +240,6 @@ enum {
      * tokens kept by exact score until p of (exact + bound) (docs/TACTIC.md) */
     TACTIC_SELECT_BOUNDED = 6
 };
-/* Switch the selector and target p of a context's Tactic attention for the following
- * decode steps (clusters are kept). The context must not use attention = FULL. */
-TACTIC_API tactic_status tactic_set_selection(tactic_context *ctx, int32_t selector, float p);
-/* Switch debug mode (true masses, tactic_get_head_eval) on or off for the following steps. */
-TACTIC_API tactic_status tactic_set_debug(tactic_context *ctx, int32_t on);
-
-/* Debug mode (tactic_debug = 1) only: Tactic and the baselines evaluated at the targets
- * p = 0.5, 0.7, 0.8, 0.9, 0.95 on the last decode step, one entry per (global layer,
- * query head, p). Masses are true shares of the head's softmax mass. */
-typedef struct {
-    int32_t layer;
-    int32_t head;
-    int32_t n_tokens;
-    float p;
-    int32_t tactic_tokens;      /* Tactic's own selection (always-kept tokens included) */
-    float tactic_est_mass;
-    float tactic_true_mass;
-    int32_t oracle_tokens;      /* the fewest tokens whose true mass reaches p */
-    int32_t cluster_opt_tokens; /* always-kept + shortest cluster-order prefix reaching p */
-    float quest_true_mass;      /* Quest with tactic_tokens tokens */
-    int32_t union_tokens;       /* union of Tactic's selections over the KV group */
-    float union_true_mass;      /* this head's true mass over that union */
-    int32_t degenerate;         /* the distribution fit fell back to a flat tail */
-    int32_t prune_tokens;       /* TACTIC_PRUNE at p: tokens kept ... */
-    int32_t prune_candidates;   /* ... out of this many scored exactly */
-    float prune_est_mass;
-    float prune_true_mass;
-} tactic_head_eval;
-TACTIC_API tactic_status tactic_get_head_eval(tactic_context *ctx, tactic_head_eval *out, int32_t cap,
-                                              int32_t *n_out);
-
-/* Benchmark of decode attention alone on caller-given data: K, V f16 [n_head_kv][n_tokens]
- * [head_dim], q f32 [n_head][head_dim] (pre-scaled). selector: TACTIC_SELECT_* through
- * TacticAttention (clustering is done by an untimed first call and reported in
- * out[2]), or -1 for the forward pass's own full-attention kernel.  out[0] = seconds per
- * call (median over n_iter calls; thread CPU time when n_threads = 1), out[1] = mean tokens attended per KV head, out[2] = clustering seconds. */
-TACTIC_API tactic_status tactic_bench_attention(const uint16_t *K, const uint16_t *V, const float *q,
-                                                int32_t n_tokens, int32_t head_dim, int32_t n_head,
-                                                int32_t n_head_kv, int32_t selector, float p,
-                                                int32_t n_threads, int32_t n_iter, double *out);
-
-/* Seconds spent in: [0] prefill total, [1] clustering, [2] decode total,
- * [3] decode attention (global layers), [4] decode selection (Tactic); [5] the mean share
- * of cached tokens attended per global-layer query head over Tactic decode steps (-1: none).
- * Reset by reset=1. */
-TACTIC_API tactic_status tactic_get_timings(tactic_context *ctx, double *out, int32_t n,
-                                            int32_t reset);
 
 /* ---- sampler ------------------------------------------------------------ */
 typedef struct tactic_sampler tactic_sampler;
@@ -301,69 +263,23 @@ TACTIC_API void tactic_sampler_free(tactic_sampler *s);
 /* Pick a token from logits[n_vocab] (not modified). */
 TACTIC_API tactic_status tactic_sampler_sample(tactic_sampler *s, const float *logits,
                                                int32_t n_vocab, int32_t *out_token);
+/* The same over the allowed tokens only: mask holds (n_vocab + 31) / 32 words, token i
+ * allowed where bit (i % 32) of mask[i / 32] is 1. Masked tokens are removed before the
+ * penalties and every other step. TACTIC_ERR_INVALID_ARGUMENT if no allowed token has a
+ * finite logit. */
+TACTIC_API tactic_status tactic_sampler_sample_masked(tactic_sampler *s, const float *logits,
+                                                      int32_t n_vocab, const uint32_t *mask,
+                                                      int32_t *out_token);
 /* Record a token in the penalty history (prompt tokens and generated ones). */
 TACTIC_API tactic_status tactic_sampler_accept(tactic_sampler *s, int32_t token);
 TACTIC_API void tactic_sampler_reset(tactic_sampler *s);
 
 /* ---- CUDA ---- */
-/* The CUDA backend's kernels, exposed for tests and benchmarks. Each call copies its
- * inputs to GPU 0, runs the kernel, and copies the result back. A library built
- * without CUDA returns TACTIC_ERR_UNSUPPORTED from every call (device_count: 0), and
- * so does one that finds no usable GPU or driver. */
-
+/* (The CUDA kernels' own entry points, for tests and benchmarks, are in tactic_internal.h.) */
 /* Number of usable CUDA devices; 0 when there is no driver or GPU (never fails). */
 TACTIC_API int32_t tactic_cuda_device_count(void);
 /* The device's name, NUL-terminated, truncated to cap bytes. */
 TACTIC_API tactic_status tactic_cuda_device_name(int32_t device, char *buf, int32_t cap);
-/* Tuning and benchmark options: "bench_iters" (> 0: every call below also times its
- * kernel over that many launches, rotating among copies of its largest input so that
- * repeats do not run from L2; read the median with tactic_cuda_last_ms),
- * "matvec_version" (1 or 2; 0 = default), "matvec_rows" (rows per warp: 1, 2, 4 or 8;
- * 0 = default), "attn_splits" (splits of the token range per KV head; 0 = automatic),
- * "attn_prefetch" (1: L2 prefetch of upcoming K/V rows; 0 = default, off). */
-TACTIC_API tactic_status tactic_cuda_set_option(const char *name, int64_t value);
-/* Milliseconds per launch of the last timed kernel (median), or -1. */
-TACTIC_API double tactic_cuda_last_ms(void);
-/* dst[n_rows][n_per_row] = dequantize(src), rows of tactic_type_row_size bytes. */
-TACTIC_API tactic_status tactic_cuda_dequantize(int32_t type, const void *src, size_t src_size,
-                                                int64_t n_rows, int64_t n_per_row, float *dst);
-/* y[n_rows] = W x: W rows in their own type, x f32, f32 accumulation. */
-TACTIC_API tactic_status tactic_cuda_matvec(int32_t type, const void *w, size_t w_size,
-                                            int64_t n_rows, int64_t n_cols, const float *x,
-                                            float *y);
-/* y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w (w may be NULL), n_rows rows of n. */
-TACTIC_API tactic_status tactic_cuda_rms_norm(const float *x, const float *w, int64_t n_rows,
-                                              int32_t n, float eps, float *y);
-typedef struct {
-    int32_t neox;              /* 1: rotate pairs (i, i + n_rot/2); 0: pairs (2i, 2i+1) */
-    int32_t n_rot;             /* rotated dimensions (even, <= head_dim) */
-    float base;
-    float freq_scale;
-    const float *freq_factors; /* [n_rot/2] divisors of the frequencies, or NULL */
-    int32_t yarn;              /* 1: YaRN blend with yarn_orig_ctx */
-    float attn_factor;
-    int32_t yarn_orig_ctx;
-} tactic_cuda_rope_params;
-/* Rotates x[n_tokens][n_head][head_dim] in place, token t at position pos[t]. */
-TACTIC_API tactic_status tactic_cuda_rope(float *x, int32_t n_tokens, int32_t n_head,
-                                          int32_t head_dim, const int32_t *pos,
-                                          const tactic_cuda_rope_params *params);
-/* Decode attention of one token: out[n_head][head_dim] = softmax(scale q.K) V over the
- * tokens [lo, n) of an f16 cache laid out [n_head_kv][n_ctx][head_dim] (GQA: query
- * head h reads KV head h / (n_head / n_head_kv)). head_dim: 64, 128 or 256. */
-TACTIC_API tactic_status tactic_cuda_attention(const float *q, int32_t n_head, int32_t n_head_kv,
-                                               int32_t head_dim, const uint16_t *k,
-                                               const uint16_t *v, int32_t n_ctx, int32_t lo,
-                                               int32_t n, float scale, float *out);
-/* The same over selected tokens: KV head g attends the tokens
- * idx[offsets[g] .. offsets[g+1]) (lists may differ in length; each index < n_ctx). */
-TACTIC_API tactic_status tactic_cuda_attention_indexed(const float *q, int32_t n_head,
-                                                       int32_t n_head_kv, int32_t head_dim,
-                                                       const uint16_t *k, const uint16_t *v,
-                                                       int32_t n_ctx, const int32_t *idx,
-                                                       const int64_t *offsets, float scale,
-                                                       float *out);
-
 /* CDEF END */
 
 #ifdef __cplusplus

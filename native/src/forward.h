@@ -15,6 +15,7 @@
 namespace tactic {
 
 class TacticAttention;
+class Backend;
 
 class Context {
 public:
@@ -23,7 +24,17 @@ public:
 
     // Evaluates tokens after the cached ones; keeps logits of every row or of the last.
     void eval(const int32_t *tokens, int n, bool logits_all);
+    // Keeps n_keep tokens, or fewer when sliding-window rings no longer hold what
+    // position n_keep attends (see KVCache::truncate); n_past() tells.
     void truncate(int n_keep);
+    // Remembers the sliding-window rings here so that prefix reuse can come back to it.
+    void checkpoint() { kv_.checkpoint(n_past_); }
+    int64_t n_evaluated() const { return n_evaluated_; }  // tokens evaluated since created
+    const KVCache &kv() const { return kv_; }
+    // The evaluated tokens' K/V (context_state.cpp): size, write, and restore (all-or-nothing).
+    size_t state_size() const;
+    void state_write(uint8_t *dst, size_t size) const;
+    void state_read(const uint8_t *src, size_t size);
     void cancel() { cancel_.store(true); }
 
     int n_ctx() const { return n_ctx_; }
@@ -31,14 +42,13 @@ public:
     int n_logit_rows() const { return n_logit_rows_; }
     const float *logits(int row) const;
     const tactic_context_params &params() const { return params_; }
+    int32_t device() const { return device_; }  // TACTIC_DEVICE_CPU or TACTIC_DEVICE_CUDA
     TacticAttention *tactic() { return tactic_.get(); }
     // [0] prefill, [1] clustering, [2] decode, [3] decode attention in global layers, [4] selection
     void timings(double *out, int n, bool reset);
 
 private:
-    struct Scratch;
-    void forward_batch(const int32_t *tokens, int n, int pos0, bool logits_all);
-    bool use_tactic(int n_tokens) const;
+    void forward_batch(const int32_t *tokens, int n, int pos0, bool want_logits);
 
     const Model &model_;
     tactic_context_params params_;
@@ -47,10 +57,12 @@ private:
     int n_batch_ = 512;
     KVCache kv_;
     std::unique_ptr<ThreadPool> pool_;
-    std::unique_ptr<Scratch> scratch_;
+    int32_t device_ = TACTIC_DEVICE_CPU;
+    std::unique_ptr<Backend> backend_;
     std::unique_ptr<TacticAttention> tactic_;
     std::vector<float> logits_;
     int n_logit_rows_ = 0;
+    int64_t n_evaluated_ = 0;
     std::atomic<bool> cancel_{false};
     double t_prefill_ = 0, t_decode_ = 0, t_decode_attn_ = 0;
 };

@@ -20,7 +20,10 @@ namespace tactic {
 class Sampler {
 public:
     explicit Sampler(const tactic_sampler_params &params);  // validates; throws Error
-    int32_t sample(const float *logits, int32_t n_vocab);
+    // mask: NULL, or one bit per token (bit i%32 of word i/32; 1 = allowed). Masked
+    // tokens are removed before every other step, so penalties, top-k/p, min-p and
+    // temperature act on the allowed tokens only.
+    int32_t sample(const float *logits, int32_t n_vocab, const uint32_t *mask = nullptr);
     void accept(int32_t token);
     void reset();  // forgets the history and restarts the generator from the seed
 

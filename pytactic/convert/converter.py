@@ -10,13 +10,15 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import gguf
 import numpy as np
+from gguf import GGMLQuantizationType as Q
 
 from .errors import InvalidOptionError
 from .hparams import HParams, read_hparams, write_hparams
-from .quantize import NATIVE_TYPES, OUTTYPES, NativeQuantizer, choose_types, file_type, nbytes, quantize
+from .quantize import OUTTYPES, choose_types, file_type, native_quantizer_for, nbytes, quantize
 from .safetensors_io import open_checkpoint
 from .source import read_json, resolve_source
 from .tensor_map import TensorPlan, plan_tensors
@@ -53,19 +55,23 @@ def convert(src: str | os.PathLike, outfile: str | os.PathLike | None = None, ou
     vocab = load_vocab(directory, hp.n_vocab, config)
     types = choose_types(plans, outtype, hp.n_layer)
 
-    native = None
-    needed_native = sorted({t for t in types.values() if t in NATIVE_TYPES})
-    if needed_native:
-        native = NativeQuantizer()
-        for t in needed_native:
-            native.check(t)
-
+    native = native_quantizer_for(types)
     out = Path(outfile) if outfile is not None else default_outfile(name, outtype)
+    n_bytes = write_gguf(out, hp, vocab, plans, types, outtype,
+                         lambda p, qtype: quantize(p.load(), qtype, native), progress)
+    return ConvertResult(out, hp.arch, outtype, len(plans), {k: v.name for k, v in types.items()}, n_bytes)
+
+
+def write_gguf(out: Path, hp: HParams, vocab: Vocab, plans: list[TensorPlan], types: dict, outtype: str,
+               encode: Callable[[TensorPlan, Q], np.ndarray], progress: bool = False) -> int:
+    """Write the GGUF: metadata from hp and vocab, then each plan's tensor as
+    encode(plan, type) returns it (the bytes, or a float array for F32/F16), one at a
+    time. Atomic: a temporary file beside `out`, renamed into place once complete."""
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
     os.close(fd)
     try:
-        n_bytes = _write(Path(tmp), hp, vocab, plans, types, outtype, native, progress)
+        n_bytes = _write(Path(tmp), hp, vocab, plans, types, outtype, encode, progress)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp made it private
@@ -76,11 +82,11 @@ def convert(src: str | os.PathLike, outfile: str | os.PathLike | None = None, ou
         except FileNotFoundError:
             pass
         raise
-    return ConvertResult(out, hp.arch, outtype, len(plans), {k: v.name for k, v in types.items()}, n_bytes)
+    return n_bytes
 
 
 def _write(path: Path, hp: HParams, vocab: Vocab, plans: list[TensorPlan], types: dict,
-           outtype: str, native, progress: bool) -> int:
+           outtype: str, encode: Callable[[TensorPlan, Q], np.ndarray], progress: bool) -> int:
     w = gguf.GGUFWriter(path, hp.arch)
     try:
         n_params = sum(int(np.prod(p.shape)) for p in plans)
@@ -110,9 +116,7 @@ def _write(path: Path, hp: HParams, vocab: Vocab, plans: list[TensorPlan], types
         for p in bar if bar is not None else plans:
             if bar is not None:
                 bar.set_postfix_str(p.name, refresh=False)
-            data = p.load()
-            w.write_tensor_data(quantize(data, types[p.name], native))
-            del data
+            w.write_tensor_data(encode(p, types[p.name]))
         return total
     finally:
         w.close()

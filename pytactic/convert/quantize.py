@@ -130,6 +130,18 @@ class NativeQuantizer:
         return dst
 
 
+def native_quantizer_for(types: dict) -> NativeQuantizer | None:
+    """The native quantizer when some of `types` (tensor name -> type) need it, checked
+    for each of them before any output is written; None when none does."""
+    needed = sorted({t for t in types.values() if t in NATIVE_TYPES})
+    if not needed:
+        return None
+    native = NativeQuantizer()
+    for t in needed:
+        native.check(t)
+    return native
+
+
 def quantize(data: np.ndarray, qtype: Q, native: NativeQuantizer | None) -> np.ndarray:
     """The bytes (or float array) written for `data` as `qtype`."""
     if qtype == Q.F32:

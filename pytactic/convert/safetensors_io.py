@@ -4,6 +4,11 @@ A safetensors file is an 8-byte little-endian header length, a JSON header that 
 each tensor name to {dtype, shape, data_offsets}, then the raw data. We parse the
 header ourselves, validate every extent against the file size, and read one tensor at
 a time on demand, so converting a model needs memory for about one tensor.
+
+Why not the safetensors package: its numpy loader reads whole files and has no bf16
+(numpy has no bfloat16 dtype; most checkpoints are bf16), and its lazy safe_open
+needs torch to hand out bf16 tensors. This reader turns bf16 and f16 into float32
+itself, so converting needs neither torch nor safetensors.
 """
 
 from __future__ import annotations

@@ -99,38 +99,63 @@ def _loader(ref: TensorRef, fix: str, hp: HParams) -> Callable[[], np.ndarray]:
     return load
 
 
+@dataclass
+class TensorSpec:
+    """One tensor an architecture's GGUF holds, before any data is attached."""
+
+    name: str                       # GGUF tensor name
+    shape: tuple[int, ...]          # numpy (row-major) shape: a weight is [out, in]
+    kind: T
+    layer: int | None
+    source: str                     # the HF tensor it comes from ("" when computed)
+    fix: str                        # the transformation on the way (see _loader)
+
+
+def tensor_specs(hp: HParams, with_output: bool) -> list[TensorSpec]:
+    """The GGUF tensors of `hp`'s architecture, in file order. with_output: the file
+    has its own output.weight (an untied lm_head); otherwise llama.cpp reuses
+    token_embd. A llama 3.1 rope_freqs tensor has no source: it is computed from hp."""
+    specs = [TensorSpec(gguf_name(T.TOKEN_EMBD), (hp.n_vocab, hp.n_embd), T.TOKEN_EMBD, None,
+                        "model.embed_tokens.weight", "")]
+    if hp.rope_scaling is not None and hp.rope_scaling.kind == "llama3":
+        specs.append(TensorSpec(gguf_name(T.ROPE_FREQS), (hp.head_dim // 2,), T.ROPE_FREQS, None, "", "rope_freqs"))
+    for il in range(hp.n_layer):
+        for hf, kind, shape, fix in _layer_specs(hp):
+            suffix = "bias" if hf.endswith(".bias") else "weight"
+            specs.append(TensorSpec(gguf_name(kind, il, suffix), shape, kind, il, f"model.layers.{il}.{hf}", fix))
+    specs.append(TensorSpec(gguf_name(T.OUTPUT_NORM), (hp.n_embd,), T.OUTPUT_NORM, None, "model.norm.weight", "norm"))
+    if with_output:
+        specs.append(TensorSpec(gguf_name(T.OUTPUT), (hp.n_vocab, hp.n_embd), T.OUTPUT, None, "lm_head.weight", ""))
+    return specs
+
+
 def plan_tensors(hp: HParams, refs: dict[str, TensorRef]) -> list[TensorPlan]:
     """The GGUF tensors, in file order, each checked against config.json."""
     remaining = dict(refs)
     plans: list[TensorPlan] = []
-
-    def take(hf: str, kind: T, shape: tuple[int, ...], fix: str = "", layer: int | None = None,
-             suffix: str = "weight") -> None:
-        ref = remaining.pop(hf, None)
-        if ref is None:
-            raise ShapeMismatchError(f"tensor '{hf}' is missing from the checkpoint ({hp.hf_class} needs it)")
-        if tuple(ref.shape) != tuple(shape):
-            raise ShapeMismatchError(
-                f"tensor '{hf}' in {ref.path.name} has shape {list(ref.shape)}, but config.json implies {list(shape)}"
-            )
-        plans.append(TensorPlan(gguf_name(kind, layer, suffix), tuple(shape), kind, layer, _loader(ref, fix, hp), hf))
 
     emb = refs.get("model.embed_tokens.weight")
     if emb is not None and len(emb.shape) == 2 and emb.shape[0] != hp.n_vocab:
         raise ShapeMismatchError(
             f"tensor 'model.embed_tokens.weight' has {emb.shape[0]} rows but config.json vocab_size is {hp.n_vocab}"
         )
-    take("model.embed_tokens.weight", T.TOKEN_EMBD, (hp.n_vocab, hp.n_embd))
-    if hp.rope_scaling is not None and hp.rope_scaling.kind == "llama3":
-        factors = llama3_rope_factors(hp)
-        plans.append(TensorPlan(gguf_name(T.ROPE_FREQS), factors.shape, T.ROPE_FREQS, None,
-                                lambda f=factors: f, "(rope_scaling llama3)"))
-    for il in range(hp.n_layer):
-        for hf, kind, shape, fix in _layer_specs(hp):
-            take(f"model.layers.{il}.{hf}", kind, shape, fix, il, "bias" if hf.endswith(".bias") else "weight")
-    take("model.norm.weight", T.OUTPUT_NORM, (hp.n_embd,), "norm")
-    if "lm_head.weight" in remaining and not hp.tie_embeddings:
-        take("lm_head.weight", T.OUTPUT, (hp.n_vocab, hp.n_embd))
+    for spec in tensor_specs(hp, with_output="lm_head.weight" in refs and not hp.tie_embeddings):
+        if spec.kind == T.ROPE_FREQS:
+            factors = llama3_rope_factors(hp)
+            plans.append(TensorPlan(spec.name, factors.shape, T.ROPE_FREQS, None,
+                                    lambda f=factors: f, "(rope_scaling llama3)"))
+            continue
+        ref = remaining.pop(spec.source, None)
+        if ref is None:
+            raise ShapeMismatchError(
+                f"tensor '{spec.source}' is missing from the checkpoint ({hp.hf_class} needs it)")
+        if tuple(ref.shape) != tuple(spec.shape):
+            raise ShapeMismatchError(
+                f"tensor '{spec.source}' in {ref.path.name} has shape {list(ref.shape)}, "
+                f"but config.json implies {list(spec.shape)}"
+            )
+        plans.append(TensorPlan(spec.name, tuple(spec.shape), spec.kind, spec.layer,
+                                _loader(ref, spec.fix, hp), spec.source))
     remaining.pop("lm_head.weight", None)  # tied: llama.cpp reuses token_embd
 
     unknown = [n for n in remaining if not _IGNORED.search(n)]

@@ -2,10 +2,12 @@
 #include <algorithm>
 #include <cstring>
 
+#include "../backend.h"
 #include "../forward.h"
 #include "../kv_cache.h"
 #include "../resources.h"
 #include "guard.h"
+#include "tactic_internal.h"  // defines hooks declared there
 #include "handles.h"
 
 using tactic::guard;
@@ -24,7 +26,8 @@ void check_context_fits(const tactic::HParams &hp, const tactic_context_params &
     if (p.n_ctx < 0 || p.n_ctx > (1 << 24) || p.n_batch < 0) return;
     const uint64_t n_ctx = uint64_t(p.n_ctx > 0 ? p.n_ctx : hp.n_ctx_train);
     const uint64_t n_batch = std::min<uint64_t>(p.n_batch > 0 ? uint64_t(p.n_batch) : 512, n_ctx);
-    const uint64_t kv = tactic::KVCache::bytes_needed(hp.n_layer, hp.n_head_kv, int(n_ctx), hp.head_dim);
+    const uint64_t kv = tactic::KVCache::bytes_for(hp, tactic::KVCache::layer_slots(hp, int(n_ctx), int(n_batch),
+                                                                                   p.swa_full != 0));
     // Per-batch activations (x, h, tmp, q, att, k, v, gate, up) and one row of logits.
     const uint64_t per_token = 3ull * uint64_t(hp.n_embd) + 2ull * uint64_t(hp.n_head) * uint64_t(hp.head_dim) +
                                2ull * uint64_t(hp.n_head_kv) * uint64_t(hp.head_dim) + 2ull * uint64_t(hp.n_ff);
@@ -62,7 +65,8 @@ TACTIC_API tactic_status tactic_context_new(tactic_model *model, const tactic_co
         const tactic_context_params p = params ? *params : tactic_context_default_params();
         auto c = std::make_unique<tactic_context>();
         c->model = model;
-        check_context_fits(model->weights().hp, p);
+        // On CUDA the KV cache and buffers go to GPU memory: the CUDA backend checks those.
+        if (tactic::resolve_device(p.device) != TACTIC_DEVICE_CUDA) check_context_fits(model->weights().hp, p);
         c->ctx = std::make_unique<tactic::Context>(model->weights(), p);
         model->refs.fetch_add(1, std::memory_order_acq_rel);
         *out = c.release();
@@ -81,6 +85,7 @@ TACTIC_API void tactic_context_free(tactic_context *ctx) {
 }
 
 TACTIC_API int32_t tactic_context_n_ctx(const tactic_context *ctx) { return ctx ? ctx->ctx->n_ctx() : 0; }
+TACTIC_API int32_t tactic_context_device(const tactic_context *ctx) { return ctx ? ctx->ctx->device() : 0; }
 
 TACTIC_API int32_t tactic_context_n_past(const tactic_context *ctx) { return ctx ? ctx->ctx->n_past() : 0; }
 

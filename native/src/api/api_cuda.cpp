@@ -7,6 +7,7 @@
 
 #include "../quant.h"
 #include "guard.h"
+#include "tactic_internal.h"  // defines hooks declared there
 
 #ifdef TACTIC_HAVE_CUDA
 #include "cuda_backend.h"

@@ -9,6 +9,7 @@
 #include "../cpu/matmul.h"
 #include "../quant.h"
 #include "guard.h"
+#include "tactic_internal.h"  // defines hooks declared there
 
 namespace tactic {
 namespace {

@@ -48,6 +48,15 @@ TACTIC_API tactic_status tactic_sampler_sample(tactic_sampler *s, const float *l
     });
 }
 
+TACTIC_API tactic_status tactic_sampler_sample_masked(tactic_sampler *s, const float *logits, int32_t n_vocab,
+                                                      const uint32_t *mask, int32_t *out_token) {
+    return guard([&] {
+        TACTIC_REQUIRE_ARG(s && logits && mask && out_token, "sampler, logits, mask and out_token must not be NULL");
+        *out_token = -1;
+        *out_token = s->s.sample(logits, n_vocab, mask);
+    });
+}
+
 TACTIC_API tactic_status tactic_sampler_accept(tactic_sampler *s, int32_t token) {
     return guard([&] {
         TACTIC_REQUIRE_ARG(s, "sampler must not be NULL");

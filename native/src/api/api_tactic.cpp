@@ -10,6 +10,7 @@
 #include "../forward.h"
 #include "../tactic/tactic_attention.h"
 #include "guard.h"
+#include "tactic_internal.h"  // defines hooks declared there
 #include "handles.h"
 
 using tactic::guard;

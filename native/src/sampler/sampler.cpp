@@ -93,7 +93,7 @@ void Sampler::sort_top(size_t n) {
 
 double Sampler::uniform() { return double(rng_() >> 11) * 0x1.0p-53; }
 
-int32_t Sampler::sample(const float *logits, int32_t n_vocab) {
+int32_t Sampler::sample(const float *logits, int32_t n_vocab, const uint32_t *mask) {
     require(logits != nullptr, "logits must not be NULL");
     require(n_vocab > 0, "n_vocab must be > 0, got " + std::to_string(n_vocab));
 
@@ -103,13 +103,27 @@ int32_t Sampler::sample(const float *logits, int32_t n_vocab) {
         const float l = logits[i];
         w[i] = l == l ? l : kNegInf;  // a NaN is never picked
     }
+    if (mask) {
+        // -inf survives the penalties (scaled or shifted by finite amounts) and every
+        // later step skips it. Word by word: a grammar's mask is mostly whole words
+        // of 0 (or of 1 where it allows everything).
+        const int32_t n_words = (n_vocab + 31) / 32;
+        for (int32_t wi = 0; wi < n_words; wi++) {
+            const uint32_t bits = mask[wi];
+            if (bits == 0xFFFFFFFFu) continue;
+            const int32_t base = wi * 32, end = std::min(base + 32, n_vocab);
+            for (int32_t i = base; i < end; i++)
+                if (!((bits >> (i - base)) & 1u)) w[i] = kNegInf;
+        }
+    }
     apply_penalties(w, n_vocab);
 
     int32_t best = 0;
     float best_v = w[0];
     for (int32_t i = 1; i < n_vocab; i++)
         if (w[i] > best_v) { best_v = w[i]; best = i; }  // the first maximum, as llama.cpp's greedy
-    require(best_v > kNegInf, "every logit is -inf or NaN: nothing to sample");
+    require(best_v > kNegInf, mask ? "every allowed token's logit is -inf or NaN (or the mask allows none)"
+                                   : "every logit is -inf or NaN: nothing to sample");
     if (p_.temperature <= 0.0f) return best;
     const float max_logit = w[best];
 

@@ -1,0 +1,407 @@
+// The CUDA backend of the transformer pass (backend.h). Everything stays on the GPU:
+// the weights, uploaded once as stored (quantized); the f16 KV cache
+// [layer][kv_head][n_ctx][head_dim]; the activations in a workspace sized for n_batch
+// tokens. Only token ids go in and logits come out.
+//
+// Decode (one token) is captured once as a CUDA graph and replayed: the kernels read
+// the position from device memory, so one graph serves every length of a bucket (the
+// bucket, a power of two, only fixes how many ways attention splits the keys).
+// Prefill multiplies by f16 copies of the weights, dequantized a matrix at a time into
+// one scratch buffer, with cuBLAS on tensor cores (dlopen'ed: cublas_loader.cu).
+#include <cstring>
+#include <map>
+#include <unordered_map>
+#include <vector>
+
+#include "backend.h"
+#include "cuda_ops.cuh"
+#include "cuda_util.cuh"
+#include "resources.h"
+
+namespace tactic {
+
+namespace {
+
+using namespace cuda;
+
+class CudaBackend final : public Backend {
+public:
+    CudaBackend(const Model &model, int n_ctx, int n_batch) : M_(model), hp_(model.hp), n_ctx_(n_ctx), nb_(n_batch) {
+        require_device();
+        const int D = hp_.head_dim;
+        TACTIC_CHECK(D == 64 || D == 128 || D == 256, TACTIC_ERR_UNSUPPORTED,
+                     "device=cuda: head_dim " + std::to_string(D) + " is not supported (64, 128 or 256)");
+        collect_tensors();
+        const int E = hp_.n_embd, H = hp_.n_head, Hkv = hp_.n_head_kv, F = hp_.n_ff;
+        uint64_t weights = 0;
+        for (const Tensor *t : tensors_) weights += tensor_bytes(*t);
+        kv_layer_ = size_t(Hkv) * size_t(n_ctx_) * size_t(D);
+        const uint64_t kv = 2ull * hp_.n_layer * kv_layer_ * sizeof(__half);
+        max_splits_ = decode_attention_splits(H, Hkv, D, n_ctx_);
+        const size_t widest = std::max<size_t>({size_t(E), size_t(H) * D, size_t(F)});
+        size_t w16 = 0;  // the largest layer matrix, as f16
+        for (const LayerWeights &L : M_.layers)
+            for (const Tensor *t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down})
+                w16 = std::max(w16, size_t(t->ne0) * size_t(t->ne1));
+        const uint64_t act = sizeof(float) * (uint64_t(nb_) * (3ull * E + 2ull * H * D + 2ull * Hkv * D + 2ull * F) +
+                                              uint64_t(hp_.n_vocab) + 2ull * max_splits_ * H * (D + 2)) +
+                             sizeof(__half) * (uint64_t(nb_) * widest + (nb_ > 1 ? w16 : 0)) + 8ull * nb_;
+        size_t free_b = 0, total_b = 0;
+        TACTIC_CU(cudaMemGetInfo(&free_b, &total_b));
+        const uint64_t need = weights + kv + act, reserve = uint64_t(256) << 20;  // CUDA/cuBLAS own needs
+        if (need + reserve > free_b)
+            fail(TACTIC_ERR_OUT_OF_MEMORY,
+                 "device=cuda: the model and a context of " + std::to_string(n_ctx_) + " tokens need " +
+                     format_bytes(need) + " of GPU memory (weights " + format_bytes(weights) + " + KV cache " +
+                     format_bytes(kv) + " + buffers " + format_bytes(act) + "), but only " + format_bytes(free_b) +
+                     " of " + format_bytes(total_b) + " is free");
+
+        TACTIC_CU(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+        for (const Tensor *t : tensors_) {
+            if (dev_.count(t->data)) continue;  // tied output == token embeddings
+            void *p = alloc(tensor_bytes(*t));
+            TACTIC_CU(cudaMemcpy(p, t->data, tensor_bytes(*t), cudaMemcpyHostToDevice));
+            dev_[t->data] = p;
+        }
+        k_cache_ = static_cast<__half *>(alloc(kv / 2));
+        v_cache_ = static_cast<__half *>(alloc(kv / 2));
+        auto fbuf = [&](size_t n) { return static_cast<float *>(alloc(n * sizeof(float))); };
+        x_ = fbuf(size_t(nb_) * E);
+        h_ = fbuf(size_t(nb_) * E);
+        tmp_ = fbuf(size_t(nb_) * E);
+        q_ = fbuf(size_t(nb_) * H * D);
+        att_ = fbuf(size_t(nb_) * H * D);
+        k_ = fbuf(size_t(nb_) * Hkv * D);
+        v_ = fbuf(size_t(nb_) * Hkv * D);
+        gate_ = fbuf(size_t(nb_) * F);
+        up_ = fbuf(size_t(nb_) * F);
+        logits1_ = fbuf(size_t(hp_.n_vocab));
+        part_acc_ = fbuf(size_t(max_splits_) * H * D);
+        part_ml_ = fbuf(size_t(max_splits_) * H * 2);
+        x16_ = static_cast<__half *>(alloc(sizeof(__half) * size_t(nb_) * widest));
+        if (nb_ > 1) {
+            w16_ = static_cast<__half *>(alloc(sizeof(__half) * w16));
+            w16_cap_ = w16;
+        }
+        xq_ = static_cast<int8_t *>(alloc(widest));
+        xds_ = static_cast<float2 *>(alloc(sizeof(float2) * (widest / 32 + 1)));
+        d_tokens_ = static_cast<int32_t *>(alloc(sizeof(int32_t) * size_t(nb_)));
+        d_pos_ = static_cast<int32_t *>(alloc(sizeof(int32_t) * size_t(nb_)));
+        TACTIC_CU(cudaHostAlloc(reinterpret_cast<void **>(&h_in_), 2 * sizeof(int32_t), cudaHostAllocDefault));
+        TACTIC_CU(cudaHostAlloc(reinterpret_cast<void **>(&h_logits_), sizeof(float) * size_t(hp_.n_vocab),
+                                cudaHostAllocDefault));
+        TACTIC_CU(cudaMemset(k_cache_, 0, kv / 2));
+        TACTIC_CU(cudaMemset(v_cache_, 0, kv / 2));
+        TACTIC_CU(cudaDeviceSynchronize());
+    }
+
+    ~CudaBackend() override {
+        abort_capture();
+        for (auto &g : graphs_) cudaGraphExecDestroy(g.second);
+        if (stream_) cudaStreamSynchronize(stream_);
+        for (void *p : allocs_) cudaFree(p);
+        if (h_in_) cudaFreeHost(h_in_);
+        if (h_logits_) cudaFreeHost(h_logits_);
+        if (stream_) cudaStreamDestroy(stream_);
+    }
+
+    bool begin(const int32_t *tokens, int n, int pos0, float *logits) override {
+        abort_capture();  // a pass that threw mid-capture leaves the stream capturing
+        n_ = n;
+        pos0_ = pos0;
+        out_dst_ = logits;
+        out_rows_ = 1;
+        if (n == 1) {
+            int bucket = 256;
+            while (bucket < pos0 + 1) bucket *= 2;
+            n_splits_ = std::min(max_splits_, decode_attention_splits(hp_.n_head, hp_.n_head_kv, hp_.head_dim, bucket));
+            h_in_[0] = tokens[0];
+            h_in_[1] = pos0;
+            const bool graphs = options().graphs != 0;
+            if (graphs) {
+                auto it = graphs_.find(n_splits_);
+                if (it != graphs_.end()) {
+                    TACTIC_CU(cudaGraphLaunch(it->second, stream_));
+                    return false;
+                }
+                TACTIC_CU(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+                capturing_ = true;
+            }
+            TACTIC_CU(cudaMemcpyAsync(d_tokens_, &h_in_[0], sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
+            TACTIC_CU(cudaMemcpyAsync(d_pos_, &h_in_[1], sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
+            return true;
+        }
+        pos_host_.resize(size_t(n));
+        for (int t = 0; t < n; t++) pos_host_[size_t(t)] = pos0 + t;
+        TACTIC_CU(cudaMemcpyAsync(d_tokens_, tokens, sizeof(int32_t) * size_t(n), cudaMemcpyHostToDevice, stream_));
+        TACTIC_CU(cudaMemcpyAsync(d_pos_, pos_host_.data(), sizeof(int32_t) * size_t(n), cudaMemcpyHostToDevice, stream_));
+        return true;
+    }
+
+    void embed(const Tensor &W, float scale) override {
+        writes_++;
+        get_rows_dev(W.type, dev(W), W.row_bytes, W.ne0, d_tokens_, n_, scale, x_, stream_);
+    }
+
+    void rms_norm(Buf src, const Tensor &w, Buf dst, int width, int rows) override {
+        writes_++;
+        rms_norm_dev(buf(src), static_cast<const float *>(dev(w)), rows, width, hp_.rms_eps, buf(dst), stream_);
+    }
+
+    void matmul(const Tensor &W, Buf src, int ldx, Buf dst, int ldy) override {
+        TACTIC_CHECK(ldx == W.ne0 && ldy == W.ne1, TACTIC_ERR_INTERNAL, "CUDA matmul: strided rows");
+        mat(W, buf(src), n_, buf(dst));
+    }
+
+    void add_bias(Buf dst, int ld, const Tensor &bias) override {
+        writes_++;
+        if (!bias) return;
+        add_bias_dev(buf(dst), ld, static_cast<const float *>(dev(bias)), int(bias.ne0), n_, stream_);
+    }
+
+    void rope_store_kv(int il, const RopeConfig &rc, float q_scale) override {
+        writes_++;
+        QkvArgs a;
+        a.q = q_;
+        a.k = k_;
+        a.v = v_;
+        a.n_tokens = n_;
+        a.n_head = hp_.n_head;
+        a.n_head_kv = hp_.n_head_kv;
+        a.head_dim = hp_.head_dim;
+        a.n_ctx = n_ctx_;
+        a.pos = d_pos_;
+        a.q_scale = q_scale;
+        a.k_cache = k_cache_ + size_t(il) * kv_layer_;
+        a.v_cache = v_cache_ + size_t(il) * kv_layer_;
+        RopeArgs r;
+        r.neox = rc.type == RopeType::Neox;
+        r.n_rot = rc.n_rot;
+        r.base = rc.base;
+        r.freq_scale = rc.freq_scale;
+        r.attn_factor = rc.attn_factor;
+        r.freq_factors = rc.freq_factors ? static_cast<const float *>(dev_ptr(rc.freq_factors)) : nullptr;
+        r.yarn = rc.yarn;
+        r.yarn_orig_ctx = rc.yarn_orig_ctx;
+        rope_qkv_dev(a, r, stream_);
+    }
+
+    void attention(int il, bool, int window) override {
+        writes_++;
+        const __half *K = k_cache_ + size_t(il) * kv_layer_, *V = v_cache_ + size_t(il) * kv_layer_;
+        if (n_ == 1) {
+            DecodeAttn a;
+            a.q = q_;
+            a.k = K;
+            a.v = V;
+            a.n_head = hp_.n_head;
+            a.n_head_kv = hp_.n_head_kv;
+            a.head_dim = hp_.head_dim;
+            a.n_ctx = n_ctx_;
+            a.d_pos = d_pos_;
+            a.window = window;
+            a.n_splits = n_splits_;
+            a.part_acc = part_acc_;
+            a.part_ml = part_ml_;
+            a.out = att_;
+            attention_decode_dev(a, stream_);
+            return;
+        }
+        PrefillAttn a;
+        a.q = q_;
+        a.k = K;
+        a.v = V;
+        a.n_tokens = n_;
+        a.n_head = hp_.n_head;
+        a.n_head_kv = hp_.n_head_kv;
+        a.head_dim = hp_.head_dim;
+        a.n_ctx = n_ctx_;
+        a.pos0 = pos0_;
+        a.window = window;
+        a.out = att_;
+        attention_prefill_dev(a, stream_);
+    }
+
+    void add(Buf dst, Buf src, int width) override {
+        writes_++;
+        add_dev(buf(dst), buf(src), int64_t(n_) * width, stream_);
+    }
+
+    void gated_activation(Activation act) override {
+        writes_++;
+        gated_act_dev(gate_, up_, int64_t(n_) * hp_.n_ff, act == Activation::GeluTanh, stream_);
+    }
+
+    void output(const Tensor &norm, float eps, const Tensor &W, float cap, int first, int n_out, float *dst) override {
+        writes_++;
+        const int E = hp_.n_embd;
+        rms_norm_dev(x_ + size_t(first) * E, static_cast<const float *>(dev(norm)), n_out, E, eps, h_, stream_);
+        const size_t n_logits = size_t(n_out) * size_t(W.ne1);
+        float *y = logits1_;
+        if (n_out > 1) {
+            if (logits_many_cap_ < n_logits) {
+                if (logits_many_) free_one(logits_many_);
+                logits_many_ = static_cast<float *>(alloc(n_logits * sizeof(float)));
+                logits_many_cap_ = n_logits;
+            }
+            y = logits_many_;
+        }
+        mat(W, h_, n_out, y);
+        if (cap > 0) softcap_dev(y, int64_t(n_logits), cap, stream_);
+        if (n_out == 1) TACTIC_CU(cudaMemcpyAsync(h_logits_, y, n_logits * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+        out_rows_ = n_out;
+        out_dev_ = y;
+    }
+
+    void end() override {
+        if (capturing_) {
+            cudaGraph_t g = nullptr;
+            capturing_ = false;
+            TACTIC_CU(cudaStreamEndCapture(stream_, &g));
+            cudaGraphExec_t exec = nullptr;
+            const cudaError_t e = cudaGraphInstantiate(&exec, g, 0);
+            cudaGraphDestroy(g);
+            TACTIC_CU(e);
+            graphs_[n_splits_] = exec;
+            TACTIC_CU(cudaGraphLaunch(exec, stream_));
+        }
+        TACTIC_CU(cudaStreamSynchronize(stream_));
+        TACTIC_CU(cudaGetLastError());
+        if (out_dst_) {
+            const size_t n_logits = size_t(out_rows_) * size_t(hp_.n_vocab);
+            if (out_rows_ > 1) TACTIC_CU(cudaMemcpy(out_dst_, out_dev_, n_logits * sizeof(float), cudaMemcpyDeviceToHost));
+            else std::memcpy(out_dst_, h_logits_, n_logits * sizeof(float));
+        }
+    }
+
+    bool cancelled_between_layers() const override { return !capturing_; }
+
+private:
+    static uint64_t tensor_bytes(const Tensor &t) { return uint64_t(t.row_bytes) * uint64_t(t.ne1); }
+
+    void collect_tensors() {
+        auto add = [&](const Tensor &t) {
+            if (t) tensors_.push_back(&t);
+        };
+        add(M_.tok_embd);
+        add(M_.output_norm);
+        add(M_.output);
+        add(M_.rope_freqs);
+        for (const LayerWeights &L : M_.layers)
+            for (const Tensor *t : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq, &L.bk, &L.bv, &L.bo, &L.q_norm,
+                                    &L.k_norm, &L.post_attn_norm, &L.ffn_norm, &L.ffn_gate, &L.ffn_up, &L.ffn_down,
+                                    &L.post_ffn_norm})
+                add(*t);
+    }
+
+    void *alloc(size_t bytes) {
+        void *p = nullptr;
+        TACTIC_CU(cudaMalloc(&p, std::max<size_t>(bytes, 16)));
+        allocs_.push_back(p);
+        return p;
+    }
+    void free_one(void *p) {
+        cudaFree(p);
+        allocs_.erase(std::find(allocs_.begin(), allocs_.end(), p));
+    }
+    const void *dev(const Tensor &t) const { return dev_ptr(t.data); }
+    const void *dev_ptr(const void *host) const {
+        auto it = dev_.find(host);
+        TACTIC_CHECK(it != dev_.end(), TACTIC_ERR_INTERNAL, "CUDA backend: a tensor was not uploaded");
+        return it->second;
+    }
+
+    // Y[n][W.ne1] = X[n][W.ne0] W^T
+    void mat(const Tensor &W, const float *X, int n, float *Y) {
+        const void *w = dev(W);
+        if (n == 1 && options().matvec_q8 && matvec_q8_supported(W.type, W.ne0)) {
+            // X quantized once for the matrices that read it in a row (wq, wk, wv; gate, up).
+            if (q8_src_ != X || q8_version_ != writes_) {
+                quantize_q8_dev(X, W.ne0, xq_, xds_, stream_);
+                q8_src_ = X;
+                q8_version_ = writes_;
+            }
+            matvec_q8_dev(W.type, w, W.row_bytes, W.ne1, W.ne0, xq_, xds_, Y, stream_);
+            return;
+        }
+        if (Y == q8_src_) q8_src_ = nullptr;
+        Cublas *blas = n > 1 ? Cublas::get() : nullptr;
+        if (!blas) {
+            for (int t = 0; t < n; t++)
+                matvec_dev(W.type, w, W.row_bytes, W.ne1, W.ne0, X + size_t(t) * W.ne0, Y + size_t(t) * W.ne1, stream_);
+            return;
+        }
+        const size_t wn = size_t(W.ne0) * size_t(W.ne1);
+        if (w16_cap_ < wn) {  // the output matrix, for logits of every row
+            if (w16_) free_one(w16_);
+            w16_ = static_cast<__half *>(alloc(wn * sizeof(__half)));
+            w16_cap_ = wn;
+        }
+        // x16_ holds nb_ rows of the widest activation (output rows are E wide).
+        dequantize_f16_dev(W.type, w, W.row_bytes, W.ne1, W.ne0, w16_, stream_);
+        to_f16_dev(X, int64_t(n) * W.ne0, x16_, stream_);
+        blas->gemm_tn(stream_, int(W.ne1), n, int(W.ne0), w16_, int(W.ne0), x16_, int(W.ne0), Y, int(W.ne1));
+    }
+
+    void abort_capture() {
+        if (!capturing_) return;
+        cudaGraph_t g = nullptr;
+        cudaStreamEndCapture(stream_, &g);
+        if (g) cudaGraphDestroy(g);
+        cudaGetLastError();
+        capturing_ = false;
+    }
+
+    float *buf(Buf b) const {
+        switch (b) {
+            case Buf::X: return x_;
+            case Buf::H: return h_;
+            case Buf::Q: return q_;
+            case Buf::K: return k_;
+            case Buf::V: return v_;
+            case Buf::Att: return att_;
+            case Buf::Tmp: return tmp_;
+            case Buf::Gate: return gate_;
+            case Buf::Up: return up_;
+        }
+        return nullptr;
+    }
+
+    const Model &M_;
+    const HParams &hp_;
+    int n_ctx_, nb_;
+    std::vector<const Tensor *> tensors_;
+    std::unordered_map<const void *, void *> dev_;
+    std::vector<void *> allocs_;
+    cudaStream_t stream_ = nullptr;
+    size_t kv_layer_ = 0;
+    __half *k_cache_ = nullptr, *v_cache_ = nullptr;
+    float *x_ = nullptr, *h_ = nullptr, *tmp_ = nullptr, *q_ = nullptr, *att_ = nullptr, *k_ = nullptr,
+          *v_ = nullptr, *gate_ = nullptr, *up_ = nullptr;
+    float *logits1_ = nullptr, *logits_many_ = nullptr, *out_dev_ = nullptr;
+    size_t logits_many_cap_ = 0;
+    float *part_acc_ = nullptr, *part_ml_ = nullptr;
+    int max_splits_ = 1, n_splits_ = 1;
+    __half *x16_ = nullptr, *w16_ = nullptr;
+    size_t w16_cap_ = 0;
+    int8_t *xq_ = nullptr;  // decode activations quantized to 8 bits (matvec_q8)
+    float2 *xds_ = nullptr;
+    const float *q8_src_ = nullptr;
+    uint64_t writes_ = 0, q8_version_ = ~uint64_t(0);  // ops so far; xq_ is valid while none wrote since
+    int32_t *d_tokens_ = nullptr, *d_pos_ = nullptr;
+    int32_t *h_in_ = nullptr;
+    float *h_logits_ = nullptr;
+    std::vector<int32_t> pos_host_;
+    std::map<int, cudaGraphExec_t> graphs_;  // by attention split count
+    bool capturing_ = false;
+    int n_ = 0, pos0_ = 0, out_rows_ = 0;
+    float *out_dst_ = nullptr;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend(const Model &model, int n_ctx, int n_batch) {
+    return std::make_unique<CudaBackend>(model, n_ctx, n_batch);
+}
+
+}  // namespace tactic

@@ -1,0 +1,92 @@
+// Device-pointer entry points of the kernels, enqueued on a stream (so that the CUDA
+// backend can capture a decode step in a graph). Shapes are checked by the caller.
+#pragma once
+
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "cuda_backend.h"
+
+namespace tactic {
+namespace cuda {
+
+// y[n_rows] = W x, W rows in their own type.
+void matvec_dev(uint32_t type, const void *w, size_t row_bytes, int64_t n_rows, int64_t n_cols, const float *x,
+                float *y, cudaStream_t stream);
+// Decode matvec against 8-bit activations (groups of 32: int8 values, (scale, sum of
+// the dequantized group)), for the types matvec_q8_supported says (Q4_K).
+bool matvec_q8_supported(uint32_t type, int64_t n_cols);
+void quantize_q8_dev(const float *x, int64_t n, int8_t *xq, float2 *xds, cudaStream_t stream);
+void matvec_q8_dev(uint32_t type, const void *w, size_t row_bytes, int64_t n_rows, int64_t n_cols, const int8_t *xq,
+                   const float2 *xds, float *y, cudaStream_t stream);
+// dst[n_rows][n_cols] = W as f16.
+void dequantize_f16_dev(uint32_t type, const void *w, size_t row_bytes, int64_t n_rows, int64_t n_cols, __half *dst,
+                        cudaStream_t stream);
+// dst[t][n_cols] = row rows[t] of W times scale, t < n.
+void get_rows_dev(uint32_t type, const void *w, size_t row_bytes, int64_t n_cols, const int32_t *rows, int n,
+                  float scale, float *dst, cudaStream_t stream);
+
+void rms_norm_dev(const float *x, const float *w, int64_t n_rows, int n, float eps, float *y, cudaStream_t stream);
+
+// q [n][H][D] rotated in place, times q_scale, rounded to f16; k [n][Hkv][D] rotated and
+// with v [n][Hkv][D] written as f16 to the cache [Hkv][n_ctx][D] at positions pos[t].
+struct QkvArgs {
+    float *q = nullptr;
+    const float *k = nullptr, *v = nullptr;
+    int n_tokens = 0, n_head = 0, n_head_kv = 0, head_dim = 0, n_ctx = 0;
+    const int32_t *pos = nullptr;  // device [n_tokens]
+    float q_scale = 1.f;
+    __half *k_cache = nullptr, *v_cache = nullptr;
+};
+void rope_qkv_dev(const QkvArgs &a, const RopeArgs &rope, cudaStream_t stream);
+
+// Decode attention of the token at position *d_pos over [max(0, pos+1-window), pos+1)
+// (window 0: from 0), split n_splits ways along the keys. q is pre-scaled.
+struct DecodeAttn {
+    const float *q = nullptr;
+    const __half *k = nullptr, *v = nullptr;  // this layer's cache [n_head_kv][n_ctx][D]
+    int n_head = 0, n_head_kv = 0, head_dim = 0, n_ctx = 0;
+    const int32_t *d_pos = nullptr;
+    int window = 0, n_splits = 1;
+    float *part_acc = nullptr, *part_ml = nullptr;  // [n_splits][n_head][D], [n_splits][n_head][2]
+    float *out = nullptr;                           // [n_head][D]
+};
+int decode_attention_splits(int n_head, int n_head_kv, int head_dim, int64_t max_len);
+void attention_decode_dev(const DecodeAttn &a, cudaStream_t stream);
+
+// Prefill attention of n_tokens queries at positions pos0.. over the cache (causal,
+// windowed when window > 0), q [n][H][D] pre-scaled, out [n][H][D].
+struct PrefillAttn {
+    const float *q = nullptr;
+    const __half *k = nullptr, *v = nullptr;
+    int n_tokens = 0, n_head = 0, n_head_kv = 0, head_dim = 0, n_ctx = 0, pos0 = 0, window = 0;
+    float *out = nullptr;
+};
+void attention_prefill_dev(const PrefillAttn &a, cudaStream_t stream);
+
+// Element-wise helpers.
+void add_bias_dev(float *y, int ld, const float *bias, int width, int n, cudaStream_t stream);
+void add_dev(float *x, const float *y, int64_t n, cudaStream_t stream);
+void gated_act_dev(float *gate, const float *up, int64_t n, bool gelu, cudaStream_t stream);
+void softcap_dev(float *x, int64_t n, float cap, cudaStream_t stream);
+void to_f16_dev(const float *x, int64_t n, __half *y, cudaStream_t stream);
+
+// cuBLAS, opened at run time (libcublas.so.13 / .12): null when it cannot be loaded.
+class Cublas {
+public:
+    static Cublas *get();
+    // C[n][m] (column-major m x n, ldc) = A^T B with A = k x m (lda), B = k x n (ldb), f16 in, f32 out.
+    void gemm_tn(cudaStream_t stream, int m, int n, int k, const __half *A, int lda, const __half *B, int ldb,
+                 float *C, int ldc);
+
+private:
+    Cublas() = default;
+    void *handle_ = nullptr;
+    void *lib_ = nullptr;
+    void *set_stream_ = nullptr, *gemm_ex_ = nullptr;
+};
+
+}  // namespace cuda
+}  // namespace tactic

@@ -1,0 +1,167 @@
+/* libtactic's internal hooks: test, benchmark and research entry points.
+ *
+ * Not for applications and without any stability promise: the kernels' entry points
+ * (tactic_vec_dot, tactic_bench_*, tactic_cuda_* kernels), Tactic's research calls
+ * (selector switching, debug evaluation, per-head statistics, timings). The
+ * user-facing ABI is tactic.h, which this header includes. Installed beside it;
+ * pytactic's cffi reads both (tests, scripts and pytactic.lowlevel use these).
+ *
+ * Same rules as tactic.h: plain C between the CDEF markers, TACTIC_API only.
+ */
+#ifndef TACTIC_INTERNAL_H
+#define TACTIC_INTERNAL_H
+
+#include "tactic.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* CDEF BEGIN */
+
+/* out = dot(w_row, x) as the runtime's matmul computes it (activation quantized to the
+ * weight's vec_dot type). impl: 0 = best available, 1 = scalar, 2 = SIMD (error if absent). */
+TACTIC_API tactic_status tactic_vec_dot(int32_t type, const void *w, size_t w_size,
+                                        const float *x, int64_t n, int32_t impl, float *out);
+/* Benchmark and test hook (not for applications): y[t * rows + j] = the forward pass's
+ * matmul of a rows x n weight matrix of `type` (rows back to back in w) with n_tokens
+ * activation rows x[t * n ..], on n_threads threads (0 = all), impl as tactic_vec_dot.
+ * Runs n_iter times (at least once); *seconds (may be NULL) = mean time of one call. */
+TACTIC_API tactic_status tactic_bench_matmul(int32_t type, const void *w, size_t w_size, int64_t rows,
+                                             int64_t n, const float *x, int64_t n_tokens, float *y,
+                                             int32_t impl, int32_t n_threads, int32_t n_iter,
+                                             double *seconds);
+/* Test hook: the activation row x[n] quantized to weight_type's vec_dot type (Q8_0,
+ * Q8_1, Q8_K, F16, ...), as matmul does it, by impl (1 scalar, 2 SIMD). */
+TACTIC_API tactic_status tactic_bench_quantize_activation(int32_t weight_type, const float *x, int64_t n,
+                                                         int32_t impl, void *dst, size_t dst_size);
+
+/* ---- Tactic statistics --------------------------------------------------- */
+typedef struct {
+    int32_t layer;
+    int32_t head;         /* query head */
+    int32_t n_tokens;     /* tokens in the cache for this layer */
+    int32_t n_selected;   /* tokens this head selected */
+    int32_t n_attended;   /* tokens attended for the head's KV group (union + always-kept) */
+    float est_mass;       /* Tactic's estimated share of the mass of its selection */
+    float true_mass;      /* the true share (debug mode only, else -1) */
+    int32_t n_scored;     /* tokens the KV group scored exactly (bounded selector) */
+    int32_t oracle_tokens; /* debug mode: the fewest tokens reaching p (else -1) */
+    int32_t oracle_union; /* debug mode: union of the group's oracle sets (else -1) */
+    float est_over_true_total; /* debug mode, bounded selector: estimated / true total mass */
+} tactic_head_stats;
+
+/* Per-head statistics of the last decode step (global layers only). If cap is too
+ * small, *n_out is the count needed. */
+TACTIC_API tactic_status tactic_get_head_stats(tactic_context *ctx, tactic_head_stats *out,
+                                               int32_t cap, int32_t *n_out);
+
+/* Switch the selector and target p of a context's Tactic attention for the following
+ * decode steps (clusters are kept). The context must not use attention = FULL. */
+TACTIC_API tactic_status tactic_set_selection(tactic_context *ctx, int32_t selector, float p);
+/* Switch debug mode (true masses, tactic_get_head_eval) on or off for the following steps. */
+TACTIC_API tactic_status tactic_set_debug(tactic_context *ctx, int32_t on);
+
+/* Debug mode (tactic_debug = 1) only: Tactic and the baselines evaluated at the targets
+ * p = 0.5, 0.7, 0.8, 0.9, 0.95 on the last decode step, one entry per (global layer,
+ * query head, p). Masses are true shares of the head's softmax mass. */
+typedef struct {
+    int32_t layer;
+    int32_t head;
+    int32_t n_tokens;
+    float p;
+    int32_t tactic_tokens;      /* Tactic's own selection (always-kept tokens included) */
+    float tactic_est_mass;
+    float tactic_true_mass;
+    int32_t oracle_tokens;      /* the fewest tokens whose true mass reaches p */
+    int32_t cluster_opt_tokens; /* always-kept + shortest cluster-order prefix reaching p */
+    float quest_true_mass;      /* Quest with tactic_tokens tokens */
+    int32_t union_tokens;       /* union of Tactic's selections over the KV group */
+    float union_true_mass;      /* this head's true mass over that union */
+    int32_t degenerate;         /* the distribution fit fell back to a flat tail */
+    int32_t prune_tokens;       /* TACTIC_PRUNE at p: tokens kept ... */
+    int32_t prune_candidates;   /* ... out of this many scored exactly */
+    float prune_est_mass;
+    float prune_true_mass;
+} tactic_head_eval;
+TACTIC_API tactic_status tactic_get_head_eval(tactic_context *ctx, tactic_head_eval *out, int32_t cap,
+                                              int32_t *n_out);
+
+/* Benchmark of decode attention alone on caller-given data: K, V f16 [n_head_kv][n_tokens]
+ * [head_dim], q f32 [n_head][head_dim] (pre-scaled). selector: TACTIC_SELECT_* through
+ * TacticAttention (clustering is done by an untimed first call and reported in
+ * out[2]), or -1 for the forward pass's own full-attention kernel.  out[0] = seconds per
+ * call (median over n_iter calls; thread CPU time when n_threads = 1), out[1] = mean tokens attended per KV head, out[2] = clustering seconds. */
+TACTIC_API tactic_status tactic_bench_attention(const uint16_t *K, const uint16_t *V, const float *q,
+                                                int32_t n_tokens, int32_t head_dim, int32_t n_head,
+                                                int32_t n_head_kv, int32_t selector, float p,
+                                                int32_t n_threads, int32_t n_iter, double *out);
+
+/* Seconds spent in: [0] prefill total, [1] clustering, [2] decode total,
+ * [3] decode attention (global layers), [4] decode selection (Tactic); [5] the mean share
+ * of cached tokens attended per global-layer query head over Tactic decode steps (-1: none).
+ * Reset by reset=1. */
+TACTIC_API tactic_status tactic_get_timings(tactic_context *ctx, double *out, int32_t n,
+                                            int32_t reset);
+
+/* ---- CUDA kernels ---- */
+/* The CUDA backend's kernels, exposed for tests and benchmarks. Each call copies its
+ * inputs to GPU 0, runs the kernel, and copies the result back. A library built
+ * without CUDA returns TACTIC_ERR_UNSUPPORTED from every call, and so does one that
+ * finds no usable GPU or driver (tactic_cuda_device_count, in tactic.h, says 0). */
+/* Tuning and benchmark options: "bench_iters" (> 0: every call below also times its
+ * kernel over that many launches, rotating among copies of its largest input so that
+ * repeats do not run from L2; read the median with tactic_cuda_last_ms),
+ * "matvec_version" (1 or 2; 0 = default), "matvec_rows" (rows per warp: 1, 2, 4 or 8;
+ * 0 = default), "attn_splits" (splits of the token range per KV head; 0 = automatic),
+ * "attn_prefetch" (1: L2 prefetch of upcoming K/V rows; 0 = default, off). */
+TACTIC_API tactic_status tactic_cuda_set_option(const char *name, int64_t value);
+/* Milliseconds per launch of the last timed kernel (median), or -1. */
+TACTIC_API double tactic_cuda_last_ms(void);
+/* dst[n_rows][n_per_row] = dequantize(src), rows of tactic_type_row_size bytes. */
+TACTIC_API tactic_status tactic_cuda_dequantize(int32_t type, const void *src, size_t src_size,
+                                                int64_t n_rows, int64_t n_per_row, float *dst);
+/* y[n_rows] = W x: W rows in their own type, x f32, f32 accumulation. */
+TACTIC_API tactic_status tactic_cuda_matvec(int32_t type, const void *w, size_t w_size,
+                                            int64_t n_rows, int64_t n_cols, const float *x,
+                                            float *y);
+/* y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w (w may be NULL), n_rows rows of n. */
+TACTIC_API tactic_status tactic_cuda_rms_norm(const float *x, const float *w, int64_t n_rows,
+                                              int32_t n, float eps, float *y);
+typedef struct {
+    int32_t neox;              /* 1: rotate pairs (i, i + n_rot/2); 0: pairs (2i, 2i+1) */
+    int32_t n_rot;             /* rotated dimensions (even, <= head_dim) */
+    float base;
+    float freq_scale;
+    const float *freq_factors; /* [n_rot/2] divisors of the frequencies, or NULL */
+    int32_t yarn;              /* 1: YaRN blend with yarn_orig_ctx */
+    float attn_factor;
+    int32_t yarn_orig_ctx;
+} tactic_cuda_rope_params;
+/* Rotates x[n_tokens][n_head][head_dim] in place, token t at position pos[t]. */
+TACTIC_API tactic_status tactic_cuda_rope(float *x, int32_t n_tokens, int32_t n_head,
+                                          int32_t head_dim, const int32_t *pos,
+                                          const tactic_cuda_rope_params *params);
+/* Decode attention of one token: out[n_head][head_dim] = softmax(scale q.K) V over the
+ * tokens [lo, n) of an f16 cache laid out [n_head_kv][n_ctx][head_dim] (GQA: query
+ * head h reads KV head h / (n_head / n_head_kv)). head_dim: 64, 128 or 256. */
+TACTIC_API tactic_status tactic_cuda_attention(const float *q, int32_t n_head, int32_t n_head_kv,
+                                               int32_t head_dim, const uint16_t *k,
+                                               const uint16_t *v, int32_t n_ctx, int32_t lo,
+                                               int32_t n, float scale, float *out);
+/* The same over selected tokens: KV head g attends the tokens
+ * idx[offsets[g] .. offsets[g+1]) (lists may differ in length; each index < n_ctx). */
+TACTIC_API tactic_status tactic_cuda_attention_indexed(const float *q, int32_t n_head,
+                                                       int32_t n_head_kv, int32_t head_dim,
+                                                       const uint16_t *k, const uint16_t *v,
+                                                       int32_t n_ctx, const int32_t *idx,
+                                                       const int64_t *offsets, float scale,
+                                                       float *out);
+
+/* CDEF END */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TACTIC_INTERNAL_H */

@@ -1,0 +1,216 @@
+"""The CUDA forward pass against the CPU one (the reference: it matches llama.cpp's
+outputs in tests/data), on the real Gemma 3 270M and on random-weight files of every
+architecture and tensor type (scripts/make_random_gguf.py, peaked output weights so
+that top-2 margins are large enough to count).
+
+Teacher-forced: the same token sequence through both devices; the GPU runs the first
+part as one batched prefill (cuBLAS GEMMs + prefill attention) and the rest one token
+at a time (the decode step replayed as a CUDA graph). At every step whose CPU top-2
+margin exceeds 0.25 the argmax must agree, over at least 200 such steps per file, and
+the logits must be close: the relative RMS error |gpu - cpu| / |cpu| per step stays
+under the tolerances below (the GPU multiplies f32 activations by the weights where the
+CPU first quantizes activations to 8 bits as llama.cpp's CPU backend does: that, not
+the GPU, is most of the difference for quantized types).
+
+Skipped where no CUDA device is usable (CI compiles the CUDA code but has no GPU)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pytactic._native import lib
+from pytactic.lowlevel import NativeSession
+
+DATA = Path(__file__).resolve().parent / "data"
+SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "make_random_gguf.py"
+
+CPU, CUDA = 1, 2
+MARGIN = 0.25
+MIN_STEPS = 200
+# Relative RMS error of a step's logits: median over steps, and the worst step.
+TOL_MEDIAN, TOL_MAX = 0.02, 0.08
+
+pytestmark = pytest.mark.skipif(
+    lib.tactic_cuda_device_count() == 0, reason="no usable CUDA device (driver or GPU missing)")
+
+
+def _mrg():
+    spec = importlib.util.spec_from_file_location("make_random_gguf", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def top2_margin(logits):
+    part = np.partition(logits, -2, axis=-1)
+    return part[..., -1] - part[..., -2]
+
+
+def teacher_forced(path, ids, n_prefill, n_ctx=1024):
+    """Logits of every position: CPU in one prefill, GPU prefill then decode steps."""
+    with NativeSession(path, n_ctx=n_ctx, n_threads=0, attention=1, device=CPU) as s:
+        cpu = s.eval(ids, logits_all=True)
+    with NativeSession(path, n_ctx=n_ctx, attention=1, device=CUDA) as s:
+        gpu = [s.eval(ids[:n_prefill], logits_all=True)]
+        for t in ids[n_prefill:]:
+            gpu.append(s.eval([t]))
+    return cpu, np.concatenate(gpu)
+
+
+def compare(cpu, gpu, what):
+    assert cpu.shape == gpu.shape and np.isfinite(gpu).all(), what
+    margin = top2_margin(cpu)
+    sure = margin > MARGIN
+    n_sure = int(sure.sum())
+    agree = cpu.argmax(-1) == gpu.argmax(-1)
+    rel = np.linalg.norm(gpu - cpu, axis=-1) / np.linalg.norm(cpu, axis=-1)
+    print(f"{what}: {n_sure} steps with margin > {MARGIN}, argmax agrees at {int(agree[sure].sum())} of them "
+          f"({int(agree.sum())}/{len(agree)} overall); rel RMS error median {np.median(rel):.2e} max {rel.max():.2e}")
+    assert n_sure >= MIN_STEPS, f"{what}: only {n_sure} steps with a margin > {MARGIN}"
+    bad = np.flatnonzero(sure & ~agree)
+    assert bad.size == 0, f"{what}: argmax differs at steps {bad[:10].tolist()} (margins {margin[bad[:10]]})"
+    assert np.median(rel) < TOL_MEDIAN and rel.max() < TOL_MAX, what
+    return rel
+
+
+# -- random weights: every architecture, every tensor type ---------------------------------
+
+TINY = dict(n_layer=2, n_embd=256, n_head=4, n_head_kv=2, n_ff=512, vocab=1024, head_dim=64)
+PRESETS = {"llama": ("llama-3.1-8b", {}), "qwen2": ("qwen2.5-0.5b", {}), "qwen3": ("qwen3-0.6b", {}),
+           # Gemma's own head size (256) and sliding window, short enough to slide here.
+           "gemma3": ("gemma-3-270m", dict(head_dim=256, n_head=2, n_head_kv=1, sliding_window=64))}
+TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k", "q4_k_m"]
+
+
+@pytest.fixture(scope="module")
+def random_files(tmp_path_factory):
+    mrg = _mrg()
+    d = tmp_path_factory.mktemp("gpu_random")
+    made = {}
+
+    def get(arch, outtype):
+        key = (arch, outtype)
+        if key not in made:
+            preset, extra = PRESETS[arch]
+            out = d / f"{arch}-{outtype}.gguf"
+            mrg.make_random_gguf(out, preset, outtype, seed=7, qk_scale=2.0, output_scale=0.4,
+                                 **{**TINY, **extra})
+            made[key] = str(out)
+        return made[key]
+
+    return get
+
+
+# Measured misses (H200, commits 5b16b44 and c5fd5fa; docs/PERFORMANCE.md "Parity"): one
+# confident step each differs, margins 0.297 / 0.302 (q5_k / q6_k), and 0.267 for q4_k
+# once prefill attention rounds P to f16 on tensor cores (c5fd5fa). The llama files have
+# the largest logit errors (1.2-1.7e-2 relative, against 0.5-0.8e-2 for the others): the
+# CPU multiplies 8-bit activations, the GPU f32 ones for most types. Kept visible (xfail,
+# not strict) rather than loosened.
+KNOWN_MISSES = {("llama", "q4_k"), ("llama", "q5_k"), ("llama", "q6_k")}
+
+
+@pytest.mark.parametrize("outtype", TYPES)
+@pytest.mark.parametrize("arch", sorted(PRESETS))
+def test_random_weights_gpu_matches_cpu(random_files, arch, outtype, request):
+    if (arch, outtype) in KNOWN_MISSES:
+        request.applymarker(pytest.mark.xfail(reason="measured miss: one confident step differs (see KNOWN_MISSES)",
+                                              strict=False))
+    path = random_files(arch, outtype)
+    rng = np.random.default_rng(1)
+    ids = [1] + rng.integers(3, TINY["vocab"], 399).tolist()
+    cpu, gpu = teacher_forced(path, ids, n_prefill=200)
+    compare(cpu, gpu, f"{arch}/{outtype}")
+
+
+def test_prefill_in_chunks_and_long_window(random_files):
+    """n_batch chunks (later chunks attend to earlier ones through the cache) and more
+    tokens than Gemma's window of 64: the same logits as the CPU."""
+    path = random_files("gemma3", "q8_0")
+    rng = np.random.default_rng(2)
+    ids = [1] + rng.integers(3, TINY["vocab"], 399).tolist()
+    with NativeSession(path, n_ctx=512, n_threads=0, attention=1, device=CPU) as s:
+        cpu = s.eval(ids, logits_all=True)
+    with NativeSession(path, n_ctx=512, attention=1, device=CUDA, n_batch=96) as s:
+        gpu = s.eval(ids, logits_all=True)
+    compare(cpu, gpu, "gemma3/q8_0 in chunks of 96")
+
+
+def test_truncate_and_graph_replay_across_buckets(random_files):
+    """Rewinding the cache (prefix reuse) and decoding across a graph bucket boundary
+    (256 -> 512 tokens) give the same logits as a fresh CPU pass."""
+    path = random_files("qwen3", "q4_k")
+    rng = np.random.default_rng(3)
+    ids = [1] + rng.integers(3, TINY["vocab"], 299).tolist()
+    with NativeSession(path, n_ctx=1024, n_threads=0, attention=1, device=CPU) as s:
+        cpu = s.eval(ids, logits_all=True)
+    with NativeSession(path, n_ctx=1024, attention=1, device=CUDA) as s:
+        s.eval(ids[:200] + [5] * 40)        # a different continuation, then rewind
+        lib.tactic_context_truncate(s.ctx, 200)
+        gpu = [s.eval(ids[:250][200:], logits_all=True)]
+        for t in ids[250:]:
+            gpu.append(s.eval([t]))
+    got = np.concatenate(gpu)
+    rel = np.linalg.norm(got - cpu[200:], axis=-1) / np.linalg.norm(cpu[200:], axis=-1)
+    assert (got.argmax(-1) == cpu[200:].argmax(-1))[top2_margin(cpu[200:]) > MARGIN].all()
+    assert rel.max() < TOL_MAX
+
+
+# -- the real Gemma 3 270M -----------------------------------------------------------------
+
+@pytest.mark.xfail(strict=False, reason=(
+    "measured miss (H200, commit 5b16b44): 507 of 511 confident steps agree (steps 81, 139, 357, 395); "
+    "median relative logit error 3.8e-2: the CPU's 8-bit activation blocks vs the GPU's f32 activations "
+    "on Gemma's outlier-heavy activations; greedy generation still matches llama.cpp (next test)"))
+def test_gemma_real_teacher_forced(gemma_path):
+    ids = json.loads((DATA / "nll.json").read_text())["ids"][:600]
+    cpu, gpu = teacher_forced(gemma_path, ids, n_prefill=300)
+    compare(cpu, gpu, "gemma-3-270m Q4_K_M")
+
+
+def test_gemma_real_greedy_matches_llama_cpp(gemma_path, refs):
+    from pytactic.model import Model
+
+    m = Model(gemma_path, n_ctx=512, device="cuda")
+    assert m.device == "cuda"
+    try:
+        for r in refs["greedy"]:
+            n = r["stable_prefix_len"]
+            if n == 0:
+                continue
+            text = m.generate(r["prompt"], max_tokens=n, temperature=0)
+            assert m.last_stats.tokens == r["greedy_ids"][:n], r["prompt"]
+            assert text == r["stable_prefix_text"]
+        # Prefix reuse and streaming on the GPU: a second, longer request on the same prompt.
+        r = refs["greedy"][0]
+        pieces = list(m.generate(r["prompt"], max_tokens=3, temperature=0, stream=True))
+        assert m.last_stats.tokens == r["greedy_ids"][:3] and "".join(pieces)
+    finally:
+        m.close()
+
+
+def test_tactic_on_cuda_warns_and_runs_full(gemma_path):
+    from pytactic.model import Model
+    import pytactic.model as pm
+
+    pm._said_tactic_gpu = False
+    with pytest.warns(RuntimeWarning, match="full attention"):
+        m = Model(gemma_path, n_ctx=256, device="cuda", attention="tactic")
+    try:
+        assert m.device == "cuda"
+        assert m.generate("Hello", max_tokens=2, temperature=0)
+    finally:
+        m.close()
+
+
+def test_kv_cache_too_large_for_the_gpu_is_refused(gemma_path):
+    from pytactic.errors import OutOfMemoryError
+    from pytactic.model import Model
+
+    # 2^24 tokens of Gemma 3 270M's cache: 18 layers x 1 KV head x 256 x 2 x 2 bytes
+    # a token = 18 KiB, 288 GiB in all: more than any single GPU holds.
+    with pytest.raises(OutOfMemoryError, match="GPU memory"):
+        Model(gemma_path, n_ctx=1 << 24, device="cuda")
