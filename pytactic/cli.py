@@ -139,6 +139,8 @@ def _report(stats, interrupted: bool = False) -> None:
         parts.append(f"prompt {n_new} tokens ({stats.prefill_tokens_per_s:.1f} tok/s)")
     if stats.n_cached:
         parts.append(f"{stats.n_cached} reused from cache")
+    if stats.tactic_attended_share is not None:
+        parts.append(f"Tactic attended {100 * stats.tactic_attended_share:.1f}% of the cache per head")
     if interrupted:
         parts.append("interrupted")
     elif stats.finish_reason:

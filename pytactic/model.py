@@ -71,8 +71,8 @@ class Model:
     """A GGUF model with one context (KV cache) for generation.
 
     Model(path, n_ctx=None, n_threads=None, n_batch=512, seed=None, verbose=False,
-          attention="auto", tactic_p=0.9, cluster_size=16, chat_format=None, device="auto",
-          swa_full=False)
+          attention="auto", tactic_p=0.9, cluster_size=16, tactic_min_ctx=None,
+          tactic_force_fraction=0.0, chat_format=None, device="auto", swa_full=False)
 
     n_ctx: tokens the context holds. None (default): the model's training context,
       capped so that the KV cache takes at most half the memory available now; 0: the
@@ -80,7 +80,12 @@ class Model:
       costs little; sliding-window layers keep only their window (+ n_batch) unless
       swa_full=True. verbose=True prints the KV memory up front (kv_memory() gives it).
     attention: "full" (exact), "tactic" (sparse decode attention), or "auto" (Tactic
-      once the cache is long).
+      once the cache holds tactic_min_ctx tokens; None = the library's default,
+      measured on CPU, docs/TACTIC.md).
+    tactic_p: the share of each head's attention mass Tactic keeps.
+    tactic_force_fraction: in (0, 1], Tactic keeps exactly this share of the cached
+      tokens per head instead of targeting tactic_p (benchmarks, e.g. on random-weight
+      models); 0 = off.
     chat_format: None (the GGUF's tokenizer.chat_template, else a built-in format
       for the architecture), a built-in name ("chatml", "gemma", "llama3"), or a
       Jinja template string.
@@ -106,6 +111,8 @@ class Model:
         attention: str = "auto",
         tactic_p: float = 0.9,
         cluster_size: int = 16,
+        tactic_min_ctx: Optional[int] = None,
+        tactic_force_fraction: float = 0.0,
         chat_format: Optional[str] = None,
         chat_template: Optional[str] = None,
         vocab_only: bool = False,
@@ -144,6 +151,12 @@ class Model:
             raise ValueError(f"n_ctx must be a non-negative integer (0 = the model's), got {n_ctx!r}")
         if not (isinstance(tactic_p, (int, float)) and 0 < tactic_p <= 1):
             raise ValueError(f"tactic_p must be in (0, 1], got {tactic_p!r}")
+        if tactic_min_ctx is not None and (isinstance(tactic_min_ctx, bool) or not isinstance(tactic_min_ctx, int)
+                                           or tactic_min_ctx < 0):
+            raise ValueError(f"tactic_min_ctx must be a non-negative integer or None, got {tactic_min_ctx!r}")
+        if (isinstance(tactic_force_fraction, bool) or not isinstance(tactic_force_fraction, (int, float))
+                or not 0 <= tactic_force_fraction <= 1):
+            raise ValueError(f"tactic_force_fraction must be in [0, 1] (0 = off), got {tactic_force_fraction!r}")
 
         t0 = time.perf_counter()
         mp = lib.tactic_model_default_params()
@@ -180,6 +193,9 @@ class Model:
                 _say_cpu()
             cp.tactic_p = tactic_p
             cp.cluster_size = cluster_size
+            if tactic_min_ctx is not None:
+                cp.tactic_min_ctx = tactic_min_ctx
+            cp.tactic_force_fraction = float(tactic_force_fraction)
             if seed is not None and seed >= 0:
                 cp.seed = seed
             cout = ffi.new("tactic_context **")
@@ -542,6 +558,8 @@ class Model:
         limit = max_tokens if max_tokens is not None and max_tokens > 0 else None
         t_dec = time.perf_counter()
         one = ffi.new("int32_t[1]")
+        tm = ffi.new("double[6]")
+        lib.tactic_get_timings(ctx, tm, 6, 1)  # restart the Tactic counters for this generation
         try:
             while True:
                 if self._generation != me:
@@ -578,6 +596,8 @@ class Model:
                     check(st, "eval")
         finally:
             stats.decode_s = time.perf_counter() - t_dec
+            if lib.tactic_get_timings(ctx, tm, 6, 0) == 0 and tm[5] >= 0:
+                stats.tactic_attended_share = float(tm[5])
             self.last_stats = stats
             if mask is not None:
                 mask.close()

@@ -16,6 +16,9 @@ class GenerationStats:
     decode_s: float = 0.0
     finish_reason: Optional[str] = None  # "stop" | "length" | None (interrupted)
     tokens: List[int] = field(default_factory=list)
+    # Tactic: mean share of the cached tokens attended per global-layer query head over the
+    # decode steps of this generation that used Tactic (None: no Tactic step ran).
+    tactic_attended_share: Optional[float] = None
 
     @property
     def decode_tokens_per_s(self) -> float:

@@ -6,6 +6,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -15,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from pytactic import lowlevel  # noqa: E402
 from pytactic._native import check, ffi, lib  # noqa: E402
 
-SELECT = {"tactic": 0, "oracle": 1, "quest": 2, "cluster_opt": 3, "full": 4, "prune": 5}
+SELECT = {"tactic": 0, "oracle": 1, "quest": 2, "cluster_opt": 3, "full": 4, "prune": 5, "bounded": 6}
 
 
 def model_path():
@@ -186,7 +187,9 @@ class Ctx:
         cap = 256
         buf = ffi.new("tactic_head_stats[]", cap)
         check(lib.tactic_get_head_stats(self.h, buf, cap, n))
-        return [buf[i] for i in range(n[0])]
+        # Copies: buf[i] would point into `buf`, freed when this function returns.
+        keys = [f[0] for f in ffi.typeof("tactic_head_stats").fields]
+        return [SimpleNamespace(**{k: getattr(buf[i], k) for k in keys}) for i in range(n[0])]
 
     def head_eval(self):
         n = ffi.new("int32_t *")
@@ -197,8 +200,9 @@ class Ctx:
         return [{k: getattr(buf[i], k) for k in keys} for i in range(n[0])]
 
     def timings(self, reset=False):
-        out = ffi.new("double[5]")
-        check(lib.tactic_get_timings(self.h, out, 5, int(reset)))
+        """prefill, clustering, decode, decode attention, selection (s); attended share."""
+        out = ffi.new("double[6]")
+        check(lib.tactic_get_timings(self.h, out, 6, int(reset)))
         return list(out)
 
 
@@ -210,6 +214,26 @@ def long_text_tokens(model, n_tokens):
     ids = model.tokenize(src[: n_tokens * 6])
     if len(ids) < n_tokens:
         sys.exit(f"topics.py gives only {len(ids)} tokens")
+    return ids[:n_tokens]
+
+
+def text_tokens(model, kind, n_tokens):
+    """BOS + the first n_tokens-1 tokens of a long real text: 'topics' (the text of Python's
+    pydoc topics, joined by blank lines) or 'licenses' (the files of
+    /usr/share/common-licenses, sorted by name, joined by blank lines)."""
+    if kind == "topics":
+        import pydoc_data.topics as t
+
+        text = "\n\n".join(t.topics.values())
+    elif kind == "licenses":
+        d = Path("/usr/share/common-licenses")
+        files = sorted(f for f in d.iterdir() if f.is_file() and not f.is_symlink())
+        text = "\n\n".join(f.read_text(errors="replace") for f in files)
+    else:
+        raise ValueError(kind)
+    ids = model.tokenize(text[: n_tokens * 8])
+    if len(ids) < n_tokens:
+        sys.exit(f"the {kind} text gives only {len(ids)} tokens, {n_tokens} needed")
     return ids[:n_tokens]
 
 

@@ -1,10 +1,13 @@
-"""Tactic on gemma3-270m over long real text (Python's pydoc_data/topics.py): selection
-quality against the oracle / cluster-order optimum / Quest (the paper's Table 1), and
-output quality (KL of next-token distributions vs full attention, perplexity) over
-teacher-forced decode positions. One prefill per context length; every configuration
-decodes the same positions after truncating back to it.
+"""Tactic on gemma3-270m over long real text (the pydoc topics' text, or the licences of
+/usr/share/common-licenses): selection quality of the active selector against the exact
+top-p oracle, per head and per KV group, over decode positions spread across a long
+teacher-forced decode (so old clusters and freshly clustered blocks are both in the
+sample); output quality (KL of next-token distributions vs full attention, perplexity);
+decode speed. One prefill per run; every configuration decodes the same positions after
+truncating back to it.
 
-    TACTIC_LIB=build/libtactic.so python scripts/tactic_eval.py --ctx 8192 --sel-steps 32 --kl-steps 1000
+    TACTIC_LIB=build/libtactic.so python scripts/tactic_eval.py --ctx 8192 --sel-positions 2048 --debug-every 16
+    TACTIC_LIB=build/libtactic.so python scripts/tactic_eval.py --ctx 8192 --kl-steps 1000 --configs bounded:0.9,quest:0.9
 """
 
 import argparse
@@ -16,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tactic_common import CACHE, Ctx, Model, kl, log_softmax, long_text_tokens  # noqa: E402
+from tactic_common import CACHE, Ctx, Model, kl, log_softmax, text_tokens  # noqa: E402
 
 PS = [0.5, 0.7, 0.8, 0.9, 0.95]
 
@@ -37,59 +40,70 @@ def decode(ctx, ids, keep_logits=True, stats=False):
     return out, st
 
 
-def selection_quality(ctx, ids, L, steps):
-    ctx.set_selection("full", 1.0)
-    ctx.set_debug(True)
+def head_steps(ctx, ids, L, positions, every, selector, p):
+    """Teacher-forced decode of `positions` tokens after L with the given selector; every
+    `every`-th step runs in debug mode (true masses, oracle counts). Returns one row per
+    (debug step, global layer, query head)."""
+    ctx.set_selection(selector, p)
     rows = []
-    for i in range(steps):
+    for i in range(positions):
+        dbg = i % every == every - 1
+        if dbg:
+            ctx.set_debug(True)
         ctx.eval([ids[L + i]])
-        rows += ctx.head_eval()
-    ctx.set_debug(False)
+        if dbg:
+            for s in ctx.head_stats():
+                rows.append({"step": i, "layer": s.layer, "head": s.head, "n_tokens": s.n_tokens,
+                             "selected": s.n_selected, "attended": s.n_attended, "scored": s.n_scored,
+                             "true_mass": s.true_mass, "est_mass": s.est_mass, "oracle": s.oracle_tokens,
+                             "oracle_union": s.oracle_union, "est_over_true": s.est_over_true_total})
+            ctx.set_debug(False)
     ctx.truncate(L)
     return rows
 
 
-def table_selection(rows, title):
+def table_heads(rows, p, title):
     print(f"\n### Selection quality: {title}")
-    print("Per query head and step. Tokens: mean count; 'reached': share of head-steps whose true mass >= P.")
-    print("| P | oracle | cluster-order optimum | Tactic | Tactic/oracle | Tactic true mass | reached | est. mass | "
-          "degenerate fits | KV-group union | head's mass over union | reached (union) | Quest mass at Tactic's count |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for p in PS:
-        r = [x for x in rows if abs(x["p"] - p) < 1e-4]
-        if not r:
-            continue
-        f = lambda k: np.mean([x[k] for x in r])  # noqa: E731
-        o, t = f("oracle_tokens"), f("tactic_tokens")
-        reach = np.mean([x["tactic_true_mass"] >= p - 1e-6 for x in r])
-        ureach = np.mean([x["union_true_mass"] >= p - 1e-6 for x in r])
-        print(f"| {p:.2f} | {o:.0f} | {f('cluster_opt_tokens'):.0f} | {t:.0f} | {t / o:.2f}x | {f('tactic_true_mass'):.3f} | "
-              f"{100 * reach:.0f}% | {f('tactic_est_mass'):.3f} | {100 * f('degenerate'):.0f}% | {f('union_tokens'):.0f} | "
-              f"{f('union_true_mass'):.3f} | {100 * ureach:.0f}% | {f('quest_true_mass'):.3f} |")
-    if "prune_tokens" in rows[0]:
-        print("\nSelect-then-prune (our extension; candidates = Tactic's prefix for 1 - (1 - P) / 2):")
-        print("| P | oracle | candidates scored | kept | kept/oracle | true mass | reached | est. mass |")
-        print("|---|---|---|---|---|---|---|---|")
-        for p in PS:
-            r = [x for x in rows if abs(x["p"] - p) < 1e-4]
-            f = lambda k: np.mean([x[k] for x in r])  # noqa: E731
-            reach = np.mean([x["prune_true_mass"] >= p - 1e-6 for x in r])
-            print(f"| {p:.2f} | {f('oracle_tokens'):.0f} | {f('prune_candidates'):.0f} | {f('prune_tokens'):.0f} | "
-                  f"{f('prune_tokens') / f('oracle_tokens'):.2f}x | {f('prune_true_mass'):.3f} | {100 * reach:.0f}% | "
-                  f"{f('prune_est_mass'):.3f} |")
-    n = len({(x["layer"], x["head"]) for x in rows})
-    print(f"({len(rows) // len(PS)} head-steps: {n} (layer, head) pairs x steps; tokens in cache: "
-          f"{min(x['n_tokens'] for x in rows)}-{max(x['n_tokens'] for x in rows)})")
-    print("\nPer layer at P=0.9 (mean over heads and steps):")
-    print("| layer | oracle | Tactic | true mass | reached |")
-    print("|---|---|---|---|---|")
-    for layer in sorted({x["layer"] for x in rows}):
-        r = [x for x in rows if abs(x["p"] - 0.9) < 1e-4 and x["layer"] == layer]
-        print(f"| {layer} | {np.mean([x['oracle_tokens'] for x in r]):.0f} | {np.mean([x['tactic_tokens'] for x in r]):.0f} | "
-              f"{np.mean([x['tactic_true_mass'] for x in r]):.3f} | {100 * np.mean([x['tactic_true_mass'] >= 0.9 for x in r]):.0f}% |")
+    r = rows
+    sel = np.array([x["selected"] for x in r], float)
+    orc = np.array([x["oracle"] for x in r], float)
+    tm = np.array([x["true_mass"] for x in r], float)
+    eot = np.array([x["est_over_true"] for x in r], float)
+    reach = np.mean(tm >= p - 1e-6)
+    print(f"{len(r)} head-steps ({len({(x['layer'], x['head']) for x in r})} (layer, head) pairs); cache "
+          f"{min(x['n_tokens'] for x in r)}-{max(x['n_tokens'] for x in r)} tokens; decode steps since the prefill "
+          f"{min(x['step'] for x in r)}-{max(x['step'] for x in r)}")
+    print("| P | oracle (mean) | selected (mean) | selected/oracle (ratio of means) | median per-step ratio | "
+          "p90 per-step ratio | true mass (mean) | reached P | est/true total p10 | p50 | p90 | scored/KV group |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    ratio = sel / orc
+    sc = np.mean([x["scored"] for x in r])
+    print(f"| {p} | {orc.mean():.0f} | {sel.mean():.0f} | {sel.mean() / orc.mean():.2f}x | {np.median(ratio):.2f}x | "
+          f"{np.percentile(ratio, 90):.2f}x | {tm.mean():.4f} | {100 * reach:.1f}% | "
+          f"{np.percentile(eot, 10):.3f} | {np.percentile(eot, 50):.3f} | {np.percentile(eot, 90):.3f} | {sc:.0f} |")
+    g = {}
+    for x in r:  # one entry per (step, layer): the KV group (gemma3-270m: one KV head)
+        g[(x["step"], x["layer"])] = (x["attended"], x["oracle_union"], x["n_tokens"])
+    att = np.array([v[0] for v in g.values()], float)
+    ou = np.array([v[1] for v in g.values()], float)
+    nt = np.array([v[2] for v in g.values()], float)
+    print(f"\nPer KV group ({len(g)} group-steps): union attended {att.mean():.0f} ({100 * np.mean(att / nt):.1f}% of "
+          f"the cache) vs union of the heads' oracle sets {ou.mean():.0f}: {att.mean() / ou.mean():.2f}x "
+          f"(median per step {np.median(att / ou):.2f}x, p90 {np.percentile(att / ou, 90):.2f}x)")
+    print("\nPer layer:")
+    print("| layer | oracle | selected | selected/oracle | true mass | reached |")
+    print("|---|---|---|---|---|---|")
+    for layer in sorted({x["layer"] for x in r}):
+        rl = [x for x in r if x["layer"] == layer]
+        o = np.mean([x["oracle"] for x in rl])
+        s_ = np.mean([x["selected"] for x in rl])
+        print(f"| {layer} | {o:.0f} | {s_:.0f} | {s_ / o:.2f}x | {np.mean([x['true_mass'] for x in rl]):.4f} | "
+              f"{100 * np.mean([x['true_mass'] >= p - 1e-6 for x in rl]):.1f}% |")
+    return {"oracle": orc.mean(), "selected": sel.mean(), "reach": reach, "true_mass": tm.mean(),
+            "eot_p10": np.percentile(eot, 10), "union_ratio": att.mean() / ou.mean()}
 
 
-SPEED_CONFIGS = [("full", 1.0), ("tactic", 0.9), ("tactic", 0.95), ("prune", 0.9), ("quest", 0.9)]
+SPEED_CONFIGS = [("full", 1.0), ("bounded", 0.9), ("quest", 0.9)]
 
 
 def speed(ctx, ids, L, rounds):
@@ -128,45 +142,44 @@ def print_speed(sp, L, rounds):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ctx", type=int, default=8192)
-    ap.add_argument("--sel-steps", type=int, default=32)
-    ap.add_argument("--kl-steps", type=int, default=1000)
+    ap.add_argument("--text", choices=["topics", "licenses"], default="topics")
+    ap.add_argument("--p", type=float, default=0.9)
+    ap.add_argument("--selector", default="bounded")
+    ap.add_argument("--sel-positions", type=int, default=0, help="teacher-forced decode steps for selection quality")
+    ap.add_argument("--debug-every", type=int, default=16, help="every k-th of them is measured")
+    ap.add_argument("--kl-steps", type=int, default=0)
     ap.add_argument("--n-sink", type=int, default=4)
     ap.add_argument("--n-recent", type=int, default=64)
     ap.add_argument("--cluster-size", type=int, default=16)
-    ap.add_argument("--incremental", type=int, default=1)
-    ap.add_argument("--recluster", type=int, default=0)
-    ap.add_argument("--configs", default="tactic:0.8,tactic:0.9,tactic:0.95,quest:0.8,quest:0.9,quest:0.95")
+    ap.add_argument("--block", type=int, default=256)
+    ap.add_argument("--configs", default="bounded:0.9,quest:0.9")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--speed-rounds", type=int, default=0)
+    ap.add_argument("--speed-steps", type=int, default=0,
+                    help="decode this many teacher-forced steps with full attention, then with each config; tok/s")
     ap.add_argument("--tag", default="")
-    ap.add_argument("--reprint", action="store_true", help="print the tables of a saved run")
     args = ap.parse_args()
 
     L = args.ctx
-    if args.reprint:
-        res = json.loads((CACHE / f"eval_{L}{args.tag}.json").read_text())
-        table_selection(res["selection"], f"{L} tokens (saved run)")
-        return
     model = Model()
-    ids = long_text_tokens(model, L + max(args.kl_steps, args.sel_steps) + 1)
-    ctx = Ctx(model, L + max(args.kl_steps, args.sel_steps) + 8, attention="tactic", n_threads=args.threads,
+    extra = max(args.kl_steps, args.sel_positions, args.speed_steps) + 1
+    ids = text_tokens(model, args.text, L + extra)
+    ctx = Ctx(model, L + extra + 8, attention="tactic", selector=args.selector, p=args.p, n_threads=args.threads,
               n_sink=args.n_sink, n_recent=args.n_recent, cluster_size=args.cluster_size,
-              tactic_incremental=args.incremental, recluster_interval=args.recluster)
+              tactic_block_size=args.block)
     res = {"args": vars(args)}
     t = ctx.prefill(ids[:L])
     res["prefill_s"] = t
-    log(f"prefill {L}: {t:.1f} s")
+    log(f"prefill {L} ({args.text}): {t:.1f} s")
 
-    if args.sel_steps:
+    if args.sel_positions:
         t0 = time.time()
-        rows = selection_quality(ctx, ids, L, args.sel_steps)
+        rows = head_steps(ctx, ids, L, args.sel_positions, args.debug_every, args.selector, args.p)
         res["selection"] = rows
-        res["clustering_s"] = ctx.timings()[1]
         log(f"selection quality: {time.time() - t0:.1f} s")
-        table_selection(rows, f"{L} tokens of context, {args.sel_steps} decode steps, sinks {args.n_sink}, "
-                              f"recent {args.n_recent}, cluster size {args.cluster_size}")
-        print(f"\nclustering (3 global layers, first decode step): {res['clustering_s']:.2f} s = "
-              f"{100 * res['clustering_s'] / t:.1f}% of the {t:.1f} s prefill")
+        res["summary"] = table_heads(rows, args.p, f"{args.selector} P={args.p}, {L} tokens of {args.text}, "
+                                     f"{args.sel_positions} decode steps, every {args.debug_every}th measured")
+        ctx.timings(reset=True)
 
     if args.kl_steps:
         tgt = ids[L : L + args.kl_steps]
@@ -193,8 +206,8 @@ def main():
             kls = [kl(a, b) for a, b in zip(ref, lg)]
             nll = [-log_softmax(x)[n] for x, n in zip(lg, nxt)]
             agree = np.mean([int(np.argmax(a) == np.argmax(b)) for a, b in zip(ref, lg)])
-            sel_tok = np.mean([np.mean([s[2] for s in step]) for step in st])
-            att_tok = np.mean([np.mean([s[3] for s in step]) for step in st])
+            sel_tok = np.mean([np.mean([s[2] for s in step]) for step in st if step] or [0])
+            att_tok = np.mean([np.mean([s[3] for s in step]) for step in st if step] or [0])
             ntok = np.mean([L + i + 1 for i in range(len(tgt))])
             res["kl"][cfg] = {"kl_mean": float(np.mean(kls)), "kl_p99": float(np.percentile(kls, 99)),
                               "kl_max": float(np.max(kls)), "ppl": float(np.exp(np.mean(nll))), "top1": float(agree),
@@ -213,13 +226,38 @@ def main():
                   f"{r['ppl']:.3f} | {r['selected']:.0f} | {r['attended']:.0f} | {100 * r['attended'] / r['tokens']:.1f}% |")
 
 
+    if args.speed_steps:
+        res["speed_steps"] = {}
+        for cfg in ["full:1.0"] + args.configs.split(",")[:1]:
+            sel, p = cfg.split(":")
+            ctx.truncate(L)
+            ctx.set_selection(sel, float(p))
+            ctx.timings(reset=True)
+            t0, c0 = time.time(), time.process_time()
+            decode(ctx, ids[L : L + args.speed_steps], keep_logits=False)
+            wall, cpu = time.time() - t0, time.process_time() - c0
+            tm = ctx.timings(reset=True)
+            res["speed_steps"][cfg] = {"wall_s": wall, "cpu_s": cpu, "decode_s": tm[2], "attn_s": tm[3],
+                                       "select_s": tm[4], "cluster_s": tm[1], "share": tm[5]}
+            log(f"speed {cfg}: {res['speed_steps'][cfg]}")
+        ctx.truncate(L)
+        n = args.speed_steps
+        print(f"\n### Decode speed: {n} teacher-forced steps after {L} tokens ({args.threads} threads, shared machine)")
+        print("| config | decode tok/s (wall) | CPU ms / token (all threads) | attention ms / token (3 global layers) | "
+              "of which selection | clustering s (blocks) | attended share / head |")
+        print("|---|---|---|---|---|---|---|")
+        for cfg, r in res["speed_steps"].items():
+            share = "-" if r["share"] < 0 else f"{100 * r['share']:.1f}%"
+            print(f"| {cfg} | {n / r['wall_s']:.2f} | {1000 * r['cpu_s'] / n:.1f} | {1000 * r['attn_s'] / n:.2f} | "
+                  f"{1000 * r['select_s'] / n:.2f} | {r['cluster_s']:.2f} | {share} |")
+
     if args.speed_rounds:
         res["speed"] = speed(ctx, ids, L, args.speed_rounds)
         print_speed(res["speed"], L, args.speed_rounds)
 
     CACHE.mkdir(parents=True, exist_ok=True)
-    out = CACHE / f"eval_{L}{args.tag}.json"
-    out.write_text(json.dumps(res))
+    out = CACHE / f"eval_{L}_{args.text}{args.tag}.json"
+    out.write_text(json.dumps(res, default=float))
     log(f"saved {out}")
 
 

@@ -77,7 +77,7 @@ def main():
             # the attention under test (it is the first decode step), then 8 greedy tokens.
             answers = {}
             extra = [(c, *c.split(":")) for c in args.also.split(",") if c]
-            for name, sel, p in [("full", "full", 1.0), ("tactic", "tactic", args.p)] + extra:
+            for name, sel, p in [("full", "full", 1.0), ("tactic", "bounded", args.p)] + extra:
                 p = float(p)
                 ctx.truncate(len(ids) - 1)
                 ctx.set_selection(sel, p)

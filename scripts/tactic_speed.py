@@ -50,7 +50,7 @@ def main():
         base = bench(K, V, q, -1, 1.0, args.threads, args.iters)
         rows = [("full (forward's kernel)", base)]
         rows.append(("full (Tactic path)", bench(K, V, q, SELECT["full"], 1.0, args.threads, args.iters)))
-        for sel, p in (("tactic", 0.9), ("tactic", 0.95), ("prune", 0.9), ("quest", 0.9)):
+        for sel, p in (("bounded", 0.9), ("bounded", 0.95), ("tactic", 0.9), ("quest", 0.9)):
             rows.append((f"{sel} P={p}", bench(K, V, q, SELECT[sel], p, args.threads, args.iters)))
         for name, r in rows:
             print(f"| {n} | {name} | {1000 * r[0]:.2f} | {r[1]:.0f} ({100 * r[1] / n:.1f}%) | {base[0] / r[0]:.2f}x | "

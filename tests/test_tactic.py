@@ -70,7 +70,7 @@ def test_debug_eval_invariants(env):
             assert 0.0 <= e[k] <= 1.0 + 1e-6
 
 
-@pytest.mark.parametrize("selector", ["tactic", "prune", "quest", "oracle", "cluster_opt"])
+@pytest.mark.parametrize("selector", ["bounded", "tactic", "prune", "quest", "oracle", "cluster_opt"])
 def test_p1_equals_full(env, selector):
     _, ctx, ids = env
     ref = decode_logits(ctx, ids, "full", 1.0)
@@ -112,3 +112,60 @@ def test_bad_arguments_are_typed_errors(env, gemma_path):
         full.set_selection("tactic", 0.9)
     with pytest.raises(InvalidArgumentError):
         full.head_eval()
+
+
+def test_bounded_selector_stats(env):
+    """The default selector: per head, reaching P never takes fewer tokens than the exact
+    oracle (computed by the debug path over every token), a head that misses P had an
+    estimated total below the true one (the bound failed), scoring happens once per KV
+    group, and the group's union holds every head's selection."""
+    model, ctx, ids = env
+    decode_logits(ctx, ids, "bounded", 0.9, n=4)
+    st = ctx.head_stats()
+    assert len(st) == 3 * model.n_head
+    for s in st:
+        assert 1 <= s.oracle_tokens <= s.oracle_union <= s.n_tokens
+        assert s.n_selected <= s.n_attended <= s.n_tokens and s.n_scored <= s.n_tokens
+        if s.true_mass >= 0.9:
+            assert s.n_selected >= s.oracle_tokens
+        else:
+            assert s.est_over_true_total < 1.0 + 1e-4
+    assert any(s.n_attended < s.n_tokens for s in st)
+
+
+def _long_prompt(model, n):
+    import pydoc_data.topics as t
+
+    text = "\n\n".join(t.topics.values())
+    return model.tokenize(text[: n * 8])[:n]
+
+
+def test_model_force_fraction_and_attended_share(gemma_path):
+    """Model(tactic_force_fraction=f): every global-layer head keeps ceil(f * n) tokens, so
+    the attended share of the cache per head (the union over the KV group's 4 query heads)
+    lies in [f, 4f]; last_stats reports it."""
+    from pytactic import Model
+
+    with Model(gemma_path, n_ctx=2048, attention="tactic", tactic_force_fraction=0.1) as m:
+        m.generate(_long_prompt(m, 1200), max_tokens=4, temperature=0)
+        share = m.last_stats.tactic_attended_share
+        assert share is not None and 0.1 <= share <= 0.4 + 0.01
+
+
+def test_model_tactic_min_ctx(gemma_path):
+    """attention="auto" runs Tactic only from tactic_min_ctx cached tokens."""
+    from pytactic import Model
+
+    for min_ctx, uses_tactic in ((10**6, False), (0, True)):
+        with Model(gemma_path, n_ctx=2048, attention="auto", tactic_min_ctx=min_ctx) as m:
+            m.generate(_long_prompt(m, 1200), max_tokens=2, temperature=0)
+            assert (m.last_stats.tactic_attended_share is not None) == uses_tactic
+
+
+@pytest.mark.parametrize("kw", [{"tactic_force_fraction": 1.5}, {"tactic_force_fraction": -0.1},
+                                {"tactic_min_ctx": -1}, {"tactic_min_ctx": 1.5}])
+def test_model_tactic_args_validated(gemma_path, kw):
+    from pytactic import Model
+
+    with pytest.raises(ValueError):
+        Model(gemma_path, n_ctx=256, **kw)

@@ -167,6 +167,11 @@ typedef struct {
     int32_t device;             /* TACTIC_DEVICE_* */
     /* added by the document Q&A work (additive) */
     int32_t swa_full;           /* 1: sliding-window layers keep every position (no rings) */
+    /* added by the Tactic work, issue 12 (additive) */
+    int32_t tactic_block_size;  /* new tokens are clustered in blocks of this many (default 256);
+                                   0: the older whole-cache re-clustering (recluster_interval) */
+    float tactic_force_fraction; /* (0, 1]: keep exactly this share of the cached tokens per
+                                    query head (benchmarks on random-weight models); 0 = off */
 } tactic_context_params;
 
 TACTIC_API tactic_context_params tactic_context_default_params(void);
@@ -230,7 +235,10 @@ enum {
     TACTIC_SELECT_CLUSTER_OPT = 3, TACTIC_SELECT_FULL = 4,
     /* our extension: Tactic's cluster prefix for a stricter target proposes candidates,
      * their exact scores decide (kept by score until the estimated share reaches p) */
-    TACTIC_SELECT_TACTIC_PRUNE = 5
+    TACTIC_SELECT_TACTIC_PRUNE = 5,
+    /* the default: cluster candidates scored exactly, an upper bound on the unscored tail,
+     * tokens kept by exact score until p of (exact + bound) (docs/TACTIC.md) */
+    TACTIC_SELECT_BOUNDED = 6
 };
 
 /* ---- sampler ------------------------------------------------------------ */

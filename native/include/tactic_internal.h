@@ -54,6 +54,10 @@ typedef struct {
     int32_t n_attended;   /* tokens attended for the head's KV group (union + always-kept) */
     float est_mass;       /* Tactic's estimated share of the mass of its selection */
     float true_mass;      /* the true share (debug mode only, else -1) */
+    int32_t n_scored;     /* tokens the KV group scored exactly (bounded selector) */
+    int32_t oracle_tokens; /* debug mode: the fewest tokens reaching p (else -1) */
+    int32_t oracle_union; /* debug mode: union of the group's oracle sets (else -1) */
+    float est_over_true_total; /* debug mode, bounded selector: estimated / true total mass */
 } tactic_head_stats;
 
 /* Per-head statistics of the last decode step (global layers only). If cap is too
@@ -103,7 +107,9 @@ TACTIC_API tactic_status tactic_bench_attention(const uint16_t *K, const uint16_
                                                 int32_t n_threads, int32_t n_iter, double *out);
 
 /* Seconds spent in: [0] prefill total, [1] clustering, [2] decode total,
- * [3] decode attention (global layers), [4] decode selection (Tactic). Reset by reset=1. */
+ * [3] decode attention (global layers), [4] decode selection (Tactic); [5] the mean share
+ * of cached tokens attended per global-layer query head over Tactic decode steps (-1: none).
+ * Reset by reset=1. */
 TACTIC_API tactic_status tactic_get_timings(tactic_context *ctx, double *out, int32_t n,
                                             int32_t reset);
 

@@ -32,6 +32,8 @@ Context::Context(const Model &model, const tactic_context_params &p) : model_(mo
                  "cluster_size must be in [1, 4096]");
     TACTIC_CHECK(p.n_sink >= 0 && p.n_recent >= 0 && p.recluster_interval >= 0 && p.tactic_min_ctx >= 0,
                  TACTIC_ERR_INVALID_ARGUMENT, "n_sink, n_recent, recluster_interval and tactic_min_ctx must be >= 0");
+    TACTIC_CHECK(p.tactic_block_size >= 0 && p.tactic_force_fraction >= 0.f && p.tactic_force_fraction <= 1.f,
+                 TACTIC_ERR_INVALID_ARGUMENT, "tactic_block_size must be >= 0 and tactic_force_fraction in [0, 1]");
     n_batch_ = p.n_batch > 0 ? p.n_batch : 512;
     n_batch_ = std::min(n_batch_, n_ctx_);
     TACTIC_CHECK(p.device >= TACTIC_DEVICE_AUTO && p.device <= TACTIC_DEVICE_CUDA, TACTIC_ERR_INVALID_ARGUMENT,
@@ -57,6 +59,8 @@ Context::Context(const Model &model, const tactic_context_params &p) : model_(mo
         tp.seed = p.seed;
         tp.selector = p.tactic_selector;
         tp.incremental = p.tactic_incremental != 0;
+        tp.block_size = p.tactic_block_size;
+        tp.force_fraction = p.tactic_force_fraction;
         tactic_ = std::make_unique<TacticAttention>(tp, hp, n_ctx_);
     }
     backend_ = make_cpu_backend(CpuBackendRefs{model_, *pool_, kv_, tactic_.get(), params_, t_decode_attn_});
@@ -78,9 +82,9 @@ void Context::truncate(int n_keep) {
 }
 
 void Context::timings(double *out, int n, bool reset) {
-    const double vals[5] = {t_prefill_, tactic_ ? tactic_->clustering_seconds() : 0.0, t_decode_, t_decode_attn_,
-                            tactic_ ? tactic_->selection_seconds() : 0.0};
-    for (int i = 0; i < n && i < 5; i++) out[i] = vals[i];
+    const double vals[6] = {t_prefill_, tactic_ ? tactic_->clustering_seconds() : 0.0, t_decode_, t_decode_attn_,
+                            tactic_ ? tactic_->selection_seconds() : 0.0, tactic_ ? tactic_->attended_share() : -1.0};
+    for (int i = 0; i < n && i < 6; i++) out[i] = vals[i];
     if (reset) {
         t_prefill_ = t_decode_ = t_decode_attn_ = 0;
         if (tactic_) tactic_->reset_timings();

@@ -24,6 +24,7 @@
 #endif
 #include "../src/tactic/kmeans.cpp"
 #include "../src/tactic/selection.cpp"
+#include "../src/tactic/bounded_selection.cpp"
 #include "../src/tactic/sparse_attention.cpp"
 #include "../src/tactic/tactic_attention.cpp"
 
@@ -74,6 +75,13 @@ std::vector<float> make_queries(int n_head, int D, float scale, uint64_t seed) {
     std::vector<float> q((size_t)(n_head) * D);
     for (auto &x : q) x = scale * N(rng) / std::sqrt(float(D));
     return q;
+}
+
+// q . k in double (k f16): the reference score.
+double dot_ref(const float *q, const uint16_t *k, int D) {
+    double s = 0;
+    for (int i = 0; i < D; i++) s += double(q[i]) * double(f16_to_f32(k[i]));
+    return s;
 }
 
 // Full attention in double precision (the reference).
@@ -271,7 +279,7 @@ void test_selectors(ThreadPool &pool) {
     const int D = 64, n_ctx = 3000, n_kv = 1, n_head = 4;
     Data d = make_data(n_kv, n_ctx, D, 30, 17);
     HParams hp = small_hp(1, n_head, n_kv, D);
-    for (int sel = kSelectTactic; sel <= kSelectTacticPrune; sel++) {
+    for (int sel = kSelectTactic; sel <= kSelectBounded; sel++) {
         for (float p : {1.0f, 0.9f}) {
             TacticParams prm;
             prm.p = p;
@@ -405,6 +413,147 @@ void test_truncate(ThreadPool &pool) {
     std::printf("truncate: clusters kept or rebuilt as needed\n");
 }
 
+// A rewind keeps the recent window exact, in every clustering mode: right after
+// truncate(n_keep) clusters cover tokens before n_keep - n_recent only, and the next step
+// attends every token of its recent window (the legacy selector keeps unclustered tokens).
+void test_truncate_recent_exact(ThreadPool &pool) {
+    const int D = 32, n_ctx = 3000, n_recent = 64;
+    Data d = make_data(1, n_ctx, D, 20, 37);
+    HParams hp = small_hp(1, 2, 1, D);
+    struct Mode { int block; bool incremental; const char *name; };
+    for (Mode mode : {Mode{256, false, "block"}, Mode{0, false, "re-cluster"}, Mode{0, true, "incremental"}}) {
+        TacticParams prm;
+        prm.p = 0.5f;
+        prm.selector = kSelectTactic;
+        prm.block_size = mode.block;
+        prm.incremental = mode.incremental;
+        prm.n_sink = 4;
+        prm.n_recent = n_recent;
+        TacticAttention ta(prm, hp, n_ctx);
+        std::vector<float> Q = make_queries(2, D, 8.f, 3), out(2 * (size_t)(D));
+        for (int n = 2000; n < 2400; n++) ta.decode(0, Q.data(), d.K.data(), d.V.data(), n, out.data(), pool);
+        for (int n_keep : {2390, 2300, 2100}) {
+            ta.truncate(n_keep);
+            const int ce = ta.clustered_end(0, 0);
+            CHECK(ce <= n_keep - n_recent);
+            ta.decode(0, Q.data(), d.K.data(), d.V.data(), n_keep + 1, out.data(), pool);
+            const auto &att = ta.last_attended(0, 0);
+            const std::set<int32_t> a(att.begin(), att.end());
+            for (int t = n_keep + 1 - n_recent; t <= n_keep; t++) CHECK(a.count(t) == 1);
+        }
+    }
+    std::printf("truncate: the recent window stays exact after a rewind (block, re-cluster, incremental)\n");
+}
+
+// Block clustering: appended blocks keep a valid partition (every token once, ids, order
+// and key copies consistent with the cache), and dropping blocks restores a prefix.
+void test_blocks(ThreadPool &pool) {
+    const int D = 32, n = 3000;
+    Data d = make_data(1, n, D, 20, 41);
+    KeyClusters kc = empty_blocks(D, 4);
+    kc.append_block(d.K.data(), 1028, 16, 10, 1, pool);
+    for (int e = 1028 + 256; e <= 2820; e += 256) kc.append_block(d.K.data(), e, 16, 10, 2 + e, pool);
+    auto valid = [&](int end) {
+        CHECK(kc.end == end && int(kc.order.size()) == end - 4 && kc.offsets.back() == end - 4);
+        CHECK(int(kc.offsets.size()) == kc.n_clusters + 1 && int(kc.centroids.size()) == kc.n_clusters * D);
+        std::vector<int> seen((size_t)(n), 0);
+        for (int c = 0; c < kc.n_clusters; c++)
+            for (int o = kc.offsets[(size_t)(c)]; o < kc.offsets[(size_t)(c) + 1]; o++) {
+                const int t = kc.order[(size_t)(o)];
+                CHECK(t >= 4 && t < end);
+                seen[(size_t)(t)]++;
+                CHECK(kc.cluster_of[(size_t)(t - 4)] == c);
+                for (int i = 0; i < D; i++) CHECK(kc.key_in_order(o)[i] == d.K[(size_t)(t) * D + i]);
+            }
+        for (int t = 4; t < end; t++) CHECK(seen[(size_t)(t)] == 1);
+    };
+    valid(2820);
+    kc.drop_blocks_after(2000);  // blocks end at 1028, 1284, ..., 1796, 2052: keep up to 1796
+    valid(1796);
+    kc.append_block(d.K.data(), 2052, 16, 10, 9, pool);
+    valid(2052);
+    std::printf("blocks: appended and dropped blocks keep the partition valid (%d clusters)\n", kc.n_clusters);
+}
+
+// Select-then-prune: when the candidate prefix is shorter than the exactly scored head,
+// the head's tokens count in the total. On a list scored exactly (shorter than min_fit),
+// the estimate is then exact, so every kept set reaches p (true mass from a double reference).
+void test_prune_head_bias(ThreadPool &pool) {
+    const int D = 32, n = 420;
+    Data d = make_data(1, n, D, 12, 43);
+    KeyClusters kc = cluster_keys(d.K.data(), D, 4, n, 16, 10, 5, pool);
+    std::vector<int32_t> always = {0, 1, 2, 3};
+    SelectionConfig cfg;
+    int trials = 0;
+    for (int qi = 0; qi < 20; qi++) {
+        std::vector<float> q = make_queries(1, D, 10.f, 500 + qi);
+        float as[4];
+        for (int i = 0; i < 4; i++) as[i] = (float)dot_ref(q.data(), d.K.data() + (size_t)(i) * D, D);
+        TacticFit fit;
+        std::vector<float> scratch;
+        tactic_fit(q.data(), d.K.data(), D, kc, as, 4, cfg, fit, scratch);
+        CHECK(fit.exact);
+        std::vector<double> w((size_t)(n));
+        double mx = -1e300, Z = 0;
+        for (int t = 0; t < n; t++) mx = std::max(mx, (double)dot_ref(q.data(), d.K.data() + (size_t)(t) * D, D));
+        for (int t = 0; t < n; t++) Z += w[(size_t)(t)] = std::exp(dot_ref(q.data(), d.K.data() + (size_t)(t) * D, D) - mx);
+        for (float p : {0.3f, 0.5f, 0.8f}) {
+            PrunedChoice pc;
+            tactic_prune(fit, kc, q.data(), d.K.data(), D, always, as, p, 0.5f, pc);
+            double m = 0;
+            for (int32_t t : pc.tokens) m += w[(size_t)(t)];
+            CHECK(m / Z >= p - 1e-4);
+            trials++;
+        }
+    }
+    std::printf("prune: exact head counted in the total, every kept set reaches p (%d cases)\n", trials);
+}
+
+// The bounded selector: forced fraction keeps exactly ceil(f n) tokens per head; at p = 0.9
+// the kept set reaches p in most head-steps (true masses from the debug path) with few
+// tokens; scoring happens once per KV group (n_scored counts tokens, not tokens x heads).
+void test_bounded(ThreadPool &pool) {
+    const int D = 64, n_ctx = 4096, n_kv = 1, n_head = 4;
+    Data d = make_data(n_kv, n_ctx, D, 40, 47);
+    HParams hp = small_hp(1, n_head, n_kv, D);
+    {
+        TacticParams prm;
+        prm.selector = kSelectBounded;
+        prm.force_fraction = 0.1f;
+        prm.n_sink = 4;
+        prm.n_recent = 64;
+        TacticAttention ta(prm, hp, n_ctx);
+        std::vector<float> Q = make_queries(n_head, D, 12.f, 9), out((size_t)(n_head) * D);
+        ta.decode(0, Q.data(), d.K.data(), d.V.data(), 4000, out.data(), pool);
+        for (const auto &s : ta.last_stats()) CHECK(s.n_selected == 400);
+    }
+    TacticParams prm;
+    prm.selector = kSelectBounded;
+    prm.p = 0.9f;
+    prm.debug = true;
+    prm.n_sink = 4;
+    prm.n_recent = 64;
+    TacticAttention ta(prm, hp, n_ctx);
+    int reached = 0, total = 0;
+    double ratio = 0;
+    for (int step = 0; step < 30; step++) {
+        std::vector<float> Q = make_queries(n_head, D, 12.f, 900 + step), out((size_t)(n_head) * D);
+        ta.decode(0, Q.data(), d.K.data(), d.V.data(), 3800 + step, out.data(), pool);
+        for (const auto &s : ta.last_stats()) {
+            CHECK(s.n_scored <= s.n_tokens && s.n_selected <= s.n_scored);
+            CHECK(s.oracle_tokens >= 1 && s.oracle_union >= s.oracle_tokens);
+            if (s.true_mass >= 0.9f) reached++;
+            if (s.true_mass >= 0.9f) CHECK(s.n_selected >= s.oracle_tokens);
+            if (s.true_mass < 0.9f) CHECK(s.est_over_true_total < 1.0001f);  // missed only if the bound failed
+            ratio += double(s.n_selected) / s.oracle_tokens;
+            total++;
+        }
+    }
+    CHECK(reached >= total * 85 / 100);
+    std::printf("bounded: forced fraction exact; p = 0.9 reached in %d/%d head-steps at %.2fx the oracle's tokens\n",
+                reached, total, ratio / total);
+}
+
 }  // namespace
 
 int main() {
@@ -417,6 +566,10 @@ int main() {
     test_decode_invariants(pool);
     test_truncate(pool);
     test_selectors(pool);
+    test_truncate_recent_exact(pool);
+    test_blocks(pool);
+    test_prune_head_bias(pool);
+    test_bounded(pool);
     if (g_failures) {
         std::fprintf(stderr, "%d check(s) failed\n", g_failures);
         return 1;

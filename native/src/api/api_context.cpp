@@ -43,13 +43,16 @@ TACTIC_API tactic_context_params tactic_context_default_params(void) {
     tactic_context_params p;
     std::memset(&p, 0, sizeof p);
     p.attention = TACTIC_ATTN_AUTO;
-    // Measured on the CPU (docs/TACTIC.md): below ~16K tokens full attention is as fast
-    // end to end (0.96x at 8K, 1.02x at 16K for Gemma 3 270M), so AUTO waits until then.
-    p.tactic_min_ctx = 16384;
+    // Measured on this CPU with the bounded selector (docs/TACTIC.md, "Speed"): decode
+    // attention breaks even with full attention at 8K tokens on Gemma 3 270M (79.1 vs
+    // 78.6 ms per step over 1,000 steps), so AUTO switches there.
+    p.tactic_min_ctx = 8192;
     p.tactic_p = 0.9f;
     p.cluster_size = 16;
     p.n_sink = 4;     // the BOS sink stays out of K-means (docs/TACTIC.md: measured at 4K)
     p.n_recent = 64;
+    p.tactic_selector = TACTIC_SELECT_BOUNDED;
+    p.tactic_block_size = 256;
     p.seed = 0x5eed;
     return p;
 }

@@ -52,6 +52,10 @@ TACTIC_API tactic_status tactic_get_head_stats(tactic_context *ctx, tactic_head_
             o.n_attended = st[i].n_attended;
             o.est_mass = st[i].est_mass;
             o.true_mass = st[i].true_mass;
+            o.n_scored = st[i].n_scored;
+            o.oracle_tokens = st[i].oracle_tokens;
+            o.oracle_union = st[i].oracle_union;
+            o.est_over_true_total = st[i].est_over_true_total;
         }
     });
 }

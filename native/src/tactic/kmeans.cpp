@@ -85,14 +85,13 @@ void KeyClusters::drop_from(int n_keep) {
     rebuild_order();
 }
 
-KeyClusters cluster_keys(const uint16_t *K, int D, int begin, int end, int cluster_size, int max_iter,
-                         uint64_t seed, ThreadPool &pool) {
-    TACTIC_CHECK(D > 0 && begin >= 0 && end > begin && cluster_size > 0, TACTIC_ERR_INVALID_ARGUMENT,
-                 "cluster_keys: bad range or cluster size");
-    KeyClusters kc;
-    kc.begin = begin;
-    kc.end = kc.base_end = end;
-    kc.D = D;
+namespace {
+
+// K-means over tokens [begin, end): centroids (non-empty clusters only, renumbered) and
+// the cluster of each token.
+void kmeans_range(const uint16_t *K, int D, int begin, int end, int cluster_size, int max_iter, uint64_t seed,
+                  ThreadPool &pool, std::vector<float> &centroids, std::vector<int32_t> &cluster_of, int &n_out,
+                  int &iterations) {
     const int n = end - begin;
     const int n_c = std::max(1, std::min(n, (n + cluster_size / 2) / cluster_size));
 
@@ -125,7 +124,7 @@ KeyClusters cluster_keys(const uint16_t *K, int D, int begin, int end, int clust
         // Rows handed out in chunks; each thread keeps its own dot buffer.
         std::atomic<int64_t> next_row{0};
         const int64_t grain = 64;
-        pool.run([&](int ti, int) {
+        auto work = [&](int ti) {
             int64_t local_changed = 0;
             for (;;) {
                 const int64_t b = next_row.fetch_add(grain);
@@ -136,7 +135,9 @@ KeyClusters cluster_keys(const uint16_t *K, int D, int begin, int end, int clust
                 for (int64_t i = b; i < e; i++) local_changed += next[size_t(i)] != assign[size_t(i)];
             }
             changed += local_changed;
-        });
+        };
+        if (n <= 4 * grain) work(0);  // a small block: not worth waking the pool
+        else pool.run([&](int ti, int) { work(ti); });
         assign.swap(next);
         if (changed.load() == 0) break;
         // Update: each centroid becomes the mean of its members; an empty cluster keeps
@@ -156,7 +157,7 @@ KeyClusters cluster_keys(const uint16_t *K, int D, int begin, int end, int clust
             for (int d = 0; d < D; d++) C[size_t(c) * D + d] = float(sums[size_t(c) * D + d] * inv);
         }
     }
-    kc.iterations = std::min(it + 1, std::max(1, max_iter));
+    iterations = std::min(it + 1, std::max(1, max_iter));
 
     // Keep the non-empty clusters only, renumbered.
     std::vector<int32_t> remap(static_cast<size_t>(n_c), -1);
@@ -165,17 +166,90 @@ KeyClusters cluster_keys(const uint16_t *K, int D, int begin, int end, int clust
     int k = 0;
     for (int c = 0; c < n_c; c++)
         if (member[size_t(c)]) remap[size_t(c)] = k++;
-    kc.n_clusters = k;
-    kc.centroids.resize(size_t(k) * D);
+    n_out = k;
+    centroids.resize(size_t(k) * D);
     for (int c = 0; c < n_c; c++)
         if (remap[size_t(c)] >= 0)
-            std::copy_n(C.data() + size_t(c) * D, D, kc.centroids.data() + size_t(remap[size_t(c)]) * D);
-    compute_half_norm2(kc.centroids, k, D, kc.half_norm2);
-    kc.cluster_of.resize(size_t(n));
-    for (int i = 0; i < n; i++) kc.cluster_of[size_t(i)] = remap[size_t(assign[size_t(i)])];
+            std::copy_n(C.data() + size_t(c) * D, D, centroids.data() + size_t(remap[size_t(c)]) * D);
+    cluster_of.resize(size_t(n));
+    for (int i = 0; i < n; i++) cluster_of[size_t(i)] = remap[size_t(assign[size_t(i)])];
+}
+
+}  // namespace
+
+KeyClusters cluster_keys(const uint16_t *K, int D, int begin, int end, int cluster_size, int max_iter,
+                         uint64_t seed, ThreadPool &pool) {
+    TACTIC_CHECK(D > 0 && begin >= 0 && end > begin && cluster_size > 0, TACTIC_ERR_INVALID_ARGUMENT,
+                 "cluster_keys: bad range or cluster size");
+    KeyClusters kc;
+    kc.begin = begin;
+    kc.end = kc.base_end = end;
+    kc.D = D;
+    kmeans_range(K, D, begin, end, cluster_size, max_iter, seed, pool, kc.centroids, kc.cluster_of, kc.n_clusters,
+                 kc.iterations);
+    compute_half_norm2(kc.centroids, kc.n_clusters, D, kc.half_norm2);
     kc.rebuild_order();
     kc.gather_keys(K);
     return kc;
+}
+
+KeyClusters empty_blocks(int D, int begin) {
+    KeyClusters kc;
+    kc.begin = kc.end = kc.base_end = begin;
+    kc.D = D;
+    kc.offsets.assign(1, 0);
+    kc.keys_valid = true;
+    return kc;
+}
+
+void KeyClusters::append_block(const uint16_t *K, int new_end, int cluster_size, int max_iter, uint64_t seed,
+                               ThreadPool &pool) {
+    TACTIC_CHECK(new_end > end && D > 0, TACTIC_ERR_INTERNAL, "append_block: empty block");
+    std::vector<float> cent;
+    std::vector<int32_t> ids;
+    int k = 0, iters = 0;
+    kmeans_range(K, D, end, new_end, cluster_size, max_iter, seed, pool, cent, ids, k, iters);
+    const int c0 = n_clusters;
+    centroids.insert(centroids.end(), cent.begin(), cent.end());
+    std::vector<float> hn;
+    compute_half_norm2(cent, k, D, hn);
+    half_norm2.insert(half_norm2.end(), hn.begin(), hn.end());
+    // The block's clusters come after every older one, so its tokens go at the end of
+    // `order` (counting sort inside the block) and only its keys are copied.
+    std::vector<int32_t> cnt(static_cast<size_t>(k) + 1, 0);
+    for (int32_t c : ids) cnt[size_t(c) + 1]++;
+    for (int c = 0; c < k; c++) cnt[size_t(c) + 1] += cnt[size_t(c)];
+    const size_t o0 = order.size();
+    if (offsets.empty()) offsets.assign(1, 0);
+    for (int c = 1; c <= k; c++) offsets.push_back(int32_t(o0) + cnt[size_t(c)]);
+    order.resize(o0 + ids.size());
+    std::vector<int32_t> fill(cnt.begin(), cnt.end() - 1);
+    for (size_t i = 0; i < ids.size(); i++) order[o0 + size_t(fill[size_t(ids[i])]++)] = int32_t(end + int(i));
+    for (int32_t c : ids) cluster_of.push_back(c0 + c);
+    keys_sorted.resize(order.size() * size_t(D));
+    for (size_t o = o0; o < order.size(); o++) std::copy_n(K + size_t(order[o]) * D, D, keys_sorted.data() + o * size_t(D));
+    keys_valid = true;
+    n_clusters += k;
+    end = base_end = new_end;
+    block_tok_end.push_back(new_end);
+    block_cluster_end.push_back(n_clusters);
+    iterations = std::max(iterations, iters);
+}
+
+void KeyClusters::drop_blocks_after(int limit) {
+    size_t nb = block_tok_end.size();
+    while (nb > 0 && block_tok_end[nb - 1] > limit) nb--;
+    if (nb == block_tok_end.size()) return;
+    block_tok_end.resize(nb);
+    block_cluster_end.resize(nb);
+    n_clusters = nb ? block_cluster_end[nb - 1] : 0;
+    end = base_end = nb ? block_tok_end[nb - 1] : begin;
+    centroids.resize(size_t(n_clusters) * D);
+    half_norm2.resize(size_t(n_clusters));
+    offsets.resize(size_t(n_clusters) + 1);
+    order.resize(size_t(offsets.back()));
+    keys_sorted.resize(order.size() * size_t(D));
+    cluster_of.resize(size_t(end - begin));
 }
 
 }  // namespace tactic

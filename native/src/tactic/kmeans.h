@@ -38,7 +38,21 @@ struct KeyClusters {
     void assign_new(const uint16_t *K, int new_end);
     // Forgets tokens from n_keep on (n_keep >= base_end).
     void drop_from(int n_keep);
+
+    // Block mode: the clustered range is a sequence of blocks [block_tok_end[i-1],
+    // block_tok_end[i]), each clustered on its own; block i owns clusters
+    // [block_cluster_end[i-1], block_cluster_end[i]). Appending a block touches only its
+    // own clusters, order entries and key copies (no whole-cache work on the decode path).
+    std::vector<int32_t> block_tok_end, block_cluster_end;
+    // Clusters tokens [end, new_end) alone and appends them (block mode).
+    void append_block(const uint16_t *K, int new_end, int cluster_size, int max_iter, uint64_t seed,
+                      ThreadPool &pool);
+    // Keeps only the blocks that end at or before `limit` (block mode).
+    void drop_blocks_after(int limit);
 };
+
+// An empty block-mode KeyClusters whose clustered range starts (and ends) at `begin`.
+KeyClusters empty_blocks(int D, int begin);
 
 // Clusters keys K[t*D ..] (f16) of tokens [begin, end) into about (end-begin)/cluster_size
 // clusters: initial centroids are distinct keys sampled with `seed`, then at most max_iter

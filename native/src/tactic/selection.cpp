@@ -202,28 +202,48 @@ void append_prefix_tokens(const TacticFit &fit, const KeyClusters &kc, int n_clu
     }
 }
 
+namespace {
+float prune_target(float p, float relax) { return p >= 1.f ? 1.f : 1.f - (1.f - p) * relax; }
+// Clusters of the candidate prefix: Tactic's choice for the stricter target, extended to
+// cover the exactly scored head (those tokens' scores are known, and leaving them out of
+// both the candidates and the tail would bias the total low).
+int prune_prefix_clusters(const TacticFit &fit, float p, float relax) {
+    const TacticChoice c = tactic_choose(fit, prune_target(p, relax));
+    int j = c.n_clusters;
+    while (j < int(fit.cend.size()) && (j == 0 || fit.cend[size_t(j) - 1] < fit.H)) j++;
+    return j;
+}
+}  // namespace
+
+void prune_candidate_clusters(const TacticFit &fit, float p, float relax, std::vector<int32_t> &out) {
+    const int n = prune_prefix_clusters(fit, p, relax);
+    out.insert(out.end(), fit.corder.begin(), fit.corder.begin() + n);
+}
+
 void tactic_prune(const TacticFit &fit, const KeyClusters &kc, const float *q, const uint16_t *K, int D,
                   const std::vector<int32_t> &always, const float *always_scores, float p, float relax,
-                  PrunedChoice &out) {
+                  PrunedChoice &out, const float *osc, int g, int h) {
+    (void)K;
     out.tokens.clear();
-    const float p_c = p >= 1.f ? 1.f : 1.f - (1.f - p) * relax;
-    const TacticChoice c = tactic_choose(fit, p_c);
+    const int n_cl = prune_prefix_clusters(fit, p, relax);
     std::vector<std::pair<double, int32_t>> items;
-    items.reserve(always.size() + size_t(c.n_tokens));
+    items.reserve(always.size() + size_t(n_cl ? fit.cend[size_t(n_cl) - 1] : 0));
     for (size_t i = 0; i < always.size(); i++) items.emplace_back(std::exp(double(always_scores[i]) - fit.m), always[i]);
     int pos = 0;
-    for (int j = 0; j < c.n_clusters; j++) {
+    for (int j = 0; j < n_cl; j++) {
         const int cl = fit.corder[size_t(j)];
         for (int o = kc.offsets[size_t(cl)]; o < kc.offsets[size_t(cl) + 1]; o++, pos++) {
             const int32_t t = kc.order[size_t(o)];
-            const double w =
-                pos < fit.H ? fit.head_w[size_t(pos)] : std::exp(double(score_row(q, kc.key_in_order(o), D)) - fit.m);
+            double w;
+            if (pos < fit.H) w = fit.head_w[size_t(pos)];
+            else if (osc) w = std::exp(double(osc[size_t(o) * g + h]) - fit.m);
+            else w = std::exp(double(score_row(q, kc.key_in_order(o), D)) - fit.m);
             items.emplace_back(w, t);
         }
     }
     double exact = 0;
     for (const auto &it : items) exact += it.first;
-    const double rest = std::max(0.0, fit.tail_est - fit.tail_mass(std::max(c.n_tokens, fit.H)));
+    const double rest = std::max(0.0, fit.tail_est - fit.tail_mass(pos));
     const double Z = exact + rest;
     out.n_candidates = int(items.size());
     std::sort(items.begin(), items.end(), [](const auto &x, const auto &y) { return x.first > y.first || (x.first == y.first && x.second < y.second); });

@@ -71,9 +71,14 @@ struct PrunedChoice {
     int n_candidates = 0;         // candidates scored (always-kept included)
     float est_mass = 0;
 };
+// osc (optional): exact scores of the candidates already computed for the KV group,
+// osc[o * g + h] for order index o (see candidate_clusters); else they are scored here.
 void tactic_prune(const TacticFit &fit, const KeyClusters &kc, const float *q, const uint16_t *K, int D,
                   const std::vector<int32_t> &always, const float *always_scores, float p, float relax,
-                  PrunedChoice &out);
+                  PrunedChoice &out, const float *osc = nullptr, int g = 1, int h = 0);
+// The clusters select-then-prune scores exactly for target p: the prefix Tactic chooses for
+// the stricter target, extended to the whole exact head. Appended to out.
+void prune_candidate_clusters(const TacticFit &fit, float p, float relax, std::vector<int32_t> &out);
 
 // The sorted-list tokens of positions [0, n) (the first clusters of the fit).
 void append_prefix_tokens(const TacticFit &fit, const KeyClusters &kc, int n_clusters, std::vector<int32_t> &out);

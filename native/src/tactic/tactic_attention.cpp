@@ -10,6 +10,7 @@
 #include <numeric>
 
 #include "../common.h"
+#include "bounded_selection.h"
 #include "kmeans.h"
 #include "selection.h"
 #include "sparse_attention.h"
@@ -20,6 +21,7 @@ namespace {
 
 constexpr int kDefaultRecluster = 2048;  // the paper's example interval
 constexpr int kMaxIter = 10;
+constexpr int kMinInitBlock = 1024;      // first clustering: blocks of at least this many tokens
 
 double now_s() {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -38,12 +40,19 @@ struct TacticAttention::Impl {
         std::vector<QuestPages> pages; // per KV head
         std::vector<TacticHeadStat> stats;
         std::vector<TacticHeadEval> eval;
+        std::vector<std::vector<int32_t>> attended;  // per KV head: last step's list (test hook)
     };
     std::vector<Layer> layers;
     mutable std::vector<TacticHeadStat> flat_stats;
     mutable std::vector<TacticHeadEval> flat_eval;
     int last_step_tokens = -1;
     double t_cluster = 0, t_select = 0;
+    double share_sum = 0;
+    int64_t share_n = 0;
+    BoundedScratch bscr;
+    BoundedGroup bgroup;
+    std::vector<float> osc;
+    std::vector<int32_t> cand_clusters;
 
     // Per-step scratch.
     std::vector<TacticFit> fits;
@@ -73,7 +82,7 @@ TacticAttention::TacticAttention(const TacticParams &params, const HParams &hp, 
                  "cluster_size must be in [1, 4096]");
     TACTIC_CHECK(params.recluster_interval >= 0 && params.n_sink >= 0 && params.n_recent >= 0,
                  TACTIC_ERR_INVALID_ARGUMENT, "recluster_interval, n_sink and n_recent must be >= 0");
-    TACTIC_CHECK(params.selector >= kSelectTactic && params.selector <= kSelectTacticPrune, TACTIC_ERR_INVALID_ARGUMENT,
+    TACTIC_CHECK(params.selector >= kSelectTactic && params.selector <= kSelectBounded, TACTIC_ERR_INVALID_ARGUMENT,
                  "unknown Tactic selector");
     TACTIC_CHECK(hp.n_head_kv > 0 && hp.n_head % hp.n_head_kv == 0 && hp.head_dim > 0, TACTIC_ERR_INVALID_ARGUMENT,
                  "Tactic: n_head must be a multiple of n_head_kv");
@@ -89,6 +98,27 @@ void TacticAttention::Impl::maintain_clusters(int il, int kh, const uint16_t *Kh
     KeyClusters &kc = layers[size_t(il)].kv[size_t(kh)];
     const int begin = std::min(prm.n_sink, n_tokens);
     const int end = std::max(begin, n_tokens - prm.n_recent);
+    if (prm.block_size > 0) {
+        // Block mode: the first clustering cuts [begin, end) into blocks; later tokens are
+        // clustered a block at a time once block_size of them have left the recent window.
+        const double t0 = now_s();
+        const uint64_t seed = prm.seed * 0x9E3779B97F4A7C15ull + uint64_t(il) * 1000003u + uint64_t(kh) + 1;
+        if (kc.empty()) {
+            if (end - begin < min_cluster_tokens()) return;  // too short: attend everything
+            kc = empty_blocks(hp.head_dim, begin);
+            const int bi = std::max(kMinInitBlock, 4 * prm.block_size);
+            const int nb = std::max(1, (end - begin) / bi);
+            for (int b = 0; b < nb; b++)
+                kc.append_block(Kh, b + 1 == nb ? end : begin + (b + 1) * bi, prm.cluster_size, kMaxIter,
+                                seed + uint64_t(b) * 7919u, pool);
+        } else {
+            while (end - kc.end >= prm.block_size)
+                kc.append_block(Kh, kc.end + prm.block_size, prm.cluster_size, kMaxIter,
+                                seed + uint64_t(kc.block_tok_end.size()) * 7919u, pool);
+        }
+        t_cluster += now_s() - t0;
+        return;
+    }
     if (end - begin < min_cluster_tokens()) {  // too short: attend everything
         if (!kc.empty()) kc.gather_keys(Kh);
         return;
@@ -159,28 +189,65 @@ void TacticAttention::Impl::decode_group(int il, int kh, const float *Qg, const 
 
     // Tactic's fit per query head (also needed by QUEST for its budget, and in debug mode).
     const bool prune = prm.selector == kSelectTacticPrune;
-    const bool run_tactic = have_clusters && (prm.selector == kSelectTactic || prm.selector == kSelectQuest ||
-                                              prm.selector == kSelectClusterOpt || prune || prm.debug);
+    // The bounded selector runs for itself and to give Quest its token budget.
+    const bool bounded = have_clusters && (prm.selector == kSelectBounded || prm.selector == kSelectQuest);
+    const bool run_tactic = have_clusters && (prm.selector == kSelectTactic || prm.selector == kSelectClusterOpt ||
+                                              prune || (prm.debug && prm.selector != kSelectBounded));
     pruned.resize(size_t(g));
-    if (run_tactic && prm.selector == kSelectQuest) L.pages[size_t(kh)].update(Kh, D, n_tokens);
-    if (run_tactic) {
+    if (bounded && prm.selector == kSelectQuest) L.pages[size_t(kh)].update(Kh, D, n_tokens);
+    if (run_tactic || bounded) {
         always_scores.resize(size_t(g) * n_always);
         scores_group(Qg, g, Kh, D, always_list.data(), n_always, always_scores.data(), pool);
         cscores.resize(size_t(g) * kc.n_clusters);
         score_centroids(Qg, g, kc, cscores.data());
+    }
+    if (bounded) {
+        BoundedConfig bc;
+        bc.p = prm.p;
+        bc.force_fraction = prm.force_fraction;
+        bc.tail_share = prm.tail_share;
+        bc.z = prm.tail_z;
+        select_bounded(Qg, g, Kh, D, kc, cscores.data(), always_list, always_scores.data(), n_tokens, bc, pool, bscr,
+                       bgroup);
+        for (int h = 0; h < g; h++) {
+            if (prm.selector == kSelectBounded) {
+                own[size_t(h)] = bgroup.heads[size_t(h)].kept;
+            } else {  // Quest with as many tokens as the bounded selector kept for this head
+                own[size_t(h)].clear();
+                quest_select(Qg + size_t(h) * D, Kh, L.pages[size_t(kh)], n_tokens,
+                             int(bgroup.heads[size_t(h)].kept.size()), own[size_t(h)], head_scratch[size_t(h)]);
+            }
+        }
+    }
+    if (prune) {  // candidates scored once for the group, every query head at once
+        cand_clusters.clear();
+        mark.assign(size_t(kc.n_clusters), 0);
+        std::vector<int32_t> mine;
+        for (int h = 0; h < g; h++) {
+            tactic_fit(Qg + size_t(h) * D, Kh, D, kc, always_scores.data() + size_t(h) * n_always, n_always, cfg,
+                       fits[size_t(h)], head_scratch[size_t(h)], cscores.data() + size_t(h) * kc.n_clusters);
+            mine.clear();
+            prune_candidate_clusters(fits[size_t(h)], prm.p, prm.prune_relax, mine);
+            for (int32_t c : mine)
+                if (!mark[size_t(c)]) {
+                    mark[size_t(c)] = 1;
+                    cand_clusters.push_back(c);
+                }
+        }
+        osc.resize(kc.order.size() * size_t(g));
+        score_clusters_group(Qg, g, kc, D, cand_clusters, osc.data(), pool);
+    }
+    if (run_tactic) {
         pool.parallel_for(g, 1, [&](int64_t hb, int64_t he) {
             for (int64_t h = hb; h < he; h++) {
-                tactic_fit(Qg + size_t(h) * D, Kh, D, kc, always_scores.data() + size_t(h) * n_always, n_always, cfg,
-                           fits[size_t(h)], head_scratch[size_t(h)], cscores.data() + size_t(h) * kc.n_clusters);
+                if (!prune)
+                    tactic_fit(Qg + size_t(h) * D, Kh, D, kc, always_scores.data() + size_t(h) * n_always, n_always,
+                               cfg, fits[size_t(h)], head_scratch[size_t(h)], cscores.data() + size_t(h) * kc.n_clusters);
                 choices[size_t(h)] = tactic_choose(fits[size_t(h)], prm.p);
-                if (prm.selector == kSelectQuest) {
-                    own[size_t(h)].clear();
-                    quest_select(Qg + size_t(h) * D, Kh, L.pages[size_t(kh)], n_tokens,
-                                 n_always + choices[size_t(h)].n_tokens, own[size_t(h)], head_scratch[size_t(h)]);
-                }
                 if (prune)
                     tactic_prune(fits[size_t(h)], kc, Qg + size_t(h) * D, Kh, D, always_list,
-                                 always_scores.data() + size_t(h) * n_always, prm.p, prm.prune_relax, pruned[size_t(h)]);
+                                 always_scores.data() + size_t(h) * n_always, prm.p, prm.prune_relax, pruned[size_t(h)],
+                                 osc.data(), g, int(h));
             }
         });
     }
@@ -204,8 +271,8 @@ void TacticAttention::Impl::decode_group(int il, int kh, const float *Qg, const 
                 append_prefix_tokens(fits[size_t(h)], kc, choices[size_t(h)].n_clusters, sel);
             } else if (prune) {
                 sel = pruned[size_t(h)].tokens;
-            } else if (prm.selector == kSelectQuest) {
-                // selected in the parallel per-head loop above
+            } else if (prm.selector == kSelectQuest || prm.selector == kSelectBounded) {
+                // selected above
             } else {  // ORACLE or CLUSTER_OPT: exact weights decide
                 const float *s = full_scores.data() + size_t(h) * n_tokens;
                 const float m = *std::max_element(s, s + n_tokens);
@@ -237,6 +304,39 @@ void TacticAttention::Impl::decode_group(int il, int kh, const float *Qg, const 
     t_select += now_s() - t0;
 
     attend_group(Qg, g, Kh, Vh, D, list.data(), int(list.size()), out, pool, attn);
+    if (L.attended.size() < size_t(hp.n_head_kv)) L.attended.resize(size_t(hp.n_head_kv));
+    L.attended[size_t(kh)] = list;
+    share_sum += double(g) * double(list.size()) / double(n_tokens);
+    share_n += g;
+
+    // Debug mode: the oracle's count per head at p and the union of the group's oracle sets.
+    std::vector<int> oracle_n(static_cast<size_t>(g), -1);
+    int oracle_union = -1;
+    std::vector<double> true_Z(static_cast<size_t>(g), 0.0), true_m(static_cast<size_t>(g), 0.0);
+    if (prm.debug) {
+        std::vector<uint8_t> um(static_cast<size_t>(n_tokens), 0);
+        std::vector<int32_t> idx(static_cast<size_t>(n_tokens));
+        for (int h = 0; h < g; h++) {
+            const float *s = full_scores.data() + size_t(h) * n_tokens;
+            const float m = *std::max_element(s, s + n_tokens);
+            double Z = 0;
+            for (int t = 0; t < n_tokens; t++) Z += std::exp(double(s[t]) - m);
+            true_Z[size_t(h)] = Z;
+            true_m[size_t(h)] = m;
+            std::iota(idx.begin(), idx.end(), 0);
+            std::sort(idx.begin(), idx.end(), [&](int32_t a, int32_t b) { return s[a] > s[b] || (s[a] == s[b] && a < b); });
+            double cum = 0;
+            int cnt = 0;
+            for (int32_t t : idx) {
+                cum += std::exp(double(s[t]) - m);
+                um[size_t(t)] = 1;
+                cnt++;
+                if (prm.p < 1.f && cum >= double(prm.p) * Z) break;
+            }
+            oracle_n[size_t(h)] = cnt;
+        }
+        oracle_union = int(std::count(um.begin(), um.end(), uint8_t(1)));
+    }
 
     // Statistics of this step.
     for (int h = 0; h < g; h++) {
@@ -246,7 +346,18 @@ void TacticAttention::Impl::decode_group(int il, int kh, const float *Qg, const 
         st.n_tokens = n_tokens;
         st.n_selected = all ? n_tokens : int(own[size_t(h)].size());
         st.n_attended = int(list.size());
-        st.est_mass = (run_tactic && !all) ? (prune ? pruned[size_t(h)].est_mass : choices[size_t(h)].est_mass) : 1.f;
+        st.est_mass = 1.f;
+        if (!all && bounded && prm.selector == kSelectBounded) st.est_mass = bgroup.heads[size_t(h)].est_mass;
+        else if (!all && prune) st.est_mass = pruned[size_t(h)].est_mass;
+        else if (!all && run_tactic) st.est_mass = choices[size_t(h)].est_mass;
+        st.n_scored = bounded ? bgroup.n_scored : 0;
+        st.oracle_tokens = oracle_n[size_t(h)];
+        st.oracle_union = oracle_union;
+        if (prm.debug && bounded && !all) {
+            const BoundedHead &bh = bgroup.heads[size_t(h)];
+            st.est_over_true_total =
+                float((bh.exact + bh.tail_bound) * std::exp(double(bh.m) - true_m[size_t(h)]) / true_Z[size_t(h)]);
+        }
         if (prm.debug) {
             const float *s = full_scores.data() + size_t(h) * n_tokens;
             const float m = *std::max_element(s, s + n_tokens);
@@ -261,7 +372,7 @@ void TacticAttention::Impl::decode_group(int il, int kh, const float *Qg, const 
         }
         L.stats.push_back(st);
     }
-    if (prm.debug && have_clusters) debug_eval(il, kh, Qg, Kh, n_tokens, kc, pool);
+    if (prm.debug && have_clusters && run_tactic) debug_eval(il, kh, Qg, Kh, n_tokens, kc, pool);
 }
 
 void TacticAttention::Impl::debug_eval(int il, int kh, const float *Qg, const uint16_t *Kh, int n_tokens,
@@ -362,8 +473,12 @@ void TacticAttention::truncate(int n_keep) {
     for (auto &L : impl_->layers) {
         for (auto &kc : L.kv) {
             if (kc.empty()) continue;
-            if (kc.base_end > n_keep) kc = KeyClusters();  // K-means saw dropped tokens
-            else kc.drop_from(n_keep);
+            // The recent window of the shortened cache must be attended exactly again:
+            // clusters may cover tokens before n_keep - n_recent only.
+            const int limit = std::max(kc.begin, n_keep - impl_->prm.n_recent);
+            if (impl_->prm.block_size > 0) kc.drop_blocks_after(limit);
+            else if (kc.base_end > limit) kc = KeyClusters();  // K-means saw dropped tokens
+            else kc.drop_from(limit);
         }
         for (auto &pg : L.pages) pg.truncate(n_keep);
     }
@@ -384,7 +499,7 @@ const std::vector<TacticHeadEval> &TacticAttention::last_eval() const {
 
 void TacticAttention::set_selection(int selector, float p) {
     TACTIC_CHECK(p > 0.f && p <= 1.f, TACTIC_ERR_INVALID_ARGUMENT, "tactic_p must be in (0, 1]");
-    TACTIC_CHECK(selector >= kSelectTactic && selector <= kSelectTacticPrune, TACTIC_ERR_INVALID_ARGUMENT,
+    TACTIC_CHECK(selector >= kSelectTactic && selector <= kSelectBounded, TACTIC_ERR_INVALID_ARGUMENT,
                  "unknown Tactic selector");
     impl_->prm.selector = selector;
     impl_->prm.p = p;
@@ -395,6 +510,23 @@ void TacticAttention::set_debug(bool on) { impl_->prm.debug = on; }
 const TacticParams &TacticAttention::params() const { return impl_->prm; }
 double TacticAttention::clustering_seconds() const { return impl_->t_cluster; }
 double TacticAttention::selection_seconds() const { return impl_->t_select; }
-void TacticAttention::reset_timings() { impl_->t_cluster = impl_->t_select = 0; }
+void TacticAttention::reset_timings() {
+    impl_->t_cluster = impl_->t_select = 0;
+    impl_->share_sum = 0;
+    impl_->share_n = 0;
+}
+double TacticAttention::attended_share() const {
+    return impl_->share_n ? impl_->share_sum / double(impl_->share_n) : -1.0;
+}
+int TacticAttention::clustered_end(int il, int kh) const {
+    const auto &L = impl_->layers[size_t(il)];
+    if (size_t(kh) >= L.kv.size() || L.kv[size_t(kh)].empty()) return -1;
+    return L.kv[size_t(kh)].end;
+}
+const std::vector<int32_t> &TacticAttention::last_attended(int il, int kh) const {
+    static const std::vector<int32_t> none;
+    const auto &L = impl_->layers[size_t(il)];
+    return size_t(kh) < L.attended.size() ? L.attended[size_t(kh)] : none;
+}
 
 }  // namespace tactic

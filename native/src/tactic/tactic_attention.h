@@ -27,6 +27,13 @@ struct TacticParams {
     float prune_relax = 0.5f;     // TACTIC_PRUNE: candidates for target 1 - (1 - p) * relax
     bool incremental = false;     // assign tokens leaving the recent window to the nearest centroid
     std::vector<float> eval_ps = {0.5f, 0.7f, 0.8f, 0.9f, 0.95f};  // targets evaluated in debug mode
+    // Block clustering (default): tokens leaving the recent window are clustered in blocks
+    // of this many tokens as they accumulate (the first clustering: blocks of
+    // max(4 * block_size, 1024)). 0: the older whole-cache modes (recluster_interval, incremental).
+    int block_size = 256;
+    float force_fraction = 0.f;   // > 0: the bounded selector keeps ceil(f * n_tokens) tokens per head
+    float tail_share = 0.25f;     // bounded selector: tail bound target, share of (1 - p)
+    float tail_z = 3.0f;          // bounded selector: confidence multiplier of the tail bound
 };
 
 // Selectors: which tokens decode attends. TACTIC and CLUSTER_OPT always keep the sinks and
@@ -34,8 +41,10 @@ struct TacticParams {
 // as many tokens as Tactic chose) select among all tokens.
 // TACTIC_PRUNE: Tactic's clusters propose candidates, exact scores choose among them
 // (see tactic_prune in selection.h).
+// BOUNDED (the default): cluster candidates scored exactly once per KV group, an upper
+// bound on the unscored tail, token-level pruning (bounded_selection.h).
 enum Selector { kSelectTactic = 0, kSelectOracle = 1, kSelectQuest = 2, kSelectClusterOpt = 3, kSelectFull = 4,
-                kSelectTacticPrune = 5 };
+                kSelectTacticPrune = 5, kSelectBounded = 6 };
 
 // Debug mode: one entry per (global layer, query head, target p in eval_ps).
 struct TacticHeadEval {
@@ -57,6 +66,11 @@ struct TacticHeadEval {
 struct TacticHeadStat {
     int layer = 0, head = 0, n_tokens = 0, n_selected = 0, n_attended = 0;
     float est_mass = 0.f, true_mass = -1.f;
+    int n_scored = 0;             // tokens scored exactly for the KV group (bounded selector)
+    // Debug mode only (else -1): the oracle's count at p, the union of the group's oracle
+    // sets, and the selector's estimated total mass over the true one (bounded selector).
+    int oracle_tokens = -1, oracle_union = -1;
+    float est_over_true_total = -1.f;
 };
 
 class TacticAttention {
@@ -87,6 +101,14 @@ public:
     double clustering_seconds() const;   // total so far
     double selection_seconds() const;    // total so far
     void reset_timings();
+    // Mean over decode calls and global-layer query heads of (tokens attended / tokens
+    // cached) since the last reset_timings(); -1 if no Tactic decode ran.
+    double attended_share() const;
+
+    // Test hooks: the clustered range end of (layer, KV head) (-1: no clusters), and the
+    // tokens attended by that KV group on its last decode step (ascending).
+    int clustered_end(int il, int kh) const;
+    const std::vector<int32_t> &last_attended(int il, int kh) const;
 
 private:
     struct Impl;
