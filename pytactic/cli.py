@@ -92,6 +92,21 @@ def _sampling(a) -> dict:
     )
 
 
+def stream_and_report(pieces, model) -> bool:
+    """Writes streamed text pieces, then the statistics line; True if Ctrl-C stopped it."""
+    interrupted = False
+    try:
+        for piece in pieces:
+            _write(piece)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        pieces.close()  # settles the model's state and statistics now
+    _write("\n")
+    _report(model.last_stats, interrupted)
+    return interrupted
+
+
 def default_model_path() -> str:
     """Gemma 3 270M from its PyPI package (the [demo] extra), assembled on first use."""
     try:
@@ -160,17 +175,8 @@ def cmd_run(a) -> int:
     grammar = _grammar(a)
     with _load(a) as model:
         max_tokens = a.max_tokens if a.max_tokens is not None else 256
-        interrupted = False
         pieces = model.generate(prompt, max_tokens, stop=a.stop, stream=True, grammar=grammar, **_sampling(a))
-        try:
-            for piece in pieces:
-                _write(piece)
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            pieces.close()  # settles the model's state and statistics now
-        _write("\n")
-        _report(model.last_stats, interrupted)
+        interrupted = stream_and_report(pieces, model)
     return 130 if interrupted else 0
 
 

@@ -7,7 +7,7 @@ import os
 import select
 import sys
 import time
-from typing import List, Optional
+from typing import Optional
 
 # Lines that arrive within this long of the previous one belong to the same paste.
 _PASTE_GAP_S = 0.05
@@ -49,11 +49,6 @@ def read_message(prompt: str = "> ") -> Optional[str]:
     return "\n".join(lines)
 
 
-def _write(text: str) -> None:
-    sys.stdout.write(text)
-    sys.stdout.flush()
-
-
 def _doc_chat(a, model):
     from .docqa import DocChat
     from .documents import join_documents, read_document
@@ -77,20 +72,10 @@ def _prepare(chat) -> None:
 
 def _answer(chat, question: str, a) -> bool:
     """Streams one answer; False when interrupted."""
-    from .cli import _report, _sampling
+    from .cli import _sampling, stream_and_report
 
-    interrupted = False
     pieces = chat.ask(question, max_tokens=a.max_tokens, stop=a.stop, **_sampling(a))
-    try:
-        for piece in pieces:
-            _write(piece)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        pieces.close()
-    _write("\n")
-    _report(chat.model.last_stats, interrupted)
-    return not interrupted
+    return not stream_and_report(pieces, chat.model)
 
 
 def _kv_line(model) -> None:
@@ -132,7 +117,7 @@ def cmd_doc_chat(a) -> int:
         while True:
             message = read_message()
             if message is None:
-                _write("\n")
+                print(flush=True)
                 return 0
             if not message.strip():
                 continue
@@ -143,7 +128,7 @@ def cmd_doc_chat(a) -> int:
             try:
                 _answer(chat, message, a)
             except KeyboardInterrupt:  # while reading the question
-                _write("\n")
+                print(flush=True)
             except Exception as e:
                 print(f"error: {e}", file=sys.stderr, flush=True)
 

