@@ -34,7 +34,7 @@ def _add_model_args(p: argparse.ArgumentParser, positional: str = "required") ->
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="where the model runs (auto: CUDA when a usable GPU is there)")
     p.add_argument("-n", "--max-tokens", type=int, default=None,
-                   help="tokens to generate at most (run: 256, chat: until the context is full)")
+                   help="tokens to generate at most (run: 256, ask and chat --doc: 512 an answer, chat: until the context is full)")
     p.add_argument("--temp", type=float, default=0.8, help="temperature; 0 = greedy")
     p.add_argument("--top-k", type=int, default=40)
     p.add_argument("--top-p", type=float, default=0.95)

@@ -13,6 +13,10 @@ from typing import Optional
 _PASTE_GAP_S = 0.05
 _BLOCK = '"""'
 
+# An answer stops here unless -n says otherwise: a model that never writes its
+# end-of-turn token must not fill the whole (document-sized) context.
+ANSWER_MAX_TOKENS = 512
+
 
 def _more_input_waiting(timeout: float) -> bool:
     try:
@@ -74,7 +78,8 @@ def _answer(chat, question: str, a) -> bool:
     """Streams one answer; False when interrupted."""
     from .cli import _sampling, stream_and_report
 
-    pieces = chat.ask(question, max_tokens=a.max_tokens, stop=a.stop, **_sampling(a))
+    max_tokens = a.max_tokens if a.max_tokens is not None else ANSWER_MAX_TOKENS
+    pieces = chat.ask(question, max_tokens=max_tokens, stop=a.stop, **_sampling(a))
     return not stream_and_report(pieces, chat.model)
 
 
