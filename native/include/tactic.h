@@ -280,6 +280,14 @@ TACTIC_API void tactic_sampler_reset(tactic_sampler *s);
 TACTIC_API int32_t tactic_cuda_device_count(void);
 /* The device's name, NUL-terminated, truncated to cap bytes. */
 TACTIC_API tactic_status tactic_cuda_device_name(int32_t device, char *buf, int32_t cap);
+/* Where time went, and what Tactic attended (Model.last_stats reads it). */
+/* Seconds spent in: [0] prefill total, [1] clustering, [2] decode total,
+ * [3] decode attention (global layers), [4] decode selection (Tactic); [5] the mean share
+ * of cached tokens attended per global-layer query head over Tactic decode steps (-1: none).
+ * Reset by reset=1. */
+TACTIC_API tactic_status tactic_get_timings(tactic_context *ctx, double *out, int32_t n,
+                                            int32_t reset);
+
 /* CDEF END */
 
 #ifdef __cplusplus

@@ -106,13 +106,6 @@ TACTIC_API tactic_status tactic_bench_attention(const uint16_t *K, const uint16_
                                                 int32_t n_head_kv, int32_t selector, float p,
                                                 int32_t n_threads, int32_t n_iter, double *out);
 
-/* Seconds spent in: [0] prefill total, [1] clustering, [2] decode total,
- * [3] decode attention (global layers), [4] decode selection (Tactic); [5] the mean share
- * of cached tokens attended per global-layer query head over Tactic decode steps (-1: none).
- * Reset by reset=1. */
-TACTIC_API tactic_status tactic_get_timings(tactic_context *ctx, double *out, int32_t n,
-                                            int32_t reset);
-
 /* ---- CUDA kernels ---- */
 /* The CUDA backend's kernels, exposed for tests and benchmarks. Each call copies its
  * inputs to GPU 0, runs the kernel, and copies the result back. A library built
