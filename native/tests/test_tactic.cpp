@@ -30,14 +30,7 @@
 
 using namespace tactic;
 
-static int g_failures = 0;
-#define CHECK(cond)                                                              \
-    do {                                                                         \
-        if (!(cond)) {                                                           \
-            std::fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-            g_failures++;                                                        \
-        }                                                                        \
-    } while (0)
+#include "check.h"
 
 namespace {
 
