@@ -61,7 +61,7 @@ def impl_available(impl):
 
 def run_path(kernels, model, prompts, mode="last"):
     env = dict(os.environ)
-    env["TACTIC_KERNELS"] = kernels  # AVX-512 is opt-in (see quant/dispatch.cpp)
+    env["TACTIC_KERNELS"] = kernels
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     r = subprocess.run([sys.executable, "-c", SCRIPT, model, mode], input=json.dumps(prompts), capture_output=True,
                        text=True, env=env, timeout=900)

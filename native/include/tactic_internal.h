@@ -26,8 +26,9 @@ TACTIC_API tactic_status tactic_vec_dot(int32_t type, const void *w, size_t w_si
                                         const float *x, int64_t n, int32_t impl, float *out);
 /* Benchmark and test hook (not for applications): y[t * rows + j] = the forward pass's
  * matmul of a rows x n weight matrix of `type` (rows back to back in w) with n_tokens
- * activation rows x[t * n ..], on n_threads threads (0 = all), impl as tactic_vec_dot.
- * Runs n_iter times (at least once); *seconds (may be NULL) = mean time of one call. */
+ * activation rows x[t * n ..], on n_threads threads (0 = all), impl as tactic_vec_dot
+ * (3: the weights repacked first, as a model's are at load; 0 on an AVX-512 CPU: the same
+ * tiles gathering the weights as stored). Runs n_iter times (at least once); *seconds (may be NULL) = mean time of one call. */
 TACTIC_API tactic_status tactic_bench_matmul(int32_t type, const void *w, size_t w_size, int64_t rows,
                                              int64_t n, const float *x, int64_t n_tokens, float *y,
                                              int32_t impl, int32_t n_threads, int32_t n_iter,

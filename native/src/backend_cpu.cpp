@@ -149,15 +149,11 @@ public:
                                            int64_t(H) * D);
                         continue;
                     }
-                    thread_local std::vector<float> scratch;
-                    thread_local SoftmaxPartial part;
                     for (int k = 0; k < nt; k++) {
-                        part.reset(group, D);
                         const size_t o = off + size_t(k) * H * D;
                         const int ns = kv.slot_ranges(il, lo[size_t(k)], hi[size_t(k)], seg);
-                        attend_segments(q_.data() + o, group, D, kv.k_at(il, g, 0), kv.v_at(il, g, 0), seg, ns, part,
-                                        scratch);
-                        part.finish(att_.data() + o, group, D);
+                        attend_segments(q_.data() + o, group, D, kv.k_at(il, g, 0), kv.v_at(il, g, 0), seg, ns,
+                                        att_.data() + o);
                     }
                 }
             });

@@ -63,6 +63,7 @@ Context::Context(const Model &model, const tactic_context_params &p) : model_(mo
         tp.force_fraction = p.tactic_force_fraction;
         tactic_ = std::make_unique<TacticAttention>(tp, hp, n_ctx_);
     }
+    model_.pack_for_cpu();
     backend_ = make_cpu_backend(CpuBackendRefs{model_, *pool_, kv_, tactic_.get(), params_, t_decode_attn_});
 }
 

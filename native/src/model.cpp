@@ -94,4 +94,28 @@ std::unique_ptr<Model> Model::from_gguf(const GGUFFile &f) {
     return m;
 }
 
+void Model::pack_for_cpu() const {
+    std::call_once(pack_once_, [this] {
+        if (kernel_impl() != 3) return;
+        // The Model is never const itself (from_gguf makes it); contexts see it const.
+        Model &self = const_cast<Model &>(*this);
+        std::map<const void *, const void *> done;  // a tied output shares token_embd's bytes
+        auto pack = [&](Tensor &t) {
+            if (!t || t.ne1 <= 1 || !can_repack(t.type)) return;
+            auto it = done.find(t.data);
+            if (it == done.end()) {
+                const size_t bytes = size_t(t.ne1) * t.row_bytes;
+                packed_.emplace_back(new uint8_t[bytes]);
+                repack_rows(t.type, t.ne0, t.ne1, t.data, t.row_bytes, packed_.back().get());
+                it = done.emplace(t.data, packed_.back().get()).first;
+            }
+            t.packed = it->second;
+        };
+        pack(self.output);
+        pack(self.tok_embd);
+        for (LayerWeights &L : self.layers)
+            for (Tensor *t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) pack(*t);
+    });
+}
+
 }  // namespace tactic

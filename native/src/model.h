@@ -2,7 +2,9 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -20,6 +22,9 @@ struct Tensor {
     int64_t ne0 = 0, ne1 = 1;
     size_t row_bytes = 0;
     const char *name = "";
+    // The same rows repacked for the AVX-512 tiles (quant.h: repack_rows), or null;
+    // set by Model::pack_for_cpu, read only by matmul.
+    const void *packed = nullptr;
     explicit operator bool() const { return data != nullptr; }
     const uint8_t *row(int64_t i) const { return static_cast<const uint8_t *>(data) + size_t(i) * row_bytes; }
 };
@@ -40,6 +45,14 @@ struct Model {
 
     // Binds every tensor the architecture needs, checking shapes and types.
     static std::unique_ptr<Model> from_gguf(const GGUFFile &file);
+
+    // Repacks the legacy-type matrices for the AVX-512 tiles when that is the kernel
+    // path (once per model, on the first CPU context; a copy of those tensors' bytes).
+    void pack_for_cpu() const;
+
+private:
+    mutable std::once_flag pack_once_;
+    mutable std::vector<std::unique_ptr<uint8_t[]>> packed_;
 };
 
 }  // namespace tactic

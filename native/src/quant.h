@@ -65,7 +65,15 @@ DotTileFn dot_tile_kernel(uint32_t weight_type, int impl = 0);
 // activations regrouped (16 blocks side by side, see vec_dot_avx512.cpp): rows of
 // regrouped_act_size(weight_type, n) bytes made by regroup_activation from the
 // quantized rows, and no a_scale. nullptr when the type, impl or CPU has no such tile.
-DotTileFn dot_tile_regrouped(uint32_t weight_type, int impl = 0);
+DotTileFn dot_tile_regrouped(uint32_t weight_type, int impl = 0, bool packed = false);
+
+// Weights of those types repacked once, at load, so that the tiles load each group's
+// fields (16 blocks side by side) instead of gathering them on every call: `rows` rows
+// of n elements, row_bytes apart in src, to dst (the same size and row offsets; rows keep
+// their groups of 16 blocks, each field of a group contiguous). Only for types with
+// dot_tile_regrouped; tiles of packed rows give exactly the bytes of the gathered ones.
+bool can_repack(uint32_t weight_type);
+void repack_rows(uint32_t weight_type, int64_t n, int64_t rows, const void *src, size_t row_bytes, void *dst);
 size_t regrouped_act_size(uint32_t weight_type, int64_t n);
 void regroup_activation(uint32_t weight_type, int64_t n, const void *act_row, void *dst);
 

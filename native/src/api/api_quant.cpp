@@ -132,6 +132,14 @@ TACTIC_API tactic_status tactic_bench_matmul(int32_t type, const void *w, size_t
         W.ne0 = n;
         W.ne1 = rows;
         W.row_bytes = row_bytes;
+        // impl 3: the weights repacked as a model's are at load; impl 0 keeps them as
+        // stored (on an AVX-512 CPU: the tiles that gather each group instead)
+        std::vector<uint8_t> packed;
+        if (impl == 3 && tactic::can_repack(uint32_t(type))) {
+            packed.resize(row_bytes * size_t(rows));
+            tactic::repack_rows(uint32_t(type), n, rows, w, row_bytes, packed.data());
+            W.packed = packed.data();
+        }
         tactic::ThreadPool pool(n_threads > 0 ? n_threads : tactic::ThreadPool::hardware_threads());
         std::vector<uint8_t> scratch;
         const int iters = n_iter > 0 ? n_iter : 1;

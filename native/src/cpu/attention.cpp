@@ -20,12 +20,25 @@ void pv_accumulate_avx2(float *acc, int n_q, int D, const float *w, int stride, 
                         const int32_t *rows, int n_rows);
 // AVX-512 kernels, attention_avx512.cpp (only called after a CPU check).
 float softmax_tile_avx512(float *s, int n, float mx);
-bool attend_block_avx512_supports(int nt, int group, int D);
+bool attend_block_avx512_supports(int rows, int D);
+// Partial softmax state (m, l, unnormalised acc) of rows r < nt * group over the keys
+// [j_begin, j_end), row r (head r % group of token r / group) masked to its token's [lo, hi).
 void attend_block_avx512(const float *q, int64_t q_stride, int nt, int group, int D, const uint16_t *K,
-                         const uint16_t *V, const int *lo, const int *hi, float *out, int64_t out_stride);
+                         const uint16_t *V, const int32_t *idx, const int *lo, const int *hi, int j_begin, int j_end,
+                         float *m_out, float *l_out, float *acc_out);
 
 namespace {
 bool have_avx2() { return cpu_has_avx2_fma_f16c(); }
+// Whether the AVX-512 block kernel computes a chunk of `rows` query rows.
+bool use_block(int impl, int rows, int D) {
+#if defined(TACTIC_X86)
+    if (impl == 0) impl = kernel_impl();
+    return impl == 3 && cpu_has_avx512_vnni() && attend_block_avx512_supports(rows, D);
+#else
+    (void)impl, (void)rows, (void)D;
+    return false;
+#endif
+}
 // Rows are either contiguous from `rows == nullptr` base, or listed.
 inline const uint16_t *row_ptr(const uint16_t *base, const int32_t *rows, int r, int D) {
     return base + size_t(rows ? rows[r] : r) * size_t(D);
@@ -86,11 +99,13 @@ void SoftmaxPartial::merge(const SoftmaxPartial &o, int n_q, int D) {
     }
 }
 
+void SoftmaxPartial::finish_row(int h, float *out, int D) const {
+    const float inv = l[size_t(h)] > 0 ? 1.0f / l[size_t(h)] : 0.f;
+    for (int d = 0; d < D; d++) out[d] = acc[size_t(h) * D + d] * inv;
+}
+
 void SoftmaxPartial::finish(float *out, int n_q, int D) const {
-    for (int h = 0; h < n_q; h++) {
-        const float inv = l[size_t(h)] > 0 ? 1.0f / l[size_t(h)] : 0.f;
-        for (int d = 0; d < D; d++) out[size_t(h) * D + d] = acc[size_t(h) * D + d] * inv;
-    }
+    for (int h = 0; h < n_q; h++) finish_row(h, out + size_t(h) * D, D);
 }
 
 void attend_rows(const float *q, int n_q, int D, const uint16_t *K, const uint16_t *V, const int32_t *idx, int j0,
@@ -141,19 +156,40 @@ void attend_rows(const float *q, int n_q, int D, const uint16_t *K, const uint16
     }
 }
 
+void attend_chunk(const float *q, int n_q, int D, const uint16_t *K, const uint16_t *V, const int32_t *idx, int j0,
+                  int j1, SoftmaxPartial &part, std::vector<float> &scratch, int impl) {
+    part.reset(n_q, D);
+#if defined(TACTIC_X86)
+    if (use_block(impl, n_q, D))
+        return attend_block_avx512(q, 0, 1, n_q, D, K, V, idx, &j0, &j1, j0, j1, part.m.data(), part.l.data(),
+                                   part.acc.data());
+#endif
+    attend_rows(q, n_q, D, K, V, idx, j0, j1, part, scratch, impl);
+}
+
+void attention_chunked(const float *q, int n_q, int D, const uint16_t *K, const uint16_t *V, const int32_t *idx,
+                       int j0, int j1, float *out, int impl) {
+    thread_local SoftmaxPartial run, part;
+    thread_local std::vector<float> scratch;
+    attend_chunk(q, n_q, D, K, V, idx, j0, std::min(j1, j0 + kAttnChunk), run, scratch, impl);
+    for (int c0 = j0 + kAttnChunk; c0 < j1; c0 += kAttnChunk) {
+        attend_chunk(q, n_q, D, K, V, idx, c0, std::min(j1, c0 + kAttnChunk), part, scratch, impl);
+        run.merge(part, n_q, D);
+    }
+    run.finish(out, n_q, D);
+}
+
 void attention_split(const float *q, int n_q, int D, const uint16_t *K, const uint16_t *V, int lo, int hi, float *out,
                      ThreadPool &pool) {
     // Chunks of keys, each folded into its own partial softmax, merged at the end.
-    constexpr int kChunk = 1024;
     const int n = hi - lo;
-    const int n_chunks = std::max(1, (n + kChunk - 1) / kChunk);
+    const int n_chunks = std::max(1, (n + kAttnChunk - 1) / kAttnChunk);
     std::vector<SoftmaxPartial> parts(static_cast<size_t>(n_chunks));
     pool.parallel_for(n_chunks, 1, [&](int64_t b, int64_t e) {
         thread_local std::vector<float> scratch;
         for (int64_t c = b; c < e; c++) {
-            const int j0 = lo + int(c) * kChunk, j1 = std::min(hi, j0 + kChunk);
-            parts[size_t(c)].reset(n_q, D);
-            attend_rows(q, n_q, D, K, V, nullptr, j0, j1, parts[size_t(c)], scratch);
+            const int j0 = lo + int(c) * kAttnChunk, j1 = std::min(hi, j0 + kAttnChunk);
+            attend_chunk(q, n_q, D, K, V, nullptr, j0, j1, parts[size_t(c)], scratch);
         }
     });
     for (int c = 1; c < n_chunks; c++) parts[0].merge(parts[size_t(c)], n_q, D);
@@ -165,17 +201,27 @@ int query_block_tokens(int group) { return std::max(1, 64 / std::max(1, group));
 void attend_query_block(const float *q, int64_t q_stride, int nt, int group, int D, const uint16_t *K,
                         const uint16_t *V, const int *lo, const int *hi, float *out, int64_t out_stride, int impl) {
     if (impl == 0) impl = kernel_impl();
+    const int R = nt * group;
 #if defined(TACTIC_X86)
-    if (impl == 3 && cpu_has_avx512_vnni() && attend_block_avx512_supports(nt, group, D))
-        return attend_block_avx512(q, q_stride, nt, group, D, K, V, lo, hi, out, out_stride);
-#endif
-    thread_local std::vector<float> scratch;
-    thread_local SoftmaxPartial part;
-    for (int i = 0; i < nt; i++) {
-        part.reset(group, D);
-        attend_rows(q + i * q_stride, group, D, K, V, nullptr, lo[i], hi[i], part, scratch, impl);
-        part.finish(out + i * out_stride, group, D);
+    if (use_block(impl, R, D) && std::all_of(lo, lo + nt, [&](int x) { return x == lo[0]; })) {
+        // All tokens together, chunk by chunk as attention_chunked does for one: each
+        // row's chunks start at the shared lo, rows past their hi stay untouched.
+        thread_local SoftmaxPartial run, part;
+        const int j0 = lo[0], j1 = *std::max_element(hi, hi + nt);
+        for (int c0 = j0; c0 < j1 || c0 == j0; c0 += kAttnChunk) {
+            SoftmaxPartial &p = c0 == j0 ? run : part;
+            p.reset(R, D);
+            attend_block_avx512(q, q_stride, nt, group, D, K, V, nullptr, lo, hi, c0, std::min(j1, c0 + kAttnChunk),
+                                p.m.data(), p.l.data(), p.acc.data());
+            if (c0 != j0) run.merge(part, R, D);
+        }
+        for (int r = 0; r < R; r++)  // SoftmaxPartial::finish, row by row into place
+            run.finish_row(r, out + (r / group) * out_stride + size_t(r % group) * D, D);
+        return;
     }
+#endif
+    for (int i = 0; i < nt; i++)
+        attention_chunked(q + i * q_stride, group, D, K, V, nullptr, lo[i], hi[i], out + i * out_stride, impl);
 }
 
 }  // namespace tactic

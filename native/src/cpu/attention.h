@@ -15,6 +15,7 @@ struct SoftmaxPartial {
     void reset(int n_q, int D);
     void merge(const SoftmaxPartial &o, int n_q, int D);
     void finish(float *out, int n_q, int D) const;  // out[n_q][D] = acc / l
+    void finish_row(int h, float *out, int D) const;  // out[D] = row h of acc / l
 };
 
 // Folds keys/values rows [j0, j1) (or the rows listed in idx[j0..j1) when idx is
@@ -23,6 +24,23 @@ struct SoftmaxPartial {
 void attend_rows(const float *q, int n_q, int D, const uint16_t *K, const uint16_t *V, const int32_t *idx,
                  int j0, int j1, SoftmaxPartial &part, std::vector<float> &scratch, int impl = 0);
 
+// Keys per chunk: attention over a range is the merge, in order, of one partial softmax
+// per chunk of kAttnChunk keys from the range's start. Decode folds the chunks in
+// parallel (attention_split), prefill one after another (attention_chunked); both use
+// attend_chunk for each, so a token's output is the same bytes either way.
+constexpr int kAttnChunk = 1024;
+
+// part = the partial softmax of keys [j0, j1) (list rows idx[j0..j1) when idx is
+// non-null), at most kAttnChunk of them: the AVX-512 block kernel when impl 3 runs and
+// fits (n_q <= 64, D % 64 == 0), else attend_rows. part is reset first.
+void attend_chunk(const float *q, int n_q, int D, const uint16_t *K, const uint16_t *V, const int32_t *idx, int j0,
+                  int j1, SoftmaxPartial &part, std::vector<float> &scratch, int impl = 0);
+
+// out[n_q][D] = attention over keys [j0, j1) (or idx[j0..j1)), chunk by chunk on the
+// calling thread: the same bytes as attention_split.
+void attention_chunked(const float *q, int n_q, int D, const uint16_t *K, const uint16_t *V, const int32_t *idx,
+                       int j0, int j1, float *out, int impl = 0);
+
 // out[n_q][D] = softmax(q K[lo..hi)^T) V[lo..hi), split across threads along the keys.
 void attention_split(const float *q, int n_q, int D, const uint16_t *K, const uint16_t *V, int lo, int hi,
                      float *out, ThreadPool &pool);
@@ -30,8 +48,9 @@ void attention_split(const float *q, int n_q, int D, const uint16_t *K, const ui
 // Prefill: nt consecutive query tokens, each with `group` query heads of one KV head.
 // Token i's rows are q[i * q_stride + h * D] (h < group) and attend the keys [lo[i], hi[i]);
 // outputs go to out[i * out_stride + h * D]. impl as set_kernel_impl (0 = current): 3
-// runs the AVX-512 block kernel (keys read once per block, attention_avx512.cpp),
-// others attend_rows token by token.
+// runs the AVX-512 block kernel over all tokens together when they share lo (keys read
+// once per block, attention_avx512.cpp), others attention_chunked token by token; each
+// token's output is the bytes attention_split gives it alone.
 void attend_query_block(const float *q, int64_t q_stride, int nt, int group, int D, const uint16_t *K,
                         const uint16_t *V, const int *lo, const int *hi, float *out, int64_t out_stride,
                         int impl = 0);

@@ -1,12 +1,15 @@
-// AVX-512 prefill attention (compiled with -mavx512f ...; called only after
-// cpu_has_avx512_vnni()). A block of query rows (several tokens x the query heads of
-// one KV group) goes through the keys together, 64 keys at a time, so each key and
-// value row is read and widened from f16 once per block instead of once per token:
+// AVX-512 attention (compiled with -mavx512f ...; called only after cpu_has_avx512_vnni()).
+// A block of query rows (several tokens x the query heads of one KV group, or one
+// decode token's heads) goes through one chunk of keys together, 64 keys at a time, so
+// each key and value row is read and widened from f16 once per block instead of once
+// per token:
 //   S^T[key][row] = K·Q^T with the rows in zmm lanes (Q transposed once per block),
-//   the online softmax vectorised over the rows (masking each row to its own causal /
-//   windowed key range), then O[row][:] += P·V.
-// The arithmetic is attend_rows' (scores, running max, f16-rounded weights, sums of the
-// unrounded weights), in another order; tests hold the two equal.
+//   the online softmax vectorised over the rows (masking each row to its own causal
+//   key range), then O[row][:] += P·V.
+// Every row's numbers are computed lane by lane with the same operations whatever the
+// other rows are, and tiles start at the chunk's first key: decode (one token, its
+// chunks in parallel) and prefill (a block of tokens, the chunks in turn) give a token
+// the same bytes (attention.cpp merges the chunks; tests/test_batch_independence.py).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -65,10 +68,11 @@ void pv4(const float *P, int Rp, int r0, int kn, const float *Vf, int D, int d0,
         for (int v = 0; v < 4; v++) _mm512_storeu_ps(Of + size_t(r0 + i) * D + d0 + 16 * v, acc[i][v]);
 }
 
-// f16 rows [j0, j0+kn) to f32, zero rows up to a multiple of 4.
-void widen(const uint16_t *src, int j0, int kn, int D, float *dst) {
+// f16 rows j0 .. j0+kn (cache rows idx[j] when idx is non-null) to f32, zero rows up to a
+// multiple of 4.
+void widen(const uint16_t *src, const int32_t *idx, int j0, int kn, int D, float *dst) {
     for (int j = 0; j < kn; j++) {
-        const uint16_t *s = src + size_t(j0 + j) * D;
+        const uint16_t *s = src + size_t(idx ? idx[j0 + j] : j0 + j) * D;
         float *o = dst + size_t(j) * D;
         for (int d = 0; d < D; d += 16)
             _mm512_storeu_ps(o + d, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(s + d))));
@@ -102,10 +106,11 @@ float softmax_tile_avx512(float *s, int n, float mx) {
     return _mm512_reduce_add_ps(sum);
 }
 
-bool attend_block_avx512_supports(int nt, int group, int D) { return nt * group <= kRows && D % 64 == 0; }
+bool attend_block_avx512_supports(int rows, int D) { return rows <= kRows && D % 64 == 0; }
 
 void attend_block_avx512(const float *q, int64_t q_stride, int nt, int group, int D, const uint16_t *K,
-                         const uint16_t *V, const int *lo, const int *hi, float *out, int64_t out_stride) {
+                         const uint16_t *V, const int32_t *idx, const int *lo, const int *hi, int j_begin, int j_end,
+                         float *m_out, float *l_out, float *acc_out) {
     const int R = nt * group, NV = (R + 15) / 16, Rp = 16 * NV;
     thread_local Buffers b;
     b.qt.resize(size_t(D) * Rp);
@@ -126,13 +131,13 @@ void attend_block_avx512(const float *q, int64_t q_stride, int nt, int group, in
         b.lo[size_t(r)] = lo[r / group];
         b.hi[size_t(r)] = hi[r / group];
     }
-    const int jlo = *std::min_element(lo, lo + nt), jhi = *std::max_element(hi, hi + nt);
+    const int jlo = j_begin, jhi = j_end;
     const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
 
     for (int j0 = jlo; j0 < jhi; j0 += kKeys) {
         const int kn = std::min(kKeys, jhi - j0), kn4 = (kn + 3) / 4 * 4;
-        widen(K, j0, kn, D, b.kf.data());
-        widen(V, j0, kn, D, b.vf.data());
+        widen(K, idx, j0, kn, D, b.kf.data());
+        widen(V, idx, j0, kn, D, b.vf.data());
         for (int j = 0; j < kn4; j += 4) {
             float *st = b.st.data() + size_t(j) * Rp;
             const float *kf = b.kf.data() + size_t(j) * D;
@@ -182,12 +187,10 @@ void attend_block_avx512(const float *q, int64_t q_stride, int nt, int group, in
             for (int d0 = 0; d0 < D; d0 += 64)
                 pv4(b.st.data(), Rp, r0, kn4, b.vf.data(), D, d0, b.of.data(), b.scale.data(), j0 == jlo);
     }
-    for (int r = 0; r < R; r++) {
-        const float l = b.l[size_t(r)], inv = l > 0 ? 1.0f / l : 0.f;
-        float *o = out + (r / group) * out_stride + size_t(r % group) * D;
-        const float *a = b.of.data() + size_t(r) * D;
-        for (int d = 0; d < D; d++) o[d] = a[d] * inv;
-    }
+    if (jhi <= jlo) return;  // no keys: the caller's reset state stands
+    std::copy_n(b.m.data(), R, m_out);
+    std::copy_n(b.l.data(), R, l_out);
+    std::copy_n(b.of.data(), size_t(R) * D, acc_out);
 }
 
 }  // namespace tactic

@@ -19,9 +19,9 @@ constexpr int64_t kTokenBlock = 32;
 // Below this many multiply-adds (~20 us on one core) a matmul is not split.
 constexpr int64_t kMinParallelMacs = int64_t(1) << 18;
 
-// From this many tokens the regrouped AVX-512 tiles (legacy types) run: they gather
-// each weight group once per tile, which a single decode token cannot repay.
-constexpr int64_t kRegroupMinTokens = 8;
+// The regrouped AVX-512 tiles (legacy types) run for any number of tokens, decode's one
+// included: a token's dot products then add up in the same order whatever batch it is
+// in (tests/test_batch_independence.py), so prefix reuse cannot change an answer.
 // Their tokens per pass: the weight gathers are repaid over more tokens (128 x 1.3 KB
 // of regrouped activations for gemma's rows still sit in L2).
 constexpr int64_t kRegroupTokenBlock = 128;
@@ -61,7 +61,9 @@ void matmul(const Tensor &W, const float *X, int64_t ldx, int64_t n_tokens, floa
     }
 
     // Prefill with the regrouped AVX-512 tiles: the activations regrouped once here.
-    DotTileFn tile = n_tokens >= kRegroupMinTokens ? dot_tile_regrouped(W.type, impl) : nullptr;
+    DotTileFn tile = dot_tile_regrouped(W.type, impl, W.packed != nullptr);
+    // their weights repacked at load (Model::pack_for_cpu) when there is such a copy
+    const uint8_t *w0 = static_cast<const uint8_t *>(tile && W.packed ? W.packed : W.data);
     size_t a_stride = arow;
     if (tile) {
         a_stride = regrouped_act_size(W.type, n);
@@ -102,7 +104,7 @@ void matmul(const Tensor &W, const float *X, int64_t ldx, int64_t n_tokens, floa
     pool.parallel_for(W.ne1, grain, [&](int64_t b, int64_t e) {
         for (int64_t t0 = 0; t0 < n_tokens; t0 += token_block) {
             const int nt = int(std::min(token_block, n_tokens - t0));
-            tile(n, W.row(b), W.row_bytes, int(e - b), act + size_t(t0) * a_stride, a_stride,
+            tile(n, w0 + size_t(b) * W.row_bytes, W.row_bytes, int(e - b), act + size_t(t0) * a_stride, a_stride,
                  act_scale ? act_scale + t0 * (n / 32) : nullptr, nt, Y + t0 * ldy + b, ldy);
         }
     });

@@ -89,7 +89,8 @@ VecDotFn vec_dot_avx2(uint32_t weight_type);    // nullptr if no AVX2 kernel for
 DotTileFn dot_tile_avx2(uint32_t weight_type);
 VecDotFn vec_dot_avx512(uint32_t weight_type);  // K-quants; nullptr for the rest (AVX2 kernels)
 DotTileFn dot_tile_avx512(uint32_t weight_type);
-DotTileFn dot_tile_regrouped_avx512(uint32_t weight_type);  // legacy types, else nullptr
+// legacy types, else nullptr; packed: weights as repack_rows_avx512 wrote them
+DotTileFn dot_tile_regrouped_avx512(uint32_t weight_type, bool packed);
 // with_sums: Q8_1 rows (Q4_1/Q5_1 weights), else Q8_0 rows
 size_t regrouped_act_row_size(bool with_sums, int64_t n);
 void regroup_act(bool with_sums, int64_t n, const void *a, void *dst);

@@ -41,11 +41,13 @@ bool kernel_impl_available(int impl) {
 
 namespace {
 
-// The default path. AVX-512 is opt-in (TACTIC_KERNELS=avx512) until its prefill tiles give
-// a token the same numbers whatever batch it is evaluated in: today they do not (logits
-// differ by up to ~0.8 between one batch and two), so prefix reuse could change a greedy
-// answer, which the AVX2 and scalar paths never do.
-int best_impl() { return kernel_impl_available(2) ? 2 : 1; }
+// The default path: the widest this CPU runs. Every path gives a token the same logits
+// whatever batch it is evaluated in (tests/test_batch_independence.py), so the choice
+// never lets prefix reuse change a greedy answer.
+int best_impl() {
+    if (kernel_impl_available(3)) return 3;
+    return kernel_impl_available(2) ? 2 : 1;
+}
 
 std::atomic<int> g_impl{0};  // 0: not chosen yet
 
@@ -159,10 +161,12 @@ DotTileFn dot_tile_kernel(uint32_t weight_type, int impl) {
     return f;
 }
 
-DotTileFn dot_tile_regrouped(uint32_t weight_type, int impl) {
+DotTileFn dot_tile_regrouped(uint32_t weight_type, int impl, bool packed) {
     if (impl == 0) impl = current_impl();
 #if defined(TACTIC_X86)
-    if (impl == 3 && kernel_impl_available(3)) return dot_tile_regrouped_avx512(weight_type);
+    if (impl == 3 && kernel_impl_available(3)) return dot_tile_regrouped_avx512(weight_type, packed);
+#else
+    (void)packed;
 #endif
     return nullptr;
 }

@@ -186,90 +186,105 @@ inline __m512i lane_offsets(size_t block_size) {
                               _mm512_set1_epi32(int(block_size)));
 }
 
-// 32 nibbles of each block's 16 bytes at qs: z[k] byte i = element 4k+i.
-inline void gather_nibbles(const uint8_t *qs, __mmask16 live, __m512i idx, __m512i *z) {
-    const __m512i m4 = _mm512_set1_epi8(0x0F);
-    for (int k = 0; k < 4; k++) {
-        const __m512i g = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, qs + 4 * k, 1);
-        z[k] = _mm512_and_si512(g, m4);
-        z[k + 4] = _mm512_and_si512(_mm512_srli_epi16(g, 4), m4);
+// A block's bytes as dword fields: the quants (kNq dwords from kQs), the fifth bits (one
+// dword at kQh, or none: -1), and for types with a min the (d, m) dword at 0; types
+// without one have an f16 scale at 0. Field f of a group's 16 blocks is one zmm (lane
+// b = block b): gathered from the blocks as stored, or loaded from weights repacked at
+// load time (quant.h: repack_rows_avx512), where a group of L live blocks holds field f
+// at f·4L bytes and then, without a min, the L f16 scales: the same bytes, in zmm order.
+template <class G, bool kPacked>
+struct GroupLoad {
+    static constexpr int kFields = G::kNq + (G::kQh >= 0) + (G::kMin ? 1 : 0);
+    const uint8_t *w;
+    __mmask16 live;
+    __m512i idx;
+    int L;
+    __m512i field(int off, int f) const {
+        if constexpr (kPacked) return _mm512_maskz_loadu_epi32(live, w + size_t(f) * 4 * L);
+        else return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, w + off, 1);
     }
-}
-
-// Adds 16 to element j where bit j of the block's 32-bit qh (at qh) is set.
-inline void add_fifth_bits(const uint8_t *qh, __mmask16 live, __m512i idx, __m512i *z) {
-    const __m512i h = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, qh, 1);
-    // byte i of z[k] is element 4k+i: its bit is bit 4(k&1)+i of qh's byte k>>1;
-    // spread that byte over the dword and test per byte
-    for (int k = 0; k < 8; k++) {
-        const char kb = char(k >> 1);
-        const __m512i spread = _mm512_shuffle_epi8(
-            h, _mm512_set4_epi32(0x0C0C0C0C + 0x01010101 * kb, 0x08080808 + 0x01010101 * kb,
-                                 0x04040404 + 0x01010101 * kb, 0x01010101 * kb));
-        const int sh = 4 * (k & 1);
-        const __m512i bits =
-            _mm512_set1_epi32(int((1u << sh) | (2u << (sh + 8)) | (4u << (sh + 16)) | (8u << (sh + 24))));
-        z[k] = _mm512_mask_add_epi8(z[k], _mm512_test_epi8_mask(spread, bits), z[k], _mm512_set1_epi8(0x10));
+    // f32 scales and (types with a min) mins of the live blocks, 0 elsewhere.
+    void scales(__m512 &d, __m512 &m) const {
+        if constexpr (G::kMin) {
+            const __m512i dm = field(0, kFields - 1);
+            d = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dm));
+            m = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)));
+        } else {
+            __m256i h;
+            if constexpr (kPacked) h = _mm256_maskz_loadu_epi16(live, w + size_t(kFields) * 4 * L);
+            else h = _mm512_cvtepi32_epi16(field(0, -1));
+            d = _mm512_cvtph_ps(h);
+            m = _mm512_setzero_ps();
+        }
     }
-}
+    // The 8 zmm of the group's quants as unsigned bytes u = q + G::kOff (dead lanes 0).
+    void weights(__m512i *z) const {
+        if constexpr (G::kNq == 8) {  // Q8_0: signed bytes
+            const __m512i flip = _mm512_set1_epi8(char(0x80));
+            for (int k = 0; k < 8; k++) z[k] = _mm512_maskz_mov_epi32(live, _mm512_xor_si512(field(G::kQs + 4 * k, k), flip));
+            return;
+        }
+        // 32 nibbles a block: z[k] byte i = element 4k+i
+        const __m512i m4 = _mm512_set1_epi8(0x0F);
+        for (int k = 0; k < 4; k++) {
+            const __m512i g = field(G::kQs + 4 * k, k);
+            z[k] = _mm512_and_si512(g, m4);
+            z[k + 4] = _mm512_and_si512(_mm512_srli_epi16(g, 4), m4);
+        }
+        if constexpr (G::kQh >= 0) {
+            // Adds 16 to element j where bit j of the block's 32-bit qh is set: byte i of
+            // z[k] is element 4k+i, its bit is bit 4(k&1)+i of qh's byte k>>1; spread that
+            // byte over the dword and test per byte
+            const __m512i h = field(G::kQh, 4);
+            for (int k = 0; k < 8; k++) {
+                const char kb = char(k >> 1);
+                const __m512i spread = _mm512_shuffle_epi8(
+                    h, _mm512_set4_epi32(0x0C0C0C0C + 0x01010101 * kb, 0x08080808 + 0x01010101 * kb,
+                                         0x04040404 + 0x01010101 * kb, 0x01010101 * kb));
+                const int sh = 4 * (k & 1);
+                const __m512i bits =
+                    _mm512_set1_epi32(int((1u << sh) | (2u << (sh + 8)) | (4u << (sh + 16)) | (8u << (sh + 24))));
+                z[k] = _mm512_mask_add_epi8(z[k], _mm512_test_epi8_mask(spread, bits), z[k], _mm512_set1_epi8(0x10));
+            }
+        }
+    }
+};
 
-// The 8 zmm of one group of blocks starting at w as unsigned bytes u = q + kOff
-// (lanes not in `live`: 0). kMin: the block has an f16 min after its f16 scale.
+// Per type: block size, the offset that makes its quants unsigned, whether it has a min,
+// and where its dword fields sit (GroupLoad).
 struct Q4_0G {
     static constexpr size_t kSize = sizeof(BlockQ4_0);
-    static constexpr int kOff = 8;
+    static constexpr int kOff = 8, kQs = 2, kNq = 4, kQh = -1;
     static constexpr bool kMin = false;
-    static void weights(const uint8_t *w, __mmask16 live, __m512i idx, __m512i *z) {
-        gather_nibbles(w + 2, live, idx, z);
-    }
 };
 struct Q5_0G {
     static constexpr size_t kSize = sizeof(BlockQ5_0);
-    static constexpr int kOff = 16;
+    static constexpr int kOff = 16, kQs = 6, kNq = 4, kQh = 2;
     static constexpr bool kMin = false;
-    static void weights(const uint8_t *w, __mmask16 live, __m512i idx, __m512i *z) {
-        gather_nibbles(w + 6, live, idx, z);
-        add_fifth_bits(w + 2, live, idx, z);
-    }
 };
 struct Q8_0G {
     static constexpr size_t kSize = sizeof(BlockQ8_0);
-    static constexpr int kOff = 128;
+    static constexpr int kOff = 128, kQs = 2, kNq = 8, kQh = -1;
     static constexpr bool kMin = false;
-    static void weights(const uint8_t *w, __mmask16 live, __m512i idx, __m512i *z) {
-        const __m512i flip = _mm512_set1_epi8(char(0x80));
-        for (int k = 0; k < 8; k++)
-            z[k] = _mm512_xor_si512(_mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, w + 2 + 4 * k, 1),
-                                    flip);
-        // dead lanes must stay zero (their activations are zero anyway)
-        for (int k = 0; k < 8; k++) z[k] = _mm512_maskz_mov_epi32(live, z[k]);
-    }
 };
 struct Q4_1G {
     static constexpr size_t kSize = sizeof(BlockQ4_1);
-    static constexpr int kOff = 0;
+    static constexpr int kOff = 0, kQs = 4, kNq = 4, kQh = -1;
     static constexpr bool kMin = true;
-    static void weights(const uint8_t *w, __mmask16 live, __m512i idx, __m512i *z) {
-        gather_nibbles(w + 4, live, idx, z);
-    }
 };
 struct Q5_1G {
     static constexpr size_t kSize = sizeof(BlockQ5_1);
-    static constexpr int kOff = 0;
+    static constexpr int kOff = 0, kQs = 8, kNq = 4, kQh = 4;
     static constexpr bool kMin = true;
-    static void weights(const uint8_t *w, __mmask16 live, __m512i idx, __m512i *z) {
-        gather_nibbles(w + 8, live, idx, z);
-        add_fifth_bits(w + 4, live, idx, z);
-    }
 };
 
-template <class G>
+template <class G, bool kPacked>
 void tile_regrouped(int64_t n, const void *vw, size_t ws, int nr, const void *va, size_t as, const float *sc, int nt,
                     float *out, int64_t ldo) {
     constexpr int kMaxTokens = 128, kRows = 4;
     if (nt > kMaxTokens) {
         for (int t0 = 0; t0 < nt; t0 += kMaxTokens)
-            tile_regrouped<G>(n, vw, ws, nr, static_cast<const uint8_t *>(va) + size_t(t0) * as, as, sc,
+            tile_regrouped<G, kPacked>(n, vw, ws, nr, static_cast<const uint8_t *>(va) + size_t(t0) * as, as, sc,
                               nt - t0 < kMaxTokens ? nt - t0 : kMaxTokens, out + t0 * ldo, ldo);
         return;
     }
@@ -295,19 +310,16 @@ void tile_regrouped(int64_t n, const void *vw, size_t ws, int nr, const void *va
                     continue;
                 }
                 const uint8_t *w = static_cast<const uint8_t *>(vw) + size_t(r0 + r) * ws + g * kGroup * G::kSize;
+                const GroupLoad<G, kPacked> ld{w, live, idx, live_n};
                 __m512i z[8];
-                G::weights(w, live, idx, z);
+                ld.weights(z);
                 __m512i sum = _mm512_setzero_si512();
                 for (int k = 0; k < 8; k++) {
                     wq[r][k] = _mm512_maskz_mov_epi32(live, _mm512_sub_epi8(z[k], _mm512_set1_epi8(char(G::kOff))));
                     sum = _mm512_dpbusd_epi32(sum, _mm512_set1_epi8(1), wq[r][k]);
                 }
                 corr[r] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sum, 7));
-                const __m512i dh = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, w, 1);
-                dw[r] = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dh));
-                // the min sits in the upper half of the dword that starts at the scale
-                mw[r] = G::kMin ? _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dh, 16)))
-                                : _mm512_setzero_ps();
+                ld.scales(dw[r], mw[r]);
             }
             const uint8_t *ag = static_cast<const uint8_t *>(va) + size_t(g) * kGroupBytes;
             for (int t = 0; t < nt; t++, ag += as) {
@@ -408,13 +420,13 @@ void regroup_act(bool with_sums, int64_t n, const void *a, void *dst) {
     }
 }
 
-DotTileFn dot_tile_regrouped_avx512(uint32_t type) {
+DotTileFn dot_tile_regrouped_avx512(uint32_t type, bool packed) {
     switch (type) {
-        case GGML_Q4_0: return tile_regrouped<Q4_0G>;
-        case GGML_Q5_0: return tile_regrouped<Q5_0G>;
-        case GGML_Q8_0: return tile_regrouped<Q8_0G>;
-        case GGML_Q4_1: return tile_regrouped<Q4_1G>;
-        case GGML_Q5_1: return tile_regrouped<Q5_1G>;
+        case GGML_Q4_0: return packed ? tile_regrouped<Q4_0G, true> : tile_regrouped<Q4_0G, false>;
+        case GGML_Q5_0: return packed ? tile_regrouped<Q5_0G, true> : tile_regrouped<Q5_0G, false>;
+        case GGML_Q8_0: return packed ? tile_regrouped<Q8_0G, true> : tile_regrouped<Q8_0G, false>;
+        case GGML_Q4_1: return packed ? tile_regrouped<Q4_1G, true> : tile_regrouped<Q4_1G, false>;
+        case GGML_Q5_1: return packed ? tile_regrouped<Q5_1G, true> : tile_regrouped<Q5_1G, false>;
         default: return nullptr;
     }
 }

@@ -12,19 +12,18 @@ void attend_group(const float *Q, int g, const uint16_t *K, const uint16_t *V, i
                   float *out, ThreadPool &pool, AttnScratch &scratch) {
     std::fill(out, out + size_t(g) * D, 0.f);
     if (n <= 0) return;
-    // The forward pass's own kernel (attend_rows: tiles of keys, AVX2 dots and value
-    // accumulation) over chunks of the list, merged by their running max. The chunk size
-    // is attention_split's, so over all tokens the result is the forward pass's to the bit
-    // (its f16 rounding of softmax weights depends on the chunk boundaries).
-    const int chunk = 1024;
+    // The forward pass's own kernel (attend_chunk) over chunks of the list, merged by
+    // their running max. The chunk size is attention_split's, so over all tokens the
+    // result is the forward pass's to the bit (its f16 rounding of softmax weights
+    // depends on the chunk boundaries).
+    const int chunk = kAttnChunk;
     const int n_chunks = (n + chunk - 1) / chunk;
     if (int(scratch.parts.size()) < n_chunks) scratch.parts.resize(size_t(n_chunks));
     pool.parallel_for(n_chunks, 1, [&](int64_t cb, int64_t ce) {
         thread_local std::vector<float> tile;
         for (int64_t c = cb; c < ce; c++) {
             const int j0 = int(c) * chunk, j1 = std::min(n, j0 + chunk);
-            scratch.parts[size_t(c)].reset(g, D);
-            attend_rows(Q, g, D, K, V, list, j0, j1, scratch.parts[size_t(c)], tile);
+            attend_chunk(Q, g, D, K, V, list, j0, j1, scratch.parts[size_t(c)], tile);
         }
     });
     for (int c = 1; c < n_chunks; c++) scratch.parts[0].merge(scratch.parts[size_t(c)], g, D);
