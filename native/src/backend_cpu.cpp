@@ -120,7 +120,7 @@ public:
                 const int ns = kv.slot_ranges(il, lo, pos + 1, seg);
                 for (int g = 0; g < Hkv; g++)
                     attention_segments(q_.data() + size_t(g) * group * D, group, D, kv.k_at(il, g, 0),
-                                       kv.v_at(il, g, 0), seg, ns, att_.data() + size_t(g) * group * D, pool);
+                                       kv.v_at(il, g, 0), seg, ns, lo, att_.data() + size_t(g) * group * D, pool);
             }
             if (!swa) r_.t_decode_attn += seconds_since(ta);
         } else {
@@ -137,24 +137,15 @@ public:
                         hi[size_t(k)] = pos + 1;
                     }
                     const size_t off = (size_t(t0) * H + size_t(g) * group) * D;
-                    // Global layers (never a ring): all tokens of the block together.
-                    // Sliding-window layers keep the per-token segments, so that ring
-                    // and flat caches give bit-identical results (tests/test_kv_rings.py).
+                    // The block's keys, positions lo[0] .. hi[nt-1] (a sliding-window ring
+                    // may hold them in two slot ranges): all its tokens together.
                     int seg[4];
-                    if (!swa && kv.slot_ranges(il, lo[0], hi[size_t(nt - 1)], seg) == 1) {
-                        const int d = seg[0] - lo[0];
-                        for (int k = 0; k < nt; k++) lo[size_t(k)] += d, hi[size_t(k)] += d;
-                        attend_query_block(q_.data() + off, int64_t(H) * D, nt, group, D, kv.k_at(il, g, 0),
-                                           kv.v_at(il, g, 0), lo.data(), hi.data(), att_.data() + off,
-                                           int64_t(H) * D);
-                        continue;
-                    }
-                    for (int k = 0; k < nt; k++) {
-                        const size_t o = off + size_t(k) * H * D;
-                        const int ns = kv.slot_ranges(il, lo[size_t(k)], hi[size_t(k)], seg);
-                        attend_segments(q_.data() + o, group, D, kv.k_at(il, g, 0), kv.v_at(il, g, 0), seg, ns,
-                                        att_.data() + o);
-                    }
+                    const int ns = kv.slot_ranges(il, lo[0], hi[size_t(nt - 1)], seg);
+                    thread_local std::vector<int32_t> rows;
+                    const KeyMap map = segments_map(seg, ns, lo[0], rows);
+                    attend_query_block(q_.data() + off, int64_t(H) * D, nt, group, D, kv.k_at(il, g, 0),
+                                       kv.v_at(il, g, 0), map, lo.data(), hi.data(), att_.data() + off,
+                                       int64_t(H) * D);
                 }
             });
         }

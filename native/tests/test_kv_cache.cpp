@@ -117,10 +117,10 @@ void test_ring_attention_equals_flat() {
         const int ns = b > slots ? 2 : 1;
         std::vector<float> flat(size_t(n_q) * D), ring(size_t(n_q) * D), ring2(size_t(n_q) * D);
         attention_split(q.data(), n_q, D, Kf.data(), Vf.data(), lo, pos + 1, flat.data(), pool);
-        attention_segments(q.data(), n_q, D, Kr.data(), Vr.data(), seg, ns, ring.data(), pool);
-        attend_segments(q.data(), n_q, D, Kr.data(), Vr.data(), seg, ns, ring2.data());
+        attention_segments(q.data(), n_q, D, Kr.data(), Vr.data(), seg, ns, lo, ring.data(), pool);
+        attend_segments(q.data(), n_q, D, Kr.data(), Vr.data(), seg, ns, lo, ring2.data());
         std::vector<float> flat2(size_t(n_q) * D);
-        attention_chunked(q.data(), n_q, D, Kf.data(), Vf.data(), nullptr, lo, pos + 1, flat2.data());
+        attention_chunked(q.data(), n_q, D, Kf.data(), Vf.data(), KeyMap{}, lo, pos + 1, flat2.data());
         CHECK(ring == flat);
         CHECK(ring2 == flat2);
         CHECK(ring2 == flat);  // one thread, chunk by chunk: the split's bytes

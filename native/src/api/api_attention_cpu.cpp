@@ -34,7 +34,8 @@ TACTIC_API tactic_status tactic_bench_prefill_attention(const uint16_t *K, const
                 lo[size_t(k)] = window > 0 ? std::max(0, pos - window + 1) : 0;
                 hi[size_t(k)] = pos + 1;
             }
-            tactic::attend_query_block(q + t0 * stride, stride, nt, group, head_dim, K, V, lo.data(), hi.data(),
+            tactic::attend_query_block(q + t0 * stride, stride, nt, group, head_dim, K, V, tactic::KeyMap{}, lo.data(),
+                                       hi.data(),
                                        out + t0 * stride, stride, impl);
         }
     });

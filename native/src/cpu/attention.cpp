@@ -24,7 +24,7 @@ bool attend_block_avx512_supports(int rows, int D);
 // Partial softmax state (m, l, unnormalised acc) of rows r < nt * group over the keys
 // [j_begin, j_end), row r (head r % group of token r / group) masked to its token's [lo, hi).
 void attend_block_avx512(const float *q, int64_t q_stride, int nt, int group, int D, const uint16_t *K,
-                         const uint16_t *V, const int32_t *idx, const int *lo, const int *hi, int j_begin, int j_end,
+                         const uint16_t *V, const KeyMap &map, const int *lo, const int *hi, int j_begin, int j_end,
                          float *m_out, float *l_out, float *acc_out);
 
 namespace {
@@ -156,64 +156,75 @@ void attend_rows(const float *q, int n_q, int D, const uint16_t *K, const uint16
     }
 }
 
-void attend_chunk(const float *q, int n_q, int D, const uint16_t *K, const uint16_t *V, const int32_t *idx, int j0,
-                  int j1, SoftmaxPartial &part, std::vector<float> &scratch, int impl) {
+void attend_chunk(const float *q, int n_q, int D, const uint16_t *K, const uint16_t *V, const KeyMap &map, int p0,
+                  int p1, SoftmaxPartial &part, std::vector<float> &scratch, int impl) {
     part.reset(n_q, D);
 #if defined(TACTIC_X86)
     if (use_block(impl, n_q, D))
-        return attend_block_avx512(q, 0, 1, n_q, D, K, V, idx, &j0, &j1, j0, j1, part.m.data(), part.l.data(),
+        return attend_block_avx512(q, 0, 1, n_q, D, K, V, map, &p0, &p1, p0, p1, part.m.data(), part.l.data(),
                                    part.acc.data());
 #endif
-    attend_rows(q, n_q, D, K, V, idx, j0, j1, part, scratch, impl);
+    if (map.list) return attend_rows(q, n_q, D, K, V, map.list, p0 - map.base, p1 - map.base, part, scratch, impl);
+    attend_rows(q, n_q, D, K, V, nullptr, p0 + map.base, p1 + map.base, part, scratch, impl);
 }
 
-void attention_chunked(const float *q, int n_q, int D, const uint16_t *K, const uint16_t *V, const int32_t *idx,
-                       int j0, int j1, float *out, int impl) {
+namespace {
+// The chunks of positions [lo, hi): the first one's index and how many (one, empty,
+// when the range is).
+int first_chunk(int lo) { return lo / kAttnChunk; }
+int chunk_count(int lo, int hi) { return hi > lo ? (hi - 1) / kAttnChunk - lo / kAttnChunk + 1 : 1; }
+int chunk_lo(int c, int lo) { return std::max(lo, c * kAttnChunk); }
+int chunk_hi(int c, int hi) { return std::min(hi, (c + 1) * kAttnChunk); }
+}  // namespace
+
+void attention_chunked(const float *q, int n_q, int D, const uint16_t *K, const uint16_t *V, const KeyMap &map,
+                       int lo, int hi, float *out, int impl) {
     thread_local SoftmaxPartial run, part;
     thread_local std::vector<float> scratch;
-    attend_chunk(q, n_q, D, K, V, idx, j0, std::min(j1, j0 + kAttnChunk), run, scratch, impl);
-    for (int c0 = j0 + kAttnChunk; c0 < j1; c0 += kAttnChunk) {
-        attend_chunk(q, n_q, D, K, V, idx, c0, std::min(j1, c0 + kAttnChunk), part, scratch, impl);
-        run.merge(part, n_q, D);
+    const int c0 = first_chunk(lo), nc = chunk_count(lo, hi);
+    for (int c = c0; c < c0 + nc; c++) {
+        attend_chunk(q, n_q, D, K, V, map, chunk_lo(c, lo), chunk_hi(c, hi), c == c0 ? run : part, scratch, impl);
+        if (c != c0) run.merge(part, n_q, D);
     }
     run.finish(out, n_q, D);
 }
 
-void attention_split(const float *q, int n_q, int D, const uint16_t *K, const uint16_t *V, int lo, int hi, float *out,
-                     ThreadPool &pool) {
+void attention_split(const float *q, int n_q, int D, const uint16_t *K, const uint16_t *V, const KeyMap &map, int lo,
+                     int hi, float *out, ThreadPool &pool) {
     // Chunks of keys, each folded into its own partial softmax, merged at the end.
-    const int n = hi - lo;
-    const int n_chunks = std::max(1, (n + kAttnChunk - 1) / kAttnChunk);
-    std::vector<SoftmaxPartial> parts(static_cast<size_t>(n_chunks));
-    pool.parallel_for(n_chunks, 1, [&](int64_t b, int64_t e) {
+    const int c0 = first_chunk(lo), nc = chunk_count(lo, hi);
+    std::vector<SoftmaxPartial> parts(static_cast<size_t>(nc));
+    pool.parallel_for(nc, 1, [&](int64_t b, int64_t e) {
         thread_local std::vector<float> scratch;
-        for (int64_t c = b; c < e; c++) {
-            const int j0 = lo + int(c) * kAttnChunk, j1 = std::min(hi, j0 + kAttnChunk);
-            attend_chunk(q, n_q, D, K, V, nullptr, j0, j1, parts[size_t(c)], scratch);
+        for (int64_t i = b; i < e; i++) {
+            const int c = c0 + int(i);
+            attend_chunk(q, n_q, D, K, V, map, chunk_lo(c, lo), chunk_hi(c, hi), parts[size_t(i)], scratch);
         }
     });
-    for (int c = 1; c < n_chunks; c++) parts[0].merge(parts[size_t(c)], n_q, D);
+    for (int i = 1; i < nc; i++) parts[0].merge(parts[size_t(i)], n_q, D);
     parts[0].finish(out, n_q, D);
 }
 
 int query_block_tokens(int group) { return std::max(1, 64 / std::max(1, group)); }
 
 void attend_query_block(const float *q, int64_t q_stride, int nt, int group, int D, const uint16_t *K,
-                        const uint16_t *V, const int *lo, const int *hi, float *out, int64_t out_stride, int impl) {
+                        const uint16_t *V, const KeyMap &map, const int *lo, const int *hi, float *out,
+                        int64_t out_stride, int impl) {
     if (impl == 0) impl = kernel_impl();
     const int R = nt * group;
 #if defined(TACTIC_X86)
-    if (use_block(impl, R, D) && std::all_of(lo, lo + nt, [&](int x) { return x == lo[0]; })) {
-        // All tokens together, chunk by chunk as attention_chunked does for one: each
-        // row's chunks start at the shared lo, rows past their hi stay untouched.
+    if (use_block(impl, R, D)) {
+        // All tokens together, chunk by chunk as attention_chunked does for one: a row
+        // with no keys in a chunk gets an empty partial there, which merging skips.
         thread_local SoftmaxPartial run, part;
-        const int j0 = lo[0], j1 = *std::max_element(hi, hi + nt);
-        for (int c0 = j0; c0 < j1 || c0 == j0; c0 += kAttnChunk) {
-            SoftmaxPartial &p = c0 == j0 ? run : part;
+        const int jlo = *std::min_element(lo, lo + nt), jhi = *std::max_element(hi, hi + nt);
+        const int c0 = first_chunk(jlo), nc = chunk_count(jlo, jhi);
+        for (int c = c0; c < c0 + nc; c++) {
+            SoftmaxPartial &p = c == c0 ? run : part;
             p.reset(R, D);
-            attend_block_avx512(q, q_stride, nt, group, D, K, V, nullptr, lo, hi, c0, std::min(j1, c0 + kAttnChunk),
+            attend_block_avx512(q, q_stride, nt, group, D, K, V, map, lo, hi, chunk_lo(c, jlo), chunk_hi(c, jhi),
                                 p.m.data(), p.l.data(), p.acc.data());
-            if (c0 != j0) run.merge(part, R, D);
+            if (c != c0) run.merge(part, R, D);
         }
         for (int r = 0; r < R; r++)  // SoftmaxPartial::finish, row by row into place
             run.finish_row(r, out + (r / group) * out_stride + size_t(r % group) * D, D);
@@ -221,7 +232,7 @@ void attend_query_block(const float *q, int64_t q_stride, int nt, int group, int
     }
 #endif
     for (int i = 0; i < nt; i++)
-        attention_chunked(q + i * q_stride, group, D, K, V, nullptr, lo[i], hi[i], out + i * out_stride, impl);
+        attention_chunked(q + i * q_stride, group, D, K, V, map, lo[i], hi[i], out + i * out_stride, impl);
 }
 
 }  // namespace tactic

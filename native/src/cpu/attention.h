@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "../threadpool.h"
+#include "key_map.h"
 
 namespace tactic {
 
@@ -24,36 +25,42 @@ struct SoftmaxPartial {
 void attend_rows(const float *q, int n_q, int D, const uint16_t *K, const uint16_t *V, const int32_t *idx,
                  int j0, int j1, SoftmaxPartial &part, std::vector<float> &scratch, int impl = 0);
 
-// Keys per chunk: attention over a range is the merge, in order, of one partial softmax
-// per chunk of kAttnChunk keys from the range's start. Decode folds the chunks in
-// parallel (attention_split), prefill one after another (attention_chunked); both use
-// attend_chunk for each, so a token's output is the same bytes either way.
+// Keys are addressed by position (KeyMap: where each one sits in the cache head). The
+// attention of a query over positions [lo, hi) is the merge, in order, of one partial
+// softmax per chunk [c·kAttnChunk, (c+1)·kAttnChunk) ∩ [lo, hi). Decode folds its chunks
+// in parallel (attention_split), prefill one after another (attention_chunked,
+// attend_query_block); each chunk goes through attend_chunk, whose numbers for a query
+// do not depend on anything but its own range, so a token's output is the same bytes
+// whatever batch or split it is evaluated in (tests/test_batch_independence.py).
 constexpr int kAttnChunk = 1024;
 
-// part = the partial softmax of keys [j0, j1) (list rows idx[j0..j1) when idx is
-// non-null), at most kAttnChunk of them: the AVX-512 block kernel when impl 3 runs and
-// fits (n_q <= 64, D % 64 == 0), else attend_rows. part is reset first.
-void attend_chunk(const float *q, int n_q, int D, const uint16_t *K, const uint16_t *V, const int32_t *idx, int j0,
-                  int j1, SoftmaxPartial &part, std::vector<float> &scratch, int impl = 0);
+// part = the partial softmax of the keys at positions [p0, p1) (within one chunk): the
+// AVX-512 block kernel when impl 3 runs and fits (n_q <= 64, D % 64 == 0), else
+// attend_rows. part is reset first.
+void attend_chunk(const float *q, int n_q, int D, const uint16_t *K, const uint16_t *V, const KeyMap &map, int p0,
+                  int p1, SoftmaxPartial &part, std::vector<float> &scratch, int impl = 0);
 
-// out[n_q][D] = attention over keys [j0, j1) (or idx[j0..j1)), chunk by chunk on the
-// calling thread: the same bytes as attention_split.
-void attention_chunked(const float *q, int n_q, int D, const uint16_t *K, const uint16_t *V, const int32_t *idx,
-                       int j0, int j1, float *out, int impl = 0);
+// out[n_q][D] = attention over positions [lo, hi), chunk by chunk on the calling thread.
+void attention_chunked(const float *q, int n_q, int D, const uint16_t *K, const uint16_t *V, const KeyMap &map,
+                       int lo, int hi, float *out, int impl = 0);
 
-// out[n_q][D] = softmax(q K[lo..hi)^T) V[lo..hi), split across threads along the keys.
-void attention_split(const float *q, int n_q, int D, const uint16_t *K, const uint16_t *V, int lo, int hi,
-                     float *out, ThreadPool &pool);
+// The same, the chunks split across threads (decode). Without a map, position = row.
+void attention_split(const float *q, int n_q, int D, const uint16_t *K, const uint16_t *V, const KeyMap &map, int lo,
+                     int hi, float *out, ThreadPool &pool);
+inline void attention_split(const float *q, int n_q, int D, const uint16_t *K, const uint16_t *V, int lo, int hi,
+                            float *out, ThreadPool &pool) {
+    attention_split(q, n_q, D, K, V, KeyMap{}, lo, hi, out, pool);
+}
 
 // Prefill: nt consecutive query tokens, each with `group` query heads of one KV head.
-// Token i's rows are q[i * q_stride + h * D] (h < group) and attend the keys [lo[i], hi[i]);
-// outputs go to out[i * out_stride + h * D]. impl as set_kernel_impl (0 = current): 3
-// runs the AVX-512 block kernel over all tokens together when they share lo (keys read
-// once per block, attention_avx512.cpp), others attention_chunked token by token; each
-// token's output is the bytes attention_split gives it alone.
+// Token i's rows are q[i * q_stride + h * D] (h < group) and attend the positions
+// [lo[i], hi[i]) (map: their cache rows); outputs go to out[i * out_stride + h * D].
+// impl as set_kernel_impl (0 = current): 3 runs the AVX-512 block kernel over all tokens
+// together (keys read once per block, attention_avx512.cpp), others attention_chunked
+// token by token; either way each token gets the bytes attention_split gives it alone.
 void attend_query_block(const float *q, int64_t q_stride, int nt, int group, int D, const uint16_t *K,
-                        const uint16_t *V, const int *lo, const int *hi, float *out, int64_t out_stride,
-                        int impl = 0);
+                        const uint16_t *V, const KeyMap &map, const int *lo, const int *hi, float *out,
+                        int64_t out_stride, int impl = 0);
 // Tokens per attend_query_block call for a group size (the block kernel's 64 rows).
 int query_block_tokens(int group);
 

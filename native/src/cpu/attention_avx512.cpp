@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "../simd_avx512.h"
+#include "key_map.h"
 
 namespace tactic {
 
@@ -68,16 +69,20 @@ void pv4(const float *P, int Rp, int r0, int kn, const float *Vf, int D, int d0,
         for (int v = 0; v < 4; v++) _mm512_storeu_ps(Of + size_t(r0 + i) * D + d0 + 16 * v, acc[i][v]);
 }
 
-// f16 rows j0 .. j0+kn (cache rows idx[j] when idx is non-null) to f32, zero rows up to a
-// multiple of 4.
-void widen(const uint16_t *src, const int32_t *idx, int j0, int kn, int D, float *dst) {
-    for (int j = 0; j < kn; j++) {
-        const uint16_t *s = src + size_t(idx ? idx[j0 + j] : j0 + j) * D;
+// The keys of positions T .. T+kn4 as f32 rows: positions in [a, b) from their cache
+// rows (map), the others zero (masked by the caller).
+void widen(const uint16_t *src, const KeyMap &map, int T, int a, int b, int kn4, int D, float *dst) {
+    for (int j = 0; j < kn4; j++) {
         float *o = dst + size_t(j) * D;
+        const int p = T + j;
+        if (p < a || p >= b) {
+            std::fill_n(o, D, 0.f);
+            continue;
+        }
+        const uint16_t *s = src + size_t(map.row(p)) * D;
         for (int d = 0; d < D; d += 16)
             _mm512_storeu_ps(o + d, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(s + d))));
     }
-    for (int j = kn; j < (kn + 3) / 4 * 4; j++) std::fill_n(dst + size_t(j) * D, D, 0.f);
 }
 
 struct Buffers {
@@ -109,8 +114,9 @@ float softmax_tile_avx512(float *s, int n, float mx) {
 bool attend_block_avx512_supports(int rows, int D) { return rows <= kRows && D % 64 == 0; }
 
 void attend_block_avx512(const float *q, int64_t q_stride, int nt, int group, int D, const uint16_t *K,
-                         const uint16_t *V, const int32_t *idx, const int *lo, const int *hi, int j_begin, int j_end,
+                         const uint16_t *V, const KeyMap &map, const int *lo, const int *hi, int j_begin, int j_end,
                          float *m_out, float *l_out, float *acc_out) {
+    if (j_end <= j_begin) return;  // no keys: the caller's reset state stands
     const int R = nt * group, NV = (R + 15) / 16, Rp = 16 * NV;
     thread_local Buffers b;
     b.qt.resize(size_t(D) * Rp);
@@ -128,16 +134,20 @@ void attend_block_avx512(const float *q, int64_t q_stride, int nt, int group, in
     for (int r = 0; r < R; r++) {
         const float *qr = q + (r / group) * q_stride + size_t(r % group) * D;
         for (int d = 0; d < D; d++) b.qt[size_t(d) * Rp + r] = qr[d];
-        b.lo[size_t(r)] = lo[r / group];
-        b.hi[size_t(r)] = hi[r / group];
+        b.lo[size_t(r)] = std::max(lo[r / group], j_begin);
+        b.hi[size_t(r)] = std::min(hi[r / group], j_end);
     }
     const int jlo = j_begin, jhi = j_end;
     const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
 
-    for (int j0 = jlo; j0 < jhi; j0 += kKeys) {
+    // Tiles of 64 positions from a multiple of 64, whatever the range's start: a row's
+    // keys fall into the same tiles in every call that covers them (keys outside its
+    // range are masked, which leaves its numbers untouched).
+    const int t_first = jlo - ((jlo % kKeys) + kKeys) % kKeys;
+    for (int j0 = t_first; j0 < jhi; j0 += kKeys) {
         const int kn = std::min(kKeys, jhi - j0), kn4 = (kn + 3) / 4 * 4;
-        widen(K, idx, j0, kn, D, b.kf.data());
-        widen(V, idx, j0, kn, D, b.vf.data());
+        widen(K, map, j0, jlo, jhi, kn4, D, b.kf.data());
+        widen(V, map, j0, jlo, jhi, kn4, D, b.vf.data());
         for (int j = 0; j < kn4; j += 4) {
             float *st = b.st.data() + size_t(j) * Rp;
             const float *kf = b.kf.data() + size_t(j) * D;
@@ -185,9 +195,8 @@ void attend_block_avx512(const float *q, int64_t q_stride, int nt, int group, in
         }
         for (int r0 = 0; r0 < R; r0 += 4)
             for (int d0 = 0; d0 < D; d0 += 64)
-                pv4(b.st.data(), Rp, r0, kn4, b.vf.data(), D, d0, b.of.data(), b.scale.data(), j0 == jlo);
+                pv4(b.st.data(), Rp, r0, kn4, b.vf.data(), D, d0, b.of.data(), b.scale.data(), j0 == t_first);
     }
-    if (jhi <= jlo) return;  // no keys: the caller's reset state stands
     std::copy_n(b.m.data(), R, m_out);
     std::copy_n(b.l.data(), R, l_out);
     std::copy_n(b.of.data(), size_t(R) * D, acc_out);

@@ -297,8 +297,6 @@ void tile_regrouped(int64_t n, const void *vw, size_t ws, int nr, const void *va
     alignas(64) static thread_local __m512 res[kRows][kMaxTokens];
     for (int r0 = 0; r0 < nr; r0 += kRows) {
         const int rn = nr - r0 < kRows ? nr - r0 : kRows;
-        for (int r = 0; r < rn; r++)
-            for (int t = 0; t < nt; t++) res[r][t] = _mm512_setzero_ps();
         for (int64_t g = 0; g < ng; g++) {
             const int live_n = int(nb - g * kGroup < kGroup ? nb - g * kGroup : kGroup);
             const __mmask16 live = __mmask16((1u << live_n) - 1);
@@ -336,7 +334,9 @@ void tile_regrouped(int64_t n, const void *vw, size_t ws, int nr, const void *va
                         s1 = _mm512_dpbusd_epi32(s1, u[k + 1], wq[r][k + 1]);
                     }
                     const __m512i isum = _mm512_add_epi32(s0, s1);
-                    res[r][t] = _mm512_fmadd_ps(_mm512_mul_ps(dw[r], da), _mm512_cvtepi32_ps(isum), res[r][t]);
+                    // the first group starts from zero (no pass to clear res first)
+                    const __m512 prev = g == 0 ? _mm512_setzero_ps() : res[r][t];
+                    res[r][t] = _mm512_fmadd_ps(_mm512_mul_ps(dw[r], da), _mm512_cvtepi32_ps(isum), prev);
                     if (G::kMin) res[r][t] = _mm512_fmadd_ps(mw[r], sa, res[r][t]);
                 }
             }

@@ -23,7 +23,7 @@ void attend_group(const float *Q, int g, const uint16_t *K, const uint16_t *V, i
         thread_local std::vector<float> tile;
         for (int64_t c = cb; c < ce; c++) {
             const int j0 = int(c) * chunk, j1 = std::min(n, j0 + chunk);
-            attend_chunk(Q, g, D, K, V, list, j0, j1, scratch.parts[size_t(c)], tile);
+            attend_chunk(Q, g, D, K, V, KeyMap{list, 0}, j0, j1, scratch.parts[size_t(c)], tile);
         }
     });
     for (int c = 1; c < n_chunks; c++) scratch.parts[0].merge(scratch.parts[size_t(c)], g, D);
