@@ -85,7 +85,11 @@ def main():
         ours = (bench_pytactic(model, n, a.threads, a.gen, a.fraction) if a.only != "llama" else
                 {"prefill_tok_s": nan, "full_decode_tok_s": nan, "tactic_decode_tok_s": nan,
                  "tactic_first_step_s": nan})
+        if a.only != "llama":  # printed at once: a llama.cpp side cut short by a timeout keeps these
+            print(f"pytactic {n}: {json.dumps(ours)}", flush=True)
         other = None if a.only == "pytactic" else bench_llama_cpp(model, n, a.threads, a.gen, (True,))
+        if other:
+            print(f"llama-cpp-python {n}: prefill {other[0]:.1f} tok/s, decode {other[1]:.2f} tok/s", flush=True)
         row = {"ctx": n, **ours, "llama_cpp_python": other, "load_after": os.getloadavg()[0]}
         rows.append(row)
         lp, lt = other if other else (nan, nan)
