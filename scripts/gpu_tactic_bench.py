@@ -136,14 +136,17 @@ def main():
     ap.add_argument("--fractions", default="0.025,0.05,0.1,0.25")
     ap.add_argument("--iters", type=int, default=200)
     ap.add_argument("--p", type=float, default=0.9, help="the mass target of the last row (force_fraction 0)")
+    ap.add_argument("--copies", type=int, default=0, help="layer copies rotated (0: enough to leave the L2)")
+    ap.add_argument("--blocks", type=int, default=0, help="sparse attention blocks (0: one full wave)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     import torch
 
     torch.backends.cuda.matmul.allow_tf32 = True
-    commit = subprocess.run(["git", "log", "--oneline", "-1"], capture_output=True, text=True).stdout.strip()
+    commit = os.environ.get("TACTIC_COMMIT") or subprocess.run(["git", "log", "--oneline", "-1"], capture_output=True,
+                                                               text=True).stdout.strip()
     rows = []
-    print(f"GPU: {torch.cuda.get_device_name(0)}; commit: {commit or os.environ.get('TACTIC_COMMIT', '?')}")
+    print(f"GPU: {torch.cuda.get_device_name(0)}; commit: {commit or '?'}")
     print("per global layer, 8B shape (32 q heads, 8 KV heads, D 128, f16); ms per step, CUDA graphs")
     for n in [int(x) for x in args.contexts.split(",")]:
         t0 = time.time()
@@ -166,6 +169,8 @@ def main():
         scale = 1.0 / math.sqrt(D)
 
         check(lib.tactic_cuda_set_option(b"bench_iters", args.iters))
+        check(lib.tactic_cuda_set_option(b"tactic_copies", args.copies))
+        check(lib.tactic_cuda_set_option(b"tactic_blocks", args.blocks))
         out_full = np.empty((N_HEAD, D), np.float32)
         check(lib.tactic_cuda_attention(ptr(q, "float *"), N_HEAD, N_KV, D, ptr(K, "uint16_t *"), ptr(V, "uint16_t *"),
                                         n, 0, n, scale, ptr(out_full, "float *")))
@@ -174,7 +179,8 @@ def main():
         err = float(np.linalg.norm(out_sdpa - out_full) / np.linalg.norm(out_full))
         print(f"\n{n} tokens: synthetic keys {t1 - t0:.1f} s, K-means (torch, {int(layout[2].mean())} clusters/KV head) "
               f"{t_km:.2f} s; full kernel {full_ms*1e3:.1f} us, torch SDPA graph {sdpa_ms*1e3:.1f} us (rel diff {err:.1e})")
-        print("| fraction | attended / KV head | score us | select us | attend us | step us | vs SDPA | vs full | out vs full |")
+        print("| fraction | attended / KV head | scores us | selection us (cut+union) | sparse attention us "
+              "(attend+merge) | step us | vs SDPA | vs full | out vs full |")
         print("|---|---|---|---|---|---|---|---|---|")
         order, offsets, ncl, cent = layout
         for f in [float(x) for x in args.fractions.split(",")] + [0.0]:  # 0.0: the mass target P = --p
@@ -186,7 +192,7 @@ def main():
             out = np.empty((N_HEAD, D), np.float32)
             sel = np.empty((N_KV, n), np.int32)
             nsel = np.zeros(N_KV, np.int32)
-            ms = np.zeros(5)
+            ms = np.zeros(7)
             check(lib.tactic_cuda_tactic_step(shape, ptr(q, "float *"), ptr(K, "uint16_t *"), ptr(V, "uint16_t *"),
                                               ptr(order, "int32_t *"), ptr(offsets, "int32_t *"), ptr(ncl, "int32_t *"),
                                               ptr(cent, "float *"), ptr(out, "float *"), ptr(sel, "int32_t *"),
@@ -194,14 +200,18 @@ def main():
             share = float(nsel.mean()) / n
             oerr = float(np.linalg.norm(out - out_full) / np.linalg.norm(out_full))
             row = dict(n_tokens=n, fraction=f, p=None if f > 0 else args.p, attended_share=share, attended_min=int(nsel.min()),
-                       attended_max=int(nsel.max()), score_ms=ms[0], select_ms=ms[1], attend_ms=ms[2], step_ms=ms[3],
-                       copies=int(ms[4]), full_kernel_ms=full_ms, sdpa_graph_ms=sdpa_ms,
-                       speedup_vs_sdpa=sdpa_ms / ms[3], speedup_vs_full=full_ms / ms[3], out_rel_diff_vs_full=oerr,
+                       attended_max=int(nsel.max()), score_ms=ms[0], cut_ms=ms[1], union_ms=ms[2],
+                       select_ms=ms[1] + ms[2], attend_ms=ms[3], merge_ms=ms[4], sparse_attention_ms=ms[3] + ms[4],
+                       step_ms=ms[5], copies=int(ms[6]), attn_blocks=args.blocks, full_kernel_ms=full_ms,
+                       sdpa_graph_ms=sdpa_ms, speedup_vs_sdpa=sdpa_ms / ms[5], speedup_vs_full=full_ms / ms[5],
+                       out_rel_diff_vs_full=oerr,
                        kmeans_torch_s=t_km, clusters_per_kv_head=float(ncl.mean()))
             rows.append(row)
             label = f"{f:.3f}" if f > 0 else f"P={args.p}"
-            print(f"| {label} | {share*100:5.1f}% ({nsel.min()}-{nsel.max()}) | {ms[0]*1e3:6.1f} | {ms[1]*1e3:6.1f} | "
-                  f"{ms[2]*1e3:6.1f} | {ms[3]*1e3:6.1f} | {sdpa_ms/ms[3]:5.2f}x | {full_ms/ms[3]:5.2f}x | {oerr:.2e} |",
+            print(f"| {label} | {share*100:5.1f}% ({nsel.min()}-{nsel.max()}) | {ms[0]*1e3:6.1f} | "
+                  f"{(ms[1]+ms[2])*1e3:6.1f} ({ms[1]*1e3:.1f}+{ms[2]*1e3:.1f}) | "
+                  f"{(ms[3]+ms[4])*1e3:6.1f} ({ms[3]*1e3:.1f}+{ms[4]*1e3:.1f}) | {ms[5]*1e3:6.1f} | "
+                  f"{sdpa_ms/ms[5]:5.2f}x | {full_ms/ms[5]:5.2f}x | {oerr:.2e} |",
                   flush=True)
         check(lib.tactic_cuda_set_option(b"bench_iters", 0))
         del Kt, Vt, K, V

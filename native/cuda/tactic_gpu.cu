@@ -96,14 +96,17 @@ template <class W>
 __device__ void weighted_cut(const uint32_t *keys, const W *w, int C, W need, uint8_t *sel) {
     using Scan = cub::BlockScan<W, kSelThreads>;
     __shared__ typename Scan::TempStorage scan_tmp;
-    __shared__ W hist[256];
+    // 16 copies of each bin (lane & 15): lanes of a warp whose clusters share a bin (scores
+    // crowd into a few bins) do not serialize on one address.
+    constexpr int kCopies = 16;
+    __shared__ W hist[256 * kCopies];
     __shared__ uint32_t s_digit;
     __shared__ W s_above;
     const int tid = threadIdx.x;
     uint32_t prefix = 0, mask = 0;
     W above = 0;
     for (int shift = 24; shift >= 0; shift -= 8) {
-        for (int i = tid; i < 256; i += kSelThreads) hist[i] = 0;
+        for (int i = tid; i < 256 * kCopies; i += kSelThreads) hist[i] = 0;
         if (tid == 0) {  // if rounding leaves no bin reaching `need`: the lowest, i.e. more clusters
             s_digit = 0;
             s_above = above;
@@ -111,7 +114,7 @@ __device__ void weighted_cut(const uint32_t *keys, const W *w, int C, W need, ui
         __syncthreads();
         for (int c = tid; c < C; c += kSelThreads) {
             const uint32_t k = keys[c];
-            if ((k & mask) == prefix) atomicAdd(&hist[(k >> shift) & 255u], w[c]);
+            if ((k & mask) == prefix) atomicAdd(&hist[((k >> shift) & 255u) * kCopies + (tid & (kCopies - 1))], w[c]);
         }
         __syncthreads();
         if (tid < 32) {
@@ -119,8 +122,11 @@ __device__ void weighted_cut(const uint32_t *keys, const W *w, int C, W need, ui
             W v[8], sum = 0;
 #pragma unroll
             for (int i = 0; i < 8; i++) {
-                v[i] = hist[tid * 8 + i];
-                sum += v[i];
+                W b = 0;
+#pragma unroll
+                for (int j = 0; j < kCopies; j++) b += hist[(tid * 8 + i) * kCopies + j];
+                v[i] = b;
+                sum += b;
             }
             W incl = sum;  // weight in this lane's bins and every higher lane's
 #pragma unroll
@@ -229,13 +235,18 @@ size_t select_smem(int cmax) { return size_t(cmax) * 12; }
 // C. Per KV head (one block each): the always-attended tokens (before the clustered
 // range and from its end to n), then the rows of every cluster some query head of the
 // group chose (the GQA union), as one list. ITEMS clusters a thread (C <= ITEMS x 1024),
-// loaded before one block-wide scan.
+// loaded before one block-wide scan; the chosen clusters (first row, list offset, rows)
+// are staged in shared memory (dynamic, 12 bytes x cmax) and each warp then writes whole
+// clusters, lane by lane (coalesced).
 template <int ITEMS>
 __global__ void __launch_bounds__(kSelThreads) union_kernel(TacticLayerDev L, const int32_t *__restrict__ d_pos,
                                                             const uint8_t *__restrict__ hsel,
                                                             int32_t *__restrict__ list, int32_t *__restrict__ count) {
     using Scan = cub::BlockScan<int, kSelThreads>;
     __shared__ typename Scan::TempStorage scan_tmp;
+    extern __shared__ int32_t uni_smem[];
+    int32_t *e_base = uni_smem, *e_off = uni_smem + L.cmax, *e_sz = uni_smem + 2 * L.cmax;
+    __shared__ int s_n_sel;
     const int kvh = blockIdx.x, group = L.n_head / L.n_head_kv, tid = threadIdx.x;
     const int C = L.n_clusters[kvh];
     const int32_t *coff = L.coff + int64_t(kvh) * (L.cmax + 1);
@@ -245,7 +256,7 @@ __global__ void __launch_bounds__(kSelThreads) union_kernel(TacticLayerDev L, co
     const int n_always = cb + (n - ce);
     for (int i = tid; i < n_always; i += kSelThreads) lst[i] = -1 - (i < cb ? i : ce + (i - cb));
     // Thread tid takes clusters tid * ITEMS .. + ITEMS (consecutive: the scan is in index order).
-    int sz[ITEMS], base[ITEMS];
+    int sz[ITEMS], base[ITEMS], one[ITEMS];
 #pragma unroll
     for (int i = 0; i < ITEMS; i++) {
         const int c = tid * ITEMS + i;
@@ -257,13 +268,27 @@ __global__ void __launch_bounds__(kSelThreads) union_kernel(TacticLayerDev L, co
             base[i] = coff[c];
             if (s) sz[i] = coff[c + 1] - base[i];
         }
+        one[i] = sz[i] > 0 ? 1 : 0;
     }
-    int off[ITEMS], agg = 0;
+    int off[ITEMS], idx[ITEMS], agg = 0, n_sel = 0;
     Scan(scan_tmp).ExclusiveSum(sz, off, agg);
+    __syncthreads();
+    Scan(scan_tmp).ExclusiveSum(one, idx, n_sel);
 #pragma unroll
     for (int i = 0; i < ITEMS; i++)
-        for (int j = 0; j < sz[i]; j++) lst[n_always + off[i] + j] = base[i] + j;
-    if (tid == 0) count[kvh] = n_always + agg;
+        if (sz[i] > 0) {
+            e_base[idx[i]] = base[i];
+            e_off[idx[i]] = n_always + off[i];
+            e_sz[idx[i]] = sz[i];
+        }
+    if (tid == 0) {
+        count[kvh] = n_always + agg;
+        s_n_sel = n_sel;
+    }
+    __syncthreads();
+    const int warp = tid / 32, lane = tid % 32;
+    for (int e = warp; e < s_n_sel; e += kSelThreads / 32)
+        for (int j = lane; j < e_sz[e]; j += 32) lst[e_off[e] + j] = e_base[e] + j;
 }
 
 // The attention blocks that do work: enough that each has kMinPerBlock entries.
@@ -451,9 +476,20 @@ __global__ void __launch_bounds__(kWarps * 32) attend_kernel(TacticLayerDev L, c
 
 // E. out[h] = sum_b e^(m_b - M) acc_b / sum_b e^(m_b - M) l_b over the blocks that
 // worked on head h's KV head (found from the counts, as the attention kernel cut them).
-__global__ void merge_kernel(TacticLayerDev L, const int32_t *__restrict__ count, const float *__restrict__ part_acc,
-                             const float *__restrict__ part_ml, int nb, float *__restrict__ out) {
+// The blocks' rows are read in parallel (a loop of dependent L2 reads would cost more
+// than the attention itself): M by a block-wide max, then each warp sums a share of the
+// rows (lane = 4 dimensions a step), the warps' sums added in shared memory.
+constexpr int kMergeThreads = 256;
+__global__ void __launch_bounds__(kMergeThreads) merge_kernel(TacticLayerDev L, const int32_t *__restrict__ count,
+                                                              const float *__restrict__ part_acc,
+                                                              const float *__restrict__ part_ml, int nb,
+                                                              float *__restrict__ out) {
+    constexpr int kW = kMergeThreads / 32;
+    using Reduce = cub::BlockReduce<float, kMergeThreads>;
+    __shared__ typename Reduce::TempStorage red_tmp;
+    __shared__ float s_M, s_S[kW], s_A[kW][256];
     const int h = blockIdx.x, H = L.n_head, Hkv = L.n_head_kv, D = L.head_dim, kvh = h / (H / Hkv);
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     int64_t tot = 0, start = 0;
     for (int k = 0; k < Hkv; k++) {
         if (k == kvh) start = tot;
@@ -463,21 +499,40 @@ __global__ void merge_kernel(TacticLayerDev L, const int32_t *__restrict__ count
     const int nbe = active_blocks(tot, nb);
     const int b_lo = tot > 0 ? int(max(int64_t(0), start * nbe / tot - 1)) : 0;
     const int b_hi = tot > 0 ? int(min(int64_t(nbe), end * nbe / tot + 2)) : 0;
-    float M = -INFINITY;
-    for (int b = b_lo; b < b_hi; b++) M = fmaxf(M, part_ml[(int64_t(b) * H + h) * 2]);
-    for (int d = threadIdx.x; d < D; d += blockDim.x) {
-        float A = 0.f, S = 0.f;
-        if (M != -INFINITY) {
-            for (int b = b_lo; b < b_hi; b++) {
-                const int64_t row = int64_t(b) * H + h;
-                const float mb = part_ml[row * 2];
-                if (mb == -INFINITY) continue;
-                const float f = expf(mb - M);
-                A = fmaf(f, part_acc[row * D + d], A);
-                S = fmaf(f, part_ml[row * 2 + 1], S);
+    float m = -INFINITY;
+    for (int b = b_lo + tid; b < b_hi; b += kMergeThreads) m = fmaxf(m, part_ml[(int64_t(b) * H + h) * 2]);
+    m = Reduce(red_tmp).Reduce(m, [](float x, float y) { return fmaxf(x, y); });
+    if (tid == 0) s_M = m;
+    __syncthreads();
+    const float M = s_M;
+    float A[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f}, S = 0.f;  // lane: dims 4 lane + 128 i, i < D / 128
+    if (M != -INFINITY) {
+        for (int b = b_lo + warp; b < b_hi; b += kW) {
+            const int64_t row = int64_t(b) * H + h;
+            const float mb = part_ml[row * 2];
+            if (mb == -INFINITY) continue;  // warp-uniform
+            const float f = expf(mb - M);
+            S = fmaf(f, part_ml[row * 2 + 1], S);
+            for (int i = 0; 4 * lane + 128 * i < D; i++) {
+                const float4 a4 = *reinterpret_cast<const float4 *>(part_acc + row * D + 4 * lane + 128 * i);
+                A[4 * i] = fmaf(f, a4.x, A[4 * i]);
+                A[4 * i + 1] = fmaf(f, a4.y, A[4 * i + 1]);
+                A[4 * i + 2] = fmaf(f, a4.z, A[4 * i + 2]);
+                A[4 * i + 3] = fmaf(f, a4.w, A[4 * i + 3]);
             }
         }
-        out[int64_t(h) * D + d] = S > 0.f ? A / S : 0.f;
+    }
+    for (int i = 0; 4 * lane + 128 * i < D; i++)
+        for (int j = 0; j < 4; j++) s_A[warp][4 * lane + 128 * i + j] = A[4 * i + j];
+    if (lane == 0) s_S[warp] = S;
+    __syncthreads();
+    for (int d = tid; d < D; d += kMergeThreads) {
+        float a = 0.f, sum = 0.f;
+        for (int w = 0; w < kW; w++) {
+            a += s_A[w][d];
+            sum += s_S[w];
+        }
+        out[int64_t(h) * D + d] = sum > 0.f ? a / sum : 0.f;
     }
 }
 
@@ -564,19 +619,27 @@ void tactic_select_dev(const TacticLayerDev &L, const TacticStepArgs &a, const T
                  "Tactic on CUDA: more than " + std::to_string(tactic_max_clusters()) + " clusters per KV head");
     select_kernel<<<unsigned(L.n_head), kSelThreads, smem, s>>>(L, a.d_pos, a.force_fraction, a.p, a.scale,
                                                                   b.cscore, b.hsel);
+}
+
+void tactic_union_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
     const unsigned g = unsigned(L.n_head_kv);
-    if (L.cmax <= kSelThreads * 2) union_kernel<2><<<g, kSelThreads, 0, s>>>(L, a.d_pos, b.hsel, b.list, b.count);
-    else if (L.cmax <= kSelThreads * 4) union_kernel<4><<<g, kSelThreads, 0, s>>>(L, a.d_pos, b.hsel, b.list, b.count);
-    else if (L.cmax <= kSelThreads * 8) union_kernel<8><<<g, kSelThreads, 0, s>>>(L, a.d_pos, b.hsel, b.list, b.count);
-    else union_kernel<16><<<g, kSelThreads, 0, s>>>(L, a.d_pos, b.hsel, b.list, b.count);
+    const size_t smem = select_smem(L.cmax);  // the same 12 bytes a cluster
+    if (L.cmax <= kSelThreads * 2) union_kernel<2><<<g, kSelThreads, smem, s>>>(L, a.d_pos, b.hsel, b.list, b.count);
+    else if (L.cmax <= kSelThreads * 4) union_kernel<4><<<g, kSelThreads, smem, s>>>(L, a.d_pos, b.hsel, b.list, b.count);
+    else if (L.cmax <= kSelThreads * 8) union_kernel<8><<<g, kSelThreads, smem, s>>>(L, a.d_pos, b.hsel, b.list, b.count);
+    else union_kernel<16><<<g, kSelThreads, smem, s>>>(L, a.d_pos, b.hsel, b.list, b.count);
 }
 
 int tactic_max_clusters() { return 16 * kSelThreads; }
 
 void tactic_init_kernels() {
     // The selection stages every cluster's key, tokens and mass in shared memory.
-    TACTIC_CU(cudaFuncSetAttribute(select_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                   int(select_smem(tactic_max_clusters()))));
+    const int smem = int(select_smem(tactic_max_clusters()));
+    TACTIC_CU(cudaFuncSetAttribute(select_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(union_kernel<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(union_kernel<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(union_kernel<8>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(union_kernel<16>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
 }
 
 void tactic_attend_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
@@ -585,14 +648,18 @@ void tactic_attend_dev(const TacticLayerDev &L, const TacticStepArgs &a, const T
         case 128: attend_d<128>(L, a, b, s); break;
         default: attend_d<256>(L, a, b, s); break;
     }
-    merge_kernel<<<unsigned(L.n_head), std::min(L.head_dim, 256), 0, s>>>(L, b.count, b.part_acc, b.part_ml,
-                                                                          b.n_blocks, a.out);
+}
+
+void tactic_merge_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
+    merge_kernel<<<unsigned(L.n_head), kMergeThreads, 0, s>>>(L, b.count, b.part_acc, b.part_ml, b.n_blocks, a.out);
 }
 
 void tactic_step_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
     tactic_score_dev(L, a, b, s);
     tactic_select_dev(L, a, b, s);
+    tactic_union_dev(L, a, b, s);
     tactic_attend_dev(L, a, b, s);
+    tactic_merge_dev(L, a, b, s);
 }
 
 void tactic_pack_dev(const __half *k_cache, const __half *v_cache, int n_head_kv, int n_ctx, int D,
@@ -634,7 +701,9 @@ void tactic_step_host(const TacticStepHost &in) {
     const size_t coff_b = sizeof(int32_t) * size_t(Hkv) * (cmax + 1), ncl_b = sizeof(int32_t) * size_t(Hkv);
     const size_t per_copy = 2 * kv_b + 2 * sorted_b + cent_b + coff_b;
     int copies = 1;
-    if (options().bench_iters > 0) {
+    if (options().bench_iters > 0 && options().tactic_copies > 0) {
+        copies = options().tactic_copies;
+    } else if (options().bench_iters > 0) {
         size_t free_b = 0, total_b = 0;
         TACTIC_CU(cudaMemGetInfo(&free_b, &total_b));
         const size_t want = (size_t(256) << 20) / std::max<size_t>(1, cent_b) + 1;
@@ -710,7 +779,7 @@ void tactic_step_host(const TacticStepHost &in) {
     }
 
     TacticStepBufs bufs;
-    bufs.n_blocks = tactic_attn_blocks(D, group);
+    bufs.n_blocks = options().tactic_blocks > 0 ? options().tactic_blocks : tactic_attn_blocks(D, group);
     DevBuf d_cscore(sizeof(float) * size_t(H) * cmax), d_hsel(size_t(H) * cmax);
     DevBuf d_list(sizeof(int32_t) * size_t(Hkv) * in.n_ctx), d_count(sizeof(int32_t) * size_t(Hkv));
     DevBuf d_pacc(sizeof(float) * size_t(bufs.n_blocks) * H * D), d_pml(sizeof(float) * size_t(bufs.n_blocks) * H * 2);
@@ -734,14 +803,17 @@ void tactic_step_host(const TacticStepHost &in) {
     args.p = in.p;
     args.out = d_out.as<float>();
 
-    // A graph of `stage` (0 score, 1 select, 2 attend, 3 all) over every copy.
+    // A graph of `stage` (kStages: 0 score, 1 select, 2 union, 3 attend, 4 merge, 5 all) over every copy.
+    constexpr int kStages = 6;
     auto capture = [&](int stage, int n_copies) {
         TACTIC_CU(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
         for (int i = 0; i < n_copies; i++) {
             const TacticLayerDev &L = layers[size_t(i)];
             if (stage == 0) tactic_score_dev(L, args, bufs, st);
             else if (stage == 1) tactic_select_dev(L, args, bufs, st);
-            else if (stage == 2) tactic_attend_dev(L, args, bufs, st);
+            else if (stage == 2) tactic_union_dev(L, args, bufs, st);
+            else if (stage == 3) tactic_attend_dev(L, args, bufs, st);
+            else if (stage == 4) tactic_merge_dev(L, args, bufs, st);
             else tactic_step_dev(L, args, bufs, st);
         }
         cudaGraph_t g = nullptr;
@@ -755,7 +827,7 @@ void tactic_step_host(const TacticStepHost &in) {
 
     // The result: the whole step replayed once from a graph (as the decode graph will).
     {
-        cudaGraphExec_t exec = capture(3, 1);
+        cudaGraphExec_t exec = capture(kStages - 1, 1);
         const cudaError_t e = cudaGraphLaunch(exec, st);
         const cudaError_t e2 = cudaStreamSynchronize(st);
         cudaGraphExecDestroy(exec);
@@ -781,7 +853,7 @@ void tactic_step_host(const TacticStepHost &in) {
     cudaEvent_t e0, e1;
     TACTIC_CU(cudaEventCreate(&e0));
     TACTIC_CU(cudaEventCreate(&e1));
-    for (int stage = 0; stage < 4; stage++) {
+    for (int stage = 0; stage < kStages; stage++) {
         cudaGraphExec_t exec = capture(stage, copies);
         TACTIC_CU(cudaGraphLaunch(exec, st));  // warm-up
         std::vector<float> per_step;
@@ -801,7 +873,7 @@ void tactic_step_host(const TacticStepHost &in) {
     cudaEventDestroy(e0);
     cudaEventDestroy(e1);
     check_launch("tactic step bench");
-    in.stage_ms[4] = copies;
+    in.stage_ms[kStages] = copies;
 }
 
 }  // namespace cuda

@@ -23,7 +23,7 @@ struct TacticStepHost {
     float *out = nullptr;                     // [n_head][head_dim]
     int32_t *selected = nullptr;              // [n_head_kv][n_tokens]: positions attended
     int32_t *n_selected = nullptr;            // [n_head_kv]
-    double *stage_ms = nullptr;               // [5]: score, select, attend, whole step (ms), copies
+    double *stage_ms = nullptr;               // [7]: score, select, union, attend, merge, whole step (ms), copies
 };
 void tactic_step_host(const TacticStepHost &a);
 

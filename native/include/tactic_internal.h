@@ -170,10 +170,11 @@ TACTIC_API tactic_status tactic_cuda_attention_indexed(const float *q, int32_t n
  * reaches 1 - (1 - p) / 4 of its total and they hold at least 64 tokens (the CPU's
  * bounded selector's first prefix); each KV head attends the union of its query
  * heads' clusters plus every token outside the range. out[n_head][head_dim] = that attention; selected[g][0 ..
- * n_selected[g]) the positions KV head g attended. stage_ms (NULL, or [5]): with
- * bench_iters > 0, milliseconds per step of scoring, selection, attention and the
- * whole step, each replayed from a CUDA graph over rotating copies of the layer
- * (stage_ms[4] = copies). */
+ * n_selected[g]) the positions KV head g attended. stage_ms (NULL, or [7]): with
+ * bench_iters > 0, milliseconds per step of the centroid scores, the per-head cut, the
+ * GQA union list, the sparse attention, the merge and the whole step, each replayed
+ * from a CUDA graph over rotating copies of the layer (stage_ms[6] = copies; options
+ * "tactic_copies" and "tactic_blocks" fix the copies and the attention blocks). */
 typedef struct {
     int32_t n_head, n_head_kv, head_dim, n_ctx;
     int32_t n_tokens;      /* cached tokens, the new one included (1 .. n_ctx) */
