@@ -92,14 +92,13 @@ __global__ void __launch_bounds__(kScoreWarps * 32) cscore_kernel(TacticLayerDev
 // taken by index while the weight is short. sel[c] |= chosen. keys and w are staged in
 // shared memory. Weights are int (tokens) or float (centroid mass: float sums make
 // the cut exact up to rounding).
+constexpr int kCopies = 16;  // copies of each histogram bin (see weighted_cut)
 template <class W>
-__device__ void weighted_cut(const uint32_t *keys, const W *w, int C, W need, uint8_t *sel) {
+__device__ void weighted_cut(const uint32_t *keys, const W *w, int C, W need, uint8_t *sel, W *hist) {
     using Scan = cub::BlockScan<W, kSelThreads>;
     __shared__ typename Scan::TempStorage scan_tmp;
-    // 16 copies of each bin (lane & 15): lanes of a warp whose clusters share a bin (scores
-    // crowd into a few bins) do not serialize on one address.
-    constexpr int kCopies = 16;
-    __shared__ W hist[256 * kCopies];
+    // hist: 256 bins x kCopies copies (lane & 15), so that lanes of a warp whose clusters
+    // share a bin (scores crowd into a few bins) do not serialize on one address.
     __shared__ uint32_t s_digit;
     __shared__ W s_above;
     const int tid = threadIdx.x;
@@ -208,7 +207,8 @@ __global__ void __launch_bounds__(kSelThreads) select_kernel(TacticLayerDev L, c
         mx = fmaxf(mx, v);
     }
     __syncthreads();
-    weighted_cut<int>(keys, tok, C, need, sel);
+    __shared__ uint32_t hist_raw[256 * kCopies];  // both cuts share it (int or float bins)
+    weighted_cut<int>(keys, tok, C, need, sel, reinterpret_cast<int *>(hist_raw));
     if (frac > 0.f) return;
     // The mass cut: the top score (block max), the masses, their total and the target.
     using Reduce = cub::BlockReduce<float, kSelThreads>;
@@ -227,7 +227,7 @@ __global__ void __launch_bounds__(kSelThreads) select_kernel(TacticLayerDev L, c
     wsum = Reduce(red_tmp).Sum(wsum);
     if (tid == 0) s_total = wsum;
     __syncthreads();
-    weighted_cut<float>(keys, mass, C, (1.f - (1.f - p) * 0.25f) * s_total, sel);
+    weighted_cut<float>(keys, mass, C, (1.f - (1.f - p) * 0.25f) * s_total, sel, reinterpret_cast<float *>(hist_raw));
 }
 
 size_t select_smem(int cmax) { return size_t(cmax) * 12; }
@@ -630,10 +630,30 @@ void tactic_union_dev(const TacticLayerDev &L, const TacticStepArgs &a, const Ta
     else union_kernel<16><<<g, kSelThreads, smem, s>>>(L, a.d_pos, b.hsel, b.list, b.count);
 }
 
-int tactic_max_clusters() { return 16 * kSelThreads; }
+namespace {
+// The selection stages every cluster's key, tokens and mass in shared memory: as many
+// clusters as the device's opt-in shared memory leaves beside the kernels' own.
+int g_max_clusters = 0;
+}  // namespace
+
+int tactic_max_clusters() {
+    if (g_max_clusters == 0) {
+        int dev = 0, optin = 0;
+        TACTIC_CU(cudaGetDevice(&dev));
+        TACTIC_CU(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+        size_t static_max = 0;
+        for (const void *f : {reinterpret_cast<const void *>(select_kernel), reinterpret_cast<const void *>(union_kernel<16>)}) {
+            cudaFuncAttributes fa;
+            TACTIC_CU(cudaFuncGetAttributes(&fa, f));
+            static_max = std::max(static_max, fa.sharedSizeBytes);
+        }
+        const int fit = int((size_t(optin) - static_max - 1024) / 12);
+        g_max_clusters = std::max(kSelThreads, std::min(16 * kSelThreads, fit / kSelThreads * kSelThreads));
+    }
+    return g_max_clusters;
+}
 
 void tactic_init_kernels() {
-    // The selection stages every cluster's key, tokens and mass in shared memory.
     const int smem = int(select_smem(tactic_max_clusters()));
     TACTIC_CU(cudaFuncSetAttribute(select_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     TACTIC_CU(cudaFuncSetAttribute(union_kernel<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
