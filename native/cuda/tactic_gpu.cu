@@ -116,16 +116,20 @@ __device__ void weighted_cut(const uint32_t *keys, const W *w, int C, W need, ui
             if ((k & mask) == prefix) atomicAdd(&hist[((k >> shift) & 255u) * kCopies + (tid & (kCopies - 1))], w[c]);
         }
         __syncthreads();
+        if (tid < 256) {  // each bin's copies added into its copy 0
+            W b = 0;
+#pragma unroll
+            for (int j = 0; j < kCopies; j++) b += hist[tid * kCopies + j];
+            hist[tid * kCopies] = b;
+        }
+        __syncthreads();
         if (tid < 32) {
             // Lane l holds bins 8l..8l+7; bins are walked from the top (highest scores).
             W v[8], sum = 0;
 #pragma unroll
             for (int i = 0; i < 8; i++) {
-                W b = 0;
-#pragma unroll
-                for (int j = 0; j < kCopies; j++) b += hist[(tid * 8 + i) * kCopies + j];
-                v[i] = b;
-                sum += b;
+                v[i] = hist[(tid * 8 + i) * kCopies];
+                sum += v[i];
             }
             W incl = sum;  // weight in this lane's bins and every higher lane's
 #pragma unroll
@@ -313,8 +317,12 @@ __global__ void __launch_bounds__(kWarps * 32) attend_kernel(TacticLayerDev L, c
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, slot = lane / LPT, dl = lane % LPT;
     const int H = L.n_head, Hkv = L.n_head_kv, group = H / Hkv;
     const int b = blockIdx.x;
+    constexpr int kMaxKv = 64;
+    __shared__ int s_cnt[kMaxKv];
+    for (int k = threadIdx.x; k < Hkv && k < kMaxKv; k += kWarps * 32) s_cnt[k] = count[k];
+    __syncthreads();
     int64_t tot = 0;
-    for (int k = 0; k < Hkv; k++) tot += count[k];
+    for (int k = 0; k < Hkv; k++) tot += k < kMaxKv ? s_cnt[k] : count[k];
     const int nbe = active_blocks(tot, nb);
     const int64_t r0 = b < nbe ? tot * b / nbe : tot, r1 = b < nbe ? tot * (b + 1) / nbe : tot;
 
@@ -324,7 +332,7 @@ __global__ void __launch_bounds__(kWarps * 32) attend_kernel(TacticLayerDev L, c
 
     int64_t start = 0;
     for (int kvh = 0; kvh < Hkv; kvh++) {
-        const int cnt = count[kvh];
+        const int cnt = kvh < kMaxKv ? s_cnt[kvh] : count[kvh];
         const int s0 = int(max(r0, start) - start), s1 = int(min(r1, start + cnt) - start);
         start += cnt;
         const int h0 = kvh * group;
@@ -351,12 +359,45 @@ __global__ void __launch_bounds__(kWarps * 32) attend_kernel(TacticLayerDev L, c
                 acc[h][i] = 0.f;
             }
         }
+        // Lane t holds the list entry of tile slot t; the next tile's is fetched ahead.
+        auto entry = [&](int t) { return t < s1 ? lst[t + min(lane, min(kTile, s1 - t) - 1)] : 0; };
+        int my_code = entry(s0 + warp * kTile);
         for (int t0 = s0 + warp * kTile; t0 < s1; t0 += kWarps * kTile) {
             const int n_in = min(kTile, s1 - t0);
-            const int my_code = lst[t0 + min(lane, n_in - 1)];
+            const int next_code = entry(t0 + kWarps * kTile);
+            // D <= 128: every K and V row of the tile requested at once (one memory round
+            // trip for both); D = 256: K then V, kInFlight rows at a time.
+            constexpr bool kAll = STEPS <= 16;
+            constexpr int kVA = kAll ? STEPS : 1;
+            uint4 vall[kVA];
+            if constexpr (kAll) {
+                uint4 kall[STEPS];
+#pragma unroll
+                for (int s = 0; s < STEPS; s++) {
+                    const int code = __shfl_sync(0xffffffffu, my_code, s * TPW + slot);
+                    const int64_t ko = code >= 0 ? int64_t(code) * D : int64_t(-1 - code) * D;
+                    kall[s] = *reinterpret_cast<const uint4 *>((code >= 0 ? Ks : Kc) + ko);
+                    vall[s] = *reinterpret_cast<const uint4 *>((code >= 0 ? Vs : Vc) + ko);
+                }
+#pragma unroll
+                for (int s = 0; s < STEPS; s++) {
+                    float kf[8];
+                    h8_to_f(kall[s], kf);
+                    const int t = s * TPW + slot;
+#pragma unroll
+                    for (int h = 0; h < G; h++) {
+                        float d = 0.f;
+#pragma unroll
+                        for (int i = 0; i < 8; i++) d = fmaf(qr[h][i], kf[i], d);
+#pragma unroll
+                        for (int o = LPT / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+                        if (dl == 0) s_p[warp][h][t] = t < n_in ? d : -INFINITY;
+                    }
+                }
+            }
             // 1. scores
 #pragma unroll
-            for (int s0 = 0; s0 < STEPS; s0 += kInFlight) {
+            for (int s0 = 0; s0 < (kAll ? 0 : STEPS); s0 += kInFlight) {
                 uint4 kw[kInFlight];
 #pragma unroll
                 for (int s = 0; s < kInFlight; s++) {
@@ -400,8 +441,22 @@ __global__ void __launch_bounds__(kWarps * 32) attend_kernel(TacticLayerDev L, c
             }
             __syncwarp();
             // 3. values
+            if constexpr (kAll) {
 #pragma unroll
-            for (int s0 = 0; s0 < STEPS; s0 += kInFlight) {
+                for (int s = 0; s < STEPS; s++) {
+                    float vf[8];
+                    h8_to_f(vall[s], vf);
+                    const int t = s * TPW + slot;
+#pragma unroll
+                    for (int h = 0; h < G; h++) {
+                        const float p = s_p[warp][h][t];
+#pragma unroll
+                        for (int i = 0; i < 8; i++) acc[h][i] = fmaf(p, vf[i], acc[h][i]);
+                    }
+                }
+            }
+#pragma unroll
+            for (int s0 = 0; s0 < (kAll ? 0 : STEPS); s0 += kInFlight) {
                 uint4 vw[kInFlight];
 #pragma unroll
                 for (int s = 0; s < kInFlight; s++) {
@@ -427,6 +482,7 @@ __global__ void __launch_bounds__(kWarps * 32) attend_kernel(TacticLayerDev L, c
                 }
             }
             __syncwarp();
+            my_code = next_code;
         }
         // The token slots of a warp hold parts of the sum; then merge the warps.
 #pragma unroll
