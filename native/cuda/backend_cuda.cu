@@ -83,8 +83,9 @@ public:
             w16_ = static_cast<__half *>(alloc(sizeof(__half) * w16));
             w16_cap_ = w16;
         }
-        xq_ = static_cast<int8_t *>(alloc(widest));
-        xds_ = static_cast<float2 *>(alloc(sizeof(float2) * (widest / 32 + 1)));
+        xq_.q = static_cast<int8_t *>(alloc(widest));
+        xq_.d = static_cast<float *>(alloc(sizeof(float) * (widest / 32 + 1)));
+        xq_.s = static_cast<float *>(alloc(sizeof(float) * (widest / 16 + 1)));
         d_tokens_ = static_cast<int32_t *>(alloc(sizeof(int32_t) * size_t(nb_)));
         d_pos_ = static_cast<int32_t *>(alloc(sizeof(int32_t) * size_t(nb_)));
         TACTIC_CU(cudaHostAlloc(reinterpret_cast<void **>(&h_in_), 2 * sizeof(int32_t), cudaHostAllocDefault));
@@ -314,14 +315,16 @@ private:
     // Y[n][W.ne1] = X[n][W.ne0] W^T
     void mat(const Tensor &W, const float *X, int n, float *Y) {
         const void *w = dev(W);
-        if (n == 1 && options().matvec_q8 && matvec_q8_supported(W.type, W.ne0)) {
+        Q8Kind kind;
+        if (n == 1 && options().matvec_q8 && matvec_q8_kind(W.type, W.ne0, kind)) {
             // X quantized once for the matrices that read it in a row (wq, wk, wv; gate, up).
-            if (q8_src_ != X || q8_version_ != writes_) {
-                quantize_q8_dev(X, W.ne0, xq_, xds_, stream_);
+            if (q8_src_ != X || q8_version_ != writes_ || q8_kind_ != kind) {
+                quantize_q8_dev(kind, X, W.ne0, xq_, stream_);
                 q8_src_ = X;
                 q8_version_ = writes_;
+                q8_kind_ = kind;
             }
-            matvec_q8_dev(W.type, w, W.row_bytes, W.ne1, W.ne0, xq_, xds_, Y, stream_);
+            matvec_q8_dev(W.type, w, W.row_bytes, W.ne1, W.ne0, xq_, Y, stream_);
             return;
         }
         if (Y == q8_src_) q8_src_ = nullptr;
@@ -384,8 +387,8 @@ private:
     int max_splits_ = 1, n_splits_ = 1;
     __half *x16_ = nullptr, *w16_ = nullptr;
     size_t w16_cap_ = 0;
-    int8_t *xq_ = nullptr;  // decode activations quantized to 8 bits (matvec_q8)
-    float2 *xds_ = nullptr;
+    Q8Act xq_;  // decode activations quantized to 8 bits (matvec_q8)
+    Q8Kind q8_kind_ = Q8Kind::K;
     const float *q8_src_ = nullptr;
     uint64_t writes_ = 0, q8_version_ = ~uint64_t(0);  // ops so far; xq_ is valid while none wrote since
     int32_t *d_tokens_ = nullptr, *d_pos_ = nullptr;
