@@ -8,7 +8,9 @@
 #   2: the 8B-shape Q4_K_M side by side with llama-bench (scripts/gpu_e2e.py);
 #   3: llama-bench alone at depth 131072;
 #   4: the real Gemma 3 270M: parity tests, side by side at 4K and 32K.
-# (STEP=kernels: the full kernel table, decode attention vs torch SDPA included.)
+# (STEP=kernels: the full kernel table, decode attention vs torch SDPA included;
+#  STEP=q8: one development call of the 8-bit-activation matvec: its tests, the parity
+#  tests, the matvec table, and pytactic alone on make_random_gguf's 8B Q4_K_M file.)
 # Every call may carry one piece of the zstd'ed Gemma file in models/ (pieces are
 # appended to /root/models/gemma.zst; step 4 unpacks it: a whole file does not fit in
 # one call's 64 MiB). Logs go to $OUT.
@@ -18,12 +20,18 @@ export PYTHONUNBUFFERED=1
 STEP=${STEP:-1}
 t0=$(date +%s)
 say() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site ../.whl/*.whl || exit 1
+# The wheels travel as .whl in the repository root (this tree may be a copy under .gpu/NAME).
+WHL=${WHL:-$(for d in .whl ../.whl ../../.whl; do [ -d $d ] && echo $d && break; done)}
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site $WHL/*.whl || exit 1
 export PYTHONPATH=/tmp/site
 mkdir -p /root/models
 for p in models/gemma.zst.part*; do [ -f "$p" ] && cat "$p" >> /root/models/gemma.zst && say "piece $p: $(stat -c %s /root/models/gemma.zst) bytes so far"; done
 command -v zstd >/dev/null && say "zstd: $(command -v zstd)" || say "no zstd binary"
 
+if [ "$STEP" = q8 ]; then  # the 8B file, written while the library builds
+  setsid nohup timeout 300 python3 scripts/make_random_gguf.py --preset llama-3.1-8b --type q4_k_m --share-layers \
+    -o /root/models/l8b.gguf > /root/gen8b.log 2>&1 < /dev/null &
+fi
 if [ "$STEP" = 1 ]; then
   nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,memory.total --format=csv | tee "$OUT/nvidia_smi.txt"
   rm -rf /root/bench && cp -r bench /root/bench
@@ -58,6 +66,22 @@ final)
   [ -f /root/models/l8b.gguf ] && timeout ${E2E_TIMEOUT:-240} python3 scripts/gpu_e2e.py --model /root/models/l8b.gguf \
     --name llama-8B-random-Q4_K_M-pytactic-quantizer --device cuda --depths 0,4096,32768,131072 --prompt-from-empty 32768 \
     --reps 1 --out "$OUT/e2e_8b_mma.json" 2>&1 | tail -9
+  say "8B done"
+  ;;
+q8)
+  timeout 120 python3 -m pytest -q -p no:cacheprovider --tb=short -rf tests/test_cuda.py tests/test_cuda_matvec_q8.py \
+    2>&1 | tee "$OUT/test_cuda.log" | tail -8
+  say "kernel tests done"
+  parity 2>&1 | tail -12
+  grep -E "XPASS|XFAIL|FAILED" "$OUT/parity_$STEP.log" | head -8
+  timeout 150 python3 scripts/gpu_bench.py --matvec-only --quick --out "$OUT/gpu_bench_matvec.json" 2>&1 \
+    | tee "$OUT/bench_matvec.log" | tail -27
+  say "matvec bench done"
+  while pgrep -f make_random_gguf >/dev/null; do sleep 2; done
+  say "8B file: $(ls -la /root/models/l8b.gguf 2>&1) $(tail -n 2 /root/gen8b.log)"
+  [ -f /root/models/l8b.gguf ] && timeout ${E2E_TIMEOUT:-120} python3 scripts/gpu_e2e.py --model /root/models/l8b.gguf \
+    --name llama-8B-random-Q4_K_M-pytactic-quantizer --device cuda --depths ${DEPTHS:-0,4096} --prompt-from-empty 0 \
+    --reps 1 --out "$OUT/e2e_8b.json" 2>&1 | tee "$OUT/e2e_8b.log" | tail -6
   say "8B done"
   ;;
 kernels)

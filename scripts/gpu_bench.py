@@ -129,6 +129,9 @@ def bench_matvec(rng, copy_gbs, quick):
             if not err3 < 3e-2:
                 print(f"MISMATCH matvec {label} {name} v3: rel err {err3:.2e}", flush=True)
             _, variants["v3"] = timed(call, iters)
+            set_opt("matvec_rows", 2)  # the double-tile variant
+            _, variants["v3t2"] = timed(call, iters)
+            set_opt("matvec_rows", 0)
         set_opt("matvec_version", 0)
         decode = "v3" if "v3" in variants else "v0r0"  # the kernel decode runs
         ms = variants[decode]

@@ -39,14 +39,16 @@ def cpu_activation(name, x):
     return (d[:, None] * q).reshape(-1), fix
 
 
-def cuda_matvec_q8(name, data, n_rows, n_cols, x):
+def cuda_matvec_q8(name, data, n_rows, n_cols, x, tile=0):
     y = np.full(n_rows, np.nan, np.float32)
     assert lib.tactic_cuda_set_option(b"matvec_version", 3) == 0
+    assert lib.tactic_cuda_set_option(b"matvec_rows", tile) == 0  # 2: the double-tile variant
     try:
         st = lib.tactic_cuda_matvec(TYPES[name][0], data, len(data), n_rows, n_cols, ptr(x, "float *"),
                                     ptr(y, "float *"))
     finally:
         lib.tactic_cuda_set_option(b"matvec_version", 0)
+        lib.tactic_cuda_set_option(b"matvec_rows", 0)
     assert st == 0, ffi.string(lib.tactic_last_error()).decode()
     return y
 
@@ -65,8 +67,9 @@ def activations(rng, n):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(gpu_count() == 0, reason="no usable CUDA GPU")
+@pytest.mark.parametrize("tile", [0, 2])
 @pytest.mark.parametrize("name", QUANT)
-def test_matvec_q8_matches_cpu_arithmetic(name):
+def test_matvec_q8_matches_cpu_arithmetic(name, tile):
     rng = np.random.default_rng()
     bs, ts = TYPES[name][1], TYPES[name][2]
     # widths whose rows are 16-, 8-, 4- and 2-byte aligned, one tile or several, a partial last tile
@@ -78,7 +81,7 @@ def test_matvec_q8_matches_cpu_arithmetic(name):
             continue
         data = random_rows(rng, name, n_rows, n_cols)
         x = activations(rng, n_cols)
-        y = cuda_matvec_q8(name, data, n_rows, n_cols, x)
+        y = cuda_matvec_q8(name, data, n_rows, n_cols, x, tile)
         w = ref_dequantize(name, data, n_rows * n_cols).reshape(n_rows, n_cols)
         xq, fix = cpu_activation(name, x)
         ref = w @ xq

@@ -97,6 +97,9 @@ template <> struct Tile<TACTIC_TYPE_Q8_0> { static constexpr int NB = 64, LPB = 
 template <> struct Tile<TACTIC_TYPE_Q4_K> { static constexpr int NB = 16, LPB = 8; };
 template <> struct Tile<TACTIC_TYPE_Q5_K> { static constexpr int NB = 16, LPB = 8; };
 template <> struct Tile<TACTIC_TYPE_Q6_K> { static constexpr int NB = 16, LPB = 4; };
+template <int T, int TM> struct ScaledTile {
+    static constexpr int NB = Tile<T>::NB * TM, LPB = Tile<T>::LPB;
+};
 
 // N 32-bit words from shared memory at a 2-byte aligned offset `off` of s (aligned
 // reads and funnel shifts; reads one word past the end: tiles carry 16 bytes of slack).
@@ -222,11 +225,12 @@ template <> struct Word<8> { using type = uint2; };
 template <> struct Word<4> { using type = uint32_t; };
 template <> struct Word<2> { using type = uint16_t; };
 
-template <int T, int LW>
+// TM multiplies the tile (a benchmark variant: more bytes in flight per warp).
+template <int T, int LW, int TM = 1>
 __global__ void __launch_bounds__(kWarps * 32)
     matvec_q8_kernel(const uint8_t *__restrict__ W, size_t row_bytes, int64_t n_rows, int nb, Q8Act a,
                      float *__restrict__ y) {
-    using Tl = Tile<T>;
+    using Tl = ScaledTile<T, TM>;
     using Wd = typename Word<LW>::type;
     constexpr int TS = QTraits<T>::TS, TB = Tl::NB * TS, NW = TB / LW, NL = (NW + 31) / 32;
     constexpr int IPL = Tl::NB * Tl::LPB / 32;  // block shares per lane per tile
@@ -272,7 +276,9 @@ void launch_q8(const uint8_t *W, size_t row_bytes, int64_t n_rows, int64_t n_col
     const int nb = int(n_cols / QTraits<T>::BS);
     const unsigned blocks = unsigned((n_rows + kWarps - 1) / kWarps);
     const uintptr_t align = uintptr_t(W) | uintptr_t(row_bytes);
-    if (align % 16 == 0) matvec_q8_kernel<T, 16><<<blocks, kWarps * 32, 0, stream>>>(W, row_bytes, n_rows, nb, a, y);
+    if (align % 16 == 0 && options().matvec_rows == 2)
+        matvec_q8_kernel<T, 16, 2><<<blocks, kWarps * 32, 0, stream>>>(W, row_bytes, n_rows, nb, a, y);
+    else if (align % 16 == 0) matvec_q8_kernel<T, 16><<<blocks, kWarps * 32, 0, stream>>>(W, row_bytes, n_rows, nb, a, y);
     else if (align % 8 == 0) matvec_q8_kernel<T, 8><<<blocks, kWarps * 32, 0, stream>>>(W, row_bytes, n_rows, nb, a, y);
     else if (align % 4 == 0) matvec_q8_kernel<T, 4><<<blocks, kWarps * 32, 0, stream>>>(W, row_bytes, n_rows, nb, a, y);
     else matvec_q8_kernel<T, 2><<<blocks, kWarps * 32, 0, stream>>>(W, row_bytes, n_rows, nb, a, y);
