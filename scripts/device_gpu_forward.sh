@@ -28,10 +28,6 @@ mkdir -p /root/models
 for p in models/gemma.zst.part*; do [ -f "$p" ] && cat "$p" >> /root/models/gemma.zst && say "piece $p: $(stat -c %s /root/models/gemma.zst) bytes so far"; done
 command -v zstd >/dev/null && say "zstd: $(command -v zstd)" || say "no zstd binary"
 
-if [ "$STEP" = q8 ]; then  # the 8B file, written while the library builds
-  setsid nohup timeout 300 python3 scripts/make_random_gguf.py --preset llama-3.1-8b --type q4_k_m --share-layers \
-    -o /root/models/l8b.gguf > /root/gen8b.log 2>&1 < /dev/null &
-fi
 if [ "$STEP" = 1 ]; then
   nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,memory.total --format=csv | tee "$OUT/nvidia_smi.txt"
   rm -rf /root/bench && cp -r bench /root/bench
@@ -45,6 +41,10 @@ grep -iE "warning" "$OUT/build.log" | head -20
 say "built"
 export TACTIC_LIB=/root/build/libtactic.so
 export TACTIC_TEST_MODEL=/root/models/gemma-3-270m-q4_k_m.gguf
+if [ "$STEP" = q8 ] && [ ! -f /root/models/l8b.gguf ]; then  # the 8B file, written while the tests run
+  setsid nohup timeout 300 python3 scripts/make_random_gguf.py --preset llama-3.1-8b --type q4_k_m --share-layers \
+    -o /root/models/l8b.gguf > /root/gen8b.log 2>&1 < /dev/null &
+fi
 
 parity() {
   timeout ${PARITY_TIMEOUT:-300} python3 -m pytest -q -s -p no:cacheprovider --tb=short -rfs tests/test_gpu_forward.py \

@@ -328,10 +328,20 @@ private:
             return;
         }
         if (Y == q8_src_) q8_src_ = nullptr;
+        const bool q8 = options().matvec_q8 && matvec_q8_kind(W.type, W.ne0, kind);
         Cublas *blas = n > 1 ? Cublas::get() : nullptr;
         if (!blas) {
-            for (int t = 0; t < n; t++)
-                matvec_dev(W.type, w, W.row_bytes, W.ne1, W.ne0, X + size_t(t) * W.ne0, Y + size_t(t) * W.ne1, stream_);
+            for (int t = 0; t < n; t++) {
+                const float *x = X + size_t(t) * W.ne0;
+                float *y = Y + size_t(t) * W.ne1;
+                if (q8) {
+                    quantize_q8_dev(kind, x, W.ne0, xq_, stream_);
+                    matvec_q8_dev(W.type, w, W.row_bytes, W.ne1, W.ne0, xq_, y, stream_);
+                } else {
+                    matvec_dev(W.type, w, W.row_bytes, W.ne1, W.ne0, x, y, stream_);
+                }
+            }
+            q8_src_ = nullptr;
             return;
         }
         const size_t wn = size_t(W.ne0) * size_t(W.ne1);
@@ -342,7 +352,10 @@ private:
         }
         // x16_ holds nb_ rows of the widest activation (output rows are E wide).
         dequantize_f16_dev(W.type, w, W.row_bytes, W.ne1, W.ne0, w16_, stream_);
-        to_f16_dev(X, int64_t(n) * W.ne0, x16_, stream_);
+        // Quantized weights multiply activations rounded to the CPU's 8-bit blocks (as
+        // decode and the CPU do), carried in f16: the GEMM's only extra rounding is f16's.
+        if (q8) quantize_q8_to_f16_dev(kind, X, int64_t(n) * W.ne0, x16_, stream_);
+        else to_f16_dev(X, int64_t(n) * W.ne0, x16_, stream_);
         blas->gemm_tn(stream_, int(W.ne1), n, int(W.ne0), w16_, int(W.ne0), x16_, int(W.ne0), Y, int(W.ne1));
     }
 

@@ -29,6 +29,8 @@ struct Q8Act {
 // not fill whole blocks.
 bool matvec_q8_kind(uint32_t type, int64_t n_cols, Q8Kind &kind);
 void quantize_q8_dev(Q8Kind kind, const float *x, int64_t n, const Q8Act &a, cudaStream_t stream);
+// y = x rounded as quantize_q8_dev would (d * q), in f16: prefill's GEMM input.
+void quantize_q8_to_f16_dev(Q8Kind kind, const float *x, int64_t n, __half *y, cudaStream_t stream);
 void matvec_q8_dev(uint32_t type, const void *w, size_t row_bytes, int64_t n_rows, int64_t n_cols, const Q8Act &a,
                    float *y, cudaStream_t stream);
 // dst[n_rows][n_cols] = W as f16.

@@ -26,7 +26,9 @@ constexpr int kWarps = 4;  // warps (rows) per block
 // Q8_K, a warp per 256 values: scale from the signed extreme (the first one of the
 // largest magnitude, as the CPU's loop finds it), d = 1 / (-127 / max), q in
 // [-128, 127], sums of each 16 (bsums) kept as floats.
-__global__ void quantize_q8k_kernel(const float *__restrict__ x, int n_groups, Q8Act a) {
+// With f16 set, the dequantized values d * q are written there instead (prefill: the
+// GEMM's f16 input then carries the CPU's activation rounding).
+__global__ void quantize_q8k_kernel(const float *__restrict__ x, int n_groups, Q8Act a, __half *__restrict__ f16) {
     const int g = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (g >= n_groups) return;
     const float4 *xp = reinterpret_cast<const float4 *>(x + int64_t(g) * 256 + 8 * lane);
@@ -42,6 +44,14 @@ __global__ void quantize_q8k_kernel(const float *__restrict__ x, int n_groups, Q
         const float ob = __shfl_xor_sync(0xffffffffu, best, o);
         const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
         if (ob > best || (ob == best && oi < bi)) best = ob, bi = oi;
+    }
+    if (f16) {
+        const float mx = x[int64_t(g) * 256 + bi], iscale = -127.f / mx, d = 1.f / iscale;
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            f16[int64_t(g) * 256 + 8 * lane + i] =
+                __float2half_rn(best > 0.f ? d * float(max(-128, min(127, __float2int_rn(iscale * v[i])))) : 0.f);
+        return;
     }
     int8_t *q = a.q + int64_t(g) * 256 + 8 * lane;
     if (!(best > 0.f)) {  // zero (or NaN) block: all zero, as the CPU writes it
@@ -68,13 +78,18 @@ __global__ void quantize_q8k_kernel(const float *__restrict__ x, int n_groups, Q
 
 // Q8_0 / Q8_1, a warp per 32 values: d = amax / 127 stored as f16, q in [-127, 127];
 // s = the sum of q (Q8_0, for Q4_0/Q5_0's offsets) or f16(d * sum q) (Q8_1's s).
-__global__ void quantize_q8b_kernel(const float *__restrict__ x, int n_groups, bool q8_1, Q8Act a) {
+__global__ void quantize_q8b_kernel(const float *__restrict__ x, int n_groups, bool q8_1, Q8Act a,
+                                    __half *__restrict__ f16) {
     const int g = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (g >= n_groups) return;
     const float v = x[int64_t(g) * 32 + lane];
     const float amax = warp_max(fabsf(v));
     const float d = amax / 127.f, id = amax != 0.f ? 127.f / amax : 0.f;
     const int qi = max(-127, min(127, __float2int_rn(v * id)));
+    if (f16) {
+        f16[int64_t(g) * 32 + lane] = __float2half_rn(__half2float(__float2half_rn(d)) * float(qi));
+        return;
+    }
     a.q[int64_t(g) * 32 + lane] = int8_t(qi);
     int sum = qi;
 #pragma unroll
@@ -97,9 +112,7 @@ template <> struct Tile<TACTIC_TYPE_Q8_0> { static constexpr int NB = 64, LPB = 
 template <> struct Tile<TACTIC_TYPE_Q4_K> { static constexpr int NB = 16, LPB = 8; };
 template <> struct Tile<TACTIC_TYPE_Q5_K> { static constexpr int NB = 16, LPB = 8; };
 template <> struct Tile<TACTIC_TYPE_Q6_K> { static constexpr int NB = 16, LPB = 4; };
-template <int T, int TM> struct ScaledTile {
-    static constexpr int NB = Tile<T>::NB * TM, LPB = Tile<T>::LPB;
-};
+
 
 // N 32-bit words from shared memory at a 2-byte aligned offset `off` of s (aligned
 // reads and funnel shifts; reads one word past the end: tiles carry 16 bytes of slack).
@@ -182,9 +195,14 @@ __device__ __forceinline__ float block_dot(const uint8_t *s, int off, int part, 
         }
         const int8_t *xb = a.q + gb * 256 + 64 * j + 16 * h;
         const int dot_a = dp4a4(lo, ldx(xb), 0), dot_h = dp4a4(hi, ldx(xb + 32), 0);
-        float sc_a, m_a, sc_h, m_h;
-        kscale_min(hdr.y, hdr.z, hdr.w, 2 * j, sc_a, m_a);
-        kscale_min(hdr.y, hdr.z, hdr.w, 2 * j + 1, sc_h, m_h);
+        // the 6-bit scales / mins of sub-blocks 2j, 2j+1 (bytes 2j%4, 2j%4+1 of these words)
+        const uint32_t scw = j < 2 ? hdr.y & 0x3f3f3f3fu
+                                   : (hdr.w & 0x0f0f0f0fu) | (((hdr.y >> 6) & 0x03030303u) << 4);
+        const uint32_t mnw = j < 2 ? hdr.z & 0x3f3f3f3fu
+                                   : ((hdr.w >> 4) & 0x0f0f0f0fu) | (((hdr.z >> 6) & 0x03030303u) << 4);
+        const int sh = 16 * (j & 1);
+        const float sc_a = float((scw >> sh) & 255u), sc_h = float((scw >> (sh + 8)) & 255u);
+        const float m_a = float((mnw >> sh) & 255u), m_h = float((mnw >> (sh + 8)) & 255u);
         const float *bs = a.s + gb * 16 + 4 * j + h;
         // Integers up to 63 * 30720 and 63 * 4096: exact in f32.
         const float isum = sc_a * float(dot_a) + sc_h * float(dot_h);
@@ -219,69 +237,88 @@ __device__ __forceinline__ float block_dot(const uint8_t *s, int off, int part, 
     }
 }
 
-template <int LW> struct Word;
-template <> struct Word<16> { using type = uint4; };
-template <> struct Word<8> { using type = uint2; };
-template <> struct Word<4> { using type = uint32_t; };
-template <> struct Word<2> { using type = uint16_t; };
+// Copies of LW bytes global -> shared that complete asynchronously (cp.async; 2-byte
+// words, for rows only that aligned, go through registers).
+template <int LW>
+__device__ __forceinline__ void copy_async(uint8_t *dst, const uint8_t *src) {
+    const unsigned d = unsigned(__cvta_generic_to_shared(dst));
+    if constexpr (LW == 16) asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src));
+    else if constexpr (LW == 8) asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(d), "l"(src));
+    else if constexpr (LW == 4) asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(d), "l"(src));
+    else *reinterpret_cast<uint16_t *>(dst) = *reinterpret_cast<const uint16_t *>(src);
+}
+__device__ __forceinline__ void copy_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void copy_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
-// TM multiplies the tile (a benchmark variant: more bytes in flight per warp).
-template <int T, int LW, int TM = 1>
+// A warp per row; ST tiles of the row in flight per warp (ST - 1 being copied while one
+// is decoded), each in its own shared-memory stage.
+template <int T, int LW, int ST>
 __global__ void __launch_bounds__(kWarps * 32)
     matvec_q8_kernel(const uint8_t *__restrict__ W, size_t row_bytes, int64_t n_rows, int nb, Q8Act a,
                      float *__restrict__ y) {
-    using Tl = ScaledTile<T, TM>;
-    using Wd = typename Word<LW>::type;
+    using Tl = Tile<T>;
     constexpr int TS = QTraits<T>::TS, TB = Tl::NB * TS, NW = TB / LW, NL = (NW + 31) / 32;
     constexpr int IPL = Tl::NB * Tl::LPB / 32;  // block shares per lane per tile
-    static_assert(TB % 16 == 0 && Tl::NB * Tl::LPB % 32 == 0, "tile shape");
-    __shared__ __align__(16) uint8_t smem[kWarps][TB + 16];
+    static_assert(TB % 16 == 0 && Tl::NB * Tl::LPB % 32 == 0 && ST >= 2, "tile shape");
+    __shared__ __align__(16) uint8_t smem[kWarps][ST][TB + 16];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int64_t row = int64_t(blockIdx.x) * kWarps + warp;
     if (row >= n_rows) return;  // a whole warp: no block-wide barrier below
     const uint8_t *wr = W + row * row_bytes;
-    uint8_t *s = smem[warp];
     const int n_tiles = (nb + Tl::NB - 1) / Tl::NB;
-    Wd buf[NL];
-    auto load = [&](int t) {
-        const Wd *src = reinterpret_cast<const Wd *>(wr + size_t(t) * TB);
-        const int nw = int(min(size_t(NW), (row_bytes - size_t(t) * TB) / LW));
+    auto issue = [&](int t) {
+        const size_t base = size_t(t) * TB, rem = row_bytes - base;
+        const int nw = rem >= size_t(TB) ? NW : int(rem / LW);
+        uint8_t *dst = smem[warp][t % ST];
 #pragma unroll
-        for (int i = 0; i < NL; i++)
-            if (lane + 32 * i < nw) buf[i] = src[lane + 32 * i];
+        for (int i = 0; i < NL; i++) {
+            const int w = lane + 32 * i;
+            if (w < nw) copy_async<LW>(dst + w * LW, wr + base + size_t(w) * LW);
+        }
     };
-    load(0);
+#pragma unroll
+    for (int t = 0; t < ST - 1; t++) {
+        if (t < n_tiles) issue(t);
+        copy_commit();  // one group per tile, empty ones included, so the count below holds
+    }
     float acc = 0.f;
     for (int t = 0; t < n_tiles; t++) {
-        __syncwarp();  // the last tile's reads of s are done
-#pragma unroll
-        for (int i = 0; i < NL; i++)
-            if (lane + 32 * i < NW) reinterpret_cast<Wd *>(s)[lane + 32 * i] = buf[i];
-        __syncwarp();
-        if (t + 1 < n_tiles) load(t + 1);
+        copy_wait<ST - 2>();  // this lane's copies of tile t have landed
+        __syncwarp();         // and every lane's; the stage refilled next was read last iteration
+        if (t + ST - 1 < n_tiles) issue(t + ST - 1);
+        copy_commit();
+        const uint8_t *s = smem[warp][t % ST];
         const int b0 = t * Tl::NB;
 #pragma unroll
         for (int k = 0; k < IPL; k++) {
             const int flat = lane + 32 * k, bi = flat / Tl::LPB;
             if (b0 + bi < nb) acc += block_dot<T>(s, bi * TS, flat % Tl::LPB, int64_t(b0 + bi), a);
         }
+        __syncwarp();  // every lane is done with stage t % ST before it is refilled
     }
     acc = warp_sum(acc);
     if (lane == 0) y[row] = acc;
+}
+
+template <int T, int ST>
+void launch_q8_st(const uint8_t *W, size_t row_bytes, int64_t n_rows, int nb, const Q8Act &a, float *y,
+                  cudaStream_t stream) {
+    const unsigned blocks = unsigned((n_rows + kWarps - 1) / kWarps);
+    const uintptr_t align = uintptr_t(W) | uintptr_t(row_bytes);
+    if (align % 16 == 0) matvec_q8_kernel<T, 16, ST><<<blocks, kWarps * 32, 0, stream>>>(W, row_bytes, n_rows, nb, a, y);
+    else if (align % 8 == 0) matvec_q8_kernel<T, 8, ST><<<blocks, kWarps * 32, 0, stream>>>(W, row_bytes, n_rows, nb, a, y);
+    else if (align % 4 == 0) matvec_q8_kernel<T, 4, ST><<<blocks, kWarps * 32, 0, stream>>>(W, row_bytes, n_rows, nb, a, y);
+    else matvec_q8_kernel<T, 2, ST><<<blocks, kWarps * 32, 0, stream>>>(W, row_bytes, n_rows, nb, a, y);
 }
 
 template <int T>
 void launch_q8(const uint8_t *W, size_t row_bytes, int64_t n_rows, int64_t n_cols, const Q8Act &a, float *y,
                cudaStream_t stream) {
     const int nb = int(n_cols / QTraits<T>::BS);
-    const unsigned blocks = unsigned((n_rows + kWarps - 1) / kWarps);
-    const uintptr_t align = uintptr_t(W) | uintptr_t(row_bytes);
-    if (align % 16 == 0 && options().matvec_rows == 2)
-        matvec_q8_kernel<T, 16, 2><<<blocks, kWarps * 32, 0, stream>>>(W, row_bytes, n_rows, nb, a, y);
-    else if (align % 16 == 0) matvec_q8_kernel<T, 16><<<blocks, kWarps * 32, 0, stream>>>(W, row_bytes, n_rows, nb, a, y);
-    else if (align % 8 == 0) matvec_q8_kernel<T, 8><<<blocks, kWarps * 32, 0, stream>>>(W, row_bytes, n_rows, nb, a, y);
-    else if (align % 4 == 0) matvec_q8_kernel<T, 4><<<blocks, kWarps * 32, 0, stream>>>(W, row_bytes, n_rows, nb, a, y);
-    else matvec_q8_kernel<T, 2><<<blocks, kWarps * 32, 0, stream>>>(W, row_bytes, n_rows, nb, a, y);
+    // stages: 3 by default; "matvec_rows" 2 selects 2 (a benchmark variant)
+    if (options().matvec_rows == 2) launch_q8_st<T, 2>(W, row_bytes, n_rows, nb, a, y, stream);
+    else launch_q8_st<T, 3>(W, row_bytes, n_rows, nb, a, y, stream);
 }
 
 }  // namespace
@@ -305,8 +342,16 @@ void quantize_q8_dev(Q8Kind kind, const float *x, int64_t n, const Q8Act &a, cud
     const int64_t groups = n / (kind == Q8Kind::K ? 256 : 32);
     if (groups == 0) return;
     const unsigned blocks = unsigned((groups + 7) / 8);
-    if (kind == Q8Kind::K) quantize_q8k_kernel<<<blocks, 256, 0, stream>>>(x, int(groups), a);
-    else quantize_q8b_kernel<<<blocks, 256, 0, stream>>>(x, int(groups), kind == Q8Kind::B1, a);
+    if (kind == Q8Kind::K) quantize_q8k_kernel<<<blocks, 256, 0, stream>>>(x, int(groups), a, nullptr);
+    else quantize_q8b_kernel<<<blocks, 256, 0, stream>>>(x, int(groups), kind == Q8Kind::B1, a, nullptr);
+}
+
+void quantize_q8_to_f16_dev(Q8Kind kind, const float *x, int64_t n, __half *y, cudaStream_t stream) {
+    const int64_t groups = n / (kind == Q8Kind::K ? 256 : 32);
+    if (groups == 0) return;
+    const unsigned blocks = unsigned((groups + 7) / 8);
+    if (kind == Q8Kind::K) quantize_q8k_kernel<<<blocks, 256, 0, stream>>>(x, int(groups), Q8Act{}, y);
+    else quantize_q8b_kernel<<<blocks, 256, 0, stream>>>(x, int(groups), kind == Q8Kind::B1, Q8Act{}, y);
 }
 
 void matvec_q8_dev(uint32_t type, const void *w, size_t row_bytes, int64_t n_rows, int64_t n_cols, const Q8Act &a,
