@@ -77,7 +77,7 @@ q8)
   timeout 150 python3 scripts/gpu_bench.py --matvec-only --quick --out "$OUT/gpu_bench_matvec.json" 2>&1 \
     | tee "$OUT/bench_matvec.log" | tail -27
   say "matvec bench done"
-  while pgrep -f make_random_gguf >/dev/null; do sleep 2; done
+  while pgrep -f make_random_gguf >/dev/null && [ $(( $(date +%s) - t0 )) -lt ${GEN_DEADLINE:-400} ]; do sleep 2; done
   say "8B file: $(ls -la /root/models/l8b.gguf 2>&1) $(tail -n 2 /root/gen8b.log)"
   [ -f /root/models/l8b.gguf ] && timeout ${E2E_TIMEOUT:-120} python3 scripts/gpu_e2e.py --model /root/models/l8b.gguf \
     --name llama-8B-random-Q4_K_M-pytactic-quantizer --device cuda --depths ${DEPTHS:-0,4096} --prompt-from-empty 0 \
