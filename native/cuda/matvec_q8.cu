@@ -237,19 +237,41 @@ __device__ __forceinline__ float block_dot(const uint8_t *s, int off, int part, 
     }
 }
 
-// Copies of LW bytes global -> shared that complete asynchronously (cp.async; 2-byte
-// words, for rows only that aligned, go through registers).
+// Copies of LW bytes global -> shared that complete asynchronously (cp.async, sm_80 and
+// later; 2-byte words, for rows only that aligned, and older GPUs go through registers).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#define TACTIC_CP_ASYNC 1
+#endif
+template <int LW> struct Word;
+template <> struct Word<16> { using type = uint4; };
+template <> struct Word<8> { using type = uint2; };
+template <> struct Word<4> { using type = uint32_t; };
+template <> struct Word<2> { using type = uint16_t; };
 template <int LW>
 __device__ __forceinline__ void copy_async(uint8_t *dst, const uint8_t *src) {
+#ifdef TACTIC_CP_ASYNC
     const unsigned d = unsigned(__cvta_generic_to_shared(dst));
     if constexpr (LW == 16) asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src));
     else if constexpr (LW == 8) asm volatile("cp.async.ca.shared.global [%0], [%1], 8;\n" ::"r"(d), "l"(src));
     else if constexpr (LW == 4) asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(d), "l"(src));
-    else *reinterpret_cast<uint16_t *>(dst) = *reinterpret_cast<const uint16_t *>(src);
+    else
+#endif
+    {
+        using Wd = typename Word<LW>::type;
+        *reinterpret_cast<Wd *>(dst) = *reinterpret_cast<const Wd *>(src);
+    }
 }
-__device__ __forceinline__ void copy_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void copy_commit() {
+#ifdef TACTIC_CP_ASYNC
+    asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
 template <int N>
-__device__ __forceinline__ void copy_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+__device__ __forceinline__ void copy_wait() {
+#ifdef TACTIC_CP_ASYNC
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+#endif
+}
 
 // A warp per row; ST tiles of the row in flight per warp (ST - 1 being copied while one
 // is decoded), each in its own shared-memory stage.
