@@ -88,10 +88,12 @@ kernels)
   timeout 240 python3 scripts/gpu_bench.py --out "$OUT/gpu_bench.json" 2>&1 | tee "$OUT/bench.log" | tail -45
   ;;
 1)
-  timeout 200 python3 -m pytest -q -p no:cacheprovider --tb=short -rf tests/test_cuda.py 2>&1 | tee "$OUT/test_cuda.log" | tail -5
+  timeout 200 python3 -m pytest -q -p no:cacheprovider --tb=short -rf tests/test_cuda.py tests/test_cuda_matvec_q8.py \
+    2>&1 | tee "$OUT/test_cuda.log" | tail -5
   say "test_cuda done"
   parity
-  timeout 150 python3 scripts/gpu_bench.py --matvec-only --out "$OUT/gpu_bench_matvec.json" 2>&1 | tee "$OUT/bench_matvec.log" | tail -18
+  timeout 150 python3 scripts/gpu_bench.py --matvec-only --quick --out "$OUT/gpu_bench_matvec.json" 2>&1 \
+    | tee "$OUT/bench_matvec.log" | tail -26
   say "matvec bench done"
   ;;
 2)
@@ -129,6 +131,12 @@ PY
     --llama-bench /root/llamacpp/build/bin/llama-bench --depths 4096,32768 --prompt-from-empty 0 --reps 1 \
     --out "$OUT/gpu_e2e_gemma.json" 2>&1 | tee "$OUT/e2e_gemma.log" | tail -6
   say "gemma e2e done"
+  if [ "${GEMMA_AB:-0}" = 1 ]; then  # the same without 8-bit activations (extra quantize launches cost?)
+    timeout 100 python3 scripts/gpu_e2e.py --model $G --name gemma-3-270m-Q4_K_M-f32act --device cuda \
+      --cuda-option matvec_q8=0 --depths 4096,32768 --prompt-from-empty 0 --reps 1 \
+      --out "$OUT/gpu_e2e_gemma_f32act.json" 2>&1 | tail -4
+    say "gemma A/B done"
+  fi
   ;;
 esac
 say "end"
