@@ -7,7 +7,9 @@
 #      (and the matvec table: per type vs copy bandwidth);
 #   2: the 8B-shape Q4_K_M side by side with llama-bench (scripts/gpu_e2e.py);
 #   3: llama-bench alone at depth 131072;
-#   4: the real Gemma 3 270M: parity tests, side by side at 4K and 32K.
+#   4: the real Gemma 3 270M: parity tests, side by side at 4K and 32K (GEMMA_AB=1: then
+#      pytactic again with matvec_q8=0, f32 activations, to price the 8-bit path's
+#      extra quantize launches on this launch-bound model).
 # (STEP=kernels: the full kernel table, decode attention vs torch SDPA included;
 #  STEP=q8: one development call of the 8-bit-activation matvec: its tests, the parity
 #  tests, the matvec table, and pytactic alone on make_random_gguf's 8B Q4_K_M file.)
