@@ -103,8 +103,9 @@ public:
             w16_ = static_cast<__half *>(alloc(sizeof(__half) * w16));
             w16_cap_ = w16;
         }
-        xq_ = static_cast<int8_t *>(alloc(widest));
-        xds_ = static_cast<float2 *>(alloc(sizeof(float2) * (widest / 32 + 1)));
+        xq_.q = static_cast<int8_t *>(alloc(widest));
+        xq_.d = static_cast<float *>(alloc(sizeof(float) * (widest / 32 + 1)));
+        xq_.s = static_cast<float *>(alloc(sizeof(float) * (widest / 16 + 1)));
         d_tokens_ = static_cast<int32_t *>(alloc(sizeof(int32_t) * size_t(nb_)));
         d_pos_ = static_cast<int32_t *>(alloc(sizeof(int32_t) * size_t(nb_)));
         TACTIC_CU(cudaHostAlloc(reinterpret_cast<void **>(&h_in_), 2 * sizeof(int32_t), cudaHostAllocDefault));
@@ -346,21 +347,33 @@ private:
     // Y[n][W.ne1] = X[n][W.ne0] W^T
     void mat(const Tensor &W, const float *X, int n, float *Y) {
         const void *w = dev(W);
-        if (n == 1 && options().matvec_q8 && matvec_q8_supported(W.type, W.ne0)) {
+        Q8Kind kind;
+        if (n == 1 && options().matvec_q8 && matvec_q8_kind(W.type, W.ne0, kind)) {
             // X quantized once for the matrices that read it in a row (wq, wk, wv; gate, up).
-            if (q8_src_ != X || q8_version_ != writes_) {
-                quantize_q8_dev(X, W.ne0, xq_, xds_, stream_);
+            if (q8_src_ != X || q8_version_ != writes_ || q8_kind_ != kind) {
+                quantize_q8_dev(kind, X, W.ne0, xq_, stream_);
                 q8_src_ = X;
                 q8_version_ = writes_;
+                q8_kind_ = kind;
             }
-            matvec_q8_dev(W.type, w, W.row_bytes, W.ne1, W.ne0, xq_, xds_, Y, stream_);
+            matvec_q8_dev(W.type, w, W.row_bytes, W.ne1, W.ne0, xq_, Y, stream_);
             return;
         }
         if (Y == q8_src_) q8_src_ = nullptr;
+        const bool q8 = options().matvec_q8 && matvec_q8_kind(W.type, W.ne0, kind);
         Cublas *blas = n > 1 ? Cublas::get() : nullptr;
         if (!blas) {
-            for (int t = 0; t < n; t++)
-                matvec_dev(W.type, w, W.row_bytes, W.ne1, W.ne0, X + size_t(t) * W.ne0, Y + size_t(t) * W.ne1, stream_);
+            for (int t = 0; t < n; t++) {
+                const float *x = X + size_t(t) * W.ne0;
+                float *y = Y + size_t(t) * W.ne1;
+                if (q8) {
+                    quantize_q8_dev(kind, x, W.ne0, xq_, stream_);
+                    matvec_q8_dev(W.type, w, W.row_bytes, W.ne1, W.ne0, xq_, y, stream_);
+                } else {
+                    matvec_dev(W.type, w, W.row_bytes, W.ne1, W.ne0, x, y, stream_);
+                }
+            }
+            q8_src_ = nullptr;
             return;
         }
         const size_t wn = size_t(W.ne0) * size_t(W.ne1);
@@ -371,7 +384,10 @@ private:
         }
         // x16_ holds nb_ rows of the widest activation (output rows are E wide).
         dequantize_f16_dev(W.type, w, W.row_bytes, W.ne1, W.ne0, w16_, stream_);
-        to_f16_dev(X, int64_t(n) * W.ne0, x16_, stream_);
+        // Quantized weights multiply activations rounded to the CPU's 8-bit blocks (as
+        // decode and the CPU do), carried in f16: the GEMM's only extra rounding is f16's.
+        if (q8) quantize_q8_to_f16_dev(kind, X, int64_t(n) * W.ne0, x16_, stream_);
+        else to_f16_dev(X, int64_t(n) * W.ne0, x16_, stream_);
         blas->gemm_tn(stream_, int(W.ne1), n, int(W.ne0), w16_, int(W.ne0), x16_, int(W.ne0), Y, int(W.ne1));
     }
 
@@ -416,8 +432,8 @@ private:
     int max_splits_ = 1, n_splits_ = 1;
     __half *x16_ = nullptr, *w16_ = nullptr;
     size_t w16_cap_ = 0;
-    int8_t *xq_ = nullptr;  // decode activations quantized to 8 bits (matvec_q8)
-    float2 *xds_ = nullptr;
+    Q8Act xq_;  // decode activations quantized to 8 bits (matvec_q8)
+    Q8Kind q8_kind_ = Q8Kind::K;
     const float *q8_src_ = nullptr;
     uint64_t writes_ = 0, q8_version_ = ~uint64_t(0);  // ops so far; xq_ is valid while none wrote since
     int32_t *d_tokens_ = nullptr, *d_pos_ = nullptr;

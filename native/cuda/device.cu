@@ -64,7 +64,7 @@ bool set_option(const std::string &name, int64_t value) {
         o.matvec_rows = int(value);
     } else if (name == "matvec_version") {
         TACTIC_CHECK(value >= 0 && value <= 3, TACTIC_ERR_INVALID_ARGUMENT,
-                     "matvec_version must be 0, 1, 2 or 3 (3: 8-bit activations, Q4_K)");
+                     "matvec_version must be 0, 1, 2 or 3 (3: 8-bit activations, quantized types)");
         o.matvec_version = int(value);
     } else if (name == "attn_prefetch") {
         TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "attn_prefetch must be 0 or 1");

@@ -114,7 +114,8 @@ TACTIC_API tactic_status tactic_bench_attention(const uint16_t *K, const uint16_
 /* Tuning and benchmark options: "bench_iters" (> 0: every call below also times its
  * kernel over that many launches, rotating among copies of its largest input so that
  * repeats do not run from L2; read the median with tactic_cuda_last_ms),
- * "matvec_version" (1 or 2; 0 = default), "matvec_rows" (rows per warp: 1, 2, 4 or 8;
+ * "matvec_version" (1 or 2: f32 activations; 3: x quantized to 8-bit blocks as the CPU
+ * does, then dp4a, the decode path of the quantized types; 0 = default), "matvec_rows" (rows per warp: 1, 2, 4 or 8;
  * 0 = default), "attn_splits" (splits of the token range per KV head; 0 = automatic),
  * "attn_prefetch" (1: L2 prefetch of upcoming K/V rows; 0 = default, off). */
 TACTIC_API tactic_status tactic_cuda_set_option(const char *name, int64_t value);
