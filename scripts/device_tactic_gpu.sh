@@ -6,6 +6,12 @@
 #     (E2E_1B=1), a 1B random-weight Q4_K_M decode at 32K, full vs Tactic at 10%;
 #   e2e: the 8B-shape Q4_K_M rows with attention "tactic" at the forced fractions, side
 #     by side with llama-bench when LB names it (docs/results/gpu_e2e.json's shape).
+# From the repo root of a travelled copy of main: WHL=.whl; from .gpu/<name>: the default.
+# The lead's sitting (llama.cpp built and its 8B Q4_K_M made by device_gpu_forward.sh STEP=1):
+#   STEP=e2e LB=/root/llamacpp/build/bin/llama-bench FILE=/root/llamacpp/q4km.gguf \
+#     DEPTHS=32768,131072 FRACTIONS=0.1 bash scripts/device_tactic_gpu.sh
+# (each fraction refills the cache: about 3 minutes at 128K; more fractions in later calls,
+# rows accumulate in $OUT/gpu_e2e.json, a copy of docs/results/gpu_e2e.json).
 # The library: lib/libtactic.so when it travelled (built with -DCMAKE_CUDA_ARCHITECTURES=90)
 # and loads a GPU there, else built into /root/build. Logs go to $OUT.
 set -uo pipefail
@@ -42,7 +48,7 @@ test)
       -o /root/l1b.gguf > /dev/null 2>&1 && say "1B file made"
     for spec in "full" "tactic --model-kwarg tactic_force_fraction=0.1"; do
       timeout 120 python3 scripts/gpu_e2e.py --model /root/l1b.gguf --name llama-1B-random-Q4_K_M --device cuda \
-        --depths 32768 --n-prompt 0 --n-gen 128 --prompt-from-empty 0 --reps 1 --attention $spec \
+        --depths 32768 --n-gen 128 --prompt-from-empty 0 --reps 1 --attention $spec \
         --rows-to "$OUT/e2e_1b.json" 2>&1 | tail -4
     done
     say "1B e2e done"
@@ -63,7 +69,7 @@ e2e)
   [ -f "$OUT/gpu_e2e.json" ] || cp docs/results/gpu_e2e.json "$OUT/gpu_e2e.json"
   for f in ${FRACTIONS:-0.1}; do  # each fraction refills the cache (128K: minutes)
     timeout ${E2E_TIMEOUT:-300} python3 scripts/gpu_e2e.py --model "$FILE" --name llama-8B-random-Q4_K_M --device cuda \
-      --depths $DEPTHS --n-prompt 0 --prompt-from-empty 0 --reps ${REPS:-1} "${LCJSON[@]}" \
+      --depths $DEPTHS --prompt-from-empty 0 --reps ${REPS:-1} "${LCJSON[@]}" \
       --attention tactic --model-kwarg tactic_force_fraction=$f --rows-to "$OUT/gpu_e2e.json" 2>&1 | tail -6
     say "fraction $f done"
   done
