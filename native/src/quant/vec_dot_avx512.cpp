@@ -169,17 +169,19 @@ void row_q6k(int64_t n, const uint8_t *w, const uint8_t *a, size_t as, const flo
 // scale applies, which costs more than the multiply itself. Here 16 blocks go side by
 // side instead: lane b of zmm k holds bytes 4k..4k+3 of block b, so 8 vpdpbusd leave
 // block b's whole integer sum in lane b, and one multiply by the 16 scale products
-// finishes all 16 blocks. The activations are regrouped once per matmul
-// (regroup_act_q8_0) as unsigned bytes u = q8 + 128; the weights (signed) are gathered
-// per row and group into an L1 buffer, once for every token of the tile, and
-// 128·Σw per block is taken off again. Rows go four at a time so that each token's
-// activations are loaded once for four rows.
+// finishes all 16 blocks. The activations are regrouped once per matmul (regroup_act),
+// signed; the weights are taken as their unsigned quants u = q + kOff (the nibbles as
+// stored; Q8_0 flipped by 128), loaded once per row and group for every token of the
+// tile, so vpdpbusd(u, a) gives Σ q·a + kOff·Σa and kOff·Σa is taken off again from each
+// block's activation sum (exact integers: any order gives the same sums). Nothing per
+// weight row needs preparing, which a decode token (one per row) could not repay. Rows
+// go four at a time so that each token's activations are loaded once for four rows.
 //
-// A regrouped activation group: u[8][64] (zmm k, lane b = bytes 4k..4k+3 of block b),
-// then d[16] (f32 scales); blocks past the row's end are zero (u = 128, d = 0).
+// A regrouped activation group: a[8][64] (zmm k, lane b = bytes 4k..4k+3 of block b),
+// d[16] (f32 scales), then for Q8_1 rows (weights with a min) s[16] (f32 d·Σa), for Q8_0
+// rows Σa[16] (i32); blocks past the row's end are zero.
 constexpr int kGroup = 16;
-// Bytes of a regrouped group: u[8][64], d[16], and for Q8_1 rows (weights with a min) s[16].
-constexpr size_t group_bytes(bool with_sums) { return 8 * 64 + 64 + (with_sums ? 64 : 0); }
+constexpr size_t group_bytes(bool) { return 8 * 64 + 64 + 64; }
 
 inline __m512i lane_offsets(size_t block_size) {
     return _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
@@ -291,8 +293,7 @@ void tile_regrouped(int64_t n, const void *vw, size_t ws, int nr, const void *va
     const int64_t nb = n / QK, ng = (nb + kGroup - 1) / kGroup;
     const __m512i idx = lane_offsets(G::kSize);
     constexpr size_t kGroupBytes = group_bytes(G::kMin);
-    alignas(64) __m512i wq[kRows][8];  // signed weights of the group, per row
-    __m512i corr[kRows];               // −128·Σw per block
+    alignas(64) __m512i wq[kRows][8];  // unsigned weights of the group, per row
     __m512 dw[kRows], mw[kRows];
     alignas(64) static thread_local __m512 res[kRows][kMaxTokens];
     for (int r0 = 0; r0 < nr; r0 += kRows) {
@@ -303,35 +304,30 @@ void tile_regrouped(int64_t n, const void *vw, size_t ws, int nr, const void *va
             for (int r = 0; r < kRows; r++) {
                 if (r >= rn) {  // rows past the tile: zero weights and scales
                     for (int k = 0; k < 8; k++) wq[r][k] = _mm512_setzero_si512();
-                    corr[r] = _mm512_setzero_si512();
                     dw[r] = mw[r] = _mm512_setzero_ps();
                     continue;
                 }
                 const uint8_t *w = static_cast<const uint8_t *>(vw) + size_t(r0 + r) * ws + g * kGroup * G::kSize;
                 const GroupLoad<G, kPacked> ld{w, live, idx, live_n};
-                __m512i z[8];
-                ld.weights(z);
-                __m512i sum = _mm512_setzero_si512();
-                for (int k = 0; k < 8; k++) {
-                    wq[r][k] = _mm512_maskz_mov_epi32(live, _mm512_sub_epi8(z[k], _mm512_set1_epi8(char(G::kOff))));
-                    sum = _mm512_dpbusd_epi32(sum, _mm512_set1_epi8(1), wq[r][k]);
-                }
-                corr[r] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(sum, 7));
+                ld.weights(wq[r]);
                 ld.scales(dw[r], mw[r]);
             }
             const uint8_t *ag = static_cast<const uint8_t *>(va) + size_t(g) * kGroupBytes;
             for (int t = 0; t < nt; t++, ag += as) {
-                __m512i u[8];
-                for (int k = 0; k < 8; k++) u[k] = load512(ag + 64 * k);
+                __m512i a[8];
+                for (int k = 0; k < 8; k++) a[k] = load512(ag + 64 * k);
                 const __m512 da = _mm512_loadu_ps(reinterpret_cast<const float *>(ag + 8 * 64));
                 const __m512 sa = G::kMin ? _mm512_loadu_ps(reinterpret_cast<const float *>(ag + 8 * 64 + 64))
                                           : _mm512_setzero_ps();
+                // −kOff·Σa per block (the weights' offset; none for types with a min)
+                const __m512i corr = G::kMin ? _mm512_setzero_si512()
+                                             : _mm512_mullo_epi32(load512(ag + 8 * 64 + 64), _mm512_set1_epi32(-G::kOff));
                 for (int r = 0; r < kRows; r++) {
-                    __m512i s0 = _mm512_dpbusd_epi32(corr[r], u[0], wq[r][0]);
-                    __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u[1], wq[r][1]);
+                    __m512i s0 = _mm512_dpbusd_epi32(corr, wq[r][0], a[0]);
+                    __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq[r][1], a[1]);
                     for (int k = 2; k < 8; k += 2) {
-                        s0 = _mm512_dpbusd_epi32(s0, u[k], wq[r][k]);
-                        s1 = _mm512_dpbusd_epi32(s1, u[k + 1], wq[r][k + 1]);
+                        s0 = _mm512_dpbusd_epi32(s0, wq[r][k], a[k]);
+                        s1 = _mm512_dpbusd_epi32(s1, wq[r][k + 1], a[k + 1]);
                     }
                     const __m512i isum = _mm512_add_epi32(s0, s1);
                     // the first group starts from zero (no pass to clear res first)
@@ -409,14 +405,18 @@ void regroup_act(bool with_sums, int64_t n, const void *a, void *dst) {
     for (int64_t g = 0; g < ng; g++, src += kGroup * bsize, out += group_bytes(with_sums)) {
         const int live_n = int(nb - g * kGroup < kGroup ? nb - g * kGroup : kGroup);
         const __mmask16 live = __mmask16((1u << live_n) - 1);
+        __m512i sum = _mm512_setzero_si512();
         for (int k = 0; k < 8; k++) {
             const __m512i q = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, src + qs + 4 * k, 1);
-            _mm512_storeu_si512(out + 64 * k, _mm512_xor_si512(q, _mm512_set1_epi8(char(0x80))));
+            _mm512_storeu_si512(out + 64 * k, q);
+            sum = _mm512_dpbusd_epi32(sum, _mm512_set1_epi8(1), q);
         }
         const __m512i dh = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, src, 1);
         _mm512_storeu_ps(out + 8 * 64, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dh)));
         if (with_sums)
             _mm512_storeu_ps(out + 8 * 64 + 64, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dh, 16))));
+        else
+            _mm512_storeu_si512(out + 8 * 64 + 64, sum);
     }
 }
 
