@@ -177,9 +177,9 @@ class Model:
             cp.device = _DEVICE[device]
             if device == "auto":
                 cp.device = _DEVICE["cuda"] if lib.tactic_cuda_device_count() > 0 else _DEVICE["cpu"]
-            if cp.device == _DEVICE["cuda"] and attention != "tactic":
-                # On the GPU Tactic runs only when asked for: its cluster pages cost memory.
-                cp.attention = _ATTENTION["full"]
+            if cp.device == _DEVICE["cuda"]:
+                if attention != "tactic":  # on the GPU Tactic runs only when asked for: its pages cost memory
+                    cp.attention = _ATTENTION["full"]
             elif device == "auto":
                 _say_cpu()
             cp.tactic_p = tactic_p
