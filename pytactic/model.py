@@ -16,7 +16,6 @@ import os
 import random
 import sys
 import time
-import warnings
 from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Union
 
 from . import openai_format
@@ -39,7 +38,6 @@ _ATTENTION = {"auto": 0, "full": 1, "tactic": 2}
 _DEVICE = {"auto": 0, "cpu": 1, "cuda": 2}
 _DEVICE_NAME = {1: "cpu", 2: "cuda"}
 _said_cpu = False  # "auto" fell back to the CPU: said once per process
-_said_tactic_gpu = False
 _FALLBACK_N_CTX = 4096  # a model that does not say what it was trained on
 # Prefills at least this long run on a worker thread so Ctrl-C can cancel them.
 _CANCELLABLE_EVAL = 32
@@ -57,14 +55,6 @@ def _say_cpu() -> None:
     if not _said_cpu:
         _said_cpu = True
         sys.stderr.write("pytactic: no usable CUDA GPU, running on the CPU\n")
-
-
-def _say_tactic_gpu(attention: str) -> None:
-    global _said_tactic_gpu
-    if attention == "tactic" and not _said_tactic_gpu:
-        _said_tactic_gpu = True
-        warnings.warn("attention='tactic' runs on the CPU only for now: device 'cuda' uses full attention",
-                      RuntimeWarning, stacklevel=3)
 
 
 class Model:
@@ -90,7 +80,8 @@ class Model:
       for the architecture), a built-in name ("chatml", "gemma", "llama3"), or a
       Jinja template string.
     seed: seeds the sampling seeds of calls that pass none (None: random).
-    device: "cuda" (weights, KV cache and activations on the GPU; full attention),
+    device: "cuda" (weights, KV cache and activations on the GPU; attention full unless
+      attention="tactic": then Tactic's clusters and selection run on the GPU too),
       "cpu", or "auto" (CUDA when a usable GPU is there, else the CPU, said once).
       self.device tells which one runs.
 
@@ -187,8 +178,8 @@ class Model:
             if device == "auto":
                 cp.device = _DEVICE["cuda"] if lib.tactic_cuda_device_count() > 0 else _DEVICE["cpu"]
             if cp.device == _DEVICE["cuda"]:
-                _say_tactic_gpu(attention)
-                cp.attention = _ATTENTION["full"]
+                if attention != "tactic":  # on the GPU Tactic runs only when asked for: its pages cost memory
+                    cp.attention = _ATTENTION["full"]
             elif device == "auto":
                 _say_cpu()
             cp.tactic_p = tactic_p

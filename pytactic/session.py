@@ -6,7 +6,8 @@ File layout (version 1):
     u32 LE                        length of the JSON header
     JSON header                   format, model fingerprint, n_ctx, n_tokens, state_bytes, meta
     int32 LE * n_tokens           the evaluated tokens
-    state_bytes                   the native blob (K/V of the cached positions, last logits)
+    state_bytes                   the native blob (K/V of the cached positions, last logits,
+                                  Tactic's clusters)
     32 bytes                      BLAKE2b-256 of everything before
 
 Writes go to a temporary file in the same folder, fsynced, then renamed over the

@@ -366,6 +366,8 @@ def main(argv=None) -> int:
     ap.add_argument("--model-kwarg", action="append", type=parse_kwarg, default=[], metavar="KEY=VALUE",
                     help="more Model arguments (VALUE parsed as JSON when it is); a key with 'fraction' in "
                          "its name is recorded as the rows' fraction")
+    ap.add_argument("--cuda-option", action="append", type=parse_kwarg, default=[], metavar="NAME=VALUE",
+                    help="tactic_cuda_set_option before pytactic runs (e.g. matvec_q8=0: f32 activations)")
     ap.add_argument("--seed", type=int, default=0, help="pytactic's random token ids")
     ap.add_argument("--llama-bench", default=None, help="path of llama-bench (omit: pytactic only)")
     ap.add_argument("--ngl", type=int, default=99, help="llama-bench -ngl")
@@ -385,6 +387,12 @@ def main(argv=None) -> int:
     a.fraction = fractions[0] if fractions else None
     if not Path(a.model).is_file():
         raise SystemExit(f"no such model file: {a.model}")
+    if a.cuda_option:
+        from pytactic._native import lib
+
+        for name, value in a.cuda_option:
+            if lib.tactic_cuda_set_option(name.encode(), int(value)) != 0:
+                raise SystemExit(f"--cuda-option {name}={value} refused")
 
     def log(msg):
         print(msg, file=sys.stderr, flush=True)

@@ -104,13 +104,16 @@ def random_files(tmp_path_factory):
     return get
 
 
-# Measured misses (H200, commits 5b16b44 and c5fd5fa; docs/PERFORMANCE.md "Parity"): one
-# confident step each differs, margins 0.297 / 0.302 (q5_k / q6_k), and 0.267 for q4_k
-# once prefill attention rounds P to f16 on tensor cores (c5fd5fa). The llama files have
-# the largest logit errors (1.2-1.7e-2 relative, against 0.5-0.8e-2 for the others): the
-# CPU multiplies 8-bit activations, the GPU f32 ones for most types. Kept visible (xfail,
-# not strict) rather than loosened.
-KNOWN_MISSES = {("llama", "q4_k"), ("llama", "q5_k"), ("llama", "q6_k")}
+# Measured misses (H200; docs/PERFORMANCE.md "Parity"). Since 0f1ae45..4aec7e2 the GPU
+# rounds activations to the CPU's own 8-bit blocks (Q8_K / Q8_0 / Q8_1: decode's dp4a
+# matvec and prefill's GEMM input), which was expected to remove these misses; it did
+# not: on the llama files (the largest logit errors, 1.3-1.7e-2 relative, unchanged)
+# one or two confident steps per file still differ, margins 0.25-0.30, and which files
+# miss moves between builds (run 1 of the change: q4_0, q5_k; run 2: q4_k, q5_k, q6_k x2,
+# q4_k_m at margin 0.2545). The 8-bit rounding is discontinuous, so any small upstream
+# difference (f16 KV cache, f16 GEMM, summation order) still flips quantization steps.
+# Kept visible (xfail, not strict) rather than loosened.
+KNOWN_MISSES = {("llama", "q4_0"), ("llama", "q4_k"), ("llama", "q5_k"), ("llama", "q6_k"), ("llama", "q4_k_m")}
 
 
 @pytest.mark.parametrize("outtype", TYPES)
@@ -163,8 +166,9 @@ def test_truncate_and_graph_replay_across_buckets(random_files):
 
 @pytest.mark.xfail(strict=False, reason=(
     "measured miss (H200, commit 5b16b44): 507 of 511 confident steps agree (steps 81, 139, 357, 395); "
-    "median relative logit error 3.8e-2: the CPU's 8-bit activation blocks vs the GPU's f32 activations "
-    "on Gemma's outlier-heavy activations; greedy generation still matches llama.cpp (next test)"))
+    "median relative logit error 3.8e-2, when the GPU multiplied f32 activations; since 4aec7e2 it rounds "
+    "them to the CPU's 8-bit blocks (not yet re-measured on the real file: an XPASS here says it fixed it); "
+    "greedy generation still matches llama.cpp (next test)"))
 def test_gemma_real_teacher_forced(gemma_path):
     ids = json.loads((DATA / "nll.json").read_text())["ids"][:600]
     cpu, gpu = teacher_forced(gemma_path, ids, n_prefill=300)
@@ -192,18 +196,23 @@ def test_gemma_real_greedy_matches_llama_cpp(gemma_path, refs):
         m.close()
 
 
-def test_tactic_on_cuda_warns_and_runs_full(gemma_path):
+def test_tactic_on_cuda_runs(gemma_path):
+    """attention="tactic" on the GPU (no warning, no fallback): a forced fraction of 1
+    attends every token, so greedy text equals full attention's."""
     from pytactic.model import Model
-    import pytactic.model as pm
+    import warnings
 
-    pm._said_tactic_gpu = False
-    with pytest.warns(RuntimeWarning, match="full attention"):
-        m = Model(gemma_path, n_ctx=256, device="cuda", attention="tactic")
-    try:
-        assert m.device == "cuda"
-        assert m.generate("Hello", max_tokens=2, temperature=0)
-    finally:
-        m.close()
+    outs = {}
+    for att, extra in (("full", {}), ("tactic", dict(tactic_force_fraction=1.0))):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            m = Model(gemma_path, n_ctx=512, device="cuda", attention=att, **extra)
+        try:
+            assert m.device == "cuda"
+            outs[att] = m.generate("The history of the city " * 20, max_tokens=12, temperature=0)
+        finally:
+            m.close()
+    assert outs["tactic"] == outs["full"]
 
 
 def test_kv_cache_too_large_for_the_gpu_is_refused(gemma_path):

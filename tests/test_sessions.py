@@ -2,6 +2,7 @@
 same logits and the same greedy continuation (full and Tactic attention); damaged,
 truncated and foreign files raise typed errors and leave the model usable."""
 
+import dataclasses
 import os
 
 import numpy as np
@@ -49,6 +50,64 @@ def test_round_trip_gives_identical_logits_and_continuation(gemma_path, tmp_path
         d.load_session(path)
         d.eval([expect_tokens[0]])
         np.testing.assert_array_equal(d.logits(), step)
+
+
+def test_tactic_clusters_travel_with_the_session(gemma_path, tmp_path):
+    # Clusters built as the tokens came (the prompt's, then a block of decoded tokens)
+    # are not what a fresh clustering of the same keys gives, so a restored model attends
+    # exactly what the original does only if the session carried the clusters themselves.
+    kw = dict(n_ctx=2048, n_batch=128, n_threads=N_THREADS, attention="tactic", seed=7)
+    path = tmp_path / "s.kv"
+    with Model(gemma_path, **kw) as a:
+        a.generate(_prompt(a), 320, temperature=0)  # > 256 decoded tokens: a block is appended
+        assert a.last_stats.n_generated == 320
+        cached, feed = a.cached_tokens, (a.last_stats.tokens[-1], 1000, 2000)
+        a.save_session(path)
+        steps = []
+        for t in feed:
+            a.eval([t])
+            steps.append(a.logits())
+    with Model(gemma_path, **kw) as b:
+        b.load_session(path)
+        assert b.cached_tokens == cached
+        for t, want in zip(feed, steps):
+            b.eval([t])
+            np.testing.assert_array_equal(b.logits(), want)
+
+
+def test_damaged_tactic_clusters_are_refused_natively(gemma_path):
+    # The native blob has no checksum of its own (files do), so its reader must check
+    # every index the decode path follows. Truncations and random byte flips inside the
+    # Tactic section: each is refused (CorruptSessionError) or restores a state that
+    # decodes (flipped centroid bits are still clusters); none crashes the process.
+    kw = dict(n_ctx=2048, n_batch=128, n_threads=N_THREADS, attention="tactic", seed=7)
+    prompt = "The capital of France is"
+    with Model(gemma_path, **kw) as m:
+        m.generate(_prompt(m), 4, temperature=0)
+        st = m.save_state()
+        at = st.state.rfind(b"TCL1")
+        assert at > 0 and len(st.state) - at > 10_000  # the clusters travel
+        rng = np.random.default_rng(0)
+        refused = 0
+        for i in range(100):
+            blob = bytearray(st.state)
+            if i < 20:
+                blob = blob[: at + int(rng.integers(0, len(blob) - at))]
+            else:
+                for _ in range(4):
+                    k = at + int(rng.integers(0, len(blob) - at))
+                    blob[k] ^= int(rng.integers(1, 256))
+            try:
+                m.load_state(dataclasses.replace(st, state=bytes(blob)))
+            except CorruptSessionError:
+                refused += 1
+                continue
+            m.eval([1000])  # a restored state decodes
+        assert refused >= 20  # every truncation at least
+        m.reset()
+        got = m.generate(prompt, 6, temperature=0)
+    with Model(gemma_path, **kw) as fresh:
+        assert got == fresh.generate(prompt, 6, temperature=0)
 
 
 def test_in_memory_state(gemma_path):

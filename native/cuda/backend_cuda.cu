@@ -17,6 +17,7 @@
 #include "cuda_ops.cuh"
 #include "cuda_util.cuh"
 #include "resources.h"
+#include "tactic_gpu_layers.cuh"
 
 namespace tactic {
 
@@ -26,7 +27,8 @@ using namespace cuda;
 
 class CudaBackend final : public Backend {
 public:
-    CudaBackend(const Model &model, int n_ctx, int n_batch) : M_(model), hp_(model.hp), n_ctx_(n_ctx), nb_(n_batch) {
+    CudaBackend(const Model &model, int n_ctx, int n_batch, const tactic_context_params *cp)
+        : M_(model), hp_(model.hp), n_ctx_(n_ctx), nb_(n_batch) {
         require_device();
         const int D = hp_.head_dim;
         TACTIC_CHECK(D == 64 || D == 128 || D == 256, TACTIC_ERR_UNSUPPORTED,
@@ -46,14 +48,32 @@ public:
         const uint64_t act = sizeof(float) * (uint64_t(nb_) * (3ull * E + 2ull * H * D + 2ull * Hkv * D + 2ull * F) +
                                               uint64_t(hp_.n_vocab) + 2ull * max_splits_ * H * (D + 2)) +
                              sizeof(__half) * (uint64_t(nb_) * widest + (nb_ > 1 ? w16 : 0)) + 8ull * nb_;
+        // attention=tactic: cluster pages of the global layers (tactic_gpu_layers.cuh). AUTO stays
+        // full on this device: the pages double the global layers' KV memory, so it is asked for.
+        TacticGpuParams tp;
+        std::vector<uint8_t> is_global(size_t(hp_.n_layer));
+        int n_global = 0;
+        for (int il = 0; il < hp_.n_layer; il++) n_global += (is_global[size_t(il)] = hp_.is_global(il) ? 1 : 0);
+        const bool use_tactic = cp && cp->attention == TACTIC_ATTN_TACTIC && n_global > 0;
+        if (use_tactic) {
+            tp.n_sink = cp->n_sink;
+            tp.n_recent = cp->n_recent;
+            tp.cluster_size = cp->cluster_size;
+            tp.block_size = cp->tactic_block_size;
+            tp.force_fraction = cp->tactic_force_fraction;
+            tp.p = cp->tactic_p;
+            tp.seed = cp->seed;
+        }
+        const uint64_t tactic_b = use_tactic ? TacticGpu::bytes(tp, n_global, H, Hkv, D, n_ctx_) : 0;
         size_t free_b = 0, total_b = 0;
         TACTIC_CU(cudaMemGetInfo(&free_b, &total_b));
-        const uint64_t need = weights + kv + act, reserve = uint64_t(256) << 20;  // CUDA/cuBLAS own needs
+        const uint64_t need = weights + kv + act + tactic_b, reserve = uint64_t(256) << 20;  // CUDA/cuBLAS own needs
         if (need + reserve > free_b)
             fail(TACTIC_ERR_OUT_OF_MEMORY,
                  "device=cuda: the model and a context of " + std::to_string(n_ctx_) + " tokens need " +
                      format_bytes(need) + " of GPU memory (weights " + format_bytes(weights) + " + KV cache " +
-                     format_bytes(kv) + " + buffers " + format_bytes(act) + "), but only " + format_bytes(free_b) +
+                     format_bytes(kv) + " + buffers " + format_bytes(act) +
+                     (tactic_b ? " + Tactic's cluster pages " + format_bytes(tactic_b) : std::string()) + "), but only " + format_bytes(free_b) +
                      " of " + format_bytes(total_b) + " is free");
 
         TACTIC_CU(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
@@ -83,8 +103,9 @@ public:
             w16_ = static_cast<__half *>(alloc(sizeof(__half) * w16));
             w16_cap_ = w16;
         }
-        xq_ = static_cast<int8_t *>(alloc(widest));
-        xds_ = static_cast<float2 *>(alloc(sizeof(float2) * (widest / 32 + 1)));
+        xq_.q = static_cast<int8_t *>(alloc(widest));
+        xq_.d = static_cast<float *>(alloc(sizeof(float) * (widest / 32 + 1)));
+        xq_.s = static_cast<float *>(alloc(sizeof(float) * (widest / 16 + 1)));
         d_tokens_ = static_cast<int32_t *>(alloc(sizeof(int32_t) * size_t(nb_)));
         d_pos_ = static_cast<int32_t *>(alloc(sizeof(int32_t) * size_t(nb_)));
         TACTIC_CU(cudaHostAlloc(reinterpret_cast<void **>(&h_in_), 2 * sizeof(int32_t), cudaHostAllocDefault));
@@ -93,6 +114,7 @@ public:
         TACTIC_CU(cudaMemset(k_cache_, 0, kv / 2));
         TACTIC_CU(cudaMemset(v_cache_, 0, kv / 2));
         TACTIC_CU(cudaDeviceSynchronize());
+        if (use_tactic) tactic_ = std::make_unique<TacticGpu>(tp, is_global, H, Hkv, D, n_ctx_, k_cache_, v_cache_, kv_layer_);
     }
 
     ~CudaBackend() override {
@@ -117,9 +139,10 @@ public:
             n_splits_ = std::min(max_splits_, decode_attention_splits(hp_.n_head, hp_.n_head_kv, hp_.head_dim, bucket));
             h_in_[0] = tokens[0];
             h_in_[1] = pos0;
+            tactic_on_ = tactic_ && tactic_->prepare(pos0 + 1, stream_);  // clusters what is due
             const bool graphs = options().graphs != 0;
             if (graphs) {
-                auto it = graphs_.find(n_splits_);
+                auto it = graphs_.find(graph_key());
                 if (it != graphs_.end()) {
                     TACTIC_CU(cudaGraphLaunch(it->second, stream_));
                     return false;
@@ -131,6 +154,7 @@ public:
             TACTIC_CU(cudaMemcpyAsync(d_pos_, &h_in_[1], sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
             return true;
         }
+        tactic_on_ = false;
         pos_host_.resize(size_t(n));
         for (int t = 0; t < n; t++) pos_host_[size_t(t)] = pos0 + t;
         TACTIC_CU(cudaMemcpyAsync(d_tokens_, tokens, sizeof(int32_t) * size_t(n), cudaMemcpyHostToDevice, stream_));
@@ -189,6 +213,10 @@ public:
     void attention(int il, bool, int window) override {
         writes_++;
         const __half *K = k_cache_ + size_t(il) * kv_layer_, *V = v_cache_ + size_t(il) * kv_layer_;
+        if (n_ == 1 && tactic_on_ && hp_.is_global(il)) {
+            tactic_->step(il, q_, d_pos_, att_, stream_);
+            return;
+        }
         if (n_ == 1) {
             DecodeAttn a;
             a.q = q_;
@@ -262,7 +290,7 @@ public:
             const cudaError_t e = cudaGraphInstantiate(&exec, g, 0);
             cudaGraphDestroy(g);
             TACTIC_CU(e);
-            graphs_[n_splits_] = exec;
+            graphs_[graph_key()] = exec;
             TACTIC_CU(cudaGraphLaunch(exec, stream_));
         }
         TACTIC_CU(cudaStreamSynchronize(stream_));
@@ -276,7 +304,12 @@ public:
 
     bool cancelled_between_layers() const override { return !capturing_; }
 
+    void truncate(int n_keep) override {
+        if (tactic_) tactic_->truncate(n_keep);
+    }
+
 private:
+    int graph_key() const { return n_splits_ * 2 + (tactic_on_ ? 1 : 0); }
     static uint64_t tensor_bytes(const Tensor &t) { return uint64_t(t.row_bytes) * uint64_t(t.ne1); }
 
     void collect_tensors() {
@@ -314,21 +347,33 @@ private:
     // Y[n][W.ne1] = X[n][W.ne0] W^T
     void mat(const Tensor &W, const float *X, int n, float *Y) {
         const void *w = dev(W);
-        if (n == 1 && options().matvec_q8 && matvec_q8_supported(W.type, W.ne0)) {
+        Q8Kind kind;
+        if (n == 1 && options().matvec_q8 && matvec_q8_kind(W.type, W.ne0, kind)) {
             // X quantized once for the matrices that read it in a row (wq, wk, wv; gate, up).
-            if (q8_src_ != X || q8_version_ != writes_) {
-                quantize_q8_dev(X, W.ne0, xq_, xds_, stream_);
+            if (q8_src_ != X || q8_version_ != writes_ || q8_kind_ != kind) {
+                quantize_q8_dev(kind, X, W.ne0, xq_, stream_);
                 q8_src_ = X;
                 q8_version_ = writes_;
+                q8_kind_ = kind;
             }
-            matvec_q8_dev(W.type, w, W.row_bytes, W.ne1, W.ne0, xq_, xds_, Y, stream_);
+            matvec_q8_dev(W.type, w, W.row_bytes, W.ne1, W.ne0, xq_, Y, stream_);
             return;
         }
         if (Y == q8_src_) q8_src_ = nullptr;
+        const bool q8 = options().matvec_q8 && matvec_q8_kind(W.type, W.ne0, kind);
         Cublas *blas = n > 1 ? Cublas::get() : nullptr;
         if (!blas) {
-            for (int t = 0; t < n; t++)
-                matvec_dev(W.type, w, W.row_bytes, W.ne1, W.ne0, X + size_t(t) * W.ne0, Y + size_t(t) * W.ne1, stream_);
+            for (int t = 0; t < n; t++) {
+                const float *x = X + size_t(t) * W.ne0;
+                float *y = Y + size_t(t) * W.ne1;
+                if (q8) {
+                    quantize_q8_dev(kind, x, W.ne0, xq_, stream_);
+                    matvec_q8_dev(W.type, w, W.row_bytes, W.ne1, W.ne0, xq_, y, stream_);
+                } else {
+                    matvec_dev(W.type, w, W.row_bytes, W.ne1, W.ne0, x, y, stream_);
+                }
+            }
+            q8_src_ = nullptr;
             return;
         }
         const size_t wn = size_t(W.ne0) * size_t(W.ne1);
@@ -339,7 +384,10 @@ private:
         }
         // x16_ holds nb_ rows of the widest activation (output rows are E wide).
         dequantize_f16_dev(W.type, w, W.row_bytes, W.ne1, W.ne0, w16_, stream_);
-        to_f16_dev(X, int64_t(n) * W.ne0, x16_, stream_);
+        // Quantized weights multiply activations rounded to the CPU's 8-bit blocks (as
+        // decode and the CPU do), carried in f16: the GEMM's only extra rounding is f16's.
+        if (q8) quantize_q8_to_f16_dev(kind, X, int64_t(n) * W.ne0, x16_, stream_);
+        else to_f16_dev(X, int64_t(n) * W.ne0, x16_, stream_);
         blas->gemm_tn(stream_, int(W.ne1), n, int(W.ne0), w16_, int(W.ne0), x16_, int(W.ne0), Y, int(W.ne1));
     }
 
@@ -384,15 +432,17 @@ private:
     int max_splits_ = 1, n_splits_ = 1;
     __half *x16_ = nullptr, *w16_ = nullptr;
     size_t w16_cap_ = 0;
-    int8_t *xq_ = nullptr;  // decode activations quantized to 8 bits (matvec_q8)
-    float2 *xds_ = nullptr;
+    Q8Act xq_;  // decode activations quantized to 8 bits (matvec_q8)
+    Q8Kind q8_kind_ = Q8Kind::K;
     const float *q8_src_ = nullptr;
     uint64_t writes_ = 0, q8_version_ = ~uint64_t(0);  // ops so far; xq_ is valid while none wrote since
     int32_t *d_tokens_ = nullptr, *d_pos_ = nullptr;
     int32_t *h_in_ = nullptr;
     float *h_logits_ = nullptr;
     std::vector<int32_t> pos_host_;
-    std::map<int, cudaGraphExec_t> graphs_;  // by attention split count
+    std::map<int, cudaGraphExec_t> graphs_;  // by graph_key(): attention split count, Tactic on
+    std::unique_ptr<TacticGpu> tactic_;      // null: full attention only
+    bool tactic_on_ = false;                 // this decode step attends the global layers through Tactic
     bool capturing_ = false;
     int n_ = 0, pos0_ = 0, out_rows_ = 0;
     float *out_dst_ = nullptr;
@@ -400,8 +450,9 @@ private:
 
 }  // namespace
 
-std::unique_ptr<Backend> make_cuda_backend(const Model &model, int n_ctx, int n_batch) {
-    return std::make_unique<CudaBackend>(model, n_ctx, n_batch);
+std::unique_ptr<Backend> make_cuda_backend(const Model &model, int n_ctx, int n_batch,
+                                           const tactic_context_params *params) {
+    return std::make_unique<CudaBackend>(model, n_ctx, n_batch, params);
 }
 
 }  // namespace tactic

@@ -15,12 +15,24 @@ namespace cuda {
 // y[n_rows] = W x, W rows in their own type.
 void matvec_dev(uint32_t type, const void *w, size_t row_bytes, int64_t n_rows, int64_t n_cols, const float *x,
                 float *y, cudaStream_t stream);
-// Decode matvec against 8-bit activations (groups of 32: int8 values, (scale, sum of
-// the dequantized group)), for the types matvec_q8_supported says (Q4_K).
-bool matvec_q8_supported(uint32_t type, int64_t n_cols);
-void quantize_q8_dev(const float *x, int64_t n, int8_t *xq, float2 *xds, cudaStream_t stream);
-void matvec_q8_dev(uint32_t type, const void *w, size_t row_bytes, int64_t n_rows, int64_t n_cols, const int8_t *xq,
-                   const float2 *xds, float *y, cudaStream_t stream);
+// Decode matvec against 8-bit activations (matvec_q8.cu), quantized as the CPU path
+// does: Q8_K blocks of 256 for the K-quants, Q8_0 / Q8_1 blocks of 32 for the others.
+enum class Q8Kind { K, B0, B1 };
+// q: int8 [n]; d: scale per block (Q8_K: f32; Q8_0/1: the f16 value); s: Q8_K: the sum of
+// each 16 q (bsums); Q8_0: the sum of each block's q; Q8_1: f16(d * sum q). Sizes n,
+// n / 32 + 1 and n / 16 + 1 cover every kind.
+struct Q8Act {
+    int8_t *q = nullptr;
+    float *d = nullptr, *s = nullptr;
+};
+// The activation kind W's type multiplies against; false if it has none or n_cols does
+// not fill whole blocks.
+bool matvec_q8_kind(uint32_t type, int64_t n_cols, Q8Kind &kind);
+void quantize_q8_dev(Q8Kind kind, const float *x, int64_t n, const Q8Act &a, cudaStream_t stream);
+// y = x rounded as quantize_q8_dev would (d * q), in f16: prefill's GEMM input.
+void quantize_q8_to_f16_dev(Q8Kind kind, const float *x, int64_t n, __half *y, cudaStream_t stream);
+void matvec_q8_dev(uint32_t type, const void *w, size_t row_bytes, int64_t n_rows, int64_t n_cols, const Q8Act &a,
+                   float *y, cudaStream_t stream);
 // dst[n_rows][n_cols] = W as f16.
 void dequantize_f16_dev(uint32_t type, const void *w, size_t row_bytes, int64_t n_rows, int64_t n_cols, __half *dst,
                         cudaStream_t stream);

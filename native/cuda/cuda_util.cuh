@@ -69,9 +69,11 @@ struct Options {
     int matvec_version = 0;  // 1 or 2 (0: default)
     int attn_splits = 0;   // 0: automatic
     int attn_prefetch = 0;  // 1: L2 prefetch of the next rows (measured no faster on an H200)
-    int matvec_q8 = 1;      // 0: decode multiplies Q4_K by f32 activations (no 8-bit quantization)
+    int matvec_q8 = 1;      // 0: decode multiplies quantized types by f32 activations (no 8-bit quantization)
     int prefill_mma = 1;    // 0: prefill attention with FMA instead of tensor cores
     int graphs = 1;         // 0: decode steps run kernel by kernel instead of replaying a CUDA graph
+    int tactic_copies = 0;  // Tactic step benchmark: layer copies rotated (0: enough to leave the L2)
+    int tactic_blocks = 0;  // Tactic sparse attention blocks (0: one full wave)
 };
 Options &options();
 void set_last_ms(double ms);

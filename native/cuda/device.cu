@@ -64,7 +64,7 @@ bool set_option(const std::string &name, int64_t value) {
         o.matvec_rows = int(value);
     } else if (name == "matvec_version") {
         TACTIC_CHECK(value >= 0 && value <= 3, TACTIC_ERR_INVALID_ARGUMENT,
-                     "matvec_version must be 0, 1, 2 or 3 (3: 8-bit activations, Q4_K)");
+                     "matvec_version must be 0, 1, 2 or 3 (3: 8-bit activations, quantized types)");
         o.matvec_version = int(value);
     } else if (name == "attn_prefetch") {
         TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "attn_prefetch must be 0 or 1");
@@ -75,6 +75,12 @@ bool set_option(const std::string &name, int64_t value) {
     } else if (name == "prefill_mma") {
         TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "prefill_mma must be 0 or 1");
         o.prefill_mma = int(value);
+    } else if (name == "tactic_copies") {
+        TACTIC_CHECK(value >= 0 && value <= 64, TACTIC_ERR_INVALID_ARGUMENT, "tactic_copies must be in [0, 64]");
+        o.tactic_copies = int(value);
+    } else if (name == "tactic_blocks") {
+        TACTIC_CHECK(value >= 0 && value <= 65536, TACTIC_ERR_INVALID_ARGUMENT, "tactic_blocks must be in [0, 65536]");
+        o.tactic_blocks = int(value);
     } else if (name == "graphs") {
         TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "graphs must be 0 or 1");
         o.graphs = int(value);

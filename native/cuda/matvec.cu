@@ -121,67 +121,6 @@ void launch_matvec(const uint8_t *W, size_t row_bytes, int64_t n_rows, int64_t n
 }
 
 
-// ---- Q4_K against 8-bit activations (decode's main weight type in Q4_K_M files) ----
-// x is quantized once per input vector to int8 in groups of 32 (scale d, and the sum
-// of the group's dequantized values for the K-quants' min term), as llama.cpp's q8_1;
-// a warp then owns one row and streams it with 16-byte loads: lane l takes qs bytes
-// 16 (l % 8) .. +15 of block (l / 8) of each 4-block step (32 weights: 16 in each of
-// two sub-blocks) and the matching 2 x 16 int8 activations, 8 dp4a per step.
-constexpr int kQ8Group = 32;
-
-__global__ void quantize_q8_kernel(const float *__restrict__ x, int n, int8_t *__restrict__ xq,
-                                   float2 *__restrict__ xds) {
-    const int g = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (g * kQ8Group >= n) return;
-    const float v = x[g * kQ8Group + lane];
-    const float amax = warp_max(fabsf(v));
-    const float d = amax / 127.f;
-    const int q = amax > 0.f ? __float2int_rn(v / d) : 0;
-    xq[g * kQ8Group + lane] = int8_t(q);
-    const float s = warp_sum(float(q));
-    if (lane == 0) xds[g] = make_float2(d, s * d);
-}
-
-__device__ __forceinline__ int dot16_nibbles(uint4 w, int shift, int4 x) {
-    const int m = 0x0F0F0F0F;
-    int acc = __dp4a(int((w.x >> shift) & m), x.x, 0);
-    acc = __dp4a(int((w.y >> shift) & m), x.y, acc);
-    acc = __dp4a(int((w.z >> shift) & m), x.z, acc);
-    return __dp4a(int((w.w >> shift) & m), x.w, acc);
-}
-
-__global__ void __launch_bounds__(kMatvecWarps * 32)
-    matvec_q4k_q8_kernel(const uint8_t *__restrict__ W, size_t row_bytes, int64_t n_rows, int n_blocks,
-                         const int8_t *__restrict__ xq, const float2 *__restrict__ xds, float *__restrict__ y) {
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int64_t row = int64_t(blockIdx.x) * kMatvecWarps + warp;
-    if (row >= n_rows) return;
-    const uint8_t *wr = W + row * row_bytes;
-    const int c = lane % 8, j = c / 2, h = c % 2;  // 16-byte chunk of qs, its 64-element group, half
-    float acc = 0.f;
-#pragma unroll 4
-    for (int b = lane / 8; b < n_blocks; b += 4) {
-        const uint8_t *blk = wr + int64_t(b) * 144;
-        const uint4 hdr = ld128(blk);              // d, dmin, scales[12]
-        const uint4 qw = ld128(blk + 16 + 16 * c);
-        const int8_t *xb = xq + int64_t(b) * 256 + 64 * j + 16 * h;
-        const int4 xa = *reinterpret_cast<const int4 *>(xb);
-        const int4 xh = *reinterpret_cast<const int4 *>(xb + 32);
-        const float2 da = xds[b * 8 + 2 * j], dh = xds[b * 8 + 2 * j + 1];
-        float sc_a, m_a, sc_h, m_h;
-        kscale_min(hdr.y, hdr.z, hdr.w, 2 * j, sc_a, m_a);
-        kscale_min(hdr.y, hdr.z, hdr.w, 2 * j + 1, sc_h, m_h);
-        const float d = h2f(hdr.x & 0xffffu), dmin = h2f(hdr.x >> 16);
-        const int dot_a = dot16_nibbles(qw, 0, xa), dot_h = dot16_nibbles(qw, 4, xh);
-        acc = fmaf(d * sc_a * da.x, float(dot_a), acc);
-        acc = fmaf(d * sc_h * dh.x, float(dot_h), acc);
-        // The min term covers whole 32-element groups: counted once, by the h = 0 lane.
-        if (h == 0) acc -= dmin * (m_a * da.y + m_h * dh.y);
-    }
-    acc = warp_sum(acc);
-    if (lane == 0) y[row] = acc;
-}
-
 // Kernel version and rows per warp by type, the fastest on the large shapes of
 // scripts/gpu_bench.py on an H200 (docs/results/gpu_bench_run3.json).
 struct Variant {
@@ -216,21 +155,6 @@ void matvec_dev(uint32_t type, const void *w, size_t row_bytes, int64_t n_rows, 
     TACTIC_CHECK(ok, TACTIC_ERR_UNSUPPORTED, "CUDA matvec: unsupported type " + std::to_string(type));
 }
 
-bool matvec_q8_supported(uint32_t type, int64_t n_cols) { return type == TACTIC_TYPE_Q4_K && n_cols % 256 == 0; }
-
-void quantize_q8_dev(const float *x, int64_t n, int8_t *xq, float2 *xds, cudaStream_t stream) {
-    const int64_t groups = n / kQ8Group;
-    if (groups) quantize_q8_kernel<<<unsigned((groups + 7) / 8), 256, 0, stream>>>(x, int(n), xq, xds);
-}
-
-void matvec_q8_dev(uint32_t type, const void *w, size_t row_bytes, int64_t n_rows, int64_t n_cols, const int8_t *xq,
-                   const float2 *xds, float *y, cudaStream_t stream) {
-    TACTIC_CHECK(matvec_q8_supported(type, n_cols), TACTIC_ERR_INTERNAL, "matvec_q8: unsupported type");
-    const unsigned blocks = unsigned((n_rows + kMatvecWarps - 1) / kMatvecWarps);
-    matvec_q4k_q8_kernel<<<blocks, kMatvecWarps * 32, 0, stream>>>(static_cast<const uint8_t *>(w), row_bytes, n_rows,
-                                                                  int(n_cols / 256), xq, xds, y);
-}
-
 void matvec(uint32_t type, const void *w, size_t row_bytes, int64_t n_rows, int64_t n_cols, const float *x,
             float *y) {
     require_device();
@@ -250,16 +174,21 @@ void matvec(uint32_t type, const void *w, size_t row_bytes, int64_t n_rows, int6
                      : options().matvec_version == 0            ? def.rows
                      : version == 2                             ? 2
                                                                 : 4;
-    if (version == 3 && matvec_q8_supported(type, n_cols)) {  // 8-bit activations (what decode runs)
-        DevBuf d_xq{size_t(n_cols)}, d_xds{sizeof(float2) * size_t(n_cols / 32)};
-        auto launch = [&](int copy) {
-            quantize_q8_dev(d_x.as<float>(), n_cols, d_xq.as<int8_t>(), d_xds.as<float2>(), 0);
-            matvec_q8_dev(type, d_w[copy].as<uint8_t>(), row_bytes, n_rows, n_cols, d_xq.as<int8_t>(),
-                          d_xds.as<float2>(), d_y.as<float>(), 0);
-        };
+    Q8Kind kind;
+    if (version == 3 && matvec_q8_kind(type, n_cols, kind)) {  // 8-bit activations (what decode runs)
         if (n_rows == 0) return;
+        DevBuf d_xq{size_t(n_cols)}, d_xd{sizeof(float) * size_t(n_cols / 32 + 1)},
+            d_xs{sizeof(float) * size_t(n_cols / 16 + 1)};
+        Q8Act a;
+        a.q = d_xq.as<int8_t>(), a.d = d_xd.as<float>(), a.s = d_xs.as<float>();
+        // x is quantized once: decode quantizes a vector once for the matrices that read it.
+        quantize_q8_dev(kind, d_x.as<float>(), n_cols, a, 0);
+        check_launch("quantize_q8");
+        auto launch = [&](int copy) {
+            matvec_q8_dev(type, d_w[copy].as<uint8_t>(), row_bytes, n_rows, n_cols, a, d_y.as<float>(), 0);
+        };
         launch(0);
-        check_launch("matvec_q4k_q8_kernel");
+        check_launch("matvec_q8_kernel");
         d_y.download(y, d_y.size());
         bench(launch, copies);
         return;

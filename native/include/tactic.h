@@ -206,8 +206,9 @@ TACTIC_API void tactic_cancel(tactic_context *ctx);
 TACTIC_API tactic_status tactic_context_checkpoint(tactic_context *ctx);
 /* Tokens evaluated by this context since it was created (prompts and decode steps). */
 TACTIC_API int64_t tactic_context_n_evaluated(const tactic_context *ctx);
-/* The evaluated state (K/V of the cached positions, last logits row) as bytes. Tactic's
- * clusters are rebuilt from the keys after a set. set is all-or-nothing: on any error
+/* The evaluated state (K/V of the cached positions, last logits row, Tactic's clusters)
+ * as bytes; a context with other Tactic clustering parameters rebuilds the clusters from
+ * the keys instead. set is all-or-nothing: on any error
  * the context is unchanged. Another model or n_ctx: TACTIC_ERR_INVALID_ARGUMENT; a
  * damaged blob: TACTIC_ERR_FORMAT. */
 TACTIC_API tactic_status tactic_context_state_size(tactic_context *ctx, size_t *out);

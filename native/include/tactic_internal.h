@@ -118,7 +118,8 @@ TACTIC_API tactic_status tactic_bench_attention(const uint16_t *K, const uint16_
 /* Tuning and benchmark options: "bench_iters" (> 0: every call below also times its
  * kernel over that many launches, rotating among copies of its largest input so that
  * repeats do not run from L2; read the median with tactic_cuda_last_ms),
- * "matvec_version" (1 or 2; 0 = default), "matvec_rows" (rows per warp: 1, 2, 4 or 8;
+ * "matvec_version" (1 or 2: f32 activations; 3: x quantized to 8-bit blocks as the CPU
+ * does, then dp4a, the decode path of the quantized types; 0 = default), "matvec_rows" (rows per warp: 1, 2, 4 or 8;
  * 0 = default), "attn_splits" (splits of the token range per KV head; 0 = automatic),
  * "attn_prefetch" (1: L2 prefetch of upcoming K/V rows; 0 = default, off). */
 TACTIC_API tactic_status tactic_cuda_set_option(const char *name, int64_t value);
@@ -163,6 +164,37 @@ TACTIC_API tactic_status tactic_cuda_attention_indexed(const float *q, int32_t n
                                                        int32_t n_ctx, const int32_t *idx,
                                                        const int64_t *offsets, float scale,
                                                        float *out);
+
+/* Tactic's decode step for one global layer on the GPU (native/cuda/tactic_gpu.cu),
+ * run once from a CUDA graph. The clustered range [c_begin, c_end) of each KV head is
+ * given as clusters: order[g] lists its positions cluster by cluster, cluster c of KV
+ * head g is order[g][offsets[g][c] .. offsets[g][c+1]), centroids[g][c] its centroid
+ * (kept as f16 on the GPU). Per query head the clusters are taken in decreasing
+ * q . centroid (ties: lower index) until they hold ceil(force_fraction n_tokens)
+ * tokens, or, with force_fraction 0, until their centroid mass sum |c| exp(scale q.c)
+ * reaches 1 - (1 - p) / 4 of its total and they hold at least 64 tokens (the CPU's
+ * bounded selector's first prefix); each KV head attends the union of its query
+ * heads' clusters plus every token outside the range. out[n_head][head_dim] = that attention; selected[g][0 ..
+ * n_selected[g]) the positions KV head g attended. stage_ms (NULL, or [7]): with
+ * bench_iters > 0, milliseconds per step of the centroid scores, the per-head cut, the
+ * GQA union list, the sparse attention, the merge and the whole step, each replayed
+ * from a CUDA graph over rotating copies of the layer (stage_ms[6] = copies; options
+ * "tactic_copies" and "tactic_blocks" fix the copies and the attention blocks). */
+typedef struct {
+    int32_t n_head, n_head_kv, head_dim, n_ctx;
+    int32_t n_tokens;      /* cached tokens, the new one included (1 .. n_ctx) */
+    int32_t c_begin, c_end;
+    int32_t max_clusters;  /* row length of offsets minus 1, and of centroids */
+    float force_fraction;  /* (0, 1], or 0: the mass target p decides */
+    float p;               /* (0, 1] */
+    float scale;           /* softmax scale */
+} tactic_cuda_tactic_shape;
+TACTIC_API tactic_status tactic_cuda_tactic_step(const tactic_cuda_tactic_shape *shape, const float *q,
+                                                 const uint16_t *k, const uint16_t *v,
+                                                 const int32_t *order, const int32_t *offsets,
+                                                 const int32_t *n_clusters, const float *centroids,
+                                                 float *out, int32_t *selected, int32_t *n_selected,
+                                                 double *stage_ms);
 
 /* CDEF END */
 

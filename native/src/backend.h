@@ -55,6 +55,8 @@ public:
     // Finishes the pass: when it returns, the logits are in the dst given to output().
     virtual void end() = 0;
     virtual bool cancelled_between_layers() const { return true; }
+    // The cache now keeps n_keep tokens (a rewind): state derived from later ones goes.
+    virtual void truncate(int n_keep) { (void)n_keep; }
 };
 
 // TACTIC_DEVICE_AUTO becomes CUDA when a usable GPU is there (and the library has CUDA),
@@ -72,7 +74,9 @@ struct CpuBackendRefs {
 std::unique_ptr<Backend> make_cpu_backend(const CpuBackendRefs &refs);
 // Uploads the model's weights, allocates the device KV cache for n_ctx tokens and a
 // workspace for n_batch tokens; Error(OUT_OF_MEMORY) with the numbers before allocating
-// when they would not fit, Error(UNSUPPORTED) without a usable GPU.
-std::unique_ptr<Backend> make_cuda_backend(const Model &model, int n_ctx, int n_batch);
+// when they would not fit, Error(UNSUPPORTED) without a usable GPU. params (may be null:
+// full attention) says whether and how global layers attend through Tactic.
+std::unique_ptr<Backend> make_cuda_backend(const Model &model, int n_ctx, int n_batch,
+                                           const tactic_context_params *params = nullptr);
 
 }  // namespace tactic

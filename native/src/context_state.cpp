@@ -1,13 +1,13 @@
 // A context's evaluated state as one byte blob: the K/V of the cached positions
-// (sliding-window rings: the positions they still hold) and the last logits row.
-// Tactic's clusters are not stored: they are a deterministic function of the keys,
-// the range and the seed, and are rebuilt from the restored keys at the next decode
-// step (the Tactic internals are being rewritten; the blob does not depend on them).
+// (sliding-window rings: the positions they still hold), the last logits row and
+// Tactic's clusters, so that a restored context neither re-reads nor re-clusters.
 //
 // Layout (little-endian): u32 magic, u32 version, i32 n_layer, n_head_kv, head_dim,
 // n_ctx, window, n_vocab, n_past, n_logits (0|1), then per layer i32 first position
 // stored, then per layer and KV head the K rows, then the V rows, of positions
-// [first, n_past), then n_logits * n_vocab f32.
+// [first, n_past), then n_logits * n_vocab f32, then (version 2) u32 byte count and
+// TacticAttention::state_bytes() (0 bytes without Tactic). Version 1 blobs (no
+// clusters; they are rebuilt from the keys) are still read.
 #include <cstring>
 #include <string>
 
@@ -19,7 +19,7 @@ namespace tactic {
 
 namespace {
 constexpr uint32_t kMagic = 0x3153564bu;  // "KVS1"
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;
 constexpr int kHeaderInts = 10;
 
 struct Writer {
@@ -46,6 +46,14 @@ struct Reader {
 };
 }  // namespace
 
+void Context::settle_tactic() {
+    if (!tactic_ || n_past_ <= 0 || n_past_ >= n_ctx_) return;
+    const int next = n_past_ + 1;  // the tokens the next decode step attends
+    if (params_.attention != TACTIC_ATTN_TACTIC && next < params_.tactic_min_ctx) return;
+    for (int il = 0; il < model_.hp.n_layer; il++)
+        if (model_.hp.is_global(il)) tactic_->prepare(il, kv_.k_at(il, 0, 0), next, *pool_);
+}
+
 size_t Context::state_size() const {
     size_t n = 4 * (kHeaderInts + size_t(kv_.n_layer));
     const size_t row = size_t(kv_.head_dim) * sizeof(uint16_t);
@@ -54,7 +62,7 @@ size_t Context::state_size() const {
         n += 2 * size_t(kv_.n_head_kv) * size_t(n_past_ - first) * row;
     }
     if (n_logit_rows_ > 0) n += size_t(model_.hp.n_vocab) * sizeof(float);
-    return n;
+    return n + 4 + (tactic_ ? tactic_->state_bytes().size() : 0);
 }
 
 void Context::state_write(uint8_t *dst, size_t size) const {
@@ -80,6 +88,9 @@ void Context::state_write(uint8_t *dst, size_t size) const {
                 for (int pos = first[size_t(il)]; pos < n_past_; pos++)
                     w.raw(kind == 0 ? kv_.k_at(il, h, pos) : kv_.v_at(il, h, pos), row);
     if (n_logit_rows_ > 0) w.raw(logits(-1), size_t(hp.n_vocab) * sizeof(float));
+    const std::vector<uint8_t> clusters = tactic_ ? tactic_->state_bytes() : std::vector<uint8_t>();
+    w.i32(int32_t(clusters.size()));
+    w.raw(clusters.data(), clusters.size());
 }
 
 void Context::state_read(const uint8_t *src, size_t size) {
@@ -87,7 +98,7 @@ void Context::state_read(const uint8_t *src, size_t size) {
     Reader r{src, src + size};
     TACTIC_CHECK(size >= 8 && uint32_t(r.i32()) == kMagic, TACTIC_ERR_FORMAT, "context state: not a pytactic KV state");
     const uint32_t version = uint32_t(r.i32());
-    TACTIC_CHECK(version == kVersion, TACTIC_ERR_FORMAT,
+    TACTIC_CHECK(version == 1 || version == kVersion, TACTIC_ERR_FORMAT,
                  "context state: version " + std::to_string(version) + " (this build reads " +
                      std::to_string(kVersion) + ")");
     const int n_layer = r.i32(), n_head_kv = r.i32(), head_dim = r.i32(), n_ctx = r.i32(), window = r.i32();
@@ -126,8 +137,20 @@ void Context::state_read(const uint8_t *src, size_t size) {
     size_t want = 0;
     for (int il = 0; il < n_layer; il++) want += 2 * size_t(n_head_kv) * size_t(n_past - first[size_t(il)]) * row;
     want += size_t(n_logits) * size_t(n_vocab) * sizeof(float);
-    TACTIC_CHECK(have == want, TACTIC_ERR_FORMAT,
-                 "context state: " + std::to_string(have) + " bytes of data, the header says " + std::to_string(want));
+    size_t n_tactic = 0;  // version 2: the Tactic section after the logits
+    if (version >= 2 && have >= want + 4) {
+        uint32_t v;
+        std::memcpy(&v, r.p + want, 4);
+        n_tactic = v;
+        want += 4;
+    } else if (version >= 2) {
+        want += 4;
+    }
+    TACTIC_CHECK(have == want + n_tactic, TACTIC_ERR_FORMAT,
+                 "context state: " + std::to_string(have) + " bytes of data, the header says " +
+                     std::to_string(want + n_tactic));
+    std::shared_ptr<TacticAttention::SavedClusters> clusters;
+    if (tactic_ && n_tactic > 0) clusters = tactic_->parse_state(r.end - n_tactic, n_tactic, n_past);
 
     // Valid: from here on nothing can fail.
     kv_.truncate(0);
@@ -146,7 +169,10 @@ void Context::state_read(const uint8_t *src, size_t size) {
     n_logit_rows_ = n_logits;
     logits_.resize(size_t(std::max(n_logits, 1)) * size_t(n_vocab));
     if (n_logits) r.raw(logits_.data(), size_t(n_vocab) * sizeof(float));
-    if (tactic_) tactic_->truncate(0);  // clusters are rebuilt from the restored keys
+    if (tactic_) {  // without saved clusters (or other clustering parameters) they are rebuilt lazily
+        tactic_->truncate(0);
+        if (clusters) tactic_->adopt_state(*clusters, [this](int il, int kh) { return kv_.k_at(il, kh, 0); });
+    }
     kv_.checkpoint(n_past_);
 }
 

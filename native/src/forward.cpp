@@ -40,9 +40,9 @@ Context::Context(const Model &model, const tactic_context_params &p) : model_(mo
                  "device must be 0 (auto), 1 (cpu) or 2 (cuda)");
     device_ = resolve_device(p.device);
     if (device_ == TACTIC_DEVICE_CUDA) {
-        // Everything lives on the GPU; Tactic runs on the CPU only (its own issue), so
-        // this device attends fully (the caller was told when it asked for Tactic).
-        backend_ = make_cuda_backend(model, n_ctx_, n_batch_);
+        // Everything lives on the GPU, Tactic's clusters and selection too
+        // (cuda/tactic_gpu_layers.cuh; the whole decode step stays one CUDA graph).
+        backend_ = make_cuda_backend(model, n_ctx_, n_batch_, &params_);
         return;
     }
     const int n_threads = p.n_threads > 0 ? p.n_threads : ThreadPool::hardware_threads();
@@ -79,6 +79,7 @@ void Context::truncate(int n_keep) {
                  "truncate: n_keep " + std::to_string(n_keep) + " is outside [0, " + std::to_string(n_past_) + "]");
     n_past_ = kv_.truncate(n_keep);  // less when sliding-window rings cannot go back that far
     if (tactic_) tactic_->truncate(n_past_);
+    if (backend_) backend_->truncate(n_past_);
 }
 
 void Context::timings(double *out, int n, bool reset) {

@@ -32,6 +32,9 @@ public:
     int64_t n_evaluated() const { return n_evaluated_; }  // tokens evaluated since created
     const KVCache &kv() const { return kv_; }
     // The evaluated tokens' K/V (context_state.cpp): size, write, and restore (all-or-nothing).
+    // settle_tactic() first builds the Tactic clusters the next decode step would build,
+    // so that they are saved too (it changes no result: they are built the same either way).
+    void settle_tactic();
     size_t state_size() const;
     void state_write(uint8_t *dst, size_t size) const;
     void state_read(const uint8_t *src, size_t size);

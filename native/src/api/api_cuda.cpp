@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "../quant.h"
 #include "guard.h"
@@ -11,6 +12,7 @@
 
 #ifdef TACTIC_HAVE_CUDA
 #include "cuda_backend.h"
+#include "tactic_gpu.h"
 #endif
 
 using tactic::guard;
@@ -216,6 +218,80 @@ TACTIC_API tactic_status tactic_cuda_attention_indexed(const float *q, int32_t n
         a.offsets = offsets;
         tactic::cuda::attention(a);
 #else
+        no_cuda();
+#endif
+    });
+}
+
+TACTIC_API tactic_status tactic_cuda_tactic_step(const tactic_cuda_tactic_shape *shape, const float *q,
+                                                 const uint16_t *k, const uint16_t *v, const int32_t *order,
+                                                 const int32_t *offsets, const int32_t *n_clusters,
+                                                 const float *centroids, float *out, int32_t *selected,
+                                                 int32_t *n_selected, double *stage_ms) {
+    return guard([&] {
+#ifdef TACTIC_HAVE_CUDA
+        TACTIC_REQUIRE_ARG(shape && q && k && v && offsets && n_clusters && out && selected && n_selected,
+                           "tactic_step: only order, centroids and stage_ms may be NULL");
+        const tactic_cuda_tactic_shape &s = *shape;
+        TACTIC_REQUIRE_ARG(s.n_head > 0 && s.n_head_kv > 0 && s.n_head % s.n_head_kv == 0,
+                           "tactic_step: n_head must be a positive multiple of n_head_kv");
+        TACTIC_CHECK(s.head_dim == 64 || s.head_dim == 128 || s.head_dim == 256, TACTIC_ERR_UNSUPPORTED,
+                     "tactic_step: head_dim must be 64, 128 or 256");
+        TACTIC_CHECK(s.n_head / s.n_head_kv <= 8, TACTIC_ERR_UNSUPPORTED,
+                     "tactic_step: at most 8 query heads per KV head");
+        TACTIC_REQUIRE_ARG(s.n_tokens >= 1 && s.n_tokens <= s.n_ctx && s.n_ctx <= (1 << 28),
+                           "tactic_step: need 1 <= n_tokens <= n_ctx");
+        TACTIC_REQUIRE_ARG(0 <= s.c_begin && s.c_begin <= s.c_end && s.c_end <= s.n_tokens,
+                           "tactic_step: need 0 <= c_begin <= c_end <= n_tokens");
+        TACTIC_REQUIRE_ARG(s.max_clusters >= 0 && s.max_clusters <= (1 << 24), "tactic_step: bad max_clusters");
+        TACTIC_REQUIRE_ARG(s.force_fraction >= 0.f && s.force_fraction <= 1.f,
+                           "tactic_step: force_fraction must be in [0, 1]");
+        TACTIC_REQUIRE_ARG(s.force_fraction > 0.f || (s.p > 0.f && s.p <= 1.f), "tactic_step: p must be in (0, 1]");
+        const int len = s.c_end - s.c_begin;
+        TACTIC_REQUIRE_ARG(len == 0 || (order && centroids), "tactic_step: order and centroids must not be NULL");
+        std::vector<uint8_t> seen(static_cast<size_t>(len), 0);
+        for (int g = 0; g < s.n_head_kv; g++) {
+            const int C = n_clusters[g];
+            const int32_t *off = offsets + size_t(g) * (s.max_clusters + 1);
+            TACTIC_REQUIRE_ARG(C >= 0 && C <= s.max_clusters, "tactic_step: n_clusters out of [0, max_clusters]");
+            TACTIC_REQUIRE_ARG(off[0] == 0 && off[C] == len, "tactic_step: offsets must run from 0 to c_end - c_begin");
+            for (int c = 0; c < C; c++)
+                TACTIC_REQUIRE_ARG(off[c] <= off[c + 1], "tactic_step: offsets must be non-decreasing");
+            std::fill(seen.begin(), seen.end(), 0);
+            for (int o = 0; o < len; o++) {
+                const int32_t t = order[size_t(g) * len + o];
+                TACTIC_REQUIRE_ARG(t >= s.c_begin && t < s.c_end && !seen[size_t(t - s.c_begin)],
+                                   "tactic_step: order must be a permutation of [c_begin, c_end)");
+                seen[size_t(t - s.c_begin)] = 1;
+            }
+        }
+        tactic::cuda::TacticStepHost a;
+        a.q = q;
+        a.n_head = s.n_head;
+        a.n_head_kv = s.n_head_kv;
+        a.head_dim = s.head_dim;
+        a.n_ctx = s.n_ctx;
+        a.k = k;
+        a.v = v;
+        a.n_tokens = s.n_tokens;
+        a.c_begin = s.c_begin;
+        a.c_end = s.c_end;
+        a.cmax = s.max_clusters;
+        a.order = order;
+        a.offsets = offsets;
+        a.n_clusters = n_clusters;
+        a.centroids = centroids;
+        a.force_fraction = s.force_fraction;
+        a.p = s.p;
+        a.scale = s.scale;
+        a.out = out;
+        a.selected = selected;
+        a.n_selected = n_selected;
+        a.stage_ms = stage_ms;
+        tactic::cuda::tactic_step_host(a);
+#else
+        (void)shape, (void)q, (void)k, (void)v, (void)order, (void)offsets, (void)n_clusters, (void)centroids;
+        (void)out, (void)selected, (void)n_selected, (void)stage_ms;
         no_cuda();
 #endif
     });

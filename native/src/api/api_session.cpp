@@ -50,6 +50,7 @@ TACTIC_API tactic_status tactic_context_state_size(tactic_context *ctx, size_t *
         TACTIC_REQUIRE_ARG(ctx && out, "ctx and out must not be NULL");
         Busy lock(ctx);
         require_cpu(ctx);
+        ctx->ctx->settle_tactic();
         *out = ctx->ctx->state_size();
     });
 }
@@ -59,6 +60,7 @@ TACTIC_API tactic_status tactic_context_state_get(tactic_context *ctx, uint8_t *
         TACTIC_REQUIRE_ARG(ctx && dst, "ctx and dst must not be NULL");
         Busy lock(ctx);
         require_cpu(ctx);
+        ctx->ctx->settle_tactic();
         ctx->ctx->state_write(dst, size);
     });
 }

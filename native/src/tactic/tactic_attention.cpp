@@ -11,6 +11,7 @@
 
 #include "../common.h"
 #include "bounded_selection.h"
+#include "cluster_state.h"
 #include "kmeans.h"
 #include "selection.h"
 #include "sparse_attention.h"
@@ -165,6 +166,20 @@ void TacticAttention::decode(int il, const float *q, const uint16_t *K, const ui
     }
 }
 
+void TacticAttention::prepare(int il, const uint16_t *K, int n_tokens, ThreadPool &pool) {
+    Impl &I = *impl_;
+    TACTIC_CHECK(il >= 0 && il < I.hp.n_layer, TACTIC_ERR_INVALID_ARGUMENT, "Tactic: layer out of range");
+    if (I.prm.n_recent < 1 || n_tokens <= 0 || n_tokens > I.n_ctx) return;
+    if (I.prm.selector == kSelectFull || I.prm.selector == kSelectOracle) return;
+    Impl::Layer &L = I.layers[size_t(il)];
+    if (L.kv.empty()) {
+        L.kv.resize(size_t(I.hp.n_head_kv));
+        L.pages.resize(size_t(I.hp.n_head_kv));
+    }
+    for (int kh = 0; kh < I.hp.n_head_kv; kh++)
+        I.maintain_clusters(il, kh, K + size_t(kh) * I.n_ctx * I.hp.head_dim, n_tokens, pool);
+}
+
 void TacticAttention::Impl::decode_group(int il, int kh, const float *Qg, const uint16_t *Kh, const uint16_t *Vh,
                                          int n_tokens, float *out, ThreadPool &pool) {
     const int D = hp.head_dim, g = hp.n_head / hp.n_head_kv;
@@ -213,6 +228,10 @@ void TacticAttention::Impl::decode_group(int il, int kh, const float *Qg, const 
         bc.tail_share = prm.tail_share;
         bc.z = prm.tail_z;
         bc.margin = prm.target_margin;
+        // The tail samples depend only on this step's (layer, KV head, length), not on the
+        // steps before: a restored session or a reused prefix selects what the original did.
+        bscr.rng.seed(prm.seed * 0x9E3779B97F4A7C15ull + uint64_t(il) * 1000003u + uint64_t(kh) * 7919u +
+                      uint64_t(n_tokens) * 0xBF58476D1CE4E5B9ull + 12345u);
         select_bounded(Qg, g, Kh, D, kc, cscores.data(), always_list, always_scores.data(), n_tokens, bc, pool, bscr,
                        bgroup);
         for (int h = 0; h < g; h++) {
@@ -486,6 +505,76 @@ void TacticAttention::Impl::debug_eval(int il, int kh, const float *Qg, const ui
         }
     });
     L.eval.insert(L.eval.end(), rows.begin(), rows.end());
+}
+
+namespace {
+constexpr int32_t kStateMagic = 0x314c4354;  // "TCL1"
+
+// The parameters that decide what the clusters are: saved clusters are used only by a
+// context that would have built the same ones.
+std::vector<int32_t> cluster_signature(const TacticParams &p) {
+    return {p.cluster_size, p.block_size, p.n_sink, p.n_recent, p.recluster_interval, p.incremental ? 1 : 0,
+            int32_t(uint32_t(p.seed)), int32_t(uint32_t(p.seed >> 32))};
+}
+}  // namespace
+
+struct TacticAttention::SavedClusters {
+    std::vector<std::vector<KeyClusters>> layers;  // per layer: per KV head, or empty
+};
+
+std::vector<uint8_t> TacticAttention::state_bytes() const {
+    std::vector<uint8_t> out;
+    auto i32 = [&out](int32_t v) {
+        const auto *b = reinterpret_cast<const uint8_t *>(&v);
+        out.insert(out.end(), b, b + 4);
+    };
+    i32(kStateMagic);
+    for (int32_t v : cluster_signature(impl_->prm)) i32(v);
+    i32(int32_t(impl_->layers.size()));
+    for (const auto &L : impl_->layers) {
+        i32(int32_t(L.kv.size()));
+        for (const auto &kc : L.kv) {
+            i32(kc.empty() ? 0 : 1);
+            if (!kc.empty()) write_clusters(kc, out);
+        }
+    }
+    return out;
+}
+
+std::shared_ptr<TacticAttention::SavedClusters> TacticAttention::parse_state(const uint8_t *p, size_t n,
+                                                                             int n_past) const {
+    ByteCursor in{p, p + n};
+    TACTIC_CHECK(in.i32() == kStateMagic, TACTIC_ERR_FORMAT, "context state: Tactic section damaged (magic)");
+    bool same = true;
+    for (int32_t v : cluster_signature(impl_->prm)) same = (in.i32() == v) && same;
+    const int n_layer = in.i32();
+    TACTIC_CHECK(n_layer == impl_->hp.n_layer, TACTIC_ERR_FORMAT, "context state: Tactic section damaged (layers)");
+    auto saved = std::make_shared<SavedClusters>();
+    saved->layers.resize(size_t(n_layer));
+    for (int il = 0; il < n_layer; il++) {
+        const int n_kv = in.i32();
+        TACTIC_CHECK(n_kv == 0 || n_kv == impl_->hp.n_head_kv, TACTIC_ERR_FORMAT,
+                     "context state: Tactic section damaged (KV heads)");
+        for (int kh = 0; kh < n_kv; kh++) {
+            const int has = in.i32();
+            TACTIC_CHECK(has == 0 || has == 1, TACTIC_ERR_FORMAT, "context state: Tactic section damaged (flag)");
+            saved->layers[size_t(il)].push_back(has ? read_clusters(in, impl_->hp.head_dim, n_past) : KeyClusters());
+        }
+    }
+    TACTIC_CHECK(in.p == in.end, TACTIC_ERR_FORMAT, "context state: Tactic section damaged (trailing bytes)");
+    return same ? saved : nullptr;
+}
+
+void TacticAttention::adopt_state(const SavedClusters &saved, const std::function<const uint16_t *(int, int)> &keys) {
+    truncate(0);
+    for (size_t il = 0; il < saved.layers.size(); il++) {
+        if (saved.layers[il].empty()) continue;
+        Impl::Layer &L = impl_->layers[il];
+        L.kv = saved.layers[il];
+        L.pages.assign(L.kv.size(), QuestPages());
+        for (size_t kh = 0; kh < L.kv.size(); kh++)
+            if (!L.kv[kh].empty()) L.kv[kh].gather_keys(keys(int(il), int(kh)));
+    }
 }
 
 void TacticAttention::truncate(int n_keep) {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -90,8 +91,22 @@ public:
     //  out: [n_head][head_dim] f32.
     void decode(int il, const float *q, const uint16_t *K, const uint16_t *V, int n_tokens, float *out,
                 ThreadPool &pool);
+    // Builds now the clusters that the decode step over n_tokens tokens of layer `il`
+    // would build first (so that a saved session carries them). Needs n_recent >= 1 (the
+    // token n_tokens - 1 is not written yet and must not be clustered); else a no-op.
+    void prepare(int il, const uint16_t *K, int n_tokens, ThreadPool &pool);
     // The cache was rewound to n_keep tokens: forget clusters covering later tokens.
     void truncate(int n_keep);
+
+    // Saved sessions: the clusters as bytes, so that a restored context does not cluster
+    // its keys again. parse_state checks them (TACTIC_ERR_FORMAT when damaged) without
+    // changing anything and returns null when they were made with other clustering
+    // parameters (the clusters are then rebuilt lazily); adopt_state installs them, with
+    // `keys(il, kh)` giving that layer and KV head's cache rows ([n_ctx][head_dim] f16).
+    struct SavedClusters;
+    std::vector<uint8_t> state_bytes() const;
+    std::shared_ptr<SavedClusters> parse_state(const uint8_t *p, size_t n, int n_past) const;
+    void adopt_state(const SavedClusters &saved, const std::function<const uint16_t *(int, int)> &keys);
 
     // Statistics of the last decode step, one entry per (global layer, query head).
     const std::vector<TacticHeadStat> &last_stats() const;

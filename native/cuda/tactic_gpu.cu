@@ -1,0 +1,956 @@
+// Tactic's decode step for one global layer on the GPU (tactic_gpu.cuh says what each
+// stage does; docs/TACTIC.md, "On the GPU", why). Sizes that change from step to step
+// (tokens cached, clusters per KV head, selected rows) live in device memory, so the
+// step is a fixed sequence of five kernels: capturable in a CUDA graph.
+#include <cub/block/block_reduce.cuh>
+#include <cub/block/block_scan.cuh>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "cuda_ops.cuh"
+#include "cuda_util.cuh"
+#include "tactic_gpu.cuh"
+#include "tactic_gpu.h"
+
+namespace tactic {
+namespace cuda {
+
+namespace {
+
+constexpr int kWarps = 4;        // attention block: 4 warps
+constexpr int kTile = 32;        // list positions per warp and round
+constexpr int kScoreWarps = 8;   // centroid scoring block
+constexpr int kScoreUnroll = 4;  // centroid rows in flight per lane
+constexpr int kSelThreads = 1024;
+constexpr int kMinPerBlock = 64;  // attention: fewest list entries worth a block
+constexpr int kInFlight = 8;      // attention: K or V rows loaded per lane before use
+
+__device__ __forceinline__ void h8_to_f(const uint4 &w, float *f) {
+    const uint32_t ws[4] = {w.x, w.y, w.z, w.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        const float2 t = __half22float2(*reinterpret_cast<const __half2 *>(&ws[i]));
+        f[2 * i] = t.x;
+        f[2 * i + 1] = t.y;
+    }
+}
+
+// A float's bits as an unsigned key of the same order (-0 taken as +0, as == does).
+__device__ __forceinline__ uint32_t order_key(float f) {
+    const uint32_t u = __float_as_uint(f == 0.f ? 0.f : f);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+// A. cscore[h][c] = q_h . centroid_c for the query heads of each KV head (grid.y), the
+// centroids read once for the group. A row of D halves is read by D/8 lanes.
+template <int D, int G>
+__global__ void __launch_bounds__(kScoreWarps * 32) cscore_kernel(TacticLayerDev L, const float *__restrict__ q,
+                                                                  float *__restrict__ cscore) {
+    constexpr int LPT = D / 8, TPW = 32 / LPT;
+    const int kvh = blockIdx.y, group = L.n_head / L.n_head_kv, h0 = kvh * group;
+    const int C = L.n_clusters[kvh];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, slot = lane / LPT, dl = lane % LPT;
+    const int c_first = (blockIdx.x * kScoreWarps + warp) * TPW * kScoreUnroll;
+    if (c_first >= C) return;  // warp-uniform
+    float qr[G][8];
+#pragma unroll
+    for (int h = 0; h < G; h++)
+#pragma unroll
+        for (int i = 0; i < 8; i++) qr[h][i] = h < group ? q[int64_t(h0 + h) * D + dl * 8 + i] : 0.f;
+    const __half *cent = L.cent + int64_t(kvh) * L.cmax * D + dl * 8;
+    uint4 w[kScoreUnroll];
+#pragma unroll
+    for (int u = 0; u < kScoreUnroll; u++) {
+        const int c = c_first + u * TPW + slot;
+        w[u] = c < C ? *reinterpret_cast<const uint4 *>(cent + int64_t(c) * D) : make_uint4(0, 0, 0, 0);
+    }
+#pragma unroll
+    for (int u = 0; u < kScoreUnroll; u++) {
+        const int c = c_first + u * TPW + slot;
+        float f[8];
+        h8_to_f(w[u], f);
+#pragma unroll
+        for (int h = 0; h < G; h++) {
+            float d = 0.f;
+#pragma unroll
+            for (int i = 0; i < 8; i++) d = fmaf(qr[h][i], f[i], d);
+#pragma unroll
+            for (int o = LPT / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+            if (dl == 0 && c < C && h < group) cscore[int64_t(h0 + h) * L.cmax + c] = d;
+        }
+    }
+}
+
+// The weighted cut of B: with clusters ordered by decreasing score (ties: lower index
+// first), the shortest prefix whose weight reaches `need`. Found without sorting: a
+// radix select (4 passes of 8 bits over the scores' order keys, histograms of weight)
+// gives the key T of the cluster where the running weight reaches `need` and the
+// weight `above` of the clusters scoring higher; those are in, and clusters at T are
+// taken by index while the weight is short. sel[c] |= chosen. keys and w are staged in
+// shared memory. Weights are int (tokens) or float (centroid mass: float sums make
+// the cut exact up to rounding).
+constexpr int kCopies = 16;  // copies of each histogram bin (see weighted_cut)
+template <class W>
+__device__ void weighted_cut(const uint32_t *keys, const W *w, int C, W need, uint8_t *sel, W *hist) {
+    using Scan = cub::BlockScan<W, kSelThreads>;
+    __shared__ typename Scan::TempStorage scan_tmp;
+    // hist: 256 bins x kCopies copies (lane & 15), so that lanes of a warp whose clusters
+    // share a bin (scores crowd into a few bins) do not serialize on one address.
+    __shared__ uint32_t s_digit;
+    __shared__ W s_above;
+    const int tid = threadIdx.x;
+    uint32_t prefix = 0, mask = 0;
+    W above = 0;
+    for (int shift = 24; shift >= 0; shift -= 8) {
+        for (int i = tid; i < 256 * kCopies; i += kSelThreads) hist[i] = 0;
+        if (tid == 0) {  // if rounding leaves no bin reaching `need`: the lowest, i.e. more clusters
+            s_digit = 0;
+            s_above = above;
+        }
+        __syncthreads();
+        for (int c = tid; c < C; c += kSelThreads) {
+            const uint32_t k = keys[c];
+            if ((k & mask) == prefix) atomicAdd(&hist[((k >> shift) & 255u) * kCopies + (tid & (kCopies - 1))], w[c]);
+        }
+        __syncthreads();
+        if (tid < 256) {  // each bin's copies added into its copy 0
+            W b = 0;
+#pragma unroll
+            for (int j = 0; j < kCopies; j++) b += hist[tid * kCopies + j];
+            hist[tid * kCopies] = b;
+        }
+        __syncthreads();
+        if (tid < 32) {
+            // Lane l holds bins 8l..8l+7; bins are walked from the top (highest scores).
+            W v[8], sum = 0;
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                v[i] = hist[(tid * 8 + i) * kCopies];
+                sum += v[i];
+            }
+            W incl = sum;  // weight in this lane's bins and every higher lane's
+#pragma unroll
+            for (int o = 1; o < 32; o <<= 1) {
+                const W t = __shfl_down_sync(0xffffffffu, incl, o);
+                if (tid + o < 32) incl += t;
+            }
+            const W before = above + (incl - sum);
+            if (before < need && before + sum >= need) {
+                W run = before;
+                int digit = tid * 8;
+                for (int i = 7; i >= 0; i--) {
+                    if (run + v[i] >= need) {
+                        digit = tid * 8 + i;
+                        break;
+                    }
+                    run += v[i];
+                }
+                s_digit = uint32_t(digit);
+                s_above = run;
+            }
+        }
+        __syncthreads();
+        prefix |= s_digit << shift;
+        mask |= 0xffu << shift;
+        above = s_above;
+        __syncthreads();
+    }
+    W carry = 0;  // weight of the clusters at T with a lower index
+    for (int c0 = 0; c0 < C; c0 += kSelThreads) {
+        const int c = c0 + tid;
+        uint32_t k = 0;
+        W eq = 0;
+        if (c < C) {
+            k = keys[c];
+            if (k == prefix) eq = w[c];
+        }
+        W excl = 0, agg = 0;
+        Scan(scan_tmp).ExclusiveSum(eq, excl, agg);
+        if (c < C && (k > prefix || (k == prefix && above + carry + excl < need))) sel[c] = 1;
+        carry += agg;
+        __syncthreads();
+    }
+}
+
+// B. Per query head (one block each), the clusters it proposes, as the CPU's bounded
+// selector's first prefix (bounded_selection.cpp, step 1): in decreasing centroid score,
+// forced fraction f > 0: until they hold min(n, ceil(f n)) tokens;
+// f = 0: until the centroid mass sum |c| exp(scale q.c) reaches 1 - (1 - P) / 4 of its
+// total and they hold at least kMinTokens tokens.
+// Dynamic shared memory: cmax x (key, tokens, mass) = 12 bytes a cluster.
+constexpr int kMinTokens = 64;  // BoundedConfig::min_init_tokens
+__global__ void __launch_bounds__(kSelThreads) select_kernel(TacticLayerDev L, const int32_t *__restrict__ d_pos,
+                                                             float frac, float p, float scale,
+                                                             const float *__restrict__ cscore,
+                                                             uint8_t *__restrict__ hsel) {
+    extern __shared__ uint32_t sel_smem[];
+    uint32_t *keys = sel_smem;
+    int *tok = reinterpret_cast<int *>(keys + L.cmax);
+    float *mass = reinterpret_cast<float *>(tok + L.cmax);
+    const int h = blockIdx.x, group = L.n_head / L.n_head_kv, kvh = h / group, tid = threadIdx.x;
+    const int C = L.n_clusters[kvh];
+    const int32_t *coff = L.coff + int64_t(kvh) * (L.cmax + 1);
+    const float *cs = cscore + int64_t(h) * L.cmax;
+    uint8_t *sel = hsel + int64_t(h) * L.cmax;
+    const int n = d_pos[0] + 1;
+    const int total = C > 0 ? coff[C] - coff[0] : 0;
+    const int need = frac > 0.f ? min(n, int(ceilf(frac * float(n)))) : kMinTokens;
+    if (need >= total) {
+        for (int c = tid; c < C; c += kSelThreads) sel[c] = 1;
+        return;
+    }
+    float mx = -INFINITY;
+    for (int c = tid; c < C; c += kSelThreads) {
+        const float v = cs[c];
+        keys[c] = order_key(v);
+        tok[c] = coff[c + 1] - coff[c];
+        sel[c] = 0;
+        mx = fmaxf(mx, v);
+    }
+    __syncthreads();
+    __shared__ uint32_t hist_raw[256 * kCopies];  // both cuts share it (int or float bins)
+    weighted_cut<int>(keys, tok, C, need, sel, reinterpret_cast<int *>(hist_raw));
+    if (frac > 0.f) return;
+    // The mass cut: the top score (block max), the masses, their total and the target.
+    using Reduce = cub::BlockReduce<float, kSelThreads>;
+    __shared__ typename Reduce::TempStorage red_tmp;
+    __shared__ float s_max, s_total;
+    mx = Reduce(red_tmp).Reduce(mx, [](float x, float y) { return fmaxf(x, y); });
+    if (tid == 0) s_max = mx;
+    __syncthreads();
+    mx = s_max;
+    float wsum = 0.f;
+    for (int c = tid; c < C; c += kSelThreads) {
+        const float m = float(tok[c]) * expf(scale * (cs[c] - mx));
+        mass[c] = m;
+        wsum += m;
+    }
+    wsum = Reduce(red_tmp).Sum(wsum);
+    if (tid == 0) s_total = wsum;
+    __syncthreads();
+    weighted_cut<float>(keys, mass, C, (1.f - (1.f - p) * 0.25f) * s_total, sel, reinterpret_cast<float *>(hist_raw));
+}
+
+size_t select_smem(int cmax) { return size_t(cmax) * 12; }
+
+// C. Per KV head (one block each): the always-attended tokens (before the clustered
+// range and from its end to n), then the rows of every cluster some query head of the
+// group chose (the GQA union), as one list. ITEMS clusters a thread (C <= ITEMS x 1024),
+// loaded before one block-wide scan; the chosen clusters (first row, list offset, rows)
+// are staged in shared memory (dynamic, 12 bytes x cmax) and each warp then writes whole
+// clusters, lane by lane (coalesced).
+template <int ITEMS>
+__global__ void __launch_bounds__(kSelThreads) union_kernel(TacticLayerDev L, const int32_t *__restrict__ d_pos,
+                                                            const uint8_t *__restrict__ hsel,
+                                                            int32_t *__restrict__ list, int32_t *__restrict__ count) {
+    using Scan = cub::BlockScan<int, kSelThreads>;
+    __shared__ typename Scan::TempStorage scan_tmp;
+    extern __shared__ int32_t uni_smem[];
+    int32_t *e_base = uni_smem, *e_off = uni_smem + L.cmax, *e_sz = uni_smem + 2 * L.cmax;
+    __shared__ int s_n_sel;
+    const int kvh = blockIdx.x, group = L.n_head / L.n_head_kv, tid = threadIdx.x;
+    const int C = L.n_clusters[kvh];
+    const int32_t *coff = L.coff + int64_t(kvh) * (L.cmax + 1);
+    const int n = d_pos[0] + 1;
+    const int cb = min(L.range[0], n), ce = min(max(L.range[1], cb), n);
+    int32_t *lst = list + int64_t(kvh) * L.n_ctx;
+    const int n_always = cb + (n - ce);
+    for (int i = tid; i < n_always; i += kSelThreads) lst[i] = -1 - (i < cb ? i : ce + (i - cb));
+    // Thread tid takes clusters tid * ITEMS .. + ITEMS (consecutive: the scan is in index order).
+    int sz[ITEMS], base[ITEMS], one[ITEMS];
+#pragma unroll
+    for (int i = 0; i < ITEMS; i++) {
+        const int c = tid * ITEMS + i;
+        sz[i] = 0;
+        base[i] = 0;
+        if (c < C) {
+            bool s = false;
+            for (int h = 0; h < group; h++) s |= hsel[int64_t(kvh * group + h) * L.cmax + c] != 0;
+            base[i] = coff[c];
+            if (s) sz[i] = coff[c + 1] - base[i];
+        }
+        one[i] = sz[i] > 0 ? 1 : 0;
+    }
+    int off[ITEMS], idx[ITEMS], agg = 0, n_sel = 0;
+    Scan(scan_tmp).ExclusiveSum(sz, off, agg);
+    __syncthreads();
+    Scan(scan_tmp).ExclusiveSum(one, idx, n_sel);
+#pragma unroll
+    for (int i = 0; i < ITEMS; i++)
+        if (sz[i] > 0) {
+            e_base[idx[i]] = base[i];
+            e_off[idx[i]] = n_always + off[i];
+            e_sz[idx[i]] = sz[i];
+        }
+    if (tid == 0) {
+        count[kvh] = n_always + agg;
+        s_n_sel = n_sel;
+    }
+    __syncthreads();
+    const int warp = tid / 32, lane = tid % 32;
+    for (int e = warp; e < s_n_sel; e += kSelThreads / 32)
+        for (int j = lane; j < e_sz[e]; j += 32) lst[e_off[e] + j] = e_base[e] + j;
+}
+
+// The attention blocks that do work: enough that each has kMinPerBlock entries.
+__device__ __forceinline__ int active_blocks(int64_t tot, int nb) {
+    const int64_t want = (tot + kMinPerBlock - 1) / kMinPerBlock;
+    return int(want < 1 ? 1 : want > nb ? nb : want);
+}
+
+// D. Sparse attention. The lists of all KV heads, end to end, are cut into equal pieces,
+// one a block: a KV head with a long list gets more blocks, so unequal budgets do not
+// leave multiprocessors idle. A block whose piece spans several KV heads writes one
+// partial (max, sum, acc) per head of each; the rows of heads it did not touch say empty.
+// Inside a piece: tiles of 32 entries a warp; each K/V row read by D/8 lanes, 16 bytes
+// each; scores for every query head of the group, online softmax, values.
+template <int D, int G>
+__global__ void __launch_bounds__(kWarps * 32) attend_kernel(TacticLayerDev L, const float *__restrict__ q,
+                                                             float scale, const int32_t *__restrict__ list,
+                                                             const int32_t *__restrict__ count,
+                                                             float *__restrict__ part_acc, float *__restrict__ part_ml,
+                                                             int nb) {
+    constexpr int LPT = D / 8, TPW = 32 / LPT, STEPS = kTile / TPW;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, slot = lane / LPT, dl = lane % LPT;
+    const int H = L.n_head, Hkv = L.n_head_kv, group = H / Hkv;
+    const int b = blockIdx.x;
+    constexpr int kMaxKv = 64;
+    __shared__ int s_cnt[kMaxKv];
+    for (int k = threadIdx.x; k < Hkv && k < kMaxKv; k += kWarps * 32) s_cnt[k] = count[k];
+    __syncthreads();
+    int64_t tot = 0;
+    for (int k = 0; k < Hkv; k++) tot += k < kMaxKv ? s_cnt[k] : count[k];
+    const int nbe = active_blocks(tot, nb);
+    const int64_t r0 = b < nbe ? tot * b / nbe : tot, r1 = b < nbe ? tot * (b + 1) / nbe : tot;
+
+    __shared__ float s_p[kWarps][G][kTile];
+    __shared__ float s_acc[kWarps][G][D];
+    __shared__ float s_m[kWarps][G], s_l[kWarps][G];
+
+    int64_t start = 0;
+    for (int kvh = 0; kvh < Hkv; kvh++) {
+        const int cnt = kvh < kMaxKv ? s_cnt[kvh] : count[kvh];
+        const int s0 = int(max(r0, start) - start), s1 = int(min(r1, start + cnt) - start);
+        start += cnt;
+        const int h0 = kvh * group;
+        if (s0 >= s1) {  // block-uniform
+            if (threadIdx.x < group) {
+                part_ml[(int64_t(b) * H + h0 + threadIdx.x) * 2] = -INFINITY;
+                part_ml[(int64_t(b) * H + h0 + threadIdx.x) * 2 + 1] = 0.f;
+            }
+            continue;
+        }
+        const int32_t *lst = list + int64_t(kvh) * L.n_ctx;
+        const __half *Kc = L.k_cache + int64_t(kvh) * L.n_ctx * D + dl * 8;
+        const __half *Vc = L.v_cache + int64_t(kvh) * L.n_ctx * D + dl * 8;
+        const __half *Ks = L.ks + int64_t(kvh) * L.cap * D + dl * 8;
+        const __half *Vs = L.vs + int64_t(kvh) * L.cap * D + dl * 8;
+        float qr[G][8], acc[G][8], m[G], l[G];
+#pragma unroll
+        for (int h = 0; h < G; h++) {
+            m[h] = -INFINITY;
+            l[h] = 0.f;
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                qr[h][i] = h < group ? q[int64_t(h0 + h) * D + dl * 8 + i] * scale : 0.f;
+                acc[h][i] = 0.f;
+            }
+        }
+        // Lane t holds the list entry of tile slot t; the next tile's is fetched ahead.
+        auto entry = [&](int t) { return t < s1 ? lst[t + min(lane, min(kTile, s1 - t) - 1)] : 0; };
+        int my_code = entry(s0 + warp * kTile);
+        for (int t0 = s0 + warp * kTile; t0 < s1; t0 += kWarps * kTile) {
+            const int n_in = min(kTile, s1 - t0);
+            const int next_code = entry(t0 + kWarps * kTile);
+            // D <= 128: every K and V row of the tile requested at once (one memory round
+            // trip for both); D = 256: K then V, kInFlight rows at a time.
+            constexpr bool kAll = STEPS <= 16;
+            constexpr int kVA = kAll ? STEPS : 1;
+            uint4 vall[kVA];
+            if constexpr (kAll) {
+                uint4 kall[STEPS];
+#pragma unroll
+                for (int s = 0; s < STEPS; s++) {
+                    const int code = __shfl_sync(0xffffffffu, my_code, s * TPW + slot);
+                    const int64_t ko = code >= 0 ? int64_t(code) * D : int64_t(-1 - code) * D;
+                    kall[s] = *reinterpret_cast<const uint4 *>((code >= 0 ? Ks : Kc) + ko);
+                    vall[s] = *reinterpret_cast<const uint4 *>((code >= 0 ? Vs : Vc) + ko);
+                }
+#pragma unroll
+                for (int s = 0; s < STEPS; s++) {
+                    float kf[8];
+                    h8_to_f(kall[s], kf);
+                    const int t = s * TPW + slot;
+#pragma unroll
+                    for (int h = 0; h < G; h++) {
+                        float d = 0.f;
+#pragma unroll
+                        for (int i = 0; i < 8; i++) d = fmaf(qr[h][i], kf[i], d);
+#pragma unroll
+                        for (int o = LPT / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+                        if (dl == 0) s_p[warp][h][t] = t < n_in ? d : -INFINITY;
+                    }
+                }
+            }
+            // 1. scores
+#pragma unroll
+            for (int s0 = 0; s0 < (kAll ? 0 : STEPS); s0 += kInFlight) {
+                uint4 kw[kInFlight];
+#pragma unroll
+                for (int s = 0; s < kInFlight; s++) {
+                    if (s0 + s < STEPS) {
+                        const int code = __shfl_sync(0xffffffffu, my_code, (s0 + s) * TPW + slot);
+                        const __half *row = code >= 0 ? Ks + int64_t(code) * D : Kc + int64_t(-1 - code) * D;
+                        kw[s] = *reinterpret_cast<const uint4 *>(row);
+                    }
+                }
+#pragma unroll
+                for (int s = 0; s < kInFlight; s++) {
+                    if (s0 + s < STEPS) {
+                        float kf[8];
+                        h8_to_f(kw[s], kf);
+                        const int t = (s0 + s) * TPW + slot;
+#pragma unroll
+                        for (int h = 0; h < G; h++) {
+                            float d = 0.f;
+#pragma unroll
+                            for (int i = 0; i < 8; i++) d = fmaf(qr[h][i], kf[i], d);
+#pragma unroll
+                            for (int o = LPT / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+                            if (dl == 0) s_p[warp][h][t] = t < n_in ? d : -INFINITY;
+                        }
+                    }
+                }
+            }
+            __syncwarp();
+            // 2. online softmax, lane = entry of the tile
+#pragma unroll
+            for (int h = 0; h < G; h++) {
+                const float sv = s_p[warp][h][lane];
+                const float m_new = fmaxf(m[h], warp_max(sv));
+                const float alpha = expf(m[h] - m_new);
+                const float p = expf(sv - m_new);
+                l[h] = l[h] * alpha + warp_sum(p);
+                m[h] = m_new;
+                s_p[warp][h][lane] = p;
+#pragma unroll
+                for (int i = 0; i < 8; i++) acc[h][i] *= alpha;
+            }
+            __syncwarp();
+            // 3. values
+            if constexpr (kAll) {
+#pragma unroll
+                for (int s = 0; s < STEPS; s++) {
+                    float vf[8];
+                    h8_to_f(vall[s], vf);
+                    const int t = s * TPW + slot;
+#pragma unroll
+                    for (int h = 0; h < G; h++) {
+                        const float p = s_p[warp][h][t];
+#pragma unroll
+                        for (int i = 0; i < 8; i++) acc[h][i] = fmaf(p, vf[i], acc[h][i]);
+                    }
+                }
+            }
+#pragma unroll
+            for (int s0 = 0; s0 < (kAll ? 0 : STEPS); s0 += kInFlight) {
+                uint4 vw[kInFlight];
+#pragma unroll
+                for (int s = 0; s < kInFlight; s++) {
+                    if (s0 + s < STEPS) {
+                        const int code = __shfl_sync(0xffffffffu, my_code, (s0 + s) * TPW + slot);
+                        const __half *row = code >= 0 ? Vs + int64_t(code) * D : Vc + int64_t(-1 - code) * D;
+                        vw[s] = *reinterpret_cast<const uint4 *>(row);
+                    }
+                }
+#pragma unroll
+                for (int s = 0; s < kInFlight; s++) {
+                    if (s0 + s < STEPS) {
+                        float vf[8];
+                        h8_to_f(vw[s], vf);
+                        const int t = (s0 + s) * TPW + slot;
+#pragma unroll
+                        for (int h = 0; h < G; h++) {
+                            const float p = s_p[warp][h][t];
+#pragma unroll
+                            for (int i = 0; i < 8; i++) acc[h][i] = fmaf(p, vf[i], acc[h][i]);
+                        }
+                    }
+                }
+            }
+            __syncwarp();
+            my_code = next_code;
+        }
+        // The token slots of a warp hold parts of the sum; then merge the warps.
+#pragma unroll
+        for (int h = 0; h < G; h++)
+#pragma unroll
+            for (int i = 0; i < 8; i++)
+#pragma unroll
+                for (int o = LPT; o < 32; o <<= 1) acc[h][i] += __shfl_xor_sync(0xffffffffu, acc[h][i], o);
+        if (slot == 0) {
+#pragma unroll
+            for (int h = 0; h < G; h++)
+#pragma unroll
+                for (int i = 0; i < 8; i++) s_acc[warp][h][dl * 8 + i] = acc[h][i];
+        }
+        if (lane == 0) {
+#pragma unroll
+            for (int h = 0; h < G; h++) {
+                s_m[warp][h] = m[h];
+                s_l[warp][h] = l[h];
+            }
+        }
+        __syncthreads();
+        for (int e = threadIdx.x; e < group * D; e += kWarps * 32) {
+            const int h = e / D, d = e % D;
+            float M = -INFINITY;
+#pragma unroll
+            for (int w = 0; w < kWarps; w++) M = fmaxf(M, s_m[w][h]);
+            float A = 0.f, S = 0.f;
+            if (M != -INFINITY) {
+#pragma unroll
+                for (int w = 0; w < kWarps; w++) {
+                    const float f = expf(s_m[w][h] - M);
+                    A = fmaf(f, s_acc[w][h][d], A);
+                    S = fmaf(f, s_l[w][h], S);
+                }
+            }
+            const int64_t row = int64_t(b) * H + h0 + h;
+            part_acc[row * D + d] = A;
+            if (d == 0) {
+                part_ml[row * 2] = M;
+                part_ml[row * 2 + 1] = S;
+            }
+        }
+        __syncthreads();  // s_acc and s_p are reused by the next KV head
+    }
+}
+
+// E. out[h] = sum_b e^(m_b - M) acc_b / sum_b e^(m_b - M) l_b over the blocks that
+// worked on head h's KV head (found from the counts, as the attention kernel cut them).
+// The blocks' rows are read in parallel (a loop of dependent L2 reads would cost more
+// than the attention itself): M by a block-wide max, then each warp sums a share of the
+// rows (lane = 4 dimensions a step), the warps' sums added in shared memory.
+constexpr int kMergeThreads = 256;
+__global__ void __launch_bounds__(kMergeThreads) merge_kernel(TacticLayerDev L, const int32_t *__restrict__ count,
+                                                              const float *__restrict__ part_acc,
+                                                              const float *__restrict__ part_ml, int nb,
+                                                              float *__restrict__ out) {
+    constexpr int kW = kMergeThreads / 32;
+    using Reduce = cub::BlockReduce<float, kMergeThreads>;
+    __shared__ typename Reduce::TempStorage red_tmp;
+    __shared__ float s_M, s_S[kW], s_A[kW][256];
+    const int h = blockIdx.x, H = L.n_head, Hkv = L.n_head_kv, D = L.head_dim, kvh = h / (H / Hkv);
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    int64_t tot = 0, start = 0;
+    for (int k = 0; k < Hkv; k++) {
+        if (k == kvh) start = tot;
+        tot += count[k];
+    }
+    const int64_t end = start + count[kvh];
+    const int nbe = active_blocks(tot, nb);
+    const int b_lo = tot > 0 ? int(max(int64_t(0), start * nbe / tot - 1)) : 0;
+    const int b_hi = tot > 0 ? int(min(int64_t(nbe), end * nbe / tot + 2)) : 0;
+    float m = -INFINITY;
+    for (int b = b_lo + tid; b < b_hi; b += kMergeThreads) m = fmaxf(m, part_ml[(int64_t(b) * H + h) * 2]);
+    m = Reduce(red_tmp).Reduce(m, [](float x, float y) { return fmaxf(x, y); });
+    if (tid == 0) s_M = m;
+    __syncthreads();
+    const float M = s_M;
+    float A[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f}, S = 0.f;  // lane: dims 4 lane + 128 i, i < D / 128
+    if (M != -INFINITY) {
+        for (int b = b_lo + warp; b < b_hi; b += kW) {
+            const int64_t row = int64_t(b) * H + h;
+            const float mb = part_ml[row * 2];
+            if (mb == -INFINITY) continue;  // warp-uniform
+            const float f = expf(mb - M);
+            S = fmaf(f, part_ml[row * 2 + 1], S);
+            for (int i = 0; 4 * lane + 128 * i < D; i++) {
+                const float4 a4 = *reinterpret_cast<const float4 *>(part_acc + row * D + 4 * lane + 128 * i);
+                A[4 * i] = fmaf(f, a4.x, A[4 * i]);
+                A[4 * i + 1] = fmaf(f, a4.y, A[4 * i + 1]);
+                A[4 * i + 2] = fmaf(f, a4.z, A[4 * i + 2]);
+                A[4 * i + 3] = fmaf(f, a4.w, A[4 * i + 3]);
+            }
+        }
+    }
+    for (int i = 0; 4 * lane + 128 * i < D; i++)
+        for (int j = 0; j < 4; j++) s_A[warp][4 * lane + 128 * i + j] = A[4 * i + j];
+    if (lane == 0) s_S[warp] = S;
+    __syncthreads();
+    for (int d = tid; d < D; d += kMergeThreads) {
+        float a = 0.f, sum = 0.f;
+        for (int w = 0; w < kW; w++) {
+            a += s_A[w][d];
+            sum += s_S[w];
+        }
+        out[int64_t(h) * D + d] = sum > 0.f ? a / sum : 0.f;
+    }
+}
+
+__global__ void pack_kernel(const __half *__restrict__ k_cache, const __half *__restrict__ v_cache, int n_ctx, int D,
+                            const int32_t *__restrict__ order, int cap, int len, __half *__restrict__ ks,
+                            __half *__restrict__ vs) {
+    const int g = blockIdx.y, chunks = D / 8;
+    const int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+    if (e >= int64_t(len) * chunks) return;
+    const int o = int(e / chunks), j = int(e % chunks);
+    const int64_t src = (int64_t(g) * n_ctx + order[int64_t(g) * cap + o]) * D + j * 8;
+    const int64_t dst = (int64_t(g) * cap + o) * D + j * 8;
+    *reinterpret_cast<uint4 *>(ks + dst) = *reinterpret_cast<const uint4 *>(k_cache + src);
+    *reinterpret_cast<uint4 *>(vs + dst) = *reinterpret_cast<const uint4 *>(v_cache + src);
+}
+
+int g_of(int group) { return group <= 1 ? 1 : group <= 2 ? 2 : group <= 4 ? 4 : 8; }
+
+template <int D>
+void score_d(const TacticLayerDev &L, const float *q, float *cscore, cudaStream_t s) {
+    constexpr int TPW = 32 / (D / 8);
+    const int per_block = kScoreWarps * TPW * kScoreUnroll;
+    dim3 grid(unsigned(std::max(1, (L.cmax + per_block - 1) / per_block)), unsigned(L.n_head_kv));
+    switch (g_of(L.n_head / L.n_head_kv)) {
+        case 1: cscore_kernel<D, 1><<<grid, kScoreWarps * 32, 0, s>>>(L, q, cscore); break;
+        case 2: cscore_kernel<D, 2><<<grid, kScoreWarps * 32, 0, s>>>(L, q, cscore); break;
+        case 4: cscore_kernel<D, 4><<<grid, kScoreWarps * 32, 0, s>>>(L, q, cscore); break;
+        default: cscore_kernel<D, 8><<<grid, kScoreWarps * 32, 0, s>>>(L, q, cscore); break;
+    }
+}
+
+template <int D, int G>
+void attend_dg(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
+    attend_kernel<D, G><<<unsigned(b.n_blocks), kWarps * 32, 0, s>>>(L, a.q, a.scale, b.list, b.count, b.part_acc,
+                                                                     b.part_ml, b.n_blocks);
+}
+
+template <int D>
+void attend_d(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
+    switch (g_of(L.n_head / L.n_head_kv)) {
+        case 1: attend_dg<D, 1>(L, a, b, s); break;
+        case 2: attend_dg<D, 2>(L, a, b, s); break;
+        case 4: attend_dg<D, 4>(L, a, b, s); break;
+        default: attend_dg<D, 8>(L, a, b, s); break;
+    }
+}
+
+template <int D, int G>
+int occupancy() {
+    int n = 0;
+    TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attend_kernel<D, G>, kWarps * 32, 0));
+    return std::max(1, n);
+}
+
+template <int D>
+int occupancy_g(int group) {
+    switch (g_of(group)) {
+        case 1: return occupancy<D, 1>();
+        case 2: return occupancy<D, 2>();
+        case 4: return occupancy<D, 4>();
+        default: return occupancy<D, 8>();
+    }
+}
+
+}  // namespace
+
+int tactic_attn_blocks(int head_dim, int group) {
+    const int occ = head_dim == 64 ? occupancy_g<64>(group) : head_dim == 128 ? occupancy_g<128>(group)
+                                                                               : occupancy_g<256>(group);
+    return occ * sm_count();
+}
+
+void tactic_score_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
+    switch (L.head_dim) {
+        case 64: score_d<64>(L, a.q, b.cscore, s); break;
+        case 128: score_d<128>(L, a.q, b.cscore, s); break;
+        default: score_d<256>(L, a.q, b.cscore, s); break;
+    }
+}
+
+void tactic_select_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
+    const size_t smem = select_smem(L.cmax);
+    TACTIC_CHECK(L.cmax <= tactic_max_clusters(), TACTIC_ERR_UNSUPPORTED,
+                 "Tactic on CUDA: more than " + std::to_string(tactic_max_clusters()) + " clusters per KV head");
+    select_kernel<<<unsigned(L.n_head), kSelThreads, smem, s>>>(L, a.d_pos, a.force_fraction, a.p, a.scale,
+                                                                  b.cscore, b.hsel);
+}
+
+void tactic_union_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
+    const unsigned g = unsigned(L.n_head_kv);
+    const size_t smem = select_smem(L.cmax);  // the same 12 bytes a cluster
+    if (L.cmax <= kSelThreads * 2) union_kernel<2><<<g, kSelThreads, smem, s>>>(L, a.d_pos, b.hsel, b.list, b.count);
+    else if (L.cmax <= kSelThreads * 4) union_kernel<4><<<g, kSelThreads, smem, s>>>(L, a.d_pos, b.hsel, b.list, b.count);
+    else if (L.cmax <= kSelThreads * 8) union_kernel<8><<<g, kSelThreads, smem, s>>>(L, a.d_pos, b.hsel, b.list, b.count);
+    else union_kernel<16><<<g, kSelThreads, smem, s>>>(L, a.d_pos, b.hsel, b.list, b.count);
+}
+
+namespace {
+// The selection stages every cluster's key, tokens and mass in shared memory: as many
+// clusters as the device's opt-in shared memory leaves beside the kernels' own.
+int g_max_clusters = 0;
+}  // namespace
+
+int tactic_max_clusters() {
+    if (g_max_clusters == 0) {
+        int dev = 0, optin = 0;
+        TACTIC_CU(cudaGetDevice(&dev));
+        TACTIC_CU(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+        size_t static_max = 0;
+        for (const void *f : {reinterpret_cast<const void *>(select_kernel), reinterpret_cast<const void *>(union_kernel<16>)}) {
+            cudaFuncAttributes fa;
+            TACTIC_CU(cudaFuncGetAttributes(&fa, f));
+            static_max = std::max(static_max, fa.sharedSizeBytes);
+        }
+        const int fit = int((size_t(optin) - static_max - 1024) / 12);
+        g_max_clusters = std::max(kSelThreads, std::min(16 * kSelThreads, fit / kSelThreads * kSelThreads));
+    }
+    return g_max_clusters;
+}
+
+void tactic_init_kernels() {
+    const int smem = int(select_smem(tactic_max_clusters()));
+    TACTIC_CU(cudaFuncSetAttribute(select_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(union_kernel<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(union_kernel<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(union_kernel<8>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(union_kernel<16>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+}
+
+void tactic_attend_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
+    switch (L.head_dim) {
+        case 64: attend_d<64>(L, a, b, s); break;
+        case 128: attend_d<128>(L, a, b, s); break;
+        default: attend_d<256>(L, a, b, s); break;
+    }
+}
+
+void tactic_merge_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
+    merge_kernel<<<unsigned(L.n_head), kMergeThreads, 0, s>>>(L, b.count, b.part_acc, b.part_ml, b.n_blocks, a.out);
+}
+
+void tactic_step_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
+    tactic_score_dev(L, a, b, s);
+    tactic_select_dev(L, a, b, s);
+    tactic_union_dev(L, a, b, s);
+    tactic_attend_dev(L, a, b, s);
+    tactic_merge_dev(L, a, b, s);
+}
+
+void tactic_pack_dev(const __half *k_cache, const __half *v_cache, int n_head_kv, int n_ctx, int D,
+                     const int32_t *order, int cap, int len, __half *ks, __half *vs, cudaStream_t s) {
+    if (len <= 0) return;
+    const int64_t n = int64_t(len) * (D / 8);
+    dim3 grid(unsigned((n + 255) / 256), unsigned(n_head_kv));
+    pack_kernel<<<grid, 256, 0, s>>>(k_cache, v_cache, n_ctx, D, order, cap, len, ks, vs);
+}
+
+// ---- host-in / host-out harness (tests and benchmarks) ------------------------------
+
+namespace {
+
+// One copy of a layer's device data (benchmarks rotate several, so that repeats read
+// device memory, not the L2 cache, as a real step after 31 other layers would).
+struct LayerCopy {
+    DevBuf kc, vc, ks, vs, cent, coff, ncl, range;
+    LayerCopy(size_t kv, size_t sorted, size_t cent_b, size_t coff_b, size_t ncl_b)
+        : kc(kv), vc(kv), ks(sorted), vs(sorted), cent(cent_b), coff(coff_b), ncl(ncl_b), range(2 * sizeof(int32_t)) {}
+};
+
+void copy_d2d(DevBuf &dst, const DevBuf &src) {
+    if (src.size()) TACTIC_CU(cudaMemcpy(dst.as<void>(), src.as<void>(), src.size(), cudaMemcpyDeviceToDevice));
+}
+
+}  // namespace
+
+void tactic_step_host(const TacticStepHost &in) {
+    require_device();
+    TACTIC_CHECK(in.cmax <= tactic_max_clusters(), TACTIC_ERR_UNSUPPORTED,
+                 "tactic_step: at most " + std::to_string(tactic_max_clusters()) + " clusters per KV head");
+    tactic_init_kernels();
+    const int D = in.head_dim, Hkv = in.n_head_kv, H = in.n_head, group = H / Hkv;
+    const int len = in.c_end - in.c_begin, cap = std::max(1, len), cmax = std::max(1, in.cmax);
+    const size_t kv_b = sizeof(__half) * size_t(Hkv) * in.n_ctx * D;
+    const size_t sorted_b = sizeof(__half) * size_t(Hkv) * cap * D;
+    const size_t cent_b = sizeof(__half) * size_t(Hkv) * cmax * D;
+    const size_t coff_b = sizeof(int32_t) * size_t(Hkv) * (cmax + 1), ncl_b = sizeof(int32_t) * size_t(Hkv);
+    const size_t per_copy = 2 * kv_b + 2 * sorted_b + cent_b + coff_b;
+    int copies = 1;
+    if (options().bench_iters > 0 && options().tactic_copies > 0) {
+        copies = options().tactic_copies;
+    } else if (options().bench_iters > 0) {
+        size_t free_b = 0, total_b = 0;
+        TACTIC_CU(cudaMemGetInfo(&free_b, &total_b));
+        const size_t want = (size_t(256) << 20) / std::max<size_t>(1, cent_b) + 1;
+        const size_t fit = std::max<size_t>(1, free_b / 2 / per_copy);
+        copies = int(std::min<size_t>({want, fit, 32}));
+    }
+    std::vector<LayerCopy> lc;
+    lc.reserve(size_t(copies));
+    for (int i = 0; i < copies; i++) lc.emplace_back(kv_b, sorted_b, cent_b, coff_b, ncl_b);
+
+    cudaStream_t st = nullptr;
+    TACTIC_CU(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    struct StreamGuard {
+        cudaStream_t s;
+        ~StreamGuard() { cudaStreamDestroy(s); }
+    } guard_st{st};
+
+    // Copy 0 from the host, packed on the device; the others copied from it.
+    LayerCopy &c0 = lc[0];
+    c0.kc.upload(in.k, kv_b);
+    c0.vc.upload(in.v, kv_b);
+    std::vector<int32_t> order_pad(size_t(Hkv) * cap, 0), coff_h(size_t(Hkv) * (cmax + 1), 0);
+    for (int g = 0; g < Hkv; g++) {
+        for (int o = 0; o < len; o++) order_pad[size_t(g) * cap + o] = in.order[size_t(g) * len + o];
+        for (int c = 0; c <= in.cmax; c++) coff_h[size_t(g) * (cmax + 1) + c] = in.offsets[size_t(g) * (in.cmax + 1) + c];
+    }
+    DevBuf d_order(sizeof(int32_t) * order_pad.size()), d_cent32(sizeof(float) * size_t(Hkv) * cmax * D);
+    d_order.upload(order_pad.data(), d_order.size());
+    TACTIC_CU(cudaMemset(d_cent32.as<void>(), 0, d_cent32.size()));
+    for (int g = 0; g < Hkv; g++)
+        if (in.cmax > 0)
+            TACTIC_CU(cudaMemcpy(d_cent32.as<float>() + size_t(g) * cmax * D, in.centroids + size_t(g) * in.cmax * D,
+                                 sizeof(float) * size_t(in.cmax) * D, cudaMemcpyHostToDevice));
+    to_f16_dev(d_cent32.as<float>(), int64_t(Hkv) * cmax * D, c0.cent.as<__half>(), st);
+    tactic_pack_dev(c0.kc.as<__half>(), c0.vc.as<__half>(), Hkv, in.n_ctx, D, d_order.as<int32_t>(), cap, len,
+                    c0.ks.as<__half>(), c0.vs.as<__half>(), st);
+    TACTIC_CU(cudaStreamSynchronize(st));
+    check_launch("tactic pack");
+    c0.coff.upload(coff_h.data(), coff_b);
+    c0.ncl.upload(in.n_clusters, ncl_b);
+    const int32_t range_h[2] = {in.c_begin, in.c_end};
+    c0.range.upload(range_h, sizeof(range_h));
+    for (int i = 1; i < copies; i++) {
+        LayerCopy &c = lc[size_t(i)];
+        copy_d2d(c.kc, c0.kc);
+        copy_d2d(c.vc, c0.vc);
+        copy_d2d(c.ks, c0.ks);
+        copy_d2d(c.vs, c0.vs);
+        copy_d2d(c.cent, c0.cent);
+        copy_d2d(c.coff, c0.coff);
+        copy_d2d(c.ncl, c0.ncl);
+        copy_d2d(c.range, c0.range);
+    }
+
+    std::vector<TacticLayerDev> layers(static_cast<size_t>(copies));
+    for (int i = 0; i < copies; i++) {
+        TacticLayerDev &L = layers[size_t(i)];
+        LayerCopy &c = lc[size_t(i)];
+        L.k_cache = c.kc.as<__half>();
+        L.v_cache = c.vc.as<__half>();
+        L.ks = c.ks.as<__half>();
+        L.vs = c.vs.as<__half>();
+        L.cent = c.cent.as<__half>();
+        L.coff = c.coff.as<int32_t>();
+        L.n_clusters = c.ncl.as<int32_t>();
+        L.range = c.range.as<int32_t>();
+        L.n_head = H;
+        L.n_head_kv = Hkv;
+        L.head_dim = D;
+        L.n_ctx = in.n_ctx;
+        L.cap = cap;
+        L.cmax = cmax;
+    }
+
+    TacticStepBufs bufs;
+    bufs.n_blocks = options().tactic_blocks > 0 ? options().tactic_blocks : tactic_attn_blocks(D, group);
+    DevBuf d_cscore(sizeof(float) * size_t(H) * cmax), d_hsel(size_t(H) * cmax);
+    DevBuf d_list(sizeof(int32_t) * size_t(Hkv) * in.n_ctx), d_count(sizeof(int32_t) * size_t(Hkv));
+    DevBuf d_pacc(sizeof(float) * size_t(bufs.n_blocks) * H * D), d_pml(sizeof(float) * size_t(bufs.n_blocks) * H * 2);
+    DevBuf d_q(sizeof(float) * size_t(H) * D), d_out(sizeof(float) * size_t(H) * D), d_pos(sizeof(int32_t));
+    bufs.cscore = d_cscore.as<float>();
+    bufs.hsel = d_hsel.as<uint8_t>();
+    bufs.list = d_list.as<int32_t>();
+    bufs.count = d_count.as<int32_t>();
+    bufs.part_acc = d_pacc.as<float>();
+    bufs.part_ml = d_pml.as<float>();
+    d_q.upload(in.q, d_q.size());
+    const int32_t pos = in.n_tokens - 1;
+    d_pos.upload(&pos, sizeof(pos));
+    d_out.poison();
+    d_pacc.poison();  // rows no block wrote must never be read
+    TacticStepArgs args;
+    args.q = d_q.as<float>();
+    args.d_pos = d_pos.as<int32_t>();
+    args.scale = in.scale;
+    args.force_fraction = in.force_fraction;
+    args.p = in.p;
+    args.out = d_out.as<float>();
+
+    // A graph of `stage` (kStages: 0 score, 1 select, 2 union, 3 attend, 4 merge, 5 all) over every copy.
+    constexpr int kStages = 6;
+    auto capture = [&](int stage, int n_copies) {
+        TACTIC_CU(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+        for (int i = 0; i < n_copies; i++) {
+            const TacticLayerDev &L = layers[size_t(i)];
+            if (stage == 0) tactic_score_dev(L, args, bufs, st);
+            else if (stage == 1) tactic_select_dev(L, args, bufs, st);
+            else if (stage == 2) tactic_union_dev(L, args, bufs, st);
+            else if (stage == 3) tactic_attend_dev(L, args, bufs, st);
+            else if (stage == 4) tactic_merge_dev(L, args, bufs, st);
+            else tactic_step_dev(L, args, bufs, st);
+        }
+        cudaGraph_t g = nullptr;
+        TACTIC_CU(cudaStreamEndCapture(st, &g));
+        cudaGraphExec_t exec = nullptr;
+        const cudaError_t e = cudaGraphInstantiate(&exec, g, 0);
+        cudaGraphDestroy(g);
+        TACTIC_CU(e);
+        return exec;
+    };
+
+    // The result: the whole step replayed once from a graph (as the decode graph will).
+    {
+        cudaGraphExec_t exec = capture(kStages - 1, 1);
+        const cudaError_t e = cudaGraphLaunch(exec, st);
+        const cudaError_t e2 = cudaStreamSynchronize(st);
+        cudaGraphExecDestroy(exec);
+        TACTIC_CU(e);
+        TACTIC_CU(e2);
+        check_launch("tactic step");
+    }
+    d_out.download(in.out, sizeof(float) * size_t(H) * D);
+    std::vector<int32_t> counts(static_cast<size_t>(Hkv));
+    d_count.download(counts.data(), sizeof(int32_t) * size_t(Hkv));
+    std::vector<int32_t> lst(static_cast<size_t>(Hkv) * in.n_ctx);
+    d_list.download(lst.data(), d_list.size());
+    for (int g = 0; g < Hkv; g++) {
+        in.n_selected[g] = counts[size_t(g)];
+        for (int j = 0; j < counts[size_t(g)]; j++) {
+            const int32_t code = lst[size_t(g) * in.n_ctx + j];
+            in.selected[size_t(g) * in.n_tokens + j] = code < 0 ? -1 - code : in.order[size_t(g) * len + code];
+        }
+    }
+
+    if (options().bench_iters <= 0 || !in.stage_ms) return;
+    const int reps = std::max(1, options().bench_iters / copies);
+    cudaEvent_t e0, e1;
+    TACTIC_CU(cudaEventCreate(&e0));
+    TACTIC_CU(cudaEventCreate(&e1));
+    for (int stage = 0; stage < kStages; stage++) {
+        cudaGraphExec_t exec = capture(stage, copies);
+        TACTIC_CU(cudaGraphLaunch(exec, st));  // warm-up
+        std::vector<float> per_step;
+        for (int trial = 0; trial < 5; trial++) {
+            TACTIC_CU(cudaEventRecord(e0, st));
+            for (int r = 0; r < reps; r++) TACTIC_CU(cudaGraphLaunch(exec, st));
+            TACTIC_CU(cudaEventRecord(e1, st));
+            TACTIC_CU(cudaEventSynchronize(e1));
+            float ms = 0;
+            TACTIC_CU(cudaEventElapsedTime(&ms, e0, e1));
+            per_step.push_back(ms / float(reps * copies));
+        }
+        cudaGraphExecDestroy(exec);
+        std::sort(per_step.begin(), per_step.end());
+        in.stage_ms[stage] = per_step[2];
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    check_launch("tactic step bench");
+    in.stage_ms[kStages] = copies;
+}
+
+}  // namespace cuda
+}  // namespace tactic

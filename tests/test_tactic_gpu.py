@@ -1,0 +1,411 @@
+"""Tactic's GPU decode step (native/cuda/tactic_gpu.cu) held equal to a numpy twin.
+
+The twin is written from the CPU's bounded selector under tactic_force_fraction
+(native/src/tactic/bounded_selection.cpp, step 1: each query head takes clusters in
+decreasing q . centroid, ties by lower index, until they hold ceil(f n) tokens, f and n
+multiplied in float32 as the CPU does; the KV group takes the union of its heads'
+clusters) plus every token outside the clustered range. The GPU step must pick the same
+token sets on the same clusters and queries (except clusters whose centroid score ties
+the cut within float tolerance) and attend them exactly (float64 reference).
+GPU tests skip where no GPU is usable; without one the call must fail cleanly."""
+
+import math
+
+import numpy as np
+import pytest
+
+from pytactic._native import ffi, lib
+
+TACTIC_ERR_INVALID_ARGUMENT = 1
+TACTIC_ERR_UNSUPPORTED = 4
+
+
+def gpu_count():
+    return int(lib.tactic_cuda_device_count())
+
+
+needs_gpu = pytest.mark.skipif(gpu_count() == 0, reason="no usable CUDA GPU (the GPU step cannot run here)")
+
+
+def ptr(a, ctype):
+    return ffi.cast(ctype, ffi.from_buffer(a))
+
+
+def clustered_cache(rng, n_head_kv, n_ctx, D, n_mix=40):
+    """Keys from a mixture of Gaussians (centres + smaller within-component noise), so
+    that clusters and centroid order mean something; values standard normal."""
+    centres = rng.standard_normal((n_head_kv, n_mix, D)) * 1.5
+    comp = rng.integers(0, n_mix, size=(n_head_kv, n_ctx))
+    K = np.take_along_axis(centres, comp[..., None], axis=1) + 0.5 * rng.standard_normal((n_head_kv, n_ctx, D))
+    V = rng.standard_normal((n_head_kv, n_ctx, D))
+    return K.astype(np.float16), V.astype(np.float16)
+
+
+def kmeans_layout(rng, K, c_begin, c_end, cluster_size, iters=4):
+    """Per KV head: Lloyd iterations on the keys of [c_begin, c_end); returns order
+    [Hkv][len], offsets [Hkv][cmax + 1], n_clusters [Hkv], centroids [Hkv][cmax][D]."""
+    n_head_kv, _, D = K.shape
+    length = c_end - c_begin
+    c0 = max(1, round(length / cluster_size))
+    orders, offs, ncl, cents = [], [], [], []
+    for g in range(n_head_kv):
+        x = K[g, c_begin:c_end].astype(np.float64)
+        cen = x[rng.choice(length, size=c0, replace=False)]
+        for _ in range(iters):
+            a = np.argmax(x @ cen.T - 0.5 * (cen * cen).sum(1), axis=1)
+            for c in range(len(cen)):
+                m = a == c
+                if m.any():
+                    cen[c] = x[m].mean(0)
+        a = np.argmax(x @ cen.T - 0.5 * (cen * cen).sum(1), axis=1)
+        used = np.unique(a)  # empty clusters dropped, as the CPU's K-means does
+        remap = np.full(len(cen), -1)
+        remap[used] = np.arange(len(used))
+        a = remap[a]
+        order = np.argsort(a, kind="stable") + c_begin
+        sizes = np.bincount(a, minlength=len(used))
+        orders.append(order)
+        offs.append(np.concatenate([[0], np.cumsum(sizes)]))
+        ncl.append(len(used))
+        cents.append(cen[used])
+    cmax = max(ncl)
+    offsets = np.zeros((n_head_kv, cmax + 1), np.int32)
+    centroids = np.zeros((n_head_kv, cmax, D), np.float32)
+    for g in range(n_head_kv):
+        offsets[g, : ncl[g] + 1] = offs[g]
+        offsets[g, ncl[g] + 1 :] = offs[g][-1]
+        centroids[g, : ncl[g]] = cents[g]
+    order = np.ascontiguousarray(np.stack(orders).astype(np.int32)) if length else np.zeros((n_head_kv, 0), np.int32)
+    return order, offsets, np.array(ncl, np.int32), centroids
+
+
+def twin_select(q, layout, c_begin, c_end, n, frac, p=0.9, scale=1.0):
+    """Per KV head: the sorted positions the CPU's bounded selector proposes (its first
+    prefix per query head, union over the group) plus the always-attended tokens; and
+    per KV head a predicate telling whether a cluster sits at a head's cut within
+    float tolerance (its score ties the cut's, or the running mass there ties the target)."""
+    order, offsets, ncl, centroids = layout
+    n_head, D = q.shape
+    n_head_kv = order.shape[0]
+    group = n_head // n_head_kv
+    need = min(n, math.ceil(np.float32(frac) * np.float32(n))) if frac > 0 else 64
+    always = list(range(c_begin)) + list(range(c_end, n))
+    sets, ties = [], []
+    for g in range(n_head_kv):
+        C = int(ncl[g])
+        off = offsets[g, : C + 1]
+        sizes = np.diff(off)
+        cent = centroids[g, :C].astype(np.float16).astype(np.float64)
+        chosen = np.zeros(C, bool)
+        near = np.zeros(C, bool)
+        for h in range(g * group, (g + 1) * group):
+            cs = cent @ q[h].astype(np.float64)
+            if need >= sizes.sum():
+                chosen[:] = True
+                continue
+            ordc = sorted(range(C), key=lambda c: (-cs[c], c))
+            w = sizes * np.exp(scale * (cs - cs.max()))
+            target = (1 - (1 - p) / 4) * w.sum()
+            tok, cum, j = 0, 0.0, 0
+            cum_before = np.zeros(C)
+            while j < C and (tok < need or (frac == 0 and cum < target)):
+                c = ordc[j]
+                cum_before[c] = cum
+                tok += sizes[c]
+                cum += w[c]
+                chosen[c] = True
+                j += 1
+            cut = cs[ordc[j - 1]]
+            near |= np.abs(cs - cut) <= 1e-3 * max(1.0, abs(cut))
+            if frac == 0 and tok >= need:  # the mass decided: ties of the running mass at the target
+                last = ordc[j - 1]
+                tol = 1e-4 * w.sum()
+                if target - cum_before[last] <= tol:
+                    near[last] = True
+                if cum - target <= tol and j < C:
+                    near[ordc[j]] = True
+        toks = set(always)
+        for c in np.nonzero(chosen)[0]:
+            toks.update(order[g, off[c] : off[c + 1]].tolist())
+        sets.append(sorted(toks))
+        ties.append(near)
+    return sets, ties
+
+
+def gpu_step(q, K, V, n, c_begin, c_end, layout, frac, scale, stage_ms=None, p=0.9):
+    order, offsets, ncl, centroids = layout
+    n_head, D = q.shape
+    n_head_kv, n_ctx, _ = K.shape
+    shape = ffi.new("tactic_cuda_tactic_shape *")
+    shape.n_head, shape.n_head_kv, shape.head_dim, shape.n_ctx = n_head, n_head_kv, D, n_ctx
+    shape.n_tokens, shape.c_begin, shape.c_end = n, c_begin, c_end
+    shape.max_clusters = offsets.shape[1] - 1
+    shape.force_fraction, shape.p, shape.scale = frac, p, scale
+    out = np.empty((n_head, D), np.float32)
+    sel = np.full((n_head_kv, n), -7, np.int32)
+    nsel = np.zeros(n_head_kv, np.int32)
+    st = lib.tactic_cuda_tactic_step(
+        shape, ptr(q, "float *"), ptr(K, "uint16_t *"), ptr(V, "uint16_t *"),
+        ptr(order, "int32_t *") if order.size else ffi.NULL, ptr(offsets, "int32_t *"), ptr(ncl, "int32_t *"),
+        ptr(centroids, "float *") if centroids.size else ffi.NULL, ptr(out, "float *"), ptr(sel, "int32_t *"),
+        ptr(nsel, "int32_t *"), ffi.cast("double *", ffi.from_buffer(stage_ms)) if stage_ms is not None else ffi.NULL)
+    assert st == 0, ffi.string(lib.tactic_last_error()).decode()
+    lists = [sel[g, : nsel[g]] for g in range(n_head_kv)]
+    return out, lists
+
+
+def ref_attention(q, K, V, lists, scale):
+    n_head, D = q.shape
+    group = n_head // K.shape[0]
+    out = np.zeros((n_head, D))
+    for g, rows in enumerate(lists):
+        k = K[g, rows].astype(np.float64)
+        v = V[g, rows].astype(np.float64)
+        s = scale * (q[g * group : (g + 1) * group].astype(np.float64) @ k.T)
+        p = np.exp(s - s.max(axis=1, keepdims=True))
+        out[g * group : (g + 1) * group] = (p / p.sum(axis=1, keepdims=True)) @ v
+    return out
+
+
+def rel_err(out, ref):
+    out = np.asarray(out, np.float64)
+    assert np.all(np.isfinite(out)), "non-finite output (an element was not written?)"
+    return np.linalg.norm(out - ref) / max(np.linalg.norm(ref), 1e-30)
+
+
+def assert_same_sets(gpu_lists, twin_sets, ties, layout):
+    """Equal, or differing only in clusters at some head's cut within float tolerance
+    (the ties the twin marks)."""
+    order, offsets, ncl, _ = layout
+    for g, (got, want) in enumerate(zip(gpu_lists, twin_sets)):
+        assert len(got) == len(set(got.tolist())), f"KV head {g}: a token listed twice"
+        diff = set(got.tolist()) ^ set(want)
+        if not diff:
+            continue
+        of = {}
+        for c in range(int(ncl[g])):
+            for t in order[g, offsets[g, c] : offsets[g, c + 1]]:
+                of[int(t)] = c
+        for t in diff:
+            assert t in of, f"KV head {g}: always-attended token {t} differs"
+            assert ties[g][of[t]], f"KV head {g}: cluster {of[t]} differs without a tie at the cut"
+
+
+SHAPES = [  # n_head, n_head_kv, head_dim
+    (32, 8, 128),  # Llama 3 8B
+    (4, 1, 256),   # Gemma 3 270M
+    (8, 8, 64),
+    (12, 2, 128),  # a group of 6
+    (3, 3, 128),
+]
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("frac", [0.025, 0.1, 0.37, 1.0])
+def test_step_matches_twin(shape, frac):
+    rng = np.random.default_rng(7 + int(frac * 1000))
+    n_head, n_head_kv, D = shape
+    n_ctx, n, c_begin = 6000, 5321, 4
+    c_end = n - 97
+    K, V = clustered_cache(rng, n_head_kv, n_ctx, D)
+    layout = kmeans_layout(rng, K, c_begin, c_end, 16)
+    # query heads of a group related (shared direction + own part), as in real GQA
+    base = rng.standard_normal((n_head_kv, 1, D))
+    q = (base + 0.7 * rng.standard_normal((n_head_kv, n_head // n_head_kv, D))).reshape(n_head, D).astype(np.float32)
+    scale = 1.0 / math.sqrt(D)
+    out, lists = gpu_step(q, K, V, n, c_begin, c_end, layout, frac, scale)
+    sets, ties = twin_select(q, layout, c_begin, c_end, n, frac)
+    assert_same_sets(lists, sets, ties, layout)
+    assert rel_err(out, ref_attention(q, K, V, lists, scale)) < 1e-5
+    if frac == 1.0:  # every token: full attention
+        assert all(len(l) == n for l in lists)
+    for g in range(n_head_kv):  # at least the forced share of the clustered range per head
+        assert len(lists[g]) >= min(n, math.ceil(frac * n))
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("p", [0.5, 0.9, 0.99])
+def test_mass_target_matches_twin(shape, p):
+    """force_fraction 0: each head's clusters until 1 - (1 - P) / 4 of its centroid mass
+    and at least 64 tokens, as the CPU's bounded selector's first prefix."""
+    rng = np.random.default_rng(11 + int(p * 100))
+    n_head, n_head_kv, D = shape
+    n_ctx = n = 7000
+    c_begin, c_end = 4, n - 150
+    K, V = clustered_cache(rng, n_head_kv, n_ctx, D)
+    layout = kmeans_layout(rng, K, c_begin, c_end, 16)
+    q = (2.0 * rng.standard_normal((n_head, D))).astype(np.float32)
+    scale = 1.0 / math.sqrt(D)
+    out, lists = gpu_step(q, K, V, n, c_begin, c_end, layout, 0.0, scale, p=p)
+    sets, ties = twin_select(q, layout, c_begin, c_end, n, 0.0, p=p, scale=scale)
+    assert_same_sets(lists, sets, ties, layout)
+    assert rel_err(out, ref_attention(q, K, V, lists, scale)) < 1e-5
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_unequal_budgets_and_no_clusters():
+    """KV heads whose lists differ 4-8x in length (the attention cuts the total work, not
+    each head's, into pieces), and a layer with nothing clustered yet (full attention)."""
+    rng = np.random.default_rng(3)
+    n_head, n_head_kv, D = 32, 8, 128
+    n_ctx = n = 9000
+    c_begin, c_end = 4, n - 64
+    K, V = clustered_cache(rng, n_head_kv, n_ctx, D, n_mix=8)
+    layout = list(kmeans_layout(rng, K, c_begin, c_end, 16))
+    # KV head 0: one giant cluster plus singletons -> its union is most of the cache
+    order, offsets, ncl, cent = layout
+    C0 = int(ncl[0])
+    offsets[0, 1:C0] = np.arange(1, C0) + (c_end - c_begin - C0)
+    cent[0, 0] = 100.0 * np.sign(rng.standard_normal(D))
+    scale = 1.0 / math.sqrt(D)
+    q = rng.standard_normal((n_head, D)).astype(np.float32)
+    q[:4] = cent[0, 0] / 100.0
+    layout = tuple(layout)
+    out, lists = gpu_step(q, K, V, n, c_begin, c_end, layout, 0.05, scale)
+    sets, ties = twin_select(q, layout, c_begin, c_end, n, 0.05)
+    assert_same_sets(lists, sets, ties, layout)
+    lens = [len(l) for l in lists]
+    assert max(lens) > 4 * min(lens), lens
+    assert rel_err(out, ref_attention(q, K, V, lists, scale)) < 1e-5
+
+    empty = (np.zeros((n_head_kv, 0), np.int32), np.zeros((n_head_kv, 1), np.int32), np.zeros(n_head_kv, np.int32),
+             np.zeros((n_head_kv, 0, D), np.float32))
+    out, lists = gpu_step(q, K, V, 700, 0, 0, empty, 0.05, scale)
+    assert all(sorted(l.tolist()) == list(range(700)) for l in lists)
+    assert rel_err(out, ref_attention(q, K, V, [np.arange(700)] * n_head_kv, scale)) < 1e-5
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_bench_timings_are_reported():
+    rng = np.random.default_rng(5)
+    K, V = clustered_cache(rng, 2, 4096, 128)
+    layout = kmeans_layout(rng, K, 4, 4000, 16, iters=2)
+    q = rng.standard_normal((8, 128)).astype(np.float32)
+    ms = np.zeros(7)
+    assert lib.tactic_cuda_set_option(b"bench_iters", 4) == 0
+    try:
+        out, _ = gpu_step(q, K, V, 4096, 4, 4000, layout, 0.1, 0.1, stage_ms=ms)
+    finally:
+        lib.tactic_cuda_set_option(b"bench_iters", 0)
+    assert np.all(ms[:6] > 0) and np.all(ms[:6] < 50) and ms[6] >= 1, ms
+    assert np.all(np.isfinite(out))
+
+
+def test_bad_arguments_are_refused():
+    rng = np.random.default_rng(1)
+    K, V = clustered_cache(rng, 2, 300, 64)
+    layout = kmeans_layout(rng, K, 4, 250, 16, iters=1)
+    q = rng.standard_normal((4, 64)).astype(np.float32)
+    order = layout[0].copy()
+    order[1, 0] = order[1, 1]  # not a permutation
+    bad = [
+        dict(frac=-0.1),
+        dict(frac=0.0, p=0.0),
+        dict(frac=1.5),
+        dict(n=301),
+        dict(layout=(order,) + tuple(layout[1:])),
+    ]
+    for b in bad:
+        shape = ffi.new("tactic_cuda_tactic_shape *")
+        lay = b.get("layout", layout)
+        shape.n_head, shape.n_head_kv, shape.head_dim, shape.n_ctx = 4, 2, 64, 300
+        shape.n_tokens, shape.c_begin, shape.c_end = b.get("n", 300), 4, 250
+        shape.max_clusters = lay[1].shape[1] - 1
+        shape.force_fraction, shape.p, shape.scale = b.get("frac", 0.1), b.get("p", 0.9), 0.125
+        out = np.empty((4, 64), np.float32)
+        sel = np.empty((2, 301), np.int32)
+        nsel = np.empty(2, np.int32)
+        st = lib.tactic_cuda_tactic_step(shape, ptr(q, "float *"), ptr(K, "uint16_t *"), ptr(V, "uint16_t *"),
+                                         ptr(lay[0], "int32_t *"), ptr(lay[1], "int32_t *"), ptr(lay[2], "int32_t *"),
+                                         ptr(lay[3], "float *"), ptr(out, "float *"), ptr(sel, "int32_t *"),
+                                         ptr(nsel, "int32_t *"), ffi.NULL)
+        # a build without CUDA refuses every call as unsupported; with CUDA, as invalid
+        assert st in (TACTIC_ERR_INVALID_ARGUMENT, TACTIC_ERR_UNSUPPORTED), (b, st)
+        if gpu_count():
+            assert st == TACTIC_ERR_INVALID_ARGUMENT, (b, st)
+
+
+# ---- the CUDA backend with attention="tactic" (K-means on the GPU, pages, the step in
+# the decode graph) ---------------------------------------------------------------------
+
+CUDA, TACTIC_ATTN, FULL_ATTN = 2, 2, 1
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "make_random_gguf.py"
+    spec = importlib.util.spec_from_file_location("make_random_gguf", script)
+    mrg = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mrg)
+    out = tmp_path_factory.mktemp("tactic_gpu") / "llama-tiny.gguf"
+    mrg.make_random_gguf(out, "llama-3.1-8b", "q8_0", seed=5, qk_scale=2.0, output_scale=0.4, n_layer=2,
+                         n_embd=256, n_head=4, n_head_kv=2, n_ff=512, vocab=1024, head_dim=64)
+    return str(out)
+
+
+@pytest.fixture
+def f32_activations():
+    """Decode matvecs on f32 activations: with the default 8-bit activation blocks a
+    difference in the last bits of one attention output can flip a rounding step of the
+    next layer's input, so equal attention would not give logits equal to 1e-3."""
+    assert lib.tactic_cuda_set_option(b"matvec_q8", 0) == 0
+    yield
+    lib.tactic_cuda_set_option(b"matvec_q8", 1)
+
+
+def decode_logits(path, ids, n_prefill, attention, truncate_to=None, **fields):
+    from pytactic.lowlevel import NativeSession
+
+    with NativeSession(path, n_ctx=2048, attention=attention, device=CUDA, **fields) as s:
+        if truncate_to is not None:  # a different continuation first, then rewind
+            s.eval(ids[:n_prefill] + [7] * 300)
+            for t in [9] * 40:
+                s.eval([t])
+            lib.tactic_context_truncate(s.ctx, truncate_to)
+            got = [s.eval(ids[truncate_to:n_prefill], logits_all=True)] if n_prefill > truncate_to else []
+        else:
+            got = [s.eval(ids[:n_prefill], logits_all=True)]
+        for t in ids[n_prefill:]:
+            got.append(s.eval([t]))
+    return np.concatenate(got)
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_backend_tactic_all_tokens_equals_full(tiny_llama, f32_activations):
+    """Forced fraction 1: every cluster is selected, so each decode step attends every
+    token through the pages (K-means on the GPU, rows copied in cluster order, blocks of
+    256 appended as tokens leave the recent window): the logits of full attention."""
+    rng = np.random.default_rng(2)
+    ids = [1] + rng.integers(3, 1024, 1399).tolist()
+    full = decode_logits(tiny_llama, ids, 900, FULL_ATTN)
+    tac = decode_logits(tiny_llama, ids, 900, TACTIC_ATTN, tactic_force_fraction=1.0)
+    rel = np.linalg.norm(tac - full, axis=-1) / np.linalg.norm(full, axis=-1)
+    assert np.isfinite(tac).all() and rel.max() < 1e-3, rel.max()
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_backend_tactic_truncate_and_fraction(tiny_llama, f32_activations):
+    """A rewind into the clustered range drops the blocks after it (all tokens attended
+    again: equal to full); at 10% the step runs (finite logits that differ from full
+    attention's: tokens were left out)."""
+    rng = np.random.default_rng(4)
+    ids = [1] + rng.integers(3, 1024, 1299).tolist()
+    full = decode_logits(tiny_llama, ids, 1000, FULL_ATTN)
+    tac = decode_logits(tiny_llama, ids, 1000, TACTIC_ATTN, truncate_to=700, tactic_force_fraction=1.0)
+    rel = np.linalg.norm(tac - full[700:], axis=-1) / np.linalg.norm(full[700:], axis=-1)
+    assert rel.max() < 1e-3, rel.max()
+    part = decode_logits(tiny_llama, ids, 1000, TACTIC_ATTN, tactic_force_fraction=0.1)
+    assert np.isfinite(part).all()
+    rel = np.linalg.norm(part[1000:] - full[1000:], axis=-1) / np.linalg.norm(full[1000:], axis=-1)
+    assert np.median(rel) > 1e-5, np.median(rel)
