@@ -181,6 +181,9 @@ def main():
     ap.add_argument("--speed-steps", type=int, default=0,
                     help="decode this many teacher-forced steps with full attention, then with each config; tok/s")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--n-ctx", type=int, default=0,
+                    help="context size (default ctx + 4096); past the model's training context (32,768 for "
+                         "gemma3-270m) the cache does not hold the decode steps")
     ap.add_argument("--no-prefill-cache", action="store_true", help="always prefill (no saved KV state)")
     args = ap.parse_args()
 
@@ -189,6 +192,8 @@ def main():
     extra = max(args.kl_steps, args.sel_positions, args.speed_steps) + 1
     ids = text_tokens(model, args.text, L + extra)
     n_ctx = L + 4096 if extra + 8 <= 4096 else L + extra + 8  # one size per L: prefill states are reused
+    if args.n_ctx:
+        n_ctx = args.n_ctx
     ctx = Ctx(model, n_ctx, attention="tactic", selector=args.selector.split(":")[0], p=args.p, n_threads=args.threads,
               n_sink=args.n_sink, n_recent=args.n_recent, cluster_size=args.cluster_size,
               tactic_block_size=args.block)
