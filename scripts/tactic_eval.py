@@ -196,7 +196,7 @@ def main():
         n_ctx = args.n_ctx
     ctx = Ctx(model, n_ctx, attention="tactic", selector=args.selector.split(":")[0], p=args.p, n_threads=args.threads,
               n_sink=args.n_sink, n_recent=args.n_recent, cluster_size=args.cluster_size,
-              tactic_block_size=args.block)
+              tactic_block_size=args.block, swa_full=1)  # full sliding-window cache: truncating back works
     sel_cfg = args.selector if ":" in args.selector else f"{args.selector}:{args.p}"
     sel_name, _, _, _ = parse_cfg(sel_cfg)
     res = {"args": vars(args)}
