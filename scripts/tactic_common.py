@@ -154,6 +154,7 @@ class Ctx:
                                       attention={"auto": 0, "full": 1, "tactic": 2}[attention], tactic_p=p,
                                       tactic_selector=SELECT[selector], tactic_debug=int(debug), **extra)
         self.model = model
+        self.n_ctx = n_ctx
 
     def eval(self, tokens, logits_all=False):
         arr = ffi.new("int32_t[]", list(tokens))
@@ -181,6 +182,48 @@ class Ctx:
 
     def set_debug(self, on):
         check(lib.tactic_set_debug(self.h, int(on)))
+
+    def set_bounded_options(self, margin=0.1, tail_values=True):
+        """Bounded selector: target margin (share of 1 - p) and the tail output estimate."""
+        check(lib.tactic_set_bounded_options(self.h, float(margin), int(bool(tail_values))))
+
+    def save_state(self, path):
+        size = ffi.new("size_t *")
+        check(lib.tactic_context_state_size(self.h, size))
+        buf = ffi.new("uint8_t[]", max(1, size[0]))
+        check(lib.tactic_context_state_get(self.h, buf, size[0]))
+        tmp = Path(str(path) + ".tmp")
+        tmp.write_bytes(ffi.buffer(buf, size[0])[:])
+        tmp.replace(path)
+
+    def load_state(self, path):
+        data = Path(path).read_bytes()
+        check(lib.tactic_context_state_set(self.h, ffi.from_buffer("uint8_t[]", data), len(data)))
+
+    def prefill_cached(self, tokens, key):
+        """prefill(tokens), or the KV state a previous run saved for the same tokens, model
+        and context size (CACHE/prefill_<key>_<hash>.state); returns seconds spent."""
+        import hashlib
+
+        h = hashlib.sha256(repr((list(tokens), self.model.path, Path(self.model.path).stat().st_size,
+                                 self.n_ctx)).encode()).hexdigest()[:16]
+        CACHE.mkdir(parents=True, exist_ok=True)
+        path = CACHE / f"prefill_{key}_{h}.state"
+        t0 = time.time()
+        if path.exists():
+            try:
+                self.load_state(path)
+                if self.n_past() == len(tokens):
+                    return time.time() - t0
+            except Exception as e:  # a stale file (another build's format): prefill again
+                print(f"prefill cache {path.name} unusable ({e}); prefilling", file=sys.stderr)
+            self.truncate(0)
+        t = self.prefill(tokens)
+        try:
+            self.save_state(path)
+        except Exception as e:
+            print(f"prefill cache not saved ({e})", file=sys.stderr)
+        return t
 
     def head_stats(self):
         n = ffi.new("int32_t *")

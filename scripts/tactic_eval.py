@@ -24,6 +24,28 @@ from tactic_common import CACHE, Ctx, Model, kl, log_softmax, text_tokens  # noq
 PS = [0.5, 0.7, 0.8, 0.9, 0.95]
 
 
+def parse_cfg(cfg):
+    """'selector:p[:mM][:vV]' -> (selector, p, margin, tail_values); m (target margin, share of
+    1 - p) and v (1/0: the tail output estimate) apply to the bounded selector, defaults 0.1, 1."""
+    parts = cfg.split(":")
+    margin, tail = 0.1, True
+    for x in parts[2:]:
+        if x.startswith("m"):
+            margin = float(x[1:])
+        elif x.startswith("v"):
+            tail = x[1:] != "0"
+        else:
+            raise SystemExit(f"bad config option {x!r} in {cfg!r}")
+    return parts[0], float(parts[1]), margin, tail
+
+
+def apply_cfg(ctx, cfg):
+    sel, p, margin, tail = parse_cfg(cfg)
+    ctx.set_selection(sel, p)
+    ctx.set_bounded_options(margin, tail)
+    return sel, p
+
+
 def log(*a):
     print(*a, file=sys.stderr, flush=True)
 
@@ -40,11 +62,11 @@ def decode(ctx, ids, keep_logits=True, stats=False):
     return out, st
 
 
-def head_steps(ctx, ids, L, positions, every, selector, p):
-    """Teacher-forced decode of `positions` tokens after L with the given selector; every
+def head_steps(ctx, ids, L, positions, every, cfg):
+    """Teacher-forced decode of `positions` tokens after L with the given configuration; every
     `every`-th step runs in debug mode (true masses, oracle counts). Returns one row per
     (debug step, global layer, query head)."""
-    ctx.set_selection(selector, p)
+    apply_cfg(ctx, cfg)
     rows = []
     for i in range(positions):
         dbg = i % every == every - 1
@@ -116,6 +138,7 @@ def speed(ctx, ids, L, rounds):
         for sel, p in SPEED_CONFIGS:
             ctx.truncate(L)
             ctx.set_selection(sel, p)
+            ctx.set_bounded_options()
             ctx.timings(reset=True)
             ctx.eval([ids[L]])
             tm = ctx.timings(reset=True)
@@ -144,7 +167,7 @@ def main():
     ap.add_argument("--ctx", type=int, default=8192)
     ap.add_argument("--text", choices=["topics", "licenses"], default="topics")
     ap.add_argument("--p", type=float, default=0.9)
-    ap.add_argument("--selector", default="bounded")
+    ap.add_argument("--selector", default="bounded", help="for the selection table: selector[:mM][:vV]")
     ap.add_argument("--sel-positions", type=int, default=0, help="teacher-forced decode steps for selection quality")
     ap.add_argument("--debug-every", type=int, default=16, help="every k-th of them is measured")
     ap.add_argument("--kl-steps", type=int, default=0)
@@ -158,33 +181,42 @@ def main():
     ap.add_argument("--speed-steps", type=int, default=0,
                     help="decode this many teacher-forced steps with full attention, then with each config; tok/s")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--n-ctx", type=int, default=0,
+                    help="context size (default ctx + 4096); past the model's training context (32,768 for "
+                         "gemma3-270m) the cache does not hold the decode steps")
+    ap.add_argument("--no-prefill-cache", action="store_true", help="always prefill (no saved KV state)")
     args = ap.parse_args()
 
     L = args.ctx
     model = Model()
     extra = max(args.kl_steps, args.sel_positions, args.speed_steps) + 1
     ids = text_tokens(model, args.text, L + extra)
-    ctx = Ctx(model, L + extra + 8, attention="tactic", selector=args.selector, p=args.p, n_threads=args.threads,
+    n_ctx = L + 4096 if extra + 8 <= 4096 else L + extra + 8  # one size per L: prefill states are reused
+    if args.n_ctx:
+        n_ctx = args.n_ctx
+    ctx = Ctx(model, n_ctx, attention="tactic", selector=args.selector.split(":")[0], p=args.p, n_threads=args.threads,
               n_sink=args.n_sink, n_recent=args.n_recent, cluster_size=args.cluster_size,
-              tactic_block_size=args.block)
+              tactic_block_size=args.block, swa_full=1)  # full sliding-window cache: truncating back works
+    sel_cfg = args.selector if ":" in args.selector else f"{args.selector}:{args.p}"
+    sel_name, _, _, _ = parse_cfg(sel_cfg)
     res = {"args": vars(args)}
-    t = ctx.prefill(ids[:L])
+    t = ctx.prefill_cached(ids[:L], f"{args.text}_{L}") if not args.no_prefill_cache else ctx.prefill(ids[:L])
     res["prefill_s"] = t
     log(f"prefill {L} ({args.text}): {t:.1f} s")
 
     if args.sel_positions:
         t0 = time.time()
-        rows = head_steps(ctx, ids, L, args.sel_positions, args.debug_every, args.selector, args.p)
+        rows = head_steps(ctx, ids, L, args.sel_positions, args.debug_every, sel_cfg)
         res["selection"] = rows
         log(f"selection quality: {time.time() - t0:.1f} s")
-        res["summary"] = table_heads(rows, args.p, f"{args.selector} P={args.p}, {L} tokens of {args.text}, "
+        res["summary"] = table_heads(rows, args.p, f"{sel_cfg}, {L} tokens of {args.text}, "
                                      f"{args.sel_positions} decode steps, every {args.debug_every}th measured")
         ctx.timings(reset=True)
 
     if args.kl_steps:
         tgt = ids[L : L + args.kl_steps]
         nxt = ids[L + 1 : L + args.kl_steps + 1]
-        ctx.set_selection("full", 1.0)
+        apply_cfg(ctx, "full:1.0")
         ctx.timings(reset=True)
         t0 = time.time()
         ref, _ = decode(ctx, tgt)
@@ -196,8 +228,7 @@ def main():
                               "select_s": tm[4], "cluster_s": tm[1]}}
         log(f"reference decode: {tfull:.1f} s")
         for cfg in args.configs.split(","):
-            sel, p = cfg.split(":")
-            ctx.set_selection(sel, float(p))
+            apply_cfg(ctx, cfg)
             t0 = time.time()
             lg, st = decode(ctx, tgt, stats=True)
             dt = time.time() - t0
@@ -229,9 +260,8 @@ def main():
     if args.speed_steps:
         res["speed_steps"] = {}
         for cfg in ["full:1.0"] + args.configs.split(",")[:1]:
-            sel, p = cfg.split(":")
             ctx.truncate(L)
-            ctx.set_selection(sel, float(p))
+            apply_cfg(ctx, cfg)
             ctx.timings(reset=True)
             t0, c0 = time.time(), time.process_time()
             decode(ctx, ids[L : L + args.speed_steps], keep_logits=False)

@@ -71,6 +71,10 @@ TACTIC_API tactic_status tactic_get_head_stats(tactic_context *ctx, tactic_head_
 TACTIC_API tactic_status tactic_set_selection(tactic_context *ctx, int32_t selector, float p);
 /* Switch debug mode (true masses, tactic_get_head_eval) on or off for the following steps. */
 TACTIC_API tactic_status tactic_set_debug(tactic_context *ctx, int32_t on);
+/* Bounded selector options for the following decode steps (evaluations; defaults 0.1, 1):
+ * keep p + margin * (1 - p) of the estimated total mass (margin in [0, 1]); tail_values != 0:
+ * estimate the unattended tokens' share of the output from cluster value means. */
+TACTIC_API tactic_status tactic_set_bounded_options(tactic_context *ctx, float margin, int32_t tail_values);
 
 /* Debug mode (tactic_debug = 1) only: Tactic and the baselines evaluated at the targets
  * p = 0.5, 0.7, 0.8, 0.9, 0.95 on the last decode step, one entry per (global layer,

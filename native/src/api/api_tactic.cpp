@@ -100,6 +100,14 @@ TACTIC_API tactic_status tactic_set_selection(tactic_context *ctx, int32_t selec
     });
 }
 
+TACTIC_API tactic_status tactic_set_bounded_options(tactic_context *ctx, float margin, int32_t tail_values) {
+    return guard([&] {
+        TACTIC_REQUIRE_ARG(ctx, "ctx must not be NULL");
+        auto lock = busy_lock(ctx);
+        tactic_of(ctx).set_bounded_options(margin, tail_values != 0);
+    });
+}
+
 TACTIC_API tactic_status tactic_bench_attention(const uint16_t *K, const uint16_t *V, const float *q,
                                                 int32_t n_tokens, int32_t head_dim, int32_t n_head,
                                                 int32_t n_head_kv, int32_t selector, float p,

@@ -180,7 +180,7 @@ void select_bounded(const float *Qg, int g, const uint16_t *K, int D, const KeyC
             // total, score everything (the total is then exact and P reached).
             bool short_of_p = false;
             for (int h = 0; h < g; h++)
-                short_of_p |= exact[size_t(h)] < double(cfg.p) * (exact[size_t(h)] + tail_bound[size_t(h)]);
+                short_of_p |= exact[size_t(h)] < bounded_target_share(cfg) * (exact[size_t(h)] + tail_bound[size_t(h)]);
             if (!short_of_p || round + 1 > cfg.max_rounds) break;
             for (int h = 0; h < g; h++) scr.prefix[size_t(h)] = C;
             std::fill(tail_point.begin(), tail_point.end(), 0.0);
@@ -198,7 +198,7 @@ void select_bounded(const float *Qg, int g, const uint16_t *K, int D, const KeyC
     }
     out.n_scored = n_scored;
 
-    // 5. Per head: keep by decreasing exact score until P of (exact + tail bound).
+    // 5. Per head: keep by decreasing exact score until p + margin (1 - p) of (exact + tail bound).
     pool.parallel_for(g, 1, [&](int64_t hb, int64_t he) {
         std::vector<std::pair<double, int32_t>> items;
         for (int64_t h = hb; h < he; h++) {
@@ -213,7 +213,7 @@ void select_bounded(const float *Qg, int g, const uint16_t *K, int D, const KeyC
                     items.emplace_back(std::exp(double(scr.osc[size_t(o) * g + h]) - mh), kc.order[size_t(o)]);
             }
             const double Z = exact[size_t(h)] + tail_bound[size_t(h)];
-            const double target = double(cfg.p) * Z;
+            const double target = bounded_target_share(cfg) * Z;
             bh.kept.clear();
             double cum = 0;
             if (take_all || int(items.size()) <= (force ? force_count : 0)) {

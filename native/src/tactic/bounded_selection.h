@@ -11,9 +11,11 @@
 //     and bounded above by 2 x its estimate + z * standard error;
 //  4. a head whose tail bound is above eps of its estimated total asks for more clusters
 //     (its prefix doubles) and 2-3 repeat, a few rounds at most;
-//  5. per head, tokens are kept by decreasing exact score until P * (exact + tail bound).
+//  5. per head, tokens are kept by decreasing exact score until (P + margin (1 - P)) times
+//     (exact + tail bound).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <vector>
@@ -34,7 +36,15 @@ struct BoundedConfig {
     float init_proxy_share = 0.0f;  // 0: start at p_c = 1 - (1 - p) / 4 of the centroid proxy mass
     int min_init_tokens = 64;    // the first prefix of each head covers at least this many tokens
     float force_fraction = 0.f;  // > 0: keep exactly ceil(f * n_tokens) tokens per head (benchmarks)
+    // Safety margin: keep up to p + margin * (1 - p) of the estimated total (not p), so a
+    // total underestimated by up to a factor p / (p + margin (1 - p)) still reaches p.
+    float margin = 0.1f;
 };
+
+// The share of the estimated total the kept set aims at: p + margin * (1 - p), at most 1.
+inline double bounded_target_share(const BoundedConfig &cfg) {
+    return std::min(1.0, double(cfg.p) + double(cfg.margin) * (1.0 - double(cfg.p)));
+}
 
 // Per head of the group (h < g), what the step chose.
 struct BoundedHead {

@@ -9,7 +9,7 @@
 namespace tactic {
 
 void attend_group(const float *Q, int g, const uint16_t *K, const uint16_t *V, int D, const int32_t *list, int n,
-                  float *out, ThreadPool &pool, AttnScratch &scratch) {
+                  float *out, ThreadPool &pool, AttnScratch &scratch, const SoftmaxPartial *extra) {
     std::fill(out, out + size_t(g) * D, 0.f);
     if (n <= 0) return;
     // The forward pass's own kernel (attend_chunk) over chunks of the list, merged by
@@ -27,6 +27,7 @@ void attend_group(const float *Q, int g, const uint16_t *K, const uint16_t *V, i
         }
     });
     for (int c = 1; c < n_chunks; c++) scratch.parts[0].merge(scratch.parts[size_t(c)], g, D);
+    if (extra) scratch.parts[0].merge(*extra, g, D);
     scratch.parts[0].finish(out, g, D);
 }
 

@@ -18,8 +18,10 @@ struct AttnScratch {
 
 // out[h*D ..] = sum_i softmax_i(Q[h] . K[list[i]]) V[list[i]] for h < g.
 // K, V: one KV head's rows, token t at K + t*D (f16). Q is already scaled.
+// extra (optional): one more partial softmax of the g heads merged in before normalising
+// (the estimated share of the tokens not in the list, tail_estimate.h).
 void attend_group(const float *Q, int g, const uint16_t *K, const uint16_t *V, int D, const int32_t *list, int n,
-                  float *out, ThreadPool &pool, AttnScratch &scratch);
+                  float *out, ThreadPool &pool, AttnScratch &scratch, const SoftmaxPartial *extra = nullptr);
 
 // S[h*n + i] = Q[h] . K[list[i]] (list == nullptr: tokens 0..n-1).
 void scores_group(const float *Q, int g, const uint16_t *K, int D, const int32_t *list, int n, float *S,

@@ -15,6 +15,7 @@
 #include "kmeans.h"
 #include "selection.h"
 #include "sparse_attention.h"
+#include "tail_estimate.h"
 
 namespace tactic {
 
@@ -42,6 +43,7 @@ struct TacticAttention::Impl {
         std::vector<TacticHeadStat> stats;
         std::vector<TacticHeadEval> eval;
         std::vector<std::vector<int32_t>> attended;  // per KV head: last step's list (test hook)
+        std::vector<std::vector<float>> vmean;       // per KV head: cluster value means (block mode)
     };
     std::vector<Layer> layers;
     mutable std::vector<TacticHeadStat> flat_stats;
@@ -65,6 +67,7 @@ struct TacticAttention::Impl {
     std::vector<int32_t> always_list, list;
     std::vector<uint8_t> mark;
     AttnScratch attn;
+    SoftmaxPartial tail;
 
     int interval() const { return prm.recluster_interval > 0 ? prm.recluster_interval : kDefaultRecluster; }
     // Fewest clusterable tokens for which clustering pays off; below, attend everything.
@@ -185,6 +188,8 @@ void TacticAttention::Impl::decode_group(int il, int kh, const float *Qg, const 
     if (needs_clusters || prm.debug) maintain_clusters(il, kh, Kh, n_tokens, pool);
     KeyClusters &kc = L.kv[size_t(kh)];
     if (!kc.empty() && kc.end > n_tokens) kc = KeyClusters();  // stale (cannot happen after truncate)
+    if (L.vmean.size() < L.kv.size()) L.vmean.resize(L.kv.size());
+    if (kc.empty()) L.vmean[size_t(kh)].clear();
     const bool have_clusters = !kc.empty();
     const double t0 = now_s();
 
@@ -222,6 +227,7 @@ void TacticAttention::Impl::decode_group(int il, int kh, const float *Qg, const 
         bc.force_fraction = prm.force_fraction;
         bc.tail_share = prm.tail_share;
         bc.z = prm.tail_z;
+        bc.margin = prm.target_margin;
         // The tail samples depend only on this step's (layer, KV head, length), not on the
         // steps before: a restored session or a reused prefix selects what the original did.
         bscr.rng.seed(prm.seed * 0x9E3779B97F4A7C15ull + uint64_t(il) * 1000003u + uint64_t(kh) * 7919u +
@@ -317,12 +323,25 @@ void TacticAttention::Impl::decode_group(int il, int kh, const float *Qg, const 
             for (int32_t t : sel) mark[size_t(t)] = 1;
         }
     }
+    // The unattended tokens' share of the output, estimated from cluster value means
+    // (bounded selector, block mode: clusters never change members there). The tokens
+    // outside the clusters (sinks, recent window, not yet clustered: no cluster mean to
+    // stand for them) are then attended whole.
+    const bool tail_est = !all && bounded && prm.selector == kSelectBounded && prm.tail_values &&
+                          prm.block_size > 0 && prm.force_fraction <= 0.f;
+    if (tail_est)
+        for (int32_t t : always_list) mark[size_t(t)] = 1;
     list.clear();
     for (int t = 0; t < n_tokens; t++)
         if (all || mark[size_t(t)]) list.push_back(t);
+    if (tail_est && int(list.size()) < n_tokens) {
+        extend_value_means(kc, Vh, D, L.vmean[size_t(kh)]);
+        tail_partial(kc, L.vmean[size_t(kh)].data(), D, g, bscr.scored.data(), bscr.osc.data(), mark.data(),
+                     cscores.data(), bgroup, tail, pool);
+    }
     t_select += now_s() - t0;
-
-    attend_group(Qg, g, Kh, Vh, D, list.data(), int(list.size()), out, pool, attn);
+    attend_group(Qg, g, Kh, Vh, D, list.data(), int(list.size()), out, pool, attn,
+                 tail_est && int(list.size()) < n_tokens ? &tail : nullptr);
     if (L.attended.size() < size_t(hp.n_head_kv)) L.attended.resize(size_t(hp.n_head_kv));
     L.attended[size_t(kh)] = list;
     share_sum += double(g) * double(list.size()) / double(n_tokens);
@@ -569,6 +588,10 @@ void TacticAttention::truncate(int n_keep) {
             else if (kc.base_end > limit) kc = KeyClusters();  // K-means saw dropped tokens
             else kc.drop_from(limit);
         }
+        // Value means of dropped clusters go with them (blocks drop from the end).
+        for (size_t kh = 0; kh < L.vmean.size() && kh < L.kv.size(); kh++)
+            if (L.vmean[kh].size() > size_t(L.kv[kh].n_clusters) * size_t(impl_->hp.head_dim))
+                L.vmean[kh].resize(size_t(L.kv[kh].n_clusters) * size_t(impl_->hp.head_dim));
         for (auto &pg : L.pages) pg.truncate(n_keep);
     }
     impl_->last_step_tokens = -1;
@@ -595,6 +618,12 @@ void TacticAttention::set_selection(int selector, float p) {
 }
 
 void TacticAttention::set_debug(bool on) { impl_->prm.debug = on; }
+
+void TacticAttention::set_bounded_options(float margin, bool tail_values) {
+    TACTIC_CHECK(margin >= 0.f && margin <= 1.f, TACTIC_ERR_INVALID_ARGUMENT, "the target margin must be in [0, 1]");
+    impl_->prm.target_margin = margin;
+    impl_->prm.tail_values = tail_values;
+}
 
 const TacticParams &TacticAttention::params() const { return impl_->prm; }
 double TacticAttention::clustering_seconds() const { return impl_->t_cluster; }

@@ -35,6 +35,9 @@ struct TacticParams {
     float force_fraction = 0.f;   // > 0: the bounded selector keeps ceil(f * n_tokens) tokens per head
     float tail_share = 0.25f;     // bounded selector: tail bound target, share of (1 - p)
     float tail_z = 3.0f;          // bounded selector: confidence multiplier of the tail bound
+    float target_margin = 0.1f;   // bounded selector: keep p + margin (1 - p) of the estimated total
+    bool tail_values = true;      // bounded selector, block mode: estimate the unattended tokens' share
+                                  // of the output from cluster value means (tail_estimate.h)
 };
 
 // Selectors: which tokens decode attends. TACTIC and CLUSTER_OPT always keep the sinks and
@@ -112,6 +115,9 @@ public:
     // Switches the selector and target for the following steps (clusters are kept).
     void set_selection(int selector, float p);
     void set_debug(bool on);
+    // Bounded selector options for the following steps (evaluations): the target margin and
+    // the estimate of the unattended tokens' output share.
+    void set_bounded_options(float margin, bool tail_values);
     const TacticParams &params() const;
     double clustering_seconds() const;   // total so far
     double selection_seconds() const;    // total so far
