@@ -43,10 +43,12 @@ TACTIC_API tactic_context_params tactic_context_default_params(void) {
     tactic_context_params p;
     std::memset(&p, 0, sizeof p);
     p.attention = TACTIC_ATTN_AUTO;
-    // Measured on this CPU with the bounded selector (docs/TACTIC.md, "Speed"): decode
-    // attention breaks even with full attention at 8K tokens on Gemma 3 270M (79.1 vs
-    // 78.6 ms per step over 1,000 steps), so AUTO switches there.
-    p.tactic_min_ctx = 8192;
+    // Measured on this CPU with the bounded selector, margin and output estimate
+    // (docs/TACTIC.md, "Decode speed"; Gemma 3 270M, 2,048 decode steps on a quiet
+    // machine): Tactic decodes at 0.80x full attention's speed at 16K tokens and 1.30x at
+    // 30K, so AUTO switches between them, at 24K. On CUDA, AUTO stays full attention
+    // (Tactic's pages cost memory and its step is slower than full at 32K: docs/TACTIC.md).
+    p.tactic_min_ctx = 24576;
     p.tactic_p = 0.9f;
     p.cluster_size = 16;
     p.n_sink = 4;     // the BOS sink stays out of K-means (docs/TACTIC.md: measured at 4K)
