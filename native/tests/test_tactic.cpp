@@ -682,6 +682,23 @@ void test_tail_definition(ThreadPool &pool) {
                 cases);
 }
 
+// Attention over the case's kept tokens with the tail partial merged in (`with`) and
+// without it (`without`), [g][D] each.
+void attend_with_and_without_tail(TailCase &tc, ThreadPool &pool, std::vector<float> &with,
+                                  std::vector<float> &without) {
+    const int D = tc.D, g = tc.g;
+    SoftmaxPartial part;
+    tail_partial(tc.kc, tc.vmean.data(), D, g, tc.scr.scored.data(), tc.scr.osc.data(), tc.mark.data(), tc.cs.data(),
+                 tc.grp, part, pool);
+    AttnScratch sc;
+    with.assign((size_t)(g) * D, 0.f);
+    without.assign((size_t)(g) * D, 0.f);
+    attend_group(tc.Q.data(), g, tc.d.K.data(), tc.d.V.data(), D, tc.list.data(), int(tc.list.size()), with.data(), pool,
+                 sc, &part);
+    attend_group(tc.Q.data(), g, tc.d.K.data(), tc.d.V.data(), D, tc.list.data(), int(tc.list.size()), without.data(),
+                 pool, sc);
+}
+
 // With values constant inside each cluster and every cluster scored (no sampled tail),
 // the estimate is exact: attention over the kept tokens plus the tail partial equals full
 // attention in double precision, while the kept tokens alone do not. With values that
@@ -693,15 +710,8 @@ void test_tail_accuracy(ThreadPool &pool) {
         tail_case(tc, seed, 0.6f, 1.0f, true, pool);  // init share 1: every cluster scored
         const int D = tc.D, g = tc.g;
         for (int c = 0; c < tc.kc.n_clusters; c++) CHECK(tc.scr.scored[(size_t)(c)]);
-        SoftmaxPartial part;
-        tail_partial(tc.kc, tc.vmean.data(), D, g, tc.scr.scored.data(), tc.scr.osc.data(), tc.mark.data(),
-                     tc.cs.data(), tc.grp, part, pool);
-        AttnScratch sc;
-        std::vector<float> with((size_t)(g) * D), without((size_t)(g) * D);
-        attend_group(tc.Q.data(), g, tc.d.K.data(), tc.d.V.data(), D, tc.list.data(), int(tc.list.size()), with.data(),
-                     pool, sc, &part);
-        attend_group(tc.Q.data(), g, tc.d.K.data(), tc.d.V.data(), D, tc.list.data(), int(tc.list.size()),
-                     without.data(), pool, sc);
+        std::vector<float> with, without;
+        attend_with_and_without_tail(tc, pool, with, without);
         for (int h = 0; h < g; h++) {
             std::vector<double> ref((size_t)(D));
             full_attention_ref(tc.Q.data() + (size_t)(h) * D, tc.d.K.data(), tc.d.V.data(), D, tc.n, ref.data());
@@ -718,15 +728,8 @@ void test_tail_accuracy(ThreadPool &pool) {
         TailCase tc;
         tail_case(tc, seed, 0.9f, 0.f, false, pool);
         const int D = tc.D, g = tc.g;
-        SoftmaxPartial part;
-        tail_partial(tc.kc, tc.vmean.data(), D, g, tc.scr.scored.data(), tc.scr.osc.data(), tc.mark.data(),
-                     tc.cs.data(), tc.grp, part, pool);
-        AttnScratch sc;
-        std::vector<float> with((size_t)(g) * D), without((size_t)(g) * D);
-        attend_group(tc.Q.data(), g, tc.d.K.data(), tc.d.V.data(), D, tc.list.data(), int(tc.list.size()), with.data(),
-                     pool, sc, &part);
-        attend_group(tc.Q.data(), g, tc.d.K.data(), tc.d.V.data(), D, tc.list.data(), int(tc.list.size()),
-                     without.data(), pool, sc);
+        std::vector<float> with, without;
+        attend_with_and_without_tail(tc, pool, with, without);
         for (int h = 0; h < g; h++) {
             std::vector<double> ref((size_t)(D));
             full_attention_ref(tc.Q.data() + (size_t)(h) * D, tc.d.K.data(), tc.d.V.data(), D, tc.n, ref.data());
