@@ -137,13 +137,13 @@ void Context::state_read(const uint8_t *src, size_t size) {
     size_t want = 0;
     for (int il = 0; il < n_layer; il++) want += 2 * size_t(n_head_kv) * size_t(n_past - first[size_t(il)]) * row;
     want += size_t(n_logits) * size_t(n_vocab) * sizeof(float);
-    size_t n_tactic = 0;  // version 2: the Tactic section after the logits
-    if (version >= 2 && have >= want + 4) {
-        uint32_t v;
-        std::memcpy(&v, r.p + want, 4);
-        n_tactic = v;
-        want += 4;
-    } else if (version >= 2) {
+    size_t n_tactic = 0;  // version 2: u32 byte count of the Tactic section after the logits
+    if (version >= 2) {
+        if (have >= want + 4) {
+            uint32_t v;
+            std::memcpy(&v, r.p + want, 4);
+            n_tactic = v;
+        }
         want += 4;
     }
     TACTIC_CHECK(have == want + n_tactic, TACTIC_ERR_FORMAT,
