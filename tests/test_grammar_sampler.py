@@ -134,3 +134,21 @@ def test_nothing_allowed_is_an_error():
 def test_mask_shape_checked():
     with pytest.raises(ValueError, match="words"):
         Sampler().sample(np.zeros(64, np.float32), np.zeros(3, np.uint32))
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_top_k_support_on_a_large_vocab_with_ties(masked):
+    # Past the first blocks the sampler skips whole 32-token blocks that cannot beat the
+    # k-th best: with many equal logits (ties go to the lower id) and NaNs, on a vocabulary
+    # that is not a whole number of blocks, the support must still be the twin's.
+    rng = np.random.default_rng(9)
+    n = 70001
+    x = np.round(rng.normal(size=n) * 2).astype(np.float32)  # few distinct values
+    x[rng.choice(n, 50, replace=False)] = np.nan
+    x[n - 1] = 20.0  # the best token sits in the partial last block
+    allowed = rng.random(n) < (0.6 if masked else 1.1)
+    allowed[n - 1] = True
+    kw = dict(temperature=1e6, top_k=40, top_p=1.0, min_p=0.0)  # flat over the kept 40
+    p = twin(x, allowed, **kw)
+    got = draws(Sampler(seed=4, **kw), x, pack(allowed) if masked else None, 4000)
+    assert set(got) == set(np.flatnonzero(p > 0).tolist())

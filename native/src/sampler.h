@@ -31,6 +31,7 @@ public:
     static void validate(const tactic_sampler_params &params);
 
 private:
+    bool has_penalties() const;
     void apply_penalties(float *logits, int32_t n_vocab) const;
     // Keeps the first n candidates of cand_ after sorting them by logit, descending.
     void sort_top(size_t n);

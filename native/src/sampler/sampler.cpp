@@ -25,6 +25,75 @@ void require(bool ok, const std::string &msg) {
     TACTIC_CHECK(ok, TACTIC_ERR_INVALID_ARGUMENT, "sampler: " + msg);
 }
 
+// The passes over the whole vocabulary (262,144 logits for Gemma) are most of a sample's
+// time, and on a GPU decode step that time shows: they are written as fixed-width blocks
+// of independent lanes that the compiler vectorises.
+constexpr int32_t kBlock = 32;  // one mask word
+constexpr uint32_t kLaneBit[kBlock] = {
+    1u << 0,  1u << 1,  1u << 2,  1u << 3,  1u << 4,  1u << 5,  1u << 6,  1u << 7,
+    1u << 8,  1u << 9,  1u << 10, 1u << 11, 1u << 12, 1u << 13, 1u << 14, 1u << 15,
+    1u << 16, 1u << 17, 1u << 18, 1u << 19, 1u << 20, 1u << 21, 1u << 22, 1u << 23,
+    1u << 24, 1u << 25, 1u << 26, 1u << 27, 1u << 28, 1u << 29, 1u << 30, 1u << 31};
+
+// Lane-wise running maxima, one per position in a block (elementwise, so it vectorises).
+struct BlockMax {
+    float m[kBlock];
+    BlockMax() { for (float &v : m) v = kNegInf; }
+    void add(const float *w) {
+        for (int j = 0; j < kBlock; j++) m[j] = w[j] > m[j] ? w[j] : m[j];
+    }
+    void add_one(float v) { m[0] = v > m[0] ? v : m[0]; }
+    float result() const {
+        float r = m[0];
+        for (int j = 1; j < kBlock; j++) r = m[j] > r ? m[j] : r;
+        return r;
+    }
+};
+
+float max_of(const float *w, int32_t n) {
+    BlockMax m;
+    int32_t i = 0;
+    for (; i + kBlock <= n; i += kBlock) m.add(w + i);
+    for (; i < n; i++) m.add_one(w[i]);
+    return m.result();
+}
+
+// Whether any of the kBlock values at w is above t (NaN never is).
+bool any_above(const float *w, float t) {
+    int any = 0;
+    for (int j = 0; j < kBlock; j++) any |= w[j] > t;
+    return any != 0;
+}
+
+// w = logits with NaN and masked-out tokens set to -inf; returns the largest w. -inf
+// survives the penalties (scaled or shifted by finite amounts) and every later step
+// skips it, so masked tokens are removed before everything else.
+float load(const float *logits, int32_t n_vocab, const uint32_t *mask, float *w) {
+    BlockMax m;
+    const int32_t n_full = n_vocab / kBlock * kBlock;
+    for (int32_t base = 0; base < n_full; base += kBlock) {
+        const uint32_t bits = mask ? mask[base / kBlock] : 0xFFFFFFFFu;
+        const float *l = logits + base;
+        float *o = w + base;
+        if (bits == 0) {  // grammars' masks are mostly whole words of 0 or of 1
+            for (int j = 0; j < kBlock; j++) o[j] = kNegInf;
+            continue;
+        }
+        for (int j = 0; j < kBlock; j++) {  // a bit test per lane without variable shifts (SSE2)
+            const float v = l[j];
+            o[j] = ((bits & kLaneBit[j]) != 0) & (v == v) ? v : kNegInf;
+        }
+        m.add(o);
+    }
+    for (int32_t i = n_full; i < n_vocab; i++) {
+        const float v = logits[i];
+        const bool allowed = !mask || ((mask[i / kBlock] >> (i % kBlock)) & 1u);
+        w[i] = allowed && v == v ? v : kNegInf;
+        m.add_one(w[i]);
+    }
+    return m.result();
+}
+
 }  // namespace
 
 void Sampler::validate(const tactic_sampler_params &p) {
@@ -68,10 +137,14 @@ void Sampler::accept(int32_t token) {
 // llama.cpp's rule: the repeat penalty divides a positive logit and multiplies a
 // negative one (both push the token down); frequency scales with the count,
 // presence is paid once.
-void Sampler::apply_penalties(float *logits, int32_t n_vocab) const {
+bool Sampler::has_penalties() const {
     const bool off = p_.repeat_penalty == 1.0f && p_.presence_penalty == 0.0f &&
                      p_.frequency_penalty == 0.0f;
-    if (off) return;
+    return !off && !counts_.empty();
+}
+
+void Sampler::apply_penalties(float *logits, int32_t n_vocab) const {
+    if (!has_penalties()) return;
     for (const auto &[tok, count] : counts_) {
         if (tok >= n_vocab || count <= 0) continue;
         float &l = logits[tok];
@@ -99,33 +172,18 @@ int32_t Sampler::sample(const float *logits, int32_t n_vocab, const uint32_t *ma
 
     work_.resize(size_t(n_vocab));
     float *w = work_.data();
-    for (int32_t i = 0; i < n_vocab; i++) {
-        const float l = logits[i];
-        w[i] = l == l ? l : kNegInf;  // a NaN is never picked
+    float max_logit = load(logits, n_vocab, mask, w);
+    if (has_penalties()) {
+        apply_penalties(w, n_vocab);
+        max_logit = max_of(w, n_vocab);
     }
-    if (mask) {
-        // -inf survives the penalties (scaled or shifted by finite amounts) and every
-        // later step skips it. Word by word: a grammar's mask is mostly whole words
-        // of 0 (or of 1 where it allows everything).
-        const int32_t n_words = (n_vocab + 31) / 32;
-        for (int32_t wi = 0; wi < n_words; wi++) {
-            const uint32_t bits = mask[wi];
-            if (bits == 0xFFFFFFFFu) continue;
-            const int32_t base = wi * 32, end = std::min(base + 32, n_vocab);
-            for (int32_t i = base; i < end; i++)
-                if (!((bits >> (i - base)) & 1u)) w[i] = kNegInf;
-        }
+    require(max_logit > kNegInf, mask ? "every allowed token's logit is -inf or NaN (or the mask allows none)"
+                                      : "every logit is -inf or NaN: nothing to sample");
+    if (p_.temperature <= 0.0f) {
+        int32_t best = 0;
+        while (w[best] != max_logit) best++;  // the first maximum, as llama.cpp's greedy
+        return best;
     }
-    apply_penalties(w, n_vocab);
-
-    int32_t best = 0;
-    float best_v = w[0];
-    for (int32_t i = 1; i < n_vocab; i++)
-        if (w[i] > best_v) { best_v = w[i]; best = i; }  // the first maximum, as llama.cpp's greedy
-    require(best_v > kNegInf, mask ? "every allowed token's logit is -inf or NaN (or the mask allows none)"
-                                   : "every logit is -inf or NaN: nothing to sample");
-    if (p_.temperature <= 0.0f) return best;
-    const float max_logit = w[best];
 
     cand_.clear();
     n_sorted_ = 0;
@@ -136,6 +194,11 @@ int32_t Sampler::sample(const float *logits, int32_t n_vocab, const uint32_t *ma
         const size_t k = size_t(p_.top_k);
         cand_.reserve(k);
         for (int32_t i = 0; i < n_vocab; i++) {
+            if (cand_.size() == k && (i & (kBlock - 1)) == 0 && i + kBlock <= n_vocab &&
+                !any_above(w + i, cand_.front().first)) {
+                i += kBlock - 1;  // nothing in this block beats the k-th best (a later equal id never does)
+                continue;
+            }
             if (w[i] == kNegInf) continue;
             const std::pair<float, int32_t> c(w[i], i);
             if (cand_.size() < k) {
