@@ -45,6 +45,19 @@ TACTIC_API tactic_status tactic_bench_prefill_attention(const uint16_t *K, const
                                                        const float *q, int32_t n_tokens, int32_t group,
                                                        int32_t head_dim, int32_t pos0, int32_t window,
                                                        int32_t impl, float *out);
+/* Test and benchmark hook: the AVX-512 attention block kernel alone over keys [j_begin,
+ * j_end) of one KV head (K, V f16 [n_kv][head_dim]): query rows q f32 [n_tokens][group]
+ * [head_dim] (pre-scaled), token t masked to positions [lo[t], hi[t]). layout: 1 = query
+ * rows in the vector lanes, 2 = keys in the lanes (n_tokens * group <= 8), 0 = the
+ * kernel's own choice. m, l [n_tokens * group] and acc [n_tokens * group][head_dim]: the
+ * unnormalised partial softmax. n_iter > 1 repeats the call (timing); *seconds (may be
+ * NULL) = mean thread CPU seconds a call. TACTIC_ERR_UNSUPPORTED without AVX-512. */
+TACTIC_API tactic_status tactic_bench_attention_block(const uint16_t *K, const uint16_t *V, int32_t n_kv,
+                                                     const float *q, int32_t n_tokens, int32_t group,
+                                                     int32_t head_dim, const int32_t *lo, const int32_t *hi,
+                                                     int32_t j_begin, int32_t j_end, int32_t layout,
+                                                     int32_t n_iter, float *m, float *l, float *acc,
+                                                     double *seconds);
 
 /* ---- Tactic statistics --------------------------------------------------- */
 typedef struct {

@@ -1,10 +1,14 @@
-// C ABI test hook of the CPU prefill attention (the forward pass's own block loop), so
-// tests can hold its implementations equal on the same inputs.
+// C ABI test hooks of the CPU attention (the forward pass's own block loop, and the
+// AVX-512 block kernel alone in either lane layout), so tests can hold its
+// implementations equal on the same inputs.
 #include <algorithm>
+#include <limits>
 #include <string>
+#include <time.h>
 #include <vector>
 
 #include "../cpu/attention.h"
+#include "../cpu_features.h"
 #include "../quant.h"
 #include "guard.h"
 #include "tactic_internal.h"  // declares this hook
@@ -38,6 +42,41 @@ TACTIC_API tactic_status tactic_bench_prefill_attention(const uint16_t *K, const
                                        hi.data(),
                                        out + t0 * stride, stride, impl);
         }
+    });
+}
+
+TACTIC_API tactic_status tactic_bench_attention_block(const uint16_t *K, const uint16_t *V, int32_t n_kv,
+                                                     const float *q, int32_t n_tokens, int32_t group,
+                                                     int32_t head_dim, const int32_t *lo, const int32_t *hi,
+                                                     int32_t j_begin, int32_t j_end, int32_t layout,
+                                                     int32_t n_iter, float *m, float *l, float *acc,
+                                                     double *seconds) {
+    return tactic::guard([&] {
+        TACTIC_REQUIRE_ARG(K && V && q && lo && hi && m && l && acc, "attention_block: pointers must not be NULL");
+        TACTIC_REQUIRE_ARG(n_tokens > 0 && group > 0 && layout >= 0 && layout <= 2 && n_iter > 0,
+                           "attention_block: n_tokens, group, layout or n_iter out of range");
+        TACTIC_REQUIRE_ARG(0 <= j_begin && j_begin <= j_end && j_end <= n_kv,
+                           "attention_block: need 0 <= j_begin <= j_end <= n_kv");
+        for (int t = 0; t < n_tokens; t++)
+            TACTIC_REQUIRE_ARG(0 <= lo[t] && lo[t] <= hi[t] && hi[t] <= n_kv,
+                               "attention_block: need 0 <= lo[t] <= hi[t] <= n_kv");
+        TACTIC_CHECK(tactic::cpu_has_avx512_vnni(), TACTIC_ERR_UNSUPPORTED, "attention_block: this CPU lacks AVX-512");
+        TACTIC_REQUIRE_ARG(tactic::attend_block_avx512_supports(n_tokens * group, head_dim, layout),
+                           "attention_block: too many rows for the layout, or head_dim not a multiple of 64");
+        // thread CPU time: the kernel runs on this thread alone, and a loaded machine's
+        // preemption stays out of the number
+        timespec t0, t1;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+        for (int it = 0; it < n_iter; it++) {
+            const int R = n_tokens * group;
+            std::fill_n(m, R, -std::numeric_limits<float>::infinity());  // the state of no keys
+            std::fill_n(l, R, 0.f);
+            std::fill_n(acc, size_t(R) * head_dim, 0.f);
+            tactic::attend_block_avx512(q, int64_t(group) * head_dim, n_tokens, group, head_dim, K, V,
+                                        tactic::KeyMap{}, lo, hi, j_begin, j_end, m, l, acc, layout);
+        }
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+        if (seconds) *seconds = (double(t1.tv_sec - t0.tv_sec) + 1e-9 * double(t1.tv_nsec - t0.tv_nsec)) / n_iter;
     });
 }
 

@@ -20,12 +20,6 @@ void pv_accumulate_avx2(float *acc, int n_q, int D, const float *w, int stride, 
                         const int32_t *rows, int n_rows);
 // AVX-512 kernels, attention_avx512.cpp (only called after a CPU check).
 float softmax_tile_avx512(float *s, int n, float mx);
-bool attend_block_avx512_supports(int rows, int D);
-// Partial softmax state (m, l, unnormalised acc) of rows r < nt * group over the keys
-// [j_begin, j_end), row r (head r % group of token r / group) masked to its token's [lo, hi).
-void attend_block_avx512(const float *q, int64_t q_stride, int nt, int group, int D, const uint16_t *K,
-                         const uint16_t *V, const KeyMap &map, const int *lo, const int *hi, int j_begin, int j_end,
-                         float *m_out, float *l_out, float *acc_out);
 
 namespace {
 bool have_avx2() { return cpu_has_avx2_fma_f16c(); }

@@ -72,4 +72,14 @@ void qk_dots(const float *q, int n_q, int D, const uint16_t *K, const int32_t *r
 void pv_accumulate(float *acc, int n_q, int D, const float *w, int stride, const uint16_t *V, const int32_t *rows,
                    int n_rows);
 
+// The AVX-512 block kernel (attention_avx512.cpp; call only when cpu_has_avx512_vnni()).
+// Partial softmax state (m, l, unnormalised acc) of rows r < nt * group over the keys
+// [j_begin, j_end), row r (head r % group of token r / group) masked to its token's [lo, hi).
+// layout: 1 = query rows in the lanes (any block), 2 = keys in the lanes (a few rows: a
+// decode token), 0 = by the number of rows. Both give the same bytes.
+bool attend_block_avx512_supports(int rows, int D, int layout = 0);
+void attend_block_avx512(const float *q, int64_t q_stride, int nt, int group, int D, const uint16_t *K,
+                         const uint16_t *V, const KeyMap &map, const int *lo, const int *hi, int j_begin, int j_end,
+                         float *m_out, float *l_out, float *acc_out, int layout = 0);
+
 }  // namespace tactic

@@ -85,9 +85,80 @@ void widen(const uint16_t *src, const KeyMap &map, int T, int a, int b, int kn4,
     }
 }
 
+// ---- Few rows (a decode token's query heads): keys in the lanes ----
+// With 4 rows or so, rows in lanes would leave most of each K·q product idle. Here a
+// vector holds 4 rows x 4 keys (lane 4r + i: row r, key i), so each FMA does 16 useful
+// products. Every score is still the chain acc = fma(K[key][d], q[row][d], acc) over d
+// ascending from zero, the chain scores4 runs, so both layouts give the same bytes.
+constexpr int kQuads = 8;
+// Rows at most this many take the keys-in-lanes scores (measured: bench_attention_kernels.py).
+constexpr int kFewRows = 8;  // key quads (32 keys) scored together: 8 independent chains per row group
+
+// Rows r0 .. r0+3 of q repeated for the lanes: Qr[d][4r + i] = q[r0 + r][d].
+void repeat_rows(const float *Qt, int Rp, int r0, int D, float *Qr) {
+    for (int d = 0; d < D; d++)
+        for (int r = 0; r < 4; r++)
+            for (int i = 0; i < 4; i++) Qr[size_t(d) * 16 + 4 * r + i] = Qt[size_t(d) * Rp + r0 + r];
+}
+
+// Four keys' f16 values d0 .. d0+15 (rows k[0..3]) transposed: T[m·16 + 4l + i] = key
+// i's element d0 + 4l + m (each 128-bit lane of the four vectors holds 4 d's x 4 keys).
+inline void transpose_quad(const uint16_t *const *k, int d0, float *T) {
+    const __m512 a = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(k[0] + d0)));
+    const __m512 b = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(k[1] + d0)));
+    const __m512 c = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(k[2] + d0)));
+    const __m512 e = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(k[3] + d0)));
+    const __m512 t0 = _mm512_unpacklo_ps(a, b), t1 = _mm512_unpackhi_ps(a, b);
+    const __m512 t2 = _mm512_unpacklo_ps(c, e), t3 = _mm512_unpackhi_ps(c, e);
+    const __m512d u0 = _mm512_castps_pd(t0), u1 = _mm512_castps_pd(t1);
+    const __m512d u2 = _mm512_castps_pd(t2), u3 = _mm512_castps_pd(t3);
+    _mm512_storeu_ps(T + 0, _mm512_castpd_ps(_mm512_unpacklo_pd(u0, u2)));
+    _mm512_storeu_ps(T + 16, _mm512_castpd_ps(_mm512_unpackhi_pd(u0, u2)));
+    _mm512_storeu_ps(T + 32, _mm512_castpd_ps(_mm512_unpacklo_pd(u1, u3)));
+    _mm512_storeu_ps(T + 48, _mm512_castpd_ps(_mm512_unpackhi_pd(u1, u3)));
+}
+
+// St[key][4g + r] for the kQuads key quads listed in k (4 row pointers each) and the
+// row groups g < NG of Qr (rows 4g .. 4g+3 in Qr + g·D·16).
+template <int NG>
+void scores_few(const float *Qr, const uint16_t *const *k, int D, float *St, int Rp) {
+    alignas(64) float T[kQuads * 64];
+    __m512 acc[NG][kQuads];
+    for (int g = 0; g < NG; g++)
+        for (int i = 0; i < kQuads; i++) acc[g][i] = _mm512_setzero_ps();
+    for (int d0 = 0; d0 < D; d0 += 16) {
+#pragma GCC unroll 8
+        for (int i = 0; i < kQuads; i++) transpose_quad(k + 4 * i, d0, T + 64 * i);
+#pragma GCC unroll 16
+        for (int dd = 0; dd < 16; dd++) {
+            const int off = 16 * (dd & 3) + 4 * (dd >> 2);
+#pragma GCC unroll 2
+            for (int g = 0; g < NG; g++) {
+                const __m512 qv = _mm512_loadu_ps(Qr + size_t(g) * D * 16 + size_t(d0 + dd) * 16);
+#pragma GCC unroll 8
+                for (int i = 0; i < kQuads; i++)
+                    acc[g][i] = _mm512_fmadd_ps(_mm512_broadcast_f32x4(_mm_load_ps(T + 64 * i + off)), qv, acc[g][i]);
+            }
+        }
+    }
+    // lane 4r + i -> 4i + r, then key i's 4 rows into its score row
+    const __m512i tr = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    for (int g = 0; g < NG; g++)
+        for (int i = 0; i < kQuads; i++) {
+            const __m512 s = _mm512_permutexvar_ps(tr, acc[g][i]);
+            float *o = St + size_t(4 * i) * Rp + 4 * g;
+            _mm_storeu_ps(o, _mm512_castps512_ps128(s));
+            _mm_storeu_ps(o + Rp, _mm512_extractf32x4_ps(s, 1));
+            _mm_storeu_ps(o + 2 * Rp, _mm512_extractf32x4_ps(s, 2));
+            _mm_storeu_ps(o + 3 * Rp, _mm512_extractf32x4_ps(s, 3));
+        }
+}
+
 struct Buffers {
-    std::vector<float> qt, kf, vf, st, of, m, l, scale;
+    std::vector<float> qt, qr, kf, vf, st, of, m, l, scale;
     std::vector<int32_t> lo, hi;
+    std::vector<const uint16_t *> krow;
+    std::vector<uint16_t> zero;
 };
 
 }  // namespace
@@ -111,11 +182,13 @@ float softmax_tile_avx512(float *s, int n, float mx) {
     return _mm512_reduce_add_ps(sum);
 }
 
-bool attend_block_avx512_supports(int rows, int D) { return rows <= kRows && D % 64 == 0; }
+bool attend_block_avx512_supports(int rows, int D, int layout) {
+    return rows <= (layout == 2 ? kFewRows : kRows) && D % 64 == 0;
+}
 
 void attend_block_avx512(const float *q, int64_t q_stride, int nt, int group, int D, const uint16_t *K,
                          const uint16_t *V, const KeyMap &map, const int *lo, const int *hi, int j_begin, int j_end,
-                         float *m_out, float *l_out, float *acc_out) {
+                         float *m_out, float *l_out, float *acc_out, int layout) {
     if (j_end <= j_begin) return;  // no keys: the caller's reset state stands
     const int R = nt * group, NV = (R + 15) / 16, Rp = 16 * NV;
     thread_local Buffers b;
@@ -138,6 +211,14 @@ void attend_block_avx512(const float *q, int64_t q_stride, int nt, int group, in
         b.hi[size_t(r)] = std::min(hi[r / group], j_end);
     }
     const int jlo = j_begin, jhi = j_end;
+    const bool few = layout == 2 || (layout == 0 && R <= kFewRows);
+    const int NG = (R + 3) / 4;
+    if (few) {
+        b.qr.resize(size_t(NG) * D * 16);
+        for (int g = 0; g < NG; g++) repeat_rows(b.qt.data(), Rp, 4 * g, D, b.qr.data() + size_t(g) * D * 16);
+        b.krow.resize(kKeys);
+        b.zero.assign(size_t(D), 0);
+    }
     const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
 
     // Tiles of 64 positions from a multiple of 64, whatever the range's start: a row's
@@ -146,9 +227,24 @@ void attend_block_avx512(const float *q, int64_t q_stride, int nt, int group, in
     const int t_first = jlo - ((jlo % kKeys) + kKeys) % kKeys;
     for (int j0 = t_first; j0 < jhi; j0 += kKeys) {
         const int kn = std::min(kKeys, jhi - j0), kn4 = (kn + 3) / 4 * 4;
-        widen(K, map, j0, jlo, jhi, kn4, D, b.kf.data());
         widen(V, map, j0, jlo, jhi, kn4, D, b.vf.data());
-        for (int j = 0; j < kn4; j += 4) {
+        if (few) {
+            // a short tile is padded with zero keys to whole groups of kQuads quads
+            for (int j = 0; j < kKeys; j++) {
+                const int p = j0 + j;
+                b.krow[size_t(j)] = j >= kn || p < jlo || p >= jhi ? b.zero.data() : K + size_t(map.row(p)) * D;
+            }
+            for (int j = 0; j < kn4; j += 4 * kQuads) {
+                float *st = b.st.data() + size_t(j) * Rp;
+                if (NG == 1)
+                    scores_few<1>(b.qr.data(), b.krow.data() + j, D, st, Rp);
+                else
+                    scores_few<2>(b.qr.data(), b.krow.data() + j, D, st, Rp);
+            }
+        } else {
+            widen(K, map, j0, jlo, jhi, kn4, D, b.kf.data());
+        }
+        for (int j = 0; !few && j < kn4; j += 4) {
             float *st = b.st.data() + size_t(j) * Rp;
             const float *kf = b.kf.data() + size_t(j) * D;
             switch (NV) {
