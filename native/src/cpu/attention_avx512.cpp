@@ -69,6 +69,30 @@ void pv4(const float *P, int Rp, int r0, int kn, const float *Vf, int D, int d0,
         for (int v = 0; v < 4; v++) _mm512_storeu_ps(Of + size_t(r0 + i) * D + d0 + 16 * v, acc[i][v]);
 }
 
+// pv4 with the values read as f16 rows (V[j], zero rows for masked keys), widened on the
+// fly: the same products in the same order, without an f32 copy of the tile.
+void pv4_f16(const float *P, int Rp, int r0, int kn, const uint16_t *const *V, int D, int d0, float *Of,
+             const float *scale, bool first) {
+    __m512 acc[4][4];
+    for (int i = 0; i < 4; i++) {
+        const __m512 s = _mm512_set1_ps(scale[r0 + i]);
+        for (int v = 0; v < 4; v++)
+            acc[i][v] = first ? _mm512_setzero_ps()
+                              : _mm512_mul_ps(s, _mm512_loadu_ps(Of + size_t(r0 + i) * D + d0 + 16 * v));
+    }
+    for (int j = 0; j < kn; j++) {
+        __m512 vv[4];
+        for (int v = 0; v < 4; v++)
+            vv[v] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(V[j] + d0 + 16 * v)));
+        for (int i = 0; i < 4; i++) {
+            const __m512 p = _mm512_set1_ps(P[size_t(j) * Rp + r0 + i]);
+            for (int v = 0; v < 4; v++) acc[i][v] = _mm512_fmadd_ps(p, vv[v], acc[i][v]);
+        }
+    }
+    for (int i = 0; i < 4; i++)
+        for (int v = 0; v < 4; v++) _mm512_storeu_ps(Of + size_t(r0 + i) * D + d0 + 16 * v, acc[i][v]);
+}
+
 // The keys of positions T .. T+kn4 as f32 rows: positions in [a, b) from their cache
 // rows (map), the others zero (masked by the caller).
 void widen(const uint16_t *src, const KeyMap &map, int T, int a, int b, int kn4, int D, float *dst) {
@@ -120,13 +144,18 @@ inline void transpose_quad(const uint16_t *const *k, int d0, float *T) {
 
 // St[key][4g + r] for the kQuads key quads listed in k (4 row pointers each) and the
 // row groups g < NG of Qr (rows 4g .. 4g+3 in Qr + g·D·16).
+// Meanwhile the kKeys rows listed in pf (f16 rows of D) are prefetched, spread over
+// the D/16 steps: the next keys and values stream in while these are scored.
 template <int NG>
-void scores_few(const float *Qr, const uint16_t *const *k, int D, float *St, int Rp) {
+void scores_few(const float *Qr, const uint16_t *const *k, int D, float *St, int Rp, const uint16_t *const *pf) {
     alignas(64) float T[kQuads * 64];
+    const int pf_rows = std::max(1, kKeys * 16 / D), pf_lines = D / 32;  // a step's rows; 64-byte lines a row
     __m512 acc[NG][kQuads];
     for (int g = 0; g < NG; g++)
         for (int i = 0; i < kQuads; i++) acc[g][i] = _mm512_setzero_ps();
     for (int d0 = 0; d0 < D; d0 += 16) {
+        for (int r = d0 / 16 * pf_rows; r < std::min(kKeys, (d0 / 16 + 1) * pf_rows); r++)
+            for (int l = 0; l < pf_lines; l++) _mm_prefetch(reinterpret_cast<const char *>(pf[r] + 32 * l), _MM_HINT_T0);
 #pragma GCC unroll 8
         for (int i = 0; i < kQuads; i++) transpose_quad(k + 4 * i, d0, T + 64 * i);
 #pragma GCC unroll 16
@@ -157,9 +186,51 @@ void scores_few(const float *Qr, const uint16_t *const *k, int D, float *St, int
 struct Buffers {
     std::vector<float> qt, qr, kf, vf, st, of, m, l, scale;
     std::vector<int32_t> lo, hi;
-    std::vector<const uint16_t *> krow;
+    std::vector<const uint16_t *> krow, knext, vrow;
     std::vector<uint16_t> zero;
 };
+
+// The online softmax of a tile's scores St[j][row] (keys j0 + j, j < kn; rows in lanes,
+// 16 a vector, each masked to its [lo, hi)): St becomes the f16-rounded weights (zero
+// for j in [kn, kn4)), m and l advance, scale = the factor on the rows' earlier output.
+void online_softmax(Buffers &b, int NV, int j0, int kn, int kn4) {
+    const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+    const int Rp = 16 * NV;
+    for (int v = 0; v < NV; v++) {
+        const __m512i lov = _mm512_loadu_si512(b.lo.data() + 16 * v), hiv = _mm512_loadu_si512(b.hi.data() + 16 * v);
+        __m512 mt = ninf;
+        for (int j = 0; j < kn; j++) {
+            const __m512i jj = _mm512_set1_epi32(j0 + j);
+            const __mmask16 ok = _mm512_cmple_epi32_mask(lov, jj) & _mm512_cmplt_epi32_mask(jj, hiv);
+            float *s = b.st.data() + size_t(j) * Rp + 16 * v;
+            const __m512 x = _mm512_mask_mov_ps(ninf, ok, _mm512_loadu_ps(s));
+            _mm512_storeu_ps(s, x);
+            mt = _mm512_max_ps(mt, x);
+        }
+        const __m512 m_old = _mm512_loadu_ps(b.m.data() + 16 * v), m_new = _mm512_max_ps(m_old, mt);
+        const __mmask16 live = _mm512_cmp_ps_mask(m_new, ninf, _CMP_NEQ_OQ);
+        const __m512 m_sub = _mm512_maskz_mov_ps(live, m_new);
+        // m_old = -inf: the factor is 0 (nothing accumulated yet)
+        const __mmask16 had = _mm512_cmp_ps_mask(m_old, ninf, _CMP_NEQ_OQ);
+        const __m512 scale_old = _mm512_maskz_mov_ps(had, simd512::exp(_mm512_sub_ps(m_old, m_sub)));
+        __m512 sum = _mm512_setzero_ps();
+        for (int j = 0; j < kn; j++) {
+            float *s = b.st.data() + size_t(j) * Rp + 16 * v;
+            const __m512 x = _mm512_loadu_ps(s);
+            const __mmask16 ok = _mm512_cmp_ps_mask(x, ninf, _CMP_NEQ_OQ);
+            const __m512 p = _mm512_maskz_mov_ps(ok, simd512::exp(_mm512_sub_ps(x, m_sub)));
+            sum = _mm512_add_ps(sum, p);
+            // the weights V is multiplied by are rounded to f16, as in attend_rows
+            _mm512_storeu_ps(s, simd512::round_f16(p));
+        }
+        for (int j = kn; j < kn4; j++) _mm512_storeu_ps(b.st.data() + size_t(j) * Rp + 16 * v, _mm512_setzero_ps());
+        const __m512 l_old = _mm512_loadu_ps(b.l.data() + 16 * v);
+        _mm512_storeu_ps(b.l.data() + 16 * v, _mm512_fmadd_ps(l_old, scale_old, sum));
+        _mm512_storeu_ps(b.m.data() + 16 * v, m_new);
+        // rows that had nothing keep their (zero) accumulators: any factor will do
+        _mm512_storeu_ps(b.scale.data() + 16 * v, _mm512_mask_mov_ps(_mm512_set1_ps(1.f), had, scale_old));
+    }
+}
 
 }  // namespace
 
@@ -211,87 +282,66 @@ void attend_block_avx512(const float *q, int64_t q_stride, int nt, int group, in
         b.hi[size_t(r)] = std::min(hi[r / group], j_end);
     }
     const int jlo = j_begin, jhi = j_end;
-    const bool few = layout == 2 || (layout == 0 && R <= kFewRows);
-    const int NG = (R + 3) / 4;
-    if (few) {
-        b.qr.resize(size_t(NG) * D * 16);
-        for (int g = 0; g < NG; g++) repeat_rows(b.qt.data(), Rp, 4 * g, D, b.qr.data() + size_t(g) * D * 16);
-        b.krow.resize(kKeys);
-        b.zero.assign(size_t(D), 0);
-    }
-    const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-
     // Tiles of 64 positions from a multiple of 64, whatever the range's start: a row's
     // keys fall into the same tiles in every call that covers them (keys outside its
     // range are masked, which leaves its numbers untouched).
     const int t_first = jlo - ((jlo % kKeys) + kKeys) % kKeys;
-    for (int j0 = t_first; j0 < jhi; j0 += kKeys) {
-        const int kn = std::min(kKeys, jhi - j0), kn4 = (kn + 3) / 4 * 4;
-        widen(V, map, j0, jlo, jhi, kn4, D, b.vf.data());
-        if (few) {
-            // a short tile is padded with zero keys to whole groups of kQuads quads
+    const bool few = layout == 2 || (layout == 0 && R <= kFewRows);
+    if (few) {
+        // Keys in the lanes; K and V read as f16 rows in place, prefetched a tile ahead.
+        const int NG = (R + 3) / 4;
+        b.qr.resize(size_t(NG) * D * 16);
+        for (int g = 0; g < NG; g++) repeat_rows(b.qt.data(), Rp, 4 * g, D, b.qr.data() + size_t(g) * D * 16);
+        b.zero.assign(size_t(D), 0);
+        b.krow.resize(kKeys), b.knext.resize(kKeys), b.vrow.resize(kKeys);
+        // the rows of tile j0's keys; masked ones (and a short tile's padding) read zeros
+        auto rows = [&](const uint16_t *src, int j0, const uint16_t **out) {
             for (int j = 0; j < kKeys; j++) {
                 const int p = j0 + j;
-                b.krow[size_t(j)] = j >= kn || p < jlo || p >= jhi ? b.zero.data() : K + size_t(map.row(p)) * D;
+                out[j] = p < jlo || p >= jhi ? b.zero.data() : src + size_t(map.row(p)) * D;
             }
+        };
+        rows(K, t_first, b.knext.data());
+        for (int j0 = t_first; j0 < jhi; j0 += kKeys) {
+            const int kn = std::min(kKeys, jhi - j0), kn4 = (kn + 3) / 4 * 4;
+            std::swap(b.krow, b.knext);
+            rows(V, j0, b.vrow.data());
+            rows(K, j0 + kKeys, b.knext.data());
             for (int j = 0; j < kn4; j += 4 * kQuads) {
+                // the first half fetches this tile's values, the second the next tile's keys
+                const uint16_t *const *pf = j == 0 ? b.vrow.data() : b.knext.data();
                 float *st = b.st.data() + size_t(j) * Rp;
                 if (NG == 1)
-                    scores_few<1>(b.qr.data(), b.krow.data() + j, D, st, Rp);
+                    scores_few<1>(b.qr.data(), b.krow.data() + j, D, st, Rp, pf);
                 else
-                    scores_few<2>(b.qr.data(), b.krow.data() + j, D, st, Rp);
+                    scores_few<2>(b.qr.data(), b.krow.data() + j, D, st, Rp, pf);
             }
-        } else {
+            online_softmax(b, NV, j0, kn, kn4);
+            for (int r0 = 0; r0 < R; r0 += 4)
+                for (int d0 = 0; d0 < D; d0 += 64)
+                    pv4_f16(b.st.data(), Rp, r0, kn4, b.vrow.data(), D, d0, b.of.data(), b.scale.data(),
+                            j0 == t_first);
+        }
+    } else {
+        for (int j0 = t_first; j0 < jhi; j0 += kKeys) {
+            const int kn = std::min(kKeys, jhi - j0), kn4 = (kn + 3) / 4 * 4;
             widen(K, map, j0, jlo, jhi, kn4, D, b.kf.data());
-        }
-        for (int j = 0; !few && j < kn4; j += 4) {
-            float *st = b.st.data() + size_t(j) * Rp;
-            const float *kf = b.kf.data() + size_t(j) * D;
-            switch (NV) {
-                case 1: scores4<1>(b.qt.data(), Rp, kf, D, st); break;
-                case 2: scores4<2>(b.qt.data(), Rp, kf, D, st); break;
-                case 3: scores4<3>(b.qt.data(), Rp, kf, D, st); break;
-                default: scores4<4>(b.qt.data(), Rp, kf, D, st); break;
+            widen(V, map, j0, jlo, jhi, kn4, D, b.vf.data());
+            for (int j = 0; j < kn4; j += 4) {
+                float *st = b.st.data() + size_t(j) * Rp;
+                const float *kf = b.kf.data() + size_t(j) * D;
+                switch (NV) {
+                    case 1: scores4<1>(b.qt.data(), Rp, kf, D, st); break;
+                    case 2: scores4<2>(b.qt.data(), Rp, kf, D, st); break;
+                    case 3: scores4<3>(b.qt.data(), Rp, kf, D, st); break;
+                    default: scores4<4>(b.qt.data(), Rp, kf, D, st); break;
+                }
             }
+            online_softmax(b, NV, j0, kn, kn4);
+            for (int r0 = 0; r0 < R; r0 += 4)
+                for (int d0 = 0; d0 < D; d0 += 64)
+                    pv4(b.st.data(), Rp, r0, kn4, b.vf.data(), D, d0, b.of.data(), b.scale.data(), j0 == t_first);
         }
-        // Online softmax, 16 rows a vector.
-        for (int v = 0; v < NV; v++) {
-            const __m512i lov = _mm512_loadu_si512(b.lo.data() + 16 * v), hiv = _mm512_loadu_si512(b.hi.data() + 16 * v);
-            __m512 mt = ninf;
-            for (int j = 0; j < kn; j++) {
-                const __m512i jj = _mm512_set1_epi32(j0 + j);
-                const __mmask16 ok = _mm512_cmple_epi32_mask(lov, jj) & _mm512_cmplt_epi32_mask(jj, hiv);
-                float *s = b.st.data() + size_t(j) * Rp + 16 * v;
-                const __m512 x = _mm512_mask_mov_ps(ninf, ok, _mm512_loadu_ps(s));
-                _mm512_storeu_ps(s, x);
-                mt = _mm512_max_ps(mt, x);
-            }
-            const __m512 m_old = _mm512_loadu_ps(b.m.data() + 16 * v), m_new = _mm512_max_ps(m_old, mt);
-            const __mmask16 live = _mm512_cmp_ps_mask(m_new, ninf, _CMP_NEQ_OQ);
-            const __m512 m_sub = _mm512_maskz_mov_ps(live, m_new);
-            // m_old = -inf: the factor is 0 (nothing accumulated yet)
-            const __mmask16 had = _mm512_cmp_ps_mask(m_old, ninf, _CMP_NEQ_OQ);
-            const __m512 scale_old = _mm512_maskz_mov_ps(had, simd512::exp(_mm512_sub_ps(m_old, m_sub)));
-            __m512 sum = _mm512_setzero_ps();
-            for (int j = 0; j < kn; j++) {
-                float *s = b.st.data() + size_t(j) * Rp + 16 * v;
-                const __m512 x = _mm512_loadu_ps(s);
-                const __mmask16 ok = _mm512_cmp_ps_mask(x, ninf, _CMP_NEQ_OQ);
-                const __m512 p = _mm512_maskz_mov_ps(ok, simd512::exp(_mm512_sub_ps(x, m_sub)));
-                sum = _mm512_add_ps(sum, p);
-                // the weights V is multiplied by are rounded to f16, as in attend_rows
-                _mm512_storeu_ps(s, simd512::round_f16(p));
-            }
-            for (int j = kn; j < kn4; j++) _mm512_storeu_ps(b.st.data() + size_t(j) * Rp + 16 * v, _mm512_setzero_ps());
-            const __m512 l_old = _mm512_loadu_ps(b.l.data() + 16 * v);
-            _mm512_storeu_ps(b.l.data() + 16 * v, _mm512_fmadd_ps(l_old, scale_old, sum));
-            _mm512_storeu_ps(b.m.data() + 16 * v, m_new);
-            // rows that had nothing keep their (zero) accumulators: any factor will do
-            _mm512_storeu_ps(b.scale.data() + 16 * v, _mm512_mask_mov_ps(_mm512_set1_ps(1.f), had, scale_old));
-        }
-        for (int r0 = 0; r0 < R; r0 += 4)
-            for (int d0 = 0; d0 < D; d0 += 64)
-                pv4(b.st.data(), Rp, r0, kn4, b.vf.data(), D, d0, b.of.data(), b.scale.data(), j0 == t_first);
     }
     std::copy_n(b.m.data(), R, m_out);
     std::copy_n(b.l.data(), R, l_out);
