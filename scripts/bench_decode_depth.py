@@ -51,7 +51,11 @@ def bench_pytactic(model, n_ctx, n_threads, n_gen, fraction):
         check(lib.tactic_context_state_size(full.ctx, n))
         blob = ffi.new("uint8_t[]", n[0])
         check(lib.tactic_context_state_get(full.ctx, blob, n[0]))
+        t = ffi.new("double[6]")
+        check(lib.tactic_get_timings(full.ctx, t, 6, 1))  # reset: the decode steps' own share below
         out["full_decode_tok_s"] = timed_decode(full, prompt[-1], n_gen)
+        check(lib.tactic_get_timings(full.ctx, t, 6, 0))
+        out["full_decode_ms"], out["full_decode_attn_ms"] = 1000 * t[2] / n_gen, 1000 * t[3] / n_gen
     with NativeSession(model, n_ctx=size, n_threads=n_threads, attention=2, tactic_force_fraction=fraction) as tac:
         check(lib.tactic_context_state_set(tac.ctx, blob, n[0]))
         t0 = time.perf_counter()
