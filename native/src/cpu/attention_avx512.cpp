@@ -120,9 +120,10 @@ constexpr int kFewRows = 8;  // key quads (32 keys) scored together: 8 independe
 
 // Rows r0 .. r0+3 of q repeated for the lanes: Qr[d][4r + i] = q[r0 + r][d].
 void repeat_rows(const float *Qt, int Rp, int r0, int D, float *Qr) {
+    const __m512i rep = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
     for (int d = 0; d < D; d++)
-        for (int r = 0; r < 4; r++)
-            for (int i = 0; i < 4; i++) Qr[size_t(d) * 16 + 4 * r + i] = Qt[size_t(d) * Rp + r0 + r];
+        _mm512_storeu_ps(Qr + size_t(d) * 16,
+                         _mm512_permutexvar_ps(rep, _mm512_broadcast_f32x4(_mm_loadu_ps(Qt + size_t(d) * Rp + r0))));
 }
 
 // Four keys' f16 values d0 .. d0+15 (rows k[0..3]) transposed: T[m·16 + 4l + i] = key
@@ -273,8 +274,7 @@ void attend_block_avx512(const float *q, int64_t q_stride, int nt, int group, in
     b.scale.assign(size_t(Rp), 0.f);
     b.lo.assign(size_t(Rp), 0);
     b.hi.assign(size_t(Rp), 0);  // padding rows: an empty range
-    for (int r = R; r < Rp; r++)
-        for (int d = 0; d < D; d++) b.qt[size_t(d) * Rp + r] = 0.f;
+    std::fill(b.qt.begin(), b.qt.end(), 0.f);  // padding rows stay zero
     for (int r = 0; r < R; r++) {
         const float *qr = q + (r / group) * q_stride + size_t(r % group) * D;
         for (int d = 0; d < D; d++) b.qt[size_t(d) * Rp + r] = qr[d];
