@@ -69,9 +69,10 @@ void pv4(const float *P, int Rp, int r0, int kn, const float *Vf, int D, int d0,
         for (int v = 0; v < 4; v++) _mm512_storeu_ps(Of + size_t(r0 + i) * D + d0 + 16 * v, acc[i][v]);
 }
 
-// pv4 with the values read as f16 rows (V[j], zero rows for masked keys), widened on the
-// fly: the same products in the same order, without an f32 copy of the tile.
-void pv4_f16(const float *P, int Rp, int r0, int kn, const uint16_t *const *V, int D, int d0, float *Of,
+// pv4 with the weights row by row (P[r][j], rows kKeys apart) and the values read as f16
+// rows (V[j], zero rows for masked keys), widened on the fly: the same products in the
+// same order, without an f32 copy of the tile.
+void pv4_f16(const float *P, int r0, int kn, const uint16_t *const *V, int D, int d0, float *Of,
              const float *scale, bool first) {
     __m512 acc[4][4];
     for (int i = 0; i < 4; i++) {
@@ -85,7 +86,7 @@ void pv4_f16(const float *P, int Rp, int r0, int kn, const uint16_t *const *V, i
         for (int v = 0; v < 4; v++)
             vv[v] = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(V[j] + d0 + 16 * v)));
         for (int i = 0; i < 4; i++) {
-            const __m512 p = _mm512_set1_ps(P[size_t(j) * Rp + r0 + i]);
+            const __m512 p = _mm512_set1_ps(P[size_t(r0 + i) * kKeys + j]);
             for (int v = 0; v < 4; v++) acc[i][v] = _mm512_fmadd_ps(p, vv[v], acc[i][v]);
         }
     }
@@ -143,12 +144,12 @@ inline void transpose_quad(const uint16_t *const *k, int d0, float *T) {
     _mm512_storeu_ps(T + 48, _mm512_castpd_ps(_mm512_unpackhi_pd(u1, u3)));
 }
 
-// St[key][4g + r] for the kQuads key quads listed in k (4 row pointers each) and the
-// row groups g < NG of Qr (rows 4g .. 4g+3 in Qr + g·D·16).
+// Sc[4g + r][j] (rows kKeys apart) = the scores of the kQuads key quads listed in k (4
+// row pointers each) for the row groups g < NG of Qr (rows 4g .. 4g+3 in Qr + g·D·16).
 // Meanwhile the kKeys rows listed in pf (f16 rows of D) are prefetched, spread over
 // the D/16 steps: the next keys and values stream in while these are scored.
 template <int NG>
-void scores_few(const float *Qr, const uint16_t *const *k, int D, float *St, int Rp, const uint16_t *const *pf) {
+void scores_few(const float *Qr, const uint16_t *const *k, int D, float *Sc, const uint16_t *const *pf) {
     alignas(64) float T[kQuads * 64];
     const int pf_rows = std::max(1, kKeys * 16 / D), pf_lines = D / 32;  // a step's rows; 64-byte lines a row
     __m512 acc[NG][kQuads];
@@ -171,21 +172,19 @@ void scores_few(const float *Qr, const uint16_t *const *k, int D, float *St, int
             }
         }
     }
-    // lane 4r + i -> 4i + r, then key i's 4 rows into its score row
-    const __m512i tr = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    // 128-bit lane r of quad i's vector: row 4g + r's scores of keys 4i .. 4i+3
     for (int g = 0; g < NG; g++)
         for (int i = 0; i < kQuads; i++) {
-            const __m512 s = _mm512_permutexvar_ps(tr, acc[g][i]);
-            float *o = St + size_t(4 * i) * Rp + 4 * g;
-            _mm_storeu_ps(o, _mm512_castps512_ps128(s));
-            _mm_storeu_ps(o + Rp, _mm512_extractf32x4_ps(s, 1));
-            _mm_storeu_ps(o + 2 * Rp, _mm512_extractf32x4_ps(s, 2));
-            _mm_storeu_ps(o + 3 * Rp, _mm512_extractf32x4_ps(s, 3));
+            float *o = Sc + size_t(4 * g) * kKeys + 4 * i;
+            _mm_storeu_ps(o, _mm512_castps512_ps128(acc[g][i]));
+            _mm_storeu_ps(o + kKeys, _mm512_extractf32x4_ps(acc[g][i], 1));
+            _mm_storeu_ps(o + 2 * kKeys, _mm512_extractf32x4_ps(acc[g][i], 2));
+            _mm_storeu_ps(o + 3 * kKeys, _mm512_extractf32x4_ps(acc[g][i], 3));
         }
 }
 
 struct Buffers {
-    std::vector<float> qt, qr, kf, vf, st, of, m, l, scale;
+    std::vector<float> qt, qr, kf, vf, st, sc, of, m, l, scale;
     std::vector<int32_t> lo, hi;
     std::vector<const uint16_t *> krow, knext, vrow;
     std::vector<uint16_t> zero;
@@ -231,6 +230,58 @@ void online_softmax(Buffers &b, int NV, int j0, int kn, int kn4) {
         // rows that had nothing keep their (zero) accumulators: any factor will do
         _mm512_storeu_ps(b.scale.data() + 16 * v, _mm512_mask_mov_ps(_mm512_set1_ps(1.f), had, scale_old));
     }
+}
+
+// online_softmax for a few rows with the keys in the lanes: Sc[r][j] (rows kKeys apart)
+// holds row r's scores of keys j0 + j, j < kn4; rows r < R become their f16-rounded
+// weights. Each row's numbers are online_softmax's: the same masking, the same max, the
+// same exp of the same differences, the weights summed one by one in key order (the
+// masked ones add +0, as there), and the same vector code on m and l.
+void online_softmax_few(Buffers &b, int R, int j0, int kn4, float *Sc) {
+    const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const int nv = (kn4 + 15) / 16;
+    alignas(64) float mt[16], sum[16], msub[16], p[16];
+    std::fill_n(mt, 16, -std::numeric_limits<float>::infinity());
+    std::fill_n(sum, 16, 0.f);
+    for (int r = 0; r < R; r++) {
+        // row r's keys in this tile: [a, e) (its range already cut to the call's)
+        const __m512i a = _mm512_set1_epi32(b.lo[size_t(r)] - j0), e = _mm512_set1_epi32(b.hi[size_t(r)] - j0);
+        __m512 mx = ninf;
+        for (int v = 0; v < nv; v++) {
+            const __m512i jj = _mm512_add_epi32(iota, _mm512_set1_epi32(16 * v));
+            const __mmask16 ok = _mm512_cmple_epi32_mask(a, jj) & _mm512_cmplt_epi32_mask(jj, e);
+            float *x = Sc + size_t(r) * kKeys + 16 * v;
+            const __m512 xm = _mm512_mask_mov_ps(ninf, ok, _mm512_loadu_ps(x));
+            _mm512_storeu_ps(x, xm);
+            mx = _mm512_max_ps(mx, xm);
+        }
+        mt[r] = _mm512_reduce_max_ps(mx);
+    }
+    const __m512 m_old = _mm512_loadu_ps(b.m.data()), m_new = _mm512_max_ps(m_old, _mm512_load_ps(mt));
+    const __mmask16 live = _mm512_cmp_ps_mask(m_new, ninf, _CMP_NEQ_OQ);
+    const __m512 m_sub = _mm512_maskz_mov_ps(live, m_new);
+    const __mmask16 had = _mm512_cmp_ps_mask(m_old, ninf, _CMP_NEQ_OQ);
+    const __m512 scale_old = _mm512_maskz_mov_ps(had, simd512::exp(_mm512_sub_ps(m_old, m_sub)));
+    _mm512_store_ps(msub, m_sub);
+    for (int r = 0; r < R; r++) {
+        const __m512 ms = _mm512_set1_ps(msub[r]);
+        float s = 0.f;
+        for (int v = 0; v < nv; v++) {
+            float *x = Sc + size_t(r) * kKeys + 16 * v;
+            const __m512 xv = _mm512_loadu_ps(x);
+            const __mmask16 ok = _mm512_cmp_ps_mask(xv, ninf, _CMP_NEQ_OQ);
+            const __m512 pv = _mm512_maskz_mov_ps(ok, simd512::exp(_mm512_sub_ps(xv, ms)));
+            _mm512_store_ps(p, pv);
+            _mm512_storeu_ps(x, simd512::round_f16(pv));
+            for (int k = 0; k < 16; k++) s += p[k];
+        }
+        sum[r] = s;
+    }
+    const __m512 l_old = _mm512_loadu_ps(b.l.data());
+    _mm512_storeu_ps(b.l.data(), _mm512_fmadd_ps(l_old, scale_old, _mm512_load_ps(sum)));
+    _mm512_storeu_ps(b.m.data(), m_new);
+    _mm512_storeu_ps(b.scale.data(), _mm512_mask_mov_ps(_mm512_set1_ps(1.f), had, scale_old));
 }
 
 }  // namespace
@@ -293,6 +344,7 @@ void attend_block_avx512(const float *q, int64_t q_stride, int nt, int group, in
         b.qr.resize(size_t(NG) * D * 16);
         for (int g = 0; g < NG; g++) repeat_rows(b.qt.data(), Rp, 4 * g, D, b.qr.data() + size_t(g) * D * 16);
         b.zero.assign(size_t(D), 0);
+        b.sc.assign(size_t(4 * NG) * kKeys, 0.f);  // scores / weights, row by row
         b.krow.resize(kKeys), b.knext.resize(kKeys), b.vrow.resize(kKeys);
         // the rows of tile j0's keys; masked ones (and a short tile's padding) read zeros
         auto rows = [&](const uint16_t *src, int j0, const uint16_t **out) {
@@ -310,17 +362,15 @@ void attend_block_avx512(const float *q, int64_t q_stride, int nt, int group, in
             for (int j = 0; j < kn4; j += 4 * kQuads) {
                 // the first half fetches this tile's values, the second the next tile's keys
                 const uint16_t *const *pf = j == 0 ? b.vrow.data() : b.knext.data();
-                float *st = b.st.data() + size_t(j) * Rp;
                 if (NG == 1)
-                    scores_few<1>(b.qr.data(), b.krow.data() + j, D, st, Rp, pf);
+                    scores_few<1>(b.qr.data(), b.krow.data() + j, D, b.sc.data() + j, pf);
                 else
-                    scores_few<2>(b.qr.data(), b.krow.data() + j, D, st, Rp, pf);
+                    scores_few<2>(b.qr.data(), b.krow.data() + j, D, b.sc.data() + j, pf);
             }
-            online_softmax(b, NV, j0, kn, kn4);
+            online_softmax_few(b, R, j0, kn4, b.sc.data());
             for (int r0 = 0; r0 < R; r0 += 4)
                 for (int d0 = 0; d0 < D; d0 += 64)
-                    pv4_f16(b.st.data(), Rp, r0, kn4, b.vrow.data(), D, d0, b.of.data(), b.scale.data(),
-                            j0 == t_first);
+                    pv4_f16(b.sc.data(), r0, kn4, b.vrow.data(), D, d0, b.of.data(), b.scale.data(), j0 == t_first);
         }
     } else {
         for (int j0 = t_first; j0 < jhi; j0 += kKeys) {
