@@ -2,14 +2,21 @@
 // A block of query rows (several tokens x the query heads of one KV group, or one
 // decode token's heads) goes through one chunk of keys together, 64 keys at a time, so
 // each key and value row is read and widened from f16 once per block instead of once
-// per token:
-//   S^T[key][row] = K·Q^T with the rows in zmm lanes (Q transposed once per block),
-//   the online softmax vectorised over the rows (masking each row to its own causal
-//   key range), then O[row][:] += P·V.
-// Every row's numbers are computed lane by lane with the same operations whatever the
-// other rows are, and tiles start at the chunk's first key: decode (one token, its
-// chunks in parallel) and prefill (a block of tokens, the chunks in turn) give a token
-// the same bytes (attention.cpp merges the chunks; tests/test_batch_independence.py).
+// per token. Two lane layouts:
+//   - rows in the lanes (a prefill block): S^T[key][row] = K·Q^T with the rows in zmm
+//     lanes (Q transposed once per block), the online softmax vectorised over the rows
+//     (masking each row to its own causal key range), then O[row][:] += P·V;
+//   - keys in the lanes (at most kFewRows rows: a decode token's query heads, which
+//     would fill 4 of 16 lanes above): 4 rows x 4 keys a vector for the scores (K
+//     transposed a tile at a time), the online softmax row by row over 16 keys a vector,
+//     the same P·V; K and V read in place, prefetched a tile ahead.
+// Both compute every score as the same FMA chain over d, and every softmax step as the
+// same operations on the same values in the same order, so a row's numbers do not
+// depend on the layout or on the other rows; tiles start at the chunk's first key:
+// decode (one token, its chunks in parallel) and prefill (a block of tokens, the chunks
+// in turn) give a token the same bytes (attention.cpp merges the chunks;
+// tests/test_attention_cpu.py holds the layouts equal, tests/test_batch_independence.py
+// the model's logits).
 #include <immintrin.h>
 
 #include <algorithm>
