@@ -124,6 +124,13 @@ TACTIC_API tactic_status tactic_bench_attention(const uint16_t *K, const uint16_
                                                 int32_t n_head_kv, int32_t selector, float p,
                                                 int32_t n_threads, int32_t n_iter, double *out);
 
+/* Test hook: Tactic's candidate scores out[o][h] = q_h . k_o of g query heads Q f32 [g]
+ * [head_dim] against n f16 keys [n][head_dim], by the AVX2 kernel key by key (impl 2) or
+ * the AVX-512 keys-in-lanes kernel (impl 3; head_dim % 16 == 0). TACTIC_ERR_UNSUPPORTED
+ * when this CPU lacks the instructions. */
+TACTIC_API tactic_status tactic_bench_tactic_dots(const float *Q, int32_t g, const uint16_t *keys, int32_t n,
+                                                 int32_t head_dim, int32_t impl, float *out);
+
 /* ---- CUDA kernels ---- */
 /* The CUDA backend's kernels, exposed for tests and benchmarks. Each call copies its
  * inputs to GPU 0, runs the kernel, and copies the result back. A library built

@@ -4,10 +4,13 @@
 #include <ctime>
 #include <cstring>
 #include <mutex>
+#include <vector>
 
 #include "../cpu/attention.h"
 
+#include "../cpu_features.h"
 #include "../forward.h"
+#include "../tactic/kernels.h"
 #include "../tactic/tactic_attention.h"
 #include "guard.h"
 #include "tactic_internal.h"  // defines hooks declared there
@@ -181,6 +184,25 @@ TACTIC_API tactic_status tactic_set_debug(tactic_context *ctx, int32_t on) {
         TACTIC_REQUIRE_ARG(ctx, "ctx must not be NULL");
         auto lock = busy_lock(ctx);
         tactic_of(ctx).set_debug(on != 0);
+    });
+}
+
+TACTIC_API tactic_status tactic_bench_tactic_dots(const float *Q, int32_t g, const uint16_t *keys, int32_t n,
+                                                 int32_t head_dim, int32_t impl, float *out) {
+    return guard([&] {
+        TACTIC_REQUIRE_ARG(Q && keys && out, "tactic_dots: Q, keys and out must not be NULL");
+        TACTIC_REQUIRE_ARG(g > 0 && n >= 0 && head_dim > 0 && (impl == 2 || impl == 3),
+                           "tactic_dots: g, n, head_dim or impl out of range");
+        TACTIC_CHECK(tactic::cpu_has_avx2_fma_f16c() && (impl == 2 || tactic::cpu_has_avx512_vnni()),
+                     TACTIC_ERR_UNSUPPORTED, "tactic_dots: this CPU cannot run the kernel asked for");
+        if (impl == 3) {
+            TACTIC_REQUIRE_ARG(head_dim % 16 == 0, "tactic_dots: the AVX-512 kernel needs head_dim % 16 == 0");
+            std::vector<float> qr(size_t((g + 3) / 4) * head_dim * 16);
+            tactic::tk::avx512::repeat_heads(Q, g, head_dim, qr.data());
+            return tactic::tk::avx512::dots_keys_f16(qr.data(), g, keys, n, head_dim, out, g);
+        }
+        for (int o = 0; o < n; o++) tactic::tk::avx2::dots_group_f16(Q, g, keys + size_t(o) * head_dim, head_dim,
+                                                                     out + size_t(o) * g);
     });
 }
 

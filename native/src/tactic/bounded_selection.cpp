@@ -279,13 +279,11 @@ void select_bounded(const float *Qg, int g, const uint16_t *K, int D, const KeyC
 
 void score_clusters_group(const float *Qg, int g, const KeyClusters &kc, int D, const std::vector<int32_t> &clusters,
                     float *osc, ThreadPool &pool) {
+    const tk::GroupScorer scorer(Qg, g, D);
     pool.parallel_for(int64_t(clusters.size()), 8, [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; i++) {
-            const int c = clusters[size_t(i)];
-            for (int o = kc.offsets[size_t(c)]; o < kc.offsets[size_t(c) + 1]; o++)
-                for (int h0 = 0; h0 < g; h0 += 64)
-                    tk::dots_group_f16(Qg + size_t(h0) * D, std::min(64, g - h0), kc.key_in_order(o), D,
-                                       osc + size_t(o) * g + h0);
+            const int c = clusters[size_t(i)], o0 = kc.offsets[size_t(c)];  // its keys lie in a run
+            scorer.score(kc.key_in_order(o0), kc.offsets[size_t(c) + 1] - o0, osc + size_t(o0) * g, g);
         }
     });
 }

@@ -1,9 +1,12 @@
 // Scalar references of the Tactic kernels and the run-time choice of implementation.
 #include "kernels.h"
 
+#include <vector>
+
 #include "../cpu_features.h"
 
 #include "../common.h"
+#include "../quant.h"
 
 namespace tactic {
 namespace tk {
@@ -67,6 +70,28 @@ bool set_simd(bool on) {
 void dots_group_f16(const float *Q, int g, const uint16_t *k, int D, float *out) {
     TACTIC_TK_DISPATCH(dots_group_f16, Q, g, k, D, out);
 }
+GroupScorer::GroupScorer(const float *Q, int g, int D) : Q_(Q), g_(g), D_(D) {
+#if defined(TACTIC_X86)
+    // the keys-in-lanes twin gives avx2::dots_group_f16's bytes, so only with the AVX2 path on
+    if (g_use_simd && D % 16 == 0 && kernel_impl() == 3 && cpu_has_avx512_vnni()) {
+        qr_.resize(size_t((g + 3) / 4) * D * 16);
+        avx512::repeat_heads(Q, g, D, qr_.data());
+    }
+#endif
+}
+
+void GroupScorer::score(const uint16_t *keys, int n, float *out, int ostride) const {
+#if defined(TACTIC_X86)
+    if (!qr_.empty()) return avx512::dots_keys_f16(qr_.data(), g_, keys, n, D_, out, ostride);
+#endif
+    thread_local std::vector<float> s;
+    s.resize(size_t(g_));
+    for (int o = 0; o < n; o++) {
+        dots_group_f16(Q_, g_, keys + size_t(o) * D_, D_, s.data());
+        for (int h = 0; h < g_; h++) out[size_t(o) * ostride + h] = s[size_t(h)];
+    }
+}
+
 void axpy_group_f16(const float *w, int g, const uint16_t *v, int D, float *acc) {
     TACTIC_TK_DISPATCH(axpy_group_f16, w, g, v, D, acc);
 }
