@@ -136,8 +136,10 @@ def main() -> int:
         row["passkey_every"] = all(t for f, t in zip(found["full"], found["tactic"]) if f)
         row["passkey_trials"] = args.trials
         rows.append(row)
+        # the GPU's step does not report its share back to the host (no round trip): -1
+        share = f"{row['attended_share']:.1%}" if row["attended_share"] >= 0 else "n/a"
         print(f"| {L} | {row['kl_positions']} | {row['kl_mean']:.5f} | {row['kl_p99']:.4f} | "
-              f"{row['top1_agreement']:.1%} | {row['attended_share']:.1%} | {row['passkey_full']}/{args.trials} | "
+              f"{row['top1_agreement']:.1%} | {share} | {row['passkey_full']}/{args.trials} | "
               f"{row['passkey_tactic']}/{args.trials} | {'yes' if row['passkey_every'] else 'NO'} | "
               f"{row['decode_tok_s_full']:.1f} | {row['decode_tok_s_tactic']:.1f} | "
               f"{row['decode_tok_s_tactic'] / row['decode_tok_s_full']:.2f} |", flush=True)

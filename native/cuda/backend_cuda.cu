@@ -127,6 +127,11 @@ public:
         if (stream_) cudaStreamDestroy(stream_);
     }
 
+    double clustering_seconds() const override { return tactic_ ? tactic_->clustering_seconds() : 0.0; }
+    void reset_timings() override {
+        if (tactic_) tactic_->reset_timings();
+    }
+
     bool begin(const int32_t *tokens, int n, int pos0, float *logits) override {
         abort_capture();  // a pass that threw mid-capture leaves the stream capturing
         n_ = n;

@@ -57,6 +57,9 @@ public:
     virtual bool cancelled_between_layers() const { return true; }
     // The cache now keeps n_keep tokens (a rewind): state derived from later ones goes.
     virtual void truncate(int n_keep) { (void)n_keep; }
+    // Seconds a backend-side Tactic spent clustering since the last reset (tactic_get_timings).
+    virtual double clustering_seconds() const { return 0.0; }
+    virtual void reset_timings() {}
 };
 
 // TACTIC_DEVICE_AUTO becomes CUDA when a usable GPU is there (and the library has CUDA),

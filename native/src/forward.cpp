@@ -84,12 +84,14 @@ void Context::truncate(int n_keep) {
 }
 
 void Context::timings(double *out, int n, bool reset) {
-    const double vals[6] = {t_prefill_, tactic_ ? tactic_->clustering_seconds() : 0.0, t_decode_, t_decode_attn_,
+    const double clustering = tactic_ ? tactic_->clustering_seconds() : backend_ ? backend_->clustering_seconds() : 0.0;
+    const double vals[6] = {t_prefill_, clustering, t_decode_, t_decode_attn_,
                             tactic_ ? tactic_->selection_seconds() : 0.0, tactic_ ? tactic_->attended_share() : -1.0};
     for (int i = 0; i < n && i < 6; i++) out[i] = vals[i];
     if (reset) {
         t_prefill_ = t_decode_ = t_decode_attn_ = 0;
         if (tactic_) tactic_->reset_timings();
+        if (backend_) backend_->reset_timings();
     }
 }
 
