@@ -6,10 +6,12 @@
 #   1: wheels, libtactic for sm_90, the 8B-shape Q4_K_M file started in the background,
 #      the GPU tests (kernels, 8-bit matvec, Tactic on the GPU, device selection, parity
 #      on random weights);
-#   2: 8B-shape decode/prefill, full attention, pytactic alone (no llama.cpp this sitting);
-#   3: 8B-shape Tactic at a forced fraction of 0.10 at 32K (scripts/device_tactic_gpu.sh e2e);
-#   4: the real Gemma: checksum, parity tests, JSON-schema cost (scripts/grammar_bench.py),
-#      decode at 4K and 32K with 8-bit activations and without.
+#   2: 8B-shape decode/prefill, full attention at 0 / 4K / 32K, then Tactic at a forced
+#      fraction of 0.10 at 32K (clustering's share of the fill logged), pytactic alone;
+#   3: the same at 128K: full, then Tactic at 0.10;
+#   4: the real Gemma: checksum, JSON-schema cost (scripts/grammar_bench.py), parity tests,
+#      decode at 4K and 32K, Tactic vs full on the GPU (scripts/tactic_device_quality.py:
+#      KL, passkey, tok/s at 16K and 32K).
 # Logs go to $OUT.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -53,10 +55,19 @@ case "$PART" in
   timeout 200 python3 scripts/gpu_e2e.py --model $L8 --name llama-8B-random-Q4_K_M-pytactic-quantizer --device cuda \
     --depths 0,4096,32768 --prompt-from-empty 0 --reps 1 --out "$OUT/e2e_8b_full.json" 2>&1 | tee "$OUT/e2e_8b_full.log" | tail -6
   say "8B full done"
+  timeout 150 python3 scripts/gpu_e2e.py --model $L8 --name llama-8B-random-Q4_K_M-pytactic-quantizer --device cuda \
+    --depths 32768 --prompt-from-empty 0 --reps 1 --attention tactic --model-kwarg tactic_force_fraction=0.1 \
+    --out "$OUT/e2e_8b_tactic32k.json" 2>&1 | tee "$OUT/e2e_8b_tactic32k.log" | tail -6
+  say "8B tactic 32K done"
   ;;
 3)
-  WHL=.whl STEP=e2e FILE=$L8 DEPTHS=32768 FRACTIONS=0.1 E2E_TIMEOUT=200 bash scripts/device_tactic_gpu.sh 2>&1 | tail -12
-  say "8B tactic done"
+  for spec in "full" "tactic --model-kwarg tactic_force_fraction=0.1"; do
+    name=$(echo $spec | cut -d' ' -f1)
+    timeout 270 python3 scripts/gpu_e2e.py --model $L8 --name llama-8B-random-Q4_K_M-pytactic-quantizer --device cuda \
+      --depths 131072 --prompt-from-empty 0 --reps 1 --attention $spec \
+      --out "$OUT/e2e_8b_${name}128k.json" 2>&1 | tee "$OUT/e2e_8b_${name}128k.log" | tail -6
+    say "8B $name 128K done"
+  done
   ;;
 4)
   python3 -m pip install -q --no-index --no-deps --target /tmp/site .zwhl/*.whl; python3 -c "import zstandard,shutil; shutil.copyfileobj(zstandard.ZstdDecompressor().stream_reader(open('/root/models/gemma.zst','rb')), open('$G','wb'), 1<<24)" || exit 1
@@ -65,16 +76,17 @@ import hashlib, os
 h = hashlib.sha256(open(os.environ["TACTIC_TEST_MODEL"], "rb").read()).hexdigest()
 print("gemma sha256", h[:8], "...", h[-5:], "OK" if h.startswith("a5fd3b62") and h.endswith("a6818") else "MISMATCH")
 PY
-  timeout 150 python3 scripts/grammar_bench.py --model $G --repeats 5 --tokens 64 2>&1 | tee "$OUT/grammar_gpu.log" | tail -5
+  timeout 150 python3 scripts/grammar_bench.py --model $G --repeats 9 --tokens 64 2>&1 | tee "$OUT/grammar_gpu.log" | tail -5
   say "grammar cost done"
   timeout 100 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_gpu_forward.py -k "gemma or tactic or refused" \
     2>&1 | tee "$OUT/tests_parity_gemma.log" | tail -6
   say "gemma tests done"
   timeout 90 python3 scripts/gpu_e2e.py --model $G --name gemma-3-270m-Q4_K_M --device cuda --depths 4096,32768 \
     --prompt-from-empty 0 --reps 1 --out "$OUT/e2e_gemma.json" 2>&1 | tail -4
-  timeout 60 python3 scripts/gpu_e2e.py --model $G --name gemma-3-270m-Q4_K_M-f32act --device cuda --cuda-option matvec_q8=0 \
-    --depths 4096,32768 --prompt-from-empty 0 --reps 1 --out "$OUT/e2e_gemma_f32act.json" 2>&1 | tail -4
   say "gemma decode done"
+  timeout 200 python3 scripts/tactic_device_quality.py --model $G --device cuda --ctx 16384 32000 --kl-steps 512 \
+    --trials 10 --speed-steps 256 --json "$OUT/tactic_quality_gpu.json" 2>&1 | tee "$OUT/tactic_quality_gpu.log" | tail -8
+  say "gemma tactic quality done"
   ;;
 esac
 say "end"
