@@ -50,6 +50,8 @@ case "$PART" in
   say "parity tests done"
   ;;
 2)
+  # the zstandard wheel travels with the smaller second piece (.zwhl + .models2 stay under 64 MiB)
+  python3 -m pip install -q --no-index --no-deps --target /tmp/site .zwhl/*.whl || exit 1
   while pgrep -f make_random_gguf >/dev/null && [ $(( $(date +%s) - t0 )) -lt 200 ]; do sleep 2; done
   say "8B file: $(ls -la $L8 2>&1)"
   timeout 200 python3 scripts/gpu_e2e.py --model $L8 --name llama-8B-random-Q4_K_M-pytactic-quantizer --device cuda \
@@ -70,7 +72,7 @@ case "$PART" in
   done
   ;;
 4)
-  python3 -m pip install -q --no-index --no-deps --target /tmp/site .zwhl/*.whl; python3 -c "import zstandard,shutil; shutil.copyfileobj(zstandard.ZstdDecompressor().stream_reader(open('/root/models/gemma.zst','rb')), open('$G','wb'), 1<<24)" || exit 1
+  python3 -c "import zstandard,shutil; shutil.copyfileobj(zstandard.ZstdDecompressor().stream_reader(open('/root/models/gemma.zst','rb')), open('$G','wb'), 1<<24)" || exit 1
   python3 - <<'PY'
 import hashlib, os
 h = hashlib.sha256(open(os.environ["TACTIC_TEST_MODEL"], "rb").read()).hexdigest()
