@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The lead's measurement sitting on the GPU machine: four consecutive device calls (the
-# machine stays warm 30 s between them), each carrying one quarter of the zstd'ed real
-# Gemma 3 270M file in .modelsN/ (a whole file does not fit in one call's 64 MiB).
+# machine stays warm 30 s between them), each carrying one piece of the zstd'ed real
+# Gemma 3 270M file in .modelsN/ (a whole file does not fit in one call's 64 MiB; the
+# pieces are cut unevenly, 59.0 / 56.0 / 61.2 / 61.3 MB, so that call 1 also carries .whl
+# and call 2 .zwhl, the zstandard wheel).
 # Run from the repository root on the device: PART=1..4 bash scripts/device_sitting.sh
 #   1: wheels, libtactic for sm_90, the 8B-shape Q4_K_M file started in the background,
 #      the GPU tests (kernels, 8-bit matvec, Tactic on the GPU, device selection, parity
