@@ -50,6 +50,7 @@ case "$PART" in
   timeout 200 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_gpu_forward.py \
     -k "random or chunks or truncate" 2>&1 | tee "$OUT/tests_parity_random.log" | tail -8
   say "parity tests done"
+  python3 scripts/bench_sampler.py 2>&1 | tee "$OUT/bench_sampler.log" | tail -8  # the host sampler on this CPU
   ;;
 2)
   # the zstandard wheel travels with the smaller second piece (.zwhl + .models2 stay under 64 MiB)
