@@ -227,3 +227,25 @@ def test_a_finished_grammar_stops_without_another_forward_pass(model):
     out = model.generate("Answer:", grammar='root ::= " maybe"', max_tokens=n, temperature=0)
     assert out == " maybe" and model.last_stats.finish_reason == "stop"
     assert model.last_stats.n_generated == n
+
+
+def test_warm_matchers_start_from_the_grammar_start(model):
+    """Matchers are kept warm between generations (pytactic.grammar._warm) and reset when
+    given back: a generation after one cut mid-grammar by max_tokens, through a new
+    Grammar object of the same schema, makes the same tokens as one through a fresh
+    matcher, and its output validates."""
+    import pytactic.grammar as pg
+
+    schema = SCHEMAS[2]
+    prompt = "Write a JSON object about a place:\n"
+    kw = dict(max_tokens=96, temperature=0.8, seed=5)
+    with pg._warm_lock:
+        pg._warm.clear()
+    model.generate(prompt, grammar=Grammar.from_json_schema(schema), **kw)
+    fresh = list(model.last_stats.tokens)
+    model.generate(prompt, grammar=Grammar.from_json_schema(schema), max_tokens=7, temperature=0.8, seed=6)
+    assert model.last_stats.finish_reason == "length"  # its matcher went back mid-object
+    assert any(k[0] == Grammar.from_json_schema(schema)._spec for k in pg._warm), "the matcher was not kept"
+    out = model.generate(prompt, grammar=Grammar.from_json_schema(schema), **kw)
+    assert list(model.last_stats.tokens) == fresh
+    jsonschema.validate(json.loads(out), schema)
