@@ -331,6 +331,7 @@ class GrammarMatcher:
         self._ptr = ffi.cast("const uint32_t *", ffi.from_buffer(self._mask))
         self._addr = self._mask.ctypes.data
         self._pending = None
+        self._ready = False  # compute_now() left the next mask in _mask
         self._done = False
         self.mask_s = 0.0  # time spent computing masks (on whatever thread)
         self.n_masks = 0
@@ -347,12 +348,20 @@ class GrammarMatcher:
         if self._pending is None:
             self._pending = _pool().submit(self._compute)
 
+    def compute_now(self) -> None:
+        """Computes the next mask on this thread (while a GPU runs the step: no thread
+        hand-off to pay); mask_ptr() then returns it."""
+        self._settle()
+        self._compute()
+        self._ready = True
+
     def mask_ptr(self):
-        """The mask for the next token (computed now unless prefetched)."""
+        """The mask for the next token (computed now unless prefetched or computed)."""
         if self._pending is not None:
             self._settle()
-        else:
+        elif not self._ready:
             self._compute()
+        self._ready = False
         if self._m.is_error():
             raise GrammarError(f"the grammar engine failed: {self._m.get_error()}")
         return self._ptr
@@ -366,6 +375,7 @@ class GrammarMatcher:
 
     def accept(self, token: int) -> None:
         self._settle()
+        self._ready = False
         if not self._m.consume_token(int(token)):
             raise GrammarError(f"the grammar engine rejected token {token}: {self._m.get_error()}")
         self._done = self._m.is_stopped() and not self._m.is_error()

@@ -249,3 +249,21 @@ def test_warm_matchers_start_from_the_grammar_start(model):
     out = model.generate(prompt, grammar=Grammar.from_json_schema(schema), **kw)
     assert list(model.last_stats.tokens) == fresh
     jsonschema.validate(json.loads(out), schema)
+
+
+def test_mask_computed_during_the_step_gives_the_same_text(model, monkeypatch):
+    """The GPU's path (tactic_eval_async, the mask computed on this thread while the step
+    runs, then tactic_synchronize) gives the same tokens as the worker-thread path, for a
+    schema and a GBNF grammar (on a CPU model the native call evaluates at once; on a GPU
+    both paths run on the GPU)."""
+    schema = SCHEMAS[0]
+    prompt = "Write a JSON object about a person:\n"
+    device = model.device
+    for g in (Grammar.from_json_schema(schema), Grammar.from_gbnf((GRAMMARS / "list.gbnf").read_text())):
+        monkeypatch.setattr(model, "device", "cpu")  # the worker-thread path
+        want = model.generate(prompt, grammar=g, max_tokens=48, temperature=0.8, seed=11)
+        want_tokens = list(model.last_stats.tokens)
+        monkeypatch.setattr(model, "device", "cuda")  # the path taken during the step
+        got = model.generate(prompt, grammar=g, max_tokens=48, temperature=0.8, seed=11)
+        monkeypatch.setattr(model, "device", device)
+        assert list(model.last_stats.tokens) == want_tokens and got == want
