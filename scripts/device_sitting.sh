@@ -35,6 +35,14 @@ export TACTIC_TEST_MODEL=/root/models/gemma-3-270m-q4_k_m.gguf
 G=$TACTIC_TEST_MODEL
 L8=/root/models/l8b.gguf
 
+# QUICK=1: a sitting for the Gemma checks only: call 1 builds and runs the GPU tests, calls
+# 2 and 3 only bring their pieces, call 4 runs the Gemma part.
+if [ "${QUICK:-0}" = 1 ] && { [ "$PART" = 2 ] || [ "$PART" = 3 ]; }; then
+  [ "$PART" = 2 ] && { python3 -m pip install -q --no-index --no-deps --target /tmp/site .zwhl/*.whl || exit 1; }
+  # jsonschema and lark (tests/test_grammar.py's references) travel in .whl3 with call 3
+  [ "$PART" = 3 ] && [ -d .whl3 ] && { python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl3/*.whl || exit 1; }
+  say "end (quick)"; exit 0
+fi
 case "$PART" in
 1)
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
@@ -84,11 +92,14 @@ PY
   timeout 150 python3 scripts/grammar_bench.py --model $G --repeats 9 --tokens 64 2>&1 | tee "$OUT/grammar_gpu.log" | tail -5
   say "grammar cost done"
   timeout 100 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_gpu_forward.py -k "gemma or tactic or refused" \
-    2>&1 | tee "$OUT/tests_parity_gemma.log" | tail -6
+    tests/test_eval_async.py 2>&1 | tee "$OUT/tests_parity_gemma.log" | tail -6
+  timeout 150 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_grammar.py \
+    2>&1 | tee "$OUT/tests_grammar_gpu.log" | tail -4
   say "gemma tests done"
   timeout 90 python3 scripts/gpu_e2e.py --model $G --name gemma-3-270m-Q4_K_M --device cuda --depths 4096,32768 \
     --prompt-from-empty 0 --reps 1 --out "$OUT/e2e_gemma.json" 2>&1 | tail -4
   say "gemma decode done"
+  [ "${QUICK:-0}" = 1 ] && { say "end (quick)"; exit 0; }
   timeout 200 python3 scripts/tactic_device_quality.py --model $G --device cuda --ctx 16384 32000 --kl-steps 512 \
     --trials 10 --speed-steps 256 --json "$OUT/tactic_quality_gpu.json" 2>&1 | tee "$OUT/tactic_quality_gpu.log" | tail -8
   say "gemma tactic quality done"
