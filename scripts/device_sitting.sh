@@ -89,10 +89,12 @@ import hashlib, os
 h = hashlib.sha256(open(os.environ["TACTIC_TEST_MODEL"], "rb").read()).hexdigest()
 print("gemma sha256", h[:8], "...", h[-5:], "OK" if h.startswith("a5fd3b62") and h.endswith("a6818") else "MISMATCH")
 PY
-  timeout 150 python3 scripts/grammar_bench.py --model $G --repeats 9 --tokens 64 2>&1 | tee "$OUT/grammar_gpu.log" | tail -5
+  timeout 200 python3 scripts/grammar_bench.py --model $G --repeats 9 --tokens 64 --breakdown 2>&1 | tee "$OUT/grammar_gpu.log" | tail -30
   say "grammar cost done"
   timeout 100 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_gpu_forward.py -k "gemma or tactic or refused" \
-    tests/test_eval_async.py 2>&1 | tee "$OUT/tests_parity_gemma.log" | tail -6
+    2>&1 | tee "$OUT/tests_parity_gemma.log" | tail -6
+  timeout 100 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_eval_async.py \
+    2>&1 | tee "$OUT/tests_eval_async_gpu.log" | tail -3
   timeout 150 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_grammar.py \
     2>&1 | tee "$OUT/tests_grammar_gpu.log" | tail -4
   say "gemma tests done"
