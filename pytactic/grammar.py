@@ -15,10 +15,11 @@ and end-of-generation tokens are allowed only where the grammar accepts the text
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from ._native import check, ffi, lib
 from .errors import GrammarError
@@ -278,6 +279,41 @@ def _pool() -> ThreadPoolExecutor:
         return _executor
 
 
+# Matchers kept warm between generations, per (grammar, tokenizer): a matcher builds its
+# lexer's states lazily, so the first generation through a grammar pays for them (single
+# masks of several ms, as long as a GPU decode step or more), and a matcher reset to its
+# start keeps them. A grammar given again as the same schema or text (a new Grammar
+# object, e.g. each request's response_format) finds the same matchers.
+_POOL_GRAMMARS = 16   # grammars kept warm, least recently used dropped first
+_POOL_PER_GRAMMAR = 4  # matchers per grammar (generations through it at the same time)
+_warm_lock = threading.Lock()
+_warm: "OrderedDict[Tuple[str, int], Tuple[EngineTokenizer, list]]" = OrderedDict()
+
+
+def _take_matcher(spec: str, tokenizer: EngineTokenizer):
+    with _warm_lock:
+        entry = _warm.get((spec, id(tokenizer)))
+        if entry is None or entry[0] is not tokenizer or not entry[1]:
+            return None
+        _warm.move_to_end((spec, id(tokenizer)))
+        return entry[1].pop()
+
+
+def _give_back(spec: str, tokenizer: EngineTokenizer, matcher) -> None:
+    if matcher.is_error() or not matcher.reset():
+        return
+    key = (spec, id(tokenizer))
+    with _warm_lock:
+        entry = _warm.get(key)
+        if entry is None or entry[0] is not tokenizer:
+            entry = _warm[key] = (tokenizer, [])
+        _warm.move_to_end(key)
+        if len(entry[1]) < _POOL_PER_GRAMMAR:
+            entry[1].append(matcher)
+        while len(_warm) > _POOL_GRAMMARS:
+            _warm.popitem(last=False)
+
+
 class GrammarMatcher:
     """Follows one generation through a grammar and gives the native sampler the mask
     of allowed tokens. prefetch() computes the next mask on a worker thread (llguidance
@@ -287,13 +323,15 @@ class GrammarMatcher:
         import numpy as np
 
         llg = _llg()
-        self._m = llg.LLMatcher(tokenizer.ll, grammar._spec, log_level=0)
+        self._spec, self._tokenizer = grammar._spec, tokenizer
+        self._m = _take_matcher(grammar._spec, tokenizer) or llg.LLMatcher(tokenizer.ll, grammar._spec, log_level=0)
         if self._m.is_error():
             raise GrammarError(f"invalid {grammar.kind}: {self._m.get_error()}")
         self._mask = np.zeros((tokenizer.n_vocab + 31) // 32, dtype=np.uint32)
         self._ptr = ffi.cast("const uint32_t *", ffi.from_buffer(self._mask))
         self._addr = self._mask.ctypes.data
         self._pending = None
+        self._ready = False  # compute_now() left the next mask in _mask
         self._done = False
         self.mask_s = 0.0  # time spent computing masks (on whatever thread)
         self.n_masks = 0
@@ -310,12 +348,20 @@ class GrammarMatcher:
         if self._pending is None:
             self._pending = _pool().submit(self._compute)
 
+    def compute_now(self) -> None:
+        """Computes the next mask on this thread (while a GPU runs the step: no thread
+        hand-off to pay); mask_ptr() then returns it."""
+        self._settle()
+        self._compute()
+        self._ready = True
+
     def mask_ptr(self):
-        """The mask for the next token (computed now unless prefetched)."""
+        """The mask for the next token (computed now unless prefetched or computed)."""
         if self._pending is not None:
             self._settle()
-        else:
+        elif not self._ready:
             self._compute()
+        self._ready = False
         if self._m.is_error():
             raise GrammarError(f"the grammar engine failed: {self._m.get_error()}")
         return self._ptr
@@ -329,6 +375,7 @@ class GrammarMatcher:
 
     def accept(self, token: int) -> None:
         self._settle()
+        self._ready = False
         if not self._m.consume_token(int(token)):
             raise GrammarError(f"the grammar engine rejected token {token}: {self._m.get_error()}")
         self._done = self._m.is_stopped() and not self._m.is_error()
@@ -343,7 +390,11 @@ class GrammarMatcher:
         return self._done
 
     def close(self) -> None:
+        """Ends the generation: the matcher goes back to the pool, reset (once only)."""
         self._settle()
+        m, self._m = self._m, None
+        if m is not None:
+            _give_back(self._spec, self._tokenizer, m)
 
 
 def matcher_for(model, grammar=None, response_format=None) -> Optional[GrammarMatcher]:

@@ -549,6 +549,9 @@ class Model:
         limit = max_tokens if max_tokens is not None and max_tokens > 0 else None
         t_dec = time.perf_counter()
         one = ffi.new("int32_t[1]")
+        # On a GPU the grammar's next mask is computed on this thread while the device runs
+        # the step (tactic_eval_async); on the CPU a worker thread computes it meanwhile.
+        mask_during_step = mask is not None and self.device == "cuda"
         tm = ffi.new("double[6]")
         lib.tactic_get_timings(ctx, tm, 6, 1)  # restart the Tactic counters for this generation
         try:
@@ -562,7 +565,7 @@ class Model:
                     return
                 if mask is not None:
                     mask.accept(tok)
-                    if not mask.done():
+                    if not mask.done() and not mask_during_step:
                         mask.prefetch()  # the next mask is computed while the next eval runs
                 sampler.accept(tok)
                 stats.n_generated += 1
@@ -579,6 +582,17 @@ class Model:
                 if len(self._cached) >= self.n_ctx:
                     stats.finish_reason = "length"
                     return
+                if mask_during_step:
+                    check(lib.tactic_eval_async(ctx, tok), "eval")
+                    self._cached.append(tok)
+                    try:
+                        mask.compute_now()
+                    finally:
+                        st = lib.tactic_synchronize(ctx)
+                        if st != 0:
+                            self._cached.pop()  # the step did not complete: the cache does not hold it
+                            check(st, "eval")
+                    continue
                 one[0] = tok
                 st = lib.tactic_eval(ctx, one, 1, 0)
                 if st == 0:

@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # The lead's measurement sitting on the GPU machine: four consecutive device calls (the
-# machine stays warm 30 s between them), each carrying one quarter of the zstd'ed real
-# Gemma 3 270M file in .modelsN/ (a whole file does not fit in one call's 64 MiB).
+# machine stays warm 30 s between them), each carrying one piece of the zstd'ed real
+# Gemma 3 270M file in .modelsN/ (a whole file does not fit in one call's 64 MiB; the
+# pieces are cut unevenly, 59.0 / 56.0 / 61.2 / 61.3 MB, so that call 1 also carries .whl
+# and call 2 .zwhl, the zstandard wheel).
 # Run from the repository root on the device: PART=1..4 bash scripts/device_sitting.sh
 #   1: wheels, libtactic for sm_90, the 8B-shape Q4_K_M file started in the background,
 #      the GPU tests (kernels, 8-bit matvec, Tactic on the GPU, device selection, parity
 #      on random weights);
-#   2: 8B-shape decode/prefill, full attention, pytactic alone (no llama.cpp this sitting);
-#   3: 8B-shape Tactic at a forced fraction of 0.10 at 32K (scripts/device_tactic_gpu.sh e2e);
-#   4: the real Gemma: checksum, parity tests, JSON-schema cost (scripts/grammar_bench.py),
-#      decode at 4K and 32K with 8-bit activations and without.
+#   2: 8B-shape decode/prefill, full attention at 0 / 4K / 32K, then Tactic at a forced
+#      fraction of 0.10 at 32K (clustering's share of the fill logged), pytactic alone;
+#   3: the same at 128K: full, then Tactic at 0.10;
+#   4: the real Gemma: checksum, JSON-schema cost (scripts/grammar_bench.py), parity tests,
+#      decode at 4K and 32K, Tactic vs full on the GPU (scripts/tactic_device_quality.py:
+#      KL, passkey, tok/s at 16K and 32K).
 # Logs go to $OUT.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -31,6 +35,14 @@ export TACTIC_TEST_MODEL=/root/models/gemma-3-270m-q4_k_m.gguf
 G=$TACTIC_TEST_MODEL
 L8=/root/models/l8b.gguf
 
+# QUICK=1: a sitting for the Gemma checks only: call 1 builds and runs the GPU tests, calls
+# 2 and 3 only bring their pieces, call 4 runs the Gemma part.
+if [ "${QUICK:-0}" = 1 ] && { [ "$PART" = 2 ] || [ "$PART" = 3 ]; }; then
+  [ "$PART" = 2 ] && { python3 -m pip install -q --no-index --no-deps --target /tmp/site .zwhl/*.whl || exit 1; }
+  # jsonschema and lark (tests/test_grammar.py's references) travel in .whl3 with call 3
+  [ "$PART" = 3 ] && [ -d .whl3 ] && { python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl3/*.whl || exit 1; }
+  say "end (quick)"; exit 0
+fi
 case "$PART" in
 1)
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
@@ -46,35 +58,53 @@ case "$PART" in
   timeout 200 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_gpu_forward.py \
     -k "random or chunks or truncate" 2>&1 | tee "$OUT/tests_parity_random.log" | tail -8
   say "parity tests done"
+  python3 scripts/bench_sampler.py 2>&1 | tee "$OUT/bench_sampler.log" | tail -8  # the host sampler on this CPU
   ;;
 2)
+  # the zstandard wheel travels with the smaller second piece (.zwhl + .models2 stay under 64 MiB)
+  python3 -m pip install -q --no-index --no-deps --target /tmp/site .zwhl/*.whl || exit 1
   while pgrep -f make_random_gguf >/dev/null && [ $(( $(date +%s) - t0 )) -lt 200 ]; do sleep 2; done
   say "8B file: $(ls -la $L8 2>&1)"
   timeout 200 python3 scripts/gpu_e2e.py --model $L8 --name llama-8B-random-Q4_K_M-pytactic-quantizer --device cuda \
     --depths 0,4096,32768 --prompt-from-empty 0 --reps 1 --out "$OUT/e2e_8b_full.json" 2>&1 | tee "$OUT/e2e_8b_full.log" | tail -6
   say "8B full done"
+  timeout 150 python3 scripts/gpu_e2e.py --model $L8 --name llama-8B-random-Q4_K_M-pytactic-quantizer --device cuda \
+    --depths 32768 --prompt-from-empty 0 --reps 1 --attention tactic --model-kwarg tactic_force_fraction=0.1 \
+    --out "$OUT/e2e_8b_tactic32k.json" 2>&1 | tee "$OUT/e2e_8b_tactic32k.log" | tail -6
+  say "8B tactic 32K done"
   ;;
 3)
-  WHL=.whl STEP=e2e FILE=$L8 DEPTHS=32768 FRACTIONS=0.1 E2E_TIMEOUT=200 bash scripts/device_tactic_gpu.sh 2>&1 | tail -12
-  say "8B tactic done"
+  for spec in "full" "tactic --model-kwarg tactic_force_fraction=0.1"; do
+    name=$(echo $spec | cut -d' ' -f1)
+    timeout 270 python3 scripts/gpu_e2e.py --model $L8 --name llama-8B-random-Q4_K_M-pytactic-quantizer --device cuda \
+      --depths 131072 --prompt-from-empty 0 --reps 1 --attention $spec \
+      --out "$OUT/e2e_8b_${name}128k.json" 2>&1 | tee "$OUT/e2e_8b_${name}128k.log" | tail -6
+    say "8B $name 128K done"
+  done
   ;;
 4)
-  python3 -m pip install -q --no-index --no-deps --target /tmp/site .zwhl/*.whl; python3 -c "import zstandard,shutil; shutil.copyfileobj(zstandard.ZstdDecompressor().stream_reader(open('/root/models/gemma.zst','rb')), open('$G','wb'), 1<<24)" || exit 1
+  python3 -c "import zstandard,shutil; shutil.copyfileobj(zstandard.ZstdDecompressor().stream_reader(open('/root/models/gemma.zst','rb')), open('$G','wb'), 1<<24)" || exit 1
   python3 - <<'PY'
 import hashlib, os
 h = hashlib.sha256(open(os.environ["TACTIC_TEST_MODEL"], "rb").read()).hexdigest()
 print("gemma sha256", h[:8], "...", h[-5:], "OK" if h.startswith("a5fd3b62") and h.endswith("a6818") else "MISMATCH")
 PY
-  timeout 150 python3 scripts/grammar_bench.py --model $G --repeats 5 --tokens 64 2>&1 | tee "$OUT/grammar_gpu.log" | tail -5
+  timeout 200 python3 scripts/grammar_bench.py --model $G --repeats 9 --tokens 64 --breakdown 2>&1 | tee "$OUT/grammar_gpu.log" | tail -30
   say "grammar cost done"
   timeout 100 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_gpu_forward.py -k "gemma or tactic or refused" \
     2>&1 | tee "$OUT/tests_parity_gemma.log" | tail -6
+  timeout 100 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_eval_async.py \
+    2>&1 | tee "$OUT/tests_eval_async_gpu.log" | tail -3
+  timeout 150 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_grammar.py \
+    2>&1 | tee "$OUT/tests_grammar_gpu.log" | tail -4
   say "gemma tests done"
   timeout 90 python3 scripts/gpu_e2e.py --model $G --name gemma-3-270m-Q4_K_M --device cuda --depths 4096,32768 \
     --prompt-from-empty 0 --reps 1 --out "$OUT/e2e_gemma.json" 2>&1 | tail -4
-  timeout 60 python3 scripts/gpu_e2e.py --model $G --name gemma-3-270m-Q4_K_M-f32act --device cuda --cuda-option matvec_q8=0 \
-    --depths 4096,32768 --prompt-from-empty 0 --reps 1 --out "$OUT/e2e_gemma_f32act.json" 2>&1 | tail -4
   say "gemma decode done"
+  [ "${QUICK:-0}" = 1 ] && { say "end (quick)"; exit 0; }
+  timeout 200 python3 scripts/tactic_device_quality.py --model $G --device cuda --ctx 16384 32000 --kl-steps 512 \
+    --trials 10 --speed-steps 256 --json "$OUT/tactic_quality_gpu.json" 2>&1 | tee "$OUT/tactic_quality_gpu.log" | tail -8
+  say "gemma tactic quality done"
   ;;
 esac
 say "end"

@@ -91,6 +91,16 @@ def truncate(m: pytactic.Model, n_keep: int) -> None:
     assert m.n_past == n_keep, (m.n_past, n_keep)
 
 
+def native_timings(m: pytactic.Model, reset: bool = False) -> list:
+    """The context's native timings: prefill, clustering, decode, decode attention,
+    selection (s), attended share; reset restarts them."""
+    from pytactic._native import ffi, lib
+
+    tm = ffi.new("double[6]")
+    lib.tactic_get_timings(m._ctx, tm, 6, int(reset))
+    return list(tm)
+
+
 class PytacticBench:
     def __init__(self, m: pytactic.Model, seed: int, fill_chunk: int):
         self.m = m
@@ -150,11 +160,20 @@ def run_pytactic(a, log) -> dict:
         b.prefill(a.n_prompt)  # warm-up
         b.decode(1)
         for d in depths:
-            log(f"pytactic: depth {d}: filled in {b.fill_to(d):.1f}s")
-            b.decode(1)  # warm-up at this depth
+            native_timings(m, reset=True)
+            fill_s = b.fill_to(d)
+            log(f"pytactic: depth {d}: filled in {fill_s:.1f}s")
+            b.decode(1)  # warm-up at this depth (Tactic clusters what the fill left unclustered)
+            tm = native_timings(m)
+            cluster_s = tm[1] if a.attention == "tactic" else None
+            if cluster_s is not None:
+                log(f"pytactic: depth {d}: clustering {cluster_s:.3f}s = {cluster_s / fill_s:.1%} of the "
+                    f"{fill_s:.1f}s fill (native prefill time {tm[0]:.1f}s)")
             pp = [a.n_prompt / b.prefill(a.n_prompt) for _ in range(a.reps)] if a.n_prompt else []
             tg = [a.n_gen / b.decode(a.n_gen) for _ in range(a.reps)] if a.n_gen else []
             out[("pp+tg", d)] = {"prefill": pp, "decode": tg}
+            if cluster_s is not None:
+                out[("pp+tg", d)].update(clustering_s=cluster_s, fill_s=fill_s)
             log(f"pytactic: depth {d}: pp{a.n_prompt} {mean(pp):.1f} tok/s, tg{a.n_gen} {mean(tg):.2f} tok/s")
         if a.prompt_from_empty:
             m.reset()
@@ -251,6 +270,9 @@ def make_rows(a, ours: dict, theirs: dict, run: int) -> list[dict]:
         row["prefill_ratio"] = ratio(row["pytactic_prefill_tok_s"], row["llamacpp_prefill_tok_s"])
         if a.fraction is not None:
             row["fraction"] = a.fraction
+        if "clustering_s" in o:  # Tactic: K-means after the fill, as a share of the fill
+            row["clustering_s"] = round(o["clustering_s"], 4)
+            row["clustering_share_of_fill"] = round(o["clustering_s"] / o["fill_s"], 4)
         row["samples"] = {f"{side}_{kind}": [round(float(x), 3) for x in d.get(kind, [])]
                           for side, d in (("pytactic", o), ("llamacpp", t)) for kind in ("prefill", "decode")
                           if d.get(kind)}

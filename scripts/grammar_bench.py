@@ -51,6 +51,8 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--ctx", type=int, nargs="+", default=[512, 4096])
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--breakdown", action="store_true",
+                    help="also time each part of a decode step, by hand, on both paths (where the cost goes)")
     args = ap.parse_args()
 
     import pytactic
@@ -100,8 +102,68 @@ def main() -> int:
         print(f"| {n} | {f:.1f} | {c:.1f} | {c / f:.3f} | {statistics.mean(times) * 1e3:.3f} | "
               f"{times[len(times) // 2] * 1e3:.3f} | {times[int(len(times) * 0.99)] * 1e3:.3f} | {times[-1] * 1e3:.3f} |",
               flush=True)
+        if args.breakdown:
+            breakdown(model, grammar, tok, prompt, produced, args.tokens)
     model.close()
     return 0
+
+
+def breakdown(model, grammar, tok, prompt, produced, n_tokens):
+    """The decode loop by hand, teacher-forced on the constrained runs' own tokens: per
+    token, ms in each part, without and with the grammar (on CUDA the grammar path
+    computes the mask between tactic_eval_async and tactic_synchronize, as Model does)."""
+    import numpy as np
+
+    from pytactic._native import check, ffi, lib
+    from pytactic.grammar import GrammarMatcher
+    from pytactic.sampling import Sampler, SamplingParams
+
+    ctx, one = model._ctx, ffi.new("int32_t[1]")
+    async_eval = model.device == "cuda"
+    parts: dict = {}
+
+    def add(k, dt):
+        parts.setdefault(k, []).append(dt)
+
+    for seq in produced:
+        for use in (False, True):
+            model.eval_prefix(prompt)  # the cached prompt: only its last token is evaluated again
+            s = Sampler(SamplingParams(temperature=0.8, seed=1))
+            m = GrammarMatcher(grammar, tok) if use else None
+            tag = "grammar" if use else "free"
+            for t in seq[:n_tokens]:
+                t0 = time.perf_counter()
+                allowed = m.mask_ptr() if m is not None else None
+                t1 = time.perf_counter()
+                s._sample_ptr(model._logits_ptr(-1), model.n_vocab, allowed)
+                t2 = time.perf_counter()
+                if m is not None:
+                    m.accept(t)
+                t3 = time.perf_counter()
+                if m is not None and async_eval:
+                    check(lib.tactic_eval_async(ctx, t))
+                    t4 = time.perf_counter()
+                    m.compute_now()
+                    t5 = time.perf_counter()
+                    check(lib.tactic_synchronize(ctx))
+                    t6 = time.perf_counter()
+                    add(f"{tag}: eval launch", t4 - t3), add(f"{tag}: mask (during the step)", t5 - t4)
+                    add(f"{tag}: wait for the step", t6 - t5)
+                else:
+                    if m is not None:
+                        m.prefetch()
+                    one[0] = t
+                    check(lib.tactic_eval(ctx, one, 1, 0))
+                    t6 = time.perf_counter()
+                    add(f"{tag}: eval", t6 - t3)
+                add(f"{tag}: mask_ptr", t1 - t0), add(f"{tag}: sample", t2 - t1), add(f"{tag}: accept", t3 - t2)
+                add(f"{tag}: total", t6 - t0)
+            if m is not None:
+                m.close()
+    print("\n| part | ms / token (mean) | p50 | p90 |\n|---|---|---|---|")
+    for k, v in parts.items():
+        a = np.array(v) * 1e3
+        print(f"| {k} | {a.mean():.3f} | {np.median(a):.3f} | {np.quantile(a, 0.9):.3f} |")
 
 
 if __name__ == "__main__":

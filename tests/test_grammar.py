@@ -89,7 +89,12 @@ def test_gbnf_string_and_regex(model):
 
 def test_stream_gives_the_same_text(model):
     g = Grammar.from_json_schema(SCHEMAS[0])
+    # Both from an empty cache: on a GPU a prompt read as a batch and its last token read
+    # again alone (prefix reuse) give logits that differ in the last bits, and sampling
+    # can follow them (the CPU's are the same bytes: tests/test_batch_independence.py).
+    model.reset()
     whole = model.generate("Person:", grammar=g, max_tokens=64, seed=7)
+    model.reset()
     pieces = list(model.generate("Person:", grammar=g, max_tokens=64, seed=7, stream=True))
     assert "".join(pieces) == whole and len(pieces) > 1
 
@@ -227,3 +232,47 @@ def test_a_finished_grammar_stops_without_another_forward_pass(model):
     out = model.generate("Answer:", grammar='root ::= " maybe"', max_tokens=n, temperature=0)
     assert out == " maybe" and model.last_stats.finish_reason == "stop"
     assert model.last_stats.n_generated == n
+
+
+def test_warm_matchers_start_from_the_grammar_start(model):
+    """Matchers are kept warm between generations (pytactic.grammar._warm) and reset when
+    given back: a generation after one cut mid-grammar by max_tokens, through a new
+    Grammar object of the same schema, makes the same tokens as one through a fresh
+    matcher, and its output validates."""
+    import pytactic.grammar as pg
+
+    schema = SCHEMAS[2]
+    prompt = "Write a JSON object about a place:\n"
+    kw = dict(max_tokens=96, temperature=0.8, seed=5)
+    with pg._warm_lock:
+        pg._warm.clear()
+    model.reset()  # each compared generation from an empty cache (see test_stream_gives_the_same_text)
+    model.generate(prompt, grammar=Grammar.from_json_schema(schema), **kw)
+    fresh = list(model.last_stats.tokens)
+    model.generate(prompt, grammar=Grammar.from_json_schema(schema), max_tokens=7, temperature=0.8, seed=6)
+    assert model.last_stats.finish_reason == "length"  # its matcher went back mid-object
+    assert any(k[0] == Grammar.from_json_schema(schema)._spec for k in pg._warm), "the matcher was not kept"
+    model.reset()
+    out = model.generate(prompt, grammar=Grammar.from_json_schema(schema), **kw)
+    assert list(model.last_stats.tokens) == fresh
+    jsonschema.validate(json.loads(out), schema)
+
+
+def test_mask_computed_during_the_step_gives_the_same_text(model, monkeypatch):
+    """The GPU's path (tactic_eval_async, the mask computed on this thread while the step
+    runs, then tactic_synchronize) gives the same tokens as the worker-thread path, for a
+    schema and a GBNF grammar (on a CPU model the native call evaluates at once; on a GPU
+    both paths run on the GPU)."""
+    schema = SCHEMAS[0]
+    prompt = "Write a JSON object about a person:\n"
+    device = model.device
+    for g in (Grammar.from_json_schema(schema), Grammar.from_gbnf((GRAMMARS / "list.gbnf").read_text())):
+        monkeypatch.setattr(model, "device", "cpu")  # the worker-thread path
+        model.reset()  # both from an empty cache (see test_stream_gives_the_same_text)
+        want = model.generate(prompt, grammar=g, max_tokens=48, temperature=0.8, seed=11)
+        want_tokens = list(model.last_stats.tokens)
+        monkeypatch.setattr(model, "device", "cuda")  # the path taken during the step
+        model.reset()
+        got = model.generate(prompt, grammar=g, max_tokens=48, temperature=0.8, seed=11)
+        monkeypatch.setattr(model, "device", device)
+        assert list(model.last_stats.tokens) == want_tokens and got == want

@@ -127,6 +127,11 @@ public:
         if (stream_) cudaStreamDestroy(stream_);
     }
 
+    double clustering_seconds() const override { return tactic_ ? tactic_->clustering_seconds() : 0.0; }
+    void reset_timings() override {
+        if (tactic_) tactic_->reset_timings();
+    }
+
     bool begin(const int32_t *tokens, int n, int pos0, float *logits) override {
         abort_capture();  // a pass that threw mid-capture leaves the stream capturing
         n_ = n;
@@ -282,6 +287,27 @@ public:
     }
 
     void end() override {
+        launch();
+        wait();
+    }
+
+    bool end_async() override {
+        launch();
+        return true;
+    }
+
+    void wait() override {
+        TACTIC_CU(cudaStreamSynchronize(stream_));
+        TACTIC_CU(cudaGetLastError());
+        if (out_dst_) {
+            const size_t n_logits = size_t(out_rows_) * size_t(hp_.n_vocab);
+            if (out_rows_ > 1) TACTIC_CU(cudaMemcpy(out_dst_, out_dev_, n_logits * sizeof(float), cudaMemcpyDeviceToHost));
+            else std::memcpy(out_dst_, h_logits_, n_logits * sizeof(float));
+        }
+    }
+
+    // Ends a decode step's capture (and launches the new graph) without waiting.
+    void launch() {
         if (capturing_) {
             cudaGraph_t g = nullptr;
             capturing_ = false;
@@ -292,13 +318,6 @@ public:
             TACTIC_CU(e);
             graphs_[graph_key()] = exec;
             TACTIC_CU(cudaGraphLaunch(exec, stream_));
-        }
-        TACTIC_CU(cudaStreamSynchronize(stream_));
-        TACTIC_CU(cudaGetLastError());
-        if (out_dst_) {
-            const size_t n_logits = size_t(out_rows_) * size_t(hp_.n_vocab);
-            if (out_rows_ > 1) TACTIC_CU(cudaMemcpy(out_dst_, out_dev_, n_logits * sizeof(float), cudaMemcpyDeviceToHost));
-            else std::memcpy(out_dst_, h_logits_, n_logits * sizeof(float));
         }
     }
 

@@ -47,6 +47,7 @@ public:
     void truncate(int n_keep);
     // Seconds spent clustering so far.
     double clustering_seconds() const { return t_cluster_; }
+    void reset_timings() { t_cluster_ = 0; }
 
 private:
     struct Layer {

@@ -190,8 +190,15 @@ TACTIC_API tactic_status tactic_context_truncate(tactic_context *ctx, int32_t n_
  * position, else of the last only. TACTIC_ERR_CONTEXT_FULL if they do not fit. */
 TACTIC_API tactic_status tactic_eval(tactic_context *ctx, const int32_t *tokens, int32_t n,
                                      int32_t logits_all);
+/* Evaluate one token after the cached ones and return once the device has the work
+ * (CUDA: the decode step is launched), so that the caller can work on the host
+ * meanwhile; tactic_synchronize waits for it, and so does every later call on the
+ * context that needs it. On the CPU the token is evaluated before it returns. */
+TACTIC_API tactic_status tactic_eval_async(tactic_context *ctx, int32_t token);
+/* Finish the step tactic_eval_async began (its errors are reported here). */
+TACTIC_API tactic_status tactic_synchronize(tactic_context *ctx);
 /* Logits of row i of the last tactic_eval (i = -1: the last row). Valid until the
- * next eval. */
+ * next eval. NULL if a step begun by tactic_eval_async failed (tactic_synchronize says why). */
 TACTIC_API const float *tactic_get_logits(tactic_context *ctx, int32_t i);
 TACTIC_API int32_t tactic_get_n_logits_rows(const tactic_context *ctx);
 /* Ask a running tactic_eval on this context to stop (thread-safe, async-signal-safe). */

@@ -54,9 +54,19 @@ public:
                         float *dst) = 0;
     // Finishes the pass: when it returns, the logits are in the dst given to output().
     virtual void end() = 0;
+    // end() that may return before the device finishes: then true, and wait() completes
+    // it (the logits land in begin's dst). Backends that compute on the host just end().
+    virtual bool end_async() {
+        end();
+        return false;
+    }
+    virtual void wait() {}
     virtual bool cancelled_between_layers() const { return true; }
     // The cache now keeps n_keep tokens (a rewind): state derived from later ones goes.
     virtual void truncate(int n_keep) { (void)n_keep; }
+    // Seconds a backend-side Tactic spent clustering since the last reset (tactic_get_timings).
+    virtual double clustering_seconds() const { return 0.0; }
+    virtual void reset_timings() {}
 };
 
 // TACTIC_DEVICE_AUTO becomes CUDA when a usable GPU is there (and the library has CUDA),

@@ -47,6 +47,7 @@ struct Reader {
 }  // namespace
 
 void Context::settle_tactic() {
+    sync();
     if (!tactic_ || n_past_ <= 0 || n_past_ >= n_ctx_) return;
     const int next = n_past_ + 1;  // the tokens the next decode step attends
     if (params_.attention != TACTIC_ATTN_TACTIC && next < params_.tactic_min_ctx) return;
@@ -94,6 +95,7 @@ void Context::state_write(uint8_t *dst, size_t size) const {
 }
 
 void Context::state_read(const uint8_t *src, size_t size) {
+    sync();
     const HParams &hp = model_.hp;
     Reader r{src, src + size};
     TACTIC_CHECK(size >= 8 && uint32_t(r.i32()) == kMagic, TACTIC_ERR_FORMAT, "context state: not a pytactic KV state");

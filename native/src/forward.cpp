@@ -76,6 +76,7 @@ const float *Context::logits(int row) const {
 }
 
 void Context::truncate(int n_keep) {
+    sync();
     TACTIC_CHECK(n_keep >= 0 && n_keep <= n_past_, TACTIC_ERR_INVALID_ARGUMENT,
                  "truncate: n_keep " + std::to_string(n_keep) + " is outside [0, " + std::to_string(n_past_) + "]");
     n_past_ = kv_.truncate(n_keep);  // less when sliding-window rings cannot go back that far
@@ -84,16 +85,19 @@ void Context::truncate(int n_keep) {
 }
 
 void Context::timings(double *out, int n, bool reset) {
-    const double vals[6] = {t_prefill_, tactic_ ? tactic_->clustering_seconds() : 0.0, t_decode_, t_decode_attn_,
+    sync();
+    const double clustering = tactic_ ? tactic_->clustering_seconds() : backend_ ? backend_->clustering_seconds() : 0.0;
+    const double vals[6] = {t_prefill_, clustering, t_decode_, t_decode_attn_,
                             tactic_ ? tactic_->selection_seconds() : 0.0, tactic_ ? tactic_->attended_share() : -1.0};
     for (int i = 0; i < n && i < 6; i++) out[i] = vals[i];
     if (reset) {
         t_prefill_ = t_decode_ = t_decode_attn_ = 0;
         if (tactic_) tactic_->reset_timings();
+        if (backend_) backend_->reset_timings();
     }
 }
 
-void Context::eval(const int32_t *tokens, int n, bool logits_all) {
+void Context::check_eval(const int32_t *tokens, int n) const {
     const HParams &hp = model_.hp;
     TACTIC_CHECK(n > 0, TACTIC_ERR_INVALID_ARGUMENT, "eval: no tokens");
     TACTIC_CHECK(tokens, TACTIC_ERR_INVALID_ARGUMENT, "eval: tokens is NULL");
@@ -105,10 +109,15 @@ void Context::eval(const int32_t *tokens, int n, bool logits_all) {
         fail(TACTIC_ERR_CONTEXT_FULL, "the context holds " + std::to_string(n_ctx_) + " tokens: " +
                                           std::to_string(n_past_) + " cached + " + std::to_string(n) + " new = " +
                                           std::to_string(n_past_ + n) + " do not fit");
+}
+
+void Context::eval(const int32_t *tokens, int n, bool logits_all) {
+    sync();
+    check_eval(tokens, n);
     cancel_.store(false);
     n_logit_rows_ = 0;
     const size_t rows = logits_all ? size_t(n) : 1;
-    logits_.resize(rows * size_t(hp.n_vocab));
+    logits_.resize(rows * size_t(model_.hp.n_vocab));
     const auto t0 = Clock::now();
     for (int b = 0; b < n; b += n_batch_) {
         const int nb = std::min(n_batch_, n - b);
@@ -120,7 +129,35 @@ void Context::eval(const int32_t *tokens, int n, bool logits_all) {
     (n == 1 ? t_decode_ : t_prefill_) += seconds_since(t0);
 }
 
-void Context::forward_batch(const int32_t *tokens, int n, int pos0, bool want_logits) {
+void Context::eval_async(int32_t token) {
+    sync();
+    check_eval(&token, 1);
+    cancel_.store(false);
+    n_logit_rows_ = 0;
+    logits_.resize(size_t(model_.hp.n_vocab));
+    t_pending_ = Clock::now();
+    kv_.begin_write(n_past_, 1);
+    pending_ = forward_batch(&token, 1, n_past_, true, true);
+    n_past_ += 1;
+    n_evaluated_ += 1;
+    if (!pending_) t_decode_ += seconds_since(t_pending_);
+}
+
+void Context::sync() {
+    if (!pending_) return;
+    pending_ = false;
+    try {
+        backend_->wait();
+    } catch (...) {
+        n_past_ -= 1;  // the step did not complete: as if it had not been asked for
+        n_evaluated_ -= 1;
+        throw;
+    }
+    n_logit_rows_ += 1;
+    t_decode_ += seconds_since(t_pending_);
+}
+
+bool Context::forward_batch(const int32_t *tokens, int n, int pos0, bool want_logits, bool async) {
     const Model &M = model_;
     const HParams &hp = M.hp;
     Backend &be = *backend_;
@@ -178,8 +215,10 @@ void Context::forward_batch(const int32_t *tokens, int n, int pos0, bool want_lo
         }
         if (want_logits) be.output(M.output_norm, hp.rms_eps, M.output, hp.final_logit_softcap, first, n_out, dst);
     }
-    be.end();
+    if (async && be.end_async()) return true;  // logits rows counted by sync()
+    if (!async) be.end();
     if (want_logits) n_logit_rows_ += n_out;
+    return false;
 }
 
 }  // namespace tactic

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -24,11 +25,21 @@ public:
 
     // Evaluates tokens after the cached ones; keeps logits of every row or of the last.
     void eval(const int32_t *tokens, int n, bool logits_all);
+    // Decodes one token and returns once the device has the work (CUDA: the step's graph
+    // is launched), so that the caller can do host work meanwhile (a grammar's next
+    // mask). sync() waits for it; so does every call that needs its result (eval,
+    // truncate, logits via the C API, ...). On the CPU the token is evaluated at once.
+    void eval_async(int32_t token);
+    // Finishes the step eval_async began (nothing when none is pending).
+    void sync();
     // Keeps n_keep tokens, or fewer when sliding-window rings no longer hold what
     // position n_keep attends (see KVCache::truncate); n_past() tells.
     void truncate(int n_keep);
     // Remembers the sliding-window rings here so that prefix reuse can come back to it.
-    void checkpoint() { kv_.checkpoint(n_past_); }
+    void checkpoint() {
+        sync();
+        kv_.checkpoint(n_past_);
+    }
     int64_t n_evaluated() const { return n_evaluated_; }  // tokens evaluated since created
     const KVCache &kv() const { return kv_; }
     // The evaluated tokens' K/V (context_state.cpp): size, write, and restore (all-or-nothing).
@@ -51,7 +62,9 @@ public:
     void timings(double *out, int n, bool reset);
 
 private:
-    void forward_batch(const int32_t *tokens, int n, int pos0, bool want_logits);
+    void check_eval(const int32_t *tokens, int n) const;
+    // Returns true when the backend left the step running (async: finished by sync()).
+    bool forward_batch(const int32_t *tokens, int n, int pos0, bool want_logits, bool async = false);
 
     const Model &model_;
     tactic_context_params params_;
@@ -68,6 +81,8 @@ private:
     int64_t n_evaluated_ = 0;
     std::atomic<bool> cancel_{false};
     double t_prefill_ = 0, t_decode_ = 0, t_decode_attn_ = 0;
+    bool pending_ = false;  // eval_async's step is still on the device
+    std::chrono::steady_clock::time_point t_pending_;
 };
 
 }  // namespace tactic

@@ -110,9 +110,41 @@ TACTIC_API tactic_status tactic_eval(tactic_context *ctx, const int32_t *tokens,
     });
 }
 
-TACTIC_API const float *tactic_get_logits(tactic_context *ctx, int32_t i) { return ctx ? ctx->ctx->logits(i) : nullptr; }
+TACTIC_API tactic_status tactic_eval_async(tactic_context *ctx, int32_t token) {
+    return guard([&] {
+        TACTIC_REQUIRE_ARG(ctx, "ctx must not be NULL");
+        BusyLock lock(ctx);
+        ctx->ctx->eval_async(token);
+    });
+}
 
-TACTIC_API int32_t tactic_get_n_logits_rows(const tactic_context *ctx) { return ctx ? ctx->ctx->n_logit_rows() : 0; }
+TACTIC_API tactic_status tactic_synchronize(tactic_context *ctx) {
+    return guard([&] {
+        TACTIC_REQUIRE_ARG(ctx, "ctx must not be NULL");
+        BusyLock lock(ctx);
+        ctx->ctx->sync();
+    });
+}
+
+TACTIC_API const float *tactic_get_logits(tactic_context *ctx, int32_t i) {
+    if (!ctx) return nullptr;
+    const float *out = nullptr;
+    guard([&] {  // finishes an eval_async step first; its error leaves NULL (tactic_synchronize reports it)
+        ctx->ctx->sync();
+        out = ctx->ctx->logits(i);
+    });
+    return out;
+}
+
+TACTIC_API int32_t tactic_get_n_logits_rows(const tactic_context *ctx) {
+    if (!ctx) return 0;
+    int32_t n = 0;
+    guard([&] {
+        ctx->ctx->sync();
+        n = ctx->ctx->n_logit_rows();
+    });
+    return n;
+}
 
 TACTIC_API void tactic_cancel(tactic_context *ctx) {
     if (ctx) ctx->ctx->cancel();

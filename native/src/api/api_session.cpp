@@ -77,6 +77,7 @@ TACTIC_API tactic_status tactic_context_state_set(tactic_context *ctx, const uin
 TACTIC_API tactic_status tactic_context_kv_memory(const tactic_context *ctx, tactic_kv_memory *out) {
     return guard([&] {
         TACTIC_REQUIRE_ARG(ctx && out, "ctx and out must not be NULL");
+        ctx->ctx->sync();
         fill(ctx->ctx->kv().accounting(), out);
     });
 }

@@ -194,9 +194,12 @@ int32_t Sampler::sample(const float *logits, int32_t n_vocab, const uint32_t *ma
         const size_t k = size_t(p_.top_k);
         cand_.reserve(k);
         for (int32_t i = 0; i < n_vocab; i++) {
-            if (cand_.size() == k && (i & (kBlock - 1)) == 0 && i + kBlock <= n_vocab &&
-                !any_above(w + i, cand_.front().first)) {
-                i += kBlock - 1;  // nothing in this block beats the k-th best (a later equal id never does)
+            // Whole blocks that hold nothing to keep are skipped: once k are held, nothing
+            // above the k-th best (a later equal id never beats it); before, nothing above
+            // -inf (a grammar's mask often allows fewer than k tokens in all).
+            if ((i & (kBlock - 1)) == 0 && i + kBlock <= n_vocab &&
+                !any_above(w + i, cand_.size() == k ? cand_.front().first : kNegInf)) {
+                i += kBlock - 1;
                 continue;
             }
             if (w[i] == kNegInf) continue;
