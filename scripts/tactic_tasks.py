@@ -87,6 +87,8 @@ def main():
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tasks", nargs="+", default=["multikey", "aggregation"], choices=["multikey", "aggregation"])
+    ap.add_argument("--margin", type=float, default=None, help="bounded selector's target margin (default: the library's)")
+    ap.add_argument("--no-tail-values", action="store_true", help="bounded selector without the output estimate")
     args = ap.parse_args()
     model = Model()
     rng = random.Random(args.seed)
@@ -99,6 +101,8 @@ def main():
         for task in args.tasks:
             doc, qs = multikey_doc(model, n_ctx, args.keys, rng) if task == "multikey" else aggregation_doc(model, n_ctx, rng)
             ctx = Ctx(model, n_ctx + 128, attention="tactic", selector="bounded", p=args.p, n_threads=args.threads)
+            if args.margin is not None or args.no_tail_values:
+                ctx.set_bounded_options(0.1 if args.margin is None else args.margin, not args.no_tail_values)
             t0 = time.time()
             ctx.prefill(doc)
             log(f"{task} {n_ctx}: prefill {len(doc)} tokens {time.time() - t0:.0f} s")
