@@ -113,6 +113,7 @@ class Model:
     ):
         self._model = None
         self._ctx = None
+        self._spare_core = False
         self.path = os.fspath(path)
         self.verbose = verbose
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
@@ -168,6 +169,9 @@ class Model:
             self.n_vocab = int(info.n_vocab)
             cp = lib.tactic_context_default_params()
             cp.n_threads = n_threads or 0
+            # A core the forward pass leaves free (a grammar's mask can be computed there).
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+            self._spare_core = bool(n_threads) and n_threads < cores
             cp.n_batch = n_batch
             cp.swa_full = 1 if swa_full else 0
             if n_ctx is None:
@@ -550,8 +554,11 @@ class Model:
         t_dec = time.perf_counter()
         one = ffi.new("int32_t[1]")
         # On a GPU the grammar's next mask is computed on this thread while the device runs
-        # the step (tactic_eval_async); on the CPU a worker thread computes it meanwhile.
+        # the step (tactic_eval_async); on the CPU by a worker thread during the forward pass
+        # when a core is left over, else here before sampling (a worker would take a core
+        # from the forward pass's threads, which wait for each other).
         mask_during_step = mask is not None and self.device == "cuda"
+        mask_beside_step = mask is not None and not mask_during_step and self._spare_core
         tm = ffi.new("double[6]")
         lib.tactic_get_timings(ctx, tm, 6, 1)  # restart the Tactic counters for this generation
         try:
@@ -565,7 +572,7 @@ class Model:
                     return
                 if mask is not None:
                     mask.accept(tok)
-                    if not mask.done() and not mask_during_step:
+                    if not mask.done() and mask_beside_step:
                         mask.prefetch()  # the next mask is computed while the next eval runs
                 sampler.accept(tok)
                 stats.n_generated += 1

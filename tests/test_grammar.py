@@ -258,21 +258,22 @@ def test_warm_matchers_start_from_the_grammar_start(model):
     jsonschema.validate(json.loads(out), schema)
 
 
-def test_mask_computed_during_the_step_gives_the_same_text(model, monkeypatch):
-    """The GPU's path (tactic_eval_async, the mask computed on this thread while the step
-    runs, then tactic_synchronize) gives the same tokens as the worker-thread path, for a
-    schema and a GBNF grammar (on a CPU model the native call evaluates at once; on a GPU
-    both paths run on the GPU)."""
+def test_the_three_mask_paths_give_the_same_text(model, monkeypatch):
+    """Where the next mask is computed (a worker thread beside the forward pass; this
+    thread before sampling; this thread between tactic_eval_async and tactic_synchronize,
+    the GPU's path) changes nothing in what is generated: the same tokens for a schema and
+    a GBNF grammar (on a CPU model the async native call evaluates at once; on a GPU all
+    three paths run on the GPU)."""
     schema = SCHEMAS[0]
     prompt = "Write a JSON object about a person:\n"
     device = model.device
     for g in (Grammar.from_json_schema(schema), Grammar.from_gbnf((GRAMMARS / "list.gbnf").read_text())):
-        monkeypatch.setattr(model, "device", "cpu")  # the worker-thread path
-        model.reset()  # both from an empty cache (see test_stream_gives_the_same_text)
-        want = model.generate(prompt, grammar=g, max_tokens=48, temperature=0.8, seed=11)
-        want_tokens = list(model.last_stats.tokens)
-        monkeypatch.setattr(model, "device", "cuda")  # the path taken during the step
-        model.reset()
-        got = model.generate(prompt, grammar=g, max_tokens=48, temperature=0.8, seed=11)
+        runs = []
+        for dev, spare in (("cpu", True), ("cpu", False), ("cuda", False)):
+            monkeypatch.setattr(model, "device", dev)
+            monkeypatch.setattr(model, "_spare_core", spare)
+            model.reset()  # each from an empty cache (see test_stream_gives_the_same_text)
+            text = model.generate(prompt, grammar=g, max_tokens=48, temperature=0.8, seed=11)
+            runs.append((list(model.last_stats.tokens), text))
         monkeypatch.setattr(model, "device", device)
-        assert list(model.last_stats.tokens) == want_tokens and got == want
+        assert runs[0] == runs[1] == runs[2]
