@@ -15,9 +15,9 @@ and end-of-generation tokens are allowed only where the grammar accepts the text
 from __future__ import annotations
 
 import json
-from collections import OrderedDict
 import os
 import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Dict, List, Optional, Tuple, Union
 
@@ -316,8 +316,10 @@ def _give_back(spec: str, tokenizer: EngineTokenizer, matcher) -> None:
 
 class GrammarMatcher:
     """Follows one generation through a grammar and gives the native sampler the mask
-    of allowed tokens. prefetch() computes the next mask on a worker thread (llguidance
-    releases the GIL), so it overlaps the model's forward pass."""
+    of allowed tokens. The next mask is computed where Model._tokens says: prefetch() on
+    a worker thread beside a CPU forward pass (llguidance releases the GIL),
+    compute_now() on the caller's thread while a GPU runs the step, or by mask_ptr()
+    itself when neither ran."""
 
     def __init__(self, grammar: Grammar, tokenizer: EngineTokenizer):
         import numpy as np
