@@ -28,24 +28,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from tactic_common import kl, text_tokens  # noqa: E402
+from gpu_e2e import native_timings  # noqa: E402
 from tactic_passkey import prompt_ids  # noqa: E402
 
 
 def attended_share(model) -> float:
     """The mean share of cached tokens Tactic attended per global-layer head since the last
     reset (the native timings' sixth figure; -1 when Tactic did not run)."""
-    from pytactic._native import ffi, lib
-
-    tm = ffi.new("double[6]")
-    lib.tactic_get_timings(model._ctx, tm, 6, 0)
-    return float(tm[5])
-
-
-def reset_timings(model) -> None:
-    from pytactic._native import ffi, lib
-
-    tm = ffi.new("double[6]")
-    lib.tactic_get_timings(model._ctx, tm, 6, 1)
+    return float(native_timings(model)[5])
 
 
 class _Tok:
@@ -97,7 +87,7 @@ def main() -> int:
             m.reset()
             m.eval(ids[:L])
         row["prefill_s"] = round(time.perf_counter() - t0, 2)
-        reset_timings(tac)
+        native_timings(tac, reset=True)
         kls, agree = [], 0
         for t in ids[L : L + args.kl_steps]:
             full.eval([t])
