@@ -183,6 +183,10 @@ class Ctx:
     def set_debug(self, on):
         check(lib.tactic_set_debug(self.h, int(on)))
 
+    def set_noise(self, sigma, seed=0):
+        """Perturbation control: Gaussian noise of sigma x RMS on every query row (0: off)."""
+        check(lib.tactic_set_debug_noise(self.h, float(sigma), int(seed)))
+
     def set_bounded_options(self, margin=0.1, tail_values=True):
         """Bounded selector: target margin (share of 1 - p) and the tail output estimate."""
         check(lib.tactic_set_bounded_options(self.h, float(margin), int(bool(tail_values))))

@@ -84,6 +84,10 @@ TACTIC_API tactic_status tactic_get_head_stats(tactic_context *ctx, tactic_head_
 TACTIC_API tactic_status tactic_set_selection(tactic_context *ctx, int32_t selector, float p);
 /* Switch debug mode (true masses, tactic_get_head_eval) on or off for the following steps. */
 TACTIC_API tactic_status tactic_set_debug(tactic_context *ctx, int32_t on);
+/* Perturbation control for evaluations: the queries of the following Tactic decode steps
+ * (every selector, FULL included) get Gaussian noise, per element sigma times the query
+ * row's RMS, seeded by (seed, layer, length); sigma = 0 turns it off. sigma in [0, 1]. */
+TACTIC_API tactic_status tactic_set_debug_noise(tactic_context *ctx, float sigma, uint64_t seed);
 /* Bounded selector options for the following decode steps (evaluations; defaults 0.1, 1):
  * keep p + margin * (1 - p) of the estimated total mass (margin in [0, 1]); tail_values != 0:
  * estimate the unattended tokens' share of the output from cluster value means. */
@@ -113,6 +117,16 @@ typedef struct {
 } tactic_head_eval;
 TACTIC_API tactic_status tactic_get_head_eval(tactic_context *ctx, tactic_head_eval *out, int32_t cap,
                                               int32_t *n_out);
+
+/* Debug mode (tactic_debug = 1) only: global layer `layer`, query head `head`, on the last
+ * decode step; per cached token t < *n_out: w[t] = its true softmax weight for the head,
+ * flags[t] = 1 (kept by this head) | 2 (attended by its KV group) | 4 (scored exactly by
+ * the bounded selector), crank[t] = the rank of t's cluster in the head's centroid-score
+ * order (-1: sink, recent or not yet clustered; bounded selector only). Any of w, flags,
+ * crank may be NULL. *n_out = 0 when that step was not recorded; cap too small: an error,
+ * *n_out = the tokens needed. */
+TACTIC_API tactic_status tactic_get_head_tokens(tactic_context *ctx, int32_t layer, int32_t head, float *w,
+                                                uint8_t *flags, int32_t *crank, int32_t cap, int32_t *n_out);
 
 /* Benchmark of decode attention alone on caller-given data: K, V f16 [n_head_kv][n_tokens]
  * [head_dim], q f32 [n_head][head_dim] (pre-scaled). selector: TACTIC_SELECT_* through

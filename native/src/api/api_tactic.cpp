@@ -95,11 +95,38 @@ TACTIC_API tactic_status tactic_get_head_eval(tactic_context *ctx, tactic_head_e
     });
 }
 
+TACTIC_API tactic_status tactic_get_head_tokens(tactic_context *ctx, int32_t layer, int32_t head, float *w,
+                                                uint8_t *flags, int32_t *crank, int32_t cap, int32_t *n_out) {
+    return guard([&] {
+        TACTIC_REQUIRE_ARG(ctx && n_out && cap >= 0, "ctx and n_out must not be NULL");
+        auto lock = busy_lock(ctx);
+        tactic::TacticAttention &ta = tactic_of(ctx);
+        TACTIC_REQUIRE_ARG(layer >= 0 && layer < ctx->model->weights().hp.n_layer && head >= 0 &&
+                               head < ctx->model->weights().hp.n_head,
+                           "layer or head out of range");
+        const auto &d = ta.last_token_detail(layer, head);
+        const int32_t n = int32_t(d.w.size());
+        *n_out = n;
+        TACTIC_REQUIRE_ARG(n <= cap, "cap is too small: " + std::to_string(n) + " tokens");
+        if (w) std::copy(d.w.begin(), d.w.end(), w);
+        if (flags) std::copy(d.flags.begin(), d.flags.end(), flags);
+        if (crank) std::copy(d.crank.begin(), d.crank.end(), crank);
+    });
+}
+
 TACTIC_API tactic_status tactic_set_selection(tactic_context *ctx, int32_t selector, float p) {
     return guard([&] {
         TACTIC_REQUIRE_ARG(ctx, "ctx must not be NULL");
         auto lock = busy_lock(ctx);
         tactic_of(ctx).set_selection(selector, p);
+    });
+}
+
+TACTIC_API tactic_status tactic_set_debug_noise(tactic_context *ctx, float sigma, uint64_t seed) {
+    return guard([&] {
+        TACTIC_REQUIRE_ARG(ctx, "ctx must not be NULL");
+        auto lock = busy_lock(ctx);
+        tactic_of(ctx).set_debug_noise(sigma, seed);
     });
 }
 

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <numeric>
+#include <random>
 
 #include "../common.h"
 #include "bounded_selection.h"
@@ -44,6 +45,7 @@ struct TacticAttention::Impl {
         std::vector<TacticHeadEval> eval;
         std::vector<std::vector<int32_t>> attended;  // per KV head: last step's list (test hook)
         std::vector<std::vector<float>> vmean;       // per KV head: cluster value means (block mode)
+        std::vector<TokenDetail> detail;             // per query head, debug mode: last step's tokens
     };
     std::vector<Layer> layers;
     mutable std::vector<TacticHeadStat> flat_stats;
@@ -53,6 +55,9 @@ struct TacticAttention::Impl {
     double share_sum = 0;
     int64_t share_n = 0;
     BoundedScratch bscr;
+    float noise_sigma = 0.f;                 // set_debug_noise
+    uint64_t noise_seed = 0;
+    std::vector<float> qnoise;
     BoundedGroup bgroup;
     std::vector<float> osc;
     std::vector<int32_t> cand_clusters;
@@ -78,6 +83,7 @@ struct TacticAttention::Impl {
                       float *out, ThreadPool &pool);
     void debug_eval(int il, int kh, const float *Qg, const uint16_t *Kh, int n_tokens, const KeyClusters &kc,
                     ThreadPool &pool);
+    void record_token_detail(int il, int kh, int n_tokens, bool all, bool bounded, const KeyClusters &kc);
 };
 
 TacticAttention::TacticAttention(const TacticParams &params, const HParams &hp, int n_ctx) : impl_(new Impl) {
@@ -149,6 +155,7 @@ void TacticAttention::decode(int il, const float *q, const uint16_t *K, const ui
         for (auto &L : I.layers) {
             L.stats.clear();
             L.eval.clear();
+            L.detail.clear();
         }
         I.last_step_tokens = n_tokens;
     }
@@ -160,6 +167,19 @@ void TacticAttention::decode(int il, const float *q, const uint16_t *K, const ui
     L.stats.clear();
     L.eval.clear();
     const int D = I.hp.head_dim, g = I.hp.n_head / I.hp.n_head_kv;
+    if (I.noise_sigma > 0.f) {  // perturbation control (evaluations): q + sigma rms(q_h) N(0, 1)
+        I.qnoise.assign(q, q + size_t(I.hp.n_head) * D);
+        std::mt19937_64 rng(I.noise_seed * 0x9E3779B97F4A7C15ull + uint64_t(il) * 1000003u + uint64_t(n_tokens));
+        std::normal_distribution<float> nd(0.f, 1.f);
+        for (int h = 0; h < I.hp.n_head; h++) {
+            float *qh = I.qnoise.data() + size_t(h) * D;
+            double ss = 0;
+            for (int d = 0; d < D; d++) ss += double(qh[d]) * qh[d];
+            const float a = I.noise_sigma * float(std::sqrt(ss / D));
+            for (int d = 0; d < D; d++) qh[d] += a * nd(rng);
+        }
+        q = I.qnoise.data();
+    }
     for (int kh = 0; kh < I.hp.n_head_kv; kh++) {
         const size_t off = size_t(kh) * I.n_ctx * D;
         I.decode_group(il, kh, q + size_t(kh) * g * D, K + off, V + off, n_tokens, out + size_t(kh) * g * D, pool);
@@ -410,7 +430,43 @@ void TacticAttention::Impl::decode_group(int il, int kh, const float *Qg, const 
         }
         L.stats.push_back(st);
     }
+    if (prm.debug) record_token_detail(il, kh, n_tokens, all, bounded, kc);
     if (prm.debug && have_clusters && run_tactic) debug_eval(il, kh, Qg, Kh, n_tokens, kc, pool);
+}
+
+void TacticAttention::Impl::record_token_detail(int il, int kh, int n_tokens, bool all, bool bounded,
+                                                const KeyClusters &kc) {
+    const int g = hp.n_head / hp.n_head_kv;
+    Layer &L = layers[size_t(il)];
+    if (L.detail.size() < size_t(hp.n_head)) L.detail.resize(size_t(hp.n_head));
+    for (int h = 0; h < g; h++) {
+        TokenDetail &d = L.detail[size_t(kh * g + h)];
+        const float *s = full_scores.data() + size_t(h) * n_tokens;
+        const float m = *std::max_element(s, s + n_tokens);
+        double Z = 0;
+        for (int t = 0; t < n_tokens; t++) Z += std::exp(double(s[t]) - m);
+        d.w.resize(size_t(n_tokens));
+        d.flags.assign(size_t(n_tokens), 0);
+        d.crank.assign(size_t(n_tokens), -1);
+        for (int t = 0; t < n_tokens; t++) d.w[size_t(t)] = float(std::exp(double(s[t]) - m) / Z);
+        if (all) {
+            for (auto &f : d.flags) f = kTokKept | kTokAttended | kTokScored;
+            continue;
+        }
+        for (int32_t t : own[size_t(h)]) d.flags[size_t(t)] |= kTokKept;
+        for (int32_t t : list) d.flags[size_t(t)] |= kTokAttended;
+        if (!bounded) continue;
+        for (int32_t t : always_list) d.flags[size_t(t)] |= kTokScored;
+        const auto &ord = bscr.corder[size_t(h)];
+        for (size_t r = 0; r < ord.size(); r++) {
+            const int c = ord[r];
+            for (int o = kc.offsets[size_t(c)]; o < kc.offsets[size_t(c) + 1]; o++) {
+                const int32_t t = kc.order[size_t(o)];
+                d.crank[size_t(t)] = int32_t(r);
+                if (bscr.scored[size_t(c)]) d.flags[size_t(t)] |= kTokScored;
+            }
+        }
+    }
 }
 
 void TacticAttention::Impl::debug_eval(int il, int kh, const float *Qg, const uint16_t *Kh, int n_tokens,
@@ -619,6 +675,12 @@ void TacticAttention::set_selection(int selector, float p) {
 
 void TacticAttention::set_debug(bool on) { impl_->prm.debug = on; }
 
+void TacticAttention::set_debug_noise(float sigma, uint64_t seed) {
+    TACTIC_CHECK(sigma >= 0.f && sigma <= 1.f, TACTIC_ERR_INVALID_ARGUMENT, "the noise sigma must be in [0, 1]");
+    impl_->noise_sigma = sigma;
+    impl_->noise_seed = seed;
+}
+
 void TacticAttention::set_bounded_options(float margin, bool tail_values) {
     TACTIC_CHECK(margin >= 0.f && margin <= 1.f, TACTIC_ERR_INVALID_ARGUMENT, "the target margin must be in [0, 1]");
     impl_->prm.target_margin = margin;
@@ -645,6 +707,12 @@ const std::vector<int32_t> &TacticAttention::last_attended(int il, int kh) const
     static const std::vector<int32_t> none;
     const auto &L = impl_->layers[size_t(il)];
     return size_t(kh) < L.attended.size() ? L.attended[size_t(kh)] : none;
+}
+
+const TacticAttention::TokenDetail &TacticAttention::last_token_detail(int il, int head) const {
+    static const TokenDetail none;
+    const auto &L = impl_->layers[size_t(il)];
+    return size_t(head) < L.detail.size() ? L.detail[size_t(head)] : none;
 }
 
 }  // namespace tactic

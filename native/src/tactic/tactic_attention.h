@@ -115,6 +115,9 @@ public:
     // Switches the selector and target for the following steps (clusters are kept).
     void set_selection(int selector, float p);
     void set_debug(bool on);
+    // Perturbation control (evaluations): every query row of the following steps gets
+    // Gaussian noise of sigma times its RMS per element (seeded by seed, layer and length).
+    void set_debug_noise(float sigma, uint64_t seed);
     // Bounded selector options for the following steps (evaluations): the target margin and
     // the estimate of the unattended tokens' output share.
     void set_bounded_options(float margin, bool tail_values);
@@ -130,6 +133,18 @@ public:
     // tokens attended by that KV group on its last decode step (ascending).
     int clustered_end(int il, int kh) const;
     const std::vector<int32_t> &last_attended(int il, int kh) const;
+
+    // Debug mode, per (global layer, query head) of the last decode step: every cached
+    // token's true softmax weight, its flags (kTokKept | kTokAttended | kTokScored) and the
+    // rank of its cluster in the head's centroid order (-1: not in a cluster, or no rank).
+    // Empty when the step ran without debug mode.
+    static constexpr uint8_t kTokKept = 1, kTokAttended = 2, kTokScored = 4;
+    struct TokenDetail {
+        std::vector<float> w;
+        std::vector<uint8_t> flags;
+        std::vector<int32_t> crank;
+    };
+    const TokenDetail &last_token_detail(int il, int head) const;
 
 private:
     struct Impl;
