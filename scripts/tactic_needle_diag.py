@@ -120,7 +120,8 @@ def decisive_controls(ctx, model, L, question, right, wrong, args):
 
     row("full", ref)
     for sel, p in (("oracle", 0.9), ("oracle", 0.95), ("oracle", 0.99), ("oracle", 0.995), ("oracle", 0.999),
-                   ("bounded", 0.9), ("bounded", 0.95), ("bounded", 0.99), ("quest", 0.9), ("quest", 0.99)):
+                   ("bounded", 0.9), ("bounded", 0.95), ("bounded", 0.99), ("quest", 0.9), ("quest", 0.99),
+                   ("tactic", 0.9), ("prune", 0.9)):
         row(f"{sel} P={p}", step(sel, p))
     row("bounded P=0.9, no output estimate", step("bounded", 0.9, tail_values=False))
     row("bounded P=0.9, margin 0", step("bounded", 0.9, margin=0.0))
@@ -150,7 +151,8 @@ def main():
     ap.add_argument("--controls", nargs="*", default=["bounded:0.9", "full:1.0", "oracle:0.9", "oracle:0.95",
                                                       "oracle:0.99", "bounded:0.95", "bounded:0.99", "quest:0.9"])
     ap.add_argument("--noise-seeds", type=int, default=10, help="perturbation control: seeds per sigma (0: off)")
-    ap.add_argument("--noise-sigmas", type=float, nargs="*", default=[0.001, 0.003, 0.01, 0.03])
+    ap.add_argument("--noise-sigmas", type=float, nargs="*", default=[0.0001, 0.0003, 0.001, 0.003, 0.01])
+    ap.add_argument("--no-detail", action="store_true", help="skip the teacher-forced per-head tables")
     ap.add_argument("--replay", action="store_true",
                     help="first answer questions 0..question-1 with full, Tactic and Quest as tactic_tasks.py does")
     args = ap.parse_args()
@@ -183,12 +185,12 @@ def main():
     pieces = [model.piece(t) for t in full_ans]
     print(f"answer tokens {full_ans} {pieces}; wrong {wrong_ans}")
     runs = {}
-    for sel, p in (("full", 1.0), ("bounded", args.p)):
+    for sel, p in () if args.no_detail else (("full", 1.0), ("bounded", args.p)):
         t0 = time.time()
         runs[sel] = teacher_forced(ctx, model, L, question, full_ans, sel, p, layers, n_head)
         log(f"teacher-forced {sel}: {time.time() - t0:.0f} s")
     sr, sw = np.array(span_r), np.array(span_w)
-    for i, t_right in enumerate(full_ans):
+    for i, t_right in enumerate([] if args.no_detail else full_ans):
         t_wrong = wrong_ans[i] if i < len(wrong_ans) else -1
         lf, lt = runs["full"][i][0], runs["bounded"][i][0]
         print(f"\n### answer step {i}: predicts {model.piece(t_right)!r} (wrong: {model.piece(t_wrong)!r})")
@@ -198,8 +200,8 @@ def main():
                   f" argmax {model.piece(top)!r}")
         print("| layer | head | full: mass on asked line | on competing line | Tactic's query: mass on asked line | "
               "on competing | asked-line tokens kept / attended / scored (of n) | their cluster ranks | "
-              "competing kept / attended | Tactic kept mass | tokens kept | n |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+              "asked-line mass not kept | competing kept / attended | Tactic kept mass | tokens kept | n |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for il in layers:
             for h in range(n_head):
                 wf, _, _ = runs["full"][i][1][(il, h)]
@@ -208,7 +210,7 @@ def main():
                 rk = ",".join(str(x) for x in sorted(set(ct[sr].tolist())))
                 print(f"| {il} | {h} | {wf[sr].sum():.4f} | {wf[sw].sum():.4f} | {wt[sr].sum():.4f} | {wt[sw].sum():.4f} | "
                       f"{kept[sr].sum()} / {((ft[sr] & 2) > 0).sum()} / {((ft[sr] & 4) > 0).sum()} (of {len(sr)}) | {rk} | "
-                      f"{kept[sw].sum()} / {((ft[sw] & 2) > 0).sum()} | {wt[kept].sum():.4f} | {kept.sum()} | {len(wt)} |")
+                      f"{wt[sr][~kept[sr]].sum():.4f} | {kept[sw].sum()} / {((ft[sw] & 2) > 0).sum()} | {wt[kept].sum():.4f} | {kept.sum()} | {len(wt)} |")
         # per token of the asked line, the head with the largest full weight
         print("\nasked line, per token (max over heads of the full weight; Tactic's flags at that head):")
         for j, t in enumerate(span_r):

@@ -133,6 +133,73 @@ def test_bounded_selector_stats(env):
     assert any(s.n_attended < s.n_tokens for s in st)
 
 
+def _head_tokens(ctx, layer, head, n):
+    from pytactic._native import check
+
+    w, fl, cr = np.zeros(n, np.float32), np.zeros(n, np.uint8), np.zeros(n, np.int32)
+    n_out = ffi.new("int32_t *")
+    check(lib.tactic_get_head_tokens(ctx.h, layer, head, ffi.cast("float *", w.ctypes.data),
+                                     ffi.cast("uint8_t *", fl.ctypes.data), ffi.cast("int32_t *", cr.ctypes.data),
+                                     n, n_out))
+    return w[: n_out[0]], fl[: n_out[0]], cr[: n_out[0]]
+
+
+def test_head_tokens_agree_with_stats(env):
+    """tactic_get_head_tokens (debug mode): per head the true weights are a softmax (sum 1),
+    the kept / attended / scored flags count what head_stats reports, the kept tokens' weight
+    is the head's true mass, kept ⊆ scored and ⊆ attended, and the kept tokens are the
+    heaviest of the scored ones (the pruning rule: nothing scored and dropped outweighs a
+    kept token). Under FULL every token carries every flag."""
+    model, ctx, ids = env
+    decode_logits(ctx, ids, "bounded", 0.9)
+    st = ctx.head_stats()
+    assert len(st) == 3 * model.n_head
+    for s in st:
+        w, fl, cr = _head_tokens(ctx, s.layer, s.head, s.n_tokens + 8)
+        assert len(w) == s.n_tokens
+        kept, att, scored = (fl & 1) > 0, (fl & 2) > 0, (fl & 4) > 0
+        assert abs(float(w.astype(np.float64).sum()) - 1.0) < 1e-4 and w.min() >= 0
+        assert kept.sum() == s.n_selected and att.sum() == s.n_attended and scored.sum() == s.n_scored
+        assert not (kept & ~att).any() and not (kept & ~scored).any()
+        assert abs(float(w[kept].astype(np.float64).sum()) - s.true_mass) < 1e-4
+        dropped = scored & ~kept
+        if dropped.any():
+            assert w[kept].min() >= w[dropped].max() * (1 - 1e-4)
+        assert ((cr >= 0) | scored).all()  # outside the clusters: always scored
+    decode_logits(ctx, ids, "full", 1.0, n=1)
+    for s in ctx.head_stats():
+        w, fl, _ = _head_tokens(ctx, s.layer, s.head, s.n_tokens)
+        assert (fl == 7).all() and abs(float(w.astype(np.float64).sum()) - 1.0) < 1e-4
+    n = ffi.new("int32_t *")
+    assert lib.tactic_get_head_tokens(ctx.h, 5, 0, ffi.NULL, ffi.NULL, ffi.NULL, 0, n) == lib.TACTIC_ERR_INVALID_ARGUMENT
+    assert n[0] == N_PROMPT + 1
+    assert lib.tactic_get_head_tokens(ctx.h, 99, 0, ffi.NULL, ffi.NULL, ffi.NULL, 0, n) == lib.TACTIC_ERR_INVALID_ARGUMENT
+
+
+def test_debug_noise_control(env):
+    """tactic_set_debug_noise: sigma 0 is the unperturbed path bit for bit; sigma > 0 moves
+    the logits a little (KL small), reproducibly for a seed and differently across seeds."""
+    from tactic_common import kl
+
+    _, ctx, ids = env
+    ref = decode_logits(ctx, ids, "full", 1.0)
+    try:
+        ctx.set_noise(0.0, 5)
+        assert all(np.array_equal(a, b) for a, b in zip(ref, decode_logits(ctx, ids, "full", 1.0)))
+        ctx.set_noise(0.01, 1)
+        a1 = decode_logits(ctx, ids, "full", 1.0)
+        a1b = decode_logits(ctx, ids, "full", 1.0)
+        ctx.set_noise(0.01, 2)
+        a2 = decode_logits(ctx, ids, "full", 1.0)
+        assert all(np.array_equal(x, y) for x, y in zip(a1, a1b))
+        assert not np.array_equal(a1[-1], ref[-1]) and not np.array_equal(a1[-1], a2[-1])
+        assert max(kl(x, y) for x, y in zip(ref, a1)) < 0.05
+        with pytest.raises(InvalidArgumentError):
+            ctx.set_noise(2.0, 1)
+    finally:
+        ctx.set_noise(0.0)
+
+
 def _long_prompt(model, n):
     import pydoc_data.topics as t
 
