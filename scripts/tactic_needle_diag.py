@@ -139,6 +139,33 @@ def decisive_controls(ctx, model, L, question, right, wrong, args):
               f"{max(ms):+.3f} | {float(np.mean(kls)):.5f} |", flush=True)
 
 
+def answer_margins(ctx, model, L, qs, p):
+    """Per question: the answer teacher-forced under full attention and under Tactic; at
+    each answer token, logit(expected) - the best other logit; the smallest over the answer
+    (negative: greedy decoding leaves the expected answer there)."""
+    print("\n### answer margins per question (expected token - best other token, smallest over the answer)")
+    print("| question | key | full: min margin (at token) | Tactic P=%g: min margin (at token) |" % p)
+    print("|---|---|---|---|")
+    for qi, (question, key) in enumerate(qs):
+        ans = model.tokenize(" " + key, add_special=False)
+        cells = []
+        for sel, pp in (("full", 1.0), ("bounded", p)):
+            ctx.truncate(L)
+            ctx.set_selection(sel, pp)
+            q = model.tokenize(question, add_special=False)
+            for t in q[:-1]:
+                ctx.eval([t])
+            worst = (np.inf, -1)
+            for j, t in enumerate([q[-1]] + ans[:-1]):
+                ctx.eval([t])
+                lg = ctx.logits(-1).astype(np.float64)
+                r = lg[ans[j]]
+                lg[ans[j]] = -np.inf
+                worst = min(worst, (r - lg.max(), j))
+            cells.append(f"{worst[0]:+.3f} ({model.piece(ans[worst[1]])!r})")
+        print(f"| {qi} | {key} | " + " | ".join(cells) + " |", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ctx", type=int, nargs="+", default=[8192, 16384])
@@ -152,6 +179,7 @@ def main():
                                                       "oracle:0.99", "bounded:0.95", "bounded:0.99", "quest:0.9"])
     ap.add_argument("--noise-seeds", type=int, default=10, help="perturbation control: seeds per sigma (0: off)")
     ap.add_argument("--noise-sigmas", type=float, nargs="*", default=[0.0001, 0.0003, 0.001, 0.003, 0.01])
+    ap.add_argument("--margins", action="store_true", help="only the answer margins of every question, then stop")
     ap.add_argument("--no-detail", action="store_true", help="skip the teacher-forced per-head tables")
     ap.add_argument("--replay", action="store_true",
                     help="first answer questions 0..question-1 with full, Tactic and Quest as tactic_tasks.py does")
@@ -174,6 +202,9 @@ def main():
     span_w, _, _ = line_span(model, doc, wname, wrong)
     print(f"document {L} tokens; question {args.question}: {name} -> {right} (line at {span_r[0]}-{span_r[-1]}); "
           f"competitor {wname} -> {wrong} (line at {span_w[0]}-{span_w[-1]})")
+    if args.margins:
+        answer_margins(ctx, model, L, qs, args.p)
+        return
     if args.replay:
         for qi in range(args.question):
             for sel, p in (("full", 1.0), ("bounded", args.p), ("quest", args.p)):
