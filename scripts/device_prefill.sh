@@ -70,7 +70,7 @@ if [ $rc != 0 ] || grep -q "failed at" "$OUT/bench_prefill.log"; then
 fi
 say "bench done"
 
-while pgrep -f make_random_gguf > /dev/null && [ $(left) -gt 40 ]; do sleep 2; done
+while pgrep -f make_random_gguf > /dev/null && [ "$(left)" -gt 40 ]; do sleep 2; done
 say "8B file: $(ls -la $L8 2>&1 | awk '{print $5}') $(tail -n 1 /root/gen8b.log)"
 cp /root/gen8b.log "$OUT/gen8b.log" 2>/dev/null
 e2e() {  # name, extra args
@@ -81,8 +81,8 @@ e2e() {  # name, extra args
   say "e2e $name rc $?"
   grep -E "pytactic: depth|pp512" "$OUT/e2e_$name.log" | tail -8
 }
-if [ -f $L8 ] && [ $(left) -gt 30 ]; then
+if [ -f $L8 ] && [ "$(left)" -gt 30 ]; then
   e2e fa2
-  if [ $(left) -gt 45 ]; then e2e wmma --cuda-option prefill_mma=1; fi
+  if [ "$(left)" -gt 45 ]; then e2e wmma --cuda-option prefill_mma=1; fi
 fi
 say "end"
