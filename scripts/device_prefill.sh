@@ -9,7 +9,7 @@
 #   "random or chunks"); the kernel benchmark at the 8B shape (scripts/
 #   bench_prefill_attention.py, torch SDPA beside it; the FMA and WMMA kernels again in a
 #   process of their own if the first one died); pp512 end to end at 0 / 4K / 32K
-#   (scripts/gpu_e2e.py); with time left, the same with the WMMA kernel (prefill_mma=1).
+#   (scripts/gpu_e2e.py); BASELINE=1 and time left: the same with the WMMA kernel (prefill_mma=1).
 # DEADLINE (seconds from the start, default 205) bounds the whole; a step that would
 # start too late is skipped.
 set -uo pipefail
@@ -83,6 +83,6 @@ e2e() {  # name, extra args
 }
 if [ -f $L8 ] && [ "$(left)" -gt 30 ]; then
   e2e fa2
-  if [ "$(left)" -gt 45 ]; then e2e wmma --cuda-option prefill_mma=1; fi
+  if [ "${BASELINE:-0}" = 1 ] && [ "$(left)" -gt 45 ]; then e2e wmma --cuda-option prefill_mma=1; fi
 fi
 say "end"
