@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # One device call for the FlashAttention-2-style prefill attention (issue 10, prefill at
 # depth), run from the copy of the tree that travels (cd into it first). In order, each
-# step under `timeout`, all logs to $OUT:
+# step under `timeout`, logs to $OUT (few files: a call brings back only a handful):
 #   the wheels; libtactic for sm_90 (.prebuilt/libtactic.so when one travels and loads
 #   with a GPU seen, else built here with -j16); the 8B-shape Q4_K_M file started in the
 #   background (setsid); the kernel tests (tests/test_cuda_prefill_attention.py: every
-#   kernel against a float64 reference); the parity tests (test_gpu_forward.py -k
-#   "random or chunks"); the kernel benchmark at the 8B shape (scripts/
+#   kernel against a float64 reference); the kernel benchmark at the 8B shape (scripts/
 #   bench_prefill_attention.py, torch SDPA beside it; the FMA and WMMA kernels again in a
-#   process of their own if the first one died); pp512 end to end at 0 / 4K / 32K
-#   (scripts/gpu_e2e.py); BASELINE=1 and time left: the same with the WMMA kernel (prefill_mma=1).
+#   process of their own if the first one died); the parity tests (test_gpu_forward.py -k
+#   "random or chunks"); pp512 end to end at 0 / 4K / 32K (scripts/gpu_e2e.py);
+#   BASELINE=1: the same with the WMMA kernel (prefill_mma=1); DEEP=1: pp512 at 128K.
 # DEADLINE (seconds from the start, default 205) bounds the whole; a step that would
 # start too late is skipped.
 set -uo pipefail
@@ -17,22 +17,22 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 DEADLINE=${DEADLINE:-205}
 t0=$(date +%s)
-say() { echo "[$(( $(date +%s) - t0 ))s] $*" | tee -a "$OUT/progress.log"; }
+LOG="$OUT/progress.log"
+say() { echo "[$(( $(date +%s) - t0 ))s] $*" | tee -a "$LOG"; }
 left() { echo $(( DEADLINE - ($(date +%s) - t0) )); }
 L8=/root/models/l8b.gguf
 mkdir -p /root/models
 
 WHL=$(for d in .whl ../.whl ../../.whl; do [ -d $d ] && echo $d && break; done)
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site $WHL/*.whl \
-  > "$OUT/pip.log" 2>&1 || { say "wheels failed"; tail -5 "$OUT/pip.log"; exit 1; }
+  >> "$LOG" 2>&1 || { say "wheels failed"; exit 1; }
 export PYTHONPATH=/tmp/site:$PWD
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,memory.total --format=csv > "$OUT/nvidia_smi.txt" 2>&1
-python3 -c "import torch; print('torch', torch.__version__, torch.version.cuda)" > "$OUT/torch.txt" 2>&1
-say "wheels in; $(tail -1 "$OUT/nvidia_smi.txt"); $(cat "$OUT/torch.txt" | tail -1)"
+say "wheels in; $(nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,memory.total --format=csv,noheader 2>&1);" \
+  "$(python3 -c "import torch; print('torch', torch.__version__)" 2>&1 | tail -1)"
 
 lib_ok() { TACTIC_LIB=$1 timeout 30 python3 -c "from pytactic._native import lib; assert lib.tactic_cuda_device_count() > 0" \
-  >> "$OUT/lib_check.log" 2>&1; }
-if [ -f .prebuilt/libtactic.so ] && lib_ok $PWD/.prebuilt/libtactic.so; then
+  >> "$LOG" 2>&1; }
+if [ -f .prebuilt/libtactic.so ] && lib_ok "$PWD/.prebuilt/libtactic.so"; then
   export TACTIC_LIB=$PWD/.prebuilt/libtactic.so
   say "using the prebuilt library ($(cat .prebuilt/commit.txt 2>/dev/null))"
 else
@@ -53,11 +53,6 @@ timeout 100 python3 -m pytest -q -p no:cacheprovider --tb=short -rfs tests/test_
 say "kernel tests: $(tail -1 "$OUT/test_prefill_kernels.log")"
 grep -E "^FAILED" "$OUT/test_prefill_kernels.log" | head -12
 
-timeout 60 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_gpu_forward.py -k "random or chunks" \
-  > "$OUT/test_gpu_forward.log" 2>&1
-say "parity tests: $(tail -1 "$OUT/test_gpu_forward.log")"
-grep -E "^FAILED" "$OUT/test_gpu_forward.log" | head -8
-
 timeout 70 python3 scripts/bench_prefill_attention.py --depths 0,4096,32768,131072 --variants 2,2:128,1,0 \
   --out "$OUT/bench_prefill.json" > "$OUT/bench_prefill.log" 2>&1
 rc=$?
@@ -65,24 +60,28 @@ cat "$OUT/bench_prefill.log"
 if [ $rc != 0 ] || grep -q "failed at" "$OUT/bench_prefill.log"; then
   say "bench rc $rc: the older kernels again, in a process of their own"
   timeout 40 python3 scripts/bench_prefill_attention.py --depths 0,4096,32768,131072 --variants 1,0 --no-sdpa \
-    --out "$OUT/bench_prefill_old.json" > "$OUT/bench_prefill_old.log" 2>&1
-  cat "$OUT/bench_prefill_old.log"
+    2>&1 | tee -a "$LOG"
 fi
 say "bench done"
 
+timeout 60 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_gpu_forward.py -k "random or chunks" \
+  > "$OUT/test_gpu_forward.log" 2>&1
+say "parity tests: $(tail -1 "$OUT/test_gpu_forward.log")"
+grep -E "^FAILED" "$OUT/test_gpu_forward.log" | head -8
+
 while pgrep -f make_random_gguf > /dev/null && [ "$(left)" -gt 40 ]; do sleep 2; done
 say "8B file: $(ls -la $L8 2>&1 | awk '{print $5}') $(tail -n 1 /root/gen8b.log)"
-cp /root/gen8b.log "$OUT/gen8b.log" 2>/dev/null
-e2e() {  # name, extra args
-  local name=$1; shift
+e2e() {  # name, depths, extra args
+  local name=$1 depths=$2; shift 2
   timeout $(( $(left) - 3 )) python3 scripts/gpu_e2e.py --model $L8 --name llama-8B-random-Q4_K_M-pytactic-quantizer \
-    --device cuda --depths 0,4096,32768 --prompt-from-empty 0 --reps 1 --out "$OUT/e2e_$name.json" "$@" \
-    > "$OUT/e2e_$name.log" 2>&1
+    --device cuda --depths "$depths" --prompt-from-empty 0 --reps 1 --out "$OUT/e2e_$name.json" "$@" 2>&1 \
+    | grep -vE "^\s*$" >> "$OUT/e2e.log"
   say "e2e $name rc $?"
-  grep -E "pytactic: depth|pp512" "$OUT/e2e_$name.log" | tail -8
+  grep -E "pytactic: depth" "$OUT/e2e.log" | tail -6
 }
 if [ -f $L8 ] && [ "$(left)" -gt 30 ]; then
-  e2e fa2
-  if [ "${BASELINE:-0}" = 1 ] && [ "$(left)" -gt 45 ]; then e2e wmma --cuda-option prefill_mma=1; fi
+  e2e fa2 0,4096,32768
+  if [ "${BASELINE:-0}" = 1 ] && [ "$(left)" -gt 35 ]; then e2e wmma 0,4096,32768 --cuda-option prefill_mma=1; fi
+  if [ "${DEEP:-0}" = 1 ] && [ "$(left)" -gt 50 ]; then e2e fa2_128k 131072 --n-gen 16; fi
 fi
 say "end"
