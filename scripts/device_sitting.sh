@@ -72,7 +72,7 @@ case "$PART" in
   setsid nohup timeout 400 python3 scripts/make_random_gguf.py --preset llama-3.1-8b --type q4_k_m --share-layers \
     -o $L8 > /root/gen8b.log 2>&1 < /dev/null &
   timeout 200 python3 -m pytest -q -p no:cacheprovider --tb=short -rfs tests/test_cuda.py tests/test_cuda_matvec_q8.py \
-    tests/test_tactic_gpu.py tests/test_device_select.py 2>&1 | tee "$OUT/tests_kernels.log" | tail -6
+    tests/test_tactic_gpu.py tests/test_device_select.py tests/test_cuda_prefill_attention.py 2>&1 | tee "$OUT/tests_kernels.log" | tail -6
   say "kernel tests done"
   timeout 200 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_gpu_forward.py \
     -k "random or chunks or truncate" 2>&1 | tee "$OUT/tests_parity_random.log" | tail -8
