@@ -30,7 +30,9 @@ export PYTHONPATH=/tmp/site:$PWD
 say "wheels in; $(nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,memory.total --format=csv,noheader 2>&1);" \
   "$(python3 -c "import torch; print('torch', torch.__version__)" 2>&1 | tail -1)"
 
-lib_ok() { TACTIC_LIB=$1 timeout 30 python3 -c "from pytactic._native import lib; assert lib.tactic_cuda_device_count() > 0" \
+# (a GPU seen, and the options this tree's tests set known: a library with a stale object once lacked one)
+lib_ok() { TACTIC_LIB=$1 timeout 30 python3 -c "from pytactic._native import lib; assert lib.tactic_cuda_device_count() > 0
+assert lib.tactic_cuda_set_option(b'prefill_rows', 0) == 0 and lib.tactic_cuda_set_option(b'prefill_mma', 2) == 0" \
   >> "$LOG" 2>&1; }
 if [ -f .prebuilt/libtactic.so ] && lib_ok "$PWD/.prebuilt/libtactic.so"; then
   export TACTIC_LIB=$PWD/.prebuilt/libtactic.so
