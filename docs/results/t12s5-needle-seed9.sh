@@ -16,3 +16,5 @@ nice -n 19 python scripts/tactic_needle_diag.py --seed 9 --ctx 8192 16384 --ques
   --controls bounded:0.9 full:1.0 oracle:0.9 oracle:0.99 > docs/results/t12s5-needle-seed9-q1.md
 # every question's answer margin (expected token - best other token, smallest over the answer), full vs Tactic:
 nice -n 19 python scripts/tactic_needle_diag.py --seed 9 --ctx 8192 16384 --margins > docs/results/t12s5-needle-seed9-margins.md
+# the same at 8K (the seed-9 8K document):
+nice -n 19 python scripts/tactic_needle_diag.py --seed 9 --ctx 8192 --margins > docs/results/t12s5-needle-seed9-8k-margins.md
