@@ -145,6 +145,8 @@ def bench_matvec(rng, copy_gbs, quick, only=None):
             _, variants["v4"] = timed(call, iters)
             set_opt("matvec_rows", 4)  # four stages
             _, variants["v4s4"] = timed(call, iters)
+            set_opt("matvec_rows", 1)  # a row per warp, a block per 4 rows (v3's grid)
+            _, variants["v4r1"] = timed(call, iters)
             set_opt("matvec_rows", 0)
             set_opt("matvec_q8_kernel", 3)
             _, variants["v3"] = timed(call, iters)  # again, after v4: both measured in the same state
@@ -287,14 +289,15 @@ def main():
     if args.out:
         Path(args.out).write_text(json.dumps(res, indent=1))
     print("\nsummary (matvec: the kernel decode runs; attention without prefetch):")
-    print(f"{'matvec case':22s} {'type':5s} {'MB':>8s} {'us':>9s} {'GB/s':>7s} {'%copy':>6s} kernel  (v3: us %copy; v4s4: us)")
+    print(f"{'matvec case':22s} {'type':5s} {'MB':>8s} {'us':>9s} {'GB/s':>7s} {'%copy':>6s} kernel  (v3: us %copy; v4s4, v4r1: us)")
     for r in mv:
         pct = f"{100*r['share_of_copy']:5.1f}" if r["share_of_copy"] else "  -"
         extra = ""
         v = r["ms_by_variant"]
         if "v3" in v:
             g3 = r["bytes"] / v["v3"] / 1e6
-            extra = f"  (v3: {v['v3']*1e3:.2f} us {100*g3/copy_gbs if copy_gbs else 0:.1f}%; v4s4: {v['v4s4']*1e3:.2f} us)"
+            extra = (f"  (v3: {v['v3']*1e3:.2f} us {100*g3/copy_gbs if copy_gbs else 0:.1f}%; "
+                     f"v4s4: {v['v4s4']*1e3:.2f} us; v4r1: {v['v4r1']*1e3:.2f} us)")
         print(f"{r['case']:22s} {r['type']:5s} {r['bytes']/1e6:8.2f} {r['us']:9.2f} {r['gbs']:7.0f} {pct:>6s} {r['decode_kernel']}{extra}")
     print(f"{'attention':15s} {'ctx':>6s} {'sel':>4s} {'us':>8s} {'GB/s':>6s} {'pf us':>8s} {'torch us':>9s}")
     for r in at:

@@ -59,7 +59,7 @@ def short(name):
 
 def run_config(model, n_vocab, name, opts, depth, steps, n_ctx, profile):
     set_options(opts)
-    ctx = new_context(model, device=CUDA, n_ctx=n_ctx, attention=1)
+    ctx = new_context(model, owned=False, device=CUDA, n_ctx=n_ctx, attention=1)  # freed below
     rng = np.random.default_rng(0)
     ids = [1] + rng.integers(3, n_vocab, depth - 1).tolist()
     arr = ffi.new("int32_t[]", ids)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from pytactic._native import check, ffi, lib
-from test_cuda import TYPES, f16_at, gpu_count, ptr, random_rows, ref_dequantize, rel_err
+from test_cuda import TYPES, f16_at, gpu_count, ptr, random_rows, ref_dequantize
 
 QUANT = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"]
 
@@ -40,14 +40,15 @@ def cpu_activation(name, x):
 
 
 # (kernel, matvec_rows): v3 with 3 or 2 stages, v4 (rows pipelined per warp) with 3 or 4
-VARIANTS = [(3, 0), (3, 2), (4, 0), (4, 4)]
+# stages, and v4 with one row per warp
+VARIANTS = [(3, 0), (3, 2), (4, 0), (4, 4), (4, 1)]
 
 
 def cuda_matvec_q8(name, data, n_rows, n_cols, x, tile=0, kernel=3):
     y = np.full(n_rows, np.nan, np.float32)
     assert lib.tactic_cuda_set_option(b"matvec_version", 3) == 0
     assert lib.tactic_cuda_set_option(b"matvec_q8_kernel", kernel) == 0
-    assert lib.tactic_cuda_set_option(b"matvec_rows", tile) == 0  # v3: 2 = two stages; v4: 4 = four
+    assert lib.tactic_cuda_set_option(b"matvec_rows", tile) == 0  # v3: 2 = two stages; v4: 4 = four, 1 = a row per warp
     try:
         st = lib.tactic_cuda_matvec(TYPES[name][0], data, len(data), n_rows, n_cols, ptr(x, "float *"),
                                     ptr(y, "float *"))
@@ -95,7 +96,8 @@ def test_matvec_q8_matches_cpu_arithmetic(name, kernel, tile):
             raw = np.frombuffer(data, np.uint8).reshape(-1, ts)
             m = f16_at(raw, 2).reshape(n_rows, -1)
             ref = ref + m @ fix
-        assert rel_err(y, ref) < 1e-5, (name, n_rows, n_cols, f"row bytes {n_cols // bs * ts}")
+        # per row against its sum of |terms| (a relative error against the result itself
+        # fails on rows whose terms cancel: seen once on the H200, Q6_K 1 x 256, v3, 4.8e-5)
         bound = 1e-5 * (np.abs(w) @ np.abs(xq)) + 1e-30
         assert np.all(np.abs(y - ref) <= bound), (name, n_rows, n_cols, np.max(np.abs(y - ref) / bound))
 

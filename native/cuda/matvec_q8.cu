@@ -459,9 +459,11 @@ int v4_blocks_per_sm() {
 template <int T, int LW, int ST>
 void launch_v4(const MvArgs &m, const Q8Act &a, cudaStream_t stream) {
     // As many rows per warp as one resident wave needs, then as few warps as that allows,
-    // so every warp has the same number of rows (or one less).
+    // so every warp has the same number of rows (or one less). "matvec_rows" 1: one row
+    // per warp and a block per 4 rows, as v3 launches (a variant: on the H200 v3 was
+    // faster than v4's one wave on 14336x4096, not measured with this kernel).
     const int64_t cap = int64_t(v4_blocks_per_sm<T, LW, ST>()) * sm_count() * kWarps;
-    const int64_t rows_per_warp = (m.n_rows + cap - 1) / cap;
+    const int64_t rows_per_warp = options().matvec_rows == 1 ? 1 : (m.n_rows + cap - 1) / cap;
     const int64_t warps = (m.n_rows + rows_per_warp - 1) / rows_per_warp;
     const unsigned blocks = unsigned((warps + kWarps - 1) / kWarps);
     matvec_q8_v4_kernel<T, LW, ST><<<blocks, kWarps * 32, 0, stream>>>(m, a);
@@ -479,7 +481,7 @@ void launch_v4_type(MvArgs m, int64_t n_cols, const Q8Act &a, cudaStream_t strea
     uintptr_t align = uintptr_t(m.w0) | uintptr_t(m.row_bytes);
     if (m.nm == 2) align |= uintptr_t(m.w1);
     if (align % 16 == 0) {
-        // stages: 3 by default; "matvec_rows" 4 selects 4 (a benchmark variant)
+        // stages: 3 by default; "matvec_rows" 4 selects 4 (a benchmark variant; 1: see launch_v4)
         if constexpr (fits_four_stages<T>()) {
             if (options().matvec_rows == 4) {
                 launch_v4<T, 16, 4>(m, a, stream);
