@@ -6,11 +6,12 @@
 #   tree, else built for sm_90); the 8B-shape Q4_K_M file started in the background;
 #   tests/test_cuda_matvec_q8.py; the matvec table (v3 / v4, every 8B shape);
 #   tests/test_gpu_forward.py -k random (parity + fused == unfused bytes);
-#   gpu_e2e.py at depths 0 and 4096 with the new default and with the old one
+#   gpu_e2e.py at depths 0 and 4096 with the new default, with decode_fuse=2 (wq/wk/wv in
+#   one launch), with that and matvec_rows=1, and with the old default
 #   (--cuda-option matvec_q8_kernel=3 --cuda-option decode_fuse=0);
 #   the per-kernel breakdown of a decode step (scripts/gpu_decode_breakdown.py).
 # At most 8 files come back: run.log (everything), tests.log, matvec.json, e2e_new.json,
-# e2e_old.json, breakdown.json.
+# e2e_qkv.json, e2e_qkv_r1.json, e2e_old.json, breakdown.json.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
@@ -66,8 +67,15 @@ ready || parity
 while ! ready && [ $(( $(date +%s) - t0 )) -lt 200 ]; do sleep 2; done
 say "8B file: $(ls -la $L8 2>&1) $(tail -1 /root/gen8b.log)"
 
-for v in new old; do
-  opts=""; [ $v = old ] && opts="--cuda-option matvec_q8_kernel=3 --cuda-option decode_fuse=0"
+# new: the default (v4 + fusion); qkv: wq/wk/wv in one launch too; qkv_r1: and v3's grid
+# (a row per warp) for every v4 launch; old: the earlier default (v3, unfused)
+for v in new qkv qkv_r1 old; do
+  case $v in
+    new) opts="" ;;
+    qkv) opts="--cuda-option decode_fuse=2" ;;
+    qkv_r1) opts="--cuda-option decode_fuse=2 --cuda-option matvec_rows=1" ;;
+    old) opts="--cuda-option matvec_q8_kernel=3 --cuda-option decode_fuse=0" ;;
+  esac
   timeout 60 python3 scripts/gpu_e2e.py --model $L8 --name llama-8B-random-Q4_K_M-pytactic-quantizer --device cuda \
     --depths 0,4096 --prompt-from-empty 0 --reps 1 $opts --out "$OUT/e2e_$v.json" 2>&1 | tail -5
   say "e2e $v done"
@@ -75,6 +83,7 @@ done
 
 timeout 75 python3 scripts/gpu_decode_breakdown.py --model $L8 --steps 32 \
   --config old:matvec_q8_kernel=3,decode_fuse=0 --config v4:decode_fuse=0 --config new: \
+  --config qkv:decode_fuse=2 --config qkv_r1:decode_fuse=2,matvec_rows=1 \
   --out "$OUT/breakdown.json" 2>&1 | tail -80
 say "breakdown done"
 

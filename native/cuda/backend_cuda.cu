@@ -210,10 +210,20 @@ public:
             mat_.n = 2;
             return;
         }
+        // wq, then wk and wv of the same type and width: one launch (decode_fuse 2)
+        const Tensor *W0 = mat_.W[0];
+        if (mat_.n >= 1 && mat_.n < 3 && mat_.y[0] == q_ && (y == k_ || y == v_) && mat_.x == x &&
+            W0->type == W.type && W0->ne0 == W.ne0 && W0->row_bytes == W.row_bytes) {
+            mat_.W[mat_.n] = &W;
+            mat_.y[mat_.n] = y;
+            mat_.n++;
+            return;
+        }
         flush();
         ensure_q8(kind, x, W.ne0);
-        if (y == tmp_ || y == gate_) {  // held: a residual add or the up matrix may follow
-            mat_ = PendingMat{1, {&W, nullptr}, x, {y, nullptr}};
+        // held: a residual add, the up matrix, or wk / wv may follow
+        if (y == tmp_ || y == gate_ || (y == q_ && options().decode_fuse == 2)) {
+            mat_ = PendingMat{1, {&W, nullptr, nullptr}, x, {y, nullptr, nullptr}};
             return;
         }
         matvec_q8_dev(W.type, dev(W), W.row_bytes, W.ne1, W.ne0, xq_, y, stream_);
@@ -408,10 +418,10 @@ private:
         float *y = nullptr;
     };
     struct PendingMat {
-        int n = 0;  // matrices held: 0, 1, or 2 (gate and up on the same input)
-        const Tensor *W[2] = {nullptr, nullptr};
+        int n = 0;  // matrices held: 0, 1, 2 (gate and up on the same input) or 3 (wq, wk, wv)
+        const Tensor *W[3] = {nullptr, nullptr, nullptr};
         const float *x = nullptr;
-        float *y[2] = {nullptr, nullptr};
+        float *y[3] = {nullptr, nullptr, nullptr};
     };
     bool fuse_on() const {
         return n_ == 1 && options().decode_fuse && options().matvec_q8 && options().matvec_q8_kernel == 4;
@@ -423,6 +433,14 @@ private:
         if (norm_.on) {
             norm_.on = false;
             rms_norm_dev(norm_.x, norm_.w, 1, norm_.width, hp_.rms_eps, norm_.y, stream_);
+        }
+        if (mat_.n > 1 && mat_.y[0] == q_) {  // wq with wk (and wv): one launch
+            const void *w[3];
+            int64_t rows[3];
+            for (int i = 0; i < mat_.n; i++) w[i] = dev(*mat_.W[i]), rows[i] = mat_.W[i]->ne1;
+            const Tensor &W = *mat_.W[0];
+            matvec_q8_multi_dev(W.type, mat_.n, w, rows, mat_.y, W.row_bytes, W.ne0, xq_, stream_);
+            mat_.n = 0;
         }
         for (int i = 0; i < mat_.n; i++) {
             const Tensor &W = *mat_.W[i];

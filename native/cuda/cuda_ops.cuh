@@ -40,6 +40,10 @@ enum class MvEpilogue { Plain, Residual, Silu, Gelu };
 void matvec_q8_fused_dev(uint32_t type, const void *w0, const void *w1, size_t row_bytes, int64_t n_rows,
                          int64_t n_cols, const Q8Act &a, MvEpilogue epi, const float *res, float *y,
                          cudaStream_t stream);
+// count (1-3) matrices of one type and width against the same x in one launch (v4, plain
+// epilogue): y[j] = W[j] x, W[j] n_rows[j] rows of row_bytes.
+void matvec_q8_multi_dev(uint32_t type, int count, const void *const *w, const int64_t *n_rows, float *const *y,
+                         size_t row_bytes, int64_t n_cols, const Q8Act &a, cudaStream_t stream);
 // Sizes the v4 grids (occupancy queries), outside any graph capture.
 void matvec_q8_prepare();
 // Decode fusion: y = RMSNorm(x) * w, one row of n, and y quantized to a (as

@@ -88,7 +88,7 @@ bool set_option(const std::string &name, int64_t value) {
         TACTIC_CHECK(value == 3 || value == 4, TACTIC_ERR_INVALID_ARGUMENT, "matvec_q8_kernel must be 3 or 4");
         o.matvec_q8_kernel = int(value);
     } else if (name == "decode_fuse") {
-        TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "decode_fuse must be 0 or 1");
+        TACTIC_CHECK(value >= 0 && value <= 2, TACTIC_ERR_INVALID_ARGUMENT, "decode_fuse must be 0, 1 or 2");
         o.decode_fuse = int(value);
     } else if (name == "attn_splits") {
         TACTIC_CHECK(value >= 0 && value <= 4096, TACTIC_ERR_INVALID_ARGUMENT, "attn_splits must be in [0, 4096]");

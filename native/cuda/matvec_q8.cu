@@ -365,6 +365,11 @@ struct MvArgs {
     MvEpilogue epi = MvEpilogue::Plain;
     const float *res = nullptr;
     float *y = nullptr;
+    // More matrices of w0's type and width after w0's rows, plain epilogue (decode's wq,
+    // wk, wv in one launch): rows [n_rows, n_rows + n2) of w2 into y2, then n3 of w3 into y3.
+    const uint8_t *w2 = nullptr, *w3 = nullptr;
+    int64_t n2 = 0, n3 = 0;
+    float *y2 = nullptr, *y3 = nullptr;
 };
 
 template <int T, int LW, int ST>
@@ -376,10 +381,11 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_q8_v4_kernel(MvArgs m, Q8A
     __shared__ __align__(16) uint8_t smem[kWarps][ST][TB + 16];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int64_t gw = int64_t(blockIdx.x) * kWarps + warp, tw = int64_t(gridDim.x) * kWarps;
-    if (gw >= m.n_rows) return;  // a whole warp: no block-wide barrier below
+    const int64_t all_rows = m.n_rows + m.n2 + m.n3;
+    if (gw >= all_rows) return;  // a whole warp: no block-wide barrier below
     const int n_tiles = (m.nb + Tl::NB - 1) / Tl::NB;
     // the warp's work in order: its rows i = 0.., each matrix mi of a row, each tile t
-    const int n_items = int((m.n_rows - gw + tw - 1) / tw) * m.nm * n_tiles;
+    const int n_items = int((all_rows - gw + tw - 1) / tw) * m.nm * n_tiles;
     struct Cursor {
         int i = 0, mi = 0, t = 0;
     };
@@ -391,7 +397,10 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_q8_v4_kernel(MvArgs m, Q8A
     };
     Cursor in, out;  // the next tile to copy, the next to decode
     auto issue = [&](int stage) {
-        const uint8_t *wr = (in.mi ? m.w1 : m.w0) + (gw + in.i * tw) * int64_t(m.row_bytes);
+        const int64_t row = gw + in.i * tw;
+        const uint8_t *wr = row < m.n_rows  ? (in.mi ? m.w1 : m.w0) + row * int64_t(m.row_bytes)
+                            : row - m.n_rows < m.n2 ? m.w2 + (row - m.n_rows) * int64_t(m.row_bytes)
+                                                     : m.w3 + (row - m.n_rows - m.n2) * int64_t(m.row_bytes);
         const size_t base = size_t(in.t) * TB, rem = m.row_bytes - base;
         const int nw = rem >= size_t(TB) ? NW : int(rem / LW);
         uint8_t *dst = smem[warp][stage];
@@ -431,7 +440,9 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_q8_v4_kernel(MvArgs m, Q8A
                 float y = sum;
                 if (m.epi == MvEpilogue::Residual) y = m.res[row] + sum;
                 else if (m.epi != MvEpilogue::Plain) y = gated_value(first, sum, m.epi == MvEpilogue::Gelu);
-                m.y[row] = y;
+                if (row < m.n_rows) m.y[row] = y;
+                else if (row - m.n_rows < m.n2) m.y2[row - m.n_rows] = y;
+                else m.y3[row - m.n_rows - m.n2] = y;
             }
         }
         advance(out);
@@ -463,8 +474,9 @@ void launch_v4(const MvArgs &m, const Q8Act &a, cudaStream_t stream) {
     // per warp and a block per 4 rows, as v3 launches (a variant: on the H200 v3 was
     // faster than v4's one wave on 14336x4096, not measured with this kernel).
     const int64_t cap = int64_t(v4_blocks_per_sm<T, LW, ST>()) * sm_count() * kWarps;
-    const int64_t rows_per_warp = options().matvec_rows == 1 ? 1 : (m.n_rows + cap - 1) / cap;
-    const int64_t warps = (m.n_rows + rows_per_warp - 1) / rows_per_warp;
+    const int64_t rows = m.n_rows + m.n2 + m.n3;
+    const int64_t rows_per_warp = options().matvec_rows == 1 ? 1 : (rows + cap - 1) / cap;
+    const int64_t warps = (rows + rows_per_warp - 1) / rows_per_warp;
     const unsigned blocks = unsigned((warps + kWarps - 1) / kWarps);
     matvec_q8_v4_kernel<T, LW, ST><<<blocks, kWarps * 32, 0, stream>>>(m, a);
 }
@@ -480,6 +492,8 @@ void launch_v4_type(MvArgs m, int64_t n_cols, const Q8Act &a, cudaStream_t strea
     m.nb = int(n_cols / QTraits<T>::BS);
     uintptr_t align = uintptr_t(m.w0) | uintptr_t(m.row_bytes);
     if (m.nm == 2) align |= uintptr_t(m.w1);
+    if (m.n2) align |= uintptr_t(m.w2);
+    if (m.n3) align |= uintptr_t(m.w3);
     if (align % 16 == 0) {
         // stages: 3 by default; "matvec_rows" 4 selects 4 (a benchmark variant; 1: see launch_v4)
         if constexpr (fits_four_stages<T>()) {
@@ -591,6 +605,21 @@ void matvec_q8_fused_dev(uint32_t type, const void *w0, const void *w1, size_t r
     m.epi = epi;
     m.res = res;
     m.y = y;
+    const bool ok = dispatch_q8_type(type, [&](auto tag) { launch_v4_type<decltype(tag)::value>(m, n_cols, a, stream); });
+    TACTIC_CHECK(ok, TACTIC_ERR_INTERNAL, "matvec_q8: unsupported type");
+}
+
+void matvec_q8_multi_dev(uint32_t type, int count, const void *const *w, const int64_t *n_rows, float *const *y,
+                         size_t row_bytes, int64_t n_cols, const Q8Act &a, cudaStream_t stream) {
+    TACTIC_CHECK(count >= 1 && count <= 3, TACTIC_ERR_INTERNAL, "matvec_q8: 1 to 3 matrices in one launch");
+    MvArgs m;
+    m.w0 = static_cast<const uint8_t *>(w[0]);
+    m.n_rows = n_rows[0];
+    m.y = y[0];
+    if (count > 1) m.w2 = static_cast<const uint8_t *>(w[1]), m.n2 = n_rows[1], m.y2 = y[1];
+    if (count > 2) m.w3 = static_cast<const uint8_t *>(w[2]), m.n3 = n_rows[2], m.y3 = y[2];
+    m.row_bytes = row_bytes;
+    if (m.n_rows + m.n2 + m.n3 == 0) return;
     const bool ok = dispatch_q8_type(type, [&](auto tag) { launch_v4_type<decltype(tag)::value>(m, n_cols, a, stream); });
     TACTIC_CHECK(ok, TACTIC_ERR_INTERNAL, "matvec_q8: unsupported type");
 }

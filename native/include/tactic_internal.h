@@ -147,7 +147,8 @@ TACTIC_API tactic_status tactic_bench_tactic_dots(const float *Q, int32_t g, con
  * pipelined across its rows; 3 = the earlier kernel; with it "matvec_rows" 2 selects two
  * stages, with 4 "matvec_rows" 4 selects four), "decode_fuse" (1 = default: the decode
  * step fuses RMSNorm + activation quantization, residual adds and the gated activation
- * into neighbouring kernels; 0: separate kernels). */
+ * into neighbouring kernels; 2: also wq, wk, wv of one type in one launch; 0: separate
+ * kernels). */
 TACTIC_API tactic_status tactic_cuda_set_option(const char *name, int64_t value);
 /* Milliseconds per launch of the last timed kernel (median), or -1. */
 TACTIC_API double tactic_cuda_last_ms(void);
