@@ -74,6 +74,8 @@ struct Options {
     int graphs = 1;         // 0: decode steps run kernel by kernel instead of replaying a CUDA graph
     int tactic_copies = 0;  // Tactic step benchmark: layer copies rotated (0: enough to leave the L2)
     int tactic_blocks = 0;  // Tactic sparse attention blocks (0: one full wave)
+    int tactic_fused = 1;   // 1: Tactic's attention streams rows through cp.async and merges in its last
+                            // block per KV head; 0: the earlier register-tile kernel + a merge kernel
 };
 Options &options();
 void set_last_ms(double ms);
