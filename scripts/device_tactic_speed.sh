@@ -11,6 +11,7 @@
 #   5. end to end at 32K: Tactic 0.10, then full; with nsys present, one more short Tactic
 #      run under nsys for a per-kernel breakdown of the e2e decode step.
 # Run from the travelled copy of a worktree: cd .gpu/<name> && bash scripts/device_tactic_speed.sh
+# (COMMIT, one line: the tree's `git log --oneline -1`, written beside it before the call).
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
@@ -23,6 +24,8 @@ tmo() { local l=$(( $(left) - 5 )); [ "$l" -lt "$1" ] && echo $(( l > 1 ? l : 1 
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site $WHL/*.whl \
   > "$OUT/pip.log" 2>&1 || { cat "$OUT/pip.log"; exit 1; }
 export PYTHONPATH=/tmp/site:$PWD
+export TACTIC_COMMIT=$(cat COMMIT 2>/dev/null)  # the travelled copy has no git of its own
+say "tree: ${TACTIC_COMMIT:-?}"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader | tee "$OUT/nvidia_smi.txt"
 { command -v nsys; ls -d /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems*/bin/nsys /usr/local/cuda*/nsight-systems*/bin/nsys; } \
   > "$OUT/nsys_where.txt" 2>/dev/null
@@ -75,7 +78,7 @@ if [ "$(left)" -gt 30 ]; then
 fi
 if [ -n "$NSYS" ] && [ -f $L8 ] && [ "$(left)" -gt 60 ]; then
   timeout $(( $(left) - 25 )) "$NSYS" profile -t cuda --cuda-graph-trace=node -o "$OUT/nsys32k" -f true \
-    $E --n-prompt 0 --n-gen 32 --attention tactic --model-kwarg tactic_force_fraction=0.1 --out /tmp/e2e_nsys.json \
+    $E --n-prompt 1 --n-gen 32 --attention tactic --model-kwarg tactic_force_fraction=0.1 --out /tmp/e2e_nsys.json \
     > "$OUT/nsys32k_run.log" 2>&1
   timeout 20 "$NSYS" stats -r cuda_gpu_kern_sum -f csv -o "$OUT/nsys32k" "$OUT/nsys32k.nsys-rep" > "$OUT/nsys32k_stats.log" 2>&1
   rm -f "$OUT/nsys32k.sqlite"

@@ -320,6 +320,7 @@ def test_attention_kernels_any_block_count(fused, blocks):
     layout = (order, offsets, ncl, cent)
     scale = 1.0 / math.sqrt(D)
     q = rng.standard_normal((n_head, D)).astype(np.float32)
+    assert lib.tactic_cuda_set_option(b"tactic_fused", 2) == TACTIC_ERR_INVALID_ARGUMENT
     assert lib.tactic_cuda_set_option(b"tactic_fused", fused) == 0
     assert lib.tactic_cuda_set_option(b"tactic_blocks", blocks) == 0
     try:

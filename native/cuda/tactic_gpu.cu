@@ -158,6 +158,19 @@ __device__ void weighted_cut(const uint32_t *keys, const W *w, int C, W need, ui
         above = s_above;
         __syncthreads();
     }
+    // Clusters at T are taken in index order while the weight is short. With at most one
+    // of them (the usual case: scores rarely tie) that is the condition above < need, no
+    // scan; otherwise a block-wide scan of their weights in chunks of kSelThreads.
+    int n_eq = 0;
+    for (int c = tid; c < C; c += kSelThreads) n_eq += keys[c] == prefix ? 1 : 0;
+    const int eq_threads = __syncthreads_count(n_eq > 0);
+    if (eq_threads <= 1 && !__syncthreads_or(n_eq > 1)) {
+        for (int c = tid; c < C; c += kSelThreads) {
+            const uint32_t k = keys[c];
+            if (k > prefix || (k == prefix && above < need)) sel[int64_t(c) * stride] = 1;
+        }
+        return;
+    }
     W carry = 0;  // weight of the clusters at T with a lower index
     for (int c0 = 0; c0 < C; c0 += kSelThreads) {
         const int c = c0 + tid;
@@ -264,8 +277,10 @@ __global__ void __launch_bounds__(kSelThreads) union_kernel(TacticLayerDev L, co
     // Thread tid takes clusters tid * ITEMS .. + ITEMS (consecutive: the scan is in index order).
     // Every load is issued before any is used (one memory round trip, not ITEMS x group):
     // a cluster's choices are group consecutive bytes of hsel ([n_head_kv][cmax][group]).
-    int sz[ITEMS], base[ITEMS + 1], one[ITEMS];
-    bool any[ITEMS];
+    // Few arrays live at once (1024 threads leave 64 registers each): the scans run in place
+    // and a cluster's rows are recomputed from base.
+    int base[ITEMS + 1], off[ITEMS], idx[ITEMS];
+    uint32_t chosen = 0;  // bit i: cluster tid * ITEMS + i is in the union
     const uint8_t *hs = hsel + int64_t(kvh) * L.cmax * group;
 #pragma unroll
     for (int i = 0; i <= ITEMS; i++) {
@@ -283,25 +298,27 @@ __global__ void __launch_bounds__(kSelThreads) union_kernel(TacticLayerDev L, co
                 for (int h = 0; h < group; h++) s |= hs[int64_t(c) * group + h] != 0;
             }
         }
-        any[i] = s;
+        if (s) chosen |= 1u << i;
     }
+    auto rows = [&](int i) { return (chosen >> i) & 1u ? base[i + 1] - base[i] : 0; };
 #pragma unroll
     for (int i = 0; i < ITEMS; i++) {
-        const int c = tid * ITEMS + i;
-        sz[i] = c < C && any[i] ? base[i + 1] - base[i] : 0;
-        one[i] = sz[i] > 0 ? 1 : 0;
+        off[i] = rows(i);
+        idx[i] = off[i] > 0 ? 1 : 0;
     }
-    int off[ITEMS], idx[ITEMS], agg = 0, n_sel = 0;
-    Scan(scan_tmp).ExclusiveSum(sz, off, agg);
+    int agg = 0, n_sel = 0;
+    Scan(scan_tmp).ExclusiveSum(off, off, agg);
     __syncthreads();
-    Scan(scan_tmp).ExclusiveSum(one, idx, n_sel);
+    Scan(scan_tmp).ExclusiveSum(idx, idx, n_sel);
 #pragma unroll
-    for (int i = 0; i < ITEMS; i++)
-        if (sz[i] > 0) {
+    for (int i = 0; i < ITEMS; i++) {
+        const int sz = rows(i);
+        if (sz > 0) {
             e_base[idx[i]] = base[i];
             e_off[idx[i]] = n_always + off[i];
-            e_sz[idx[i]] = sz[i];
+            e_sz[idx[i]] = sz;
         }
+    }
     if (tid == 0) {
         count[kvh] = n_always + agg;
         s_n_sel = n_sel;
