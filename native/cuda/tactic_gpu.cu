@@ -1281,6 +1281,10 @@ void tactic_step_host(const TacticStepHost &in) {
     TACTIC_CU(cudaEventCreate(&e0));
     TACTIC_CU(cudaEventCreate(&e1));
     for (int stage = 0; stage < kStages; stage++) {
+        if (stage == 4 && options().tactic_fused) {  // merged inside the attention: nothing to time
+            in.stage_ms[stage] = 0.0;
+            continue;
+        }
         cudaGraphExec_t exec = capture(stage, copies);
         TACTIC_CU(cudaGraphLaunch(exec, st));  // warm-up
         std::vector<float> per_step;
