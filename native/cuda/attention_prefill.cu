@@ -3,8 +3,9 @@
 // stages in shared memory once for all its rows (GQA: K/V are read once per block,
 // not once per query head), folding each tile into a running softmax. Causal, and
 // windowed for sliding-window layers; a long prompt arrives in n_batch chunks whose
-// K/V are already in the cache. Two versions: plain FMA (the first), and tensor cores
-// (WMMA, the default: options().prefill_mma).
+// K/V are already in the cache. Three versions, options().prefill_mma: 0 plain FMA (the
+// first here), 1 tensor cores through WMMA (the second), 2 (the default) raw mma.sync
+// FlashAttention-2 style (attention_prefill_fa2.cu; sm_80 and later, else WMMA).
 #include <cuda_fp16.h>
 #include <mma.h>
 
@@ -308,6 +309,10 @@ void launch_prefill_mma(const PrefillAttn &a, cudaStream_t stream) {
 
 void attention_prefill_dev(const PrefillAttn &a, cudaStream_t stream) {
     if (a.n_tokens == 0) return;
+    if (options().prefill_mma == 2 && prefill_fa2_supported()) {
+        attention_prefill_fa2_dev(a, stream);
+        return;
+    }
     if (options().prefill_mma) {
         switch (a.head_dim) {
             case 64: launch_prefill_mma<64>(a, stream); return;
@@ -322,6 +327,43 @@ void attention_prefill_dev(const PrefillAttn &a, cudaStream_t stream) {
         case 256: launch_prefill<256>(a, stream); break;
         default: fail(TACTIC_ERR_UNSUPPORTED, "CUDA attention: head_dim must be 64, 128 or 256");
     }
+}
+
+void prefill_attention(const PrefillAttnHost &in) {
+    require_device();
+    const int D = in.head_dim;
+    const size_t kv_bytes = sizeof(uint16_t) * size_t(in.n_head_kv) * size_t(in.n_ctx) * size_t(D);
+    const size_t q_bytes = sizeof(float) * size_t(in.n_tokens) * size_t(in.n_head) * size_t(D);
+    const int copies = bench_copies(2 * kv_bytes);
+    std::vector<DevBuf> d_k, d_v;
+    for (int i = 0; i < copies; i++) {
+        d_k.emplace_back(kv_bytes);
+        d_k.back().upload(in.k, kv_bytes);
+        d_v.emplace_back(kv_bytes);
+        d_v.back().upload(in.v, kv_bytes);
+    }
+    DevBuf d_q(q_bytes), d_out(q_bytes);
+    d_q.upload(in.q, q_bytes);
+    d_out.poison();
+    PrefillAttn a;
+    a.q = d_q.as<float>();
+    a.n_tokens = in.n_tokens;
+    a.n_head = in.n_head;
+    a.n_head_kv = in.n_head_kv;
+    a.head_dim = D;
+    a.n_ctx = in.n_ctx;
+    a.pos0 = in.pos0;
+    a.window = in.window;
+    a.out = d_out.as<float>();
+    auto launch = [&](int copy) {
+        a.k = d_k[copy].as<__half>();
+        a.v = d_v[copy].as<__half>();
+        attention_prefill_dev(a, 0);
+    };
+    launch(0);
+    check_launch("prefill attention");
+    d_out.download(in.out, q_bytes);
+    bench(launch, copies);
 }
 
 }  // namespace cuda

@@ -52,5 +52,17 @@ struct AttentionArgs {
 };
 void attention(const AttentionArgs &a);
 
+// Prefill attention as the forward pass runs it (attention_prefill_dev, the kernel
+// options().prefill_mma picks): n_tokens queries q [n_tokens][n_head][head_dim]
+// (pre-scaled) at positions pos0.., causal, windowed when window > 0, over the f16 cache
+// k, v [n_head_kv][n_ctx][head_dim]; out like q.
+struct PrefillAttnHost {
+    const float *q = nullptr;
+    const uint16_t *k = nullptr, *v = nullptr;
+    int n_tokens = 0, n_head = 0, n_head_kv = 0, head_dim = 0, n_ctx = 0, pos0 = 0, window = 0;
+    float *out = nullptr;
+};
+void prefill_attention(const PrefillAttnHost &a);
+
 }  // namespace cuda
 }  // namespace tactic

@@ -77,6 +77,10 @@ struct PrefillAttn {
     float *out = nullptr;
 };
 void attention_prefill_dev(const PrefillAttn &a, cudaStream_t stream);
+// The FlashAttention-2-style kernel (attention_prefill_fa2.cu; sm_80 and later only:
+// prefill_fa2_supported() says whether the current device runs it).
+void attention_prefill_fa2_dev(const PrefillAttn &a, cudaStream_t stream);
+bool prefill_fa2_supported();
 
 // Element-wise helpers.
 void add_bias_dev(float *y, int ld, const float *bias, int width, int n, cudaStream_t stream);

@@ -70,7 +70,8 @@ struct Options {
     int attn_splits = 0;   // 0: automatic
     int attn_prefetch = 0;  // 1: L2 prefetch of the next rows (measured no faster on an H200)
     int matvec_q8 = 1;      // 0: decode multiplies quantized types by f32 activations (no 8-bit quantization)
-    int prefill_mma = 1;    // 0: prefill attention with FMA instead of tensor cores
+    int prefill_mma = 2;    // prefill attention: 0 FMA, 1 WMMA, 2 mma.sync FlashAttention-2 style (sm_80+)
+    int prefill_rows = 0;   // mma.sync prefill: query rows a block, 64 or 128 (0: default, 64)
     int graphs = 1;         // 0: decode steps run kernel by kernel instead of replaying a CUDA graph
     int tactic_copies = 0;  // Tactic step benchmark: layer copies rotated (0: enough to leave the L2)
     int tactic_blocks = 0;  // Tactic sparse attention blocks (0: one full wave)

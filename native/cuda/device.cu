@@ -73,8 +73,13 @@ bool set_option(const std::string &name, int64_t value) {
         TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "matvec_q8 must be 0 or 1");
         o.matvec_q8 = int(value);
     } else if (name == "prefill_mma") {
-        TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "prefill_mma must be 0 or 1");
+        TACTIC_CHECK(value >= 0 && value <= 2, TACTIC_ERR_INVALID_ARGUMENT,
+                     "prefill_mma must be 0 (FMA), 1 (WMMA) or 2 (mma.sync, FlashAttention-2 style)");
         o.prefill_mma = int(value);
+    } else if (name == "prefill_rows") {
+        TACTIC_CHECK(value == 0 || value == 64 || value == 128, TACTIC_ERR_INVALID_ARGUMENT,
+                     "prefill_rows must be 0 (default), 64 or 128");
+        o.prefill_rows = int(value);
     } else if (name == "tactic_copies") {
         TACTIC_CHECK(value >= 0 && value <= 64, TACTIC_ERR_INVALID_ARGUMENT, "tactic_copies must be in [0, 64]");
         o.tactic_copies = int(value);

@@ -142,7 +142,9 @@ TACTIC_API tactic_status tactic_bench_tactic_dots(const float *Q, int32_t g, con
  * "matvec_version" (1 or 2: f32 activations; 3: x quantized to 8-bit blocks as the CPU
  * does, then dp4a, the decode path of the quantized types; 0 = default), "matvec_rows" (rows per warp: 1, 2, 4 or 8;
  * 0 = default), "attn_splits" (splits of the token range per KV head; 0 = automatic),
- * "attn_prefetch" (1: L2 prefetch of upcoming K/V rows; 0 = default, off). */
+ * "attn_prefetch" (1: L2 prefetch of upcoming K/V rows; 0 = default, off), "prefill_mma"
+ * (prefill attention: 0 FMA, 1 WMMA, 2 mma.sync, the default), "prefill_rows" (query rows
+ * a block of the mma.sync kernel: 64 or 128; 0 = default). */
 TACTIC_API tactic_status tactic_cuda_set_option(const char *name, int64_t value);
 /* Milliseconds per launch of the last timed kernel (median), or -1. */
 TACTIC_API double tactic_cuda_last_ms(void);
@@ -185,6 +187,18 @@ TACTIC_API tactic_status tactic_cuda_attention_indexed(const float *q, int32_t n
                                                        int32_t n_ctx, const int32_t *idx,
                                                        const int64_t *offsets, float scale,
                                                        float *out);
+
+/* Prefill attention as the CUDA forward pass runs it: n_tokens query tokens at positions
+ * pos0.. (q f32 [n_tokens][n_head][head_dim], pre-scaled), causal, and with window > 0
+ * each token sees its last `window` positions only, over an f16 cache k, v
+ * [n_head_kv][n_ctx][head_dim] (pos0 + n_tokens <= n_ctx; keys past pos0 + n_tokens - 1
+ * are never read). out like q. The kernel is the option "prefill_mma": 0 FMA, 1 WMMA
+ * tensor cores, 2 mma.sync FlashAttention-2 style (the default; sm_80 and later, else 1).
+ * Timed with "bench_iters" as the calls above. head_dim: 64, 128 or 256. */
+TACTIC_API tactic_status tactic_cuda_prefill_attention(const float *q, int32_t n_tokens, int32_t n_head,
+                                                       int32_t n_head_kv, int32_t head_dim, const uint16_t *k,
+                                                       const uint16_t *v, int32_t n_ctx, int32_t pos0,
+                                                       int32_t window, float *out);
 
 /* Tactic's decode step for one global layer on the GPU (native/cuda/tactic_gpu.cu),
  * run once from a CUDA graph. The clustered range [c_begin, c_end) of each KV head is

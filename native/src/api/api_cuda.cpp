@@ -223,6 +223,40 @@ TACTIC_API tactic_status tactic_cuda_attention_indexed(const float *q, int32_t n
     });
 }
 
+TACTIC_API tactic_status tactic_cuda_prefill_attention(const float *q, int32_t n_tokens, int32_t n_head,
+                                                       int32_t n_head_kv, int32_t head_dim, const uint16_t *k,
+                                                       const uint16_t *v, int32_t n_ctx, int32_t pos0,
+                                                       int32_t window, float *out) {
+    return guard([&] {
+        TACTIC_REQUIRE_ARG(q && k && v && out, "prefill_attention: q, k, v and out must not be NULL");
+        TACTIC_REQUIRE_ARG(n_head > 0 && n_head_kv > 0 && n_head % n_head_kv == 0,
+                           "prefill_attention: n_head must be a positive multiple of n_head_kv");
+        TACTIC_CHECK(head_dim == 64 || head_dim == 128 || head_dim == 256, TACTIC_ERR_UNSUPPORTED,
+                     "prefill_attention: head_dim must be 64, 128 or 256");
+        TACTIC_REQUIRE_ARG(n_tokens > 0 && pos0 >= 0 && window >= 0 && n_ctx > 0 && n_ctx <= (1 << 28) &&
+                               int64_t(pos0) + n_tokens <= n_ctx,
+                           "prefill_attention: need n_tokens > 0, pos0 >= 0, window >= 0, pos0 + n_tokens <= n_ctx");
+        TACTIC_REQUIRE_ARG(int64_t(n_tokens) * n_head <= (int64_t(1) << 30), "prefill_attention: too many query rows");
+#ifdef TACTIC_HAVE_CUDA
+        tactic::cuda::PrefillAttnHost a;
+        a.q = q;
+        a.n_tokens = n_tokens;
+        a.n_head = n_head;
+        a.n_head_kv = n_head_kv;
+        a.head_dim = head_dim;
+        a.k = k;
+        a.v = v;
+        a.n_ctx = n_ctx;
+        a.pos0 = pos0;
+        a.window = window;
+        a.out = out;
+        tactic::cuda::prefill_attention(a);
+#else
+        no_cuda();
+#endif
+    });
+}
+
 TACTIC_API tactic_status tactic_cuda_tactic_step(const tactic_cuda_tactic_shape *shape, const float *q,
                                                  const uint16_t *k, const uint16_t *v, const int32_t *order,
                                                  const int32_t *offsets, const int32_t *n_clusters,
