@@ -32,7 +32,8 @@ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noh
 NSYS=$(head -1 "$OUT/nsys_where.txt")
 say "nsys: ${NSYS:-none}"
 if [ -f lib/libtactic.so ] && TACTIC_LIB=$PWD/lib/libtactic.so python3 -c \
-    "from pytactic._native import lib; assert lib.tactic_cuda_device_count() > 0" 2> "$OUT/lib_check.log"; then
+    "from pytactic._native import lib; assert lib.tactic_cuda_device_count() > 0; assert lib.tactic_cuda_set_option(b'tactic_fused', 1) == 0" \
+    2> "$OUT/lib_check.log"; then  # a library that travelled must know this tree's options, else it is rebuilt
   export TACTIC_LIB=$PWD/lib/libtactic.so
   say "using the library that travelled"
 else
