@@ -78,6 +78,8 @@ struct Options {
     int matvec_q8_kernel = 4;  // 8-bit-activation matvec: 4 (rows pipelined per warp) or 3 (the earlier kernel)
     int decode_fuse = 1;       // 1: decode fuses norm + quantization, residual adds, gate/up + activation;
                                // 2: also wq/wk/wv of one type in one launch (not yet measured)
+    int tactic_fused = 1;   // 1: Tactic's attention streams rows through cp.async and merges in its last
+                            // block per KV head; 0: the earlier register-tile kernel + a merge kernel
 };
 Options &options();
 void set_last_ms(double ms);

@@ -86,6 +86,9 @@ bool set_option(const std::string &name, int64_t value) {
     } else if (name == "tactic_blocks") {
         TACTIC_CHECK(value >= 0 && value <= 65536, TACTIC_ERR_INVALID_ARGUMENT, "tactic_blocks must be in [0, 65536]");
         o.tactic_blocks = int(value);
+    } else if (name == "tactic_fused") {
+        TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "tactic_fused must be 0 or 1");
+        o.tactic_fused = int(value);
     } else if (name == "graphs") {
         TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "graphs must be 0 or 1");
         o.graphs = int(value);

@@ -232,7 +232,9 @@ TACTIC_API tactic_status tactic_cuda_prefill_attention(const float *q, int32_t n
  * bench_iters > 0, milliseconds per step of the centroid scores, the per-head cut, the
  * GQA union list, the sparse attention, the merge and the whole step, each replayed
  * from a CUDA graph over rotating copies of the layer (stage_ms[6] = copies; options
- * "tactic_copies" and "tactic_blocks" fix the copies and the attention blocks). */
+ * "tactic_copies" and "tactic_blocks" fix the copies and the attention blocks;
+ * "tactic_fused" 1, the default: the attention kernel merges the heads itself and the
+ * merge stage is empty; 0: the earlier attention kernel and a separate merge). */
 typedef struct {
     int32_t n_head, n_head_kv, head_dim, n_ctx;
     int32_t n_tokens;      /* cached tokens, the new one included (1 .. n_ctx) */
