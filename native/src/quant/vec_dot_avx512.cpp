@@ -16,6 +16,7 @@
 
 #include <cstring>
 
+#include "../cpu/weight_memory.h"
 #include "blocks.h"
 
 namespace tactic {
@@ -36,11 +37,22 @@ inline __m512i load512(const void *p) { return _mm512_loadu_si512(p); }
 // prefetcher alone left a core at about half its read bandwidth (the Q8_0 output
 // projection: 6 of 12.5 GB/s). The tiles ask for the bytes kPrefetchBytes past the rows
 // they start on (past the tile's end too: those are the next chunk's).
+// The distance and hint are decode_streaming()'s (cpu/weight_memory.h).
 constexpr int kPrefetchMaxTokens = 4;
-constexpr size_t kPrefetchBytes = 12 * 1024;
+template <_mm_hint kHint>
+inline void prefetch_lines(const uint8_t *p, size_t bytes) {
+    for (size_t off = 0; off < bytes; off += 64) _mm_prefetch(reinterpret_cast<const char *>(p + off), kHint);
+}
 inline void prefetch_ahead(const uint8_t *rows, size_t bytes) {
-    const uint8_t *ahead = rows + kPrefetchBytes;
-    for (size_t off = 0; off < bytes; off += 64) _mm_prefetch(reinterpret_cast<const char *>(ahead + off), _MM_HINT_T0);
+    const DecodeStreaming &ds = decode_streaming();
+    if (ds.prefetch_bytes == 0) return;
+    const uint8_t *ahead = rows + ds.prefetch_bytes;
+    switch (ds.prefetch_hint) {
+        case 0: return prefetch_lines<_MM_HINT_T0>(ahead, bytes);
+        case 1: return prefetch_lines<_MM_HINT_T1>(ahead, bytes);
+        case 2: return prefetch_lines<_MM_HINT_T2>(ahead, bytes);
+        default: return prefetch_lines<_MM_HINT_NTA>(ahead, bytes);
+    }
 }
 
 inline float hsum512(__m512 v) {
@@ -234,7 +246,7 @@ struct GroupLoad {
     void weights(__m512i *z) const {
         if constexpr (G::kNq == 8) {  // Q8_0: signed bytes
             const __m512i flip = _mm512_set1_epi8(char(0x80));
-            for (int k = 0; k < 8; k++) z[k] = _mm512_maskz_mov_epi32(live, _mm512_xor_si512(field(G::kQs + 4 * k, k), flip));
+            for (int k = 0; k < 8; k++) z[k] = _mm512_maskz_xor_epi32(live, field(G::kQs + 4 * k, k), flip);
             return;
         }
         // 32 nibbles a block: z[k] byte i = element 4k+i
