@@ -217,16 +217,31 @@ inline __m512i lane_offsets(size_t block_size) {
 // b = block b): gathered from the blocks as stored, or loaded from weights repacked at
 // load time (quant.h: repack_rows_avx512), where a group of L live blocks holds field f
 // at f·4L bytes and then, without a min, the L f16 scales: the same bytes, in zmm order.
-template <class G, bool kPacked>
+//
+// kQuad (packed only): the last, short group (L <= 4 live blocks) of four rows at once,
+// row r's blocks in lanes 4r..4r+3 (`rows` holds the four rows' group starts; `live`
+// the live lanes of every quarter).
+template <class G, bool kPacked, bool kQuad = false>
 struct GroupLoad {
     static constexpr int kFields = G::kNq + (G::kQh >= 0) + (G::kMin ? 1 : 0);
     const uint8_t *w;
     __mmask16 live;
     __m512i idx;
     int L;
+    const uint8_t *const *rows = nullptr;
     __m512i field(int off, int f) const {
-        if constexpr (kPacked) return _mm512_maskz_loadu_epi32(live, w + size_t(f) * 4 * L);
-        else return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, w + off, 1);
+        if constexpr (kQuad) {
+            const __mmask8 m = __mmask8(live & 0xF);
+            const size_t at = size_t(f) * 4 * L;
+            __m512i z = _mm512_castsi128_si512(_mm_maskz_loadu_epi32(m, rows[0] + at));
+            z = _mm512_inserti32x4(z, _mm_maskz_loadu_epi32(m, rows[1] + at), 1);
+            z = _mm512_inserti32x4(z, _mm_maskz_loadu_epi32(m, rows[2] + at), 2);
+            return _mm512_inserti32x4(z, _mm_maskz_loadu_epi32(m, rows[3] + at), 3);
+        } else if constexpr (kPacked) {
+            return _mm512_maskz_loadu_epi32(live, w + size_t(f) * 4 * L);
+        } else {
+            return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, w + off, 1);
+        }
     }
     // f32 scales and (types with a min) mins of the live blocks, 0 elsewhere.
     void scales(__m512 &d, __m512 &m) const {
@@ -236,8 +251,18 @@ struct GroupLoad {
             m = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)));
         } else {
             __m256i h;
-            if constexpr (kPacked) h = _mm256_maskz_loadu_epi16(live, w + size_t(kFields) * 4 * L);
-            else h = _mm512_cvtepi32_epi16(field(0, -1));
+            if constexpr (kQuad) {
+                const __mmask8 m = __mmask8(live & 0xF);
+                const size_t at = size_t(kFields) * 4 * L;
+                h = _mm256_setr_epi64x(_mm_cvtsi128_si64(_mm_maskz_loadu_epi16(m, rows[0] + at)),
+                                       _mm_cvtsi128_si64(_mm_maskz_loadu_epi16(m, rows[1] + at)),
+                                       _mm_cvtsi128_si64(_mm_maskz_loadu_epi16(m, rows[2] + at)),
+                                       _mm_cvtsi128_si64(_mm_maskz_loadu_epi16(m, rows[3] + at)));
+            } else if constexpr (kPacked) {
+                h = _mm256_maskz_loadu_epi16(live, w + size_t(kFields) * 4 * L);
+            } else {
+                h = _mm512_cvtepi32_epi16(field(0, -1));
+            }
             d = _mm512_cvtph_ps(h);
             m = _mm512_setzero_ps();
         }
@@ -303,6 +328,53 @@ struct Q5_1G {
     static constexpr bool kMin = true;
 };
 
+// The last group of four packed rows when it holds L <= 4 blocks, for up to
+// kMaxTokens tokens (res as in tile_regrouped, holding the earlier groups' sums): the
+// four rows' blocks share each zmm (row r in lanes 4r..4r+3, activations repeated in
+// every quarter), so the unpacking and the 8 vpdpbusd run once instead of four times at
+// a quarter of the lanes. Each row's products and sums are then moved back to lanes
+// 0..3 (zeros elsewhere, as the dead lanes of the one-row path are) before the same
+// fused multiply-adds: the same bytes as that path.
+template <class G, int kMaxTokens>
+void tail_quad(int64_t nb, int64_t ng, const uint8_t *const *rows, const uint8_t *va, size_t as, int nt,
+               __m512 (*res)[kMaxTokens]) {
+    const int64_t g = ng - 1;
+    const int L = int(nb - g * kGroup);
+    const __mmask16 q = __mmask16((1u << L) - 1);
+    const __mmask16 live = __mmask16(q | q << 4 | q << 8 | q << 12);
+    const GroupLoad<G, true, true> ld{rows[0], live, _mm512_setzero_si512(), L, rows};
+    __m512i wq[8];
+    __m512 dw, mw;
+    ld.weights(wq);
+    ld.scales(dw, mw);
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    const uint8_t *ag = va + size_t(g) * group_bytes(G::kMin);
+    for (int t = 0; t < nt; t++, ag += as) {
+        __m512i a[8];
+        for (int k = 0; k < 8; k++) a[k] = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i *>(ag + 64 * k)));
+        const __m512 da = _mm512_broadcast_f32x4(_mm_loadu_ps(reinterpret_cast<const float *>(ag + 8 * 64)));
+        const __m512 sa = G::kMin ? _mm512_loadu_ps(reinterpret_cast<const float *>(ag + 8 * 64 + 64)) : _mm512_setzero_ps();
+        const __m512i corr = G::kMin ? _mm512_setzero_si512()
+                                     : _mm512_mullo_epi32(_mm512_broadcast_i32x4(_mm_loadu_si128(
+                                                              reinterpret_cast<const __m128i *>(ag + 8 * 64 + 64))),
+                                                          _mm512_set1_epi32(-G::kOff));
+        __m512i s0 = _mm512_dpbusd_epi32(corr, wq[0], a[0]);
+        __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq[1], a[1]);
+        for (int k = 2; k < 8; k += 2) {
+            s0 = _mm512_dpbusd_epi32(s0, wq[k], a[k]);
+            s1 = _mm512_dpbusd_epi32(s1, wq[k + 1], a[k + 1]);
+        }
+        const __m512 x4 = _mm512_mul_ps(dw, da), y4 = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
+        for (int r = 0; r < 4; r++) {
+            const __m512i from = _mm512_add_epi32(iota, _mm512_set1_epi32(4 * r));
+            const __m512 x = _mm512_maskz_permutexvar_ps(0xF, from, x4), y = _mm512_maskz_permutexvar_ps(0xF, from, y4);
+            const __m512 prev = g == 0 ? _mm512_setzero_ps() : res[r][t];
+            res[r][t] = _mm512_fmadd_ps(x, y, prev);
+            if (G::kMin) res[r][t] = _mm512_fmadd_ps(_mm512_maskz_permutexvar_ps(0xF, from, mw), sa, res[r][t]);
+        }
+    }
+}
+
 template <class G, bool kPacked>
 void tile_regrouped(int64_t n, const void *vw, size_t ws, int nr, const void *va, size_t as, const float *sc, int nt,
                     float *out, int64_t ldo) {
@@ -319,10 +391,13 @@ void tile_regrouped(int64_t n, const void *vw, size_t ws, int nr, const void *va
     alignas(64) __m512i wq[kRows][8];  // unsigned weights of the group, per row
     __m512 dw[kRows], mw[kRows];
     alignas(64) static thread_local __m512 res[kRows][kMaxTokens];
+    // Decode: a short last group (rows of 640: 16 + 4 blocks) takes four rows at once.
+    const bool quad_tail = kPacked && nt <= kPrefetchMaxTokens && nb % kGroup != 0 && nb % kGroup <= 4;
     for (int r0 = 0; r0 < nr; r0 += kRows) {
         const int rn = nr - r0 < kRows ? nr - r0 : kRows;
         if (nt <= kPrefetchMaxTokens) prefetch_ahead(static_cast<const uint8_t *>(vw) + size_t(r0) * ws, size_t(kRows) * ws);
-        for (int64_t g = 0; g < ng; g++) {
+        const bool quad = quad_tail && rn == kRows;
+        for (int64_t g = 0; g < ng - (quad ? 1 : 0); g++) {
             const int live_n = int(nb - g * kGroup < kGroup ? nb - g * kGroup : kGroup);
             const __mmask16 live = __mmask16((1u << live_n) - 1);
             for (int r = 0; r < kRows; r++) {
@@ -360,6 +435,12 @@ void tile_regrouped(int64_t n, const void *vw, size_t ws, int nr, const void *va
                     if (G::kMin) res[r][t] = _mm512_fmadd_ps(mw[r], sa, res[r][t]);
                 }
             }
+        }
+        if (quad) {
+            const uint8_t *rows[kRows];
+            for (int r = 0; r < kRows; r++)
+                rows[r] = static_cast<const uint8_t *>(vw) + size_t(r0 + r) * ws + size_t(ng - 1) * kGroup * G::kSize;
+            tail_quad<G, kMaxTokens>(nb, ng, rows, static_cast<const uint8_t *>(va), as, nt, res);
         }
         for (int r = 0; r < rn; r++)
             for (int t = 0; t < nt; t++) out[t * ldo + r0 + r] = hsum512(res[r][t]);
