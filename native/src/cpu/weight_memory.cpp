@@ -12,8 +12,11 @@ namespace tactic {
 
 namespace {
 constexpr size_t kHugePage = size_t(2) << 20;
-// Defaults measured by scripts/bench_decode_matvec.py (docs/PERFORMANCE.md).
-DecodeStreaming g_streaming{12 * 1024, 0, true};
+// Defaults measured by scripts/bench_decode_matvec.py (job 45, docs/PERFORMANCE.md): the
+// output projection on two threads took 5.5-6.5 ms with prefetches 12 KB ahead into L2
+// (T1), 6.6-8.5 ms into L1 (T0: each holds one of the core's few L1 fill buffers for a
+// whole DRAM round trip), 7.1-11.6 ms without software prefetch, 14-16 ms with NTA.
+DecodeStreaming g_streaming{12 * 1024, 1, true};
 }  // namespace
 
 void WeightMemoryFree::operator()(uint8_t *p) const {

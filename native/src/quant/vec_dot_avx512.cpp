@@ -35,8 +35,8 @@ inline __m256i load256(const void *p) { return _mm256_loadu_si256(static_cast<co
 inline __m512i load512(const void *p) { return _mm512_loadu_si512(p); }
 // Few tokens (decode): every weight byte streams from DRAM once, and the hardware
 // prefetcher alone left a core at about half its read bandwidth (the Q8_0 output
-// projection: 6 of 12.5 GB/s). The tiles ask for the bytes kPrefetchBytes past the rows
-// they start on (past the tile's end too: those are the next chunk's).
+// projection: 6 of 12.5 GB/s). The tiles ask for the bytes a distance past the rows
+// they start on (past the tile's end too: those are the next chunk's), into L2.
 // The distance and hint are decode_streaming()'s (cpu/weight_memory.h).
 constexpr int kPrefetchMaxTokens = 4;
 template <_mm_hint kHint>
