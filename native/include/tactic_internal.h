@@ -36,7 +36,7 @@ TACTIC_API tactic_status tactic_bench_matmul(int32_t type, const void *w, size_t
 /* Research knobs of the CPU decode matmuls (process-wide; for benchmarks): "decode_prefetch_bytes"
  * (software prefetch distance of the tiles, 0 = none), "decode_prefetch_hint" (0 T0, 1 T1,
  * 2 T2, 3 NTA), "huge_pages" (1: repacked weight copies ask for 2 MB pages; applies to
- * copies made afterwards). TACTIC_ERR_INVALID_ARGUMENT for an unknown name or value. */
+ * copies made afterwards), "attn_prefetch_l2" (1: decode attention prefetches K/V into L2). TACTIC_ERR_INVALID_ARGUMENT for an unknown name or value. */
 TACTIC_API tactic_status tactic_cpu_set_option(const char *name, int64_t value);
 /* Benchmark hook: the time of one streaming read of `bytes` bytes of a buffer this call
  * allocates as repacked weights are (weight_memory.h), split in n_threads contiguous

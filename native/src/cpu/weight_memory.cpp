@@ -16,7 +16,7 @@ constexpr size_t kHugePage = size_t(2) << 20;
 // output projection on two threads took 5.5-6.5 ms with prefetches 12 KB ahead into L2
 // (T1), 6.6-8.5 ms into L1 (T0: each holds one of the core's few L1 fill buffers for a
 // whole DRAM round trip), 7.1-11.6 ms without software prefetch, 14-16 ms with NTA.
-DecodeStreaming g_streaming{12 * 1024, 1, true};
+DecodeStreaming g_streaming{12 * 1024, 1, true, false};
 }  // namespace
 
 void WeightMemoryFree::operator()(uint8_t *p) const {
@@ -54,6 +54,10 @@ bool set_cpu_option(const char *name, int64_t value) {
     }
     if (std::strcmp(name, "decode_prefetch_hint") == 0 && value >= 0 && value <= 3) {
         g_streaming.prefetch_hint = int(value);
+        return true;
+    }
+    if (std::strcmp(name, "attn_prefetch_l2") == 0 && (value == 0 || value == 1)) {
+        g_streaming.attn_prefetch_l2 = value != 0;
         return true;
     }
     if (std::strcmp(name, "huge_pages") == 0 && (value == 0 || value == 1)) {

@@ -22,11 +22,12 @@ WeightCopy alloc_weight_copy(size_t bytes);
 
 // Research knobs (tactic_cpu_set_option): software prefetch distance of the decode tiles
 // in bytes (0: none) and its hint (0: T0, 1: T1, 2: T2, 3: NTA); whether weight copies
-// ask for huge pages.
+// ask for huge pages; where the decode attention prefetches K/V to.
 struct DecodeStreaming {
     size_t prefetch_bytes;
     int prefetch_hint;
     bool huge_pages;
+    bool attn_prefetch_l2;  // decode attention's K/V prefetches into L2 instead of L1
 };
 const DecodeStreaming &decode_streaming();
 bool set_cpu_option(const char *name, int64_t value);
