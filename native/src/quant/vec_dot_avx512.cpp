@@ -6,10 +6,10 @@
 //   vec_dot_avx2.cpp, 64 elements a zmm: the exact i16 products of vpmaddubsw are
 //   multiply-accumulated with their sub-block scales by vpdpwssd (two instructions per
 //   64 elements and token instead of six per 32).
-// - Legacy types (Q4_0 ... Q5_1), prefill: the regrouped tiles below (16 blocks side by
-//   side, one scale multiply per 16 blocks). Their decode (one token) keeps the AVX2
-//   kernels: a two-blocks-a-zmm version measured no faster there, each block's f16
-//   scales and horizontal sum costing more than the multiply. Float rows keep AVX2 too.
+// - Legacy types (Q4_0 ... Q5_1), prefill and decode: the regrouped tiles below (16
+//   blocks side by side, one scale multiply per 16 blocks) on weights repacked at load;
+//   in decode a row's short last group goes four rows a vector (tail_quad). Float rows
+//   keep AVX2.
 // Integer sums are exact, so results differ from the scalar path only by the order of
 // the float additions.
 #include <immintrin.h>
