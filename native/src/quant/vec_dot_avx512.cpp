@@ -78,11 +78,6 @@ inline void k4_scales_mins(const uint8_t *s, uint8_t sm[16]) {
     std::memcpy(sm, u, 16);
 }
 
-// i16 lanes 0..15 = s0, 16..31 = s1 (one scale per 32 elements of a zmm).
-inline __m512i scale_pair16(int s0, int s1) {
-    return _mm512_inserti64x4(_mm512_set1_epi16(short(s0)), _mm256_set1_epi16(short(s1)), 1);
-}
-
 // Q4_K / Q5_K: 64 elements (two sub-blocks) a zmm; Σ sc·q·q8 by maddubs + dpwssd,
 // minus dmin·Σ mn·bsums.
 template <bool kFive, int NT>
@@ -92,9 +87,15 @@ void row_k45(int64_t n, const uint8_t *w, const uint8_t *a, size_t as, const flo
     for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    // i16 lanes 0..15 = scale 2c, 16..31 = scale 2c + 1, picked from the 8 scales widened
+    // to i16 by one vpermw (one lane shuffle instead of two broadcasts and an insert)
+    __m512i pick[4];
+    for (int c = 0; c < 4; c++)
+        pick[c] = _mm512_inserti64x4(_mm512_set1_epi16(short(2 * c)), _mm256_set1_epi16(short(2 * c + 1)), 1);
     for (int64_t i = 0; i < n / QK_K; i++, w += kSize) {
-        uint8_t sm[16];
+        alignas(16) uint8_t sm[16];
         k4_scales_mins(w + 4, sm);
+        const __m512i sc16 = _mm512_cvtepu8_epi16(_mm256_zextsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i *>(sm))));
         const float d = f16(w), dmin = f16(w + 2);
         const uint8_t *qs = w + (kFive ? 48 : 16);
         const uint32_t *qh32 = nullptr;
@@ -121,7 +122,7 @@ void row_k45(int64_t n, const uint8_t *w, const uint8_t *a, size_t as, const flo
                 hi = _mm256_mask_add_epi8(hi, bhi, hi, _mm256_set1_epi8(0x10));
             }
             const __m512i qw = _mm512_inserti64x4(_mm512_zextsi256_si512(lo), hi, 1);
-            const __m512i scv = scale_pair16(sm[2 * c], sm[2 * c + 1]);
+            const __m512i scv = _mm512_permutexvar_epi16(pick[c], sc16);
             for (int t = 0; t < NT; t++) {
                 const int8_t *q8 = (reinterpret_cast<const BlockQ8_K *>(a + t * as) + i)->qs + 64 * c;
                 sumi[t] = _mm512_dpwssd_epi32(sumi[t], _mm512_maddubs_epi16(qw, load512(q8)), scv);
