@@ -58,16 +58,15 @@ def bench_pytactic(model, n_ctx, n_threads, n_gen, attention):
     return n_ctx / t_prefill, n_gen / t_decode, tim
 
 
-def bench_llama_cpp(model, n_ctx, n_threads, n_gen, fa_modes=(False, True), extra_bufts=False):
+def llama_without_extra_bufts():
+    """llama.cpp built on a CPU that reports AMX uses it for Q4_0/Q8_0/K-quant weights; in
+    this project's VMs the AMX instructions die with SIGILL, so its extra buffer types
+    (AMX, and the CPU weight repacking) are turned off. Returns False without llama-cpp-python."""
     try:
         import llama_cpp.llama as llama_module
-        from llama_cpp import Llama
     except ImportError:
-        return None
-    if not extra_bufts and not getattr(llama_module, "_bench_no_extra_bufts", False):
-        # llama.cpp built on a CPU that reports AMX uses it for Q4_0/Q8_0/K-quant
-        # weights; in this project's VMs the AMX instructions die with SIGILL, so its
-        # extra buffer types (AMX, and the CPU weight repacking) are turned off.
+        return False
+    if not getattr(llama_module, "_bench_no_extra_bufts", False):
         default_params = llama_module.llama_cpp.llama_model_default_params
 
         def params():
@@ -77,6 +76,16 @@ def bench_llama_cpp(model, n_ctx, n_threads, n_gen, fa_modes=(False, True), extr
 
         llama_module.llama_cpp.llama_model_default_params = params
         llama_module._bench_no_extra_bufts = True
+    return True
+
+
+def bench_llama_cpp(model, n_ctx, n_threads, n_gen, fa_modes=(False, True), extra_bufts=False):
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        return None
+    if not extra_bufts:
+        llama_without_extra_bufts()
     best = None
     for fa in fa_modes:
         llm = Llama(model, n_ctx=n_ctx + n_gen + 8, n_threads=n_threads, n_batch=512, flash_attn=fa, verbose=False)

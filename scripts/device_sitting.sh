@@ -14,6 +14,10 @@
 #   4: the real Gemma: checksum, JSON-schema cost (scripts/grammar_bench.py), parity tests,
 #      decode at 4K and 32K, Tactic vs full on the GPU (scripts/tactic_device_quality.py:
 #      KL, passkey, tok/s at 16K and 32K).
+# With .bench/llama.cpp.tar.xz carried in call 1 (../shared/bench's source), call 1 also
+# builds llama-bench for sm_90 in the background, and calls 2, 4 and 5 run it on the same
+# files at the same depths (gpu_e2e.py --llama-bench): the side-by-side rows of issue 10.
+#   5: llama-bench alone at 131072 on the 8B file (its fills take minutes: a call of its own).
 # Logs go to $OUT.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -34,6 +38,13 @@ export TACTIC_LIB=/root/build/libtactic.so
 export TACTIC_TEST_MODEL=/root/models/gemma-3-270m-q4_k_m.gguf
 G=$TACTIC_TEST_MODEL
 L8=/root/models/l8b.gguf
+LB=/root/llamacpp/build/bin/llama-bench
+# llama-bench's arguments for gpu_e2e.py once it is built (waits up to $1 s for the build)
+llama_args() {
+  local w=0
+  while [ ! -x $LB ] && pgrep -f "llamacpp/build" >/dev/null && [ $w -lt "$1" ]; do sleep 5; w=$((w + 5)); done
+  [ -x $LB ] && echo "--llama-bench $LB" || { say "no llama-bench: $(tail -3 /root/llama_build.log 2>/dev/null)" >&2; echo ""; }
+}
 
 # QUICK=1: a sitting for the Gemma checks only: call 1 builds and runs the GPU tests, calls
 # 2 and 3 only bring their pieces, call 4 runs the Gemma part.
@@ -50,6 +61,14 @@ case "$PART" in
   cmake -S . -B /root/build -G Ninja -DTACTIC_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 > "$OUT/build.log" 2>&1 &&
     cmake --build /root/build -j16 --target tactic >> "$OUT/build.log" 2>&1 || { tail -60 "$OUT/build.log"; exit 1; }
   say "built $(git log --oneline -1 2>/dev/null)"
+  if [ -f .bench/llama.cpp.tar.xz ]; then  # llama.cpp for the side-by-side rows, built while the tests run
+    mkdir -p /root/llamacpp && tar xJf .bench/llama.cpp.tar.xz -C /root/llamacpp
+    setsid nohup bash -c "cmake -S /root/llamacpp/llama.cpp -B /root/llamacpp/build -G Ninja -DGGML_CUDA=ON \
+      -DCMAKE_CUDA_ARCHITECTURES=90 -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
+      -DLLAMA_CURL=OFF -DCMAKE_BUILD_TYPE=Release && cmake --build /root/llamacpp/build --target llama-bench -j12" \
+      > /root/llama_build.log 2>&1 < /dev/null &
+    say "llama.cpp build started"
+  fi
   setsid nohup timeout 400 python3 scripts/make_random_gguf.py --preset llama-3.1-8b --type q4_k_m --share-layers \
     -o $L8 > /root/gen8b.log 2>&1 < /dev/null &
   timeout 200 python3 -m pytest -q -p no:cacheprovider --tb=short -rfs tests/test_cuda.py tests/test_cuda_matvec_q8.py \
@@ -65,8 +84,9 @@ case "$PART" in
   python3 -m pip install -q --no-index --no-deps --target /tmp/site .zwhl/*.whl || exit 1
   while pgrep -f make_random_gguf >/dev/null && [ $(( $(date +%s) - t0 )) -lt 200 ]; do sleep 2; done
   say "8B file: $(ls -la $L8 2>&1)"
-  timeout 200 python3 scripts/gpu_e2e.py --model $L8 --name llama-8B-random-Q4_K_M-pytactic-quantizer --device cuda \
-    --depths 0,4096,32768 --prompt-from-empty 0 --reps 1 --out "$OUT/e2e_8b_full.json" 2>&1 | tee "$OUT/e2e_8b_full.log" | tail -6
+  LBA=$(llama_args 150)
+  timeout 330 python3 scripts/gpu_e2e.py --model $L8 --name llama-8B-random-Q4_K_M-pytactic-quantizer --device cuda \
+    --depths 0,4096,32768 --prompt-from-empty ${FROM_EMPTY:-32768} --reps ${REPS:-1} $LBA --out "$OUT/e2e_8b_full.json" 2>&1 | tee "$OUT/e2e_8b_full.log" | tail -12
   say "8B full done"
   timeout 150 python3 scripts/gpu_e2e.py --model $L8 --name llama-8B-random-Q4_K_M-pytactic-quantizer --device cuda \
     --depths 32768 --prompt-from-empty 0 --reps 1 --attention tactic --model-kwarg tactic_force_fraction=0.1 \
@@ -98,13 +118,17 @@ PY
   timeout 150 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_grammar.py \
     2>&1 | tee "$OUT/tests_grammar_gpu.log" | tail -4
   say "gemma tests done"
-  timeout 90 python3 scripts/gpu_e2e.py --model $G --name gemma-3-270m-Q4_K_M --device cuda --depths 4096,32768 \
-    --prompt-from-empty 0 --reps 1 --out "$OUT/e2e_gemma.json" 2>&1 | tail -4
+  timeout 150 python3 scripts/gpu_e2e.py --model $G --name gemma-3-270m-Q4_K_M --device cuda --depths 4096,32768 \
+    --prompt-from-empty 0 --reps 1 $(llama_args 0) --out "$OUT/e2e_gemma.json" 2>&1 | tail -6
   say "gemma decode done"
   [ "${QUICK:-0}" = 1 ] && { say "end (quick)"; exit 0; }
   timeout 200 python3 scripts/tactic_device_quality.py --model $G --device cuda --ctx 16384 32000 --kl-steps 512 \
     --trials 10 --speed-steps 256 --json "$OUT/tactic_quality_gpu.json" 2>&1 | tee "$OUT/tactic_quality_gpu.log" | tail -8
   say "gemma tactic quality done"
+  ;;
+5)
+  timeout 560 python3 scripts/gpu_e2e.py --model $L8 --name llama-8B-random-Q4_K_M-pytactic-quantizer --skip-pytactic \
+    --depths 131072 --prompt-from-empty 0 --reps 1 $(llama_args 0) --out "$OUT/e2e_8b_llama128k.json" 2>&1 | tee "$OUT/e2e_8b_llama128k.log" | tail -6
   ;;
 esac
 say "end"
