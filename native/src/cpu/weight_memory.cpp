@@ -37,7 +37,9 @@ WeightCopy alloc_weight_copy(size_t bytes) {
         if (start > base) munmap(base, size_t(start - base));
         const size_t tail = size_t(base + len + kHugePage - (start + len));
         if (tail) munmap(start + len, tail);
+#ifdef MADV_HUGEPAGE
         madvise(start, len, MADV_HUGEPAGE);  // advice only: 4 KB pages if refused
+#endif
         return WeightCopy(start, WeightMemoryFree{len});
     }
     void *p = std::aligned_alloc(64, (bytes + 63) / 64 * 64 + 64);
