@@ -33,6 +33,16 @@ TACTIC_API tactic_status tactic_bench_matmul(int32_t type, const void *w, size_t
                                              int64_t n, const float *x, int64_t n_tokens, float *y,
                                              int32_t impl, int32_t n_threads, int32_t n_iter,
                                              double *seconds);
+/* Research knobs of the CPU decode matmuls (process-wide; for benchmarks): "decode_prefetch_bytes"
+ * (software prefetch distance of the tiles, 0 = none), "decode_prefetch_hint" (0 T0, 1 T1,
+ * 2 T2, 3 NTA), "huge_pages" (1: repacked weight copies ask for 2 MB pages; applies to
+ * copies made afterwards), "attn_prefetch_l2" (1: decode attention prefetches K/V into L2). TACTIC_ERR_INVALID_ARGUMENT for an unknown name or value. */
+TACTIC_API tactic_status tactic_cpu_set_option(const char *name, int64_t value);
+/* Benchmark hook: the time of one streaming read of `bytes` bytes of a buffer this call
+ * allocates as repacked weights are (weight_memory.h), split in n_threads contiguous
+ * parts: the bandwidth ceiling the decode matmuls are measured against. */
+TACTIC_API tactic_status tactic_bench_stream_read(size_t bytes, int32_t n_threads, int32_t n_iter,
+                                                  double *seconds);
 /* Test hook: the activation row x[n] quantized to weight_type's vec_dot type (Q8_0,
  * Q8_1, Q8_K, F16, ...), as matmul does it, by impl (as tactic_vec_dot). */
 TACTIC_API tactic_status tactic_bench_quantize_activation(int32_t weight_type, const float *x, int64_t n,
