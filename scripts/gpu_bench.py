@@ -85,20 +85,22 @@ MATVEC_CASES = [  # label, type, n_rows, n_cols
     ("gemma270m output", "Q8_0", 262144, 640),
     ("large 14336x4096", "F16", 14336, 4096),
 ] + [(f"8B {r}x{c}", t, r, c) for t in ("Q4_K", "Q5_K", "Q6_K", "Q8_0", "Q4_0")
-     for r, c in ((4096, 4096), (14336, 4096), (4096, 14336))] + [
+     for r, c in ((4096, 4096), (1024, 4096), (14336, 4096), (4096, 14336))] + [
     ("8B output 128256x4096", "Q6_K", 128256, 4096),
     ("8B output 128256x4096", "Q4_K", 128256, 4096),
 ]
 Q8_TYPES = {"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"}
 
 
-def bench_matvec(rng, copy_gbs, quick):
+def bench_matvec(rng, copy_gbs, quick, only=None):
     """Per case: the f32-activation kernels (v0 = default variant; every variant unless
     quick) and, for the quantized types, v3 = x quantized to 8-bit blocks as the CPU does
     + dp4a (what decode runs; x is quantized once outside the timed launches, as decode
     quantizes a vector once for the matrices that read it)."""
     rows = []
     for label, name, n_rows, n_cols in MATVEC_CASES:
+        if only and not any(o in f"{label} {name}" for o in only):
+            continue
         data = random_rows(rng, name, n_rows, n_cols)
         x = rng.standard_normal(n_cols).astype(np.float32)
         y = np.empty(n_rows, np.float32)
@@ -124,6 +126,7 @@ def bench_matvec(rng, copy_gbs, quick):
             # the quantization's own error, not the kernel's, sets the tolerance here
             # (tests/test_cuda_matvec_q8.py holds the kernel to the CPU's arithmetic)
             set_opt("matvec_version", 3)
+            set_opt("matvec_q8_kernel", 3)
             call()
             err3 = rel_err(y, ref)
             if not err3 < 3e-2:
@@ -132,8 +135,24 @@ def bench_matvec(rng, copy_gbs, quick):
             set_opt("matvec_rows", 2)  # the double-tile variant
             _, variants["v3t2"] = timed(call, iters)
             set_opt("matvec_rows", 0)
+            # v4: v3's tiles with each warp's copy pipeline spanning rows (the decode default)
+            set_opt("matvec_q8_kernel", 4)
+            y[:] = np.nan
+            call()
+            err4 = rel_err(y, ref)
+            if not err4 < 3e-2:
+                print(f"MISMATCH matvec {label} {name} v4: rel err {err4:.2e}", flush=True)
+            _, variants["v4"] = timed(call, iters)
+            set_opt("matvec_rows", 4)  # four stages
+            _, variants["v4s4"] = timed(call, iters)
+            set_opt("matvec_rows", 1)  # a row per warp, a block per 4 rows (v3's grid)
+            _, variants["v4r1"] = timed(call, iters)
+            set_opt("matvec_rows", 0)
+            set_opt("matvec_q8_kernel", 3)
+            _, variants["v3"] = timed(call, iters)  # again, after v4: both measured in the same state
+            set_opt("matvec_q8_kernel", 4)
         set_opt("matvec_version", 0)
-        decode = "v3" if "v3" in variants else "v0r0"  # the kernel decode runs
+        decode = "v4" if "v4" in variants else "v0r0"  # the kernel decode runs
         ms = variants[decode]
         gbs = len(data) / ms / 1e6
         rows.append(dict(case=label, type=name, n_rows=n_rows, n_cols=n_cols, bytes=len(data), rel_err=err,
@@ -238,6 +257,8 @@ def main():
     ap.add_argument("--out", help="write the results as JSON here")
     ap.add_argument("--quick", action="store_true", help="one matvec variant, contexts 16K and 32K")
     ap.add_argument("--matvec-only", action="store_true", help="no attention table")
+    ap.add_argument("--cases", nargs="*", default=None,
+                    help="only the matvec cases whose 'label type' contains one of these strings")
     args = ap.parse_args()
     if lib.tactic_cuda_device_count() == 0:
         sys.exit("no usable CUDA GPU")
@@ -260,7 +281,7 @@ def main():
     copy_gbs = copy_bandwidth() if have_torch else None
     print(f"GPU {gpu}, commit {commit}, d2d copy {copy_gbs:.0f} GB/s (read+write)" if copy_gbs else f"GPU {gpu}")
     t0 = time.time()
-    mv = bench_matvec(rng, copy_gbs, args.quick)
+    mv = bench_matvec(rng, copy_gbs, args.quick, args.cases)
     contexts = [16384, 32768] if args.quick else [16384, 32768, 65536, 131072]
     at = [] if args.matvec_only else bench_attention(rng, contexts, have_torch, copy_gbs)
     res = dict(gpu=gpu, commit=commit, command="TACTIC_LIB=build-gpu/libtactic.so python3 scripts/gpu_bench.py",
@@ -268,10 +289,16 @@ def main():
     if args.out:
         Path(args.out).write_text(json.dumps(res, indent=1))
     print("\nsummary (matvec: the kernel decode runs; attention without prefetch):")
-    print(f"{'matvec case':22s} {'type':5s} {'MB':>8s} {'us':>9s} {'GB/s':>7s} {'%copy':>6s} kernel")
+    print(f"{'matvec case':22s} {'type':5s} {'MB':>8s} {'us':>9s} {'GB/s':>7s} {'%copy':>6s} kernel  (v3: us %copy; v4s4, v4r1: us)")
     for r in mv:
         pct = f"{100*r['share_of_copy']:5.1f}" if r["share_of_copy"] else "  -"
-        print(f"{r['case']:22s} {r['type']:5s} {r['bytes']/1e6:8.2f} {r['us']:9.2f} {r['gbs']:7.0f} {pct:>6s} {r['decode_kernel']}")
+        extra = ""
+        v = r["ms_by_variant"]
+        if "v3" in v:
+            g3 = r["bytes"] / v["v3"] / 1e6
+            extra = (f"  (v3: {v['v3']*1e3:.2f} us {100*g3/copy_gbs if copy_gbs else 0:.1f}%; "
+                     f"v4s4: {v['v4s4']*1e3:.2f} us; v4r1: {v['v4r1']*1e3:.2f} us)")
+        print(f"{r['case']:22s} {r['type']:5s} {r['bytes']/1e6:8.2f} {r['us']:9.2f} {r['gbs']:7.0f} {pct:>6s} {r['decode_kernel']}{extra}")
     print(f"{'attention':15s} {'ctx':>6s} {'sel':>4s} {'us':>8s} {'GB/s':>6s} {'pf us':>8s} {'torch us':>9s}")
     for r in at:
         sel = "full" if r["fraction"] == 1 else f"{int(r['fraction']*100)}%"

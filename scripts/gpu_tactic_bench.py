@@ -138,6 +138,12 @@ def main():
     ap.add_argument("--p", type=float, default=0.9, help="the mass target of the last row (force_fraction 0)")
     ap.add_argument("--copies", type=int, default=0, help="layer copies rotated (0: enough to leave the L2)")
     ap.add_argument("--blocks", type=int, default=0, help="sparse attention blocks (0: one full wave)")
+    ap.add_argument("--queries", default="shared", choices=["shared", "independent"],
+                    help="shared: the heads of a KV group share a direction (real GQA); independent: each head "
+                         "its own random query, as in a random-weight model (its union is larger)")
+    ap.add_argument("--fused", type=int, default=1, help="option tactic_fused: 1 the streaming attention kernel "
+                                                         "merging in its last block, 0 the earlier kernel + merge")
+    ap.add_argument("--no-mass-row", action="store_true", help="skip the P row (force_fraction 0)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     import torch
@@ -165,25 +171,30 @@ def main():
         for g in range(N_KV):
             anchor = K[g, rng.integers(c_begin, c_end)].astype(np.float32)
             for j in range(N_HEAD // N_KV):
+                if args.queries == "independent":  # each head towards its own token's keys
+                    anchor = K[g, rng.integers(c_begin, c_end)].astype(np.float32)
                 q[g * (N_HEAD // N_KV) + j] = 0.25 * anchor + 0.5 * rng.standard_normal(D)
         scale = 1.0 / math.sqrt(D)
 
         check(lib.tactic_cuda_set_option(b"bench_iters", args.iters))
         check(lib.tactic_cuda_set_option(b"tactic_copies", args.copies))
         check(lib.tactic_cuda_set_option(b"tactic_blocks", args.blocks))
+        check(lib.tactic_cuda_set_option(b"tactic_fused", args.fused))
         out_full = np.empty((N_HEAD, D), np.float32)
         check(lib.tactic_cuda_attention(ptr(q, "float *"), N_HEAD, N_KV, D, ptr(K, "uint16_t *"), ptr(V, "uint16_t *"),
                                         n, 0, n, scale, ptr(out_full, "float *")))
         full_ms = float(lib.tactic_cuda_last_ms())
         sdpa_ms, out_sdpa = sdpa_graph_ms(torch, Kt, Vt, q, args.iters)
         err = float(np.linalg.norm(out_sdpa - out_full) / np.linalg.norm(out_full))
-        print(f"\n{n} tokens: synthetic keys {t1 - t0:.1f} s, K-means (torch, {int(layout[2].mean())} clusters/KV head) "
+        print(f"\n{n} tokens ({args.queries} queries per group, tactic_fused={args.fused}): "
+              f"synthetic keys {t1 - t0:.1f} s, K-means (torch, {int(layout[2].mean())} clusters/KV head) "
               f"{t_km:.2f} s; full kernel {full_ms*1e3:.1f} us, torch SDPA graph {sdpa_ms*1e3:.1f} us (rel diff {err:.1e})")
         print("| fraction | attended / KV head | scores us | selection us (cut+union) | sparse attention us "
               "(attend+merge) | step us | vs SDPA | vs full | out vs full |")
         print("|---|---|---|---|---|---|---|---|---|")
         order, offsets, ncl, cent = layout
-        for f in [float(x) for x in args.fractions.split(",")] + [0.0]:  # 0.0: the mass target P = --p
+        fracs = [float(x) for x in args.fractions.split(",")] + ([] if args.no_mass_row else [0.0])
+        for f in fracs:  # 0.0: the mass target P = --p
             shape = ffi.new("tactic_cuda_tactic_shape *")
             shape.n_head, shape.n_head_kv, shape.head_dim, shape.n_ctx = N_HEAD, N_KV, D, n
             shape.n_tokens, shape.c_begin, shape.c_end = n, c_begin, c_end
@@ -199,7 +210,7 @@ def main():
                                               ptr(nsel, "int32_t *"), ffi.cast("double *", ffi.from_buffer(ms))))
             share = float(nsel.mean()) / n
             oerr = float(np.linalg.norm(out - out_full) / np.linalg.norm(out_full))
-            row = dict(n_tokens=n, fraction=f, p=None if f > 0 else args.p, attended_share=share, attended_min=int(nsel.min()),
+            row = dict(n_tokens=n, fraction=f, queries=args.queries, fused=args.fused, p=None if f > 0 else args.p, attended_share=share, attended_min=int(nsel.min()),
                        attended_max=int(nsel.max()), score_ms=ms[0], cut_ms=ms[1], union_ms=ms[2],
                        select_ms=ms[1] + ms[2], attend_ms=ms[3], merge_ms=ms[4], sparse_attention_ms=ms[3] + ms[4],
                        step_ms=ms[5], copies=int(ms[6]), attn_blocks=args.blocks, full_kernel_ms=full_ms,

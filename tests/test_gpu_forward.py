@@ -129,6 +129,36 @@ def test_random_weights_gpu_matches_cpu(random_files, arch, outtype, request):
     compare(cpu, gpu, f"{arch}/{outtype}")
 
 
+def gpu_decode(path, ids, n_prefill, options):
+    """GPU logits of decode steps after a prefill, with CUDA options set for the context."""
+    try:
+        for name, value in options.items():
+            assert lib.tactic_cuda_set_option(name.encode(), value) == 0
+        with NativeSession(path, n_ctx=1024, attention=1, device=CUDA) as s:
+            s.eval(ids[:n_prefill])
+            return np.stack([s.eval([t]) for t in ids[n_prefill:]])
+    finally:
+        lib.tactic_cuda_set_option(b"matvec_q8_kernel", 4)
+        lib.tactic_cuda_set_option(b"decode_fuse", 1)
+
+
+@pytest.mark.parametrize("outtype", ["q4_k_m", "q8_0", "q4_1"])
+@pytest.mark.parametrize("arch", sorted(PRESETS))
+def test_random_weights_decode_fusion_keeps_the_bytes(random_files, arch, outtype):
+    """The decode step's fused kernels (norm + quantization, residual adds and the gated
+    activation in matvec epilogues, the v4 matvec) compute what the separate kernels
+    compute, in the same order: the logits are the same bytes as the unfused step's
+    with the earlier matvec kernel (whose agreement with the CPU the test above shows)."""
+    path = random_files(arch, outtype)
+    rng = np.random.default_rng(4)
+    ids = [1] + rng.integers(3, TINY["vocab"], 99).tolist()
+    old = gpu_decode(path, ids, 20, {"matvec_q8_kernel": 3, "decode_fuse": 0})
+    for fuse in (1, 2):  # 2: wq, wk, wv in one launch as well
+        new = gpu_decode(path, ids, 20, {"matvec_q8_kernel": 4, "decode_fuse": fuse})
+        assert np.isfinite(new).all()
+        assert np.array_equal(old, new), f"{arch}/{outtype} fuse {fuse}: max |diff| {np.max(np.abs(old - new))}"
+
+
 def test_prefill_in_chunks_and_long_window(random_files):
     """n_batch chunks (later chunks attend to earlier ones through the cache) and more
     tokens than Gemma's window of 64: the same logits as the CPU."""

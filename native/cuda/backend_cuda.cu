@@ -115,6 +115,7 @@ public:
         TACTIC_CU(cudaMemset(v_cache_, 0, kv / 2));
         TACTIC_CU(cudaDeviceSynchronize());
         if (use_tactic) tactic_ = std::make_unique<TacticGpu>(tp, is_global, H, Hkv, D, n_ctx_, k_cache_, v_cache_, kv_layer_);
+        matvec_q8_prepare();  // the v4 grids' occupancy, asked before any capture
     }
 
     ~CudaBackend() override {
@@ -134,6 +135,8 @@ public:
 
     bool begin(const int32_t *tokens, int n, int pos0, float *logits) override {
         abort_capture();  // a pass that threw mid-capture leaves the stream capturing
+        norm_.on = false;  // and may leave fused ops held
+        mat_.n = 0;
         n_ = n;
         pos0_ = pos0;
         out_dst_ = logits;
@@ -168,27 +171,73 @@ public:
     }
 
     void embed(const Tensor &W, float scale) override {
+        flush();
         writes_++;
         get_rows_dev(W.type, dev(W), W.row_bytes, W.ne0, d_tokens_, n_, scale, x_, stream_);
     }
 
     void rms_norm(Buf src, const Tensor &w, Buf dst, int width, int rows) override {
+        flush();
         writes_++;
+        if (fuse_on() && rows == 1) {  // held: the next matmul may quantize its output in the same kernel
+            norm_ = PendingNorm{true, buf(src), static_cast<const float *>(dev(w)), width, buf(dst)};
+            return;
+        }
         rms_norm_dev(buf(src), static_cast<const float *>(dev(w)), rows, width, hp_.rms_eps, buf(dst), stream_);
     }
 
     void matmul(const Tensor &W, Buf src, int ldx, Buf dst, int ldy) override {
         TACTIC_CHECK(ldx == W.ne0 && ldy == W.ne1, TACTIC_ERR_INTERNAL, "CUDA matmul: strided rows");
-        mat(W, buf(src), n_, buf(dst));
+        Q8Kind kind;
+        if (!fuse_on() || !matvec_q8_kind(W.type, W.ne0, kind)) {
+            flush();
+            mat(W, buf(src), n_, buf(dst));
+            return;
+        }
+        const float *x = buf(src);
+        float *y = buf(dst);
+        if (norm_.on && norm_.y == x && !(q8_src_ == x && q8_version_ == writes_ && q8_kind_ == kind)) {
+            rms_norm_q8_dev(kind, norm_.x, norm_.w, norm_.width, hp_.rms_eps, norm_.y, xq_, stream_);
+            norm_.on = false;
+            q8_src_ = x;
+            q8_version_ = writes_;
+            q8_kind_ = kind;
+        }
+        // gate then up on the same input: one launch, with the activation (gated_activation)
+        if (mat_.n == 1 && mat_.y[0] == gate_ && y == up_ && mat_.x == x && same_layout(*mat_.W[0], W)) {
+            mat_.W[1] = &W;
+            mat_.y[1] = y;
+            mat_.n = 2;
+            return;
+        }
+        // wq, then wk and wv of the same type and width: one launch (decode_fuse 2)
+        const Tensor *W0 = mat_.W[0];
+        if (mat_.n >= 1 && mat_.n < 3 && mat_.y[0] == q_ && (y == k_ || y == v_) && mat_.x == x &&
+            W0->type == W.type && W0->ne0 == W.ne0 && W0->row_bytes == W.row_bytes) {
+            mat_.W[mat_.n] = &W;
+            mat_.y[mat_.n] = y;
+            mat_.n++;
+            return;
+        }
+        flush();
+        ensure_q8(kind, x, W.ne0);
+        // held: a residual add, the up matrix, or wk / wv may follow
+        if (y == tmp_ || y == gate_ || (y == q_ && options().decode_fuse == 2)) {
+            mat_ = PendingMat{1, {&W, nullptr, nullptr}, x, {y, nullptr, nullptr}};
+            return;
+        }
+        matvec_q8_dev(W.type, dev(W), W.row_bytes, W.ne1, W.ne0, xq_, y, stream_);
     }
 
     void add_bias(Buf dst, int ld, const Tensor &bias) override {
         writes_++;
-        if (!bias) return;
+        if (!bias) return;  // nothing to do: held ops stay held
+        flush();
         add_bias_dev(buf(dst), ld, static_cast<const float *>(dev(bias)), int(bias.ne0), n_, stream_);
     }
 
     void rope_store_kv(int il, const RopeConfig &rc, float q_scale) override {
+        flush();
         writes_++;
         QkvArgs a;
         a.q = q_;
@@ -216,6 +265,7 @@ public:
     }
 
     void attention(int il, bool, int window) override {
+        flush();
         writes_++;
         const __half *K = k_cache_ + size_t(il) * kv_layer_, *V = v_cache_ + size_t(il) * kv_layer_;
         if (n_ == 1 && tactic_on_ && hp_.is_global(il)) {
@@ -257,18 +307,46 @@ public:
 
     void add(Buf dst, Buf src, int width) override {
         writes_++;
+        if (mat_.n == 1 && mat_.y[0] == buf(src) && width == mat_.W[0]->ne1) {
+            // the held matvec adds its rows to dst itself (src, Tmp, is then not written)
+            const Tensor &W = *mat_.W[0];
+            mat_.n = 0;
+            matvec_q8_fused_dev(W.type, dev(W), nullptr, W.row_bytes, W.ne1, W.ne0, xq_, MvEpilogue::Residual,
+                                buf(dst), buf(dst), stream_);
+            return;
+        }
+        flush();
         add_dev(buf(dst), buf(src), int64_t(n_) * width, stream_);
     }
 
     void gated_activation(Activation act) override {
         writes_++;
+        if (mat_.n == 2) {  // gate and up held: act(gate) * up in their matvec (up_ is then not written)
+            const Tensor &W = *mat_.W[0];
+            mat_.n = 0;
+            matvec_q8_fused_dev(W.type, dev(W), dev(*mat_.W[1]), W.row_bytes, W.ne1, W.ne0, xq_,
+                                act == Activation::GeluTanh ? MvEpilogue::Gelu : MvEpilogue::Silu, nullptr, gate_,
+                                stream_);
+            return;
+        }
+        flush();
         gated_act_dev(gate_, up_, int64_t(n_) * hp_.n_ff, act == Activation::GeluTanh, stream_);
     }
 
     void output(const Tensor &norm, float eps, const Tensor &W, float cap, int first, int n_out, float *dst) override {
+        flush();
         writes_++;
         const int E = hp_.n_embd;
-        rms_norm_dev(x_ + size_t(first) * E, static_cast<const float *>(dev(norm)), n_out, E, eps, h_, stream_);
+        Q8Kind kind;
+        if (fuse_on() && n_out == 1 && matvec_q8_kind(W.type, W.ne0, kind)) {  // norm + quantization in one kernel
+            rms_norm_q8_dev(kind, x_ + size_t(first) * E, static_cast<const float *>(dev(norm)), E, eps, h_, xq_,
+                            stream_);
+            q8_src_ = h_;
+            q8_version_ = writes_;
+            q8_kind_ = kind;
+        } else {
+            rms_norm_dev(x_ + size_t(first) * E, static_cast<const float *>(dev(norm)), n_out, E, eps, h_, stream_);
+        }
         const size_t n_logits = size_t(n_out) * size_t(W.ne1);
         float *y = logits1_;
         if (n_out > 1) {
@@ -287,11 +365,13 @@ public:
     }
 
     void end() override {
+        flush();
         launch();
         wait();
     }
 
     bool end_async() override {
+        flush();
         launch();
         return true;
     }
@@ -328,6 +408,55 @@ public:
     }
 
 private:
+    // Decode fusion (options().decode_fuse, one token, the v4 matvec): an RMSNorm or a
+    // matvec is held until the next call shows whether it can be fused into it; any other
+    // call launches what is held first (flush), in the order it was asked for.
+    struct PendingNorm {
+        bool on = false;
+        const float *x = nullptr, *w = nullptr;
+        int width = 0;
+        float *y = nullptr;
+    };
+    struct PendingMat {
+        int n = 0;  // matrices held: 0, 1, 2 (gate and up on the same input) or 3 (wq, wk, wv)
+        const Tensor *W[3] = {nullptr, nullptr, nullptr};
+        const float *x = nullptr;
+        float *y[3] = {nullptr, nullptr, nullptr};
+    };
+    bool fuse_on() const {
+        return n_ == 1 && options().decode_fuse && options().matvec_q8 && options().matvec_q8_kernel == 4;
+    }
+    static bool same_layout(const Tensor &a, const Tensor &b) {
+        return a.type == b.type && a.ne0 == b.ne0 && a.ne1 == b.ne1 && a.row_bytes == b.row_bytes;
+    }
+    void flush() {
+        if (norm_.on) {
+            norm_.on = false;
+            rms_norm_dev(norm_.x, norm_.w, 1, norm_.width, hp_.rms_eps, norm_.y, stream_);
+        }
+        if (mat_.n > 1 && mat_.y[0] == q_) {  // wq with wk (and wv): one launch
+            const void *w[3];
+            int64_t rows[3];
+            for (int i = 0; i < mat_.n; i++) w[i] = dev(*mat_.W[i]), rows[i] = mat_.W[i]->ne1;
+            const Tensor &W = *mat_.W[0];
+            matvec_q8_multi_dev(W.type, mat_.n, w, rows, mat_.y, W.row_bytes, W.ne0, xq_, stream_);
+            mat_.n = 0;
+        }
+        for (int i = 0; i < mat_.n; i++) {
+            const Tensor &W = *mat_.W[i];
+            matvec_q8_dev(W.type, dev(W), W.row_bytes, W.ne1, W.ne0, xq_, mat_.y[i], stream_);
+        }
+        mat_.n = 0;
+    }
+    // xq_ = x quantized for `kind`, unless it already is (wq, wk, wv and gate, up share it).
+    void ensure_q8(Q8Kind kind, const float *x, int64_t n) {
+        if (q8_src_ == x && q8_version_ == writes_ && q8_kind_ == kind) return;
+        quantize_q8_dev(kind, x, n, xq_, stream_);
+        q8_src_ = x;
+        q8_version_ = writes_;
+        q8_kind_ = kind;
+    }
+
     int graph_key() const { return n_splits_ * 2 + (tactic_on_ ? 1 : 0); }
     static uint64_t tensor_bytes(const Tensor &t) { return uint64_t(t.row_bytes) * uint64_t(t.ne1); }
 
@@ -369,12 +498,7 @@ private:
         Q8Kind kind;
         if (n == 1 && options().matvec_q8 && matvec_q8_kind(W.type, W.ne0, kind)) {
             // X quantized once for the matrices that read it in a row (wq, wk, wv; gate, up).
-            if (q8_src_ != X || q8_version_ != writes_ || q8_kind_ != kind) {
-                quantize_q8_dev(kind, X, W.ne0, xq_, stream_);
-                q8_src_ = X;
-                q8_version_ = writes_;
-                q8_kind_ = kind;
-            }
+            ensure_q8(kind, X, W.ne0);
             matvec_q8_dev(W.type, w, W.row_bytes, W.ne1, W.ne0, xq_, Y, stream_);
             return;
         }
@@ -452,6 +576,8 @@ private:
     __half *x16_ = nullptr, *w16_ = nullptr;
     size_t w16_cap_ = 0;
     Q8Act xq_;  // decode activations quantized to 8 bits (matvec_q8)
+    PendingNorm norm_;
+    PendingMat mat_;
     Q8Kind q8_kind_ = Q8Kind::K;
     const float *q8_src_ = nullptr;
     uint64_t writes_ = 0, q8_version_ = ~uint64_t(0);  // ops so far; xq_ is valid while none wrote since

@@ -27,6 +27,15 @@ void dequantize(uint32_t type, const void *src, size_t row_bytes, int64_t n_rows
 void matvec(uint32_t type, const void *w, size_t row_bytes, int64_t n_rows, int64_t n_cols, const float *x,
             float *y);
 void rms_norm(const float *x, const float *w, int64_t n_rows, int n, float eps, float *y);
+// The decode matvec on 8-bit activations with a fused epilogue (the v4 kernel): epi 0:
+// y = W0 x; 1: y = res + W0 x; 2 / 3: y = silu / gelu(W0 x) * (W1 x). y holds the input
+// of epi 1 (res = y).
+void matvec_q8_epilogue(uint32_t type, const void *w0, const void *w1, size_t row_bytes, int64_t n_rows,
+                        int64_t n_cols, const float *x, int epi, float *y);
+// y = RMSNorm(x) * w (one row of n) and y quantized for `type`'s activations, in one
+// kernel; q = the quantized bytes as d, s, q arrays are laid out in the kernel's buffers
+// (returned as the dequantized values d * q, n floats).
+void rms_norm_q8(uint32_t type, const float *x, const float *w, int n, float eps, float *y, float *xq);
 
 struct RopeArgs {
     bool neox = false;

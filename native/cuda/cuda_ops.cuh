@@ -33,6 +33,23 @@ void quantize_q8_dev(Q8Kind kind, const float *x, int64_t n, const Q8Act &a, cud
 void quantize_q8_to_f16_dev(Q8Kind kind, const float *x, int64_t n, __half *y, cudaStream_t stream);
 void matvec_q8_dev(uint32_t type, const void *w, size_t row_bytes, int64_t n_rows, int64_t n_cols, const Q8Act &a,
                    float *y, cudaStream_t stream);
+// The v4 kernel (options().matvec_q8_kernel == 4, the default; 3 = the earlier one) with
+// an epilogue: Plain y = W0 x; Residual y = res + W0 x (res may be y); Silu / Gelu
+// y = act(W0 x) * (W1 x), W1 of W0's type and shape (decode's gate and up).
+enum class MvEpilogue { Plain, Residual, Silu, Gelu };
+void matvec_q8_fused_dev(uint32_t type, const void *w0, const void *w1, size_t row_bytes, int64_t n_rows,
+                         int64_t n_cols, const Q8Act &a, MvEpilogue epi, const float *res, float *y,
+                         cudaStream_t stream);
+// count (1-3) matrices of one type and width against the same x in one launch (v4, plain
+// epilogue): y[j] = W[j] x, W[j] n_rows[j] rows of row_bytes.
+void matvec_q8_multi_dev(uint32_t type, int count, const void *const *w, const int64_t *n_rows, float *const *y,
+                         size_t row_bytes, int64_t n_cols, const Q8Act &a, cudaStream_t stream);
+// Sizes the v4 grids (occupancy queries), outside any graph capture.
+void matvec_q8_prepare();
+// Decode fusion: y = RMSNorm(x) * w, one row of n, and y quantized to a (as
+// rms_norm_dev + quantize_q8_dev, the same bytes).
+void rms_norm_q8_dev(Q8Kind kind, const float *x, const float *w, int n, float eps, float *y, const Q8Act &a,
+                     cudaStream_t stream);
 // dst[n_rows][n_cols] = W as f16.
 void dequantize_f16_dev(uint32_t type, const void *w, size_t row_bytes, int64_t n_rows, int64_t n_cols, __half *dst,
                         cudaStream_t stream);

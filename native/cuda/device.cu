@@ -86,9 +86,18 @@ bool set_option(const std::string &name, int64_t value) {
     } else if (name == "tactic_blocks") {
         TACTIC_CHECK(value >= 0 && value <= 65536, TACTIC_ERR_INVALID_ARGUMENT, "tactic_blocks must be in [0, 65536]");
         o.tactic_blocks = int(value);
+    } else if (name == "tactic_fused") {
+        TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "tactic_fused must be 0 or 1");
+        o.tactic_fused = int(value);
     } else if (name == "graphs") {
         TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "graphs must be 0 or 1");
         o.graphs = int(value);
+    } else if (name == "matvec_q8_kernel") {
+        TACTIC_CHECK(value == 3 || value == 4, TACTIC_ERR_INVALID_ARGUMENT, "matvec_q8_kernel must be 3 or 4");
+        o.matvec_q8_kernel = int(value);
+    } else if (name == "decode_fuse") {
+        TACTIC_CHECK(value >= 0 && value <= 2, TACTIC_ERR_INVALID_ARGUMENT, "decode_fuse must be 0, 1 or 2");
+        o.decode_fuse = int(value);
     } else if (name == "attn_splits") {
         TACTIC_CHECK(value >= 0 && value <= 4096, TACTIC_ERR_INVALID_ARGUMENT, "attn_splits must be in [0, 4096]");
         o.attn_splits = int(value);

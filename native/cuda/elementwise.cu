@@ -3,6 +3,7 @@
 
 #include "cuda_ops.cuh"
 #include "cuda_util.cuh"
+#include "fused_ops.cuh"
 
 namespace tactic {
 namespace cuda {
@@ -25,16 +26,7 @@ __global__ void add_kernel(float *__restrict__ x, const float *__restrict__ y, i
 
 __global__ void gated_kernel(float *__restrict__ g, const float *__restrict__ u, int64_t n, int gelu) {
     const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    const float x = g[i];
-    float a;
-    if (gelu) {
-        const float c = 0.79788456080286535588f;  // sqrt(2/pi)
-        a = 0.5f * x * (1.0f + tanhf(c * x * (1.0f + 0.044715f * x * x)));
-    } else {
-        a = x / (1.0f + expf(-x));
-    }
-    g[i] = a * u[i];
+    if (i < n) g[i] = gated_value(g[i], u[i], gelu != 0);
 }
 
 __global__ void softcap_kernel(float *__restrict__ x, int64_t n, float cap) {

@@ -9,9 +9,13 @@
 // format's own block alignment: Q6_K and Q8_0 blocks are 2-byte aligned), goes through
 // the warp's slice of shared memory, and is decoded from there with dp4a; the loads of
 // tile t+1 are issued before tile t is decoded, so a warp keeps a whole tile in flight.
+#include <type_traits>
+#include <vector>
+
 #include "cuda_backend.h"
 #include "cuda_ops.cuh"
 #include "cuda_util.cuh"
+#include "fused_ops.cuh"
 #include "quant_blocks.cuh"
 
 namespace tactic {
@@ -23,14 +27,13 @@ constexpr int kWarps = 4;  // warps (rows) per block
 
 // ---- activation quantizers (the CPU's bytes; see quant/quantize.cpp) ----------------
 
-// Q8_K, a warp per 256 values: scale from the signed extreme (the first one of the
-// largest magnitude, as the CPU's loop finds it), d = 1 / (-127 / max), q in
+// Q8_K, a warp per 256 values (group g of x): scale from the signed extreme (the first
+// one of the largest magnitude, as the CPU's loop finds it), d = 1 / (-127 / max), q in
 // [-128, 127], sums of each 16 (bsums) kept as floats.
 // With f16 set, the dequantized values d * q are written there instead (prefill: the
 // GEMM's f16 input then carries the CPU's activation rounding).
-__global__ void quantize_q8k_kernel(const float *__restrict__ x, int n_groups, Q8Act a, __half *__restrict__ f16) {
-    const int g = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (g >= n_groups) return;
+__device__ __forceinline__ void quantize_q8k_group(const float *x, int g, int lane, const Q8Act &a,
+                                                   __half *__restrict__ f16) {
     const float4 *xp = reinterpret_cast<const float4 *>(x + int64_t(g) * 256 + 8 * lane);
     const float4 u = xp[0], w = xp[1];
     const float v[8] = {u.x, u.y, u.z, u.w, w.x, w.y, w.z, w.w};
@@ -78,10 +81,8 @@ __global__ void quantize_q8k_kernel(const float *__restrict__ x, int n_groups, Q
 
 // Q8_0 / Q8_1, a warp per 32 values: d = amax / 127 stored as f16, q in [-127, 127];
 // s = the sum of q (Q8_0, for Q4_0/Q5_0's offsets) or f16(d * sum q) (Q8_1's s).
-__global__ void quantize_q8b_kernel(const float *__restrict__ x, int n_groups, bool q8_1, Q8Act a,
-                                    __half *__restrict__ f16) {
-    const int g = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (g >= n_groups) return;
+__device__ __forceinline__ void quantize_q8b_group(const float *x, int g, int lane, bool q8_1,
+                                                   const Q8Act &a, __half *__restrict__ f16) {
     const float v = x[int64_t(g) * 32 + lane];
     const float amax = warp_max(fabsf(v));
     const float d = amax / 127.f, id = amax != 0.f ? 127.f / amax : 0.f;
@@ -97,6 +98,33 @@ __global__ void quantize_q8b_kernel(const float *__restrict__ x, int n_groups, b
     if (lane == 0) {
         a.d[g] = __half2float(__float2half_rn(d));
         a.s[g] = q8_1 ? __half2float(__float2half_rn(float(sum) * d)) : float(sum);
+    }
+}
+
+__global__ void quantize_q8k_kernel(const float *__restrict__ x, int n_groups, Q8Act a, __half *__restrict__ f16) {
+    const int g = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (g < n_groups) quantize_q8k_group(x, g, lane, a, f16);
+}
+
+__global__ void quantize_q8b_kernel(const float *__restrict__ x, int n_groups, bool q8_1, Q8Act a,
+                                    __half *__restrict__ f16) {
+    const int g = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (g < n_groups) quantize_q8b_group(x, g, lane, q8_1, a, f16);
+}
+
+// Decode fusion: one row of RMSNorm (the block's), written to y, then y quantized by the
+// block's warps with the functions above: the bytes of rms_norm_kernel + quantize_q8*.
+constexpr int kNormQThreads = 256;
+__global__ void __launch_bounds__(kNormQThreads)
+    rms_norm_q8_kernel(const float *__restrict__ x, const float *__restrict__ w, int n, float eps, int kind,
+                       float *y, Q8Act a) {  // y not __restrict__: it is read back below
+    rms_norm_row<kNormQThreads>(x, w, n, eps, y);
+    __syncthreads();  // the block's writes of y are visible to the whole block
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int n_groups = n / (kind == int(Q8Kind::K) ? 256 : 32);
+    for (int g = warp; g < n_groups; g += kNormQThreads / 32) {
+        if (kind == int(Q8Kind::K)) quantize_q8k_group(y, g, lane, a, nullptr);
+        else quantize_q8b_group(y, g, lane, kind == int(Q8Kind::B1), a, nullptr);
     }
 }
 
@@ -323,6 +351,178 @@ __global__ void __launch_bounds__(kWarps * 32)
     if (lane == 0) y[row] = acc;
 }
 
+// v4: the same tiles and block dots as v3 (so the same sums, bit for bit), with the
+// copy pipeline of each warp spanning rows: a grid of at most one resident wave, each
+// warp taking rows gw, gw + (warps in the grid), ... and its stages refilled from the
+// next row while the current one is decoded, so no warp drains between rows and no
+// block waits to be launched. With nm = 2 a warp takes row r of w0 and then of w1
+// (gate and up), and the epilogue combines them; with a residual it adds res[r].
+struct MvArgs {
+    const uint8_t *w0 = nullptr, *w1 = nullptr;  // w1: nm == 2, same type and shape as w0
+    size_t row_bytes = 0;
+    int64_t n_rows = 0;
+    int nb = 0, nm = 1;
+    MvEpilogue epi = MvEpilogue::Plain;
+    const float *res = nullptr;
+    float *y = nullptr;
+    // More matrices of w0's type and width after w0's rows, plain epilogue (decode's wq,
+    // wk, wv in one launch): rows [n_rows, n_rows + n2) of w2 into y2, then n3 of w3 into y3.
+    const uint8_t *w2 = nullptr, *w3 = nullptr;
+    int64_t n2 = 0, n3 = 0;
+    float *y2 = nullptr, *y3 = nullptr;
+};
+
+template <int T, int LW, int ST>
+__global__ void __launch_bounds__(kWarps * 32) matvec_q8_v4_kernel(MvArgs m, Q8Act a) {
+    using Tl = Tile<T>;
+    constexpr int TS = QTraits<T>::TS, TB = Tl::NB * TS, NW = TB / LW, NL = (NW + 31) / 32;
+    constexpr int IPL = Tl::NB * Tl::LPB / 32;
+    static_assert(TB % 16 == 0 && Tl::NB * Tl::LPB % 32 == 0 && ST >= 2, "tile shape");
+    __shared__ __align__(16) uint8_t smem[kWarps][ST][TB + 16];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int64_t gw = int64_t(blockIdx.x) * kWarps + warp, tw = int64_t(gridDim.x) * kWarps;
+    const int64_t all_rows = m.n_rows + m.n2 + m.n3;
+    if (gw >= all_rows) return;  // a whole warp: no block-wide barrier below
+    const int n_tiles = (m.nb + Tl::NB - 1) / Tl::NB;
+    // the warp's work in order: its rows i = 0.., each matrix mi of a row, each tile t
+    const int n_items = int((all_rows - gw + tw - 1) / tw) * m.nm * n_tiles;
+    struct Cursor {
+        int i = 0, mi = 0, t = 0;
+    };
+    auto advance = [&](Cursor &c) {
+        if (++c.t == n_tiles) {
+            c.t = 0;
+            if (++c.mi == m.nm) c.mi = 0, c.i++;
+        }
+    };
+    Cursor in, out;  // the next tile to copy, the next to decode
+    auto issue = [&](int stage) {
+        const int64_t row = gw + in.i * tw;
+        const uint8_t *wr = row < m.n_rows  ? (in.mi ? m.w1 : m.w0) + row * int64_t(m.row_bytes)
+                            : row - m.n_rows < m.n2 ? m.w2 + (row - m.n_rows) * int64_t(m.row_bytes)
+                                                     : m.w3 + (row - m.n_rows - m.n2) * int64_t(m.row_bytes);
+        const size_t base = size_t(in.t) * TB, rem = m.row_bytes - base;
+        const int nw = rem >= size_t(TB) ? NW : int(rem / LW);
+        uint8_t *dst = smem[warp][stage];
+#pragma unroll
+        for (int j = 0; j < NL; j++) {
+            const int w = lane + 32 * j;
+            if (w < nw) copy_async<LW>(dst + w * LW, wr + base + size_t(w) * LW);
+        }
+        advance(in);
+    };
+#pragma unroll
+    for (int k = 0; k < ST - 1; k++) {
+        if (k < n_items) issue(k);
+        copy_commit();
+    }
+    float acc = 0.f, first = 0.f;
+    for (int k = 0; k < n_items; k++) {
+        copy_wait<ST - 2>();
+        __syncwarp();
+        if (k + ST - 1 < n_items) issue((k + ST - 1) % ST);
+        copy_commit();
+        const uint8_t *s = smem[warp][k % ST];
+        const int b0 = out.t * Tl::NB;
+#pragma unroll
+        for (int j = 0; j < IPL; j++) {
+            const int flat = lane + 32 * j, bi = flat / Tl::LPB;
+            if (b0 + bi < m.nb) acc += block_dot<T>(s, bi * TS, flat % Tl::LPB, int64_t(b0 + bi), a);
+        }
+        __syncwarp();
+        if (out.t == n_tiles - 1) {  // a row of one matrix is complete
+            const float sum = warp_sum(acc);
+            acc = 0.f;
+            if (out.mi + 1 < m.nm) {
+                first = sum;
+            } else if (lane == 0) {
+                const int64_t row = gw + out.i * tw;
+                float y = sum;
+                if (m.epi == MvEpilogue::Residual) y = m.res[row] + sum;
+                else if (m.epi != MvEpilogue::Plain) y = gated_value(first, sum, m.epi == MvEpilogue::Gelu);
+                if (row < m.n_rows) m.y[row] = y;
+                else if (row - m.n_rows < m.n2) m.y2[row - m.n_rows] = y;
+                else m.y3[row - m.n_rows - m.n2] = y;
+            }
+        }
+        advance(out);
+    }
+}
+
+// Resident blocks per SM of a v4 instance (0 until asked once; asked outside graph
+// capture by matvec_q8_prepare for the instances decode uses).
+template <int T, int LW, int ST>
+int v4_blocks_per_sm() {
+    static int n = 0;
+    if (n == 0) {
+        int b = 0;
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, matvec_q8_v4_kernel<T, LW, ST>, kWarps * 32, 0) !=
+                cudaSuccess ||
+            b < 1) {
+            cudaGetLastError();
+            b = 4;
+        }
+        n = b;
+    }
+    return n;
+}
+
+template <int T, int LW, int ST>
+void launch_v4(const MvArgs &m, const Q8Act &a, cudaStream_t stream) {
+    // As many rows per warp as one resident wave needs, then as few warps as that allows,
+    // so every warp has the same number of rows (or one less). "matvec_rows" 1: one row
+    // per warp and a block per 4 rows, as v3 launches (a variant: on the H200 v3 was
+    // faster than v4's one wave on 14336x4096, not measured with this kernel).
+    const int64_t cap = int64_t(v4_blocks_per_sm<T, LW, ST>()) * sm_count() * kWarps;
+    const int64_t rows = m.n_rows + m.n2 + m.n3;
+    const int64_t rows_per_warp = options().matvec_rows == 1 ? 1 : (rows + cap - 1) / cap;
+    const int64_t warps = (rows + rows_per_warp - 1) / rows_per_warp;
+    const unsigned blocks = unsigned((warps + kWarps - 1) / kWarps);
+    matvec_q8_v4_kernel<T, LW, ST><<<blocks, kWarps * 32, 0, stream>>>(m, a);
+}
+
+// Four stages of 4 warps fit the 48 KB of static shared memory for most types (not Q6_K, Q5_1).
+template <int T>
+constexpr bool fits_four_stages() {
+    return kWarps * 4 * (Tile<T>::NB * QTraits<T>::TS + 16) <= 48 * 1024;
+}
+
+template <int T>
+void launch_v4_type(MvArgs m, int64_t n_cols, const Q8Act &a, cudaStream_t stream) {
+    m.nb = int(n_cols / QTraits<T>::BS);
+    uintptr_t align = uintptr_t(m.w0) | uintptr_t(m.row_bytes);
+    if (m.nm == 2) align |= uintptr_t(m.w1);
+    if (m.n2) align |= uintptr_t(m.w2);
+    if (m.n3) align |= uintptr_t(m.w3);
+    if (align % 16 == 0) {
+        // stages: 3 by default; "matvec_rows" 4 selects 4 (a benchmark variant; 1: see launch_v4)
+        if constexpr (fits_four_stages<T>()) {
+            if (options().matvec_rows == 4) {
+                launch_v4<T, 16, 4>(m, a, stream);
+                return;
+            }
+        }
+        launch_v4<T, 16, 3>(m, a, stream);
+    } else if (align % 8 == 0) launch_v4<T, 8, 3>(m, a, stream);
+    else if (align % 4 == 0) launch_v4<T, 4, 3>(m, a, stream);
+    else launch_v4<T, 2, 3>(m, a, stream);
+}
+
+template <class F>
+bool dispatch_q8_type(uint32_t type, F &&f) {
+    switch (type) {
+        case TACTIC_TYPE_Q4_0: f(std::integral_constant<int, TACTIC_TYPE_Q4_0>{}); return true;
+        case TACTIC_TYPE_Q4_1: f(std::integral_constant<int, TACTIC_TYPE_Q4_1>{}); return true;
+        case TACTIC_TYPE_Q5_0: f(std::integral_constant<int, TACTIC_TYPE_Q5_0>{}); return true;
+        case TACTIC_TYPE_Q5_1: f(std::integral_constant<int, TACTIC_TYPE_Q5_1>{}); return true;
+        case TACTIC_TYPE_Q8_0: f(std::integral_constant<int, TACTIC_TYPE_Q8_0>{}); return true;
+        case TACTIC_TYPE_Q4_K: f(std::integral_constant<int, TACTIC_TYPE_Q4_K>{}); return true;
+        case TACTIC_TYPE_Q5_K: f(std::integral_constant<int, TACTIC_TYPE_Q5_K>{}); return true;
+        case TACTIC_TYPE_Q6_K: f(std::integral_constant<int, TACTIC_TYPE_Q6_K>{}); return true;
+        default: return false;
+    }
+}
+
 template <int T, int ST>
 void launch_q8_st(const uint8_t *W, size_t row_bytes, int64_t n_rows, int nb, const Q8Act &a, float *y,
                   cudaStream_t stream) {
@@ -380,17 +580,127 @@ void matvec_q8_dev(uint32_t type, const void *w, size_t row_bytes, int64_t n_row
                    float *y, cudaStream_t stream) {
     if (n_rows == 0) return;
     const uint8_t *W = static_cast<const uint8_t *>(w);
-    switch (type) {
-        case TACTIC_TYPE_Q4_0: launch_q8<TACTIC_TYPE_Q4_0>(W, row_bytes, n_rows, n_cols, a, y, stream); return;
-        case TACTIC_TYPE_Q4_1: launch_q8<TACTIC_TYPE_Q4_1>(W, row_bytes, n_rows, n_cols, a, y, stream); return;
-        case TACTIC_TYPE_Q5_0: launch_q8<TACTIC_TYPE_Q5_0>(W, row_bytes, n_rows, n_cols, a, y, stream); return;
-        case TACTIC_TYPE_Q5_1: launch_q8<TACTIC_TYPE_Q5_1>(W, row_bytes, n_rows, n_cols, a, y, stream); return;
-        case TACTIC_TYPE_Q8_0: launch_q8<TACTIC_TYPE_Q8_0>(W, row_bytes, n_rows, n_cols, a, y, stream); return;
-        case TACTIC_TYPE_Q4_K: launch_q8<TACTIC_TYPE_Q4_K>(W, row_bytes, n_rows, n_cols, a, y, stream); return;
-        case TACTIC_TYPE_Q5_K: launch_q8<TACTIC_TYPE_Q5_K>(W, row_bytes, n_rows, n_cols, a, y, stream); return;
-        case TACTIC_TYPE_Q6_K: launch_q8<TACTIC_TYPE_Q6_K>(W, row_bytes, n_rows, n_cols, a, y, stream); return;
-        default: TACTIC_CHECK(false, TACTIC_ERR_INTERNAL, "matvec_q8: unsupported type");
+    if (options().matvec_q8_kernel == 4) {
+        matvec_q8_fused_dev(type, w, nullptr, row_bytes, n_rows, n_cols, a, MvEpilogue::Plain, nullptr, y, stream);
+        return;
     }
+    const bool ok = dispatch_q8_type(type, [&](auto tag) {
+        launch_q8<decltype(tag)::value>(W, row_bytes, n_rows, n_cols, a, y, stream);
+    });
+    TACTIC_CHECK(ok, TACTIC_ERR_INTERNAL, "matvec_q8: unsupported type");
+}
+
+void matvec_q8_fused_dev(uint32_t type, const void *w0, const void *w1, size_t row_bytes, int64_t n_rows,
+                         int64_t n_cols, const Q8Act &a, MvEpilogue epi, const float *res, float *y,
+                         cudaStream_t stream) {
+    if (n_rows == 0) return;
+    MvArgs m;
+    m.w0 = static_cast<const uint8_t *>(w0);
+    m.w1 = static_cast<const uint8_t *>(w1);
+    m.nm = (epi == MvEpilogue::Silu || epi == MvEpilogue::Gelu) ? 2 : 1;
+    TACTIC_CHECK(m.nm == 1 || w1, TACTIC_ERR_INTERNAL, "matvec_q8: a gated epilogue needs two matrices");
+    TACTIC_CHECK(epi != MvEpilogue::Residual || res, TACTIC_ERR_INTERNAL, "matvec_q8: residual missing");
+    m.row_bytes = row_bytes;
+    m.n_rows = n_rows;
+    m.epi = epi;
+    m.res = res;
+    m.y = y;
+    const bool ok = dispatch_q8_type(type, [&](auto tag) { launch_v4_type<decltype(tag)::value>(m, n_cols, a, stream); });
+    TACTIC_CHECK(ok, TACTIC_ERR_INTERNAL, "matvec_q8: unsupported type");
+}
+
+void matvec_q8_multi_dev(uint32_t type, int count, const void *const *w, const int64_t *n_rows, float *const *y,
+                         size_t row_bytes, int64_t n_cols, const Q8Act &a, cudaStream_t stream) {
+    TACTIC_CHECK(count >= 1 && count <= 3, TACTIC_ERR_INTERNAL, "matvec_q8: 1 to 3 matrices in one launch");
+    MvArgs m;
+    m.w0 = static_cast<const uint8_t *>(w[0]);
+    m.n_rows = n_rows[0];
+    m.y = y[0];
+    if (count > 1) m.w2 = static_cast<const uint8_t *>(w[1]), m.n2 = n_rows[1], m.y2 = y[1];
+    if (count > 2) m.w3 = static_cast<const uint8_t *>(w[2]), m.n3 = n_rows[2], m.y3 = y[2];
+    m.row_bytes = row_bytes;
+    if (m.n_rows + m.n2 + m.n3 == 0) return;
+    const bool ok = dispatch_q8_type(type, [&](auto tag) { launch_v4_type<decltype(tag)::value>(m, n_cols, a, stream); });
+    TACTIC_CHECK(ok, TACTIC_ERR_INTERNAL, "matvec_q8: unsupported type");
+}
+
+void matvec_q8_prepare() {
+    for (uint32_t type : {TACTIC_TYPE_Q4_0, TACTIC_TYPE_Q4_1, TACTIC_TYPE_Q5_0, TACTIC_TYPE_Q5_1, TACTIC_TYPE_Q8_0,
+                          TACTIC_TYPE_Q4_K, TACTIC_TYPE_Q5_K, TACTIC_TYPE_Q6_K})
+        dispatch_q8_type(type, [](auto tag) {
+            constexpr int T = decltype(tag)::value;
+            v4_blocks_per_sm<T, 16, 3>();
+            if constexpr (fits_four_stages<T>()) v4_blocks_per_sm<T, 16, 4>();
+            v4_blocks_per_sm<T, 8, 3>();
+            v4_blocks_per_sm<T, 4, 3>();
+            v4_blocks_per_sm<T, 2, 3>();
+        });
+    sm_count();
+}
+
+void rms_norm_q8_dev(Q8Kind kind, const float *x, const float *w, int n, float eps, float *y, const Q8Act &a,
+                     cudaStream_t stream) {
+    rms_norm_q8_kernel<<<1, kNormQThreads, 0, stream>>>(x, w, n, eps, int(kind), y, a);
+}
+
+// ---- test hooks (cuda_backend.h): host buffers in and out ----------------------------
+
+namespace {
+struct DevQ8 {
+    DevBuf q, d, s;
+    explicit DevQ8(int64_t n)
+        : q(size_t(n)), d(sizeof(float) * size_t(n / 32 + 1)), s(sizeof(float) * size_t(n / 16 + 1)) {}
+    Q8Act act() const {
+        Q8Act a;
+        a.q = q.as<int8_t>(), a.d = d.as<float>(), a.s = s.as<float>();
+        return a;
+    }
+};
+}  // namespace
+
+void matvec_q8_epilogue(uint32_t type, const void *w0, const void *w1, size_t row_bytes, int64_t n_rows,
+                        int64_t n_cols, const float *x, int epi, float *y) {
+    require_device();
+    Q8Kind kind;
+    TACTIC_CHECK(matvec_q8_kind(type, n_cols, kind), TACTIC_ERR_UNSUPPORTED, "matvec_q8: unsupported type or width");
+    TACTIC_CHECK(epi >= 0 && epi <= 3, TACTIC_ERR_INVALID_ARGUMENT, "matvec_q8: epilogue must be 0..3");
+    const bool two = epi >= 2;
+    TACTIC_CHECK(!two || w1, TACTIC_ERR_INVALID_ARGUMENT, "matvec_q8: a gated epilogue needs w1");
+    const size_t w_bytes = row_bytes * size_t(n_rows);
+    DevBuf d_w0(w_bytes), d_w1(two ? w_bytes : 0), d_x(sizeof(float) * size_t(n_cols)),
+        d_y(sizeof(float) * size_t(n_rows));
+    d_w0.upload(w0, w_bytes);
+    if (two) d_w1.upload(w1, w_bytes);
+    d_x.upload(x, d_x.size());
+    if (epi == 1) d_y.upload(y, d_y.size());
+    else d_y.poison();
+    DevQ8 q(n_cols);
+    quantize_q8_dev(kind, d_x.as<float>(), n_cols, q.act(), 0);
+    matvec_q8_fused_dev(type, d_w0.as<uint8_t>(), two ? d_w1.as<uint8_t>() : nullptr, row_bytes, n_rows, n_cols,
+                        q.act(), MvEpilogue(epi), epi == 1 ? d_y.as<float>() : nullptr, d_y.as<float>(), 0);
+    check_launch("matvec_q8_v4_kernel");
+    d_y.download(y, d_y.size());
+}
+
+void rms_norm_q8(uint32_t type, const float *x, const float *w, int n, float eps, float *y, float *xq) {
+    require_device();
+    Q8Kind kind;
+    TACTIC_CHECK(matvec_q8_kind(type, n, kind), TACTIC_ERR_UNSUPPORTED, "rms_norm_q8: unsupported type or width");
+    DevBuf d_x(sizeof(float) * size_t(n)), d_w(w ? sizeof(float) * size_t(n) : 0), d_y(sizeof(float) * size_t(n));
+    d_x.upload(x, d_x.size());
+    if (w) d_w.upload(w, d_w.size());
+    d_y.poison();
+    DevQ8 q(n);
+    rms_norm_q8_dev(kind, d_x.as<float>(), w ? d_w.as<float>() : nullptr, n, eps, d_y.as<float>(), q.act(), 0);
+    check_launch("rms_norm_q8_kernel");
+    d_y.download(y, d_y.size());
+    // d * q per element (Q8_K: d per 256; Q8_0 / Q8_1: d per 32)
+    std::vector<int8_t> hq(static_cast<size_t>(n));
+    std::vector<float> hd(static_cast<size_t>(n / 32 + 1));
+    q.q.download(hq.data(), hq.size());
+    q.d.download(hd.data(), sizeof(float) * hd.size());
+    const int bs = kind == Q8Kind::K ? 256 : 32;
+    for (int i = 0; i < n; i++) xq[i] = hd[size_t(i / bs)] * float(hq[size_t(i)]);
 }
 
 }  // namespace cuda

@@ -5,6 +5,7 @@
 #include "cuda_backend.h"
 #include "cuda_ops.cuh"
 #include "cuda_util.cuh"
+#include "fused_ops.cuh"
 
 namespace tactic {
 namespace cuda {
@@ -17,19 +18,7 @@ constexpr int kNormThreads = 256;
 __global__ void __launch_bounds__(kNormThreads)
     rms_norm_kernel(const float *__restrict__ x, const float *__restrict__ w, int n, float eps,
                     float *__restrict__ y) {
-    const float *xr = x + int64_t(blockIdx.x) * n;
-    float *yr = y + int64_t(blockIdx.x) * n;
-    float ss = 0.f;
-    for (int i = threadIdx.x; i < n; i += kNormThreads) ss = fmaf(xr[i], xr[i], ss);
-    __shared__ float part[kNormThreads / 32];
-    ss = warp_sum(ss);
-    if (threadIdx.x % 32 == 0) part[threadIdx.x / 32] = ss;
-    __syncthreads();
-    float total = 0.f;
-#pragma unroll
-    for (int i = 0; i < kNormThreads / 32; i++) total += part[i];
-    const float scale = rsqrtf(total / float(n) + eps);
-    for (int i = threadIdx.x; i < n; i += kNormThreads) yr[i] = w ? xr[i] * scale * w[i] : xr[i] * scale;
+    rms_norm_row<kNormThreads>(x + int64_t(blockIdx.x) * n, w, n, eps, y + int64_t(blockIdx.x) * n);
 }
 
 struct RopeDev {

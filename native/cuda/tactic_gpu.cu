@@ -89,12 +89,12 @@ __global__ void __launch_bounds__(kScoreWarps * 32) cscore_kernel(TacticLayerDev
 // radix select (4 passes of 8 bits over the scores' order keys, histograms of weight)
 // gives the key T of the cluster where the running weight reaches `need` and the
 // weight `above` of the clusters scoring higher; those are in, and clusters at T are
-// taken by index while the weight is short. sel[c] |= chosen. keys and w are staged in
+// taken by index while the weight is short. sel[c * stride] |= chosen. keys and w are staged in
 // shared memory. Weights are int (tokens) or float (centroid mass: float sums make
 // the cut exact up to rounding).
 constexpr int kCopies = 16;  // copies of each histogram bin (see weighted_cut)
 template <class W>
-__device__ void weighted_cut(const uint32_t *keys, const W *w, int C, W need, uint8_t *sel, W *hist) {
+__device__ void weighted_cut(const uint32_t *keys, const W *w, int C, W need, uint8_t *sel, int stride, W *hist) {
     using Scan = cub::BlockScan<W, kSelThreads>;
     __shared__ typename Scan::TempStorage scan_tmp;
     // hist: 256 bins x kCopies copies (lane & 15), so that lanes of a warp whose clusters
@@ -158,6 +158,19 @@ __device__ void weighted_cut(const uint32_t *keys, const W *w, int C, W need, ui
         above = s_above;
         __syncthreads();
     }
+    // Clusters at T are taken in index order while the weight is short. With at most one
+    // of them (the usual case: scores rarely tie) that is the condition above < need, no
+    // scan; otherwise a block-wide scan of their weights in chunks of kSelThreads.
+    int n_eq = 0;
+    for (int c = tid; c < C; c += kSelThreads) n_eq += keys[c] == prefix ? 1 : 0;
+    const int eq_threads = __syncthreads_count(n_eq > 0);
+    if (eq_threads <= 1 && !__syncthreads_or(n_eq > 1)) {
+        for (int c = tid; c < C; c += kSelThreads) {
+            const uint32_t k = keys[c];
+            if (k > prefix || (k == prefix && above < need)) sel[int64_t(c) * stride] = 1;
+        }
+        return;
+    }
     W carry = 0;  // weight of the clusters at T with a lower index
     for (int c0 = 0; c0 < C; c0 += kSelThreads) {
         const int c = c0 + tid;
@@ -169,7 +182,7 @@ __device__ void weighted_cut(const uint32_t *keys, const W *w, int C, W need, ui
         }
         W excl = 0, agg = 0;
         Scan(scan_tmp).ExclusiveSum(eq, excl, agg);
-        if (c < C && (k > prefix || (k == prefix && above + carry + excl < need))) sel[c] = 1;
+        if (c < C && (k > prefix || (k == prefix && above + carry + excl < need))) sel[int64_t(c) * stride] = 1;
         carry += agg;
         __syncthreads();
     }
@@ -194,12 +207,13 @@ __global__ void __launch_bounds__(kSelThreads) select_kernel(TacticLayerDev L, c
     const int C = L.n_clusters[kvh];
     const int32_t *coff = L.coff + int64_t(kvh) * (L.cmax + 1);
     const float *cs = cscore + int64_t(h) * L.cmax;
-    uint8_t *sel = hsel + int64_t(h) * L.cmax;
+    // hsel is [n_head_kv][cmax][group]: the union reads a cluster's choices as one word
+    uint8_t *sel = hsel + int64_t(kvh) * L.cmax * group + (h - kvh * group);
     const int n = d_pos[0] + 1;
     const int total = C > 0 ? coff[C] - coff[0] : 0;
     const int need = frac > 0.f ? min(n, int(ceilf(frac * float(n)))) : kMinTokens;
     if (need >= total) {
-        for (int c = tid; c < C; c += kSelThreads) sel[c] = 1;
+        for (int c = tid; c < C; c += kSelThreads) sel[int64_t(c) * group] = 1;
         return;
     }
     float mx = -INFINITY;
@@ -207,12 +221,12 @@ __global__ void __launch_bounds__(kSelThreads) select_kernel(TacticLayerDev L, c
         const float v = cs[c];
         keys[c] = order_key(v);
         tok[c] = coff[c + 1] - coff[c];
-        sel[c] = 0;
+        sel[int64_t(c) * group] = 0;
         mx = fmaxf(mx, v);
     }
     __syncthreads();
     __shared__ uint32_t hist_raw[256 * kCopies];  // both cuts share it (int or float bins)
-    weighted_cut<int>(keys, tok, C, need, sel, reinterpret_cast<int *>(hist_raw));
+    weighted_cut<int>(keys, tok, C, need, sel, group, reinterpret_cast<int *>(hist_raw));
     if (frac > 0.f) return;
     // The mass cut: the top score (block max), the masses, their total and the target.
     using Reduce = cub::BlockReduce<float, kSelThreads>;
@@ -231,7 +245,8 @@ __global__ void __launch_bounds__(kSelThreads) select_kernel(TacticLayerDev L, c
     wsum = Reduce(red_tmp).Sum(wsum);
     if (tid == 0) s_total = wsum;
     __syncthreads();
-    weighted_cut<float>(keys, mass, C, (1.f - (1.f - p) * 0.25f) * s_total, sel, reinterpret_cast<float *>(hist_raw));
+    weighted_cut<float>(keys, mass, C, (1.f - (1.f - p) * 0.25f) * s_total, sel, group,
+                        reinterpret_cast<float *>(hist_raw));
 }
 
 size_t select_smem(int cmax) { return size_t(cmax) * 12; }
@@ -260,31 +275,50 @@ __global__ void __launch_bounds__(kSelThreads) union_kernel(TacticLayerDev L, co
     const int n_always = cb + (n - ce);
     for (int i = tid; i < n_always; i += kSelThreads) lst[i] = -1 - (i < cb ? i : ce + (i - cb));
     // Thread tid takes clusters tid * ITEMS .. + ITEMS (consecutive: the scan is in index order).
-    int sz[ITEMS], base[ITEMS], one[ITEMS];
+    // Every load is issued before any is used (one memory round trip, not ITEMS x group):
+    // a cluster's choices are group consecutive bytes of hsel ([n_head_kv][cmax][group]).
+    // Few arrays live at once (1024 threads leave 64 registers each): the scans run in place
+    // and a cluster's rows are recomputed from base.
+    int base[ITEMS + 1], off[ITEMS], idx[ITEMS];
+    uint32_t chosen = 0;  // bit i: cluster tid * ITEMS + i is in the union
+    const uint8_t *hs = hsel + int64_t(kvh) * L.cmax * group;
+#pragma unroll
+    for (int i = 0; i <= ITEMS; i++) {
+        const int c = tid * ITEMS + i;
+        base[i] = c <= C ? coff[c] : 0;
+    }
 #pragma unroll
     for (int i = 0; i < ITEMS; i++) {
         const int c = tid * ITEMS + i;
-        sz[i] = 0;
-        base[i] = 0;
+        bool s = false;
         if (c < C) {
-            bool s = false;
-            for (int h = 0; h < group; h++) s |= hsel[int64_t(kvh * group + h) * L.cmax + c] != 0;
-            base[i] = coff[c];
-            if (s) sz[i] = coff[c + 1] - base[i];
+            if (group == 4) {
+                s = *reinterpret_cast<const uint32_t *>(hs + int64_t(c) * 4) != 0u;
+            } else {
+                for (int h = 0; h < group; h++) s |= hs[int64_t(c) * group + h] != 0;
+            }
         }
-        one[i] = sz[i] > 0 ? 1 : 0;
+        if (s) chosen |= 1u << i;
     }
-    int off[ITEMS], idx[ITEMS], agg = 0, n_sel = 0;
-    Scan(scan_tmp).ExclusiveSum(sz, off, agg);
-    __syncthreads();
-    Scan(scan_tmp).ExclusiveSum(one, idx, n_sel);
+    auto rows = [&](int i) { return (chosen >> i) & 1u ? base[i + 1] - base[i] : 0; };
 #pragma unroll
-    for (int i = 0; i < ITEMS; i++)
-        if (sz[i] > 0) {
+    for (int i = 0; i < ITEMS; i++) {
+        off[i] = rows(i);
+        idx[i] = off[i] > 0 ? 1 : 0;
+    }
+    int agg = 0, n_sel = 0;
+    Scan(scan_tmp).ExclusiveSum(off, off, agg);
+    __syncthreads();
+    Scan(scan_tmp).ExclusiveSum(idx, idx, n_sel);
+#pragma unroll
+    for (int i = 0; i < ITEMS; i++) {
+        const int sz = rows(i);
+        if (sz > 0) {
             e_base[idx[i]] = base[i];
             e_off[idx[i]] = n_always + off[i];
-            e_sz[idx[i]] = sz[i];
+            e_sz[idx[i]] = sz;
         }
+    }
     if (tid == 0) {
         count[kvh] = n_always + agg;
         s_n_sel = n_sel;
@@ -530,6 +564,290 @@ __global__ void __launch_bounds__(kWarps * 32) attend_kernel(TacticLayerDev L, c
     }
 }
 
+// ---- D'. The streaming attention kernel (options().tactic_fused, the default) ----------
+// The same pieces as attend_kernel, but each warp streams its rows through shared memory:
+// stages of R = 2048 / D rows (4 KB of K and 4 KB of V), copied with cp.async kStreamStages
+// - 1 stages ahead of the one being used (the list codes one stage further still), so that
+// every warp keeps its next rows' loads in flight while it computes. After its partials,
+// the last block to finish a KV head (a counter per KV head) merges that head's partials
+// into out: no merge kernel.
+constexpr int kStreamWarps = 4;
+constexpr int kStreamStages = 3;
+constexpr int kNoRow = INT32_MIN;  // list code of a stage row past the piece's end
+
+size_t stream_smem(int D) { return size_t(kStreamWarps) * kStreamStages * 2 * 2048 * sizeof(__half); }
+
+// 16 bytes global -> shared, asynchronously where the GPU has cp.async (sm_80+); zeros
+// when !valid.
+__device__ __forceinline__ void copy16_async(__half *dst, const __half *src, bool valid) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    const unsigned d = unsigned(__cvta_generic_to_shared(dst));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(valid ? 16 : 0));
+#else
+    *reinterpret_cast<uint4 *>(dst) = valid ? *reinterpret_cast<const uint4 *>(src) : make_uint4(0, 0, 0, 0);
+#endif
+}
+__device__ __forceinline__ void copy_commit_group() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+template <int N>
+__device__ __forceinline__ void copy_wait_group() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+#endif
+}
+
+// The list range [r0, r1) of block bb when the total work tot is cut into nbe pieces.
+__device__ __forceinline__ int64_t piece_start(int64_t tot, int bb, int nbe) { return tot * bb / nbe; }
+
+// Does block bb's piece hold rows of [start, end)?
+__device__ __forceinline__ bool piece_touches(int64_t tot, int bb, int nbe, int64_t start, int64_t end) {
+    const int64_t a = piece_start(tot, bb, nbe), b = piece_start(tot, bb + 1, nbe);
+    return a < b && a < end && b > start;
+}
+
+template <int D, int G>
+__global__ void __launch_bounds__(kStreamWarps * 32) attend_stream_kernel(
+    TacticLayerDev L, const float *__restrict__ q, float scale, const int32_t *__restrict__ list,
+    const int32_t *__restrict__ count, float *__restrict__ part_acc, float *__restrict__ part_ml,
+    int32_t *__restrict__ done, int nb, float *__restrict__ out) {
+    constexpr int LPT = D / 8, TPW = 32 / LPT, R = 2048 / D, STEPS = R / TPW, CPL = R * LPT / 32;
+    constexpr int NT = kStreamWarps * 32, kMaxKv = 64;
+    static_assert(R <= 32 && CPL * 32 == R * LPT, "stage shape");
+    extern __shared__ uint4 stream_smem_raw[];
+    __half *smem = reinterpret_cast<__half *>(stream_smem_raw);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, slot = lane / LPT, dl = lane % LPT;
+    const int H = L.n_head, Hkv = L.n_head_kv, group = H / Hkv, b = blockIdx.x;
+    __shared__ int s_cnt[kMaxKv];
+    __shared__ float s_p[kStreamWarps][G][R];
+    __shared__ float s_m[kStreamWarps][G], s_l[kStreamWarps][G];
+    __shared__ int s_last;
+    for (int k = threadIdx.x; k < Hkv && k < kMaxKv; k += NT) s_cnt[k] = count[k];
+    __syncthreads();
+    auto cnt_of = [&](int k) { return k < kMaxKv ? s_cnt[k] : count[k]; };
+    int64_t tot = 0;
+    for (int k = 0; k < Hkv; k++) tot += cnt_of(k);
+    const int nbe = active_blocks(tot, nb);
+    const int64_t r0 = b < nbe ? piece_start(tot, b, nbe) : tot, r1 = b < nbe ? piece_start(tot, b + 1, nbe) : tot;
+    __half *wbuf = smem + warp * (kStreamStages * 2 * R * D);
+
+    int64_t start = 0;
+    for (int kvh = 0; kvh < Hkv; kvh++) {
+        const int cnt = cnt_of(kvh);
+        const int64_t kv_start = start;
+        const int s0 = int(max(r0, start) - start), s1 = int(min(r1, start + cnt) - start);
+        start += cnt;
+        const int h0 = kvh * group;
+        if (cnt == 0) {  // nothing to attend: no block touches this KV head, block 0 writes its zeros
+            if (b == 0)
+                for (int e = threadIdx.x; e < group * D; e += NT) out[int64_t(h0) * D + e] = 0.f;
+            continue;
+        }
+        if (s0 >= s1) continue;  // block-uniform
+        const int32_t *lst = list + int64_t(kvh) * L.n_ctx;
+        const __half *Kc = L.k_cache + int64_t(kvh) * L.n_ctx * D, *Vc = L.v_cache + int64_t(kvh) * L.n_ctx * D;
+        const __half *Ks = L.ks + int64_t(kvh) * L.cap * D, *Vs = L.vs + int64_t(kvh) * L.cap * D;
+        float qr[G][8], acc[G][8], m[G], l[G];
+#pragma unroll
+        for (int h = 0; h < G; h++) {
+            m[h] = -INFINITY;
+            l[h] = 0.f;
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                qr[h][i] = h < group ? q[int64_t(h0 + h) * D + dl * 8 + i] * scale : 0.f;
+                acc[h][i] = 0.f;
+            }
+        }
+        // This warp's stages: rows [s0 + (warp + kStreamWarps k) R, + R), k < n_k.
+        const int span = s1 - s0 - warp * R;
+        const int n_k = span > 0 ? (span + kStreamWarps * R - 1) / (kStreamWarps * R) : 0;
+        auto stage_row0 = [&](int k) { return s0 + (warp + kStreamWarps * k) * R; };
+        auto load_code = [&](int k) {  // lane r: the list code of row r of stage k
+            const int t = stage_row0(k) + lane;
+            return (k < n_k && lane < R && t < s1) ? lst[t] : kNoRow;
+        };
+        auto issue = [&](int code_reg, int st) {  // stage rows' K and V -> buffer st
+            __half *sk = wbuf + st * (2 * R * D), *sv = sk + R * D;
+#pragma unroll
+            for (int i = 0; i < CPL; i++) {
+                const int j = lane + 32 * i, row = j / LPT, col = j % LPT;
+                const int code = __shfl_sync(0xffffffffu, code_reg, row);
+                const bool valid = code != kNoRow;
+                const int64_t off = (valid ? int64_t(code >= 0 ? code : -1 - code) * D : 0) + col * 8;
+                copy16_async(sk + row * D + col * 8, (code >= 0 ? Ks : Kc) + off, valid);
+                copy16_async(sv + row * D + col * 8, (code >= 0 ? Vs : Vc) + off, valid);
+            }
+        };
+        int codes[kStreamStages];
+#pragma unroll
+        for (int i = 0; i < kStreamStages; i++) codes[i] = load_code(i);
+#pragma unroll
+        for (int i = 0; i < kStreamStages - 1; i++) {
+            if (i < n_k) issue(codes[i], i);
+            copy_commit_group();
+        }
+        int code_next = codes[kStreamStages - 1];
+        for (int k = 0; k < n_k; k++) {
+            copy_wait_group<kStreamStages - 2>();  // stage k's copies of this lane are done
+            __syncwarp();  // ... and of every lane; every lane is done with the buffer refilled next
+            const int kn = k + kStreamStages - 1;
+            if (kn < n_k) issue(code_next, kn % kStreamStages);
+            copy_commit_group();
+            code_next = load_code(kn + 1);
+            const int n_in = min(R, s1 - stage_row0(k));
+            const __half *sk = wbuf + (k % kStreamStages) * (2 * R * D) + dl * 8, *sv = sk + R * D;
+            // 1. scores, D / 8 lanes a row
+#pragma unroll
+            for (int s = 0; s < STEPS; s++) {
+                const int row = s * TPW + slot;
+                float kf[8];
+                h8_to_f(*reinterpret_cast<const uint4 *>(sk + row * D), kf);
+#pragma unroll
+                for (int h = 0; h < G; h++) {
+                    float d = 0.f;
+#pragma unroll
+                    for (int i = 0; i < 8; i++) d = fmaf(qr[h][i], kf[i], d);
+#pragma unroll
+                    for (int o = LPT / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+                    if (dl == 0) s_p[warp][h][row] = row < n_in ? d : -INFINITY;
+                }
+            }
+            __syncwarp();
+            // 2. online softmax, lane = row of the stage
+#pragma unroll
+            for (int h = 0; h < G; h++) {
+                const float sv_ = lane < R ? s_p[warp][h][lane] : -INFINITY;
+                const float m_new = fmaxf(m[h], warp_max(sv_));
+                const float alpha = expf(m[h] - m_new);
+                const float p = expf(sv_ - m_new);
+                l[h] = l[h] * alpha + warp_sum(p);
+                m[h] = m_new;
+                if (lane < R) s_p[warp][h][lane] = p;
+#pragma unroll
+                for (int i = 0; i < 8; i++) acc[h][i] *= alpha;
+            }
+            __syncwarp();
+            // 3. values
+#pragma unroll
+            for (int s = 0; s < STEPS; s++) {
+                const int row = s * TPW + slot;
+                float vf[8];
+                h8_to_f(*reinterpret_cast<const uint4 *>(sv + row * D), vf);
+#pragma unroll
+                for (int h = 0; h < G; h++) {
+                    const float p = s_p[warp][h][row];
+#pragma unroll
+                    for (int i = 0; i < 8; i++) acc[h][i] = fmaf(p, vf[i], acc[h][i]);
+                }
+            }
+            __syncwarp();  // s_p is rewritten by the next stage
+        }
+        copy_wait_group<0>();
+        // The token slots of a warp hold parts of the sum; then the warps are merged
+        // (their sums staged in the stream buffers, free once every warp is done).
+#pragma unroll
+        for (int h = 0; h < G; h++)
+#pragma unroll
+            for (int i = 0; i < 8; i++)
+#pragma unroll
+                for (int o = LPT; o < 32; o <<= 1) acc[h][i] += __shfl_xor_sync(0xffffffffu, acc[h][i], o);
+        __syncthreads();
+        float *s_acc = reinterpret_cast<float *>(smem);  // [kStreamWarps][G][D]
+        if (slot == 0) {
+#pragma unroll
+            for (int h = 0; h < G; h++)
+#pragma unroll
+                for (int i = 0; i < 8; i++) s_acc[(warp * G + h) * D + dl * 8 + i] = acc[h][i];
+        }
+        if (lane == 0) {
+#pragma unroll
+            for (int h = 0; h < G; h++) {
+                s_m[warp][h] = m[h];
+                s_l[warp][h] = l[h];
+            }
+        }
+        __syncthreads();
+        for (int e = threadIdx.x; e < group * D; e += NT) {
+            const int h = e / D, d = e % D;
+            float M = -INFINITY;
+#pragma unroll
+            for (int w = 0; w < kStreamWarps; w++) M = fmaxf(M, s_m[w][h]);
+            float A = 0.f, S = 0.f;
+            if (M != -INFINITY) {
+#pragma unroll
+                for (int w = 0; w < kStreamWarps; w++) {
+                    const float f = expf(s_m[w][h] - M);
+                    A = fmaf(f, s_acc[(w * G + h) * D + d], A);
+                    S = fmaf(f, s_l[w][h], S);
+                }
+            }
+            const int64_t row = int64_t(b) * H + h0 + h;
+            part_acc[row * D + d] = A;
+            if (d == 0) {
+                part_ml[row * 2] = M;
+                part_ml[row * 2 + 1] = S;
+            }
+        }
+        // E. The last block done with this KV head merges its partials (threadfence
+        // reduction: partials visible device-wide before the counter says so).
+        __threadfence();
+        __syncthreads();
+        const int64_t kv_end = kv_start + cnt;
+        const int b_lo = max(0, int(kv_start * nbe / tot) - 2), b_hi = min(nbe, int(kv_end * nbe / tot) + 3);
+        if (threadIdx.x == 0) {
+            int need = 0;
+            for (int bb = b_lo; bb < b_hi; bb++) need += piece_touches(tot, bb, nbe, kv_start, kv_end) ? 1 : 0;
+            s_last = atomicAdd(&done[kvh], 1) == need - 1;
+        }
+        __syncthreads();
+        if (s_last) {
+            __threadfence();
+            // The blocks that worked on this KV head are consecutive; each thread combines 4
+            // dimensions of one head over them, 8 blocks' partials loaded before any is used.
+            int bt0 = b_lo;
+            while (bt0 < b_hi && !piece_touches(tot, bt0, nbe, kv_start, kv_end)) bt0++;
+            int bt1 = bt0;
+            while (bt1 < b_hi && piece_touches(tot, bt1, nbe, kv_start, kv_end)) bt1++;
+            constexpr int D4 = D / 4;
+            for (int e = threadIdx.x; e < group * D4; e += NT) {
+                const int h = e / D4, d4 = e % D4;
+                float M = -INFINITY, S = 0.f;
+                float4 A = make_float4(0.f, 0.f, 0.f, 0.f);
+                for (int bb0 = bt0; bb0 < bt1; bb0 += 8) {
+                    float mb[8], lb[8];
+                    float4 ab[8];
+#pragma unroll
+                    for (int u = 0; u < 8; u++) {
+                        const int bb = bb0 + u < bt1 ? bb0 + u : bt0;
+                        const int64_t row = int64_t(bb) * H + h0 + h;
+                        mb[u] = bb0 + u < bt1 ? __ldcg(part_ml + row * 2) : -INFINITY;
+                        lb[u] = __ldcg(part_ml + row * 2 + 1);
+                        ab[u] = __ldcg(reinterpret_cast<const float4 *>(part_acc + row * D) + d4);
+                    }
+#pragma unroll
+                    for (int u = 0; u < 8; u++) {
+                        if (mb[u] == -INFINITY) continue;
+                        const float Mn = fmaxf(M, mb[u]), fa = expf(M - Mn), fb = expf(mb[u] - Mn);
+                        A.x = fmaf(ab[u].x, fb, A.x * fa);
+                        A.y = fmaf(ab[u].y, fb, A.y * fa);
+                        A.z = fmaf(ab[u].z, fb, A.z * fa);
+                        A.w = fmaf(ab[u].w, fb, A.w * fa);
+                        S = fmaf(lb[u], fb, S * fa);
+                        M = Mn;
+                    }
+                }
+                const float inv = S > 0.f ? 1.f / S : 0.f;
+                *reinterpret_cast<float4 *>(out + int64_t(h0 + h) * D + 4 * d4) =
+                    make_float4(A.x * inv, A.y * inv, A.z * inv, A.w * inv);
+            }
+            if (threadIdx.x == 0) done[kvh] = 0;  // ready for the next step (graph replays)
+        }
+        __syncthreads();  // s_acc (the stream buffers), s_p and s_last are reused by the next KV head
+    }
+}
+
 // E. out[h] = sum_b e^(m_b - M) acc_b / sum_b e^(m_b - M) l_b over the blocks that
 // worked on head h's KV head (found from the counts, as the attention kernel cut them).
 // The blocks' rows are read in parallel (a loop of dependent L2 reads would cost more
@@ -626,20 +944,41 @@ void attend_dg(const TacticLayerDev &L, const TacticStepArgs &a, const TacticSte
                                                                      b.part_ml, b.n_blocks);
 }
 
+template <int D, int G>
+void attend_stream_dg(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
+    attend_stream_kernel<D, G><<<unsigned(b.n_blocks), kStreamWarps * 32, stream_smem(D), s>>>(
+        L, a.q, a.scale, b.list, b.count, b.part_acc, b.part_ml, b.done, b.n_blocks, a.out);
+}
+
 template <int D>
 void attend_d(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
+    const bool fused = options().tactic_fused != 0;
     switch (g_of(L.n_head / L.n_head_kv)) {
-        case 1: attend_dg<D, 1>(L, a, b, s); break;
-        case 2: attend_dg<D, 2>(L, a, b, s); break;
-        case 4: attend_dg<D, 4>(L, a, b, s); break;
-        default: attend_dg<D, 8>(L, a, b, s); break;
+        case 1: fused ? attend_stream_dg<D, 1>(L, a, b, s) : attend_dg<D, 1>(L, a, b, s); break;
+        case 2: fused ? attend_stream_dg<D, 2>(L, a, b, s) : attend_dg<D, 2>(L, a, b, s); break;
+        case 4: fused ? attend_stream_dg<D, 4>(L, a, b, s) : attend_dg<D, 4>(L, a, b, s); break;
+        default: fused ? attend_stream_dg<D, 8>(L, a, b, s) : attend_dg<D, 8>(L, a, b, s); break;
     }
+}
+
+// The stream kernels' shared memory beyond the default 48 KB.
+template <int D>
+void stream_attrs() {
+    const int smem = int(stream_smem(D));
+    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 4>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 8>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
 }
 
 template <int D, int G>
 int occupancy() {
     int n = 0;
-    TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attend_kernel<D, G>, kWarps * 32, 0));
+    if (options().tactic_fused)
+        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attend_stream_kernel<D, G>, kStreamWarps * 32,
+                                                                stream_smem(D)));
+    else
+        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attend_kernel<D, G>, kWarps * 32, 0));
     return std::max(1, n);
 }
 
@@ -656,6 +995,7 @@ int occupancy_g(int group) {
 }  // namespace
 
 int tactic_attn_blocks(int head_dim, int group) {
+    tactic_init_kernels();  // the stream kernels' shared memory, before asking how many fit
     const int occ = head_dim == 64 ? occupancy_g<64>(group) : head_dim == 128 ? occupancy_g<128>(group)
                                                                                : occupancy_g<256>(group);
     return occ * sm_count();
@@ -716,6 +1056,9 @@ void tactic_init_kernels() {
     TACTIC_CU(cudaFuncSetAttribute(union_kernel<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     TACTIC_CU(cudaFuncSetAttribute(union_kernel<8>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     TACTIC_CU(cudaFuncSetAttribute(union_kernel<16>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    stream_attrs<64>();
+    stream_attrs<128>();
+    stream_attrs<256>();
 }
 
 void tactic_attend_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
@@ -727,6 +1070,7 @@ void tactic_attend_dev(const TacticLayerDev &L, const TacticStepArgs &a, const T
 }
 
 void tactic_merge_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
+    if (options().tactic_fused) return;  // the stream kernel merged already
     merge_kernel<<<unsigned(L.n_head), kMergeThreads, 0, s>>>(L, b.count, b.part_acc, b.part_ml, b.n_blocks, a.out);
 }
 
@@ -860,6 +1204,9 @@ void tactic_step_host(const TacticStepHost &in) {
     DevBuf d_list(sizeof(int32_t) * size_t(Hkv) * in.n_ctx), d_count(sizeof(int32_t) * size_t(Hkv));
     DevBuf d_pacc(sizeof(float) * size_t(bufs.n_blocks) * H * D), d_pml(sizeof(float) * size_t(bufs.n_blocks) * H * 2);
     DevBuf d_q(sizeof(float) * size_t(H) * D), d_out(sizeof(float) * size_t(H) * D), d_pos(sizeof(int32_t));
+    DevBuf d_done(sizeof(int32_t) * size_t(Hkv));
+    TACTIC_CU(cudaMemset(d_done.as<void>(), 0, d_done.size()));
+    bufs.done = d_done.as<int32_t>();
     bufs.cscore = d_cscore.as<float>();
     bufs.hsel = d_hsel.as<uint8_t>();
     bufs.list = d_list.as<int32_t>();
@@ -901,10 +1248,14 @@ void tactic_step_host(const TacticStepHost &in) {
         return exec;
     };
 
-    // The result: the whole step replayed once from a graph (as the decode graph will).
+    // The result: the whole step replayed from a graph (as the decode graph will), twice,
+    // the output poisoned in between: the second replay's must be whole again (the
+    // attention's per-KV-head counters are back to zero after a step).
     {
         cudaGraphExec_t exec = capture(kStages - 1, 1);
-        const cudaError_t e = cudaGraphLaunch(exec, st);
+        cudaError_t e = cudaGraphLaunch(exec, st);
+        if (e == cudaSuccess) e = cudaMemsetAsync(d_out.as<void>(), 0xff, d_out.size(), st);
+        if (e == cudaSuccess) e = cudaGraphLaunch(exec, st);
         const cudaError_t e2 = cudaStreamSynchronize(st);
         cudaGraphExecDestroy(exec);
         TACTIC_CU(e);
@@ -930,6 +1281,10 @@ void tactic_step_host(const TacticStepHost &in) {
     TACTIC_CU(cudaEventCreate(&e0));
     TACTIC_CU(cudaEventCreate(&e1));
     for (int stage = 0; stage < kStages; stage++) {
+        if (stage == 4 && options().tactic_fused) {  // merged inside the attention: nothing to time
+            in.stage_ms[stage] = 0.0;
+            continue;
+        }
         cudaGraphExec_t exec = capture(stage, copies);
         TACTIC_CU(cudaGraphLaunch(exec, st));  // warm-up
         std::vector<float> per_step;

@@ -14,7 +14,8 @@
 // fraction f), or until their centroid mass reaches 1 - (1 - P) / 4 of the total (P);
 // C. per KV head the union of its query heads' clusters, expanded to a
 // row list (the always-attended tokens first); D. sparse attention over the lists, the
-// total work cut into equal pieces whatever each KV head's share; E. merge per head.
+// total work cut into equal pieces whatever each KV head's share; E. merge per head (by
+// default inside D: its last block per KV head; options().tactic_fused).
 #pragma once
 
 #include <cuda_fp16.h>
@@ -38,11 +39,12 @@ struct TacticLayerDev {
 // Scratch of one step (shared by all layers: the step of a layer ends before the next).
 struct TacticStepBufs {
     float *cscore = nullptr;     // [n_head][cmax]
-    uint8_t *hsel = nullptr;     // [n_head][cmax]: cluster chosen by this query head
+    uint8_t *hsel = nullptr;     // [n_head_kv][cmax][group]: cluster chosen by query head h0 + j of the group
     int32_t *list = nullptr;     // [n_head_kv][n_ctx]: row >= 0 of ks/vs, or -1 - position in the cache
     int32_t *count = nullptr;    // [n_head_kv]: entries of list
     float *part_acc = nullptr;   // [n_blocks][n_head][D]
     float *part_ml = nullptr;    // [n_blocks][n_head][2]
+    int32_t *done = nullptr;     // [n_head_kv]: blocks done with a KV head this step (zero between steps)
     int n_blocks = 0;            // attention blocks (the work is cut into at most this many pieces)
 };
 

@@ -33,6 +33,16 @@ TACTIC_API tactic_status tactic_bench_matmul(int32_t type, const void *w, size_t
                                              int64_t n, const float *x, int64_t n_tokens, float *y,
                                              int32_t impl, int32_t n_threads, int32_t n_iter,
                                              double *seconds);
+/* Research knobs of the CPU decode matmuls (process-wide; for benchmarks): "decode_prefetch_bytes"
+ * (software prefetch distance of the tiles, 0 = none), "decode_prefetch_hint" (0 T0, 1 T1,
+ * 2 T2, 3 NTA), "huge_pages" (1: repacked weight copies ask for 2 MB pages; applies to
+ * copies made afterwards), "attn_prefetch_l2" (1: decode attention prefetches K/V into L2). TACTIC_ERR_INVALID_ARGUMENT for an unknown name or value. */
+TACTIC_API tactic_status tactic_cpu_set_option(const char *name, int64_t value);
+/* Benchmark hook: the time of one streaming read of `bytes` bytes of a buffer this call
+ * allocates as repacked weights are (weight_memory.h), split in n_threads contiguous
+ * parts: the bandwidth ceiling the decode matmuls are measured against. */
+TACTIC_API tactic_status tactic_bench_stream_read(size_t bytes, int32_t n_threads, int32_t n_iter,
+                                                  double *seconds);
 /* Test hook: the activation row x[n] quantized to weight_type's vec_dot type (Q8_0,
  * Q8_1, Q8_K, F16, ...), as matmul does it, by impl (as tactic_vec_dot). */
 TACTIC_API tactic_status tactic_bench_quantize_activation(int32_t weight_type, const float *x, int64_t n,
@@ -158,7 +168,13 @@ TACTIC_API tactic_status tactic_bench_tactic_dots(const float *Q, int32_t g, con
  * 0 = default), "attn_splits" (splits of the token range per KV head; 0 = automatic),
  * "attn_prefetch" (1: L2 prefetch of upcoming K/V rows; 0 = default, off), "prefill_mma"
  * (prefill attention: 0 FMA, 1 WMMA, 2 mma.sync, the default), "prefill_rows" (query rows
- * a block of the mma.sync kernel: 64 or 128; 0 = default). */
+ * a block of the mma.sync kernel: 64 or 128; 0 = default),
+ * "matvec_q8_kernel" (the 8-bit-activation matvec: 4 = default, each warp's copies
+ * pipelined across its rows; 3 = the earlier kernel; with it "matvec_rows" 2 selects two
+ * stages, with 4 "matvec_rows" 4 selects four), "decode_fuse" (1 = default: the decode
+ * step fuses RMSNorm + activation quantization, residual adds and the gated activation
+ * into neighbouring kernels; 2: also wq, wk, wv of one type in one launch; 0: separate
+ * kernels). */
 TACTIC_API tactic_status tactic_cuda_set_option(const char *name, int64_t value);
 /* Milliseconds per launch of the last timed kernel (median), or -1. */
 TACTIC_API double tactic_cuda_last_ms(void);
@@ -169,6 +185,18 @@ TACTIC_API tactic_status tactic_cuda_dequantize(int32_t type, const void *src, s
 TACTIC_API tactic_status tactic_cuda_matvec(int32_t type, const void *w, size_t w_size,
                                             int64_t n_rows, int64_t n_cols, const float *x,
                                             float *y);
+/* The decode matvec on 8-bit activations (the v4 kernel) with its fused epilogue: epi 0
+ * y = W0 x; 1: y += W0 x (y holds the residual on entry); 2 / 3: y = silu / gelu-tanh(W0 x)
+ * * (W1 x), W1 of W0's type and size (w_size bytes each). Options "matvec_q8_kernel" (3:
+ * the earlier kernel, 4: the default) and "decode_fuse" (0: decode runs unfused) pick what
+ * the decode step runs. */
+TACTIC_API tactic_status tactic_cuda_matvec_q8_epilogue(int32_t type, const void *w0, const void *w1,
+                                                        size_t w_size, int64_t n_rows, int64_t n_cols,
+                                                        const float *x, int32_t epi, float *y);
+/* Decode's fused RMSNorm + activation quantization (one row of n): y as tactic_cuda_rms_norm,
+ * xq[i] = d * q of y quantized for weights of `type` (Q8_K / Q8_0 / Q8_1 blocks). */
+TACTIC_API tactic_status tactic_cuda_rms_norm_q8(int32_t type, const float *x, const float *w, int32_t n,
+                                                 float eps, float *y, float *xq);
 /* y[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w (w may be NULL), n_rows rows of n. */
 TACTIC_API tactic_status tactic_cuda_rms_norm(const float *x, const float *w, int64_t n_rows,
                                               int32_t n, float eps, float *y);
@@ -228,7 +256,9 @@ TACTIC_API tactic_status tactic_cuda_prefill_attention(const float *q, int32_t n
  * bench_iters > 0, milliseconds per step of the centroid scores, the per-head cut, the
  * GQA union list, the sparse attention, the merge and the whole step, each replayed
  * from a CUDA graph over rotating copies of the layer (stage_ms[6] = copies; options
- * "tactic_copies" and "tactic_blocks" fix the copies and the attention blocks). */
+ * "tactic_copies" and "tactic_blocks" fix the copies and the attention blocks;
+ * "tactic_fused" 1, the default: the attention kernel merges the heads itself and the
+ * merge stage is empty; 0: the earlier attention kernel and a separate merge). */
 typedef struct {
     int32_t n_head, n_head_kv, head_dim, n_ctx;
     int32_t n_tokens;      /* cached tokens, the new one included (1 .. n_ctx) */

@@ -99,22 +99,30 @@ void Model::pack_for_cpu() const {
         if (kernel_impl() != 3) return;
         // The Model is never const itself (from_gguf makes it); contexts see it const.
         Model &self = const_cast<Model &>(*this);
-        std::map<const void *, const void *> done;  // a tied output shares token_embd's bytes
-        auto pack = [&](Tensor &t) {
-            if (!t || t.ne1 <= 1 || !can_repack(t.type)) return;
-            auto it = done.find(t.data);
-            if (it == done.end()) {
-                const size_t bytes = size_t(t.ne1) * t.row_bytes;
-                packed_.emplace_back(new uint8_t[bytes]);
-                repack_rows(t.type, t.ne0, t.ne1, t.data, t.row_bytes, packed_.back().get());
-                it = done.emplace(t.data, packed_.back().get()).first;
-            }
-            t.packed = it->second;
-        };
-        pack(self.output);
-        pack(self.tok_embd);
+        // A tied output shares token_embd's bytes: each distinct tensor once, all in one
+        // block (decode streams them every token: huge pages, weight_memory.h).
+        std::vector<Tensor *> todo;
+        for (Tensor *t : {&self.output, &self.tok_embd}) todo.push_back(t);
         for (LayerWeights &L : self.layers)
-            for (Tensor *t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) pack(*t);
+            for (Tensor *t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) todo.push_back(t);
+        std::map<const void *, size_t> offset;
+        size_t total = 0;
+        for (Tensor *t : todo) {
+            if (!*t || t->ne1 <= 1 || !can_repack(t->type) || offset.count(t->data)) continue;
+            offset.emplace(t->data, total);
+            total += (size_t(t->ne1) * t->row_bytes + 63) / 64 * 64;
+        }
+        if (total == 0) return;
+        packed_ = alloc_weight_copy(total);
+        std::map<const void *, bool> done;
+        for (Tensor *t : todo) {
+            auto it = offset.find(t->data);
+            if (!*t || it == offset.end()) continue;
+            uint8_t *dst = packed_.get() + it->second;
+            if (!done[t->data]) repack_rows(t->type, t->ne0, t->ne1, t->data, t->row_bytes, dst);
+            done[t->data] = true;
+            t->packed = dst;
+        }
     });
 }
 

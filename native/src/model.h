@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "arch.h"
+#include "cpu/weight_memory.h"
 
 namespace tactic {
 
@@ -52,7 +53,7 @@ struct Model {
 
 private:
     mutable std::once_flag pack_once_;
-    mutable std::vector<std::unique_ptr<uint8_t[]>> packed_;
+    mutable WeightCopy packed_;  // every repacked tensor, one huge-page backed block
 };
 
 }  // namespace tactic

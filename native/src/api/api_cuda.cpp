@@ -140,6 +140,36 @@ TACTIC_API tactic_status tactic_cuda_matvec(int32_t type, const void *w, size_t 
     });
 }
 
+TACTIC_API tactic_status tactic_cuda_matvec_q8_epilogue(int32_t type, const void *w0, const void *w1, size_t w_size,
+                                                        int64_t n_rows, int64_t n_cols, const float *x, int32_t epi,
+                                                        float *y) {
+    return guard([&] {
+        TACTIC_REQUIRE_ARG(w0 && x && y, "matvec_q8_epilogue: w0, x and y must not be NULL");
+        TACTIC_REQUIRE_ARG(epi >= 0 && epi <= 3, "matvec_q8_epilogue: epi must be 0, 1, 2 or 3");
+        TACTIC_REQUIRE_ARG(epi < 2 || w1, "matvec_q8_epilogue: epi 2 and 3 need w1");
+#ifdef TACTIC_HAVE_CUDA
+        size_t row_bytes = 0;
+        check_rows(type, w_size, n_rows, n_cols, "matvec_q8_epilogue", &row_bytes);
+        tactic::cuda::matvec_q8_epilogue(uint32_t(type), w0, w1, row_bytes, n_rows, n_cols, x, epi, y);
+#else
+        no_cuda();
+#endif
+    });
+}
+
+TACTIC_API tactic_status tactic_cuda_rms_norm_q8(int32_t type, const float *x, const float *w, int32_t n, float eps,
+                                                 float *y, float *xq) {
+    return guard([&] {
+        TACTIC_REQUIRE_ARG(x && y && xq, "rms_norm_q8: x, y and xq must not be NULL");
+        TACTIC_REQUIRE_ARG(n > 0 && eps >= 0.f, "rms_norm_q8: n must be > 0 and eps >= 0");
+#ifdef TACTIC_HAVE_CUDA
+        tactic::cuda::rms_norm_q8(uint32_t(type), x, w, n, eps, y, xq);
+#else
+        no_cuda();
+#endif
+    });
+}
+
 TACTIC_API tactic_status tactic_cuda_rms_norm(const float *x, const float *w, int64_t n_rows, int32_t n, float eps,
                                               float *y) {
     return guard([&] {

@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "../cpu/matmul.h"
+#include "../cpu/weight_memory.h"
+#include "../threadpool.h"
 #include "../quant.h"
 #include "guard.h"
 #include "tactic_internal.h"  // defines hooks declared there
@@ -134,11 +136,11 @@ TACTIC_API tactic_status tactic_bench_matmul(int32_t type, const void *w, size_t
         W.row_bytes = row_bytes;
         // impl 3: the weights repacked as a model's are at load; impl 0 keeps them as
         // stored (on an AVX-512 CPU: the tiles that gather each group instead)
-        std::vector<uint8_t> packed;
+        tactic::WeightCopy packed;
         if (impl == 3 && tactic::can_repack(uint32_t(type))) {
-            packed.resize(row_bytes * size_t(rows));
-            tactic::repack_rows(uint32_t(type), n, rows, w, row_bytes, packed.data());
-            W.packed = packed.data();
+            packed = tactic::alloc_weight_copy(row_bytes * size_t(rows));
+            tactic::repack_rows(uint32_t(type), n, rows, w, row_bytes, packed.get());
+            W.packed = packed.get();
         }
         tactic::ThreadPool pool(n_threads > 0 ? n_threads : tactic::ThreadPool::hardware_threads());
         std::vector<uint8_t> scratch;
@@ -146,6 +148,48 @@ TACTIC_API tactic_status tactic_bench_matmul(int32_t type, const void *w, size_t
         const auto start = std::chrono::steady_clock::now();
         for (int i = 0; i < iters; i++) tactic::matmul(W, x, n, n_tokens, y, rows, pool, scratch, impl);
         const std::chrono::duration<double> dt = std::chrono::steady_clock::now() - start;
+        if (seconds) *seconds = dt.count() / iters;
+    });
+}
+
+TACTIC_API tactic_status tactic_cpu_set_option(const char *name, int64_t value) {
+    return tactic::guard([&] {
+        TACTIC_REQUIRE_ARG(name, "cpu_set_option: name must not be NULL");
+        TACTIC_REQUIRE_ARG(tactic::set_cpu_option(name, value),
+                           std::string("cpu_set_option: unknown option or value '") + name + "' = " + std::to_string(value));
+    });
+}
+
+TACTIC_API tactic_status tactic_bench_stream_read(size_t bytes, int32_t n_threads, int32_t n_iter, double *seconds) {
+    return tactic::guard([&] {
+        TACTIC_REQUIRE_ARG(bytes >= 4096 && bytes <= (size_t(1) << 34) && n_threads >= 0 && n_threads <= 256,
+                           "bench_stream_read: bytes or n_threads out of range");
+        tactic::WeightCopy buf = tactic::alloc_weight_copy(bytes);
+        std::memset(buf.get(), 1, bytes);
+        tactic::ThreadPool pool(n_threads > 0 ? n_threads : tactic::ThreadPool::hardware_threads());
+        const int64_t words = int64_t(bytes / 64) * 8, parts = pool.size();
+        const uint64_t *p = reinterpret_cast<const uint64_t *>(buf.get());
+        std::vector<uint64_t> sums(size_t(parts) * 8, 0);
+        auto read_once = [&] {
+            pool.parallel_for(parts, 1, [&](int64_t b, int64_t e) {
+                for (int64_t part = b; part < e; part++) {
+                    uint64_t s[8] = {};
+                    const int64_t w0 = words / parts * part / 8 * 8;
+                    const int64_t w1 = part + 1 == parts ? words : words / parts * (part + 1) / 8 * 8;
+                    for (int64_t i = w0; i < w1; i += 8)
+                        for (int k = 0; k < 8; k++) s[k] += p[i + k];
+                    for (int k = 0; k < 8; k++) sums[size_t(part) * 8 + k] += s[k];
+                }
+            });
+        };
+        read_once();
+        const int iters = n_iter > 0 ? n_iter : 1;
+        const auto start = std::chrono::steady_clock::now();
+        for (int i = 0; i < iters; i++) read_once();
+        const std::chrono::duration<double> dt = std::chrono::steady_clock::now() - start;
+        uint64_t all = 0;
+        for (uint64_t v : sums) all += v;
+        TACTIC_CHECK(all != 0, TACTIC_ERR_INTERNAL, "bench_stream_read: nothing read");
         if (seconds) *seconds = dt.count() / iters;
     });
 }

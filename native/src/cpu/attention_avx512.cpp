@@ -27,6 +27,7 @@
 
 #include "../simd_avx512.h"
 #include "key_map.h"
+#include "weight_memory.h"
 
 namespace tactic {
 
@@ -156,7 +157,7 @@ inline void transpose_quad(const uint16_t *const *k, int d0, float *T) {
 // Meanwhile the kKeys rows listed in pf (f16 rows of D) are prefetched, spread over
 // the D/16 steps: the next keys and values stream in while these are scored.
 template <int NG>
-void scores_few(const float *Qr, const uint16_t *const *k, int D, float *Sc, const uint16_t *const *pf) {
+void scores_few(const float *Qr, const uint16_t *const *k, int D, float *Sc, const uint16_t *const *pf, bool to_l2) {
     alignas(64) float T[kQuads * 64];
     const int pf_rows = std::max(1, kKeys * 16 / D), pf_lines = D / 32;  // a step's rows; 64-byte lines a row
     __m512 acc[NG][kQuads];
@@ -164,7 +165,11 @@ void scores_few(const float *Qr, const uint16_t *const *k, int D, float *Sc, con
         for (int i = 0; i < kQuads; i++) acc[g][i] = _mm512_setzero_ps();
     for (int d0 = 0; d0 < D; d0 += 16) {
         for (int r = d0 / 16 * pf_rows; r < std::min(kKeys, (d0 / 16 + 1) * pf_rows); r++)
-            for (int l = 0; l < pf_lines; l++) _mm_prefetch(reinterpret_cast<const char *>(pf[r] + 32 * l), _MM_HINT_T0);
+            for (int l = 0; l < pf_lines; l++) {
+                const char *line = reinterpret_cast<const char *>(pf[r] + 32 * l);
+                if (to_l2) _mm_prefetch(line, _MM_HINT_T1);
+                else _mm_prefetch(line, _MM_HINT_T0);
+            }
 #pragma GCC unroll 8
         for (int i = 0; i < kQuads; i++) transpose_quad(k + 4 * i, d0, T + 64 * i);
 #pragma GCC unroll 16
@@ -362,6 +367,8 @@ void attend_block_avx512(const float *q, int64_t q_stride, int nt, int group, in
             }
         };
         rows(K, t_first, b.knext), rows(K, t_first + kKeys, b.kfar), rows(V, t_first, b.vnext);
+        // the next tiles (64 KB at D = 256) would not fit in L1 beside this one's
+        const bool to_l2 = decode_streaming().attn_prefetch_l2;
         for (int j0 = t_first; j0 < jhi; j0 += kKeys) {
             const int kn = std::min(kKeys, jhi - j0), kn4 = (kn + 3) / 4 * 4;
             std::swap(b.krow, b.knext), std::swap(b.knext, b.kfar), std::swap(b.vrow, b.vnext);
@@ -370,9 +377,9 @@ void attend_block_avx512(const float *q, int64_t q_stride, int nt, int group, in
                 // the first half fetches the next tile's values, the second the keys of the one after
                 const uint16_t *const *pf = j == 0 ? b.vnext.data() : b.kfar.data();
                 if (NG == 1)
-                    scores_few<1>(b.qr.data(), b.krow.data() + j, D, b.sc.data() + j, pf);
+                    scores_few<1>(b.qr.data(), b.krow.data() + j, D, b.sc.data() + j, pf, to_l2);
                 else
-                    scores_few<2>(b.qr.data(), b.krow.data() + j, D, b.sc.data() + j, pf);
+                    scores_few<2>(b.qr.data(), b.krow.data() + j, D, b.sc.data() + j, pf, to_l2);
             }
             online_softmax_few(b, R, j0, kn4, b.sc.data());
             for (int r0 = 0; r0 < R; r0 += 4)

@@ -6,16 +6,17 @@
 //   vec_dot_avx2.cpp, 64 elements a zmm: the exact i16 products of vpmaddubsw are
 //   multiply-accumulated with their sub-block scales by vpdpwssd (two instructions per
 //   64 elements and token instead of six per 32).
-// - Legacy types (Q4_0 ... Q5_1), prefill: the regrouped tiles below (16 blocks side by
-//   side, one scale multiply per 16 blocks). Their decode (one token) keeps the AVX2
-//   kernels: a two-blocks-a-zmm version measured no faster there, each block's f16
-//   scales and horizontal sum costing more than the multiply. Float rows keep AVX2 too.
+// - Legacy types (Q4_0 ... Q5_1), prefill and decode: the regrouped tiles below (16
+//   blocks side by side, one scale multiply per 16 blocks) on weights repacked at load;
+//   in decode a row's short last group goes four rows a vector (tail_quad). Float rows
+//   keep AVX2.
 // Integer sums are exact, so results differ from the scalar path only by the order of
 // the float additions.
 #include <immintrin.h>
 
 #include <cstring>
 
+#include "../cpu/weight_memory.h"
 #include "blocks.h"
 
 namespace tactic {
@@ -34,13 +35,24 @@ inline __m256i load256(const void *p) { return _mm256_loadu_si256(static_cast<co
 inline __m512i load512(const void *p) { return _mm512_loadu_si512(p); }
 // Few tokens (decode): every weight byte streams from DRAM once, and the hardware
 // prefetcher alone left a core at about half its read bandwidth (the Q8_0 output
-// projection: 6 of 12.5 GB/s). The tiles ask for the bytes kPrefetchBytes past the rows
-// they start on (past the tile's end too: those are the next chunk's).
+// projection: 6 of 12.5 GB/s). The tiles ask for the bytes a distance past the rows
+// they start on (past the tile's end too: those are the next chunk's), into L2.
+// The distance and hint are decode_streaming()'s (cpu/weight_memory.h).
 constexpr int kPrefetchMaxTokens = 4;
-constexpr size_t kPrefetchBytes = 12 * 1024;
+template <_mm_hint kHint>
+inline void prefetch_lines(const uint8_t *p, size_t bytes) {
+    for (size_t off = 0; off < bytes; off += 64) _mm_prefetch(reinterpret_cast<const char *>(p + off), kHint);
+}
 inline void prefetch_ahead(const uint8_t *rows, size_t bytes) {
-    const uint8_t *ahead = rows + kPrefetchBytes;
-    for (size_t off = 0; off < bytes; off += 64) _mm_prefetch(reinterpret_cast<const char *>(ahead + off), _MM_HINT_T0);
+    const DecodeStreaming &ds = decode_streaming();
+    if (ds.prefetch_bytes == 0) return;
+    const uint8_t *ahead = rows + ds.prefetch_bytes;
+    switch (ds.prefetch_hint) {
+        case 0: return prefetch_lines<_MM_HINT_T0>(ahead, bytes);
+        case 1: return prefetch_lines<_MM_HINT_T1>(ahead, bytes);
+        case 2: return prefetch_lines<_MM_HINT_T2>(ahead, bytes);
+        default: return prefetch_lines<_MM_HINT_NTA>(ahead, bytes);
+    }
 }
 
 inline float hsum512(__m512 v) {
@@ -66,11 +78,6 @@ inline void k4_scales_mins(const uint8_t *s, uint8_t sm[16]) {
     std::memcpy(sm, u, 16);
 }
 
-// i16 lanes 0..15 = s0, 16..31 = s1 (one scale per 32 elements of a zmm).
-inline __m512i scale_pair16(int s0, int s1) {
-    return _mm512_inserti64x4(_mm512_set1_epi16(short(s0)), _mm256_set1_epi16(short(s1)), 1);
-}
-
 // Q4_K / Q5_K: 64 elements (two sub-blocks) a zmm; Σ sc·q·q8 by maddubs + dpwssd,
 // minus dmin·Σ mn·bsums.
 template <bool kFive, int NT>
@@ -80,9 +87,15 @@ void row_k45(int64_t n, const uint8_t *w, const uint8_t *a, size_t as, const flo
     for (int t = 0; t < NT; t++) acc[t] = _mm512_setzero_ps();
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+    // i16 lanes 0..15 = scale 2c, 16..31 = scale 2c + 1, picked from the 8 scales widened
+    // to i16 by one vpermw (one lane shuffle instead of two broadcasts and an insert)
+    __m512i pick[4];
+    for (int c = 0; c < 4; c++)
+        pick[c] = _mm512_inserti64x4(_mm512_set1_epi16(short(2 * c)), _mm256_set1_epi16(short(2 * c + 1)), 1);
     for (int64_t i = 0; i < n / QK_K; i++, w += kSize) {
-        uint8_t sm[16];
+        alignas(16) uint8_t sm[16];
         k4_scales_mins(w + 4, sm);
+        const __m512i sc16 = _mm512_cvtepu8_epi16(_mm256_zextsi128_si256(_mm_load_si128(reinterpret_cast<const __m128i *>(sm))));
         const float d = f16(w), dmin = f16(w + 2);
         const uint8_t *qs = w + (kFive ? 48 : 16);
         const uint32_t *qh32 = nullptr;
@@ -109,7 +122,7 @@ void row_k45(int64_t n, const uint8_t *w, const uint8_t *a, size_t as, const flo
                 hi = _mm256_mask_add_epi8(hi, bhi, hi, _mm256_set1_epi8(0x10));
             }
             const __m512i qw = _mm512_inserti64x4(_mm512_zextsi256_si512(lo), hi, 1);
-            const __m512i scv = scale_pair16(sm[2 * c], sm[2 * c + 1]);
+            const __m512i scv = _mm512_permutexvar_epi16(pick[c], sc16);
             for (int t = 0; t < NT; t++) {
                 const int8_t *q8 = (reinterpret_cast<const BlockQ8_K *>(a + t * as) + i)->qs + 64 * c;
                 sumi[t] = _mm512_dpwssd_epi32(sumi[t], _mm512_maddubs_epi16(qw, load512(q8)), scv);
@@ -205,16 +218,31 @@ inline __m512i lane_offsets(size_t block_size) {
 // b = block b): gathered from the blocks as stored, or loaded from weights repacked at
 // load time (quant.h: repack_rows_avx512), where a group of L live blocks holds field f
 // at f·4L bytes and then, without a min, the L f16 scales: the same bytes, in zmm order.
-template <class G, bool kPacked>
+//
+// kQuad (packed only): the last, short group (L <= 4 live blocks) of four rows at once,
+// row r's blocks in lanes 4r..4r+3 (`rows` holds the four rows' group starts; `live`
+// the live lanes of every quarter).
+template <class G, bool kPacked, bool kQuad = false>
 struct GroupLoad {
     static constexpr int kFields = G::kNq + (G::kQh >= 0) + (G::kMin ? 1 : 0);
     const uint8_t *w;
     __mmask16 live;
     __m512i idx;
     int L;
+    const uint8_t *const *rows = nullptr;
     __m512i field(int off, int f) const {
-        if constexpr (kPacked) return _mm512_maskz_loadu_epi32(live, w + size_t(f) * 4 * L);
-        else return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, w + off, 1);
+        if constexpr (kQuad) {
+            const __mmask8 m = __mmask8(live & 0xF);
+            const size_t at = size_t(f) * 4 * L;
+            __m512i z = _mm512_castsi128_si512(_mm_maskz_loadu_epi32(m, rows[0] + at));
+            z = _mm512_inserti32x4(z, _mm_maskz_loadu_epi32(m, rows[1] + at), 1);
+            z = _mm512_inserti32x4(z, _mm_maskz_loadu_epi32(m, rows[2] + at), 2);
+            return _mm512_inserti32x4(z, _mm_maskz_loadu_epi32(m, rows[3] + at), 3);
+        } else if constexpr (kPacked) {
+            return _mm512_maskz_loadu_epi32(live, w + size_t(f) * 4 * L);
+        } else {
+            return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, w + off, 1);
+        }
     }
     // f32 scales and (types with a min) mins of the live blocks, 0 elsewhere.
     void scales(__m512 &d, __m512 &m) const {
@@ -224,8 +252,18 @@ struct GroupLoad {
             m = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dm, 16)));
         } else {
             __m256i h;
-            if constexpr (kPacked) h = _mm256_maskz_loadu_epi16(live, w + size_t(kFields) * 4 * L);
-            else h = _mm512_cvtepi32_epi16(field(0, -1));
+            if constexpr (kQuad) {
+                const __mmask8 m = __mmask8(live & 0xF);
+                const size_t at = size_t(kFields) * 4 * L;
+                h = _mm256_setr_epi64x(_mm_cvtsi128_si64(_mm_maskz_loadu_epi16(m, rows[0] + at)),
+                                       _mm_cvtsi128_si64(_mm_maskz_loadu_epi16(m, rows[1] + at)),
+                                       _mm_cvtsi128_si64(_mm_maskz_loadu_epi16(m, rows[2] + at)),
+                                       _mm_cvtsi128_si64(_mm_maskz_loadu_epi16(m, rows[3] + at)));
+            } else if constexpr (kPacked) {
+                h = _mm256_maskz_loadu_epi16(live, w + size_t(kFields) * 4 * L);
+            } else {
+                h = _mm512_cvtepi32_epi16(field(0, -1));
+            }
             d = _mm512_cvtph_ps(h);
             m = _mm512_setzero_ps();
         }
@@ -234,7 +272,7 @@ struct GroupLoad {
     void weights(__m512i *z) const {
         if constexpr (G::kNq == 8) {  // Q8_0: signed bytes
             const __m512i flip = _mm512_set1_epi8(char(0x80));
-            for (int k = 0; k < 8; k++) z[k] = _mm512_maskz_mov_epi32(live, _mm512_xor_si512(field(G::kQs + 4 * k, k), flip));
+            for (int k = 0; k < 8; k++) z[k] = _mm512_maskz_xor_epi32(live, field(G::kQs + 4 * k, k), flip);
             return;
         }
         // 32 nibbles a block: z[k] byte i = element 4k+i
@@ -291,6 +329,53 @@ struct Q5_1G {
     static constexpr bool kMin = true;
 };
 
+// The last group of four packed rows when it holds L <= 4 blocks, for up to
+// kMaxTokens tokens (res as in tile_regrouped, holding the earlier groups' sums): the
+// four rows' blocks share each zmm (row r in lanes 4r..4r+3, activations repeated in
+// every quarter), so the unpacking and the 8 vpdpbusd run once instead of four times at
+// a quarter of the lanes. Each row's products and sums are then moved back to lanes
+// 0..3 (zeros elsewhere, as the dead lanes of the one-row path are) before the same
+// fused multiply-adds: the same bytes as that path.
+template <class G, int kMaxTokens>
+void tail_quad(int64_t nb, int64_t ng, const uint8_t *const *rows, const uint8_t *va, size_t as, int nt,
+               __m512 (*res)[kMaxTokens]) {
+    const int64_t g = ng - 1;
+    const int L = int(nb - g * kGroup);
+    const __mmask16 q = __mmask16((1u << L) - 1);
+    const __mmask16 live = __mmask16(q | q << 4 | q << 8 | q << 12);
+    const GroupLoad<G, true, true> ld{rows[0], live, _mm512_setzero_si512(), L, rows};
+    __m512i wq[8];
+    __m512 dw, mw;
+    ld.weights(wq);
+    ld.scales(dw, mw);
+    const __m512i iota = _mm512_setr_epi32(0, 1, 2, 3, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+    const uint8_t *ag = va + size_t(g) * group_bytes(G::kMin);
+    for (int t = 0; t < nt; t++, ag += as) {
+        __m512i a[8];
+        for (int k = 0; k < 8; k++) a[k] = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i *>(ag + 64 * k)));
+        const __m512 da = _mm512_broadcast_f32x4(_mm_loadu_ps(reinterpret_cast<const float *>(ag + 8 * 64)));
+        const __m512 sa = G::kMin ? _mm512_loadu_ps(reinterpret_cast<const float *>(ag + 8 * 64 + 64)) : _mm512_setzero_ps();
+        const __m512i corr = G::kMin ? _mm512_setzero_si512()
+                                     : _mm512_mullo_epi32(_mm512_broadcast_i32x4(_mm_loadu_si128(
+                                                              reinterpret_cast<const __m128i *>(ag + 8 * 64 + 64))),
+                                                          _mm512_set1_epi32(-G::kOff));
+        __m512i s0 = _mm512_dpbusd_epi32(corr, wq[0], a[0]);
+        __m512i s1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wq[1], a[1]);
+        for (int k = 2; k < 8; k += 2) {
+            s0 = _mm512_dpbusd_epi32(s0, wq[k], a[k]);
+            s1 = _mm512_dpbusd_epi32(s1, wq[k + 1], a[k + 1]);
+        }
+        const __m512 x4 = _mm512_mul_ps(dw, da), y4 = _mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1));
+        for (int r = 0; r < 4; r++) {
+            const __m512i from = _mm512_add_epi32(iota, _mm512_set1_epi32(4 * r));
+            const __m512 x = _mm512_maskz_permutexvar_ps(0xF, from, x4), y = _mm512_maskz_permutexvar_ps(0xF, from, y4);
+            const __m512 prev = g == 0 ? _mm512_setzero_ps() : res[r][t];
+            res[r][t] = _mm512_fmadd_ps(x, y, prev);
+            if (G::kMin) res[r][t] = _mm512_fmadd_ps(_mm512_maskz_permutexvar_ps(0xF, from, mw), sa, res[r][t]);
+        }
+    }
+}
+
 template <class G, bool kPacked>
 void tile_regrouped(int64_t n, const void *vw, size_t ws, int nr, const void *va, size_t as, const float *sc, int nt,
                     float *out, int64_t ldo) {
@@ -307,10 +392,13 @@ void tile_regrouped(int64_t n, const void *vw, size_t ws, int nr, const void *va
     alignas(64) __m512i wq[kRows][8];  // unsigned weights of the group, per row
     __m512 dw[kRows], mw[kRows];
     alignas(64) static thread_local __m512 res[kRows][kMaxTokens];
+    // Decode: a short last group (rows of 640: 16 + 4 blocks) takes four rows at once.
+    const bool quad_tail = kPacked && nt <= kPrefetchMaxTokens && nb % kGroup != 0 && nb % kGroup <= 4;
     for (int r0 = 0; r0 < nr; r0 += kRows) {
         const int rn = nr - r0 < kRows ? nr - r0 : kRows;
         if (nt <= kPrefetchMaxTokens) prefetch_ahead(static_cast<const uint8_t *>(vw) + size_t(r0) * ws, size_t(kRows) * ws);
-        for (int64_t g = 0; g < ng; g++) {
+        const bool quad = quad_tail && rn == kRows;
+        for (int64_t g = 0; g < ng - (quad ? 1 : 0); g++) {
             const int live_n = int(nb - g * kGroup < kGroup ? nb - g * kGroup : kGroup);
             const __mmask16 live = __mmask16((1u << live_n) - 1);
             for (int r = 0; r < kRows; r++) {
@@ -348,6 +436,12 @@ void tile_regrouped(int64_t n, const void *vw, size_t ws, int nr, const void *va
                     if (G::kMin) res[r][t] = _mm512_fmadd_ps(mw[r], sa, res[r][t]);
                 }
             }
+        }
+        if (quad) {
+            const uint8_t *rows[kRows];
+            for (int r = 0; r < kRows; r++)
+                rows[r] = static_cast<const uint8_t *>(vw) + size_t(r0 + r) * ws + size_t(ng - 1) * kGroup * G::kSize;
+            tail_quad<G, kMaxTokens>(nb, ng, rows, static_cast<const uint8_t *>(va), as, nt, res);
         }
         for (int r = 0; r < rn; r++)
             for (int t = 0; t < nt; t++) out[t * ldo + r0 + r] = hsum512(res[r][t]);
