@@ -145,7 +145,7 @@ PY
     --out "$OUT/tactic_bench128k_fused0.json" > "$OUT/tactic_bench128k_fused0.log" 2>&1; tail -3 "$OUT/tactic_bench128k_fused0.log"
   say "tactic bench done"
   timeout 400 python3 scripts/gpu_e2e.py --model $L8 --name llama-8B-random-Q4_K_M-pytactic-quantizer --skip-pytactic \
-    --depths 131072 --prompt-from-empty 0 --reps 1 $(llama_args 0) --out "$OUT/e2e_8b_llama128k.json" 2>&1 | tee "$OUT/e2e_8b_llama128k.log" | tail -6
+    --depths ${LDEPTHS:-131072} --prompt-from-empty ${LFROM:-0} --reps 1 $(llama_args 240) --out "$OUT/e2e_8b_llama128k.json" 2>&1 | tee "$OUT/e2e_8b_llama128k.log" | tail -6
   ;;
 esac
 say "end"
