@@ -41,6 +41,31 @@ def token_stream(n, n_vocab=None):
     return [i % n_vocab for i in out] if n_vocab else out
 
 
+def timed_steps(step, tok, n):
+    """Tokens/s of n one-token steps feeding tok (step: a session's or llama's eval)."""
+    t0 = time.perf_counter()
+    for _ in range(n):
+        step([tok])
+    return n / (time.perf_counter() - t0)
+
+
+def pytactic_state(s):
+    """The context's state blob (K/V, positions, last logits) as bytes."""
+    from pytactic._native import check, ffi, lib
+
+    n = ffi.new("size_t *")
+    check(lib.tactic_context_state_size(s.ctx, n))
+    blob = ffi.new("uint8_t[]", n[0])
+    check(lib.tactic_context_state_get(s.ctx, blob, n[0]))
+    return bytes(ffi.buffer(blob, n[0]))
+
+
+def pytactic_restore(s, data):
+    from pytactic._native import check, lib
+
+    check(lib.tactic_context_state_set(s.ctx, data, len(data)))
+
+
 def bench_pytactic(model, n_ctx, n_threads, n_gen, attention):
     from pytactic.lowlevel import NativeSession
 

@@ -26,14 +26,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO))
 
-from bench_core import bench_llama_cpp, default_model, token_stream  # noqa: E402
-
-
-def timed_decode(session, tok, n):
-    t0 = time.perf_counter()
-    for _ in range(n):
-        session.eval([tok])
-    return n / (time.perf_counter() - t0)
+from bench_core import (bench_llama_cpp, default_model, pytactic_restore, pytactic_state,  # noqa: E402
+                        timed_steps, token_stream)
 
 
 def bench_pytactic(model, n_ctx, n_threads, n_gen, fraction):
@@ -47,21 +41,18 @@ def bench_pytactic(model, n_ctx, n_threads, n_gen, fraction):
         t0 = time.perf_counter()
         full.eval(prompt)
         out["prefill_tok_s"] = n_ctx / (time.perf_counter() - t0)
-        n = ffi.new("size_t *")
-        check(lib.tactic_context_state_size(full.ctx, n))
-        blob = ffi.new("uint8_t[]", n[0])
-        check(lib.tactic_context_state_get(full.ctx, blob, n[0]))
+        blob = pytactic_state(full)
         t = ffi.new("double[6]")
         check(lib.tactic_get_timings(full.ctx, t, 6, 1))  # reset: the decode steps' own share below
-        out["full_decode_tok_s"] = timed_decode(full, prompt[-1], n_gen)
+        out["full_decode_tok_s"] = timed_steps(full.eval, prompt[-1], n_gen)
         check(lib.tactic_get_timings(full.ctx, t, 6, 0))
         out["full_decode_ms"], out["full_decode_attn_ms"] = 1000 * t[2] / n_gen, 1000 * t[3] / n_gen
     with NativeSession(model, n_ctx=size, n_threads=n_threads, attention=2, tactic_force_fraction=fraction) as tac:
-        check(lib.tactic_context_state_set(tac.ctx, blob, n[0]))
+        pytactic_restore(tac, blob)
         t0 = time.perf_counter()
         tac.eval([prompt[-1]])  # the first step clusters the restored keys
         out["tactic_first_step_s"] = time.perf_counter() - t0
-        out["tactic_decode_tok_s"] = timed_decode(tac, prompt[-1], n_gen)
+        out["tactic_decode_tok_s"] = timed_steps(tac.eval, prompt[-1], n_gen)
     return out
 
 

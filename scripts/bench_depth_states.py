@@ -30,7 +30,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO))
 
-from bench_core import llama_without_extra_bufts, token_stream  # noqa: E402
+from bench_core import (llama_without_extra_bufts, pytactic_restore, pytactic_state,  # noqa: E402
+                        timed_steps, token_stream)
 
 N_CTX = 32768 + 80
 
@@ -41,22 +42,6 @@ def pytactic_session(model, n_ctx, threads, **kw):
     return NativeSession(model, n_ctx=n_ctx, n_threads=threads, **kw)
 
 
-def pytactic_state(s):
-    from pytactic._native import check, ffi, lib
-
-    n = ffi.new("size_t *")
-    check(lib.tactic_context_state_size(s.ctx, n))
-    blob = ffi.new("uint8_t[]", n[0])
-    check(lib.tactic_context_state_get(s.ctx, blob, n[0]))
-    return bytes(ffi.buffer(blob, n[0]))
-
-
-def pytactic_restore(s, data):
-    from pytactic._native import check, lib
-
-    check(lib.tactic_context_state_set(s.ctx, data, len(data)))
-
-
 def llama_context(model, n_ctx, threads):
     from llama_cpp import Llama
 
@@ -65,7 +50,7 @@ def llama_context(model, n_ctx, threads):
 
 
 def fill(a):
-    t_resume, done = 0.0, 0
+    done = 0
     if a.side == "pytactic":
         with pytactic_session(a.model, a.n_ctx, a.threads, attention=1) as s:
             prompt = token_stream(a.ctx, s.n_vocab)
@@ -91,13 +76,6 @@ def fill(a):
     print(f"fill {a.side} {done} -> {a.ctx}: {n} tokens in {dt:.1f} s = {n / dt:.1f} tok/s, "
           f"load {os.getloadavg()[0]:.1f}", flush=True)
     return {"side": a.side, "from": done, "ctx": a.ctx, "tok_s": n / dt, "seconds": dt}
-
-
-def timed_steps(step, tok, n):
-    t0 = time.perf_counter()
-    for _ in range(n):
-        step([tok])
-    return n / (time.perf_counter() - t0)
 
 
 def decode(a):
