@@ -1,0 +1,33 @@
+// Programmatic dependent launch (Hopper, sm_90+). A kernel launched with the PDL launch
+// attribute may begin while the kernel before it on the stream is still running, so
+// that its start-up (and its loads of static data such as weights) hides the previous
+// kernel's tail. The protocol every kernel of a PDL chain follows:
+// - pdl_wait() in every block before reading anything an earlier kernel of the chain
+//   wrote (weights, constants and other data no kernel of the chain writes may be read
+//   before it). Every block calls it, even one that reads nothing earlier kernels wrote:
+//   a grid's completion is what the next kernel's pdl_wait() waits for, and it must not
+//   complete before its own predecessor did.
+// - pdl_trigger() once the next kernel may start being scheduled (it still waits in its
+//   own pdl_wait() for this grid to complete and flush its writes).
+// Both are no-ops below sm_90 and in a kernel launched without the attribute.
+#pragma once
+
+namespace tactic {
+namespace cuda {
+
+#ifdef __CUDACC__
+__device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void pdl_trigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+#endif
+
+}  // namespace cuda
+}  // namespace tactic
