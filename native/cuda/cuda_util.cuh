@@ -80,6 +80,7 @@ struct Options {
                                // 2: also wq/wk/wv of one type in one launch (not yet measured)
     int tactic_fused = 1;   // 1: Tactic's attention streams rows through cp.async and merges in its last
                             // block per KV head; 0: the earlier register-tile kernel + a merge kernel
+    int pdl = 0;            // 1: kernels following pdl.cuh's protocol launch with programmatic dependent launch
 };
 Options &options();
 void set_last_ms(double ms);

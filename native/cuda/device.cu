@@ -5,6 +5,7 @@
 
 #include "cuda_backend.h"
 #include "cuda_util.cuh"
+#include "pdl.cuh"
 
 namespace tactic {
 namespace cuda {
@@ -50,6 +51,16 @@ int sm_count() {
         TACTIC_CU(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
     }
     return n;
+}
+
+bool pdl_enabled() {
+    static int major = -1;
+    if (major < 0) {
+        int dev = 0;
+        TACTIC_CU(cudaGetDevice(&dev));
+        TACTIC_CU(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    }
+    return options().pdl != 0 && major >= 9;
 }
 
 bool set_option(const std::string &name, int64_t value) {
@@ -98,6 +109,9 @@ bool set_option(const std::string &name, int64_t value) {
     } else if (name == "decode_fuse") {
         TACTIC_CHECK(value >= 0 && value <= 2, TACTIC_ERR_INVALID_ARGUMENT, "decode_fuse must be 0, 1 or 2");
         o.decode_fuse = int(value);
+    } else if (name == "pdl") {
+        TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "pdl must be 0 or 1");
+        o.pdl = int(value);
     } else if (name == "attn_splits") {
         TACTIC_CHECK(value >= 0 && value <= 4096, TACTIC_ERR_INVALID_ARGUMENT, "attn_splits must be in [0, 4096]");
         o.attn_splits = int(value);

@@ -12,8 +12,33 @@
 // Both are no-ops below sm_90 and in a kernel launched without the attribute.
 #pragma once
 
+#include <utility>
+
+#include "cuda_util.cuh"
+
 namespace tactic {
 namespace cuda {
+
+// Whether launch_pdl sets the attribute: option `pdl` on and a device of compute
+// capability 9.0 or newer.
+bool pdl_enabled();
+
+// kernel<<<grid, block, smem, stream>>>(args...), with the PDL attribute when
+// pdl_enabled(): only for kernels that follow the protocol above.
+template <class... KArgs, class... Args>
+void launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args &&...args) {
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = stream;
+    cfg.attrs = attr;
+    cfg.numAttrs = pdl_enabled() ? 1 : 0;
+    TACTIC_CU(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
+}
 
 #ifdef __CUDACC__
 __device__ __forceinline__ void pdl_wait() {
