@@ -257,19 +257,17 @@ size_t select_smem(int cmax) { return size_t(cmax) * 12; }
 // loaded before one block-wide scan; the chosen clusters (first row, list offset, rows)
 // are staged in shared memory (dynamic, 12 bytes x cmax) and each warp then writes whole
 // clusters, lane by lane (coalesced).
+// hsel's byte 0 of a cluster suffices (the group budget writes only it).
 template <int ITEMS>
-__global__ void __launch_bounds__(kSelThreads) union_kernel(TacticLayerDev L, const int32_t *__restrict__ d_pos,
-                                                            const uint8_t *__restrict__ hsel,
-                                                            int32_t *__restrict__ list, int32_t *__restrict__ count) {
+__device__ void build_list(const TacticLayerDev &L, int kvh, int n, const uint8_t *__restrict__ hsel,
+                           int32_t *__restrict__ list, int32_t *__restrict__ count, int32_t *uni_smem) {
     using Scan = cub::BlockScan<int, kSelThreads>;
     __shared__ typename Scan::TempStorage scan_tmp;
-    extern __shared__ int32_t uni_smem[];
     int32_t *e_base = uni_smem, *e_off = uni_smem + L.cmax, *e_sz = uni_smem + 2 * L.cmax;
     __shared__ int s_n_sel;
-    const int kvh = blockIdx.x, group = L.n_head / L.n_head_kv, tid = threadIdx.x;
+    const int group = L.n_head / L.n_head_kv, tid = threadIdx.x;
     const int C = L.n_clusters[kvh];
     const int32_t *coff = L.coff + int64_t(kvh) * (L.cmax + 1);
-    const int n = d_pos[0] + 1;
     const int cb = min(L.range[0], n), ce = min(max(L.range[1], cb), n);
     int32_t *lst = list + int64_t(kvh) * L.n_ctx;
     const int n_always = cb + (n - ce);
@@ -327,6 +325,78 @@ __global__ void __launch_bounds__(kSelThreads) union_kernel(TacticLayerDev L, co
     const int warp = tid / 32, lane = tid % 32;
     for (int e = warp; e < s_n_sel; e += kSelThreads / 32)
         for (int j = lane; j < e_sz[e]; j += 32) lst[e_off[e] + j] = e_base[e] + j;
+}
+
+template <int ITEMS>
+__global__ void __launch_bounds__(kSelThreads) union_kernel(TacticLayerDev L, const int32_t *__restrict__ d_pos,
+                                                            const uint8_t *__restrict__ hsel,
+                                                            int32_t *__restrict__ list, int32_t *__restrict__ count) {
+    extern __shared__ int32_t uni_smem[];
+    build_list<ITEMS>(L, blockIdx.x, d_pos[0] + 1, hsel, list, count, uni_smem);
+}
+
+
+// B + C with options().tactic_group_budget (forced fraction only): one cut per KV head
+// (one block each) instead of one per query head, so that the union itself holds
+// ceil(f n) clustered tokens. A cluster's group key is the largest per-token weight any
+// head of the group gives it, max_h (scale q_h.c - lse_h), lse_h = log sum_c |c|
+// exp(scale q_h.c): the chosen set is the union of every head's own prefix in its score
+// order, all cut at one common per-token weight (a peaked head takes fewer tokens, a flat
+// one more), the weight picked so that the union holds the budget. Marks byte 0 of a
+// chosen cluster's hsel entry (the others stay 0) and builds the KV head's list in the
+// same block (no union kernel). Dynamic shared memory: 12 bytes a cluster.
+template <int ITEMS>
+__global__ void __launch_bounds__(kSelThreads) group_select_kernel(TacticLayerDev L, const int32_t *__restrict__ d_pos,
+                                                                   float frac, float scale,
+                                                                   const float *__restrict__ cscore,
+                                                                   uint8_t *__restrict__ hsel, int32_t *__restrict__ list,
+                                                                   int32_t *__restrict__ count) {
+    extern __shared__ uint32_t sel_smem[];
+    uint32_t *keys = sel_smem;
+    float *kf = reinterpret_cast<float *>(keys);  // the float keys, turned into order keys in place
+    int *tok = reinterpret_cast<int *>(keys + L.cmax);
+    const int kvh = blockIdx.x, group = L.n_head / L.n_head_kv, h0 = kvh * group, tid = threadIdx.x;
+    const int C = L.n_clusters[kvh];
+    const int32_t *coff = L.coff + int64_t(kvh) * (L.cmax + 1);
+    uint8_t *sel = hsel + int64_t(kvh) * L.cmax * group;
+    const int n = d_pos[0] + 1;
+    const int total = C > 0 ? coff[C] - coff[0] : 0;
+    const int need = min(n, int(ceilf(frac * float(n))));
+    for (int i = tid; i < C * group; i += kSelThreads) sel[i] = i % group == 0 && need >= total ? 1 : 0;
+    if (need < total) {  // block-uniform
+        for (int c = tid; c < C; c += kSelThreads) {
+            tok[c] = coff[c + 1] - coff[c];
+            kf[c] = -INFINITY;
+        }
+        using Reduce = cub::BlockReduce<float, kSelThreads>;
+        __shared__ typename Reduce::TempStorage red_tmp;
+        __shared__ float s_v;
+        __syncthreads();
+        for (int h = 0; h < group; h++) {
+            const float *cs = cscore + int64_t(h0 + h) * L.cmax;
+            float mx = -INFINITY;
+            for (int c = tid; c < C; c += kSelThreads) mx = fmaxf(mx, scale * cs[c]);
+            mx = Reduce(red_tmp).Reduce(mx, [](float x, float y) { return fmaxf(x, y); });
+            if (tid == 0) s_v = mx;
+            __syncthreads();
+            mx = s_v;
+            float z = 0.f;
+            for (int c = tid; c < C; c += kSelThreads) z += float(tok[c]) * expf(scale * cs[c] - mx);
+            __syncthreads();  // s_v read by every thread, red_tmp free again
+            z = Reduce(red_tmp).Sum(z);
+            if (tid == 0) s_v = mx + logf(z);
+            __syncthreads();
+            const float lse = s_v;
+            for (int c = tid; c < C; c += kSelThreads) kf[c] = fmaxf(kf[c], scale * cs[c] - lse);
+            __syncthreads();  // s_v and red_tmp reused by the next head
+        }
+        for (int c = tid; c < C; c += kSelThreads) keys[c] = order_key(kf[c]);
+        __syncthreads();
+        __shared__ uint32_t hist_raw[256 * kCopies];
+        weighted_cut<int>(keys, tok, C, need, sel, group, reinterpret_cast<int *>(hist_raw));
+    }
+    __syncthreads();  // hsel written (global memory, this block); keys and tok free for the list
+    build_list<ITEMS>(L, kvh, n, hsel, list, count, reinterpret_cast<int32_t *>(sel_smem));
 }
 
 // The attention blocks that do work: enough that each has kMinPerBlock entries.
@@ -575,7 +645,9 @@ constexpr int kStreamWarps = 4;
 constexpr int kStreamStages = 3;
 constexpr int kNoRow = INT32_MIN;  // list code of a stage row past the piece's end
 
-size_t stream_smem(int D) { return size_t(kStreamWarps) * kStreamStages * 2 * 2048 * sizeof(__half); }
+// Stage rows are padded by 8 halves (16 bytes) so that the 8 rows an ldmatrix of the
+// tensor-core variant reads fall in distinct banks; the FMA variant uses the rows unpadded.
+size_t stream_smem(int D) { return size_t(kStreamWarps) * kStreamStages * 2 * (2048 / D) * (D + 8) * sizeof(__half); }
 
 // 16 bytes global -> shared, asynchronously where the GPU has cp.async (sm_80+); zeros
 // when !valid.
@@ -599,6 +671,45 @@ __device__ __forceinline__ void copy_wait_group() {
 #endif
 }
 
+// Tensor-core pieces of the MMA variant (options().tactic_mma), sm_80+. Fragment layouts
+// of mma.sync.m16n8k16 (f16 in, f32 accumulate), g = lane / 4, t = lane % 4:
+//   A (16 x 16): a0 = (row g, cols 2t, 2t+1), a1 = (row g+8, ..), a2 = (row g, cols 2t+8, +9), a3 = (row g+8, ..);
+//   B (16 x 8, k x n): b0 = (k 2t, 2t+1; n g), b1 = (k 2t+8, 2t+9; n g);
+//   C (16 x 8): c0, c1 = (row g, cols 2t, 2t+1), c2, c3 = (row g+8, ..).
+// ldmatrix.x4: lanes 8j..8j+7 give matrix j's row addresses; lane l receives (row l/4,
+// cols 2(l%4), +1) of each, with .trans (rows 2(l%4), +1; col l/4).
+__device__ __forceinline__ void ldsm4(uint32_t (&r)[4], uint32_t addr) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+#endif
+}
+__device__ __forceinline__ void ldsm4_t(uint32_t (&r)[4], uint32_t addr) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+#endif
+}
+__device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+// x as f16 hi + lo (hi = x rounded, lo = the rest rounded): 22 bits of x's mantissa.
+__device__ __forceinline__ void split_f16x2(float x0, float x1, uint32_t &hi, uint32_t &lo) {
+    const __half2 h = __floats2half2_rn(x0, x1);
+    const float2 hf = __half22float2(h);
+    const __half2 l = __floats2half2_rn(x0 - hf.x, x1 - hf.y);
+    hi = *reinterpret_cast<const uint32_t *>(&h);
+    lo = *reinterpret_cast<const uint32_t *>(&l);
+}
+
 // The list range [r0, r1) of block bb when the total work tot is cut into nbe pieces.
 __device__ __forceinline__ int64_t piece_start(int64_t tot, int bb, int nbe) { return tot * bb / nbe; }
 
@@ -608,14 +719,21 @@ __device__ __forceinline__ bool piece_touches(int64_t tot, int bb, int nbe, int6
     return a < b && a < end && b > start;
 }
 
-template <int D, int G>
+// MMA (options().tactic_mma, head_dim <= 128): the same pipeline, each stage's scores and
+// values on tensor cores. The group's query heads are the rows of the 16-row A tile:
+// head g's q in f16 hi parts in row g and lo parts in row g + 8 (G <= 8), so S = c(row g)
+// + c(row g+8) keeps q in 22 bits; the weights P the same way (hi in row g, lo in row
+// g + 8) for O = P V, and O = o(row g) + o(row g+8). K and V stay f16, as cached.
+template <int D, int G, bool MMA>
 __global__ void __launch_bounds__(kStreamWarps * 32) attend_stream_kernel(
     TacticLayerDev L, const float *__restrict__ q, float scale, const int32_t *__restrict__ list,
     const int32_t *__restrict__ count, float *__restrict__ part_acc, float *__restrict__ part_ml,
     int32_t *__restrict__ done, int nb, float *__restrict__ out) {
     constexpr int LPT = D / 8, TPW = 32 / LPT, R = 2048 / D, STEPS = R / TPW, CPL = R * LPT / 32;
     constexpr int NT = kStreamWarps * 32, kMaxKv = 64;
+    constexpr int LDS = MMA ? D + 8 : D;  // stage row stride, halves
     static_assert(R <= 32 && CPL * 32 == R * LPT, "stage shape");
+    static_assert(!MMA || (G <= 8 && D <= 128 && R % 16 == 0), "MMA variant shape");
     extern __shared__ uint4 stream_smem_raw[];
     __half *smem = reinterpret_cast<__half *>(stream_smem_raw);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, slot = lane / LPT, dl = lane % LPT;
@@ -631,7 +749,7 @@ __global__ void __launch_bounds__(kStreamWarps * 32) attend_stream_kernel(
     for (int k = 0; k < Hkv; k++) tot += cnt_of(k);
     const int nbe = active_blocks(tot, nb);
     const int64_t r0 = b < nbe ? piece_start(tot, b, nbe) : tot, r1 = b < nbe ? piece_start(tot, b + 1, nbe) : tot;
-    __half *wbuf = smem + warp * (kStreamStages * 2 * R * D);
+    __half *wbuf = smem + warp * (kStreamStages * 2 * R * LDS);
 
     int64_t start = 0;
     for (int kvh = 0; kvh < Hkv; kvh++) {
@@ -650,14 +768,33 @@ __global__ void __launch_bounds__(kStreamWarps * 32) attend_stream_kernel(
         const __half *Kc = L.k_cache + int64_t(kvh) * L.n_ctx * D, *Vc = L.v_cache + int64_t(kvh) * L.n_ctx * D;
         const __half *Ks = L.ks + int64_t(kvh) * L.cap * D, *Vs = L.vs + int64_t(kvh) * L.cap * D;
         float qr[G][8], acc[G][8], m[G], l[G];
+        // MMA: the A fragments of q (hi/lo rows) for every k-step, O, this lane's head's m and l
+        constexpr int DK = D / 16, DTN = D / 8, NTS = R / 8;
+        uint32_t qf[MMA ? DK : 1][4];
+        float o[MMA ? DTN : 1][4];
+        float mm = -INFINITY, ml = 0.f;
+        if constexpr (MMA) {
+            const int g = lane / 4, t = lane % 4;
+            const float *qg = q + int64_t(h0 + g) * D;
 #pragma unroll
-        for (int h = 0; h < G; h++) {
-            m[h] = -INFINITY;
-            l[h] = 0.f;
+            for (int kk = 0; kk < DK; kk++) {
+                const int d0 = kk * 16 + 2 * t;
+                const bool ok = g < group;
+                split_f16x2(ok ? qg[d0] * scale : 0.f, ok ? qg[d0 + 1] * scale : 0.f, qf[kk][0], qf[kk][1]);
+                split_f16x2(ok ? qg[d0 + 8] * scale : 0.f, ok ? qg[d0 + 9] * scale : 0.f, qf[kk][2], qf[kk][3]);
+            }
 #pragma unroll
-            for (int i = 0; i < 8; i++) {
-                qr[h][i] = h < group ? q[int64_t(h0 + h) * D + dl * 8 + i] * scale : 0.f;
-                acc[h][i] = 0.f;
+            for (int dt = 0; dt < DTN; dt++) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.f;
+        } else {
+#pragma unroll
+            for (int h = 0; h < G; h++) {
+                m[h] = -INFINITY;
+                l[h] = 0.f;
+#pragma unroll
+                for (int i = 0; i < 8; i++) {
+                    qr[h][i] = h < group ? q[int64_t(h0 + h) * D + dl * 8 + i] * scale : 0.f;
+                    acc[h][i] = 0.f;
+                }
             }
         }
         // This warp's stages: rows [s0 + (warp + kStreamWarps k) R, + R), k < n_k.
@@ -669,15 +806,15 @@ __global__ void __launch_bounds__(kStreamWarps * 32) attend_stream_kernel(
             return (k < n_k && lane < R && t < s1) ? lst[t] : kNoRow;
         };
         auto issue = [&](int code_reg, int st) {  // stage rows' K and V -> buffer st
-            __half *sk = wbuf + st * (2 * R * D), *sv = sk + R * D;
+            __half *sk = wbuf + st * (2 * R * LDS), *sv = sk + R * LDS;
 #pragma unroll
             for (int i = 0; i < CPL; i++) {
                 const int j = lane + 32 * i, row = j / LPT, col = j % LPT;
                 const int code = __shfl_sync(0xffffffffu, code_reg, row);
                 const bool valid = code != kNoRow;
                 const int64_t off = (valid ? int64_t(code >= 0 ? code : -1 - code) * D : 0) + col * 8;
-                copy16_async(sk + row * D + col * 8, (code >= 0 ? Ks : Kc) + off, valid);
-                copy16_async(sv + row * D + col * 8, (code >= 0 ? Vs : Vc) + off, valid);
+                copy16_async(sk + row * LDS + col * 8, (code >= 0 ? Ks : Kc) + off, valid);
+                copy16_async(sv + row * LDS + col * 8, (code >= 0 ? Vs : Vc) + off, valid);
             }
         };
         int codes[kStreamStages];
@@ -697,7 +834,73 @@ __global__ void __launch_bounds__(kStreamWarps * 32) attend_stream_kernel(
             copy_commit_group();
             code_next = load_code(kn + 1);
             const int n_in = min(R, s1 - stage_row0(k));
-            const __half *sk = wbuf + (k % kStreamStages) * (2 * R * D) + dl * 8, *sv = sk + R * D;
+            if constexpr (MMA) {
+                const int g = lane / 4, t = lane % 4;
+                const __half *sk0 = wbuf + (k % kStreamStages) * (2 * R * LDS);
+                const uint32_t kb = uint32_t(__cvta_generic_to_shared(sk0));
+                const uint32_t vb = kb + uint32_t(R * LDS * sizeof(__half));
+                // S = Q K^T: one ldmatrix.x4 of an 8-row n-tile gives b0, b1 of k-steps kk, kk+1
+                float sc[NTS][4];
+#pragma unroll
+                for (int nt = 0; nt < NTS; nt++) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
+#pragma unroll
+                for (int kk = 0; kk < DK; kk += 2) {
+#pragma unroll
+                    for (int nt = 0; nt < NTS; nt++) {
+                        uint32_t b[4];
+                        ldsm4(b, kb + uint32_t(((nt * 8 + lane % 8) * LDS + kk * 16 + (lane / 8) * 8) * sizeof(__half)));
+                        mma16816(sc[nt], qf[kk], b[0], b[1]);
+                        mma16816(sc[nt], qf[kk + 1], b[2], b[3]);
+                    }
+                }
+                // head g's scores of rows 8nt + 2t + j: hi row + lo row; rows past the piece: -inf
+                float mx = mm;
+#pragma unroll
+                for (int nt = 0; nt < NTS; nt++)
+#pragma unroll
+                    for (int j = 0; j < 2; j++) {
+                        const float v = nt * 8 + 2 * t + j < n_in ? sc[nt][j] + sc[nt][j + 2] : -INFINITY;
+                        sc[nt][j] = v;
+                        mx = fmaxf(mx, v);
+                    }
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                const float alpha = expf(mm - mx);  // mx is finite: the stage has a row
+                mm = mx;
+                float ps = 0.f;
+#pragma unroll
+                for (int nt = 0; nt < NTS; nt++)
+#pragma unroll
+                    for (int j = 0; j < 2; j++) {
+                        sc[nt][j] = expf(sc[nt][j] - mx);
+                        ps += sc[nt][j];
+                    }
+                ml = ml * alpha + ps;
+#pragma unroll
+                for (int dt = 0; dt < DTN; dt++) {
+                    o[dt][0] *= alpha;
+                    o[dt][1] *= alpha;
+                    o[dt][2] *= alpha;
+                    o[dt][3] *= alpha;
+                }
+                // O += P V: rows 16ks.. of the stage; P's hi parts in row g, lo parts in row g + 8
+#pragma unroll
+                for (int ks = 0; ks < R / 16; ks++) {
+                    uint32_t a[4];
+                    split_f16x2(sc[2 * ks][0], sc[2 * ks][1], a[0], a[1]);
+                    split_f16x2(sc[2 * ks + 1][0], sc[2 * ks + 1][1], a[2], a[3]);
+#pragma unroll
+                    for (int dt = 0; dt < DTN; dt += 2) {
+                        uint32_t b[4];
+                        ldsm4_t(b, vb + uint32_t(((ks * 16 + lane % 8 + ((lane / 8) % 2) * 8) * LDS + dt * 8 +
+                                                  (lane / 16) * 8) * sizeof(__half)));
+                        mma16816(o[dt], a, b[0], b[1]);
+                        mma16816(o[dt + 1], a, b[2], b[3]);
+                    }
+                }
+                continue;
+            }
+            const __half *sk = wbuf + (k % kStreamStages) * (2 * R * LDS) + dl * 8, *sv = sk + R * LDS;
             // 1. scores, D / 8 lanes a row
 #pragma unroll
             for (int s = 0; s < STEPS; s++) {
@@ -747,21 +950,40 @@ __global__ void __launch_bounds__(kStreamWarps * 32) attend_stream_kernel(
         copy_wait_group<0>();
         // The token slots of a warp hold parts of the sum; then the warps are merged
         // (their sums staged in the stream buffers, free once every warp is done).
+        if constexpr (!MMA) {
 #pragma unroll
-        for (int h = 0; h < G; h++)
+            for (int h = 0; h < G; h++)
 #pragma unroll
-            for (int i = 0; i < 8; i++)
+                for (int i = 0; i < 8; i++)
 #pragma unroll
-                for (int o = LPT; o < 32; o <<= 1) acc[h][i] += __shfl_xor_sync(0xffffffffu, acc[h][i], o);
+                    for (int o = LPT; o < 32; o <<= 1) acc[h][i] += __shfl_xor_sync(0xffffffffu, acc[h][i], o);
+        } else {
+            ml += __shfl_xor_sync(0xffffffffu, ml, 1);
+            ml += __shfl_xor_sync(0xffffffffu, ml, 2);
+        }
         __syncthreads();
         float *s_acc = reinterpret_cast<float *>(smem);  // [kStreamWarps][G][D]
-        if (slot == 0) {
+        if constexpr (MMA) {
+            const int g = lane / 4, t = lane % 4;
+            if (g < G) {
+#pragma unroll
+                for (int dt = 0; dt < DTN; dt++) {
+                    float *dst = s_acc + (warp * G + g) * D + dt * 8 + 2 * t;
+                    dst[0] = o[dt][0] + o[dt][2];
+                    dst[1] = o[dt][1] + o[dt][3];
+                }
+                if (t == 0) {
+                    s_m[warp][g] = mm;
+                    s_l[warp][g] = ml;
+                }
+            }
+        } else if (slot == 0) {
 #pragma unroll
             for (int h = 0; h < G; h++)
 #pragma unroll
                 for (int i = 0; i < 8; i++) s_acc[(warp * G + h) * D + dl * 8 + i] = acc[h][i];
         }
-        if (lane == 0) {
+        if (!MMA && lane == 0) {
 #pragma unroll
             for (int h = 0; h < G; h++) {
                 s_m[warp][h] = m[h];
@@ -944,9 +1166,22 @@ void attend_dg(const TacticLayerDev &L, const TacticStepArgs &a, const TacticSte
                                                                      b.part_ml, b.n_blocks);
 }
 
+// The tensor-core variant where it applies (head_dim <= 128, options().tactic_mma).
+template <int D>
+bool use_mma() {
+    return D <= 128 && options().tactic_mma != 0;
+}
+
 template <int D, int G>
 void attend_stream_dg(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
-    attend_stream_kernel<D, G><<<unsigned(b.n_blocks), kStreamWarps * 32, stream_smem(D), s>>>(
+    if constexpr (D <= 128 && G <= 8) {
+        if (use_mma<D>()) {
+            attend_stream_kernel<D, G, true><<<unsigned(b.n_blocks), kStreamWarps * 32, stream_smem(D), s>>>(
+                L, a.q, a.scale, b.list, b.count, b.part_acc, b.part_ml, b.done, b.n_blocks, a.out);
+            return;
+        }
+    }
+    attend_stream_kernel<D, G, false><<<unsigned(b.n_blocks), kStreamWarps * 32, stream_smem(D), s>>>(
         L, a.q, a.scale, b.list, b.count, b.part_acc, b.part_ml, b.done, b.n_blocks, a.out);
 }
 
@@ -962,20 +1197,34 @@ void attend_d(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStep
 }
 
 // The stream kernels' shared memory beyond the default 48 KB.
+template <int D, bool MMA>
+void stream_attrs_v() {
+    const int smem = int(stream_smem(D));
+    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 1, MMA>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 2, MMA>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 4, MMA>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 8, MMA>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+}
 template <int D>
 void stream_attrs() {
-    const int smem = int(stream_smem(D));
-    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 4>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 8>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    stream_attrs_v<D, false>();
+    if constexpr (D <= 128) stream_attrs_v<D, true>();
 }
 
 template <int D, int G>
 int occupancy() {
     int n = 0;
-    if (options().tactic_fused)
-        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attend_stream_kernel<D, G>, kStreamWarps * 32,
+    bool mma_done = false;
+    if constexpr (D <= 128 && G <= 8) {
+        if (options().tactic_fused && use_mma<D>()) {
+            TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attend_stream_kernel<D, G, true>,
+                                                                    kStreamWarps * 32, stream_smem(D)));
+            mma_done = true;
+        }
+    }
+    if (mma_done) {
+    } else if (options().tactic_fused)
+        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attend_stream_kernel<D, G, false>, kStreamWarps * 32,
                                                                 stream_smem(D)));
     else
         TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attend_kernel<D, G>, kWarps * 32, 0));
@@ -1009,15 +1258,34 @@ void tactic_score_dev(const TacticLayerDev &L, const TacticStepArgs &a, const Ta
     }
 }
 
+namespace {
+// The group budget applies to a forced fraction only (the mass target stays per head).
+bool group_budget(const TacticStepArgs &a) { return options().tactic_group_budget != 0 && a.force_fraction > 0.f; }
+}  // namespace
+
 void tactic_select_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
     const size_t smem = select_smem(L.cmax);
     TACTIC_CHECK(L.cmax <= tactic_max_clusters(), TACTIC_ERR_UNSUPPORTED,
                  "Tactic on CUDA: more than " + std::to_string(tactic_max_clusters()) + " clusters per KV head");
-    select_kernel<<<unsigned(L.n_head), kSelThreads, smem, s>>>(L, a.d_pos, a.force_fraction, a.p, a.scale,
-                                                                  b.cscore, b.hsel);
+    if (group_budget(a)) {
+        const unsigned g = unsigned(L.n_head_kv);
+        const float f = a.force_fraction;
+        if (L.cmax <= kSelThreads * 2)
+            group_select_kernel<2><<<g, kSelThreads, smem, s>>>(L, a.d_pos, f, a.scale, b.cscore, b.hsel, b.list, b.count);
+        else if (L.cmax <= kSelThreads * 4)
+            group_select_kernel<4><<<g, kSelThreads, smem, s>>>(L, a.d_pos, f, a.scale, b.cscore, b.hsel, b.list, b.count);
+        else if (L.cmax <= kSelThreads * 8)
+            group_select_kernel<8><<<g, kSelThreads, smem, s>>>(L, a.d_pos, f, a.scale, b.cscore, b.hsel, b.list, b.count);
+        else
+            group_select_kernel<16><<<g, kSelThreads, smem, s>>>(L, a.d_pos, f, a.scale, b.cscore, b.hsel, b.list, b.count);
+        return;
+    }
+    select_kernel<<<unsigned(L.n_head), kSelThreads, smem, s>>>(L, a.d_pos, a.force_fraction, a.p, a.scale, b.cscore,
+                                                                  b.hsel);
 }
 
 void tactic_union_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
+    if (group_budget(a)) return;  // the group selection built the lists
     const unsigned g = unsigned(L.n_head_kv);
     const size_t smem = select_smem(L.cmax);  // the same 12 bytes a cluster
     if (L.cmax <= kSelThreads * 2) union_kernel<2><<<g, kSelThreads, smem, s>>>(L, a.d_pos, b.hsel, b.list, b.count);
@@ -1038,7 +1306,8 @@ int tactic_max_clusters() {
         TACTIC_CU(cudaGetDevice(&dev));
         TACTIC_CU(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
         size_t static_max = 0;
-        for (const void *f : {reinterpret_cast<const void *>(select_kernel), reinterpret_cast<const void *>(union_kernel<16>)}) {
+        for (const void *f : {reinterpret_cast<const void *>(select_kernel), reinterpret_cast<const void *>(union_kernel<16>),
+                              reinterpret_cast<const void *>(group_select_kernel<16>)}) {
             cudaFuncAttributes fa;
             TACTIC_CU(cudaFuncGetAttributes(&fa, f));
             static_max = std::max(static_max, fa.sharedSizeBytes);
@@ -1052,6 +1321,10 @@ int tactic_max_clusters() {
 void tactic_init_kernels() {
     const int smem = int(select_smem(tactic_max_clusters()));
     TACTIC_CU(cudaFuncSetAttribute(select_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(group_select_kernel<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(group_select_kernel<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(group_select_kernel<8>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(group_select_kernel<16>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     TACTIC_CU(cudaFuncSetAttribute(union_kernel<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     TACTIC_CU(cudaFuncSetAttribute(union_kernel<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     TACTIC_CU(cudaFuncSetAttribute(union_kernel<8>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
