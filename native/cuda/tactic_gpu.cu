@@ -835,7 +835,7 @@ __global__ void __launch_bounds__(kStreamWarps * 32) attend_stream_kernel(
             code_next = load_code(kn + 1);
             const int n_in = min(R, s1 - stage_row0(k));
             if constexpr (MMA) {
-                const int g = lane / 4, t = lane % 4;
+                const int t = lane % 4;
                 const __half *sk0 = wbuf + (k % kStreamStages) * (2 * R * LDS);
                 const uint32_t kb = uint32_t(__cvta_generic_to_shared(sk0));
                 const uint32_t vb = kb + uint32_t(R * LDS * sizeof(__half));

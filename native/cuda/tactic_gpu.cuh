@@ -100,8 +100,9 @@ struct KmeansJob {
 };
 constexpr int kKmeansMaxC = 128;
 constexpr int kKmeansMaxIter = 10;
-// Runs every job (one CUDA block each): all layers and KV heads at once.
-void kmeans_jobs_dev(const KmeansJob *d_jobs, int n_jobs, int head_dim, int max_len, cudaStream_t s);
+// Runs every job (one CUDA block each): all layers and KV heads at once; max_C and
+// max_len bound the jobs' slots and tokens (they size the shared memory).
+void kmeans_jobs_dev(const KmeansJob *d_jobs, int n_jobs, int head_dim, int max_C, int max_len, cudaStream_t s);
 
 }  // namespace cuda
 }  // namespace tactic
