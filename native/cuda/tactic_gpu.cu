@@ -253,18 +253,19 @@ size_t select_smem(int cmax) { return size_t(cmax) * 12; }
 
 // C. Per KV head (one block each): the always-attended tokens (before the clustered
 // range and from its end to n), then the rows of every cluster some query head of the
-// group chose (the GQA union), as one list. ITEMS clusters a thread (C <= ITEMS x 1024),
-// loaded before one block-wide scan; the chosen clusters (first row, list offset, rows)
-// are staged in shared memory (dynamic, 12 bytes x cmax) and each warp then writes whole
-// clusters, lane by lane (coalesced).
-// hsel's byte 0 of a cluster suffices (the group budget writes only it).
-template <int ITEMS>
+// group chose (the GQA union), as one list. The clusters are taken in chunks of
+// kListItems x 1024 (kListItems consecutive clusters a thread, loaded before a block-wide
+// scan; a chunk's totals carried into the next); the chosen clusters (first row, list
+// offset, rows) are staged in shared memory (dynamic, 12 bytes x cmax) and each warp then
+// writes whole clusters, lane by lane (coalesced). hsel's byte 0 of a cluster suffices
+// for the group budget (it writes only that one; the others stay 0).
+constexpr int kListItems = 8;
 __device__ void build_list(const TacticLayerDev &L, int kvh, int n, const uint8_t *__restrict__ hsel,
                            int32_t *__restrict__ list, int32_t *__restrict__ count, int32_t *uni_smem) {
+    constexpr int ITEMS = kListItems;
     using Scan = cub::BlockScan<int, kSelThreads>;
     __shared__ typename Scan::TempStorage scan_tmp;
     int32_t *e_base = uni_smem, *e_off = uni_smem + L.cmax, *e_sz = uni_smem + 2 * L.cmax;
-    __shared__ int s_n_sel;
     const int group = L.n_head / L.n_head_kv, tid = threadIdx.x;
     const int C = L.n_clusters[kvh];
     const int32_t *coff = L.coff + int64_t(kvh) * (L.cmax + 1);
@@ -272,67 +273,65 @@ __device__ void build_list(const TacticLayerDev &L, int kvh, int n, const uint8_
     int32_t *lst = list + int64_t(kvh) * L.n_ctx;
     const int n_always = cb + (n - ce);
     for (int i = tid; i < n_always; i += kSelThreads) lst[i] = -1 - (i < cb ? i : ce + (i - cb));
-    // Thread tid takes clusters tid * ITEMS .. + ITEMS (consecutive: the scan is in index order).
-    // Every load is issued before any is used (one memory round trip, not ITEMS x group):
-    // a cluster's choices are group consecutive bytes of hsel ([n_head_kv][cmax][group]).
-    // Few arrays live at once (1024 threads leave 64 registers each): the scans run in place
-    // and a cluster's rows are recomputed from base.
-    int base[ITEMS + 1], off[ITEMS], idx[ITEMS];
-    uint32_t chosen = 0;  // bit i: cluster tid * ITEMS + i is in the union
     const uint8_t *hs = hsel + int64_t(kvh) * L.cmax * group;
+    int rows_before = 0, sel_before = 0;  // the earlier chunks' rows and chosen clusters
+    for (int c0 = 0; c0 < C; c0 += ITEMS * kSelThreads) {
+        // Every load is issued before any is used (one memory round trip, not ITEMS x group):
+        // a cluster's choices are group consecutive bytes of hsel ([n_head_kv][cmax][group]).
+        int base[ITEMS + 1], off[ITEMS], idx[ITEMS];
+        uint32_t chosen = 0;  // bit i: cluster c0 + tid * ITEMS + i is in the union
 #pragma unroll
-    for (int i = 0; i <= ITEMS; i++) {
-        const int c = tid * ITEMS + i;
-        base[i] = c <= C ? coff[c] : 0;
-    }
+        for (int i = 0; i <= ITEMS; i++) {
+            const int c = c0 + tid * ITEMS + i;
+            base[i] = c <= C ? coff[c] : 0;
+        }
 #pragma unroll
-    for (int i = 0; i < ITEMS; i++) {
-        const int c = tid * ITEMS + i;
-        bool s = false;
-        if (c < C) {
-            if (group == 4) {
-                s = *reinterpret_cast<const uint32_t *>(hs + int64_t(c) * 4) != 0u;
-            } else {
-                for (int h = 0; h < group; h++) s |= hs[int64_t(c) * group + h] != 0;
+        for (int i = 0; i < ITEMS; i++) {
+            const int c = c0 + tid * ITEMS + i;
+            bool sv = false;
+            if (c < C) {
+                if (group == 4) {
+                    sv = *reinterpret_cast<const uint32_t *>(hs + int64_t(c) * 4) != 0u;
+                } else {
+                    for (int h = 0; h < group; h++) sv |= hs[int64_t(c) * group + h] != 0;
+                }
+            }
+            if (sv) chosen |= 1u << i;
+        }
+        auto rows = [&](int i) { return (chosen >> i) & 1u ? base[i + 1] - base[i] : 0; };
+#pragma unroll
+        for (int i = 0; i < ITEMS; i++) {
+            off[i] = rows(i);
+            idx[i] = off[i] > 0 ? 1 : 0;
+        }
+        int agg = 0, n_sel = 0;
+        Scan(scan_tmp).ExclusiveSum(off, off, agg);
+        __syncthreads();
+        Scan(scan_tmp).ExclusiveSum(idx, idx, n_sel);
+#pragma unroll
+        for (int i = 0; i < ITEMS; i++) {
+            const int sz = rows(i);
+            if (sz > 0) {
+                e_base[sel_before + idx[i]] = base[i];
+                e_off[sel_before + idx[i]] = n_always + rows_before + off[i];
+                e_sz[sel_before + idx[i]] = sz;
             }
         }
-        if (s) chosen |= 1u << i;
+        rows_before += agg;
+        sel_before += n_sel;
+        __syncthreads();  // scan_tmp reused by the next chunk; the staging complete
     }
-    auto rows = [&](int i) { return (chosen >> i) & 1u ? base[i + 1] - base[i] : 0; };
-#pragma unroll
-    for (int i = 0; i < ITEMS; i++) {
-        off[i] = rows(i);
-        idx[i] = off[i] > 0 ? 1 : 0;
-    }
-    int agg = 0, n_sel = 0;
-    Scan(scan_tmp).ExclusiveSum(off, off, agg);
-    __syncthreads();
-    Scan(scan_tmp).ExclusiveSum(idx, idx, n_sel);
-#pragma unroll
-    for (int i = 0; i < ITEMS; i++) {
-        const int sz = rows(i);
-        if (sz > 0) {
-            e_base[idx[i]] = base[i];
-            e_off[idx[i]] = n_always + off[i];
-            e_sz[idx[i]] = sz;
-        }
-    }
-    if (tid == 0) {
-        count[kvh] = n_always + agg;
-        s_n_sel = n_sel;
-    }
-    __syncthreads();
+    if (tid == 0) count[kvh] = n_always + rows_before;
     const int warp = tid / 32, lane = tid % 32;
-    for (int e = warp; e < s_n_sel; e += kSelThreads / 32)
+    for (int e = warp; e < sel_before; e += kSelThreads / 32)
         for (int j = lane; j < e_sz[e]; j += 32) lst[e_off[e] + j] = e_base[e] + j;
 }
 
-template <int ITEMS>
 __global__ void __launch_bounds__(kSelThreads) union_kernel(TacticLayerDev L, const int32_t *__restrict__ d_pos,
                                                             const uint8_t *__restrict__ hsel,
                                                             int32_t *__restrict__ list, int32_t *__restrict__ count) {
     extern __shared__ int32_t uni_smem[];
-    build_list<ITEMS>(L, blockIdx.x, d_pos[0] + 1, hsel, list, count, uni_smem);
+    build_list(L, blockIdx.x, d_pos[0] + 1, hsel, list, count, uni_smem);
 }
 
 
@@ -345,7 +344,6 @@ __global__ void __launch_bounds__(kSelThreads) union_kernel(TacticLayerDev L, co
 // one more), the weight picked so that the union holds the budget. Marks byte 0 of a
 // chosen cluster's hsel entry (the others stay 0) and builds the KV head's list in the
 // same block (no union kernel). Dynamic shared memory: 12 bytes a cluster.
-template <int ITEMS>
 __global__ void __launch_bounds__(kSelThreads) group_select_kernel(TacticLayerDev L, const int32_t *__restrict__ d_pos,
                                                                    float frac, float scale,
                                                                    const float *__restrict__ cscore,
@@ -368,27 +366,69 @@ __global__ void __launch_bounds__(kSelThreads) group_select_kernel(TacticLayerDe
             tok[c] = coff[c + 1] - coff[c];
             kf[c] = -INFINITY;
         }
-        using Reduce = cub::BlockReduce<float, kSelThreads>;
-        __shared__ typename Reduce::TempStorage red_tmp;
-        __shared__ float s_v;
+        // Up to 8 heads at once: their maxima, then their sums |c| exp(scale q.c - max),
+        // then every cluster's key: three passes over the scores, two block reductions.
+        __shared__ float s_red[kSelThreads / 32][8], s_res[8];
+        const int warp = tid / 32, lane = tid % 32;
         __syncthreads();
-        for (int h = 0; h < group; h++) {
-            const float *cs = cscore + int64_t(h0 + h) * L.cmax;
-            float mx = -INFINITY;
-            for (int c = tid; c < C; c += kSelThreads) mx = fmaxf(mx, scale * cs[c]);
-            mx = Reduce(red_tmp).Reduce(mx, [](float x, float y) { return fmaxf(x, y); });
-            if (tid == 0) s_v = mx;
+        for (int hb = 0; hb < group; hb += 8) {
+            const int nh = min(8, group - hb);
+            const float *cs0 = cscore + int64_t(h0 + hb) * L.cmax;
+            float v[8];
+#pragma unroll
+            for (int j = 0; j < 8; j++) v[j] = -INFINITY;
+            for (int c = tid; c < C; c += kSelThreads)
+#pragma unroll
+                for (int j = 0; j < 8; j++)
+                    if (j < nh) v[j] = fmaxf(v[j], scale * cs0[int64_t(j) * L.cmax + c]);
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                v[j] = warp_max(v[j]);
+                if (lane == 0) s_red[warp][j] = v[j];
+            }
             __syncthreads();
-            mx = s_v;
-            float z = 0.f;
-            for (int c = tid; c < C; c += kSelThreads) z += float(tok[c]) * expf(scale * cs[c] - mx);
-            __syncthreads();  // s_v read by every thread, red_tmp free again
-            z = Reduce(red_tmp).Sum(z);
-            if (tid == 0) s_v = mx + logf(z);
+            if (tid < 8) {
+                float r = -INFINITY;
+                for (int w = 0; w < kSelThreads / 32; w++) r = fmaxf(r, s_red[w][tid]);
+                s_res[tid] = r;
+            }
             __syncthreads();
-            const float lse = s_v;
-            for (int c = tid; c < C; c += kSelThreads) kf[c] = fmaxf(kf[c], scale * cs[c] - lse);
-            __syncthreads();  // s_v and red_tmp reused by the next head
+            float mx[8];
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                mx[j] = s_res[j];
+                v[j] = 0.f;
+            }
+            for (int c = tid; c < C; c += kSelThreads) {
+                const float t = float(tok[c]);
+#pragma unroll
+                for (int j = 0; j < 8; j++)
+                    if (j < nh) v[j] += t * expf(scale * cs0[int64_t(j) * L.cmax + c] - mx[j]);
+            }
+            __syncthreads();  // s_res read by every thread before it is rewritten
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                v[j] = warp_sum(v[j]);
+                if (lane == 0) s_red[warp][j] = v[j];
+            }
+            __syncthreads();
+            if (tid < 8) {
+                float r = 0.f;
+                for (int w = 0; w < kSelThreads / 32; w++) r += s_red[w][tid];
+                s_res[tid] += logf(r);  // still the max of head hb + tid: now its lse
+            }
+            __syncthreads();
+            float lse[8];
+#pragma unroll
+            for (int j = 0; j < 8; j++) lse[j] = s_res[j];
+            for (int c = tid; c < C; c += kSelThreads) {
+                float k = kf[c];
+#pragma unroll
+                for (int j = 0; j < 8; j++)
+                    if (j < nh) k = fmaxf(k, scale * cs0[int64_t(j) * L.cmax + c] - lse[j]);
+                kf[c] = k;
+            }
+            __syncthreads();  // s_red / s_res reused by the next 8 heads
         }
         for (int c = tid; c < C; c += kSelThreads) keys[c] = order_key(kf[c]);
         __syncthreads();
@@ -396,7 +436,7 @@ __global__ void __launch_bounds__(kSelThreads) group_select_kernel(TacticLayerDe
         weighted_cut<int>(keys, tok, C, need, sel, group, reinterpret_cast<int *>(hist_raw));
     }
     __syncthreads();  // hsel written (global memory, this block); keys and tok free for the list
-    build_list<ITEMS>(L, kvh, n, hsel, list, count, reinterpret_cast<int32_t *>(sel_smem));
+    build_list(L, kvh, n, hsel, list, count, reinterpret_cast<int32_t *>(sel_smem));
 }
 
 // The attention blocks that do work: enough that each has kMinPerBlock entries.
@@ -1268,16 +1308,8 @@ void tactic_select_dev(const TacticLayerDev &L, const TacticStepArgs &a, const T
     TACTIC_CHECK(L.cmax <= tactic_max_clusters(), TACTIC_ERR_UNSUPPORTED,
                  "Tactic on CUDA: more than " + std::to_string(tactic_max_clusters()) + " clusters per KV head");
     if (group_budget(a)) {
-        const unsigned g = unsigned(L.n_head_kv);
-        const float f = a.force_fraction;
-        if (L.cmax <= kSelThreads * 2)
-            group_select_kernel<2><<<g, kSelThreads, smem, s>>>(L, a.d_pos, f, a.scale, b.cscore, b.hsel, b.list, b.count);
-        else if (L.cmax <= kSelThreads * 4)
-            group_select_kernel<4><<<g, kSelThreads, smem, s>>>(L, a.d_pos, f, a.scale, b.cscore, b.hsel, b.list, b.count);
-        else if (L.cmax <= kSelThreads * 8)
-            group_select_kernel<8><<<g, kSelThreads, smem, s>>>(L, a.d_pos, f, a.scale, b.cscore, b.hsel, b.list, b.count);
-        else
-            group_select_kernel<16><<<g, kSelThreads, smem, s>>>(L, a.d_pos, f, a.scale, b.cscore, b.hsel, b.list, b.count);
+        group_select_kernel<<<unsigned(L.n_head_kv), kSelThreads, smem, s>>>(L, a.d_pos, a.force_fraction, a.scale,
+                                                                              b.cscore, b.hsel, b.list, b.count);
         return;
     }
     select_kernel<<<unsigned(L.n_head), kSelThreads, smem, s>>>(L, a.d_pos, a.force_fraction, a.p, a.scale, b.cscore,
@@ -1286,12 +1318,8 @@ void tactic_select_dev(const TacticLayerDev &L, const TacticStepArgs &a, const T
 
 void tactic_union_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
     if (group_budget(a)) return;  // the group selection built the lists
-    const unsigned g = unsigned(L.n_head_kv);
     const size_t smem = select_smem(L.cmax);  // the same 12 bytes a cluster
-    if (L.cmax <= kSelThreads * 2) union_kernel<2><<<g, kSelThreads, smem, s>>>(L, a.d_pos, b.hsel, b.list, b.count);
-    else if (L.cmax <= kSelThreads * 4) union_kernel<4><<<g, kSelThreads, smem, s>>>(L, a.d_pos, b.hsel, b.list, b.count);
-    else if (L.cmax <= kSelThreads * 8) union_kernel<8><<<g, kSelThreads, smem, s>>>(L, a.d_pos, b.hsel, b.list, b.count);
-    else union_kernel<16><<<g, kSelThreads, smem, s>>>(L, a.d_pos, b.hsel, b.list, b.count);
+    union_kernel<<<unsigned(L.n_head_kv), kSelThreads, smem, s>>>(L, a.d_pos, b.hsel, b.list, b.count);
 }
 
 namespace {
@@ -1306,8 +1334,8 @@ int tactic_max_clusters() {
         TACTIC_CU(cudaGetDevice(&dev));
         TACTIC_CU(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
         size_t static_max = 0;
-        for (const void *f : {reinterpret_cast<const void *>(select_kernel), reinterpret_cast<const void *>(union_kernel<16>),
-                              reinterpret_cast<const void *>(group_select_kernel<16>)}) {
+        for (const void *f : {reinterpret_cast<const void *>(select_kernel), reinterpret_cast<const void *>(union_kernel),
+                              reinterpret_cast<const void *>(group_select_kernel)}) {
             cudaFuncAttributes fa;
             TACTIC_CU(cudaFuncGetAttributes(&fa, f));
             static_max = std::max(static_max, fa.sharedSizeBytes);
@@ -1321,14 +1349,8 @@ int tactic_max_clusters() {
 void tactic_init_kernels() {
     const int smem = int(select_smem(tactic_max_clusters()));
     TACTIC_CU(cudaFuncSetAttribute(select_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(group_select_kernel<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(group_select_kernel<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(group_select_kernel<8>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(group_select_kernel<16>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(union_kernel<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(union_kernel<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(union_kernel<8>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(union_kernel<16>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(group_select_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(union_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     stream_attrs<64>();
     stream_attrs<128>();
     stream_attrs<256>();
