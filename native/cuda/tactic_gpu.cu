@@ -753,11 +753,11 @@ __device__ __forceinline__ void split_f16x2(float x0, float x1, uint32_t &hi, ui
 // The list range [r0, r1) of block bb when the total work tot is cut into nbe pieces.
 __device__ __forceinline__ int64_t piece_start(int64_t tot, int bb, int nbe) { return tot * bb / nbe; }
 
-// Does block bb's piece hold rows of [start, end)?
-__device__ __forceinline__ bool piece_touches(int64_t tot, int bb, int nbe, int64_t start, int64_t end) {
-    const int64_t a = piece_start(tot, bb, nbe), b = piece_start(tot, bb + 1, nbe);
-    return a < b && a < end && b > start;
-}
+// The block whose piece holds row r (0 <= r < tot; pieces are never empty: nbe <= tot):
+// the largest bb with piece_start(bb) <= r, i.e. tot bb < (r + 1) nbe. One division: a
+// loop of piece_start calls over a KV head's blocks cost ~80 64-bit divisions a block,
+// microseconds on the step's tail.
+__device__ __forceinline__ int block_of_row(int64_t tot, int nbe, int64_t r) { return int(((r + 1) * nbe - 1) / tot); }
 
 // MMA (options().tactic_mma, head_dim <= 128): the same pipeline, each stage's scores and
 // values on tensor cores. The group's query heads are the rows of the 16-row A tile:
@@ -1056,22 +1056,14 @@ __global__ void __launch_bounds__(kStreamWarps * 32) attend_stream_kernel(
         // reduction: partials visible device-wide before the counter says so).
         __threadfence();
         __syncthreads();
-        const int64_t kv_end = kv_start + cnt;
-        const int b_lo = max(0, int(kv_start * nbe / tot) - 2), b_hi = min(nbe, int(kv_end * nbe / tot) + 3);
-        if (threadIdx.x == 0) {
-            int need = 0;
-            for (int bb = b_lo; bb < b_hi; bb++) need += piece_touches(tot, bb, nbe, kv_start, kv_end) ? 1 : 0;
-            s_last = atomicAdd(&done[kvh], 1) == need - 1;
-        }
+        // The blocks that work on this KV head: bt0 .. bt1 - 1 (consecutive).
+        const int bt0 = block_of_row(tot, nbe, kv_start), bt1 = block_of_row(tot, nbe, kv_start + cnt - 1) + 1;
+        if (threadIdx.x == 0) s_last = atomicAdd(&done[kvh], 1) == bt1 - bt0 - 1;
         __syncthreads();
         if (s_last) {
             __threadfence();
-            // The blocks that worked on this KV head are consecutive; each thread combines 4
-            // dimensions of one head over them, 8 blocks' partials loaded before any is used.
-            int bt0 = b_lo;
-            while (bt0 < b_hi && !piece_touches(tot, bt0, nbe, kv_start, kv_end)) bt0++;
-            int bt1 = bt0;
-            while (bt1 < b_hi && piece_touches(tot, bt1, nbe, kv_start, kv_end)) bt1++;
+            // Each thread combines 4 dimensions of one head over the KV head's blocks, 8
+            // blocks' partials loaded before any is used.
             constexpr int D4 = D / 4;
             for (int e = threadIdx.x; e < group * D4; e += NT) {
                 const int h = e / D4, d4 = e % D4;
