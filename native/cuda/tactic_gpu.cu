@@ -38,12 +38,6 @@ __device__ __forceinline__ void h8_to_f(const uint4 &w, float *f) {
     }
 }
 
-// A float's bits as an unsigned key of the same order (-0 taken as +0, as == does).
-__device__ __forceinline__ uint32_t order_key(float f) {
-    const uint32_t u = __float_as_uint(f == 0.f ? 0.f : f);
-    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
-
 // A. cscore[h][c] = q_h . centroid_c for the query heads of each KV head (grid.y), the
 // centroids read once for the group. A row of D halves is read by D/8 lanes.
 template <int D, int G>
@@ -84,9 +78,44 @@ __global__ void __launch_bounds__(kScoreWarps * 32) cscore_kernel(TacticLayerDev
     }
 }
 
+// The cut's keys: scores (or log weights) spread linearly over [lo, hi] of the block's
+// values, as unsigned integers of the same order (ties only closer than (hi - lo) / 2^32).
+// Float bits would crowd: values of one binary exponent share the radix select's first
+// byte, and thousands of clusters in one bin serialize on its shared-memory atomics
+// (tens of microseconds a cut). lo, hi: block-wide min and max (every thread calls).
+__device__ void block_min_max(float &lo, float &hi) {
+    __shared__ float s_mm[kSelThreads / 32][2], s_out[2];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    lo = -warp_max(-lo);
+    hi = warp_max(hi);
+    if (lane == 0) {
+        s_mm[warp][0] = lo;
+        s_mm[warp][1] = hi;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float a = INFINITY, z = -INFINITY;
+        for (int w = 0; w < kSelThreads / 32; w++) {
+            a = fminf(a, s_mm[w][0]);
+            z = fmaxf(z, s_mm[w][1]);
+        }
+        s_out[0] = a;
+        s_out[1] = z;
+    }
+    __syncthreads();
+    lo = s_out[0];
+    hi = s_out[1];
+    __syncthreads();  // s_out is read before any later call rewrites it
+}
+struct KeySpread {
+    float lo, mul;  // key = (v - lo) * mul, truncated; 2^32 - 1024: rounding stays below 2^32
+    __device__ KeySpread(float lo_, float hi_) : lo(lo_), mul(hi_ > lo_ ? 4294966272.f / (hi_ - lo_) : 0.f) {}
+    __device__ uint32_t operator()(float v) const { return __float2uint_rz((v - lo) * mul); }
+};
+
 // The weighted cut of B: with clusters ordered by decreasing score (ties: lower index
 // first), the shortest prefix whose weight reaches `need`. Found without sorting: a
-// radix select (4 passes of 8 bits over the scores' order keys, histograms of weight)
+// radix select (4 passes of 8 bits over the keys (KeySpread), histograms of weight)
 // gives the key T of the cluster where the running weight reaches `need` and the
 // weight `above` of the clusters scoring higher; those are in, and clusters at T are
 // taken by index while the weight is short. sel[c * stride] |= chosen. keys and w are staged in
@@ -216,14 +245,17 @@ __global__ void __launch_bounds__(kSelThreads) select_kernel(TacticLayerDev L, c
         for (int c = tid; c < C; c += kSelThreads) sel[int64_t(c) * group] = 1;
         return;
     }
-    float mx = -INFINITY;
+    float mx = -INFINITY, mn = INFINITY;
     for (int c = tid; c < C; c += kSelThreads) {
         const float v = cs[c];
-        keys[c] = order_key(v);
         tok[c] = coff[c + 1] - coff[c];
         sel[int64_t(c) * group] = 0;
         mx = fmaxf(mx, v);
+        mn = fminf(mn, v);
     }
+    block_min_max(mn, mx);
+    const KeySpread spread(mn, mx);
+    for (int c = tid; c < C; c += kSelThreads) keys[c] = spread(cs[c]);
     __syncthreads();
     __shared__ uint32_t hist_raw[256 * kCopies];  // both cuts share it (int or float bins)
     weighted_cut<int>(keys, tok, C, need, sel, group, reinterpret_cast<int *>(hist_raw));
@@ -430,7 +462,14 @@ __global__ void __launch_bounds__(kSelThreads) group_select_kernel(TacticLayerDe
             }
             __syncthreads();  // s_red / s_res reused by the next 8 heads
         }
-        for (int c = tid; c < C; c += kSelThreads) keys[c] = order_key(kf[c]);
+        float lo = INFINITY, hi = -INFINITY;
+        for (int c = tid; c < C; c += kSelThreads) {
+            lo = fminf(lo, kf[c]);
+            hi = fmaxf(hi, kf[c]);
+        }
+        block_min_max(lo, hi);
+        const KeySpread spread(lo, hi);
+        for (int c = tid; c < C; c += kSelThreads) keys[c] = spread(kf[c]);
         __syncthreads();
         __shared__ uint32_t hist_raw[256 * kCopies];
         weighted_cut<int>(keys, tok, C, need, sel, group, reinterpret_cast<int *>(hist_raw));
