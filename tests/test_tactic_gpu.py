@@ -294,7 +294,7 @@ def test_bench_timings_are_reported():
     finally:
         lib.tactic_cuda_set_option(b"bench_iters", 0)
     # the merge stage is empty with the default streaming kernel (it merges in its last block)
-    assert np.all(ms[[0, 1, 2, 3, 5]] > 0) and ms[4] >= 0 and np.all(ms[:6] < 50) and ms[6] >= 1, ms
+    assert np.all(ms[[0, 1, 3, 5]] > 0) and ms[2] >= 0 and ms[4] >= 0 and np.all(ms[:6] < 50) and ms[6] >= 1, ms
     assert np.all(np.isfinite(out))
 
 

@@ -217,34 +217,10 @@ __device__ void weighted_cut(const uint32_t *keys, const W *w, int C, W need, ui
     }
 }
 
-// B. Per query head (one block each), the clusters it proposes, as the CPU's bounded
-// selector's first prefix (bounded_selection.cpp, step 1): in decreasing centroid score,
-// forced fraction f > 0: until they hold min(n, ceil(f n)) tokens;
-// f = 0: until the centroid mass sum |c| exp(scale q.c) reaches 1 - (1 - P) / 4 of its
-// total and they hold at least kMinTokens tokens.
-// Dynamic shared memory: cmax x (key, tokens, mass) = 12 bytes a cluster.
-constexpr int kMinTokens = 64;  // BoundedConfig::min_init_tokens
-__global__ void __launch_bounds__(kSelThreads) select_kernel(TacticLayerDev L, const int32_t *__restrict__ d_pos,
-                                                             float frac, float p, float scale,
-                                                             const float *__restrict__ cscore,
-                                                             uint8_t *__restrict__ hsel) {
-    extern __shared__ uint32_t sel_smem[];
-    uint32_t *keys = sel_smem;
-    int *tok = reinterpret_cast<int *>(keys + L.cmax);
-    float *mass = reinterpret_cast<float *>(tok + L.cmax);
-    const int h = blockIdx.x, group = L.n_head / L.n_head_kv, kvh = h / group, tid = threadIdx.x;
-    const int C = L.n_clusters[kvh];
-    const int32_t *coff = L.coff + int64_t(kvh) * (L.cmax + 1);
-    const float *cs = cscore + int64_t(h) * L.cmax;
-    // hsel is [n_head_kv][cmax][group]: the union reads a cluster's choices as one word
-    uint8_t *sel = hsel + int64_t(kvh) * L.cmax * group + (h - kvh * group);
-    const int n = d_pos[0] + 1;
-    const int total = C > 0 ? coff[C] - coff[0] : 0;
-    const int need = frac > 0.f ? min(n, int(ceilf(frac * float(n)))) : kMinTokens;
-    if (need >= total) {
-        for (int c = tid; c < C; c += kSelThreads) sel[int64_t(c) * group] = 1;
-        return;
-    }
+// One query head's cuts (select_kernel's B; keys, tok and mass: its shared memory).
+__device__ void head_cut(const TacticLayerDev &L, int C, const int32_t *coff, const float *cs, float frac, float p,
+                         float scale, int need, uint8_t *sel, uint32_t *keys, int *tok, float *mass) {
+    const int group = L.n_head / L.n_head_kv, tid = threadIdx.x;
     float mx = -INFINITY, mn = INFINITY;
     for (int c = tid; c < C; c += kSelThreads) {
         const float v = cs[c];
@@ -259,7 +235,7 @@ __global__ void __launch_bounds__(kSelThreads) select_kernel(TacticLayerDev L, c
     __syncthreads();
     __shared__ uint32_t hist_raw[256 * kCopies];  // both cuts share it (int or float bins)
     weighted_cut<int>(keys, tok, C, need, sel, group, reinterpret_cast<int *>(hist_raw));
-    if (frac > 0.f) return;
+    if (frac > 0.f) return;  // block-uniform
     // The mass cut: the top score (block max), the masses, their total and the target.
     using Reduce = cub::BlockReduce<float, kSelThreads>;
     __shared__ typename Reduce::TempStorage red_tmp;
@@ -283,14 +259,15 @@ __global__ void __launch_bounds__(kSelThreads) select_kernel(TacticLayerDev L, c
 
 size_t select_smem(int cmax) { return size_t(cmax) * 12; }
 
-// C. Per KV head (one block each): the always-attended tokens (before the clustered
-// range and from its end to n), then the rows of every cluster some query head of the
-// group chose (the GQA union), as one list. The clusters are taken in chunks of
-// kListItems x 1024 (kListItems consecutive clusters a thread, loaded before a block-wide
-// scan; a chunk's totals carried into the next); the chosen clusters (first row, list
-// offset, rows) are staged in shared memory (dynamic, 12 bytes x cmax) and each warp then
-// writes whole clusters, lane by lane (coalesced). hsel's byte 0 of a cluster suffices
-// for the group budget (it writes only that one; the others stay 0).
+// C. Per KV head (one block: the selection's last block of the group, or the group
+// budget's block): the always-attended tokens (before the clustered range and from its end
+// to n), then the rows of every cluster some query head of the group chose (the GQA
+// union), as one list. The clusters are taken in chunks of kListItems x 1024
+// (kListItems consecutive clusters a thread, loaded before a block-wide scan; a chunk's
+// totals carried into the next); the chosen clusters (first row, list offset, rows) are
+// staged in shared memory (dynamic, 12 bytes x cmax) and each warp then writes whole
+// clusters, lane by lane (coalesced). hsel's byte 0 of a cluster suffices for the group
+// budget (it writes only that one; the others stay 0).
 constexpr int kListItems = 8;
 __device__ void build_list(const TacticLayerDev &L, int kvh, int n, const uint8_t *__restrict__ hsel,
                            int32_t *__restrict__ list, int32_t *__restrict__ count, int32_t *uni_smem) {
@@ -309,7 +286,8 @@ __device__ void build_list(const TacticLayerDev &L, int kvh, int n, const uint8_
     int rows_before = 0, sel_before = 0;  // the earlier chunks' rows and chosen clusters
     for (int c0 = 0; c0 < C; c0 += ITEMS * kSelThreads) {
         // Every load is issued before any is used (one memory round trip, not ITEMS x group):
-        // a cluster's choices are group consecutive bytes of hsel ([n_head_kv][cmax][group]).
+        // a cluster's choices are group consecutive bytes of hsel ([n_head_kv][cmax][group]),
+        // read from L2 (other blocks of the selection wrote them).
         int base[ITEMS + 1], off[ITEMS], idx[ITEMS];
         uint32_t chosen = 0;  // bit i: cluster c0 + tid * ITEMS + i is in the union
 #pragma unroll
@@ -323,9 +301,9 @@ __device__ void build_list(const TacticLayerDev &L, int kvh, int n, const uint8_
             bool sv = false;
             if (c < C) {
                 if (group == 4) {
-                    sv = *reinterpret_cast<const uint32_t *>(hs + int64_t(c) * 4) != 0u;
+                    sv = __ldcg(reinterpret_cast<const unsigned int *>(hs + int64_t(c) * 4)) != 0u;
                 } else {
-                    for (int h = 0; h < group; h++) sv |= hs[int64_t(c) * group + h] != 0;
+                    for (int h = 0; h < group; h++) sv |= __ldcg(hs + int64_t(c) * group + h) != 0;
                 }
             }
             if (sv) chosen |= 1u << i;
@@ -359,13 +337,49 @@ __device__ void build_list(const TacticLayerDev &L, int kvh, int n, const uint8_
         for (int j = lane; j < e_sz[e]; j += 32) lst[e_off[e] + j] = e_base[e] + j;
 }
 
-__global__ void __launch_bounds__(kSelThreads) union_kernel(TacticLayerDev L, const int32_t *__restrict__ d_pos,
-                                                            const uint8_t *__restrict__ hsel,
-                                                            int32_t *__restrict__ list, int32_t *__restrict__ count) {
-    extern __shared__ int32_t uni_smem[];
-    build_list(L, blockIdx.x, d_pos[0] + 1, hsel, list, count, uni_smem);
-}
 
+// B. Per query head (one block each), the clusters it proposes, as the CPU's bounded
+// selector's first prefix (bounded_selection.cpp, step 1): in decreasing centroid score,
+// forced fraction f > 0: until they hold min(n, ceil(f n)) tokens;
+// f = 0: until the centroid mass sum |c| exp(scale q.c) reaches 1 - (1 - P) / 4 of its
+// total and they hold at least kMinTokens tokens.
+// Dynamic shared memory: cmax x (key, tokens, mass) = 12 bytes a cluster.
+constexpr int kMinTokens = 64;  // BoundedConfig::min_init_tokens
+__global__ void __launch_bounds__(kSelThreads) select_kernel(TacticLayerDev L, const int32_t *__restrict__ d_pos,
+                                                             float frac, float p, float scale,
+                                                             const float *__restrict__ cscore, uint8_t *__restrict__ hsel,
+                                                             int32_t *__restrict__ list, int32_t *__restrict__ count,
+                                                             int32_t *__restrict__ done) {
+    extern __shared__ uint32_t sel_smem[];
+    uint32_t *keys = sel_smem;
+    int *tok = reinterpret_cast<int *>(keys + L.cmax);
+    float *mass = reinterpret_cast<float *>(tok + L.cmax);
+    const int h = blockIdx.x, group = L.n_head / L.n_head_kv, kvh = h / group, tid = threadIdx.x;
+    const int C = L.n_clusters[kvh];
+    const int32_t *coff = L.coff + int64_t(kvh) * (L.cmax + 1);
+    const float *cs = cscore + int64_t(h) * L.cmax;
+    // hsel is [n_head_kv][cmax][group]: the union reads a cluster's choices as one word
+    uint8_t *sel = hsel + int64_t(kvh) * L.cmax * group + (h - kvh * group);
+    const int n = d_pos[0] + 1;
+    const int total = C > 0 ? coff[C] - coff[0] : 0;
+    const int need = frac > 0.f ? min(n, int(ceilf(frac * float(n)))) : kMinTokens;
+    if (need >= total) {
+        for (int c = tid; c < C; c += kSelThreads) sel[int64_t(c) * group] = 1;
+    } else {  // block-uniform
+        head_cut(L, C, coff, cs, frac, p, scale, need, sel, keys, tok, mass);
+    }
+    // C. The last block of the KV group to finish builds its list (threadfence reduction:
+    // the choices visible device-wide before the counter says so; no union kernel).
+    __shared__ int s_last;
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) s_last = atomicAdd(&done[kvh], 1) == group - 1;
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();
+    build_list(L, kvh, n, hsel, list, count, reinterpret_cast<int32_t *>(sel_smem));
+    if (tid == 0) done[kvh] = 0;  // ready for the attention's counters and the next step
+}
 
 // B + C with options().tactic_group_budget (forced fraction only): one cut per KV head
 // (one block each) instead of one per query head, so that the union itself holds
@@ -1344,14 +1358,12 @@ void tactic_select_dev(const TacticLayerDev &L, const TacticStepArgs &a, const T
         return;
     }
     select_kernel<<<unsigned(L.n_head), kSelThreads, smem, s>>>(L, a.d_pos, a.force_fraction, a.p, a.scale, b.cscore,
-                                                                  b.hsel);
+                                                                  b.hsel, b.list, b.count, b.done);
 }
 
-void tactic_union_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
-    if (group_budget(a)) return;  // the group selection built the lists
-    const size_t smem = select_smem(L.cmax);  // the same 12 bytes a cluster
-    union_kernel<<<unsigned(L.n_head_kv), kSelThreads, smem, s>>>(L, a.d_pos, b.hsel, b.list, b.count);
-}
+// The lists are built by the selection kernels (the last block of each KV group, or the
+// group budget's one block): nothing to enqueue.
+void tactic_union_dev(const TacticLayerDev &, const TacticStepArgs &, const TacticStepBufs &, cudaStream_t) {}
 
 namespace {
 // The selection stages every cluster's key, tokens and mass in shared memory: as many
@@ -1365,7 +1377,7 @@ int tactic_max_clusters() {
         TACTIC_CU(cudaGetDevice(&dev));
         TACTIC_CU(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
         size_t static_max = 0;
-        for (const void *f : {reinterpret_cast<const void *>(select_kernel), reinterpret_cast<const void *>(union_kernel),
+        for (const void *f : {reinterpret_cast<const void *>(select_kernel),
                               reinterpret_cast<const void *>(group_select_kernel)}) {
             cudaFuncAttributes fa;
             TACTIC_CU(cudaFuncGetAttributes(&fa, f));
@@ -1381,7 +1393,6 @@ void tactic_init_kernels() {
     const int smem = int(select_smem(tactic_max_clusters()));
     TACTIC_CU(cudaFuncSetAttribute(select_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     TACTIC_CU(cudaFuncSetAttribute(group_select_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(union_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     stream_attrs<64>();
     stream_attrs<128>();
     stream_attrs<256>();
