@@ -197,7 +197,8 @@ def main():
     ap.add_argument("--group-budget", type=int, default=0,
                     help="option tactic_group_budget: 1 a forced fraction is each KV group's budget (the union "
                          "holds it), 0 each query head's")
-    ap.add_argument("--mma", type=int, default=0, help="option tactic_mma: 1 the streaming kernel on tensor cores")
+    ap.add_argument("--mma", type=int, default=1, help="option tactic_mma: 1 (default) the streaming kernel on tensor "
+                                                        "cores, 0 on FMAs")
     ap.add_argument("--variants", default="",
                     help="more passes over the same keys, ';'-separated, each 'name=value,...' of group_budget, "
                          "copies, blocks, fused, mma (e.g. 'group_budget=1;mma=1')")

@@ -361,10 +361,12 @@ def test_earlier_attention_kernel_matches_twin(shape):
 @needs_gpu
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("blocks", [0, 3, 600])
-def test_mma_attention_matches_reference(shape, blocks):
-    """tactic_mma=1: the streaming kernel with scores and values on tensor cores (q and
-    the weights split into f16 hi + lo parts, K and V f16 as cached) equals the float64
-    reference as closely as the FMA kernel; head_dim 256 falls back to the FMA kernel."""
+@pytest.mark.parametrize("mma", [1, 0])
+def test_mma_attention_matches_reference(shape, blocks, mma):
+    """tactic_mma=1 (the default): the streaming kernel with scores and values on tensor
+    cores (q and the weights split into f16 hi + lo parts, K and V f16 as cached) equals
+    the float64 reference as closely as the FMA kernel (tactic_mma=0); head_dim 256 falls
+    back to the FMA kernel."""
     rng = np.random.default_rng(37)
     n_head, n_head_kv, D = shape
     n_ctx, n, c_begin = 6000, 5321, 4
@@ -374,12 +376,12 @@ def test_mma_attention_matches_reference(shape, blocks):
     q = (1.5 * rng.standard_normal((n_head, D))).astype(np.float32)
     scale = 1.0 / math.sqrt(D)
     assert lib.tactic_cuda_set_option(b"tactic_mma", 2) == TACTIC_ERR_INVALID_ARGUMENT
-    assert lib.tactic_cuda_set_option(b"tactic_mma", 1) == 0
+    assert lib.tactic_cuda_set_option(b"tactic_mma", mma) == 0
     assert lib.tactic_cuda_set_option(b"tactic_blocks", blocks) == 0
     try:
         out, lists = gpu_step(q, K, V, n, c_begin, c_end, layout, 0.1, scale)
     finally:
-        lib.tactic_cuda_set_option(b"tactic_mma", 0)
+        lib.tactic_cuda_set_option(b"tactic_mma", 1)
         lib.tactic_cuda_set_option(b"tactic_blocks", 0)
     sets, ties = twin_select(q, layout, c_begin, c_end, n, 0.1)
     assert_same_sets(lists, sets, ties, layout)

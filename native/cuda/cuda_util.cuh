@@ -81,7 +81,7 @@ struct Options {
     int tactic_fused = 1;   // 1: Tactic's attention streams rows through cp.async and merges in its last
                             // block per KV head; 0: the earlier register-tile kernel + a merge kernel
     int pdl = 0;            // 1: kernels following pdl.cuh's protocol launch with programmatic dependent launch
-    int tactic_mma = 0;     // 1: Tactic's streaming attention on tensor cores (head_dim <= 128)
+    int tactic_mma = 1;     // 1: Tactic's streaming attention on tensor cores (head_dim <= 128); 0: FMA
     int tactic_group_budget = 0;  // 1: a forced fraction is the KV group's budget (one cut per KV head, the
                                   // union holds ceil(f n) tokens), not each query head's
 };
