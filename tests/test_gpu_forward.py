@@ -16,6 +16,7 @@ Skipped where no CUDA device is usable (CI compiles the CUDA code but has no GPU
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -129,6 +130,17 @@ def test_random_weights_gpu_matches_cpu(random_files, arch, outtype, request):
     compare(cpu, gpu, f"{arch}/{outtype}")
 
 
+# The library's defaults of the options gpu_decode sets (restored after each call), as
+# overridden for the whole file by TACTIC_TEST_CUDA_OPTIONS ("pdl=1,decode_fuse=2": every
+# test here runs with those options, set at import).
+OPTION_DEFAULTS = {"matvec_q8_kernel": 4, "decode_fuse": 1, "norm_fuse": 1, "pdl": 0}
+for _kv in filter(None, os.environ.get("TACTIC_TEST_CUDA_OPTIONS", "").split(",")):
+    _name, _, _value = _kv.partition("=")
+    OPTION_DEFAULTS[_name.strip()] = int(_value)
+    if lib.tactic_cuda_device_count() > 0:
+        assert lib.tactic_cuda_set_option(_name.strip().encode(), int(_value)) == 0, _kv
+
+
 def gpu_decode(path, ids, n_prefill, options):
     """GPU logits of decode steps after a prefill, with CUDA options set for the context."""
     try:
@@ -138,8 +150,8 @@ def gpu_decode(path, ids, n_prefill, options):
             s.eval(ids[:n_prefill])
             return np.stack([s.eval([t]) for t in ids[n_prefill:]])
     finally:
-        lib.tactic_cuda_set_option(b"matvec_q8_kernel", 4)
-        lib.tactic_cuda_set_option(b"decode_fuse", 1)
+        for name, value in OPTION_DEFAULTS.items():
+            lib.tactic_cuda_set_option(name.encode(), value)
 
 
 @pytest.mark.parametrize("outtype", ["q4_k_m", "q8_0", "q4_1"])
@@ -148,15 +160,23 @@ def test_random_weights_decode_fusion_keeps_the_bytes(random_files, arch, outtyp
     """The decode step's fused kernels (norm + quantization, residual adds and the gated
     activation in matvec epilogues, the v4 matvec) compute what the separate kernels
     compute, in the same order: the logits are the same bytes as the unfused step's
-    with the earlier matvec kernel (whose agreement with the CPU the test above shows)."""
+    with the earlier matvec kernel (whose agreement with the CPU the test above shows).
+    norm_fuse (Gemma's post-norms and QK-norm, Qwen3's QK-norm) and programmatic
+    dependent launch (pdl: kernels overlap their start with the previous one's end) keep
+    them too."""
     path = random_files(arch, outtype)
     rng = np.random.default_rng(4)
     ids = [1] + rng.integers(3, TINY["vocab"], 99).tolist()
-    old = gpu_decode(path, ids, 20, {"matvec_q8_kernel": 3, "decode_fuse": 0})
-    for fuse in (1, 2):  # 2: wq, wk, wv in one launch as well
-        new = gpu_decode(path, ids, 20, {"matvec_q8_kernel": 4, "decode_fuse": fuse})
+    old = gpu_decode(path, ids, 20, {"matvec_q8_kernel": 3, "decode_fuse": 0, "pdl": 0})
+    # decode_fuse 2: wq, wk, wv in one launch as well
+    for fuse, norm_fuse, pdl in ((1, 0, 0), (1, 1, 0), (2, 1, 0), (1, 1, 1), (2, 1, 1)):
+        opts = {"matvec_q8_kernel": 4, "decode_fuse": fuse, "norm_fuse": norm_fuse, "pdl": pdl}
+        new = gpu_decode(path, ids, 20, opts)
         assert np.isfinite(new).all()
-        assert np.array_equal(old, new), f"{arch}/{outtype} fuse {fuse}: max |diff| {np.max(np.abs(old - new))}"
+        assert np.array_equal(old, new), f"{arch}/{outtype} {opts}: max |diff| {np.max(np.abs(old - new))}"
+    # the unfused step with the earlier kernels, launched with pdl
+    new = gpu_decode(path, ids, 20, {"matvec_q8_kernel": 3, "decode_fuse": 0, "pdl": 1})
+    assert np.array_equal(old, new), f"{arch}/{outtype} v3 unfused with pdl: max |diff| {np.max(np.abs(old - new))}"
 
 
 def test_prefill_in_chunks_and_long_window(random_files):

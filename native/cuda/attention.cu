@@ -19,6 +19,7 @@
 #include "cuda_backend.h"
 #include "cuda_ops.cuh"
 #include "cuda_util.cuh"
+#include "pdl.cuh"
 
 namespace tactic {
 namespace cuda {
@@ -63,6 +64,8 @@ struct AttnDev {
 
 template <int D, int G>
 __global__ void __launch_bounds__(kAttnWarps * 32) attn_split_kernel(AttnDev a) {
+    pdl_wait();
+    pdl_trigger();
     constexpr int LPT = D / 8;        // lanes per token row
     constexpr int TPW = 32 / LPT;     // tokens per warp step
     constexpr int STEPS = kTile / TPW;
@@ -243,6 +246,8 @@ __global__ void __launch_bounds__(kAttnWarps * 32) attn_split_kernel(AttnDev a) 
 // out[h] = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s; zeros for an empty list.
 __global__ void attn_merge_kernel(const float *__restrict__ part_acc, const float *__restrict__ part_ml,
                                   int n_splits, int n_head, int D, float *__restrict__ out) {
+    pdl_wait();
+    pdl_trigger();
     const int h = blockIdx.x;
     float M = -INFINITY;
     for (int s = 0; s < n_splits; s++) M = fmaxf(M, part_ml[(int64_t(s) * n_head + h) * 2]);
@@ -263,7 +268,7 @@ __global__ void attn_merge_kernel(const float *__restrict__ part_acc, const floa
 template <int D, int G>
 void launch_split(const AttnDev &a, int n_splits, cudaStream_t stream = 0) {
     dim3 grid(unsigned(a.n_head_kv * a.n_hgroups), unsigned(n_splits));
-    attn_split_kernel<D, G><<<grid, kAttnWarps * 32, 0, stream>>>(a);
+    launch_pdl(attn_split_kernel<D, G>, grid, dim3(kAttnWarps * 32), 0, stream, a);
 }
 
 // Resident blocks per multiprocessor of the split kernel for (D, G).
@@ -405,8 +410,8 @@ void attention_decode_dev(const DecodeAttn &d, cudaStream_t stream) {
         case 128: launch_split_d<128>(a, d.n_splits, gmax, stream); break;
         default: launch_split_d<256>(a, d.n_splits, gmax, stream); break;
     }
-    attn_merge_kernel<<<unsigned(d.n_head), std::min(D, 256), 0, stream>>>(d.part_acc, d.part_ml, d.n_splits,
-                                                                            d.n_head, D, d.out);
+    launch_pdl(attn_merge_kernel, dim3(unsigned(d.n_head)), dim3(std::min(D, 256)), 0, stream, d.part_acc,
+               d.part_ml, d.n_splits, d.n_head, D, d.out);
 }
 
 }  // namespace cuda

@@ -137,6 +137,8 @@ public:
         abort_capture();  // a pass that threw mid-capture leaves the stream capturing
         norm_.on = false;  // and may leave fused ops held
         mat_.n = 0;
+        add_.on = false;
+        qk_norm_ = QkNorm{};
         n_ = n;
         pos0_ = pos0;
         out_dst_ = logits;
@@ -177,6 +179,19 @@ public:
     }
 
     void rms_norm(Buf src, const Tensor &w, Buf dst, int width, int rows) override {
+        if (norm_fuse_on() && src == dst && (src == Buf::Q || src == Buf::K) && width == hp_.head_dim &&
+            rows == n_ * (src == Buf::Q ? hp_.n_head : hp_.n_head_kv) && width <= 256) {
+            flush_add();  // QK-norm: held for rope_store_kv, which norms each head as it rotates it
+            flush_norm_mat();  // (the other QK-norm stays held)
+            writes_++;
+            (src == Buf::Q ? qk_norm_.q : qk_norm_.k) = static_cast<const float *>(dev(w));
+            return;
+        }
+        if (fuse_on() && rows == 1 && add_.on && buf(src) == add_.x && !norm_.on && mat_.n == 0) {
+            writes_++;  // held after the held post-norm and add: one kernel (matmul, output)
+            norm_ = PendingNorm{true, buf(src), static_cast<const float *>(dev(w)), width, buf(dst)};
+            return;
+        }
         flush();
         writes_++;
         if (fuse_on() && rows == 1) {  // held: the next matmul may quantize its output in the same kernel
@@ -197,7 +212,14 @@ public:
         const float *x = buf(src);
         float *y = buf(dst);
         if (norm_.on && norm_.y == x && !(q8_src_ == x && q8_version_ == writes_ && q8_kind_ == kind)) {
-            rms_norm_q8_dev(kind, norm_.x, norm_.w, norm_.width, hp_.rms_eps, norm_.y, xq_, stream_);
+            if (add_.on && add_.x == norm_.x) {
+                add_norm_rms_norm_q8_dev(kind, add_.t, add_.w, hp_.rms_eps, add_.x, norm_.w, norm_.width,
+                                         hp_.rms_eps, norm_.y, xq_, stream_);
+                add_.on = false;
+            } else {
+                flush_add();
+                rms_norm_q8_dev(kind, norm_.x, norm_.w, norm_.width, hp_.rms_eps, norm_.y, xq_, stream_);
+            }
             norm_.on = false;
             q8_src_ = x;
             q8_version_ = writes_;
@@ -237,6 +259,8 @@ public:
     }
 
     void rope_store_kv(int il, const RopeConfig &rc, float q_scale) override {
+        const QkNorm qk = qk_norm_;
+        qk_norm_ = QkNorm{};
         flush();
         writes_++;
         QkvArgs a;
@@ -252,6 +276,9 @@ public:
         a.q_scale = q_scale;
         a.k_cache = k_cache_ + size_t(il) * kv_layer_;
         a.v_cache = v_cache_ + size_t(il) * kv_layer_;
+        a.q_norm = qk.q;
+        a.k_norm = qk.k;
+        a.norm_eps = hp_.rms_eps;
         RopeArgs r;
         r.neox = rc.type == RopeType::Neox;
         r.n_rot = rc.n_rot;
@@ -307,6 +334,13 @@ public:
 
     void add(Buf dst, Buf src, int width) override {
         writes_++;
+        if (norm_fuse_on() && norm_.on && norm_.x == buf(src) && norm_.y == buf(src) && norm_.width == width &&
+            mat_.n == 0 && !add_.on) {
+            // a post-norm (Gemma) then this add: held, fused with the next pre-norm (matmul, output)
+            add_ = PendingAdd{true, buf(src), norm_.w, buf(dst), width};
+            norm_.on = false;
+            return;
+        }
         if (mat_.n == 1 && mat_.y[0] == buf(src) && width == mat_.W[0]->ne1) {
             // the held matvec adds its rows to dst itself (src, Tmp, is then not written)
             const Tensor &W = *mat_.W[0];
@@ -334,17 +368,25 @@ public:
     }
 
     void output(const Tensor &norm, float eps, const Tensor &W, float cap, int first, int n_out, float *dst) override {
-        flush();
+        flush_except_add();
         writes_++;
         const int E = hp_.n_embd;
         Q8Kind kind;
         if (fuse_on() && n_out == 1 && matvec_q8_kind(W.type, W.ne0, kind)) {  // norm + quantization in one kernel
-            rms_norm_q8_dev(kind, x_ + size_t(first) * E, static_cast<const float *>(dev(norm)), E, eps, h_, xq_,
-                            stream_);
+            if (add_.on && add_.x == x_ + size_t(first) * E) {  // and the last layer's post-norm + add
+                add_norm_rms_norm_q8_dev(kind, add_.t, add_.w, hp_.rms_eps, add_.x,
+                                         static_cast<const float *>(dev(norm)), E, eps, h_, xq_, stream_);
+                add_.on = false;
+            } else {
+                flush_add();
+                rms_norm_q8_dev(kind, x_ + size_t(first) * E, static_cast<const float *>(dev(norm)), E, eps, h_,
+                                xq_, stream_);
+            }
             q8_src_ = h_;
             q8_version_ = writes_;
             q8_kind_ = kind;
         } else {
+            flush_add();
             rms_norm_dev(x_ + size_t(first) * E, static_cast<const float *>(dev(norm)), n_out, E, eps, h_, stream_);
         }
         const size_t n_logits = size_t(n_out) * size_t(W.ne1);
@@ -392,6 +434,7 @@ public:
             cudaGraph_t g = nullptr;
             capturing_ = false;
             TACTIC_CU(cudaStreamEndCapture(stream_, &g));
+            record_graph_stats(g);
             cudaGraphExec_t exec = nullptr;
             const cudaError_t e = cudaGraphInstantiate(&exec, g, 0);
             cudaGraphDestroy(g);
@@ -417,6 +460,19 @@ private:
         int width = 0;
         float *y = nullptr;
     };
+    // A post-norm held with the residual add after it (Gemma: t = RMSNorm(t) * w; x += t),
+    // fused with the next pre-norm (and its quantization) when one follows on x.
+    struct PendingAdd {
+        bool on = false;
+        float *t = nullptr;
+        const float *w = nullptr;
+        float *x = nullptr;
+        int width = 0;
+    };
+    // QK-norm weights held for rope_store_kv (null: none).
+    struct QkNorm {
+        const float *q = nullptr, *k = nullptr;
+    };
     struct PendingMat {
         int n = 0;  // matrices held: 0, 1, 2 (gate and up on the same input) or 3 (wq, wk, wv)
         const Tensor *W[3] = {nullptr, nullptr, nullptr};
@@ -426,10 +482,32 @@ private:
     bool fuse_on() const {
         return n_ == 1 && options().decode_fuse && options().matvec_q8 && options().matvec_q8_kernel == 4;
     }
+    bool norm_fuse_on() const { return fuse_on() && options().norm_fuse; }
     static bool same_layout(const Tensor &a, const Tensor &b) {
         return a.type == b.type && a.ne0 == b.ne0 && a.ne1 == b.ne1 && a.row_bytes == b.row_bytes;
     }
+    // Launches what is held, oldest first: the post-norm + add (nothing is held before it),
+    // then the rest.
     void flush() {
+        flush_add();
+        flush_except_add();
+    }
+    void flush_add() {
+        if (!add_.on) return;
+        add_.on = false;
+        rms_norm_dev(add_.t, add_.w, 1, add_.width, hp_.rms_eps, add_.t, stream_);
+        add_dev(add_.x, add_.t, add_.width, stream_);
+    }
+    void flush_except_add() {
+        if (qk_norm_.q || qk_norm_.k) {  // alone when held (held after a flush, taken by rope_store_kv)
+            const int D = hp_.head_dim;
+            if (qk_norm_.q) rms_norm_dev(q_, qk_norm_.q, int64_t(n_) * hp_.n_head, D, hp_.rms_eps, q_, stream_);
+            if (qk_norm_.k) rms_norm_dev(k_, qk_norm_.k, int64_t(n_) * hp_.n_head_kv, D, hp_.rms_eps, k_, stream_);
+            qk_norm_ = QkNorm{};
+        }
+        flush_norm_mat();
+    }
+    void flush_norm_mat() {
         if (norm_.on) {
             norm_.on = false;
             rms_norm_dev(norm_.x, norm_.w, 1, norm_.width, hp_.rms_eps, norm_.y, stream_);
@@ -455,6 +533,43 @@ private:
         q8_src_ = x;
         q8_version_ = writes_;
         q8_kind_ = kind;
+    }
+
+    // Kernel nodes and programmatic edges of a captured graph (tactic_cuda_graph_stats).
+    static void record_graph_stats(cudaGraph_t g) {
+        size_t n_nodes = 0;
+        if (cudaGraphGetNodes(g, nullptr, &n_nodes) != cudaSuccess) return (void)cudaGetLastError();
+        std::vector<cudaGraphNode_t> nodes(n_nodes);
+        int64_t kernels = 0, programmatic = -1;
+        if (n_nodes && cudaGraphGetNodes(g, nodes.data(), &n_nodes) == cudaSuccess)
+            for (cudaGraphNode_t nd : nodes) {
+                cudaGraphNodeType t;
+                if (cudaGraphNodeGetType(nd, &t) == cudaSuccess && t == cudaGraphNodeTypeKernel) kernels++;
+            }
+#if CUDART_VERSION >= 12030
+        size_t n_edges = 0;
+#if CUDART_VERSION >= 13000
+        const cudaError_t e = cudaGraphGetEdges(g, nullptr, nullptr, nullptr, &n_edges);
+#else
+        const cudaError_t e = cudaGraphGetEdges_v2(g, nullptr, nullptr, nullptr, &n_edges);
+#endif
+        if (e == cudaSuccess) {
+            std::vector<cudaGraphNode_t> from(n_edges), to(n_edges);
+            std::vector<cudaGraphEdgeData> data(n_edges);
+#if CUDART_VERSION >= 13000
+            const cudaError_t e2 = cudaGraphGetEdges(g, from.data(), to.data(), data.data(), &n_edges);
+#else
+            const cudaError_t e2 = cudaGraphGetEdges_v2(g, from.data(), to.data(), data.data(), &n_edges);
+#endif
+            if (e2 == cudaSuccess) {
+                programmatic = 0;
+                for (size_t i = 0; i < n_edges; i++)
+                    programmatic += data[i].type == cudaGraphDependencyTypeProgrammatic ? 1 : 0;
+            }
+        }
+#endif
+        cudaGetLastError();
+        set_graph_stats(kernels, programmatic);
     }
 
     int graph_key() const { return n_splits_ * 2 + (tactic_on_ ? 1 : 0); }
@@ -578,6 +693,8 @@ private:
     Q8Act xq_;  // decode activations quantized to 8 bits (matvec_q8)
     PendingNorm norm_;
     PendingMat mat_;
+    PendingAdd add_;
+    QkNorm qk_norm_;
     Q8Kind q8_kind_ = Q8Kind::K;
     const float *q8_src_ = nullptr;
     uint64_t writes_ = 0, q8_version_ = ~uint64_t(0);  // ops so far; xq_ is valid while none wrote since

@@ -50,6 +50,10 @@ void matvec_q8_prepare();
 // rms_norm_dev + quantize_q8_dev, the same bytes).
 void rms_norm_q8_dev(Q8Kind kind, const float *x, const float *w, int n, float eps, float *y, const Q8Act &a,
                      cudaStream_t stream);
+// Decode fusion of a post-norm (Gemma): t = RMSNorm(t) * wt, x += t, then rms_norm_q8_dev
+// on x (as rms_norm_dev + add_dev + rms_norm_q8_dev, the same bytes).
+void add_norm_rms_norm_q8_dev(Q8Kind kind, float *t, const float *wt, float eps_t, float *x, const float *w, int n,
+                              float eps, float *y, const Q8Act &a, cudaStream_t stream);
 // dst[n_rows][n_cols] = W as f16.
 void dequantize_f16_dev(uint32_t type, const void *w, size_t row_bytes, int64_t n_rows, int64_t n_cols, __half *dst,
                         cudaStream_t stream);
@@ -61,6 +65,8 @@ void rms_norm_dev(const float *x, const float *w, int64_t n_rows, int n, float e
 
 // q [n][H][D] rotated in place, times q_scale, rounded to f16; k [n][Hkv][D] rotated and
 // with v [n][Hkv][D] written as f16 to the cache [Hkv][n_ctx][D] at positions pos[t].
+// q_norm / k_norm (optional, D weights): each q / k head RMS-normed first (QK-norm, as
+// rms_norm_dev with norm_eps would, same bytes).
 struct QkvArgs {
     float *q = nullptr;
     const float *k = nullptr, *v = nullptr;
@@ -68,6 +74,8 @@ struct QkvArgs {
     const int32_t *pos = nullptr;  // device [n_tokens]
     float q_scale = 1.f;
     __half *k_cache = nullptr, *v_cache = nullptr;
+    const float *q_norm = nullptr, *k_norm = nullptr;
+    float norm_eps = 0.f;
 };
 void rope_qkv_dev(const QkvArgs &a, const RopeArgs &rope, cudaStream_t stream);
 

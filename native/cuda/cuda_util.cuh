@@ -81,6 +81,8 @@ struct Options {
     int tactic_fused = 1;   // 1: Tactic's attention streams rows through cp.async and merges in its last
                             // block per KV head; 0: the earlier register-tile kernel + a merge kernel
     int pdl = 0;            // 1: kernels following pdl.cuh's protocol launch with programmatic dependent launch
+    int norm_fuse = 1;      // 1 (with decode_fuse): QK-norm inside RoPE + KV store; a post-norm, its residual
+                            // add and the next pre-norm + quantization in one kernel (Gemma)
 };
 Options &options();
 void set_last_ms(double ms);

@@ -16,6 +16,7 @@
 #include "cuda_ops.cuh"
 #include "cuda_util.cuh"
 #include "fused_ops.cuh"
+#include "pdl.cuh"
 #include "quant_blocks.cuh"
 
 namespace tactic {
@@ -102,12 +103,16 @@ __device__ __forceinline__ void quantize_q8b_group(const float *x, int g, int la
 }
 
 __global__ void quantize_q8k_kernel(const float *__restrict__ x, int n_groups, Q8Act a, __half *__restrict__ f16) {
+    pdl_wait();
+    pdl_trigger();
     const int g = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (g < n_groups) quantize_q8k_group(x, g, lane, a, f16);
 }
 
 __global__ void quantize_q8b_kernel(const float *__restrict__ x, int n_groups, bool q8_1, Q8Act a,
                                     __half *__restrict__ f16) {
+    pdl_wait();
+    pdl_trigger();
     const int g = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (g < n_groups) quantize_q8b_group(x, g, lane, q8_1, a, f16);
 }
@@ -115,9 +120,8 @@ __global__ void quantize_q8b_kernel(const float *__restrict__ x, int n_groups, b
 // Decode fusion: one row of RMSNorm (the block's), written to y, then y quantized by the
 // block's warps with the functions above: the bytes of rms_norm_kernel + quantize_q8*.
 constexpr int kNormQThreads = 256;
-__global__ void __launch_bounds__(kNormQThreads)
-    rms_norm_q8_kernel(const float *__restrict__ x, const float *__restrict__ w, int n, float eps, int kind,
-                       float *y, Q8Act a) {  // y not __restrict__: it is read back below
+__device__ __forceinline__ void rms_norm_q8_row(const float *__restrict__ x, const float *__restrict__ w, int n,
+                                                float eps, int kind, float *y, const Q8Act &a) {
     rms_norm_row<kNormQThreads>(x, w, n, eps, y);
     __syncthreads();  // the block's writes of y are visible to the whole block
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -126,6 +130,28 @@ __global__ void __launch_bounds__(kNormQThreads)
         if (kind == int(Q8Kind::K)) quantize_q8k_group(y, g, lane, a, nullptr);
         else quantize_q8b_group(y, g, lane, kind == int(Q8Kind::B1), a, nullptr);
     }
+}
+__global__ void __launch_bounds__(kNormQThreads)
+    rms_norm_q8_kernel(const float *__restrict__ x, const float *__restrict__ w, int n, float eps, int kind,
+                       float *y, Q8Act a) {  // y not __restrict__: it is read back
+    pdl_wait();
+    pdl_trigger();
+    rms_norm_q8_row(x, w, n, eps, kind, y, a);
+}
+
+// Decode fusion for post-norms (Gemma): t = RMSNorm(t) * wt in place (a branch's output
+// norm), x += t (the residual add), then rms_norm_q8_kernel's work on x (the next
+// pre-norm): the bytes of rms_norm_kernel (same block size) + add_kernel + that kernel.
+__global__ void __launch_bounds__(kNormQThreads)
+    add_norm_rms_norm_q8_kernel(float *t, const float *__restrict__ wt, float eps_t, float *x,
+                                const float *__restrict__ w, int n, float eps, int kind, float *y, Q8Act a) {
+    pdl_wait();
+    pdl_trigger();
+    rms_norm_row<kNormQThreads>(t, wt, n, eps_t, t);
+    __syncthreads();  // rms_norm_row's shared sums are reused below
+    for (int i = threadIdx.x; i < n; i += kNormQThreads) x[i] += t[i];
+    __syncthreads();
+    rms_norm_q8_row(x, w, n, eps, kind, y, a);
 }
 
 // ---- per-type tiles and block dot products ------------------------------------------
@@ -314,7 +340,10 @@ __global__ void __launch_bounds__(kWarps * 32)
     __shared__ __align__(16) uint8_t smem[kWarps][ST][TB + 16];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int64_t row = int64_t(blockIdx.x) * kWarps + warp;
-    if (row >= n_rows) return;  // a whole warp: no block-wide barrier below
+    if (row >= n_rows) {  // a whole warp: no block-wide barrier below
+        pdl_wait();
+        return;
+    }
     const uint8_t *wr = W + row * row_bytes;
     const int n_tiles = (nb + Tl::NB - 1) / Tl::NB;
     auto issue = [&](int t) {
@@ -332,6 +361,8 @@ __global__ void __launch_bounds__(kWarps * 32)
         if (t < n_tiles) issue(t);
         copy_commit();  // one group per tile, empty ones included, so the count below holds
     }
+    pdl_wait();  // the weights above are static; the activations and y come after
+    pdl_trigger();
     float acc = 0.f;
     for (int t = 0; t < n_tiles; t++) {
         copy_wait<ST - 2>();  // this lane's copies of tile t have landed
@@ -382,7 +413,10 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_q8_v4_kernel(MvArgs m, Q8A
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int64_t gw = int64_t(blockIdx.x) * kWarps + warp, tw = int64_t(gridDim.x) * kWarps;
     const int64_t all_rows = m.n_rows + m.n2 + m.n3;
-    if (gw >= all_rows) return;  // a whole warp: no block-wide barrier below
+    if (gw >= all_rows) {  // a whole warp: no block-wide barrier below
+        pdl_wait();
+        return;
+    }
     const int n_tiles = (m.nb + Tl::NB - 1) / Tl::NB;
     // the warp's work in order: its rows i = 0.., each matrix mi of a row, each tile t
     const int n_items = int((all_rows - gw + tw - 1) / tw) * m.nm * n_tiles;
@@ -416,6 +450,8 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_q8_v4_kernel(MvArgs m, Q8A
         if (k < n_items) issue(k);
         copy_commit();
     }
+    pdl_wait();  // the weights above are static; the activations, res and y come after
+    pdl_trigger();
     float acc = 0.f, first = 0.f;
     for (int k = 0; k < n_items; k++) {
         copy_wait<ST - 2>();
@@ -478,7 +514,7 @@ void launch_v4(const MvArgs &m, const Q8Act &a, cudaStream_t stream) {
     const int64_t rows_per_warp = options().matvec_rows == 1 ? 1 : (rows + cap - 1) / cap;
     const int64_t warps = (rows + rows_per_warp - 1) / rows_per_warp;
     const unsigned blocks = unsigned((warps + kWarps - 1) / kWarps);
-    matvec_q8_v4_kernel<T, LW, ST><<<blocks, kWarps * 32, 0, stream>>>(m, a);
+    launch_pdl(matvec_q8_v4_kernel<T, LW, ST>, dim3(blocks), dim3(kWarps * 32), 0, stream, m, a);
 }
 
 // Four stages of 4 warps fit the 48 KB of static shared memory for most types (not Q6_K, Q5_1).
@@ -528,10 +564,10 @@ void launch_q8_st(const uint8_t *W, size_t row_bytes, int64_t n_rows, int nb, co
                   cudaStream_t stream) {
     const unsigned blocks = unsigned((n_rows + kWarps - 1) / kWarps);
     const uintptr_t align = uintptr_t(W) | uintptr_t(row_bytes);
-    if (align % 16 == 0) matvec_q8_kernel<T, 16, ST><<<blocks, kWarps * 32, 0, stream>>>(W, row_bytes, n_rows, nb, a, y);
-    else if (align % 8 == 0) matvec_q8_kernel<T, 8, ST><<<blocks, kWarps * 32, 0, stream>>>(W, row_bytes, n_rows, nb, a, y);
-    else if (align % 4 == 0) matvec_q8_kernel<T, 4, ST><<<blocks, kWarps * 32, 0, stream>>>(W, row_bytes, n_rows, nb, a, y);
-    else matvec_q8_kernel<T, 2, ST><<<blocks, kWarps * 32, 0, stream>>>(W, row_bytes, n_rows, nb, a, y);
+    if (align % 16 == 0) launch_pdl(matvec_q8_kernel<T, 16, ST>, dim3(blocks), dim3(kWarps * 32), 0, stream, W, row_bytes, n_rows, nb, a, y);
+    else if (align % 8 == 0) launch_pdl(matvec_q8_kernel<T, 8, ST>, dim3(blocks), dim3(kWarps * 32), 0, stream, W, row_bytes, n_rows, nb, a, y);
+    else if (align % 4 == 0) launch_pdl(matvec_q8_kernel<T, 4, ST>, dim3(blocks), dim3(kWarps * 32), 0, stream, W, row_bytes, n_rows, nb, a, y);
+    else launch_pdl(matvec_q8_kernel<T, 2, ST>, dim3(blocks), dim3(kWarps * 32), 0, stream, W, row_bytes, n_rows, nb, a, y);
 }
 
 template <int T>
@@ -564,8 +600,8 @@ void quantize_q8_dev(Q8Kind kind, const float *x, int64_t n, const Q8Act &a, cud
     const int64_t groups = n / (kind == Q8Kind::K ? 256 : 32);
     if (groups == 0) return;
     const unsigned blocks = unsigned((groups + 7) / 8);
-    if (kind == Q8Kind::K) quantize_q8k_kernel<<<blocks, 256, 0, stream>>>(x, int(groups), a, nullptr);
-    else quantize_q8b_kernel<<<blocks, 256, 0, stream>>>(x, int(groups), kind == Q8Kind::B1, a, nullptr);
+    if (kind == Q8Kind::K) launch_pdl(quantize_q8k_kernel, dim3(blocks), dim3(256), 0, stream, x, int(groups), a, nullptr);
+    else launch_pdl(quantize_q8b_kernel, dim3(blocks), dim3(256), 0, stream, x, int(groups), kind == Q8Kind::B1, a, nullptr);
 }
 
 void quantize_q8_to_f16_dev(Q8Kind kind, const float *x, int64_t n, __half *y, cudaStream_t stream) {
@@ -640,7 +676,13 @@ void matvec_q8_prepare() {
 
 void rms_norm_q8_dev(Q8Kind kind, const float *x, const float *w, int n, float eps, float *y, const Q8Act &a,
                      cudaStream_t stream) {
-    rms_norm_q8_kernel<<<1, kNormQThreads, 0, stream>>>(x, w, n, eps, int(kind), y, a);
+    launch_pdl(rms_norm_q8_kernel, dim3(1), dim3(kNormQThreads), 0, stream, x, w, n, eps, int(kind), y, a);
+}
+
+void add_norm_rms_norm_q8_dev(Q8Kind kind, float *t, const float *wt, float eps_t, float *x, const float *w, int n,
+                              float eps, float *y, const Q8Act &a, cudaStream_t stream) {
+    launch_pdl(add_norm_rms_norm_q8_kernel, dim3(1), dim3(kNormQThreads), 0, stream, t, wt, eps_t, x, w, n, eps,
+               int(kind), y, a);
 }
 
 // ---- test hooks (cuda_backend.h): host buffers in and out ----------------------------

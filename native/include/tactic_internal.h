@@ -174,10 +174,17 @@ TACTIC_API tactic_status tactic_bench_tactic_dots(const float *Q, int32_t g, con
  * stages, with 4 "matvec_rows" 4 selects four), "decode_fuse" (1 = default: the decode
  * step fuses RMSNorm + activation quantization, residual adds and the gated activation
  * into neighbouring kernels; 2: also wq, wk, wv of one type in one launch; 0: separate
- * kernels). */
+ * kernels), "norm_fuse" (with decode_fuse, 1 = default: QK-norm inside RoPE + KV store,
+ * a post-norm + its residual add + the next pre-norm in one kernel; 0: separate), "pdl"
+ * (1: the decode kernels launch with programmatic dependent launch on compute
+ * capability 9.0+, each overlapping its start with the previous kernel's end). */
 TACTIC_API tactic_status tactic_cuda_set_option(const char *name, int64_t value);
 /* Milliseconds per launch of the last timed kernel (median), or -1. */
 TACTIC_API double tactic_cuda_last_ms(void);
+/* The decode graph (CUDA backend) captured last in this process: its kernel nodes (the
+ * launches of a decode step) and its programmatic-dependency edges (option "pdl"), or
+ * -1 each before any capture (-1 edges also where the runtime cannot count them). */
+TACTIC_API tactic_status tactic_cuda_graph_stats(int64_t *kernel_nodes, int64_t *programmatic_edges);
 /* dst[n_rows][n_per_row] = dequantize(src), rows of tactic_type_row_size bytes. */
 TACTIC_API tactic_status tactic_cuda_dequantize(int32_t type, const void *src, size_t src_size,
                                                 int64_t n_rows, int64_t n_per_row, float *dst);
