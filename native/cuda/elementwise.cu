@@ -1,4 +1,6 @@
 // Element-wise steps of the transformer pass on the GPU (CPU twins in cpu/ops.cpp).
+// Each kernel follows pdl.cuh's protocol: pdl_wait() before anything (all it reads may
+// come from the kernel before), then pdl_trigger(); launched with launch_pdl.
 #include <cmath>
 
 #include "cuda_ops.cuh"

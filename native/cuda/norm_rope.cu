@@ -1,5 +1,6 @@
 // RMSNorm and RoPE on the GPU; the CPU twins are rms_norm / rope_cos_sin + rope_apply
-// in cpu/ops.cpp.
+// in cpu/ops.cpp. The decode kernels follow pdl.cuh's protocol (pdl_wait() first, then
+// pdl_trigger()) and launch with launch_pdl.
 #include <cmath>
 
 #include "cuda_backend.h"
