@@ -80,7 +80,8 @@ struct Options {
                                // 2: also wq/wk/wv of one type in one launch (not yet measured)
     int tactic_fused = 1;   // 1: Tactic's attention streams rows through cp.async and merges in its last
                             // block per KV head; 0: the earlier register-tile kernel + a merge kernel
-    int pdl = 0;            // 1: kernels following pdl.cuh's protocol launch with programmatic dependent launch
+    int pdl = 1;            // 1: kernels following pdl.cuh's protocol launch with programmatic dependent launch
+                            // (compute capability 9.0+; measured faster on the H200: docs/PERFORMANCE.md)
     int norm_fuse = 1;      // 1 (with decode_fuse): QK-norm inside RoPE + KV store; a post-norm, its residual
                             // add and the next pre-norm + quantization in one kernel (Gemma)
 };

@@ -176,8 +176,9 @@ TACTIC_API tactic_status tactic_bench_tactic_dots(const float *Q, int32_t g, con
  * into neighbouring kernels; 2: also wq, wk, wv of one type in one launch; 0: separate
  * kernels), "norm_fuse" (with decode_fuse, 1 = default: QK-norm inside RoPE + KV store,
  * a post-norm + its residual add + the next pre-norm in one kernel; 0: separate), "pdl"
- * (1: the decode kernels launch with programmatic dependent launch on compute
- * capability 9.0+, each overlapping its start with the previous kernel's end). */
+ * (1 = default: the decode kernels launch with programmatic dependent launch on compute
+ * capability 9.0+, each overlapping its start with the previous kernel's end; 0: plain
+ * launches). */
 TACTIC_API tactic_status tactic_cuda_set_option(const char *name, int64_t value);
 /* Milliseconds per launch of the last timed kernel (median), or -1. */
 TACTIC_API double tactic_cuda_last_ms(void);
