@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pytactic._native import lib
+from pytactic._native import ffi, lib
 from pytactic.lowlevel import NativeSession
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -177,6 +177,48 @@ def test_random_weights_decode_fusion_keeps_the_bytes(random_files, arch, outtyp
     # the unfused step with the earlier kernels, launched with pdl
     new = gpu_decode(path, ids, 20, {"matvec_q8_kernel": 3, "decode_fuse": 0, "pdl": 1})
     assert np.array_equal(old, new), f"{arch}/{outtype} v3 unfused with pdl: max |diff| {np.max(np.abs(old - new))}"
+
+
+def _compute_capability():
+    """The GPU's compute capability as (major, minor) from nvidia-smi, or None."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20).stdout.split()
+        major, minor = out[0].split(".")
+        return int(major), int(minor)
+    except Exception:  # noqa: BLE001 (no nvidia-smi, or an older one without the field)
+        return None
+
+
+def test_decode_graph_keeps_programmatic_edges(random_files):
+    """With pdl on (compute capability 9.0+) every kernel of the captured decode step but
+    the first (the token embedding, after the token copy) hangs on its predecessor by a
+    programmatic edge: stream capture keeps PDL (measured on the H200: 237 kernels / 236
+    edges for Gemma's shape); with pdl off there are none."""
+    path = random_files("gemma3", "q8_0")
+    got = {}
+    nodes, edges = ffi.new("int64_t[1]"), ffi.new("int64_t[1]")
+    for pdl in (0, 1):
+        try:
+            assert lib.tactic_cuda_set_option(b"pdl", pdl) == 0
+            with NativeSession(path, n_ctx=256, attention=1, device=CUDA) as s:
+                s.eval([1, 5, 6, 7])
+                s.eval([8])  # captures the decode graph
+                assert lib.tactic_cuda_graph_stats(nodes, edges) == 0
+                got[pdl] = (int(nodes[0]), int(edges[0]))
+        finally:
+            lib.tactic_cuda_set_option(b"pdl", OPTION_DEFAULTS["pdl"])
+    assert got[0][0] == got[1][0] > 10, got
+    assert got[0][1] == 0, got
+    cc = _compute_capability()
+    if cc is None:
+        assert got[1][1] in (0, got[1][0] - 1), got
+    elif cc >= (9, 0):
+        assert got[1][1] == got[1][0] - 1, got
+    else:
+        assert got[1][1] == 0, got
 
 
 def test_prefill_in_chunks_and_long_window(random_files):
