@@ -150,9 +150,9 @@ def bench_matvec(rng, copy_gbs, quick, only=None):
             set_opt("matvec_rows", 0)
             set_opt("matvec_q8_kernel", 3)
             _, variants["v3"] = timed(call, iters)  # again, after v4: both measured in the same state
-            set_opt("matvec_q8_kernel", 4)
+            set_opt("matvec_q8_kernel", 5)
         set_opt("matvec_version", 0)
-        decode = "v4" if "v4" in variants else "v0r0"  # the kernel decode runs
+        decode = "v4" if "v4" in variants else "v0r0"  # the kernel decode ran (v5 since: --q8-variants)
         ms = variants[decode]
         gbs = len(data) / ms / 1e6
         rows.append(dict(case=label, type=name, n_rows=n_rows, n_cols=n_cols, bytes=len(data), rel_err=err,
@@ -180,7 +180,7 @@ def bench_matvec_q8(rng, copy_gbs, variants, only=None):
     first one's output (no float64 reference: tests/test_cuda_matvec_q8.py holds the
     kernels to the CPU's arithmetic). Fast enough for a short device call."""
     rows = []
-    defaults = {"matvec_version": 0, "matvec_q8_kernel": 4, "matvec_rows": 0, "pdl": 0}
+    defaults = {"matvec_version": 0, "matvec_q8_kernel": 5, "matvec_rows": 0, "pdl": 0}
     for label, name, n_rows, n_cols in MATVEC_CASES:
         if name not in Q8_TYPES or (only and not any(o in f"{label} {name}" for o in only)):
             continue

@@ -138,7 +138,7 @@ def gpu_decode(path, ids, n_prefill, options):
             s.eval(ids[:n_prefill])
             return np.stack([s.eval([t]) for t in ids[n_prefill:]])
     finally:
-        lib.tactic_cuda_set_option(b"matvec_q8_kernel", 4)
+        lib.tactic_cuda_set_option(b"matvec_q8_kernel", 5)
         lib.tactic_cuda_set_option(b"decode_fuse", 1)
         lib.tactic_cuda_set_option(b"pdl", 0)
 

@@ -618,13 +618,13 @@ __device__ __forceinline__ void v5_store(const MvArgs &m, int64_t gw, const uint
     }
 }
 
-template <int T, int R>
-__global__ void __launch_bounds__(kWarps * 32) matvec_q8_v5_kernel(MvArgs m, Q8Act a) {
+template <int T, int R, int WPB>
+__global__ void __launch_bounds__(WPB * 32) matvec_q8_v5_kernel(MvArgs m, Q8Act a) {
     constexpr bool five = T == TACTIC_TYPE_Q5_K;
     constexpr int TS = QTraits<T>::TS, NU = V5<T>::NU, C = V5<T>::C(R);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int part = lane & 7, bsub = lane >> 3, h = part & 1;
-    const int64_t gw = int64_t(blockIdx.x) * kWarps + warp;
+    const int64_t gw = int64_t(blockIdx.x) * WPB + warp;
     const uint8_t *wr[R];
     int64_t orow[R];
     v5_rows<R>(m, gw, wr, orow);
@@ -676,15 +676,17 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_q8_v5_kernel(MvArgs m, Q8A
 template <int T> struct Tile5 { static constexpr int NB = 64, LPB = 1; };
 template <> struct Tile5<TACTIC_TYPE_Q8_0> { static constexpr int NB = 32, LPB = 1; };
 template <> struct Tile5<TACTIC_TYPE_Q6_K> { static constexpr int NB = 8, LPB = 4; };
+template <> struct Tile5<TACTIC_TYPE_Q4_K> { static constexpr int NB = 8, LPB = 8; };  // a benchmark variant
+template <> struct Tile5<TACTIC_TYPE_Q5_K> { static constexpr int NB = 8, LPB = 8; };
 
-template <int T, int R, int ST>
-__global__ void __launch_bounds__(kWarps * 32) matvec_q8_v5s_kernel(MvArgs m, Q8Act a) {
+template <int T, int R, int ST, int WPB>
+__global__ void __launch_bounds__(WPB * 32) matvec_q8_v5s_kernel(MvArgs m, Q8Act a) {
     constexpr int LW = 16, TS = QTraits<T>::TS, NB = Tile5<T>::NB, LPB = Tile5<T>::LPB, TB = NB * TS;
     constexpr int NW = TB / LW, NL = (NW + 31) / 32, IPL = NB * LPB / 32;
     static_assert(TB % 16 == 0 && NB * LPB % 32 == 0 && ST >= 2, "tile shape");
-    __shared__ __align__(16) uint8_t smem[kWarps][ST][R][TB + 16];
+    __shared__ __align__(16) uint8_t smem[WPB][ST][R][TB + 16];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int64_t gw = int64_t(blockIdx.x) * kWarps + warp;
+    const int64_t gw = int64_t(blockIdx.x) * WPB + warp;
     const uint8_t *wr[R];
     int64_t orow[R];
     v5_rows<R>(m, gw, wr, orow);
@@ -739,8 +741,18 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_q8_v5s_kernel(MvArgs m, Q8
 }
 
 // v5 where every matrix is 16-byte aligned (rows included): v5 for Q4_K / Q5_K, v5s for
-// the other formats; false: use v4. Rows a warp: 2 (gated: row r of w0 and of w1);
-// "matvec_rows" 1, or 4 (v5 only, plain epilogues): that many.
+// the other formats; false: use v4. Two rows a warp (gated: row r of w0 and of w1) in
+// blocks of 4 warps; "matvec_rows" (benchmark variants) 1: a row a warp; 4: four (v5
+// only, plain epilogues); 8: blocks of one warp (a block's slots are refilled when its
+// last warp ends: smaller blocks keep an SM's loads from moving in lockstep); 2: Q4_K /
+// Q5_K through v5s's shared-memory tiles too.
+template <int T, int R, int WPB, bool SMEM>
+void launch_v5_shape(const MvArgs &m, int64_t warps, const Q8Act &a, cudaStream_t stream) {
+    const dim3 grid(unsigned((warps + WPB - 1) / WPB)), block(WPB * 32);
+    if constexpr (V5<T>::regs && !SMEM) launch_pdl(matvec_q8_v5_kernel<T, R, WPB>, grid, block, 0, stream, m, a);
+    else launch_pdl(matvec_q8_v5s_kernel<T, R, 3, WPB>, grid, block, 0, stream, m, a);
+}
+
 template <int T>
 bool launch_v5_type(MvArgs m, int64_t n_cols, const Q8Act &a, cudaStream_t stream) {
     uintptr_t align = uintptr_t(m.w0) | uintptr_t(m.row_bytes);
@@ -753,15 +765,11 @@ bool launch_v5_type(MvArgs m, int64_t n_cols, const Q8Act &a, cudaStream_t strea
     const int opt = options().matvec_rows;
     const int r = m.nm == 2 ? 2 : opt == 1 ? 1 : (opt == 4 && V5<T>::regs) ? 4 : 2;
     const int64_t warps = m.nm == 2 ? rows : (rows + r - 1) / r;
-    const dim3 grid(unsigned((warps + kWarps - 1) / kWarps)), block(kWarps * 32);
-    if constexpr (V5<T>::regs) {
-        if (r == 1) launch_pdl(matvec_q8_v5_kernel<T, 1>, grid, block, 0, stream, m, a);
-        else if (r == 4) launch_pdl(matvec_q8_v5_kernel<T, 4>, grid, block, 0, stream, m, a);
-        else launch_pdl(matvec_q8_v5_kernel<T, 2>, grid, block, 0, stream, m, a);
-    } else {
-        if (r == 1) launch_pdl(matvec_q8_v5s_kernel<T, 1, 3>, grid, block, 0, stream, m, a);
-        else launch_pdl(matvec_q8_v5s_kernel<T, 2, 3>, grid, block, 0, stream, m, a);
-    }
+    if (r == 1) launch_v5_shape<T, 1, 4, false>(m, warps, a, stream);
+    else if (r == 4) launch_v5_shape<T, V5<T>::regs ? 4 : 2, 4, false>(m, warps, a, stream);
+    else if (opt == 8) launch_v5_shape<T, 2, 1, false>(m, warps, a, stream);
+    else if (opt == 2 && V5<T>::regs) launch_v5_shape<T, 2, 4, true>(m, warps, a, stream);
+    else launch_v5_shape<T, 2, 4, false>(m, warps, a, stream);
     return true;
 }
 
