@@ -42,8 +42,8 @@ def cpu_activation(name, x):
 # (kernel, matvec_rows): v3 with 3 or 2 stages, v4 (rows pipelined per warp) with 3 or 4
 # stages, and v4 with one row per warp; v5 (weights straight into registers; v4 for the
 # types it does not have) with 2, 1 or 4 rows per warp, blocks of one warp, and Q4_K/Q5_K
-# through shared-memory tiles, and v5d (one wave, two register buffers a warp)
-VARIANTS = [(3, 0), (3, 2), (4, 0), (4, 4), (4, 1), (5, 0), (5, 1), (5, 4), (5, 8), (5, 2), (5, 16)]
+# through shared-memory tiles
+VARIANTS = [(3, 0), (3, 2), (4, 0), (4, 4), (4, 1), (5, 0), (5, 1), (5, 4), (5, 8), (5, 2)]
 
 
 def cuda_matvec_q8(name, data, n_rows, n_cols, x, tile=0, kernel=3):

@@ -70,8 +70,8 @@ bool set_option(const std::string &name, int64_t value) {
         o.bench_iters = int(value);
         if (value == 0) g_last_ms = -1.0;
     } else if (name == "matvec_rows") {
-        TACTIC_CHECK(value == 0 || value == 1 || value == 2 || value == 4 || value == 8 || value == 16,
-                     TACTIC_ERR_INVALID_ARGUMENT, "matvec_rows must be 0, 1, 2, 4, 8 or 16");
+        TACTIC_CHECK(value == 0 || value == 1 || value == 2 || value == 4 || value == 8, TACTIC_ERR_INVALID_ARGUMENT,
+                     "matvec_rows must be 0, 1, 2, 4 or 8");
         o.matvec_rows = int(value);
     } else if (name == "matvec_version") {
         TACTIC_CHECK(value >= 0 && value <= 3, TACTIC_ERR_INVALID_ARGUMENT,

@@ -671,99 +671,6 @@ __global__ void __launch_bounds__(WPB * 32) matvec_q8_v5_kernel(MvArgs m, Q8Act 
     v5_store<R>(m, gw, wr, orow, acc);
 }
 
-// v5d (a benchmark variant, "matvec_rows" 16): v5's registers with a grid of one resident
-// wave, each warp taking row groups gw, gw + (warps in the grid), ... and its chunks in two
-// register buffers: the loads of the next chunk (of this row group or the next) are in
-// flight while the current one is decoded, so a warp's loads do not stop between chunks
-// or row groups (v5: load, wait, decode, exit, the next block launched). Same sums.
-template <int T, int R, int WPB>
-__global__ void __launch_bounds__(WPB * 32) matvec_q8_v5d_kernel(MvArgs m, Q8Act a) {
-    constexpr bool five = T == TACTIC_TYPE_Q5_K;
-    constexpr int TS = QTraits<T>::TS, NU = V5<T>::NU, C = (V5<T>::C(R) + 1) / 2;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int part = lane & 7, bsub = lane >> 3, h = part & 1;
-    const int64_t gw = int64_t(blockIdx.x) * WPB + warp, tw = int64_t(gridDim.x) * WPB;
-    const int64_t n_groups = (R == 2 && m.nm == 2) ? m.n_rows : (m.n_rows + m.n2 + m.n3 + R - 1) / R;
-    const int nb = m.nb, n_steps = (nb + 3) / 4, nc = (n_steps + C - 1) / C;
-    const int n_items = gw < n_groups ? int((n_groups - gw + tw - 1) / tw) * nc : 0;
-    uint4 wa[C][R][NU], wb[C][R][NU];
-    auto load = [&](uint4 (&w)[C][R][NU], int i) {
-        const uint8_t *wr[R];
-        int64_t orow[R];
-        v5_rows<R>(m, gw + (i / nc) * tw, wr, orow);
-        const int s0 = (i % nc) * C;
-#pragma unroll
-        for (int c = 0; c < C; c++) {
-            const int b = 4 * (s0 + c) + bsub;
-#pragma unroll
-            for (int k = 0; k < R; k++) {
-                if (wr[k] && s0 + c < n_steps && b < nb) {
-                    const uint8_t *p = wr[k] + int64_t(b) * TS;
-                    w[c][k][0] = ld_stream(p);
-                    w[c][k][1] = ld_stream(p + (five ? 48 : 16) + 16 * part);
-                    if constexpr (five) w[c][k][2] = ld_stream(p + 16 + 16 * h);
-                } else {
-#pragma unroll
-                    for (int u = 0; u < NU; u++) w[c][k][u] = make_uint4(0, 0, 0, 0);
-                }
-            }
-        }
-    };
-    float acc[R];
-#pragma unroll
-    for (int k = 0; k < R; k++) acc[k] = 0.f;
-    auto decode = [&](const uint4 (&w)[C][R][NU], int i) {
-        const int64_t g = gw + (i / nc) * tw;
-        const uint8_t *wr[R];
-        int64_t orow[R];
-        v5_rows<R>(m, g, wr, orow);
-        const int s0 = (i % nc) * C;
-#pragma unroll
-        for (int c = 0; c < C; c++) {
-            const int b = 4 * (s0 + c) + bsub;
-            if (s0 + c < n_steps && b < nb) {
-                const XPart xp = load_xpart<T>(a, b, part);
-#pragma unroll
-                for (int k = 0; k < R; k++)
-                    if (wr[k]) acc[k] += q45k_part_dot<five>(w[c][k][0], w[c][k][1], w[c][k][NU - 1], part,
-                                                             xp.x[0], xp.x[1], xp.f[0], xp.f[1], xp.d);
-            }
-        }
-        if (i % nc == nc - 1) {
-            v5_store<R>(m, g, wr, orow, acc);
-#pragma unroll
-            for (int k = 0; k < R; k++) acc[k] = 0.f;
-        }
-    };
-    if (n_items > 0) load(wa, 0);
-    pdl_wait();
-    pdl_trigger();
-    for (int i = 0; i < n_items; i += 2) {
-        if (i + 1 < n_items) load(wb, i + 1);
-        decode(wa, i);
-        if (i + 1 >= n_items) break;
-        if (i + 2 < n_items) load(wa, i + 2);
-        decode(wb, i + 1);
-    }
-}
-
-// Resident blocks per SM of a v5d instance (asked outside graph capture by matvec_q8_prepare).
-template <int T, int R, int WPB>
-int v5d_blocks_per_sm() {
-    static int n = 0;
-    if (n == 0) {
-        int b = 0;
-        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, matvec_q8_v5d_kernel<T, R, WPB>, WPB * 32, 0) !=
-                cudaSuccess ||
-            b < 1) {
-            cudaGetLastError();
-            b = 2;
-        }
-        n = b;
-    }
-    return n;
-}
-
 // v5s: NB blocks a tile (one block part a lane: the lane -> block map of v4, so the same
 // sums), R row tiles a stage, ST stages through cp.async; x loaded once for the R rows.
 template <int T> struct Tile5 { static constexpr int NB = 64, LPB = 1; };
@@ -838,7 +745,7 @@ __global__ void __launch_bounds__(WPB * 32) matvec_q8_v5s_kernel(MvArgs m, Q8Act
 // blocks of 4 warps; "matvec_rows" (benchmark variants) 1: a row a warp; 4: four (v5
 // only, plain epilogues); 8: blocks of one warp (a block's slots are refilled when its
 // last warp ends: smaller blocks keep an SM's loads from moving in lockstep); 2: Q4_K /
-// Q5_K through v5s's shared-memory tiles too; 16: Q4_K / Q5_K through v5d.
+// Q5_K through v5s's shared-memory tiles too.
 template <int T, int R, int WPB, bool SMEM>
 void launch_v5_shape(const MvArgs &m, int64_t warps, const Q8Act &a, cudaStream_t stream) {
     const dim3 grid(unsigned((warps + WPB - 1) / WPB)), block(WPB * 32);
@@ -858,14 +765,6 @@ bool launch_v5_type(MvArgs m, int64_t n_cols, const Q8Act &a, cudaStream_t strea
     const int opt = options().matvec_rows;
     const int r = m.nm == 2 ? 2 : opt == 1 ? 1 : (opt == 4 && V5<T>::regs) ? 4 : 2;
     const int64_t warps = m.nm == 2 ? rows : (rows + r - 1) / r;
-    if constexpr (V5<T>::regs) {
-        if (opt == 16 && r == 2) {  // v5d: one wave, as few warps as that allows with equal work
-            const int64_t cap = int64_t(v5d_blocks_per_sm<T, 2, 4>()) * sm_count() * 4;
-            const int64_t per_warp = (warps + cap - 1) / cap, used = (warps + per_warp - 1) / per_warp;
-            launch_pdl(matvec_q8_v5d_kernel<T, 2, 4>, dim3(unsigned((used + 3) / 4)), dim3(128), 0, stream, m, a);
-            return true;
-        }
-    }
     if (r == 1) launch_v5_shape<T, 1, 4, false>(m, warps, a, stream);
     else if (r == 4) launch_v5_shape<T, V5<T>::regs ? 4 : 2, 4, false>(m, warps, a, stream);
     else if (opt == 8) launch_v5_shape<T, 2, 1, false>(m, warps, a, stream);
@@ -1034,7 +933,6 @@ void matvec_q8_prepare() {
             v4_blocks_per_sm<T, 8, 3>();
             v4_blocks_per_sm<T, 4, 3>();
             v4_blocks_per_sm<T, 2, 3>();
-            if constexpr (V5<T>::regs) v5d_blocks_per_sm<T, 2, 4>();
         });
     sm_count();
 }
