@@ -133,7 +133,7 @@ def test_random_weights_gpu_matches_cpu(random_files, arch, outtype, request):
 # The library's defaults of the options gpu_decode sets (restored after each call), as
 # overridden for the whole file by TACTIC_TEST_CUDA_OPTIONS ("pdl=1,decode_fuse=2": every
 # test here runs with those options, set at import).
-OPTION_DEFAULTS = {"matvec_q8_kernel": 4, "decode_fuse": 1, "norm_fuse": 1, "pdl": 1}
+OPTION_DEFAULTS = {"matvec_q8_kernel": 5, "decode_fuse": 1, "norm_fuse": 1, "pdl": 1}
 for _kv in filter(None, os.environ.get("TACTIC_TEST_CUDA_OPTIONS", "").split(",")):
     _name, _, _value = _kv.partition("=")
     OPTION_DEFAULTS[_name.strip()] = int(_value)
@@ -168,9 +168,13 @@ def test_random_weights_decode_fusion_keeps_the_bytes(random_files, arch, outtyp
     rng = np.random.default_rng(4)
     ids = [1] + rng.integers(3, TINY["vocab"], 99).tolist()
     old = gpu_decode(path, ids, 20, {"matvec_q8_kernel": 3, "decode_fuse": 0, "pdl": 0})
-    # decode_fuse 2: wq, wk, wv in one launch as well
-    for fuse, norm_fuse, pdl in ((1, 0, 0), (1, 1, 0), (2, 1, 0), (1, 1, 1), (2, 1, 1)):
-        opts = {"matvec_q8_kernel": 4, "decode_fuse": fuse, "norm_fuse": norm_fuse, "pdl": pdl}
+    # v5 reads the weights straight into registers but sums the same parts in the same order;
+    # decode_fuse 2: wq, wk, wv in one launch as well; norm_fuse: QK-norm and post-norms fused;
+    # pdl: launched with programmatic dependent launch (weight loads before the previous
+    # kernel has finished)
+    for kernel, fuse, norm_fuse, pdl in ((4, 1, 0, 0), (4, 1, 1, 0), (4, 2, 1, 1), (5, 1, 0, 0), (5, 1, 1, 0),
+                                         (5, 2, 1, 0), (5, 1, 1, 1), (5, 2, 1, 1)):
+        opts = {"matvec_q8_kernel": kernel, "decode_fuse": fuse, "norm_fuse": norm_fuse, "pdl": pdl}
         new = gpu_decode(path, ids, 20, opts)
         assert np.isfinite(new).all()
         assert np.array_equal(old, new), f"{arch}/{outtype} {opts}: max |diff| {np.max(np.abs(old - new))}"

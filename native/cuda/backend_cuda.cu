@@ -480,7 +480,7 @@ private:
         float *y[3] = {nullptr, nullptr, nullptr};
     };
     bool fuse_on() const {
-        return n_ == 1 && options().decode_fuse && options().matvec_q8 && options().matvec_q8_kernel == 4;
+        return n_ == 1 && options().decode_fuse && options().matvec_q8 && options().matvec_q8_kernel >= 4;
     }
     bool norm_fuse_on() const { return fuse_on() && options().norm_fuse; }
     static bool same_layout(const Tensor &a, const Tensor &b) {
