@@ -205,6 +205,89 @@ def torch_sdpa_ms(K, V, q, lists, iters):
     return float(np.median(times)), res
 
 
+def torch_sdpa_graph_ms(K, V, q, iters):
+    """torch SDPA (GQA, full) replayed in a CUDA graph: one graph of one call per KV copy
+    (as a decode step's graph replays), median ms per call over 5 trials."""
+    import torch
+    import torch.nn.functional as F
+
+    n_head, D = q.shape
+    copies = max(1, min(8, math.ceil((256 << 20) / (2 * K.nbytes))))
+    Kt = [torch.from_numpy(K).cuda()[None] for _ in range(copies)]
+    Vt = [torch.from_numpy(V).cuda()[None] for _ in range(copies)]
+    qt = torch.from_numpy(q).to(torch.float16).cuda().view(1, n_head, 1, D)
+    scale = 1.0 / math.sqrt(D)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up outside the capture
+        for i in range(copies):
+            F.scaled_dot_product_attention(qt, Kt[i], Vt[i], scale=scale, enable_gqa=True)
+    torch.cuda.current_stream().wait_stream(side)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        for i in range(copies):
+            out = F.scaled_dot_product_attention(qt, Kt[i], Vt[i], scale=scale, enable_gqa=True)
+    reps = max(1, iters // copies)
+    g.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(5):
+        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        e0.record()
+        for _ in range(reps):
+            g.replay()
+        e1.record()
+        torch.cuda.synchronize()
+        times.append(e0.elapsed_time(e1) / (reps * copies))
+    res = out.float().cpu().numpy().reshape(n_head, D)
+    del g, Kt, Vt
+    torch.cuda.empty_cache()
+    return float(np.median(times)), res
+
+
+def bench_attention_kernels(rng, contexts, have_torch, copy_gbs, kernels, split_counts):
+    """Full decode attention only: each attn_kernel (and, for kernel 1, forced split
+    counts besides the automatic one) against torch SDPA eager and replayed in a graph."""
+    rows = []
+    for model, n_head, n_kv, D in ATTN_MODELS:
+        n_max = max(contexts)
+        K_all = rng.standard_normal((n_kv, n_max, D), dtype=np.float32).astype(np.float16)
+        V_all = rng.standard_normal((n_kv, n_max, D), dtype=np.float32).astype(np.float16)
+        for n in contexts:
+            K = np.ascontiguousarray(K_all[:, :n])
+            V = np.ascontiguousarray(V_all[:, :n])
+            q = (rng.standard_normal((n_head, D)) * 2).astype(np.float32)
+            scale = 1.0 / math.sqrt(D)
+            ref = ref_attention(q, K, V, n_kv, [np.arange(n)] * n_kv, scale)
+            kv_bytes = n_kv * n * D * 2 * 2
+            row = dict(model=model, n_head=n_head, n_head_kv=n_kv, head_dim=D, n_ctx=n, kv_bytes=kv_bytes, kernels={})
+            call = lambda: cuda_attention(q, K, V, 0, n, scale)
+            for kern in kernels:
+                set_opt("attn_kernel", kern)
+                for splits in (split_counts if kern == 1 else [0]):
+                    set_opt("attn_splits", splits)
+                    out, ms = timed(call, 50)
+                    set_opt("attn_splits", 0)
+                    err = rel_err(out, ref)
+                    key = f"k{kern}" + (f"s{splits}" if splits else "")
+                    row["kernels"][key] = dict(us=ms * 1e3, gbs=kv_bytes / ms / 1e6, rel_err=err, splits=splits)
+                set_opt("attn_kernel", 0)
+            if have_torch:
+                t_ms, t_out = torch_sdpa_ms(K, V, q, None, 50)
+                g_ms, g_out = torch_sdpa_graph_ms(K, V, q, 64)
+                row.update(torch_us=t_ms * 1e3, torch_graph_us=g_ms * 1e3, torch_rel_err=rel_err(g_out, ref))
+            line = f"attn {model:15s} ctx {n:6d}"
+            for key, r in row["kernels"].items():
+                pct = f" {100 * r['gbs'] / copy_gbs:3.0f}%" if copy_gbs else ""
+                line += f" | {key} {r['us']:7.1f} us{pct} err {r['rel_err']:.0e}"
+            if have_torch:
+                line += f" | sdpa {row['torch_us']:7.1f} graph {row['torch_graph_us']:7.1f} us"
+            print(line, flush=True)
+            rows.append(row)
+            del K, V
+    return rows
+
+
 ATTN_MODELS = [("llama3-8b-like", 32, 8, 128), ("gemma3-270m", 4, 1, 256)]
 
 
@@ -257,6 +340,12 @@ def main():
     ap.add_argument("--out", help="write the results as JSON here")
     ap.add_argument("--quick", action="store_true", help="one matvec variant, contexts 16K and 32K")
     ap.add_argument("--matvec-only", action="store_true", help="no attention table")
+    ap.add_argument("--attention-only", action="store_true",
+                    help="only full decode attention: the attn_kernel variants against torch SDPA (eager and in a graph)")
+    ap.add_argument("--attn-kernels", type=int, nargs="*", default=[0, 1])
+    ap.add_argument("--splits", type=int, nargs="*", default=[0],
+                    help="kernel 1: these attn_splits counts (0: automatic)")
+    ap.add_argument("--contexts", type=int, nargs="*", default=None)
     ap.add_argument("--cases", nargs="*", default=None,
                     help="only the matvec cases whose 'label type' contains one of these strings")
     args = ap.parse_args()
@@ -281,6 +370,14 @@ def main():
     copy_gbs = copy_bandwidth() if have_torch else None
     print(f"GPU {gpu}, commit {commit}, d2d copy {copy_gbs:.0f} GB/s (read+write)" if copy_gbs else f"GPU {gpu}")
     t0 = time.time()
+    if args.attention_only:
+        contexts = args.contexts or [16384, 32768, 65536, 131072]
+        at = bench_attention_kernels(rng, contexts, have_torch, copy_gbs, args.attn_kernels, args.splits)
+        res = dict(gpu=gpu, commit=commit, command="python3 scripts/gpu_bench.py " + " ".join(sys.argv[1:]),
+                   copy_gbs=copy_gbs, attention_kernels=at, seconds=time.time() - t0)
+        if args.out:
+            Path(args.out).write_text(json.dumps(res, indent=1))
+        return
     mv = bench_matvec(rng, copy_gbs, args.quick, args.cases)
     contexts = [16384, 32768] if args.quick else [16384, 32768, 65536, 131072]
     at = [] if args.matvec_only else bench_attention(rng, contexts, have_torch, copy_gbs)

@@ -318,9 +318,11 @@ void attention(const AttentionArgs &in) {
         const int64_t want = std::max<int64_t>(1, int64_t(occ) * sm_count() / blocks_per_split);
         n_splits = int(std::min<int64_t>(want, std::max<int64_t>(1, (max_len + per_round - 1) / per_round)));
     }
+    const bool mma = use_decode_mma() && !in.idx;
+    if (mma && options().attn_splits <= 0) n_splits = decode_attention_mma_splits(in.n_head, in.n_head_kv, D, max_len);
     int64_t split_len = std::max<int64_t>(1, (max_len + n_splits - 1) / n_splits);
     split_len = (split_len + kTile - 1) / kTile * kTile;
-    n_splits = int(std::max<int64_t>(1, (max_len + split_len - 1) / split_len));
+    if (!mma) n_splits = int(std::max<int64_t>(1, (max_len + split_len - 1) / split_len));
 
     const size_t kv_bytes = sizeof(uint16_t) * size_t(in.n_head_kv) * size_t(in.n_ctx) * size_t(D);
     const int copies = bench_copies(2 * kv_bytes);
@@ -361,6 +363,22 @@ void attention(const AttentionArgs &in) {
     auto launch = [&](int copy) {
         a.k = d_k[copy].as<__half>();
         a.v = d_v[copy].as<__half>();
+        if (mma) {
+            DecodeAttn d;
+            d.q = a.q;
+            d.k = a.k;
+            d.v = a.v;
+            d.n_head = in.n_head;
+            d.n_head_kv = in.n_head_kv;
+            d.head_dim = D;
+            d.n_ctx = in.n_ctx;
+            d.n_splits = n_splits;
+            d.part_acc = a.part_acc;
+            d.part_ml = a.part_ml;
+            d.out = d_out.as<float>();
+            attention_decode_mma_dev(d, in.lo, int(max_len), in.scale, 0);
+            return;
+        }
         switch (D) {
             case 64: launch_split_d<64>(a, n_splits, gmax); break;
             case 128: launch_split_d<128>(a, n_splits, gmax); break;
@@ -375,7 +393,10 @@ void attention(const AttentionArgs &in) {
     bench(launch, copies);
 }
 
+bool use_decode_mma() { return options().attn_kernel == 1 && decode_mma_supported(); }
+
 int decode_attention_splits(int n_head, int n_head_kv, int head_dim, int64_t max_len) {
+    if (use_decode_mma()) return decode_attention_mma_splits(n_head, n_head_kv, head_dim, max_len);
     const int D = head_dim, group = n_head / n_head_kv, gmax = group_max(group);
     const int n_hgroups = (group + gmax - 1) / gmax;
     const int occ = D == 64 ? occupancy_d<64>(gmax) : D == 128 ? occupancy_d<128>(gmax) : occupancy_d<256>(gmax);
@@ -386,6 +407,10 @@ int decode_attention_splits(int n_head, int n_head_kv, int head_dim, int64_t max
 }
 
 void attention_decode_dev(const DecodeAttn &d, cudaStream_t stream) {
+    if (use_decode_mma()) {
+        attention_decode_mma_dev(d, 0, 0, 1.f, stream);
+        return;
+    }
     const int D = d.head_dim, group = d.n_head / d.n_head_kv, gmax = group_max(group);
     AttnDev a{};
     a.q = d.q;

@@ -84,6 +84,12 @@ struct DecodeAttn {
 };
 int decode_attention_splits(int n_head, int n_head_kv, int head_dim, int64_t max_len);
 void attention_decode_dev(const DecodeAttn &a, cudaStream_t stream);
+// The tensor-core split kernel (attention_decode_mma.cu, sm_80+): options().attn_kernel == 1.
+// With a.d_pos null it attends [lo, lo + len) with q times scale.
+bool decode_mma_supported();
+bool use_decode_mma();
+int decode_attention_mma_splits(int n_head, int n_head_kv, int head_dim, int64_t max_len);
+void attention_decode_mma_dev(const DecodeAttn &a, int lo, int len, float scale, cudaStream_t stream);
 
 // Prefill attention of n_tokens queries at positions pos0.. over the cache (causal,
 // windowed when window > 0), q [n][H][D] pre-scaled, out [n][H][D].
