@@ -245,11 +245,13 @@ def torch_sdpa_graph_ms(K, V, q, iters):
     return float(np.median(times)), res
 
 
-def bench_attention_kernels(rng, contexts, have_torch, copy_gbs, kernels, split_counts):
+def bench_attention_kernels(rng, contexts, have_torch, copy_gbs, kernels, split_counts, models=None):
     """Full decode attention only: each attn_kernel (and, for kernel 1, forced split
     counts besides the automatic one) against torch SDPA eager and replayed in a graph."""
     rows = []
     for model, n_head, n_kv, D in ATTN_MODELS:
+        if models and model not in models:
+            continue
         n_max = max(contexts)
         K_all = rng.standard_normal((n_kv, n_max, D), dtype=np.float32).astype(np.float16)
         V_all = rng.standard_normal((n_kv, n_max, D), dtype=np.float32).astype(np.float16)
@@ -346,6 +348,7 @@ def main():
     ap.add_argument("--splits", type=int, nargs="*", default=[0],
                     help="kernel 1: these attn_splits counts (0: automatic)")
     ap.add_argument("--contexts", type=int, nargs="*", default=None)
+    ap.add_argument("--models", nargs="*", default=None, help="--attention-only: these of " + ", ".join(m[0] for m in ATTN_MODELS))
     ap.add_argument("--cases", nargs="*", default=None,
                     help="only the matvec cases whose 'label type' contains one of these strings")
     args = ap.parse_args()
@@ -372,7 +375,7 @@ def main():
     t0 = time.time()
     if args.attention_only:
         contexts = args.contexts or [16384, 32768, 65536, 131072]
-        at = bench_attention_kernels(rng, contexts, have_torch, copy_gbs, args.attn_kernels, args.splits)
+        at = bench_attention_kernels(rng, contexts, have_torch, copy_gbs, args.attn_kernels, args.splits, args.models)
         res = dict(gpu=gpu, commit=commit, command="python3 scripts/gpu_bench.py " + " ".join(sys.argv[1:]),
                    copy_gbs=copy_gbs, attention_kernels=at, seconds=time.time() - t0)
         if args.out:

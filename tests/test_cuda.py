@@ -457,8 +457,9 @@ def test_attention_split_counts_agree(splits, prefetch):
 MMA_TOL = 2e-3
 
 
-def cuda_attention_mma(q, K, V, lo, n, scale, splits=0):
-    assert lib.tactic_cuda_set_option(b"attn_kernel", 1) == 0
+def cuda_attention_mma(q, K, V, lo, n, scale, splits=0, kernel=1):
+    """attn_kernel 1 (splits merged by a second kernel) or 2 (by each head's last block)."""
+    assert lib.tactic_cuda_set_option(b"attn_kernel", kernel) == 0
     assert lib.tactic_cuda_set_option(b"attn_splits", splits) == 0
     try:
         return cuda_attention(q, K, V, lo, n, scale)
@@ -472,9 +473,10 @@ MMA_SHAPES = ATTN_SHAPES + [(8, 2, 64), (16, 2, 256), (40, 4, 128)]  # groups of
 
 @pytest.mark.gpu
 @pytest.mark.skipif(gpu_count() == 0, reason="no usable CUDA GPU")
+@pytest.mark.parametrize("kernel", [1, 2])
 @pytest.mark.parametrize("shape", MMA_SHAPES)
 @pytest.mark.parametrize("n_ctx,lo,n", [(40, 0, 1), (40, 0, 17), (300, 0, 300), (5000, 123, 4567), (9000, 8488, 9000)])
-def test_attention_mma_matches_reference(shape, n_ctx, lo, n):
+def test_attention_mma_matches_reference(shape, n_ctx, lo, n, kernel):
     """attn_kernel=1 over [lo, n): single tokens, a part chunk, many splits, a window
     (lo > 0, as a sliding window of 512 reads)."""
     rng = np.random.default_rng()
@@ -482,7 +484,7 @@ def test_attention_mma_matches_reference(shape, n_ctx, lo, n):
     K, V = random_cache(rng, n_head_kv, n_ctx, D)
     q = (rng.standard_normal((n_head, D)) * 2).astype(np.float32)
     scale = 1.0 / math.sqrt(D)
-    out = cuda_attention_mma(q, K, V, lo, n, scale)
+    out = cuda_attention_mma(q, K, V, lo, n, scale, kernel=kernel)
     ref = ref_attention(q, K, V, n_head_kv, [np.arange(lo, n)] * n_head_kv, scale)
     assert rel_err(out, ref) < MMA_TOL
 
@@ -491,8 +493,9 @@ def test_attention_mma_matches_reference(shape, n_ctx, lo, n):
 @pytest.mark.skipif(gpu_count() == 0, reason="no usable CUDA GPU")
 @pytest.mark.parametrize("D", [64, 128, 256])
 @pytest.mark.parametrize("n", [1, 15, 16, 17, 63, 64, 65, 1023, 1024, 1025, 4097])
-@pytest.mark.parametrize("splits", [0, 1, 7, 64])
-def test_attention_mma_split_boundaries(D, n, splits):
+@pytest.mark.parametrize("splits", [0, 7, 64])
+@pytest.mark.parametrize("kernel", [1, 2])
+def test_attention_mma_split_boundaries(D, n, splits, kernel):
     """Lengths around the 16-token chunk, the 64-token block step and the split edges,
     with automatic and forced split counts (empty splits included)."""
     rng = np.random.default_rng(n * 7 + D)
@@ -500,14 +503,15 @@ def test_attention_mma_split_boundaries(D, n, splits):
     K, V = random_cache(rng, n_head_kv, n, D)
     q = (rng.standard_normal((n_head, D)) * 2).astype(np.float32)
     scale = 1.0 / math.sqrt(D)
-    out = cuda_attention_mma(q, K, V, 0, n, scale, splits)
+    out = cuda_attention_mma(q, K, V, 0, n, scale, splits, kernel)
     ref = ref_attention(q, K, V, n_head_kv, [np.arange(n)] * n_head_kv, scale)
     assert rel_err(out, ref) < MMA_TOL
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(gpu_count() == 0, reason="no usable CUDA GPU")
-def test_attention_mma_peaked_scores():
+@pytest.mark.parametrize("kernel", [1, 2])
+def test_attention_mma_peaked_scores(kernel):
     """One key far above the rest (softmax nearly one-hot, late in the range): the
     running max is rescaled correctly across chunks, warps and splits."""
     rng = np.random.default_rng(5)
@@ -517,7 +521,7 @@ def test_attention_mma_peaked_scores():
     for g in range(n_head_kv):
         K[g, 2777] = np.clip(q[g * 4] * 4, -60000, 60000).astype(np.float16)
     scale = 1.0 / math.sqrt(D)
-    out = cuda_attention_mma(q, K, V, 0, n, scale)
+    out = cuda_attention_mma(q, K, V, 0, n, scale, kernel=kernel)
     ref = ref_attention(q, K, V, n_head_kv, [np.arange(n)] * n_head_kv, scale)
     assert rel_err(out, ref) < MMA_TOL
 

@@ -159,20 +159,21 @@ def test_random_weights_decode_fusion_keeps_the_bytes(random_files, arch, outtyp
         assert np.array_equal(old, new), f"{arch}/{outtype} fuse {fuse}: max |diff| {np.max(np.abs(old - new))}"
 
 
+@pytest.mark.parametrize("kernel", [1, 2])
 @pytest.mark.parametrize("arch", ["llama", "gemma3"])
-def test_decode_attention_mma_kernel_matches_cpu(random_files, arch):
-    """Decode with the tensor-core attention kernel (attn_kernel=1; its position read on
+def test_decode_attention_mma_kernel_matches_cpu(random_files, arch, kernel):
+    """Decode with the tensor-core attention kernel (attn_kernel=1 or 2; its position read on
     the device, graphs replayed across buckets): llama's head_dim 64 with GQA, Gemma's
     256 with a sliding window of 64, against the CPU."""
     path = random_files(arch, "q8_0")
     rng = np.random.default_rng(6)
     ids = [1] + rng.integers(3, TINY["vocab"], 399).tolist()
-    assert lib.tactic_cuda_set_option(b"attn_kernel", 1) == 0
+    assert lib.tactic_cuda_set_option(b"attn_kernel", kernel) == 0
     try:
         cpu, gpu = teacher_forced(path, ids, n_prefill=150)
     finally:
         lib.tactic_cuda_set_option(b"attn_kernel", 0)
-    compare(cpu, gpu, f"{arch}/q8_0 attn_kernel=1")
+    compare(cpu, gpu, f"{arch}/q8_0 attn_kernel={kernel}")
 
 
 def test_prefill_in_chunks_and_long_window(random_files):

@@ -343,6 +343,8 @@ void attention(const AttentionArgs &in) {
         d_off.upload(in.offsets, d_off.size());
     }
     d_out.poison();
+    DevBuf d_done(sizeof(int32_t) * size_t(in.n_head));
+    TACTIC_CU(cudaMemset(d_done.as<void>(), 0, d_done.size()));
 
     AttnDev a{};
     a.q = d_q.as<float>();
@@ -376,6 +378,7 @@ void attention(const AttentionArgs &in) {
             d.part_acc = a.part_acc;
             d.part_ml = a.part_ml;
             d.out = d_out.as<float>();
+            d.done = d_done.as<int32_t>();
             attention_decode_mma_dev(d, in.lo, int(max_len), in.scale, 0);
             return;
         }
@@ -393,7 +396,7 @@ void attention(const AttentionArgs &in) {
     bench(launch, copies);
 }
 
-bool use_decode_mma() { return options().attn_kernel == 1 && decode_mma_supported(); }
+bool use_decode_mma() { return options().attn_kernel >= 1 && decode_mma_supported(); }
 
 int decode_attention_splits(int n_head, int n_head_kv, int head_dim, int64_t max_len) {
     if (use_decode_mma()) return decode_attention_mma_splits(n_head, n_head_kv, head_dim, max_len);

@@ -1,6 +1,6 @@
 // Decode attention (one query token, full or windowed range of keys) on tensor cores,
-// split along the keys FlashDecoding-style: options().attn_kernel == 1 (attention.cu's
-// FMA kernel is 0). Grid (KV head x head piece, split); each block streams its split's
+// split along the keys FlashDecoding-style: options().attn_kernel == 1, or 2 with the
+// merge of the splits done by the last block of each head (attention.cu's FMA kernel is 0). Grid (KV head x head piece, split); each block streams its split's
 // keys in chunks of 16 tokens, and its NW warps take the chunks in turn, each warp with
 // its own cp.async pipeline of STAGES chunks of K and V in shared memory (no block-wide
 // barrier in the loop), so that many bytes are in flight per multiprocessor.
@@ -12,7 +12,7 @@
 //                                    (ldmatrix.trans), 16 dims a pair of n-tiles
 // with the online softmax (base 2) in between; all query heads of the group share each
 // K/V load. The warps' (m, l, O) are merged in shared memory at the end, and the
-// splits by attn_merge_mma_kernel. Shared tiles are XOR-swizzled by 16-byte chunk
+// splits by attn_merge_mma_kernel (or merge_last_block). Shared tiles are XOR-swizzled by 16-byte chunk
 // (chunk c of row r at c ^ (r & 7)) so that the 8 rows an ldmatrix reads fall in
 // distinct banks.
 //
@@ -58,6 +58,8 @@ struct DecArgs {
     int window;
     float scale;
     float *part_acc, *part_ml;  // [split][n_head][D], [split][n_head][2] (m in base 2)
+    int32_t *done;              // non-null (attn_kernel 2): the last block of each (KV head, piece)
+    float *out;                 //   merges the splits into out; counters zero between launches
 };
 
 __device__ __forceinline__ uint32_t smem_u32(const void *p) { return uint32_t(__cvta_generic_to_shared(p)); }
@@ -94,6 +96,54 @@ __device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
     return *reinterpret_cast<const uint32_t *>(&h);
 }
 #endif
+
+// The last block to finish its split of a (KV head, head piece) merges all splits of
+// those heads into out (threadfence reduction: every block's partials are visible
+// device-wide before its increment of the counter). Each thread combines 4 dimensions of
+// one head over the splits, 4 splits' rows loaded (from L2) before any is used.
+template <int D>
+__device__ __forceinline__ void merge_last_block(const DecArgs &a, int h0, int nh) {
+    __shared__ int s_last;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) s_last = atomicAdd(&a.done[blockIdx.x], 1) == int(gridDim.y) - 1;
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();
+    constexpr int D4 = D / 4;
+    const int ns = int(gridDim.y);
+    for (int e = threadIdx.x; e < nh * D4; e += kNW * 32) {
+        const int h = e / D4, d4 = e % D4;
+        float M = -INFINITY, S = 0.f;
+        float4 A = make_float4(0.f, 0.f, 0.f, 0.f);
+        for (int s0 = 0; s0 < ns; s0 += 4) {
+            float mb[4], lb[4];
+            float4 ab[4];
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                const int64_t row = int64_t(s0 + u < ns ? s0 + u : 0) * a.n_head + h0 + h;
+                mb[u] = s0 + u < ns ? __ldcg(a.part_ml + row * 2) : -INFINITY;
+                lb[u] = __ldcg(a.part_ml + row * 2 + 1);
+                ab[u] = __ldcg(reinterpret_cast<const float4 *>(a.part_acc + row * D) + d4);
+            }
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                if (mb[u] == -INFINITY) continue;
+                const float Mn = fmaxf(M, mb[u]), fa = exp2f(M - Mn), fb = exp2f(mb[u] - Mn);
+                A.x = fmaf(ab[u].x, fb, A.x * fa);
+                A.y = fmaf(ab[u].y, fb, A.y * fa);
+                A.z = fmaf(ab[u].z, fb, A.z * fa);
+                A.w = fmaf(ab[u].w, fb, A.w * fa);
+                S = fmaf(lb[u], fb, S * fa);
+                M = Mn;
+            }
+        }
+        const float inv = S > 0.f ? 1.f / S : 0.f;
+        *reinterpret_cast<float4 *>(a.out + int64_t(h0 + h) * D + 4 * d4) =
+            make_float4(A.x * inv, A.y * inv, A.z * inv, A.w * inv);
+    }
+    if (threadIdx.x == 0) a.done[blockIdx.x] = 0;  // ready for the next launch (graph replays)
+}
 
 template <int D>
 __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
@@ -263,6 +313,7 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
             a.part_ml[row * 2 + 1] = L;
         }
     }
+    if (a.done) merge_last_block<D>(a, h0, nh);
 #else
     (void)a;
     __trap();  // launched only on sm_80 and later (decode_mma_supported)
@@ -401,12 +452,16 @@ void attention_decode_mma_dev(const DecodeAttn &d, int lo, int len, float scale,
     a.scale = scale;
     a.part_acc = d.part_acc;
     a.part_ml = d.part_ml;
+    const bool fused = options().attn_kernel == 2 && d.done;
+    a.done = fused ? d.done : nullptr;
+    a.out = d.out;
     switch (d.head_dim) {
         case 64: launch<64>(a, d.n_splits, stream); break;
         case 128: launch<128>(a, d.n_splits, stream); break;
         case 256: launch<256>(a, d.n_splits, stream); break;
         default: fail(TACTIC_ERR_UNSUPPORTED, "CUDA attention: head_dim must be 64, 128 or 256");
     }
+    if (fused) return;
     launch_pdl(attn_merge_mma_kernel, dim3(unsigned(d.n_head)), dim3(kMergeWarps * 32), 0, stream,
                static_cast<const float *>(d.part_acc), static_cast<const float *>(d.part_ml), d.n_splits, d.n_head,
                d.head_dim, d.out);
