@@ -263,9 +263,8 @@ def bench_attention_kernels(rng, contexts, have_torch, copy_gbs, kernels, split_
             ref = ref_attention(q, K, V, n_kv, [np.arange(n)] * n_kv, scale)
             kv_bytes = n_kv * n * D * 2 * 2
             row = dict(model=model, n_head=n_head, n_head_kv=n_kv, head_dim=D, n_ctx=n, kv_bytes=kv_bytes, kernels={})
-            call = lambda: cuda_attention(q, K, V, 0, n, scale)
             for kern in kernels:
-                set_opt("attn_kernel", kern)
+                call = lambda: cuda_attention(q, K, V, 0, n, scale, kern)
                 for splits in (split_counts if kern == 1 else [0]):
                     set_opt("attn_splits", splits)
                     out, ms = timed(call, 50)
@@ -273,7 +272,6 @@ def bench_attention_kernels(rng, contexts, have_torch, copy_gbs, kernels, split_
                     err = rel_err(out, ref)
                     key = f"k{kern}" + (f"s{splits}" if splits else "")
                     row["kernels"][key] = dict(us=ms * 1e3, gbs=kv_bytes / ms / 1e6, rel_err=err, splits=splits)
-                set_opt("attn_kernel", 0)
             if have_torch:
                 t_ms, t_out = torch_sdpa_ms(K, V, q, None, 50)
                 g_ms, g_out = torch_sdpa_graph_ms(K, V, q, 64)

@@ -382,12 +382,22 @@ def random_cache(rng, n_head_kv, n_ctx, D):
     return K, V
 
 
-def cuda_attention(q, K, V, lo, n, scale):
+# The library's default decode attention kernel (Options::attn_kernel in
+# native/cuda/cuda_util.cuh): restored after a test picks one.
+ATTN_KERNEL_DEFAULT = 0
+
+
+def cuda_attention(q, K, V, lo, n, scale, kernel=0):
+    """The range attention with attn_kernel `kernel` (0: the FMA kernel, ~1e-7 of the twin)."""
     n_head, D = q.shape
     n_head_kv, n_ctx, _ = K.shape
     out = np.empty((n_head, D), np.float32)
-    st = lib.tactic_cuda_attention(ptr(q, "float *"), n_head, n_head_kv, D, ptr(K, "uint16_t *"),
-                                   ptr(V, "uint16_t *"), n_ctx, lo, n, scale, ptr(out, "float *"))
+    assert lib.tactic_cuda_set_option(b"attn_kernel", kernel) == 0
+    try:
+        st = lib.tactic_cuda_attention(ptr(q, "float *"), n_head, n_head_kv, D, ptr(K, "uint16_t *"),
+                                       ptr(V, "uint16_t *"), n_ctx, lo, n, scale, ptr(out, "float *"))
+    finally:
+        lib.tactic_cuda_set_option(b"attn_kernel", ATTN_KERNEL_DEFAULT)
     assert st == 0, ffi.string(lib.tactic_last_error()).decode()
     return out
 
@@ -459,12 +469,10 @@ MMA_TOL = 2e-3
 
 def cuda_attention_mma(q, K, V, lo, n, scale, splits=0, kernel=1):
     """attn_kernel 1 (splits merged by a second kernel) or 2 (by each head's last block)."""
-    assert lib.tactic_cuda_set_option(b"attn_kernel", kernel) == 0
     assert lib.tactic_cuda_set_option(b"attn_splits", splits) == 0
     try:
-        return cuda_attention(q, K, V, lo, n, scale)
+        return cuda_attention(q, K, V, lo, n, scale, kernel)
     finally:
-        lib.tactic_cuda_set_option(b"attn_kernel", 0)
         lib.tactic_cuda_set_option(b"attn_splits", 0)
 
 

@@ -32,6 +32,7 @@ MARGIN = 0.25
 MIN_STEPS = 200
 # Relative RMS error of a step's logits: median over steps, and the worst step.
 TOL_MEDIAN, TOL_MAX = 0.02, 0.08
+ATTN_KERNEL_DEFAULT = 0  # Options::attn_kernel (native/cuda/cuda_util.cuh), restored after a test
 
 pytestmark = pytest.mark.skipif(
     lib.tactic_cuda_device_count() == 0, reason="no usable CUDA device (driver or GPU missing)")
@@ -159,10 +160,10 @@ def test_random_weights_decode_fusion_keeps_the_bytes(random_files, arch, outtyp
         assert np.array_equal(old, new), f"{arch}/{outtype} fuse {fuse}: max |diff| {np.max(np.abs(old - new))}"
 
 
-@pytest.mark.parametrize("kernel", [1, 2])
+@pytest.mark.parametrize("kernel", [0, 1, 2])
 @pytest.mark.parametrize("arch", ["llama", "gemma3"])
-def test_decode_attention_mma_kernel_matches_cpu(random_files, arch, kernel):
-    """Decode with the tensor-core attention kernel (attn_kernel=1 or 2; its position read on
+def test_decode_attention_kernels_match_cpu(random_files, arch, kernel):
+    """Decode with each attention kernel (0: FMA; 1, 2: tensor cores; the position read on
     the device, graphs replayed across buckets): llama's head_dim 64 with GQA, Gemma's
     256 with a sliding window of 64, against the CPU."""
     path = random_files(arch, "q8_0")
@@ -172,7 +173,7 @@ def test_decode_attention_mma_kernel_matches_cpu(random_files, arch, kernel):
     try:
         cpu, gpu = teacher_forced(path, ids, n_prefill=150)
     finally:
-        lib.tactic_cuda_set_option(b"attn_kernel", 0)
+        lib.tactic_cuda_set_option(b"attn_kernel", ATTN_KERNEL_DEFAULT)
     compare(cpu, gpu, f"{arch}/q8_0 attn_kernel={kernel}")
 
 

@@ -396,12 +396,15 @@ void configure() {
 }
 
 template <int D>
-int occupancy() {
-    configure<D>();
-    int n = 0;
-    TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_decode_mma_kernel<D>, kNW * 32,
-                                                            DecCfg<D>::bytes));
-    return std::max(1, n);
+int occupancy() {  // asked once (the backend sizes its splits every decode step)
+    static int n = 0;
+    if (n == 0) {
+        configure<D>();
+        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_decode_mma_kernel<D>, kNW * 32,
+                                                                DecCfg<D>::bytes));
+        n = std::max(1, n);
+    }
+    return n;
 }
 
 int occupancy_for(int D) { return D == 64 ? occupancy<64>() : D == 128 ? occupancy<128>() : occupancy<256>(); }
