@@ -246,8 +246,9 @@ def torch_sdpa_graph_ms(K, V, q, iters):
 
 
 def bench_attention_kernels(rng, contexts, have_torch, copy_gbs, kernels, split_counts, models=None):
-    """Full decode attention only: each attn_kernel (and, for kernel 1, forced split
-    counts besides the automatic one) against torch SDPA eager and replayed in a graph."""
+    """Full decode attention only: each attn_kernel (and, for kernels 1 and 2, forced
+    split counts besides the automatic one), timed replayed from a CUDA graph (and
+    launched one by one: "eager"), against torch SDPA eager and replayed in a graph."""
     rows = []
     for model, n_head, n_kv, D in ATTN_MODELS:
         if models and model not in models:
@@ -265,13 +266,17 @@ def bench_attention_kernels(rng, contexts, have_torch, copy_gbs, kernels, split_
             row = dict(model=model, n_head=n_head, n_head_kv=n_kv, head_dim=D, n_ctx=n, kv_bytes=kv_bytes, kernels={})
             for kern in kernels:
                 call = lambda: cuda_attention(q, K, V, 0, n, scale, kern)
-                for splits in (split_counts if kern == 1 else [0]):
+                for splits in (split_counts if kern >= 1 else [0]):
                     set_opt("attn_splits", splits)
-                    out, ms = timed(call, 50)
+                    set_opt("bench_graph", 1)
+                    out, ms = timed(call, 64)
+                    set_opt("bench_graph", 0)
+                    _, ms_eager = timed(call, 64) if splits == 0 else (None, float("nan"))
                     set_opt("attn_splits", 0)
                     err = rel_err(out, ref)
                     key = f"k{kern}" + (f"s{splits}" if splits else "")
-                    row["kernels"][key] = dict(us=ms * 1e3, gbs=kv_bytes / ms / 1e6, rel_err=err, splits=splits)
+                    row["kernels"][key] = dict(us=ms * 1e3, us_eager=ms_eager * 1e3, gbs=kv_bytes / ms / 1e6,
+                                               rel_err=err, splits=splits)
             if have_torch:
                 t_ms, t_out = torch_sdpa_ms(K, V, q, None, 50)
                 g_ms, g_out = torch_sdpa_graph_ms(K, V, q, 64)
@@ -279,7 +284,8 @@ def bench_attention_kernels(rng, contexts, have_torch, copy_gbs, kernels, split_
             line = f"attn {model:15s} ctx {n:6d}"
             for key, r in row["kernels"].items():
                 pct = f" {100 * r['gbs'] / copy_gbs:3.0f}%" if copy_gbs else ""
-                line += f" | {key} {r['us']:7.1f} us{pct} err {r['rel_err']:.0e}"
+                eager = f" (eager {r['us_eager']:.1f})" if r["us_eager"] == r["us_eager"] else ""
+                line += f" | {key} {r['us']:6.1f}{eager}{pct} e{r['rel_err']:.0e}"
             if have_torch:
                 line += f" | sdpa {row['torch_us']:7.1f} graph {row['torch_graph_us']:7.1f} us"
             print(line, flush=True)
@@ -344,7 +350,7 @@ def main():
                     help="only full decode attention: the attn_kernel variants against torch SDPA (eager and in a graph)")
     ap.add_argument("--attn-kernels", type=int, nargs="*", default=[0, 1])
     ap.add_argument("--splits", type=int, nargs="*", default=[0],
-                    help="kernel 1: these attn_splits counts (0: automatic)")
+                    help="kernels 1 and 2: these attn_splits counts (0: automatic)")
     ap.add_argument("--contexts", type=int, nargs="*", default=None)
     ap.add_argument("--models", nargs="*", default=None, help="--attention-only: these of " + ", ".join(m[0] for m in ATTN_MODELS))
     ap.add_argument("--cases", nargs="*", default=None,

@@ -14,7 +14,9 @@
 // once per KV head.
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "cuda_backend.h"
 #include "cuda_ops.cuh"
@@ -289,6 +291,46 @@ void launch_split_d(const AttnDev &a, int n_splits, int gmax, cudaStream_t strea
 
 int group_max(int group) { return group <= 1 ? 1 : group <= 2 ? 2 : 4; }
 
+// Times launch(copy, stream) replayed from a CUDA graph that holds one launch per copy
+// (as the decode step's graph replays its kernels: no per-launch CPU cost), median of 5
+// trials of about bench_iters launches, for tactic_cuda_last_ms.
+template <class F>
+void bench_in_graph(F &&launch, int n_copies) {
+    const int iters = options().bench_iters;
+    if (iters <= 0) return;
+    cudaStream_t s = nullptr;
+    TACTIC_CU(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    cudaGraph_t g = nullptr;
+    cudaGraphExec_t ge = nullptr;
+    TACTIC_CU(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    for (int i = 0; i < n_copies; i++) launch(i, s);
+    TACTIC_CU(cudaStreamEndCapture(s, &g));
+    TACTIC_CU(cudaGraphInstantiate(&ge, g, 0));
+    const int reps = std::max(1, iters / n_copies);
+    cudaEvent_t e0, e1;
+    TACTIC_CU(cudaEventCreate(&e0));
+    TACTIC_CU(cudaEventCreate(&e1));
+    TACTIC_CU(cudaGraphLaunch(ge, s));  // warm-up
+    std::vector<float> per_launch;
+    for (int trial = 0; trial < 5; trial++) {
+        TACTIC_CU(cudaEventRecord(e0, s));
+        for (int r = 0; r < reps; r++) TACTIC_CU(cudaGraphLaunch(ge, s));
+        TACTIC_CU(cudaEventRecord(e1, s));
+        TACTIC_CU(cudaEventSynchronize(e1));
+        float ms = 0;
+        TACTIC_CU(cudaEventElapsedTime(&ms, e0, e1));
+        per_launch.push_back(ms / float(reps * n_copies));
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    cudaGraphExecDestroy(ge);
+    cudaGraphDestroy(g);
+    cudaStreamDestroy(s);
+    check_launch("bench in a graph");
+    std::sort(per_launch.begin(), per_launch.end());
+    set_last_ms(per_launch[per_launch.size() / 2]);
+}
+
 }  // namespace
 
 void attention(const AttentionArgs &in) {
@@ -362,7 +404,7 @@ void attention(const AttentionArgs &in) {
     a.part_acc = d_pacc.as<float>();
     a.part_ml = d_pml.as<float>();
 
-    auto launch = [&](int copy) {
+    auto launch_on = [&](int copy, cudaStream_t stream) {
         a.k = d_k[copy].as<__half>();
         a.v = d_v[copy].as<__half>();
         if (mma) {
@@ -379,21 +421,23 @@ void attention(const AttentionArgs &in) {
             d.part_ml = a.part_ml;
             d.out = d_out.as<float>();
             d.done = d_done.as<int32_t>();
-            attention_decode_mma_dev(d, in.lo, int(max_len), in.scale, 0);
+            attention_decode_mma_dev(d, in.lo, int(max_len), in.scale, stream);
             return;
         }
         switch (D) {
-            case 64: launch_split_d<64>(a, n_splits, gmax); break;
-            case 128: launch_split_d<128>(a, n_splits, gmax); break;
-            default: launch_split_d<256>(a, n_splits, gmax); break;
+            case 64: launch_split_d<64>(a, n_splits, gmax, stream); break;
+            case 128: launch_split_d<128>(a, n_splits, gmax, stream); break;
+            default: launch_split_d<256>(a, n_splits, gmax, stream); break;
         }
-        attn_merge_kernel<<<unsigned(in.n_head), std::min(D, 256)>>>(a.part_acc, a.part_ml, n_splits, in.n_head, D,
-                                                                    d_out.as<float>());
+        attn_merge_kernel<<<unsigned(in.n_head), std::min(D, 256), 0, stream>>>(a.part_acc, a.part_ml, n_splits,
+                                                                               in.n_head, D, d_out.as<float>());
     };
+    auto launch = [&](int copy) { launch_on(copy, 0); };
     launch(0);
     check_launch("attention kernels");
     d_out.download(in.out, q_bytes);
-    bench(launch, copies);
+    if (options().bench_graph) bench_in_graph(launch_on, copies);
+    else bench(launch, copies);
 }
 
 bool use_decode_mma() { return options().attn_kernel >= 1 && decode_mma_supported(); }

@@ -112,6 +112,9 @@ bool set_option(const std::string &name, int64_t value) {
     } else if (name == "pdl") {
         TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "pdl must be 0 or 1");
         o.pdl = int(value);
+    } else if (name == "bench_graph") {
+        TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "bench_graph must be 0 or 1");
+        o.bench_graph = int(value);
     } else if (name == "attn_kernel") {
         TACTIC_CHECK(value >= 0 && value <= 2, TACTIC_ERR_INVALID_ARGUMENT, "attn_kernel must be 0, 1 or 2");
         o.attn_kernel = int(value);

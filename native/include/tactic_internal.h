@@ -166,7 +166,8 @@ TACTIC_API tactic_status tactic_bench_tactic_dots(const float *Q, int32_t g, con
  * "matvec_version" (1 or 2: f32 activations; 3: x quantized to 8-bit blocks as the CPU
  * does, then dp4a, the decode path of the quantized types; 0 = default), "matvec_rows" (rows per warp: 1, 2, 4 or 8;
  * 0 = default), "attn_splits" (splits of the token range per KV head; 0 = automatic),
- * "attn_prefetch" (1: L2 prefetch of upcoming K/V rows; 0 = default, off), "attn_kernel"
+ * "attn_prefetch" (1: L2 prefetch of upcoming K/V rows; 0 = default, off), "bench_graph"
+ * (1: the timed launches of the range attention replay from a CUDA graph), "attn_kernel"
  * (decode attention over a token range: 0 = default, the FMA split kernel; 1 = the
  * tensor-core split kernel, sm_80+; 2 = that kernel with the splits merged by each
  * head's last block instead of a second kernel; index lists always use 0), "prefill_mma"
