@@ -150,9 +150,9 @@ def bench_matvec(rng, copy_gbs, quick, only=None):
             set_opt("matvec_rows", 0)
             set_opt("matvec_q8_kernel", 3)
             _, variants["v3"] = timed(call, iters)  # again, after v4: both measured in the same state
-            set_opt("matvec_q8_kernel", 4)
+            set_opt("matvec_q8_kernel", 5)
         set_opt("matvec_version", 0)
-        decode = "v4" if "v4" in variants else "v0r0"  # the kernel decode runs
+        decode = "v4" if "v4" in variants else "v0r0"  # the kernel decode ran (v5 since: --q8-variants)
         ms = variants[decode]
         gbs = len(data) / ms / 1e6
         rows.append(dict(case=label, type=name, n_rows=n_rows, n_cols=n_cols, bytes=len(data), rel_err=err,
@@ -161,6 +161,57 @@ def bench_matvec(rng, copy_gbs, quick, only=None):
         print(f"matvec {label:22s} {name:5s} {n_rows:7d}x{n_cols:<6d} {len(data)/1e6:8.2f} MB "
               f"{ms*1e3:9.2f} us {gbs:7.0f} GB/s" + (f" ({100*gbs/copy_gbs:4.1f}% of copy)" if copy_gbs else "")
               + f"  {decode}  " + " ".join(f"{k}:{v*1e3:.1f}" for k, v in variants.items()), flush=True)
+    return rows
+
+
+# 8-bit-activation kernel variants by name: kernel 3/4/5, then r<N> ("matvec_rows" N: v3 t2
+# = two stages; v4 s4 = four stages, r1 = a row per warp; v5 r1 / r4 = rows per warp),
+# a trailing "p" = with programmatic dependent launch (option "pdl").
+def q8_variant_options(v):
+    pdl = v.endswith("p")
+    v = v[:-1] if pdl else v
+    kernel, rest = int(v[1]), v[2:]
+    rows = int(rest[1:]) if rest else 0
+    return {"matvec_version": 3, "matvec_q8_kernel": kernel, "matvec_rows": rows, "pdl": int(pdl)}
+
+
+def bench_matvec_q8(rng, copy_gbs, variants, only=None):
+    """Only the 8-bit-activation kernels, the named variants, each checked against the
+    first one's output (no float64 reference: tests/test_cuda_matvec_q8.py holds the
+    kernels to the CPU's arithmetic). Fast enough for a short device call."""
+    rows = []
+    defaults = {"matvec_version": 0, "matvec_q8_kernel": 5, "matvec_rows": 0, "pdl": 0}
+    for label, name, n_rows, n_cols in MATVEC_CASES:
+        if name not in Q8_TYPES or (only and not any(o in f"{label} {name}" for o in only)):
+            continue
+        data = random_rows(rng, name, n_rows, n_cols)
+        x = rng.standard_normal(n_cols).astype(np.float32)
+        y = np.empty(n_rows, np.float32)
+        call = lambda: check(lib.tactic_cuda_matvec(TYPES[name][0], data, len(data), n_rows, n_cols,
+                                                    ffi.cast("float *", ffi.from_buffer(x)),
+                                                    ffi.cast("float *", ffi.from_buffer(y))))
+        iters = 200 if len(data) > (64 << 20) else 500
+        times, errs, first = {}, {}, None
+        for v in variants:
+            for k, val in q8_variant_options(v).items():
+                set_opt(k, val)
+            try:
+                y[:] = np.nan
+                call()
+                if first is None:
+                    first = y.copy()
+                errs[v] = float(np.max(np.abs(y - first)) / (np.max(np.abs(first)) + 1e-30))
+                if not errs[v] < 1e-5:
+                    print(f"MISMATCH matvec {label} {name} {v} vs {variants[0]}: {errs[v]:.2e}", flush=True)
+                _, times[v] = timed(call, iters)
+            finally:
+                for k, val in defaults.items():
+                    set_opt(k, val)
+        rows.append(dict(case=label, type=name, n_rows=n_rows, n_cols=n_cols, bytes=len(data),
+                         ms_by_variant=times, max_diff_vs_first=errs))
+        print(f"{label:22s} {name:5s} {len(data)/1e6:7.2f} MB " + " ".join(
+            f"{v}:{times[v]*1e3:6.2f}us" + (f"({100*len(data)/times[v]/1e6/copy_gbs:4.1f}%)" if copy_gbs else "")
+            for v in variants), flush=True)
     return rows
 
 
@@ -354,6 +405,9 @@ def main():
     ap.add_argument("--contexts", type=int, nargs="*", default=None)
     ap.add_argument("--no-eager", action="store_true", help="--attention-only: time in a graph only")
     ap.add_argument("--models", nargs="*", default=None, help="--attention-only: these of " + ", ".join(m[0] for m in ATTN_MODELS))
+    ap.add_argument("--q8-variants", default=None,
+                    help="comma-separated 8-bit-activation variants (v4, v5, v5r1, v4p, ...): only those, "
+                         "checked against the first (see q8_variant_options); no f32 kernels, no attention")
     ap.add_argument("--cases", nargs="*", default=None,
                     help="only the matvec cases whose 'label type' contains one of these strings")
     args = ap.parse_args()
@@ -384,6 +438,15 @@ def main():
                                      not args.no_eager)
         res = dict(gpu=gpu, commit=commit, command="python3 scripts/gpu_bench.py " + " ".join(sys.argv[1:]),
                    copy_gbs=copy_gbs, attention_kernels=at, seconds=time.time() - t0)
+        if args.out:
+            Path(args.out).write_text(json.dumps(res, indent=1))
+        return
+    if args.q8_variants:
+        variants = args.q8_variants.split(",")
+        mv = bench_matvec_q8(rng, copy_gbs, variants, args.cases)
+        res = dict(gpu=gpu, commit=commit, copy_gbs=copy_gbs, variants=variants, matvec_q8=mv,
+                   command="python3 scripts/gpu_bench.py --q8-variants " + args.q8_variants
+                   + (" --cases " + " ".join(args.cases) if args.cases else ""), seconds=time.time() - t0)
         if args.out:
             Path(args.out).write_text(json.dumps(res, indent=1))
         return

@@ -32,7 +32,7 @@ from pytactic._native import check, ffi, lib  # noqa: E402
 from pytactic.lowlevel import load_model, model_info, new_context  # noqa: E402
 
 CUDA = 2
-DEFAULTS = {"matvec_q8_kernel": 4, "decode_fuse": 1, "matvec_rows": 0}
+DEFAULTS = {"matvec_q8_kernel": 5, "decode_fuse": 1, "matvec_rows": 0}
 
 
 def parse_config(text):

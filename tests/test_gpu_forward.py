@@ -139,8 +139,9 @@ def gpu_decode(path, ids, n_prefill, options):
             s.eval(ids[:n_prefill])
             return np.stack([s.eval([t]) for t in ids[n_prefill:]])
     finally:
-        lib.tactic_cuda_set_option(b"matvec_q8_kernel", 4)
+        lib.tactic_cuda_set_option(b"matvec_q8_kernel", 5)
         lib.tactic_cuda_set_option(b"decode_fuse", 1)
+        lib.tactic_cuda_set_option(b"pdl", 0)
 
 
 @pytest.mark.parametrize("outtype", ["q4_k_m", "q8_0", "q4_1"])
@@ -154,10 +155,14 @@ def test_random_weights_decode_fusion_keeps_the_bytes(random_files, arch, outtyp
     rng = np.random.default_rng(4)
     ids = [1] + rng.integers(3, TINY["vocab"], 99).tolist()
     old = gpu_decode(path, ids, 20, {"matvec_q8_kernel": 3, "decode_fuse": 0})
-    for fuse in (1, 2):  # 2: wq, wk, wv in one launch as well
-        new = gpu_decode(path, ids, 20, {"matvec_q8_kernel": 4, "decode_fuse": fuse})
+    # v5 reads the weights straight into registers but sums the same parts in the same order
+    # fuse 2: wq, wk, wv in one launch as well; pdl: the matvecs launched with programmatic
+    # dependent launch (their weight loads start before the previous kernel has finished)
+    for kernel, fuse, pdl in ((4, 1, 0), (4, 2, 0), (5, 1, 0), (5, 2, 0), (5, 2, 1)):
+        new = gpu_decode(path, ids, 20, {"matvec_q8_kernel": kernel, "decode_fuse": fuse, "pdl": pdl})
         assert np.isfinite(new).all()
-        assert np.array_equal(old, new), f"{arch}/{outtype} fuse {fuse}: max |diff| {np.max(np.abs(old - new))}"
+        assert np.array_equal(old, new), \
+            f"{arch}/{outtype} kernel {kernel} fuse {fuse} pdl {pdl}: max |diff| {np.max(np.abs(old - new))}"
 
 
 @pytest.mark.parametrize("kernel", [0, 1, 2])

@@ -427,7 +427,7 @@ private:
         float *y[3] = {nullptr, nullptr, nullptr};
     };
     bool fuse_on() const {
-        return n_ == 1 && options().decode_fuse && options().matvec_q8 && options().matvec_q8_kernel == 4;
+        return n_ == 1 && options().decode_fuse && options().matvec_q8 && options().matvec_q8_kernel >= 4;
     }
     static bool same_layout(const Tensor &a, const Tensor &b) {
         return a.type == b.type && a.ne0 == b.ne0 && a.ne1 == b.ne1 && a.row_bytes == b.row_bytes;

@@ -33,7 +33,7 @@ void quantize_q8_dev(Q8Kind kind, const float *x, int64_t n, const Q8Act &a, cud
 void quantize_q8_to_f16_dev(Q8Kind kind, const float *x, int64_t n, __half *y, cudaStream_t stream);
 void matvec_q8_dev(uint32_t type, const void *w, size_t row_bytes, int64_t n_rows, int64_t n_cols, const Q8Act &a,
                    float *y, cudaStream_t stream);
-// The v4 kernel (options().matvec_q8_kernel == 4, the default; 3 = the earlier one) with
+// The v5 / v4 kernel (options().matvec_q8_kernel 5, the default, or 4; 3 = the earlier one) with
 // an epilogue: Plain y = W0 x; Residual y = res + W0 x (res may be y); Silu / Gelu
 // y = act(W0 x) * (W1 x), W1 of W0's type and shape (decode's gate and up).
 enum class MvEpilogue { Plain, Residual, Silu, Gelu };

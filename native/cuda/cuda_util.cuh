@@ -78,7 +78,8 @@ struct Options {
     int graphs = 1;         // 0: decode steps run kernel by kernel instead of replaying a CUDA graph
     int tactic_copies = 0;  // Tactic step benchmark: layer copies rotated (0: enough to leave the L2)
     int tactic_blocks = 0;  // Tactic sparse attention blocks (0: one full wave)
-    int matvec_q8_kernel = 4;  // 8-bit-activation matvec: 4 (rows pipelined per warp) or 3 (the earlier kernel)
+    int matvec_q8_kernel = 5;  // 8-bit-activation matvec: 5 (two rows a warp on one activation load; Q4_K /
+                               // Q5_K weights straight into registers), 4 (rows pipelined per warp), 3
     int decode_fuse = 1;       // 1: decode fuses norm + quantization, residual adds, gate/up + activation;
                                // 2: also wq/wk/wv of one type in one launch (not yet measured)
     int tactic_fused = 1;   // 1: Tactic's attention streams rows through cp.async and merges in its last

@@ -173,9 +173,12 @@ TACTIC_API tactic_status tactic_bench_tactic_dots(const float *Q, int32_t g, con
  * head's last block instead of a second kernel; index lists always use 0), "prefill_mma"
  * (prefill attention: 0 FMA, 1 WMMA, 2 mma.sync, the default), "prefill_rows" (query rows
  * a block of the mma.sync kernel: 64 or 128; 0 = default),
- * "matvec_q8_kernel" (the 8-bit-activation matvec: 4 = default, each warp's copies
+ * "matvec_q8_kernel" (the 8-bit-activation matvec: 4 = each warp's copies
  * pipelined across its rows; 3 = the earlier kernel; with it "matvec_rows" 2 selects two
- * stages, with 4 "matvec_rows" 4 selects four), "decode_fuse" (1 = default: the decode
+ * stages, with 4 "matvec_rows" 4 selects four; 5 = default, Q4_K/Q5_K weights loaded straight into
+ * registers, the other formats through v4's tiles, two rows a warp on one activation load,
+ * for 16-byte aligned matrices (others: 4), "matvec_rows" 1 or 4 (Q4_K/Q5_K) rows a warp
+ * instead), "decode_fuse" (1 = default: the decode
  * step fuses RMSNorm + activation quantization, residual adds and the gated activation
  * into neighbouring kernels; 2: also wq, wk, wv of one type in one launch; 0: separate
  * kernels). */
@@ -189,10 +192,10 @@ TACTIC_API tactic_status tactic_cuda_dequantize(int32_t type, const void *src, s
 TACTIC_API tactic_status tactic_cuda_matvec(int32_t type, const void *w, size_t w_size,
                                             int64_t n_rows, int64_t n_cols, const float *x,
                                             float *y);
-/* The decode matvec on 8-bit activations (the v4 kernel) with its fused epilogue: epi 0
+/* The decode matvec on 8-bit activations (the v5 / v4 kernel) with its fused epilogue: epi 0
  * y = W0 x; 1: y += W0 x (y holds the residual on entry); 2 / 3: y = silu / gelu-tanh(W0 x)
  * * (W1 x), W1 of W0's type and size (w_size bytes each). Options "matvec_q8_kernel" (3:
- * the earlier kernel, 4: the default) and "decode_fuse" (0: decode runs unfused) pick what
+ * the earlier kernel, 4: v4, 5: the default) and "decode_fuse" (0: decode runs unfused) pick what
  * the decode step runs. */
 TACTIC_API tactic_status tactic_cuda_matvec_q8_epilogue(int32_t type, const void *w0, const void *w1,
                                                         size_t w_size, int64_t n_rows, int64_t n_cols,
