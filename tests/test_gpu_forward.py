@@ -33,6 +33,7 @@ MARGIN = 0.25
 MIN_STEPS = 200
 # Relative RMS error of a step's logits: median over steps, and the worst step.
 TOL_MEDIAN, TOL_MAX = 0.02, 0.08
+ATTN_KERNEL_DEFAULT = 1  # Options::attn_kernel (native/cuda/cuda_util.cuh), restored after a test
 
 pytestmark = pytest.mark.skipif(
     lib.tactic_cuda_device_count() == 0, reason="no usable CUDA device (driver or GPU missing)")
@@ -223,6 +224,23 @@ def test_decode_graph_keeps_programmatic_edges(random_files):
         assert got[1][1] == got[1][0] - 1, got
     else:
         assert got[1][1] == 0, got
+
+
+@pytest.mark.parametrize("kernel", [0, 1, 2])
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+def test_decode_attention_kernels_match_cpu(random_files, arch, kernel):
+    """Decode with each attention kernel (0: FMA; 1, 2: tensor cores; the position read on
+    the device, graphs replayed across buckets): llama's head_dim 64 with GQA, Gemma's
+    256 with a sliding window of 64, against the CPU."""
+    path = random_files(arch, "q8_0")
+    rng = np.random.default_rng(6)
+    ids = [1] + rng.integers(3, TINY["vocab"], 399).tolist()
+    assert lib.tactic_cuda_set_option(b"attn_kernel", kernel) == 0
+    try:
+        cpu, gpu = teacher_forced(path, ids, n_prefill=150)
+    finally:
+        lib.tactic_cuda_set_option(b"attn_kernel", ATTN_KERNEL_DEFAULT)
+    compare(cpu, gpu, f"{arch}/q8_0 attn_kernel={kernel}")
 
 
 def test_prefill_in_chunks_and_long_window(random_files):

@@ -98,6 +98,8 @@ public:
         logits1_ = fbuf(size_t(hp_.n_vocab));
         part_acc_ = fbuf(size_t(max_splits_) * H * D);
         part_ml_ = fbuf(size_t(max_splits_) * H * 2);
+        attn_done_ = static_cast<int32_t *>(alloc(sizeof(int32_t) * size_t(H)));
+        TACTIC_CU(cudaMemset(attn_done_, 0, sizeof(int32_t) * size_t(H)));
         x16_ = static_cast<__half *>(alloc(sizeof(__half) * size_t(nb_) * widest));
         if (nb_ > 1) {
             w16_ = static_cast<__half *>(alloc(sizeof(__half) * w16));
@@ -314,6 +316,7 @@ public:
             a.part_acc = part_acc_;
             a.part_ml = part_ml_;
             a.out = att_;
+            a.done = attn_done_;
             attention_decode_dev(a, stream_);
             return;
         }
@@ -687,6 +690,7 @@ private:
     float *logits1_ = nullptr, *logits_many_ = nullptr, *out_dev_ = nullptr;
     size_t logits_many_cap_ = 0;
     float *part_acc_ = nullptr, *part_ml_ = nullptr;
+    int32_t *attn_done_ = nullptr;  // decode attention's per-head counters (attn_kernel 2)
     int max_splits_ = 1, n_splits_ = 1;
     __half *x16_ = nullptr, *w16_ = nullptr;
     size_t w16_cap_ = 0;

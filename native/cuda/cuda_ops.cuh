@@ -89,9 +89,17 @@ struct DecodeAttn {
     int window = 0, n_splits = 1;
     float *part_acc = nullptr, *part_ml = nullptr;  // [n_splits][n_head][D], [n_splits][n_head][2]
     float *out = nullptr;                           // [n_head][D]
+    int32_t *done = nullptr;  // attn_kernel 2: n_head zeroed counters (the kernel leaves them zero)
 };
 int decode_attention_splits(int n_head, int n_head_kv, int head_dim, int64_t max_len);
 void attention_decode_dev(const DecodeAttn &a, cudaStream_t stream);
+// The tensor-core split kernel (attention_decode_mma.cu, sm_80+): options().attn_kernel
+// 1 (2: the splits merged by each head's last block, where a.done is given).
+// With a.d_pos null it attends [lo, lo + len) with q times scale.
+bool decode_mma_supported();
+bool use_decode_mma();
+int decode_attention_mma_splits(int n_head, int n_head_kv, int head_dim, int64_t max_len);
+void attention_decode_mma_dev(const DecodeAttn &a, int lo, int len, float scale, cudaStream_t stream);
 
 // Prefill attention of n_tokens queries at positions pos0.. over the cache (causal,
 // windowed when window > 0), q [n][H][D] pre-scaled, out [n][H][D].

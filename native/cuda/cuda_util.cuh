@@ -69,6 +69,9 @@ struct Options {
     int matvec_version = 0;  // 1 or 2 (0: default)
     int attn_splits = 0;   // 0: automatic
     int attn_prefetch = 0;  // 1: L2 prefetch of the next rows (measured no faster on an H200)
+    int bench_graph = 0;    // 1: timed decode attention launches replay from a CUDA graph
+    int attn_kernel = 1;    // decode attention: 0 the FMA split kernel, 1 the tensor-core one (sm_80+;
+                            // 0 below), 2 that one with the splits merged by each head's last block
     int matvec_q8 = 1;      // 0: decode multiplies quantized types by f32 activations (no 8-bit quantization)
     int prefill_mma = 2;    // prefill attention: 0 FMA, 1 WMMA, 2 mma.sync FlashAttention-2 style (sm_80+)
     int prefill_rows = 0;   // mma.sync prefill: query rows a block, 64 or 128 (0: default, 64)
