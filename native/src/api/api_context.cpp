@@ -1,6 +1,7 @@
 // C ABI: contexts (KV cache + evaluation), logits, cancellation, timings.
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "../backend.h"
 #include "../forward.h"
@@ -22,12 +23,14 @@ struct BusyLock {
 };
 // Refuses a context that would not fit in memory before its KV cache is allocated.
 // Out-of-range parameters are left to Context's own checks (ValueErrors).
-void check_context_fits(const tactic::HParams &hp, const tactic_context_params &p) {
+// n_gpu > 0: a split context (n_gpu_layers), whose first n_gpu layers keep their K/V on the GPU.
+void check_context_fits(const tactic::HParams &hp, const tactic_context_params &p, int n_gpu = 0) {
     if (p.n_ctx < 0 || p.n_ctx > (1 << 24) || p.n_batch < 0) return;
     const uint64_t n_ctx = uint64_t(p.n_ctx > 0 ? p.n_ctx : hp.n_ctx_train);
     const uint64_t n_batch = std::min<uint64_t>(p.n_batch > 0 ? uint64_t(p.n_batch) : 512, n_ctx);
-    const uint64_t kv = tactic::KVCache::bytes_for(hp, tactic::KVCache::layer_slots(hp, int(n_ctx), int(n_batch),
-                                                                                   p.swa_full != 0));
+    std::vector<int> slots = tactic::KVCache::layer_slots(hp, int(n_ctx), int(n_batch), p.swa_full != 0);
+    if (n_gpu > 0) slots.erase(slots.begin(), slots.begin() + std::min<size_t>(size_t(n_gpu), slots.size()));
+    const uint64_t kv = tactic::KVCache::bytes_for(hp, slots);
     // Per-batch activations (x, h, tmp, q, att, k, v, gate, up) and one row of logits.
     const uint64_t per_token = 3ull * uint64_t(hp.n_embd) + 2ull * uint64_t(hp.n_head) * uint64_t(hp.head_dim) +
                                2ull * uint64_t(hp.n_head_kv) * uint64_t(hp.head_dim) + 2ull * uint64_t(hp.n_ff);
@@ -56,6 +59,7 @@ TACTIC_API tactic_context_params tactic_context_default_params(void) {
     p.tactic_selector = TACTIC_SELECT_BOUNDED;
     p.tactic_block_size = 256;
     p.seed = 0x5eed;
+    p.n_gpu_layers = -1;  // on CUDA: every layer
     return p;
 }
 
@@ -67,8 +71,11 @@ TACTIC_API tactic_status tactic_context_new(tactic_model *model, const tactic_co
         const tactic_context_params p = params ? *params : tactic_context_default_params();
         auto c = std::make_unique<tactic_context>();
         c->model = model;
-        // On CUDA the KV cache and buffers go to GPU memory: the CUDA backend checks those.
-        if (tactic::resolve_device(p.device) != TACTIC_DEVICE_CUDA) check_context_fits(model->weights().hp, p);
+        // On CUDA the KV cache and buffers go to GPU memory: the CUDA backend checks those;
+        // a split context's CPU layers keep theirs in host memory (checked here).
+        const tactic::HParams &hp = model->weights().hp;
+        if (tactic::resolve_device(p.device) != TACTIC_DEVICE_CUDA) check_context_fits(hp, p);
+        else if (p.n_gpu_layers >= 0 && p.n_gpu_layers < hp.n_layer) check_context_fits(hp, p, p.n_gpu_layers);
         c->ctx = std::make_unique<tactic::Context>(model->weights(), p);
         model->refs.fetch_add(1, std::memory_order_acq_rel);
         *out = c.release();
