@@ -8,6 +8,7 @@
 
 #include "backend.h"
 #include "common.h"
+#include "resources.h"
 #include "tactic/tactic_attention.h"
 
 namespace tactic {
@@ -54,6 +55,13 @@ Context::Context(const Model &model, const tactic_context_params &p) : model_(mo
     }
     // Split: the GPU part first (its memory check may refuse the context before the CPU's work).
     std::unique_ptr<Backend> gpu = split ? make_cuda_backend(model, n_ctx_, n_batch_, &params_, n_gpu) : nullptr;
+    if (split) {  // the CPU layers' K/V stay in host memory
+        std::vector<int> slots = KVCache::layer_slots(hp, n_ctx_, n_batch_, p.swa_full != 0);
+        slots.erase(slots.begin(), slots.begin() + n_gpu);
+        const uint64_t kv = KVCache::bytes_for(hp, slots);
+        check_fits(kv, "the CPU layers (" + std::to_string(hp.n_layer - n_gpu) + ") of a context of " +
+                           std::to_string(n_ctx_) + " tokens (KV cache " + format_bytes(kv) + ")");
+    }
     const int n_threads = p.n_threads > 0 ? p.n_threads : ThreadPool::hardware_threads();
     kv_.allocate(hp, n_ctx_, n_batch_, p.swa_full != 0);
     pool_ = std::make_unique<ThreadPool>(n_threads);

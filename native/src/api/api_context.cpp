@@ -1,7 +1,6 @@
 // C ABI: contexts (KV cache + evaluation), logits, cancellation, timings.
 #include <algorithm>
 #include <cstring>
-#include <vector>
 
 #include "../backend.h"
 #include "../forward.h"
@@ -23,14 +22,12 @@ struct BusyLock {
 };
 // Refuses a context that would not fit in memory before its KV cache is allocated.
 // Out-of-range parameters are left to Context's own checks (ValueErrors).
-// n_gpu > 0: a split context (n_gpu_layers), whose first n_gpu layers keep their K/V on the GPU.
-void check_context_fits(const tactic::HParams &hp, const tactic_context_params &p, int n_gpu = 0) {
+void check_context_fits(const tactic::HParams &hp, const tactic_context_params &p) {
     if (p.n_ctx < 0 || p.n_ctx > (1 << 24) || p.n_batch < 0) return;
     const uint64_t n_ctx = uint64_t(p.n_ctx > 0 ? p.n_ctx : hp.n_ctx_train);
     const uint64_t n_batch = std::min<uint64_t>(p.n_batch > 0 ? uint64_t(p.n_batch) : 512, n_ctx);
-    std::vector<int> slots = tactic::KVCache::layer_slots(hp, int(n_ctx), int(n_batch), p.swa_full != 0);
-    if (n_gpu > 0) slots.erase(slots.begin(), slots.begin() + std::min<size_t>(size_t(n_gpu), slots.size()));
-    const uint64_t kv = tactic::KVCache::bytes_for(hp, slots);
+    const uint64_t kv = tactic::KVCache::bytes_for(hp, tactic::KVCache::layer_slots(hp, int(n_ctx), int(n_batch),
+                                                                                   p.swa_full != 0));
     // Per-batch activations (x, h, tmp, q, att, k, v, gate, up) and one row of logits.
     const uint64_t per_token = 3ull * uint64_t(hp.n_embd) + 2ull * uint64_t(hp.n_head) * uint64_t(hp.head_dim) +
                                2ull * uint64_t(hp.n_head_kv) * uint64_t(hp.head_dim) + 2ull * uint64_t(hp.n_ff);
@@ -71,11 +68,10 @@ TACTIC_API tactic_status tactic_context_new(tactic_model *model, const tactic_co
         const tactic_context_params p = params ? *params : tactic_context_default_params();
         auto c = std::make_unique<tactic_context>();
         c->model = model;
-        // On CUDA the KV cache and buffers go to GPU memory: the CUDA backend checks those;
-        // a split context's CPU layers keep theirs in host memory (checked here).
-        const tactic::HParams &hp = model->weights().hp;
-        if (tactic::resolve_device(p.device) != TACTIC_DEVICE_CUDA) check_context_fits(hp, p);
-        else if (p.n_gpu_layers >= 0 && p.n_gpu_layers < hp.n_layer) check_context_fits(hp, p, p.n_gpu_layers);
+        // On CUDA the KV cache and buffers go to GPU memory: the CUDA backend checks those
+        // (and a split context's CPU layers, once its GPU part fits: forward.cpp).
+        if (tactic::resolve_device(p.device) != TACTIC_DEVICE_CUDA || p.n_gpu_layers == 0)
+            check_context_fits(model->weights().hp, p);
         c->ctx = std::make_unique<tactic::Context>(model->weights(), p);
         model->refs.fetch_add(1, std::memory_order_acq_rel);
         *out = c.release();
