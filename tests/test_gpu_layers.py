@@ -122,6 +122,25 @@ def test_split_truncate_and_rewind(files, arch):
     assert rel.max() < TOL_MAX
 
 
+@needs_gpu
+def test_split_tactic_runs_on_both_devices(files):
+    """attention=tactic on a split: GPU Tactic on the GPU layers, the CPU's on the
+    others. A forced fraction of 1 attends every token, so the decode steps give full
+    attention's logits (the CPU path's, by the margin rule)."""
+    path = files("llama")
+    ids = ids_for(7, 400)
+    cpu = cpu_logits(path, ids)
+    with NativeSession(path, n_ctx=1024, attention=2, device=CUDA, n_gpu_layers=1, tactic_force_fraction=1.0) as s:
+        s.eval(ids[:300])
+        got = np.concatenate([s.eval([t]) for t in ids[300:]])
+    ref = cpu[300:]
+    sure = top2_margin(ref) > MARGIN
+    assert sure.sum() > 30, "too few confident steps to check"
+    assert (got.argmax(-1) == ref.argmax(-1))[sure].all()
+    rel = np.linalg.norm(got - ref, axis=-1) / np.linalg.norm(ref, axis=-1)
+    assert rel.max() < TOL_MAX, rel.max()
+
+
 def state_get(ctx):
     size = ffi.new("size_t *")
     check(lib.tactic_context_state_size(ctx, size))
