@@ -122,8 +122,11 @@ PY
     timeout 200 python3 scripts/grammar_bench.py --model $G --repeats 9 --tokens 64 --breakdown 2>&1 | tee "$OUT/grammar_gpu.log" | tail -30
     say "grammar cost done"
   fi
-  timeout 100 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_gpu_forward.py -k "gemma or tactic or refused" \
+  timeout 100 python3 -m pytest -q -s -p no:cacheprovider --tb=short -rfxs tests/test_gpu_forward.py -k "gemma or tactic or refused" \
     2>&1 | tee "$OUT/tests_parity_gemma.log" | tail -6
+  # the GPU against llama.cpp's own outputs (prints the perplexities)
+  timeout 100 python3 -m pytest -q -s -p no:cacheprovider --tb=short -rfxs tests/test_gpu_refs.py \
+    2>&1 | tee "$OUT/tests_gpu_refs.log" | tail -8
   timeout 100 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_eval_async.py \
     2>&1 | tee "$OUT/tests_eval_async_gpu.log" | tail -3
   [ "${GRAMMAR:-1}" = 1 ] && timeout 150 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_grammar.py \
