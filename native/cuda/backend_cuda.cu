@@ -16,7 +16,6 @@
 #include "backend.h"
 #include "cuda_ops.cuh"
 #include "cuda_util.cuh"
-#include "kv_cache.h"
 #include "resources.h"
 #include "tactic_gpu_layers.cuh"
 
@@ -191,32 +190,14 @@ public:
         return h_xin_;
     }
     const float *hidden_out() override { return h_xout_; }
-    // A split context's state: the device layers' K/V rows of positions [first, n_past)
-    // (first: what the host layer keeps; a ring, its last slots) to / from the host cache.
-    void kv_to_host(KVCache &kv, int n_past) override { kv_copy(&kv, nullptr, n_past); }
-    void kv_from_host(const KVCache &kv, int n_past) override { kv_copy(nullptr, &kv, n_past); }
-    void kv_copy(KVCache *to, const KVCache *from, int n_past) {
-        const KVCache &kv = to ? *to : *from;
-        const int D = hp_.head_dim;
-        const size_t row = size_t(D) * sizeof(__half);
-        std::vector<uint16_t> rows;
+    void kv_rows(bool to_host, int il, int h, bool v, int first, int n, uint16_t *host) override {
+        TACTIC_CHECK(il >= 0 && il < n_dev_layers_ && first >= 0 && first + n <= n_ctx_, TACTIC_ERR_INTERNAL,
+                     "CUDA kv_rows: out of range");
+        __half *d = (v ? v_cache_ : k_cache_) + size_t(il) * kv_layer_ + (size_t(h) * n_ctx_ + first) * hp_.head_dim;
+        const size_t bytes = size_t(n) * hp_.head_dim * sizeof(__half);
         TACTIC_CU(cudaStreamSynchronize(stream_));
-        for (int il = 0; il < n_dev_layers_; il++) {
-            const int first = kv.ring[size_t(il)] ? std::max(kv.ring_lo, n_past - kv.slots[size_t(il)]) : 0;
-            if (first >= n_past) continue;
-            rows.resize(size_t(n_past - first) * D);
-            for (int h = 0; h < hp_.n_head_kv; h++)
-                for (int kind = 0; kind < 2; kind++) {
-                    __half *d = (kind ? v_cache_ : k_cache_) + size_t(il) * kv_layer_ + (size_t(h) * n_ctx_ + first) * D;
-                    if (to) TACTIC_CU(cudaMemcpy(rows.data(), d, rows.size() * 2, cudaMemcpyDeviceToHost));
-                    for (int pos = first; pos < n_past; pos++) {
-                        uint16_t *r = rows.data() + size_t(pos - first) * D;
-                        if (to) std::memcpy(kind ? to->v_at(il, h, pos) : to->k_at(il, h, pos), r, row);
-                        else std::memcpy(r, kind ? from->v_at(il, h, pos) : from->k_at(il, h, pos), row);
-                    }
-                    if (from) TACTIC_CU(cudaMemcpy(d, rows.data(), rows.size() * 2, cudaMemcpyHostToDevice));
-                }
-        }
+        TACTIC_CU(cudaMemcpy(to_host ? static_cast<void *>(host) : d, to_host ? static_cast<const void *>(d) : host, bytes,
+                             to_host ? cudaMemcpyDeviceToHost : cudaMemcpyHostToDevice));
     }
     bool hidden_to_device() {
         if (layers_only_)

@@ -75,6 +75,11 @@ public:
     // and back after a restore wrote them there. No-ops where the host cache is the cache.
     virtual void kv_to_host(KVCache &kv, int n_past) { (void)kv, (void)n_past; }
     virtual void kv_from_host(const KVCache &kv, int n_past) { (void)kv, (void)n_past; }
+    // A device cache's rows of layer il, KV head h, K (or V when v), positions
+    // [first, first + n), copied to (to_host) or from host rows [n][head_dim] f16.
+    virtual void kv_rows(bool to_host, int il, int h, bool v, int first, int n, uint16_t *host) {
+        (void)to_host, (void)il, (void)h, (void)v, (void)first, (void)n, (void)host;
+    }
     // The cache now keeps n_keep tokens (a rewind): state derived from later ones goes.
     virtual void truncate(int n_keep) { (void)n_keep; }
     // Seconds a backend-side Tactic spent clustering since the last reset (tactic_get_timings).

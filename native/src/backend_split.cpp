@@ -5,10 +5,13 @@
 // pass of its own (a decode step's is captured once and replayed as a CUDA graph, the
 // two copies inside it); the CPU part needs its result, so a split context evaluates
 // synchronously (end_async() ends the pass).
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "backend.h"
 #include "common.h"
+#include "kv_cache.h"
 
 namespace tactic {
 
@@ -75,8 +78,8 @@ public:
         gpu_->truncate(n_keep);
         cpu_->truncate(n_keep);
     }
-    void kv_to_host(KVCache &kv, int n_past) override { gpu_->kv_to_host(kv, n_past); }
-    void kv_from_host(const KVCache &kv, int n_past) override { gpu_->kv_from_host(kv, n_past); }
+    void kv_to_host(KVCache &kv, int n_past) override { kv_copy(&kv, nullptr, n_past); }
+    void kv_from_host(const KVCache &kv, int n_past) override { kv_copy(nullptr, &kv, n_past); }
     double clustering_seconds() const override { return gpu_->clustering_seconds() + cpu_->clustering_seconds(); }
     void reset_timings() override {
         gpu_->reset_timings();
@@ -91,6 +94,29 @@ private:
         gpu_open_ = on_gpu_ = false;
         gpu_->end();
         std::memcpy(cpu_->hidden_in(), gpu_->hidden_out(), x_bytes());
+    }
+
+    // The GPU layers' rows of the positions the host cache keeps of them ([first, n_past):
+    // a sliding-window ring only its last slots; the device keeps every position).
+    void kv_copy(KVCache *to, const KVCache *from, int n_past) {
+        const KVCache &kv = to ? *to : *from;
+        const size_t row = size_t(kv.head_dim);
+        std::vector<uint16_t> rows;
+        for (int il = 0; il < n_gpu_; il++) {
+            const int first = kv.ring[size_t(il)] ? std::max(kv.ring_lo, n_past - kv.slots[size_t(il)]) : 0;
+            if (first >= n_past) continue;
+            rows.resize(size_t(n_past - first) * row);
+            for (int h = 0; h < kv.n_head_kv; h++)
+                for (bool v : {false, true}) {
+                    if (to) gpu_->kv_rows(true, il, h, v, first, n_past - first, rows.data());
+                    for (int pos = first; pos < n_past; pos++) {
+                        uint16_t *r = rows.data() + size_t(pos - first) * row;
+                        if (to) std::memcpy(v ? to->v_at(il, h, pos) : to->k_at(il, h, pos), r, row * 2);
+                        else std::memcpy(r, v ? from->v_at(il, h, pos) : from->k_at(il, h, pos), row * 2);
+                    }
+                    if (from) gpu_->kv_rows(false, il, h, v, first, n_past - first, rows.data());
+                }
+        }
     }
 
     std::unique_ptr<Backend> gpu_, cpu_;
