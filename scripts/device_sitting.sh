@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# The lead's measurement sitting on the GPU machine: four consecutive device calls (the
-# machine stays warm 30 s between them), each carrying one piece of the zstd'ed real
-# Gemma 3 270M file in .modelsN/ (a whole file does not fit in one call's 64 MiB; the
-# pieces are cut unevenly, 59.0 / 56.0 / 61.2 / 61.3 MB, so that call 1 also carries .whl
-# and call 2 .zwhl, the zstandard wheel).
-# Run from the repository root on the device: PART=1..4 bash scripts/device_sitting.sh
+# The lead's measurement sitting on the GPU machine: consecutive device calls (the machine
+# stays warm 30 s between them), each carrying one piece of the real Gemma 3 270M file in
+# .gmN/ (the 253 MB file does not fit in one call's 64 MiB: five raw pieces, 40 MB with
+# call 1's wheels, llama.cpp source and xz'ed library, then 4 x 53.3 MB), appended in
+# call order; PART=4 (the Gemma part) runs in the call that brings the last piece.
+# Run from the repository root on the device: PART=1, 2, 3, 5, 4 bash scripts/device_sitting.sh
 #   1: wheels, libtactic for sm_90, the 8B-shape Q4_K_M file started in the background,
 #      the GPU tests (kernels, 8-bit matvec, Tactic on the GPU, device selection, parity
-#      on random weights);
+#      on random weights, n_gpu_layers);
 #   2: 8B-shape decode/prefill, full attention at 0 / 4K / 32K, then Tactic at a forced
 #      fraction of 0.10 at 32K (clustering's share of the fill logged), pytactic alone;
 #   3: the same at 128K: full, then Tactic at 0.10;
@@ -27,12 +27,12 @@ PART=${PART:-1}
 t0=$(date +%s)
 say() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
 mkdir -p /root/models
-for p in .models*/gemma.zst.part*; do  # each piece once, whatever stayed from an earlier call
+for p in .gm*/gemma.gguf.part*; do  # each piece once, in call order, whatever stayed from an earlier call
   [ -f "$p" ] || continue
   b=$(basename "$p")
-  grep -qx "$b" /root/models/pieces.txt 2>/dev/null || { cat "$p" >> /root/models/gemma.zst && echo "$b" >> /root/models/pieces.txt; }
+  grep -qx "$b" /root/models/pieces.txt 2>/dev/null || { cat "$p" >> /root/models/gemma.partial && echo "$b" >> /root/models/pieces.txt; }
   rm -f "$p"
-  say "piece $b: $(stat -c %s /root/models/gemma.zst) bytes"
+  say "piece $b: $(stat -c %s /root/models/gemma.partial) bytes"
 done
 export PYTHONPATH=/tmp/site:$PWD
 export TACTIC_LIB=/root/build/libtactic.so
@@ -47,20 +47,18 @@ llama_args() {
   [ -x $LB ] && echo "--llama-bench $LB" || { say "no llama-bench: $(tail -3 /root/llama_build.log 2>/dev/null)" >&2; echo ""; }
 }
 
-# QUICK=1: a sitting for the Gemma checks only: call 1 builds and runs the GPU tests, calls
-# 2 and 3 only bring their pieces, call 4 runs the Gemma part.
-if [ "${QUICK:-0}" = 1 ] && { [ "$PART" = 2 ] || [ "$PART" = 3 ]; }; then
-  [ "$PART" = 2 ] && { python3 -m pip install -q --no-index --no-deps --target /tmp/site .zwhl/*.whl || exit 1; }
-  # jsonschema and lark (tests/test_grammar.py's references) travel in .whl3 with call 3
-  [ "$PART" = 3 ] && [ -d .whl3 ] && { python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl3/*.whl || exit 1; }
-  say "end (quick)"; exit 0
+# PART=0: a call that only brings its piece (and, with .whl3, jsonschema and lark for
+# tests/test_grammar.py's references).
+if [ "$PART" = 0 ]; then
+  [ -d .whl3 ] && { python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl3/*.whl || exit 1; }
+  say "end (pieces only)"; exit 0
 fi
 case "$PART" in
 1)
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
   nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,memory.total --format=csv | tee "$OUT/nvidia_smi.txt"
-  if [ -f .prebuilt/libtactic.so ]; then  # built here from this tree for sm_90 (saves the device's build minutes)
-    mkdir -p /root/build && cp .prebuilt/libtactic.so /root/build/libtactic.so && say "prebuilt library: $(cat .prebuilt/COMMIT)"
+  if [ -f .prebuilt/libtactic.so.xz ]; then  # built here from this tree for sm_90 (saves the device's build minutes)
+    mkdir -p /root/build && xz -dc .prebuilt/libtactic.so.xz > /root/build/libtactic.so && say "prebuilt library: $(cat .prebuilt/COMMIT)"
   else
     cmake -S . -B /root/build -G Ninja -DTACTIC_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 > "$OUT/build.log" 2>&1 &&
       cmake --build /root/build -j16 --target tactic >> "$OUT/build.log" 2>&1 || { tail -60 "$OUT/build.log"; exit 1; }
@@ -81,12 +79,11 @@ case "$PART" in
   say "kernel tests done"
   timeout 200 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_gpu_forward.py \
     -k "random or chunks or truncate" 2>&1 | tee "$OUT/tests_parity_random.log" | tail -8
+  [ -f tests/test_gpu_layers.py ] && timeout 100 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_gpu_layers.py \
+    2>&1 | tee "$OUT/tests_gpu_layers.log" | tail -4
   say "parity tests done"
-  python3 scripts/bench_sampler.py 2>&1 | tee "$OUT/bench_sampler.log" | tail -8  # the host sampler on this CPU
   ;;
 2)
-  # the zstandard wheel travels with the smaller second piece (.zwhl + .models2 stay under 64 MiB)
-  python3 -m pip install -q --no-index --no-deps --target /tmp/site .zwhl/*.whl || exit 1
   while pgrep -f make_random_gguf >/dev/null && [ $(( $(date +%s) - t0 )) -lt 200 ]; do sleep 2; done
   say "8B file: $(ls -la $L8 2>&1)"
   LBA=$(llama_args 150)
@@ -97,10 +94,6 @@ case "$PART" in
     --depths 32768 --prompt-from-empty 0 --reps 1 --attention tactic --model-kwarg tactic_force_fraction=0.1 \
     --out "$OUT/e2e_8b_tactic32k.json" 2>&1 | tee "$OUT/e2e_8b_tactic32k.log" | tail -6
   say "8B tactic 32K done"
-  # the two decode options not yet measured end to end (issue 10): per-kernel step time, default vs them
-  timeout 60 python3 scripts/gpu_decode_breakdown.py --model $L8 --steps 32 --config new: \
-    --config qkv_r1:decode_fuse=2,matvec_rows=1 --out "$OUT/breakdown.json" 2>&1 | tail -30
-  say "decode options done"
   ;;
 3)
   for spec in "full" "tactic --model-kwarg tactic_force_fraction=0.1"; do
@@ -112,7 +105,7 @@ case "$PART" in
   done
   ;;
 4)
-  python3 -c "import zstandard,shutil; shutil.copyfileobj(zstandard.ZstdDecompressor().stream_reader(open('/root/models/gemma.zst','rb')), open('$G','wb'), 1<<24)" || exit 1
+  [ -f "$G" ] || mv /root/models/gemma.partial "$G" || exit 1
   python3 - <<'PY'
 import hashlib, os
 h = hashlib.sha256(open(os.environ["TACTIC_TEST_MODEL"], "rb").read()).hexdigest()
@@ -135,17 +128,15 @@ PY
   timeout 150 python3 scripts/gpu_e2e.py --model $G --name gemma-3-270m-Q4_K_M --device cuda --depths 4096,32768 \
     --prompt-from-empty 0 --reps 1 $(llama_args 0) --out "$OUT/e2e_gemma.json" 2>&1 | tail -6
   say "gemma decode done"
-  [ "${QUICK:-0}" = 1 ] && { say "end (quick)"; exit 0; }
+  [ "${QUALITY:-1}" = 0 ] && { say "end (no Tactic quality)"; exit 0; }
   timeout 200 python3 scripts/tactic_device_quality.py --model $G --device cuda --ctx 16384 32000 --kl-steps 512 \
     --trials 10 --speed-steps 256 --json "$OUT/tactic_quality_gpu.json" 2>&1 | tee "$OUT/tactic_quality_gpu.log" | tail -8
   say "gemma tactic quality done"
   ;;
 5)
-  # Tactic's step per global layer at 128K (issue 11): the default kernels, then the earlier pair
+  # Tactic's step per global layer at 128K (issue 11)
   timeout 80 python3 scripts/gpu_tactic_bench.py --contexts 131072 --fractions 0.025,0.05,0.1,0.25 --iters 200 --p 0.9 \
     --out "$OUT/tactic_bench128k.json" > "$OUT/tactic_bench128k.log" 2>&1; tail -8 "$OUT/tactic_bench128k.log"
-  timeout 40 python3 scripts/gpu_tactic_bench.py --contexts 131072 --fractions 0.1 --iters 200 --no-mass-row --fused 0 \
-    --out "$OUT/tactic_bench128k_fused0.json" > "$OUT/tactic_bench128k_fused0.log" 2>&1; tail -3 "$OUT/tactic_bench128k_fused0.log"
   say "tactic bench done"
   timeout 400 python3 scripts/gpu_e2e.py --model $L8 --name llama-8B-random-Q4_K_M-pytactic-quantizer --skip-pytactic \
     --depths ${LDEPTHS:-131072} --prompt-from-empty ${LFROM:-0} --reps 1 $(llama_args 240) --out "$OUT/e2e_8b_llama128k.json" 2>&1 | tee "$OUT/e2e_8b_llama128k.log" | tail -6
