@@ -27,8 +27,10 @@ using namespace cuda;
 
 class CudaBackend final : public Backend {
 public:
-    CudaBackend(const Model &model, int n_ctx, int n_batch, const tactic_context_params *cp)
-        : M_(model), hp_(model.hp), n_ctx_(n_ctx), nb_(n_batch) {
+    CudaBackend(const Model &model, int n_ctx, int n_batch, const tactic_context_params *cp, int n_layers)
+        : M_(model), hp_(model.hp), n_ctx_(n_ctx), nb_(n_batch),
+          n_dev_layers_(n_layers < 0 || n_layers > model.hp.n_layer ? model.hp.n_layer : n_layers),
+          layers_only_(n_dev_layers_ < model.hp.n_layer) {
         require_device();
         const int D = hp_.head_dim;
         TACTIC_CHECK(D == 64 || D == 128 || D == 256, TACTIC_ERR_UNSUPPORTED,
@@ -38,13 +40,15 @@ public:
         uint64_t weights = 0;
         for (const Tensor *t : tensors_) weights += tensor_bytes(*t);
         kv_layer_ = size_t(Hkv) * size_t(n_ctx_) * size_t(D);
-        const uint64_t kv = 2ull * hp_.n_layer * kv_layer_ * sizeof(__half);
+        const uint64_t kv = 2ull * n_dev_layers_ * kv_layer_ * sizeof(__half);  // the device layers only
         max_splits_ = decode_attention_splits(H, Hkv, D, n_ctx_);
         const size_t widest = std::max<size_t>({size_t(E), size_t(H) * D, size_t(F)});
         size_t w16 = 0;  // the largest layer matrix, as f16
-        for (const LayerWeights &L : M_.layers)
+        for (int il = 0; il < n_dev_layers_; il++) {
+            const LayerWeights &L = M_.layers[size_t(il)];
             for (const Tensor *t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down})
                 w16 = std::max(w16, size_t(t->ne0) * size_t(t->ne1));
+        }
         const uint64_t act = sizeof(float) * (uint64_t(nb_) * (3ull * E + 2ull * H * D + 2ull * Hkv * D + 2ull * F) +
                                               uint64_t(hp_.n_vocab) + 2ull * max_splits_ * H * (D + 2)) +
                              sizeof(__half) * (uint64_t(nb_) * widest + (nb_ > 1 ? w16 : 0)) + 8ull * nb_;
@@ -53,7 +57,7 @@ public:
         TacticGpuParams tp;
         std::vector<uint8_t> is_global(size_t(hp_.n_layer));
         int n_global = 0;
-        for (int il = 0; il < hp_.n_layer; il++) n_global += (is_global[size_t(il)] = hp_.is_global(il) ? 1 : 0);
+        for (int il = 0; il < n_dev_layers_; il++) n_global += (is_global[size_t(il)] = hp_.is_global(il) ? 1 : 0);
         const bool use_tactic = cp && cp->attention == TACTIC_ATTN_TACTIC && n_global > 0;
         if (use_tactic) {
             tp.n_sink = cp->n_sink;
@@ -70,7 +74,11 @@ public:
         const uint64_t need = weights + kv + act + tactic_b, reserve = uint64_t(256) << 20;  // CUDA/cuBLAS own needs
         if (need + reserve > free_b)
             fail(TACTIC_ERR_OUT_OF_MEMORY,
-                 "device=cuda: the model and a context of " + std::to_string(n_ctx_) + " tokens need " +
+                 "device=cuda: " +
+                     (layers_only_ ? "the first " + std::to_string(n_dev_layers_) + " of " + std::to_string(hp_.n_layer) +
+                                         " layers (n_gpu_layers)"
+                                   : std::string("the model")) +
+                     " and a context of " + std::to_string(n_ctx_) + " tokens need " +
                      format_bytes(need) + " of GPU memory (weights " + format_bytes(weights) + " + KV cache " +
                      format_bytes(kv) + " + buffers " + format_bytes(act) +
                      (tactic_b ? " + Tactic's cluster pages " + format_bytes(tactic_b) : std::string()) + "), but only " + format_bytes(free_b) +
@@ -113,6 +121,9 @@ public:
         TACTIC_CU(cudaHostAlloc(reinterpret_cast<void **>(&h_in_), 2 * sizeof(int32_t), cudaHostAllocDefault));
         TACTIC_CU(cudaHostAlloc(reinterpret_cast<void **>(&h_logits_), sizeof(float) * size_t(hp_.n_vocab),
                                 cudaHostAllocDefault));
+        if (layers_only_)  // X in and out of the split pass (pinned: the decode graph copies them)
+            for (float **h : {&h_xin_, &h_xout_})
+                TACTIC_CU(cudaHostAlloc(reinterpret_cast<void **>(h), sizeof(float) * size_t(nb_) * E, cudaHostAllocDefault));
         TACTIC_CU(cudaMemset(k_cache_, 0, kv / 2));
         TACTIC_CU(cudaMemset(v_cache_, 0, kv / 2));
         TACTIC_CU(cudaDeviceSynchronize());
@@ -127,6 +138,8 @@ public:
         for (void *p : allocs_) cudaFree(p);
         if (h_in_) cudaFreeHost(h_in_);
         if (h_logits_) cudaFreeHost(h_logits_);
+        if (h_xin_) cudaFreeHost(h_xin_);
+        if (h_xout_) cudaFreeHost(h_xout_);
         if (stream_) cudaStreamDestroy(stream_);
     }
 
@@ -157,21 +170,47 @@ public:
                 auto it = graphs_.find(graph_key());
                 if (it != graphs_.end()) {
                     TACTIC_CU(cudaGraphLaunch(it->second, stream_));
-                    return false;
+                    return described_ = false;
                 }
                 TACTIC_CU(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
                 capturing_ = true;
             }
             TACTIC_CU(cudaMemcpyAsync(d_tokens_, &h_in_[0], sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
             TACTIC_CU(cudaMemcpyAsync(d_pos_, &h_in_[1], sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
-            return true;
+            return described_ = hidden_to_device();
         }
         tactic_on_ = false;
         pos_host_.resize(size_t(n));
         for (int t = 0; t < n; t++) pos_host_[size_t(t)] = pos0 + t;
         TACTIC_CU(cudaMemcpyAsync(d_tokens_, tokens, sizeof(int32_t) * size_t(n), cudaMemcpyHostToDevice, stream_));
         TACTIC_CU(cudaMemcpyAsync(d_pos_, pos_host_.data(), sizeof(int32_t) * size_t(n), cudaMemcpyHostToDevice, stream_));
+        return described_ = hidden_to_device();
+    }
+
+    // Split pass (layers-only): X comes from the host in h_xin_ and goes back in h_xout_.
+    float *hidden_in() override {
+        abort_capture();  // a pass that threw may still be reading h_xin_
+        TACTIC_CU(cudaStreamSynchronize(stream_));
+        return h_xin_;
+    }
+    const float *hidden_out() override { return h_xout_; }
+    void kv_rows(bool to_host, int il, int h, bool v, int first, int n, uint16_t *host) override {
+        TACTIC_CHECK(il >= 0 && il < n_dev_layers_ && first >= 0 && first + n <= n_ctx_, TACTIC_ERR_INTERNAL,
+                     "CUDA kv_rows: out of range");
+        __half *d = (v ? v_cache_ : k_cache_) + size_t(il) * kv_layer_ + (size_t(h) * n_ctx_ + first) * hp_.head_dim;
+        const size_t bytes = size_t(n) * hp_.head_dim * sizeof(__half);
+        TACTIC_CU(cudaStreamSynchronize(stream_));
+        TACTIC_CU(cudaMemcpy(to_host ? static_cast<void *>(host) : d, to_host ? static_cast<const void *>(d) : host, bytes,
+                             to_host ? cudaMemcpyDeviceToHost : cudaMemcpyHostToDevice));
+    }
+    bool hidden_to_device() {
+        if (layers_only_)
+            TACTIC_CU(cudaMemcpyAsync(x_, h_xin_, sizeof(float) * size_t(n_) * hp_.n_embd, cudaMemcpyHostToDevice, stream_));
         return true;
+    }
+    void hidden_to_host() {
+        if (layers_only_ && described_)  // a replayed graph holds this copy
+            TACTIC_CU(cudaMemcpyAsync(h_xout_, x_, sizeof(float) * size_t(n_) * hp_.n_embd, cudaMemcpyDeviceToHost, stream_));
     }
 
     void embed(const Tensor &W, float scale) override {
@@ -411,12 +450,14 @@ public:
 
     void end() override {
         flush();
+        hidden_to_host();
         launch();
         wait();
     }
 
     bool end_async() override {
         flush();
+        hidden_to_host();
         launch();
         return true;
     }
@@ -582,15 +623,19 @@ private:
         auto add = [&](const Tensor &t) {
             if (t) tensors_.push_back(&t);
         };
-        add(M_.tok_embd);
-        add(M_.output_norm);
-        add(M_.output);
+        if (!layers_only_) {  // a split pass embeds and ends on the CPU
+            add(M_.tok_embd);
+            add(M_.output_norm);
+            add(M_.output);
+        }
         add(M_.rope_freqs);
-        for (const LayerWeights &L : M_.layers)
+        for (int il = 0; il < n_dev_layers_; il++) {
+            const LayerWeights &L = M_.layers[size_t(il)];
             for (const Tensor *t : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq, &L.bk, &L.bv, &L.bo, &L.q_norm,
                                     &L.k_norm, &L.post_attn_norm, &L.ffn_norm, &L.ffn_gate, &L.ffn_up, &L.ffn_down,
                                     &L.post_ffn_norm})
                 add(*t);
+        }
     }
 
     void *alloc(size_t bytes) {
@@ -679,6 +724,10 @@ private:
     const Model &M_;
     const HParams &hp_;
     int n_ctx_, nb_;
+    int n_dev_layers_;   // layers [0, n_dev_layers_) run here
+    bool layers_only_;   // a split pass: no embedding, no output head
+    float *h_xin_ = nullptr, *h_xout_ = nullptr;
+    bool described_ = false;  // begin() returned true (not a replayed graph)
     std::vector<const Tensor *> tensors_;
     std::unordered_map<const void *, void *> dev_;
     std::vector<void *> allocs_;
@@ -717,8 +766,8 @@ private:
 }  // namespace
 
 std::unique_ptr<Backend> make_cuda_backend(const Model &model, int n_ctx, int n_batch,
-                                           const tactic_context_params *params) {
-    return std::make_unique<CudaBackend>(model, n_ctx, n_batch, params);
+                                           const tactic_context_params *params, int n_layers) {
+    return std::make_unique<CudaBackend>(model, n_ctx, n_batch, params, n_layers);
 }
 
 }  // namespace tactic
