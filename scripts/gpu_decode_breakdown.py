@@ -32,7 +32,8 @@ from pytactic._native import check, ffi, lib  # noqa: E402
 from pytactic.lowlevel import load_model, model_info, new_context  # noqa: E402
 
 CUDA = 2
-DEFAULTS = {"matvec_q8_kernel": 5, "decode_fuse": 1, "matvec_rows": 0, "norm_fuse": 1, "pdl": 1}
+DEFAULTS = {"matvec_q8_kernel": 5, "decode_fuse": 1, "matvec_rows": 0, "norm_fuse": 1, "pdl": 1,
+            "tactic_group_budget": 0, "tactic_mma": 1}
 
 
 def parse_config(text):
@@ -57,9 +58,10 @@ def short(name):
     return base.strip()
 
 
-def run_config(model, n_vocab, name, opts, depth, steps, n_ctx, profile):
+def run_config(model, n_vocab, name, opts, depth, steps, n_ctx, profile, fraction=0.0):
     set_options(opts)
-    ctx = new_context(model, owned=False, device=CUDA, n_ctx=n_ctx, attention=1)  # freed below
+    attn = dict(attention=2, tactic_force_fraction=fraction) if fraction > 0 else dict(attention=1)
+    ctx = new_context(model, owned=False, device=CUDA, n_ctx=n_ctx, **attn)  # freed below
     rng = np.random.default_rng(0)
     ids = [1] + rng.integers(3, n_vocab, depth - 1).tolist()
     arr = ffi.new("int32_t[]", ids)
@@ -116,6 +118,8 @@ def main():
                     help="NAME:opt=v,opt=v (CUDA options; unnamed ones at their defaults)")
     ap.add_argument("--depth", type=int, default=16)
     ap.add_argument("--steps", type=int, default=32)
+    ap.add_argument("--tactic-fraction", type=float, default=0.0,
+                    help="> 0: attention=tactic with this forced fraction (0: full attention)")
     ap.add_argument("--no-profile", action="store_true")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
@@ -135,7 +139,8 @@ def main():
     rows = []
     for name, opts in configs:
         try:
-            row = run_config(model, info.n_vocab, name, opts, a.depth, a.steps, a.depth + a.steps + 64, profile)
+            row = run_config(model, info.n_vocab, name, opts, a.depth, a.steps, a.depth + a.steps + 64, profile,
+                             a.tactic_fraction)
         except Exception as e:  # noqa: BLE001 (one broken configuration must not hide the others)
             print(f"config {name}: FAILED {e}", flush=True)
             continue

@@ -270,6 +270,11 @@ def make_rows(a, ours: dict, theirs: dict, run: int) -> list[dict]:
         row["prefill_ratio"] = ratio(row["pytactic_prefill_tok_s"], row["llamacpp_prefill_tok_s"])
         if a.fraction is not None:
             row["fraction"] = a.fraction
+            # what the forced fraction bounds: each query head's clusters (the KV group's
+            # union larger), or with tactic_group_budget=1 the KV group's union itself
+            row["fraction_of"] = "kv_group" if dict(a.cuda_option).get("tactic_group_budget") else "query_head"
+        if a.cuda_option:
+            row["cuda_options"] = {k: int(v) for k, v in a.cuda_option}
         if "clustering_s" in o:  # Tactic: K-means after the fill, as a share of the fill
             row["clustering_s"] = round(o["clustering_s"], 4)
             row["clustering_share_of_fill"] = round(o["clustering_s"] / o["fill_s"], 4)
@@ -282,7 +287,8 @@ def make_rows(a, ours: dict, theirs: dict, run: int) -> list[dict]:
 
 
 def row_key(r: dict):
-    return (r.get("model"), r.get("depth"), r.get("test"), r.get("attention"), r.get("fraction"))
+    return (r.get("model"), r.get("depth"), r.get("test"), r.get("attention"), r.get("fraction"),
+            tuple(sorted(r.get("cuda_options", {}).items())))
 
 
 def merge_rows(old_rows: list[dict], new_rows: list[dict]) -> list[dict]:

@@ -130,6 +130,56 @@ def sdpa_graph_ms(torch, Kt, Vt, q, iters):
     return float(np.median(times)), out.float().cpu().numpy().reshape(N_HEAD, D)
 
 
+def step_row(n, f, var, args, q, K, V, layout, c_begin, c_end, scale, probs, out_full, full_ms, sdpa_ms, t_km):
+    """One table row: the step at forced fraction f (0: the mass target), its stage times,
+    the attended share and each head's true attention mass inside the attended set."""
+    import torch
+
+    order, offsets, ncl, cent = layout
+    shape = ffi.new("tactic_cuda_tactic_shape *")
+    shape.n_head, shape.n_head_kv, shape.head_dim, shape.n_ctx = N_HEAD, N_KV, D, n
+    shape.n_tokens, shape.c_begin, shape.c_end = n, c_begin, c_end
+    shape.max_clusters = offsets.shape[1] - 1
+    shape.force_fraction, shape.p, shape.scale = f, args.p, scale
+    out = np.empty((N_HEAD, D), np.float32)
+    sel = np.empty((N_KV, n), np.int32)
+    nsel = np.zeros(N_KV, np.int32)
+    ms = np.zeros(7)
+    check(lib.tactic_cuda_tactic_step(shape, ptr(q, "float *"), ptr(K, "uint16_t *"), ptr(V, "uint16_t *"),
+                                      ptr(order, "int32_t *"), ptr(offsets, "int32_t *"), ptr(ncl, "int32_t *"),
+                                      ptr(cent, "float *"), ptr(out, "float *"), ptr(sel, "int32_t *"),
+                                      ptr(nsel, "int32_t *"), ffi.cast("double *", ffi.from_buffer(ms))))
+    share = float(nsel.mean()) / n
+    mass = []
+    for g in range(N_KV):
+        idx = torch.from_numpy(sel[g, : nsel[g]].astype(np.int64)).cuda()
+        mass += probs[g][:, idx].sum(-1).tolist()
+    oerr = float(np.linalg.norm(out - out_full) / np.linalg.norm(out_full))
+    row = dict(n_tokens=n, fraction=f, queries=args.queries, fused=var["fused"], mma=var["mma"],
+               group_budget=var["group_budget"],
+               copies_opt=var["copies"], p=None if f > 0 else args.p, attended_share=share,
+               head_mass_min=min(mass), head_mass_mean=float(np.mean(mass)), attended_min=int(nsel.min()),
+               attended_max=int(nsel.max()), score_ms=ms[0], cut_ms=ms[1], union_ms=ms[2],
+               select_ms=ms[1] + ms[2], attend_ms=ms[3], merge_ms=ms[4], sparse_attention_ms=ms[3] + ms[4],
+               step_ms=ms[5], copies=int(ms[6]), attn_blocks=var["blocks"], full_kernel_ms=full_ms,
+               sdpa_graph_ms=sdpa_ms, speedup_vs_sdpa=sdpa_ms / ms[5], speedup_vs_full=full_ms / ms[5],
+               out_rel_diff_vs_full=oerr, kmeans_torch_s=t_km, clusters_per_kv_head=float(ncl.mean()))
+    label = f"{f:.3f}" if f > 0 else f"P={args.p}"
+    print(f"| {label} | {share*100:5.1f}% ({nsel.min()}-{nsel.max()}) | {min(mass):.3f} / {np.mean(mass):.3f} | "
+          f"{ms[0]*1e3:6.1f} | {(ms[1]+ms[2])*1e3:6.1f} ({ms[1]*1e3:.1f}+{ms[2]*1e3:.1f}) | "
+          f"{(ms[3]+ms[4])*1e3:6.1f} ({ms[3]*1e3:.1f}+{ms[4]*1e3:.1f}) | {ms[5]*1e3:6.1f} | "
+          f"{sdpa_ms/ms[5]:5.2f}x | {full_ms/ms[5]:5.2f}x | {oerr:.2e} |", flush=True)
+    return row
+
+
+def set_variant(v):
+    check(lib.tactic_cuda_set_option(b"tactic_group_budget", v["group_budget"]))
+    check(lib.tactic_cuda_set_option(b"tactic_copies", v["copies"]))
+    check(lib.tactic_cuda_set_option(b"tactic_blocks", v["blocks"]))
+    check(lib.tactic_cuda_set_option(b"tactic_fused", v["fused"]))
+    check(lib.tactic_cuda_set_option(b"tactic_mma", v["mma"]))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--contexts", default="32768,65536,131072")
@@ -144,6 +194,14 @@ def main():
     ap.add_argument("--fused", type=int, default=1, help="option tactic_fused: 1 the streaming attention kernel "
                                                          "merging in its last block, 0 the earlier kernel + merge")
     ap.add_argument("--no-mass-row", action="store_true", help="skip the P row (force_fraction 0)")
+    ap.add_argument("--group-budget", type=int, default=0,
+                    help="option tactic_group_budget: 1 a forced fraction is each KV group's budget (the union "
+                         "holds it), 0 each query head's")
+    ap.add_argument("--mma", type=int, default=1, help="option tactic_mma: 1 (default) the streaming kernel on tensor "
+                                                        "cores, 0 on FMAs")
+    ap.add_argument("--variants", default="",
+                    help="more passes over the same keys, ';'-separated, each 'name=value,...' of group_budget, "
+                         "copies, blocks, fused, mma (e.g. 'group_budget=1;mma=1')")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     import torch
@@ -177,53 +235,33 @@ def main():
         scale = 1.0 / math.sqrt(D)
 
         check(lib.tactic_cuda_set_option(b"bench_iters", args.iters))
-        check(lib.tactic_cuda_set_option(b"tactic_copies", args.copies))
-        check(lib.tactic_cuda_set_option(b"tactic_blocks", args.blocks))
-        check(lib.tactic_cuda_set_option(b"tactic_fused", args.fused))
+        base = dict(group_budget=args.group_budget, copies=args.copies, blocks=args.blocks, fused=args.fused,
+                    mma=args.mma)
+        set_variant(base)
         out_full = np.empty((N_HEAD, D), np.float32)
         check(lib.tactic_cuda_attention(ptr(q, "float *"), N_HEAD, N_KV, D, ptr(K, "uint16_t *"), ptr(V, "uint16_t *"),
                                         n, 0, n, scale, ptr(out_full, "float *")))
         full_ms = float(lib.tactic_cuda_last_ms())
         sdpa_ms, out_sdpa = sdpa_graph_ms(torch, Kt, Vt, q, args.iters)
         err = float(np.linalg.norm(out_sdpa - out_full) / np.linalg.norm(out_full))
-        print(f"\n{n} tokens ({args.queries} queries per group, tactic_fused={args.fused}): "
+        print(f"\n{n} tokens ({args.queries} queries per group): "
               f"synthetic keys {t1 - t0:.1f} s, K-means (torch, {int(layout[2].mean())} clusters/KV head) "
               f"{t_km:.2f} s; full kernel {full_ms*1e3:.1f} us, torch SDPA graph {sdpa_ms*1e3:.1f} us (rel diff {err:.1e})")
-        print("| fraction | attended / KV head | scores us | selection us (cut+union) | sparse attention us "
-              "(attend+merge) | step us | vs SDPA | vs full | out vs full |")
-        print("|---|---|---|---|---|---|---|---|---|")
-        order, offsets, ncl, cent = layout
         fracs = [float(x) for x in args.fractions.split(",")] + ([] if args.no_mass_row else [0.0])
-        for f in fracs:  # 0.0: the mass target P = --p
-            shape = ffi.new("tactic_cuda_tactic_shape *")
-            shape.n_head, shape.n_head_kv, shape.head_dim, shape.n_ctx = N_HEAD, N_KV, D, n
-            shape.n_tokens, shape.c_begin, shape.c_end = n, c_begin, c_end
-            shape.max_clusters = offsets.shape[1] - 1
-            shape.force_fraction, shape.p, shape.scale = f, args.p, scale
-            out = np.empty((N_HEAD, D), np.float32)
-            sel = np.empty((N_KV, n), np.int32)
-            nsel = np.zeros(N_KV, np.int32)
-            ms = np.zeros(7)
-            check(lib.tactic_cuda_tactic_step(shape, ptr(q, "float *"), ptr(K, "uint16_t *"), ptr(V, "uint16_t *"),
-                                              ptr(order, "int32_t *"), ptr(offsets, "int32_t *"), ptr(ncl, "int32_t *"),
-                                              ptr(cent, "float *"), ptr(out, "float *"), ptr(sel, "int32_t *"),
-                                              ptr(nsel, "int32_t *"), ffi.cast("double *", ffi.from_buffer(ms))))
-            share = float(nsel.mean()) / n
-            oerr = float(np.linalg.norm(out - out_full) / np.linalg.norm(out_full))
-            row = dict(n_tokens=n, fraction=f, queries=args.queries, fused=args.fused, p=None if f > 0 else args.p, attended_share=share, attended_min=int(nsel.min()),
-                       attended_max=int(nsel.max()), score_ms=ms[0], cut_ms=ms[1], union_ms=ms[2],
-                       select_ms=ms[1] + ms[2], attend_ms=ms[3], merge_ms=ms[4], sparse_attention_ms=ms[3] + ms[4],
-                       step_ms=ms[5], copies=int(ms[6]), attn_blocks=args.blocks, full_kernel_ms=full_ms,
-                       sdpa_graph_ms=sdpa_ms, speedup_vs_sdpa=sdpa_ms / ms[5], speedup_vs_full=full_ms / ms[5],
-                       out_rel_diff_vs_full=oerr,
-                       kmeans_torch_s=t_km, clusters_per_kv_head=float(ncl.mean()))
-            rows.append(row)
-            label = f"{f:.3f}" if f > 0 else f"P={args.p}"
-            print(f"| {label} | {share*100:5.1f}% ({nsel.min()}-{nsel.max()}) | {ms[0]*1e3:6.1f} | "
-                  f"{(ms[1]+ms[2])*1e3:6.1f} ({ms[1]*1e3:.1f}+{ms[2]*1e3:.1f}) | "
-                  f"{(ms[3]+ms[4])*1e3:6.1f} ({ms[3]*1e3:.1f}+{ms[4]*1e3:.1f}) | {ms[5]*1e3:6.1f} | "
-                  f"{sdpa_ms/ms[5]:5.2f}x | {full_ms/ms[5]:5.2f}x | {oerr:.2e} |",
-                  flush=True)
+        # each head's true attention weights (float32, on the GPU): the mass the selection reaches
+        qt = torch.from_numpy(q).cuda()
+        probs = torch.softmax(scale * torch.einsum("gjd,gnd->gjn", qt.view(N_KV, N_HEAD // N_KV, D), Kt.float()), -1)
+        variants = [base] + [dict(base, **{k: int(v) for k, v in (kv.split("=") for kv in var.split(","))})
+                             for var in args.variants.split(";") if var.strip()]
+        for var in variants:
+            set_variant(var)
+            print(f"\nvariant {var}")
+            print("| fraction | attended / KV head | head mass min / mean | scores us | selection us (cut+union) | "
+                  "sparse attention us (attend+merge) | step us | vs SDPA | vs full | out vs full |")
+            print("|---|---|---|---|---|---|---|---|---|---|")
+            for f in fracs:  # 0.0: the mass target P = --p
+                rows.append(step_row(n, f, var, args, q, K, V, layout, c_begin, c_end, scale, probs, out_full,
+                                     full_ms, sdpa_ms, t_km))
         check(lib.tactic_cuda_set_option(b"bench_iters", 0))
         del Kt, Vt, K, V
         torch.cuda.empty_cache()

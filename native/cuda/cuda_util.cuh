@@ -88,6 +88,9 @@ struct Options {
                             // (compute capability 9.0+; measured faster on the H200: docs/PERFORMANCE.md)
     int norm_fuse = 1;      // 1 (with decode_fuse): QK-norm inside RoPE + KV store; a post-norm, its residual
                             // add and the next pre-norm + quantization in one kernel (Gemma)
+    int tactic_mma = 1;     // 1: Tactic's streaming attention on tensor cores (head_dim <= 128); 0: FMA
+    int tactic_group_budget = 0;  // 1: a forced fraction is the KV group's budget (one cut per KV head, the
+                                  // union holds ceil(f n) tokens), not each query head's
 };
 Options &options();
 void set_last_ms(double ms);

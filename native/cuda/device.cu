@@ -112,6 +112,12 @@ bool set_option(const std::string &name, int64_t value) {
     } else if (name == "tactic_fused") {
         TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "tactic_fused must be 0 or 1");
         o.tactic_fused = int(value);
+    } else if (name == "tactic_mma") {
+        TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "tactic_mma must be 0 or 1");
+        o.tactic_mma = int(value);
+    } else if (name == "tactic_group_budget") {
+        TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "tactic_group_budget must be 0 or 1");
+        o.tactic_group_budget = int(value);
     } else if (name == "graphs") {
         TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "graphs must be 0 or 1");
         o.graphs = int(value);

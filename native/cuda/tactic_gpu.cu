@@ -38,12 +38,6 @@ __device__ __forceinline__ void h8_to_f(const uint4 &w, float *f) {
     }
 }
 
-// A float's bits as an unsigned key of the same order (-0 taken as +0, as == does).
-__device__ __forceinline__ uint32_t order_key(float f) {
-    const uint32_t u = __float_as_uint(f == 0.f ? 0.f : f);
-    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-}
-
 // A. cscore[h][c] = q_h . centroid_c for the query heads of each KV head (grid.y), the
 // centroids read once for the group. A row of D halves is read by D/8 lanes.
 template <int D, int G>
@@ -84,9 +78,44 @@ __global__ void __launch_bounds__(kScoreWarps * 32) cscore_kernel(TacticLayerDev
     }
 }
 
+// The cut's keys: scores (or log weights) spread linearly over [lo, hi] of the block's
+// values, as unsigned integers of the same order (ties only closer than (hi - lo) / 2^32).
+// Float bits would crowd: values of one binary exponent share the radix select's first
+// byte, and thousands of clusters in one bin serialize on its shared-memory atomics
+// (tens of microseconds a cut). lo, hi: block-wide min and max (every thread calls).
+__device__ void block_min_max(float &lo, float &hi) {
+    __shared__ float s_mm[kSelThreads / 32][2], s_out[2];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    lo = -warp_max(-lo);
+    hi = warp_max(hi);
+    if (lane == 0) {
+        s_mm[warp][0] = lo;
+        s_mm[warp][1] = hi;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        float a = INFINITY, z = -INFINITY;
+        for (int w = 0; w < kSelThreads / 32; w++) {
+            a = fminf(a, s_mm[w][0]);
+            z = fmaxf(z, s_mm[w][1]);
+        }
+        s_out[0] = a;
+        s_out[1] = z;
+    }
+    __syncthreads();
+    lo = s_out[0];
+    hi = s_out[1];
+    __syncthreads();  // s_out is read before any later call rewrites it
+}
+struct KeySpread {
+    float lo, mul;  // key = (v - lo) * mul, truncated; 2^32 - 1024: rounding stays below 2^32
+    __device__ KeySpread(float lo_, float hi_) : lo(lo_), mul(hi_ > lo_ ? 4294966272.f / (hi_ - lo_) : 0.f) {}
+    __device__ uint32_t operator()(float v) const { return __float2uint_rz((v - lo) * mul); }
+};
+
 // The weighted cut of B: with clusters ordered by decreasing score (ties: lower index
 // first), the shortest prefix whose weight reaches `need`. Found without sorting: a
-// radix select (4 passes of 8 bits over the scores' order keys, histograms of weight)
+// radix select (4 passes of 8 bits over the keys (KeySpread), histograms of weight)
 // gives the key T of the cluster where the running weight reaches `need` and the
 // weight `above` of the clusters scoring higher; those are in, and clusters at T are
 // taken by index while the weight is short. sel[c * stride] |= chosen. keys and w are staged in
@@ -188,46 +217,43 @@ __device__ void weighted_cut(const uint32_t *keys, const W *w, int C, W need, ui
     }
 }
 
-// B. Per query head (one block each), the clusters it proposes, as the CPU's bounded
-// selector's first prefix (bounded_selection.cpp, step 1): in decreasing centroid score,
-// forced fraction f > 0: until they hold min(n, ceil(f n)) tokens;
-// f = 0: until the centroid mass sum |c| exp(scale q.c) reaches 1 - (1 - P) / 4 of its
-// total and they hold at least kMinTokens tokens.
-// Dynamic shared memory: cmax x (key, tokens, mass) = 12 bytes a cluster.
-constexpr int kMinTokens = 64;  // BoundedConfig::min_init_tokens
-__global__ void __launch_bounds__(kSelThreads) select_kernel(TacticLayerDev L, const int32_t *__restrict__ d_pos,
-                                                             float frac, float p, float scale,
-                                                             const float *__restrict__ cscore,
-                                                             uint8_t *__restrict__ hsel) {
-    extern __shared__ uint32_t sel_smem[];
-    uint32_t *keys = sel_smem;
-    int *tok = reinterpret_cast<int *>(keys + L.cmax);
-    float *mass = reinterpret_cast<float *>(tok + L.cmax);
-    const int h = blockIdx.x, group = L.n_head / L.n_head_kv, kvh = h / group, tid = threadIdx.x;
-    const int C = L.n_clusters[kvh];
-    const int32_t *coff = L.coff + int64_t(kvh) * (L.cmax + 1);
-    const float *cs = cscore + int64_t(h) * L.cmax;
-    // hsel is [n_head_kv][cmax][group]: the union reads a cluster's choices as one word
-    uint8_t *sel = hsel + int64_t(kvh) * L.cmax * group + (h - kvh * group);
-    const int n = d_pos[0] + 1;
-    const int total = C > 0 ? coff[C] - coff[0] : 0;
-    const int need = frac > 0.f ? min(n, int(ceilf(frac * float(n)))) : kMinTokens;
-    if (need >= total) {
-        for (int c = tid; c < C; c += kSelThreads) sel[int64_t(c) * group] = 1;
-        return;
+// One query head's cuts (select_kernel's B; keys, tok and mass: its shared memory).
+__device__ void head_cut(const TacticLayerDev &L, int C, const int32_t *coff, const float *cs, float frac, float p,
+                         float scale, int need, uint8_t *sel, uint32_t *keys, int *tok, float *mass) {
+    const int group = L.n_head / L.n_head_kv, tid = threadIdx.x;
+    // Each thread's loads of 4 clusters in flight together (one L2 round trip for 4 x 1024
+    // clusters, not one per cluster); the scores staged in `mass` (free until the mass cut).
+    float mx = -INFINITY, mn = INFINITY;
+    constexpr int U = 4;
+    for (int c0 = tid; c0 < C; c0 += U * kSelThreads) {
+        float v[U];
+        int a[U], e[U];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int c = c0 + u * kSelThreads;
+            const bool ok = c < C;
+            v[u] = ok ? cs[c] : 0.f;
+            a[u] = ok ? coff[c] : 0;
+            e[u] = ok ? coff[c + 1] : 0;
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int c = c0 + u * kSelThreads;
+            if (c >= C) continue;
+            tok[c] = e[u] - a[u];
+            mass[c] = v[u];
+            sel[int64_t(c) * group] = 0;
+            mx = fmaxf(mx, v[u]);
+            mn = fminf(mn, v[u]);
+        }
     }
-    float mx = -INFINITY;
-    for (int c = tid; c < C; c += kSelThreads) {
-        const float v = cs[c];
-        keys[c] = order_key(v);
-        tok[c] = coff[c + 1] - coff[c];
-        sel[int64_t(c) * group] = 0;
-        mx = fmaxf(mx, v);
-    }
+    block_min_max(mn, mx);
+    const KeySpread spread(mn, mx);
+    for (int c = tid; c < C; c += kSelThreads) keys[c] = spread(mass[c]);
     __syncthreads();
     __shared__ uint32_t hist_raw[256 * kCopies];  // both cuts share it (int or float bins)
     weighted_cut<int>(keys, tok, C, need, sel, group, reinterpret_cast<int *>(hist_raw));
-    if (frac > 0.f) return;
+    if (frac > 0.f) return;  // block-uniform
     // The mass cut: the top score (block max), the masses, their total and the target.
     using Reduce = cub::BlockReduce<float, kSelThreads>;
     __shared__ typename Reduce::TempStorage red_tmp;
@@ -251,82 +277,260 @@ __global__ void __launch_bounds__(kSelThreads) select_kernel(TacticLayerDev L, c
 
 size_t select_smem(int cmax) { return size_t(cmax) * 12; }
 
-// C. Per KV head (one block each): the always-attended tokens (before the clustered
-// range and from its end to n), then the rows of every cluster some query head of the
-// group chose (the GQA union), as one list. ITEMS clusters a thread (C <= ITEMS x 1024),
-// loaded before one block-wide scan; the chosen clusters (first row, list offset, rows)
-// are staged in shared memory (dynamic, 12 bytes x cmax) and each warp then writes whole
-// clusters, lane by lane (coalesced).
-template <int ITEMS>
-__global__ void __launch_bounds__(kSelThreads) union_kernel(TacticLayerDev L, const int32_t *__restrict__ d_pos,
-                                                            const uint8_t *__restrict__ hsel,
-                                                            int32_t *__restrict__ list, int32_t *__restrict__ count) {
+// C. Per KV head (one block: the selection's last block of the group, or the group
+// budget's block): the always-attended tokens (before the clustered range and from its end
+// to n), then the rows of every cluster some query head of the group chose (the GQA
+// union), as one list. The clusters are taken in chunks of kListItems x 1024
+// (kListItems consecutive clusters a thread, loaded before a block-wide scan; a chunk's
+// totals carried into the next); the chosen clusters (first row, list offset, rows) are
+// staged in shared memory (dynamic, 12 bytes x cmax) and each warp then writes whole
+// clusters, lane by lane (coalesced). hsel's byte 0 of a cluster suffices for the group
+// budget (it writes only that one; the others stay 0).
+constexpr int kListItems = 8;
+__device__ void build_list(const TacticLayerDev &L, int kvh, int n, const uint8_t *__restrict__ hsel,
+                           int32_t *__restrict__ list, int32_t *__restrict__ count, int32_t *uni_smem) {
+    constexpr int ITEMS = kListItems;
     using Scan = cub::BlockScan<int, kSelThreads>;
     __shared__ typename Scan::TempStorage scan_tmp;
-    extern __shared__ int32_t uni_smem[];
     int32_t *e_base = uni_smem, *e_off = uni_smem + L.cmax, *e_sz = uni_smem + 2 * L.cmax;
-    __shared__ int s_n_sel;
-    const int kvh = blockIdx.x, group = L.n_head / L.n_head_kv, tid = threadIdx.x;
+    const int group = L.n_head / L.n_head_kv, tid = threadIdx.x;
     const int C = L.n_clusters[kvh];
     const int32_t *coff = L.coff + int64_t(kvh) * (L.cmax + 1);
-    const int n = d_pos[0] + 1;
     const int cb = min(L.range[0], n), ce = min(max(L.range[1], cb), n);
     int32_t *lst = list + int64_t(kvh) * L.n_ctx;
     const int n_always = cb + (n - ce);
     for (int i = tid; i < n_always; i += kSelThreads) lst[i] = -1 - (i < cb ? i : ce + (i - cb));
-    // Thread tid takes clusters tid * ITEMS .. + ITEMS (consecutive: the scan is in index order).
-    // Every load is issued before any is used (one memory round trip, not ITEMS x group):
-    // a cluster's choices are group consecutive bytes of hsel ([n_head_kv][cmax][group]).
-    // Few arrays live at once (1024 threads leave 64 registers each): the scans run in place
-    // and a cluster's rows are recomputed from base.
-    int base[ITEMS + 1], off[ITEMS], idx[ITEMS];
-    uint32_t chosen = 0;  // bit i: cluster tid * ITEMS + i is in the union
     const uint8_t *hs = hsel + int64_t(kvh) * L.cmax * group;
+    int rows_before = 0, sel_before = 0;  // the earlier chunks' rows and chosen clusters
+    for (int c0 = 0; c0 < C; c0 += ITEMS * kSelThreads) {
+        // Every load is issued before any is used (one memory round trip, not ITEMS x group):
+        // a cluster's choices are group consecutive bytes of hsel ([n_head_kv][cmax][group]),
+        // read from L2 (other blocks of the selection wrote them).
+        int base[ITEMS + 1], off[ITEMS], idx[ITEMS];
+        uint32_t chosen = 0;  // bit i: cluster c0 + tid * ITEMS + i is in the union
 #pragma unroll
-    for (int i = 0; i <= ITEMS; i++) {
-        const int c = tid * ITEMS + i;
-        base[i] = c <= C ? coff[c] : 0;
-    }
+        for (int i = 0; i <= ITEMS; i++) {
+            const int c = c0 + tid * ITEMS + i;
+            base[i] = c <= C ? coff[c] : 0;
+        }
 #pragma unroll
-    for (int i = 0; i < ITEMS; i++) {
-        const int c = tid * ITEMS + i;
-        bool s = false;
-        if (c < C) {
-            if (group == 4) {
-                s = *reinterpret_cast<const uint32_t *>(hs + int64_t(c) * 4) != 0u;
-            } else {
-                for (int h = 0; h < group; h++) s |= hs[int64_t(c) * group + h] != 0;
+        for (int i = 0; i < ITEMS; i++) {
+            const int c = c0 + tid * ITEMS + i;
+            bool sv = false;
+            if (c < C) {
+                if (group == 4) {
+                    sv = __ldcg(reinterpret_cast<const unsigned int *>(hs + int64_t(c) * 4)) != 0u;
+                } else {
+                    for (int h = 0; h < group; h++) sv |= __ldcg(hs + int64_t(c) * group + h) != 0;
+                }
+            }
+            if (sv) chosen |= 1u << i;
+        }
+        auto rows = [&](int i) { return (chosen >> i) & 1u ? base[i + 1] - base[i] : 0; };
+#pragma unroll
+        for (int i = 0; i < ITEMS; i++) {
+            off[i] = rows(i);
+            idx[i] = off[i] > 0 ? 1 : 0;
+        }
+        int agg = 0, n_sel = 0;
+        Scan(scan_tmp).ExclusiveSum(off, off, agg);
+        __syncthreads();
+        Scan(scan_tmp).ExclusiveSum(idx, idx, n_sel);
+#pragma unroll
+        for (int i = 0; i < ITEMS; i++) {
+            const int sz = rows(i);
+            if (sz > 0) {
+                e_base[sel_before + idx[i]] = base[i];
+                e_off[sel_before + idx[i]] = n_always + rows_before + off[i];
+                e_sz[sel_before + idx[i]] = sz;
             }
         }
-        if (s) chosen |= 1u << i;
+        rows_before += agg;
+        sel_before += n_sel;
+        __syncthreads();  // scan_tmp reused by the next chunk; the staging complete
     }
-    auto rows = [&](int i) { return (chosen >> i) & 1u ? base[i + 1] - base[i] : 0; };
-#pragma unroll
-    for (int i = 0; i < ITEMS; i++) {
-        off[i] = rows(i);
-        idx[i] = off[i] > 0 ? 1 : 0;
-    }
-    int agg = 0, n_sel = 0;
-    Scan(scan_tmp).ExclusiveSum(off, off, agg);
-    __syncthreads();
-    Scan(scan_tmp).ExclusiveSum(idx, idx, n_sel);
-#pragma unroll
-    for (int i = 0; i < ITEMS; i++) {
-        const int sz = rows(i);
-        if (sz > 0) {
-            e_base[idx[i]] = base[i];
-            e_off[idx[i]] = n_always + off[i];
-            e_sz[idx[i]] = sz;
-        }
-    }
-    if (tid == 0) {
-        count[kvh] = n_always + agg;
-        s_n_sel = n_sel;
-    }
-    __syncthreads();
+    if (tid == 0) count[kvh] = n_always + rows_before;
     const int warp = tid / 32, lane = tid % 32;
-    for (int e = warp; e < s_n_sel; e += kSelThreads / 32)
+    for (int e = warp; e < sel_before; e += kSelThreads / 32)
         for (int j = lane; j < e_sz[e]; j += 32) lst[e_off[e] + j] = e_base[e] + j;
+}
+
+
+// B. Per query head (one block each), the clusters it proposes, as the CPU's bounded
+// selector's first prefix (bounded_selection.cpp, step 1): in decreasing centroid score,
+// forced fraction f > 0: until they hold min(n, ceil(f n)) tokens;
+// f = 0: until the centroid mass sum |c| exp(scale q.c) reaches 1 - (1 - P) / 4 of its
+// total and they hold at least kMinTokens tokens.
+// Dynamic shared memory: cmax x (key, tokens, mass) = 12 bytes a cluster.
+constexpr int kMinTokens = 64;  // BoundedConfig::min_init_tokens
+__global__ void __launch_bounds__(kSelThreads) select_kernel(TacticLayerDev L, const int32_t *__restrict__ d_pos,
+                                                             float frac, float p, float scale,
+                                                             const float *__restrict__ cscore, uint8_t *__restrict__ hsel,
+                                                             int32_t *__restrict__ list, int32_t *__restrict__ count,
+                                                             int32_t *__restrict__ done) {
+    extern __shared__ uint32_t sel_smem[];
+    uint32_t *keys = sel_smem;
+    int *tok = reinterpret_cast<int *>(keys + L.cmax);
+    float *mass = reinterpret_cast<float *>(tok + L.cmax);
+    const int h = blockIdx.x, group = L.n_head / L.n_head_kv, kvh = h / group, tid = threadIdx.x;
+    const int C = L.n_clusters[kvh];
+    const int32_t *coff = L.coff + int64_t(kvh) * (L.cmax + 1);
+    const float *cs = cscore + int64_t(h) * L.cmax;
+    // hsel is [n_head_kv][cmax][group]: the union reads a cluster's choices as one word
+    uint8_t *sel = hsel + int64_t(kvh) * L.cmax * group + (h - kvh * group);
+    const int n = d_pos[0] + 1;
+    const int total = C > 0 ? coff[C] - coff[0] : 0;
+    const int need = frac > 0.f ? min(n, int(ceilf(frac * float(n)))) : kMinTokens;
+    if (need >= total) {
+        for (int c = tid; c < C; c += kSelThreads) sel[int64_t(c) * group] = 1;
+    } else {  // block-uniform
+        head_cut(L, C, coff, cs, frac, p, scale, need, sel, keys, tok, mass);
+    }
+    // C. The last block of the KV group to finish builds its list (threadfence reduction:
+    // the choices visible device-wide before the counter says so; no union kernel).
+    __shared__ int s_last;
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) s_last = atomicAdd(&done[kvh], 1) == group - 1;
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();
+    build_list(L, kvh, n, hsel, list, count, reinterpret_cast<int32_t *>(sel_smem));
+    if (tid == 0) done[kvh] = 0;  // ready for the attention's counters and the next step
+}
+
+// B + C with options().tactic_group_budget (forced fraction only): one cut per KV head
+// (one block each) instead of one per query head, so that the union itself holds
+// ceil(f n) clustered tokens. A cluster's group key is the largest per-token weight any
+// head of the group gives it, max_h (scale q_h.c - lse_h), lse_h = log sum_c |c|
+// exp(scale q_h.c): the chosen set is the union of every head's own prefix in its score
+// order, all cut at one common per-token weight (a peaked head takes fewer tokens, a flat
+// one more), the weight picked so that the union holds the budget. Marks byte 0 of a
+// chosen cluster's hsel entry (the others stay 0) and builds the KV head's list in the
+// same block (no union kernel). Dynamic shared memory: 12 bytes a cluster.
+// Two passes over the group's scores, each thread's loads issued U clusters x G heads at a
+// time (one L2 round trip for U x 1024 clusters, not one per cluster): the heads' running
+// max and sum |c| exp(scale q.c - max) together (online), then the keys.
+template <int G>
+__global__ void __launch_bounds__(kSelThreads) group_select_kernel(TacticLayerDev L, const int32_t *__restrict__ d_pos,
+                                                                   float frac, float scale,
+                                                                   const float *__restrict__ cscore,
+                                                                   uint8_t *__restrict__ hsel, int32_t *__restrict__ list,
+                                                                   int32_t *__restrict__ count) {
+    constexpr int U = G >= 8 ? 2 : G >= 4 ? 4 : 8;  // clusters a thread loads at once
+    extern __shared__ uint32_t sel_smem[];
+    uint32_t *keys = sel_smem;
+    float *kf = reinterpret_cast<float *>(keys);  // the float keys, turned into spread keys in place
+    int *tok = reinterpret_cast<int *>(keys + L.cmax);
+    const int kvh = blockIdx.x, group = L.n_head / L.n_head_kv, h0 = kvh * group, tid = threadIdx.x;
+    const int C = L.n_clusters[kvh];
+    const int32_t *coff = L.coff + int64_t(kvh) * (L.cmax + 1);
+    uint8_t *sel = hsel + int64_t(kvh) * L.cmax * group;
+    const int n = d_pos[0] + 1;
+    const int total = C > 0 ? coff[C] - coff[0] : 0;
+    const int need = min(n, int(ceilf(frac * float(n))));
+    for (int i = tid; i < C * group; i += kSelThreads) sel[i] = i % group == 0 && need >= total ? 1 : 0;
+    if (need < total) {  // block-uniform
+        const float *cs0 = cscore + int64_t(h0) * L.cmax;
+        __shared__ float s_m[kSelThreads / 32][G], s_z[kSelThreads / 32][G], s_lse[G];
+        const int warp = tid / 32, lane = tid % 32;
+        // Pass 1: tokens a cluster, and per head the running (max, sum) of this thread.
+        float m[G], z[G];
+#pragma unroll
+        for (int j = 0; j < G; j++) {
+            m[j] = -INFINITY;
+            z[j] = 0.f;
+        }
+        for (int c0 = tid; c0 < C; c0 += U * kSelThreads) {
+            float v[U][G];
+            int a[U], e[U];
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int c = c0 + u * kSelThreads;
+                a[u] = c < C ? coff[c] : 0;
+                e[u] = c < C ? coff[c + 1] : 0;
+#pragma unroll
+                for (int j = 0; j < G; j++) v[u][j] = c < C && j < group ? scale * cs0[int64_t(j) * L.cmax + c] : 0.f;
+            }
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int c = c0 + u * kSelThreads;
+                if (c >= C) continue;
+                const int t = e[u] - a[u];
+                tok[c] = t;
+#pragma unroll
+                for (int j = 0; j < G; j++) {
+                    if (j >= group) continue;
+                    const float x = v[u][j];
+                    if (x > m[j]) {
+                        z[j] = z[j] * expf(m[j] - x) + float(t);
+                        m[j] = x;
+                    } else {
+                        z[j] += float(t) * expf(x - m[j]);
+                    }
+                }
+            }
+        }
+        // (max, sum) pairs merged: across the warp, then across the warps.
+        auto merge = [](float &ma, float &za, float mb, float zb) {
+            const float mm = fmaxf(ma, mb);
+            za = (ma == -INFINITY ? 0.f : za * expf(ma - mm)) + (mb == -INFINITY ? 0.f : zb * expf(mb - mm));
+            ma = mm;
+        };
+#pragma unroll
+        for (int j = 0; j < G; j++) {
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) {
+                const float mb = __shfl_xor_sync(0xffffffffu, m[j], o), zb = __shfl_xor_sync(0xffffffffu, z[j], o);
+                merge(m[j], z[j], mb, zb);
+            }
+            if (lane == 0) {
+                s_m[warp][j] = m[j];
+                s_z[warp][j] = z[j];
+            }
+        }
+        __syncthreads();
+        if (tid < G) {
+            float mt = -INFINITY, zt = 0.f;
+            for (int w = 0; w < kSelThreads / 32; w++) merge(mt, zt, s_m[w][tid], s_z[w][tid]);
+            s_lse[tid] = mt + logf(zt);
+        }
+        __syncthreads();
+        float lse[G];
+#pragma unroll
+        for (int j = 0; j < G; j++) lse[j] = s_lse[j];
+        // Pass 2: the keys max_h (scale q_h.c - lse_h), and this thread's min and max of them.
+        float lo = INFINITY, hi = -INFINITY;
+        for (int c0 = tid; c0 < C; c0 += U * kSelThreads) {
+            float v[U][G];
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int c = c0 + u * kSelThreads;
+#pragma unroll
+                for (int j = 0; j < G; j++) v[u][j] = c < C && j < group ? scale * cs0[int64_t(j) * L.cmax + c] : 0.f;
+            }
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int c = c0 + u * kSelThreads;
+                if (c >= C) continue;
+                float k = -INFINITY;
+#pragma unroll
+                for (int j = 0; j < G; j++)
+                    if (j < group) k = fmaxf(k, v[u][j] - lse[j]);
+                kf[c] = k;
+                lo = fminf(lo, k);
+                hi = fmaxf(hi, k);
+            }
+        }
+        block_min_max(lo, hi);
+        const KeySpread spread(lo, hi);
+        for (int c = tid; c < C; c += kSelThreads) keys[c] = spread(kf[c]);
+        __syncthreads();
+        __shared__ uint32_t hist_raw[256 * kCopies];
+        weighted_cut<int>(keys, tok, C, need, sel, group, reinterpret_cast<int *>(hist_raw));
+    }
+    __syncthreads();  // hsel written (global memory, this block); keys and tok free for the list
+    build_list(L, kvh, n, hsel, list, count, reinterpret_cast<int32_t *>(sel_smem));
 }
 
 // The attention blocks that do work: enough that each has kMinPerBlock entries.
@@ -575,7 +779,9 @@ constexpr int kStreamWarps = 4;
 constexpr int kStreamStages = 3;
 constexpr int kNoRow = INT32_MIN;  // list code of a stage row past the piece's end
 
-size_t stream_smem(int D) { return size_t(kStreamWarps) * kStreamStages * 2 * 2048 * sizeof(__half); }
+// Stage rows are padded by 8 halves (16 bytes) so that the 8 rows an ldmatrix of the
+// tensor-core variant reads fall in distinct banks; the FMA variant uses the rows unpadded.
+size_t stream_smem(int D) { return size_t(kStreamWarps) * kStreamStages * 2 * (2048 / D) * (D + 8) * sizeof(__half); }
 
 // 16 bytes global -> shared, asynchronously where the GPU has cp.async (sm_80+); zeros
 // when !valid.
@@ -599,23 +805,69 @@ __device__ __forceinline__ void copy_wait_group() {
 #endif
 }
 
+// Tensor-core pieces of the MMA variant (options().tactic_mma), sm_80+. Fragment layouts
+// of mma.sync.m16n8k16 (f16 in, f32 accumulate), g = lane / 4, t = lane % 4:
+//   A (16 x 16): a0 = (row g, cols 2t, 2t+1), a1 = (row g+8, ..), a2 = (row g, cols 2t+8, +9), a3 = (row g+8, ..);
+//   B (16 x 8, k x n): b0 = (k 2t, 2t+1; n g), b1 = (k 2t+8, 2t+9; n g);
+//   C (16 x 8): c0, c1 = (row g, cols 2t, 2t+1), c2, c3 = (row g+8, ..).
+// ldmatrix.x4: lanes 8j..8j+7 give matrix j's row addresses; lane l receives (row l/4,
+// cols 2(l%4), +1) of each, with .trans (rows 2(l%4), +1; col l/4).
+__device__ __forceinline__ void ldsm4(uint32_t (&r)[4], uint32_t addr) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+#endif
+}
+__device__ __forceinline__ void ldsm4_t(uint32_t (&r)[4], uint32_t addr) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+#endif
+}
+__device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+// x as f16 hi + lo (hi = x rounded, lo = the rest rounded): 22 bits of x's mantissa.
+__device__ __forceinline__ void split_f16x2(float x0, float x1, uint32_t &hi, uint32_t &lo) {
+    const __half2 h = __floats2half2_rn(x0, x1);
+    const float2 hf = __half22float2(h);
+    const __half2 l = __floats2half2_rn(x0 - hf.x, x1 - hf.y);
+    hi = *reinterpret_cast<const uint32_t *>(&h);
+    lo = *reinterpret_cast<const uint32_t *>(&l);
+}
+
 // The list range [r0, r1) of block bb when the total work tot is cut into nbe pieces.
 __device__ __forceinline__ int64_t piece_start(int64_t tot, int bb, int nbe) { return tot * bb / nbe; }
 
-// Does block bb's piece hold rows of [start, end)?
-__device__ __forceinline__ bool piece_touches(int64_t tot, int bb, int nbe, int64_t start, int64_t end) {
-    const int64_t a = piece_start(tot, bb, nbe), b = piece_start(tot, bb + 1, nbe);
-    return a < b && a < end && b > start;
-}
+// The block whose piece holds row r (0 <= r < tot; pieces are never empty: nbe <= tot):
+// the largest bb with piece_start(bb) <= r, i.e. tot bb < (r + 1) nbe. One division: a
+// loop of piece_start calls over a KV head's blocks cost ~80 64-bit divisions a block,
+// microseconds on the step's tail.
+__device__ __forceinline__ int block_of_row(int64_t tot, int nbe, int64_t r) { return int(((r + 1) * nbe - 1) / tot); }
 
-template <int D, int G>
+// MMA (options().tactic_mma, head_dim <= 128): the same pipeline, each stage's scores and
+// values on tensor cores. The group's query heads are the rows of the 16-row A tile:
+// head g's q in f16 hi parts in row g and lo parts in row g + 8 (G <= 8), so S = c(row g)
+// + c(row g+8) keeps q in 22 bits; the weights P the same way (hi in row g, lo in row
+// g + 8) for O = P V, and O = o(row g) + o(row g+8). K and V stay f16, as cached.
+template <int D, int G, bool MMA>
 __global__ void __launch_bounds__(kStreamWarps * 32) attend_stream_kernel(
     TacticLayerDev L, const float *__restrict__ q, float scale, const int32_t *__restrict__ list,
     const int32_t *__restrict__ count, float *__restrict__ part_acc, float *__restrict__ part_ml,
     int32_t *__restrict__ done, int nb, float *__restrict__ out) {
     constexpr int LPT = D / 8, TPW = 32 / LPT, R = 2048 / D, STEPS = R / TPW, CPL = R * LPT / 32;
     constexpr int NT = kStreamWarps * 32, kMaxKv = 64;
+    constexpr int LDS = MMA ? D + 8 : D;  // stage row stride, halves
     static_assert(R <= 32 && CPL * 32 == R * LPT, "stage shape");
+    static_assert(!MMA || (G <= 8 && D <= 128 && R % 16 == 0), "MMA variant shape");
     extern __shared__ uint4 stream_smem_raw[];
     __half *smem = reinterpret_cast<__half *>(stream_smem_raw);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, slot = lane / LPT, dl = lane % LPT;
@@ -631,7 +883,7 @@ __global__ void __launch_bounds__(kStreamWarps * 32) attend_stream_kernel(
     for (int k = 0; k < Hkv; k++) tot += cnt_of(k);
     const int nbe = active_blocks(tot, nb);
     const int64_t r0 = b < nbe ? piece_start(tot, b, nbe) : tot, r1 = b < nbe ? piece_start(tot, b + 1, nbe) : tot;
-    __half *wbuf = smem + warp * (kStreamStages * 2 * R * D);
+    __half *wbuf = smem + warp * (kStreamStages * 2 * R * LDS);
 
     int64_t start = 0;
     for (int kvh = 0; kvh < Hkv; kvh++) {
@@ -650,14 +902,33 @@ __global__ void __launch_bounds__(kStreamWarps * 32) attend_stream_kernel(
         const __half *Kc = L.k_cache + int64_t(kvh) * L.n_ctx * D, *Vc = L.v_cache + int64_t(kvh) * L.n_ctx * D;
         const __half *Ks = L.ks + int64_t(kvh) * L.cap * D, *Vs = L.vs + int64_t(kvh) * L.cap * D;
         float qr[G][8], acc[G][8], m[G], l[G];
+        // MMA: the A fragments of q (hi/lo rows) for every k-step, O, this lane's head's m and l
+        constexpr int DK = D / 16, DTN = D / 8, NTS = R / 8;
+        uint32_t qf[MMA ? DK : 1][4];
+        float o[MMA ? DTN : 1][4];
+        float mm = -INFINITY, ml = 0.f;
+        if constexpr (MMA) {
+            const int g = lane / 4, t = lane % 4;
+            const float *qg = q + int64_t(h0 + g) * D;
 #pragma unroll
-        for (int h = 0; h < G; h++) {
-            m[h] = -INFINITY;
-            l[h] = 0.f;
+            for (int kk = 0; kk < DK; kk++) {
+                const int d0 = kk * 16 + 2 * t;
+                const bool ok = g < group;
+                split_f16x2(ok ? qg[d0] * scale : 0.f, ok ? qg[d0 + 1] * scale : 0.f, qf[kk][0], qf[kk][1]);
+                split_f16x2(ok ? qg[d0 + 8] * scale : 0.f, ok ? qg[d0 + 9] * scale : 0.f, qf[kk][2], qf[kk][3]);
+            }
 #pragma unroll
-            for (int i = 0; i < 8; i++) {
-                qr[h][i] = h < group ? q[int64_t(h0 + h) * D + dl * 8 + i] * scale : 0.f;
-                acc[h][i] = 0.f;
+            for (int dt = 0; dt < DTN; dt++) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.f;
+        } else {
+#pragma unroll
+            for (int h = 0; h < G; h++) {
+                m[h] = -INFINITY;
+                l[h] = 0.f;
+#pragma unroll
+                for (int i = 0; i < 8; i++) {
+                    qr[h][i] = h < group ? q[int64_t(h0 + h) * D + dl * 8 + i] * scale : 0.f;
+                    acc[h][i] = 0.f;
+                }
             }
         }
         // This warp's stages: rows [s0 + (warp + kStreamWarps k) R, + R), k < n_k.
@@ -669,15 +940,15 @@ __global__ void __launch_bounds__(kStreamWarps * 32) attend_stream_kernel(
             return (k < n_k && lane < R && t < s1) ? lst[t] : kNoRow;
         };
         auto issue = [&](int code_reg, int st) {  // stage rows' K and V -> buffer st
-            __half *sk = wbuf + st * (2 * R * D), *sv = sk + R * D;
+            __half *sk = wbuf + st * (2 * R * LDS), *sv = sk + R * LDS;
 #pragma unroll
             for (int i = 0; i < CPL; i++) {
                 const int j = lane + 32 * i, row = j / LPT, col = j % LPT;
                 const int code = __shfl_sync(0xffffffffu, code_reg, row);
                 const bool valid = code != kNoRow;
                 const int64_t off = (valid ? int64_t(code >= 0 ? code : -1 - code) * D : 0) + col * 8;
-                copy16_async(sk + row * D + col * 8, (code >= 0 ? Ks : Kc) + off, valid);
-                copy16_async(sv + row * D + col * 8, (code >= 0 ? Vs : Vc) + off, valid);
+                copy16_async(sk + row * LDS + col * 8, (code >= 0 ? Ks : Kc) + off, valid);
+                copy16_async(sv + row * LDS + col * 8, (code >= 0 ? Vs : Vc) + off, valid);
             }
         };
         int codes[kStreamStages];
@@ -697,7 +968,73 @@ __global__ void __launch_bounds__(kStreamWarps * 32) attend_stream_kernel(
             copy_commit_group();
             code_next = load_code(kn + 1);
             const int n_in = min(R, s1 - stage_row0(k));
-            const __half *sk = wbuf + (k % kStreamStages) * (2 * R * D) + dl * 8, *sv = sk + R * D;
+            if constexpr (MMA) {
+                const int t = lane % 4;
+                const __half *sk0 = wbuf + (k % kStreamStages) * (2 * R * LDS);
+                const uint32_t kb = uint32_t(__cvta_generic_to_shared(sk0));
+                const uint32_t vb = kb + uint32_t(R * LDS * sizeof(__half));
+                // S = Q K^T: one ldmatrix.x4 of an 8-row n-tile gives b0, b1 of k-steps kk, kk+1
+                float sc[NTS][4];
+#pragma unroll
+                for (int nt = 0; nt < NTS; nt++) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
+#pragma unroll
+                for (int kk = 0; kk < DK; kk += 2) {
+#pragma unroll
+                    for (int nt = 0; nt < NTS; nt++) {
+                        uint32_t b[4];
+                        ldsm4(b, kb + uint32_t(((nt * 8 + lane % 8) * LDS + kk * 16 + (lane / 8) * 8) * sizeof(__half)));
+                        mma16816(sc[nt], qf[kk], b[0], b[1]);
+                        mma16816(sc[nt], qf[kk + 1], b[2], b[3]);
+                    }
+                }
+                // head g's scores of rows 8nt + 2t + j: hi row + lo row; rows past the piece: -inf
+                float mx = mm;
+#pragma unroll
+                for (int nt = 0; nt < NTS; nt++)
+#pragma unroll
+                    for (int j = 0; j < 2; j++) {
+                        const float v = nt * 8 + 2 * t + j < n_in ? sc[nt][j] + sc[nt][j + 2] : -INFINITY;
+                        sc[nt][j] = v;
+                        mx = fmaxf(mx, v);
+                    }
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                const float alpha = expf(mm - mx);  // mx is finite: the stage has a row
+                mm = mx;
+                float ps = 0.f;
+#pragma unroll
+                for (int nt = 0; nt < NTS; nt++)
+#pragma unroll
+                    for (int j = 0; j < 2; j++) {
+                        sc[nt][j] = expf(sc[nt][j] - mx);
+                        ps += sc[nt][j];
+                    }
+                ml = ml * alpha + ps;
+#pragma unroll
+                for (int dt = 0; dt < DTN; dt++) {
+                    o[dt][0] *= alpha;
+                    o[dt][1] *= alpha;
+                    o[dt][2] *= alpha;
+                    o[dt][3] *= alpha;
+                }
+                // O += P V: rows 16ks.. of the stage; P's hi parts in row g, lo parts in row g + 8
+#pragma unroll
+                for (int ks = 0; ks < R / 16; ks++) {
+                    uint32_t a[4];
+                    split_f16x2(sc[2 * ks][0], sc[2 * ks][1], a[0], a[1]);
+                    split_f16x2(sc[2 * ks + 1][0], sc[2 * ks + 1][1], a[2], a[3]);
+#pragma unroll
+                    for (int dt = 0; dt < DTN; dt += 2) {
+                        uint32_t b[4];
+                        ldsm4_t(b, vb + uint32_t(((ks * 16 + lane % 8 + ((lane / 8) % 2) * 8) * LDS + dt * 8 +
+                                                  (lane / 16) * 8) * sizeof(__half)));
+                        mma16816(o[dt], a, b[0], b[1]);
+                        mma16816(o[dt + 1], a, b[2], b[3]);
+                    }
+                }
+                continue;
+            }
+            const __half *sk = wbuf + (k % kStreamStages) * (2 * R * LDS) + dl * 8, *sv = sk + R * LDS;
             // 1. scores, D / 8 lanes a row
 #pragma unroll
             for (int s = 0; s < STEPS; s++) {
@@ -747,21 +1084,40 @@ __global__ void __launch_bounds__(kStreamWarps * 32) attend_stream_kernel(
         copy_wait_group<0>();
         // The token slots of a warp hold parts of the sum; then the warps are merged
         // (their sums staged in the stream buffers, free once every warp is done).
+        if constexpr (!MMA) {
 #pragma unroll
-        for (int h = 0; h < G; h++)
+            for (int h = 0; h < G; h++)
 #pragma unroll
-            for (int i = 0; i < 8; i++)
+                for (int i = 0; i < 8; i++)
 #pragma unroll
-                for (int o = LPT; o < 32; o <<= 1) acc[h][i] += __shfl_xor_sync(0xffffffffu, acc[h][i], o);
+                    for (int o = LPT; o < 32; o <<= 1) acc[h][i] += __shfl_xor_sync(0xffffffffu, acc[h][i], o);
+        } else {
+            ml += __shfl_xor_sync(0xffffffffu, ml, 1);
+            ml += __shfl_xor_sync(0xffffffffu, ml, 2);
+        }
         __syncthreads();
         float *s_acc = reinterpret_cast<float *>(smem);  // [kStreamWarps][G][D]
-        if (slot == 0) {
+        if constexpr (MMA) {
+            const int g = lane / 4, t = lane % 4;
+            if (g < G) {
+#pragma unroll
+                for (int dt = 0; dt < DTN; dt++) {
+                    float *dst = s_acc + (warp * G + g) * D + dt * 8 + 2 * t;
+                    dst[0] = o[dt][0] + o[dt][2];
+                    dst[1] = o[dt][1] + o[dt][3];
+                }
+                if (t == 0) {
+                    s_m[warp][g] = mm;
+                    s_l[warp][g] = ml;
+                }
+            }
+        } else if (slot == 0) {
 #pragma unroll
             for (int h = 0; h < G; h++)
 #pragma unroll
                 for (int i = 0; i < 8; i++) s_acc[(warp * G + h) * D + dl * 8 + i] = acc[h][i];
         }
-        if (lane == 0) {
+        if (!MMA && lane == 0) {
 #pragma unroll
             for (int h = 0; h < G; h++) {
                 s_m[warp][h] = m[h];
@@ -794,22 +1150,14 @@ __global__ void __launch_bounds__(kStreamWarps * 32) attend_stream_kernel(
         // reduction: partials visible device-wide before the counter says so).
         __threadfence();
         __syncthreads();
-        const int64_t kv_end = kv_start + cnt;
-        const int b_lo = max(0, int(kv_start * nbe / tot) - 2), b_hi = min(nbe, int(kv_end * nbe / tot) + 3);
-        if (threadIdx.x == 0) {
-            int need = 0;
-            for (int bb = b_lo; bb < b_hi; bb++) need += piece_touches(tot, bb, nbe, kv_start, kv_end) ? 1 : 0;
-            s_last = atomicAdd(&done[kvh], 1) == need - 1;
-        }
+        // The blocks that work on this KV head: bt0 .. bt1 - 1 (consecutive).
+        const int bt0 = block_of_row(tot, nbe, kv_start), bt1 = block_of_row(tot, nbe, kv_start + cnt - 1) + 1;
+        if (threadIdx.x == 0) s_last = atomicAdd(&done[kvh], 1) == bt1 - bt0 - 1;
         __syncthreads();
         if (s_last) {
             __threadfence();
-            // The blocks that worked on this KV head are consecutive; each thread combines 4
-            // dimensions of one head over them, 8 blocks' partials loaded before any is used.
-            int bt0 = b_lo;
-            while (bt0 < b_hi && !piece_touches(tot, bt0, nbe, kv_start, kv_end)) bt0++;
-            int bt1 = bt0;
-            while (bt1 < b_hi && piece_touches(tot, bt1, nbe, kv_start, kv_end)) bt1++;
+            // Each thread combines 4 dimensions of one head over the KV head's blocks, 8
+            // blocks' partials loaded before any is used.
             constexpr int D4 = D / 4;
             for (int e = threadIdx.x; e < group * D4; e += NT) {
                 const int h = e / D4, d4 = e % D4;
@@ -944,9 +1292,22 @@ void attend_dg(const TacticLayerDev &L, const TacticStepArgs &a, const TacticSte
                                                                      b.part_ml, b.n_blocks);
 }
 
+// The tensor-core variant where it applies (head_dim <= 128, options().tactic_mma).
+template <int D>
+bool use_mma() {
+    return D <= 128 && options().tactic_mma != 0;
+}
+
 template <int D, int G>
 void attend_stream_dg(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
-    attend_stream_kernel<D, G><<<unsigned(b.n_blocks), kStreamWarps * 32, stream_smem(D), s>>>(
+    if constexpr (D <= 128 && G <= 8) {
+        if (use_mma<D>()) {
+            attend_stream_kernel<D, G, true><<<unsigned(b.n_blocks), kStreamWarps * 32, stream_smem(D), s>>>(
+                L, a.q, a.scale, b.list, b.count, b.part_acc, b.part_ml, b.done, b.n_blocks, a.out);
+            return;
+        }
+    }
+    attend_stream_kernel<D, G, false><<<unsigned(b.n_blocks), kStreamWarps * 32, stream_smem(D), s>>>(
         L, a.q, a.scale, b.list, b.count, b.part_acc, b.part_ml, b.done, b.n_blocks, a.out);
 }
 
@@ -962,20 +1323,34 @@ void attend_d(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStep
 }
 
 // The stream kernels' shared memory beyond the default 48 KB.
+template <int D, bool MMA>
+void stream_attrs_v() {
+    const int smem = int(stream_smem(D));
+    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 1, MMA>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 2, MMA>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 4, MMA>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 8, MMA>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+}
 template <int D>
 void stream_attrs() {
-    const int smem = int(stream_smem(D));
-    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 2>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 4>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 8>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    stream_attrs_v<D, false>();
+    if constexpr (D <= 128) stream_attrs_v<D, true>();
 }
 
 template <int D, int G>
 int occupancy() {
     int n = 0;
-    if (options().tactic_fused)
-        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attend_stream_kernel<D, G>, kStreamWarps * 32,
+    bool mma_done = false;
+    if constexpr (D <= 128 && G <= 8) {
+        if (options().tactic_fused && use_mma<D>()) {
+            TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attend_stream_kernel<D, G, true>,
+                                                                    kStreamWarps * 32, stream_smem(D)));
+            mma_done = true;
+        }
+    }
+    if (mma_done) {
+    } else if (options().tactic_fused)
+        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attend_stream_kernel<D, G, false>, kStreamWarps * 32,
                                                                 stream_smem(D)));
     else
         TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attend_kernel<D, G>, kWarps * 32, 0));
@@ -1009,22 +1384,33 @@ void tactic_score_dev(const TacticLayerDev &L, const TacticStepArgs &a, const Ta
     }
 }
 
+namespace {
+// The group budget applies to a forced fraction only (the mass target stays per head).
+bool group_budget(const TacticStepArgs &a) { return options().tactic_group_budget != 0 && a.force_fraction > 0.f; }
+}  // namespace
+
 void tactic_select_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
     const size_t smem = select_smem(L.cmax);
     TACTIC_CHECK(L.cmax <= tactic_max_clusters(), TACTIC_ERR_UNSUPPORTED,
                  "Tactic on CUDA: more than " + std::to_string(tactic_max_clusters()) + " clusters per KV head");
-    select_kernel<<<unsigned(L.n_head), kSelThreads, smem, s>>>(L, a.d_pos, a.force_fraction, a.p, a.scale,
-                                                                  b.cscore, b.hsel);
+    if (group_budget(a)) {
+        const unsigned g = unsigned(L.n_head_kv);
+        const float f = a.force_fraction;
+        switch (g_of(L.n_head / L.n_head_kv)) {
+            case 1: group_select_kernel<1><<<g, kSelThreads, smem, s>>>(L, a.d_pos, f, a.scale, b.cscore, b.hsel, b.list, b.count); break;
+            case 2: group_select_kernel<2><<<g, kSelThreads, smem, s>>>(L, a.d_pos, f, a.scale, b.cscore, b.hsel, b.list, b.count); break;
+            case 4: group_select_kernel<4><<<g, kSelThreads, smem, s>>>(L, a.d_pos, f, a.scale, b.cscore, b.hsel, b.list, b.count); break;
+            default: group_select_kernel<8><<<g, kSelThreads, smem, s>>>(L, a.d_pos, f, a.scale, b.cscore, b.hsel, b.list, b.count); break;
+        }
+        return;
+    }
+    select_kernel<<<unsigned(L.n_head), kSelThreads, smem, s>>>(L, a.d_pos, a.force_fraction, a.p, a.scale, b.cscore,
+                                                                  b.hsel, b.list, b.count, b.done);
 }
 
-void tactic_union_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
-    const unsigned g = unsigned(L.n_head_kv);
-    const size_t smem = select_smem(L.cmax);  // the same 12 bytes a cluster
-    if (L.cmax <= kSelThreads * 2) union_kernel<2><<<g, kSelThreads, smem, s>>>(L, a.d_pos, b.hsel, b.list, b.count);
-    else if (L.cmax <= kSelThreads * 4) union_kernel<4><<<g, kSelThreads, smem, s>>>(L, a.d_pos, b.hsel, b.list, b.count);
-    else if (L.cmax <= kSelThreads * 8) union_kernel<8><<<g, kSelThreads, smem, s>>>(L, a.d_pos, b.hsel, b.list, b.count);
-    else union_kernel<16><<<g, kSelThreads, smem, s>>>(L, a.d_pos, b.hsel, b.list, b.count);
-}
+// The lists are built by the selection kernels (the last block of each KV group, or the
+// group budget's one block): nothing to enqueue.
+void tactic_union_dev(const TacticLayerDev &, const TacticStepArgs &, const TacticStepBufs &, cudaStream_t) {}
 
 namespace {
 // The selection stages every cluster's key, tokens and mass in shared memory: as many
@@ -1038,7 +1424,8 @@ int tactic_max_clusters() {
         TACTIC_CU(cudaGetDevice(&dev));
         TACTIC_CU(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
         size_t static_max = 0;
-        for (const void *f : {reinterpret_cast<const void *>(select_kernel), reinterpret_cast<const void *>(union_kernel<16>)}) {
+        for (const void *f : {reinterpret_cast<const void *>(select_kernel),
+                              reinterpret_cast<const void *>(group_select_kernel<8>)}) {
             cudaFuncAttributes fa;
             TACTIC_CU(cudaFuncGetAttributes(&fa, f));
             static_max = std::max(static_max, fa.sharedSizeBytes);
@@ -1052,10 +1439,10 @@ int tactic_max_clusters() {
 void tactic_init_kernels() {
     const int smem = int(select_smem(tactic_max_clusters()));
     TACTIC_CU(cudaFuncSetAttribute(select_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(union_kernel<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(union_kernel<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(union_kernel<8>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(union_kernel<16>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(group_select_kernel<1>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(group_select_kernel<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(group_select_kernel<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(group_select_kernel<8>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     stream_attrs<64>();
     stream_attrs<128>();
     stream_attrs<256>();

@@ -13,9 +13,12 @@
 // clusters in decreasing score order until they hold ceil(f n) tokens (the forced
 // fraction f), or until their centroid mass reaches 1 - (1 - P) / 4 of the total (P);
 // C. per KV head the union of its query heads' clusters, expanded to a
-// row list (the always-attended tokens first); D. sparse attention over the lists, the
-// total work cut into equal pieces whatever each KV head's share; E. merge per head (by
-// default inside D: its last block per KV head; options().tactic_fused).
+// row list (the always-attended tokens first), built by B's last block of the KV group; D.
+// sparse attention over the lists, the total work cut into equal pieces whatever each KV
+// head's share; E. merge per head (by default inside D: its last block per KV head;
+// options().tactic_fused). With options().tactic_group_budget a forced fraction is the KV
+// group's budget: one cut per KV head (B and C in one block each). options().tactic_mma:
+// D on tensor cores (head_dim <= 128).
 #pragma once
 
 #include <cuda_fp16.h>
@@ -44,7 +47,7 @@ struct TacticStepBufs {
     int32_t *count = nullptr;    // [n_head_kv]: entries of list
     float *part_acc = nullptr;   // [n_blocks][n_head][D]
     float *part_ml = nullptr;    // [n_blocks][n_head][2]
-    int32_t *done = nullptr;     // [n_head_kv]: blocks done with a KV head this step (zero between steps)
+    int32_t *done = nullptr;     // [n_head_kv]: blocks done with a KV head (selection, then attention; zero between)
     int n_blocks = 0;            // attention blocks (the work is cut into at most this many pieces)
 };
 
@@ -67,6 +70,7 @@ void tactic_init_kernels();
 // The stages, each enqueued on `stream`; tactic_step_dev runs all of them.
 void tactic_score_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s);
 void tactic_select_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s);
+// (tactic_union_dev enqueues nothing: B's kernels build the lists.)
 void tactic_union_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s);
 void tactic_attend_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s);
 void tactic_merge_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s);
@@ -100,8 +104,9 @@ struct KmeansJob {
 };
 constexpr int kKmeansMaxC = 128;
 constexpr int kKmeansMaxIter = 10;
-// Runs every job (one CUDA block each): all layers and KV heads at once.
-void kmeans_jobs_dev(const KmeansJob *d_jobs, int n_jobs, int head_dim, int max_len, cudaStream_t s);
+// Runs every job (one CUDA block each): all layers and KV heads at once; max_C and
+// max_len bound the jobs' slots and tokens (they size the shared memory).
+void kmeans_jobs_dev(const KmeansJob *d_jobs, int n_jobs, int head_dim, int max_C, int max_len, cudaStream_t s);
 
 }  // namespace cuda
 }  // namespace tactic

@@ -151,8 +151,8 @@ __global__ void __launch_bounds__(D) kmeans_kernel(const KmeansJob *__restrict__
 }
 
 template <int D>
-void launch_kmeans(const KmeansJob *d_jobs, int n_jobs, int max_len, cudaStream_t s) {
-    const size_t smem = kmeans_smem(D, kKmeansMaxC, max_len);
+void launch_kmeans(const KmeansJob *d_jobs, int n_jobs, int max_C, int max_len, cudaStream_t s) {
+    const size_t smem = kmeans_smem(D, (max_C + 31) / 32 * 32, max_len);
     TACTIC_CU(cudaFuncSetAttribute(kmeans_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
     kmeans_kernel<D><<<unsigned(n_jobs), D, smem, s>>>(d_jobs);
 }
@@ -163,12 +163,12 @@ double now_s() {
 
 }  // namespace
 
-void kmeans_jobs_dev(const KmeansJob *d_jobs, int n_jobs, int head_dim, int max_len, cudaStream_t s) {
+void kmeans_jobs_dev(const KmeansJob *d_jobs, int n_jobs, int head_dim, int max_C, int max_len, cudaStream_t s) {
     if (n_jobs <= 0) return;
     switch (head_dim) {
-        case 64: launch_kmeans<64>(d_jobs, n_jobs, max_len, s); break;
-        case 128: launch_kmeans<128>(d_jobs, n_jobs, max_len, s); break;
-        default: launch_kmeans<256>(d_jobs, n_jobs, max_len, s); break;
+        case 64: launch_kmeans<64>(d_jobs, n_jobs, max_C, max_len, s); break;
+        case 128: launch_kmeans<128>(d_jobs, n_jobs, max_C, max_len, s); break;
+        default: launch_kmeans<256>(d_jobs, n_jobs, max_C, max_len, s); break;
     }
 }
 
@@ -340,8 +340,30 @@ void TacticGpu::cluster_range(int from, int to, bool first, cudaStream_t s) {
         jobs_cap_ = int(jobs_.size());
         d_jobs_ = static_cast<KmeansJob *>(alloc(sizeof(KmeansJob) * size_t(jobs_cap_)));
     }
+    // Two launches: the jobs of the common size first, the few larger ones (a range's last
+    // block takes its remainder: up to twice the tokens and slots) after, each launch with
+    // the shared memory its own jobs need: the common jobs then fit twice as many blocks on
+    // a multiprocessor as when all are sized for the largest.
+    int small_C = kKmeansMaxC, small_len = max_len;
+    {
+        std::vector<int> cs;
+        for (const KmeansJob &j : jobs_) cs.push_back(j.C);
+        std::nth_element(cs.begin(), cs.begin() + cs.size() / 2, cs.end());
+        small_C = cs[cs.size() / 2];
+        small_len = 0;
+        for (const KmeansJob &j : jobs_)
+            if (j.C <= small_C) small_len = std::max(small_len, j.len);
+    }
+    const auto mid = std::stable_partition(jobs_.begin(), jobs_.end(), [&](const KmeansJob &j) { return j.C <= small_C; });
+    const int n_small = int(mid - jobs_.begin());
+    int big_C = 1, big_len = 1;
+    for (auto it = mid; it != jobs_.end(); ++it) {
+        big_C = std::max(big_C, it->C);
+        big_len = std::max(big_len, it->len);
+    }
     TACTIC_CU(cudaMemcpyAsync(d_jobs_, jobs_.data(), sizeof(KmeansJob) * jobs_.size(), cudaMemcpyHostToDevice, s));
-    kmeans_jobs_dev(d_jobs_, int(jobs_.size()), D_, max_len, s);
+    kmeans_jobs_dev(d_jobs_, n_small, D_, small_C, std::max(1, small_len), s);
+    kmeans_jobs_dev(d_jobs_ + n_small, int(jobs_.size()) - n_small, D_, big_C, big_len, s);
     TACTIC_CU(cudaGetLastError());
     for (Layer &L : layers_)
         if (L.global) upload_sizes(L, s);
