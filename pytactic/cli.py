@@ -33,6 +33,8 @@ def _add_model_args(p: argparse.ArgumentParser, positional: str = "required") ->
     p.add_argument("--tactic-p", type=float, default=0.9, help="Tactic's target attention mass")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="where the model runs (auto: CUDA when a usable GPU is there)")
+    p.add_argument("-ngl", "--n-gpu-layers", type=int, default=-1, metavar="N",
+                   help="on CUDA: the first N layers on the GPU, the rest on the CPU (-1: all, 0: none)")
     p.add_argument("-n", "--max-tokens", type=int, default=None,
                    help="tokens to generate at most (run: 256, ask and chat --doc: 512 an answer, chat: until the context is full)")
     p.add_argument("--temp", type=float, default=0.8, help="temperature; 0 = greedy")
@@ -144,7 +146,8 @@ def _load(a, **extra):
     from .model import Model
 
     return Model(_model_path(a), n_ctx=a.ctx, n_threads=a.threads, n_batch=a.batch, attention=a.attention,
-                 tactic_p=a.tactic_p, verbose=a.verbose, device=a.device, **extra)
+                 tactic_p=a.tactic_p, verbose=a.verbose, device=a.device,
+                 n_gpu_layers=a.n_gpu_layers, **extra)
 
 
 def _report(stats, interrupted: bool = False) -> None:

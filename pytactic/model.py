@@ -23,6 +23,7 @@ from ._native import check, ffi, lib
 from .cancellable import run_cancellable
 from .errors import (
     ContextLengthError,
+    InvalidArgumentError,
     InvalidModelError,
     ModelFileError,
     TacticError,
@@ -57,12 +58,18 @@ def _say_cpu() -> None:
         sys.stderr.write("pytactic: no usable CUDA GPU, running on the CPU\n")
 
 
+def _say_ignored(n_gpu_layers: int) -> None:
+    # As llama.cpp does when it uses no GPU: the option is ignored, and it says so.
+    sys.stderr.write(f"pytactic: n_gpu_layers={n_gpu_layers} is ignored with device='cpu': every layer runs on the CPU\n")
+
+
 class Model:
     """A GGUF model with one context (KV cache) for generation.
 
     Model(path, n_ctx=None, n_threads=None, n_batch=512, seed=None, verbose=False,
           attention="auto", tactic_p=0.9, cluster_size=16, tactic_min_ctx=None,
-          tactic_force_fraction=0.0, chat_format=None, device="auto", swa_full=False)
+          tactic_force_fraction=0.0, chat_format=None, device="auto", n_gpu_layers=-1,
+          swa_full=False)
 
     n_ctx: tokens the context holds. None (default): the model's training context,
       capped so that the KV cache takes at most half the memory available now; 0: the
@@ -84,6 +91,12 @@ class Model:
       attention="tactic": then Tactic's clusters and selection run on the GPU too),
       "cpu", or "auto" (CUDA when a usable GPU is there, else the CPU, said once).
       self.device tells which one runs.
+    n_gpu_layers: on CUDA, the first n layers run on the GPU and the rest (with the
+      embedding and output head) on the CPU, as llama.cpp's -ngl, for models larger than
+      the card. -1 (default) or >= the layer count: all; 0: CPU only. Where the model
+      runs on the CPU it is ignored, as llama.cpp ignores -ngl without a GPU: device="cpu"
+      with n > 0 says so in one line, "auto" without a GPU says it uses the CPU. Other
+      values: InvalidArgumentError. self.n_gpu_layers tells how many layers run on the GPU.
 
     One thread at a time per Model (a second thread inside a native call gets
     BusyError). Consecutive generations reuse the KV cache for the longest common
@@ -109,6 +122,7 @@ class Model:
         vocab_only: bool = False,
         use_mmap: bool = True,
         device: str = "auto",
+        n_gpu_layers: int = -1,
         swa_full: bool = False,
     ):
         self._model = None
@@ -134,6 +148,9 @@ class Model:
             raise ValueError(f"attention must be one of {sorted(_ATTENTION)}, got {attention!r}")
         if device not in _DEVICE:
             raise ValueError(f"device must be one of {sorted(_DEVICE)}, got {device!r}")
+        if isinstance(n_gpu_layers, bool) or not isinstance(n_gpu_layers, int) or n_gpu_layers < -1:
+            raise InvalidArgumentError(
+                f"n_gpu_layers must be an integer >= -1 (-1: all layers, 0: CPU only), got {n_gpu_layers!r}")
         for name, v in (("n_batch", n_batch), ("cluster_size", cluster_size)):
             if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
@@ -181,6 +198,11 @@ class Model:
             cp.device = _DEVICE[device]
             if device == "auto":
                 cp.device = _DEVICE["cuda"] if lib.tactic_cuda_device_count() > 0 else _DEVICE["cpu"]
+            cp.n_gpu_layers = n_gpu_layers
+            if cp.device == _DEVICE["cuda"] and n_gpu_layers == 0:
+                cp.device = _DEVICE["cpu"]  # no layer on the GPU: a CPU context
+            elif device == "cpu" and n_gpu_layers > 0:
+                _say_ignored(n_gpu_layers)  # (auto without a GPU says so in _say_cpu)
             if cp.device == _DEVICE["cuda"]:
                 if attention != "tactic":  # on the GPU Tactic runs only when asked for: its pages cost memory
                     cp.attention = _ATTENTION["full"]
@@ -204,10 +226,14 @@ class Model:
             self.n_ctx = int(lib.tactic_context_n_ctx(self._ctx))
             self.n_batch = min(n_batch, self.n_ctx)
             self.device = _DEVICE_NAME.get(int(lib.tactic_context_device(self._ctx)), "cpu")
+            n_layer = int(info.n_layer)
+            self.n_gpu_layers = (0 if self.device != "cuda" else
+                                 n_layer if n_gpu_layers < 0 else min(n_gpu_layers, n_layer))
         else:
             self.n_ctx = 0
             self.n_batch = n_batch
             self.device = "cpu"
+            self.n_gpu_layers = 0
         self._cached: List[int] = []  # the tokens whose K/V the context holds, in order
         self._generation = 0  # bumps at every generation start: stale iterators notice
         self.last_stats = GenerationStats()

@@ -94,10 +94,6 @@ case "$PART" in
     --depths 32768 --prompt-from-empty 0 --reps 1 --attention tactic --model-kwarg tactic_force_fraction=0.1 \
     --out "$OUT/e2e_8b_tactic32k.json" 2>&1 | tee "$OUT/e2e_8b_tactic32k.log" | tail -6
   say "8B tactic 32K done"
-  # the two decode options not yet measured end to end (issue 10): per-kernel step time, default vs them
-  timeout 60 python3 scripts/gpu_decode_breakdown.py --model $L8 --steps 32 --config new: \
-    --config qkv_r1:decode_fuse=2,matvec_rows=1 --out "$OUT/breakdown.json" 2>&1 | tail -30
-  say "decode options done"
   ;;
 3)
   for spec in "full" "tactic --model-kwarg tactic_force_fraction=0.1"; do
@@ -138,11 +134,9 @@ PY
   say "gemma tactic quality done"
   ;;
 5)
-  # Tactic's step per global layer at 128K (issue 11): the default kernels, then the earlier pair
+  # Tactic's step per global layer at 128K (issue 11)
   timeout 80 python3 scripts/gpu_tactic_bench.py --contexts 131072 --fractions 0.025,0.05,0.1,0.25 --iters 200 --p 0.9 \
     --out "$OUT/tactic_bench128k.json" > "$OUT/tactic_bench128k.log" 2>&1; tail -8 "$OUT/tactic_bench128k.log"
-  timeout 40 python3 scripts/gpu_tactic_bench.py --contexts 131072 --fractions 0.1 --iters 200 --no-mass-row --fused 0 \
-    --out "$OUT/tactic_bench128k_fused0.json" > "$OUT/tactic_bench128k_fused0.log" 2>&1; tail -3 "$OUT/tactic_bench128k_fused0.log"
   say "tactic bench done"
   timeout 400 python3 scripts/gpu_e2e.py --model $L8 --name llama-8B-random-Q4_K_M-pytactic-quantizer --skip-pytactic \
     --depths ${LDEPTHS:-131072} --prompt-from-empty ${LFROM:-0} --reps 1 $(llama_args 240) --out "$OUT/e2e_8b_llama128k.json" 2>&1 | tee "$OUT/e2e_8b_llama128k.log" | tail -6

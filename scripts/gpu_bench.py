@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from pytactic._native import ffi, lib  # noqa: E402
-from test_cuda import TYPES, cuda_attention, cuda_attention_indexed, random_rows, ref_attention, ref_dequantize, rel_err  # noqa: E402
+from test_cuda import ATTN_KERNEL_DEFAULT, MMA_TOL, TYPES, cuda_attention, cuda_attention_indexed, random_rows, ref_attention, ref_dequantize, rel_err  # noqa: E402
 
 
 def check(st):
@@ -150,9 +150,9 @@ def bench_matvec(rng, copy_gbs, quick, only=None):
             set_opt("matvec_rows", 0)
             set_opt("matvec_q8_kernel", 3)
             _, variants["v3"] = timed(call, iters)  # again, after v4: both measured in the same state
-            set_opt("matvec_q8_kernel", 4)
+            set_opt("matvec_q8_kernel", 5)
         set_opt("matvec_version", 0)
-        decode = "v4" if "v4" in variants else "v0r0"  # the kernel decode runs
+        decode = "v4" if "v4" in variants else "v0r0"  # the kernel decode ran (v5 since: --q8-variants)
         ms = variants[decode]
         gbs = len(data) / ms / 1e6
         rows.append(dict(case=label, type=name, n_rows=n_rows, n_cols=n_cols, bytes=len(data), rel_err=err,
@@ -161,6 +161,57 @@ def bench_matvec(rng, copy_gbs, quick, only=None):
         print(f"matvec {label:22s} {name:5s} {n_rows:7d}x{n_cols:<6d} {len(data)/1e6:8.2f} MB "
               f"{ms*1e3:9.2f} us {gbs:7.0f} GB/s" + (f" ({100*gbs/copy_gbs:4.1f}% of copy)" if copy_gbs else "")
               + f"  {decode}  " + " ".join(f"{k}:{v*1e3:.1f}" for k, v in variants.items()), flush=True)
+    return rows
+
+
+# 8-bit-activation kernel variants by name: kernel 3/4/5, then r<N> ("matvec_rows" N: v3 t2
+# = two stages; v4 s4 = four stages, r1 = a row per warp; v5 r1 / r4 = rows per warp),
+# a trailing "p" = with programmatic dependent launch (option "pdl").
+def q8_variant_options(v):
+    pdl = v.endswith("p")
+    v = v[:-1] if pdl else v
+    kernel, rest = int(v[1]), v[2:]
+    rows = int(rest[1:]) if rest else 0
+    return {"matvec_version": 3, "matvec_q8_kernel": kernel, "matvec_rows": rows, "pdl": int(pdl)}
+
+
+def bench_matvec_q8(rng, copy_gbs, variants, only=None):
+    """Only the 8-bit-activation kernels, the named variants, each checked against the
+    first one's output (no float64 reference: tests/test_cuda_matvec_q8.py holds the
+    kernels to the CPU's arithmetic). Fast enough for a short device call."""
+    rows = []
+    defaults = {"matvec_version": 0, "matvec_q8_kernel": 5, "matvec_rows": 0, "pdl": 0}
+    for label, name, n_rows, n_cols in MATVEC_CASES:
+        if name not in Q8_TYPES or (only and not any(o in f"{label} {name}" for o in only)):
+            continue
+        data = random_rows(rng, name, n_rows, n_cols)
+        x = rng.standard_normal(n_cols).astype(np.float32)
+        y = np.empty(n_rows, np.float32)
+        call = lambda: check(lib.tactic_cuda_matvec(TYPES[name][0], data, len(data), n_rows, n_cols,
+                                                    ffi.cast("float *", ffi.from_buffer(x)),
+                                                    ffi.cast("float *", ffi.from_buffer(y))))
+        iters = 200 if len(data) > (64 << 20) else 500
+        times, errs, first = {}, {}, None
+        for v in variants:
+            for k, val in q8_variant_options(v).items():
+                set_opt(k, val)
+            try:
+                y[:] = np.nan
+                call()
+                if first is None:
+                    first = y.copy()
+                errs[v] = float(np.max(np.abs(y - first)) / (np.max(np.abs(first)) + 1e-30))
+                if not errs[v] < 1e-5:
+                    print(f"MISMATCH matvec {label} {name} {v} vs {variants[0]}: {errs[v]:.2e}", flush=True)
+                _, times[v] = timed(call, iters)
+            finally:
+                for k, val in defaults.items():
+                    set_opt(k, val)
+        rows.append(dict(case=label, type=name, n_rows=n_rows, n_cols=n_cols, bytes=len(data),
+                         ms_by_variant=times, max_diff_vs_first=errs))
+        print(f"{label:22s} {name:5s} {len(data)/1e6:7.2f} MB " + " ".join(
+            f"{v}:{times[v]*1e3:6.2f}us" + (f"({100*len(data)/times[v]/1e6/copy_gbs:4.1f}%)" if copy_gbs else "")
+            for v in variants), flush=True)
     return rows
 
 
@@ -205,6 +256,95 @@ def torch_sdpa_ms(K, V, q, lists, iters):
     return float(np.median(times)), res
 
 
+def torch_sdpa_graph_ms(K, V, q, iters):
+    """torch SDPA (GQA, full) replayed in a CUDA graph: one graph of one call per KV copy
+    (as a decode step's graph replays), median ms per call over 5 trials."""
+    import torch
+    import torch.nn.functional as F
+
+    n_head, D = q.shape
+    copies = max(1, min(8, math.ceil((256 << 20) / (2 * K.nbytes))))
+    Kt = [torch.from_numpy(K).cuda()[None] for _ in range(copies)]
+    Vt = [torch.from_numpy(V).cuda()[None] for _ in range(copies)]
+    qt = torch.from_numpy(q).to(torch.float16).cuda().view(1, n_head, 1, D)
+    scale = 1.0 / math.sqrt(D)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up outside the capture
+        for i in range(copies):
+            F.scaled_dot_product_attention(qt, Kt[i], Vt[i], scale=scale, enable_gqa=True)
+    torch.cuda.current_stream().wait_stream(side)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        for i in range(copies):
+            out = F.scaled_dot_product_attention(qt, Kt[i], Vt[i], scale=scale, enable_gqa=True)
+    reps = max(1, iters // copies)
+    g.replay()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(5):
+        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        e0.record()
+        for _ in range(reps):
+            g.replay()
+        e1.record()
+        torch.cuda.synchronize()
+        times.append(e0.elapsed_time(e1) / (reps * copies))
+    res = out.float().cpu().numpy().reshape(n_head, D)
+    del g, Kt, Vt
+    torch.cuda.empty_cache()
+    return float(np.median(times)), res
+
+
+def bench_attention_kernels(rng, contexts, have_torch, copy_gbs, kernels, split_counts, models=None, eager=True):
+    """Full decode attention only: each attn_kernel (and, for kernels 1 and 2, forced
+    split counts besides the automatic one), timed replayed from a CUDA graph (and
+    launched one by one: "eager"), against torch SDPA eager and replayed in a graph."""
+    rows = []
+    for model, n_head, n_kv, D in ATTN_MODELS:
+        if models and model not in models:
+            continue
+        n_max = max(contexts)
+        K_all = rng.standard_normal((n_kv, n_max, D), dtype=np.float32).astype(np.float16)
+        V_all = rng.standard_normal((n_kv, n_max, D), dtype=np.float32).astype(np.float16)
+        for n in contexts:
+            K = np.ascontiguousarray(K_all[:, :n])
+            V = np.ascontiguousarray(V_all[:, :n])
+            q = (rng.standard_normal((n_head, D)) * 2).astype(np.float32)
+            scale = 1.0 / math.sqrt(D)
+            ref = ref_attention(q, K, V, n_kv, [np.arange(n)] * n_kv, scale)
+            kv_bytes = n_kv * n * D * 2 * 2
+            row = dict(model=model, n_head=n_head, n_head_kv=n_kv, head_dim=D, n_ctx=n, kv_bytes=kv_bytes, kernels={})
+            for kern in kernels:
+                call = lambda: cuda_attention(q, K, V, 0, n, scale, kern)
+                for splits in (split_counts if kern >= 1 else [0]):
+                    set_opt("attn_splits", splits)
+                    set_opt("bench_graph", 1)
+                    out, ms = timed(call, 64)
+                    set_opt("bench_graph", 0)
+                    _, ms_eager = timed(call, 64) if splits == 0 and eager else (None, float("nan"))
+                    set_opt("attn_splits", 0)
+                    err = rel_err(out, ref)
+                    key = f"k{kern}" + (f"s{splits}" if splits else "")
+                    row["kernels"][key] = dict(us=ms * 1e3, us_eager=ms_eager * 1e3, gbs=kv_bytes / ms / 1e6,
+                                               rel_err=err, splits=splits)
+            if have_torch:
+                t_ms, t_out = torch_sdpa_ms(K, V, q, None, 50)
+                g_ms, g_out = torch_sdpa_graph_ms(K, V, q, 64)
+                row.update(torch_us=t_ms * 1e3, torch_graph_us=g_ms * 1e3, torch_rel_err=rel_err(g_out, ref))
+            line = f"attn {model:15s} ctx {n:6d}"
+            for key, r in row["kernels"].items():
+                pct = f" {100 * r['gbs'] / copy_gbs:3.0f}%" if copy_gbs else ""
+                eager = f" (eager {r['us_eager']:.1f})" if r["us_eager"] == r["us_eager"] else ""
+                line += f" | {key} {r['us']:6.1f}{eager}{pct} e{r['rel_err']:.0e}"
+            if have_torch:
+                line += f" | sdpa {row['torch_us']:7.1f} graph {row['torch_graph_us']:7.1f} us"
+            print(line, flush=True)
+            rows.append(row)
+            del K, V
+    return rows
+
+
 ATTN_MODELS = [("llama3-8b-like", 32, 8, 128), ("gemma3-270m", 4, 1, 256)]
 
 
@@ -223,7 +363,7 @@ def bench_attention(rng, contexts, have_torch, copy_gbs):
                 m = int(n * frac)
                 if frac == 1.0:
                     lists = None
-                    call = lambda: cuda_attention(q, K, V, 0, n, scale)
+                    call = lambda: cuda_attention(q, K, V, 0, n, scale, ATTN_KERNEL_DEFAULT)  # what decode runs
                 else:
                     lists = [np.sort(rng.choice(n, size=m, replace=False)) for _ in range(n_kv)]
                     call = lambda: cuda_attention_indexed(q, K, V, lists, scale)
@@ -234,7 +374,7 @@ def bench_attention(rng, contexts, have_torch, copy_gbs):
                 out, ms = timed(call, iters)
                 ref = ref_attention(q, K, V, n_kv, lists if lists is not None else [np.arange(n)] * n_kv, scale)
                 err = rel_err(out, ref)
-                if not err < 1e-5:
+                if not err < (MMA_TOL if frac == 1.0 and ATTN_KERNEL_DEFAULT else 1e-5):
                     print(f"MISMATCH attention {model} {n} {frac}: rel err {err:.2e}", flush=True)
                 bytes_moved = n_kv * m * D * 2 * 2
                 gbs = bytes_moved / ms / 1e6
@@ -257,6 +397,17 @@ def main():
     ap.add_argument("--out", help="write the results as JSON here")
     ap.add_argument("--quick", action="store_true", help="one matvec variant, contexts 16K and 32K")
     ap.add_argument("--matvec-only", action="store_true", help="no attention table")
+    ap.add_argument("--attention-only", action="store_true",
+                    help="only full decode attention: the attn_kernel variants against torch SDPA (eager and in a graph)")
+    ap.add_argument("--attn-kernels", type=int, nargs="*", default=[0, 1])
+    ap.add_argument("--splits", type=int, nargs="*", default=[0],
+                    help="kernels 1 and 2: these attn_splits counts (0: automatic)")
+    ap.add_argument("--contexts", type=int, nargs="*", default=None)
+    ap.add_argument("--no-eager", action="store_true", help="--attention-only: time in a graph only")
+    ap.add_argument("--models", nargs="*", default=None, help="--attention-only: these of " + ", ".join(m[0] for m in ATTN_MODELS))
+    ap.add_argument("--q8-variants", default=None,
+                    help="comma-separated 8-bit-activation variants (v4, v5, v5r1, v4p, ...): only those, "
+                         "checked against the first (see q8_variant_options); no f32 kernels, no attention")
     ap.add_argument("--cases", nargs="*", default=None,
                     help="only the matvec cases whose 'label type' contains one of these strings")
     args = ap.parse_args()
@@ -281,6 +432,24 @@ def main():
     copy_gbs = copy_bandwidth() if have_torch else None
     print(f"GPU {gpu}, commit {commit}, d2d copy {copy_gbs:.0f} GB/s (read+write)" if copy_gbs else f"GPU {gpu}")
     t0 = time.time()
+    if args.attention_only:
+        contexts = args.contexts or [16384, 32768, 65536, 131072]
+        at = bench_attention_kernels(rng, contexts, have_torch, copy_gbs, args.attn_kernels, args.splits, args.models,
+                                     not args.no_eager)
+        res = dict(gpu=gpu, commit=commit, command="python3 scripts/gpu_bench.py " + " ".join(sys.argv[1:]),
+                   copy_gbs=copy_gbs, attention_kernels=at, seconds=time.time() - t0)
+        if args.out:
+            Path(args.out).write_text(json.dumps(res, indent=1))
+        return
+    if args.q8_variants:
+        variants = args.q8_variants.split(",")
+        mv = bench_matvec_q8(rng, copy_gbs, variants, args.cases)
+        res = dict(gpu=gpu, commit=commit, copy_gbs=copy_gbs, variants=variants, matvec_q8=mv,
+                   command="python3 scripts/gpu_bench.py --q8-variants " + args.q8_variants
+                   + (" --cases " + " ".join(args.cases) if args.cases else ""), seconds=time.time() - t0)
+        if args.out:
+            Path(args.out).write_text(json.dumps(res, indent=1))
+        return
     mv = bench_matvec(rng, copy_gbs, args.quick, args.cases)
     contexts = [16384, 32768] if args.quick else [16384, 32768, 65536, 131072]
     at = [] if args.matvec_only else bench_attention(rng, contexts, have_torch, copy_gbs)

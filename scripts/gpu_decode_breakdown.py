@@ -32,7 +32,8 @@ from pytactic._native import check, ffi, lib  # noqa: E402
 from pytactic.lowlevel import load_model, model_info, new_context  # noqa: E402
 
 CUDA = 2
-DEFAULTS = {"matvec_q8_kernel": 4, "decode_fuse": 1, "matvec_rows": 0, "tactic_group_budget": 0, "tactic_mma": 1}
+DEFAULTS = {"matvec_q8_kernel": 5, "decode_fuse": 1, "matvec_rows": 0, "norm_fuse": 1, "pdl": 1,
+            "tactic_group_budget": 0, "tactic_mma": 1}
 
 
 def parse_config(text):
@@ -72,6 +73,10 @@ def run_config(model, n_vocab, name, opts, depth, steps, n_ctx, profile, fractio
 
     for _ in range(4):  # graph capture, buffers
         step()
+    nodes, edges = ffi.new("int64_t[1]"), ffi.new("int64_t[1]")
+    graph = {}
+    if hasattr(lib, "tactic_cuda_graph_stats") and lib.tactic_cuda_graph_stats(nodes, edges) == 0:
+        graph = dict(graph_kernels=int(nodes[0]), graph_programmatic_edges=int(edges[0]))
     wall = []
     for _ in range(steps):
         t0 = time.perf_counter()
@@ -79,7 +84,7 @@ def run_config(model, n_vocab, name, opts, depth, steps, n_ctx, profile, fractio
         wall.append(time.perf_counter() - t0)
     check(lib.tactic_context_truncate(ctx, depth + 4))
     row = dict(config=name, options=opts, depth=depth, steps=steps, wall_ms_median=1e3 * float(np.median(wall)),
-               wall_ms_mean=1e3 * float(np.mean(wall)))
+               wall_ms_mean=1e3 * float(np.mean(wall)), **graph)
     if profile is not None:
         torch, prof_mod = profile
         with prof_mod.profile(activities=[prof_mod.ProfilerActivity.CUDA]) as prof:
@@ -141,7 +146,8 @@ def main():
             continue
         rows.append(row)
         print(f"\n== {name} {opts}: wall {row['wall_ms_median']:.3f} ms/step (median of {a.steps}; "
-              f"{1e3 / row['wall_ms_median']:.1f} tok/s)", flush=True)
+              f"{1e3 / row['wall_ms_median']:.1f} tok/s; graph: {row.get('graph_kernels')} kernels, "
+              f"{row.get('graph_programmatic_edges')} programmatic edges)", flush=True)
         if "kernels" in row:
             print(f"   kernels {row['kernel_us_per_step'] / 1e3:.3f} ms/step in {row['launches_per_step']:.0f} launches; "
                   f"profiled wall {row['profiled_wall_ms']:.3f} ms/step", flush=True)

@@ -382,12 +382,22 @@ def random_cache(rng, n_head_kv, n_ctx, D):
     return K, V
 
 
-def cuda_attention(q, K, V, lo, n, scale):
+# The library's default decode attention kernel (Options::attn_kernel in
+# native/cuda/cuda_util.cuh): restored after a test picks one.
+ATTN_KERNEL_DEFAULT = 1
+
+
+def cuda_attention(q, K, V, lo, n, scale, kernel=0):
+    """The range attention with attn_kernel `kernel` (0: the FMA kernel, ~1e-7 of the twin)."""
     n_head, D = q.shape
     n_head_kv, n_ctx, _ = K.shape
     out = np.empty((n_head, D), np.float32)
-    st = lib.tactic_cuda_attention(ptr(q, "float *"), n_head, n_head_kv, D, ptr(K, "uint16_t *"),
-                                   ptr(V, "uint16_t *"), n_ctx, lo, n, scale, ptr(out, "float *"))
+    assert lib.tactic_cuda_set_option(b"attn_kernel", kernel) == 0
+    try:
+        st = lib.tactic_cuda_attention(ptr(q, "float *"), n_head, n_head_kv, D, ptr(K, "uint16_t *"),
+                                       ptr(V, "uint16_t *"), n_ctx, lo, n, scale, ptr(out, "float *"))
+    finally:
+        lib.tactic_cuda_set_option(b"attn_kernel", ATTN_KERNEL_DEFAULT)
     assert st == 0, ffi.string(lib.tactic_last_error()).decode()
     return out
 
@@ -449,6 +459,79 @@ def test_attention_split_counts_agree(splits, prefetch):
         lib.tactic_cuda_set_option(b"attn_splits", 0)
         lib.tactic_cuda_set_option(b"attn_prefetch", 0)
     assert rel_err(out, ref) < 1e-5
+
+
+# The tensor-core decode kernel (option attn_kernel=1) rounds q * scale and the softmax
+# weights p to f16 before the products (f32 accumulation), as FlashAttention does: its
+# error against the float64 twin is ~1e-4 relative, not the FMA kernel's ~1e-7.
+MMA_TOL = 2e-3
+
+
+def cuda_attention_mma(q, K, V, lo, n, scale, splits=0, kernel=1):
+    """attn_kernel 1 (splits merged by a second kernel) or 2 (by each head's last block)."""
+    assert lib.tactic_cuda_set_option(b"attn_splits", splits) == 0
+    try:
+        return cuda_attention(q, K, V, lo, n, scale, kernel)
+    finally:
+        lib.tactic_cuda_set_option(b"attn_splits", 0)
+
+
+MMA_SHAPES = ATTN_SHAPES + [(8, 2, 64), (16, 2, 256), (40, 4, 128)]  # groups of 4, 8 and 10 (two head pieces)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(gpu_count() == 0, reason="no usable CUDA GPU")
+@pytest.mark.parametrize("kernel", [1, 2])
+@pytest.mark.parametrize("shape", MMA_SHAPES)
+@pytest.mark.parametrize("n_ctx,lo,n", [(40, 0, 1), (40, 0, 17), (300, 0, 300), (5000, 123, 4567), (9000, 8488, 9000)])
+def test_attention_mma_matches_reference(shape, n_ctx, lo, n, kernel):
+    """attn_kernel=1 over [lo, n): single tokens, a part chunk, many splits, a window
+    (lo > 0, as a sliding window of 512 reads)."""
+    rng = np.random.default_rng()
+    n_head, n_head_kv, D = shape
+    K, V = random_cache(rng, n_head_kv, n_ctx, D)
+    q = (rng.standard_normal((n_head, D)) * 2).astype(np.float32)
+    scale = 1.0 / math.sqrt(D)
+    out = cuda_attention_mma(q, K, V, lo, n, scale, kernel=kernel)
+    ref = ref_attention(q, K, V, n_head_kv, [np.arange(lo, n)] * n_head_kv, scale)
+    assert rel_err(out, ref) < MMA_TOL
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(gpu_count() == 0, reason="no usable CUDA GPU")
+@pytest.mark.parametrize("D", [64, 128, 256])
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 63, 64, 65, 1023, 1024, 1025, 4097])
+@pytest.mark.parametrize("splits", [0, 7, 64])
+@pytest.mark.parametrize("kernel", [1, 2])
+def test_attention_mma_split_boundaries(D, n, splits, kernel):
+    """Lengths around the 16-token chunk, the 64-token block step and the split edges,
+    with automatic and forced split counts (empty splits included)."""
+    rng = np.random.default_rng(n * 7 + D)
+    n_head, n_head_kv = 32, 8
+    K, V = random_cache(rng, n_head_kv, n, D)
+    q = (rng.standard_normal((n_head, D)) * 2).astype(np.float32)
+    scale = 1.0 / math.sqrt(D)
+    out = cuda_attention_mma(q, K, V, 0, n, scale, splits, kernel)
+    ref = ref_attention(q, K, V, n_head_kv, [np.arange(n)] * n_head_kv, scale)
+    assert rel_err(out, ref) < MMA_TOL
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(gpu_count() == 0, reason="no usable CUDA GPU")
+@pytest.mark.parametrize("kernel", [1, 2])
+def test_attention_mma_peaked_scores(kernel):
+    """One key far above the rest (softmax nearly one-hot, late in the range): the
+    running max is rescaled correctly across chunks, warps and splits."""
+    rng = np.random.default_rng(5)
+    n_head, n_head_kv, D, n = 32, 8, 128, 3000
+    K, V = random_cache(rng, n_head_kv, n, D)
+    q = rng.standard_normal((n_head, D)).astype(np.float32)
+    for g in range(n_head_kv):
+        K[g, 2777] = np.clip(q[g * 4] * 4, -60000, 60000).astype(np.float16)
+    scale = 1.0 / math.sqrt(D)
+    out = cuda_attention_mma(q, K, V, 0, n, scale, kernel=kernel)
+    ref = ref_attention(q, K, V, n_head_kv, [np.arange(n)] * n_head_kv, scale)
+    assert rel_err(out, ref) < MMA_TOL
 
 
 @pytest.mark.gpu

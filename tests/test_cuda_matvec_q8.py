@@ -40,8 +40,10 @@ def cpu_activation(name, x):
 
 
 # (kernel, matvec_rows): v3 with 3 or 2 stages, v4 (rows pipelined per warp) with 3 or 4
-# stages, and v4 with one row per warp
-VARIANTS = [(3, 0), (3, 2), (4, 0), (4, 4), (4, 1)]
+# stages, and v4 with one row per warp; v5 (weights straight into registers; v4 for the
+# types it does not have) with 2, 1 or 4 rows per warp, blocks of one warp, and Q4_K/Q5_K
+# through shared-memory tiles
+VARIANTS = [(3, 0), (3, 2), (4, 0), (4, 4), (4, 1), (5, 0), (5, 1), (5, 4), (5, 8), (5, 2)]
 
 
 def cuda_matvec_q8(name, data, n_rows, n_cols, x, tile=0, kernel=3):
@@ -55,7 +57,7 @@ def cuda_matvec_q8(name, data, n_rows, n_cols, x, tile=0, kernel=3):
     finally:
         lib.tactic_cuda_set_option(b"matvec_version", 0)
         lib.tactic_cuda_set_option(b"matvec_rows", 0)
-        lib.tactic_cuda_set_option(b"matvec_q8_kernel", 4)
+        lib.tactic_cuda_set_option(b"matvec_q8_kernel", 5)
     assert st == 0, ffi.string(lib.tactic_last_error()).decode()
     return y
 
@@ -124,10 +126,19 @@ def epilogue(name, w0, w1, n_rows, n_cols, x, epi, y0=None):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(gpu_count() == 0, reason="no usable CUDA GPU")
+@pytest.mark.parametrize("kernel", [4, 5])
 @pytest.mark.parametrize("name", QUANT)
-def test_matvec_q8_fused_epilogues(name):
+def test_matvec_q8_fused_epilogues(name, kernel):
     """Decode fusion: the residual add and the gated activation (gate and up in one
-    launch) in the v4 kernel's epilogue, against float64 references of the CPU's sums."""
+    launch) in the v4 / v5 kernel's epilogue, against float64 references of the CPU's sums."""
+    assert lib.tactic_cuda_set_option(b"matvec_q8_kernel", kernel) == 0
+    try:
+        fused_epilogues(name)
+    finally:
+        lib.tactic_cuda_set_option(b"matvec_q8_kernel", 5)
+
+
+def fused_epilogues(name):
     rng = np.random.default_rng()
     bs = TYPES[name][1]
     for n_rows, n_cols in [(37, 512), (130, 2816), (67, 4096 + 256), (9, 768)]:

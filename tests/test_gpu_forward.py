@@ -16,12 +16,13 @@ Skipped where no CUDA device is usable (CI compiles the CUDA code but has no GPU
 
 import importlib.util
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from pytactic._native import lib
+from pytactic._native import ffi, lib
 from pytactic.lowlevel import NativeSession
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -32,6 +33,7 @@ MARGIN = 0.25
 MIN_STEPS = 200
 # Relative RMS error of a step's logits: median over steps, and the worst step.
 TOL_MEDIAN, TOL_MAX = 0.02, 0.08
+ATTN_KERNEL_DEFAULT = 1  # Options::attn_kernel (native/cuda/cuda_util.cuh), restored after a test
 
 pytestmark = pytest.mark.skipif(
     lib.tactic_cuda_device_count() == 0, reason="no usable CUDA device (driver or GPU missing)")
@@ -129,6 +131,17 @@ def test_random_weights_gpu_matches_cpu(random_files, arch, outtype, request):
     compare(cpu, gpu, f"{arch}/{outtype}")
 
 
+# The library's defaults of the options gpu_decode sets (restored after each call), as
+# overridden for the whole file by TACTIC_TEST_CUDA_OPTIONS ("pdl=1,decode_fuse=2": every
+# test here runs with those options, set at import).
+OPTION_DEFAULTS = {"matvec_q8_kernel": 5, "decode_fuse": 1, "norm_fuse": 1, "pdl": 1}
+for _kv in filter(None, os.environ.get("TACTIC_TEST_CUDA_OPTIONS", "").split(",")):
+    _name, _, _value = _kv.partition("=")
+    OPTION_DEFAULTS[_name.strip()] = int(_value)
+    if lib.tactic_cuda_device_count() > 0:
+        assert lib.tactic_cuda_set_option(_name.strip().encode(), int(_value)) == 0, _kv
+
+
 def gpu_decode(path, ids, n_prefill, options):
     """GPU logits of decode steps after a prefill, with CUDA options set for the context."""
     try:
@@ -138,8 +151,8 @@ def gpu_decode(path, ids, n_prefill, options):
             s.eval(ids[:n_prefill])
             return np.stack([s.eval([t]) for t in ids[n_prefill:]])
     finally:
-        lib.tactic_cuda_set_option(b"matvec_q8_kernel", 4)
-        lib.tactic_cuda_set_option(b"decode_fuse", 1)
+        for name, value in OPTION_DEFAULTS.items():
+            lib.tactic_cuda_set_option(name.encode(), value)
 
 
 @pytest.mark.parametrize("outtype", ["q4_k_m", "q8_0", "q4_1"])
@@ -148,15 +161,86 @@ def test_random_weights_decode_fusion_keeps_the_bytes(random_files, arch, outtyp
     """The decode step's fused kernels (norm + quantization, residual adds and the gated
     activation in matvec epilogues, the v4 matvec) compute what the separate kernels
     compute, in the same order: the logits are the same bytes as the unfused step's
-    with the earlier matvec kernel (whose agreement with the CPU the test above shows)."""
+    with the earlier matvec kernel (whose agreement with the CPU the test above shows).
+    norm_fuse (Gemma's post-norms and QK-norm, Qwen3's QK-norm) and programmatic
+    dependent launch (pdl: kernels overlap their start with the previous one's end) keep
+    them too."""
     path = random_files(arch, outtype)
     rng = np.random.default_rng(4)
     ids = [1] + rng.integers(3, TINY["vocab"], 99).tolist()
-    old = gpu_decode(path, ids, 20, {"matvec_q8_kernel": 3, "decode_fuse": 0})
-    for fuse in (1, 2):  # 2: wq, wk, wv in one launch as well
-        new = gpu_decode(path, ids, 20, {"matvec_q8_kernel": 4, "decode_fuse": fuse})
+    old = gpu_decode(path, ids, 20, {"matvec_q8_kernel": 3, "decode_fuse": 0, "pdl": 0})
+    # v5 reads the weights straight into registers but sums the same parts in the same order;
+    # decode_fuse 2: wq, wk, wv in one launch as well; norm_fuse: QK-norm and post-norms fused;
+    # pdl: launched with programmatic dependent launch (weight loads before the previous
+    # kernel has finished)
+    for kernel, fuse, norm_fuse, pdl in ((4, 1, 0, 0), (4, 1, 1, 0), (4, 2, 1, 1), (5, 1, 0, 0), (5, 1, 1, 0),
+                                         (5, 2, 1, 0), (5, 1, 1, 1), (5, 2, 1, 1)):
+        opts = {"matvec_q8_kernel": kernel, "decode_fuse": fuse, "norm_fuse": norm_fuse, "pdl": pdl}
+        new = gpu_decode(path, ids, 20, opts)
         assert np.isfinite(new).all()
-        assert np.array_equal(old, new), f"{arch}/{outtype} fuse {fuse}: max |diff| {np.max(np.abs(old - new))}"
+        assert np.array_equal(old, new), f"{arch}/{outtype} {opts}: max |diff| {np.max(np.abs(old - new))}"
+    # the unfused step with the earlier kernels, launched with pdl
+    new = gpu_decode(path, ids, 20, {"matvec_q8_kernel": 3, "decode_fuse": 0, "pdl": 1})
+    assert np.array_equal(old, new), f"{arch}/{outtype} v3 unfused with pdl: max |diff| {np.max(np.abs(old - new))}"
+
+
+def _compute_capability():
+    """The GPU's compute capability as (major, minor) from nvidia-smi, or None."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20).stdout.split()
+        major, minor = out[0].split(".")
+        return int(major), int(minor)
+    except Exception:  # noqa: BLE001 (no nvidia-smi, or an older one without the field)
+        return None
+
+
+def test_decode_graph_keeps_programmatic_edges(random_files):
+    """With pdl on (compute capability 9.0+) every kernel of the captured decode step but
+    the first (the token embedding, after the token copy) hangs on its predecessor by a
+    programmatic edge: stream capture keeps PDL (measured on the H200: 237 kernels / 236
+    edges for Gemma's shape); with pdl off there are none."""
+    path = random_files("gemma3", "q8_0")
+    got = {}
+    nodes, edges = ffi.new("int64_t[1]"), ffi.new("int64_t[1]")
+    for pdl in (0, 1):
+        try:
+            assert lib.tactic_cuda_set_option(b"pdl", pdl) == 0
+            with NativeSession(path, n_ctx=256, attention=1, device=CUDA) as s:
+                s.eval([1, 5, 6, 7])
+                s.eval([8])  # captures the decode graph
+                assert lib.tactic_cuda_graph_stats(nodes, edges) == 0
+                got[pdl] = (int(nodes[0]), int(edges[0]))
+        finally:
+            lib.tactic_cuda_set_option(b"pdl", OPTION_DEFAULTS["pdl"])
+    assert got[0][0] == got[1][0] > 10, got
+    assert got[0][1] == 0, got
+    cc = _compute_capability()
+    if cc is None:
+        assert got[1][1] in (0, got[1][0] - 1), got
+    elif cc >= (9, 0):
+        assert got[1][1] == got[1][0] - 1, got
+    else:
+        assert got[1][1] == 0, got
+
+
+@pytest.mark.parametrize("kernel", [0, 1, 2])
+@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+def test_decode_attention_kernels_match_cpu(random_files, arch, kernel):
+    """Decode with each attention kernel (0: FMA; 1, 2: tensor cores; the position read on
+    the device, graphs replayed across buckets): llama's head_dim 64 with GQA, Gemma's
+    256 with a sliding window of 64, against the CPU."""
+    path = random_files(arch, "q8_0")
+    rng = np.random.default_rng(6)
+    ids = [1] + rng.integers(3, TINY["vocab"], 399).tolist()
+    assert lib.tactic_cuda_set_option(b"attn_kernel", kernel) == 0
+    try:
+        cpu, gpu = teacher_forced(path, ids, n_prefill=150)
+    finally:
+        lib.tactic_cuda_set_option(b"attn_kernel", ATTN_KERNEL_DEFAULT)
+    compare(cpu, gpu, f"{arch}/q8_0 attn_kernel={kernel}")
 
 
 def test_prefill_in_chunks_and_long_window(random_files):

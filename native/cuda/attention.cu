@@ -14,11 +14,14 @@
 // once per KV head.
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "cuda_backend.h"
 #include "cuda_ops.cuh"
 #include "cuda_util.cuh"
+#include "pdl.cuh"
 
 namespace tactic {
 namespace cuda {
@@ -63,6 +66,8 @@ struct AttnDev {
 
 template <int D, int G>
 __global__ void __launch_bounds__(kAttnWarps * 32) attn_split_kernel(AttnDev a) {
+    pdl_wait();
+    pdl_trigger();
     constexpr int LPT = D / 8;        // lanes per token row
     constexpr int TPW = 32 / LPT;     // tokens per warp step
     constexpr int STEPS = kTile / TPW;
@@ -243,6 +248,8 @@ __global__ void __launch_bounds__(kAttnWarps * 32) attn_split_kernel(AttnDev a) 
 // out[h] = sum_s e^(m_s - M) acc_s / sum_s e^(m_s - M) l_s; zeros for an empty list.
 __global__ void attn_merge_kernel(const float *__restrict__ part_acc, const float *__restrict__ part_ml,
                                   int n_splits, int n_head, int D, float *__restrict__ out) {
+    pdl_wait();
+    pdl_trigger();
     const int h = blockIdx.x;
     float M = -INFINITY;
     for (int s = 0; s < n_splits; s++) M = fmaxf(M, part_ml[(int64_t(s) * n_head + h) * 2]);
@@ -263,7 +270,7 @@ __global__ void attn_merge_kernel(const float *__restrict__ part_acc, const floa
 template <int D, int G>
 void launch_split(const AttnDev &a, int n_splits, cudaStream_t stream = 0) {
     dim3 grid(unsigned(a.n_head_kv * a.n_hgroups), unsigned(n_splits));
-    attn_split_kernel<D, G><<<grid, kAttnWarps * 32, 0, stream>>>(a);
+    launch_pdl(attn_split_kernel<D, G>, grid, dim3(kAttnWarps * 32), 0, stream, a);
 }
 
 // Resident blocks per multiprocessor of the split kernel for (D, G).
@@ -288,6 +295,46 @@ void launch_split_d(const AttnDev &a, int n_splits, int gmax, cudaStream_t strea
 }
 
 int group_max(int group) { return group <= 1 ? 1 : group <= 2 ? 2 : 4; }
+
+// Times launch(copy, stream) replayed from a CUDA graph that holds one launch per copy
+// (as the decode step's graph replays its kernels: no per-launch CPU cost), median of 5
+// trials of about bench_iters launches, for tactic_cuda_last_ms.
+template <class F>
+void bench_in_graph(F &&launch, int n_copies) {
+    const int iters = options().bench_iters;
+    if (iters <= 0) return;
+    cudaStream_t s = nullptr;
+    TACTIC_CU(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    cudaGraph_t g = nullptr;
+    cudaGraphExec_t ge = nullptr;
+    TACTIC_CU(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    for (int i = 0; i < n_copies; i++) launch(i, s);
+    TACTIC_CU(cudaStreamEndCapture(s, &g));
+    TACTIC_CU(cudaGraphInstantiate(&ge, g, 0));
+    const int reps = std::max(1, iters / n_copies);
+    cudaEvent_t e0, e1;
+    TACTIC_CU(cudaEventCreate(&e0));
+    TACTIC_CU(cudaEventCreate(&e1));
+    TACTIC_CU(cudaGraphLaunch(ge, s));  // warm-up
+    std::vector<float> per_launch;
+    for (int trial = 0; trial < 5; trial++) {
+        TACTIC_CU(cudaEventRecord(e0, s));
+        for (int r = 0; r < reps; r++) TACTIC_CU(cudaGraphLaunch(ge, s));
+        TACTIC_CU(cudaEventRecord(e1, s));
+        TACTIC_CU(cudaEventSynchronize(e1));
+        float ms = 0;
+        TACTIC_CU(cudaEventElapsedTime(&ms, e0, e1));
+        per_launch.push_back(ms / float(reps * n_copies));
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    cudaGraphExecDestroy(ge);
+    cudaGraphDestroy(g);
+    cudaStreamDestroy(s);
+    check_launch("bench in a graph");
+    std::sort(per_launch.begin(), per_launch.end());
+    set_last_ms(per_launch[per_launch.size() / 2]);
+}
 
 }  // namespace
 
@@ -318,9 +365,11 @@ void attention(const AttentionArgs &in) {
         const int64_t want = std::max<int64_t>(1, int64_t(occ) * sm_count() / blocks_per_split);
         n_splits = int(std::min<int64_t>(want, std::max<int64_t>(1, (max_len + per_round - 1) / per_round)));
     }
+    const bool mma = use_decode_mma() && !in.idx;
+    if (mma && options().attn_splits <= 0) n_splits = decode_attention_mma_splits(in.n_head, in.n_head_kv, D, max_len);
     int64_t split_len = std::max<int64_t>(1, (max_len + n_splits - 1) / n_splits);
     split_len = (split_len + kTile - 1) / kTile * kTile;
-    n_splits = int(std::max<int64_t>(1, (max_len + split_len - 1) / split_len));
+    if (!mma) n_splits = int(std::max<int64_t>(1, (max_len + split_len - 1) / split_len));
 
     const size_t kv_bytes = sizeof(uint16_t) * size_t(in.n_head_kv) * size_t(in.n_ctx) * size_t(D);
     const int copies = bench_copies(2 * kv_bytes);
@@ -341,6 +390,8 @@ void attention(const AttentionArgs &in) {
         d_off.upload(in.offsets, d_off.size());
     }
     d_out.poison();
+    DevBuf d_done(sizeof(int32_t) * size_t(in.n_head));
+    TACTIC_CU(cudaMemset(d_done.as<void>(), 0, d_done.size()));
 
     AttnDev a{};
     a.q = d_q.as<float>();
@@ -358,24 +409,46 @@ void attention(const AttentionArgs &in) {
     a.part_acc = d_pacc.as<float>();
     a.part_ml = d_pml.as<float>();
 
-    auto launch = [&](int copy) {
+    auto launch_on = [&](int copy, cudaStream_t stream) {
         a.k = d_k[copy].as<__half>();
         a.v = d_v[copy].as<__half>();
-        switch (D) {
-            case 64: launch_split_d<64>(a, n_splits, gmax); break;
-            case 128: launch_split_d<128>(a, n_splits, gmax); break;
-            default: launch_split_d<256>(a, n_splits, gmax); break;
+        if (mma) {
+            DecodeAttn d;
+            d.q = a.q;
+            d.k = a.k;
+            d.v = a.v;
+            d.n_head = in.n_head;
+            d.n_head_kv = in.n_head_kv;
+            d.head_dim = D;
+            d.n_ctx = in.n_ctx;
+            d.n_splits = n_splits;
+            d.part_acc = a.part_acc;
+            d.part_ml = a.part_ml;
+            d.out = d_out.as<float>();
+            d.done = d_done.as<int32_t>();
+            attention_decode_mma_dev(d, in.lo, int(max_len), in.scale, stream);
+            return;
         }
-        attn_merge_kernel<<<unsigned(in.n_head), std::min(D, 256)>>>(a.part_acc, a.part_ml, n_splits, in.n_head, D,
-                                                                    d_out.as<float>());
+        switch (D) {
+            case 64: launch_split_d<64>(a, n_splits, gmax, stream); break;
+            case 128: launch_split_d<128>(a, n_splits, gmax, stream); break;
+            default: launch_split_d<256>(a, n_splits, gmax, stream); break;
+        }
+        attn_merge_kernel<<<unsigned(in.n_head), std::min(D, 256), 0, stream>>>(a.part_acc, a.part_ml, n_splits,
+                                                                               in.n_head, D, d_out.as<float>());
     };
+    auto launch = [&](int copy) { launch_on(copy, 0); };
     launch(0);
     check_launch("attention kernels");
     d_out.download(in.out, q_bytes);
-    bench(launch, copies);
+    if (options().bench_graph) bench_in_graph(launch_on, copies);
+    else bench(launch, copies);
 }
 
+bool use_decode_mma() { return options().attn_kernel >= 1 && decode_mma_supported(); }
+
 int decode_attention_splits(int n_head, int n_head_kv, int head_dim, int64_t max_len) {
+    if (use_decode_mma()) return decode_attention_mma_splits(n_head, n_head_kv, head_dim, max_len);
     const int D = head_dim, group = n_head / n_head_kv, gmax = group_max(group);
     const int n_hgroups = (group + gmax - 1) / gmax;
     const int occ = D == 64 ? occupancy_d<64>(gmax) : D == 128 ? occupancy_d<128>(gmax) : occupancy_d<256>(gmax);
@@ -386,6 +459,10 @@ int decode_attention_splits(int n_head, int n_head_kv, int head_dim, int64_t max
 }
 
 void attention_decode_dev(const DecodeAttn &d, cudaStream_t stream) {
+    if (use_decode_mma()) {
+        attention_decode_mma_dev(d, 0, 0, 1.f, stream);
+        return;
+    }
     const int D = d.head_dim, group = d.n_head / d.n_head_kv, gmax = group_max(group);
     AttnDev a{};
     a.q = d.q;
@@ -405,8 +482,8 @@ void attention_decode_dev(const DecodeAttn &d, cudaStream_t stream) {
         case 128: launch_split_d<128>(a, d.n_splits, gmax, stream); break;
         default: launch_split_d<256>(a, d.n_splits, gmax, stream); break;
     }
-    attn_merge_kernel<<<unsigned(d.n_head), std::min(D, 256), 0, stream>>>(d.part_acc, d.part_ml, d.n_splits,
-                                                                            d.n_head, D, d.out);
+    launch_pdl(attn_merge_kernel, dim3(unsigned(d.n_head)), dim3(std::min(D, 256)), 0, stream, d.part_acc,
+               d.part_ml, d.n_splits, d.n_head, D, d.out);
 }
 
 }  // namespace cuda

@@ -27,8 +27,10 @@ using namespace cuda;
 
 class CudaBackend final : public Backend {
 public:
-    CudaBackend(const Model &model, int n_ctx, int n_batch, const tactic_context_params *cp)
-        : M_(model), hp_(model.hp), n_ctx_(n_ctx), nb_(n_batch) {
+    CudaBackend(const Model &model, int n_ctx, int n_batch, const tactic_context_params *cp, int n_layers)
+        : M_(model), hp_(model.hp), n_ctx_(n_ctx), nb_(n_batch),
+          n_dev_layers_(n_layers < 0 || n_layers > model.hp.n_layer ? model.hp.n_layer : n_layers),
+          layers_only_(n_dev_layers_ < model.hp.n_layer) {
         require_device();
         const int D = hp_.head_dim;
         TACTIC_CHECK(D == 64 || D == 128 || D == 256, TACTIC_ERR_UNSUPPORTED,
@@ -38,13 +40,15 @@ public:
         uint64_t weights = 0;
         for (const Tensor *t : tensors_) weights += tensor_bytes(*t);
         kv_layer_ = size_t(Hkv) * size_t(n_ctx_) * size_t(D);
-        const uint64_t kv = 2ull * hp_.n_layer * kv_layer_ * sizeof(__half);
+        const uint64_t kv = 2ull * n_dev_layers_ * kv_layer_ * sizeof(__half);  // the device layers only
         max_splits_ = decode_attention_splits(H, Hkv, D, n_ctx_);
         const size_t widest = std::max<size_t>({size_t(E), size_t(H) * D, size_t(F)});
         size_t w16 = 0;  // the largest layer matrix, as f16
-        for (const LayerWeights &L : M_.layers)
+        for (int il = 0; il < n_dev_layers_; il++) {
+            const LayerWeights &L = M_.layers[size_t(il)];
             for (const Tensor *t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down})
                 w16 = std::max(w16, size_t(t->ne0) * size_t(t->ne1));
+        }
         const uint64_t act = sizeof(float) * (uint64_t(nb_) * (3ull * E + 2ull * H * D + 2ull * Hkv * D + 2ull * F) +
                                               uint64_t(hp_.n_vocab) + 2ull * max_splits_ * H * (D + 2)) +
                              sizeof(__half) * (uint64_t(nb_) * widest + (nb_ > 1 ? w16 : 0)) + 8ull * nb_;
@@ -53,7 +57,7 @@ public:
         TacticGpuParams tp;
         std::vector<uint8_t> is_global(size_t(hp_.n_layer));
         int n_global = 0;
-        for (int il = 0; il < hp_.n_layer; il++) n_global += (is_global[size_t(il)] = hp_.is_global(il) ? 1 : 0);
+        for (int il = 0; il < n_dev_layers_; il++) n_global += (is_global[size_t(il)] = hp_.is_global(il) ? 1 : 0);
         const bool use_tactic = cp && cp->attention == TACTIC_ATTN_TACTIC && n_global > 0;
         if (use_tactic) {
             tp.n_sink = cp->n_sink;
@@ -70,7 +74,11 @@ public:
         const uint64_t need = weights + kv + act + tactic_b, reserve = uint64_t(256) << 20;  // CUDA/cuBLAS own needs
         if (need + reserve > free_b)
             fail(TACTIC_ERR_OUT_OF_MEMORY,
-                 "device=cuda: the model and a context of " + std::to_string(n_ctx_) + " tokens need " +
+                 "device=cuda: " +
+                     (layers_only_ ? "the first " + std::to_string(n_dev_layers_) + " of " + std::to_string(hp_.n_layer) +
+                                         " layers (n_gpu_layers)"
+                                   : std::string("the model")) +
+                     " and a context of " + std::to_string(n_ctx_) + " tokens need " +
                      format_bytes(need) + " of GPU memory (weights " + format_bytes(weights) + " + KV cache " +
                      format_bytes(kv) + " + buffers " + format_bytes(act) +
                      (tactic_b ? " + Tactic's cluster pages " + format_bytes(tactic_b) : std::string()) + "), but only " + format_bytes(free_b) +
@@ -98,6 +106,8 @@ public:
         logits1_ = fbuf(size_t(hp_.n_vocab));
         part_acc_ = fbuf(size_t(max_splits_) * H * D);
         part_ml_ = fbuf(size_t(max_splits_) * H * 2);
+        attn_done_ = static_cast<int32_t *>(alloc(sizeof(int32_t) * size_t(H)));
+        TACTIC_CU(cudaMemset(attn_done_, 0, sizeof(int32_t) * size_t(H)));
         x16_ = static_cast<__half *>(alloc(sizeof(__half) * size_t(nb_) * widest));
         if (nb_ > 1) {
             w16_ = static_cast<__half *>(alloc(sizeof(__half) * w16));
@@ -111,6 +121,9 @@ public:
         TACTIC_CU(cudaHostAlloc(reinterpret_cast<void **>(&h_in_), 2 * sizeof(int32_t), cudaHostAllocDefault));
         TACTIC_CU(cudaHostAlloc(reinterpret_cast<void **>(&h_logits_), sizeof(float) * size_t(hp_.n_vocab),
                                 cudaHostAllocDefault));
+        if (layers_only_)  // X in and out of the split pass (pinned: the decode graph copies them)
+            for (float **h : {&h_xin_, &h_xout_})
+                TACTIC_CU(cudaHostAlloc(reinterpret_cast<void **>(h), sizeof(float) * size_t(nb_) * E, cudaHostAllocDefault));
         TACTIC_CU(cudaMemset(k_cache_, 0, kv / 2));
         TACTIC_CU(cudaMemset(v_cache_, 0, kv / 2));
         TACTIC_CU(cudaDeviceSynchronize());
@@ -125,6 +138,8 @@ public:
         for (void *p : allocs_) cudaFree(p);
         if (h_in_) cudaFreeHost(h_in_);
         if (h_logits_) cudaFreeHost(h_logits_);
+        if (h_xin_) cudaFreeHost(h_xin_);
+        if (h_xout_) cudaFreeHost(h_xout_);
         if (stream_) cudaStreamDestroy(stream_);
     }
 
@@ -137,6 +152,8 @@ public:
         abort_capture();  // a pass that threw mid-capture leaves the stream capturing
         norm_.on = false;  // and may leave fused ops held
         mat_.n = 0;
+        add_.on = false;
+        qk_norm_ = QkNorm{};
         n_ = n;
         pos0_ = pos0;
         out_dst_ = logits;
@@ -153,21 +170,47 @@ public:
                 auto it = graphs_.find(graph_key());
                 if (it != graphs_.end()) {
                     TACTIC_CU(cudaGraphLaunch(it->second, stream_));
-                    return false;
+                    return described_ = false;
                 }
                 TACTIC_CU(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
                 capturing_ = true;
             }
             TACTIC_CU(cudaMemcpyAsync(d_tokens_, &h_in_[0], sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
             TACTIC_CU(cudaMemcpyAsync(d_pos_, &h_in_[1], sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
-            return true;
+            return described_ = hidden_to_device();
         }
         tactic_on_ = false;
         pos_host_.resize(size_t(n));
         for (int t = 0; t < n; t++) pos_host_[size_t(t)] = pos0 + t;
         TACTIC_CU(cudaMemcpyAsync(d_tokens_, tokens, sizeof(int32_t) * size_t(n), cudaMemcpyHostToDevice, stream_));
         TACTIC_CU(cudaMemcpyAsync(d_pos_, pos_host_.data(), sizeof(int32_t) * size_t(n), cudaMemcpyHostToDevice, stream_));
+        return described_ = hidden_to_device();
+    }
+
+    // Split pass (layers-only): X comes from the host in h_xin_ and goes back in h_xout_.
+    float *hidden_in() override {
+        abort_capture();  // a pass that threw may still be reading h_xin_
+        TACTIC_CU(cudaStreamSynchronize(stream_));
+        return h_xin_;
+    }
+    const float *hidden_out() override { return h_xout_; }
+    void kv_rows(bool to_host, int il, int h, bool v, int first, int n, uint16_t *host) override {
+        TACTIC_CHECK(il >= 0 && il < n_dev_layers_ && first >= 0 && first + n <= n_ctx_, TACTIC_ERR_INTERNAL,
+                     "CUDA kv_rows: out of range");
+        __half *d = (v ? v_cache_ : k_cache_) + size_t(il) * kv_layer_ + (size_t(h) * n_ctx_ + first) * hp_.head_dim;
+        const size_t bytes = size_t(n) * hp_.head_dim * sizeof(__half);
+        TACTIC_CU(cudaStreamSynchronize(stream_));
+        TACTIC_CU(cudaMemcpy(to_host ? static_cast<void *>(host) : d, to_host ? static_cast<const void *>(d) : host, bytes,
+                             to_host ? cudaMemcpyDeviceToHost : cudaMemcpyHostToDevice));
+    }
+    bool hidden_to_device() {
+        if (layers_only_)
+            TACTIC_CU(cudaMemcpyAsync(x_, h_xin_, sizeof(float) * size_t(n_) * hp_.n_embd, cudaMemcpyHostToDevice, stream_));
         return true;
+    }
+    void hidden_to_host() {
+        if (layers_only_ && described_)  // a replayed graph holds this copy
+            TACTIC_CU(cudaMemcpyAsync(h_xout_, x_, sizeof(float) * size_t(n_) * hp_.n_embd, cudaMemcpyDeviceToHost, stream_));
     }
 
     void embed(const Tensor &W, float scale) override {
@@ -177,6 +220,19 @@ public:
     }
 
     void rms_norm(Buf src, const Tensor &w, Buf dst, int width, int rows) override {
+        if (norm_fuse_on() && src == dst && (src == Buf::Q || src == Buf::K) && width == hp_.head_dim &&
+            rows == n_ * (src == Buf::Q ? hp_.n_head : hp_.n_head_kv) && width <= 256) {
+            flush_add();  // QK-norm: held for rope_store_kv, which norms each head as it rotates it
+            flush_norm_mat();  // (the other QK-norm stays held)
+            writes_++;
+            (src == Buf::Q ? qk_norm_.q : qk_norm_.k) = static_cast<const float *>(dev(w));
+            return;
+        }
+        if (fuse_on() && rows == 1 && add_.on && buf(src) == add_.x && !norm_.on && mat_.n == 0) {
+            writes_++;  // held after the held post-norm and add: one kernel (matmul, output)
+            norm_ = PendingNorm{true, buf(src), static_cast<const float *>(dev(w)), width, buf(dst)};
+            return;
+        }
         flush();
         writes_++;
         if (fuse_on() && rows == 1) {  // held: the next matmul may quantize its output in the same kernel
@@ -197,7 +253,14 @@ public:
         const float *x = buf(src);
         float *y = buf(dst);
         if (norm_.on && norm_.y == x && !(q8_src_ == x && q8_version_ == writes_ && q8_kind_ == kind)) {
-            rms_norm_q8_dev(kind, norm_.x, norm_.w, norm_.width, hp_.rms_eps, norm_.y, xq_, stream_);
+            if (add_.on && add_.x == norm_.x) {
+                add_norm_rms_norm_q8_dev(kind, add_.t, add_.w, hp_.rms_eps, add_.x, norm_.w, norm_.width,
+                                         hp_.rms_eps, norm_.y, xq_, stream_);
+                add_.on = false;
+            } else {
+                flush_add();
+                rms_norm_q8_dev(kind, norm_.x, norm_.w, norm_.width, hp_.rms_eps, norm_.y, xq_, stream_);
+            }
             norm_.on = false;
             q8_src_ = x;
             q8_version_ = writes_;
@@ -237,6 +300,8 @@ public:
     }
 
     void rope_store_kv(int il, const RopeConfig &rc, float q_scale) override {
+        const QkNorm qk = qk_norm_;
+        qk_norm_ = QkNorm{};
         flush();
         writes_++;
         QkvArgs a;
@@ -252,6 +317,9 @@ public:
         a.q_scale = q_scale;
         a.k_cache = k_cache_ + size_t(il) * kv_layer_;
         a.v_cache = v_cache_ + size_t(il) * kv_layer_;
+        a.q_norm = qk.q;
+        a.k_norm = qk.k;
+        a.norm_eps = hp_.rms_eps;
         RopeArgs r;
         r.neox = rc.type == RopeType::Neox;
         r.n_rot = rc.n_rot;
@@ -287,6 +355,7 @@ public:
             a.part_acc = part_acc_;
             a.part_ml = part_ml_;
             a.out = att_;
+            a.done = attn_done_;
             attention_decode_dev(a, stream_);
             return;
         }
@@ -307,6 +376,13 @@ public:
 
     void add(Buf dst, Buf src, int width) override {
         writes_++;
+        if (norm_fuse_on() && norm_.on && norm_.x == buf(src) && norm_.y == buf(src) && norm_.width == width &&
+            mat_.n == 0 && !add_.on) {
+            // a post-norm (Gemma) then this add: held, fused with the next pre-norm (matmul, output)
+            add_ = PendingAdd{true, buf(src), norm_.w, buf(dst), width};
+            norm_.on = false;
+            return;
+        }
         if (mat_.n == 1 && mat_.y[0] == buf(src) && width == mat_.W[0]->ne1) {
             // the held matvec adds its rows to dst itself (src, Tmp, is then not written)
             const Tensor &W = *mat_.W[0];
@@ -334,17 +410,25 @@ public:
     }
 
     void output(const Tensor &norm, float eps, const Tensor &W, float cap, int first, int n_out, float *dst) override {
-        flush();
+        flush_except_add();
         writes_++;
         const int E = hp_.n_embd;
         Q8Kind kind;
         if (fuse_on() && n_out == 1 && matvec_q8_kind(W.type, W.ne0, kind)) {  // norm + quantization in one kernel
-            rms_norm_q8_dev(kind, x_ + size_t(first) * E, static_cast<const float *>(dev(norm)), E, eps, h_, xq_,
-                            stream_);
+            if (add_.on && add_.x == x_ + size_t(first) * E) {  // and the last layer's post-norm + add
+                add_norm_rms_norm_q8_dev(kind, add_.t, add_.w, hp_.rms_eps, add_.x,
+                                         static_cast<const float *>(dev(norm)), E, eps, h_, xq_, stream_);
+                add_.on = false;
+            } else {
+                flush_add();
+                rms_norm_q8_dev(kind, x_ + size_t(first) * E, static_cast<const float *>(dev(norm)), E, eps, h_,
+                                xq_, stream_);
+            }
             q8_src_ = h_;
             q8_version_ = writes_;
             q8_kind_ = kind;
         } else {
+            flush_add();
             rms_norm_dev(x_ + size_t(first) * E, static_cast<const float *>(dev(norm)), n_out, E, eps, h_, stream_);
         }
         const size_t n_logits = size_t(n_out) * size_t(W.ne1);
@@ -366,12 +450,14 @@ public:
 
     void end() override {
         flush();
+        hidden_to_host();
         launch();
         wait();
     }
 
     bool end_async() override {
         flush();
+        hidden_to_host();
         launch();
         return true;
     }
@@ -392,6 +478,7 @@ public:
             cudaGraph_t g = nullptr;
             capturing_ = false;
             TACTIC_CU(cudaStreamEndCapture(stream_, &g));
+            record_graph_stats(g);
             cudaGraphExec_t exec = nullptr;
             const cudaError_t e = cudaGraphInstantiate(&exec, g, 0);
             cudaGraphDestroy(g);
@@ -417,6 +504,19 @@ private:
         int width = 0;
         float *y = nullptr;
     };
+    // A post-norm held with the residual add after it (Gemma: t = RMSNorm(t) * w; x += t),
+    // fused with the next pre-norm (and its quantization) when one follows on x.
+    struct PendingAdd {
+        bool on = false;
+        float *t = nullptr;
+        const float *w = nullptr;
+        float *x = nullptr;
+        int width = 0;
+    };
+    // QK-norm weights held for rope_store_kv (null: none).
+    struct QkNorm {
+        const float *q = nullptr, *k = nullptr;
+    };
     struct PendingMat {
         int n = 0;  // matrices held: 0, 1, 2 (gate and up on the same input) or 3 (wq, wk, wv)
         const Tensor *W[3] = {nullptr, nullptr, nullptr};
@@ -424,12 +524,34 @@ private:
         float *y[3] = {nullptr, nullptr, nullptr};
     };
     bool fuse_on() const {
-        return n_ == 1 && options().decode_fuse && options().matvec_q8 && options().matvec_q8_kernel == 4;
+        return n_ == 1 && options().decode_fuse && options().matvec_q8 && options().matvec_q8_kernel >= 4;
     }
+    bool norm_fuse_on() const { return fuse_on() && options().norm_fuse; }
     static bool same_layout(const Tensor &a, const Tensor &b) {
         return a.type == b.type && a.ne0 == b.ne0 && a.ne1 == b.ne1 && a.row_bytes == b.row_bytes;
     }
+    // Launches what is held, oldest first: the post-norm + add (nothing is held before it),
+    // then the rest.
     void flush() {
+        flush_add();
+        flush_except_add();
+    }
+    void flush_add() {
+        if (!add_.on) return;
+        add_.on = false;
+        rms_norm_dev(add_.t, add_.w, 1, add_.width, hp_.rms_eps, add_.t, stream_);
+        add_dev(add_.x, add_.t, add_.width, stream_);
+    }
+    void flush_except_add() {
+        if (qk_norm_.q || qk_norm_.k) {  // alone when held (held after a flush, taken by rope_store_kv)
+            const int D = hp_.head_dim;
+            if (qk_norm_.q) rms_norm_dev(q_, qk_norm_.q, int64_t(n_) * hp_.n_head, D, hp_.rms_eps, q_, stream_);
+            if (qk_norm_.k) rms_norm_dev(k_, qk_norm_.k, int64_t(n_) * hp_.n_head_kv, D, hp_.rms_eps, k_, stream_);
+            qk_norm_ = QkNorm{};
+        }
+        flush_norm_mat();
+    }
+    void flush_norm_mat() {
         if (norm_.on) {
             norm_.on = false;
             rms_norm_dev(norm_.x, norm_.w, 1, norm_.width, hp_.rms_eps, norm_.y, stream_);
@@ -457,6 +579,43 @@ private:
         q8_kind_ = kind;
     }
 
+    // Kernel nodes and programmatic edges of a captured graph (tactic_cuda_graph_stats).
+    static void record_graph_stats(cudaGraph_t g) {
+        size_t n_nodes = 0;
+        if (cudaGraphGetNodes(g, nullptr, &n_nodes) != cudaSuccess) return (void)cudaGetLastError();
+        std::vector<cudaGraphNode_t> nodes(n_nodes);
+        int64_t kernels = 0, programmatic = -1;
+        if (n_nodes && cudaGraphGetNodes(g, nodes.data(), &n_nodes) == cudaSuccess)
+            for (cudaGraphNode_t nd : nodes) {
+                cudaGraphNodeType t;
+                if (cudaGraphNodeGetType(nd, &t) == cudaSuccess && t == cudaGraphNodeTypeKernel) kernels++;
+            }
+#if CUDART_VERSION >= 12030
+        size_t n_edges = 0;
+#if CUDART_VERSION >= 13000
+        const cudaError_t e = cudaGraphGetEdges(g, nullptr, nullptr, nullptr, &n_edges);
+#else
+        const cudaError_t e = cudaGraphGetEdges_v2(g, nullptr, nullptr, nullptr, &n_edges);
+#endif
+        if (e == cudaSuccess) {
+            std::vector<cudaGraphNode_t> from(n_edges), to(n_edges);
+            std::vector<cudaGraphEdgeData> data(n_edges);
+#if CUDART_VERSION >= 13000
+            const cudaError_t e2 = cudaGraphGetEdges(g, from.data(), to.data(), data.data(), &n_edges);
+#else
+            const cudaError_t e2 = cudaGraphGetEdges_v2(g, from.data(), to.data(), data.data(), &n_edges);
+#endif
+            if (e2 == cudaSuccess) {
+                programmatic = 0;
+                for (size_t i = 0; i < n_edges; i++)
+                    programmatic += data[i].type == cudaGraphDependencyTypeProgrammatic ? 1 : 0;
+            }
+        }
+#endif
+        cudaGetLastError();
+        set_graph_stats(kernels, programmatic);
+    }
+
     int graph_key() const { return n_splits_ * 2 + (tactic_on_ ? 1 : 0); }
     static uint64_t tensor_bytes(const Tensor &t) { return uint64_t(t.row_bytes) * uint64_t(t.ne1); }
 
@@ -464,15 +623,19 @@ private:
         auto add = [&](const Tensor &t) {
             if (t) tensors_.push_back(&t);
         };
-        add(M_.tok_embd);
-        add(M_.output_norm);
-        add(M_.output);
+        if (!layers_only_) {  // a split pass embeds and ends on the CPU
+            add(M_.tok_embd);
+            add(M_.output_norm);
+            add(M_.output);
+        }
         add(M_.rope_freqs);
-        for (const LayerWeights &L : M_.layers)
+        for (int il = 0; il < n_dev_layers_; il++) {
+            const LayerWeights &L = M_.layers[size_t(il)];
             for (const Tensor *t : {&L.attn_norm, &L.wq, &L.wk, &L.wv, &L.wo, &L.bq, &L.bk, &L.bv, &L.bo, &L.q_norm,
                                     &L.k_norm, &L.post_attn_norm, &L.ffn_norm, &L.ffn_gate, &L.ffn_up, &L.ffn_down,
                                     &L.post_ffn_norm})
                 add(*t);
+        }
     }
 
     void *alloc(size_t bytes) {
@@ -561,6 +724,10 @@ private:
     const Model &M_;
     const HParams &hp_;
     int n_ctx_, nb_;
+    int n_dev_layers_;   // layers [0, n_dev_layers_) run here
+    bool layers_only_;   // a split pass: no embedding, no output head
+    float *h_xin_ = nullptr, *h_xout_ = nullptr;
+    bool described_ = false;  // begin() returned true (not a replayed graph)
     std::vector<const Tensor *> tensors_;
     std::unordered_map<const void *, void *> dev_;
     std::vector<void *> allocs_;
@@ -572,12 +739,15 @@ private:
     float *logits1_ = nullptr, *logits_many_ = nullptr, *out_dev_ = nullptr;
     size_t logits_many_cap_ = 0;
     float *part_acc_ = nullptr, *part_ml_ = nullptr;
+    int32_t *attn_done_ = nullptr;  // decode attention's per-head counters (attn_kernel 2)
     int max_splits_ = 1, n_splits_ = 1;
     __half *x16_ = nullptr, *w16_ = nullptr;
     size_t w16_cap_ = 0;
     Q8Act xq_;  // decode activations quantized to 8 bits (matvec_q8)
     PendingNorm norm_;
     PendingMat mat_;
+    PendingAdd add_;
+    QkNorm qk_norm_;
     Q8Kind q8_kind_ = Q8Kind::K;
     const float *q8_src_ = nullptr;
     uint64_t writes_ = 0, q8_version_ = ~uint64_t(0);  // ops so far; xq_ is valid while none wrote since
@@ -596,8 +766,8 @@ private:
 }  // namespace
 
 std::unique_ptr<Backend> make_cuda_backend(const Model &model, int n_ctx, int n_batch,
-                                           const tactic_context_params *params) {
-    return std::make_unique<CudaBackend>(model, n_ctx, n_batch, params);
+                                           const tactic_context_params *params, int n_layers) {
+    return std::make_unique<CudaBackend>(model, n_ctx, n_batch, params, n_layers);
 }
 
 }  // namespace tactic

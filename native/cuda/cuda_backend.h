@@ -18,6 +18,9 @@ std::string device_name(int device);
 // Options (see tactic_cuda_set_option); false if the name is unknown.
 bool set_option(const std::string &name, int64_t value);
 double last_ms();
+// The decode graph captured last: its kernel nodes and programmatic (PDL) edges.
+void set_graph_stats(int64_t kernel_nodes, int64_t programmatic_edges);
+void graph_stats(int64_t &kernel_nodes, int64_t &programmatic_edges);
 
 // True for the types the kernels below handle.
 bool type_supported(uint32_t type);

@@ -33,7 +33,7 @@ void quantize_q8_dev(Q8Kind kind, const float *x, int64_t n, const Q8Act &a, cud
 void quantize_q8_to_f16_dev(Q8Kind kind, const float *x, int64_t n, __half *y, cudaStream_t stream);
 void matvec_q8_dev(uint32_t type, const void *w, size_t row_bytes, int64_t n_rows, int64_t n_cols, const Q8Act &a,
                    float *y, cudaStream_t stream);
-// The v4 kernel (options().matvec_q8_kernel == 4, the default; 3 = the earlier one) with
+// The v5 / v4 kernel (options().matvec_q8_kernel 5, the default, or 4; 3 = the earlier one) with
 // an epilogue: Plain y = W0 x; Residual y = res + W0 x (res may be y); Silu / Gelu
 // y = act(W0 x) * (W1 x), W1 of W0's type and shape (decode's gate and up).
 enum class MvEpilogue { Plain, Residual, Silu, Gelu };
@@ -50,6 +50,10 @@ void matvec_q8_prepare();
 // rms_norm_dev + quantize_q8_dev, the same bytes).
 void rms_norm_q8_dev(Q8Kind kind, const float *x, const float *w, int n, float eps, float *y, const Q8Act &a,
                      cudaStream_t stream);
+// Decode fusion of a post-norm (Gemma): t = RMSNorm(t) * wt, x += t, then rms_norm_q8_dev
+// on x (as rms_norm_dev + add_dev + rms_norm_q8_dev, the same bytes).
+void add_norm_rms_norm_q8_dev(Q8Kind kind, float *t, const float *wt, float eps_t, float *x, const float *w, int n,
+                              float eps, float *y, const Q8Act &a, cudaStream_t stream);
 // dst[n_rows][n_cols] = W as f16.
 void dequantize_f16_dev(uint32_t type, const void *w, size_t row_bytes, int64_t n_rows, int64_t n_cols, __half *dst,
                         cudaStream_t stream);
@@ -61,6 +65,8 @@ void rms_norm_dev(const float *x, const float *w, int64_t n_rows, int n, float e
 
 // q [n][H][D] rotated in place, times q_scale, rounded to f16; k [n][Hkv][D] rotated and
 // with v [n][Hkv][D] written as f16 to the cache [Hkv][n_ctx][D] at positions pos[t].
+// q_norm / k_norm (optional, D weights): each q / k head RMS-normed first (QK-norm, as
+// rms_norm_dev with norm_eps would, same bytes).
 struct QkvArgs {
     float *q = nullptr;
     const float *k = nullptr, *v = nullptr;
@@ -68,6 +74,8 @@ struct QkvArgs {
     const int32_t *pos = nullptr;  // device [n_tokens]
     float q_scale = 1.f;
     __half *k_cache = nullptr, *v_cache = nullptr;
+    const float *q_norm = nullptr, *k_norm = nullptr;
+    float norm_eps = 0.f;
 };
 void rope_qkv_dev(const QkvArgs &a, const RopeArgs &rope, cudaStream_t stream);
 
@@ -81,9 +89,17 @@ struct DecodeAttn {
     int window = 0, n_splits = 1;
     float *part_acc = nullptr, *part_ml = nullptr;  // [n_splits][n_head][D], [n_splits][n_head][2]
     float *out = nullptr;                           // [n_head][D]
+    int32_t *done = nullptr;  // attn_kernel 2: n_head zeroed counters (the kernel leaves them zero)
 };
 int decode_attention_splits(int n_head, int n_head_kv, int head_dim, int64_t max_len);
 void attention_decode_dev(const DecodeAttn &a, cudaStream_t stream);
+// The tensor-core split kernel (attention_decode_mma.cu, sm_80+): options().attn_kernel
+// 1 (2: the splits merged by each head's last block, where a.done is given).
+// With a.d_pos null it attends [lo, lo + len) with q times scale.
+bool decode_mma_supported();
+bool use_decode_mma();
+int decode_attention_mma_splits(int n_head, int n_head_kv, int head_dim, int64_t max_len);
+void attention_decode_mma_dev(const DecodeAttn &a, int lo, int len, float scale, cudaStream_t stream);
 
 // Prefill attention of n_tokens queries at positions pos0.. over the cache (causal,
 // windowed when window > 0), q [n][H][D] pre-scaled, out [n][H][D].

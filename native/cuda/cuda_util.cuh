@@ -69,18 +69,25 @@ struct Options {
     int matvec_version = 0;  // 1 or 2 (0: default)
     int attn_splits = 0;   // 0: automatic
     int attn_prefetch = 0;  // 1: L2 prefetch of the next rows (measured no faster on an H200)
+    int bench_graph = 0;    // 1: timed decode attention launches replay from a CUDA graph
+    int attn_kernel = 1;    // decode attention: 0 the FMA split kernel, 1 the tensor-core one (sm_80+;
+                            // 0 below), 2 that one with the splits merged by each head's last block
     int matvec_q8 = 1;      // 0: decode multiplies quantized types by f32 activations (no 8-bit quantization)
     int prefill_mma = 2;    // prefill attention: 0 FMA, 1 WMMA, 2 mma.sync FlashAttention-2 style (sm_80+)
     int prefill_rows = 0;   // mma.sync prefill: query rows a block, 64 or 128 (0: default, 64)
     int graphs = 1;         // 0: decode steps run kernel by kernel instead of replaying a CUDA graph
     int tactic_copies = 0;  // Tactic step benchmark: layer copies rotated (0: enough to leave the L2)
     int tactic_blocks = 0;  // Tactic sparse attention blocks (0: one full wave)
-    int matvec_q8_kernel = 4;  // 8-bit-activation matvec: 4 (rows pipelined per warp) or 3 (the earlier kernel)
+    int matvec_q8_kernel = 5;  // 8-bit-activation matvec: 5 (two rows a warp on one activation load; Q4_K /
+                               // Q5_K weights straight into registers), 4 (rows pipelined per warp), 3
     int decode_fuse = 1;       // 1: decode fuses norm + quantization, residual adds, gate/up + activation;
                                // 2: also wq/wk/wv of one type in one launch (not yet measured)
     int tactic_fused = 1;   // 1: Tactic's attention streams rows through cp.async and merges in its last
                             // block per KV head; 0: the earlier register-tile kernel + a merge kernel
-    int pdl = 0;            // 1: kernels following pdl.cuh's protocol launch with programmatic dependent launch
+    int pdl = 1;            // 1: kernels following pdl.cuh's protocol launch with programmatic dependent launch
+                            // (compute capability 9.0+; measured faster on the H200: docs/PERFORMANCE.md)
+    int norm_fuse = 1;      // 1 (with decode_fuse): QK-norm inside RoPE + KV store; a post-norm, its residual
+                            // add and the next pre-norm + quantization in one kernel (Gemma)
     int tactic_mma = 1;     // 1: Tactic's streaming attention on tensor cores (head_dim <= 128); 0: FMA
     int tactic_group_budget = 0;  // 1: a forced fraction is the KV group's budget (one cut per KV head, the
                                   // union holds ceil(f n) tokens), not each query head's

@@ -21,6 +21,18 @@ Options &options() {
 void set_last_ms(double ms) { g_last_ms = ms; }
 double last_ms() { return g_last_ms; }
 
+namespace {
+int64_t g_graph_kernels = -1, g_graph_programmatic = -1;
+}
+void set_graph_stats(int64_t kernel_nodes, int64_t programmatic_edges) {
+    g_graph_kernels = kernel_nodes;
+    g_graph_programmatic = programmatic_edges;
+}
+void graph_stats(int64_t &kernel_nodes, int64_t &programmatic_edges) {
+    kernel_nodes = g_graph_kernels;
+    programmatic_edges = g_graph_programmatic;
+}
+
 int device_count() {
     int n = 0;
     if (cudaGetDeviceCount(&n) != cudaSuccess) {
@@ -110,7 +122,7 @@ bool set_option(const std::string &name, int64_t value) {
         TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "graphs must be 0 or 1");
         o.graphs = int(value);
     } else if (name == "matvec_q8_kernel") {
-        TACTIC_CHECK(value == 3 || value == 4, TACTIC_ERR_INVALID_ARGUMENT, "matvec_q8_kernel must be 3 or 4");
+        TACTIC_CHECK(value >= 3 && value <= 5, TACTIC_ERR_INVALID_ARGUMENT, "matvec_q8_kernel must be 3, 4 or 5");
         o.matvec_q8_kernel = int(value);
     } else if (name == "decode_fuse") {
         TACTIC_CHECK(value >= 0 && value <= 2, TACTIC_ERR_INVALID_ARGUMENT, "decode_fuse must be 0, 1 or 2");
@@ -118,6 +130,15 @@ bool set_option(const std::string &name, int64_t value) {
     } else if (name == "pdl") {
         TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "pdl must be 0 or 1");
         o.pdl = int(value);
+    } else if (name == "norm_fuse") {
+        TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "norm_fuse must be 0 or 1");
+        o.norm_fuse = int(value);
+    } else if (name == "bench_graph") {
+        TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "bench_graph must be 0 or 1");
+        o.bench_graph = int(value);
+    } else if (name == "attn_kernel") {
+        TACTIC_CHECK(value >= 0 && value <= 2, TACTIC_ERR_INVALID_ARGUMENT, "attn_kernel must be 0, 1 or 2");
+        o.attn_kernel = int(value);
     } else if (name == "attn_splits") {
         TACTIC_CHECK(value >= 0 && value <= 4096, TACTIC_ERR_INVALID_ARGUMENT, "attn_splits must be in [0, 4096]");
         o.attn_splits = int(value);

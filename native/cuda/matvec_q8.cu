@@ -16,6 +16,7 @@
 #include "cuda_ops.cuh"
 #include "cuda_util.cuh"
 #include "fused_ops.cuh"
+#include "pdl.cuh"
 #include "quant_blocks.cuh"
 
 namespace tactic {
@@ -102,12 +103,16 @@ __device__ __forceinline__ void quantize_q8b_group(const float *x, int g, int la
 }
 
 __global__ void quantize_q8k_kernel(const float *__restrict__ x, int n_groups, Q8Act a, __half *__restrict__ f16) {
+    pdl_wait();
+    pdl_trigger();
     const int g = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (g < n_groups) quantize_q8k_group(x, g, lane, a, f16);
 }
 
 __global__ void quantize_q8b_kernel(const float *__restrict__ x, int n_groups, bool q8_1, Q8Act a,
                                     __half *__restrict__ f16) {
+    pdl_wait();
+    pdl_trigger();
     const int g = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (g < n_groups) quantize_q8b_group(x, g, lane, q8_1, a, f16);
 }
@@ -115,9 +120,8 @@ __global__ void quantize_q8b_kernel(const float *__restrict__ x, int n_groups, b
 // Decode fusion: one row of RMSNorm (the block's), written to y, then y quantized by the
 // block's warps with the functions above: the bytes of rms_norm_kernel + quantize_q8*.
 constexpr int kNormQThreads = 256;
-__global__ void __launch_bounds__(kNormQThreads)
-    rms_norm_q8_kernel(const float *__restrict__ x, const float *__restrict__ w, int n, float eps, int kind,
-                       float *y, Q8Act a) {  // y not __restrict__: it is read back below
+__device__ __forceinline__ void rms_norm_q8_row(const float *__restrict__ x, const float *__restrict__ w, int n,
+                                                float eps, int kind, float *y, const Q8Act &a) {
     rms_norm_row<kNormQThreads>(x, w, n, eps, y);
     __syncthreads();  // the block's writes of y are visible to the whole block
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -126,6 +130,28 @@ __global__ void __launch_bounds__(kNormQThreads)
         if (kind == int(Q8Kind::K)) quantize_q8k_group(y, g, lane, a, nullptr);
         else quantize_q8b_group(y, g, lane, kind == int(Q8Kind::B1), a, nullptr);
     }
+}
+__global__ void __launch_bounds__(kNormQThreads)
+    rms_norm_q8_kernel(const float *__restrict__ x, const float *__restrict__ w, int n, float eps, int kind,
+                       float *y, Q8Act a) {  // y not __restrict__: it is read back
+    pdl_wait();
+    pdl_trigger();
+    rms_norm_q8_row(x, w, n, eps, kind, y, a);
+}
+
+// Decode fusion for post-norms (Gemma): t = RMSNorm(t) * wt in place (a branch's output
+// norm), x += t (the residual add), then rms_norm_q8_kernel's work on x (the next
+// pre-norm): the bytes of rms_norm_kernel (same block size) + add_kernel + that kernel.
+__global__ void __launch_bounds__(kNormQThreads)
+    add_norm_rms_norm_q8_kernel(float *t, const float *__restrict__ wt, float eps_t, float *x,
+                                const float *__restrict__ w, int n, float eps, int kind, float *y, Q8Act a) {
+    pdl_wait();
+    pdl_trigger();
+    rms_norm_row<kNormQThreads>(t, wt, n, eps_t, t);
+    __syncthreads();  // rms_norm_row's shared sums are reused below
+    for (int i = threadIdx.x; i < n; i += kNormQThreads) x[i] += t[i];
+    __syncthreads();
+    rms_norm_q8_row(x, w, n, eps, kind, y, a);
 }
 
 // ---- per-type tiles and block dot products ------------------------------------------
@@ -167,15 +193,84 @@ __device__ __forceinline__ int dp4a4(const uint32_t *w, int4 x, int acc) {
 }
 __device__ __forceinline__ int4 ldx(const int8_t *p) { return *reinterpret_cast<const int4 *>(p); }
 
-// Lane's share of block gb (at byte `off` of the tile s) against the activations.
+// Q4_K / Q5_K, part c (8 a block) of a block from its words: hdr = bytes 0..15 (d, dmin,
+// the 12 scale bytes), qv = qs bytes 16c .. 16c+15 = elements 64j + 16h + t (low nibbles,
+// sub-block 2j) and 64j + 32 + 16h + t (high nibbles, sub-block 2j+1), j = c/2, h = c%2;
+// Q5_K: hv = qh bytes 16h .. 16h+15. xl, xh: the activations of those elements; bs0, bs2:
+// the bsums of their 16-runs; dx: the activation block's d. v4 and v5 both call this, so
+// their block sums are the same bits.
+template <bool five>
+__device__ __forceinline__ float q45k_part_dot(uint4 hdr, uint4 qv, uint4 hv, int part, int4 xl, int4 xh,
+                                               float bs0, float bs2, float dx) {
+    const int j = part >> 1;
+    uint32_t lo[4] = {qv.x, qv.y, qv.z, qv.w}, hi[4];
+    const uint32_t qh[4] = {hv.x, hv.y, hv.z, hv.w};
+#pragma unroll
+    for (int i = 0; i < 4; i++) {
+        hi[i] = (lo[i] >> 4) & 0x0f0f0f0fu;
+        lo[i] &= 0x0f0f0f0fu;
+        if constexpr (five) {  // bit 2j / 2j+1 of qh[16h + t]
+            lo[i] |= ((qh[i] >> (2 * j)) & 0x01010101u) << 4;
+            hi[i] |= ((qh[i] >> (2 * j + 1)) & 0x01010101u) << 4;
+        }
+    }
+    const int dot_a = dp4a4(lo, xl, 0), dot_h = dp4a4(hi, xh, 0);
+    // the 6-bit scales / mins of sub-blocks 2j, 2j+1 (bytes 2j%4, 2j%4+1 of these words)
+    const uint32_t scw = j < 2 ? hdr.y & 0x3f3f3f3fu : (hdr.w & 0x0f0f0f0fu) | (((hdr.y >> 6) & 0x03030303u) << 4);
+    const uint32_t mnw = j < 2 ? hdr.z & 0x3f3f3f3fu
+                               : ((hdr.w >> 4) & 0x0f0f0f0fu) | (((hdr.z >> 6) & 0x03030303u) << 4);
+    const int sh = 16 * (j & 1);
+    const float sc_a = float((scw >> sh) & 255u), sc_h = float((scw >> (sh + 8)) & 255u);
+    const float m_a = float((mnw >> sh) & 255u), m_h = float((mnw >> (sh + 8)) & 255u);
+    // Integers up to 63 * 30720 and 63 * 4096: exact in f32.
+    const float isum = sc_a * float(dot_a) + sc_h * float(dot_h);
+    const float imin = m_a * bs0 + m_h * bs2;
+    return dx * (h2f(hdr.x & 0xffffu) * isum - h2f(hdr.x >> 16) * imin);
+}
+
+// The activations lane `part` of block gb multiplies, loaded once for every row that
+// shares them: x[] 16-byte runs of q, f[] bsums / block sums, d the block's scale.
+struct XPart {
+    int4 x[4];
+    float f[4];
+    float d;
+};
 template <int T>
-__device__ __forceinline__ float block_dot(const uint8_t *s, int off, int part, int64_t gb, const Q8Act &a) {
+__device__ __forceinline__ XPart load_xpart(const Q8Act &a, int64_t gb, int part) {
+    XPart p;
+    if constexpr (T == TACTIC_TYPE_Q8_0) {
+        const int8_t *xb = a.q + gb * 32;
+        p.x[0] = ldx(xb), p.x[1] = ldx(xb + 16);
+    } else if constexpr (T == TACTIC_TYPE_Q4_0 || T == TACTIC_TYPE_Q5_0 || T == TACTIC_TYPE_Q4_1 ||
+                         T == TACTIC_TYPE_Q5_1) {
+        const int8_t *xb = a.q + gb * 32;
+        p.x[0] = ldx(xb), p.x[1] = ldx(xb + 16);
+        p.f[0] = a.s[gb];
+    } else if constexpr (T == TACTIC_TYPE_Q4_K || T == TACTIC_TYPE_Q5_K) {
+        const int j = part >> 1, h = part & 1;
+        const int8_t *xb = a.q + gb * 256 + 64 * j + 16 * h;
+        const float *bs = a.s + gb * 16 + 4 * j + h;
+        p.x[0] = ldx(xb), p.x[1] = ldx(xb + 32);
+        p.f[0] = bs[0], p.f[1] = bs[2];
+    } else {  // Q6_K
+        const int hh = part >> 1, pp = part & 1;
+        const int8_t *xb = a.q + gb * 256 + 128 * hh + 16 * pp;
+        const float *bs = a.s + gb * 16 + 8 * hh + pp;
+#pragma unroll
+        for (int k = 0; k < 4; k++) p.x[k] = ldx(xb + 32 * k), p.f[k] = bs[2 * k];
+    }
+    p.d = a.d[gb];
+    return p;
+}
+
+// Lane's share of a block (at byte `off` of the tile s) against its activations xp.
+template <int T>
+__device__ __forceinline__ float block_dot_x(const uint8_t *s, int off, int part, const XPart &xp) {
     if constexpr (T == TACTIC_TYPE_Q8_0) {
         uint32_t w[8];
         lds_words<8>(s, off + 2, w);
-        const int8_t *xb = a.q + gb * 32;
-        const int dot = dp4a4(w + 4, ldx(xb + 16), dp4a4(w, ldx(xb), 0));
-        return lds_f16(s, off) * a.d[gb] * float(dot);
+        const int dot = dp4a4(w + 4, xp.x[1], dp4a4(w, xp.x[0], 0));
+        return lds_f16(s, off) * xp.d * float(dot);
     } else if constexpr (T == TACTIC_TYPE_Q4_0 || T == TACTIC_TYPE_Q5_0 || T == TACTIC_TYPE_Q4_1 ||
                          T == TACTIC_TYPE_Q5_1) {
         constexpr bool five = T == TACTIC_TYPE_Q5_0 || T == TACTIC_TYPE_Q5_1;
@@ -194,48 +289,18 @@ __device__ __forceinline__ float block_dot(const uint8_t *s, int off, int part, 
                 hi[i] |= spread4(qh[0] >> (16 + 4 * i)) << 4;
             }
         }
-        const int8_t *xb = a.q + gb * 32;
-        const int dot = dp4a4(hi, ldx(xb + 16), dp4a4(lo, ldx(xb), 0));
-        const float d = lds_f16(s, off) * a.d[gb];
-        if constexpr (has_min) return fmaf(d, float(dot), lds_f16(s, off + 2) * a.s[gb]);
-        else return d * (float(dot) - (five ? 16.f : 8.f) * a.s[gb]);
+        const int dot = dp4a4(hi, xp.x[1], dp4a4(lo, xp.x[0], 0));
+        const float d = lds_f16(s, off) * xp.d;
+        if constexpr (has_min) return fmaf(d, float(dot), lds_f16(s, off + 2) * xp.f[0]);
+        else return d * (float(dot) - (five ? 16.f : 8.f) * xp.f[0]);
     } else if constexpr (T == TACTIC_TYPE_Q4_K || T == TACTIC_TYPE_Q5_K) {
-        // part c: qs bytes 16c .. 16c+15 = elements 64j + 16h + t (low nibbles, sub-block
-        // 2j) and 64j + 32 + 16h + t (high nibbles, sub-block 2j+1), j = c/2, h = c%2.
         constexpr bool five = T == TACTIC_TYPE_Q5_K;
-        const int j = part >> 1, h = part & 1;
+        const int h = part & 1;
         const uint4 hdr = *reinterpret_cast<const uint4 *>(s + off);
         const uint4 qv = *reinterpret_cast<const uint4 *>(s + off + (five ? 48 : 16) + 16 * part);
-        uint32_t lo[4] = {qv.x, qv.y, qv.z, qv.w}, hi[4];
-        uint32_t qh[4] = {0, 0, 0, 0};
-        if constexpr (five) {  // bit 2j / 2j+1 of qh[16h + t]
-            const uint4 hv = *reinterpret_cast<const uint4 *>(s + off + 16 + 16 * h);
-            qh[0] = hv.x, qh[1] = hv.y, qh[2] = hv.z, qh[3] = hv.w;
-        }
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            hi[i] = (lo[i] >> 4) & 0x0f0f0f0fu;
-            lo[i] &= 0x0f0f0f0fu;
-            if constexpr (five) {
-                lo[i] |= ((qh[i] >> (2 * j)) & 0x01010101u) << 4;
-                hi[i] |= ((qh[i] >> (2 * j + 1)) & 0x01010101u) << 4;
-            }
-        }
-        const int8_t *xb = a.q + gb * 256 + 64 * j + 16 * h;
-        const int dot_a = dp4a4(lo, ldx(xb), 0), dot_h = dp4a4(hi, ldx(xb + 32), 0);
-        // the 6-bit scales / mins of sub-blocks 2j, 2j+1 (bytes 2j%4, 2j%4+1 of these words)
-        const uint32_t scw = j < 2 ? hdr.y & 0x3f3f3f3fu
-                                   : (hdr.w & 0x0f0f0f0fu) | (((hdr.y >> 6) & 0x03030303u) << 4);
-        const uint32_t mnw = j < 2 ? hdr.z & 0x3f3f3f3fu
-                                   : ((hdr.w >> 4) & 0x0f0f0f0fu) | (((hdr.z >> 6) & 0x03030303u) << 4);
-        const int sh = 16 * (j & 1);
-        const float sc_a = float((scw >> sh) & 255u), sc_h = float((scw >> (sh + 8)) & 255u);
-        const float m_a = float((mnw >> sh) & 255u), m_h = float((mnw >> (sh + 8)) & 255u);
-        const float *bs = a.s + gb * 16 + 4 * j + h;
-        // Integers up to 63 * 30720 and 63 * 4096: exact in f32.
-        const float isum = sc_a * float(dot_a) + sc_h * float(dot_h);
-        const float imin = m_a * bs[0] + m_h * bs[2];
-        return a.d[gb] * (h2f(hdr.x & 0xffffu) * isum - h2f(hdr.x >> 16) * imin);
+        uint4 hv = make_uint4(0, 0, 0, 0);
+        if constexpr (five) hv = *reinterpret_cast<const uint4 *>(s + off + 16 + 16 * h);
+        return q45k_part_dot<five>(hdr, qv, hv, part, xp.x[0], xp.x[1], xp.f[0], xp.f[1], xp.d);
     } else {  // Q6_K
         // part = 2hh + p: elements 128hh + 32k + 16p + t (t < 16) for k = 0..3; ql bytes
         // 64hh + 16p + t (k = 0, 2) and 64hh + 32 + 16p + t (k = 1, 3), qh 32hh + 16p + t.
@@ -245,8 +310,6 @@ __device__ __forceinline__ float block_dot(const uint8_t *s, int off, int part, 
         lds_words<4>(s, off + 64 * hh + 32 + 16 * p, B);
         lds_words<4>(s, off + 128 + 32 * hh + 16 * p, H);
         lds_words<2>(s, off + 192 + 8 * hh, S);
-        const int8_t *xb = a.q + gb * 256 + 128 * hh + 16 * p;
-        const float *bs = a.s + gb * 16 + 8 * hh + p;
         int isum = 0;
 #pragma unroll
         for (int k = 0; k < 4; k++) {
@@ -256,13 +319,19 @@ __device__ __forceinline__ float block_dot(const uint8_t *s, int off, int part, 
                 const uint32_t src = (k & 1) ? B[i] : A[i];
                 q6[i] = ((k < 2 ? src : src >> 4) & 0x0f0f0f0fu) | (((H[i] >> (2 * k)) & 0x03030303u) << 4);
             }
-            const int dot = dp4a4(q6, ldx(xb + 32 * k), 0) - 32 * int(bs[2 * k]);
+            const int dot = dp4a4(q6, xp.x[k], 0) - 32 * int(xp.f[k]);
             const int sb = p + 2 * k;  // scale byte of this 16-element run
             const int sc = int(int8_t((S[sb >> 2] >> (8 * (sb & 3))) & 255u));
             isum += sc * dot;
         }
-        return lds_f16(s, off + 208) * a.d[gb] * float(isum);
+        return lds_f16(s, off + 208) * xp.d * float(isum);
     }
+}
+
+// Lane's share of block gb (at byte `off` of the tile s) against the activations.
+template <int T>
+__device__ __forceinline__ float block_dot(const uint8_t *s, int off, int part, int64_t gb, const Q8Act &a) {
+    return block_dot_x<T>(s, off, part, load_xpart<T>(a, gb, part));
 }
 
 // Copies of LW bytes global -> shared that complete asynchronously (cp.async, sm_80 and
@@ -314,7 +383,10 @@ __global__ void __launch_bounds__(kWarps * 32)
     __shared__ __align__(16) uint8_t smem[kWarps][ST][TB + 16];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int64_t row = int64_t(blockIdx.x) * kWarps + warp;
-    if (row >= n_rows) return;  // a whole warp: no block-wide barrier below
+    if (row >= n_rows) {  // a whole warp: no block-wide barrier below
+        pdl_wait();
+        return;
+    }
     const uint8_t *wr = W + row * row_bytes;
     const int n_tiles = (nb + Tl::NB - 1) / Tl::NB;
     auto issue = [&](int t) {
@@ -332,6 +404,8 @@ __global__ void __launch_bounds__(kWarps * 32)
         if (t < n_tiles) issue(t);
         copy_commit();  // one group per tile, empty ones included, so the count below holds
     }
+    pdl_wait();  // the weights above are static; the activations and y come after
+    pdl_trigger();
     float acc = 0.f;
     for (int t = 0; t < n_tiles; t++) {
         copy_wait<ST - 2>();  // this lane's copies of tile t have landed
@@ -382,7 +456,10 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_q8_v4_kernel(MvArgs m, Q8A
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int64_t gw = int64_t(blockIdx.x) * kWarps + warp, tw = int64_t(gridDim.x) * kWarps;
     const int64_t all_rows = m.n_rows + m.n2 + m.n3;
-    if (gw >= all_rows) return;  // a whole warp: no block-wide barrier below
+    if (gw >= all_rows) {  // a whole warp: no block-wide barrier below
+        pdl_wait();
+        return;
+    }
     const int n_tiles = (m.nb + Tl::NB - 1) / Tl::NB;
     // the warp's work in order: its rows i = 0.., each matrix mi of a row, each tile t
     const int n_items = int((all_rows - gw + tw - 1) / tw) * m.nm * n_tiles;
@@ -416,6 +493,10 @@ __global__ void __launch_bounds__(kWarps * 32) matvec_q8_v4_kernel(MvArgs m, Q8A
         if (k < n_items) issue(k);
         copy_commit();
     }
+    // PDL (pdl.cuh): the first tiles (weights, static) are on their way; x and res were
+    // written by earlier kernels
+    pdl_wait();
+    pdl_trigger();
     float acc = 0.f, first = 0.f;
     for (int k = 0; k < n_items; k++) {
         copy_wait<ST - 2>();
@@ -478,7 +559,248 @@ void launch_v4(const MvArgs &m, const Q8Act &a, cudaStream_t stream) {
     const int64_t rows_per_warp = options().matvec_rows == 1 ? 1 : (rows + cap - 1) / cap;
     const int64_t warps = (rows + rows_per_warp - 1) / rows_per_warp;
     const unsigned blocks = unsigned((warps + kWarps - 1) / kWarps);
-    matvec_q8_v4_kernel<T, LW, ST><<<blocks, kWarps * 32, 0, stream>>>(m, a);
+    launch_pdl(matvec_q8_v4_kernel<T, LW, ST>, dim3(blocks), dim3(kWarps * 32), 0, stream, m, a);
+}
+
+// ---- v5: the weights straight into registers (Q4_K, Q5_K) -----------------------------
+// No shared memory: every lane loads its slices of a block with 16-byte loads that skip
+// L1 (the weights are read once; x stays in L1 for the other rows), and a warp issues all
+// its loads of a chunk of C steps of each of its R rows before it decodes any of them.
+// A step is 4 blocks of a row, 8 lanes a block, each lane the header, its 16 qs bytes
+// (and Q5_K's 16 qh bytes): the same part of the same blocks in the same order as v4, so
+// the same sums, bit for bit. The R rows of a warp share the activation loads (for every
+// 144-byte block v4 read ~350 bytes of x, bsums and scales through L1, for one row); with
+// the gated epilogue they are row r of w0 and of w1. The first chunk's loads are issued
+// before pdl_wait() (the weights are static; x and res come from earlier kernels).
+// The formats whose blocks are not 16-byte aligned (Q6_K, Q8_0, Q4_0, ...) take v5s
+// below: v4's shared-memory tiles, R rows a warp on the same activation loads.
+
+__device__ __forceinline__ uint4 ld_stream(const uint8_t *p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    uint4 r;
+    asm volatile("ld.global.nc.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+                 : "l"(p));
+    return r;
+#else
+    return __ldg(reinterpret_cast<const uint4 *>(p));
+#endif
+}
+
+// NU 16-byte words a lane loads per block; C(R) steps a chunk (R * C * NU * 4 registers
+// of weights a lane: 64 or 72 for two rows a warp).
+template <int T> struct V5 { static constexpr bool regs = false; };
+template <> struct V5<TACTIC_TYPE_Q4_K> {
+    static constexpr bool regs = true;
+    static constexpr int NU = 2;
+    __host__ __device__ static constexpr int C(int R) { return 8 / R; }
+};
+template <> struct V5<TACTIC_TYPE_Q5_K> {
+    static constexpr bool regs = true;
+    static constexpr int NU = 3;
+    __host__ __device__ static constexpr int C(int R) { return R == 1 ? 6 : R == 2 ? 3 : 2; }
+};
+
+// A v5 warp's rows: slot k multiplies wr[k] (null: no row) into output row orow[k]. Plain
+// epilogues: virtual rows gw * R + k over w0, w2, w3; gated (R == 2): row gw of w0 and w1.
+template <int R>
+__device__ __forceinline__ void v5_rows(const MvArgs &m, int64_t gw, const uint8_t *(&wr)[R], int64_t (&orow)[R]) {
+    const int64_t all_rows = m.n_rows + m.n2 + m.n3;
+#pragma unroll
+    for (int k = 0; k < R; k++) {
+        if (R == 2 && m.nm == 2) {
+            orow[k] = gw;
+            wr[k] = gw < m.n_rows ? (k ? m.w1 : m.w0) + gw * int64_t(m.row_bytes) : nullptr;
+        } else {
+            const int64_t row = gw * R + k;
+            orow[k] = row;
+            wr[k] = row < m.n_rows            ? m.w0 + row * int64_t(m.row_bytes)
+                    : row - m.n_rows < m.n2   ? m.w2 + (row - m.n_rows) * int64_t(m.row_bytes)
+                    : row < all_rows          ? m.w3 + (row - m.n_rows - m.n2) * int64_t(m.row_bytes)
+                                              : nullptr;
+        }
+    }
+}
+
+// The warp's sums through the epilogue (v4's, the same operations).
+template <int R>
+__device__ __forceinline__ void v5_store(const MvArgs &m, int64_t gw, const uint8_t *const (&wr)[R],
+                                         const int64_t (&orow)[R], const float (&acc)[R]) {
+    float sum[R];
+#pragma unroll
+    for (int k = 0; k < R; k++) sum[k] = warp_sum(acc[k]);
+    if (threadIdx.x % 32 != 0) return;
+    if constexpr (R == 2) {
+        if (m.nm == 2) {
+            if (wr[0]) m.y[gw] = gated_value(sum[0], sum[1], m.epi == MvEpilogue::Gelu);
+            return;
+        }
+    }
+#pragma unroll
+    for (int k = 0; k < R; k++) {
+        if (!wr[k]) continue;
+        const int64_t row = orow[k];
+        float y = sum[k];
+        if (m.epi == MvEpilogue::Residual) y = m.res[row] + y;
+        if (row < m.n_rows) m.y[row] = y;
+        else if (row - m.n_rows < m.n2) m.y2[row - m.n_rows] = y;
+        else m.y3[row - m.n_rows - m.n2] = y;
+    }
+}
+
+template <int T, int R, int WPB>
+__global__ void __launch_bounds__(WPB * 32) matvec_q8_v5_kernel(MvArgs m, Q8Act a) {
+    constexpr bool five = T == TACTIC_TYPE_Q5_K;
+    constexpr int TS = QTraits<T>::TS, NU = V5<T>::NU, C = V5<T>::C(R);
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int part = lane & 7, bsub = lane >> 3, h = part & 1;
+    const int64_t gw = int64_t(blockIdx.x) * WPB + warp;
+    const uint8_t *wr[R];
+    int64_t orow[R];
+    v5_rows<R>(m, gw, wr, orow);
+    const int nb = m.nb, n_steps = (nb + 3) / 4;
+    uint4 w[C][R][NU];
+    auto load = [&](int s0) {
+#pragma unroll
+        for (int c = 0; c < C; c++) {
+            const int b = 4 * (s0 + c) + bsub;
+#pragma unroll
+            for (int k = 0; k < R; k++) {
+                if (wr[k] && b < nb) {
+                    const uint8_t *p = wr[k] + int64_t(b) * TS;
+                    w[c][k][0] = ld_stream(p);
+                    w[c][k][1] = ld_stream(p + (five ? 48 : 16) + 16 * part);
+                    if constexpr (five) w[c][k][2] = ld_stream(p + 16 + 16 * h);
+                } else {
+#pragma unroll
+                    for (int u = 0; u < NU; u++) w[c][k][u] = make_uint4(0, 0, 0, 0);
+                }
+            }
+        }
+    };
+    load(0);
+    pdl_wait();
+    pdl_trigger();
+    float acc[R];
+#pragma unroll
+    for (int k = 0; k < R; k++) acc[k] = 0.f;
+    for (int s0 = 0; s0 < n_steps; s0 += C) {
+        if (s0) load(s0);
+#pragma unroll
+        for (int c = 0; c < C; c++) {
+            const int b = 4 * (s0 + c) + bsub;
+            if (b < nb) {
+                const XPart xp = load_xpart<T>(a, b, part);
+#pragma unroll
+                for (int k = 0; k < R; k++)
+                    if (wr[k]) acc[k] += q45k_part_dot<five>(w[c][k][0], w[c][k][1], w[c][k][NU - 1], part,
+                                                             xp.x[0], xp.x[1], xp.f[0], xp.f[1], xp.d);
+            }
+        }
+    }
+    v5_store<R>(m, gw, wr, orow, acc);
+}
+
+// v5s: NB blocks a tile (one block part a lane: the lane -> block map of v4, so the same
+// sums), R row tiles a stage, ST stages through cp.async; x loaded once for the R rows.
+template <int T> struct Tile5 { static constexpr int NB = 64, LPB = 1; };
+template <> struct Tile5<TACTIC_TYPE_Q8_0> { static constexpr int NB = 32, LPB = 1; };
+template <> struct Tile5<TACTIC_TYPE_Q6_K> { static constexpr int NB = 8, LPB = 4; };
+template <> struct Tile5<TACTIC_TYPE_Q4_K> { static constexpr int NB = 8, LPB = 8; };  // a benchmark variant
+template <> struct Tile5<TACTIC_TYPE_Q5_K> { static constexpr int NB = 8, LPB = 8; };
+
+template <int T, int R, int ST, int WPB>
+__global__ void __launch_bounds__(WPB * 32) matvec_q8_v5s_kernel(MvArgs m, Q8Act a) {
+    constexpr int LW = 16, TS = QTraits<T>::TS, NB = Tile5<T>::NB, LPB = Tile5<T>::LPB, TB = NB * TS;
+    constexpr int NW = TB / LW, NL = (NW + 31) / 32, IPL = NB * LPB / 32;
+    static_assert(TB % 16 == 0 && NB * LPB % 32 == 0 && ST >= 2, "tile shape");
+    __shared__ __align__(16) uint8_t smem[WPB][ST][R][TB + 16];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int64_t gw = int64_t(blockIdx.x) * WPB + warp;
+    const uint8_t *wr[R];
+    int64_t orow[R];
+    v5_rows<R>(m, gw, wr, orow);
+    if (!wr[0]) {  // a whole warp (no block-wide barrier below); its rows are all past the end
+        pdl_wait();
+        return;
+    }
+    const int nb = m.nb, n_tiles = (nb + NB - 1) / NB;
+    auto issue = [&](int t) {
+        const size_t base = size_t(t) * TB, rem = m.row_bytes - base;
+        const int nw = rem >= size_t(TB) ? NW : int(rem / LW);
+#pragma unroll
+        for (int k = 0; k < R; k++) {
+            if (!wr[k]) continue;
+            uint8_t *dst = smem[warp][t % ST][k];
+#pragma unroll
+            for (int i = 0; i < NL; i++) {
+                const int wi = lane + 32 * i;
+                if (wi < nw) copy_async<LW>(dst + wi * LW, wr[k] + base + size_t(wi) * LW);
+            }
+        }
+    };
+#pragma unroll
+    for (int t = 0; t < ST - 1; t++) {
+        if (t < n_tiles) issue(t);
+        copy_commit();
+    }
+    pdl_wait();
+    pdl_trigger();
+    float acc[R];
+#pragma unroll
+    for (int k = 0; k < R; k++) acc[k] = 0.f;
+    for (int t = 0; t < n_tiles; t++) {
+        copy_wait<ST - 2>();
+        __syncwarp();
+        if (t + ST - 1 < n_tiles) issue(t + ST - 1);
+        copy_commit();
+        const int b0 = t * NB;
+#pragma unroll
+        for (int i = 0; i < IPL; i++) {
+            const int flat = lane + 32 * i, bi = flat / LPB, part = flat % LPB;
+            if (b0 + bi < nb) {
+                const XPart xp = load_xpart<T>(a, int64_t(b0 + bi), part);
+#pragma unroll
+                for (int k = 0; k < R; k++)
+                    if (wr[k]) acc[k] += block_dot_x<T>(smem[warp][t % ST][k], bi * TS, part, xp);
+            }
+        }
+        __syncwarp();
+    }
+    v5_store<R>(m, gw, wr, orow, acc);
+}
+
+// v5 where every matrix is 16-byte aligned (rows included): v5 for Q4_K / Q5_K, v5s for
+// the other formats; false: use v4. Two rows a warp (gated: row r of w0 and of w1) in
+// blocks of 4 warps; "matvec_rows" (benchmark variants) 1: a row a warp; 4: four (v5
+// only, plain epilogues); 8: blocks of one warp (a block's slots are refilled when its
+// last warp ends: smaller blocks keep an SM's loads from moving in lockstep); 2: Q4_K /
+// Q5_K through v5s's shared-memory tiles too.
+template <int T, int R, int WPB, bool SMEM>
+void launch_v5_shape(const MvArgs &m, int64_t warps, const Q8Act &a, cudaStream_t stream) {
+    const dim3 grid(unsigned((warps + WPB - 1) / WPB)), block(WPB * 32);
+    if constexpr (V5<T>::regs && !SMEM) launch_pdl(matvec_q8_v5_kernel<T, R, WPB>, grid, block, 0, stream, m, a);
+    else launch_pdl(matvec_q8_v5s_kernel<T, R, 3, WPB>, grid, block, 0, stream, m, a);
+}
+
+template <int T>
+bool launch_v5_type(MvArgs m, int64_t n_cols, const Q8Act &a, cudaStream_t stream) {
+    uintptr_t align = uintptr_t(m.w0) | uintptr_t(m.row_bytes);
+    if (m.nm == 2) align |= uintptr_t(m.w1);
+    if (m.n2) align |= uintptr_t(m.w2);
+    if (m.n3) align |= uintptr_t(m.w3);
+    if (align % 16) return false;
+    m.nb = int(n_cols / QTraits<T>::BS);
+    const int64_t rows = m.n_rows + m.n2 + m.n3;
+    const int opt = options().matvec_rows;
+    const int r = m.nm == 2 ? 2 : opt == 1 ? 1 : (opt == 4 && V5<T>::regs) ? 4 : 2;
+    const int64_t warps = m.nm == 2 ? rows : (rows + r - 1) / r;
+    if (r == 1) launch_v5_shape<T, 1, 4, false>(m, warps, a, stream);
+    else if (r == 4) launch_v5_shape<T, V5<T>::regs ? 4 : 2, 4, false>(m, warps, a, stream);
+    else if (opt == 8) launch_v5_shape<T, 2, 1, false>(m, warps, a, stream);
+    else if (opt == 2 && V5<T>::regs) launch_v5_shape<T, 2, 4, true>(m, warps, a, stream);
+    else launch_v5_shape<T, 2, 4, false>(m, warps, a, stream);
+    return true;
 }
 
 // Four stages of 4 warps fit the 48 KB of static shared memory for most types (not Q6_K, Q5_1).
@@ -508,6 +830,13 @@ void launch_v4_type(MvArgs m, int64_t n_cols, const Q8Act &a, cudaStream_t strea
     else launch_v4<T, 2, 3>(m, a, stream);
 }
 
+// The option's kernel: v5 where it has the type and alignment, else v4.
+template <int T>
+void launch_v45(const MvArgs &m, int64_t n_cols, const Q8Act &a, cudaStream_t stream) {
+    if (options().matvec_q8_kernel == 5 && launch_v5_type<T>(m, n_cols, a, stream)) return;
+    launch_v4_type<T>(m, n_cols, a, stream);
+}
+
 template <class F>
 bool dispatch_q8_type(uint32_t type, F &&f) {
     switch (type) {
@@ -528,10 +857,10 @@ void launch_q8_st(const uint8_t *W, size_t row_bytes, int64_t n_rows, int nb, co
                   cudaStream_t stream) {
     const unsigned blocks = unsigned((n_rows + kWarps - 1) / kWarps);
     const uintptr_t align = uintptr_t(W) | uintptr_t(row_bytes);
-    if (align % 16 == 0) matvec_q8_kernel<T, 16, ST><<<blocks, kWarps * 32, 0, stream>>>(W, row_bytes, n_rows, nb, a, y);
-    else if (align % 8 == 0) matvec_q8_kernel<T, 8, ST><<<blocks, kWarps * 32, 0, stream>>>(W, row_bytes, n_rows, nb, a, y);
-    else if (align % 4 == 0) matvec_q8_kernel<T, 4, ST><<<blocks, kWarps * 32, 0, stream>>>(W, row_bytes, n_rows, nb, a, y);
-    else matvec_q8_kernel<T, 2, ST><<<blocks, kWarps * 32, 0, stream>>>(W, row_bytes, n_rows, nb, a, y);
+    if (align % 16 == 0) launch_pdl(matvec_q8_kernel<T, 16, ST>, dim3(blocks), dim3(kWarps * 32), 0, stream, W, row_bytes, n_rows, nb, a, y);
+    else if (align % 8 == 0) launch_pdl(matvec_q8_kernel<T, 8, ST>, dim3(blocks), dim3(kWarps * 32), 0, stream, W, row_bytes, n_rows, nb, a, y);
+    else if (align % 4 == 0) launch_pdl(matvec_q8_kernel<T, 4, ST>, dim3(blocks), dim3(kWarps * 32), 0, stream, W, row_bytes, n_rows, nb, a, y);
+    else launch_pdl(matvec_q8_kernel<T, 2, ST>, dim3(blocks), dim3(kWarps * 32), 0, stream, W, row_bytes, n_rows, nb, a, y);
 }
 
 template <int T>
@@ -564,8 +893,8 @@ void quantize_q8_dev(Q8Kind kind, const float *x, int64_t n, const Q8Act &a, cud
     const int64_t groups = n / (kind == Q8Kind::K ? 256 : 32);
     if (groups == 0) return;
     const unsigned blocks = unsigned((groups + 7) / 8);
-    if (kind == Q8Kind::K) quantize_q8k_kernel<<<blocks, 256, 0, stream>>>(x, int(groups), a, nullptr);
-    else quantize_q8b_kernel<<<blocks, 256, 0, stream>>>(x, int(groups), kind == Q8Kind::B1, a, nullptr);
+    if (kind == Q8Kind::K) launch_pdl(quantize_q8k_kernel, dim3(blocks), dim3(256), 0, stream, x, int(groups), a, nullptr);
+    else launch_pdl(quantize_q8b_kernel, dim3(blocks), dim3(256), 0, stream, x, int(groups), kind == Q8Kind::B1, a, nullptr);
 }
 
 void quantize_q8_to_f16_dev(Q8Kind kind, const float *x, int64_t n, __half *y, cudaStream_t stream) {
@@ -580,7 +909,7 @@ void matvec_q8_dev(uint32_t type, const void *w, size_t row_bytes, int64_t n_row
                    float *y, cudaStream_t stream) {
     if (n_rows == 0) return;
     const uint8_t *W = static_cast<const uint8_t *>(w);
-    if (options().matvec_q8_kernel == 4) {
+    if (options().matvec_q8_kernel >= 4) {
         matvec_q8_fused_dev(type, w, nullptr, row_bytes, n_rows, n_cols, a, MvEpilogue::Plain, nullptr, y, stream);
         return;
     }
@@ -605,7 +934,7 @@ void matvec_q8_fused_dev(uint32_t type, const void *w0, const void *w1, size_t r
     m.epi = epi;
     m.res = res;
     m.y = y;
-    const bool ok = dispatch_q8_type(type, [&](auto tag) { launch_v4_type<decltype(tag)::value>(m, n_cols, a, stream); });
+    const bool ok = dispatch_q8_type(type, [&](auto tag) { launch_v45<decltype(tag)::value>(m, n_cols, a, stream); });
     TACTIC_CHECK(ok, TACTIC_ERR_INTERNAL, "matvec_q8: unsupported type");
 }
 
@@ -620,7 +949,7 @@ void matvec_q8_multi_dev(uint32_t type, int count, const void *const *w, const i
     if (count > 2) m.w3 = static_cast<const uint8_t *>(w[2]), m.n3 = n_rows[2], m.y3 = y[2];
     m.row_bytes = row_bytes;
     if (m.n_rows + m.n2 + m.n3 == 0) return;
-    const bool ok = dispatch_q8_type(type, [&](auto tag) { launch_v4_type<decltype(tag)::value>(m, n_cols, a, stream); });
+    const bool ok = dispatch_q8_type(type, [&](auto tag) { launch_v45<decltype(tag)::value>(m, n_cols, a, stream); });
     TACTIC_CHECK(ok, TACTIC_ERR_INTERNAL, "matvec_q8: unsupported type");
 }
 
@@ -640,7 +969,13 @@ void matvec_q8_prepare() {
 
 void rms_norm_q8_dev(Q8Kind kind, const float *x, const float *w, int n, float eps, float *y, const Q8Act &a,
                      cudaStream_t stream) {
-    rms_norm_q8_kernel<<<1, kNormQThreads, 0, stream>>>(x, w, n, eps, int(kind), y, a);
+    launch_pdl(rms_norm_q8_kernel, dim3(1), dim3(kNormQThreads), 0, stream, x, w, n, eps, int(kind), y, a);
+}
+
+void add_norm_rms_norm_q8_dev(Q8Kind kind, float *t, const float *wt, float eps_t, float *x, const float *w, int n,
+                              float eps, float *y, const Q8Act &a, cudaStream_t stream) {
+    launch_pdl(add_norm_rms_norm_q8_kernel, dim3(1), dim3(kNormQThreads), 0, stream, t, wt, eps_t, x, w, n, eps,
+               int(kind), y, a);
 }
 
 // ---- test hooks (cuda_backend.h): host buffers in and out ----------------------------
@@ -678,7 +1013,7 @@ void matvec_q8_epilogue(uint32_t type, const void *w0, const void *w1, size_t ro
     quantize_q8_dev(kind, d_x.as<float>(), n_cols, q.act(), 0);
     matvec_q8_fused_dev(type, d_w0.as<uint8_t>(), two ? d_w1.as<uint8_t>() : nullptr, row_bytes, n_rows, n_cols,
                         q.act(), MvEpilogue(epi), epi == 1 ? d_y.as<float>() : nullptr, d_y.as<float>(), 0);
-    check_launch("matvec_q8_v4_kernel");
+    check_launch("matvec_q8_v4/v5_kernel");
     d_y.download(y, d_y.size());
 }
 

@@ -1,11 +1,13 @@
 // RMSNorm and RoPE on the GPU; the CPU twins are rms_norm / rope_cos_sin + rope_apply
-// in cpu/ops.cpp.
+// in cpu/ops.cpp. The decode kernels follow pdl.cuh's protocol (pdl_wait() first, then
+// pdl_trigger()) and launch with launch_pdl.
 #include <cmath>
 
 #include "cuda_backend.h"
 #include "cuda_ops.cuh"
 #include "cuda_util.cuh"
 #include "fused_ops.cuh"
+#include "pdl.cuh"
 
 namespace tactic {
 namespace cuda {
@@ -18,6 +20,8 @@ constexpr int kNormThreads = 256;
 __global__ void __launch_bounds__(kNormThreads)
     rms_norm_kernel(const float *__restrict__ x, const float *__restrict__ w, int n, float eps,
                     float *__restrict__ y) {
+    pdl_wait();
+    pdl_trigger();
     rms_norm_row<kNormThreads>(x + int64_t(blockIdx.x) * n, w, n, eps, y + int64_t(blockIdx.x) * n);
 }
 
@@ -81,8 +85,13 @@ RopeDev make_rope_dev(const RopeArgs &a, int head_dim, int n_head) {
 // rounded to f16 in place), [H, H + Hkv) key heads (rotated, stored to the cache),
 // [H + Hkv, H + 2 Hkv) value heads (stored). The angle is built by repeated
 // multiplication as the CPU twin does, so both rotate by the same float angles.
+// With q_norm / k_norm (decode fusion: QK-norm) a head is first RMS-normed into shared
+// memory by rms_norm_row<kNormThreads>, the code and block size of rms_norm_kernel, so
+// the rotation reads the bytes the separate norm would have written.
 __global__ void rope_qkv_kernel(QkvArgs a, RopeDev r, const float *__restrict__ freq_factors) {
     const int tok = blockIdx.x, slot = blockIdx.y, D = a.head_dim, H = a.n_head, Hkv = a.n_head_kv;
+    pdl_wait();
+    pdl_trigger();
     const int pos = a.pos[tok];
     if (slot >= H + Hkv) {  // value head: copy
         const int h = slot - H - Hkv;
@@ -94,6 +103,13 @@ __global__ void rope_qkv_kernel(QkvArgs a, RopeDev r, const float *__restrict__ 
     const bool is_q = slot < H;
     const int h = is_q ? slot : slot - H;
     const float *src = is_q ? a.q + (int64_t(tok) * H + h) * D : a.k + (int64_t(tok) * Hkv + h) * D;
+    const float *norm_w = is_q ? a.q_norm : a.k_norm;
+    __shared__ float normed[256];  // head_dim <= 256
+    if (norm_w) {  // the launch gave kNormThreads threads (rope_qkv_dev)
+        rms_norm_row<kNormThreads>(src, norm_w, D, a.norm_eps, normed);
+        __syncthreads();
+        src = normed;
+    }
     float *qdst = a.q + (int64_t(tok) * H + h) * D;
     __half *kdst = a.k_cache + (int64_t(h) * a.n_ctx + pos) * D;
     auto put = [&](int d, float val) {
@@ -125,14 +141,16 @@ __global__ void rope_qkv_kernel(QkvArgs a, RopeDev r, const float *__restrict__ 
 
 void rms_norm_dev(const float *x, const float *w, int64_t n_rows, int n, float eps, float *y, cudaStream_t stream) {
     if (n_rows == 0) return;
-    rms_norm_kernel<<<unsigned(n_rows), kNormThreads, 0, stream>>>(x, w, n, eps, y);
+    launch_pdl(rms_norm_kernel, dim3(unsigned(n_rows)), dim3(kNormThreads), 0, stream, x, w, n, eps, y);
 }
 
 void rope_qkv_dev(const QkvArgs &a, const RopeArgs &rope, cudaStream_t stream) {
     if (a.n_tokens == 0) return;
     const RopeDev r = make_rope_dev(rope, a.head_dim, a.n_head);
     dim3 grid(unsigned(a.n_tokens), unsigned(a.n_head + 2 * a.n_head_kv));
-    rope_qkv_kernel<<<grid, 64, 0, stream>>>(a, r, rope.freq_factors);
+    const bool norm = a.q_norm || a.k_norm;
+    TACTIC_CHECK(!norm || a.head_dim <= 256, TACTIC_ERR_INTERNAL, "rope_qkv: QK-norm fused for head_dim <= 256 only");
+    launch_pdl(rope_qkv_kernel, grid, dim3(norm ? kNormThreads : 64), 0, stream, a, r, rope.freq_factors);
 }
 
 void rms_norm(const float *x, const float *w, int64_t n_rows, int n, float eps, float *y) {

@@ -83,7 +83,7 @@ typedef struct tactic_model tactic_model;
 typedef struct {
     int32_t use_mmap;  /* 1: map the file (default); 0: read it into memory */
     int32_t n_threads; /* threads used while loading (repacking); 0 = default */
-    int32_t n_gpu_layers; /* reserved: 0 = CPU only */
+    int32_t n_gpu_layers; /* unused (see tactic_context_params.n_gpu_layers) */
     int32_t vocab_only;   /* 1: load the tokenizer only (no architecture or weights needed) */
 } tactic_model_params;
 
@@ -172,6 +172,10 @@ typedef struct {
                                    0: the older whole-cache re-clustering (recluster_interval) */
     float tactic_force_fraction; /* (0, 1]: keep exactly this share of the cached tokens per
                                     query head (benchmarks on random-weight models); 0 = off */
+    /* added by the layer-split work (additive) */
+    int32_t n_gpu_layers;       /* device CUDA: the first n layers run on the GPU, the rest
+                                   (and then the embedding and output head) on the CPU, as
+                                   llama.cpp's -ngl; -1 (default) or >= n_layer: all; 0: CPU only */
 } tactic_context_params;
 
 TACTIC_API tactic_context_params tactic_context_default_params(void);

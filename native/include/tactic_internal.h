@@ -166,18 +166,33 @@ TACTIC_API tactic_status tactic_bench_tactic_dots(const float *Q, int32_t g, con
  * "matvec_version" (1 or 2: f32 activations; 3: x quantized to 8-bit blocks as the CPU
  * does, then dp4a, the decode path of the quantized types; 0 = default), "matvec_rows" (rows per warp: 1, 2, 4 or 8;
  * 0 = default), "attn_splits" (splits of the token range per KV head; 0 = automatic),
- * "attn_prefetch" (1: L2 prefetch of upcoming K/V rows; 0 = default, off), "prefill_mma"
+ * "attn_prefetch" (1: L2 prefetch of upcoming K/V rows; 0 = default, off), "bench_graph"
+ * (1: the timed launches of the range attention replay from a CUDA graph), "attn_kernel"
+ * (decode attention over a token range: 1 = default, the tensor-core split kernel, sm_80+
+ * (older GPUs run 0); 0 = the FMA split kernel; 2 = kernel 1 with the splits merged by each
+ * head's last block instead of a second kernel; index lists always use 0), "prefill_mma"
  * (prefill attention: 0 FMA, 1 WMMA, 2 mma.sync, the default), "prefill_rows" (query rows
  * a block of the mma.sync kernel: 64 or 128; 0 = default),
- * "matvec_q8_kernel" (the 8-bit-activation matvec: 4 = default, each warp's copies
+ * "matvec_q8_kernel" (the 8-bit-activation matvec: 4 = each warp's copies
  * pipelined across its rows; 3 = the earlier kernel; with it "matvec_rows" 2 selects two
- * stages, with 4 "matvec_rows" 4 selects four), "decode_fuse" (1 = default: the decode
+ * stages, with 4 "matvec_rows" 4 selects four; 5 = default, Q4_K/Q5_K weights loaded straight into
+ * registers, the other formats through v4's tiles, two rows a warp on one activation load,
+ * for 16-byte aligned matrices (others: 4), "matvec_rows" 1 or 4 (Q4_K/Q5_K) rows a warp
+ * instead), "decode_fuse" (1 = default: the decode
  * step fuses RMSNorm + activation quantization, residual adds and the gated activation
  * into neighbouring kernels; 2: also wq, wk, wv of one type in one launch; 0: separate
- * kernels). */
+ * kernels), "norm_fuse" (with decode_fuse, 1 = default: QK-norm inside RoPE + KV store,
+ * a post-norm + its residual add + the next pre-norm in one kernel; 0: separate), "pdl"
+ * (1 = default: the decode kernels launch with programmatic dependent launch on compute
+ * capability 9.0+, each overlapping its start with the previous kernel's end; 0: plain
+ * launches). */
 TACTIC_API tactic_status tactic_cuda_set_option(const char *name, int64_t value);
 /* Milliseconds per launch of the last timed kernel (median), or -1. */
 TACTIC_API double tactic_cuda_last_ms(void);
+/* The decode graph (CUDA backend) captured last in this process: its kernel nodes (the
+ * launches of a decode step) and its programmatic-dependency edges (option "pdl"), or
+ * -1 each before any capture (-1 edges also where the runtime cannot count them). */
+TACTIC_API tactic_status tactic_cuda_graph_stats(int64_t *kernel_nodes, int64_t *programmatic_edges);
 /* dst[n_rows][n_per_row] = dequantize(src), rows of tactic_type_row_size bytes. */
 TACTIC_API tactic_status tactic_cuda_dequantize(int32_t type, const void *src, size_t src_size,
                                                 int64_t n_rows, int64_t n_per_row, float *dst);
@@ -185,10 +200,10 @@ TACTIC_API tactic_status tactic_cuda_dequantize(int32_t type, const void *src, s
 TACTIC_API tactic_status tactic_cuda_matvec(int32_t type, const void *w, size_t w_size,
                                             int64_t n_rows, int64_t n_cols, const float *x,
                                             float *y);
-/* The decode matvec on 8-bit activations (the v4 kernel) with its fused epilogue: epi 0
+/* The decode matvec on 8-bit activations (the v5 / v4 kernel) with its fused epilogue: epi 0
  * y = W0 x; 1: y += W0 x (y holds the residual on entry); 2 / 3: y = silu / gelu-tanh(W0 x)
  * * (W1 x), W1 of W0's type and size (w_size bytes each). Options "matvec_q8_kernel" (3:
- * the earlier kernel, 4: the default) and "decode_fuse" (0: decode runs unfused) pick what
+ * the earlier kernel, 4: v4, 5: the default) and "decode_fuse" (0: decode runs unfused) pick what
  * the decode step runs. */
 TACTIC_API tactic_status tactic_cuda_matvec_q8_epilogue(int32_t type, const void *w0, const void *w1,
                                                         size_t w_size, int64_t n_rows, int64_t n_cols,

@@ -62,6 +62,24 @@ public:
     }
     virtual void wait() {}
     virtual bool cancelled_between_layers() const { return true; }
+    // Layer il's description follows (a split pass moves to the next backend here).
+    virtual void layer(int il) { (void)il; }
+    // A split pass (n_gpu_layers): the hidden state X of the pass's n tokens as host
+    // memory [n][n_embd]. hidden_in(): where X is written before begin() (a layers-only
+    // CUDA backend copies it in as its first step); hidden_out(): X after end(). The CPU
+    // backend's X is host memory already: both are X itself (after begin()).
+    virtual float *hidden_in() { return nullptr; }
+    virtual const float *hidden_out() { return nullptr; }
+    // A split context's state (context_state.cpp): the device layers' K/V of positions
+    // [0, n_past) copied into the host cache, where the state blob reads every layer,
+    // and back after a restore wrote them there. No-ops where the host cache is the cache.
+    virtual void kv_to_host(KVCache &kv, int n_past) { (void)kv, (void)n_past; }
+    virtual void kv_from_host(const KVCache &kv, int n_past) { (void)kv, (void)n_past; }
+    // A device cache's rows of layer il, KV head h, K (or V when v), positions
+    // [first, first + n), copied to (to_host) or from host rows [n][head_dim] f16.
+    virtual void kv_rows(bool to_host, int il, int h, bool v, int first, int n, uint16_t *host) {
+        (void)to_host, (void)il, (void)h, (void)v, (void)first, (void)n, (void)host;
+    }
     // The cache now keeps n_keep tokens (a rewind): state derived from later ones goes.
     virtual void truncate(int n_keep) { (void)n_keep; }
     // Seconds a backend-side Tactic spent clustering since the last reset (tactic_get_timings).
@@ -86,7 +104,15 @@ std::unique_ptr<Backend> make_cpu_backend(const CpuBackendRefs &refs);
 // workspace for n_batch tokens; Error(OUT_OF_MEMORY) with the numbers before allocating
 // when they would not fit, Error(UNSUPPORTED) without a usable GPU. params (may be null:
 // full attention) says whether and how global layers attend through Tactic.
+// n_layers < n_layer: layers-only (a split pass): only layers [0, n_layers) are uploaded
+// and have a device KV cache; no embedding and no output head, X goes in through
+// hidden_in() and comes back through hidden_out().
 std::unique_ptr<Backend> make_cuda_backend(const Model &model, int n_ctx, int n_batch,
-                                           const tactic_context_params *params = nullptr);
+                                           const tactic_context_params *params = nullptr, int n_layers = -1);
+// Layers [0, n_gpu) on `gpu` (a layers-only CUDA backend), the embedding, the other
+// layers and the output head on `cpu`; X crosses to the GPU after the embedding and
+// back after layer n_gpu - 1 (backend_split.cpp).
+std::unique_ptr<Backend> make_split_backend(std::unique_ptr<Backend> gpu, std::unique_ptr<Backend> cpu, int n_gpu,
+                                            int n_embd);
 
 }  // namespace tactic

@@ -170,6 +170,8 @@ public:
     }
 
     void end() override {}
+    float *hidden_in() override { return x_.data(); }
+    const float *hidden_out() override { return x_.data(); }
 
 private:
     bool use_tactic(int n_tokens) const {

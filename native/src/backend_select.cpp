@@ -23,7 +23,7 @@ int32_t resolve_device(int32_t requested) {
 }
 
 #ifndef TACTIC_HAVE_CUDA
-std::unique_ptr<Backend> make_cuda_backend(const Model &, int, int, const tactic_context_params *) {
+std::unique_ptr<Backend> make_cuda_backend(const Model &, int, int, const tactic_context_params *, int) {
     fail(TACTIC_ERR_UNSUPPORTED, "device=cuda: this build of libtactic has no CUDA backend (built without nvcc)");
 }
 #endif

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <string>
 
+#include "backend.h"
 #include "common.h"
 #include "forward.h"
 #include "tactic/tactic_attention.h"
@@ -53,6 +54,12 @@ void Context::settle_tactic() {
     if (params_.attention != TACTIC_ATTN_TACTIC && next < params_.tactic_min_ctx) return;
     for (int il = 0; il < model_.hp.n_layer; il++)
         if (model_.hp.is_global(il)) tactic_->prepare(il, kv_.k_at(il, 0, 0), next, *pool_);
+}
+
+void Context::prepare_state() {
+    sync();
+    if (backend_) backend_->kv_to_host(kv_, n_past_);
+    settle_tactic();
 }
 
 size_t Context::state_size() const {
@@ -167,6 +174,10 @@ void Context::state_read(const uint8_t *src, size_t size) {
                     r.raw(kind == 0 ? kv_.k_at(il, h, pos) : kv_.v_at(il, h, pos), row);
                 }
     kv_.restored(n_past, ring_lo);
+    if (backend_) {  // a split context: the GPU layers' K/V go back to the device
+        backend_->truncate(0);  // the GPU's Tactic clusters the restored keys afresh
+        backend_->kv_from_host(kv_, n_past);
+    }
     n_past_ = n_past;
     n_logit_rows_ = n_logits;
     logits_.resize(size_t(std::max(n_logits, 1)) * size_t(n_vocab));

@@ -8,6 +8,7 @@
 
 #include "backend.h"
 #include "common.h"
+#include "resources.h"
 #include "tactic/tactic_attention.h"
 
 namespace tactic {
@@ -38,17 +39,35 @@ Context::Context(const Model &model, const tactic_context_params &p) : model_(mo
     n_batch_ = std::min(n_batch_, n_ctx_);
     TACTIC_CHECK(p.device >= TACTIC_DEVICE_AUTO && p.device <= TACTIC_DEVICE_CUDA, TACTIC_ERR_INVALID_ARGUMENT,
                  "device must be 0 (auto), 1 (cpu) or 2 (cuda)");
+    TACTIC_CHECK(p.n_gpu_layers >= -1, TACTIC_ERR_INVALID_ARGUMENT,
+                 "n_gpu_layers must be -1 (all), 0 (CPU only) or a layer count, got " + std::to_string(p.n_gpu_layers));
     device_ = resolve_device(p.device);
-    if (device_ == TACTIC_DEVICE_CUDA) {
+    // n_gpu_layers (CUDA): the first n layers on the GPU, the rest on the CPU (backend_split.cpp).
+    const int n_gpu = p.n_gpu_layers < 0 || p.n_gpu_layers >= hp.n_layer ? hp.n_layer : p.n_gpu_layers;
+    if (device_ == TACTIC_DEVICE_CUDA && n_gpu == 0) device_ = TACTIC_DEVICE_CPU;
+    const bool split = device_ == TACTIC_DEVICE_CUDA && n_gpu < hp.n_layer;
+    n_gpu_ = device_ == TACTIC_DEVICE_CUDA ? n_gpu : 0;
+    if (device_ == TACTIC_DEVICE_CUDA && !split) {
         // Everything lives on the GPU, Tactic's clusters and selection too
         // (cuda/tactic_gpu_layers.cuh; the whole decode step stays one CUDA graph).
         backend_ = make_cuda_backend(model, n_ctx_, n_batch_, &params_);
         return;
     }
+    // Split: the GPU part first (its memory check may refuse the context before the CPU's work).
+    std::unique_ptr<Backend> gpu = split ? make_cuda_backend(model, n_ctx_, n_batch_, &params_, n_gpu) : nullptr;
+    if (split) {  // the CPU layers' K/V stay in host memory
+        std::vector<int> slots = KVCache::layer_slots(hp, n_ctx_, n_batch_, p.swa_full != 0);
+        slots.erase(slots.begin(), slots.begin() + n_gpu);
+        const uint64_t kv = KVCache::bytes_for(hp, slots);
+        check_fits(kv, "the CPU layers (" + std::to_string(hp.n_layer - n_gpu) + ") of a context of " +
+                           std::to_string(n_ctx_) + " tokens (KV cache " + format_bytes(kv) + ")");
+    }
     const int n_threads = p.n_threads > 0 ? p.n_threads : ThreadPool::hardware_threads();
     kv_.allocate(hp, n_ctx_, n_batch_, p.swa_full != 0);
     pool_ = std::make_unique<ThreadPool>(n_threads);
-    if (p.attention != TACTIC_ATTN_FULL) {
+    // A split context attends as CUDA does: AUTO is full attention, TACTIC runs Tactic on
+    // every global layer, on the device that holds it.
+    if (split ? p.attention == TACTIC_ATTN_TACTIC : p.attention != TACTIC_ATTN_FULL) {
         TacticParams tp;
         tp.p = p.tactic_p;
         tp.cluster_size = p.cluster_size;
@@ -65,6 +84,7 @@ Context::Context(const Model &model, const tactic_context_params &p) : model_(mo
     }
     model_.pack_for_cpu();
     backend_ = make_cpu_backend(CpuBackendRefs{model_, *pool_, kv_, tactic_.get(), params_, t_decode_attn_});
+    if (split) backend_ = make_split_backend(std::move(gpu), std::move(backend_), n_gpu, hp.n_embd);
 }
 
 Context::~Context() = default;
@@ -86,7 +106,7 @@ void Context::truncate(int n_keep) {
 
 void Context::timings(double *out, int n, bool reset) {
     sync();
-    const double clustering = tactic_ ? tactic_->clustering_seconds() : backend_ ? backend_->clustering_seconds() : 0.0;
+    const double clustering = (tactic_ ? tactic_->clustering_seconds() : 0.0) + (backend_ ? backend_->clustering_seconds() : 0.0);
     const double vals[6] = {t_prefill_, clustering, t_decode_, t_decode_attn_,
                             tactic_ ? tactic_->selection_seconds() : 0.0, tactic_ ? tactic_->attended_share() : -1.0};
     for (int i = 0; i < n && i < 6; i++) out[i] = vals[i];
@@ -172,6 +192,7 @@ bool Context::forward_batch(const int32_t *tokens, int n, int pos0, bool want_lo
         for (int il = 0; il < hp.n_layer; il++) {
             if (cancel_.load(std::memory_order_relaxed) && be.cancelled_between_layers())
                 fail(TACTIC_ERR_CANCELLED, "evaluation cancelled");
+            be.layer(il);
             const LayerWeights &L = M.layers[size_t(il)];
             const bool swa = !hp.is_global(il);
 

@@ -46,6 +46,9 @@ public:
     // settle_tactic() first builds the Tactic clusters the next decode step would build,
     // so that they are saved too (it changes no result: they are built the same either way).
     void settle_tactic();
+    // Before state_size / state_write: a split context's GPU layers' K/V into the host
+    // cache (the blob reads every layer there), then settle_tactic().
+    void prepare_state();
     size_t state_size() const;
     void state_write(uint8_t *dst, size_t size) const;
     void state_read(const uint8_t *src, size_t size);
@@ -57,6 +60,8 @@ public:
     const float *logits(int row) const;
     const tactic_context_params &params() const { return params_; }
     int32_t device() const { return device_; }  // TACTIC_DEVICE_CPU or TACTIC_DEVICE_CUDA
+    // Layers on the GPU: 0 (CPU), n_layer (CUDA), or the first n of a split (n_gpu_layers).
+    int n_gpu_layers() const { return n_gpu_; }
     TacticAttention *tactic() { return tactic_.get(); }
     // [0] prefill, [1] clustering, [2] decode, [3] decode attention in global layers, [4] selection
     void timings(double *out, int n, bool reset);
@@ -74,6 +79,7 @@ private:
     KVCache kv_;
     std::unique_ptr<ThreadPool> pool_;
     int32_t device_ = TACTIC_DEVICE_CPU;
+    int n_gpu_ = 0;
     std::unique_ptr<Backend> backend_;
     std::unique_ptr<TacticAttention> tactic_;
     std::vector<float> logits_;

@@ -56,6 +56,7 @@ TACTIC_API tactic_context_params tactic_context_default_params(void) {
     p.tactic_selector = TACTIC_SELECT_BOUNDED;
     p.tactic_block_size = 256;
     p.seed = 0x5eed;
+    p.n_gpu_layers = -1;  // on CUDA: every layer
     return p;
 }
 
@@ -67,8 +68,10 @@ TACTIC_API tactic_status tactic_context_new(tactic_model *model, const tactic_co
         const tactic_context_params p = params ? *params : tactic_context_default_params();
         auto c = std::make_unique<tactic_context>();
         c->model = model;
-        // On CUDA the KV cache and buffers go to GPU memory: the CUDA backend checks those.
-        if (tactic::resolve_device(p.device) != TACTIC_DEVICE_CUDA) check_context_fits(model->weights().hp, p);
+        // On CUDA the KV cache and buffers go to GPU memory: the CUDA backend checks those
+        // (and a split context's CPU layers, once its GPU part fits: forward.cpp).
+        if (tactic::resolve_device(p.device) != TACTIC_DEVICE_CUDA || p.n_gpu_layers == 0)
+            check_context_fits(model->weights().hp, p);
         c->ctx = std::make_unique<tactic::Context>(model->weights(), p);
         model->refs.fetch_add(1, std::memory_order_acq_rel);
         *out = c.release();

@@ -112,6 +112,17 @@ TACTIC_API double tactic_cuda_last_ms(void) {
 #endif
 }
 
+TACTIC_API tactic_status tactic_cuda_graph_stats(int64_t *kernel_nodes, int64_t *programmatic_edges) {
+    return guard([&] {
+        TACTIC_REQUIRE_ARG(kernel_nodes && programmatic_edges, "graph_stats: pointers must not be NULL");
+#ifdef TACTIC_HAVE_CUDA
+        tactic::cuda::graph_stats(*kernel_nodes, *programmatic_edges);
+#else
+        no_cuda();
+#endif
+    });
+}
+
 TACTIC_API tactic_status tactic_cuda_dequantize(int32_t type, const void *src, size_t src_size, int64_t n_rows,
                                                 int64_t n_per_row, float *dst) {
     return guard([&] {

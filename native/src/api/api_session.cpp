@@ -19,10 +19,13 @@ void fill(const tactic::KVAccounting &a, tactic_kv_memory *out) {
     out->flat = a.flat;
 }
 
-// The blob is the CPU cache's; a CUDA context keeps its K/V on the device.
+// The blob is the CPU cache's; a CUDA context keeps its K/V on the device (a split
+// context, n_gpu_layers, copies its GPU layers' K/V through the host cache).
 void require_cpu(tactic_context *c) {
-    TACTIC_CHECK(c->ctx->device() != TACTIC_DEVICE_CUDA, TACTIC_ERR_UNSUPPORTED,
-                 "context state: saving and restoring runs on CPU contexts only (this one is on CUDA)");
+    TACTIC_CHECK(c->ctx->device() != TACTIC_DEVICE_CUDA || c->ctx->n_gpu_layers() < c->model->weights().hp.n_layer,
+                 TACTIC_ERR_UNSUPPORTED,
+                 "context state: saving and restoring runs on CPU and split (n_gpu_layers) contexts only "
+                 "(this one is on CUDA)");
 }
 
 struct Busy {
@@ -50,7 +53,7 @@ TACTIC_API tactic_status tactic_context_state_size(tactic_context *ctx, size_t *
         TACTIC_REQUIRE_ARG(ctx && out, "ctx and out must not be NULL");
         Busy lock(ctx);
         require_cpu(ctx);
-        ctx->ctx->settle_tactic();
+        ctx->ctx->prepare_state();
         *out = ctx->ctx->state_size();
     });
 }
@@ -60,7 +63,7 @@ TACTIC_API tactic_status tactic_context_state_get(tactic_context *ctx, uint8_t *
         TACTIC_REQUIRE_ARG(ctx && dst, "ctx and dst must not be NULL");
         Busy lock(ctx);
         require_cpu(ctx);
-        ctx->ctx->settle_tactic();
+        ctx->ctx->prepare_state();
         ctx->ctx->state_write(dst, size);
     });
 }

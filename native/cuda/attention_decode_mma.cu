@@ -1,0 +1,475 @@
+// Decode attention (one query token, full or windowed range of keys) on tensor cores,
+// split along the keys FlashDecoding-style: options().attn_kernel == 1, or 2 with the
+// merge of the splits done by the last block of each head (attention.cu's FMA kernel is 0). Grid (KV head x head piece, split); each block streams its split's
+// keys in chunks of 16 tokens, and its NW warps take the chunks in turn, each warp with
+// its own cp.async pipeline of STAGES chunks of K and V in shared memory (no block-wide
+// barrier in the loop), so that many bytes are in flight per multiprocessor.
+//
+// Per chunk and warp, the query heads of the KV group (up to 8) are the rows of
+// mma.sync.m16n8k16 (rows 8-15 are zero):
+//   S[h][t] = Q[h][:] . K[t][:]      A = Q (registers, f16), B = K (ldmatrix, 2 n-tiles)
+//   O[h][d] += P[h][t] V[t][d]       A = P (the S accumulators rounded to f16), B = V
+//                                    (ldmatrix.trans), 16 dims a pair of n-tiles
+// with the online softmax (base 2) in between; all query heads of the group share each
+// K/V load. The warps' (m, l, O) are merged in shared memory at the end, and the
+// splits by attn_merge_mma_kernel (or merge_last_block). Shared tiles are XOR-swizzled by 16-byte chunk
+// (chunk c of row r at c ^ (r & 7)) so that the 8 rows an ldmatrix reads fall in
+// distinct banks.
+//
+// Programmatic dependent launch (pdl.cuh): K/V rows before the current position are
+// static during a decode step, so a block whose split does not hold the newest row
+// starts its pipeline before pdl_wait(); q and the newest row (written by the kernel
+// before) are read after it. The position itself is copied in before the step's first
+// kernel, so it may be read early.
+#include <cuda_fp16.h>
+
+#include <cmath>
+
+#include "cuda_backend.h"
+#include "cuda_ops.cuh"
+#include "cuda_util.cuh"
+#include "pdl.cuh"
+
+namespace tactic {
+namespace cuda {
+
+namespace {
+
+constexpr int kNW = 4;       // warps a block
+constexpr int kChunk = 16;   // tokens a warp step
+constexpr int kHeads = 8;    // query heads a block (the mma's used rows)
+constexpr float kLog2e = 1.4426950408889634f;
+
+template <int D>
+struct DecCfg {
+    static constexpr int STAGES = D == 256 ? 2 : D == 128 ? 3 : 4;
+    static constexpr int TILE = kChunk * D;                         // halves of one K (or V) chunk
+    static constexpr size_t pipe_bytes = size_t(kNW) * STAGES * 2 * TILE * sizeof(__half);
+    static constexpr size_t merge_bytes = size_t(kNW) * kHeads * D * sizeof(float);
+    static constexpr size_t bytes = pipe_bytes > merge_bytes ? pipe_bytes : merge_bytes;
+};
+
+struct DecArgs {
+    const float *q;
+    const __half *k, *v;
+    int n_ctx, n_head, n_head_kv, n_hgroups;
+    int lo, len;              // range [lo, lo + len) when d_pos is null
+    const int32_t *d_pos;     // else [max(0, pos + 1 - window), pos + 1), pos = *d_pos
+    int window;
+    float scale;
+    float *part_acc, *part_ml;  // [split][n_head][D], [split][n_head][2] (m in base 2)
+    int32_t *done;              // non-null (attn_kernel 2): the last block of each (KV head, piece)
+    float *out;                 //   merges the splits into out; counters zero between launches
+};
+
+__device__ __forceinline__ uint32_t smem_u32(const void *p) { return uint32_t(__cvta_generic_to_shared(p)); }
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+__device__ __forceinline__ void cp16(uint32_t dst, const void *src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
+}
+__device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+__device__ __forceinline__ void ldsm4(uint32_t (&r)[4], uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+__device__ __forceinline__ void ldsm4_t(uint32_t (&r)[4], uint32_t addr) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(addr));
+}
+// c += A B, A rows 8-15 zero (a1 = a3 = 0).
+__device__ __forceinline__ void mma_rows8(float (&c)[4], uint32_t a0, uint32_t a2, uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a0), "r"(0u), "r"(a2), "r"(0u), "r"(b0), "r"(b1));
+}
+__device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
+    const __half2 h = __floats2half2_rn(lo, hi);
+    return *reinterpret_cast<const uint32_t *>(&h);
+}
+#endif
+
+// The last block to finish its split of a (KV head, head piece) merges all splits of
+// those heads into out (threadfence reduction: every block's partials are visible
+// device-wide before its increment of the counter). Each thread combines 4 dimensions of
+// one head over the splits, 4 splits' rows loaded (from L2) before any is used.
+template <int D>
+__device__ __forceinline__ void merge_last_block(const DecArgs &a, int h0, int nh) {
+    __shared__ int s_last;
+    __threadfence();
+    __syncthreads();
+    if (threadIdx.x == 0) s_last = atomicAdd(&a.done[blockIdx.x], 1) == int(gridDim.y) - 1;
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();
+    constexpr int D4 = D / 4;
+    const int ns = int(gridDim.y);
+    for (int e = threadIdx.x; e < nh * D4; e += kNW * 32) {
+        const int h = e / D4, d4 = e % D4;
+        float M = -INFINITY, S = 0.f;
+        float4 A = make_float4(0.f, 0.f, 0.f, 0.f);
+        for (int s0 = 0; s0 < ns; s0 += 4) {
+            float mb[4], lb[4];
+            float4 ab[4];
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                const int64_t row = int64_t(s0 + u < ns ? s0 + u : 0) * a.n_head + h0 + h;
+                mb[u] = s0 + u < ns ? __ldcg(a.part_ml + row * 2) : -INFINITY;
+                lb[u] = __ldcg(a.part_ml + row * 2 + 1);
+                ab[u] = __ldcg(reinterpret_cast<const float4 *>(a.part_acc + row * D) + d4);
+            }
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                if (mb[u] == -INFINITY) continue;
+                const float Mn = fmaxf(M, mb[u]), fa = exp2f(M - Mn), fb = exp2f(mb[u] - Mn);
+                A.x = fmaf(ab[u].x, fb, A.x * fa);
+                A.y = fmaf(ab[u].y, fb, A.y * fa);
+                A.z = fmaf(ab[u].z, fb, A.z * fa);
+                A.w = fmaf(ab[u].w, fb, A.w * fa);
+                S = fmaf(lb[u], fb, S * fa);
+                M = Mn;
+            }
+        }
+        const float inv = S > 0.f ? 1.f / S : 0.f;
+        *reinterpret_cast<float4 *>(a.out + int64_t(h0 + h) * D + 4 * d4) =
+            make_float4(A.x * inv, A.y * inv, A.z * inv, A.w * inv);
+    }
+    if (threadIdx.x == 0) a.done[blockIdx.x] = 0;  // ready for the next launch (graph replays)
+}
+
+template <int D>
+__global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    using C = DecCfg<D>;
+    constexpr int STAGES = C::STAGES, TILE = C::TILE;
+    constexpr int CPR = D / 8;                 // 16-byte chunks a row
+    constexpr int CP_PER_LANE = kChunk * CPR / 32;
+    constexpr int KT = D / 16;                 // k-steps of Q.K
+    constexpr int NT = D / 8;                  // 8-dim n-tiles of O
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    __half *pipe = reinterpret_cast<__half *>(smem_raw);
+    __shared__ float s_m[kNW][kHeads], s_l[kNW][kHeads];
+
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int g = lane / 4, c = lane % 4;  // mma fragment row / column pair
+    const int kvh = blockIdx.x / a.n_hgroups, hg = blockIdx.x % a.n_hgroups;
+    const int group = a.n_head / a.n_head_kv;
+    const int h0 = kvh * group + hg * kHeads;
+    const int nh = min(kHeads, group - hg * kHeads);
+
+    int lo = a.lo, len = a.len;
+    if (a.d_pos) {
+        const int n = a.d_pos[0] + 1;
+        lo = a.window > 0 ? max(0, n - a.window) : 0;
+        len = n - lo;
+    }
+    const int n_splits = int(gridDim.y);
+    const int split_len = ((len + n_splits - 1) / n_splits + kChunk - 1) / kChunk * kChunk;
+    const int s_begin = min(len, int(blockIdx.y) * split_len);
+    const int s_end = min(len, s_begin + split_len);
+    const int n_chunks = (s_end - s_begin + kChunk - 1) / kChunk;
+    const __half *K0 = a.k + (int64_t(kvh) * a.n_ctx + lo) * D, *V0 = a.v + (int64_t(kvh) * a.n_ctx + lo) * D;
+
+    __half *wk = pipe + size_t(warp) * STAGES * 2 * TILE;  // this warp's stages: K then V
+    // Copies chunk `ci` (of this block's split) into stage `st`; rows past the split
+    // repeat its last row (their scores are masked).
+    auto load_chunk = [&](int ci, int st) {
+        const int t0 = s_begin + ci * kChunk;
+        __half *ks = wk + st * 2 * TILE, *vs = ks + TILE;
+#pragma unroll
+        for (int i = 0; i < CP_PER_LANE; i++) {
+            const int e = i * 32 + lane, r = e / CPR, ch = e % CPR;
+            const int64_t off = int64_t(min(t0 + r, s_end - 1)) * D + ch * 8;
+            const int so = r * D + ((ch ^ (r & 7)) * 8);
+            cp16(smem_u32(ks + so), K0 + off);
+            cp16(smem_u32(vs + so), V0 + off);
+        }
+    };
+    // Chunks of this warp: warp, warp + kNW, ...
+    const int my_chunks = n_chunks > warp ? (n_chunks - warp + kNW - 1) / kNW : 0;
+    const bool holds_newest = a.d_pos && s_end == len && s_end > s_begin;
+    if (holds_newest) pdl_wait();
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; s++) {
+        if (s < my_chunks) load_chunk(warp + s * kNW, s);
+        cp_commit();
+    }
+    if (!holds_newest) pdl_wait();
+
+    // Q as the mma's A operand: row g = head h0 + g, k pairs 2c, 2c+1 and 2c+8, 2c+9.
+    uint32_t qa[KT][2];
+    {
+        const bool on = g < nh;
+        const float *qh = a.q + int64_t(h0 + (on ? g : 0)) * D;
+#pragma unroll
+        for (int kk = 0; kk < KT; kk++) {
+            const float2 x = *reinterpret_cast<const float2 *>(qh + kk * 16 + 2 * c);
+            const float2 y = *reinterpret_cast<const float2 *>(qh + kk * 16 + 8 + 2 * c);
+            qa[kk][0] = on ? pack_half2(x.x * a.scale, x.y * a.scale) : 0u;
+            qa[kk][1] = on ? pack_half2(y.x * a.scale, y.y * a.scale) : 0u;
+        }
+    }
+
+    float o[NT][4];
+#pragma unroll
+    for (int j = 0; j < NT; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
+    float m = -INFINITY, l = 0.f;  // of head g (the 4 lanes of a row agree on m)
+
+    // ldmatrix row addresses: lane -> matrix i = lane / 8, row lane % 8.
+    const int mi = lane / 8, mr = lane % 8;
+    const int k_row = (mi >> 1) * 8 + mr, k_cadd = mi & 1;  // K: n-tile by i>>1, k half by i&1
+    const int v_row = (mi & 1) * 8 + mr, v_cadd = mi >> 1;  // V^T: k half by i&1, n-tile by i>>1
+
+    for (int it = 0; it < my_chunks; it++) {
+        cp_wait<STAGES - 2>();
+        __syncwarp();
+        {
+            const int nx = it + STAGES - 1;
+            if (nx < my_chunks) load_chunk(warp + nx * kNW, nx % STAGES);
+            cp_commit();
+        }
+        const __half *ks = wk + (it % STAGES) * 2 * TILE, *vs = ks + TILE;
+        const int t0 = s_begin + (warp + it * kNW) * kChunk;
+
+        float s0[4] = {0.f, 0.f, 0.f, 0.f}, s1[4] = {0.f, 0.f, 0.f, 0.f};  // tokens 0-7, 8-15
+#pragma unroll
+        for (int kk = 0; kk < KT; kk++) {
+            uint32_t b[4];
+            ldsm4(b, smem_u32(ks + k_row * D + (((2 * kk + k_cadd) ^ (k_row & 7)) * 8)));
+            mma_rows8(s0, qa[kk][0], qa[kk][1], b[0], b[1]);
+            mma_rows8(s1, qa[kk][0], qa[kk][1], b[2], b[3]);
+        }
+        // Thread holds head g, tokens 2c, 2c+1 (s0) and 8 + 2c, 9 + 2c (s1).
+        float sc[4] = {s0[0] * kLog2e, s0[1] * kLog2e, s1[0] * kLog2e, s1[1] * kLog2e};
+        const int tt[4] = {2 * c, 2 * c + 1, 8 + 2 * c, 9 + 2 * c};
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            if (t0 + tt[i] >= s_end) sc[i] = -INFINITY;
+        float mx = fmaxf(fmaxf(sc[0], sc[1]), fmaxf(sc[2], sc[3]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float m_new = fmaxf(m, mx);  // finite: token t0 is in the split
+        const float alpha = exp2f(m - m_new);
+        float p[4];
+#pragma unroll
+        for (int i = 0; i < 4; i++) p[i] = exp2f(sc[i] - m_new);
+        l = l * alpha + (p[0] + p[1]) + (p[2] + p[3]);
+        m = m_new;
+        const uint32_t pa0 = pack_half2(p[0], p[1]), pa2 = pack_half2(p[2], p[3]);
+#pragma unroll
+        for (int j = 0; j < NT; j++) {
+            o[j][0] *= alpha;
+            o[j][1] *= alpha;
+        }
+#pragma unroll
+        for (int jj = 0; jj < NT / 2; jj++) {
+            uint32_t b[4];
+            ldsm4_t(b, smem_u32(vs + v_row * D + (((2 * jj + v_cadd) ^ (v_row & 7)) * 8)));
+            mma_rows8(o[2 * jj], pa0, pa2, b[0], b[1]);
+            mma_rows8(o[2 * jj + 1], pa0, pa2, b[2], b[3]);
+        }
+    }
+    cp_wait<0>();
+    pdl_trigger();
+
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    __syncthreads();  // every warp is done with its pipeline: its space holds the merge now
+    float *s_o = reinterpret_cast<float *>(smem_raw);  // [kNW][kHeads][D]
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+        *reinterpret_cast<float2 *>(s_o + (warp * kHeads + g) * D + j * 8 + 2 * c) = make_float2(o[j][0], o[j][1]);
+    if (c == 0) {
+        s_m[warp][g] = m;
+        s_l[warp][g] = l;
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < nh * D; e += kNW * 32) {
+        const int h = e / D, d = e % D;
+        float M = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < kNW; w++) M = fmaxf(M, s_m[w][h]);
+        float A = 0.f, L = 0.f;
+        if (M != -INFINITY) {
+#pragma unroll
+            for (int w = 0; w < kNW; w++) {
+                const float f = exp2f(s_m[w][h] - M);
+                A = fmaf(f, s_o[(w * kHeads + h) * D + d], A);
+                L = fmaf(f, s_l[w][h], L);
+            }
+        }
+        const int64_t row = int64_t(blockIdx.y) * a.n_head + h0 + h;
+        a.part_acc[row * D + d] = A;
+        if (d == 0) {
+            a.part_ml[row * 2] = M;
+            a.part_ml[row * 2 + 1] = L;
+        }
+    }
+    if (a.done) merge_last_block<D>(a, h0, nh);
+#else
+    (void)a;
+    __trap();  // launched only on sm_80 and later (decode_mma_supported)
+#endif
+}
+
+// out[h] = sum_s 2^(m_s - M) acc_s / sum_s 2^(m_s - M) l_s (zeros if nothing was
+// attended). One block a head: the warps take the splits in turn, a lane 4 dims.
+constexpr int kMergeWarps = 4;
+__global__ void __launch_bounds__(kMergeWarps * 32) attn_merge_mma_kernel(const float *__restrict__ part_acc,
+                                                                        const float *__restrict__ part_ml,
+                                                                        int n_splits, int n_head, int D,
+                                                                        float *__restrict__ out) {
+    pdl_wait();
+    pdl_trigger();
+    const int h = blockIdx.x, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    __shared__ float s_red[kMergeWarps];
+    __shared__ float s_a[kMergeWarps][256];
+    __shared__ float s_lsum[kMergeWarps];
+    float M = -INFINITY;
+    for (int s = threadIdx.x; s < n_splits; s += kMergeWarps * 32)
+        M = fmaxf(M, part_ml[(int64_t(s) * n_head + h) * 2]);
+    M = warp_max(M);
+    if (lane == 0) s_red[warp] = M;
+    __syncthreads();
+    M = s_red[0];
+#pragma unroll
+    for (int w = 1; w < kMergeWarps; w++) M = fmaxf(M, s_red[w]);
+    float4 acc[2] = {make_float4(0.f, 0.f, 0.f, 0.f), make_float4(0.f, 0.f, 0.f, 0.f)};
+    float L = 0.f;
+    const int n4 = D / 4;  // float4 columns: 16, 32 or 64
+    if (M != -INFINITY) {
+        for (int s = warp; s < n_splits; s += kMergeWarps) {
+            const int64_t row = int64_t(s) * n_head + h;
+            const float ms = part_ml[row * 2];
+            if (ms == -INFINITY) continue;
+            const float f = exp2f(ms - M);
+            L = fmaf(f, part_ml[row * 2 + 1], L);
+            const float4 *src = reinterpret_cast<const float4 *>(part_acc + row * D);
+#pragma unroll
+            for (int u = 0; u < 2; u++) {
+                const int d4 = lane + 32 * u;
+                if (d4 < n4) {
+                    const float4 x = src[d4];
+                    acc[u].x = fmaf(f, x.x, acc[u].x);
+                    acc[u].y = fmaf(f, x.y, acc[u].y);
+                    acc[u].z = fmaf(f, x.z, acc[u].z);
+                    acc[u].w = fmaf(f, x.w, acc[u].w);
+                }
+            }
+        }
+    }
+#pragma unroll
+    for (int u = 0; u < 2; u++) {
+        const int d4 = lane + 32 * u;
+        if (d4 < n4) *reinterpret_cast<float4 *>(&s_a[warp][4 * d4]) = acc[u];
+    }
+    if (lane == 0) s_lsum[warp] = L;
+    __syncthreads();
+    float Lt = 0.f;
+#pragma unroll
+    for (int w = 0; w < kMergeWarps; w++) Lt += s_lsum[w];
+    const float inv = Lt > 0.f ? 1.f / Lt : 0.f;
+    for (int d = threadIdx.x; d < D; d += kMergeWarps * 32) {
+        float A = 0.f;
+#pragma unroll
+        for (int w = 0; w < kMergeWarps; w++) A += s_a[w][d];
+        out[int64_t(h) * D + d] = A * inv;
+    }
+}
+
+template <int D>
+void configure() {
+    static bool done = false;
+    if (!done) {
+        TACTIC_CU(cudaFuncSetAttribute(attn_decode_mma_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       int(DecCfg<D>::bytes)));
+        done = true;
+    }
+}
+
+template <int D>
+int occupancy() {  // asked once (the backend sizes its splits every decode step)
+    static int n = 0;
+    if (n == 0) {
+        configure<D>();
+        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_decode_mma_kernel<D>, kNW * 32,
+                                                                DecCfg<D>::bytes));
+        n = std::max(1, n);
+    }
+    return n;
+}
+
+int occupancy_for(int D) { return D == 64 ? occupancy<64>() : D == 128 ? occupancy<128>() : occupancy<256>(); }
+
+template <int D>
+void launch(const DecArgs &a, int n_splits, cudaStream_t stream) {
+    configure<D>();
+    dim3 grid(unsigned(a.n_head_kv * a.n_hgroups), unsigned(n_splits));
+    launch_pdl(attn_decode_mma_kernel<D>, grid, dim3(kNW * 32), DecCfg<D>::bytes, stream, a);
+}
+
+}  // namespace
+
+bool decode_mma_supported() {
+    static int major = -1;
+    if (major < 0) {
+        int dev = 0;
+        TACTIC_CU(cudaGetDevice(&dev));
+        TACTIC_CU(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    }
+    return major >= 8;
+}
+
+int decode_attention_mma_splits(int n_head, int n_head_kv, int head_dim, int64_t max_len) {
+    const int group = n_head / n_head_kv, n_hgroups = (group + kHeads - 1) / kHeads;
+    const int64_t blocks_per_split = int64_t(n_head_kv) * n_hgroups;
+    // One full wave of blocks (all resident at once: they finish together, no tail),
+    // each with at least 4 chunks per warp (shorter splits cost more in start-up and
+    // partials than they gain: measured on Gemma's single KV head at 16K-64K).
+    const int64_t want = std::max<int64_t>(1, int64_t(occupancy_for(head_dim)) * sm_count() / blocks_per_split);
+    const int64_t per_split = kNW * kChunk * 4;
+    return int(std::min<int64_t>(want, std::max<int64_t>(1, (max_len + per_split - 1) / per_split)));
+}
+
+void attention_decode_mma_dev(const DecodeAttn &d, int lo, int len, float scale, cudaStream_t stream) {
+    const int group = d.n_head / d.n_head_kv;
+    DecArgs a{};
+    a.q = d.q;
+    a.k = d.k;
+    a.v = d.v;
+    a.n_ctx = d.n_ctx;
+    a.n_head = d.n_head;
+    a.n_head_kv = d.n_head_kv;
+    a.n_hgroups = (group + kHeads - 1) / kHeads;
+    a.lo = lo;
+    a.len = len;
+    a.d_pos = d.d_pos;
+    a.window = d.window;
+    a.scale = scale;
+    a.part_acc = d.part_acc;
+    a.part_ml = d.part_ml;
+    const bool fused = options().attn_kernel == 2 && d.done;
+    a.done = fused ? d.done : nullptr;
+    a.out = d.out;
+    switch (d.head_dim) {
+        case 64: launch<64>(a, d.n_splits, stream); break;
+        case 128: launch<128>(a, d.n_splits, stream); break;
+        case 256: launch<256>(a, d.n_splits, stream); break;
+        default: fail(TACTIC_ERR_UNSUPPORTED, "CUDA attention: head_dim must be 64, 128 or 256");
+    }
+    if (fused) return;
+    launch_pdl(attn_merge_mma_kernel, dim3(unsigned(d.n_head)), dim3(kMergeWarps * 32), 0, stream,
+               static_cast<const float *>(d.part_acc), static_cast<const float *>(d.part_ml), d.n_splits, d.n_head,
+               d.head_dim, d.out);
+}
+
+}  // namespace cuda
+}  // namespace tactic
