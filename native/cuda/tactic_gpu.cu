@@ -408,14 +408,19 @@ __global__ void __launch_bounds__(kSelThreads) select_kernel(TacticLayerDev L, c
 // one more), the weight picked so that the union holds the budget. Marks byte 0 of a
 // chosen cluster's hsel entry (the others stay 0) and builds the KV head's list in the
 // same block (no union kernel). Dynamic shared memory: 12 bytes a cluster.
+// Two passes over the group's scores, each thread's loads issued U clusters x G heads at a
+// time (one L2 round trip for U x 1024 clusters, not one per cluster): the heads' running
+// max and sum |c| exp(scale q.c - max) together (online), then the keys.
+template <int G>
 __global__ void __launch_bounds__(kSelThreads) group_select_kernel(TacticLayerDev L, const int32_t *__restrict__ d_pos,
                                                                    float frac, float scale,
                                                                    const float *__restrict__ cscore,
                                                                    uint8_t *__restrict__ hsel, int32_t *__restrict__ list,
                                                                    int32_t *__restrict__ count) {
+    constexpr int U = G >= 8 ? 2 : G >= 4 ? 4 : 8;  // clusters a thread loads at once
     extern __shared__ uint32_t sel_smem[];
     uint32_t *keys = sel_smem;
-    float *kf = reinterpret_cast<float *>(keys);  // the float keys, turned into order keys in place
+    float *kf = reinterpret_cast<float *>(keys);  // the float keys, turned into spread keys in place
     int *tok = reinterpret_cast<int *>(keys + L.cmax);
     const int kvh = blockIdx.x, group = L.n_head / L.n_head_kv, h0 = kvh * group, tid = threadIdx.x;
     const int C = L.n_clusters[kvh];
@@ -426,78 +431,96 @@ __global__ void __launch_bounds__(kSelThreads) group_select_kernel(TacticLayerDe
     const int need = min(n, int(ceilf(frac * float(n))));
     for (int i = tid; i < C * group; i += kSelThreads) sel[i] = i % group == 0 && need >= total ? 1 : 0;
     if (need < total) {  // block-uniform
-        for (int c = tid; c < C; c += kSelThreads) {
-            tok[c] = coff[c + 1] - coff[c];
-            kf[c] = -INFINITY;
-        }
-        // Up to 8 heads at once: their maxima, then their sums |c| exp(scale q.c - max),
-        // then every cluster's key: three passes over the scores, two block reductions.
-        __shared__ float s_red[kSelThreads / 32][8], s_res[8];
+        const float *cs0 = cscore + int64_t(h0) * L.cmax;
+        __shared__ float s_m[kSelThreads / 32][G], s_z[kSelThreads / 32][G], s_lse[G];
         const int warp = tid / 32, lane = tid % 32;
-        __syncthreads();
-        for (int hb = 0; hb < group; hb += 8) {
-            const int nh = min(8, group - hb);
-            const float *cs0 = cscore + int64_t(h0 + hb) * L.cmax;
-            float v[8];
+        // Pass 1: tokens a cluster, and per head the running (max, sum) of this thread.
+        float m[G], z[G];
 #pragma unroll
-            for (int j = 0; j < 8; j++) v[j] = -INFINITY;
-            for (int c = tid; c < C; c += kSelThreads)
-#pragma unroll
-                for (int j = 0; j < 8; j++)
-                    if (j < nh) v[j] = fmaxf(v[j], scale * cs0[int64_t(j) * L.cmax + c]);
-#pragma unroll
-            for (int j = 0; j < 8; j++) {
-                v[j] = warp_max(v[j]);
-                if (lane == 0) s_red[warp][j] = v[j];
-            }
-            __syncthreads();
-            if (tid < 8) {
-                float r = -INFINITY;
-                for (int w = 0; w < kSelThreads / 32; w++) r = fmaxf(r, s_red[w][tid]);
-                s_res[tid] = r;
-            }
-            __syncthreads();
-            float mx[8];
-#pragma unroll
-            for (int j = 0; j < 8; j++) {
-                mx[j] = s_res[j];
-                v[j] = 0.f;
-            }
-            for (int c = tid; c < C; c += kSelThreads) {
-                const float t = float(tok[c]);
-#pragma unroll
-                for (int j = 0; j < 8; j++)
-                    if (j < nh) v[j] += t * expf(scale * cs0[int64_t(j) * L.cmax + c] - mx[j]);
-            }
-            __syncthreads();  // s_res read by every thread before it is rewritten
-#pragma unroll
-            for (int j = 0; j < 8; j++) {
-                v[j] = warp_sum(v[j]);
-                if (lane == 0) s_red[warp][j] = v[j];
-            }
-            __syncthreads();
-            if (tid < 8) {
-                float r = 0.f;
-                for (int w = 0; w < kSelThreads / 32; w++) r += s_red[w][tid];
-                s_res[tid] += logf(r);  // still the max of head hb + tid: now its lse
-            }
-            __syncthreads();
-            float lse[8];
-#pragma unroll
-            for (int j = 0; j < 8; j++) lse[j] = s_res[j];
-            for (int c = tid; c < C; c += kSelThreads) {
-                float k = kf[c];
-#pragma unroll
-                for (int j = 0; j < 8; j++)
-                    if (j < nh) k = fmaxf(k, scale * cs0[int64_t(j) * L.cmax + c] - lse[j]);
-                kf[c] = k;
-            }
-            __syncthreads();  // s_red / s_res reused by the next 8 heads
+        for (int j = 0; j < G; j++) {
+            m[j] = -INFINITY;
+            z[j] = 0.f;
         }
+        for (int c0 = tid; c0 < C; c0 += U * kSelThreads) {
+            float v[U][G];
+            int a[U], e[U];
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int c = c0 + u * kSelThreads;
+                a[u] = c < C ? coff[c] : 0;
+                e[u] = c < C ? coff[c + 1] : 0;
+#pragma unroll
+                for (int j = 0; j < G; j++) v[u][j] = c < C && j < group ? scale * cs0[int64_t(j) * L.cmax + c] : 0.f;
+            }
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int c = c0 + u * kSelThreads;
+                if (c >= C) continue;
+                const int t = e[u] - a[u];
+                tok[c] = t;
+#pragma unroll
+                for (int j = 0; j < G; j++) {
+                    if (j >= group) continue;
+                    const float x = v[u][j];
+                    if (x > m[j]) {
+                        z[j] = z[j] * expf(m[j] - x) + float(t);
+                        m[j] = x;
+                    } else {
+                        z[j] += float(t) * expf(x - m[j]);
+                    }
+                }
+            }
+        }
+        // (max, sum) pairs merged: across the warp, then across the warps.
+        auto merge = [](float &ma, float &za, float mb, float zb) {
+            const float mm = fmaxf(ma, mb);
+            za = (ma == -INFINITY ? 0.f : za * expf(ma - mm)) + (mb == -INFINITY ? 0.f : zb * expf(mb - mm));
+            ma = mm;
+        };
+#pragma unroll
+        for (int j = 0; j < G; j++) {
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) {
+                const float mb = __shfl_xor_sync(0xffffffffu, m[j], o), zb = __shfl_xor_sync(0xffffffffu, z[j], o);
+                merge(m[j], z[j], mb, zb);
+            }
+            if (lane == 0) {
+                s_m[warp][j] = m[j];
+                s_z[warp][j] = z[j];
+            }
+        }
+        __syncthreads();
+        if (tid < G) {
+            float mt = -INFINITY, zt = 0.f;
+            for (int w = 0; w < kSelThreads / 32; w++) merge(mt, zt, s_m[w][tid], s_z[w][tid]);
+            s_lse[tid] = mt + logf(zt);
+        }
+        __syncthreads();
+        float lse[G];
+#pragma unroll
+        for (int j = 0; j < G; j++) lse[j] = s_lse[j];
+        // Pass 2: the keys max_h (scale q_h.c - lse_h), and this thread's min and max of them.
         float lo = INFINITY, hi = -INFINITY;
-        for (int c = tid; c < C; c += kSelThreads) {
-            lo = fminf(lo, kf[c]);
-            hi = fmaxf(hi, kf[c]);
+        for (int c0 = tid; c0 < C; c0 += U * kSelThreads) {
+            float v[U][G];
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int c = c0 + u * kSelThreads;
+#pragma unroll
+                for (int j = 0; j < G; j++) v[u][j] = c < C && j < group ? scale * cs0[int64_t(j) * L.cmax + c] : 0.f;
+            }
+#pragma unroll
+            for (int u = 0; u < U; u++) {
+                const int c = c0 + u * kSelThreads;
+                if (c >= C) continue;
+                float k = -INFINITY;
+#pragma unroll
+                for (int j = 0; j < G; j++)
+                    if (j < group) k = fmaxf(k, v[u][j] - lse[j]);
+                kf[c] = k;
+                lo = fminf(lo, k);
+                hi = fmaxf(hi, k);
+            }
         }
         block_min_max(lo, hi);
         const KeySpread spread(lo, hi);
@@ -1371,8 +1394,14 @@ void tactic_select_dev(const TacticLayerDev &L, const TacticStepArgs &a, const T
     TACTIC_CHECK(L.cmax <= tactic_max_clusters(), TACTIC_ERR_UNSUPPORTED,
                  "Tactic on CUDA: more than " + std::to_string(tactic_max_clusters()) + " clusters per KV head");
     if (group_budget(a)) {
-        group_select_kernel<<<unsigned(L.n_head_kv), kSelThreads, smem, s>>>(L, a.d_pos, a.force_fraction, a.scale,
-                                                                              b.cscore, b.hsel, b.list, b.count);
+        const unsigned g = unsigned(L.n_head_kv);
+        const float f = a.force_fraction;
+        switch (g_of(L.n_head / L.n_head_kv)) {
+            case 1: group_select_kernel<1><<<g, kSelThreads, smem, s>>>(L, a.d_pos, f, a.scale, b.cscore, b.hsel, b.list, b.count); break;
+            case 2: group_select_kernel<2><<<g, kSelThreads, smem, s>>>(L, a.d_pos, f, a.scale, b.cscore, b.hsel, b.list, b.count); break;
+            case 4: group_select_kernel<4><<<g, kSelThreads, smem, s>>>(L, a.d_pos, f, a.scale, b.cscore, b.hsel, b.list, b.count); break;
+            default: group_select_kernel<8><<<g, kSelThreads, smem, s>>>(L, a.d_pos, f, a.scale, b.cscore, b.hsel, b.list, b.count); break;
+        }
         return;
     }
     select_kernel<<<unsigned(L.n_head), kSelThreads, smem, s>>>(L, a.d_pos, a.force_fraction, a.p, a.scale, b.cscore,
@@ -1396,7 +1425,7 @@ int tactic_max_clusters() {
         TACTIC_CU(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
         size_t static_max = 0;
         for (const void *f : {reinterpret_cast<const void *>(select_kernel),
-                              reinterpret_cast<const void *>(group_select_kernel)}) {
+                              reinterpret_cast<const void *>(group_select_kernel<8>)}) {
             cudaFuncAttributes fa;
             TACTIC_CU(cudaFuncGetAttributes(&fa, f));
             static_max = std::max(static_max, fa.sharedSizeBytes);
@@ -1410,7 +1439,10 @@ int tactic_max_clusters() {
 void tactic_init_kernels() {
     const int smem = int(select_smem(tactic_max_clusters()));
     TACTIC_CU(cudaFuncSetAttribute(select_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(group_select_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(group_select_kernel<1>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(group_select_kernel<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(group_select_kernel<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(group_select_kernel<8>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     stream_attrs<64>();
     stream_attrs<128>();
     stream_attrs<256>();
