@@ -18,6 +18,7 @@ import argparse
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import time
@@ -89,6 +90,9 @@ MATVEC_CASES = [  # label, type, n_rows, n_cols
     ("8B output 128256x4096", "Q6_K", 128256, 4096),
     ("8B output 128256x4096", "Q4_K", 128256, 4096),
 ]
+# What decode launches for the FFN's gate and up: both matrices in one launch, act(gate x) *
+# (up x) in the epilogue (epi 2 = SiLU); bytes = both matrices. Only with --q8-variants.
+MATVEC_Q8_FUSED_CASES = [("8B gate+up 2x14336x4096", t, 14336, 4096, 2) for t in ("Q4_K", "Q5_K", "Q6_K", "Q8_0", "Q4_0")]
 Q8_TYPES = {"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K", "Q6_K"}
 
 
@@ -166,13 +170,15 @@ def bench_matvec(rng, copy_gbs, quick, only=None):
 
 # 8-bit-activation kernel variants by name: kernel 3/4/5, then r<N> ("matvec_rows" N: v3 t2
 # = two stages; v4 s4 = four stages, r1 = a row per warp; v5 r1 / r4 = rows per warp),
-# a trailing "p" = with programmatic dependent launch (option "pdl").
+# f<N> ("matvec_prefetch" N, v5: 1 each warp's next chunk into L2, 2 the next wave's first
+# chunk, 4 a persistent grid of one wave), a trailing "p" = with programmatic dependent
+# launch (option "pdl"). E.g. v5f3p: v5, prefetch bits 1 + 2, PDL.
 def q8_variant_options(v):
-    pdl = v.endswith("p")
-    v = v[:-1] if pdl else v
-    kernel, rest = int(v[1]), v[2:]
-    rows = int(rest[1:]) if rest else 0
-    return {"matvec_version": 3, "matvec_q8_kernel": kernel, "matvec_rows": rows, "pdl": int(pdl)}
+    m = re.fullmatch(r"v(\d)(?:r(\d+))?(?:f(\d+))?(p?)", v)
+    if not m:
+        raise SystemExit(f"unknown 8-bit-activation variant {v!r} (e.g. v4, v5p, v5r1, v5f3p)")
+    return {"matvec_version": 3, "matvec_q8_kernel": int(m[1]), "matvec_rows": int(m[2] or 0),
+            "matvec_prefetch": int(m[3] or 0), "pdl": int(bool(m[4]))}
 
 
 def bench_matvec_q8(rng, copy_gbs, variants, only=None):
@@ -180,17 +186,22 @@ def bench_matvec_q8(rng, copy_gbs, variants, only=None):
     first one's output (no float64 reference: tests/test_cuda_matvec_q8.py holds the
     kernels to the CPU's arithmetic). Fast enough for a short device call."""
     rows = []
-    defaults = {"matvec_version": 0, "matvec_q8_kernel": 5, "matvec_rows": 0, "pdl": 0}
-    for label, name, n_rows, n_cols in MATVEC_CASES:
+    defaults = {"matvec_version": 0, "matvec_q8_kernel": 5, "matvec_rows": 0, "matvec_prefetch": 0, "pdl": 0}
+    for label, name, n_rows, n_cols, epi in [c + (None,) for c in MATVEC_CASES] + MATVEC_Q8_FUSED_CASES:
         if name not in Q8_TYPES or (only and not any(o in f"{label} {name}" for o in only)):
             continue
         data = random_rows(rng, name, n_rows, n_cols)
+        data1 = random_rows(rng, name, n_rows, n_cols) if epi else None  # up, beside gate
         x = rng.standard_normal(n_cols).astype(np.float32)
         y = np.empty(n_rows, np.float32)
-        call = lambda: check(lib.tactic_cuda_matvec(TYPES[name][0], data, len(data), n_rows, n_cols,
-                                                    ffi.cast("float *", ffi.from_buffer(x)),
-                                                    ffi.cast("float *", ffi.from_buffer(y))))
-        iters = 200 if len(data) > (64 << 20) else 500
+        xp, yp = ffi.cast("float *", ffi.from_buffer(x)), ffi.cast("float *", ffi.from_buffer(y))
+        if epi:  # one launch of the fused decode epilogue (tactic_cuda_matvec_q8_epilogue)
+            call = lambda: check(lib.tactic_cuda_matvec_q8_epilogue(TYPES[name][0], data, data1, len(data), n_rows,
+                                                                    n_cols, xp, epi, yp))
+        else:
+            call = lambda: check(lib.tactic_cuda_matvec(TYPES[name][0], data, len(data), n_rows, n_cols, xp, yp))
+        n_bytes = len(data) * (2 if epi else 1)
+        iters = 200 if n_bytes > (64 << 20) else 500
         times, errs, first = {}, {}, None
         for v in variants:
             for k, val in q8_variant_options(v).items():
@@ -207,10 +218,10 @@ def bench_matvec_q8(rng, copy_gbs, variants, only=None):
             finally:
                 for k, val in defaults.items():
                     set_opt(k, val)
-        rows.append(dict(case=label, type=name, n_rows=n_rows, n_cols=n_cols, bytes=len(data),
-                         ms_by_variant=times, max_diff_vs_first=errs))
-        print(f"{label:22s} {name:5s} {len(data)/1e6:7.2f} MB " + " ".join(
-            f"{v}:{times[v]*1e3:6.2f}us" + (f"({100*len(data)/times[v]/1e6/copy_gbs:4.1f}%)" if copy_gbs else "")
+        rows.append(dict(case=label, type=name, n_rows=n_rows, n_cols=n_cols, bytes=n_bytes,
+                         matrices=2 if epi else 1, epilogue=epi, ms_by_variant=times, max_diff_vs_first=errs))
+        print(f"{label:22s} {name:5s} {n_bytes/1e6:7.2f} MB " + " ".join(
+            f"{v}:{times[v]*1e3:6.2f}us" + (f"({100*n_bytes/times[v]/1e6/copy_gbs:4.1f}%)" if copy_gbs else "")
             for v in variants), flush=True)
     return rows
 

@@ -178,7 +178,9 @@ TACTIC_API tactic_status tactic_bench_tactic_dots(const float *Q, int32_t g, con
  * stages, with 4 "matvec_rows" 4 selects four; 5 = default, Q4_K/Q5_K weights loaded straight into
  * registers, the other formats through v4's tiles, two rows a warp on one activation load,
  * for 16-byte aligned matrices (others: 4), "matvec_rows" 1 or 4 (Q4_K/Q5_K) rows a warp
- * instead), "decode_fuse" (1 = default: the decode
+ * instead), "matvec_prefetch" (v5, two rows a warp, bits: 1 = each warp prefetches its
+ * next chunk into L2, 2 = also the first chunk of the warp one resident wave later, 4 = a
+ * persistent grid of one resident wave; 0 = default, off), "decode_fuse" (1 = default: the decode
  * step fuses RMSNorm + activation quantization, residual adds and the gated activation
  * into neighbouring kernels; 2: also wq, wk, wv of one type in one launch; 0: separate
  * kernels), "norm_fuse" (with decode_fuse, 1 = default: QK-norm inside RoPE + KV store,
