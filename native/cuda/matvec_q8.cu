@@ -444,7 +444,8 @@ struct MvArgs {
     const uint8_t *w2 = nullptr, *w3 = nullptr;
     int64_t n2 = 0, n3 = 0;
     float *y2 = nullptr, *y3 = nullptr;
-    // v5 with option matvec_prefetch (pf its bits): pf_warps = the warps of one resident wave
+    // v5 with option matvec_prefetch (pf its bits; 8: two chunks ahead, not one): pf_warps =
+    // the warps of one resident wave
     int pf = 0;
     int64_t pf_warps = 0;
 };
@@ -697,6 +698,7 @@ __global__ void __launch_bounds__(WPB * 32) matvec_q8_v5_kernel(MvArgs m, Q8Act 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int part = lane & 7, bsub = lane >> 3, h = part & 1;
     const int nb = m.nb, n_steps = (nb + 3) / 4;
+    const int pf_dist = (m.pf & 8) ? 2 : 1;  // chunks prefetched ahead (bit 1)
     auto body = [&](int64_t gw, bool first) {
         const uint8_t *wr[R];
         int64_t orow[R];
@@ -722,7 +724,7 @@ __global__ void __launch_bounds__(WPB * 32) matvec_q8_v5_kernel(MvArgs m, Q8Act 
         };
         load(0);
         if constexpr (PF) {
-            if (m.pf & 1) prefetch_rows<R>(wr, CB, 2 * CB, int64_t(m.row_bytes), lane);
+            if (m.pf & 1) prefetch_rows<R>(wr, CB, (1 + pf_dist) * CB, int64_t(m.row_bytes), lane);
             if (m.pf & 2) prefetch_next_wave<R>(m, gw, CB, lane);
         }
         if (first) {
@@ -736,7 +738,9 @@ __global__ void __launch_bounds__(WPB * 32) matvec_q8_v5_kernel(MvArgs m, Q8Act 
             if (s0) {
                 load(s0);
                 if constexpr (PF)
-                    if (m.pf & 1) prefetch_rows<R>(wr, CB * (s0 / C + 1), CB * (s0 / C + 2), int64_t(m.row_bytes), lane);
+                    if (m.pf & 1)
+                        prefetch_rows<R>(wr, CB * (s0 / C + pf_dist), CB * (s0 / C + pf_dist + 1),
+                                         int64_t(m.row_bytes), lane);
             }
 #pragma unroll
             for (int c = 0; c < C; c++) {
@@ -782,6 +786,7 @@ __global__ void __launch_bounds__(WPB * 32) matvec_q8_v5s_kernel(MvArgs m, Q8Act
     __shared__ __align__(16) uint8_t smem[WPB][ST][R][TB + 16];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int nb = m.nb, n_tiles = (nb + NB - 1) / NB;
+    const int pf_dist = (m.pf & 8) ? 2 : 1;  // tiles prefetched ahead of the copies in flight (bit 1)
     auto body = [&](int64_t gw, bool first) {
         const uint8_t *wr[R];
         int64_t orow[R];
@@ -803,17 +808,21 @@ __global__ void __launch_bounds__(WPB * 32) matvec_q8_v5s_kernel(MvArgs m, Q8Act
                     if (wi < nw) copy_async<LW>(dst + wi * LW, wr[k] + base + size_t(wi) * LW);
                 }
             }
-            if constexpr (PF)  // the tile ST - 1 after this one into L2
-                if (m.pf & 1)
-                    prefetch_rows<R>(wr, int64_t(t + ST - 1) * TB, int64_t(t + ST) * TB, int64_t(m.row_bytes), lane);
+            if constexpr (PF)  // from the loop: the tile pf_dist after this one into L2
+                if ((m.pf & 1) && t >= ST - 1)
+                    prefetch_rows<R>(wr, int64_t(t + pf_dist) * TB, int64_t(t + pf_dist + 1) * TB,
+                                     int64_t(m.row_bytes), lane);
         };
 #pragma unroll
         for (int t = 0; t < ST - 1; t++) {
             if (t < n_tiles) issue(t);
             copy_commit();
         }
-        if constexpr (PF)
+        if constexpr (PF) {  // the pf_dist tiles after those in flight; the next wave's first
+            if (m.pf & 1)
+                prefetch_rows<R>(wr, int64_t(ST - 1) * TB, int64_t(ST - 1 + pf_dist) * TB, int64_t(m.row_bytes), lane);
             if (m.pf & 2) prefetch_next_wave<R>(m, gw, int64_t(ST - 1) * TB, lane);
+        }
         if (first) {
             pdl_wait();
             pdl_trigger();
