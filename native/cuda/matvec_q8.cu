@@ -444,8 +444,8 @@ struct MvArgs {
     const uint8_t *w2 = nullptr, *w3 = nullptr;
     int64_t n2 = 0, n3 = 0;
     float *y2 = nullptr, *y3 = nullptr;
-    // v5 with option matvec_prefetch (pf its bits; 8: two chunks ahead, not one): pf_warps =
-    // the warps of one resident wave
+    // v5 with option matvec_prefetch (pf its bits; 8: two chunks ahead, not one; 16: chunks of
+    // half the steps, Q4_K / Q5_K): pf_warps = the warps of one resident wave
     int pf = 0;
     int64_t pf_warps = 0;
 };
@@ -690,10 +690,12 @@ __device__ __forceinline__ int64_t v5_warps(const MvArgs &m) {
 
 // PF: option matvec_prefetch's instance (m.pf its bits; the same sums, bit for bit); with
 // bit 4 the grid is one resident wave and each warp takes row groups gw, gw + grid, ...
-template <int T, int R, int WPB, bool PF>
+// PF 2 (bit 16): chunks of half the steps (fewer registers, more warps a multiprocessor).
+template <int T, int R, int WPB, int PF>
 __global__ void __launch_bounds__(WPB * 32) matvec_q8_v5_kernel(MvArgs m, Q8Act a) {
     constexpr bool five = T == TACTIC_TYPE_Q5_K;
-    constexpr int TS = QTraits<T>::TS, NU = V5<T>::NU, C = V5<T>::C(R);
+    constexpr int TS = QTraits<T>::TS, NU = V5<T>::NU;
+    constexpr int C = PF == 2 && V5<T>::C(R) > 1 ? V5<T>::C(R) / 2 : V5<T>::C(R);
     constexpr int64_t CB = int64_t(4) * C * TS;  // bytes of a chunk of a row
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int part = lane & 7, bsub = lane >> 3, h = part & 1;
@@ -870,21 +872,21 @@ __global__ void __launch_bounds__(WPB * 32) matvec_q8_v5s_kernel(MvArgs m, Q8Act
 // only, plain epilogues); 8: blocks of one warp (a block's slots are refilled when its
 // last warp ends: smaller blocks keep an SM's loads from moving in lockstep); 2: Q4_K /
 // Q5_K through v5s's shared-memory tiles too.
-// The v5 instance of a shape (PF: option matvec_prefetch's).
-template <int T, int R, int WPB, bool SMEM, bool PF>
+// The v5 instance of a shape (PF: option matvec_prefetch's, 2: with half chunks).
+template <int T, int R, int WPB, bool SMEM, int PF>
 void (*v5_kernel())(MvArgs, Q8Act) {
     if constexpr (V5<T>::regs && !SMEM) return matvec_q8_v5_kernel<T, R, WPB, PF>;
-    else return matvec_q8_v5s_kernel<T, R, 3, WPB, PF>;
+    else return matvec_q8_v5s_kernel<T, R, 3, WPB, PF != 0>;
 }
 
 // Resident blocks per SM of the prefetching instance (asked once, outside graph capture
 // by matvec_q8_prepare).
-template <int T>
+template <int T, int PF>
 int v5pf_blocks_per_sm() {
     static int n = 0;
     if (n == 0) {
         int b = 0;
-        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, v5_kernel<T, 2, 4, false, true>(), 4 * 32, 0) !=
+        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, v5_kernel<T, 2, 4, false, PF>(), 4 * 32, 0) !=
                 cudaSuccess ||
             b < 1) {
             cudaGetLastError();
@@ -901,15 +903,17 @@ void launch_v5_shape(MvArgs m, int64_t warps, const Q8Act &a, cudaStream_t strea
     const dim3 block(WPB * 32);
     if constexpr (R == 2 && WPB == 4 && !SMEM) {
         if (const int pf = options().matvec_prefetch) {
-            const int64_t wave = int64_t(v5pf_blocks_per_sm<T>()) * sm_count();
+            const bool half = V5<T>::regs && (pf & 16);
+            const int64_t wave = int64_t(half ? v5pf_blocks_per_sm<T, 2>() : v5pf_blocks_per_sm<T, 1>()) * sm_count();
             m.pf = pf;
             m.pf_warps = wave * WPB;
             const dim3 grid(unsigned((pf & 4) && blocks > wave ? wave : blocks));
-            launch_pdl(v5_kernel<T, R, WPB, SMEM, true>(), grid, block, 0, stream, m, a);
+            if (half) launch_pdl(v5_kernel<T, R, WPB, SMEM, 2>(), grid, block, 0, stream, m, a);
+            else launch_pdl(v5_kernel<T, R, WPB, SMEM, 1>(), grid, block, 0, stream, m, a);
             return;
         }
     }
-    launch_pdl(v5_kernel<T, R, WPB, SMEM, false>(), dim3(unsigned(blocks)), block, 0, stream, m, a);
+    launch_pdl(v5_kernel<T, R, WPB, SMEM, 0>(), dim3(unsigned(blocks)), block, 0, stream, m, a);
 }
 
 template <int T>
@@ -1092,7 +1096,8 @@ void matvec_q8_prepare() {
             v4_blocks_per_sm<T, 8, 3>();
             v4_blocks_per_sm<T, 4, 3>();
             v4_blocks_per_sm<T, 2, 3>();
-            v5pf_blocks_per_sm<T>();
+            v5pf_blocks_per_sm<T, 1>();
+            if constexpr (V5<T>::regs) v5pf_blocks_per_sm<T, 2>();
         });
     sm_count();
 }
