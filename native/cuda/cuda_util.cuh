@@ -69,7 +69,7 @@ struct Options {
     int matvec_version = 0;  // 1 or 2 (0: default)
     int attn_splits = 0;   // 0: automatic
     int attn_prefetch = 0;  // 1: L2 prefetch of the next rows (measured no faster on an H200)
-    int bench_graph = 0;    // 1: timed decode attention launches replay from a CUDA graph
+    int bench_graph = 0;    // 1: timed decode attention and 8-bit matvec launches replay from a CUDA graph
     int attn_kernel = 1;    // decode attention: 0 the FMA split kernel, 1 the tensor-core one (sm_80+;
                             // 0 below), 2 that one with the splits merged by each head's last block
     int matvec_q8 = 1;      // 0: decode multiplies quantized types by f32 activations (no 8-bit quantization)
@@ -130,6 +130,48 @@ void bench(F &&launch, int n_copies) {
     cudaEventDestroy(e0);
     cudaEventDestroy(e1);
     check_launch("bench");
+    std::sort(per_launch.begin(), per_launch.end());
+    set_last_ms(per_launch[per_launch.size() / 2]);
+}
+
+// bench() with the launches replayed from a CUDA graph, as the decode step replays its
+// kernels (option bench_graph; PDL launches become programmatic edges): the graph holds
+// launch(i % n_copies, stream) for i < max(n_copies, 8), median of 5 trials of about
+// bench_iters launches. (attention.cu's bench_in_graph is the same with n_copies launches.)
+template <class F>
+void bench_graph_replay(F &&launch, int n_copies) {
+    const int iters = options().bench_iters;
+    if (iters <= 0) return;
+    const int n = std::max(n_copies, 8);
+    cudaStream_t s = nullptr;
+    TACTIC_CU(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+    cudaGraph_t g = nullptr;
+    cudaGraphExec_t ge = nullptr;
+    TACTIC_CU(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+    for (int i = 0; i < n; i++) launch(i % n_copies, s);
+    TACTIC_CU(cudaStreamEndCapture(s, &g));
+    TACTIC_CU(cudaGraphInstantiate(&ge, g, 0));
+    const int reps = std::max(1, iters / n);
+    cudaEvent_t e0, e1;
+    TACTIC_CU(cudaEventCreate(&e0));
+    TACTIC_CU(cudaEventCreate(&e1));
+    TACTIC_CU(cudaGraphLaunch(ge, s));  // warm-up
+    std::vector<float> per_launch;
+    for (int trial = 0; trial < 5; trial++) {
+        TACTIC_CU(cudaEventRecord(e0, s));
+        for (int r = 0; r < reps; r++) TACTIC_CU(cudaGraphLaunch(ge, s));
+        TACTIC_CU(cudaEventRecord(e1, s));
+        TACTIC_CU(cudaEventSynchronize(e1));
+        float ms = 0;
+        TACTIC_CU(cudaEventElapsedTime(&ms, e0, e1));
+        per_launch.push_back(ms / float(reps * n));
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    cudaGraphExecDestroy(ge);
+    cudaGraphDestroy(g);
+    cudaStreamDestroy(s);
+    check_launch("bench in a graph");
     std::sort(per_launch.begin(), per_launch.end());
     set_last_ms(per_launch[per_launch.size() / 2]);
 }

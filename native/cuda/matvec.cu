@@ -184,13 +184,15 @@ void matvec(uint32_t type, const void *w, size_t row_bytes, int64_t n_rows, int6
         // x is quantized once: decode quantizes a vector once for the matrices that read it.
         quantize_q8_dev(kind, d_x.as<float>(), n_cols, a, 0);
         check_launch("quantize_q8");
-        auto launch = [&](int copy) {
-            matvec_q8_dev(type, d_w[copy].as<uint8_t>(), row_bytes, n_rows, n_cols, a, d_y.as<float>(), 0);
+        auto launch_on = [&](int copy, cudaStream_t s) {
+            matvec_q8_dev(type, d_w[copy].as<uint8_t>(), row_bytes, n_rows, n_cols, a, d_y.as<float>(), s);
         };
+        auto launch = [&](int copy) { launch_on(copy, 0); };
         launch(0);
         check_launch("matvec_q8_kernel");
         d_y.download(y, d_y.size());
-        bench(launch, copies);
+        if (options().bench_graph) bench_graph_replay(launch_on, copies);
+        else bench(launch, copies);
         return;
     }
     const bool ok = dispatch_type(type, n_cols, [&](auto tag) {
