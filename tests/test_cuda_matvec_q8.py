@@ -44,9 +44,9 @@ def cpu_activation(name, x):
 # registers; v4 for the types it does not have) with 2, 1 or 4 rows per warp, blocks of one
 # warp, and Q4_K/Q5_K through shared-memory tiles; v5 with L2 prefetch (1: each warp's
 # next chunk, 3: and the next wave's, 7: and a persistent grid of one wave, 15: two chunks ahead,
-# 16: Q4_K/Q5_K chunks of half the steps, 31: all of these)
+# 16: Q4_K/Q5_K chunks of half the steps, 31: all of these, 48: half chunks, pdl_wait first)
 VARIANTS = [(3, 0, 0), (3, 2, 0), (4, 0, 0), (4, 4, 0), (4, 1, 0), (5, 0, 0), (5, 1, 0), (5, 4, 0), (5, 8, 0),
-            (5, 2, 0), (5, 0, 1), (5, 0, 3), (5, 0, 7), (5, 0, 15), (5, 0, 16), (5, 0, 31)]
+            (5, 2, 0), (5, 0, 1), (5, 0, 3), (5, 0, 7), (5, 0, 15), (5, 0, 16), (5, 0, 31), (5, 0, 48)]
 
 
 def cuda_matvec_q8(name, data, n_rows, n_cols, x, tile=0, kernel=3, prefetch=0):
@@ -113,7 +113,7 @@ def test_matvec_q8_matches_cpu_arithmetic(name, kernel, tile, prefetch):
 @pytest.mark.skipif(gpu_count() == 0, reason="no usable CUDA GPU")
 @pytest.mark.parametrize("name", QUANT)
 def test_matvec_q8_prefetch_over_many_waves(name):
-    """The L2-prefetching v5 instance (matvec_prefetch 1, 3, 7, 15, 16, 31) on a matrix of several
+    """The L2-prefetching v5 instance (matvec_prefetch 1, 3, 7, 15, 16, 31, 48) on a matrix of several
     resident waves (20000 rows: the next-wave prefetch reaches real rows, the persistent
     grid loops): sampled rows against the CPU's arithmetic, and every row the same bits as
     v5 without prefetch (the same lanes sum the same block parts in the same order)."""
@@ -123,7 +123,7 @@ def test_matvec_q8_prefetch_over_many_waves(name):
     x = activations(rng, n_cols)
     y0 = cuda_matvec_q8(name, data, n_rows, n_cols, x, 0, 5, 0)
     rb = len(data) // n_rows
-    for prefetch in [1, 3, 7, 15, 16, 31]:
+    for prefetch in [1, 3, 7, 15, 16, 31, 48]:
         y = cuda_matvec_q8(name, data, n_rows, n_cols, x, 0, 5, prefetch)
         for r0 in [0, 4000, 9000, 14000, n_rows - 64]:
             ref, bound = reference(name, data[r0 * rb:(r0 + 64) * rb], 64, n_cols, x)

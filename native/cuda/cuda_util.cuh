@@ -82,7 +82,8 @@ struct Options {
                                // Q5_K weights straight into registers), 4 (rows pipelined per warp), 3
     int matvec_prefetch = 0;   // v5 matvec L2 prefetch (bits): 1 each warp's next chunk, 2 the next wave's
                                // first chunk, 4 a persistent grid of one resident wave, 8 two chunks ahead
-                               // with bit 1, not one, 16 Q4_K/Q5_K chunks of half the steps (0: off, v5 as is)
+                               // with bit 1, not one, 16 Q4_K/Q5_K chunks of half the steps, 32 pdl_wait
+                               // before the first weight load (0: off, v5 as is)
     int decode_fuse = 1;       // 1: decode fuses norm + quantization, residual adds, gate/up + activation;
                                // 2: also wq/wk/wv of one type in one launch (not yet measured)
     int tactic_fused = 1;   // 1: Tactic's attention streams rows through cp.async and merges in its last

@@ -445,7 +445,7 @@ struct MvArgs {
     int64_t n2 = 0, n3 = 0;
     float *y2 = nullptr, *y3 = nullptr;
     // v5 with option matvec_prefetch (pf its bits; 8: two chunks ahead, not one; 16: chunks of
-    // half the steps, Q4_K / Q5_K): pf_warps = the warps of one resident wave
+    // half the steps, Q4_K / Q5_K; 32: pdl_wait first): pf_warps = the warps of one resident wave
     int pf = 0;
     int64_t pf_warps = 0;
 };
@@ -762,11 +762,17 @@ __global__ void __launch_bounds__(WPB * 32) matvec_q8_v5_kernel(MvArgs m, Q8Act 
     if constexpr (PF) {
         const int64_t n_warps = v5_warps<R>(m), stride = int64_t(gridDim.x) * WPB;
         bool first = true;
+        if (m.pf & 32) {  // the wait before any weight load (ptxas puts v5's there too)
+            pdl_wait();
+            pdl_trigger();
+            first = false;
+        }
+        bool waited = !first;
         for (int64_t gw = gw0; gw < n_warps; gw += stride) {
             body(gw, first);
             first = false;
         }
-        if (first) pdl_wait();
+        if (!waited && first) pdl_wait();
     } else {
         body(gw0, true);
     }
@@ -856,11 +862,17 @@ __global__ void __launch_bounds__(WPB * 32) matvec_q8_v5s_kernel(MvArgs m, Q8Act
     if constexpr (PF) {
         const int64_t n_warps = v5_warps<R>(m), stride = int64_t(gridDim.x) * WPB;
         bool first = true;
+        if (m.pf & 32) {  // the wait before any weight load (ptxas puts v5's there too)
+            pdl_wait();
+            pdl_trigger();
+            first = false;
+        }
+        bool waited = !first;
         for (int64_t gw = gw0; gw < n_warps; gw += stride) {
             body(gw, first);
             first = false;
         }
-        if (first) pdl_wait();
+        if (!waited && first) pdl_wait();
     } else {
         body(gw0, true);
     }

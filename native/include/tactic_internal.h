@@ -181,7 +181,7 @@ TACTIC_API tactic_status tactic_bench_tactic_dots(const float *Q, int32_t g, con
  * instead), "matvec_prefetch" (v5, two rows a warp, bits: 1 = each warp prefetches its
  * next chunk into L2, 2 = also the first chunk of the warp one resident wave later, 4 = a
  * persistent grid of one resident wave, 8 = with 1, two chunks ahead, 16 = Q4_K/Q5_K chunks
- * of half the steps; 0 = default, off), "decode_fuse" (1 = default: the decode
+ * of half the steps, 32 = pdl_wait before the first weight load; 0 = default, off), "decode_fuse" (1 = default: the decode
  * step fuses RMSNorm + activation quantization, residual adds and the gated activation
  * into neighbouring kernels; 2: also wq, wk, wv of one type in one launch; 0: separate
  * kernels), "norm_fuse" (with decode_fuse, 1 = default: QK-norm inside RoPE + KV store,
