@@ -279,15 +279,54 @@ def test_truncate_and_graph_replay_across_buckets(random_files):
 # -- the real Gemma 3 270M -----------------------------------------------------------------
 
 @pytest.mark.xfail(strict=False, reason=(
-    "measured miss (H200, main 7479b3d): 508 of 512 confident steps agree (steps 87, 342, 395, 502, CPU "
-    "margins 0.27-0.34); the logits sit 4.0e-2 (centred relative RMS) from the CPU's in the prefill and the "
-    "decode part alike, with the FMA / WMMA / mma.sync prefill attention (507 / 511 / 508 agree), so the "
-    "difference is upstream of attention and not yet found; random-weight Gemma files agree to 5.6e-3; "
-    "GPU perplexity is within 0.6% of llama.cpp's (tests/test_gpu_refs.py)"))
+    "the literal criterion cannot hold on this model between any two summation orders: measured on the H200 "
+    "(main 7479b3d) 508 of 512 confident steps agree (CPU margins 0.27-0.34), centred error 4.0e-2; the CPU's "
+    "own scalar / AVX2 / AVX-512 paths disagree with each other at 3-4 of ~510 confident steps (margins up to "
+    "0.91) with the same 3.9e-2 (docs/PERFORMANCE.md 'Parity (GPU vs CPU)'); the GPU is held to that spread by "
+    "test_gemma_real_within_the_cpu_paths_spread"))
 def test_gemma_real_teacher_forced(gemma_path):
     ids = json.loads((DATA / "nll.json").read_text())["ids"][:600]
     cpu, gpu = teacher_forced(gemma_path, ids, n_prefill=300)
     compare(cpu, gpu, "gemma-3-270m Q4_K_M")
+
+
+def centred_rel(ref, other):
+    """Per position: RMS of the difference of the centred logits over the RMS of ref's."""
+    rc, oc = ref - ref.mean(-1, keepdims=True), other - other.mean(-1, keepdims=True)
+    return np.linalg.norm(oc - rc, axis=-1) / np.linalg.norm(rc, axis=-1)
+
+
+def spread(ref, other):
+    """(median centred relative error, argmax flips at ref's confident steps, the largest
+    ref margin among them)."""
+    margin = top2_margin(ref)
+    flip = (margin > MARGIN) & (ref.argmax(-1) != other.argmax(-1))
+    return float(np.median(centred_rel(ref, other))), int(flip.sum()), float(margin[flip].max(initial=0.0))
+
+
+def test_gemma_real_within_the_cpu_paths_spread(gemma_path, tmp_path):
+    """Real weights: the GPU is as close to the CPU as the CPU's own kernel paths are to
+    each other. Activations are rounded to 8 bits before every quantized product, so a
+    last-bit difference in a float sum flips a rounding now and then, and on Gemma 3 270M
+    (large activations, 18 layers) that grows to a few percent of the logits: the scalar,
+    AVX2 and AVX-512 paths (each correct against llama.cpp, tests/test_cpu_paths.py)
+    measured 3.9e-2 apart with 3-4 confident argmax flips in 512 steps. Random-weight
+    files, where this does not happen, are held to the absolute bounds above."""
+    from kernel_paths import KERNELS, impl_available, teacher_forced_path
+
+    ids = json.loads((DATA / "nll.json").read_text())["ids"][:600]
+    cpu, gpu = teacher_forced(gemma_path, ids, n_prefill=300)
+    paths = [k for k in KERNELS if impl_available(KERNELS[k])]
+    logits = {k: teacher_forced_path(k, gemma_path, ids, 300, tmp_path) for k in paths}
+    pairs = {f"{a} vs {b}": spread(logits[a], logits[b]) for i, a in enumerate(paths) for b in paths[i + 1:]}
+    got = spread(cpu, gpu)
+    for name, (err, flips, worst) in {**pairs, "GPU vs CPU": got}.items():
+        print(f"{name}: centred error median {err:.2e}, {flips} confident flips (largest margin {worst:.2f})")
+    floor_err = max(e for e, _, _ in pairs.values())
+    floor_flips = max(f for _, f, _ in pairs.values())
+    assert floor_err > 0, "the CPU paths gave identical logits: no spread to hold the GPU to"
+    assert got[0] <= 1.5 * floor_err, (got, pairs)
+    assert got[1] <= 2 * max(1, floor_flips), (got, pairs)
 
 
 def test_gemma_real_greedy_matches_llama_cpp(gemma_path, refs):
