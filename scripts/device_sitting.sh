@@ -10,7 +10,9 @@
 #      on random weights, n_gpu_layers);
 #   2: 8B-shape decode/prefill, full attention at 0 / 4K / 32K, then Tactic at a forced
 #      fraction of 0.10 at 32K (clustering's share of the fill logged), pytactic alone;
-#   3: the same at 128K: full, then Tactic at 0.10;
+#   3: the same at 128K: full, then Tactic at 0.10 (T128: the Tactic specs instead);
+# Env knobs: TFRACS (part 2's forced fractions at 32K), TOPTS (extra gpu_e2e.py options for the
+# Tactic runs, e.g. --cuda-option tactic_group_budget=1), TCTX / TBF / TBOPTS (part 5's bench).
 #   4: the real Gemma: checksum, JSON-schema cost (scripts/grammar_bench.py), parity tests,
 #      decode at 4K and 32K, Tactic vs full on the GPU (scripts/tactic_device_quality.py:
 #      KL, passkey, tok/s at 16K and 32K).
@@ -77,7 +79,7 @@ case "$PART" in
   timeout 200 python3 -m pytest -q -p no:cacheprovider --tb=short -rfs tests/test_cuda.py tests/test_cuda_matvec_q8.py \
     tests/test_tactic_gpu.py tests/test_device_select.py tests/test_cuda_prefill_attention.py 2>&1 | tee "$OUT/tests_kernels.log" | tail -6
   say "kernel tests done"
-  timeout 200 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_gpu_forward.py \
+  timeout 300 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_gpu_forward.py \
     -k "random or chunks or truncate" 2>&1 | tee "$OUT/tests_parity_random.log" | tail -8
   [ -f tests/test_gpu_layers.py ] && timeout 100 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_gpu_layers.py \
     2>&1 | tee "$OUT/tests_gpu_layers.log" | tail -4
@@ -90,16 +92,18 @@ case "$PART" in
   timeout 330 python3 scripts/gpu_e2e.py --model $L8 --name llama-8B-random-Q4_K_M-pytactic-quantizer --device cuda \
     --depths 0,4096,32768 --prompt-from-empty ${FROM_EMPTY:-32768} --reps ${REPS:-1} $LBA --out "$OUT/e2e_8b_full.json" 2>&1 | tee "$OUT/e2e_8b_full.log" | tail -12
   say "8B full done"
-  timeout 150 python3 scripts/gpu_e2e.py --model $L8 --name llama-8B-random-Q4_K_M-pytactic-quantizer --device cuda \
-    --depths 32768 --prompt-from-empty 0 --reps 1 --attention tactic --model-kwarg tactic_force_fraction=0.1 \
-    --out "$OUT/e2e_8b_tactic32k.json" 2>&1 | tee "$OUT/e2e_8b_tactic32k.log" | tail -6
+  for f in ${TFRACS:-0.1}; do  # Tactic's forced fractions at 32K ($TOPTS: extra gpu_e2e options, e.g. --cuda-option ...)
+    timeout 100 python3 scripts/gpu_e2e.py --model $L8 --name llama-8B-random-Q4_K_M-pytactic-quantizer --device cuda \
+      --depths 32768 --prompt-from-empty 0 --reps 1 --attention tactic --model-kwarg tactic_force_fraction=$f ${TOPTS:-} \
+      --out "$OUT/e2e_8b_tactic32k_$f.json" 2>&1 | tee "$OUT/e2e_8b_tactic32k_$f.log" | tail -3
+  done
   say "8B tactic 32K done"
   ;;
 3)
-  for spec in "full" "tactic --model-kwarg tactic_force_fraction=0.1"; do
-    name=$(echo $spec | cut -d' ' -f1)
+  for spec in "full" ${T128:-"tactic --model-kwarg tactic_force_fraction=0.1"}; do
+    name=$(echo $spec | cut -d' ' -f1)$(echo $spec | grep -o 'fraction=[0-9.]*' | cut -d= -f2)
     timeout 270 python3 scripts/gpu_e2e.py --model $L8 --name llama-8B-random-Q4_K_M-pytactic-quantizer --device cuda \
-      --depths 131072 --prompt-from-empty 0 --reps 1 --attention $spec \
+      --depths 131072 --prompt-from-empty 0 --reps 1 --attention $spec ${TOPTS:-} \
       --out "$OUT/e2e_8b_${name}128k.json" 2>&1 | tee "$OUT/e2e_8b_${name}128k.log" | tail -6
     say "8B $name 128K done"
   done
@@ -115,7 +119,7 @@ PY
     timeout 200 python3 scripts/grammar_bench.py --model $G --repeats 9 --tokens 64 --breakdown 2>&1 | tee "$OUT/grammar_gpu.log" | tail -30
     say "grammar cost done"
   fi
-  timeout 100 python3 -m pytest -q -s -p no:cacheprovider --tb=short -rfxs tests/test_gpu_forward.py -k "gemma or tactic or refused" \
+  timeout 250 python3 -m pytest -q -s -p no:cacheprovider --tb=short -rfxs tests/test_gpu_forward.py -k "gemma or tactic or refused" \
     2>&1 | tee "$OUT/tests_parity_gemma.log" | tail -6
   # the GPU against llama.cpp's own outputs (prints the perplexities)
   timeout 100 python3 -m pytest -q -s -p no:cacheprovider --tb=short -rfxs tests/test_gpu_refs.py \
@@ -135,7 +139,7 @@ PY
   ;;
 5)
   # Tactic's step per global layer at 128K (issue 11)
-  timeout 80 python3 scripts/gpu_tactic_bench.py --contexts 131072 --fractions 0.025,0.05,0.1,0.25 --iters 200 --p 0.9 \
+  timeout 80 python3 scripts/gpu_tactic_bench.py --contexts ${TCTX:-131072} --fractions ${TBF:-0.025,0.05,0.1,0.25} --iters 200 --p 0.9 ${TBOPTS:-} \
     --out "$OUT/tactic_bench128k.json" > "$OUT/tactic_bench128k.log" 2>&1; tail -8 "$OUT/tactic_bench128k.log"
   say "tactic bench done"
   timeout 400 python3 scripts/gpu_e2e.py --model $L8 --name llama-8B-random-Q4_K_M-pytactic-quantizer --skip-pytactic \
