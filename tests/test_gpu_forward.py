@@ -130,23 +130,28 @@ PRESETS = {"llama": ("llama-3.1-8b", {}), "qwen2": ("qwen2.5-0.5b", {}), "qwen3"
 TYPES = ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k", "q4_k_m"]
 
 
-@pytest.fixture(scope="module")
-def random_files(tmp_path_factory):
+def random_file_maker(folder, shape):
+    """get(arch, outtype, **shape changes): a random-weight GGUF of that architecture (peaked
+    output weights, qk_scale 2), written once into folder."""
     mrg = _mrg()
-    d = tmp_path_factory.mktemp("gpu_random")
     made = {}
 
-    def get(arch, outtype):
-        key = (arch, outtype)
+    def get(arch, outtype, **extra):
+        key = (arch, outtype, tuple(sorted(extra.items())))
         if key not in made:
-            preset, extra = PRESETS[arch]
-            out = d / f"{arch}-{outtype}.gguf"
+            preset, arch_extra = PRESETS[arch]
+            out = folder / f"{arch}-{outtype}-{len(made)}.gguf"
             mrg.make_random_gguf(out, preset, outtype, seed=7, qk_scale=2.0, output_scale=0.4,
-                                 **{**TINY, **extra})
+                                 **{**shape, **arch_extra, **extra})
             made[key] = str(out)
         return made[key]
 
     return get
+
+
+@pytest.fixture(scope="module")
+def random_files(tmp_path_factory):
+    return random_file_maker(tmp_path_factory.mktemp("gpu_random"), TINY)
 
 
 @pytest.mark.parametrize("outtype", TYPES)
