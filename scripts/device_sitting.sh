@@ -19,6 +19,7 @@
 # With .bench/llama.cpp.tar.xz carried in call 1 (../shared/bench's source), call 1 also
 # builds llama-bench for sm_90 in the background, and calls 2, 4 and 5 run it on the same
 # files at the same depths (gpu_e2e.py --llama-bench): the side-by-side rows of issue 10.
+#   6: (a short sitting, instead of 2, 3 and 5's llama-bench) the side-by-side rows in one call;
 #   5: Tactic's per-layer step at 128K (scripts/gpu_tactic_bench.py), then llama-bench alone
 #      at 131072 on the 8B file (its fills take minutes: a call of its own).
 # Logs go to $OUT.
@@ -144,6 +145,30 @@ PY
   say "tactic bench done"
   timeout 400 python3 scripts/gpu_e2e.py --model $L8 --name llama-8B-random-Q4_K_M-pytactic-quantizer --skip-pytactic \
     --depths ${LDEPTHS:-131072} --prompt-from-empty ${LFROM:-0} --reps 1 $(llama_args 240) --out "$OUT/e2e_8b_llama128k.json" 2>&1 | tee "$OUT/e2e_8b_llama128k.log" | tail -6
+  ;;
+6)
+  # The whole side-by-side in one call (a short sitting): pytactic first (full at 0 / 4K / 32K
+  # / 128K and a 32K prompt from empty; Tactic at 32K and 128K), llama-bench after (its build,
+  # started in call 1, has had the time), then llama.cpp's figures merged into both row sets.
+  while pgrep -f make_random_gguf >/dev/null && [ $(( $(date +%s) - t0 )) -lt 200 ]; do sleep 2; done
+  E="python3 scripts/gpu_e2e.py --model $L8 --name llama-8B-random-Q4_K_M-pytactic-quantizer --reps 1"
+  timeout 150 $E --device cuda --depths 0,4096,32768,131072 --prompt-from-empty 32768 --out "$OUT/e2e_8b_full.json" \
+    2>&1 | tee "$OUT/e2e_8b_full.log" | tail -8
+  say "8B full done"
+  TSPEC="--attention tactic --model-kwarg tactic_force_fraction=${TFRAC:-0.1} ${TOPTS:-}"
+  timeout 120 $E --device cuda --depths 32768,131072 --prompt-from-empty 0 $TSPEC --out "$OUT/e2e_8b_tactic.json" \
+    2>&1 | tee "$OUT/e2e_8b_tactic.log" | tail -5
+  say "8B tactic done"
+  if [ -n "$(llama_args 240)" ]; then
+    LJ="$OUT/llama_bench_tests.json"
+    timeout 200 $LB -m $L8 -ngl 99 -fa 1 -r 1 -o json -p 512 -n 128 -d 0,4096,32768,131072 > "$LJ" 2>"$OUT/llama_bench.err"
+    timeout 40 $LB -m $L8 -ngl 99 -fa 1 -r 1 -o json -p 32768 -n 0 -d 0 >> "$LJ" 2>>"$OUT/llama_bench.err"
+    say "llama-bench done"
+    $E --skip-pytactic --llamacpp-json "$LJ" --depths 0,4096,32768,131072 --prompt-from-empty 32768 \
+      --rows-to "$OUT/e2e_8b_full.json" 2>&1 | tail -8
+    $E --skip-pytactic --llamacpp-json "$LJ" --depths 32768,131072 --prompt-from-empty 0 $TSPEC \
+      --rows-to "$OUT/e2e_8b_tactic.json" 2>&1 | tail -4
+  fi
   ;;
 esac
 say "end"
