@@ -11,7 +11,7 @@
 #   2: 8B-shape decode/prefill, full attention at 0 / 4K / 32K, then Tactic at a forced
 #      fraction of 0.10 at 32K (clustering's share of the fill logged), pytactic alone;
 #   3: the same at 128K: full, then Tactic at 0.10 (T128: the Tactic specs instead);
-# Env knobs: TFRACS (part 2's forced fractions at 32K), TOPTS (extra gpu_e2e.py options for the
+# Env knobs: KTESTS and LAYERS=0 (part 1's kernel test files; skip n_gpu_layers' tests), TFRACS (part 2's forced fractions at 32K), TOPTS (extra gpu_e2e.py options for the
 # Tactic runs, e.g. --cuda-option tactic_group_budget=1), TCTX / TBF / TBOPTS (part 5's bench).
 #   4: the real Gemma: checksum, JSON-schema cost (scripts/grammar_bench.py), parity tests,
 #      decode at 4K and 32K, Tactic vs full on the GPU (scripts/tactic_device_quality.py:
@@ -77,12 +77,13 @@ case "$PART" in
   fi
   setsid nohup timeout 400 python3 scripts/make_random_gguf.py --preset llama-3.1-8b --type q4_k_m --share-layers \
     -o $L8 > /root/gen8b.log 2>&1 < /dev/null &
-  timeout 200 python3 -m pytest -q -p no:cacheprovider --tb=short -rfs tests/test_cuda.py tests/test_cuda_matvec_q8.py \
-    tests/test_tactic_gpu.py tests/test_device_select.py tests/test_cuda_prefill_attention.py 2>&1 | tee "$OUT/tests_kernels.log" | tail -6
+  # KTESTS: the kernel test files (a short sitting names the ones its changes touch)
+  timeout 200 python3 -m pytest -q -p no:cacheprovider --tb=short -rfs ${KTESTS:-tests/test_cuda.py tests/test_cuda_matvec_q8.py \
+    tests/test_tactic_gpu.py tests/test_device_select.py tests/test_cuda_prefill_attention.py} 2>&1 | tee "$OUT/tests_kernels.log" | tail -6
   say "kernel tests done"
   timeout 300 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_gpu_forward.py \
     -k "random or chunks or truncate" 2>&1 | tee "$OUT/tests_parity_random.log" | tail -8
-  [ -f tests/test_gpu_layers.py ] && timeout 100 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_gpu_layers.py \
+  [ -f tests/test_gpu_layers.py ] && [ "${LAYERS:-1}" = 1 ] && timeout 100 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_gpu_layers.py \
     2>&1 | tee "$OUT/tests_gpu_layers.log" | tail -4
   say "parity tests done"
   ;;
