@@ -384,7 +384,7 @@ def random_cache(rng, n_head_kv, n_ctx, D):
 
 # The library's default decode attention kernel (Options::attn_kernel in
 # native/cuda/cuda_util.cuh): restored after a test picks one.
-ATTN_KERNEL_DEFAULT = 1
+ATTN_KERNEL_DEFAULT = 8
 
 
 def cuda_attention(q, K, V, lo, n, scale, kernel=0):
@@ -477,10 +477,10 @@ def cuda_attention_mma(q, K, V, lo, n, scale, splits=0, kernel=1):
 
 
 MMA_SHAPES = ATTN_SHAPES + [(8, 2, 64), (16, 2, 256), (40, 4, 128)]  # groups of 4, 8 and 10 (two head pieces)
-# attn_kernel 1 and 2, and 3-8: the variants under measurement (how K/V are copied in:
-# cp.async with L2 prefetch hints or TMA bulk rows on sm_90; how the splits are merged),
-# each held to the same float64 twin. Ids k1..k8 so that a run can pick some with -k.
-MMA_KERNELS = list(range(1, 9))
+# attn_kernel 1 and 2, and 3-11: the variants (how K/V are copied in: cp.async with L2
+# prefetch hints or TMA bulk rows / row pairs on sm_90; how the splits are merged; which
+# chunks a split takes), each held to the same float64 twin. Ids k1..k11 so that a run can pick some with -k.
+MMA_KERNELS = list(range(1, 12))
 
 
 def kernel_id(k):

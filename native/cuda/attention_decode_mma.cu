@@ -1,8 +1,8 @@
 // Decode attention (one query token, full or windowed range of keys) on tensor cores,
 // split along the keys FlashDecoding-style: options().attn_kernel == 1, or 2 with the
 // merge of the splits done by the last block of each head (attention.cu's FMA kernel is 0);
-// 3-8 are variants of the same kernel under measurement (kVariants below: how the K/V
-// chunks are copied in, how the splits are merged). Grid (KV head x head piece, split); each block streams its split's
+// 3-11 are variants of the same kernel under measurement (kVariants below: how the K/V
+// chunks are copied in, how the splits are merged, which chunks a split takes). Grid (KV head x head piece, split); each block streams its split's
 // keys in chunks of 16 tokens, and its NW warps take the chunks in turn, each warp with
 // its own cp.async pipeline of STAGES chunks of K and V in shared memory (no block-wide
 // barrier in the loop), so that many bytes are in flight per multiprocessor.
@@ -47,29 +47,36 @@ constexpr float kLog2e = 1.4426950408889634f;
 // bytes (the L2 then fetches whole lines / line pairs from DRAM), or (kBulkRows, sm_90)
 // one cp.async.bulk (TMA) copy of a whole row a lane into rows padded by 16 bytes (so
 // that ldmatrix's 8 rows fall in distinct banks without a swizzle), completing on an
-// mbarrier per stage.
-enum Load { kCpAsync = 0, kCpAsyncL2_128 = 1, kCpAsyncL2_256 = 2, kBulkRows = 3 };
+// mbarrier per stage; or (kBulkPairs) one bulk copy of two rows a lane into row pairs
+// padded by 16 bytes, the chunk's tokens taken even ones first by the mma tiles (so that
+// ldmatrix's 8 rows, one of each pair, again fall in distinct banks).
+enum Load { kCpAsync = 0, kCpAsyncL2_128 = 1, kCpAsyncL2_256 = 2, kBulkRows = 3, kBulkPairs = 4 };
 // How the splits are merged: a second kernel (attn_merge_mma_kernel), the last block of
 // each head (merge_last_block), or a second kernel that keeps 4 splits' loads in flight a
 // thread (attn_merge_wide_kernel).
 enum Merge { kMergeKernel = 0, kMergeLastBlock = 1, kMergeWide = 2 };
+// Which chunks a split takes: a contiguous range (kContiguous), or every n_splits-th
+// chunk (kInterleaved: all blocks sweep the cache together).
+enum Order { kContiguous = 0, kInterleaved = 1 };
 struct Variant {
     Load load;
     Merge merge;
+    Order order = kContiguous;
 };
 // attn_kernel 1..8 (index 0 unused).
 constexpr Variant kVariants[] = {{kCpAsync, kMergeKernel},       {kCpAsync, kMergeKernel},
                                  {kCpAsync, kMergeLastBlock},    {kCpAsyncL2_256, kMergeKernel},
                                  {kCpAsyncL2_256, kMergeLastBlock}, {kCpAsyncL2_256, kMergeWide},
                                  {kCpAsyncL2_128, kMergeKernel}, {kBulkRows, kMergeKernel},
-                                 {kBulkRows, kMergeWide}};
-constexpr int kMaxVariant = 8;
+                                 {kBulkRows, kMergeWide},        {kBulkPairs, kMergeWide},
+                                 {kBulkRows, kMergeWide, kInterleaved}, {kBulkPairs, kMergeWide, kInterleaved}};
+constexpr int kMaxVariant = 11;
 
 template <int D, int LOAD = kCpAsync>
 struct DecCfg {
     static constexpr int STAGES = D == 256 ? 2 : D == 128 ? 3 : 4;
     static constexpr int ROW = LOAD == kBulkRows ? D + 8 : D;      // halves a shared row (padded for bulk)
-    static constexpr int TILE = kChunk * ROW;                       // halves of one K (or V) chunk
+    static constexpr int TILE = LOAD == kBulkPairs ? kChunk / 2 * (2 * D + 8) : kChunk * ROW;  // halves a K (V) chunk
     static constexpr size_t pipe_bytes = size_t(kNW) * STAGES * 2 * TILE * sizeof(__half);
     static constexpr size_t merge_bytes = size_t(kNW) * kHeads * D * sizeof(float);
     static constexpr size_t bytes = pipe_bytes > merge_bytes ? pipe_bytes : merge_bytes;
@@ -209,12 +216,13 @@ __device__ __forceinline__ void merge_last_block(const DecArgs &a, int h0, int n
     if (threadIdx.x == 0) a.done[blockIdx.x] = 0;  // ready for the next launch (graph replays)
 }
 
-template <int D, int LOAD>
+template <int D, int LOAD, int ORDER>
 __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
     using C = DecCfg<D, LOAD>;
     constexpr int STAGES = C::STAGES, TILE = C::TILE, ROW = C::ROW;
-    constexpr bool BULK = LOAD == kBulkRows;
+    constexpr bool PAIRS = LOAD == kBulkPairs;  // also: mma tiles take the even tokens, then the odd
+    constexpr bool BULK = LOAD == kBulkRows || PAIRS;
 #if __CUDA_ARCH__ < 900
     if constexpr (BULK) __trap();  // launched only on sm_90 and later (variant_load)
 #endif
@@ -233,7 +241,10 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
     const int h0 = kvh * group + hg * kHeads;
     const int nh = min(kHeads, group - hg * kHeads);
     // Shared offset (halves) of 16-byte chunk ch of row r of a K or V tile.
-    auto soff = [](int r, int ch) { return BULK ? r * ROW + ch * 8 : r * D + ((ch ^ (r & 7)) * 8); };
+    auto soff = [](int r, int ch) {
+        return PAIRS ? (r >> 1) * (2 * D + 8) + (r & 1) * D + ch * 8
+                     : BULK ? r * ROW + ch * 8 : r * D + ((ch ^ (r & 7)) * 8);
+    };
 #if __CUDA_ARCH__ >= 900
     __shared__ __align__(8) uint64_t s_bar[kNW][STAGES];  // bulk: one mbarrier a warp's stage
     if constexpr (BULK) {
@@ -254,23 +265,51 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
     const int split_len = ((len + n_splits - 1) / n_splits + kChunk - 1) / kChunk * kChunk;
     const int s_begin = min(len, int(blockIdx.y) * split_len);
     const int s_end = min(len, s_begin + split_len);
-    const int n_chunks = (s_end - s_begin + kChunk - 1) / kChunk;
+    // This block's chunks j = 0 .. n_chunks-1 start at token chunk_t0(j); tokens from t_end on are
+    // masked (and their rows not read).
+    const int all_chunks = (len + kChunk - 1) / kChunk;
+    const int n_chunks = ORDER == kInterleaved
+                             ? (all_chunks > int(blockIdx.y) ? (all_chunks - int(blockIdx.y) + n_splits - 1) / n_splits : 0)
+                             : (s_end - s_begin + kChunk - 1) / kChunk;
+    const int t_end = ORDER == kInterleaved ? len : s_end;
+    auto chunk_t0 = [&](int j) {
+        return ORDER == kInterleaved ? (int(blockIdx.y) + j * n_splits) * kChunk : s_begin + j * kChunk;
+    };
     const __half *K0 = a.k + (int64_t(kvh) * a.n_ctx + lo) * D, *V0 = a.v + (int64_t(kvh) * a.n_ctx + lo) * D;
 
     __half *wk = pipe + size_t(warp) * STAGES * 2 * TILE;  // this warp's stages: K then V
     // Copies chunk `ci` (of this block's split) into stage `st`; rows past the split
     // repeat its last row (their scores are masked).
     auto load_chunk = [&](int ci, int st) {
-        const int t0 = s_begin + ci * kChunk;
+        const int t0 = chunk_t0(ci);
         __half *ks = wk + st * 2 * TILE, *vs = ks + TILE;
-        if constexpr (BULK) {
+        if constexpr (PAIRS) {
+#if __CUDA_ARCH__ >= 900
+            // Lane p < 8 copies K rows 2p, 2p+1, lane 8 + p those of V (a pair that crosses t_end
+            // as two single rows, the second repeating the last row).
+            const uint32_t bar = smem_u32(&s_bar[warp][st]);
+            if (lane == 0) bar_expect(bar, 2 * kChunk * D * sizeof(__half));
+            __syncwarp();
+            if (lane < kChunk) {
+                const int pr = lane % (kChunk / 2), r = 2 * pr;
+                const __half *src = lane < kChunk / 2 ? K0 : V0;
+                __half *dst = (lane < kChunk / 2 ? ks : vs) + pr * (2 * D + 8);
+                if (t0 + r + 1 < t_end) {
+                    bulk_copy(smem_u32(dst), src + int64_t(t0 + r) * D, 2 * D * sizeof(__half), bar);
+                } else {
+                    bulk_copy(smem_u32(dst), src + int64_t(min(t0 + r, t_end - 1)) * D, D * sizeof(__half), bar);
+                    bulk_copy(smem_u32(dst + D), src + int64_t(t_end - 1) * D, D * sizeof(__half), bar);
+                }
+            }
+#endif
+        } else if constexpr (BULK) {
 #if __CUDA_ARCH__ >= 900
             // Lane r < 16 copies K row r, lane 16 + r V row r: 2 * kChunk rows of D halves.
             const uint32_t bar = smem_u32(&s_bar[warp][st]);
             if (lane == 0) bar_expect(bar, 2 * kChunk * D * sizeof(__half));
             __syncwarp();
             const int r = lane % kChunk;
-            const int64_t off = int64_t(min(t0 + r, s_end - 1)) * D;
+            const int64_t off = int64_t(min(t0 + r, t_end - 1)) * D;
             bulk_copy(smem_u32((lane < kChunk ? ks : vs) + r * ROW), (lane < kChunk ? K0 : V0) + off,
                       D * sizeof(__half), bar);
 #endif
@@ -278,7 +317,7 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
 #pragma unroll
             for (int i = 0; i < CP_PER_LANE; i++) {
                 const int e = i * 32 + lane, r = e / CPR, ch = e % CPR;
-                const int64_t off = int64_t(min(t0 + r, s_end - 1)) * D + ch * 8;
+                const int64_t off = int64_t(min(t0 + r, t_end - 1)) * D + ch * 8;
                 const int so = soff(r, ch);
                 cp16_hint<LOAD>(smem_u32(ks + so), K0 + off);
                 cp16_hint<LOAD>(smem_u32(vs + so), V0 + off);
@@ -287,7 +326,9 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
     };
     // Chunks of this warp: warp, warp + kNW, ...
     const int my_chunks = n_chunks > warp ? (n_chunks - warp + kNW - 1) / kNW : 0;
-    const bool holds_newest = a.d_pos && s_end == len && s_end > s_begin;
+    const bool holds_newest =
+        a.d_pos && (ORDER == kInterleaved ? all_chunks > 0 && (all_chunks - 1) % n_splits == int(blockIdx.y)
+                                          : s_end == len && s_end > s_begin);
     if (holds_newest) pdl_wait();
 #pragma unroll
     for (int s = 0; s < STAGES - 1; s++) {
@@ -317,8 +358,9 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
 
     // ldmatrix row addresses: lane -> matrix i = lane / 8, row lane % 8.
     const int mi = lane / 8, mr = lane % 8;
-    const int k_row = (mi >> 1) * 8 + mr, k_cadd = mi & 1;  // K: n-tile by i>>1, k half by i&1
-    const int v_row = (mi & 1) * 8 + mr, v_cadd = mi >> 1;  // V^T: k half by i&1, n-tile by i>>1
+    // (PAIRS: n-tile / k half 0 holds the chunk's even tokens, 1 the odd ones.)
+    const int k_row = PAIRS ? 2 * mr + (mi >> 1) : (mi >> 1) * 8 + mr, k_cadd = mi & 1;  // K: n-tile by i>>1, k half by i&1
+    const int v_row = PAIRS ? 2 * mr + (mi & 1) : (mi & 1) * 8 + mr, v_cadd = mi >> 1;  // V^T: k half by i&1, n-tile by i>>1
 
     for (int it = 0; it < my_chunks; it++) {
         if constexpr (BULK) {
@@ -336,7 +378,7 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
             if constexpr (!BULK) cp_commit();
         }
         const __half *ks = wk + (it % STAGES) * 2 * TILE, *vs = ks + TILE;
-        const int t0 = s_begin + (warp + it * kNW) * kChunk;
+        const int t0 = chunk_t0(warp + it * kNW);
 
         float s0[4] = {0.f, 0.f, 0.f, 0.f}, s1[4] = {0.f, 0.f, 0.f, 0.f};  // tokens 0-7, 8-15
 #pragma unroll
@@ -348,10 +390,11 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
         }
         // Thread holds head g, tokens 2c, 2c+1 (s0) and 8 + 2c, 9 + 2c (s1).
         float sc[4] = {s0[0] * kLog2e, s0[1] * kLog2e, s1[0] * kLog2e, s1[1] * kLog2e};
-        const int tt[4] = {2 * c, 2 * c + 1, 8 + 2 * c, 9 + 2 * c};
+        const int tt[4] = {PAIRS ? 4 * c : 2 * c, PAIRS ? 4 * c + 2 : 2 * c + 1, PAIRS ? 4 * c + 1 : 8 + 2 * c,
+                           PAIRS ? 4 * c + 3 : 9 + 2 * c};
 #pragma unroll
         for (int i = 0; i < 4; i++)
-            if (t0 + tt[i] >= s_end) sc[i] = -INFINITY;
+            if (t0 + tt[i] >= t_end) sc[i] = -INFINITY;
         float mx = fmaxf(fmaxf(sc[0], sc[1]), fmaxf(sc[2], sc[3]));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
@@ -552,12 +595,12 @@ __global__ void __launch_bounds__(128) attn_merge_wide_kernel(const float *__res
     reinterpret_cast<float4 *>(out + int64_t(h) * D)[d4] = make_float4(R.x * inv, R.y * inv, R.z * inv, R.w * inv);
 }
 
-template <int D, int LOAD>
+template <int D, int LOAD, int ORDER = kContiguous>
 void configure() {
     static bool done = false;
     if (!done) {
-        TACTIC_CU(cudaFuncSetAttribute(attn_decode_mma_kernel<D, LOAD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       int(DecCfg<D, LOAD>::bytes)));
+        TACTIC_CU(cudaFuncSetAttribute(attn_decode_mma_kernel<D, LOAD, ORDER>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, int(DecCfg<D, LOAD>::bytes)));
         done = true;
     }
 }
@@ -567,8 +610,8 @@ int occupancy() {  // asked once (the backend sizes its splits every decode step
     static int n = 0;
     if (n == 0) {
         configure<D, LOAD>();
-        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_decode_mma_kernel<D, LOAD>, kNW * 32,
-                                                                DecCfg<D, LOAD>::bytes));
+        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_decode_mma_kernel<D, LOAD, kContiguous>,
+                                                                kNW * 32, DecCfg<D, LOAD>::bytes));
         n = std::max(1, n);
     }
     return n;
@@ -579,14 +622,17 @@ int occupancy() {  // asked once (the backend sizes its splits every decode step
 Variant current_variant() {
     const int k = options().attn_kernel;
     Variant v = kVariants[k >= 1 && k <= kMaxVariant ? k : 1];
-    if (v.load == kBulkRows) {
+    if (v.load == kBulkRows || v.load == kBulkPairs) {
         static int major = -1;
         if (major < 0) {
             int dev = 0;
             TACTIC_CU(cudaGetDevice(&dev));
             TACTIC_CU(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
         }
-        if (major < 9) v.load = kCpAsync;
+        if (major < 9) {
+            v.load = kCpAsync;
+            v.order = kContiguous;
+        }
     }
     return v;
 }
@@ -597,6 +643,7 @@ int occupancy_d(Load load) {
         case kCpAsyncL2_128: return occupancy<D, kCpAsyncL2_128>();
         case kCpAsyncL2_256: return occupancy<D, kCpAsyncL2_256>();
         case kBulkRows: return occupancy<D, kBulkRows>();
+        case kBulkPairs: return occupancy<D, kBulkPairs>();
         default: return occupancy<D, kCpAsync>();
     }
 }
@@ -605,19 +652,28 @@ int occupancy_for(int D, Load load) {
     return D == 64 ? occupancy_d<64>(load) : D == 128 ? occupancy_d<128>(load) : occupancy_d<256>(load);
 }
 
-template <int D, int LOAD>
+template <int D, int LOAD, int ORDER = kContiguous>
 void launch_t(const DecArgs &a, int n_splits, cudaStream_t stream) {
-    configure<D, LOAD>();
+    configure<D, LOAD, ORDER>();
     dim3 grid(unsigned(a.n_head_kv * a.n_hgroups), unsigned(n_splits));
-    launch_pdl(attn_decode_mma_kernel<D, LOAD>, grid, dim3(kNW * 32), DecCfg<D, LOAD>::bytes, stream, a);
+    launch_pdl(attn_decode_mma_kernel<D, LOAD, ORDER>, grid, dim3(kNW * 32), DecCfg<D, LOAD>::bytes, stream, a);
 }
 
+// (Interleaved order only with the bulk copies.)
 template <int D>
-void launch(const DecArgs &a, int n_splits, Load load, cudaStream_t stream) {
-    switch (load) {
+void launch(const DecArgs &a, int n_splits, const Variant &v, cudaStream_t stream) {
+    const bool il = v.order == kInterleaved;
+    switch (v.load) {
         case kCpAsyncL2_128: launch_t<D, kCpAsyncL2_128>(a, n_splits, stream); break;
         case kCpAsyncL2_256: launch_t<D, kCpAsyncL2_256>(a, n_splits, stream); break;
-        case kBulkRows: launch_t<D, kBulkRows>(a, n_splits, stream); break;
+        case kBulkRows:
+            if (il) launch_t<D, kBulkRows, kInterleaved>(a, n_splits, stream);
+            else launch_t<D, kBulkRows>(a, n_splits, stream);
+            break;
+        case kBulkPairs:
+            if (il) launch_t<D, kBulkPairs, kInterleaved>(a, n_splits, stream);
+            else launch_t<D, kBulkPairs>(a, n_splits, stream);
+            break;
         default: launch_t<D, kCpAsync>(a, n_splits, stream); break;
     }
 }
@@ -668,9 +724,9 @@ void attention_decode_mma_dev(const DecodeAttn &d, int lo, int len, float scale,
     a.done = fused ? d.done : nullptr;
     a.out = d.out;
     switch (d.head_dim) {
-        case 64: launch<64>(a, d.n_splits, var.load, stream); break;
-        case 128: launch<128>(a, d.n_splits, var.load, stream); break;
-        case 256: launch<256>(a, d.n_splits, var.load, stream); break;
+        case 64: launch<64>(a, d.n_splits, var, stream); break;
+        case 128: launch<128>(a, d.n_splits, var, stream); break;
+        case 256: launch<256>(a, d.n_splits, var, stream); break;
         default: fail(TACTIC_ERR_UNSUPPORTED, "CUDA attention: head_dim must be 64, 128 or 256");
     }
     if (fused) return;
