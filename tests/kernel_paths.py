@@ -23,7 +23,7 @@ from pytactic.lowlevel import NativeSession, log_softmax
 from pytactic._native import ffi, lib
 model, mode, arg, prompts = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.stdin.read())
 out = {"build": ffi.string(lib.tactic_build_info()).decode(), "logp": [], "nll": []}
-with NativeSession(model, n_ctx=1024, n_threads=2 if mode != "teacher" else 0) as s:
+with NativeSession(model, n_ctx=1024, n_threads=2 if mode != "teacher" else 0, device=1) as s:  # the CPU, even where a GPU is
     for ids in prompts:
         s.reset()
         if mode == "last":
