@@ -34,9 +34,10 @@ with NativeSession(model, n_ctx=1024, n_threads=2 if mode != "teacher" else 0, d
         elif mode == "teacher":
             # every position's logits: the first n_prefill tokens as one prefill, the rest
             # one token a step (as the GPU test runs the GPU); saved to arg (.npy)
-            n0 = int(json.loads(arg)["n_prefill"])
+            job = json.loads(arg)
+            n0 = int(job["n_prefill"])
             rows = [s.eval(ids[:n0], logits_all=True)] + [s.eval([t]) for t in ids[n0:]]
-            np.save(json.loads(arg)["out"], np.concatenate(rows))
+            np.save(job["out"], np.concatenate(rows))
         else:
             # NLL of every next token, evaluated in chunks (all logits of 750 positions are 0.8 GB)
             for b in range(0, len(ids), 250):
