@@ -12,6 +12,7 @@
 
 #include "cuda_ops.cuh"
 #include "cuda_util.cuh"
+#include "pdl.cuh"
 #include "tactic_gpu.cuh"
 #include "tactic_gpu.h"
 
@@ -531,6 +532,352 @@ __global__ void __launch_bounds__(kSelThreads) group_select_kernel(TacticLayerDe
     }
     __syncthreads();  // hsel written (global memory, this block); keys and tok free for the list
     build_list(L, kvh, n, hsel, list, count, reinterpret_cast<int32_t *>(sel_smem));
+}
+
+// ---- B + C spread over the GPU (options().tactic_select == 2, group budget) ------------
+// The same cut as group_select_kernel, but each KV head's clusters are cut into nsl slices
+// of at most kSpPer clusters, one block each (grid nsl x n_head_kv, all resident at once).
+// The blocks of a KV head meet at barriers (a counter in global memory) to exchange:
+// 0. their (max, sum, min) per head -> lse_h and bounds of the keys (no pass of its own);
+// 1-3. a radix select of three levels (12 + 12 + 8 bits of the spread key), histograms of
+// tokens added into global memory by every block, each block then finding the digit
+// itself; 4. their selected rows (and ties at the cut), from which each block knows where
+// its clusters' rows go in the list, which it writes itself. The keys are spread over
+// bounds of the keys (max_h of the heads' min / max of scale q.c - lse_h), not their exact
+// min / max: the order is the same, the resolution a little coarser.
+constexpr int kSpThreads = 256;
+constexpr int kSpItems = 2;                      // consecutive clusters a thread
+constexpr int kSpPer = kSpThreads * kSpItems;    // clusters a block
+constexpr int kSpMaxSlices = 32;                 // cmax <= 16,384
+constexpr int kSpB1 = 4096, kSpB2 = 4096, kSpB3 = 256;
+// Per KV head: 2 counters, the three histograms, (max, sum, min) [kSpMaxSlices][8 heads],
+// 4 ints a slice of exchange.
+constexpr int kSpWsInts = 2 + kSpB1 + kSpB2 + kSpB3 + kSpMaxSlices * 8 * 3 + kSpMaxSlices * 4;
+
+// Waits until every block of the KV head has arrived `k` times in all (counter `ctr`);
+// what they wrote before is visible after (threadfence on both sides).
+__device__ __forceinline__ void kv_barrier(int32_t *ctr, int target) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        __threadfence();
+        atomicAdd(ctr, 1);
+        while (*reinterpret_cast<volatile int32_t *>(ctr) < target) __nanosleep(32);
+        __threadfence();
+    }
+    __syncthreads();
+}
+
+// The digit of the radix level: the bins (global histogram gh of NB token counts) walked
+// from the highest, the one where the running weight (from `above`) reaches need; above
+// becomes the weight of the bins higher than it. Every thread of the block calls.
+template <int NB>
+__device__ int sp_find_digit(const int32_t *gh, int need, int &above) {
+    constexpr int PER = NB / kSpThreads;
+    using Scan = cub::BlockScan<int, kSpThreads>;
+    __shared__ typename Scan::TempStorage tmp;
+    __shared__ int s_d, s_a;
+    const int tid = threadIdx.x;
+    int v[PER], sum = 0;
+#pragma unroll
+    for (int i = 0; i < PER; i++) {
+        v[i] = __ldcg(gh + NB - 1 - (tid * PER + i));
+        sum += v[i];
+    }
+    int excl = 0;
+    Scan(tmp).ExclusiveSum(sum, excl);
+    if (tid == 0) {  // (never used: the tokens of all bins reach need)
+        s_d = 0;
+        s_a = above;
+    }
+    __syncthreads();
+    const int before = above + excl;
+    if (before < need && before + sum >= need) {
+        int run = before, digit = NB - 1 - tid * PER;
+#pragma unroll
+        for (int i = 0; i < PER; i++) {
+            if (run + v[i] >= need) {
+                digit = NB - 1 - (tid * PER + i);
+                break;
+            }
+            run += v[i];
+        }
+        s_d = digit;
+        s_a = run;
+    }
+    __syncthreads();
+    above = s_a;
+    const int d = s_d;
+    __syncthreads();
+    return d;
+}
+
+// A level's histogram: shared bins, then the non-zero ones added into global memory.
+template <int NB>
+__device__ void sp_histogram(const uint32_t (&key)[kSpItems], const int (&tok)[kSpItems], const bool (&in)[kSpItems],
+                             int shift, int32_t *s_h, int32_t *gh) {
+    for (int i = threadIdx.x; i < NB; i += kSpThreads) s_h[i] = 0;
+    __syncthreads();
+#pragma unroll
+    for (int i = 0; i < kSpItems; i++)
+        if (in[i] && tok[i] > 0) atomicAdd(&s_h[(key[i] >> shift) & (NB - 1)], tok[i]);
+    __syncthreads();
+    for (int i = threadIdx.x; i < NB; i += kSpThreads)
+        if (s_h[i]) atomicAdd(&gh[i], s_h[i]);
+}
+
+template <int G>
+__global__ void __launch_bounds__(kSpThreads) spread_select_kernel(TacticLayerDev L, const int32_t *__restrict__ d_pos,
+                                                                  float frac, float scale,
+                                                                  const float *__restrict__ cscore,
+                                                                  int32_t *__restrict__ list,
+                                                                  int32_t *__restrict__ count, int32_t *ws, int nsl) {
+    const int kvh = blockIdx.y, blk = blockIdx.x, tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int group = L.n_head / L.n_head_kv, h0 = kvh * group;
+    int32_t *W = ws + int64_t(kvh) * kSpWsInts;
+    int32_t *bar = W, *hist1 = W + 2, *hist2 = hist1 + kSpB1, *hist3 = hist2 + kSpB2;
+    float *part = reinterpret_cast<float *>(hist3 + kSpB3);  // [kSpMaxSlices][8][3]
+    int32_t *xch = reinterpret_cast<int32_t *>(part + kSpMaxSlices * 8 * 3);  // [kSpMaxSlices][4]
+    __shared__ int32_t s_h[kSpB1];
+    __shared__ float s_part[kSpThreads / 32][G][3], s_lse[G], s_bound[2];
+    __shared__ int s_x[4];
+    pdl_wait();
+    const int C = L.n_clusters[kvh];
+    const int32_t *coff = L.coff + int64_t(kvh) * (L.cmax + 1);
+    const int n = d_pos[0] + 1;
+    const int total = C > 0 ? coff[C] - coff[0] : 0;
+    const int need = min(n, int(ceilf(frac * float(n))));
+    const bool all = need >= total;  // block-uniform
+    const int per = (C + nsl - 1) / nsl, c_lo = blk * per, c_hi = min(C, c_lo + per);
+    // This thread's clusters c_lo + tid * kSpItems + i: first rows, tokens, scores.
+    int first[kSpItems], tok[kSpItems];
+    bool in[kSpItems], sel[kSpItems];
+    uint32_t key[kSpItems];
+    float v[kSpItems][G];
+#pragma unroll
+    for (int i = 0; i < kSpItems; i++) {
+        const int c = c_lo + tid * kSpItems + i;
+        in[i] = c < c_hi;
+        first[i] = in[i] ? coff[c] : 0;
+        tok[i] = in[i] ? coff[c + 1] - first[i] : 0;
+#pragma unroll
+        for (int j = 0; j < G; j++)
+            v[i][j] = in[i] && j < group ? scale * cscore[int64_t(h0 + j) * L.cmax + c] : 0.f;
+        sel[i] = all && in[i];
+        key[i] = 0;
+    }
+    int nbar = 0;  // barriers passed
+    if (!all) {
+        // 0. per head (max, sum tok exp(x - max), min) of the slice, then of the KV head.
+        auto merge = [](float &ma, float &za, float mb, float zb) {
+            const float mm = fmaxf(ma, mb);
+            za = (ma == -INFINITY ? 0.f : za * expf(ma - mm)) + (mb == -INFINITY ? 0.f : zb * expf(mb - mm));
+            ma = mm;
+        };
+#pragma unroll
+        for (int j = 0; j < G; j++) {
+            float m = -INFINITY, z = 0.f, mn = INFINITY;
+#pragma unroll
+            for (int i = 0; i < kSpItems; i++)
+                if (in[i]) {
+                    merge(m, z, v[i][j], float(tok[i]));
+                    mn = fminf(mn, v[i][j]);
+                }
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) {
+                const float mb = __shfl_xor_sync(0xffffffffu, m, o), zb = __shfl_xor_sync(0xffffffffu, z, o);
+                merge(m, z, mb, zb);
+                mn = fminf(mn, __shfl_xor_sync(0xffffffffu, mn, o));
+            }
+            if (lane == 0) {
+                s_part[warp][j][0] = m;
+                s_part[warp][j][1] = z;
+                s_part[warp][j][2] = mn;
+            }
+        }
+        __syncthreads();
+        if (tid < G) {
+            float m = -INFINITY, z = 0.f, mn = INFINITY;
+            for (int w = 0; w < kSpThreads / 32; w++) {
+                merge(m, z, s_part[w][tid][0], s_part[w][tid][1]);
+                mn = fminf(mn, s_part[w][tid][2]);
+            }
+            float *p = part + (blk * 8 + tid) * 3;
+            p[0] = m;
+            p[1] = z;
+            p[2] = mn;
+        }
+        kv_barrier(bar, ++nbar * nsl);
+        if (warp < G) {  // warp j merges head j's slices
+            float m = -INFINITY, z = 0.f, mn = INFINITY;
+            for (int b = lane; b < nsl; b += 32) {
+                const float *p = part + (b * 8 + warp) * 3;
+                merge(m, z, __ldcg(p), __ldcg(p + 1));
+                mn = fminf(mn, __ldcg(p + 2));
+            }
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) {
+                const float mb = __shfl_xor_sync(0xffffffffu, m, o), zb = __shfl_xor_sync(0xffffffffu, z, o);
+                merge(m, z, mb, zb);
+                mn = fminf(mn, __shfl_xor_sync(0xffffffffu, mn, o));
+            }
+            if (lane == 0) {
+                s_lse[warp] = m + logf(z);
+                s_part[0][warp][0] = m;  // the head's max and min score (s_part is free)
+                s_part[0][warp][2] = mn;
+            }
+        }
+        __syncthreads();
+        if (tid == 0) {
+            float lo = -INFINITY, hi = -INFINITY;
+            for (int j = 0; j < group && j < G; j++) {
+                lo = fmaxf(lo, s_part[0][j][2] - s_lse[j]);
+                hi = fmaxf(hi, s_part[0][j][0] - s_lse[j]);
+            }
+            s_bound[0] = lo;
+            s_bound[1] = hi;
+        }
+        __syncthreads();
+        const KeySpread spread(s_bound[0], s_bound[1]);
+#pragma unroll
+        for (int i = 0; i < kSpItems; i++) {
+            float k = -INFINITY;
+#pragma unroll
+            for (int j = 0; j < G; j++)
+                if (j < group) k = fmaxf(k, v[i][j] - s_lse[j]);
+            key[i] = in[i] ? spread(k) : 0u;
+        }
+        // 1-3. The radix levels: 12, 12 and 8 bits.
+        int above = 0;
+        sp_histogram<kSpB1>(key, tok, in, 20, s_h, hist1);
+        kv_barrier(bar, ++nbar * nsl);
+        const uint32_t d1 = uint32_t(sp_find_digit<kSpB1>(hist1, need, above));
+        bool in2[kSpItems];
+#pragma unroll
+        for (int i = 0; i < kSpItems; i++) in2[i] = in[i] && (key[i] >> 20) == d1;
+        sp_histogram<kSpB2>(key, tok, in2, 8, s_h, hist2);
+        kv_barrier(bar, ++nbar * nsl);
+        for (int i = blk * kSpThreads + tid; i < kSpB1; i += nsl * kSpThreads) hist1[i] = 0;  // all have read it
+        const uint32_t d2 = uint32_t(sp_find_digit<kSpB2>(hist2, need, above));
+        const uint32_t p2 = (d1 << 12) | d2;
+#pragma unroll
+        for (int i = 0; i < kSpItems; i++) in2[i] = in[i] && (key[i] >> 8) == p2;
+        sp_histogram<kSpB3>(key, tok, in2, 0, s_h, hist3);
+        kv_barrier(bar, ++nbar * nsl);
+        for (int i = blk * kSpThreads + tid; i < kSpB2; i += nsl * kSpThreads) hist2[i] = 0;
+        const uint32_t T = (p2 << 8) | uint32_t(sp_find_digit<kSpB3>(hist3, need, above));
+        // 4. Clusters above T are in; at T, in index order while the weight is short.
+        int eq_tok = 0, eq_cnt = 0;
+#pragma unroll
+        for (int i = 0; i < kSpItems; i++) {
+            sel[i] = in[i] && key[i] > T;
+            if (in[i] && key[i] == T) {
+                eq_tok += tok[i];
+                eq_cnt++;
+            }
+        }
+        using Reduce = cub::BlockReduce<int, kSpThreads>;
+        __shared__ typename Reduce::TempStorage red_tmp;
+        eq_cnt = Reduce(red_tmp).Sum(eq_cnt);
+        __syncthreads();
+        eq_tok = Reduce(red_tmp).Sum(eq_tok);
+        if (tid == 0) {
+            xch[blk * 4 + 1] = eq_tok;
+            xch[blk * 4 + 2] = eq_cnt;
+        }
+        kv_barrier(bar, ++nbar * nsl);
+        if (blk == 0) for (int i = tid; i < kSpB3; i += kSpThreads) hist3[i] = 0;
+        if (tid == 0) {
+            int carry = 0, cnt = 0;
+            for (int b = 0; b < nsl; b++) {
+                if (b < blk) carry += __ldcg(xch + b * 4 + 1);
+                cnt += __ldcg(xch + b * 4 + 2);
+            }
+            s_x[0] = carry;
+            s_x[1] = cnt;
+        }
+        __syncthreads();
+        const int carry = s_x[0];
+        if (s_x[1] <= 1) {  // the usual case: at most one cluster at T
+#pragma unroll
+            for (int i = 0; i < kSpItems; i++)
+                if (in[i] && key[i] == T && above < need) sel[i] = true;
+        } else {
+            using Scan = cub::BlockScan<int, kSpThreads>;
+            __shared__ typename Scan::TempStorage scan_tmp;
+            int eq[kSpItems];
+#pragma unroll
+            for (int i = 0; i < kSpItems; i++) eq[i] = in[i] && key[i] == T ? tok[i] : 0;
+            Scan(scan_tmp).ExclusiveSum(eq, eq);
+#pragma unroll
+            for (int i = 0; i < kSpItems; i++)
+                if (in[i] && key[i] == T && above + carry + eq[i] < need) sel[i] = true;
+        }
+    }
+    // 5. Rows: this block's selected clusters' offsets in the list (an exclusive scan in
+    // cluster order), after the always-attended tokens and the lower slices' rows.
+    using Scan = cub::BlockScan<int, kSpThreads>;
+    __shared__ typename Scan::TempStorage row_tmp;
+    int off[kSpItems], my_rows = 0;
+#pragma unroll
+    for (int i = 0; i < kSpItems; i++) off[i] = sel[i] ? tok[i] : 0;
+    Scan(row_tmp).ExclusiveSum(off, off, my_rows);
+    if (tid == 0) xch[blk * 4 + 0] = my_rows;
+    kv_barrier(bar, ++nbar * nsl);
+    if (tid == 0) {
+        int before = 0, rows = 0;
+        for (int b = 0; b < nsl; b++) {
+            const int r = __ldcg(xch + b * 4);
+            if (b < blk) before += r;
+            rows += r;
+        }
+        s_x[2] = before;
+        s_x[3] = rows;
+    }
+    __syncthreads();
+    // Every block is past its last barrier: the next kernel may start (pdl.cuh).
+    pdl_trigger();
+    const int cb = min(L.range[0], n), ce = min(max(L.range[1], cb), n), n_always = cb + (n - ce);
+    int32_t *lst = list + int64_t(kvh) * L.n_ctx;
+    if (blk == 0 && tid == 0) count[kvh] = n_always + s_x[3];
+    for (int i = blk * kSpThreads + tid; i < n_always; i += nsl * kSpThreads)
+        lst[i] = -1 - (i < cb ? i : ce + (i - cb));
+    // Each thread's chosen clusters staged (first row, list offset, rows); warps write them
+    // cluster by cluster, lane by lane.
+    __shared__ int s_n;
+    int *e_first = s_h, *e_off = s_h + kSpPer, *e_sz = s_h + 2 * kSpPer;
+    int idx[kSpItems], n_sel = 0;
+#pragma unroll
+    for (int i = 0; i < kSpItems; i++) idx[i] = sel[i] && tok[i] > 0 ? 1 : 0;
+    __syncthreads();  // row_tmp reused
+    Scan(row_tmp).ExclusiveSum(idx, idx, n_sel);
+    const int base = n_always + s_x[2];
+#pragma unroll
+    for (int i = 0; i < kSpItems; i++)
+        if (sel[i] && tok[i] > 0) {
+            e_first[idx[i]] = first[i];
+            e_off[idx[i]] = base + off[i];
+            e_sz[idx[i]] = tok[i];
+        }
+    if (tid == 0) s_n = n_sel;
+    __syncthreads();
+    for (int e = warp; e < s_n; e += kSpThreads / 32)
+        for (int j = lane; j < e_sz[e]; j += 32) lst[e_off[e] + j] = e_first[e] + j;
+    // The last block out resets the barrier for the next step.
+    if (tid == 0 && atomicAdd(&bar[1], 1) == nsl - 1) {
+        bar[0] = 0;
+        bar[1] = 0;
+    }
+}
+
+// Slices per KV head for the spread selection, 0 where it does not apply (too many
+// clusters, or more blocks than can be resident at once: its barriers need them all).
+template <int G>
+int spread_slices(int cmax, int n_head_kv) {
+    const int nsl = std::max(1, (cmax + kSpPer - 1) / kSpPer);
+    if (nsl > kSpMaxSlices || G > 8) return 0;
+    static int occ = 0;  // per G: asked once (not a per-step call)
+    if (occ == 0) TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, spread_select_kernel<G>, kSpThreads, 0));
+    return int64_t(nsl) * n_head_kv <= int64_t(occ) * sm_count() ? nsl : 0;
 }
 
 // The attention blocks that do work: enough that each has kMinPerBlock entries.
@@ -1387,12 +1734,33 @@ void tactic_score_dev(const TacticLayerDev &L, const TacticStepArgs &a, const Ta
 namespace {
 // The group budget applies to a forced fraction only (the mass target stays per head).
 bool group_budget(const TacticStepArgs &a) { return options().tactic_group_budget != 0 && a.force_fraction > 0.f; }
+
+// The spread selection (options().tactic_select == 2), if it applies to this shape.
+template <int G>
+bool spread_g(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
+    const int nsl = spread_slices<G>(L.cmax, L.n_head_kv);
+    if (nsl == 0) return false;
+    launch_pdl(spread_select_kernel<G>, dim3(unsigned(nsl), unsigned(L.n_head_kv)), dim3(kSpThreads), 0, s, L, a.d_pos,
+               a.force_fraction, a.scale, static_cast<const float *>(b.cscore), b.list, b.count, b.sel_ws, nsl);
+    return true;
+}
+bool spread_dg(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
+    switch (g_of(L.n_head / L.n_head_kv)) {
+        case 1: return spread_g<1>(L, a, b, s);
+        case 2: return spread_g<2>(L, a, b, s);
+        case 4: return spread_g<4>(L, a, b, s);
+        default: return spread_g<8>(L, a, b, s);
+    }
+}
 }  // namespace
+
+size_t tactic_select_ws_bytes(int n_head_kv) { return sizeof(int32_t) * size_t(kSpWsInts) * size_t(n_head_kv); }
 
 void tactic_select_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
     const size_t smem = select_smem(L.cmax);
     TACTIC_CHECK(L.cmax <= tactic_max_clusters(), TACTIC_ERR_UNSUPPORTED,
                  "Tactic on CUDA: more than " + std::to_string(tactic_max_clusters()) + " clusters per KV head");
+    if (group_budget(a) && options().tactic_select == 2 && b.sel_ws && spread_dg(L, a, b, s)) return;
     if (group_budget(a)) {
         const unsigned g = unsigned(L.n_head_kv);
         const float f = a.force_fraction;
@@ -1591,9 +1959,11 @@ void tactic_step_host(const TacticStepHost &in) {
     DevBuf d_list(sizeof(int32_t) * size_t(Hkv) * in.n_ctx), d_count(sizeof(int32_t) * size_t(Hkv));
     DevBuf d_pacc(sizeof(float) * size_t(bufs.n_blocks) * H * D), d_pml(sizeof(float) * size_t(bufs.n_blocks) * H * 2);
     DevBuf d_q(sizeof(float) * size_t(H) * D), d_out(sizeof(float) * size_t(H) * D), d_pos(sizeof(int32_t));
-    DevBuf d_done(sizeof(int32_t) * size_t(Hkv));
+    DevBuf d_done(sizeof(int32_t) * size_t(Hkv)), d_sel_ws(tactic_select_ws_bytes(Hkv));
     TACTIC_CU(cudaMemset(d_done.as<void>(), 0, d_done.size()));
+    TACTIC_CU(cudaMemset(d_sel_ws.as<void>(), 0, d_sel_ws.size()));
     bufs.done = d_done.as<int32_t>();
+    bufs.sel_ws = d_sel_ws.as<int32_t>();
     bufs.cscore = d_cscore.as<float>();
     bufs.hsel = d_hsel.as<uint8_t>();
     bufs.list = d_list.as<int32_t>();
