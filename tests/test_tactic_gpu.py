@@ -201,11 +201,20 @@ SHAPES = [  # n_head, n_head_kv, head_dim
 ]
 
 
+@pytest.fixture(params=[1, 2], ids=["score1", "score2"])
+def score_version(request):
+    """Each centroid scoring kernel (option tactic_score)."""
+    assert lib.tactic_cuda_set_option(b"tactic_score", 0) == TACTIC_ERR_INVALID_ARGUMENT
+    assert lib.tactic_cuda_set_option(b"tactic_score", request.param) == 0
+    yield request.param
+    lib.tactic_cuda_set_option(b"tactic_score", 1)
+
+
 @pytest.mark.gpu
 @needs_gpu
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("frac", [0.025, 0.1, 0.37, 1.0])
-def test_step_matches_twin(shape, frac):
+def test_step_matches_twin(shape, frac, score_version):
     rng = np.random.default_rng(7 + int(frac * 1000))
     n_head, n_head_kv, D = shape
     n_ctx, n, c_begin = 6000, 5321, 4
@@ -230,7 +239,7 @@ def test_step_matches_twin(shape, frac):
 @needs_gpu
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("p", [0.5, 0.9, 0.99])
-def test_mass_target_matches_twin(shape, p):
+def test_mass_target_matches_twin(shape, p, score_version):
     """force_fraction 0: each head's clusters until 1 - (1 - P) / 4 of its centroid mass
     and at least 64 tokens, as the CPU's bounded selector's first prefix."""
     rng = np.random.default_rng(11 + int(p * 100))
@@ -441,9 +450,11 @@ def group_budget(request):
     assert lib.tactic_cuda_set_option(b"tactic_select", 3) == TACTIC_ERR_INVALID_ARGUMENT
     assert lib.tactic_cuda_set_option(b"tactic_group_budget", 1) == 0
     assert lib.tactic_cuda_set_option(b"tactic_select", request.param) == 0
+    assert lib.tactic_cuda_set_option(b"tactic_score", request.param) == 0  # 2: the new scores with it
     yield request.param
     lib.tactic_cuda_set_option(b"tactic_group_budget", 0)
     lib.tactic_cuda_set_option(b"tactic_select", 1)
+    lib.tactic_cuda_set_option(b"tactic_score", 1)
 
 
 def random_layout(rng, K, c_begin, c_end, mean_size, tie_run=0):

@@ -93,6 +93,8 @@ struct Options {
                                   // union holds ceil(f n) tokens), not each query head's
     int tactic_select = 1;  // group budget's selection: 1 one block per KV head; 2 spread over many blocks
                             // per KV head (a three-level radix cut through global histograms)
+    int tactic_score = 1;   // Tactic's centroid scores: 1 the first kernel; 2 every row requested before
+                            // pdl_wait, q in shared memory (one wave)
 };
 Options &options();
 void set_last_ms(double ms);

@@ -79,6 +79,64 @@ __global__ void __launch_bounds__(kScoreWarps * 32) cscore_kernel(TacticLayerDev
     }
 }
 
+// A, version 2 (options().tactic_score == 2): each lane's kScore2Rows centroid rows
+// requested at once, before pdl_wait (the centroids are written outside the decode step:
+// under PDL they stream in while the kernel before still runs); q staged in shared memory
+// (not kept in registers: more blocks fit, the grid is one wave at 128K). The rows of a
+// warp: TPW x kScore2Rows consecutive clusters.
+constexpr int kScore2Rows = 8;
+template <int D, int G>
+__global__ void __launch_bounds__(kScoreWarps * 32) cscore2_kernel(TacticLayerDev L, const float *__restrict__ q,
+                                                                   float *__restrict__ cscore) {
+    constexpr int LPT = D / 8, TPW = 32 / LPT, U = kScore2Rows;
+    __shared__ float4 s_q[G][D / 4];
+    const int kvh = blockIdx.y, group = L.n_head / L.n_head_kv, h0 = kvh * group;
+    const int C = L.n_clusters[kvh];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, slot = lane / LPT, dl = lane % LPT;
+    const int c_first = (blockIdx.x * kScoreWarps + warp) * TPW * U;
+    const __half *cent = L.cent + int64_t(kvh) * L.cmax * D + dl * 8;
+    uint4 w[U];
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+        const int c = c_first + u * TPW + slot;
+        w[u] = c < C ? __ldg(reinterpret_cast<const uint4 *>(cent + int64_t(c) * D)) : make_uint4(0, 0, 0, 0);
+    }
+    pdl_wait();
+    pdl_trigger();
+    for (int e = threadIdx.x; e < G * D / 4; e += kScoreWarps * 32) {
+        const int h = e / (D / 4), d4 = e % (D / 4);
+        s_q[h][d4] = h < group ? reinterpret_cast<const float4 *>(q + int64_t(h0 + h) * D)[d4]
+                               : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+    __syncthreads();
+    if (c_first >= C) return;  // warp-uniform
+#pragma unroll
+    for (int h = 0; h < G; h++) {
+        if (h >= group) break;
+        const float4 qa = s_q[h][dl * 2], qb = s_q[h][dl * 2 + 1];
+        const float qr[8] = {qa.x, qa.y, qa.z, qa.w, qb.x, qb.y, qb.z, qb.w};
+        float d[U];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            float f[8];
+            h8_to_f(w[u], f);
+            d[u] = 0.f;
+#pragma unroll
+            for (int i = 0; i < 8; i++) d[u] = fmaf(qr[i], f[i], d[u]);
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++)
+#pragma unroll
+            for (int o = LPT / 2; o > 0; o >>= 1) d[u] += __shfl_xor_sync(0xffffffffu, d[u], o);
+        float *dst = cscore + int64_t(h0 + h) * L.cmax;
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int c = c_first + u * TPW + slot;
+            if (dl == 0 && c < C) dst[c] = d[u];
+        }
+    }
+}
+
 // The cut's keys: scores (or log weights) spread linearly over [lo, hi] of the block's
 // values, as unsigned integers of the same order (ties only closer than (hi - lo) / 2^32).
 // Float bits would crowd: values of one binary exponent share the radix select's first
@@ -374,6 +432,8 @@ __global__ void __launch_bounds__(kSelThreads) select_kernel(TacticLayerDev L, c
     int *tok = reinterpret_cast<int *>(keys + L.cmax);
     float *mass = reinterpret_cast<float *>(tok + L.cmax);
     const int h = blockIdx.x, group = L.n_head / L.n_head_kv, kvh = h / group, tid = threadIdx.x;
+    pdl_wait();
+    pdl_trigger();
     const int C = L.n_clusters[kvh];
     const int32_t *coff = L.coff + int64_t(kvh) * (L.cmax + 1);
     const float *cs = cscore + int64_t(h) * L.cmax;
@@ -424,6 +484,8 @@ __global__ void __launch_bounds__(kSelThreads) group_select_kernel(TacticLayerDe
     float *kf = reinterpret_cast<float *>(keys);  // the float keys, turned into spread keys in place
     int *tok = reinterpret_cast<int *>(keys + L.cmax);
     const int kvh = blockIdx.x, group = L.n_head / L.n_head_kv, h0 = kvh * group, tid = threadIdx.x;
+    pdl_wait();
+    pdl_trigger();
     const int C = L.n_clusters[kvh];
     const int32_t *coff = L.coff + int64_t(kvh) * (L.cmax + 1);
     uint8_t *sel = hsel + int64_t(kvh) * L.cmax * group;
@@ -640,13 +702,10 @@ __global__ void __launch_bounds__(kSpThreads) spread_select_kernel(TacticLayerDe
     __shared__ int32_t s_h[kSpB1];
     __shared__ float s_part[kSpThreads / 32][G][3], s_lse[G], s_bound[2];
     __shared__ int s_x[4];
-    pdl_wait();
+    // The clusters (sizes, offsets) are written outside the decode step: read before pdl_wait.
     const int C = L.n_clusters[kvh];
     const int32_t *coff = L.coff + int64_t(kvh) * (L.cmax + 1);
-    const int n = d_pos[0] + 1;
     const int total = C > 0 ? coff[C] - coff[0] : 0;
-    const int need = min(n, int(ceilf(frac * float(n))));
-    const bool all = need >= total;  // block-uniform
     const int per = (C + nsl - 1) / nsl, c_lo = blk * per, c_hi = min(C, c_lo + per);
     // This thread's clusters c_lo + tid * kSpItems + i: first rows, tokens, scores.
     int first[kSpItems], tok[kSpItems];
@@ -659,6 +718,15 @@ __global__ void __launch_bounds__(kSpThreads) spread_select_kernel(TacticLayerDe
         in[i] = c < c_hi;
         first[i] = in[i] ? coff[c] : 0;
         tok[i] = in[i] ? coff[c + 1] - first[i] : 0;
+    }
+    pdl_wait();
+    pdl_trigger();  // safe: the next kernel starts only once every block of this one runs (the barriers need them all)
+    const int n = d_pos[0] + 1;
+    const int need = min(n, int(ceilf(frac * float(n))));
+    const bool all = need >= total;  // block-uniform
+#pragma unroll
+    for (int i = 0; i < kSpItems; i++) {
+        const int c = c_lo + tid * kSpItems + i;
 #pragma unroll
         for (int j = 0; j < G; j++)
             v[i][j] = in[i] && j < group ? scale * cscore[int64_t(h0 + j) * L.cmax + c] : 0.f;
@@ -834,8 +902,6 @@ __global__ void __launch_bounds__(kSpThreads) spread_select_kernel(TacticLayerDe
         s_x[3] = rows;
     }
     __syncthreads();
-    // Every block is past its last barrier: the next kernel may start (pdl.cuh).
-    pdl_trigger();
     const int cb = min(L.range[0], n), ce = min(max(L.range[1], cb), n), n_always = cb + (n - ce);
     int32_t *lst = list + int64_t(kvh) * L.n_ctx;
     if (blk == 0 && tid == 0) count[kvh] = n_always + s_x[3];
@@ -904,6 +970,8 @@ __global__ void __launch_bounds__(kWarps * 32) attend_kernel(TacticLayerDev L, c
     const int b = blockIdx.x;
     constexpr int kMaxKv = 64;
     __shared__ int s_cnt[kMaxKv];
+    pdl_wait();
+    pdl_trigger();
     for (int k = threadIdx.x; k < Hkv && k < kMaxKv; k += kWarps * 32) s_cnt[k] = count[k];
     __syncthreads();
     int64_t tot = 0;
@@ -1223,6 +1291,8 @@ __global__ void __launch_bounds__(kStreamWarps * 32) attend_stream_kernel(
     __shared__ float s_p[kStreamWarps][G][R];
     __shared__ float s_m[kStreamWarps][G], s_l[kStreamWarps][G];
     __shared__ int s_last;
+    pdl_wait();  // count, the lists and q come from earlier kernels of the step
+    pdl_trigger();
     for (int k = threadIdx.x; k < Hkv && k < kMaxKv; k += NT) s_cnt[k] = count[k];
     __syncthreads();
     auto cnt_of = [&](int k) { return k < kMaxKv ? s_cnt[k] : count[k]; };
@@ -1559,6 +1629,8 @@ __global__ void __launch_bounds__(kMergeThreads) merge_kernel(TacticLayerDev L, 
     __shared__ float s_M, s_S[kW], s_A[kW][256];
     const int h = blockIdx.x, H = L.n_head, Hkv = L.n_head_kv, D = L.head_dim, kvh = h / (H / Hkv);
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    pdl_wait();
+    pdl_trigger();
     int64_t tot = 0, start = 0;
     for (int k = 0; k < Hkv; k++) {
         if (k == kvh) start = tot;
@@ -1621,7 +1693,22 @@ __global__ void pack_kernel(const __half *__restrict__ k_cache, const __half *__
 int g_of(int group) { return group <= 1 ? 1 : group <= 2 ? 2 : group <= 4 ? 4 : 8; }
 
 template <int D>
+void score2_d(const TacticLayerDev &L, const float *q, float *cscore, cudaStream_t s) {
+    constexpr int TPW = 32 / (D / 8);
+    const int per_block = kScoreWarps * TPW * kScore2Rows;
+    const dim3 grid(unsigned(std::max(1, (L.cmax + per_block - 1) / per_block)), unsigned(L.n_head_kv));
+    const dim3 block(kScoreWarps * 32);
+    switch (g_of(L.n_head / L.n_head_kv)) {
+        case 1: launch_pdl(cscore2_kernel<D, 1>, grid, block, 0, s, L, q, cscore); break;
+        case 2: launch_pdl(cscore2_kernel<D, 2>, grid, block, 0, s, L, q, cscore); break;
+        case 4: launch_pdl(cscore2_kernel<D, 4>, grid, block, 0, s, L, q, cscore); break;
+        default: launch_pdl(cscore2_kernel<D, 8>, grid, block, 0, s, L, q, cscore); break;
+    }
+}
+
+template <int D>
 void score_d(const TacticLayerDev &L, const float *q, float *cscore, cudaStream_t s) {
+    if (options().tactic_score == 2) return score2_d<D>(L, q, cscore, s);
     constexpr int TPW = 32 / (D / 8);
     const int per_block = kScoreWarps * TPW * kScoreUnroll;
     dim3 grid(unsigned(std::max(1, (L.cmax + per_block - 1) / per_block)), unsigned(L.n_head_kv));
@@ -1635,8 +1722,9 @@ void score_d(const TacticLayerDev &L, const float *q, float *cscore, cudaStream_
 
 template <int D, int G>
 void attend_dg(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
-    attend_kernel<D, G><<<unsigned(b.n_blocks), kWarps * 32, 0, s>>>(L, a.q, a.scale, b.list, b.count, b.part_acc,
-                                                                     b.part_ml, b.n_blocks);
+    launch_pdl(attend_kernel<D, G>, dim3(unsigned(b.n_blocks)), dim3(kWarps * 32), 0, s, L, a.q, a.scale,
+               static_cast<const int32_t *>(b.list), static_cast<const int32_t *>(b.count), b.part_acc, b.part_ml,
+               b.n_blocks);
 }
 
 // The tensor-core variant where it applies (head_dim <= 128, options().tactic_mma).
@@ -1649,13 +1737,15 @@ template <int D, int G>
 void attend_stream_dg(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
     if constexpr (D <= 128 && G <= 8) {
         if (use_mma<D>()) {
-            attend_stream_kernel<D, G, true><<<unsigned(b.n_blocks), kStreamWarps * 32, stream_smem(D), s>>>(
-                L, a.q, a.scale, b.list, b.count, b.part_acc, b.part_ml, b.done, b.n_blocks, a.out);
+            launch_pdl(attend_stream_kernel<D, G, true>, dim3(unsigned(b.n_blocks)), dim3(kStreamWarps * 32),
+                       stream_smem(D), s, L, a.q, a.scale, static_cast<const int32_t *>(b.list),
+                       static_cast<const int32_t *>(b.count), b.part_acc, b.part_ml, b.done, b.n_blocks, a.out);
             return;
         }
     }
-    attend_stream_kernel<D, G, false><<<unsigned(b.n_blocks), kStreamWarps * 32, stream_smem(D), s>>>(
-        L, a.q, a.scale, b.list, b.count, b.part_acc, b.part_ml, b.done, b.n_blocks, a.out);
+    launch_pdl(attend_stream_kernel<D, G, false>, dim3(unsigned(b.n_blocks)), dim3(kStreamWarps * 32), stream_smem(D),
+               s, L, a.q, a.scale, static_cast<const int32_t *>(b.list), static_cast<const int32_t *>(b.count),
+               b.part_acc, b.part_ml, b.done, b.n_blocks, a.out);
 }
 
 template <int D>
@@ -1764,16 +1854,17 @@ void tactic_select_dev(const TacticLayerDev &L, const TacticStepArgs &a, const T
     if (group_budget(a)) {
         const unsigned g = unsigned(L.n_head_kv);
         const float f = a.force_fraction;
+        const float *cs = b.cscore;
         switch (g_of(L.n_head / L.n_head_kv)) {
-            case 1: group_select_kernel<1><<<g, kSelThreads, smem, s>>>(L, a.d_pos, f, a.scale, b.cscore, b.hsel, b.list, b.count); break;
-            case 2: group_select_kernel<2><<<g, kSelThreads, smem, s>>>(L, a.d_pos, f, a.scale, b.cscore, b.hsel, b.list, b.count); break;
-            case 4: group_select_kernel<4><<<g, kSelThreads, smem, s>>>(L, a.d_pos, f, a.scale, b.cscore, b.hsel, b.list, b.count); break;
-            default: group_select_kernel<8><<<g, kSelThreads, smem, s>>>(L, a.d_pos, f, a.scale, b.cscore, b.hsel, b.list, b.count); break;
+            case 1: launch_pdl(group_select_kernel<1>, dim3(g), dim3(kSelThreads), smem, s, L, a.d_pos, f, a.scale, cs, b.hsel, b.list, b.count); break;
+            case 2: launch_pdl(group_select_kernel<2>, dim3(g), dim3(kSelThreads), smem, s, L, a.d_pos, f, a.scale, cs, b.hsel, b.list, b.count); break;
+            case 4: launch_pdl(group_select_kernel<4>, dim3(g), dim3(kSelThreads), smem, s, L, a.d_pos, f, a.scale, cs, b.hsel, b.list, b.count); break;
+            default: launch_pdl(group_select_kernel<8>, dim3(g), dim3(kSelThreads), smem, s, L, a.d_pos, f, a.scale, cs, b.hsel, b.list, b.count); break;
         }
         return;
     }
-    select_kernel<<<unsigned(L.n_head), kSelThreads, smem, s>>>(L, a.d_pos, a.force_fraction, a.p, a.scale, b.cscore,
-                                                                  b.hsel, b.list, b.count, b.done);
+    launch_pdl(select_kernel, dim3(unsigned(L.n_head)), dim3(kSelThreads), smem, s, L, a.d_pos, a.force_fraction, a.p,
+               a.scale, static_cast<const float *>(b.cscore), b.hsel, b.list, b.count, b.done);
 }
 
 // The lists are built by the selection kernels (the last block of each KV group, or the
@@ -1826,7 +1917,9 @@ void tactic_attend_dev(const TacticLayerDev &L, const TacticStepArgs &a, const T
 
 void tactic_merge_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
     if (options().tactic_fused) return;  // the stream kernel merged already
-    merge_kernel<<<unsigned(L.n_head), kMergeThreads, 0, s>>>(L, b.count, b.part_acc, b.part_ml, b.n_blocks, a.out);
+    launch_pdl(merge_kernel, dim3(unsigned(L.n_head)), dim3(kMergeThreads), 0, s, L,
+               static_cast<const int32_t *>(b.count), static_cast<const float *>(b.part_acc),
+               static_cast<const float *>(b.part_ml), b.n_blocks, a.out);
 }
 
 void tactic_step_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
