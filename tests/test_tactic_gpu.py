@@ -201,13 +201,16 @@ SHAPES = [  # n_head, n_head_kv, head_dim
 ]
 
 
-@pytest.fixture(params=[1, 2], ids=["score1", "score2"])
+@pytest.fixture(params=[1, 2], ids=["v1", "v2"])
 def score_version(request):
-    """Each centroid scoring kernel (option tactic_score)."""
+    """Each centroid scoring kernel and selection (options tactic_score and tactic_select:
+    1 the first kernels, 2 the scores requested before pdl_wait and the spread selection)."""
     assert lib.tactic_cuda_set_option(b"tactic_score", 0) == TACTIC_ERR_INVALID_ARGUMENT
     assert lib.tactic_cuda_set_option(b"tactic_score", request.param) == 0
+    assert lib.tactic_cuda_set_option(b"tactic_select", request.param) == 0
     yield request.param
     lib.tactic_cuda_set_option(b"tactic_score", 1)
+    lib.tactic_cuda_set_option(b"tactic_select", 1)
 
 
 @pytest.mark.gpu
@@ -500,6 +503,29 @@ def many_clusters_case(tie_run):
     rng = np.random.default_rng(41 + tie_run)
     K, V = clustered_cache(rng, 8, MANY_N, 128)
     return K, V, random_layout(rng, K, 4, MANY_N - 200, 5, tie_run)
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("tie_run", [0, 40])
+@pytest.mark.parametrize("frac", [0.1, 0.0])
+def test_per_head_many_clusters_matches_twin(tie_run, frac, score_version):
+    """Per query head (a forced fraction, or the mass target P = 0.9) with thousands of
+    clusters a KV head, some empty, with and without runs of tied scores: against the twin."""
+    rng = np.random.default_rng(43 + tie_run + int(frac * 100))
+    n_head, n_head_kv, D = 32, 8, 128
+    n, c_begin, c_end = MANY_N, 4, MANY_N - 200
+    K, V, layout = many_clusters_case(tie_run)
+    base = rng.standard_normal((n_head_kv, 1, D))
+    q = (1.5 * (base + 0.7 * rng.standard_normal((n_head_kv, n_head // n_head_kv, D)))).reshape(n_head, D)
+    q = q.astype(np.float32)
+    scale = 1.0 / math.sqrt(D)
+    out, lists = gpu_step(q, K, V, n, c_begin, c_end, layout, frac, scale, p=0.9)
+    sets, ties = twin_select(q, layout, c_begin, c_end, n, frac, p=0.9, scale=scale)
+    assert_same_sets(lists, sets, ties, layout)
+    assert rel_err(out, ref_attention(q, K, V, lists, scale)) < 1e-5
+    for g in range(n_head_kv):
+        assert list(lists[g][:c_begin]) == list(range(c_begin))
 
 
 @pytest.mark.gpu

@@ -596,27 +596,34 @@ __global__ void __launch_bounds__(kSelThreads) group_select_kernel(TacticLayerDe
     build_list(L, kvh, n, hsel, list, count, reinterpret_cast<int32_t *>(sel_smem));
 }
 
-// ---- B + C spread over the GPU (options().tactic_select == 2, group budget) ------------
-// The same cut as group_select_kernel, but each KV head's clusters are cut into nsl slices
-// of at most kSpPer clusters, one block each (grid nsl x n_head_kv, all resident at once).
-// The blocks of a KV head meet at barriers (a counter in global memory) to exchange:
-// 0. their (max, sum, min) per head -> lse_h and bounds of the keys (no pass of its own);
-// 1-3. a radix select of three levels (12 + 12 + 8 bits of the spread key), histograms of
-// tokens added into global memory by every block, each block then finding the digit
-// itself; 4. their selected rows (and ties at the cut), from which each block knows where
-// its clusters' rows go in the list, which it writes itself. The keys are spread over
-// bounds of the keys (max_h of the heads' min / max of scale q.c - lse_h), not their exact
-// min / max: the order is the same, the resolution a little coarser.
+// ---- B + C spread over the GPU (options().tactic_select == 2) --------------------------
+// The cuts of group_select_kernel (MODE 0: one a KV head, the group budget) and of
+// select_kernel (MODE 1: one per query head at a forced fraction; MODE 2: per query head
+// the 64-token cut and the mass cut), but each KV head's clusters are cut into nsl slices
+// of at most kSpPer clusters, one block each (grid nsl x n_head_kv, all resident at once:
+// spread_slices checks). The blocks of a KV head meet at barriers (a counter in global
+// memory) to exchange: 0. per head (max, sum tok exp, min) of the scores -> lse, the total
+// mass and the keys' bounds, without a pass of its own; 1-3. a radix select of three
+// levels (11 + 11 + 8 bits of a 30-bit spread key) per cut, weight histograms (float:
+// token counts are exact) added into global memory by every block, each block then
+// finding the digit itself; 4. the weight of clusters at each cut's key (ties, taken in
+// index order); 5. their rows, from which each block knows where its chosen clusters
+// (the union of the cuts) go in the list, which it writes itself. Keys are spread over
+// bounds of the keys (MODE 0: max_h of the heads' min / max of scale q.c - lse_h), the
+// order as the one-block kernels', the resolution a little coarser.
 constexpr int kSpThreads = 256;
 constexpr int kSpItems = 2;                      // consecutive clusters a thread
 constexpr int kSpPer = kSpThreads * kSpItems;    // clusters a block
 constexpr int kSpMaxSlices = 32;                 // cmax <= 16,384
-constexpr int kSpB1 = 4096, kSpB2 = 4096, kSpB3 = 256;
-// Per KV head: 2 counters, the three histograms, (max, sum, min) [kSpMaxSlices][8 heads],
-// 4 ints a slice of exchange.
-constexpr int kSpWsInts = 2 + kSpB1 + kSpB2 + kSpB3 + kSpMaxSlices * 8 * 3 + kSpMaxSlices * 4;
+constexpr int kSpB1 = 2048, kSpB2 = 2048, kSpB3 = 256;
+constexpr int kSpHist = kSpB1 + kSpB2 + kSpB3;
+constexpr int kSpMaxCuts = 16;                   // 2 x 8 heads
+// Per KV head (ints): 2 counters, (max, sum, min) [kSpMaxSlices][8 heads], exchange
+// [kSpMaxSlices][kSpMaxCuts][2] + [kSpMaxSlices] rows, then the cuts' histograms.
+constexpr int kSpHead = 2 + kSpMaxSlices * 8 * 3 + kSpMaxSlices * kSpMaxCuts * 2 + kSpMaxSlices;
+__host__ __device__ constexpr int sp_ws_ints(int cuts) { return kSpHead + cuts * kSpHist; }
 
-// Waits until every block of the KV head has arrived `k` times in all (counter `ctr`);
+// Waits until every block of the KV head has arrived `target` times in all (counter ctr);
 // what they wrote before is visible after (threadfence on both sides).
 __device__ __forceinline__ void kv_barrier(int32_t *ctr, int target) {
     __syncthreads();
@@ -629,32 +636,35 @@ __device__ __forceinline__ void kv_barrier(int32_t *ctr, int target) {
     __syncthreads();
 }
 
-// The digit of the radix level: the bins (global histogram gh of NB token counts) walked
-// from the highest, the one where the running weight (from `above`) reaches need; above
-// becomes the weight of the bins higher than it. Every thread of the block calls.
+// The digit of a radix level: the bins (global histogram gh of NB weights) walked from
+// the highest, the one where the running weight (from `above`) reaches need; above
+// becomes the weight of the bins higher than it (no bin reaches it, from rounding: the
+// lowest, i.e. more clusters). Every thread of the block calls.
 template <int NB>
-__device__ int sp_find_digit(const int32_t *gh, int need, int &above) {
+__device__ int sp_find_digit(const float *gh, float need, float &above) {
     constexpr int PER = NB / kSpThreads;
-    using Scan = cub::BlockScan<int, kSpThreads>;
+    using Scan = cub::BlockScan<float, kSpThreads>;
     __shared__ typename Scan::TempStorage tmp;
-    __shared__ int s_d, s_a;
+    __shared__ int s_d;
+    __shared__ float s_a;
     const int tid = threadIdx.x;
-    int v[PER], sum = 0;
+    float v[PER], sum = 0.f;
 #pragma unroll
     for (int i = 0; i < PER; i++) {
         v[i] = __ldcg(gh + NB - 1 - (tid * PER + i));
         sum += v[i];
     }
-    int excl = 0;
+    float excl = 0.f;
     Scan(tmp).ExclusiveSum(sum, excl);
-    if (tid == 0) {  // (never used: the tokens of all bins reach need)
+    if (tid == 0) {
         s_d = 0;
         s_a = above;
     }
     __syncthreads();
-    const int before = above + excl;
+    const float before = above + excl;
     if (before < need && before + sum >= need) {
-        int run = before, digit = NB - 1 - tid * PER;
+        float run = before;
+        int digit = NB - 1 - tid * PER;
 #pragma unroll
         for (int i = 0; i < PER; i++) {
             if (run + v[i] >= need) {
@@ -673,35 +683,54 @@ __device__ int sp_find_digit(const int32_t *gh, int need, int &above) {
     return d;
 }
 
-// A level's histogram: shared bins, then the non-zero ones added into global memory.
+// A level's histogram of one cut: shared bins, then the non-zero ones added into global
+// memory (nothing when no item of the block is in the level's bin).
 template <int NB>
-__device__ void sp_histogram(const uint32_t (&key)[kSpItems], const int (&tok)[kSpItems], const bool (&in)[kSpItems],
-                             int shift, int32_t *s_h, int32_t *gh) {
-    for (int i = threadIdx.x; i < NB; i += kSpThreads) s_h[i] = 0;
+__device__ void sp_histogram(const uint32_t (&key)[kSpItems], const float (&w)[kSpItems], const bool (&in)[kSpItems],
+                             int shift, float *s_h, float *gh) {
+    bool any = false;
+#pragma unroll
+    for (int i = 0; i < kSpItems; i++) any |= in[i] && w[i] > 0.f;
+    if (!__syncthreads_or(any)) return;  // block-uniform
+    for (int i = threadIdx.x; i < NB; i += kSpThreads) s_h[i] = 0.f;
     __syncthreads();
 #pragma unroll
     for (int i = 0; i < kSpItems; i++)
-        if (in[i] && tok[i] > 0) atomicAdd(&s_h[(key[i] >> shift) & (NB - 1)], tok[i]);
+        if (in[i] && w[i] > 0.f) atomicAdd(&s_h[(key[i] >> shift) & (NB - 1)], w[i]);
     __syncthreads();
     for (int i = threadIdx.x; i < NB; i += kSpThreads)
-        if (s_h[i]) atomicAdd(&gh[i], s_h[i]);
+        if (s_h[i] != 0.f) atomicAdd(&gh[i], s_h[i]);
+    __syncthreads();  // s_h reused by the next cut
 }
 
-template <int G>
+template <int MODE, int G>
+struct SpShape {
+    static constexpr int kKeys = MODE == 0 ? 1 : G;                      // keys a cluster (one a head, or the group's)
+    static constexpr int kCuts = MODE == 0 ? 1 : MODE == 1 ? G : 2 * G;  // cut k uses key k % kKeys
+};
+
+template <int MODE, int G>
 __global__ void __launch_bounds__(kSpThreads) spread_select_kernel(TacticLayerDev L, const int32_t *__restrict__ d_pos,
-                                                                  float frac, float scale,
+                                                                  float frac, float p, float scale,
                                                                   const float *__restrict__ cscore,
                                                                   int32_t *__restrict__ list,
                                                                   int32_t *__restrict__ count, int32_t *ws, int nsl) {
+    constexpr int NK = SpShape<MODE, G>::kKeys, NC = SpShape<MODE, G>::kCuts;
     const int kvh = blockIdx.y, blk = blockIdx.x, tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     const int group = L.n_head / L.n_head_kv, h0 = kvh * group;
-    int32_t *W = ws + int64_t(kvh) * kSpWsInts;
-    int32_t *bar = W, *hist1 = W + 2, *hist2 = hist1 + kSpB1, *hist3 = hist2 + kSpB2;
-    float *part = reinterpret_cast<float *>(hist3 + kSpB3);  // [kSpMaxSlices][8][3]
-    int32_t *xch = reinterpret_cast<int32_t *>(part + kSpMaxSlices * 8 * 3);  // [kSpMaxSlices][4]
-    __shared__ int32_t s_h[kSpB1];
-    __shared__ float s_part[kSpThreads / 32][G][3], s_lse[G], s_bound[2];
-    __shared__ int s_x[4];
+    // the cuts that exist (heads past the group's are padding)
+    // cut k is of head k % NK: those past the group's heads (padding of G) are off
+    auto cut_on = [group](int k) { return MODE == 0 || k % NK < group; };
+    int32_t *W = ws + int64_t(kvh) * sp_ws_ints(NC);
+    int32_t *bar = W;
+    float *part = reinterpret_cast<float *>(W + 2);                           // [kSpMaxSlices][8][3]
+    float *xch = part + kSpMaxSlices * 8 * 3;                                 // [kSpMaxSlices][kSpMaxCuts][2]
+    int32_t *xrows = reinterpret_cast<int32_t *>(xch + kSpMaxSlices * kSpMaxCuts * 2);  // [kSpMaxSlices]
+    float *hist = reinterpret_cast<float *>(W + kSpHead);                     // [NC][kSpHist]
+    __shared__ float s_h[kSpB1];
+    __shared__ float s_part[kSpThreads / 32][G][3], s_lse[G], s_max[G], s_tot[G], s_bound[NK][2];
+    __shared__ float s_carry[NC];
+    __shared__ int s_ties, s_x[2];
     // The clusters (sizes, offsets) are written outside the decode step: read before pdl_wait.
     const int C = L.n_clusters[kvh];
     const int32_t *coff = L.coff + int64_t(kvh) * (L.cmax + 1);
@@ -710,7 +739,7 @@ __global__ void __launch_bounds__(kSpThreads) spread_select_kernel(TacticLayerDe
     // This thread's clusters c_lo + tid * kSpItems + i: first rows, tokens, scores.
     int first[kSpItems], tok[kSpItems];
     bool in[kSpItems], sel[kSpItems];
-    uint32_t key[kSpItems];
+    uint32_t key[kSpItems][NK];
     float v[kSpItems][G];
 #pragma unroll
     for (int i = 0; i < kSpItems; i++) {
@@ -720,25 +749,26 @@ __global__ void __launch_bounds__(kSpThreads) spread_select_kernel(TacticLayerDe
         tok[i] = in[i] ? coff[c + 1] - first[i] : 0;
     }
     pdl_wait();
-    pdl_trigger();  // safe: the next kernel starts only once every block of this one runs (the barriers need them all)
+    pdl_trigger();  // safe: the next kernel starts once every block of this one runs (the barriers need them all)
     const int n = d_pos[0] + 1;
-    const int need = min(n, int(ceilf(frac * float(n))));
-    const bool all = need >= total;  // block-uniform
+    const int need_tok = MODE == 2 ? kMinTokens : min(n, int(ceilf(frac * float(n))));
+    const bool all = need_tok >= total;  // block-uniform
 #pragma unroll
     for (int i = 0; i < kSpItems; i++) {
         const int c = c_lo + tid * kSpItems + i;
 #pragma unroll
         for (int j = 0; j < G; j++)
-            v[i][j] = in[i] && j < group ? scale * cscore[int64_t(h0 + j) * L.cmax + c] : 0.f;
+            v[i][j] = in[i] && j < group ? (MODE == 0 ? scale : 1.f) * cscore[int64_t(h0 + j) * L.cmax + c] : 0.f;
         sel[i] = all && in[i];
-        key[i] = 0;
     }
     int nbar = 0;  // barriers passed
     if (!all) {
-        // 0. per head (max, sum tok exp(x - max), min) of the slice, then of the KV head.
-        auto merge = [](float &ma, float &za, float mb, float zb) {
+        // 0. Per head (max, sum tok exp(xs (v - max)), min) of v over the slice, then over the
+        // KV head; xs: MODE 0's v is scale q.c already, MODE 1 / 2's is q.c.
+        const float xs = MODE == 0 ? 1.f : scale;
+        auto merge = [xs](float &ma, float &za, float mb, float zb) {
             const float mm = fmaxf(ma, mb);
-            za = (ma == -INFINITY ? 0.f : za * expf(ma - mm)) + (mb == -INFINITY ? 0.f : zb * expf(mb - mm));
+            za = (ma == -INFINITY ? 0.f : za * expf(xs * (ma - mm))) + (mb == -INFINITY ? 0.f : zb * expf(xs * (mb - mm)));
             ma = mm;
         };
 #pragma unroll
@@ -769,18 +799,18 @@ __global__ void __launch_bounds__(kSpThreads) spread_select_kernel(TacticLayerDe
                 merge(m, z, s_part[w][tid][0], s_part[w][tid][1]);
                 mn = fminf(mn, s_part[w][tid][2]);
             }
-            float *p = part + (blk * 8 + tid) * 3;
-            p[0] = m;
-            p[1] = z;
-            p[2] = mn;
+            float *pp = part + (blk * 8 + tid) * 3;
+            pp[0] = m;
+            pp[1] = z;
+            pp[2] = mn;
         }
         kv_barrier(bar, ++nbar * nsl);
         if (warp < G) {  // warp j merges head j's slices
             float m = -INFINITY, z = 0.f, mn = INFINITY;
             for (int b = lane; b < nsl; b += 32) {
-                const float *p = part + (b * 8 + warp) * 3;
-                merge(m, z, __ldcg(p), __ldcg(p + 1));
-                mn = fminf(mn, __ldcg(p + 2));
+                const float *pp = part + (b * 8 + warp) * 3;
+                merge(m, z, __ldcg(pp), __ldcg(pp + 1));
+                mn = fminf(mn, __ldcg(pp + 2));
             }
 #pragma unroll
             for (int o = 16; o > 0; o >>= 1) {
@@ -789,99 +819,197 @@ __global__ void __launch_bounds__(kSpThreads) spread_select_kernel(TacticLayerDe
                 mn = fminf(mn, __shfl_xor_sync(0xffffffffu, mn, o));
             }
             if (lane == 0) {
-                s_lse[warp] = m + logf(z);
-                s_part[0][warp][0] = m;  // the head's max and min score (s_part is free)
-                s_part[0][warp][2] = mn;
+                s_lse[warp] = m + logf(z);  // (MODE 0)
+                s_max[warp] = m;
+                s_tot[warp] = z;  // sum tok exp(xs (v - max)): the head's total mass
+                s_part[0][warp][2] = mn;  // of v (s_part is free)
             }
         }
         __syncthreads();
         if (tid == 0) {
-            float lo = -INFINITY, hi = -INFINITY;
-            for (int j = 0; j < group && j < G; j++) {
-                lo = fmaxf(lo, s_part[0][j][2] - s_lse[j]);
-                hi = fmaxf(hi, s_part[0][j][0] - s_lse[j]);
-            }
-            s_bound[0] = lo;
-            s_bound[1] = hi;
-        }
-        __syncthreads();
-        const KeySpread spread(s_bound[0], s_bound[1]);
-#pragma unroll
-        for (int i = 0; i < kSpItems; i++) {
-            float k = -INFINITY;
-#pragma unroll
-            for (int j = 0; j < G; j++)
-                if (j < group) k = fmaxf(k, v[i][j] - s_lse[j]);
-            key[i] = in[i] ? spread(k) : 0u;
-        }
-        // 1-3. The radix levels: 12, 12 and 8 bits.
-        int above = 0;
-        sp_histogram<kSpB1>(key, tok, in, 20, s_h, hist1);
-        kv_barrier(bar, ++nbar * nsl);
-        const uint32_t d1 = uint32_t(sp_find_digit<kSpB1>(hist1, need, above));
-        bool in2[kSpItems];
-#pragma unroll
-        for (int i = 0; i < kSpItems; i++) in2[i] = in[i] && (key[i] >> 20) == d1;
-        sp_histogram<kSpB2>(key, tok, in2, 8, s_h, hist2);
-        kv_barrier(bar, ++nbar * nsl);
-        for (int i = blk * kSpThreads + tid; i < kSpB1; i += nsl * kSpThreads) hist1[i] = 0;  // all have read it
-        const uint32_t d2 = uint32_t(sp_find_digit<kSpB2>(hist2, need, above));
-        const uint32_t p2 = (d1 << 12) | d2;
-#pragma unroll
-        for (int i = 0; i < kSpItems; i++) in2[i] = in[i] && (key[i] >> 8) == p2;
-        sp_histogram<kSpB3>(key, tok, in2, 0, s_h, hist3);
-        kv_barrier(bar, ++nbar * nsl);
-        for (int i = blk * kSpThreads + tid; i < kSpB2; i += nsl * kSpThreads) hist2[i] = 0;
-        const uint32_t T = (p2 << 8) | uint32_t(sp_find_digit<kSpB3>(hist3, need, above));
-        // 4. Clusters above T are in; at T, in index order while the weight is short.
-        int eq_tok = 0, eq_cnt = 0;
-#pragma unroll
-        for (int i = 0; i < kSpItems; i++) {
-            sel[i] = in[i] && key[i] > T;
-            if (in[i] && key[i] == T) {
-                eq_tok += tok[i];
-                eq_cnt++;
+            if (MODE == 0) {  // bounds of max_h (v_h - lse_h)
+                float lo = -INFINITY, hi = -INFINITY;
+                for (int j = 0; j < group && j < G; j++) {
+                    lo = fmaxf(lo, s_part[0][j][2] - s_lse[j]);
+                    hi = fmaxf(hi, s_max[j] - s_lse[j]);
+                }
+                s_bound[0][0] = lo;
+                s_bound[0][1] = hi;
+            } else {  // each head's scores
+                for (int j = 0; j < NK; j++) {
+                    s_bound[j][0] = j < group ? s_part[0][j][2] : 0.f;
+                    s_bound[j][1] = j < group ? s_max[j] : 0.f;
+                }
             }
         }
-        using Reduce = cub::BlockReduce<int, kSpThreads>;
-        __shared__ typename Reduce::TempStorage red_tmp;
-        eq_cnt = Reduce(red_tmp).Sum(eq_cnt);
         __syncthreads();
-        eq_tok = Reduce(red_tmp).Sum(eq_tok);
-        if (tid == 0) {
-            xch[blk * 4 + 1] = eq_tok;
-            xch[blk * 4 + 2] = eq_cnt;
+#pragma unroll
+        for (int k = 0; k < NK; k++) {
+            const float lo = s_bound[k][0], hi = s_bound[k][1];
+            const KeySpread spread(lo, hi);
+#pragma unroll
+            for (int i = 0; i < kSpItems; i++) {
+                float x;
+                if (MODE == 0) {
+                    x = -INFINITY;
+#pragma unroll
+                    for (int j = 0; j < G; j++)
+                        if (j < group) x = fmaxf(x, v[i][j] - s_lse[j]);
+                } else {
+                    x = v[i][k];
+                }
+                key[i][k] = in[i] ? spread(x) >> 2 : 0u;  // 30 bits
+            }
+        }
+        // The weight of item i in cut k: its tokens, or (MODE 2, k >= G) its mass.
+        auto weight = [&](int i, int k) -> float {
+            if (MODE == 2 && k >= NK) return float(tok[i]) * expf(scale * (v[i][k - NK] - s_max[k - NK]));
+            return float(tok[i]);
+        };
+        auto need_of = [&](int k) -> float {
+            if (MODE == 2 && k >= NK) return (1.f - (1.f - p) * 0.25f) * s_tot[k - NK];
+            return float(need_tok);
+        };
+        // 1-3. The radix levels: 11, 11 and 8 bits, every cut at each level.
+        float above[NC];
+        uint32_t pre[NC];
+#pragma unroll
+        for (int k = 0; k < NC; k++) {
+            above[k] = 0.f;
+            if (!cut_on(k)) continue;
+            uint32_t kk[kSpItems];
+            float w[kSpItems];
+#pragma unroll
+            for (int i = 0; i < kSpItems; i++) {
+                kk[i] = key[i][k % NK];
+                w[i] = weight(i, k);
+            }
+            sp_histogram<kSpB1>(kk, w, in, 19, s_h, hist + k * kSpHist);
         }
         kv_barrier(bar, ++nbar * nsl);
-        if (blk == 0) for (int i = tid; i < kSpB3; i += kSpThreads) hist3[i] = 0;
-        if (tid == 0) {
-            int carry = 0, cnt = 0;
+#pragma unroll
+        for (int k = 0; k < NC; k++) {
+            if (!cut_on(k)) continue;
+            pre[k] = uint32_t(sp_find_digit<kSpB1>(hist + k * kSpHist, need_of(k), above[k]));
+            uint32_t kk[kSpItems];
+            float w[kSpItems];
+            bool in2[kSpItems];
+#pragma unroll
+            for (int i = 0; i < kSpItems; i++) {
+                kk[i] = key[i][k % NK];
+                w[i] = weight(i, k);
+                in2[i] = in[i] && (kk[i] >> 19) == pre[k];
+            }
+            sp_histogram<kSpB2>(kk, w, in2, 8, s_h, hist + k * kSpHist + kSpB1);
+        }
+        kv_barrier(bar, ++nbar * nsl);
+#pragma unroll
+        for (int k = 0; k < NC; k++) {
+            if (!cut_on(k)) continue;
+            float *h1 = hist + k * kSpHist;
+            pre[k] = (pre[k] << 11) | uint32_t(sp_find_digit<kSpB2>(h1 + kSpB1, need_of(k), above[k]));
+            for (int i = blk * kSpThreads + tid; i < kSpB1; i += nsl * kSpThreads) h1[i] = 0.f;  // all have read it
+            uint32_t kk[kSpItems];
+            float w[kSpItems];
+            bool in2[kSpItems];
+#pragma unroll
+            for (int i = 0; i < kSpItems; i++) {
+                kk[i] = key[i][k % NK];
+                w[i] = weight(i, k);
+                in2[i] = in[i] && (kk[i] >> 8) == pre[k];
+            }
+            sp_histogram<kSpB3>(kk, w, in2, 0, s_h, h1 + kSpB1 + kSpB2);
+        }
+        kv_barrier(bar, ++nbar * nsl);
+        // 4. Per cut: clusters above its key T are in; at T, in index order while short.
+        float eqw[NC];
+        int eqn[NC];
+#pragma unroll
+        for (int k = 0; k < NC; k++) {
+            eqw[k] = 0.f;
+            eqn[k] = 0;
+            if (!cut_on(k)) continue;
+            float *h2 = hist + k * kSpHist + kSpB1;
+            pre[k] = (pre[k] << 8) | uint32_t(sp_find_digit<kSpB3>(h2 + kSpB2, need_of(k), above[k]));
+            for (int i = blk * kSpThreads + tid; i < kSpB2; i += nsl * kSpThreads) h2[i] = 0.f;
+#pragma unroll
+            for (int i = 0; i < kSpItems; i++) {
+                const uint32_t kk = key[i][k % NK];
+                if (in[i] && kk > pre[k]) sel[i] = true;
+                if (in[i] && kk == pre[k]) {
+                    eqw[k] += weight(i, k);
+                    eqn[k]++;
+                }
+            }
+        }
+        // the block's tie weight and count per cut: warp sums, then one thread per cut
+        __shared__ float s_eqw[kSpThreads / 32][NC];
+        __shared__ int s_eqn[kSpThreads / 32][NC];
+#pragma unroll
+        for (int k = 0; k < NC; k++) {
+            float a = eqw[k];
+            int c = eqn[k];
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) {
+                a += __shfl_xor_sync(0xffffffffu, a, o);
+                c += __shfl_xor_sync(0xffffffffu, c, o);
+            }
+            if (lane == 0) {
+                s_eqw[warp][k] = a;
+                s_eqn[warp][k] = c;
+            }
+        }
+        __syncthreads();
+        if (tid < NC) {
+            float a = 0.f;
+            int c = 0;
+            for (int w = 0; w < kSpThreads / 32; w++) {
+                a += s_eqw[w][tid];
+                c += s_eqn[w][tid];
+            }
+            xch[(blk * kSpMaxCuts + tid) * 2] = a;
+            xch[(blk * kSpMaxCuts + tid) * 2 + 1] = __int_as_float(c);
+        }
+        kv_barrier(bar, ++nbar * nsl);
+        for (int k = 0; k < NC; k++)
+            if (blk == 0 && cut_on(k))
+                for (int i = tid; i < kSpB3; i += kSpThreads) hist[k * kSpHist + kSpB1 + kSpB2 + i] = 0.f;
+        if (tid == 0) s_ties = 0;
+        __syncthreads();
+        if (tid < NC && cut_on(tid)) {  // thread k: cut k's tie weight in lower slices, and whether it has several ties
+            float carry = 0.f;
+            int cnt = 0;
             for (int b = 0; b < nsl; b++) {
-                if (b < blk) carry += __ldcg(xch + b * 4 + 1);
-                cnt += __ldcg(xch + b * 4 + 2);
+                if (b < blk) carry += __ldcg(xch + (b * kSpMaxCuts + tid) * 2);
+                cnt += __float_as_int(__ldcg(xch + (b * kSpMaxCuts + tid) * 2 + 1));
             }
-            s_x[0] = carry;
-            s_x[1] = cnt;
+            s_carry[tid] = carry;
+            if (cnt > 1) atomicOr(&s_ties, 1 << tid);
         }
         __syncthreads();
-        const int carry = s_x[0];
-        if (s_x[1] <= 1) {  // the usual case: at most one cluster at T
 #pragma unroll
-            for (int i = 0; i < kSpItems; i++)
-                if (in[i] && key[i] == T && above < need) sel[i] = true;
-        } else {
-            using Scan = cub::BlockScan<int, kSpThreads>;
-            __shared__ typename Scan::TempStorage scan_tmp;
-            int eq[kSpItems];
+        for (int k = 0; k < NC; k++) {
+            if (!cut_on(k)) continue;
+            const uint32_t T = pre[k];
+            if (!((s_ties >> k) & 1)) {  // the usual case: at most one cluster at T
 #pragma unroll
-            for (int i = 0; i < kSpItems; i++) eq[i] = in[i] && key[i] == T ? tok[i] : 0;
-            Scan(scan_tmp).ExclusiveSum(eq, eq);
+                for (int i = 0; i < kSpItems; i++)
+                    if (in[i] && key[i][k % NK] == T && above[k] < need_of(k)) sel[i] = true;
+            } else {  // block-uniform
+                using ScanF = cub::BlockScan<float, kSpThreads>;
+                __shared__ typename ScanF::TempStorage scan_tmp;
+                float eq[kSpItems];
 #pragma unroll
-            for (int i = 0; i < kSpItems; i++)
-                if (in[i] && key[i] == T && above + carry + eq[i] < need) sel[i] = true;
+                for (int i = 0; i < kSpItems; i++) eq[i] = in[i] && key[i][k % NK] == T ? weight(i, k) : 0.f;
+                ScanF(scan_tmp).ExclusiveSum(eq, eq);
+#pragma unroll
+                for (int i = 0; i < kSpItems; i++)
+                    if (in[i] && key[i][k % NK] == T && above[k] + s_carry[k] + eq[i] < need_of(k)) sel[i] = true;
+                __syncthreads();
+            }
         }
     }
-    // 5. Rows: this block's selected clusters' offsets in the list (an exclusive scan in
+    // 5. Rows: this block's chosen clusters' offsets in the list (an exclusive scan in
     // cluster order), after the always-attended tokens and the lower slices' rows.
     using Scan = cub::BlockScan<int, kSpThreads>;
     __shared__ typename Scan::TempStorage row_tmp;
@@ -889,34 +1017,35 @@ __global__ void __launch_bounds__(kSpThreads) spread_select_kernel(TacticLayerDe
 #pragma unroll
     for (int i = 0; i < kSpItems; i++) off[i] = sel[i] ? tok[i] : 0;
     Scan(row_tmp).ExclusiveSum(off, off, my_rows);
-    if (tid == 0) xch[blk * 4 + 0] = my_rows;
+    if (tid == 0) xrows[blk] = my_rows;
     kv_barrier(bar, ++nbar * nsl);
     if (tid == 0) {
         int before = 0, rows = 0;
         for (int b = 0; b < nsl; b++) {
-            const int r = __ldcg(xch + b * 4);
+            const int r = __ldcg(xrows + b);
             if (b < blk) before += r;
             rows += r;
         }
-        s_x[2] = before;
-        s_x[3] = rows;
+        s_x[0] = before;
+        s_x[1] = rows;
     }
     __syncthreads();
     const int cb = min(L.range[0], n), ce = min(max(L.range[1], cb), n), n_always = cb + (n - ce);
     int32_t *lst = list + int64_t(kvh) * L.n_ctx;
-    if (blk == 0 && tid == 0) count[kvh] = n_always + s_x[3];
+    if (blk == 0 && tid == 0) count[kvh] = n_always + s_x[1];
     for (int i = blk * kSpThreads + tid; i < n_always; i += nsl * kSpThreads)
         lst[i] = -1 - (i < cb ? i : ce + (i - cb));
-    // Each thread's chosen clusters staged (first row, list offset, rows); warps write them
-    // cluster by cluster, lane by lane.
+    // The chosen clusters staged (first row, list offset, rows); warps write them cluster
+    // by cluster, lane by lane.
     __shared__ int s_n;
-    int *e_first = s_h, *e_off = s_h + kSpPer, *e_sz = s_h + 2 * kSpPer;
+    int *e_first = reinterpret_cast<int *>(s_h), *e_off = e_first + kSpPer, *e_sz = e_first + 2 * kSpPer;
+    static_assert(3 * kSpPer <= kSpB1, "staging fits the histogram's shared memory");
     int idx[kSpItems], n_sel = 0;
 #pragma unroll
     for (int i = 0; i < kSpItems; i++) idx[i] = sel[i] && tok[i] > 0 ? 1 : 0;
     __syncthreads();  // row_tmp reused
     Scan(row_tmp).ExclusiveSum(idx, idx, n_sel);
-    const int base = n_always + s_x[2];
+    const int base = n_always + s_x[0];
 #pragma unroll
     for (int i = 0; i < kSpItems; i++)
         if (sel[i] && tok[i] > 0) {
@@ -937,12 +1066,13 @@ __global__ void __launch_bounds__(kSpThreads) spread_select_kernel(TacticLayerDe
 
 // Slices per KV head for the spread selection, 0 where it does not apply (too many
 // clusters, or more blocks than can be resident at once: its barriers need them all).
-template <int G>
+template <int MODE, int G>
 int spread_slices(int cmax, int n_head_kv) {
     const int nsl = std::max(1, (cmax + kSpPer - 1) / kSpPer);
     if (nsl > kSpMaxSlices || G > 8) return 0;
-    static int occ = 0;  // per G: asked once (not a per-step call)
-    if (occ == 0) TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, spread_select_kernel<G>, kSpThreads, 0));
+    static int occ = 0;  // per instance: asked once (not a per-step call)
+    if (occ == 0)
+        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, spread_select_kernel<MODE, G>, kSpThreads, 0));
     return int64_t(nsl) * n_head_kv <= int64_t(occ) * sm_count() ? nsl : 0;
 }
 
@@ -1826,31 +1956,39 @@ namespace {
 bool group_budget(const TacticStepArgs &a) { return options().tactic_group_budget != 0 && a.force_fraction > 0.f; }
 
 // The spread selection (options().tactic_select == 2), if it applies to this shape.
-template <int G>
+template <int MODE, int G>
 bool spread_g(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
-    const int nsl = spread_slices<G>(L.cmax, L.n_head_kv);
+    const int nsl = spread_slices<MODE, G>(L.cmax, L.n_head_kv);
     if (nsl == 0) return false;
-    launch_pdl(spread_select_kernel<G>, dim3(unsigned(nsl), unsigned(L.n_head_kv)), dim3(kSpThreads), 0, s, L, a.d_pos,
-               a.force_fraction, a.scale, static_cast<const float *>(b.cscore), b.list, b.count, b.sel_ws, nsl);
+    launch_pdl(spread_select_kernel<MODE, G>, dim3(unsigned(nsl), unsigned(L.n_head_kv)), dim3(kSpThreads), 0, s, L,
+               a.d_pos, a.force_fraction, a.p, a.scale, static_cast<const float *>(b.cscore), b.list, b.count,
+               b.sel_ws, nsl);
     return true;
 }
-bool spread_dg(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
+template <int MODE>
+bool spread_m(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
     switch (g_of(L.n_head / L.n_head_kv)) {
-        case 1: return spread_g<1>(L, a, b, s);
-        case 2: return spread_g<2>(L, a, b, s);
-        case 4: return spread_g<4>(L, a, b, s);
-        default: return spread_g<8>(L, a, b, s);
+        case 1: return spread_g<MODE, 1>(L, a, b, s);
+        case 2: return spread_g<MODE, 2>(L, a, b, s);
+        case 4: return spread_g<MODE, 4>(L, a, b, s);
+        default: return spread_g<MODE, 8>(L, a, b, s);
     }
+}
+bool spread_dg(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
+    if (group_budget(a)) return spread_m<0>(L, a, b, s);
+    return a.force_fraction > 0.f ? spread_m<1>(L, a, b, s) : spread_m<2>(L, a, b, s);
 }
 }  // namespace
 
-size_t tactic_select_ws_bytes(int n_head_kv) { return sizeof(int32_t) * size_t(kSpWsInts) * size_t(n_head_kv); }
+size_t tactic_select_ws_bytes(int n_head, int n_head_kv) {
+    return sizeof(int32_t) * size_t(sp_ws_ints(2 * g_of(n_head / std::max(1, n_head_kv)))) * size_t(n_head_kv);
+}
 
 void tactic_select_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
     const size_t smem = select_smem(L.cmax);
     TACTIC_CHECK(L.cmax <= tactic_max_clusters(), TACTIC_ERR_UNSUPPORTED,
                  "Tactic on CUDA: more than " + std::to_string(tactic_max_clusters()) + " clusters per KV head");
-    if (group_budget(a) && options().tactic_select == 2 && b.sel_ws && spread_dg(L, a, b, s)) return;
+    if (options().tactic_select == 2 && b.sel_ws && spread_dg(L, a, b, s)) return;
     if (group_budget(a)) {
         const unsigned g = unsigned(L.n_head_kv);
         const float f = a.force_fraction;
@@ -2052,7 +2190,7 @@ void tactic_step_host(const TacticStepHost &in) {
     DevBuf d_list(sizeof(int32_t) * size_t(Hkv) * in.n_ctx), d_count(sizeof(int32_t) * size_t(Hkv));
     DevBuf d_pacc(sizeof(float) * size_t(bufs.n_blocks) * H * D), d_pml(sizeof(float) * size_t(bufs.n_blocks) * H * 2);
     DevBuf d_q(sizeof(float) * size_t(H) * D), d_out(sizeof(float) * size_t(H) * D), d_pos(sizeof(int32_t));
-    DevBuf d_done(sizeof(int32_t) * size_t(Hkv)), d_sel_ws(tactic_select_ws_bytes(Hkv));
+    DevBuf d_done(sizeof(int32_t) * size_t(Hkv)), d_sel_ws(tactic_select_ws_bytes(H, Hkv));
     TACTIC_CU(cudaMemset(d_done.as<void>(), 0, d_done.size()));
     TACTIC_CU(cudaMemset(d_sel_ws.as<void>(), 0, d_sel_ws.size()));
     bufs.done = d_done.as<int32_t>();

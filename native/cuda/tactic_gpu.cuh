@@ -69,7 +69,7 @@ int tactic_attn_blocks(int head_dim, int group);
 int tactic_max_clusters();
 void tactic_init_kernels();
 // Bytes of TacticStepBufs::sel_ws (allocate zeroed).
-size_t tactic_select_ws_bytes(int n_head_kv);
+size_t tactic_select_ws_bytes(int n_head, int n_head_kv);
 
 // The stages, each enqueued on `stream`; tactic_step_dev runs all of them.
 void tactic_score_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s);
