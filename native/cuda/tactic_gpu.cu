@@ -638,14 +638,16 @@ __device__ __forceinline__ void kv_barrier(int32_t *ctr, int target) {
 
 // The digit of a radix level: the bins (global histogram gh of NB weights) walked from
 // the highest, the one where the running weight (from `above`) reaches need; above
-// becomes the weight of the bins higher than it (no bin reaches it, from rounding: the
-// lowest, i.e. more clusters). Every thread of the block calls.
+// becomes the weight of the bins higher than it. The bins are found from the first thread
+// (highest bins) whose inclusive sum reaches need, so that float rounding between the scan
+// and a thread's own sum cannot leave none: if no thread's does, the last thread's lowest
+// bin (more clusters, never fewer). Every thread of the block calls.
 template <int NB>
 __device__ int sp_find_digit(const float *gh, float need, float &above) {
     constexpr int PER = NB / kSpThreads;
     using Scan = cub::BlockScan<float, kSpThreads>;
     __shared__ typename Scan::TempStorage tmp;
-    __shared__ int s_d;
+    __shared__ int s_d, s_first;
     __shared__ float s_a;
     const int tid = threadIdx.x;
     float v[PER], sum = 0.f;
@@ -656,18 +658,17 @@ __device__ int sp_find_digit(const float *gh, float need, float &above) {
     }
     float excl = 0.f;
     Scan(tmp).ExclusiveSum(sum, excl);
-    if (tid == 0) {
-        s_d = 0;
-        s_a = above;
-    }
+    if (tid == 0) s_first = kSpThreads - 1;
     __syncthreads();
     const float before = above + excl;
-    if (before < need && before + sum >= need) {
+    if (before + sum >= need) atomicMin(&s_first, tid);
+    __syncthreads();
+    if (tid == s_first) {
         float run = before;
-        int digit = NB - 1 - tid * PER;
+        int digit = NB - 1 - (tid * PER + PER - 1);
 #pragma unroll
         for (int i = 0; i < PER; i++) {
-            if (run + v[i] >= need) {
+            if (run + v[i] >= need || i == PER - 1) {
                 digit = NB - 1 - (tid * PER + i);
                 break;
             }
