@@ -27,6 +27,20 @@ def gpu_count():
 
 needs_gpu = pytest.mark.skipif(gpu_count() == 0, reason="no usable CUDA GPU (the GPU step cannot run here)")
 
+# The options the tests below set, at their compiled defaults (native/cuda/cuda_util.cuh's
+# Options): put back after every test.
+OPTION_DEFAULTS = {b"tactic_group_budget": 0, b"tactic_select": 1, b"tactic_score": 1}
+
+
+@pytest.fixture(autouse=True)
+def per_head_budget():
+    """Every test starts with a forced fraction per query head (what twin_select is written
+    from), whatever the default; the group_budget fixture turns the group budget on."""
+    lib.tactic_cuda_set_option(b"tactic_group_budget", 0)
+    yield
+    for name, value in OPTION_DEFAULTS.items():
+        lib.tactic_cuda_set_option(name, value)
+
 
 def ptr(a, ctype):
     return ffi.cast(ctype, ffi.from_buffer(a))
@@ -208,9 +222,7 @@ def score_version(request):
     assert lib.tactic_cuda_set_option(b"tactic_score", 0) == TACTIC_ERR_INVALID_ARGUMENT
     assert lib.tactic_cuda_set_option(b"tactic_score", request.param) == 0
     assert lib.tactic_cuda_set_option(b"tactic_select", request.param) == 0
-    yield request.param
-    lib.tactic_cuda_set_option(b"tactic_score", 1)
-    lib.tactic_cuda_set_option(b"tactic_select", 1)
+    yield request.param  # (per_head_budget puts the defaults back)
 
 
 @pytest.mark.gpu
@@ -454,10 +466,7 @@ def group_budget(request):
     assert lib.tactic_cuda_set_option(b"tactic_group_budget", 1) == 0
     assert lib.tactic_cuda_set_option(b"tactic_select", request.param) == 0
     assert lib.tactic_cuda_set_option(b"tactic_score", request.param) == 0  # 2: the new scores with it
-    yield request.param
-    lib.tactic_cuda_set_option(b"tactic_group_budget", 0)
-    lib.tactic_cuda_set_option(b"tactic_select", 1)
-    lib.tactic_cuda_set_option(b"tactic_score", 1)
+    yield request.param  # (per_head_budget puts the defaults back)
 
 
 def random_layout(rng, K, c_begin, c_end, mean_size, tie_run=0):
@@ -706,7 +715,7 @@ def test_backend_tactic_all_tokens_equals_full(tiny_llama, f32_activations):
 
 @pytest.mark.gpu
 @needs_gpu
-def test_backend_tactic_truncate_and_fraction(tiny_llama, f32_activations):
+def test_backend_tactic_truncate_and_fraction(tiny_llama, f32_activations, score_version):
     """A rewind into the clustered range drops the blocks after it (all tokens attended
     again: equal to full); at 10% the step runs (finite logits that differ from full
     attention's: tokens were left out)."""
