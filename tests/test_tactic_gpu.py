@@ -215,12 +215,14 @@ SHAPES = [  # n_head, n_head_kv, head_dim
 ]
 
 
-@pytest.fixture(params=[1, 2], ids=["v1", "v2"])
+@pytest.fixture(params=[1, 2, 3], ids=["v1", "v2", "v3"])
 def score_version(request):
     """Each centroid scoring kernel and selection (options tactic_score and tactic_select:
-    1 the first kernels, 2 the scores requested before pdl_wait and the spread selection)."""
+    1 the first kernels, 2 the scores requested before pdl_wait and the spread selection,
+    3 that selection from the scoring blocks' partials, with candidates)."""
     assert lib.tactic_cuda_set_option(b"tactic_score", 0) == TACTIC_ERR_INVALID_ARGUMENT
-    assert lib.tactic_cuda_set_option(b"tactic_score", request.param) == 0
+    assert lib.tactic_cuda_set_option(b"tactic_select", 4) == TACTIC_ERR_INVALID_ARGUMENT
+    assert lib.tactic_cuda_set_option(b"tactic_score", min(request.param, 2)) == 0
     assert lib.tactic_cuda_set_option(b"tactic_select", request.param) == 0
     yield request.param  # (per_head_budget puts the defaults back)
 
@@ -457,15 +459,15 @@ def twin_group_select(q, layout, c_begin, c_end, n, frac, scale):
     return sets, ties
 
 
-@pytest.fixture(params=[1, 2], ids=["select1", "select2"])
+@pytest.fixture(params=[1, 2, 3], ids=["select1", "select2", "select3"])
 def group_budget(request):
     """The group budget on, with each selection kernel (option tactic_select: 1 one block
     per KV head, 2 spread over many blocks a KV head)."""
     assert lib.tactic_cuda_set_option(b"tactic_group_budget", 2) == TACTIC_ERR_INVALID_ARGUMENT
-    assert lib.tactic_cuda_set_option(b"tactic_select", 3) == TACTIC_ERR_INVALID_ARGUMENT
+    assert lib.tactic_cuda_set_option(b"tactic_select", 4) == TACTIC_ERR_INVALID_ARGUMENT
     assert lib.tactic_cuda_set_option(b"tactic_group_budget", 1) == 0
     assert lib.tactic_cuda_set_option(b"tactic_select", request.param) == 0
-    assert lib.tactic_cuda_set_option(b"tactic_score", request.param) == 0  # 2: the new scores with it
+    assert lib.tactic_cuda_set_option(b"tactic_score", min(request.param, 2)) == 0  # 2, 3: the new scores
     yield request.param  # (per_head_budget puts the defaults back)
 
 

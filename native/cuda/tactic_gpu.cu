@@ -83,11 +83,14 @@ __global__ void __launch_bounds__(kScoreWarps * 32) cscore_kernel(TacticLayerDev
 // requested at once, before pdl_wait (the centroids are written outside the decode step:
 // under PDL they stream in while the kernel before still runs); q staged in shared memory
 // (not kept in registers: more blocks fit, the grid is one wave at 128K). The rows of a
-// warp: TPW x kScore2Rows consecutive clusters.
+// warp: TPW x kScore2Rows consecutive clusters. With part (tactic_select 3): per head the
+// block's (max s, sum |c| exp(scale (s - max)), min s) of its scores s, part[h][block][3],
+// so that the selection knows lse and the scores' range without a pass of its own.
 constexpr int kScore2Rows = 8;
 template <int D, int G>
 __global__ void __launch_bounds__(kScoreWarps * 32) cscore2_kernel(TacticLayerDev L, const float *__restrict__ q,
-                                                                   float *__restrict__ cscore) {
+                                                                   float *__restrict__ cscore, float *__restrict__ part,
+                                                                   float scale) {
     constexpr int LPT = D / 8, TPW = 32 / LPT, U = kScore2Rows;
     __shared__ float4 s_q[G][D / 4];
     const int kvh = blockIdx.y, group = L.n_head / L.n_head_kv, h0 = kvh * group;
@@ -96,10 +99,13 @@ __global__ void __launch_bounds__(kScoreWarps * 32) cscore2_kernel(TacticLayerDe
     const int c_first = (blockIdx.x * kScoreWarps + warp) * TPW * U;
     const __half *cent = L.cent + int64_t(kvh) * L.cmax * D + dl * 8;
     uint4 w[U];
+    float tk[U];  // tokens of the lane's rows (lanes dl == 0, with part)
 #pragma unroll
     for (int u = 0; u < U; u++) {
         const int c = c_first + u * TPW + slot;
         w[u] = c < C ? __ldg(reinterpret_cast<const uint4 *>(cent + int64_t(c) * D)) : make_uint4(0, 0, 0, 0);
+        const int32_t *co = L.coff + int64_t(kvh) * (L.cmax + 1) + c;
+        tk[u] = part && dl == 0 && c < C ? float(__ldg(co + 1) - __ldg(co)) : 0.f;
     }
     pdl_wait();
     pdl_trigger();
@@ -109,7 +115,7 @@ __global__ void __launch_bounds__(kScoreWarps * 32) cscore2_kernel(TacticLayerDe
                                : make_float4(0.f, 0.f, 0.f, 0.f);
     }
     __syncthreads();
-    if (c_first >= C) return;  // warp-uniform
+    __shared__ float s_red[kScoreWarps][G][3];
 #pragma unroll
     for (int h = 0; h < G; h++) {
         if (h >= group) break;
@@ -133,6 +139,46 @@ __global__ void __launch_bounds__(kScoreWarps * 32) cscore2_kernel(TacticLayerDe
         for (int u = 0; u < U; u++) {
             const int c = c_first + u * TPW + slot;
             if (dl == 0 && c < C) dst[c] = d[u];
+        }
+        if (part) {  // block-uniform
+            float m = -INFINITY, z = 0.f, mn = INFINITY;
+#pragma unroll
+            for (int u = 0; u < U; u++)
+                if (dl == 0 && c_first + u * TPW + slot < C) {
+                    m = fmaxf(m, d[u]);
+                    mn = fminf(mn, d[u]);
+                }
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) {
+                m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+                mn = fminf(mn, __shfl_xor_sync(0xffffffffu, mn, o));
+            }
+#pragma unroll
+            for (int u = 0; u < U; u++)
+                if (dl == 0 && c_first + u * TPW + slot < C) z += tk[u] * expf(scale * (d[u] - m));
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) z += __shfl_xor_sync(0xffffffffu, z, o);
+            if (lane == 0) {
+                s_red[warp][h][0] = m;
+                s_red[warp][h][1] = z;
+                s_red[warp][h][2] = mn;
+            }
+        }
+    }
+    if (part) {
+        __syncthreads();
+        if (threadIdx.x < group && threadIdx.x < G) {
+            const int h = threadIdx.x;
+            float m = -INFINITY, z = 0.f, mn = INFINITY;
+            for (int wv = 0; wv < kScoreWarps; wv++) m = fmaxf(m, s_red[wv][h][0]);
+            for (int wv = 0; wv < kScoreWarps; wv++) {
+                if (s_red[wv][h][0] != -INFINITY) z += s_red[wv][h][1] * expf(scale * (s_red[wv][h][0] - m));
+                mn = fminf(mn, s_red[wv][h][2]);
+            }
+            float *pp = part + (int64_t(h0 + h) * gridDim.x + blockIdx.x) * 3;
+            pp[0] = m;
+            pp[1] = z;
+            pp[2] = mn;
         }
     }
 }
@@ -1077,6 +1123,299 @@ int spread_slices(int cmax, int n_head_kv) {
     return int64_t(nsl) * n_head_kv <= int64_t(occ) * sm_count() ? nsl : 0;
 }
 
+// ---- B + C in three barriers (options().tactic_select == 3) ---------------------------
+// The cuts of spread_select_kernel, with fewer meetings of a KV head's blocks: lse, the
+// total mass and the keys' bounds come from the scoring kernel's per-block partials
+// (cscore2_kernel's part), no barrier; two radix levels (11 + 11 bits of the 30-bit key)
+// leave a few candidates per cut (the clusters whose 22-bit prefix is the cut's), which
+// every block appends to a short global list (kCand a cut) and, after the third barrier,
+// resolves itself exactly (ties in index order) for its own clusters; each block's rows
+// go to the list at an offset taken from a per-KV-head cursor (an atomic add: the list's
+// order is no longer the clusters' order, which the attention does not need), and the
+// last block out writes the count. More than kCand candidates (a crowd of near-ties at
+// 2^-22 of the keys' range): all of them are taken (never fewer tokens).
+constexpr int kCand = 512;
+// Per KV head (ints): bar, exit, cursor, [kSpMaxCuts] candidate counts, then per cut the
+// two histograms and kCand candidates (key, weight, cluster).
+constexpr int kC3Head = 3 + kSpMaxCuts;
+constexpr int kC3Cut = kSpB1 + kSpB2 + 3 * kCand;
+__host__ __device__ constexpr int c3_ws_ints(int cuts) { return kC3Head + cuts * kC3Cut; }
+
+template <int MODE, int G>
+__global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev L, const int32_t *__restrict__ d_pos,
+                                                                float frac, float p, float scale,
+                                                                const float *__restrict__ cscore,
+                                                                const float *__restrict__ spart, int nbx,
+                                                                int32_t *__restrict__ list,
+                                                                int32_t *__restrict__ count, int32_t *ws, int nsl) {
+    constexpr int NK = SpShape<MODE, G>::kKeys, NC = SpShape<MODE, G>::kCuts;
+    const int kvh = blockIdx.y, blk = blockIdx.x, tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int group = L.n_head / L.n_head_kv, h0 = kvh * group;
+    auto cut_on = [group](int k) { return MODE == 0 || k % NK < group; };
+    int32_t *W = ws + int64_t(kvh) * c3_ws_ints(NC);
+    int32_t *bar = W, *ex = W + 1, *cursor = W + 2, *cand_n = W + 3;
+    float *cutws = reinterpret_cast<float *>(W + kC3Head);  // [NC][kC3Cut]
+    __shared__ float s_h[kSpB1];
+    __shared__ float s_lse[G], s_max[G], s_tot[G], s_bound[NK][2];
+    __shared__ uint8_t s_take[kSpPer];
+    __shared__ int s_base;
+    const int C = L.n_clusters[kvh];
+    const int32_t *coff = L.coff + int64_t(kvh) * (L.cmax + 1);
+    const int total = C > 0 ? coff[C] - coff[0] : 0;
+    const int per = (C + nsl - 1) / nsl, c_lo = blk * per, c_hi = min(C, c_lo + per);
+    int first[kSpItems], tok[kSpItems];
+    bool in[kSpItems], sel[kSpItems];
+    uint32_t key[kSpItems][NK];
+    float v[kSpItems][G];
+#pragma unroll
+    for (int i = 0; i < kSpItems; i++) {
+        const int c = c_lo + tid * kSpItems + i;
+        in[i] = c < c_hi;
+        first[i] = in[i] ? coff[c] : 0;
+        tok[i] = in[i] ? coff[c + 1] - first[i] : 0;
+    }
+    pdl_wait();
+    pdl_trigger();  // safe: the next kernel starts once every block of this one runs (the barriers need them all)
+    const int n = d_pos[0] + 1;
+    const int need_tok = MODE == 2 ? kMinTokens : min(n, int(ceilf(frac * float(n))));
+    const bool all = need_tok >= total;  // block-uniform
+#pragma unroll
+    for (int i = 0; i < kSpItems; i++) {
+        const int c = c_lo + tid * kSpItems + i;
+#pragma unroll
+        for (int j = 0; j < G; j++) v[i][j] = in[i] && j < group ? cscore[int64_t(h0 + j) * L.cmax + c] : 0.f;
+        sel[i] = all && in[i];
+    }
+    if (!all) {
+        // Per head: the scoring blocks' partials merged (warp j: head j).
+        if (warp < G) {
+            float m = -INFINITY, z = 0.f, mn = INFINITY;
+            if (warp < group) {
+                const float *pp = spart + int64_t(h0 + warp) * nbx * 3;
+                for (int b = lane; b < nbx; b += 32) {
+                    const float mb = pp[b * 3], zb = pp[b * 3 + 1];
+                    mn = fminf(mn, pp[b * 3 + 2]);
+                    if (mb == -INFINITY) continue;
+                    const float mm = fmaxf(m, mb);
+                    z = (m == -INFINITY ? 0.f : z * expf(scale * (m - mm))) + zb * expf(scale * (mb - mm));
+                    m = mm;
+                }
+            }
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) {
+                const float mb = __shfl_xor_sync(0xffffffffu, m, o), zb = __shfl_xor_sync(0xffffffffu, z, o);
+                mn = fminf(mn, __shfl_xor_sync(0xffffffffu, mn, o));
+                const float mm = fmaxf(m, mb);
+                if (mm != -INFINITY)
+                    z = (m == -INFINITY ? 0.f : z * expf(scale * (m - mm))) + (mb == -INFINITY ? 0.f : zb * expf(scale * (mb - mm)));
+                m = mm;
+            }
+            if (lane == 0) {
+                s_max[warp] = m;
+                s_tot[warp] = z;
+                s_lse[warp] = scale * m + logf(z);  // log sum |c| exp(scale s)
+                s_h[warp] = mn;  // (s_h is free until the histograms)
+            }
+        }
+        __syncthreads();
+        if (tid == 0) {
+            if (MODE == 0) {  // bounds of max_h (scale s_h - lse_h)
+                float lo = -INFINITY, hi = -INFINITY;
+                for (int j = 0; j < group && j < G; j++) {
+                    lo = fmaxf(lo, scale * s_h[j] - s_lse[j]);
+                    hi = fmaxf(hi, scale * s_max[j] - s_lse[j]);
+                }
+                s_bound[0][0] = lo;
+                s_bound[0][1] = hi;
+            } else {
+                for (int j = 0; j < NK; j++) {
+                    s_bound[j][0] = j < group ? s_h[j] : 0.f;
+                    s_bound[j][1] = j < group ? s_max[j] : 0.f;
+                }
+            }
+        }
+        __syncthreads();
+#pragma unroll
+        for (int k = 0; k < NK; k++) {
+            const KeySpread spread(s_bound[k][0], s_bound[k][1]);
+#pragma unroll
+            for (int i = 0; i < kSpItems; i++) {
+                float x;
+                if (MODE == 0) {
+                    x = -INFINITY;
+#pragma unroll
+                    for (int j = 0; j < G; j++)
+                        if (j < group) x = fmaxf(x, scale * v[i][j] - s_lse[j]);
+                } else {
+                    x = v[i][k];
+                }
+                key[i][k] = in[i] ? spread(x) >> 2 : 0u;
+            }
+        }
+        auto weight = [&](int i, int k) -> float {
+            if (MODE == 2 && k >= NK) return float(tok[i]) * expf(scale * (v[i][k - NK] - s_max[k - NK]));
+            return float(tok[i]);
+        };
+        auto need_of = [&](int k) -> float {
+            if (MODE == 2 && k >= NK) return (1.f - (1.f - p) * 0.25f) * s_tot[k - NK];
+            return float(need_tok);
+        };
+        float above[NC];
+        uint32_t pre[NC];
+#pragma unroll
+        for (int k = 0; k < NC; k++) {
+            above[k] = 0.f;
+            if (!cut_on(k)) continue;
+            uint32_t kk[kSpItems];
+            float w[kSpItems];
+#pragma unroll
+            for (int i = 0; i < kSpItems; i++) {
+                kk[i] = key[i][k % NK];
+                w[i] = weight(i, k);
+            }
+            sp_histogram<kSpB1>(kk, w, in, 19, s_h, cutws + k * kC3Cut);
+        }
+        kv_barrier(bar, 1 * nsl);
+#pragma unroll
+        for (int k = 0; k < NC; k++) {
+            if (!cut_on(k)) continue;
+            pre[k] = uint32_t(sp_find_digit<kSpB1>(cutws + k * kC3Cut, need_of(k), above[k]));
+            uint32_t kk[kSpItems];
+            float w[kSpItems];
+            bool in2[kSpItems];
+#pragma unroll
+            for (int i = 0; i < kSpItems; i++) {
+                kk[i] = key[i][k % NK];
+                w[i] = weight(i, k);
+                in2[i] = in[i] && (kk[i] >> 19) == pre[k];
+            }
+            sp_histogram<kSpB2>(kk, w, in2, 8, s_h, cutws + k * kC3Cut + kSpB1);
+        }
+        kv_barrier(bar, 2 * nsl);
+#pragma unroll
+        for (int k = 0; k < NC; k++) {
+            if (!cut_on(k)) continue;
+            float *cw = cutws + k * kC3Cut;
+            pre[k] = (pre[k] << 11) | uint32_t(sp_find_digit<kSpB2>(cw + kSpB1, need_of(k), above[k]));
+            for (int i = blk * kSpThreads + tid; i < kSpB1; i += nsl * kSpThreads) cw[i] = 0.f;  // all have read it
+            // above the 22-bit prefix: in; at it: a candidate
+            float *cand = cw + kSpB1 + kSpB2;
+#pragma unroll
+            for (int i = 0; i < kSpItems; i++) {
+                if (!in[i]) continue;
+                const uint32_t p22 = key[i][k % NK] >> 8;
+                if (p22 > pre[k]) sel[i] = true;
+                else if (p22 == pre[k]) {
+                    const int slot = atomicAdd(&cand_n[k], 1);
+                    if (slot < kCand) {
+                        cand[slot * 3] = __uint_as_float(key[i][k % NK]);
+                        cand[slot * 3 + 1] = weight(i, k);
+                        cand[slot * 3 + 2] = __int_as_float(c_lo + tid * kSpItems + i);
+                    }
+                }
+            }
+        }
+        kv_barrier(bar, 3 * nsl);
+        // Each cut's candidates: one taken iff the weight before it (higher keys, equal
+        // keys at a lower index) leaves the cut short; this block marks its own.
+#pragma unroll
+        for (int k = 0; k < NC; k++) {
+            if (!cut_on(k)) continue;
+            float *cw = cutws + k * kC3Cut;
+            for (int i = blk * kSpThreads + tid; i < kSpB2; i += nsl * kSpThreads) cw[kSpB1 + i] = 0.f;
+            const float *cand = cw + kSpB1 + kSpB2;
+            const int m = *reinterpret_cast<volatile int32_t *>(&cand_n[k]);
+            for (int i = tid; i < kSpPer; i += kSpThreads) s_take[i] = 0;
+            __syncthreads();
+            if (m > kCand) {  // a crowd: take every candidate (block-uniform)
+#pragma unroll
+                for (int i = 0; i < kSpItems; i++)
+                    if (in[i] && (key[i][k % NK] >> 8) == pre[k]) sel[i] = true;
+                continue;
+            }
+            float *sk = s_h, *sw = s_h + kCand;  // candidates staged: keys (as bits), weights, clusters
+            int *sc = reinterpret_cast<int *>(s_h + 2 * kCand);
+            static_assert(3 * kCand <= kSpB1, "candidates fit the histogram's shared memory");
+            for (int j = tid; j < m; j += kSpThreads) {
+                sk[j] = __ldcg(cand + j * 3);
+                sw[j] = __ldcg(cand + j * 3 + 1);
+                sc[j] = __float_as_int(__ldcg(cand + j * 3 + 2));
+            }
+            __syncthreads();
+            const float nk = need_of(k), ak = above[k];
+            for (int j = tid; j < m; j += kSpThreads) {
+                const int cj = sc[j];
+                if (cj < c_lo || cj >= c_hi) continue;  // another block's
+                const uint32_t kj = __float_as_uint(sk[j]);
+                float before = 0.f;
+                for (int t = 0; t < m; t++) {
+                    const uint32_t kt = __float_as_uint(sk[t]);
+                    if (kt > kj || (kt == kj && sc[t] < cj)) before += sw[t];
+                }
+                if (ak + before < nk) s_take[cj - c_lo] = 1;
+            }
+            __syncthreads();
+#pragma unroll
+            for (int i = 0; i < kSpItems; i++)
+                if (in[i] && s_take[tid * kSpItems + i]) sel[i] = true;
+            __syncthreads();  // s_h and s_take reused by the next cut
+        }
+    }
+    // Rows: this block's chosen clusters at an offset taken from the KV head's cursor.
+    using Scan = cub::BlockScan<int, kSpThreads>;
+    __shared__ typename Scan::TempStorage row_tmp;
+    int off[kSpItems], my_rows = 0;
+#pragma unroll
+    for (int i = 0; i < kSpItems; i++) off[i] = sel[i] ? tok[i] : 0;
+    Scan(row_tmp).ExclusiveSum(off, off, my_rows);
+    const int cb = min(L.range[0], n), ce = min(max(L.range[1], cb), n), n_always = cb + (n - ce);
+    if (tid == 0) s_base = n_always + (my_rows > 0 ? atomicAdd(cursor, my_rows) : 0);
+    int32_t *lst = list + int64_t(kvh) * L.n_ctx;
+    for (int i = blk * kSpThreads + tid; i < n_always; i += nsl * kSpThreads)
+        lst[i] = -1 - (i < cb ? i : ce + (i - cb));
+    __shared__ int s_n;
+    int *e_first = reinterpret_cast<int *>(s_h), *e_off = e_first + kSpPer, *e_sz = e_first + 2 * kSpPer;
+    int idx[kSpItems], n_sel = 0;
+#pragma unroll
+    for (int i = 0; i < kSpItems; i++) idx[i] = sel[i] && tok[i] > 0 ? 1 : 0;
+    __syncthreads();  // row_tmp reused; s_base written
+    Scan(row_tmp).ExclusiveSum(idx, idx, n_sel);
+    const int base = s_base;
+#pragma unroll
+    for (int i = 0; i < kSpItems; i++)
+        if (sel[i] && tok[i] > 0) {
+            e_first[idx[i]] = first[i];
+            e_off[idx[i]] = base + off[i];
+            e_sz[idx[i]] = tok[i];
+        }
+    if (tid == 0) s_n = n_sel;
+    __syncthreads();
+    for (int e = warp; e < s_n; e += kSpThreads / 32)
+        for (int j = lane; j < e_sz[e]; j += 32) lst[e_off[e] + j] = e_first[e] + j;
+    // The last block out writes the count and resets the KV head's counters.
+    if (tid == 0) {
+        __threadfence();
+        if (atomicAdd(ex, 1) == nsl - 1) {
+            __threadfence();
+            count[kvh] = n_always + atomicAdd(cursor, 0);
+            *cursor = 0;
+            *bar = 0;
+            *ex = 0;
+            for (int k = 0; k < NC; k++) cand_n[k] = 0;
+        }
+    }
+}
+
+template <int MODE, int G>
+int cut3_slices(int cmax, int n_head_kv) {
+    const int nsl = std::max(1, (cmax + kSpPer - 1) / kSpPer);
+    if (nsl > kSpMaxSlices || G > 8) return 0;
+    static int occ = 0;  // per instance: asked once (not a per-step call)
+    if (occ == 0)
+        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, cut3_select_kernel<MODE, G>, kSpThreads, 0));
+    return int64_t(nsl) * n_head_kv <= int64_t(occ) * sm_count() ? nsl : 0;
+}
+
 // The attention blocks that do work: enough that each has kMinPerBlock entries.
 __device__ __forceinline__ int active_blocks(int64_t tot, int nb) {
     const int64_t want = (tot + kMinPerBlock - 1) / kMinPerBlock;
@@ -1823,23 +2162,33 @@ __global__ void pack_kernel(const __half *__restrict__ k_cache, const __half *__
 
 int g_of(int group) { return group <= 1 ? 1 : group <= 2 ? 2 : group <= 4 ? 4 : 8; }
 
-template <int D>
-void score2_d(const TacticLayerDev &L, const float *q, float *cscore, cudaStream_t s) {
-    constexpr int TPW = 32 / (D / 8);
-    const int per_block = kScoreWarps * TPW * kScore2Rows;
-    const dim3 grid(unsigned(std::max(1, (L.cmax + per_block - 1) / per_block)), unsigned(L.n_head_kv));
-    const dim3 block(kScoreWarps * 32);
-    switch (g_of(L.n_head / L.n_head_kv)) {
-        case 1: launch_pdl(cscore2_kernel<D, 1>, grid, block, 0, s, L, q, cscore); break;
-        case 2: launch_pdl(cscore2_kernel<D, 2>, grid, block, 0, s, L, q, cscore); break;
-        case 4: launch_pdl(cscore2_kernel<D, 4>, grid, block, 0, s, L, q, cscore); break;
-        default: launch_pdl(cscore2_kernel<D, 8>, grid, block, 0, s, L, q, cscore); break;
-    }
+// Blocks (per KV head) of cscore2_kernel: its partials' count for the selection.
+int score2_blocks(int D, int cmax) {
+    const int per_block = kScoreWarps * (32 / (D / 8)) * kScore2Rows;
+    return std::max(1, (cmax + per_block - 1) / per_block);
 }
 
 template <int D>
-void score_d(const TacticLayerDev &L, const float *q, float *cscore, cudaStream_t s) {
-    if (options().tactic_score == 2) return score2_d<D>(L, q, cscore, s);
+void score2_d(const TacticLayerDev &L, const float *q, float *cscore, float *part, float scale, cudaStream_t s) {
+    const dim3 grid(unsigned(score2_blocks(D, L.cmax)), unsigned(L.n_head_kv));
+    const dim3 block(kScoreWarps * 32);
+    switch (g_of(L.n_head / L.n_head_kv)) {
+        case 1: launch_pdl(cscore2_kernel<D, 1>, grid, block, 0, s, L, q, cscore, part, scale); break;
+        case 2: launch_pdl(cscore2_kernel<D, 2>, grid, block, 0, s, L, q, cscore, part, scale); break;
+        case 4: launch_pdl(cscore2_kernel<D, 4>, grid, block, 0, s, L, q, cscore, part, scale); break;
+        default: launch_pdl(cscore2_kernel<D, 8>, grid, block, 0, s, L, q, cscore, part, scale); break;
+    }
+}
+
+// tactic_select 3 reads the scoring kernel's partials: scores v2 with them.
+bool select3(const TacticStepBufs &b) { return options().tactic_select == 3 && b.sel_ws && b.spart; }
+
+template <int D>
+void score_d(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
+    const float *q = a.q;
+    float *cscore = b.cscore;
+    if (select3(b)) return score2_d<D>(L, q, cscore, b.spart, a.scale, s);
+    if (options().tactic_score == 2) return score2_d<D>(L, q, cscore, nullptr, a.scale, s);
     constexpr int TPW = 32 / (D / 8);
     const int per_block = kScoreWarps * TPW * kScoreUnroll;
     dim3 grid(unsigned(std::max(1, (L.cmax + per_block - 1) / per_block)), unsigned(L.n_head_kv));
@@ -1946,9 +2295,9 @@ int tactic_attn_blocks(int head_dim, int group) {
 
 void tactic_score_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
     switch (L.head_dim) {
-        case 64: score_d<64>(L, a.q, b.cscore, s); break;
-        case 128: score_d<128>(L, a.q, b.cscore, s); break;
-        default: score_d<256>(L, a.q, b.cscore, s); break;
+        case 64: score_d<64>(L, a, b, s); break;
+        case 128: score_d<128>(L, a, b, s); break;
+        default: score_d<256>(L, a, b, s); break;
     }
 }
 
@@ -1979,16 +2328,43 @@ bool spread_dg(const TacticLayerDev &L, const TacticStepArgs &a, const TacticSte
     if (group_budget(a)) return spread_m<0>(L, a, b, s);
     return a.force_fraction > 0.f ? spread_m<1>(L, a, b, s) : spread_m<2>(L, a, b, s);
 }
+template <int MODE, int G>
+bool cut3_g(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
+    const int nsl = cut3_slices<MODE, G>(L.cmax, L.n_head_kv);
+    if (nsl == 0) return false;
+    launch_pdl(cut3_select_kernel<MODE, G>, dim3(unsigned(nsl), unsigned(L.n_head_kv)), dim3(kSpThreads), 0, s, L,
+               a.d_pos, a.force_fraction, a.p, a.scale, static_cast<const float *>(b.cscore),
+               static_cast<const float *>(b.spart), score2_blocks(L.head_dim, L.cmax), b.list, b.count, b.sel_ws, nsl);
+    return true;
+}
+template <int MODE>
+bool cut3_m(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
+    switch (g_of(L.n_head / L.n_head_kv)) {
+        case 1: return cut3_g<MODE, 1>(L, a, b, s);
+        case 2: return cut3_g<MODE, 2>(L, a, b, s);
+        case 4: return cut3_g<MODE, 4>(L, a, b, s);
+        default: return cut3_g<MODE, 8>(L, a, b, s);
+    }
+}
+bool cut3_dg(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
+    if (group_budget(a)) return cut3_m<0>(L, a, b, s);
+    return a.force_fraction > 0.f ? cut3_m<1>(L, a, b, s) : cut3_m<2>(L, a, b, s);
+}
 }  // namespace
 
 size_t tactic_select_ws_bytes(int n_head, int n_head_kv) {
-    return sizeof(int32_t) * size_t(sp_ws_ints(2 * g_of(n_head / std::max(1, n_head_kv)))) * size_t(n_head_kv);
+    const int cuts = 2 * g_of(n_head / std::max(1, n_head_kv));
+    return sizeof(int32_t) * size_t(std::max(sp_ws_ints(cuts), c3_ws_ints(cuts))) * size_t(n_head_kv);
+}
+size_t tactic_score_parts_bytes(int n_head, int cmax) {
+    return sizeof(float) * 3 * size_t(n_head) * size_t(score2_blocks(64, std::max(1, cmax)));
 }
 
 void tactic_select_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
     const size_t smem = select_smem(L.cmax);
     TACTIC_CHECK(L.cmax <= tactic_max_clusters(), TACTIC_ERR_UNSUPPORTED,
                  "Tactic on CUDA: more than " + std::to_string(tactic_max_clusters()) + " clusters per KV head");
+    if (select3(b) && cut3_dg(L, a, b, s)) return;  // (a shape it does not fit: the kernels below)
     if (options().tactic_select == 2 && b.sel_ws && spread_dg(L, a, b, s)) return;
     if (group_budget(a)) {
         const unsigned g = unsigned(L.n_head_kv);
@@ -2196,6 +2572,8 @@ void tactic_step_host(const TacticStepHost &in) {
     TACTIC_CU(cudaMemset(d_sel_ws.as<void>(), 0, d_sel_ws.size()));
     bufs.done = d_done.as<int32_t>();
     bufs.sel_ws = d_sel_ws.as<int32_t>();
+    DevBuf d_spart(tactic_score_parts_bytes(H, cmax));
+    bufs.spart = d_spart.as<float>();
     bufs.cscore = d_cscore.as<float>();
     bufs.hsel = d_hsel.as<uint8_t>();
     bufs.list = d_list.as<int32_t>();
