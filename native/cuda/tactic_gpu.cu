@@ -768,7 +768,9 @@ __global__ void __launch_bounds__(kSpThreads) spread_select_kernel(TacticLayerDe
     // the cuts that exist (heads past the group's are padding)
     // cut k is of head k % NK: those past the group's heads (padding of G) are off
     auto cut_on = [group](int k) { return MODE == 0 || k % NK < group; };
-    int32_t *W = ws + int64_t(kvh) * sp_ws_ints(NC);
+    // (strides for the most cuts a G allows, whatever the mode: modes and versions can
+    // change between steps of one context and each finds its own region as it left it)
+    int32_t *W = ws + int64_t(kvh) * sp_ws_ints(2 * G);
     int32_t *bar = W;
     float *part = reinterpret_cast<float *>(W + 2);                           // [kSpMaxSlices][8][3]
     float *xch = part + kSpMaxSlices * 8 * 3;                                 // [kSpMaxSlices][kSpMaxCuts][2]
@@ -1152,7 +1154,7 @@ __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev 
     const int kvh = blockIdx.y, blk = blockIdx.x, tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     const int group = L.n_head / L.n_head_kv, h0 = kvh * group;
     auto cut_on = [group](int k) { return MODE == 0 || k % NK < group; };
-    int32_t *W = ws + int64_t(kvh) * c3_ws_ints(NC);
+    int32_t *W = ws + int64_t(L.n_head_kv) * sp_ws_ints(2 * G) + int64_t(kvh) * c3_ws_ints(2 * G);  // after v2's
     int32_t *bar = W, *ex = W + 1, *cursor = W + 2, *cand_n = W + 3;
     float *cutws = reinterpret_cast<float *>(W + kC3Head);  // [NC][kC3Cut]
     __shared__ float s_h[kSpB1];
@@ -2354,7 +2356,7 @@ bool cut3_dg(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepB
 
 size_t tactic_select_ws_bytes(int n_head, int n_head_kv) {
     const int cuts = 2 * g_of(n_head / std::max(1, n_head_kv));
-    return sizeof(int32_t) * size_t(std::max(sp_ws_ints(cuts), c3_ws_ints(cuts))) * size_t(n_head_kv);
+    return sizeof(int32_t) * size_t(sp_ws_ints(cuts) + c3_ws_ints(cuts)) * size_t(n_head_kv);  // v2's, then v3's
 }
 size_t tactic_score_parts_bytes(int n_head, int cmax) {
     return sizeof(float) * 3 * size_t(n_head) * size_t(score2_blocks(64, std::max(1, cmax)));
