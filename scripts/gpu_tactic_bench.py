@@ -202,11 +202,11 @@ def main():
     ap.add_argument("--mma", type=int, default=1, help="option tactic_mma: 1 (default) the streaming kernel on tensor "
                                                         "cores, 0 on FMAs")
     ap.add_argument("--select", type=int, default=1,
-                    help="option tactic_select: 1 the group budget's selection in one block per KV head, 2 spread "
-                         "over many blocks a KV head")
+                    help="option tactic_select: 1 one block per query head (group budget: per KV head), 2 spread "
+                         "over many blocks a KV head, 3 that from the scores' partials with candidates")
     ap.add_argument("--score", type=int, default=1,
                     help="option tactic_score: 1 the first centroid scoring kernel, 2 all rows requested before "
-                         "pdl_wait, q in shared memory")
+                         "pdl_wait, q in shared memory, 3 that kernel with the rows after pdl_wait")
     ap.add_argument("--variants", default="",
                     help="more passes over the same keys, ';'-separated, each 'name=value,...' of group_budget, "
                          "copies, blocks, fused, mma, select, score (e.g. 'group_budget=1;mma=1')")

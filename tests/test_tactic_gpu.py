@@ -218,11 +218,12 @@ SHAPES = [  # n_head, n_head_kv, head_dim
 @pytest.fixture(params=[1, 2, 3], ids=["v1", "v2", "v3"])
 def score_version(request):
     """Each centroid scoring kernel and selection (options tactic_score and tactic_select:
-    1 the first kernels, 2 the scores requested before pdl_wait and the spread selection,
-    3 that selection from the scoring blocks' partials, with candidates)."""
+    1 the first kernels; 2 the scores' rows requested before pdl_wait and the spread
+    selection; 3 the scores' rows after pdl_wait and the selection from the scoring blocks'
+    partials, with candidates)."""
     assert lib.tactic_cuda_set_option(b"tactic_score", 0) == TACTIC_ERR_INVALID_ARGUMENT
     assert lib.tactic_cuda_set_option(b"tactic_select", 4) == TACTIC_ERR_INVALID_ARGUMENT
-    assert lib.tactic_cuda_set_option(b"tactic_score", min(request.param, 2)) == 0
+    assert lib.tactic_cuda_set_option(b"tactic_score", request.param) == 0  # 3: rows after pdl_wait
     assert lib.tactic_cuda_set_option(b"tactic_select", request.param) == 0
     yield request.param  # (per_head_budget puts the defaults back)
 

@@ -95,7 +95,7 @@ struct Options {
                             // 2 spread over many blocks a KV head (a three-level radix cut through global
                             // histograms); 3 the same from the scores' partials, two levels + candidates
     int tactic_score = 1;   // Tactic's centroid scores: 1 the first kernel; 2 every row requested before
-                            // pdl_wait, q in shared memory (one wave)
+                            // pdl_wait, q in shared memory (one wave); 3 that kernel, rows after pdl_wait
 };
 Options &options();
 void set_last_ms(double ms);

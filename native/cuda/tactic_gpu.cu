@@ -86,8 +86,10 @@ __global__ void __launch_bounds__(kScoreWarps * 32) cscore_kernel(TacticLayerDev
 // warp: TPW x kScore2Rows consecutive clusters. With part (tactic_select 3): per head the
 // block's (max s, sum |c| exp(scale (s - max)), min s) of its scores s, part[h][block][3],
 // so that the selection knows lse and the scores' range without a pass of its own.
+// EARLY false (tactic_score 3): the rows requested after pdl_wait instead (measured: the
+// early loads compete with the kernel before for HBM).
 constexpr int kScore2Rows = 8;
-template <int D, int G>
+template <int D, int G, bool EARLY>
 __global__ void __launch_bounds__(kScoreWarps * 32) cscore2_kernel(TacticLayerDev L, const float *__restrict__ q,
                                                                    float *__restrict__ cscore, float *__restrict__ part,
                                                                    float scale) {
@@ -100,6 +102,7 @@ __global__ void __launch_bounds__(kScoreWarps * 32) cscore2_kernel(TacticLayerDe
     const __half *cent = L.cent + int64_t(kvh) * L.cmax * D + dl * 8;
     uint4 w[U];
     float tk[U];  // tokens of the lane's rows (lanes dl == 0, with part)
+    if (!EARLY) pdl_wait();
 #pragma unroll
     for (int u = 0; u < U; u++) {
         const int c = c_first + u * TPW + slot;
@@ -107,7 +110,7 @@ __global__ void __launch_bounds__(kScoreWarps * 32) cscore2_kernel(TacticLayerDe
         const int32_t *co = L.coff + int64_t(kvh) * (L.cmax + 1) + c;
         tk[u] = part && dl == 0 && c < C ? float(__ldg(co + 1) - __ldg(co)) : 0.f;
     }
-    pdl_wait();
+    if (EARLY) pdl_wait();
     pdl_trigger();
     for (int e = threadIdx.x; e < G * D / 4; e += kScoreWarps * 32) {
         const int h = e / (D / 4), d4 = e % (D / 4);
@@ -2174,11 +2177,20 @@ template <int D>
 void score2_d(const TacticLayerDev &L, const float *q, float *cscore, float *part, float scale, cudaStream_t s) {
     const dim3 grid(unsigned(score2_blocks(D, L.cmax)), unsigned(L.n_head_kv));
     const dim3 block(kScoreWarps * 32);
+    if (options().tactic_score == 3) {
+        switch (g_of(L.n_head / L.n_head_kv)) {
+            case 1: launch_pdl(cscore2_kernel<D, 1, false>, grid, block, 0, s, L, q, cscore, part, scale); break;
+            case 2: launch_pdl(cscore2_kernel<D, 2, false>, grid, block, 0, s, L, q, cscore, part, scale); break;
+            case 4: launch_pdl(cscore2_kernel<D, 4, false>, grid, block, 0, s, L, q, cscore, part, scale); break;
+            default: launch_pdl(cscore2_kernel<D, 8, false>, grid, block, 0, s, L, q, cscore, part, scale); break;
+        }
+        return;
+    }
     switch (g_of(L.n_head / L.n_head_kv)) {
-        case 1: launch_pdl(cscore2_kernel<D, 1>, grid, block, 0, s, L, q, cscore, part, scale); break;
-        case 2: launch_pdl(cscore2_kernel<D, 2>, grid, block, 0, s, L, q, cscore, part, scale); break;
-        case 4: launch_pdl(cscore2_kernel<D, 4>, grid, block, 0, s, L, q, cscore, part, scale); break;
-        default: launch_pdl(cscore2_kernel<D, 8>, grid, block, 0, s, L, q, cscore, part, scale); break;
+        case 1: launch_pdl(cscore2_kernel<D, 1, true>, grid, block, 0, s, L, q, cscore, part, scale); break;
+        case 2: launch_pdl(cscore2_kernel<D, 2, true>, grid, block, 0, s, L, q, cscore, part, scale); break;
+        case 4: launch_pdl(cscore2_kernel<D, 4, true>, grid, block, 0, s, L, q, cscore, part, scale); break;
+        default: launch_pdl(cscore2_kernel<D, 8, true>, grid, block, 0, s, L, q, cscore, part, scale); break;
     }
 }
 
@@ -2190,7 +2202,7 @@ void score_d(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepB
     const float *q = a.q;
     float *cscore = b.cscore;
     if (select3(b)) return score2_d<D>(L, q, cscore, b.spart, a.scale, s);
-    if (options().tactic_score == 2) return score2_d<D>(L, q, cscore, nullptr, a.scale, s);
+    if (options().tactic_score >= 2) return score2_d<D>(L, q, cscore, nullptr, a.scale, s);
     constexpr int TPW = 32 / (D / 8);
     const int per_block = kScoreWarps * TPW * kScoreUnroll;
     dim3 grid(unsigned(std::max(1, (L.cmax + per_block - 1) / per_block)), unsigned(L.n_head_kv));
