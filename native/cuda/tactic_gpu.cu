@@ -2371,7 +2371,7 @@ size_t tactic_select_ws_bytes(int n_head, int n_head_kv) {
     return sizeof(int32_t) * size_t(sp_ws_ints(cuts) + c3_ws_ints(cuts)) * size_t(n_head_kv);  // v2's, then v3's
 }
 size_t tactic_score_parts_bytes(int n_head, int cmax) {
-    return sizeof(float) * 3 * size_t(n_head) * size_t(score2_blocks(64, std::max(1, cmax)));
+    return sizeof(float) * 3 * size_t(n_head) * size_t(score2_blocks(256, std::max(1, cmax)));  // the most blocks
 }
 
 void tactic_select_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
