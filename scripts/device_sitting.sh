@@ -10,13 +10,16 @@
 #      on random weights, n_gpu_layers);
 #   2: 8B-shape decode/prefill, full attention at 0 / 4K / 32K, then Tactic at a forced
 #      fraction of 0.10 at 32K (clustering's share of the fill logged), pytactic alone;
-#   3: the same at 128K: full, then Tactic at 0.10;
+#   3: the same at 128K: full, then Tactic at 0.10 (T128: the Tactic specs instead);
+# Env knobs: KTESTS and LAYERS=0 (part 1's kernel test files; skip n_gpu_layers' tests), TFRACS (part 2's forced fractions at 32K), TOPTS (extra gpu_e2e.py options for the
+# Tactic runs, e.g. --cuda-option tactic_group_budget=1), TCTX / TBF / TBOPTS (part 5's bench).
 #   4: the real Gemma: checksum, JSON-schema cost (scripts/grammar_bench.py), parity tests,
 #      decode at 4K and 32K, Tactic vs full on the GPU (scripts/tactic_device_quality.py:
 #      KL, passkey, tok/s at 16K and 32K).
 # With .bench/llama.cpp.tar.xz carried in call 1 (../shared/bench's source), call 1 also
 # builds llama-bench for sm_90 in the background, and calls 2, 4 and 5 run it on the same
 # files at the same depths (gpu_e2e.py --llama-bench): the side-by-side rows of issue 10.
+#   6: (a short sitting, instead of 2, 3 and 5's llama-bench) the side-by-side rows in one call;
 #   5: Tactic's per-layer step at 128K (scripts/gpu_tactic_bench.py), then llama-bench alone
 #      at 131072 on the 8B file (its fills take minutes: a call of its own).
 # Logs go to $OUT.
@@ -74,12 +77,13 @@ case "$PART" in
   fi
   setsid nohup timeout 400 python3 scripts/make_random_gguf.py --preset llama-3.1-8b --type q4_k_m --share-layers \
     -o $L8 > /root/gen8b.log 2>&1 < /dev/null &
-  timeout 200 python3 -m pytest -q -p no:cacheprovider --tb=short -rfs tests/test_cuda.py tests/test_cuda_matvec_q8.py \
-    tests/test_tactic_gpu.py tests/test_device_select.py tests/test_cuda_prefill_attention.py 2>&1 | tee "$OUT/tests_kernels.log" | tail -6
+  # KTESTS: the kernel test files (a short sitting names the ones its changes touch)
+  timeout 200 python3 -m pytest -q -p no:cacheprovider --tb=short -rfs ${KTESTS:-tests/test_cuda.py tests/test_cuda_matvec_q8.py \
+    tests/test_tactic_gpu.py tests/test_device_select.py tests/test_cuda_prefill_attention.py} 2>&1 | tee "$OUT/tests_kernels.log" | tail -6
   say "kernel tests done"
-  timeout 200 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_gpu_forward.py \
+  timeout 300 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_gpu_forward.py \
     -k "random or chunks or truncate" 2>&1 | tee "$OUT/tests_parity_random.log" | tail -8
-  [ -f tests/test_gpu_layers.py ] && timeout 100 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_gpu_layers.py \
+  [ -f tests/test_gpu_layers.py ] && [ "${LAYERS:-1}" = 1 ] && timeout 100 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_gpu_layers.py \
     2>&1 | tee "$OUT/tests_gpu_layers.log" | tail -4
   say "parity tests done"
   ;;
@@ -90,16 +94,18 @@ case "$PART" in
   timeout 330 python3 scripts/gpu_e2e.py --model $L8 --name llama-8B-random-Q4_K_M-pytactic-quantizer --device cuda \
     --depths 0,4096,32768 --prompt-from-empty ${FROM_EMPTY:-32768} --reps ${REPS:-1} $LBA --out "$OUT/e2e_8b_full.json" 2>&1 | tee "$OUT/e2e_8b_full.log" | tail -12
   say "8B full done"
-  timeout 150 python3 scripts/gpu_e2e.py --model $L8 --name llama-8B-random-Q4_K_M-pytactic-quantizer --device cuda \
-    --depths 32768 --prompt-from-empty 0 --reps 1 --attention tactic --model-kwarg tactic_force_fraction=0.1 \
-    --out "$OUT/e2e_8b_tactic32k.json" 2>&1 | tee "$OUT/e2e_8b_tactic32k.log" | tail -6
+  for f in ${TFRACS:-0.1}; do  # Tactic's forced fractions at 32K ($TOPTS: extra gpu_e2e options, e.g. --cuda-option ...)
+    timeout 100 python3 scripts/gpu_e2e.py --model $L8 --name llama-8B-random-Q4_K_M-pytactic-quantizer --device cuda \
+      --depths 32768 --prompt-from-empty 0 --reps 1 --attention tactic --model-kwarg tactic_force_fraction=$f ${TOPTS:-} \
+      --out "$OUT/e2e_8b_tactic32k_$f.json" 2>&1 | tee "$OUT/e2e_8b_tactic32k_$f.log" | tail -3
+  done
   say "8B tactic 32K done"
   ;;
 3)
-  for spec in "full" "tactic --model-kwarg tactic_force_fraction=0.1"; do
-    name=$(echo $spec | cut -d' ' -f1)
+  for spec in "full" ${T128:-"tactic --model-kwarg tactic_force_fraction=0.1"}; do
+    name=$(echo $spec | cut -d' ' -f1)$(echo $spec | grep -o 'fraction=[0-9.]*' | cut -d= -f2)
     timeout 270 python3 scripts/gpu_e2e.py --model $L8 --name llama-8B-random-Q4_K_M-pytactic-quantizer --device cuda \
-      --depths 131072 --prompt-from-empty 0 --reps 1 --attention $spec \
+      --depths 131072 --prompt-from-empty 0 --reps 1 --attention $spec ${TOPTS:-} \
       --out "$OUT/e2e_8b_${name}128k.json" 2>&1 | tee "$OUT/e2e_8b_${name}128k.log" | tail -6
     say "8B $name 128K done"
   done
@@ -115,7 +121,7 @@ PY
     timeout 200 python3 scripts/grammar_bench.py --model $G --repeats 9 --tokens 64 --breakdown 2>&1 | tee "$OUT/grammar_gpu.log" | tail -30
     say "grammar cost done"
   fi
-  timeout 100 python3 -m pytest -q -s -p no:cacheprovider --tb=short -rfxs tests/test_gpu_forward.py -k "gemma or tactic or refused" \
+  timeout 250 python3 -m pytest -q -s -p no:cacheprovider --tb=short -rfxs tests/test_gpu_forward.py -k "gemma or tactic or refused" \
     2>&1 | tee "$OUT/tests_parity_gemma.log" | tail -6
   # the GPU against llama.cpp's own outputs (prints the perplexities)
   timeout 100 python3 -m pytest -q -s -p no:cacheprovider --tb=short -rfxs tests/test_gpu_refs.py \
@@ -135,11 +141,35 @@ PY
   ;;
 5)
   # Tactic's step per global layer at 128K (issue 11)
-  timeout 80 python3 scripts/gpu_tactic_bench.py --contexts 131072 --fractions 0.025,0.05,0.1,0.25 --iters 200 --p 0.9 \
+  timeout 80 python3 scripts/gpu_tactic_bench.py --contexts ${TCTX:-131072} --fractions ${TBF:-0.025,0.05,0.1,0.25} --iters 200 --p 0.9 ${TBOPTS:-} \
     --out "$OUT/tactic_bench128k.json" > "$OUT/tactic_bench128k.log" 2>&1; tail -8 "$OUT/tactic_bench128k.log"
   say "tactic bench done"
   timeout 400 python3 scripts/gpu_e2e.py --model $L8 --name llama-8B-random-Q4_K_M-pytactic-quantizer --skip-pytactic \
     --depths ${LDEPTHS:-131072} --prompt-from-empty ${LFROM:-0} --reps 1 $(llama_args 240) --out "$OUT/e2e_8b_llama128k.json" 2>&1 | tee "$OUT/e2e_8b_llama128k.log" | tail -6
+  ;;
+6)
+  # The whole side-by-side in one call (a short sitting): pytactic first (full at 0 / 4K / 32K
+  # / 128K and a 32K prompt from empty; Tactic at 32K and 128K), llama-bench after (its build,
+  # started in call 1, has had the time), then llama.cpp's figures merged into both row sets.
+  while pgrep -f make_random_gguf >/dev/null && [ $(( $(date +%s) - t0 )) -lt 200 ]; do sleep 2; done
+  E="python3 scripts/gpu_e2e.py --model $L8 --name llama-8B-random-Q4_K_M-pytactic-quantizer --reps 1"
+  timeout 150 $E --device cuda --depths 0,4096,32768,131072 --prompt-from-empty 32768 --out "$OUT/e2e_8b_full.json" \
+    2>&1 | tee "$OUT/e2e_8b_full.log" | tail -8
+  say "8B full done"
+  TSPEC="--attention tactic --model-kwarg tactic_force_fraction=${TFRAC:-0.1} ${TOPTS:-}"
+  timeout 120 $E --device cuda --depths 32768,131072 --prompt-from-empty 0 $TSPEC --out "$OUT/e2e_8b_tactic.json" \
+    2>&1 | tee "$OUT/e2e_8b_tactic.log" | tail -5
+  say "8B tactic done"
+  if [ -n "$(llama_args 240)" ]; then
+    LJ="$OUT/llama_bench_tests.json"
+    timeout 200 $LB -m $L8 -ngl 99 -fa 1 -r 1 -o json -p 512 -n 128 -d 0,4096,32768,131072 > "$LJ" 2>"$OUT/llama_bench.err"
+    timeout 40 $LB -m $L8 -ngl 99 -fa 1 -r 1 -o json -p 32768 -n 0 -d 0 >> "$LJ" 2>>"$OUT/llama_bench.err"
+    say "llama-bench done"
+    $E --skip-pytactic --llamacpp-json "$LJ" --depths 0,4096,32768,131072 --prompt-from-empty 32768 \
+      --rows-to "$OUT/e2e_8b_full.json" 2>&1 | tail -8
+    $E --skip-pytactic --llamacpp-json "$LJ" --depths 32768,131072 --prompt-from-empty 0 $TSPEC \
+      --rows-to "$OUT/e2e_8b_tactic.json" 2>&1 | tail -4
+  fi
   ;;
 esac
 say "end"

@@ -440,7 +440,10 @@ def main(argv=None) -> int:
                 pos = end
         for cmd in lc_cmds:
             tests += run_llama_bench(cmd, log)
-        theirs.update(llama_results(tests, a.n_prompt, a.n_gen, a.prompt_from_empty))
+        depths = set(a.depths)
+        # a saved JSON may hold more depths than this run asks for
+        theirs.update({k: v for k, v in llama_results(tests, a.n_prompt, a.n_gen, a.prompt_from_empty).items()
+                       if k[0] == "prompt" or k[1] in depths})
         return tests
 
     tests = []

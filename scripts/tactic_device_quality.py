@@ -60,7 +60,10 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--json")
+    ap.add_argument("--kl-out", help="save each context's per-position KLs (npz, key ctx_<L>): a paired "
+                                     "comparison of two devices on the same positions")
     args = ap.parse_args()
+    per_position = {}
 
     import pytactic
 
@@ -95,13 +98,14 @@ def main() -> int:
             a, b = full.logits(), tac.logits()
             kls.append(kl(a, b))
             agree += int(np.argmax(a) == np.argmax(b))
+        per_position[f"ctx_{L}"] = np.array(kls)
         row["kl_positions"] = len(kls)
         row["kl_mean"] = float(np.mean(kls))
         row["kl_p99"] = float(np.quantile(kls, 0.99))
         row["top1_agreement"] = agree / len(kls)
         row["attended_share"] = attended_share(tac)
         # -- decode speed after the same prefill (greedy on each model's own logits)
-        for name, m in (("full", full), ("tactic", tac)):
+        for name, m in (("full", full), ("tactic", tac)) if args.speed_steps else ():
             m.reset()
             m.eval(ids[:L])
             tok = int(np.argmax(m.logits()))
@@ -131,8 +135,11 @@ def main() -> int:
         print(f"| {L} | {row['kl_positions']} | {row['kl_mean']:.5f} | {row['kl_p99']:.4f} | "
               f"{row['top1_agreement']:.1%} | {share} | {row['passkey_full']}/{args.trials} | "
               f"{row['passkey_tactic']}/{args.trials} | {'yes' if row['passkey_every'] else 'NO'} | "
-              f"{row['decode_tok_s_full']:.1f} | {row['decode_tok_s_tactic']:.1f} | "
-              f"{row['decode_tok_s_tactic'] / row['decode_tok_s_full']:.2f} |", flush=True)
+              + (f"{row['decode_tok_s_full']:.1f} | {row['decode_tok_s_tactic']:.1f} | "
+                 f"{row['decode_tok_s_tactic'] / row['decode_tok_s_full']:.2f} |" if args.speed_steps else "- | - | - |"),
+              flush=True)
+    if args.kl_out:
+        np.savez(args.kl_out, **per_position)
     if args.json:
         Path(args.json).write_text(json.dumps({"model": Path(path).name, "rows": rows}, indent=1))
     full.close()

@@ -17,7 +17,7 @@ from pytactic.errors import InvalidArgumentError, OutOfMemoryError, TacticError,
 from pytactic.lowlevel import NativeSession, new_context, load_model
 from pytactic.model import Model
 
-from test_gpu_forward import CPU, CUDA, MARGIN, PRESETS, TINY, TOL_MAX, _mrg, compare, top2_margin
+from test_gpu_forward import CPU, CUDA, MARGIN, PRESETS, TINY, TOL_MAX, compare, random_file_maker, top2_margin
 
 HAVE_GPU = lib.tactic_cuda_device_count() > 0
 needs_gpu = pytest.mark.skipif(not HAVE_GPU, reason="no usable CUDA device (driver or GPU missing)")
@@ -29,21 +29,8 @@ SMALL = {**TINY, "n_layer": N_LAYER}
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    mrg = _mrg()
-    d = tmp_path_factory.mktemp("gpu_layers")
-    made = {}
-
-    def get(arch, outtype="q8_0", **extra):
-        key = (arch, outtype, tuple(sorted(extra.items())))
-        if key not in made:
-            preset, arch_extra = PRESETS[arch]
-            out = d / f"{arch}-{outtype}-{len(made)}.gguf"
-            mrg.make_random_gguf(out, preset, outtype, seed=7, qk_scale=2.0, output_scale=0.4,
-                                 **{**SMALL, **arch_extra, **extra})
-            made[key] = str(out)
-        return made[key]
-
-    return get
+    get = random_file_maker(tmp_path_factory.mktemp("gpu_layers"), SMALL)
+    return lambda arch, outtype="q8_0", **extra: get(arch, outtype, **extra)
 
 
 def ids_for(seed, n):
