@@ -196,15 +196,15 @@ def main():
     ap.add_argument("--fused", type=int, default=1, help="option tactic_fused: 1 the streaming attention kernel "
                                                          "merging in its last block, 0 the earlier kernel + merge")
     ap.add_argument("--no-mass-row", action="store_true", help="skip the P row (force_fraction 0)")
-    ap.add_argument("--group-budget", type=int, default=0,
-                    help="option tactic_group_budget: 1 a forced fraction is each KV group's budget (the union "
-                         "holds it), 0 each query head's")
+    ap.add_argument("--group-budget", type=int, default=1,
+                    help="option tactic_group_budget: 1 (default) a forced fraction is each KV group's budget "
+                         "(the union holds it), 0 each query head's")
     ap.add_argument("--mma", type=int, default=1, help="option tactic_mma: 1 (default) the streaming kernel on tensor "
                                                         "cores, 0 on FMAs")
-    ap.add_argument("--select", type=int, default=1,
+    ap.add_argument("--select", type=int, default=3,
                     help="option tactic_select: 1 one block per query head (group budget: per KV head), 2 spread "
                          "over many blocks a KV head, 3 that from the scores' partials with candidates")
-    ap.add_argument("--score", type=int, default=1,
+    ap.add_argument("--score", type=int, default=3,
                     help="option tactic_score: 1 the first centroid scoring kernel, 2 all rows requested before "
                          "pdl_wait, q in shared memory, 3 that kernel with the rows after pdl_wait")
     ap.add_argument("--variants", default="",

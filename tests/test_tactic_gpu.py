@@ -29,7 +29,7 @@ needs_gpu = pytest.mark.skipif(gpu_count() == 0, reason="no usable CUDA GPU (the
 
 # The options the tests below set, at their compiled defaults (native/cuda/cuda_util.cuh's
 # Options): put back after every test.
-OPTION_DEFAULTS = {b"tactic_group_budget": 0, b"tactic_select": 1, b"tactic_score": 1}
+OPTION_DEFAULTS = {b"tactic_group_budget": 1, b"tactic_select": 3, b"tactic_score": 3}
 
 
 @pytest.fixture(autouse=True)

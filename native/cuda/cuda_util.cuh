@@ -91,13 +91,14 @@ struct Options {
     int norm_fuse = 1;      // 1 (with decode_fuse): QK-norm inside RoPE + KV store; a post-norm, its residual
                             // add and the next pre-norm + quantization in one kernel (Gemma)
     int tactic_mma = 1;     // 1: Tactic's streaming attention on tensor cores (head_dim <= 128); 0: FMA
-    int tactic_group_budget = 0;  // 1: a forced fraction is the KV group's budget (one cut per KV head, the
-                                  // union holds ceil(f n) tokens), not each query head's
-    int tactic_select = 1;  // Tactic's selection: 1 one block per query head (group budget: per KV head);
+    int tactic_group_budget = 1;  // 1: a forced fraction is the KV group's budget (one cut per KV head, the
+                                  // union holds ceil(f n) tokens: f of the cache is read), not each query head's
+    int tactic_select = 3;  // Tactic's selection: 1 one block per query head (group budget: per KV head);
                             // 2 spread over many blocks a KV head (a three-level radix cut through global
                             // histograms); 3 the same from the scores' partials, two levels + candidates
-    int tactic_score = 1;   // Tactic's centroid scores: 1 the first kernel; 2 every row requested before
+    int tactic_score = 3;   // Tactic's centroid scores: 1 the first kernel; 2 every row requested before
                             // pdl_wait, q in shared memory (one wave); 3 that kernel, rows after pdl_wait
+                            // (3/3 measured fastest on the H200: docs/results/gpu_session7.md)
 };
 Options &options();
 void set_last_ms(double ms);
