@@ -271,8 +271,8 @@ def make_rows(a, ours: dict, theirs: dict, run: int) -> list[dict]:
         if a.fraction is not None:
             row["fraction"] = a.fraction
             # what the forced fraction bounds: each query head's clusters (the KV group's
-            # union larger), or with tactic_group_budget=1 the KV group's union itself
-            row["fraction_of"] = "kv_group" if dict(a.cuda_option).get("tactic_group_budget") else "query_head"
+            # union larger) with tactic_group_budget=0, or (the default) the KV group's union itself
+            row["fraction_of"] = "query_head" if dict(a.cuda_option).get("tactic_group_budget") == 0 else "kv_group"
         if a.cuda_option:
             row["cuda_options"] = {k: int(v) for k, v in a.cuda_option}
         if "clustering_s" in o:  # Tactic: K-means after the fill, as a share of the fill

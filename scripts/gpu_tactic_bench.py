@@ -156,7 +156,7 @@ def step_row(n, f, var, args, q, K, V, layout, c_begin, c_end, scale, probs, out
         mass += probs[g][:, idx].sum(-1).tolist()
     oerr = float(np.linalg.norm(out - out_full) / np.linalg.norm(out_full))
     row = dict(n_tokens=n, fraction=f, queries=args.queries, fused=var["fused"], mma=var["mma"],
-               group_budget=var["group_budget"],
+               group_budget=var["group_budget"], select=var["select"], score=var["score"],
                copies_opt=var["copies"], p=None if f > 0 else args.p, attended_share=share,
                head_mass_min=min(mass), head_mass_mean=float(np.mean(mass)), attended_min=int(nsel.min()),
                attended_max=int(nsel.max()), score_ms=ms[0], cut_ms=ms[1], union_ms=ms[2],
@@ -178,6 +178,8 @@ def set_variant(v):
     check(lib.tactic_cuda_set_option(b"tactic_blocks", v["blocks"]))
     check(lib.tactic_cuda_set_option(b"tactic_fused", v["fused"]))
     check(lib.tactic_cuda_set_option(b"tactic_mma", v["mma"]))
+    check(lib.tactic_cuda_set_option(b"tactic_select", v["select"]))
+    check(lib.tactic_cuda_set_option(b"tactic_score", v["score"]))
 
 
 def main():
@@ -194,14 +196,20 @@ def main():
     ap.add_argument("--fused", type=int, default=1, help="option tactic_fused: 1 the streaming attention kernel "
                                                          "merging in its last block, 0 the earlier kernel + merge")
     ap.add_argument("--no-mass-row", action="store_true", help="skip the P row (force_fraction 0)")
-    ap.add_argument("--group-budget", type=int, default=0,
-                    help="option tactic_group_budget: 1 a forced fraction is each KV group's budget (the union "
-                         "holds it), 0 each query head's")
+    ap.add_argument("--group-budget", type=int, default=1,
+                    help="option tactic_group_budget: 1 (default) a forced fraction is each KV group's budget "
+                         "(the union holds it), 0 each query head's")
     ap.add_argument("--mma", type=int, default=1, help="option tactic_mma: 1 (default) the streaming kernel on tensor "
                                                         "cores, 0 on FMAs")
+    ap.add_argument("--select", type=int, default=3,
+                    help="option tactic_select: 1 one block per query head (group budget: per KV head), 2 spread "
+                         "over many blocks a KV head, 3 that from the scores' partials with candidates")
+    ap.add_argument("--score", type=int, default=3,
+                    help="option tactic_score: 1 the first centroid scoring kernel, 2 all rows requested before "
+                         "pdl_wait, q in shared memory, 3 that kernel with the rows after pdl_wait")
     ap.add_argument("--variants", default="",
                     help="more passes over the same keys, ';'-separated, each 'name=value,...' of group_budget, "
-                         "copies, blocks, fused, mma (e.g. 'group_budget=1;mma=1')")
+                         "copies, blocks, fused, mma, select, score (e.g. 'group_budget=1;mma=1')")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     import torch
@@ -236,7 +244,7 @@ def main():
 
         check(lib.tactic_cuda_set_option(b"bench_iters", args.iters))
         base = dict(group_budget=args.group_budget, copies=args.copies, blocks=args.blocks, fused=args.fused,
-                    mma=args.mma)
+                    mma=args.mma, select=args.select, score=args.score)
         set_variant(base)
         out_full = np.empty((N_HEAD, D), np.float32)
         check(lib.tactic_cuda_attention(ptr(q, "float *"), N_HEAD, N_KV, D, ptr(K, "uint16_t *"), ptr(V, "uint16_t *"),

@@ -23,7 +23,7 @@ from pytactic.lowlevel import NativeSession, log_softmax
 from pytactic._native import ffi, lib
 model, mode, arg, prompts = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.stdin.read())
 out = {"build": ffi.string(lib.tactic_build_info()).decode(), "logp": [], "nll": []}
-with NativeSession(model, n_ctx=1024, n_threads=2 if mode != "teacher" else 0) as s:
+with NativeSession(model, n_ctx=1024, n_threads=2 if mode != "teacher" else 0, device=1) as s:  # the CPU, even where a GPU is
     for ids in prompts:
         s.reset()
         if mode == "last":
@@ -34,9 +34,10 @@ with NativeSession(model, n_ctx=1024, n_threads=2 if mode != "teacher" else 0) a
         elif mode == "teacher":
             # every position's logits: the first n_prefill tokens as one prefill, the rest
             # one token a step (as the GPU test runs the GPU); saved to arg (.npy)
-            n0 = int(json.loads(arg)["n_prefill"])
+            job = json.loads(arg)
+            n0 = int(job["n_prefill"])
             rows = [s.eval(ids[:n0], logits_all=True)] + [s.eval([t]) for t in ids[n0:]]
-            np.save(json.loads(arg)["out"], np.concatenate(rows))
+            np.save(job["out"], np.concatenate(rows))
         else:
             # NLL of every next token, evaluated in chunks (all logits of 750 positions are 0.8 GB)
             for b in range(0, len(ids), 250):

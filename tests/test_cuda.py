@@ -384,7 +384,7 @@ def random_cache(rng, n_head_kv, n_ctx, D):
 
 # The library's default decode attention kernel (Options::attn_kernel in
 # native/cuda/cuda_util.cuh): restored after a test picks one.
-ATTN_KERNEL_DEFAULT = 1
+ATTN_KERNEL_DEFAULT = 8
 
 
 def cuda_attention(q, K, V, lo, n, scale, kernel=0):
@@ -477,11 +477,22 @@ def cuda_attention_mma(q, K, V, lo, n, scale, splits=0, kernel=1):
 
 
 MMA_SHAPES = ATTN_SHAPES + [(8, 2, 64), (16, 2, 256), (40, 4, 128)]  # groups of 4, 8 and 10 (two head pieces)
+# attn_kernel 1 and 2, and 3-11: the variants (how K/V are copied in: cp.async with L2
+# prefetch hints or TMA bulk rows / row pairs on sm_90; how the splits are merged; which
+# chunks a split takes), each held to the same float64 twin. Ids k1..k11 so that a run can pick some with -k.
+MMA_KERNELS = list(range(1, 12))
+# The split-edge sweep for the kernels whose split, copy or merge code differs (3-6 are
+# kernel 1 or 2 with an L2 hint on the same copies; 7 is 8 with kernel 1's merge).
+MMA_KERNELS_EDGES = [1, 2, 8, 9, 10, 11]
+
+
+def kernel_id(k):
+    return f"k{k}"
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif(gpu_count() == 0, reason="no usable CUDA GPU")
-@pytest.mark.parametrize("kernel", [1, 2])
+@pytest.mark.parametrize("kernel", MMA_KERNELS, ids=kernel_id)
 @pytest.mark.parametrize("shape", MMA_SHAPES)
 @pytest.mark.parametrize("n_ctx,lo,n", [(40, 0, 1), (40, 0, 17), (300, 0, 300), (5000, 123, 4567), (9000, 8488, 9000)])
 def test_attention_mma_matches_reference(shape, n_ctx, lo, n, kernel):
@@ -502,7 +513,7 @@ def test_attention_mma_matches_reference(shape, n_ctx, lo, n, kernel):
 @pytest.mark.parametrize("D", [64, 128, 256])
 @pytest.mark.parametrize("n", [1, 15, 16, 17, 63, 64, 65, 1023, 1024, 1025, 4097])
 @pytest.mark.parametrize("splits", [0, 7, 64])
-@pytest.mark.parametrize("kernel", [1, 2])
+@pytest.mark.parametrize("kernel", MMA_KERNELS_EDGES, ids=kernel_id)
 def test_attention_mma_split_boundaries(D, n, splits, kernel):
     """Lengths around the 16-token chunk, the 64-token block step and the split edges,
     with automatic and forced split counts (empty splits included)."""
@@ -518,7 +529,7 @@ def test_attention_mma_split_boundaries(D, n, splits, kernel):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(gpu_count() == 0, reason="no usable CUDA GPU")
-@pytest.mark.parametrize("kernel", [1, 2])
+@pytest.mark.parametrize("kernel", MMA_KERNELS, ids=kernel_id)
 def test_attention_mma_peaked_scores(kernel):
     """One key far above the rest (softmax nearly one-hot, late in the range): the
     running max is rescaled correctly across chunks, warps and splits."""

@@ -9,6 +9,7 @@ token sets on the same clusters and queries (except clusters whose centroid scor
 the cut within float tolerance) and attend them exactly (float64 reference).
 GPU tests skip where no GPU is usable; without one the call must fail cleanly."""
 
+import functools
 import math
 
 import numpy as np
@@ -25,6 +26,20 @@ def gpu_count():
 
 
 needs_gpu = pytest.mark.skipif(gpu_count() == 0, reason="no usable CUDA GPU (the GPU step cannot run here)")
+
+# The options the tests below set, at their compiled defaults (native/cuda/cuda_util.cuh's
+# Options): put back after every test.
+OPTION_DEFAULTS = {b"tactic_group_budget": 1, b"tactic_select": 3, b"tactic_score": 3}
+
+
+@pytest.fixture(autouse=True)
+def per_head_budget():
+    """Every test starts with a forced fraction per query head (what twin_select is written
+    from), whatever the default; the group_budget fixture turns the group budget on."""
+    lib.tactic_cuda_set_option(b"tactic_group_budget", 0)
+    yield
+    for name, value in OPTION_DEFAULTS.items():
+        lib.tactic_cuda_set_option(name, value)
 
 
 def ptr(a, ctype):
@@ -200,11 +215,24 @@ SHAPES = [  # n_head, n_head_kv, head_dim
 ]
 
 
+@pytest.fixture(params=[1, 2, 3], ids=["v1", "v2", "v3"])
+def score_version(request):
+    """Each centroid scoring kernel and selection (options tactic_score and tactic_select:
+    1 the first kernels; 2 the scores' rows requested before pdl_wait and the spread
+    selection; 3 the scores' rows after pdl_wait and the selection from the scoring blocks'
+    partials, with candidates)."""
+    assert lib.tactic_cuda_set_option(b"tactic_score", 0) == TACTIC_ERR_INVALID_ARGUMENT
+    assert lib.tactic_cuda_set_option(b"tactic_select", 4) == TACTIC_ERR_INVALID_ARGUMENT
+    assert lib.tactic_cuda_set_option(b"tactic_score", request.param) == 0  # 3: rows after pdl_wait
+    assert lib.tactic_cuda_set_option(b"tactic_select", request.param) == 0
+    yield request.param  # (per_head_budget puts the defaults back)
+
+
 @pytest.mark.gpu
 @needs_gpu
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("frac", [0.025, 0.1, 0.37, 1.0])
-def test_step_matches_twin(shape, frac):
+def test_step_matches_twin(shape, frac, score_version):
     rng = np.random.default_rng(7 + int(frac * 1000))
     n_head, n_head_kv, D = shape
     n_ctx, n, c_begin = 6000, 5321, 4
@@ -229,7 +257,7 @@ def test_step_matches_twin(shape, frac):
 @needs_gpu
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("p", [0.5, 0.9, 0.99])
-def test_mass_target_matches_twin(shape, p):
+def test_mass_target_matches_twin(shape, p, score_version):
     """force_fraction 0: each head's clusters until 1 - (1 - P) / 4 of its centroid mass
     and at least 64 tokens, as the CPU's bounded selector's first prefix."""
     rng = np.random.default_rng(11 + int(p * 100))
@@ -432,12 +460,112 @@ def twin_group_select(q, layout, c_begin, c_end, n, frac, scale):
     return sets, ties
 
 
-@pytest.fixture
-def group_budget():
+@pytest.fixture(params=[1, 2, 3], ids=["select1", "select2", "select3"])
+def group_budget(request):
+    """The group budget on, with each selection kernel (option tactic_select: 1 one block
+    per KV head, 2 spread over many blocks a KV head)."""
     assert lib.tactic_cuda_set_option(b"tactic_group_budget", 2) == TACTIC_ERR_INVALID_ARGUMENT
+    assert lib.tactic_cuda_set_option(b"tactic_select", 4) == TACTIC_ERR_INVALID_ARGUMENT
     assert lib.tactic_cuda_set_option(b"tactic_group_budget", 1) == 0
-    yield
-    lib.tactic_cuda_set_option(b"tactic_group_budget", 0)
+    assert lib.tactic_cuda_set_option(b"tactic_select", request.param) == 0
+    assert lib.tactic_cuda_set_option(b"tactic_score", min(request.param, 2)) == 0  # 2, 3: the new scores
+    yield request.param  # (per_head_budget puts the defaults back)
+
+
+def random_layout(rng, K, c_begin, c_end, mean_size, tie_run=0):
+    """A layout without K-means, for many clusters fast: the range's tokens in a random
+    order, cut into clusters of 0 .. 2 mean_size - 1 tokens (some empty), centroids the
+    mean of their keys. tie_run > 0: runs of tie_run consecutive clusters share one
+    centroid (their scores tie exactly)."""
+    n_head_kv, _, D = K.shape
+    length = c_end - c_begin
+    orders, offs, ncl, cents = [], [], [], []
+    for g in range(n_head_kv):
+        sizes = []
+        while sum(sizes) < length:
+            sizes.append(int(min(rng.integers(0, 2 * mean_size), length - sum(sizes))))
+        sizes = np.array(sizes)
+        order = rng.permutation(length).astype(np.int32) + c_begin
+        off = np.concatenate([[0], np.cumsum(sizes)])
+        x = K[g, order].astype(np.float64)
+        cen = np.zeros((len(sizes), D))
+        nz = np.nonzero(sizes)[0]
+        cen[nz] = np.add.reduceat(x, off[nz], axis=0) / sizes[nz, None]
+        if tie_run:
+            cen = cen[np.arange(len(sizes)) // tie_run * tie_run]
+        orders.append(order)
+        offs.append(off)
+        ncl.append(len(sizes))
+        cents.append(cen)
+    cmax = max(ncl)
+    offsets = np.zeros((n_head_kv, cmax + 1), np.int32)
+    centroids = np.zeros((n_head_kv, cmax, D), np.float32)
+    for g in range(n_head_kv):
+        offsets[g, : ncl[g] + 1] = offs[g]
+        offsets[g, ncl[g] + 1 :] = offs[g][-1]
+        centroids[g, : ncl[g]] = cents[g]
+    return np.ascontiguousarray(np.stack(orders)), offsets, np.array(ncl, np.int32), centroids
+
+
+MANY_N = 16000
+
+
+@functools.lru_cache(maxsize=None)
+def many_clusters_case(tie_run):
+    rng = np.random.default_rng(41 + tie_run)
+    K, V = clustered_cache(rng, 8, MANY_N, 128)
+    return K, V, random_layout(rng, K, 4, MANY_N - 200, 5, tie_run)
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("tie_run", [0, 40])
+@pytest.mark.parametrize("frac", [0.1, 0.0])
+def test_per_head_many_clusters_matches_twin(tie_run, frac, score_version):
+    """Per query head (a forced fraction, or the mass target P = 0.9) with thousands of
+    clusters a KV head, some empty, with and without runs of tied scores: against the twin."""
+    rng = np.random.default_rng(43 + tie_run + int(frac * 100))
+    n_head, n_head_kv, D = 32, 8, 128
+    n, c_begin, c_end = MANY_N, 4, MANY_N - 200
+    K, V, layout = many_clusters_case(tie_run)
+    base = rng.standard_normal((n_head_kv, 1, D))
+    q = (1.5 * (base + 0.7 * rng.standard_normal((n_head_kv, n_head // n_head_kv, D)))).reshape(n_head, D)
+    q = q.astype(np.float32)
+    scale = 1.0 / math.sqrt(D)
+    out, lists = gpu_step(q, K, V, n, c_begin, c_end, layout, frac, scale, p=0.9)
+    sets, ties = twin_select(q, layout, c_begin, c_end, n, frac, p=0.9, scale=scale)
+    assert_same_sets(lists, sets, ties, layout)
+    assert rel_err(out, ref_attention(q, K, V, lists, scale)) < 1e-5
+    for g in range(n_head_kv):
+        assert list(lists[g][:c_begin]) == list(range(c_begin))
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("tie_run", [0, 40])
+@pytest.mark.parametrize("frac", [0.05, 0.1, 0.3])
+def test_group_budget_many_clusters_matches_twin(tie_run, frac, group_budget):
+    """Thousands of clusters a KV head (the spread selection cuts them over several
+    blocks), some empty, with and without runs of exactly tied scores crossing the blocks'
+    slices: the union against the twin, the budget held, attention exact."""
+    rng = np.random.default_rng(37 + tie_run + int(frac * 100))
+    n_head, n_head_kv, D = 32, 8, 128
+    n, c_begin, c_end = MANY_N, 4, MANY_N - 200
+    K, V, layout = many_clusters_case(tie_run)
+    assert layout[2].min() > 4 * 512  # more clusters than one block of the spread selection takes
+    q = (1.5 * rng.standard_normal((n_head, D))).astype(np.float32)
+    scale = 1.0 / math.sqrt(D)
+    out, lists = gpu_step(q, K, V, n, c_begin, c_end, layout, frac, scale)
+    sets, ties = twin_group_select(q, layout, c_begin, c_end, n, frac, scale)
+    assert_same_sets(lists, sets, ties, layout)
+    assert rel_err(out, ref_attention(q, K, V, lists, scale)) < 1e-5
+    need = min(n, math.ceil(frac * n))
+    n_always = c_begin + (n - c_end)
+    sizes = np.diff(layout[1], axis=1)
+    for g in range(n_head_kv):
+        clustered = len(lists[g]) - n_always
+        assert need <= clustered < need + sizes[g].max()
+        assert list(lists[g][:c_begin]) == list(range(c_begin))  # the always-attended tokens first
 
 
 @pytest.mark.gpu
@@ -590,7 +718,7 @@ def test_backend_tactic_all_tokens_equals_full(tiny_llama, f32_activations):
 
 @pytest.mark.gpu
 @needs_gpu
-def test_backend_tactic_truncate_and_fraction(tiny_llama, f32_activations):
+def test_backend_tactic_truncate_and_fraction(tiny_llama, f32_activations, score_version):
     """A rewind into the clustered range drops the blocks after it (all tokens attended
     again: equal to full); at 10% the step runs (finite logits that differ from full
     attention's: tokens were left out)."""

@@ -1,6 +1,8 @@
 // Decode attention (one query token, full or windowed range of keys) on tensor cores,
 // split along the keys FlashDecoding-style: options().attn_kernel == 1, or 2 with the
-// merge of the splits done by the last block of each head (attention.cu's FMA kernel is 0). Grid (KV head x head piece, split); each block streams its split's
+// merge of the splits done by the last block of each head (attention.cu's FMA kernel is 0);
+// 3-11 are variants of the same kernel under measurement (kVariants below: how the K/V
+// chunks are copied in, how the splits are merged, which chunks a split takes). Grid (KV head x head piece, split); each block streams its split's
 // keys in chunks of 16 tokens, and its NW warps take the chunks in turn, each warp with
 // its own cp.async pipeline of STAGES chunks of K and V in shared memory (no block-wide
 // barrier in the loop), so that many bytes are in flight per multiprocessor.
@@ -40,10 +42,41 @@ constexpr int kChunk = 16;   // tokens a warp step
 constexpr int kHeads = 8;    // query heads a block (the mma's used rows)
 constexpr float kLog2e = 1.4426950408889634f;
 
-template <int D>
+// How a warp copies its K/V chunks into shared memory: cp.async of 16 bytes a lane into
+// XOR-swizzled rows, without (kCpAsync) or with an L2 prefetch-size hint of 128 or 256
+// bytes (the L2 then fetches whole lines / line pairs from DRAM), or (kBulkRows, sm_90)
+// one cp.async.bulk (TMA) copy of a whole row a lane into rows padded by 16 bytes (so
+// that ldmatrix's 8 rows fall in distinct banks without a swizzle), completing on an
+// mbarrier per stage; or (kBulkPairs) one bulk copy of two rows a lane into row pairs
+// padded by 16 bytes, the chunk's tokens taken even ones first by the mma tiles (so that
+// ldmatrix's 8 rows, one of each pair, again fall in distinct banks).
+enum Load { kCpAsync = 0, kCpAsyncL2_128 = 1, kCpAsyncL2_256 = 2, kBulkRows = 3, kBulkPairs = 4 };
+// How the splits are merged: a second kernel (attn_merge_mma_kernel), the last block of
+// each head (merge_last_block), or a second kernel that keeps 4 splits' loads in flight a
+// thread (attn_merge_wide_kernel).
+enum Merge { kMergeKernel = 0, kMergeLastBlock = 1, kMergeWide = 2 };
+// Which chunks a split takes: a contiguous range (kContiguous), or every n_splits-th
+// chunk (kInterleaved: all blocks sweep the cache together).
+enum Order { kContiguous = 0, kInterleaved = 1 };
+struct Variant {
+    Load load;
+    Merge merge;
+    Order order = kContiguous;
+};
+// attn_kernel 1..8 (index 0 unused).
+constexpr Variant kVariants[] = {{kCpAsync, kMergeKernel},       {kCpAsync, kMergeKernel},
+                                 {kCpAsync, kMergeLastBlock},    {kCpAsyncL2_256, kMergeKernel},
+                                 {kCpAsyncL2_256, kMergeLastBlock}, {kCpAsyncL2_256, kMergeWide},
+                                 {kCpAsyncL2_128, kMergeKernel}, {kBulkRows, kMergeKernel},
+                                 {kBulkRows, kMergeWide},        {kBulkPairs, kMergeWide},
+                                 {kBulkRows, kMergeWide, kInterleaved}, {kBulkPairs, kMergeWide, kInterleaved}};
+constexpr int kMaxVariant = 11;
+
+template <int D, int LOAD = kCpAsync>
 struct DecCfg {
     static constexpr int STAGES = D == 256 ? 2 : D == 128 ? 3 : 4;
-    static constexpr int TILE = kChunk * D;                         // halves of one K (or V) chunk
+    static constexpr int ROW = LOAD == kBulkRows ? D + 8 : D;      // halves a shared row (padded for bulk)
+    static constexpr int TILE = LOAD == kBulkPairs ? kChunk / 2 * (2 * D + 8) : kChunk * ROW;  // halves a K (V) chunk
     static constexpr size_t pipe_bytes = size_t(kNW) * STAGES * 2 * TILE * sizeof(__half);
     static constexpr size_t merge_bytes = size_t(kNW) * kHeads * D * sizeof(float);
     static constexpr size_t bytes = pipe_bytes > merge_bytes ? pipe_bytes : merge_bytes;
@@ -68,6 +101,15 @@ __device__ __forceinline__ uint32_t smem_u32(const void *p) { return uint32_t(__
 __device__ __forceinline__ void cp16(uint32_t dst, const void *src) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
 }
+template <int LOAD>
+__device__ __forceinline__ void cp16_hint(uint32_t dst, const void *src) {
+    if constexpr (LOAD == kCpAsyncL2_128)
+        asm volatile("cp.async.cg.shared.global.L2::128B [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
+    else if constexpr (LOAD == kCpAsyncL2_256)
+        asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
+    else
+        cp16(dst, src);
+}
 __device__ __forceinline__ void cp_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
 __device__ __forceinline__ void cp_wait() {
@@ -91,6 +133,35 @@ __device__ __forceinline__ void mma_rows8(float (&c)[4], uint32_t a0, uint32_t a
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a0), "r"(0u), "r"(a2), "r"(0u), "r"(b0), "r"(b1));
 }
+#if __CUDA_ARCH__ >= 900
+__device__ __forceinline__ void bar_init(uint32_t bar) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], 1;\n" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void bar_init_fence() {
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+}
+// One arrival that also expects `bytes` of asynchronous copies on the barrier's phase.
+__device__ __forceinline__ void bar_expect(uint32_t bar, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void bar_wait(uint32_t bar, uint32_t parity) {
+    uint32_t done = 0;
+    while (!done) {
+        asm volatile(
+            "{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n selp.u32 %0, 1, 0, p;\n}\n"
+            : "=r"(done)
+            : "r"(bar), "r"(parity)
+            : "memory");
+    }
+}
+// Orders this thread's earlier shared-memory reads before later async-proxy (TMA) writes.
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+__device__ __forceinline__ void bulk_copy(uint32_t dst, const void *src, uint32_t bytes, uint32_t bar) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
+                 "l"(src), "r"(bytes), "r"(bar)
+                 : "memory");
+}
+#endif
 __device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
     const __half2 h = __floats2half2_rn(lo, hi);
     return *reinterpret_cast<const uint32_t *>(&h);
@@ -145,11 +216,16 @@ __device__ __forceinline__ void merge_last_block(const DecArgs &a, int h0, int n
     if (threadIdx.x == 0) a.done[blockIdx.x] = 0;  // ready for the next launch (graph replays)
 }
 
-template <int D>
+template <int D, int LOAD, int ORDER>
 __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    using C = DecCfg<D>;
-    constexpr int STAGES = C::STAGES, TILE = C::TILE;
+    using C = DecCfg<D, LOAD>;
+    constexpr int STAGES = C::STAGES, TILE = C::TILE, ROW = C::ROW;
+    constexpr bool PAIRS = LOAD == kBulkPairs;  // also: mma tiles take the even tokens, then the odd
+    constexpr bool BULK = LOAD == kBulkRows || PAIRS;
+#if __CUDA_ARCH__ < 900
+    if constexpr (BULK) __trap();  // launched only on sm_90 and later (variant_load)
+#endif
     constexpr int CPR = D / 8;                 // 16-byte chunks a row
     constexpr int CP_PER_LANE = kChunk * CPR / 32;
     constexpr int KT = D / 16;                 // k-steps of Q.K
@@ -164,6 +240,20 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
     const int group = a.n_head / a.n_head_kv;
     const int h0 = kvh * group + hg * kHeads;
     const int nh = min(kHeads, group - hg * kHeads);
+    // Shared offset (halves) of 16-byte chunk ch of row r of a K or V tile.
+    auto soff = [](int r, int ch) {
+        return PAIRS ? (r >> 1) * (2 * D + 8) + (r & 1) * D + ch * 8
+                     : BULK ? r * ROW + ch * 8 : r * D + ((ch ^ (r & 7)) * 8);
+    };
+#if __CUDA_ARCH__ >= 900
+    __shared__ __align__(8) uint64_t s_bar[kNW][STAGES];  // bulk: one mbarrier a warp's stage
+    if constexpr (BULK) {
+        if (lane == 0)
+            for (int st = 0; st < STAGES; st++) bar_init(smem_u32(&s_bar[warp][st]));
+        bar_init_fence();
+        __syncwarp();
+    }
+#endif
 
     int lo = a.lo, len = a.len;
     if (a.d_pos) {
@@ -175,32 +265,75 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
     const int split_len = ((len + n_splits - 1) / n_splits + kChunk - 1) / kChunk * kChunk;
     const int s_begin = min(len, int(blockIdx.y) * split_len);
     const int s_end = min(len, s_begin + split_len);
-    const int n_chunks = (s_end - s_begin + kChunk - 1) / kChunk;
+    // This block's chunks j = 0 .. n_chunks-1 start at token chunk_t0(j); tokens from t_end on are
+    // masked (and their rows not read).
+    const int all_chunks = (len + kChunk - 1) / kChunk;
+    const int n_chunks = ORDER == kInterleaved
+                             ? (all_chunks > int(blockIdx.y) ? (all_chunks - int(blockIdx.y) + n_splits - 1) / n_splits : 0)
+                             : (s_end - s_begin + kChunk - 1) / kChunk;
+    const int t_end = ORDER == kInterleaved ? len : s_end;
+    auto chunk_t0 = [&](int j) {
+        return ORDER == kInterleaved ? (int(blockIdx.y) + j * n_splits) * kChunk : s_begin + j * kChunk;
+    };
     const __half *K0 = a.k + (int64_t(kvh) * a.n_ctx + lo) * D, *V0 = a.v + (int64_t(kvh) * a.n_ctx + lo) * D;
 
     __half *wk = pipe + size_t(warp) * STAGES * 2 * TILE;  // this warp's stages: K then V
     // Copies chunk `ci` (of this block's split) into stage `st`; rows past the split
     // repeat its last row (their scores are masked).
     auto load_chunk = [&](int ci, int st) {
-        const int t0 = s_begin + ci * kChunk;
+        const int t0 = chunk_t0(ci);
         __half *ks = wk + st * 2 * TILE, *vs = ks + TILE;
+        if constexpr (PAIRS) {
+#if __CUDA_ARCH__ >= 900
+            // Lane p < 8 copies K rows 2p, 2p+1, lane 8 + p those of V (a pair that crosses t_end
+            // as two single rows, the second repeating the last row).
+            const uint32_t bar = smem_u32(&s_bar[warp][st]);
+            if (lane == 0) bar_expect(bar, 2 * kChunk * D * sizeof(__half));
+            __syncwarp();
+            if (lane < kChunk) {
+                const int pr = lane % (kChunk / 2), r = 2 * pr;
+                const __half *src = lane < kChunk / 2 ? K0 : V0;
+                __half *dst = (lane < kChunk / 2 ? ks : vs) + pr * (2 * D + 8);
+                if (t0 + r + 1 < t_end) {
+                    bulk_copy(smem_u32(dst), src + int64_t(t0 + r) * D, 2 * D * sizeof(__half), bar);
+                } else {
+                    bulk_copy(smem_u32(dst), src + int64_t(min(t0 + r, t_end - 1)) * D, D * sizeof(__half), bar);
+                    bulk_copy(smem_u32(dst + D), src + int64_t(t_end - 1) * D, D * sizeof(__half), bar);
+                }
+            }
+#endif
+        } else if constexpr (BULK) {
+#if __CUDA_ARCH__ >= 900
+            // Lane r < 16 copies K row r, lane 16 + r V row r: 2 * kChunk rows of D halves.
+            const uint32_t bar = smem_u32(&s_bar[warp][st]);
+            if (lane == 0) bar_expect(bar, 2 * kChunk * D * sizeof(__half));
+            __syncwarp();
+            const int r = lane % kChunk;
+            const int64_t off = int64_t(min(t0 + r, t_end - 1)) * D;
+            bulk_copy(smem_u32((lane < kChunk ? ks : vs) + r * ROW), (lane < kChunk ? K0 : V0) + off,
+                      D * sizeof(__half), bar);
+#endif
+        } else {
 #pragma unroll
-        for (int i = 0; i < CP_PER_LANE; i++) {
-            const int e = i * 32 + lane, r = e / CPR, ch = e % CPR;
-            const int64_t off = int64_t(min(t0 + r, s_end - 1)) * D + ch * 8;
-            const int so = r * D + ((ch ^ (r & 7)) * 8);
-            cp16(smem_u32(ks + so), K0 + off);
-            cp16(smem_u32(vs + so), V0 + off);
+            for (int i = 0; i < CP_PER_LANE; i++) {
+                const int e = i * 32 + lane, r = e / CPR, ch = e % CPR;
+                const int64_t off = int64_t(min(t0 + r, t_end - 1)) * D + ch * 8;
+                const int so = soff(r, ch);
+                cp16_hint<LOAD>(smem_u32(ks + so), K0 + off);
+                cp16_hint<LOAD>(smem_u32(vs + so), V0 + off);
+            }
         }
     };
     // Chunks of this warp: warp, warp + kNW, ...
     const int my_chunks = n_chunks > warp ? (n_chunks - warp + kNW - 1) / kNW : 0;
-    const bool holds_newest = a.d_pos && s_end == len && s_end > s_begin;
+    const bool holds_newest =
+        a.d_pos && (ORDER == kInterleaved ? all_chunks > 0 && (all_chunks - 1) % n_splits == int(blockIdx.y)
+                                          : s_end == len && s_end > s_begin);
     if (holds_newest) pdl_wait();
 #pragma unroll
     for (int s = 0; s < STAGES - 1; s++) {
         if (s < my_chunks) load_chunk(warp + s * kNW, s);
-        cp_commit();
+        if constexpr (!BULK) cp_commit();
     }
     if (!holds_newest) pdl_wait();
 
@@ -225,34 +358,43 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
 
     // ldmatrix row addresses: lane -> matrix i = lane / 8, row lane % 8.
     const int mi = lane / 8, mr = lane % 8;
-    const int k_row = (mi >> 1) * 8 + mr, k_cadd = mi & 1;  // K: n-tile by i>>1, k half by i&1
-    const int v_row = (mi & 1) * 8 + mr, v_cadd = mi >> 1;  // V^T: k half by i&1, n-tile by i>>1
+    // (PAIRS: n-tile / k half 0 holds the chunk's even tokens, 1 the odd ones.)
+    const int k_row = PAIRS ? 2 * mr + (mi >> 1) : (mi >> 1) * 8 + mr, k_cadd = mi & 1;  // K: n-tile by i>>1, k half by i&1
+    const int v_row = PAIRS ? 2 * mr + (mi & 1) : (mi & 1) * 8 + mr, v_cadd = mi >> 1;  // V^T: k half by i&1, n-tile by i>>1
 
     for (int it = 0; it < my_chunks; it++) {
-        cp_wait<STAGES - 2>();
+        if constexpr (BULK) {
+#if __CUDA_ARCH__ >= 900
+            bar_wait(smem_u32(&s_bar[warp][it % STAGES]), uint32_t(it / STAGES) & 1u);
+            fence_proxy_async();  // the stage refilled below was read (ldmatrix) last iteration
+#endif
+        } else {
+            cp_wait<STAGES - 2>();
+        }
         __syncwarp();
         {
             const int nx = it + STAGES - 1;
             if (nx < my_chunks) load_chunk(warp + nx * kNW, nx % STAGES);
-            cp_commit();
+            if constexpr (!BULK) cp_commit();
         }
         const __half *ks = wk + (it % STAGES) * 2 * TILE, *vs = ks + TILE;
-        const int t0 = s_begin + (warp + it * kNW) * kChunk;
+        const int t0 = chunk_t0(warp + it * kNW);
 
         float s0[4] = {0.f, 0.f, 0.f, 0.f}, s1[4] = {0.f, 0.f, 0.f, 0.f};  // tokens 0-7, 8-15
 #pragma unroll
         for (int kk = 0; kk < KT; kk++) {
             uint32_t b[4];
-            ldsm4(b, smem_u32(ks + k_row * D + (((2 * kk + k_cadd) ^ (k_row & 7)) * 8)));
+            ldsm4(b, smem_u32(ks + soff(k_row, 2 * kk + k_cadd)));
             mma_rows8(s0, qa[kk][0], qa[kk][1], b[0], b[1]);
             mma_rows8(s1, qa[kk][0], qa[kk][1], b[2], b[3]);
         }
         // Thread holds head g, tokens 2c, 2c+1 (s0) and 8 + 2c, 9 + 2c (s1).
         float sc[4] = {s0[0] * kLog2e, s0[1] * kLog2e, s1[0] * kLog2e, s1[1] * kLog2e};
-        const int tt[4] = {2 * c, 2 * c + 1, 8 + 2 * c, 9 + 2 * c};
+        const int tt[4] = {PAIRS ? 4 * c : 2 * c, PAIRS ? 4 * c + 2 : 2 * c + 1, PAIRS ? 4 * c + 1 : 8 + 2 * c,
+                           PAIRS ? 4 * c + 3 : 9 + 2 * c};
 #pragma unroll
         for (int i = 0; i < 4; i++)
-            if (t0 + tt[i] >= s_end) sc[i] = -INFINITY;
+            if (t0 + tt[i] >= t_end) sc[i] = -INFINITY;
         float mx = fmaxf(fmaxf(sc[0], sc[1]), fmaxf(sc[2], sc[3]));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
@@ -272,12 +414,12 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
 #pragma unroll
         for (int jj = 0; jj < NT / 2; jj++) {
             uint32_t b[4];
-            ldsm4_t(b, smem_u32(vs + v_row * D + (((2 * jj + v_cadd) ^ (v_row & 7)) * 8)));
+            ldsm4_t(b, smem_u32(vs + soff(v_row, 2 * jj + v_cadd)));
             mma_rows8(o[2 * jj], pa0, pa2, b[0], b[1]);
             mma_rows8(o[2 * jj + 1], pa0, pa2, b[2], b[3]);
         }
     }
-    cp_wait<0>();
+    if constexpr (!BULK) cp_wait<0>();  // (bulk: every chunk copied was waited for)
     pdl_trigger();
 
     l += __shfl_xor_sync(0xffffffffu, l, 1);
@@ -385,35 +527,155 @@ __global__ void __launch_bounds__(kMergeWarps * 32) attn_merge_mma_kernel(const 
     }
 }
 
+// attn_merge_mma_kernel's result with fewer dependent L2 round trips: a thread owns 4
+// dimensions of the head and a residue class of the splits, loads 4 of its splits' (m, l,
+// acc) before using any (online rescaling, no separate pass for the maximum), and the
+// classes are merged in shared memory.
 template <int D>
+__global__ void __launch_bounds__(128) attn_merge_wide_kernel(const float *__restrict__ part_acc,
+                                                              const float *__restrict__ part_ml, int n_splits,
+                                                              int n_head, float *__restrict__ out) {
+    pdl_wait();
+    pdl_trigger();
+    constexpr int D4 = D / 4, G = 128 / D4;  // float4 columns; split classes
+    const int h = blockIdx.x, j = threadIdx.x / D4, d4 = threadIdx.x % D4;
+    __shared__ float s_m[G], s_l[G];
+    __shared__ float4 s_a[G][D4];
+    float M = -INFINITY, S = 0.f;
+    float4 A = make_float4(0.f, 0.f, 0.f, 0.f);
+    for (int s0 = j; s0 < n_splits; s0 += 4 * G) {
+        float mb[4], lb[4];
+        float4 ab[4];
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            const int sp = s0 + u * G;
+            const int64_t row = int64_t(sp < n_splits ? sp : 0) * n_head + h;
+            mb[u] = sp < n_splits ? part_ml[row * 2] : -INFINITY;
+            lb[u] = part_ml[row * 2 + 1];
+            ab[u] = reinterpret_cast<const float4 *>(part_acc + row * D)[d4];
+        }
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            if (mb[u] == -INFINITY) continue;
+            const float Mn = fmaxf(M, mb[u]), fa = exp2f(M - Mn), fb = exp2f(mb[u] - Mn);
+            A.x = fmaf(ab[u].x, fb, A.x * fa);
+            A.y = fmaf(ab[u].y, fb, A.y * fa);
+            A.z = fmaf(ab[u].z, fb, A.z * fa);
+            A.w = fmaf(ab[u].w, fb, A.w * fa);
+            S = fmaf(lb[u], fb, S * fa);
+            M = Mn;
+        }
+    }
+    s_a[j][d4] = A;
+    if (d4 == 0) {
+        s_m[j] = M;
+        s_l[j] = S;
+    }
+    __syncthreads();
+    if (j != 0) return;
+    float Mx = -INFINITY;
+#pragma unroll
+    for (int g = 0; g < G; g++) Mx = fmaxf(Mx, s_m[g]);
+    float4 R = make_float4(0.f, 0.f, 0.f, 0.f);
+    float L = 0.f;
+    if (Mx != -INFINITY) {
+#pragma unroll
+        for (int g = 0; g < G; g++) {
+            if (s_m[g] == -INFINITY) continue;
+            const float f = exp2f(s_m[g] - Mx);
+            const float4 x = s_a[g][d4];
+            R.x = fmaf(f, x.x, R.x);
+            R.y = fmaf(f, x.y, R.y);
+            R.z = fmaf(f, x.z, R.z);
+            R.w = fmaf(f, x.w, R.w);
+            L = fmaf(f, s_l[g], L);
+        }
+    }
+    const float inv = L > 0.f ? 1.f / L : 0.f;
+    reinterpret_cast<float4 *>(out + int64_t(h) * D)[d4] = make_float4(R.x * inv, R.y * inv, R.z * inv, R.w * inv);
+}
+
+template <int D, int LOAD, int ORDER = kContiguous>
 void configure() {
     static bool done = false;
     if (!done) {
-        TACTIC_CU(cudaFuncSetAttribute(attn_decode_mma_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       int(DecCfg<D>::bytes)));
+        TACTIC_CU(cudaFuncSetAttribute(attn_decode_mma_kernel<D, LOAD, ORDER>,
+                                       cudaFuncAttributeMaxDynamicSharedMemorySize, int(DecCfg<D, LOAD>::bytes)));
         done = true;
     }
 }
 
-template <int D>
+template <int D, int LOAD>
 int occupancy() {  // asked once (the backend sizes its splits every decode step)
     static int n = 0;
     if (n == 0) {
-        configure<D>();
-        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_decode_mma_kernel<D>, kNW * 32,
-                                                                DecCfg<D>::bytes));
+        configure<D, LOAD>();
+        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_decode_mma_kernel<D, LOAD, kContiguous>,
+                                                                kNW * 32, DecCfg<D, LOAD>::bytes));
         n = std::max(1, n);
     }
     return n;
 }
 
-int occupancy_for(int D) { return D == 64 ? occupancy<64>() : D == 128 ? occupancy<128>() : occupancy<256>(); }
+// The variant options().attn_kernel selects (1 below 1 or above kMaxVariant); bulk copies
+// need sm_90, below it they fall back to cp.async.
+Variant current_variant() {
+    const int k = options().attn_kernel;
+    Variant v = kVariants[k >= 1 && k <= kMaxVariant ? k : 1];
+    if (v.load == kBulkRows || v.load == kBulkPairs) {
+        static int major = -1;
+        if (major < 0) {
+            int dev = 0;
+            TACTIC_CU(cudaGetDevice(&dev));
+            TACTIC_CU(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+        }
+        if (major < 9) {
+            v.load = kCpAsync;
+            v.order = kContiguous;
+        }
+    }
+    return v;
+}
 
 template <int D>
-void launch(const DecArgs &a, int n_splits, cudaStream_t stream) {
-    configure<D>();
+int occupancy_d(Load load) {
+    switch (load) {
+        case kCpAsyncL2_128: return occupancy<D, kCpAsyncL2_128>();
+        case kCpAsyncL2_256: return occupancy<D, kCpAsyncL2_256>();
+        case kBulkRows: return occupancy<D, kBulkRows>();
+        case kBulkPairs: return occupancy<D, kBulkPairs>();
+        default: return occupancy<D, kCpAsync>();
+    }
+}
+
+int occupancy_for(int D, Load load) {
+    return D == 64 ? occupancy_d<64>(load) : D == 128 ? occupancy_d<128>(load) : occupancy_d<256>(load);
+}
+
+template <int D, int LOAD, int ORDER = kContiguous>
+void launch_t(const DecArgs &a, int n_splits, cudaStream_t stream) {
+    configure<D, LOAD, ORDER>();
     dim3 grid(unsigned(a.n_head_kv * a.n_hgroups), unsigned(n_splits));
-    launch_pdl(attn_decode_mma_kernel<D>, grid, dim3(kNW * 32), DecCfg<D>::bytes, stream, a);
+    launch_pdl(attn_decode_mma_kernel<D, LOAD, ORDER>, grid, dim3(kNW * 32), DecCfg<D, LOAD>::bytes, stream, a);
+}
+
+// (Interleaved order only with the bulk copies.)
+template <int D>
+void launch(const DecArgs &a, int n_splits, const Variant &v, cudaStream_t stream) {
+    const bool il = v.order == kInterleaved;
+    switch (v.load) {
+        case kCpAsyncL2_128: launch_t<D, kCpAsyncL2_128>(a, n_splits, stream); break;
+        case kCpAsyncL2_256: launch_t<D, kCpAsyncL2_256>(a, n_splits, stream); break;
+        case kBulkRows:
+            if (il) launch_t<D, kBulkRows, kInterleaved>(a, n_splits, stream);
+            else launch_t<D, kBulkRows>(a, n_splits, stream);
+            break;
+        case kBulkPairs:
+            if (il) launch_t<D, kBulkPairs, kInterleaved>(a, n_splits, stream);
+            else launch_t<D, kBulkPairs>(a, n_splits, stream);
+            break;
+        default: launch_t<D, kCpAsync>(a, n_splits, stream); break;
+    }
 }
 
 }  // namespace
@@ -434,7 +696,8 @@ int decode_attention_mma_splits(int n_head, int n_head_kv, int head_dim, int64_t
     // One full wave of blocks (all resident at once: they finish together, no tail),
     // each with at least 4 chunks per warp (shorter splits cost more in start-up and
     // partials than they gain: measured on Gemma's single KV head at 16K-64K).
-    const int64_t want = std::max<int64_t>(1, int64_t(occupancy_for(head_dim)) * sm_count() / blocks_per_split);
+    const int64_t want =
+        std::max<int64_t>(1, int64_t(occupancy_for(head_dim, current_variant().load)) * sm_count() / blocks_per_split);
     const int64_t per_split = kNW * kChunk * 4;
     return int(std::min<int64_t>(want, std::max<int64_t>(1, (max_len + per_split - 1) / per_split)));
 }
@@ -456,16 +719,27 @@ void attention_decode_mma_dev(const DecodeAttn &d, int lo, int len, float scale,
     a.scale = scale;
     a.part_acc = d.part_acc;
     a.part_ml = d.part_ml;
-    const bool fused = options().attn_kernel == 2 && d.done;
+    const Variant var = current_variant();
+    const bool fused = var.merge == kMergeLastBlock && d.done;
     a.done = fused ? d.done : nullptr;
     a.out = d.out;
     switch (d.head_dim) {
-        case 64: launch<64>(a, d.n_splits, stream); break;
-        case 128: launch<128>(a, d.n_splits, stream); break;
-        case 256: launch<256>(a, d.n_splits, stream); break;
+        case 64: launch<64>(a, d.n_splits, var, stream); break;
+        case 128: launch<128>(a, d.n_splits, var, stream); break;
+        case 256: launch<256>(a, d.n_splits, var, stream); break;
         default: fail(TACTIC_ERR_UNSUPPORTED, "CUDA attention: head_dim must be 64, 128 or 256");
     }
     if (fused) return;
+    if (var.merge == kMergeWide) {
+        const float *pacc = d.part_acc, *pml = d.part_ml;
+        const dim3 grid(unsigned(d.n_head)), block(128);
+        switch (d.head_dim) {
+            case 64: launch_pdl(attn_merge_wide_kernel<64>, grid, block, 0, stream, pacc, pml, d.n_splits, d.n_head, d.out); break;
+            case 128: launch_pdl(attn_merge_wide_kernel<128>, grid, block, 0, stream, pacc, pml, d.n_splits, d.n_head, d.out); break;
+            default: launch_pdl(attn_merge_wide_kernel<256>, grid, block, 0, stream, pacc, pml, d.n_splits, d.n_head, d.out); break;
+        }
+        return;
+    }
     launch_pdl(attn_merge_mma_kernel, dim3(unsigned(d.n_head)), dim3(kMergeWarps * 32), 0, stream,
                static_cast<const float *>(d.part_acc), static_cast<const float *>(d.part_ml), d.n_splits, d.n_head,
                d.head_dim, d.out);

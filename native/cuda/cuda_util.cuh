@@ -69,9 +69,17 @@ struct Options {
     int matvec_version = 0;  // 1 or 2 (0: default)
     int attn_splits = 0;   // 0: automatic
     int attn_prefetch = 0;  // 1: L2 prefetch of the next rows (measured no faster on an H200)
+<<<<<<< HEAD
     int bench_graph = 0;    // 1: timed decode attention and 8-bit matvec launches replay from a CUDA graph
     int attn_kernel = 1;    // decode attention: 0 the FMA split kernel, 1 the tensor-core one (sm_80+;
                             // 0 below), 2 that one with the splits merged by each head's last block
+=======
+    int bench_graph = 0;    // 1: timed decode attention launches replay from a CUDA graph
+    int attn_kernel = 8;    // decode attention: 0 the FMA split kernel, 1 the tensor-core one (sm_80+;
+                            // 0 below), 2 that one with the splits merged by each head's last block;
+                            // 3-11 its variants (attention_decode_mma.cu, kVariants): 8 = TMA bulk row
+                            // copies on sm_90 + a merge kernel with loads in flight (measured faster)
+>>>>>>> main
     int matvec_q8 = 1;      // 0: decode multiplies quantized types by f32 activations (no 8-bit quantization)
     int prefill_mma = 2;    // prefill attention: 0 FMA, 1 WMMA, 2 mma.sync FlashAttention-2 style (sm_80+)
     int prefill_rows = 0;   // mma.sync prefill: query rows a block, 64 or 128 (0: default, 64)
@@ -93,8 +101,14 @@ struct Options {
     int norm_fuse = 1;      // 1 (with decode_fuse): QK-norm inside RoPE + KV store; a post-norm, its residual
                             // add and the next pre-norm + quantization in one kernel (Gemma)
     int tactic_mma = 1;     // 1: Tactic's streaming attention on tensor cores (head_dim <= 128); 0: FMA
-    int tactic_group_budget = 0;  // 1: a forced fraction is the KV group's budget (one cut per KV head, the
-                                  // union holds ceil(f n) tokens), not each query head's
+    int tactic_group_budget = 1;  // 1: a forced fraction is the KV group's budget (one cut per KV head, the
+                                  // union holds ceil(f n) tokens: f of the cache is read), not each query head's
+    int tactic_select = 3;  // Tactic's selection: 1 one block per query head (group budget: per KV head);
+                            // 2 spread over many blocks a KV head (a three-level radix cut through global
+                            // histograms); 3 the same from the scores' partials, two levels + candidates
+    int tactic_score = 3;   // Tactic's centroid scores: 1 the first kernel; 2 every row requested before
+                            // pdl_wait, q in shared memory (one wave); 3 that kernel, rows after pdl_wait
+                            // (3/3 measured fastest on the H200: docs/results/gpu_session7.md)
 };
 Options &options();
 void set_last_ms(double ms);

@@ -118,6 +118,12 @@ bool set_option(const std::string &name, int64_t value) {
     } else if (name == "tactic_group_budget") {
         TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "tactic_group_budget must be 0 or 1");
         o.tactic_group_budget = int(value);
+    } else if (name == "tactic_select") {
+        TACTIC_CHECK(value >= 1 && value <= 3, TACTIC_ERR_INVALID_ARGUMENT, "tactic_select must be 1, 2 or 3");
+        o.tactic_select = int(value);
+    } else if (name == "tactic_score") {
+        TACTIC_CHECK(value >= 1 && value <= 3, TACTIC_ERR_INVALID_ARGUMENT, "tactic_score must be 1, 2 or 3");
+        o.tactic_score = int(value);
     } else if (name == "graphs") {
         TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "graphs must be 0 or 1");
         o.graphs = int(value);
@@ -140,7 +146,7 @@ bool set_option(const std::string &name, int64_t value) {
         TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "bench_graph must be 0 or 1");
         o.bench_graph = int(value);
     } else if (name == "attn_kernel") {
-        TACTIC_CHECK(value >= 0 && value <= 2, TACTIC_ERR_INVALID_ARGUMENT, "attn_kernel must be 0, 1 or 2");
+        TACTIC_CHECK(value >= 0 && value <= 11, TACTIC_ERR_INVALID_ARGUMENT, "attn_kernel must be in [0, 11]");
         o.attn_kernel = int(value);
     } else if (name == "attn_splits") {
         TACTIC_CHECK(value >= 0 && value <= 4096, TACTIC_ERR_INVALID_ARGUMENT, "attn_splits must be in [0, 4096]");

@@ -12,6 +12,7 @@
 
 #include "cuda_ops.cuh"
 #include "cuda_util.cuh"
+#include "pdl.cuh"
 #include "tactic_gpu.cuh"
 #include "tactic_gpu.h"
 
@@ -74,6 +75,113 @@ __global__ void __launch_bounds__(kScoreWarps * 32) cscore_kernel(TacticLayerDev
 #pragma unroll
             for (int o = LPT / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
             if (dl == 0 && c < C && h < group) cscore[int64_t(h0 + h) * L.cmax + c] = d;
+        }
+    }
+}
+
+// A, version 2 (options().tactic_score == 2): each lane's kScore2Rows centroid rows
+// requested at once, before pdl_wait (the centroids are written outside the decode step:
+// under PDL they stream in while the kernel before still runs); q staged in shared memory
+// (not kept in registers: more blocks fit, the grid is one wave at 128K). The rows of a
+// warp: TPW x kScore2Rows consecutive clusters. With part (tactic_select 3): per head the
+// block's (max s, sum |c| exp(scale (s - max)), min s) of its scores s, part[h][block][3],
+// so that the selection knows lse and the scores' range without a pass of its own.
+// EARLY false (tactic_score 3): the rows requested after pdl_wait instead (measured: the
+// early loads compete with the kernel before for HBM).
+constexpr int kScore2Rows = 8;
+template <int D, int G, bool EARLY>
+__global__ void __launch_bounds__(kScoreWarps * 32) cscore2_kernel(TacticLayerDev L, const float *__restrict__ q,
+                                                                   float *__restrict__ cscore, float *__restrict__ part,
+                                                                   float scale) {
+    constexpr int LPT = D / 8, TPW = 32 / LPT, U = kScore2Rows;
+    __shared__ float4 s_q[G][D / 4];
+    const int kvh = blockIdx.y, group = L.n_head / L.n_head_kv, h0 = kvh * group;
+    const int C = L.n_clusters[kvh];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, slot = lane / LPT, dl = lane % LPT;
+    const int c_first = (blockIdx.x * kScoreWarps + warp) * TPW * U;
+    const __half *cent = L.cent + int64_t(kvh) * L.cmax * D + dl * 8;
+    uint4 w[U];
+    float tk[U];  // tokens of the lane's rows (lanes dl == 0, with part)
+    if (!EARLY) pdl_wait();
+#pragma unroll
+    for (int u = 0; u < U; u++) {
+        const int c = c_first + u * TPW + slot;
+        w[u] = c < C ? __ldg(reinterpret_cast<const uint4 *>(cent + int64_t(c) * D)) : make_uint4(0, 0, 0, 0);
+        const int32_t *co = L.coff + int64_t(kvh) * (L.cmax + 1) + c;
+        tk[u] = part && dl == 0 && c < C ? float(__ldg(co + 1) - __ldg(co)) : 0.f;
+    }
+    if (EARLY) pdl_wait();
+    pdl_trigger();
+    for (int e = threadIdx.x; e < G * D / 4; e += kScoreWarps * 32) {
+        const int h = e / (D / 4), d4 = e % (D / 4);
+        s_q[h][d4] = h < group ? reinterpret_cast<const float4 *>(q + int64_t(h0 + h) * D)[d4]
+                               : make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+    __syncthreads();
+    __shared__ float s_red[kScoreWarps][G][3];
+#pragma unroll
+    for (int h = 0; h < G; h++) {
+        if (h >= group) break;
+        const float4 qa = s_q[h][dl * 2], qb = s_q[h][dl * 2 + 1];
+        const float qr[8] = {qa.x, qa.y, qa.z, qa.w, qb.x, qb.y, qb.z, qb.w};
+        float d[U];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            float f[8];
+            h8_to_f(w[u], f);
+            d[u] = 0.f;
+#pragma unroll
+            for (int i = 0; i < 8; i++) d[u] = fmaf(qr[i], f[i], d[u]);
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++)
+#pragma unroll
+            for (int o = LPT / 2; o > 0; o >>= 1) d[u] += __shfl_xor_sync(0xffffffffu, d[u], o);
+        float *dst = cscore + int64_t(h0 + h) * L.cmax;
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int c = c_first + u * TPW + slot;
+            if (dl == 0 && c < C) dst[c] = d[u];
+        }
+        if (part) {  // block-uniform
+            float m = -INFINITY, z = 0.f, mn = INFINITY;
+#pragma unroll
+            for (int u = 0; u < U; u++)
+                if (dl == 0 && c_first + u * TPW + slot < C) {
+                    m = fmaxf(m, d[u]);
+                    mn = fminf(mn, d[u]);
+                }
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) {
+                m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+                mn = fminf(mn, __shfl_xor_sync(0xffffffffu, mn, o));
+            }
+#pragma unroll
+            for (int u = 0; u < U; u++)
+                if (dl == 0 && c_first + u * TPW + slot < C) z += tk[u] * expf(scale * (d[u] - m));
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) z += __shfl_xor_sync(0xffffffffu, z, o);
+            if (lane == 0) {
+                s_red[warp][h][0] = m;
+                s_red[warp][h][1] = z;
+                s_red[warp][h][2] = mn;
+            }
+        }
+    }
+    if (part) {
+        __syncthreads();
+        if (threadIdx.x < group && threadIdx.x < G) {
+            const int h = threadIdx.x;
+            float m = -INFINITY, z = 0.f, mn = INFINITY;
+            for (int wv = 0; wv < kScoreWarps; wv++) m = fmaxf(m, s_red[wv][h][0]);
+            for (int wv = 0; wv < kScoreWarps; wv++) {
+                if (s_red[wv][h][0] != -INFINITY) z += s_red[wv][h][1] * expf(scale * (s_red[wv][h][0] - m));
+                mn = fminf(mn, s_red[wv][h][2]);
+            }
+            float *pp = part + (int64_t(h0 + h) * gridDim.x + blockIdx.x) * 3;
+            pp[0] = m;
+            pp[1] = z;
+            pp[2] = mn;
         }
     }
 }
@@ -373,6 +481,8 @@ __global__ void __launch_bounds__(kSelThreads) select_kernel(TacticLayerDev L, c
     int *tok = reinterpret_cast<int *>(keys + L.cmax);
     float *mass = reinterpret_cast<float *>(tok + L.cmax);
     const int h = blockIdx.x, group = L.n_head / L.n_head_kv, kvh = h / group, tid = threadIdx.x;
+    pdl_wait();
+    pdl_trigger();
     const int C = L.n_clusters[kvh];
     const int32_t *coff = L.coff + int64_t(kvh) * (L.cmax + 1);
     const float *cs = cscore + int64_t(h) * L.cmax;
@@ -423,6 +533,8 @@ __global__ void __launch_bounds__(kSelThreads) group_select_kernel(TacticLayerDe
     float *kf = reinterpret_cast<float *>(keys);  // the float keys, turned into spread keys in place
     int *tok = reinterpret_cast<int *>(keys + L.cmax);
     const int kvh = blockIdx.x, group = L.n_head / L.n_head_kv, h0 = kvh * group, tid = threadIdx.x;
+    pdl_wait();
+    pdl_trigger();
     const int C = L.n_clusters[kvh];
     const int32_t *coff = L.coff + int64_t(kvh) * (L.cmax + 1);
     uint8_t *sel = hsel + int64_t(kvh) * L.cmax * group;
@@ -533,6 +645,782 @@ __global__ void __launch_bounds__(kSelThreads) group_select_kernel(TacticLayerDe
     build_list(L, kvh, n, hsel, list, count, reinterpret_cast<int32_t *>(sel_smem));
 }
 
+// ---- B + C spread over the GPU (options().tactic_select == 2) --------------------------
+// The cuts of group_select_kernel (MODE 0: one a KV head, the group budget) and of
+// select_kernel (MODE 1: one per query head at a forced fraction; MODE 2: per query head
+// the 64-token cut and the mass cut), but each KV head's clusters are cut into nsl slices
+// of at most kSpPer clusters, one block each (grid nsl x n_head_kv, all resident at once:
+// spread_slices checks). The blocks of a KV head meet at barriers (a counter in global
+// memory) to exchange: 0. per head (max, sum tok exp, min) of the scores -> lse, the total
+// mass and the keys' bounds, without a pass of its own; 1-3. a radix select of three
+// levels (11 + 11 + 8 bits of a 30-bit spread key) per cut, weight histograms (float:
+// token counts are exact) added into global memory by every block, each block then
+// finding the digit itself; 4. the weight of clusters at each cut's key (ties, taken in
+// index order); 5. their rows, from which each block knows where its chosen clusters
+// (the union of the cuts) go in the list, which it writes itself. Keys are spread over
+// bounds of the keys (MODE 0: max_h of the heads' min / max of scale q.c - lse_h), the
+// order as the one-block kernels', the resolution a little coarser.
+constexpr int kSpThreads = 256;
+constexpr int kSpItems = 2;                      // consecutive clusters a thread
+constexpr int kSpPer = kSpThreads * kSpItems;    // clusters a block
+constexpr int kSpMaxSlices = 32;                 // cmax <= 16,384
+constexpr int kSpB1 = 2048, kSpB2 = 2048, kSpB3 = 256;
+constexpr int kSpHist = kSpB1 + kSpB2 + kSpB3;
+constexpr int kSpMaxCuts = 16;                   // 2 x 8 heads
+// Per KV head (ints): 2 counters, (max, sum, min) [kSpMaxSlices][8 heads], exchange
+// [kSpMaxSlices][kSpMaxCuts][2] + [kSpMaxSlices] rows, then the cuts' histograms.
+constexpr int kSpHead = 2 + kSpMaxSlices * 8 * 3 + kSpMaxSlices * kSpMaxCuts * 2 + kSpMaxSlices;
+__host__ __device__ constexpr int sp_ws_ints(int cuts) { return kSpHead + cuts * kSpHist; }
+
+// Waits until every block of the KV head has arrived `target` times in all (counter ctr);
+// what they wrote before is visible after (threadfence on both sides).
+__device__ __forceinline__ void kv_barrier(int32_t *ctr, int target) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        __threadfence();
+        atomicAdd(ctr, 1);
+        while (*reinterpret_cast<volatile int32_t *>(ctr) < target) __nanosleep(32);
+        __threadfence();
+    }
+    __syncthreads();
+}
+
+// The digit of a radix level: the bins (global histogram gh of NB weights) walked from
+// the highest, the one where the running weight (from `above`) reaches need; above
+// becomes the weight of the bins higher than it. The bins are found from the first thread
+// (highest bins) whose inclusive sum reaches need, so that float rounding between the scan
+// and a thread's own sum cannot leave none: if no thread's does, the last thread's lowest
+// bin (more clusters, never fewer). Every thread of the block calls.
+template <int NB>
+__device__ int sp_find_digit(const float *gh, float need, float &above) {
+    constexpr int PER = NB / kSpThreads;
+    using Scan = cub::BlockScan<float, kSpThreads>;
+    __shared__ typename Scan::TempStorage tmp;
+    __shared__ int s_d, s_first;
+    __shared__ float s_a;
+    const int tid = threadIdx.x;
+    float v[PER], sum = 0.f;
+#pragma unroll
+    for (int i = 0; i < PER; i++) {
+        v[i] = __ldcg(gh + NB - 1 - (tid * PER + i));
+        sum += v[i];
+    }
+    float excl = 0.f;
+    Scan(tmp).ExclusiveSum(sum, excl);
+    if (tid == 0) s_first = kSpThreads - 1;
+    __syncthreads();
+    const float before = above + excl;
+    if (before + sum >= need) atomicMin(&s_first, tid);
+    __syncthreads();
+    if (tid == s_first) {
+        float run = before;
+        int digit = NB - 1 - (tid * PER + PER - 1);
+#pragma unroll
+        for (int i = 0; i < PER; i++) {
+            if (run + v[i] >= need || i == PER - 1) {
+                digit = NB - 1 - (tid * PER + i);
+                break;
+            }
+            run += v[i];
+        }
+        s_d = digit;
+        s_a = run;
+    }
+    __syncthreads();
+    above = s_a;
+    const int d = s_d;
+    __syncthreads();
+    return d;
+}
+
+// A level's histogram of one cut: shared bins, then the non-zero ones added into global
+// memory (nothing when no item of the block is in the level's bin).
+template <int NB>
+__device__ void sp_histogram(const uint32_t (&key)[kSpItems], const float (&w)[kSpItems], const bool (&in)[kSpItems],
+                             int shift, float *s_h, float *gh) {
+    bool any = false;
+#pragma unroll
+    for (int i = 0; i < kSpItems; i++) any |= in[i] && w[i] > 0.f;
+    if (!__syncthreads_or(any)) return;  // block-uniform
+    for (int i = threadIdx.x; i < NB; i += kSpThreads) s_h[i] = 0.f;
+    __syncthreads();
+#pragma unroll
+    for (int i = 0; i < kSpItems; i++)
+        if (in[i] && w[i] > 0.f) atomicAdd(&s_h[(key[i] >> shift) & (NB - 1)], w[i]);
+    __syncthreads();
+    for (int i = threadIdx.x; i < NB; i += kSpThreads)
+        if (s_h[i] != 0.f) atomicAdd(&gh[i], s_h[i]);
+    __syncthreads();  // s_h reused by the next cut
+}
+
+template <int MODE, int G>
+struct SpShape {
+    static constexpr int kKeys = MODE == 0 ? 1 : G;                      // keys a cluster (one a head, or the group's)
+    static constexpr int kCuts = MODE == 0 ? 1 : MODE == 1 ? G : 2 * G;  // cut k uses key k % kKeys
+};
+
+template <int MODE, int G>
+__global__ void __launch_bounds__(kSpThreads) spread_select_kernel(TacticLayerDev L, const int32_t *__restrict__ d_pos,
+                                                                  float frac, float p, float scale,
+                                                                  const float *__restrict__ cscore,
+                                                                  int32_t *__restrict__ list,
+                                                                  int32_t *__restrict__ count, int32_t *ws, int nsl) {
+    constexpr int NK = SpShape<MODE, G>::kKeys, NC = SpShape<MODE, G>::kCuts;
+    const int kvh = blockIdx.y, blk = blockIdx.x, tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int group = L.n_head / L.n_head_kv, h0 = kvh * group;
+    // the cuts that exist (heads past the group's are padding)
+    // cut k is of head k % NK: those past the group's heads (padding of G) are off
+    auto cut_on = [group](int k) { return MODE == 0 || k % NK < group; };
+    // (strides for the most cuts a G allows, whatever the mode: modes and versions can
+    // change between steps of one context and each finds its own region as it left it)
+    int32_t *W = ws + int64_t(kvh) * sp_ws_ints(2 * G);
+    int32_t *bar = W;
+    float *part = reinterpret_cast<float *>(W + 2);                           // [kSpMaxSlices][8][3]
+    float *xch = part + kSpMaxSlices * 8 * 3;                                 // [kSpMaxSlices][kSpMaxCuts][2]
+    int32_t *xrows = reinterpret_cast<int32_t *>(xch + kSpMaxSlices * kSpMaxCuts * 2);  // [kSpMaxSlices]
+    float *hist = reinterpret_cast<float *>(W + kSpHead);                     // [NC][kSpHist]
+    __shared__ float s_h[kSpB1];
+    __shared__ float s_part[kSpThreads / 32][G][3], s_lse[G], s_max[G], s_tot[G], s_bound[NK][2];
+    __shared__ float s_carry[NC];
+    __shared__ int s_ties, s_x[2];
+    // The clusters (sizes, offsets) are written outside the decode step: read before pdl_wait.
+    const int C = L.n_clusters[kvh];
+    const int32_t *coff = L.coff + int64_t(kvh) * (L.cmax + 1);
+    const int total = C > 0 ? coff[C] - coff[0] : 0;
+    const int per = (C + nsl - 1) / nsl, c_lo = blk * per, c_hi = min(C, c_lo + per);
+    // This thread's clusters c_lo + tid * kSpItems + i: first rows, tokens, scores.
+    int first[kSpItems], tok[kSpItems];
+    bool in[kSpItems], sel[kSpItems];
+    uint32_t key[kSpItems][NK];
+    float v[kSpItems][G];
+#pragma unroll
+    for (int i = 0; i < kSpItems; i++) {
+        const int c = c_lo + tid * kSpItems + i;
+        in[i] = c < c_hi;
+        first[i] = in[i] ? coff[c] : 0;
+        tok[i] = in[i] ? coff[c + 1] - first[i] : 0;
+    }
+    pdl_wait();
+    pdl_trigger();  // safe: the next kernel starts once every block of this one runs (the barriers need them all)
+    const int n = d_pos[0] + 1;
+    const int need_tok = MODE == 2 ? kMinTokens : min(n, int(ceilf(frac * float(n))));
+    const bool all = need_tok >= total;  // block-uniform
+#pragma unroll
+    for (int i = 0; i < kSpItems; i++) {
+        const int c = c_lo + tid * kSpItems + i;
+#pragma unroll
+        for (int j = 0; j < G; j++)
+            v[i][j] = in[i] && j < group ? (MODE == 0 ? scale : 1.f) * cscore[int64_t(h0 + j) * L.cmax + c] : 0.f;
+        sel[i] = all && in[i];
+    }
+    int nbar = 0;  // barriers passed
+    if (!all) {
+        // 0. Per head (max, sum tok exp(xs (v - max)), min) of v over the slice, then over the
+        // KV head; xs: MODE 0's v is scale q.c already, MODE 1 / 2's is q.c.
+        const float xs = MODE == 0 ? 1.f : scale;
+        auto merge = [xs](float &ma, float &za, float mb, float zb) {
+            const float mm = fmaxf(ma, mb);
+            za = (ma == -INFINITY ? 0.f : za * expf(xs * (ma - mm))) + (mb == -INFINITY ? 0.f : zb * expf(xs * (mb - mm)));
+            ma = mm;
+        };
+#pragma unroll
+        for (int j = 0; j < G; j++) {
+            float m = -INFINITY, z = 0.f, mn = INFINITY;
+#pragma unroll
+            for (int i = 0; i < kSpItems; i++)
+                if (in[i]) {
+                    merge(m, z, v[i][j], float(tok[i]));
+                    mn = fminf(mn, v[i][j]);
+                }
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) {
+                const float mb = __shfl_xor_sync(0xffffffffu, m, o), zb = __shfl_xor_sync(0xffffffffu, z, o);
+                merge(m, z, mb, zb);
+                mn = fminf(mn, __shfl_xor_sync(0xffffffffu, mn, o));
+            }
+            if (lane == 0) {
+                s_part[warp][j][0] = m;
+                s_part[warp][j][1] = z;
+                s_part[warp][j][2] = mn;
+            }
+        }
+        __syncthreads();
+        if (tid < G) {
+            float m = -INFINITY, z = 0.f, mn = INFINITY;
+            for (int w = 0; w < kSpThreads / 32; w++) {
+                merge(m, z, s_part[w][tid][0], s_part[w][tid][1]);
+                mn = fminf(mn, s_part[w][tid][2]);
+            }
+            float *pp = part + (blk * 8 + tid) * 3;
+            pp[0] = m;
+            pp[1] = z;
+            pp[2] = mn;
+        }
+        kv_barrier(bar, ++nbar * nsl);
+        if (warp < G) {  // warp j merges head j's slices
+            float m = -INFINITY, z = 0.f, mn = INFINITY;
+            for (int b = lane; b < nsl; b += 32) {
+                const float *pp = part + (b * 8 + warp) * 3;
+                merge(m, z, __ldcg(pp), __ldcg(pp + 1));
+                mn = fminf(mn, __ldcg(pp + 2));
+            }
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) {
+                const float mb = __shfl_xor_sync(0xffffffffu, m, o), zb = __shfl_xor_sync(0xffffffffu, z, o);
+                merge(m, z, mb, zb);
+                mn = fminf(mn, __shfl_xor_sync(0xffffffffu, mn, o));
+            }
+            if (lane == 0) {
+                s_lse[warp] = m + logf(z);  // (MODE 0)
+                s_max[warp] = m;
+                s_tot[warp] = z;  // sum tok exp(xs (v - max)): the head's total mass
+                s_part[0][warp][2] = mn;  // of v (s_part is free)
+            }
+        }
+        __syncthreads();
+        if (tid == 0) {
+            if (MODE == 0) {  // bounds of max_h (v_h - lse_h)
+                float lo = -INFINITY, hi = -INFINITY;
+                for (int j = 0; j < group && j < G; j++) {
+                    lo = fmaxf(lo, s_part[0][j][2] - s_lse[j]);
+                    hi = fmaxf(hi, s_max[j] - s_lse[j]);
+                }
+                s_bound[0][0] = lo;
+                s_bound[0][1] = hi;
+            } else {  // each head's scores
+                for (int j = 0; j < NK; j++) {
+                    s_bound[j][0] = j < group ? s_part[0][j][2] : 0.f;
+                    s_bound[j][1] = j < group ? s_max[j] : 0.f;
+                }
+            }
+        }
+        __syncthreads();
+#pragma unroll
+        for (int k = 0; k < NK; k++) {
+            const float lo = s_bound[k][0], hi = s_bound[k][1];
+            const KeySpread spread(lo, hi);
+#pragma unroll
+            for (int i = 0; i < kSpItems; i++) {
+                float x;
+                if (MODE == 0) {
+                    x = -INFINITY;
+#pragma unroll
+                    for (int j = 0; j < G; j++)
+                        if (j < group) x = fmaxf(x, v[i][j] - s_lse[j]);
+                } else {
+                    x = v[i][k];
+                }
+                key[i][k] = in[i] ? spread(x) >> 2 : 0u;  // 30 bits
+            }
+        }
+        // The weight of item i in cut k: its tokens, or (MODE 2, k >= G) its mass.
+        auto weight = [&](int i, int k) -> float {
+            if (MODE == 2 && k >= NK) return float(tok[i]) * expf(scale * (v[i][k - NK] - s_max[k - NK]));
+            return float(tok[i]);
+        };
+        auto need_of = [&](int k) -> float {
+            if (MODE == 2 && k >= NK) return (1.f - (1.f - p) * 0.25f) * s_tot[k - NK];
+            return float(need_tok);
+        };
+        // 1-3. The radix levels: 11, 11 and 8 bits, every cut at each level.
+        float above[NC];
+        uint32_t pre[NC];
+#pragma unroll
+        for (int k = 0; k < NC; k++) {
+            above[k] = 0.f;
+            if (!cut_on(k)) continue;
+            uint32_t kk[kSpItems];
+            float w[kSpItems];
+#pragma unroll
+            for (int i = 0; i < kSpItems; i++) {
+                kk[i] = key[i][k % NK];
+                w[i] = weight(i, k);
+            }
+            sp_histogram<kSpB1>(kk, w, in, 19, s_h, hist + k * kSpHist);
+        }
+        kv_barrier(bar, ++nbar * nsl);
+#pragma unroll
+        for (int k = 0; k < NC; k++) {
+            if (!cut_on(k)) continue;
+            pre[k] = uint32_t(sp_find_digit<kSpB1>(hist + k * kSpHist, need_of(k), above[k]));
+            uint32_t kk[kSpItems];
+            float w[kSpItems];
+            bool in2[kSpItems];
+#pragma unroll
+            for (int i = 0; i < kSpItems; i++) {
+                kk[i] = key[i][k % NK];
+                w[i] = weight(i, k);
+                in2[i] = in[i] && (kk[i] >> 19) == pre[k];
+            }
+            sp_histogram<kSpB2>(kk, w, in2, 8, s_h, hist + k * kSpHist + kSpB1);
+        }
+        kv_barrier(bar, ++nbar * nsl);
+#pragma unroll
+        for (int k = 0; k < NC; k++) {
+            if (!cut_on(k)) continue;
+            float *h1 = hist + k * kSpHist;
+            pre[k] = (pre[k] << 11) | uint32_t(sp_find_digit<kSpB2>(h1 + kSpB1, need_of(k), above[k]));
+            for (int i = blk * kSpThreads + tid; i < kSpB1; i += nsl * kSpThreads) h1[i] = 0.f;  // all have read it
+            uint32_t kk[kSpItems];
+            float w[kSpItems];
+            bool in2[kSpItems];
+#pragma unroll
+            for (int i = 0; i < kSpItems; i++) {
+                kk[i] = key[i][k % NK];
+                w[i] = weight(i, k);
+                in2[i] = in[i] && (kk[i] >> 8) == pre[k];
+            }
+            sp_histogram<kSpB3>(kk, w, in2, 0, s_h, h1 + kSpB1 + kSpB2);
+        }
+        kv_barrier(bar, ++nbar * nsl);
+        // 4. Per cut: clusters above its key T are in; at T, in index order while short.
+        float eqw[NC];
+        int eqn[NC];
+#pragma unroll
+        for (int k = 0; k < NC; k++) {
+            eqw[k] = 0.f;
+            eqn[k] = 0;
+            if (!cut_on(k)) continue;
+            float *h2 = hist + k * kSpHist + kSpB1;
+            pre[k] = (pre[k] << 8) | uint32_t(sp_find_digit<kSpB3>(h2 + kSpB2, need_of(k), above[k]));
+            for (int i = blk * kSpThreads + tid; i < kSpB2; i += nsl * kSpThreads) h2[i] = 0.f;
+#pragma unroll
+            for (int i = 0; i < kSpItems; i++) {
+                const uint32_t kk = key[i][k % NK];
+                if (in[i] && kk > pre[k]) sel[i] = true;
+                if (in[i] && kk == pre[k]) {
+                    eqw[k] += weight(i, k);
+                    eqn[k]++;
+                }
+            }
+        }
+        // the block's tie weight and count per cut: warp sums, then one thread per cut
+        __shared__ float s_eqw[kSpThreads / 32][NC];
+        __shared__ int s_eqn[kSpThreads / 32][NC];
+#pragma unroll
+        for (int k = 0; k < NC; k++) {
+            float a = eqw[k];
+            int c = eqn[k];
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) {
+                a += __shfl_xor_sync(0xffffffffu, a, o);
+                c += __shfl_xor_sync(0xffffffffu, c, o);
+            }
+            if (lane == 0) {
+                s_eqw[warp][k] = a;
+                s_eqn[warp][k] = c;
+            }
+        }
+        __syncthreads();
+        if (tid < NC) {
+            float a = 0.f;
+            int c = 0;
+            for (int w = 0; w < kSpThreads / 32; w++) {
+                a += s_eqw[w][tid];
+                c += s_eqn[w][tid];
+            }
+            xch[(blk * kSpMaxCuts + tid) * 2] = a;
+            xch[(blk * kSpMaxCuts + tid) * 2 + 1] = __int_as_float(c);
+        }
+        kv_barrier(bar, ++nbar * nsl);
+        for (int k = 0; k < NC; k++)
+            if (blk == 0 && cut_on(k))
+                for (int i = tid; i < kSpB3; i += kSpThreads) hist[k * kSpHist + kSpB1 + kSpB2 + i] = 0.f;
+        if (tid == 0) s_ties = 0;
+        __syncthreads();
+        if (tid < NC && cut_on(tid)) {  // thread k: cut k's tie weight in lower slices, and whether it has several ties
+            float carry = 0.f;
+            int cnt = 0;
+            for (int b = 0; b < nsl; b++) {
+                if (b < blk) carry += __ldcg(xch + (b * kSpMaxCuts + tid) * 2);
+                cnt += __float_as_int(__ldcg(xch + (b * kSpMaxCuts + tid) * 2 + 1));
+            }
+            s_carry[tid] = carry;
+            if (cnt > 1) atomicOr(&s_ties, 1 << tid);
+        }
+        __syncthreads();
+#pragma unroll
+        for (int k = 0; k < NC; k++) {
+            if (!cut_on(k)) continue;
+            const uint32_t T = pre[k];
+            if (!((s_ties >> k) & 1)) {  // the usual case: at most one cluster at T
+#pragma unroll
+                for (int i = 0; i < kSpItems; i++)
+                    if (in[i] && key[i][k % NK] == T && above[k] < need_of(k)) sel[i] = true;
+            } else {  // block-uniform
+                using ScanF = cub::BlockScan<float, kSpThreads>;
+                __shared__ typename ScanF::TempStorage scan_tmp;
+                float eq[kSpItems];
+#pragma unroll
+                for (int i = 0; i < kSpItems; i++) eq[i] = in[i] && key[i][k % NK] == T ? weight(i, k) : 0.f;
+                ScanF(scan_tmp).ExclusiveSum(eq, eq);
+#pragma unroll
+                for (int i = 0; i < kSpItems; i++)
+                    if (in[i] && key[i][k % NK] == T && above[k] + s_carry[k] + eq[i] < need_of(k)) sel[i] = true;
+                __syncthreads();
+            }
+        }
+    }
+    // 5. Rows: this block's chosen clusters' offsets in the list (an exclusive scan in
+    // cluster order), after the always-attended tokens and the lower slices' rows.
+    using Scan = cub::BlockScan<int, kSpThreads>;
+    __shared__ typename Scan::TempStorage row_tmp;
+    int off[kSpItems], my_rows = 0;
+#pragma unroll
+    for (int i = 0; i < kSpItems; i++) off[i] = sel[i] ? tok[i] : 0;
+    Scan(row_tmp).ExclusiveSum(off, off, my_rows);
+    if (tid == 0) xrows[blk] = my_rows;
+    kv_barrier(bar, ++nbar * nsl);
+    if (tid == 0) {
+        int before = 0, rows = 0;
+        for (int b = 0; b < nsl; b++) {
+            const int r = __ldcg(xrows + b);
+            if (b < blk) before += r;
+            rows += r;
+        }
+        s_x[0] = before;
+        s_x[1] = rows;
+    }
+    __syncthreads();
+    const int cb = min(L.range[0], n), ce = min(max(L.range[1], cb), n), n_always = cb + (n - ce);
+    int32_t *lst = list + int64_t(kvh) * L.n_ctx;
+    if (blk == 0 && tid == 0) count[kvh] = n_always + s_x[1];
+    for (int i = blk * kSpThreads + tid; i < n_always; i += nsl * kSpThreads)
+        lst[i] = -1 - (i < cb ? i : ce + (i - cb));
+    // The chosen clusters staged (first row, list offset, rows); warps write them cluster
+    // by cluster, lane by lane.
+    __shared__ int s_n;
+    int *e_first = reinterpret_cast<int *>(s_h), *e_off = e_first + kSpPer, *e_sz = e_first + 2 * kSpPer;
+    static_assert(3 * kSpPer <= kSpB1, "staging fits the histogram's shared memory");
+    int idx[kSpItems], n_sel = 0;
+#pragma unroll
+    for (int i = 0; i < kSpItems; i++) idx[i] = sel[i] && tok[i] > 0 ? 1 : 0;
+    __syncthreads();  // row_tmp reused
+    Scan(row_tmp).ExclusiveSum(idx, idx, n_sel);
+    const int base = n_always + s_x[0];
+#pragma unroll
+    for (int i = 0; i < kSpItems; i++)
+        if (sel[i] && tok[i] > 0) {
+            e_first[idx[i]] = first[i];
+            e_off[idx[i]] = base + off[i];
+            e_sz[idx[i]] = tok[i];
+        }
+    if (tid == 0) s_n = n_sel;
+    __syncthreads();
+    for (int e = warp; e < s_n; e += kSpThreads / 32)
+        for (int j = lane; j < e_sz[e]; j += 32) lst[e_off[e] + j] = e_first[e] + j;
+    // The last block out resets the barrier for the next step.
+    if (tid == 0 && atomicAdd(&bar[1], 1) == nsl - 1) {
+        bar[0] = 0;
+        bar[1] = 0;
+    }
+}
+
+// Slices per KV head for the spread selection, 0 where it does not apply (too many
+// clusters, or more blocks than can be resident at once: its barriers need them all).
+template <int MODE, int G>
+int spread_slices(int cmax, int n_head_kv) {
+    const int nsl = std::max(1, (cmax + kSpPer - 1) / kSpPer);
+    if (nsl > kSpMaxSlices || G > 8) return 0;
+    static int occ = 0;  // per instance: asked once (not a per-step call)
+    if (occ == 0)
+        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, spread_select_kernel<MODE, G>, kSpThreads, 0));
+    return int64_t(nsl) * n_head_kv <= int64_t(occ) * sm_count() ? nsl : 0;
+}
+
+// ---- B + C in three barriers (options().tactic_select == 3) ---------------------------
+// The cuts of spread_select_kernel, with fewer meetings of a KV head's blocks: lse, the
+// total mass and the keys' bounds come from the scoring kernel's per-block partials
+// (cscore2_kernel's part), no barrier; two radix levels (11 + 11 bits of the 30-bit key)
+// leave a few candidates per cut (the clusters whose 22-bit prefix is the cut's), which
+// every block appends to a short global list (kCand a cut) and, after the third barrier,
+// resolves itself exactly (ties in index order) for its own clusters; each block's rows
+// go to the list at an offset taken from a per-KV-head cursor (an atomic add: the list's
+// order is no longer the clusters' order, which the attention does not need), and the
+// last block out writes the count. More than kCand candidates (a crowd of near-ties at
+// 2^-22 of the keys' range): all of them are taken (never fewer tokens).
+constexpr int kCand = 512;
+// Per KV head (ints): bar, exit, cursor, [kSpMaxCuts] candidate counts, then per cut the
+// two histograms and kCand candidates (key, weight, cluster).
+constexpr int kC3Head = 3 + kSpMaxCuts;
+constexpr int kC3Cut = kSpB1 + kSpB2 + 3 * kCand;
+__host__ __device__ constexpr int c3_ws_ints(int cuts) { return kC3Head + cuts * kC3Cut; }
+
+template <int MODE, int G>
+__global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev L, const int32_t *__restrict__ d_pos,
+                                                                float frac, float p, float scale,
+                                                                const float *__restrict__ cscore,
+                                                                const float *__restrict__ spart, int nbx,
+                                                                int32_t *__restrict__ list,
+                                                                int32_t *__restrict__ count, int32_t *ws, int nsl) {
+    constexpr int NK = SpShape<MODE, G>::kKeys, NC = SpShape<MODE, G>::kCuts;
+    const int kvh = blockIdx.y, blk = blockIdx.x, tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int group = L.n_head / L.n_head_kv, h0 = kvh * group;
+    auto cut_on = [group](int k) { return MODE == 0 || k % NK < group; };
+    int32_t *W = ws + int64_t(L.n_head_kv) * sp_ws_ints(2 * G) + int64_t(kvh) * c3_ws_ints(2 * G);  // after v2's
+    int32_t *bar = W, *ex = W + 1, *cursor = W + 2, *cand_n = W + 3;
+    float *cutws = reinterpret_cast<float *>(W + kC3Head);  // [NC][kC3Cut]
+    __shared__ float s_h[kSpB1];
+    __shared__ float s_lse[G], s_max[G], s_tot[G], s_bound[NK][2];
+    __shared__ uint8_t s_take[kSpPer];
+    __shared__ int s_base;
+    const int C = L.n_clusters[kvh];
+    const int32_t *coff = L.coff + int64_t(kvh) * (L.cmax + 1);
+    const int total = C > 0 ? coff[C] - coff[0] : 0;
+    const int per = (C + nsl - 1) / nsl, c_lo = blk * per, c_hi = min(C, c_lo + per);
+    int first[kSpItems], tok[kSpItems];
+    bool in[kSpItems], sel[kSpItems];
+    uint32_t key[kSpItems][NK];
+    float v[kSpItems][G];
+#pragma unroll
+    for (int i = 0; i < kSpItems; i++) {
+        const int c = c_lo + tid * kSpItems + i;
+        in[i] = c < c_hi;
+        first[i] = in[i] ? coff[c] : 0;
+        tok[i] = in[i] ? coff[c + 1] - first[i] : 0;
+    }
+    pdl_wait();
+    pdl_trigger();  // safe: the next kernel starts once every block of this one runs (the barriers need them all)
+    const int n = d_pos[0] + 1;
+    const int need_tok = MODE == 2 ? kMinTokens : min(n, int(ceilf(frac * float(n))));
+    const bool all = need_tok >= total;  // block-uniform
+#pragma unroll
+    for (int i = 0; i < kSpItems; i++) {
+        const int c = c_lo + tid * kSpItems + i;
+#pragma unroll
+        for (int j = 0; j < G; j++) v[i][j] = in[i] && j < group ? cscore[int64_t(h0 + j) * L.cmax + c] : 0.f;
+        sel[i] = all && in[i];
+    }
+    if (!all) {
+        // Per head: the scoring blocks' partials merged (warp j: head j).
+        if (warp < G) {
+            float m = -INFINITY, z = 0.f, mn = INFINITY;
+            if (warp < group) {
+                const float *pp = spart + int64_t(h0 + warp) * nbx * 3;
+                for (int b = lane; b < nbx; b += 32) {
+                    const float mb = pp[b * 3], zb = pp[b * 3 + 1];
+                    mn = fminf(mn, pp[b * 3 + 2]);
+                    if (mb == -INFINITY) continue;
+                    const float mm = fmaxf(m, mb);
+                    z = (m == -INFINITY ? 0.f : z * expf(scale * (m - mm))) + zb * expf(scale * (mb - mm));
+                    m = mm;
+                }
+            }
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) {
+                const float mb = __shfl_xor_sync(0xffffffffu, m, o), zb = __shfl_xor_sync(0xffffffffu, z, o);
+                mn = fminf(mn, __shfl_xor_sync(0xffffffffu, mn, o));
+                const float mm = fmaxf(m, mb);
+                if (mm != -INFINITY)
+                    z = (m == -INFINITY ? 0.f : z * expf(scale * (m - mm))) + (mb == -INFINITY ? 0.f : zb * expf(scale * (mb - mm)));
+                m = mm;
+            }
+            if (lane == 0) {
+                s_max[warp] = m;
+                s_tot[warp] = z;
+                s_lse[warp] = scale * m + logf(z);  // log sum |c| exp(scale s)
+                s_h[warp] = mn;  // (s_h is free until the histograms)
+            }
+        }
+        __syncthreads();
+        if (tid == 0) {
+            if (MODE == 0) {  // bounds of max_h (scale s_h - lse_h)
+                float lo = -INFINITY, hi = -INFINITY;
+                for (int j = 0; j < group && j < G; j++) {
+                    lo = fmaxf(lo, scale * s_h[j] - s_lse[j]);
+                    hi = fmaxf(hi, scale * s_max[j] - s_lse[j]);
+                }
+                s_bound[0][0] = lo;
+                s_bound[0][1] = hi;
+            } else {
+                for (int j = 0; j < NK; j++) {
+                    s_bound[j][0] = j < group ? s_h[j] : 0.f;
+                    s_bound[j][1] = j < group ? s_max[j] : 0.f;
+                }
+            }
+        }
+        __syncthreads();
+#pragma unroll
+        for (int k = 0; k < NK; k++) {
+            const KeySpread spread(s_bound[k][0], s_bound[k][1]);
+#pragma unroll
+            for (int i = 0; i < kSpItems; i++) {
+                float x;
+                if (MODE == 0) {
+                    x = -INFINITY;
+#pragma unroll
+                    for (int j = 0; j < G; j++)
+                        if (j < group) x = fmaxf(x, scale * v[i][j] - s_lse[j]);
+                } else {
+                    x = v[i][k];
+                }
+                key[i][k] = in[i] ? spread(x) >> 2 : 0u;
+            }
+        }
+        auto weight = [&](int i, int k) -> float {
+            if (MODE == 2 && k >= NK) return float(tok[i]) * expf(scale * (v[i][k - NK] - s_max[k - NK]));
+            return float(tok[i]);
+        };
+        auto need_of = [&](int k) -> float {
+            if (MODE == 2 && k >= NK) return (1.f - (1.f - p) * 0.25f) * s_tot[k - NK];
+            return float(need_tok);
+        };
+        float above[NC];
+        uint32_t pre[NC];
+#pragma unroll
+        for (int k = 0; k < NC; k++) {
+            above[k] = 0.f;
+            if (!cut_on(k)) continue;
+            uint32_t kk[kSpItems];
+            float w[kSpItems];
+#pragma unroll
+            for (int i = 0; i < kSpItems; i++) {
+                kk[i] = key[i][k % NK];
+                w[i] = weight(i, k);
+            }
+            sp_histogram<kSpB1>(kk, w, in, 19, s_h, cutws + k * kC3Cut);
+        }
+        kv_barrier(bar, 1 * nsl);
+#pragma unroll
+        for (int k = 0; k < NC; k++) {
+            if (!cut_on(k)) continue;
+            pre[k] = uint32_t(sp_find_digit<kSpB1>(cutws + k * kC3Cut, need_of(k), above[k]));
+            uint32_t kk[kSpItems];
+            float w[kSpItems];
+            bool in2[kSpItems];
+#pragma unroll
+            for (int i = 0; i < kSpItems; i++) {
+                kk[i] = key[i][k % NK];
+                w[i] = weight(i, k);
+                in2[i] = in[i] && (kk[i] >> 19) == pre[k];
+            }
+            sp_histogram<kSpB2>(kk, w, in2, 8, s_h, cutws + k * kC3Cut + kSpB1);
+        }
+        kv_barrier(bar, 2 * nsl);
+#pragma unroll
+        for (int k = 0; k < NC; k++) {
+            if (!cut_on(k)) continue;
+            float *cw = cutws + k * kC3Cut;
+            pre[k] = (pre[k] << 11) | uint32_t(sp_find_digit<kSpB2>(cw + kSpB1, need_of(k), above[k]));
+            for (int i = blk * kSpThreads + tid; i < kSpB1; i += nsl * kSpThreads) cw[i] = 0.f;  // all have read it
+            // above the 22-bit prefix: in; at it: a candidate
+            float *cand = cw + kSpB1 + kSpB2;
+#pragma unroll
+            for (int i = 0; i < kSpItems; i++) {
+                if (!in[i]) continue;
+                const uint32_t p22 = key[i][k % NK] >> 8;
+                if (p22 > pre[k]) sel[i] = true;
+                else if (p22 == pre[k]) {
+                    const int slot = atomicAdd(&cand_n[k], 1);
+                    if (slot < kCand) {
+                        cand[slot * 3] = __uint_as_float(key[i][k % NK]);
+                        cand[slot * 3 + 1] = weight(i, k);
+                        cand[slot * 3 + 2] = __int_as_float(c_lo + tid * kSpItems + i);
+                    }
+                }
+            }
+        }
+        kv_barrier(bar, 3 * nsl);
+        // Each cut's candidates: one taken iff the weight before it (higher keys, equal
+        // keys at a lower index) leaves the cut short; this block marks its own.
+#pragma unroll
+        for (int k = 0; k < NC; k++) {
+            if (!cut_on(k)) continue;
+            float *cw = cutws + k * kC3Cut;
+            for (int i = blk * kSpThreads + tid; i < kSpB2; i += nsl * kSpThreads) cw[kSpB1 + i] = 0.f;
+            const float *cand = cw + kSpB1 + kSpB2;
+            const int m = *reinterpret_cast<volatile int32_t *>(&cand_n[k]);
+            for (int i = tid; i < kSpPer; i += kSpThreads) s_take[i] = 0;
+            __syncthreads();
+            if (m > kCand) {  // a crowd: take every candidate (block-uniform)
+#pragma unroll
+                for (int i = 0; i < kSpItems; i++)
+                    if (in[i] && (key[i][k % NK] >> 8) == pre[k]) sel[i] = true;
+                continue;
+            }
+            float *sk = s_h, *sw = s_h + kCand;  // candidates staged: keys (as bits), weights, clusters
+            int *sc = reinterpret_cast<int *>(s_h + 2 * kCand);
+            static_assert(3 * kCand <= kSpB1, "candidates fit the histogram's shared memory");
+            for (int j = tid; j < m; j += kSpThreads) {
+                sk[j] = __ldcg(cand + j * 3);
+                sw[j] = __ldcg(cand + j * 3 + 1);
+                sc[j] = __float_as_int(__ldcg(cand + j * 3 + 2));
+            }
+            __syncthreads();
+            const float nk = need_of(k), ak = above[k];
+            for (int j = tid; j < m; j += kSpThreads) {
+                const int cj = sc[j];
+                if (cj < c_lo || cj >= c_hi) continue;  // another block's
+                const uint32_t kj = __float_as_uint(sk[j]);
+                float before = 0.f;
+                for (int t = 0; t < m; t++) {
+                    const uint32_t kt = __float_as_uint(sk[t]);
+                    if (kt > kj || (kt == kj && sc[t] < cj)) before += sw[t];
+                }
+                if (ak + before < nk) s_take[cj - c_lo] = 1;
+            }
+            __syncthreads();
+#pragma unroll
+            for (int i = 0; i < kSpItems; i++)
+                if (in[i] && s_take[tid * kSpItems + i]) sel[i] = true;
+            __syncthreads();  // s_h and s_take reused by the next cut
+        }
+    }
+    // Rows: this block's chosen clusters at an offset taken from the KV head's cursor.
+    using Scan = cub::BlockScan<int, kSpThreads>;
+    __shared__ typename Scan::TempStorage row_tmp;
+    int off[kSpItems], my_rows = 0;
+#pragma unroll
+    for (int i = 0; i < kSpItems; i++) off[i] = sel[i] ? tok[i] : 0;
+    Scan(row_tmp).ExclusiveSum(off, off, my_rows);
+    const int cb = min(L.range[0], n), ce = min(max(L.range[1], cb), n), n_always = cb + (n - ce);
+    if (tid == 0) s_base = n_always + (my_rows > 0 ? atomicAdd(cursor, my_rows) : 0);
+    int32_t *lst = list + int64_t(kvh) * L.n_ctx;
+    for (int i = blk * kSpThreads + tid; i < n_always; i += nsl * kSpThreads)
+        lst[i] = -1 - (i < cb ? i : ce + (i - cb));
+    __shared__ int s_n;
+    int *e_first = reinterpret_cast<int *>(s_h), *e_off = e_first + kSpPer, *e_sz = e_first + 2 * kSpPer;
+    int idx[kSpItems], n_sel = 0;
+#pragma unroll
+    for (int i = 0; i < kSpItems; i++) idx[i] = sel[i] && tok[i] > 0 ? 1 : 0;
+    __syncthreads();  // row_tmp reused; s_base written
+    Scan(row_tmp).ExclusiveSum(idx, idx, n_sel);
+    const int base = s_base;
+#pragma unroll
+    for (int i = 0; i < kSpItems; i++)
+        if (sel[i] && tok[i] > 0) {
+            e_first[idx[i]] = first[i];
+            e_off[idx[i]] = base + off[i];
+            e_sz[idx[i]] = tok[i];
+        }
+    if (tid == 0) s_n = n_sel;
+    __syncthreads();
+    for (int e = warp; e < s_n; e += kSpThreads / 32)
+        for (int j = lane; j < e_sz[e]; j += 32) lst[e_off[e] + j] = e_first[e] + j;
+    // The last block out writes the count and resets the KV head's counters.
+    if (tid == 0) {
+        __threadfence();
+        if (atomicAdd(ex, 1) == nsl - 1) {
+            __threadfence();
+            count[kvh] = n_always + atomicAdd(cursor, 0);
+            *cursor = 0;
+            *bar = 0;
+            *ex = 0;
+            for (int k = 0; k < NC; k++) cand_n[k] = 0;
+        }
+    }
+}
+
+template <int MODE, int G>
+int cut3_slices(int cmax, int n_head_kv) {
+    const int nsl = std::max(1, (cmax + kSpPer - 1) / kSpPer);
+    if (nsl > kSpMaxSlices || G > 8) return 0;
+    static int occ = 0;  // per instance: asked once (not a per-step call)
+    if (occ == 0)
+        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, cut3_select_kernel<MODE, G>, kSpThreads, 0));
+    return int64_t(nsl) * n_head_kv <= int64_t(occ) * sm_count() ? nsl : 0;
+}
+
 // The attention blocks that do work: enough that each has kMinPerBlock entries.
 __device__ __forceinline__ int active_blocks(int64_t tot, int nb) {
     const int64_t want = (tot + kMinPerBlock - 1) / kMinPerBlock;
@@ -557,6 +1445,8 @@ __global__ void __launch_bounds__(kWarps * 32) attend_kernel(TacticLayerDev L, c
     const int b = blockIdx.x;
     constexpr int kMaxKv = 64;
     __shared__ int s_cnt[kMaxKv];
+    pdl_wait();
+    pdl_trigger();
     for (int k = threadIdx.x; k < Hkv && k < kMaxKv; k += kWarps * 32) s_cnt[k] = count[k];
     __syncthreads();
     int64_t tot = 0;
@@ -876,6 +1766,8 @@ __global__ void __launch_bounds__(kStreamWarps * 32) attend_stream_kernel(
     __shared__ float s_p[kStreamWarps][G][R];
     __shared__ float s_m[kStreamWarps][G], s_l[kStreamWarps][G];
     __shared__ int s_last;
+    pdl_wait();  // count, the lists and q come from earlier kernels of the step
+    pdl_trigger();
     for (int k = threadIdx.x; k < Hkv && k < kMaxKv; k += NT) s_cnt[k] = count[k];
     __syncthreads();
     auto cnt_of = [&](int k) { return k < kMaxKv ? s_cnt[k] : count[k]; };
@@ -1212,6 +2104,8 @@ __global__ void __launch_bounds__(kMergeThreads) merge_kernel(TacticLayerDev L, 
     __shared__ float s_M, s_S[kW], s_A[kW][256];
     const int h = blockIdx.x, H = L.n_head, Hkv = L.n_head_kv, D = L.head_dim, kvh = h / (H / Hkv);
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    pdl_wait();
+    pdl_trigger();
     int64_t tot = 0, start = 0;
     for (int k = 0; k < Hkv; k++) {
         if (k == kvh) start = tot;
@@ -1273,8 +2167,42 @@ __global__ void pack_kernel(const __half *__restrict__ k_cache, const __half *__
 
 int g_of(int group) { return group <= 1 ? 1 : group <= 2 ? 2 : group <= 4 ? 4 : 8; }
 
+// Blocks (per KV head) of cscore2_kernel: its partials' count for the selection.
+int score2_blocks(int D, int cmax) {
+    const int per_block = kScoreWarps * (32 / (D / 8)) * kScore2Rows;
+    return std::max(1, (cmax + per_block - 1) / per_block);
+}
+
 template <int D>
-void score_d(const TacticLayerDev &L, const float *q, float *cscore, cudaStream_t s) {
+void score2_d(const TacticLayerDev &L, const float *q, float *cscore, float *part, float scale, cudaStream_t s) {
+    const dim3 grid(unsigned(score2_blocks(D, L.cmax)), unsigned(L.n_head_kv));
+    const dim3 block(kScoreWarps * 32);
+    if (options().tactic_score == 3) {
+        switch (g_of(L.n_head / L.n_head_kv)) {
+            case 1: launch_pdl(cscore2_kernel<D, 1, false>, grid, block, 0, s, L, q, cscore, part, scale); break;
+            case 2: launch_pdl(cscore2_kernel<D, 2, false>, grid, block, 0, s, L, q, cscore, part, scale); break;
+            case 4: launch_pdl(cscore2_kernel<D, 4, false>, grid, block, 0, s, L, q, cscore, part, scale); break;
+            default: launch_pdl(cscore2_kernel<D, 8, false>, grid, block, 0, s, L, q, cscore, part, scale); break;
+        }
+        return;
+    }
+    switch (g_of(L.n_head / L.n_head_kv)) {
+        case 1: launch_pdl(cscore2_kernel<D, 1, true>, grid, block, 0, s, L, q, cscore, part, scale); break;
+        case 2: launch_pdl(cscore2_kernel<D, 2, true>, grid, block, 0, s, L, q, cscore, part, scale); break;
+        case 4: launch_pdl(cscore2_kernel<D, 4, true>, grid, block, 0, s, L, q, cscore, part, scale); break;
+        default: launch_pdl(cscore2_kernel<D, 8, true>, grid, block, 0, s, L, q, cscore, part, scale); break;
+    }
+}
+
+// tactic_select 3 reads the scoring kernel's partials: scores v2 with them.
+bool select3(const TacticStepBufs &b) { return options().tactic_select == 3 && b.sel_ws && b.spart; }
+
+template <int D>
+void score_d(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
+    const float *q = a.q;
+    float *cscore = b.cscore;
+    if (select3(b)) return score2_d<D>(L, q, cscore, b.spart, a.scale, s);
+    if (options().tactic_score >= 2) return score2_d<D>(L, q, cscore, nullptr, a.scale, s);
     constexpr int TPW = 32 / (D / 8);
     const int per_block = kScoreWarps * TPW * kScoreUnroll;
     dim3 grid(unsigned(std::max(1, (L.cmax + per_block - 1) / per_block)), unsigned(L.n_head_kv));
@@ -1288,8 +2216,9 @@ void score_d(const TacticLayerDev &L, const float *q, float *cscore, cudaStream_
 
 template <int D, int G>
 void attend_dg(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
-    attend_kernel<D, G><<<unsigned(b.n_blocks), kWarps * 32, 0, s>>>(L, a.q, a.scale, b.list, b.count, b.part_acc,
-                                                                     b.part_ml, b.n_blocks);
+    launch_pdl(attend_kernel<D, G>, dim3(unsigned(b.n_blocks)), dim3(kWarps * 32), 0, s, L, a.q, a.scale,
+               static_cast<const int32_t *>(b.list), static_cast<const int32_t *>(b.count), b.part_acc, b.part_ml,
+               b.n_blocks);
 }
 
 // The tensor-core variant where it applies (head_dim <= 128, options().tactic_mma).
@@ -1302,13 +2231,15 @@ template <int D, int G>
 void attend_stream_dg(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
     if constexpr (D <= 128 && G <= 8) {
         if (use_mma<D>()) {
-            attend_stream_kernel<D, G, true><<<unsigned(b.n_blocks), kStreamWarps * 32, stream_smem(D), s>>>(
-                L, a.q, a.scale, b.list, b.count, b.part_acc, b.part_ml, b.done, b.n_blocks, a.out);
+            launch_pdl(attend_stream_kernel<D, G, true>, dim3(unsigned(b.n_blocks)), dim3(kStreamWarps * 32),
+                       stream_smem(D), s, L, a.q, a.scale, static_cast<const int32_t *>(b.list),
+                       static_cast<const int32_t *>(b.count), b.part_acc, b.part_ml, b.done, b.n_blocks, a.out);
             return;
         }
     }
-    attend_stream_kernel<D, G, false><<<unsigned(b.n_blocks), kStreamWarps * 32, stream_smem(D), s>>>(
-        L, a.q, a.scale, b.list, b.count, b.part_acc, b.part_ml, b.done, b.n_blocks, a.out);
+    launch_pdl(attend_stream_kernel<D, G, false>, dim3(unsigned(b.n_blocks)), dim3(kStreamWarps * 32), stream_smem(D),
+               s, L, a.q, a.scale, static_cast<const int32_t *>(b.list), static_cast<const int32_t *>(b.count),
+               b.part_acc, b.part_ml, b.done, b.n_blocks, a.out);
 }
 
 template <int D>
@@ -1378,34 +2309,91 @@ int tactic_attn_blocks(int head_dim, int group) {
 
 void tactic_score_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
     switch (L.head_dim) {
-        case 64: score_d<64>(L, a.q, b.cscore, s); break;
-        case 128: score_d<128>(L, a.q, b.cscore, s); break;
-        default: score_d<256>(L, a.q, b.cscore, s); break;
+        case 64: score_d<64>(L, a, b, s); break;
+        case 128: score_d<128>(L, a, b, s); break;
+        default: score_d<256>(L, a, b, s); break;
     }
 }
 
 namespace {
 // The group budget applies to a forced fraction only (the mass target stays per head).
 bool group_budget(const TacticStepArgs &a) { return options().tactic_group_budget != 0 && a.force_fraction > 0.f; }
+
+// The spread selection (options().tactic_select == 2), if it applies to this shape.
+template <int MODE, int G>
+bool spread_g(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
+    const int nsl = spread_slices<MODE, G>(L.cmax, L.n_head_kv);
+    if (nsl == 0) return false;
+    launch_pdl(spread_select_kernel<MODE, G>, dim3(unsigned(nsl), unsigned(L.n_head_kv)), dim3(kSpThreads), 0, s, L,
+               a.d_pos, a.force_fraction, a.p, a.scale, static_cast<const float *>(b.cscore), b.list, b.count,
+               b.sel_ws, nsl);
+    return true;
+}
+template <int MODE>
+bool spread_m(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
+    switch (g_of(L.n_head / L.n_head_kv)) {
+        case 1: return spread_g<MODE, 1>(L, a, b, s);
+        case 2: return spread_g<MODE, 2>(L, a, b, s);
+        case 4: return spread_g<MODE, 4>(L, a, b, s);
+        default: return spread_g<MODE, 8>(L, a, b, s);
+    }
+}
+bool spread_dg(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
+    if (group_budget(a)) return spread_m<0>(L, a, b, s);
+    return a.force_fraction > 0.f ? spread_m<1>(L, a, b, s) : spread_m<2>(L, a, b, s);
+}
+template <int MODE, int G>
+bool cut3_g(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
+    const int nsl = cut3_slices<MODE, G>(L.cmax, L.n_head_kv);
+    if (nsl == 0) return false;
+    launch_pdl(cut3_select_kernel<MODE, G>, dim3(unsigned(nsl), unsigned(L.n_head_kv)), dim3(kSpThreads), 0, s, L,
+               a.d_pos, a.force_fraction, a.p, a.scale, static_cast<const float *>(b.cscore),
+               static_cast<const float *>(b.spart), score2_blocks(L.head_dim, L.cmax), b.list, b.count, b.sel_ws, nsl);
+    return true;
+}
+template <int MODE>
+bool cut3_m(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
+    switch (g_of(L.n_head / L.n_head_kv)) {
+        case 1: return cut3_g<MODE, 1>(L, a, b, s);
+        case 2: return cut3_g<MODE, 2>(L, a, b, s);
+        case 4: return cut3_g<MODE, 4>(L, a, b, s);
+        default: return cut3_g<MODE, 8>(L, a, b, s);
+    }
+}
+bool cut3_dg(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
+    if (group_budget(a)) return cut3_m<0>(L, a, b, s);
+    return a.force_fraction > 0.f ? cut3_m<1>(L, a, b, s) : cut3_m<2>(L, a, b, s);
+}
 }  // namespace
+
+size_t tactic_select_ws_bytes(int n_head, int n_head_kv) {
+    const int cuts = 2 * g_of(n_head / std::max(1, n_head_kv));
+    return sizeof(int32_t) * size_t(sp_ws_ints(cuts) + c3_ws_ints(cuts)) * size_t(n_head_kv);  // v2's, then v3's
+}
+size_t tactic_score_parts_bytes(int n_head, int cmax) {
+    return sizeof(float) * 3 * size_t(n_head) * size_t(score2_blocks(256, std::max(1, cmax)));  // the most blocks
+}
 
 void tactic_select_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
     const size_t smem = select_smem(L.cmax);
     TACTIC_CHECK(L.cmax <= tactic_max_clusters(), TACTIC_ERR_UNSUPPORTED,
                  "Tactic on CUDA: more than " + std::to_string(tactic_max_clusters()) + " clusters per KV head");
+    if (select3(b) && cut3_dg(L, a, b, s)) return;  // (a shape it does not fit: the kernels below)
+    if (options().tactic_select == 2 && b.sel_ws && spread_dg(L, a, b, s)) return;
     if (group_budget(a)) {
         const unsigned g = unsigned(L.n_head_kv);
         const float f = a.force_fraction;
+        const float *cs = b.cscore;
         switch (g_of(L.n_head / L.n_head_kv)) {
-            case 1: group_select_kernel<1><<<g, kSelThreads, smem, s>>>(L, a.d_pos, f, a.scale, b.cscore, b.hsel, b.list, b.count); break;
-            case 2: group_select_kernel<2><<<g, kSelThreads, smem, s>>>(L, a.d_pos, f, a.scale, b.cscore, b.hsel, b.list, b.count); break;
-            case 4: group_select_kernel<4><<<g, kSelThreads, smem, s>>>(L, a.d_pos, f, a.scale, b.cscore, b.hsel, b.list, b.count); break;
-            default: group_select_kernel<8><<<g, kSelThreads, smem, s>>>(L, a.d_pos, f, a.scale, b.cscore, b.hsel, b.list, b.count); break;
+            case 1: launch_pdl(group_select_kernel<1>, dim3(g), dim3(kSelThreads), smem, s, L, a.d_pos, f, a.scale, cs, b.hsel, b.list, b.count); break;
+            case 2: launch_pdl(group_select_kernel<2>, dim3(g), dim3(kSelThreads), smem, s, L, a.d_pos, f, a.scale, cs, b.hsel, b.list, b.count); break;
+            case 4: launch_pdl(group_select_kernel<4>, dim3(g), dim3(kSelThreads), smem, s, L, a.d_pos, f, a.scale, cs, b.hsel, b.list, b.count); break;
+            default: launch_pdl(group_select_kernel<8>, dim3(g), dim3(kSelThreads), smem, s, L, a.d_pos, f, a.scale, cs, b.hsel, b.list, b.count); break;
         }
         return;
     }
-    select_kernel<<<unsigned(L.n_head), kSelThreads, smem, s>>>(L, a.d_pos, a.force_fraction, a.p, a.scale, b.cscore,
-                                                                  b.hsel, b.list, b.count, b.done);
+    launch_pdl(select_kernel, dim3(unsigned(L.n_head)), dim3(kSelThreads), smem, s, L, a.d_pos, a.force_fraction, a.p,
+               a.scale, static_cast<const float *>(b.cscore), b.hsel, b.list, b.count, b.done);
 }
 
 // The lists are built by the selection kernels (the last block of each KV group, or the
@@ -1458,7 +2446,9 @@ void tactic_attend_dev(const TacticLayerDev &L, const TacticStepArgs &a, const T
 
 void tactic_merge_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
     if (options().tactic_fused) return;  // the stream kernel merged already
-    merge_kernel<<<unsigned(L.n_head), kMergeThreads, 0, s>>>(L, b.count, b.part_acc, b.part_ml, b.n_blocks, a.out);
+    launch_pdl(merge_kernel, dim3(unsigned(L.n_head)), dim3(kMergeThreads), 0, s, L,
+               static_cast<const int32_t *>(b.count), static_cast<const float *>(b.part_acc),
+               static_cast<const float *>(b.part_ml), b.n_blocks, a.out);
 }
 
 void tactic_step_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
@@ -1591,9 +2581,13 @@ void tactic_step_host(const TacticStepHost &in) {
     DevBuf d_list(sizeof(int32_t) * size_t(Hkv) * in.n_ctx), d_count(sizeof(int32_t) * size_t(Hkv));
     DevBuf d_pacc(sizeof(float) * size_t(bufs.n_blocks) * H * D), d_pml(sizeof(float) * size_t(bufs.n_blocks) * H * 2);
     DevBuf d_q(sizeof(float) * size_t(H) * D), d_out(sizeof(float) * size_t(H) * D), d_pos(sizeof(int32_t));
-    DevBuf d_done(sizeof(int32_t) * size_t(Hkv));
+    DevBuf d_done(sizeof(int32_t) * size_t(Hkv)), d_sel_ws(tactic_select_ws_bytes(H, Hkv));
     TACTIC_CU(cudaMemset(d_done.as<void>(), 0, d_done.size()));
+    TACTIC_CU(cudaMemset(d_sel_ws.as<void>(), 0, d_sel_ws.size()));
     bufs.done = d_done.as<int32_t>();
+    bufs.sel_ws = d_sel_ws.as<int32_t>();
+    DevBuf d_spart(tactic_score_parts_bytes(H, cmax));
+    bufs.spart = d_spart.as<float>();
     bufs.cscore = d_cscore.as<float>();
     bufs.hsel = d_hsel.as<uint8_t>();
     bufs.list = d_list.as<int32_t>();

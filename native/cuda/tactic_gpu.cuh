@@ -48,6 +48,9 @@ struct TacticStepBufs {
     float *part_acc = nullptr;   // [n_blocks][n_head][D]
     float *part_ml = nullptr;    // [n_blocks][n_head][2]
     int32_t *done = nullptr;     // [n_head_kv]: blocks done with a KV head (selection, then attention; zero between)
+    int32_t *sel_ws = nullptr;   // tactic_select_ws_bytes: the spread selection's counters and histograms (zeroed
+                                 // once; every step leaves them zero)
+    float *spart = nullptr;      // tactic_score_parts_bytes: the scoring blocks' partials (tactic_select 3)
     int n_blocks = 0;            // attention blocks (the work is cut into at most this many pieces)
 };
 
@@ -66,6 +69,9 @@ int tactic_attn_blocks(int head_dim, int group);
 // tokens in clusters of 16); and the one-time kernel setup (call before capturing).
 int tactic_max_clusters();
 void tactic_init_kernels();
+// Bytes of TacticStepBufs::sel_ws (allocate zeroed).
+size_t tactic_select_ws_bytes(int n_head, int n_head_kv);
+size_t tactic_score_parts_bytes(int n_head, int cmax);
 
 // The stages, each enqueued on `stream`; tactic_step_dev runs all of them.
 void tactic_score_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s);

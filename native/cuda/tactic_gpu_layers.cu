@@ -250,6 +250,8 @@ TacticGpu::TacticGpu(const TacticGpuParams &prm, const std::vector<uint8_t> &is_
     bufs_.part_acc = static_cast<float *>(alloc(sizeof(float) * size_t(bufs_.n_blocks) * H_ * D_));
     bufs_.part_ml = static_cast<float *>(alloc(sizeof(float) * size_t(bufs_.n_blocks) * H_ * 2));
     bufs_.done = static_cast<int32_t *>(alloc(sizeof(int32_t) * size_t(Hkv_)));  // alloc() zeroes
+    bufs_.sel_ws = static_cast<int32_t *>(alloc(tactic_select_ws_bytes(H_, Hkv_)));
+    bufs_.spart = static_cast<float *>(alloc(tactic_score_parts_bytes(H_, cmax_)));
 }
 
 TacticGpu::~TacticGpu() {
