@@ -39,29 +39,29 @@ def cpu_activation(name, x):
     return (d[:, None] * q).reshape(-1), fix
 
 
-# (kernel, matvec_rows, matvec_prefetch): v3 with 3 or 2 stages, v4 (rows pipelined per
+# (kernel, matvec_rows, matvec_wait): v3 with 3 or 2 stages, v4 (rows pipelined per
 # warp) with 3 or 4 stages, and v4 with one row per warp; v5 (weights straight into
 # registers; v4 for the types it does not have) with 2, 1 or 4 rows per warp, blocks of one
-# warp, and Q4_K/Q5_K through shared-memory tiles; v5 with L2 prefetch (1: each warp's
-# next chunk, 3: and the next wave's, 7: and a persistent grid of one wave, 15: two chunks ahead,
-# 16: Q4_K/Q5_K chunks of half the steps, 31: all of these, 48: half chunks, pdl_wait first)
+# warp, and Q4_K/Q5_K through shared-memory tiles; v5 with the first chunk of Q4_K/Q5_K
+# weights loaded before pdl_wait through shared memory (wait 1; with 1 row a warp and 1-warp
+# blocks too) or with coherent loads (wait 2)
 VARIANTS = [(3, 0, 0), (3, 2, 0), (4, 0, 0), (4, 4, 0), (4, 1, 0), (5, 0, 0), (5, 1, 0), (5, 4, 0), (5, 8, 0),
-            (5, 2, 0), (5, 0, 1), (5, 0, 3), (5, 0, 7), (5, 0, 15), (5, 0, 16), (5, 0, 31), (5, 0, 48)]
+            (5, 2, 0), (5, 0, 1), (5, 1, 1), (5, 8, 1), (5, 0, 2), (5, 1, 2)]
 
 
-def cuda_matvec_q8(name, data, n_rows, n_cols, x, tile=0, kernel=3, prefetch=0):
+def cuda_matvec_q8(name, data, n_rows, n_cols, x, tile=0, kernel=3, wait=0):
     y = np.full(n_rows, np.nan, np.float32)
     assert lib.tactic_cuda_set_option(b"matvec_version", 3) == 0
     assert lib.tactic_cuda_set_option(b"matvec_q8_kernel", kernel) == 0
     assert lib.tactic_cuda_set_option(b"matvec_rows", tile) == 0  # v3: 2 = two stages; v4: 4 = four, 1 = a row per warp
-    assert lib.tactic_cuda_set_option(b"matvec_prefetch", prefetch) == 0
+    assert lib.tactic_cuda_set_option(b"matvec_wait", wait) == 0
     try:
         st = lib.tactic_cuda_matvec(TYPES[name][0], data, len(data), n_rows, n_cols, ptr(x, "float *"),
                                     ptr(y, "float *"))
     finally:
         lib.tactic_cuda_set_option(b"matvec_version", 0)
         lib.tactic_cuda_set_option(b"matvec_rows", 0)
-        lib.tactic_cuda_set_option(b"matvec_prefetch", 0)
+        lib.tactic_cuda_set_option(b"matvec_wait", 0)
         lib.tactic_cuda_set_option(b"matvec_q8_kernel", 5)
     assert st == 0, ffi.string(lib.tactic_last_error()).decode()
     return y
@@ -81,9 +81,9 @@ def activations(rng, n):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(gpu_count() == 0, reason="no usable CUDA GPU")
-@pytest.mark.parametrize("kernel,tile,prefetch", VARIANTS)
+@pytest.mark.parametrize("kernel,tile,wait", VARIANTS)
 @pytest.mark.parametrize("name", QUANT)
-def test_matvec_q8_matches_cpu_arithmetic(name, kernel, tile, prefetch):
+def test_matvec_q8_matches_cpu_arithmetic(name, kernel, tile, wait):
     rng = np.random.default_rng()
     bs, ts = TYPES[name][1], TYPES[name][2]
     # widths whose rows are 16-, 8-, 4- and 2-byte aligned, one tile or several, a partial last tile
@@ -95,7 +95,7 @@ def test_matvec_q8_matches_cpu_arithmetic(name, kernel, tile, prefetch):
             continue
         data = random_rows(rng, name, n_rows, n_cols)
         x = activations(rng, n_cols)
-        y = cuda_matvec_q8(name, data, n_rows, n_cols, x, tile, kernel, prefetch)
+        y = cuda_matvec_q8(name, data, n_rows, n_cols, x, tile, kernel, wait)
         w = ref_dequantize(name, data, n_rows * n_cols).reshape(n_rows, n_cols)
         xq, fix = cpu_activation(name, x)
         ref = w @ xq
@@ -112,23 +112,24 @@ def test_matvec_q8_matches_cpu_arithmetic(name, kernel, tile, prefetch):
 @pytest.mark.gpu
 @pytest.mark.skipif(gpu_count() == 0, reason="no usable CUDA GPU")
 @pytest.mark.parametrize("name", QUANT)
-def test_matvec_q8_prefetch_over_many_waves(name):
-    """The L2-prefetching v5 instance (matvec_prefetch 1, 3, 7, 15, 16, 31, 48) on a matrix of several
-    resident waves (20000 rows: the next-wave prefetch reaches real rows, the persistent
-    grid loops): sampled rows against the CPU's arithmetic, and every row the same bits as
-    v5 without prefetch (the same lanes sum the same block parts in the same order)."""
+def test_matvec_q8_wait_placement_same_bits(name):
+    """The first chunk of weights loaded before pdl_wait (matvec_wait 1: through shared
+    memory; 2: coherent loads), on a matrix of several waves with a partial last chunk and
+    past-the-end rows, launched with PDL: sampled rows against the CPU's arithmetic, and
+    every row the same bits as v5's own placement (the same block parts summed in the same order)."""
     rng = np.random.default_rng()
-    n_rows, n_cols = 20000, 2048  # rows 16-byte aligned for every type: v5's path
+    n_rows, n_cols = 20001, 2304  # 9 blocks of 256 a row: a partial chunk; an odd row count: an empty slot
     data = random_rows(rng, name, n_rows, n_cols)
     x = activations(rng, n_cols)
+    assert lib.tactic_cuda_set_option(b"pdl", 1) == 0
     y0 = cuda_matvec_q8(name, data, n_rows, n_cols, x, 0, 5, 0)
     rb = len(data) // n_rows
-    for prefetch in [1, 3, 7, 15, 16, 31, 48]:
-        y = cuda_matvec_q8(name, data, n_rows, n_cols, x, 0, 5, prefetch)
+    for wait in [1, 2]:
+        y = cuda_matvec_q8(name, data, n_rows, n_cols, x, 0, 5, wait)
         for r0 in [0, 4000, 9000, 14000, n_rows - 64]:
             ref, bound = reference(name, data[r0 * rb:(r0 + 64) * rb], 64, n_cols, x)
-            assert np.all(np.abs(y[r0:r0 + 64] - ref) <= bound), (name, prefetch, r0)
-        assert np.array_equal(y, y0), (name, prefetch, int(np.sum(y != y0)))
+            assert np.all(np.abs(y[r0:r0 + 64] - ref) <= bound), (name, wait, r0)
+        assert np.array_equal(y, y0), (name, wait, int(np.sum(y != y0)))
 
 
 def reference(name, data, n_rows, n_cols, x):
@@ -153,19 +154,19 @@ def epilogue(name, w0, w1, n_rows, n_cols, x, epi, y0=None):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(gpu_count() == 0, reason="no usable CUDA GPU")
-@pytest.mark.parametrize("kernel,prefetch", [(4, 0), (5, 0), (5, 7), (5, 31)])
+@pytest.mark.parametrize("kernel,wait", [(4, 0), (5, 0), (5, 1), (5, 2)])
 @pytest.mark.parametrize("name", QUANT)
-def test_matvec_q8_fused_epilogues(name, kernel, prefetch):
+def test_matvec_q8_fused_epilogues(name, kernel, wait):
     """Decode fusion: the residual add and the gated activation (gate and up in one
-    launch) in the v4 / v5 kernel's epilogue (v5 also with L2 prefetch and a persistent
-    grid), against float64 references of the CPU's sums."""
+    launch) in the v4 / v5 kernel's epilogue (v5 also with each placement of the first
+    weight loads), against float64 references of the CPU's sums."""
     assert lib.tactic_cuda_set_option(b"matvec_q8_kernel", kernel) == 0
-    assert lib.tactic_cuda_set_option(b"matvec_prefetch", prefetch) == 0
+    assert lib.tactic_cuda_set_option(b"matvec_wait", wait) == 0
     try:
         fused_epilogues(name)
     finally:
         lib.tactic_cuda_set_option(b"matvec_q8_kernel", 5)
-        lib.tactic_cuda_set_option(b"matvec_prefetch", 0)
+        lib.tactic_cuda_set_option(b"matvec_wait", 0)
 
 
 def fused_epilogues(name):

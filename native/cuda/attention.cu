@@ -296,46 +296,6 @@ void launch_split_d(const AttnDev &a, int n_splits, int gmax, cudaStream_t strea
 
 int group_max(int group) { return group <= 1 ? 1 : group <= 2 ? 2 : 4; }
 
-// Times launch(copy, stream) replayed from a CUDA graph that holds one launch per copy
-// (as the decode step's graph replays its kernels: no per-launch CPU cost), median of 5
-// trials of about bench_iters launches, for tactic_cuda_last_ms.
-template <class F>
-void bench_in_graph(F &&launch, int n_copies) {
-    const int iters = options().bench_iters;
-    if (iters <= 0) return;
-    cudaStream_t s = nullptr;
-    TACTIC_CU(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
-    cudaGraph_t g = nullptr;
-    cudaGraphExec_t ge = nullptr;
-    TACTIC_CU(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
-    for (int i = 0; i < n_copies; i++) launch(i, s);
-    TACTIC_CU(cudaStreamEndCapture(s, &g));
-    TACTIC_CU(cudaGraphInstantiate(&ge, g, 0));
-    const int reps = std::max(1, iters / n_copies);
-    cudaEvent_t e0, e1;
-    TACTIC_CU(cudaEventCreate(&e0));
-    TACTIC_CU(cudaEventCreate(&e1));
-    TACTIC_CU(cudaGraphLaunch(ge, s));  // warm-up
-    std::vector<float> per_launch;
-    for (int trial = 0; trial < 5; trial++) {
-        TACTIC_CU(cudaEventRecord(e0, s));
-        for (int r = 0; r < reps; r++) TACTIC_CU(cudaGraphLaunch(ge, s));
-        TACTIC_CU(cudaEventRecord(e1, s));
-        TACTIC_CU(cudaEventSynchronize(e1));
-        float ms = 0;
-        TACTIC_CU(cudaEventElapsedTime(&ms, e0, e1));
-        per_launch.push_back(ms / float(reps * n_copies));
-    }
-    cudaEventDestroy(e0);
-    cudaEventDestroy(e1);
-    cudaGraphExecDestroy(ge);
-    cudaGraphDestroy(g);
-    cudaStreamDestroy(s);
-    check_launch("bench in a graph");
-    std::sort(per_launch.begin(), per_launch.end());
-    set_last_ms(per_launch[per_launch.size() / 2]);
-}
-
 }  // namespace
 
 void attention(const AttentionArgs &in) {

@@ -69,17 +69,11 @@ struct Options {
     int matvec_version = 0;  // 1 or 2 (0: default)
     int attn_splits = 0;   // 0: automatic
     int attn_prefetch = 0;  // 1: L2 prefetch of the next rows (measured no faster on an H200)
-<<<<<<< HEAD
     int bench_graph = 0;    // 1: timed decode attention and 8-bit matvec launches replay from a CUDA graph
-    int attn_kernel = 1;    // decode attention: 0 the FMA split kernel, 1 the tensor-core one (sm_80+;
-                            // 0 below), 2 that one with the splits merged by each head's last block
-=======
-    int bench_graph = 0;    // 1: timed decode attention launches replay from a CUDA graph
     int attn_kernel = 8;    // decode attention: 0 the FMA split kernel, 1 the tensor-core one (sm_80+;
                             // 0 below), 2 that one with the splits merged by each head's last block;
                             // 3-11 its variants (attention_decode_mma.cu, kVariants): 8 = TMA bulk row
                             // copies on sm_90 + a merge kernel with loads in flight (measured faster)
->>>>>>> main
     int matvec_q8 = 1;      // 0: decode multiplies quantized types by f32 activations (no 8-bit quantization)
     int prefill_mma = 2;    // prefill attention: 0 FMA, 1 WMMA, 2 mma.sync FlashAttention-2 style (sm_80+)
     int prefill_rows = 0;   // mma.sync prefill: query rows a block, 64 or 128 (0: default, 64)
@@ -88,10 +82,9 @@ struct Options {
     int tactic_blocks = 0;  // Tactic sparse attention blocks (0: one full wave)
     int matvec_q8_kernel = 5;  // 8-bit-activation matvec: 5 (two rows a warp on one activation load; Q4_K /
                                // Q5_K weights straight into registers), 4 (rows pipelined per warp), 3
-    int matvec_prefetch = 0;   // v5 matvec L2 prefetch (bits): 1 each warp's next chunk, 2 the next wave's
-                               // first chunk, 4 a persistent grid of one resident wave, 8 two chunks ahead
-                               // with bit 1, not one, 16 Q4_K/Q5_K chunks of half the steps, 32 pdl_wait
-                               // before the first weight load (0: off, v5 as is)
+    int matvec_wait = 0;       // v5 Q4_K/Q5_K: how the first chunk of weights is loaded before pdl_wait
+                               // (matvec_q8.cu): 0 as written (ptxas puts the wait first), 1 through shared
+                               // memory with cp.async, 2 with coherent loads
     int decode_fuse = 1;       // 1: decode fuses norm + quantization, residual adds, gate/up + activation;
                                // 2: also wq/wk/wv of one type in one launch (not yet measured)
     int tactic_fused = 1;   // 1: Tactic's attention streams rows through cp.async and merges in its last
@@ -151,13 +144,13 @@ void bench(F &&launch, int n_copies) {
 
 // bench() with the launches replayed from a CUDA graph, as the decode step replays its
 // kernels (option bench_graph; PDL launches become programmatic edges): the graph holds
-// launch(i % n_copies, stream) for i < max(n_copies, 8), median of 5 trials of about
-// bench_iters launches. (attention.cu's bench_in_graph is the same with n_copies launches.)
+// launch(i % n_copies, stream) for i < max(n_copies, min_launches), median of 5 trials of
+// about bench_iters launches, for tactic_cuda_last_ms.
 template <class F>
-void bench_graph_replay(F &&launch, int n_copies) {
+void bench_in_graph(F &&launch, int n_copies, int min_launches = 1) {
     const int iters = options().bench_iters;
     if (iters <= 0) return;
-    const int n = std::max(n_copies, 8);
+    const int n = std::max(n_copies, min_launches);
     cudaStream_t s = nullptr;
     TACTIC_CU(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
     cudaGraph_t g = nullptr;

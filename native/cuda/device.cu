@@ -130,9 +130,9 @@ bool set_option(const std::string &name, int64_t value) {
     } else if (name == "matvec_q8_kernel") {
         TACTIC_CHECK(value >= 3 && value <= 5, TACTIC_ERR_INVALID_ARGUMENT, "matvec_q8_kernel must be 3, 4 or 5");
         o.matvec_q8_kernel = int(value);
-    } else if (name == "matvec_prefetch") {
-        TACTIC_CHECK(value >= 0 && value <= 63, TACTIC_ERR_INVALID_ARGUMENT, "matvec_prefetch must be in [0, 63]");
-        o.matvec_prefetch = int(value);
+    } else if (name == "matvec_wait") {
+        TACTIC_CHECK(value >= 0 && value <= 2, TACTIC_ERR_INVALID_ARGUMENT, "matvec_wait must be 0, 1 or 2");
+        o.matvec_wait = int(value);
     } else if (name == "decode_fuse") {
         TACTIC_CHECK(value >= 0 && value <= 2, TACTIC_ERR_INVALID_ARGUMENT, "decode_fuse must be 0, 1 or 2");
         o.decode_fuse = int(value);

@@ -191,7 +191,7 @@ void matvec(uint32_t type, const void *w, size_t row_bytes, int64_t n_rows, int6
         launch(0);
         check_launch("matvec_q8_kernel");
         d_y.download(y, d_y.size());
-        if (options().bench_graph) bench_graph_replay(launch_on, copies);
+        if (options().bench_graph) bench_in_graph(launch_on, copies, 8);
         else bench(launch, copies);
         return;
     }

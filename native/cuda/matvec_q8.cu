@@ -444,10 +444,6 @@ struct MvArgs {
     const uint8_t *w2 = nullptr, *w3 = nullptr;
     int64_t n2 = 0, n3 = 0;
     float *y2 = nullptr, *y3 = nullptr;
-    // v5 with option matvec_prefetch (pf its bits; 8: two chunks ahead, not one; 16: chunks of
-    // half the steps, Q4_K / Q5_K; 32: pdl_wait first): pf_warps = the warps of one resident wave
-    int pf = 0;
-    int64_t pf_warps = 0;
 };
 
 template <int T, int LW, int ST>
@@ -574,8 +570,9 @@ void launch_v4(const MvArgs &m, const Q8Act &a, cudaStream_t stream) {
 // (and Q5_K's 16 qh bytes): the same part of the same blocks in the same order as v4, so
 // the same sums, bit for bit. The R rows of a warp share the activation loads (for every
 // 144-byte block v4 read ~350 bytes of x, bsums and scales through L1, for one row); with
-// the gated epilogue they are row r of w0 and of w1. The first chunk's loads are issued
-// before pdl_wait() (the weights are static; x and res come from earlier kernels).
+// the gated epilogue they are row r of w0 and of w1. The first chunk's loads are meant
+// to be issued before pdl_wait() (the weights are static; x and res come from earlier
+// kernels): see option matvec_wait below for what ptxas makes of that.
 // The formats whose blocks are not 16-byte aligned (Q6_K, Q8_0, Q4_0, ...) take v5s
 // below: v4's shared-memory tiles, R rows a warp on the same activation loads.
 
@@ -652,130 +649,117 @@ __device__ __forceinline__ void v5_store(const MvArgs &m, int64_t gw, const uint
     }
 }
 
-// L2 prefetch (option matvec_prefetch): the weights a warp will load later are asked into
-// L2 while it decodes, so DRAM stays busy through the warps' decode phases (which move
-// in lockstep on a launch of a few waves) without holding registers (v5d held them).
-// Bytes [p, p + n) of one row, 16-byte aligned and a multiple of 16 long: one bulk
-// prefetch by lane `who` (sm_90), else every lane a share of its 128-byte lines.
-__device__ __forceinline__ void prefetch_l2(const uint8_t *p, int64_t n, int lane, int who) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    if (lane == who) asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(unsigned(n)) : "memory");
-#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    for (int64_t o = int64_t(lane) * 128; o < n; o += 32 * 128) asm volatile("prefetch.global.L2 [%0];" ::"l"(p + o));
+// How v5 gets its first chunk of weights in before pdl_wait() (option matvec_wait). The
+// weights are static, so their loads may be issued before the wait (pdl.cuh), but ptxas
+// is free to schedule the wait above ld.global.nc loads whose results are only used after
+// it, and does (SASS of the register kernel: the wait first, then the loads). 0: as
+// written (ptxas's placement); 1: the first chunk goes through shared memory with cp.async
+// (which ptxas keeps above the wait, as in v5s) and back into the same registers after it;
+// 2: the first chunk with coherent loads (ld.global without .nc), which ptxas orders
+// with the wait as it orders any global access.
+template <bool NC>
+__device__ __forceinline__ uint4 ld_weights(const uint8_t *p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    if constexpr (NC) return ld_stream(p);
+    uint4 r;
+    asm volatile("ld.global.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+                 : "l"(p)
+                 : "memory");
+    return r;
+#else
+    return ld_stream(p);
 #endif
 }
-// Bytes [lo, hi) of each of a warp's rows (clipped to the row) into L2, lane k row k.
-template <int R>
-__device__ __forceinline__ void prefetch_rows(const uint8_t *const (&wr)[R], int64_t lo, int64_t hi,
-                                              int64_t row_bytes, int lane) {
-    hi = hi < row_bytes ? hi : row_bytes;
-    if (lo >= hi) return;
-#pragma unroll
-    for (int k = 0; k < R; k++)
-        if (wr[k]) prefetch_l2(wr[k] + lo, hi - lo, lane, k);
-}
-// The warp one resident wave later (option bit 2): its first `bytes` of each row.
-template <int R>
-__device__ __forceinline__ void prefetch_next_wave(const MvArgs &m, int64_t gw, int64_t bytes, int lane) {
-    const uint8_t *nwr[R];
-    int64_t norow[R];
-    v5_rows<R>(m, gw + m.pf_warps, nwr, norow);
-    prefetch_rows<R>(nwr, 0, bytes, int64_t(m.row_bytes), lane);
-}
-// Warps with work: virtual row groups of R (plain) or gated rows.
-template <int R>
-__device__ __forceinline__ int64_t v5_warps(const MvArgs &m) {
-    return m.nm == 2 ? m.n_rows : (m.n_rows + m.n2 + m.n3 + R - 1) / R;
-}
 
-// PF: option matvec_prefetch's instance (m.pf its bits; the same sums, bit for bit); with
-// bit 4 the grid is one resident wave and each warp takes row groups gw, gw + grid, ...
-// PF 2 (bit 16): chunks of half the steps (fewer registers, more warps a multiprocessor).
-template <int T, int R, int WPB, int PF>
+// WAIT: option matvec_wait's placement (above; 0 for v5s, whose cp.async copies already
+// stay above the wait).
+template <int T, int R, int WPB, int WAIT>
 __global__ void __launch_bounds__(WPB * 32) matvec_q8_v5_kernel(MvArgs m, Q8Act a) {
     constexpr bool five = T == TACTIC_TYPE_Q5_K;
-    constexpr int TS = QTraits<T>::TS, NU = V5<T>::NU;
-    constexpr int C = PF == 2 && V5<T>::C(R) > 1 ? V5<T>::C(R) / 2 : V5<T>::C(R);
-    constexpr int64_t CB = int64_t(4) * C * TS;  // bytes of a chunk of a row
+    constexpr int TS = QTraits<T>::TS, NU = V5<T>::NU, C = V5<T>::C(R);
+    // WAIT 1: a lane's first-chunk words, [word][lane] so that a warp's 16-byte accesses are
+    // conflict-free (36 KB a block at most: R <= 2)
+    constexpr int NS = WAIT == 1 ? C * R * NU : 1;
+    __shared__ __align__(16) uint4 stage[WAIT == 1 ? WPB : 1][NS][32];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int part = lane & 7, bsub = lane >> 3, h = part & 1;
     const int nb = m.nb, n_steps = (nb + 3) / 4;
-    const int pf_dist = (m.pf & 8) ? 2 : 1;  // chunks prefetched ahead (bit 1)
-    auto body = [&](int64_t gw, bool first) {
-        const uint8_t *wr[R];
-        int64_t orow[R];
-        v5_rows<R>(m, gw, wr, orow);
-        uint4 w[C][R][NU];
-        auto load = [&](int s0) {
+    const int64_t gw = int64_t(blockIdx.x) * WPB + warp;
+    const uint8_t *wr[R];
+    int64_t orow[R];
+    v5_rows<R>(m, gw, wr, orow);
+    uint4 w[C][R][NU];
+    // the word offsets of a lane's slices of a block
+    auto word_off = [&](int u) { return u == 0 ? 0 : u == 1 ? (five ? 48 : 16) + 16 * part : 16 + 16 * h; };
+    auto load = [&](int s0) {
 #pragma unroll
-            for (int c = 0; c < C; c++) {
-                const int b = 4 * (s0 + c) + bsub;
+        for (int c = 0; c < C; c++) {
+            const int b = 4 * (s0 + c) + bsub;
 #pragma unroll
-                for (int k = 0; k < R; k++) {
-                    if (wr[k] && b < nb) {
-                        const uint8_t *p = wr[k] + int64_t(b) * TS;
-                        w[c][k][0] = ld_stream(p);
-                        w[c][k][1] = ld_stream(p + (five ? 48 : 16) + 16 * part);
-                        if constexpr (five) w[c][k][2] = ld_stream(p + 16 + 16 * h);
+            for (int k = 0; k < R; k++) {
+#pragma unroll
+                for (int u = 0; u < NU; u++) {
+                    if (wr[k] && b < nb) w[c][k][u] = ld_stream(wr[k] + int64_t(b) * TS + word_off(u));
+                    else w[c][k][u] = make_uint4(0, 0, 0, 0);
+                }
+            }
+        }
+    };
+    if constexpr (WAIT == 0) {
+        load(0);
+    } else {
+#pragma unroll
+        for (int c = 0; c < C; c++) {
+            const int b = 4 * c + bsub;
+#pragma unroll
+            for (int k = 0; k < R; k++) {
+#pragma unroll
+                for (int u = 0; u < NU; u++) {
+                    const bool real = wr[k] && b < nb;
+                    const uint8_t *p = real ? wr[k] + int64_t(b) * TS + word_off(u) : nullptr;
+                    if constexpr (WAIT == 1) {
+                        if (real) copy_async<16>(reinterpret_cast<uint8_t *>(&stage[warp][(c * R + k) * NU + u][lane]), p);
                     } else {
-#pragma unroll
-                        for (int u = 0; u < NU; u++) w[c][k][u] = make_uint4(0, 0, 0, 0);
+                        w[c][k][u] = real ? ld_weights<false>(p) : make_uint4(0, 0, 0, 0);
                     }
                 }
             }
-        };
-        load(0);
-        if constexpr (PF) {
-            if (m.pf & 1) prefetch_rows<R>(wr, CB, (1 + pf_dist) * CB, int64_t(m.row_bytes), lane);
-            if (m.pf & 2) prefetch_next_wave<R>(m, gw, CB, lane);
         }
-        if (first) {
-            pdl_wait();
-            pdl_trigger();
-        }
-        float acc[R];
-#pragma unroll
-        for (int k = 0; k < R; k++) acc[k] = 0.f;
-        for (int s0 = 0; s0 < n_steps; s0 += C) {
-            if (s0) {
-                load(s0);
-                if constexpr (PF)
-                    if (m.pf & 1)
-                        prefetch_rows<R>(wr, CB * (s0 / C + pf_dist), CB * (s0 / C + pf_dist + 1),
-                                         int64_t(m.row_bytes), lane);
-            }
-#pragma unroll
-            for (int c = 0; c < C; c++) {
-                const int b = 4 * (s0 + c) + bsub;
-                if (b < nb) {
-                    const XPart xp = load_xpart<T>(a, b, part);
-#pragma unroll
-                    for (int k = 0; k < R; k++)
-                        if (wr[k]) acc[k] += q45k_part_dot<five>(w[c][k][0], w[c][k][1], w[c][k][NU - 1], part,
-                                                                 xp.x[0], xp.x[1], xp.f[0], xp.f[1], xp.d);
-                }
-            }
-        }
-        v5_store<R>(m, gw, wr, orow, acc);
-    };
-    const int64_t gw0 = int64_t(blockIdx.x) * WPB + warp;
-    if constexpr (PF) {
-        const int64_t n_warps = v5_warps<R>(m), stride = int64_t(gridDim.x) * WPB;
-        bool first = true;
-        if (m.pf & 32) {  // the wait before any weight load (ptxas puts v5's there too)
-            pdl_wait();
-            pdl_trigger();
-            first = false;
-        }
-        bool waited = !first;
-        for (int64_t gw = gw0; gw < n_warps; gw += stride) {
-            body(gw, first);
-            first = false;
-        }
-        if (!waited && first) pdl_wait();
-    } else {
-        body(gw0, true);
+        if constexpr (WAIT == 1) copy_commit();
     }
+    pdl_wait();  // x and res were written by earlier kernels
+    pdl_trigger();
+    if constexpr (WAIT == 1) {
+        copy_wait<0>();  // this lane's own copies: no other lane reads them
+#pragma unroll
+        for (int c = 0; c < C; c++) {
+            const int b = 4 * c + bsub;
+#pragma unroll
+            for (int k = 0; k < R; k++)
+#pragma unroll
+                for (int u = 0; u < NU; u++)
+                    w[c][k][u] = wr[k] && b < nb ? stage[warp][(c * R + k) * NU + u][lane] : make_uint4(0, 0, 0, 0);
+        }
+    }
+    float acc[R];
+#pragma unroll
+    for (int k = 0; k < R; k++) acc[k] = 0.f;
+    for (int s0 = 0; s0 < n_steps; s0 += C) {
+        if (s0) load(s0);
+#pragma unroll
+        for (int c = 0; c < C; c++) {
+            const int b = 4 * (s0 + c) + bsub;
+            if (b < nb) {
+                const XPart xp = load_xpart<T>(a, b, part);
+#pragma unroll
+                for (int k = 0; k < R; k++)
+                    if (wr[k]) acc[k] += q45k_part_dot<five>(w[c][k][0], w[c][k][1], w[c][k][NU - 1], part,
+                                                             xp.x[0], xp.x[1], xp.f[0], xp.f[1], xp.d);
+            }
+        }
+    }
+    v5_store<R>(m, gw, wr, orow, acc);
 }
 
 // v5s: NB blocks a tile (one block part a lane: the lane -> block map of v4, so the same
@@ -786,7 +770,7 @@ template <> struct Tile5<TACTIC_TYPE_Q6_K> { static constexpr int NB = 8, LPB = 
 template <> struct Tile5<TACTIC_TYPE_Q4_K> { static constexpr int NB = 8, LPB = 8; };  // a benchmark variant
 template <> struct Tile5<TACTIC_TYPE_Q5_K> { static constexpr int NB = 8, LPB = 8; };
 
-template <int T, int R, int ST, int WPB, bool PF>
+template <int T, int R, int ST, int WPB>
 __global__ void __launch_bounds__(WPB * 32) matvec_q8_v5s_kernel(MvArgs m, Q8Act a) {
     constexpr int LW = 16, TS = QTraits<T>::TS, NB = Tile5<T>::NB, LPB = Tile5<T>::LPB, TB = NB * TS;
     constexpr int NW = TB / LW, NL = (NW + 31) / 32, IPL = NB * LPB / 32;
@@ -794,88 +778,57 @@ __global__ void __launch_bounds__(WPB * 32) matvec_q8_v5s_kernel(MvArgs m, Q8Act
     __shared__ __align__(16) uint8_t smem[WPB][ST][R][TB + 16];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int nb = m.nb, n_tiles = (nb + NB - 1) / NB;
-    const int pf_dist = (m.pf & 8) ? 2 : 1;  // tiles prefetched ahead of the copies in flight (bit 1)
-    auto body = [&](int64_t gw, bool first) {
-        const uint8_t *wr[R];
-        int64_t orow[R];
-        v5_rows<R>(m, gw, wr, orow);
-        if (!wr[0]) {  // a whole warp (no block-wide barrier below); its rows are all past the end
-            if (first) pdl_wait();
-            return;
-        }
-        auto issue = [&](int t) {
-            const size_t base = size_t(t) * TB, rem = m.row_bytes - base;
-            const int nw = rem >= size_t(TB) ? NW : int(rem / LW);
-#pragma unroll
-            for (int k = 0; k < R; k++) {
-                if (!wr[k]) continue;
-                uint8_t *dst = smem[warp][t % ST][k];
-#pragma unroll
-                for (int i = 0; i < NL; i++) {
-                    const int wi = lane + 32 * i;
-                    if (wi < nw) copy_async<LW>(dst + wi * LW, wr[k] + base + size_t(wi) * LW);
-                }
-            }
-            if constexpr (PF)  // from the loop: the tile pf_dist after this one into L2
-                if ((m.pf & 1) && t >= ST - 1)
-                    prefetch_rows<R>(wr, int64_t(t + pf_dist) * TB, int64_t(t + pf_dist + 1) * TB,
-                                     int64_t(m.row_bytes), lane);
-        };
-#pragma unroll
-        for (int t = 0; t < ST - 1; t++) {
-            if (t < n_tiles) issue(t);
-            copy_commit();
-        }
-        if constexpr (PF) {  // the pf_dist tiles after those in flight; the next wave's first
-            if (m.pf & 1)
-                prefetch_rows<R>(wr, int64_t(ST - 1) * TB, int64_t(ST - 1 + pf_dist) * TB, int64_t(m.row_bytes), lane);
-            if (m.pf & 2) prefetch_next_wave<R>(m, gw, int64_t(ST - 1) * TB, lane);
-        }
-        if (first) {
-            pdl_wait();
-            pdl_trigger();
-        }
-        float acc[R];
-#pragma unroll
-        for (int k = 0; k < R; k++) acc[k] = 0.f;
-        for (int t = 0; t < n_tiles; t++) {
-            copy_wait<ST - 2>();
-            __syncwarp();
-            if (t + ST - 1 < n_tiles) issue(t + ST - 1);
-            copy_commit();
-            const int b0 = t * NB;
-#pragma unroll
-            for (int i = 0; i < IPL; i++) {
-                const int flat = lane + 32 * i, bi = flat / LPB, part = flat % LPB;
-                if (b0 + bi < nb) {
-                    const XPart xp = load_xpart<T>(a, int64_t(b0 + bi), part);
-#pragma unroll
-                    for (int k = 0; k < R; k++)
-                        if (wr[k]) acc[k] += block_dot_x<T>(smem[warp][t % ST][k], bi * TS, part, xp);
-                }
-            }
-            __syncwarp();
-        }
-        v5_store<R>(m, gw, wr, orow, acc);
-    };
-    const int64_t gw0 = int64_t(blockIdx.x) * WPB + warp;
-    if constexpr (PF) {
-        const int64_t n_warps = v5_warps<R>(m), stride = int64_t(gridDim.x) * WPB;
-        bool first = true;
-        if (m.pf & 32) {  // the wait before any weight load (ptxas puts v5's there too)
-            pdl_wait();
-            pdl_trigger();
-            first = false;
-        }
-        bool waited = !first;
-        for (int64_t gw = gw0; gw < n_warps; gw += stride) {
-            body(gw, first);
-            first = false;
-        }
-        if (!waited && first) pdl_wait();
-    } else {
-        body(gw0, true);
+    const int64_t gw = int64_t(blockIdx.x) * WPB + warp;
+    const uint8_t *wr[R];
+    int64_t orow[R];
+    v5_rows<R>(m, gw, wr, orow);
+    if (!wr[0]) {  // a whole warp (no block-wide barrier below); its rows are all past the end
+        pdl_wait();
+        return;
     }
+    auto issue = [&](int t) {
+        const size_t base = size_t(t) * TB, rem = m.row_bytes - base;
+        const int nw = rem >= size_t(TB) ? NW : int(rem / LW);
+#pragma unroll
+        for (int k = 0; k < R; k++) {
+            if (!wr[k]) continue;
+            uint8_t *dst = smem[warp][t % ST][k];
+#pragma unroll
+            for (int i = 0; i < NL; i++) {
+                const int wi = lane + 32 * i;
+                if (wi < nw) copy_async<LW>(dst + wi * LW, wr[k] + base + size_t(wi) * LW);
+            }
+        }
+    };
+#pragma unroll
+    for (int t = 0; t < ST - 1; t++) {
+        if (t < n_tiles) issue(t);
+        copy_commit();
+    }
+    pdl_wait();  // the first tiles (weights, static) are on their way; x and res come after
+    pdl_trigger();
+    float acc[R];
+#pragma unroll
+    for (int k = 0; k < R; k++) acc[k] = 0.f;
+    for (int t = 0; t < n_tiles; t++) {
+        copy_wait<ST - 2>();
+        __syncwarp();
+        if (t + ST - 1 < n_tiles) issue(t + ST - 1);
+        copy_commit();
+        const int b0 = t * NB;
+#pragma unroll
+        for (int i = 0; i < IPL; i++) {
+            const int flat = lane + 32 * i, bi = flat / LPB, part = flat % LPB;
+            if (b0 + bi < nb) {
+                const XPart xp = load_xpart<T>(a, int64_t(b0 + bi), part);
+#pragma unroll
+                for (int k = 0; k < R; k++)
+                    if (wr[k]) acc[k] += block_dot_x<T>(smem[warp][t % ST][k], bi * TS, part, xp);
+            }
+        }
+        __syncwarp();
+    }
+    v5_store<R>(m, gw, wr, orow, acc);
 }
 
 // v5 where every matrix is 16-byte aligned (rows included): v5 for Q4_K / Q5_K, v5s for
@@ -884,48 +837,19 @@ __global__ void __launch_bounds__(WPB * 32) matvec_q8_v5s_kernel(MvArgs m, Q8Act
 // only, plain epilogues); 8: blocks of one warp (a block's slots are refilled when its
 // last warp ends: smaller blocks keep an SM's loads from moving in lockstep); 2: Q4_K /
 // Q5_K through v5s's shared-memory tiles too.
-// The v5 instance of a shape (PF: option matvec_prefetch's, 2: with half chunks).
-template <int T, int R, int WPB, bool SMEM, int PF>
-void (*v5_kernel())(MvArgs, Q8Act) {
-    if constexpr (V5<T>::regs && !SMEM) return matvec_q8_v5_kernel<T, R, WPB, PF>;
-    else return matvec_q8_v5s_kernel<T, R, 3, WPB, PF != 0>;
-}
-
-// Resident blocks per SM of the prefetching instance (asked once, outside graph capture
-// by matvec_q8_prepare).
-template <int T, int PF>
-int v5pf_blocks_per_sm() {
-    static int n = 0;
-    if (n == 0) {
-        int b = 0;
-        if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, v5_kernel<T, 2, 4, false, PF>(), 4 * 32, 0) !=
-                cudaSuccess ||
-            b < 1) {
-            cudaGetLastError();
-            b = 4;
-        }
-        n = b;
-    }
-    return n;
-}
-
 template <int T, int R, int WPB, bool SMEM>
-void launch_v5_shape(MvArgs m, int64_t warps, const Q8Act &a, cudaStream_t stream) {
-    const int64_t blocks = (warps + WPB - 1) / WPB;
-    const dim3 block(WPB * 32);
-    if constexpr (R == 2 && WPB == 4 && !SMEM) {
-        if (const int pf = options().matvec_prefetch) {
-            const bool half = V5<T>::regs && (pf & 16);
-            const int64_t wave = int64_t(half ? v5pf_blocks_per_sm<T, 2>() : v5pf_blocks_per_sm<T, 1>()) * sm_count();
-            m.pf = pf;
-            m.pf_warps = wave * WPB;
-            const dim3 grid(unsigned((pf & 4) && blocks > wave ? wave : blocks));
-            if (half) launch_pdl(v5_kernel<T, R, WPB, SMEM, 2>(), grid, block, 0, stream, m, a);
-            else launch_pdl(v5_kernel<T, R, WPB, SMEM, 1>(), grid, block, 0, stream, m, a);
-            return;
+void launch_v5_shape(const MvArgs &m, int64_t warps, const Q8Act &a, cudaStream_t stream) {
+    const dim3 grid(unsigned((warps + WPB - 1) / WPB)), block(WPB * 32);
+    if constexpr (V5<T>::regs && !SMEM) {
+        const int wait = options().matvec_wait;
+        if constexpr (R <= 2) {  // (four rows a warp: the staging would not fit 48 KB)
+            if (wait == 1) return launch_pdl(matvec_q8_v5_kernel<T, R, WPB, 1>, grid, block, 0, stream, m, a);
+            if (wait == 2) return launch_pdl(matvec_q8_v5_kernel<T, R, WPB, 2>, grid, block, 0, stream, m, a);
         }
+        launch_pdl(matvec_q8_v5_kernel<T, R, WPB, 0>, grid, block, 0, stream, m, a);
+    } else {
+        launch_pdl(matvec_q8_v5s_kernel<T, R, 3, WPB>, grid, block, 0, stream, m, a);
     }
-    launch_pdl(v5_kernel<T, R, WPB, SMEM, 0>(), dim3(unsigned(blocks)), block, 0, stream, m, a);
 }
 
 template <int T>
@@ -1108,8 +1032,6 @@ void matvec_q8_prepare() {
             v4_blocks_per_sm<T, 8, 3>();
             v4_blocks_per_sm<T, 4, 3>();
             v4_blocks_per_sm<T, 2, 3>();
-            v5pf_blocks_per_sm<T, 1>();
-            if constexpr (V5<T>::regs) v5pf_blocks_per_sm<T, 2>();
         });
     sm_count();
 }
@@ -1173,7 +1095,7 @@ void matvec_q8_epilogue(uint32_t type, const void *w0, const void *w1, size_t ro
     check_launch("matvec_q8_v4/v5_kernel");
     d_y.download(y, d_y.size());
     // (a timed residual epilogue keeps adding into y: only its time is kept)
-    if (options().bench_graph) bench_graph_replay(launch_on, copies);
+    if (options().bench_graph) bench_in_graph(launch_on, copies, 8);
     else bench(launch, copies);
 }
 

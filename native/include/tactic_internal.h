@@ -180,10 +180,9 @@ TACTIC_API tactic_status tactic_bench_tactic_dots(const float *Q, int32_t g, con
  * stages, with 4 "matvec_rows" 4 selects four; 5 = default, Q4_K/Q5_K weights loaded straight into
  * registers, the other formats through v4's tiles, two rows a warp on one activation load,
  * for 16-byte aligned matrices (others: 4), "matvec_rows" 1 or 4 (Q4_K/Q5_K) rows a warp
- * instead), "matvec_prefetch" (v5, two rows a warp, bits: 1 = each warp prefetches its
- * next chunk into L2, 2 = also the first chunk of the warp one resident wave later, 4 = a
- * persistent grid of one resident wave, 8 = with 1, two chunks ahead, 16 = Q4_K/Q5_K chunks
- * of half the steps, 32 = pdl_wait before the first weight load; 0 = default, off), "decode_fuse" (1 = default: the decode
+ * instead), "matvec_wait" (v5 Q4_K/Q5_K, how the first chunk of weights is loaded
+ * before pdl_wait: 0 = default, as written; 1 = through shared memory with cp.async; 2 =
+ * with coherent loads), "decode_fuse" (1 = default: the decode
  * step fuses RMSNorm + activation quantization, residual adds and the gated activation
  * into neighbouring kernels; 2: also wq, wk, wv of one type in one launch; 0: separate
  * kernels), "norm_fuse" (with decode_fuse, 1 = default: QK-norm inside RoPE + KV store,
