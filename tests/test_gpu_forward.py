@@ -167,7 +167,7 @@ def test_random_weights_gpu_matches_cpu(random_files, arch, outtype, tmp_path):
 # The library's defaults of the options gpu_decode sets (restored after each call), as
 # overridden for the whole file by TACTIC_TEST_CUDA_OPTIONS ("pdl=1,decode_fuse=2": every
 # test here runs with those options, set at import).
-OPTION_DEFAULTS = {"matvec_q8_kernel": 5, "decode_fuse": 1, "norm_fuse": 1, "pdl": 1}
+OPTION_DEFAULTS = {"matvec_q8_kernel": 5, "decode_fuse": 2, "norm_fuse": 1, "pdl": 1, "matvec_wait": 1}
 for _kv in filter(None, os.environ.get("TACTIC_TEST_CUDA_OPTIONS", "").split(",")):
     _name, _, _value = _kv.partition("=")
     OPTION_DEFAULTS[_name.strip()] = int(_value)

@@ -82,11 +82,11 @@ struct Options {
     int tactic_blocks = 0;  // Tactic sparse attention blocks (0: one full wave)
     int matvec_q8_kernel = 5;  // 8-bit-activation matvec: 5 (two rows a warp on one activation load; Q4_K /
                                // Q5_K weights straight into registers), 4 (rows pipelined per warp), 3
-    int matvec_wait = 0;       // v5 Q4_K/Q5_K: how the first chunk of weights is loaded before pdl_wait
-                               // (matvec_q8.cu): 0 as written (ptxas puts the wait first), 1 through shared
-                               // memory with cp.async, 2 with coherent loads
-    int decode_fuse = 1;       // 1: decode fuses norm + quantization, residual adds, gate/up + activation;
-                               // 2: also wq/wk/wv of one type in one launch (not yet measured)
+    int matvec_wait = 1;       // v5 Q4_K/Q5_K: 1 the first chunk of weights with coherent loads, which ptxas
+                               // keeps above pdl_wait; 0 ld.global.nc, which it schedules after the wait
+                               // (matvec_q8.cu; 1 measured faster on the H200: docs/PERFORMANCE.md)
+    int decode_fuse = 2;       // 1: decode fuses norm + quantization, residual adds, gate/up + activation;
+                               // 2: also wq/wk/wv of one type in one launch (measured faster on the H200)
     int tactic_fused = 1;   // 1: Tactic's attention streams rows through cp.async and merges in its last
                             // block per KV head; 0: the earlier register-tile kernel + a merge kernel
     int pdl = 1;            // 1: kernels following pdl.cuh's protocol launch with programmatic dependent launch

@@ -131,7 +131,7 @@ bool set_option(const std::string &name, int64_t value) {
         TACTIC_CHECK(value >= 3 && value <= 5, TACTIC_ERR_INVALID_ARGUMENT, "matvec_q8_kernel must be 3, 4 or 5");
         o.matvec_q8_kernel = int(value);
     } else if (name == "matvec_wait") {
-        TACTIC_CHECK(value >= 0 && value <= 2, TACTIC_ERR_INVALID_ARGUMENT, "matvec_wait must be 0, 1 or 2");
+        TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "matvec_wait must be 0 or 1");
         o.matvec_wait = int(value);
     } else if (name == "decode_fuse") {
         TACTIC_CHECK(value >= 0 && value <= 2, TACTIC_ERR_INVALID_ARGUMENT, "decode_fuse must be 0, 1 or 2");

@@ -649,18 +649,16 @@ __device__ __forceinline__ void v5_store(const MvArgs &m, int64_t gw, const uint
     }
 }
 
-// How v5 gets its first chunk of weights in before pdl_wait() (option matvec_wait). The
-// weights are static, so their loads may be issued before the wait (pdl.cuh), but ptxas
-// is free to schedule the wait above ld.global.nc loads whose results are only used after
-// it, and does (SASS of the register kernel: the wait first, then the loads). 0: as
-// written (ptxas's placement); 1: the first chunk goes through shared memory with cp.async
-// (which ptxas keeps above the wait, as in v5s) and back into the same registers after it;
-// 2: the first chunk with coherent loads (ld.global without .nc), which ptxas orders
-// with the wait as it orders any global access.
-template <bool NC>
-__device__ __forceinline__ uint4 ld_weights(const uint8_t *p) {
+// Where v5's first chunk of weights is loaded (option matvec_wait). The weights are static,
+// so their loads may be issued before pdl_wait() (pdl.cuh), but ptxas schedules the wait
+// above ld.global.nc loads whose results are only used after it (SASS: the wait first, then
+// all 16-18 loads of the chunk), so under PDL v5 did not load early. EARLY (option 1, the
+// default): the first chunk with coherent loads (ld.global without .nc), which ptxas keeps
+// above the wait (SASS: every load of the chunk, then the wait), the later chunks as before.
+// (Through shared memory with cp.async, which ptxas also keeps above it, was slower: 33-37 KB
+// of shared memory a block; measured in docs/PERFORMANCE.md.)
+__device__ __forceinline__ uint4 ld_weights_coherent(const uint8_t *p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    if constexpr (NC) return ld_stream(p);
     uint4 r;
     asm volatile("ld.global.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
                  : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
@@ -672,16 +670,10 @@ __device__ __forceinline__ uint4 ld_weights(const uint8_t *p) {
 #endif
 }
 
-// WAIT: option matvec_wait's placement (above; 0 for v5s, whose cp.async copies already
-// stay above the wait).
-template <int T, int R, int WPB, int WAIT>
+template <int T, int R, int WPB, bool EARLY>
 __global__ void __launch_bounds__(WPB * 32) matvec_q8_v5_kernel(MvArgs m, Q8Act a) {
     constexpr bool five = T == TACTIC_TYPE_Q5_K;
     constexpr int TS = QTraits<T>::TS, NU = V5<T>::NU, C = V5<T>::C(R);
-    // WAIT 1: a lane's first-chunk words, [word][lane] so that a warp's 16-byte accesses are
-    // conflict-free (36 KB a block at most: R <= 2)
-    constexpr int NS = WAIT == 1 ? C * R * NU : 1;
-    __shared__ __align__(16) uint4 stage[WAIT == 1 ? WPB : 1][NS][32];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int part = lane & 7, bsub = lane >> 3, h = part & 1;
     const int nb = m.nb, n_steps = (nb + 3) / 4;
@@ -690,9 +682,9 @@ __global__ void __launch_bounds__(WPB * 32) matvec_q8_v5_kernel(MvArgs m, Q8Act 
     int64_t orow[R];
     v5_rows<R>(m, gw, wr, orow);
     uint4 w[C][R][NU];
-    // the word offsets of a lane's slices of a block
+    // a lane's slices of a block: the header, its 16 qs bytes, (Q5_K) its 16 qh bytes
     auto word_off = [&](int u) { return u == 0 ? 0 : u == 1 ? (five ? 48 : 16) + 16 * part : 16 + 16 * h; };
-    auto load = [&](int s0) {
+    auto load = [&](int s0, bool coherent) {
 #pragma unroll
         for (int c = 0; c < C; c++) {
             const int b = 4 * (s0 + c) + bsub;
@@ -700,53 +692,24 @@ __global__ void __launch_bounds__(WPB * 32) matvec_q8_v5_kernel(MvArgs m, Q8Act 
             for (int k = 0; k < R; k++) {
 #pragma unroll
                 for (int u = 0; u < NU; u++) {
-                    if (wr[k] && b < nb) w[c][k][u] = ld_stream(wr[k] + int64_t(b) * TS + word_off(u));
-                    else w[c][k][u] = make_uint4(0, 0, 0, 0);
-                }
-            }
-        }
-    };
-    if constexpr (WAIT == 0) {
-        load(0);
-    } else {
-#pragma unroll
-        for (int c = 0; c < C; c++) {
-            const int b = 4 * c + bsub;
-#pragma unroll
-            for (int k = 0; k < R; k++) {
-#pragma unroll
-                for (int u = 0; u < NU; u++) {
-                    const bool real = wr[k] && b < nb;
-                    const uint8_t *p = real ? wr[k] + int64_t(b) * TS + word_off(u) : nullptr;
-                    if constexpr (WAIT == 1) {
-                        if (real) copy_async<16>(reinterpret_cast<uint8_t *>(&stage[warp][(c * R + k) * NU + u][lane]), p);
+                    if (wr[k] && b < nb) {
+                        const uint8_t *p = wr[k] + int64_t(b) * TS + word_off(u);
+                        w[c][k][u] = coherent ? ld_weights_coherent(p) : ld_stream(p);
                     } else {
-                        w[c][k][u] = real ? ld_weights<false>(p) : make_uint4(0, 0, 0, 0);
+                        w[c][k][u] = make_uint4(0, 0, 0, 0);
                     }
                 }
             }
         }
-        if constexpr (WAIT == 1) copy_commit();
-    }
+    };
+    load(0, EARLY);
     pdl_wait();  // x and res were written by earlier kernels
     pdl_trigger();
-    if constexpr (WAIT == 1) {
-        copy_wait<0>();  // this lane's own copies: no other lane reads them
-#pragma unroll
-        for (int c = 0; c < C; c++) {
-            const int b = 4 * c + bsub;
-#pragma unroll
-            for (int k = 0; k < R; k++)
-#pragma unroll
-                for (int u = 0; u < NU; u++)
-                    w[c][k][u] = wr[k] && b < nb ? stage[warp][(c * R + k) * NU + u][lane] : make_uint4(0, 0, 0, 0);
-        }
-    }
     float acc[R];
 #pragma unroll
     for (int k = 0; k < R; k++) acc[k] = 0.f;
     for (int s0 = 0; s0 < n_steps; s0 += C) {
-        if (s0) load(s0);
+        if (s0) load(s0, false);
 #pragma unroll
         for (int c = 0; c < C; c++) {
             const int b = 4 * (s0 + c) + bsub;
@@ -841,12 +804,8 @@ template <int T, int R, int WPB, bool SMEM>
 void launch_v5_shape(const MvArgs &m, int64_t warps, const Q8Act &a, cudaStream_t stream) {
     const dim3 grid(unsigned((warps + WPB - 1) / WPB)), block(WPB * 32);
     if constexpr (V5<T>::regs && !SMEM) {
-        const int wait = options().matvec_wait;
-        if constexpr (R <= 2) {  // (four rows a warp: the staging would not fit 48 KB)
-            if (wait == 1) return launch_pdl(matvec_q8_v5_kernel<T, R, WPB, 1>, grid, block, 0, stream, m, a);
-            if (wait == 2) return launch_pdl(matvec_q8_v5_kernel<T, R, WPB, 2>, grid, block, 0, stream, m, a);
-        }
-        launch_pdl(matvec_q8_v5_kernel<T, R, WPB, 0>, grid, block, 0, stream, m, a);
+        if (options().matvec_wait) launch_pdl(matvec_q8_v5_kernel<T, R, WPB, true>, grid, block, 0, stream, m, a);
+        else launch_pdl(matvec_q8_v5_kernel<T, R, WPB, false>, grid, block, 0, stream, m, a);
     } else {
         launch_pdl(matvec_q8_v5s_kernel<T, R, 3, WPB>, grid, block, 0, stream, m, a);
     }

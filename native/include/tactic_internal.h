@@ -180,11 +180,11 @@ TACTIC_API tactic_status tactic_bench_tactic_dots(const float *Q, int32_t g, con
  * stages, with 4 "matvec_rows" 4 selects four; 5 = default, Q4_K/Q5_K weights loaded straight into
  * registers, the other formats through v4's tiles, two rows a warp on one activation load,
  * for 16-byte aligned matrices (others: 4), "matvec_rows" 1 or 4 (Q4_K/Q5_K) rows a warp
- * instead), "matvec_wait" (v5 Q4_K/Q5_K, how the first chunk of weights is loaded
- * before pdl_wait: 0 = default, as written; 1 = through shared memory with cp.async; 2 =
- * with coherent loads), "decode_fuse" (1 = default: the decode
- * step fuses RMSNorm + activation quantization, residual adds and the gated activation
- * into neighbouring kernels; 2: also wq, wk, wv of one type in one launch; 0: separate
+ * instead), "matvec_wait" (v5 Q4_K/Q5_K: 1 = default, the first chunk of weights
+ * loaded with coherent loads, issued before pdl_wait; 0 = with ld.global.nc, which ptxas
+ * schedules after the wait), "decode_fuse" (2 = default: the decode step fuses RMSNorm +
+ * activation quantization, residual adds and the gated activation into neighbouring
+ * kernels, and runs wq, wk, wv of one type in one launch; 1: not the latter; 0: separate
  * kernels), "norm_fuse" (with decode_fuse, 1 = default: QK-norm inside RoPE + KV store,
  * a post-norm + its residual add + the next pre-norm in one kernel; 0: separate), "pdl"
  * (1 = default: the decode kernels launch with programmatic dependent launch on compute
