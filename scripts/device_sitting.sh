@@ -80,12 +80,12 @@ case "$PART" in
   fi
   setsid nohup timeout 400 python3 scripts/make_random_gguf.py --preset llama-3.1-8b --type q4_k_m --share-layers \
     -o $L8 > /root/gen8b.log 2>&1 < /dev/null &
-  # KTESTS: the kernel test files (a short sitting names the ones its changes touch)
-  timeout 200 python3 -m pytest -q -p no:cacheprovider --tb=short -rfs ${KTESTS:-tests/test_cuda.py tests/test_cuda_matvec_q8.py \
-    tests/test_tactic_gpu.py tests/test_device_select.py tests/test_cuda_prefill_attention.py} 2>&1 | tee "$OUT/tests_kernels.log" | tail -6
+  # KTESTS: the kernel test files (a short sitting names the ones its changes touch); each set in
+  # shards run at once (scripts/pytest_shards.py: 16 cores, one GPU)
+  timeout ${KTIME:-240} python3 scripts/pytest_shards.py 8 "$OUT/tests_kernels_" ${KTESTS:-tests/test_cuda.py tests/test_cuda_matvec_q8.py \
+    tests/test_tactic_gpu.py tests/test_device_select.py tests/test_cuda_prefill_attention.py}
   say "kernel tests done"
-  timeout 300 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_gpu_forward.py \
-    -k "random or chunks or truncate" 2>&1 | tee "$OUT/tests_parity_random.log" | tail -8
+  timeout ${PTIME:-300} python3 scripts/pytest_shards.py 6 "$OUT/tests_parity_" tests/test_gpu_forward.py -k "random or chunks or truncate"
   [ -f tests/test_gpu_layers.py ] && [ "${LAYERS:-1}" = 1 ] && timeout 100 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_gpu_layers.py \
     2>&1 | tee "$OUT/tests_gpu_layers.log" | tail -4
   say "parity tests done"
