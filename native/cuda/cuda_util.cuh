@@ -98,7 +98,11 @@ struct Options {
                             // histograms); 3 the same from the scores' partials, two levels + candidates
     int tactic_score = 3;   // Tactic's centroid scores: 1 the first kernel; 2 every row requested before
                             // pdl_wait, q in shared memory (one wave); 3 that kernel, rows after pdl_wait
-                            // (3/3 measured fastest on the H200: docs/results/gpu_session7.md)
+                            // (3/3 measured fastest on the H200: docs/results/gpu_session7.md); 4 the
+                            // kernel of 3 with the dot products on tensor cores (q in f16 hi + lo)
+    int tactic_attend = 1;  // Tactic's tensor-core streaming attention: 1 four warps a block, the merge tail
+                            // one L2 round trip per 8 blocks; 2 eight warps a block (head_dim 128) and the
+                            // parallel merge tail; 3 four warps and the parallel tail
 };
 Options &options();
 void set_last_ms(double ms);

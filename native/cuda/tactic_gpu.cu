@@ -1671,7 +1671,9 @@ constexpr int kNoRow = INT32_MIN;  // list code of a stage row past the piece's 
 
 // Stage rows are padded by 8 halves (16 bytes) so that the 8 rows an ldmatrix of the
 // tensor-core variant reads fall in distinct banks; the FMA variant uses the rows unpadded.
-size_t stream_smem(int D) { return size_t(kStreamWarps) * kStreamStages * 2 * (2048 / D) * (D + 8) * sizeof(__half); }
+size_t stream_smem(int D, int W = kStreamWarps) {
+    return size_t(W) * kStreamStages * 2 * (2048 / D) * (D + 8) * sizeof(__half);
+}
 
 // 16 bytes global -> shared, asynchronously where the GPU has cp.async (sm_80+); zeros
 // when !valid.
@@ -1734,6 +1736,123 @@ __device__ __forceinline__ void split_f16x2(float x0, float x1, uint32_t &hi, ui
     lo = *reinterpret_cast<const uint32_t *>(&l);
 }
 
+// A, version 4 (options().tactic_score == 4): cscore2_kernel's blocks (the same clusters
+// a block, so the same partials for tactic_select 3; rows after pdl_wait as in 3), the
+// dot products on tensor cores. Measured why: version 3 spends its time in FMAs and
+// shuffles (a reduction over D / 8 lanes for every head and row), not in the loads.
+// mma.m16n8k16: A = the group's query heads (row g: q's f16 hi parts, row g + 8: the
+// lo parts, as the streaming attention), B = 8 clusters (n) x 16 dims (k). The dot
+// product does not care which k is which dim as long as A and B agree, so lane (g, t)
+// loads 16 bytes of cluster g's row, dims 32 j + 8 t .. + 8: halves 0-3 are its B
+// fragment of k-step 2 j (k 2t, 2t+1 | 2t+8, 2t+9), halves 4-7 of k-step 2 j + 1, and
+// its A fragment takes q's dims in the same order. C: head g, clusters 2t, 2t+1 of the
+// tile = c[j] + c[j + 2] (hi row + lo row).
+template <int D, int G>
+__global__ void __launch_bounds__(kScoreWarps * 32) cscore_mma_kernel(TacticLayerDev L, const float *__restrict__ q,
+                                                                      float *__restrict__ cscore,
+                                                                      float *__restrict__ part, float scale) {
+    constexpr int PER_BLOCK = kScoreWarps * (32 / (D / 8)) * kScore2Rows;  // as cscore2_kernel (score2_blocks)
+    constexpr int TILES = PER_BLOCK / (kScoreWarps * 8), JC = D / 32;
+    static_assert(TILES >= 1 && TILES * kScoreWarps * 8 == PER_BLOCK && G <= 8, "score tile shape");
+    const int kvh = blockIdx.y, group = L.n_head / L.n_head_kv, h0 = kvh * group;
+    const int C = L.n_clusters[kvh];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const int c_warp = blockIdx.x * PER_BLOCK + warp * TILES * 8;
+    const __half *cent = L.cent + int64_t(kvh) * L.cmax * D + 8 * t;
+    const int32_t *co = L.coff + int64_t(kvh) * (L.cmax + 1);
+    pdl_wait();
+    uint4 w[TILES][JC];
+    float tk[TILES][2];  // tokens of clusters 2t, 2t+1 of each tile (with part)
+#pragma unroll
+    for (int i = 0; i < TILES; i++) {
+        const int c = c_warp + i * 8 + g;
+#pragma unroll
+        for (int j = 0; j < JC; j++)
+            w[i][j] = c < C ? __ldg(reinterpret_cast<const uint4 *>(cent + int64_t(c) * D + 32 * j))
+                            : make_uint4(0, 0, 0, 0);
+#pragma unroll
+        for (int jj = 0; jj < 2; jj++) {
+            const int cc = c_warp + i * 8 + 2 * t + jj;
+            tk[i][jj] = part && cc < C ? float(__ldg(co + cc + 1) - __ldg(co + cc)) : 0.f;
+        }
+    }
+    pdl_trigger();
+    const bool on = g < group;
+    uint32_t qf[2 * JC][4];
+    {
+        const float *qg = q + int64_t(h0 + (on ? g : 0)) * D + 8 * t;
+#pragma unroll
+        for (int j = 0; j < JC; j++) {
+            const float4 x0 = *reinterpret_cast<const float4 *>(qg + 32 * j);
+            const float4 x1 = *reinterpret_cast<const float4 *>(qg + 32 * j + 4);
+            const float z = on ? 1.f : 0.f;
+            split_f16x2(z * x0.x, z * x0.y, qf[2 * j][0], qf[2 * j][1]);
+            split_f16x2(z * x0.z, z * x0.w, qf[2 * j][2], qf[2 * j][3]);
+            split_f16x2(z * x1.x, z * x1.y, qf[2 * j + 1][0], qf[2 * j + 1][1]);
+            split_f16x2(z * x1.z, z * x1.w, qf[2 * j + 1][2], qf[2 * j + 1][3]);
+        }
+    }
+    float sc[TILES][2];
+#pragma unroll
+    for (int i = 0; i < TILES; i++) {
+        float c[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+        for (int j = 0; j < JC; j++) {
+            mma16816(c, qf[2 * j], w[i][j].x, w[i][j].y);
+            mma16816(c, qf[2 * j + 1], w[i][j].z, w[i][j].w);
+        }
+        sc[i][0] = c[0] + c[2];
+        sc[i][1] = c[1] + c[3];
+    }
+    float *dst = cscore + int64_t(h0 + g) * L.cmax;
+    float m = -INFINITY, mn = INFINITY;
+#pragma unroll
+    for (int i = 0; i < TILES; i++)
+#pragma unroll
+        for (int jj = 0; jj < 2; jj++) {
+            const int cc = c_warp + i * 8 + 2 * t + jj;
+            if (on && cc < C) {
+                dst[cc] = sc[i][jj];
+                m = fmaxf(m, sc[i][jj]);
+                mn = fminf(mn, sc[i][jj]);
+            }
+        }
+    if (!part) return;  // grid-uniform
+    __shared__ float s_red[kScoreWarps][8][3];
+#pragma unroll
+    for (int o = 1; o < 4; o <<= 1) {  // over the 4 lanes of head g
+        m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+        mn = fminf(mn, __shfl_xor_sync(0xffffffffu, mn, o));
+    }
+    float z = 0.f;
+#pragma unroll
+    for (int i = 0; i < TILES; i++)
+#pragma unroll
+        for (int jj = 0; jj < 2; jj++)
+            if (on && c_warp + i * 8 + 2 * t + jj < C) z += tk[i][jj] * expf(scale * (sc[i][jj] - m));
+#pragma unroll
+    for (int o = 1; o < 4; o <<= 1) z += __shfl_xor_sync(0xffffffffu, z, o);
+    if (t == 0) {
+        s_red[warp][g][0] = m;
+        s_red[warp][g][1] = z;
+        s_red[warp][g][2] = mn;
+    }
+    __syncthreads();
+    if (threadIdx.x < group && threadIdx.x < G) {
+        const int h = threadIdx.x;
+        float M = -INFINITY, Z = 0.f, MN = INFINITY;
+        for (int wv = 0; wv < kScoreWarps; wv++) M = fmaxf(M, s_red[wv][h][0]);
+        for (int wv = 0; wv < kScoreWarps; wv++) {
+            if (s_red[wv][h][0] != -INFINITY) Z += s_red[wv][h][1] * expf(scale * (s_red[wv][h][0] - M));
+            MN = fminf(MN, s_red[wv][h][2]);
+        }
+        float *pp = part + (int64_t(h0 + h) * gridDim.x + blockIdx.x) * 3;
+        pp[0] = M;
+        pp[1] = Z;
+        pp[2] = MN;
+    }
+}
+
 // The list range [r0, r1) of block bb when the total work tot is cut into nbe pieces.
 __device__ __forceinline__ int64_t piece_start(int64_t tot, int bb, int nbe) { return tot * bb / nbe; }
 
@@ -1743,18 +1862,104 @@ __device__ __forceinline__ int64_t piece_start(int64_t tot, int bb, int nbe) { r
 // microseconds on the step's tail.
 __device__ __forceinline__ int block_of_row(int64_t tot, int nbe, int64_t r) { return int(((r + 1) * nbe - 1) / tot); }
 
+// E in parallel (tactic_attend 2 and 3): the last block of a KV head merges its blocks'
+// partials bt0 .. bt1 - 1 without a chain of dependent loads. Per chunk of kWideChunk
+// blocks: every (m, l) loaded at once into shared memory, each head's max by a warp,
+// the blocks' weights e^(m_b - M) left in shared memory; then each thread's acc loads
+// depend on nothing but their address (16 in flight), the running sums rescaled once a
+// chunk. The sequential tail waits one L2 round trip per 8 blocks with the rescaling in
+// between. s_w: shared scratch of 2 kWideChunk G floats (the stream buffers, free here).
+constexpr int kWideChunk = 256;
+template <int D, int G, int NT>
+__device__ void merge_kv_head_wide(const float *__restrict__ part_acc, const float *__restrict__ part_ml, int H, int h0,
+                                   int group, int bt0, int bt1, float *__restrict__ out, float *s_w) {
+    constexpr int D4 = D / 4, IPT = (G * D4 + NT - 1) / NT, NW = NT / 32;
+    __shared__ float s_M[G], s_S[G], s_alpha[G];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    float *s_wm = s_w, *s_wl = s_w + kWideChunk * G;
+    if (threadIdx.x < G) {
+        s_M[threadIdx.x] = -INFINITY;
+        s_S[threadIdx.x] = 0.f;
+    }
+    float4 A[IPT];
+#pragma unroll
+    for (int k = 0; k < IPT; k++) A[k] = make_float4(0.f, 0.f, 0.f, 0.f);
+    for (int c0 = bt0; c0 < bt1; c0 += kWideChunk) {
+        const int n = min(kWideChunk, bt1 - c0);
+        for (int e = threadIdx.x; e < n * group; e += NT) {
+            const int64_t row = int64_t(c0 + e / group) * H + h0 + e % group;
+            s_wm[e] = __ldcg(part_ml + row * 2);
+            s_wl[e] = __ldcg(part_ml + row * 2 + 1);
+        }
+        __syncthreads();  // (also: s_M, s_S set)
+        for (int h = warp; h < group; h += NW) {
+            float mx = -INFINITY;
+            for (int i = lane; i < n; i += 32) mx = fmaxf(mx, s_wm[i * group + h]);
+            mx = warp_max(mx);
+            const float m_old = s_M[h], m_new = fmaxf(m_old, mx);
+            float sl = 0.f;
+            for (int i = lane; i < n; i += 32) {
+                const float mb = s_wm[i * group + h];
+                const float f = mb == -INFINITY ? 0.f : expf(mb - m_new);
+                s_wm[i * group + h] = f;
+                sl = fmaf(f, s_wl[i * group + h], sl);
+            }
+            sl = warp_sum(sl);
+            __syncwarp();
+            if (lane == 0) {
+                const float alpha = m_old == -INFINITY ? 0.f : expf(m_old - m_new);
+                s_alpha[h] = alpha;
+                s_S[h] = fmaf(s_S[h], alpha, sl);
+                s_M[h] = m_new;
+            }
+        }
+        __syncthreads();
+#pragma unroll
+        for (int k = 0; k < IPT; k++) {
+            const int e = threadIdx.x + k * NT;
+            if (e >= group * D4) break;
+            const int h = e / D4, d4 = e % D4;
+            const float al = s_alpha[h];
+            float4 a = make_float4(A[k].x * al, A[k].y * al, A[k].z * al, A[k].w * al);
+            const float4 *src = reinterpret_cast<const float4 *>(part_acc + (int64_t(c0) * H + h0 + h) * D) + d4;
+#pragma unroll 16
+            for (int i = 0; i < n; i++) {
+                const float4 v = __ldcg(src + int64_t(i) * H * D4);
+                const float f = s_wm[i * group + h];
+                if (f != 0.f) {
+                    a.x = fmaf(f, v.x, a.x);
+                    a.y = fmaf(f, v.y, a.y);
+                    a.z = fmaf(f, v.z, a.z);
+                    a.w = fmaf(f, v.w, a.w);
+                }
+            }
+            A[k] = a;
+        }
+        __syncthreads();  // s_w is refilled by the next chunk
+    }
+#pragma unroll
+    for (int k = 0; k < IPT; k++) {
+        const int e = threadIdx.x + k * NT;
+        if (e >= group * D4) break;
+        const int h = e / D4, d4 = e % D4;
+        const float S = s_S[h], inv = S > 0.f ? 1.f / S : 0.f;
+        *reinterpret_cast<float4 *>(out + int64_t(h0 + h) * D + 4 * d4) =
+            make_float4(A[k].x * inv, A[k].y * inv, A[k].z * inv, A[k].w * inv);
+    }
+}
+
 // MMA (options().tactic_mma, head_dim <= 128): the same pipeline, each stage's scores and
 // values on tensor cores. The group's query heads are the rows of the 16-row A tile:
 // head g's q in f16 hi parts in row g and lo parts in row g + 8 (G <= 8), so S = c(row g)
 // + c(row g+8) keeps q in 22 bits; the weights P the same way (hi in row g, lo in row
 // g + 8) for O = P V, and O = o(row g) + o(row g+8). K and V stay f16, as cached.
-template <int D, int G, bool MMA>
-__global__ void __launch_bounds__(kStreamWarps * 32) attend_stream_kernel(
+template <int D, int G, bool MMA, int W, bool PTAIL>
+__global__ void __launch_bounds__(W * 32) attend_stream_kernel(
     TacticLayerDev L, const float *__restrict__ q, float scale, const int32_t *__restrict__ list,
     const int32_t *__restrict__ count, float *__restrict__ part_acc, float *__restrict__ part_ml,
     int32_t *__restrict__ done, int nb, float *__restrict__ out) {
     constexpr int LPT = D / 8, TPW = 32 / LPT, R = 2048 / D, STEPS = R / TPW, CPL = R * LPT / 32;
-    constexpr int NT = kStreamWarps * 32, kMaxKv = 64;
+    constexpr int NT = W * 32, kMaxKv = 64;
     constexpr int LDS = MMA ? D + 8 : D;  // stage row stride, halves
     static_assert(R <= 32 && CPL * 32 == R * LPT, "stage shape");
     static_assert(!MMA || (G <= 8 && D <= 128 && R % 16 == 0), "MMA variant shape");
@@ -1763,8 +1968,8 @@ __global__ void __launch_bounds__(kStreamWarps * 32) attend_stream_kernel(
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, slot = lane / LPT, dl = lane % LPT;
     const int H = L.n_head, Hkv = L.n_head_kv, group = H / Hkv, b = blockIdx.x;
     __shared__ int s_cnt[kMaxKv];
-    __shared__ float s_p[kStreamWarps][G][R];
-    __shared__ float s_m[kStreamWarps][G], s_l[kStreamWarps][G];
+    __shared__ float s_p[W][G][R];
+    __shared__ float s_m[W][G], s_l[W][G];
     __shared__ int s_last;
     pdl_wait();  // count, the lists and q come from earlier kernels of the step
     pdl_trigger();
@@ -1823,10 +2028,10 @@ __global__ void __launch_bounds__(kStreamWarps * 32) attend_stream_kernel(
                 }
             }
         }
-        // This warp's stages: rows [s0 + (warp + kStreamWarps k) R, + R), k < n_k.
+        // This warp's stages: rows [s0 + (warp + W k) R, + R), k < n_k.
         const int span = s1 - s0 - warp * R;
-        const int n_k = span > 0 ? (span + kStreamWarps * R - 1) / (kStreamWarps * R) : 0;
-        auto stage_row0 = [&](int k) { return s0 + (warp + kStreamWarps * k) * R; };
+        const int n_k = span > 0 ? (span + W * R - 1) / (W * R) : 0;
+        auto stage_row0 = [&](int k) { return s0 + (warp + W * k) * R; };
         auto load_code = [&](int k) {  // lane r: the list code of row r of stage k
             const int t = stage_row0(k) + lane;
             return (k < n_k && lane < R && t < s1) ? lst[t] : kNoRow;
@@ -1988,7 +2193,7 @@ __global__ void __launch_bounds__(kStreamWarps * 32) attend_stream_kernel(
             ml += __shfl_xor_sync(0xffffffffu, ml, 2);
         }
         __syncthreads();
-        float *s_acc = reinterpret_cast<float *>(smem);  // [kStreamWarps][G][D]
+        float *s_acc = reinterpret_cast<float *>(smem);  // [W][G][D]
         if constexpr (MMA) {
             const int g = lane / 4, t = lane % 4;
             if (g < G) {
@@ -2021,11 +2226,11 @@ __global__ void __launch_bounds__(kStreamWarps * 32) attend_stream_kernel(
             const int h = e / D, d = e % D;
             float M = -INFINITY;
 #pragma unroll
-            for (int w = 0; w < kStreamWarps; w++) M = fmaxf(M, s_m[w][h]);
+            for (int w = 0; w < W; w++) M = fmaxf(M, s_m[w][h]);
             float A = 0.f, S = 0.f;
             if (M != -INFINITY) {
 #pragma unroll
-                for (int w = 0; w < kStreamWarps; w++) {
+                for (int w = 0; w < W; w++) {
                     const float f = expf(s_m[w][h] - M);
                     A = fmaf(f, s_acc[(w * G + h) * D + d], A);
                     S = fmaf(f, s_l[w][h], S);
@@ -2046,7 +2251,11 @@ __global__ void __launch_bounds__(kStreamWarps * 32) attend_stream_kernel(
         const int bt0 = block_of_row(tot, nbe, kv_start), bt1 = block_of_row(tot, nbe, kv_start + cnt - 1) + 1;
         if (threadIdx.x == 0) s_last = atomicAdd(&done[kvh], 1) == bt1 - bt0 - 1;
         __syncthreads();
-        if (s_last) {
+        if (s_last && PTAIL) {
+            __threadfence();
+            merge_kv_head_wide<D, G, NT>(part_acc, part_ml, H, h0, group, bt0, bt1, out, reinterpret_cast<float *>(smem));
+            if (threadIdx.x == 0) done[kvh] = 0;  // ready for the next step (graph replays)
+        } else if (s_last) {
             __threadfence();
             // Each thread combines 4 dimensions of one head over the KV head's blocks, 8
             // blocks' partials loaded before any is used.
@@ -2177,6 +2386,15 @@ template <int D>
 void score2_d(const TacticLayerDev &L, const float *q, float *cscore, float *part, float scale, cudaStream_t s) {
     const dim3 grid(unsigned(score2_blocks(D, L.cmax)), unsigned(L.n_head_kv));
     const dim3 block(kScoreWarps * 32);
+    if (options().tactic_score == 4) {
+        switch (g_of(L.n_head / L.n_head_kv)) {
+            case 1: launch_pdl(cscore_mma_kernel<D, 1>, grid, block, 0, s, L, q, cscore, part, scale); break;
+            case 2: launch_pdl(cscore_mma_kernel<D, 2>, grid, block, 0, s, L, q, cscore, part, scale); break;
+            case 4: launch_pdl(cscore_mma_kernel<D, 4>, grid, block, 0, s, L, q, cscore, part, scale); break;
+            default: launch_pdl(cscore_mma_kernel<D, 8>, grid, block, 0, s, L, q, cscore, part, scale); break;
+        }
+        return;
+    }
     if (options().tactic_score == 3) {
         switch (g_of(L.n_head / L.n_head_kv)) {
             case 1: launch_pdl(cscore2_kernel<D, 1, false>, grid, block, 0, s, L, q, cscore, part, scale); break;
@@ -2227,17 +2445,34 @@ bool use_mma() {
     return D <= 128 && options().tactic_mma != 0;
 }
 
+// The MMA stream kernel's shape under options().tactic_attend: 1 four warps a block and
+// the sequential merge tail; 2 eight warps a block (head_dim 128; fewer blocks, so fewer
+// partials a KV head) and the parallel tail (merge_kv_head_wide); 3 four warps and the
+// parallel tail.
+template <int D>
+int stream_warps() {
+    return D == 128 && options().tactic_attend == 2 ? 8 : kStreamWarps;
+}
+bool stream_wide_tail() { return options().tactic_attend >= 2; }
+
+template <int D, int G, int W, bool PT>
+void launch_stream_mma(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
+    launch_pdl(attend_stream_kernel<D, G, true, W, PT>, dim3(unsigned(b.n_blocks)), dim3(W * 32), stream_smem(D, W), s,
+               L, a.q, a.scale, static_cast<const int32_t *>(b.list), static_cast<const int32_t *>(b.count), b.part_acc,
+               b.part_ml, b.done, b.n_blocks, a.out);
+}
+
 template <int D, int G>
 void attend_stream_dg(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
     if constexpr (D <= 128 && G <= 8) {
         if (use_mma<D>()) {
-            launch_pdl(attend_stream_kernel<D, G, true>, dim3(unsigned(b.n_blocks)), dim3(kStreamWarps * 32),
-                       stream_smem(D), s, L, a.q, a.scale, static_cast<const int32_t *>(b.list),
-                       static_cast<const int32_t *>(b.count), b.part_acc, b.part_ml, b.done, b.n_blocks, a.out);
-            return;
+            if (!stream_wide_tail()) return launch_stream_mma<D, G, kStreamWarps, false>(L, a, b, s);
+            if constexpr (D == 128)
+                if (stream_warps<D>() == 8) return launch_stream_mma<D, G, 8, true>(L, a, b, s);
+            return launch_stream_mma<D, G, kStreamWarps, true>(L, a, b, s);
         }
     }
-    launch_pdl(attend_stream_kernel<D, G, false>, dim3(unsigned(b.n_blocks)), dim3(kStreamWarps * 32), stream_smem(D),
+    launch_pdl(attend_stream_kernel<D, G, false, kStreamWarps, false>, dim3(unsigned(b.n_blocks)), dim3(kStreamWarps * 32), stream_smem(D),
                s, L, a.q, a.scale, static_cast<const int32_t *>(b.list), static_cast<const int32_t *>(b.count),
                b.part_acc, b.part_ml, b.done, b.n_blocks, a.out);
 }
@@ -2254,18 +2489,22 @@ void attend_d(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStep
 }
 
 // The stream kernels' shared memory beyond the default 48 KB.
-template <int D, bool MMA>
+template <int D, bool MMA, int W, bool PT>
 void stream_attrs_v() {
-    const int smem = int(stream_smem(D));
-    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 1, MMA>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 2, MMA>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 4, MMA>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 8, MMA>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    const int smem = int(stream_smem(D, W));
+    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 1, MMA, W, PT>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 2, MMA, W, PT>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 4, MMA, W, PT>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 8, MMA, W, PT>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
 }
 template <int D>
 void stream_attrs() {
-    stream_attrs_v<D, false>();
-    if constexpr (D <= 128) stream_attrs_v<D, true>();
+    stream_attrs_v<D, false, kStreamWarps, false>();
+    if constexpr (D <= 128) {
+        stream_attrs_v<D, true, kStreamWarps, false>();
+        stream_attrs_v<D, true, kStreamWarps, true>();
+    }
+    if constexpr (D == 128) stream_attrs_v<D, true, 8, true>();
 }
 
 template <int D, int G>
@@ -2274,14 +2513,23 @@ int occupancy() {
     bool mma_done = false;
     if constexpr (D <= 128 && G <= 8) {
         if (options().tactic_fused && use_mma<D>()) {
-            TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attend_stream_kernel<D, G, true>,
-                                                                    kStreamWarps * 32, stream_smem(D)));
+            if (stream_wide_tail() && stream_warps<D>() == 8) {
+                if constexpr (D == 128)
+                    TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attend_stream_kernel<D, G, true, 8, true>,
+                                                                            8 * 32, stream_smem(D, 8)));
+            } else if (stream_wide_tail()) {
+                TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+                    &n, attend_stream_kernel<D, G, true, kStreamWarps, true>, kStreamWarps * 32, stream_smem(D)));
+            } else {
+                TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+                    &n, attend_stream_kernel<D, G, true, kStreamWarps, false>, kStreamWarps * 32, stream_smem(D)));
+            }
             mma_done = true;
         }
     }
     if (mma_done) {
     } else if (options().tactic_fused)
-        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attend_stream_kernel<D, G, false>, kStreamWarps * 32,
+        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attend_stream_kernel<D, G, false, kStreamWarps, false>, kStreamWarps * 32,
                                                                 stream_smem(D)));
     else
         TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attend_kernel<D, G>, kWarps * 32, 0));
