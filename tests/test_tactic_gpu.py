@@ -422,10 +422,12 @@ def test_mma_attention_matches_reference(shape, blocks, mma):
 @needs_gpu
 @pytest.mark.parametrize("shape", [(32, 8, 128), (12, 2, 128), (8, 8, 64), (3, 3, 128)])
 @pytest.mark.parametrize("blocks", [0, 1, 37, 600])
-@pytest.mark.parametrize("attend", [2, 3], ids=["att2", "att3"])
+@pytest.mark.parametrize("attend", [2, 3, 4], ids=["att2", "att3", "att4"])
 def test_attend_variants_match_reference(shape, blocks, attend):
-    """tactic_attend 2 (eight warps a block at head_dim 128, the parallel merge tail) and 3
-    (four warps, the parallel tail) equal the float64 reference whatever the number of
+    """tactic_attend 2 (eight warps a block at head_dim 128, the parallel merge tail), 3
+    (four warps, the parallel tail) and 4 (3 with TMA bulk row copies on sm_90; the barrier
+    phases run across KV heads: 600 blocks and 1 block cover both) equal the float64
+    reference whatever the number of
     pieces, with unequal lists (a giant cluster in KV head 0: its list is the longest),
     pieces spanning KV heads, more blocks than rows (600), and a graph replayed twice with
     the output poisoned in between (a counter left non-zero leaves NaN)."""
@@ -441,7 +443,7 @@ def test_attend_variants_match_reference(shape, blocks, attend):
     scale = 1.0 / math.sqrt(D)
     q = (1.5 * rng.standard_normal((n_head, D))).astype(np.float32)
     assert lib.tactic_cuda_set_option(b"tactic_attend", 0) == TACTIC_ERR_INVALID_ARGUMENT
-    assert lib.tactic_cuda_set_option(b"tactic_attend", 4) == TACTIC_ERR_INVALID_ARGUMENT
+    assert lib.tactic_cuda_set_option(b"tactic_attend", 5) == TACTIC_ERR_INVALID_ARGUMENT
     assert lib.tactic_cuda_set_option(b"tactic_attend", attend) == 0
     assert lib.tactic_cuda_set_option(b"tactic_blocks", blocks) == 0
     try:

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "bulk_copy.cuh"
 #include "cuda_ops.cuh"
 #include "cuda_util.cuh"
 #include "pdl.cuh"
@@ -1953,7 +1954,7 @@ __device__ void merge_kv_head_wide(const float *__restrict__ part_acc, const flo
 // head g's q in f16 hi parts in row g and lo parts in row g + 8 (G <= 8), so S = c(row g)
 // + c(row g+8) keeps q in 22 bits; the weights P the same way (hi in row g, lo in row
 // g + 8) for O = P V, and O = o(row g) + o(row g+8). K and V stay f16, as cached.
-template <int D, int G, bool MMA, int W, bool PTAIL>
+template <int D, int G, bool MMA, int W, bool PTAIL, bool BULK = false>
 __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
     TacticLayerDev L, const float *__restrict__ q, float scale, const int32_t *__restrict__ list,
     const int32_t *__restrict__ count, float *__restrict__ part_acc, float *__restrict__ part_ml,
@@ -1981,6 +1982,21 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
     const int nbe = active_blocks(tot, nb);
     const int64_t r0 = b < nbe ? piece_start(tot, b, nbe) : tot, r1 = b < nbe ? piece_start(tot, b + 1, nbe) : tot;
     __half *wbuf = smem + warp * (kStreamStages * 2 * R * LDS);
+    // BULK (tactic_attend 4, sm_90): a stage's rows arrive by one TMA bulk copy a row, on one
+    // mbarrier a warp's stage. The stages a warp used before this KV head (gbase) keep the
+    // buffers' round robin and the barriers' phases running across KV heads.
+    __shared__ __align__(8) uint64_t s_bar[BULK ? W : 1][kStreamStages];
+    if constexpr (BULK) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+        if (lane == 0)
+            for (int st = 0; st < kStreamStages; st++) mbar_init(shared_addr(&s_bar[warp][st]));
+        mbar_init_fence();
+        __syncwarp();
+#else
+        __trap();  // launched only on sm_90 and later (attend_stream_dg)
+#endif
+    }
+    int gbase = 0;
 
     int64_t start = 0;
     for (int kvh = 0; kvh < Hkv; kvh++) {
@@ -2036,16 +2052,36 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
             const int t = stage_row0(k) + lane;
             return (k < n_k && lane < R && t < s1) ? lst[t] : kNoRow;
         };
+        auto buf = [&](int k) { return (gbase + k) % kStreamStages; };  // stage k's buffer
         auto issue = [&](int code_reg, int st) {  // stage rows' K and V -> buffer st
             __half *sk = wbuf + st * (2 * R * LDS), *sv = sk + R * LDS;
+            if constexpr (BULK) {
+                // lane e < R: K row e, R <= e < 2R: V row e - R; a row past the piece's end
+                // repeats row 0 (always in the piece; its score is masked, its V finite)
+                const uint32_t bar = shared_addr(&s_bar[warp][st]);
+                if (lane == 0) mbar_expect(bar, 2 * R * D * sizeof(__half));
+                __syncwarp();
+                const int code0 = __shfl_sync(0xffffffffu, code_reg, 0);
 #pragma unroll
-            for (int i = 0; i < CPL; i++) {
-                const int j = lane + 32 * i, row = j / LPT, col = j % LPT;
-                const int code = __shfl_sync(0xffffffffu, code_reg, row);
-                const bool valid = code != kNoRow;
-                const int64_t off = (valid ? int64_t(code >= 0 ? code : -1 - code) * D : 0) + col * 8;
-                copy16_async(sk + row * LDS + col * 8, (code >= 0 ? Ks : Kc) + off, valid);
-                copy16_async(sv + row * LDS + col * 8, (code >= 0 ? Vs : Vc) + off, valid);
+                for (int i = 0; i < (2 * R + 31) / 32; i++) {
+                    const int e = lane + 32 * i, r = e % R;
+                    int code = __shfl_sync(0xffffffffu, code_reg, r);
+                    code = code == kNoRow ? code0 : code;
+                    const bool isv = e >= R;
+                    const int64_t off = int64_t(code >= 0 ? code : -1 - code) * D;
+                    const __half *src = (code >= 0 ? (isv ? Vs : Ks) : (isv ? Vc : Kc)) + off;
+                    if (e < 2 * R) bulk_to_shared(shared_addr((isv ? sv : sk) + r * LDS), src, D * sizeof(__half), bar);
+                }
+            } else {
+#pragma unroll
+                for (int i = 0; i < CPL; i++) {
+                    const int j = lane + 32 * i, row = j / LPT, col = j % LPT;
+                    const int code = __shfl_sync(0xffffffffu, code_reg, row);
+                    const bool valid = code != kNoRow;
+                    const int64_t off = (valid ? int64_t(code >= 0 ? code : -1 - code) * D : 0) + col * 8;
+                    copy16_async(sk + row * LDS + col * 8, (code >= 0 ? Ks : Kc) + off, valid);
+                    copy16_async(sv + row * LDS + col * 8, (code >= 0 ? Vs : Vc) + off, valid);
+                }
             }
         };
         int codes[kStreamStages];
@@ -2053,21 +2089,26 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
         for (int i = 0; i < kStreamStages; i++) codes[i] = load_code(i);
 #pragma unroll
         for (int i = 0; i < kStreamStages - 1; i++) {
-            if (i < n_k) issue(codes[i], i);
+            if (i < n_k) issue(codes[i], buf(i));
             copy_commit_group();
         }
         int code_next = codes[kStreamStages - 1];
         for (int k = 0; k < n_k; k++) {
-            copy_wait_group<kStreamStages - 2>();  // stage k's copies of this lane are done
+            if constexpr (BULK) {
+                mbar_wait(shared_addr(&s_bar[warp][buf(k)]), uint32_t((gbase + k) / kStreamStages) & 1u);
+                fence_async_shared();  // this lane's reads of the buffer refilled next, before the copies
+            } else {
+                copy_wait_group<kStreamStages - 2>();  // stage k's copies of this lane are done
+            }
             __syncwarp();  // ... and of every lane; every lane is done with the buffer refilled next
             const int kn = k + kStreamStages - 1;
-            if (kn < n_k) issue(code_next, kn % kStreamStages);
+            if (kn < n_k) issue(code_next, buf(kn));
             copy_commit_group();
             code_next = load_code(kn + 1);
             const int n_in = min(R, s1 - stage_row0(k));
             if constexpr (MMA) {
                 const int t = lane % 4;
-                const __half *sk0 = wbuf + (k % kStreamStages) * (2 * R * LDS);
+                const __half *sk0 = wbuf + buf(k) * (2 * R * LDS);
                 const uint32_t kb = uint32_t(__cvta_generic_to_shared(sk0));
                 const uint32_t vb = kb + uint32_t(R * LDS * sizeof(__half));
                 // S = Q K^T: one ldmatrix.x4 of an 8-row n-tile gives b0, b1 of k-steps kk, kk+1
@@ -2131,7 +2172,7 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
                 }
                 continue;
             }
-            const __half *sk = wbuf + (k % kStreamStages) * (2 * R * LDS) + dl * 8, *sv = sk + R * LDS;
+            const __half *sk = wbuf + buf(k) * (2 * R * LDS) + dl * 8, *sv = sk + R * LDS;
             // 1. scores, D / 8 lanes a row
 #pragma unroll
             for (int s = 0; s < STEPS; s++) {
@@ -2178,7 +2219,8 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
             }
             __syncwarp();  // s_p is rewritten by the next stage
         }
-        copy_wait_group<0>();
+        copy_wait_group<0>();  // (BULK: every stage issued was waited for in the loop)
+        if constexpr (BULK) gbase += n_k;
         // The token slots of a warp hold parts of the sum; then the warps are merged
         // (their sums staged in the stream buffers, free once every warp is done).
         if constexpr (!MMA) {
@@ -2293,6 +2335,7 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
             }
             if (threadIdx.x == 0) done[kvh] = 0;  // ready for the next step (graph replays)
         }
+        if constexpr (BULK) fence_async_shared();  // the merge's accesses, before the next head's copies
         __syncthreads();  // s_acc (the stream buffers), s_p and s_last are reused by the next KV head
     }
 }
@@ -2454,10 +2497,20 @@ int stream_warps() {
     return D == 128 && options().tactic_attend == 2 ? 8 : kStreamWarps;
 }
 bool stream_wide_tail() { return options().tactic_attend >= 2; }
+// tactic_attend 4: variant 3 with TMA bulk row copies, where the GPU has them (sm_90+; else 3).
+bool stream_bulk() {
+    static int major = -1;
+    if (major < 0) {
+        int dev = 0;
+        TACTIC_CU(cudaGetDevice(&dev));
+        TACTIC_CU(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    }
+    return options().tactic_attend == 4 && major >= 9;
+}
 
-template <int D, int G, int W, bool PT>
+template <int D, int G, int W, bool PT, bool BULK = false>
 void launch_stream_mma(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
-    launch_pdl(attend_stream_kernel<D, G, true, W, PT>, dim3(unsigned(b.n_blocks)), dim3(W * 32), stream_smem(D, W), s,
+    launch_pdl(attend_stream_kernel<D, G, true, W, PT, BULK>, dim3(unsigned(b.n_blocks)), dim3(W * 32), stream_smem(D, W), s,
                L, a.q, a.scale, static_cast<const int32_t *>(b.list), static_cast<const int32_t *>(b.count), b.part_acc,
                b.part_ml, b.done, b.n_blocks, a.out);
 }
@@ -2467,6 +2520,7 @@ void attend_stream_dg(const TacticLayerDev &L, const TacticStepArgs &a, const Ta
     if constexpr (D <= 128 && G <= 8) {
         if (use_mma<D>()) {
             if (!stream_wide_tail()) return launch_stream_mma<D, G, kStreamWarps, false>(L, a, b, s);
+            if (stream_bulk()) return launch_stream_mma<D, G, kStreamWarps, true, true>(L, a, b, s);
             if constexpr (D == 128)
                 if (stream_warps<D>() == 8) return launch_stream_mma<D, G, 8, true>(L, a, b, s);
             return launch_stream_mma<D, G, kStreamWarps, true>(L, a, b, s);
@@ -2489,13 +2543,13 @@ void attend_d(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStep
 }
 
 // The stream kernels' shared memory beyond the default 48 KB.
-template <int D, bool MMA, int W, bool PT>
+template <int D, bool MMA, int W, bool PT, bool BULK = false>
 void stream_attrs_v() {
     const int smem = int(stream_smem(D, W));
-    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 1, MMA, W, PT>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 2, MMA, W, PT>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 4, MMA, W, PT>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 8, MMA, W, PT>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 1, MMA, W, PT, BULK>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 2, MMA, W, PT, BULK>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 4, MMA, W, PT, BULK>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 8, MMA, W, PT, BULK>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
 }
 template <int D>
 void stream_attrs() {
@@ -2503,6 +2557,7 @@ void stream_attrs() {
     if constexpr (D <= 128) {
         stream_attrs_v<D, true, kStreamWarps, false>();
         stream_attrs_v<D, true, kStreamWarps, true>();
+        stream_attrs_v<D, true, kStreamWarps, true, true>();
     }
     if constexpr (D == 128) stream_attrs_v<D, true, 8, true>();
 }
@@ -2517,6 +2572,9 @@ int occupancy() {
                 if constexpr (D == 128)
                     TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attend_stream_kernel<D, G, true, 8, true>,
                                                                             8 * 32, stream_smem(D, 8)));
+            } else if (stream_bulk()) {
+                TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+                    &n, attend_stream_kernel<D, G, true, kStreamWarps, true, true>, kStreamWarps * 32, stream_smem(D)));
             } else if (stream_wide_tail()) {
                 TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
                     &n, attend_stream_kernel<D, G, true, kStreamWarps, true>, kStreamWarps * 32, stream_smem(D)));
