@@ -426,8 +426,8 @@ def test_mma_attention_matches_reference(shape, blocks, mma):
 def test_attend_variants_match_reference(shape, blocks, attend):
     """tactic_attend 2 (eight warps a block at head_dim 128, the parallel merge tail), 3
     (four warps, the parallel tail) and 4 (3 with TMA bulk row copies on sm_90; the barrier
-    phases run across KV heads: 600 blocks and 1 block cover both) equal the float64
-    reference whatever the number of
+    phases run across KV heads: 600 blocks and 1 block cover both; the variants exist at
+    head_dim 128, 64 keeps variant 1) equal the float64 reference whatever the number of
     pieces, with unequal lists (a giant cluster in KV head 0: its list is the longest),
     pieces spanning KV heads, more blocks than rows (600), and a graph replayed twice with
     the output poisoned in between (a counter left non-zero leaves NaN)."""

@@ -103,7 +103,7 @@ struct Options {
     int tactic_attend = 1;  // Tactic's tensor-core streaming attention: 1 four warps a block, the merge tail
                             // one L2 round trip per 8 blocks; 2 eight warps a block (head_dim 128) and the
                             // parallel merge tail; 3 four warps and the parallel tail; 4 that with TMA
-                            // bulk copies of the rows (sm_90; below it 3)
+                            // bulk copies of the rows (sm_90; below it 3). 2-4 at head_dim 128 only.
 };
 Options &options();
 void set_last_ms(double ms);

@@ -2519,11 +2519,12 @@ template <int D, int G>
 void attend_stream_dg(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
     if constexpr (D <= 128 && G <= 8) {
         if (use_mma<D>()) {
-            if (!stream_wide_tail()) return launch_stream_mma<D, G, kStreamWarps, false>(L, a, b, s);
-            if (stream_bulk()) return launch_stream_mma<D, G, kStreamWarps, true, true>(L, a, b, s);
-            if constexpr (D == 128)
-                if (stream_warps<D>() == 8) return launch_stream_mma<D, G, 8, true>(L, a, b, s);
-            return launch_stream_mma<D, G, kStreamWarps, true>(L, a, b, s);
+            if constexpr (D == 128) {  // (the variants exist for head_dim 128: the 8B shape measured)
+                if (stream_bulk()) return launch_stream_mma<D, G, kStreamWarps, true, true>(L, a, b, s);
+                if (stream_wide_tail() && stream_warps<D>() == 8) return launch_stream_mma<D, G, 8, true>(L, a, b, s);
+                if (stream_wide_tail()) return launch_stream_mma<D, G, kStreamWarps, true>(L, a, b, s);
+            }
+            return launch_stream_mma<D, G, kStreamWarps, false>(L, a, b, s);
         }
     }
     launch_pdl(attend_stream_kernel<D, G, false, kStreamWarps, false>, dim3(unsigned(b.n_blocks)), dim3(kStreamWarps * 32), stream_smem(D),
@@ -2554,12 +2555,12 @@ void stream_attrs_v() {
 template <int D>
 void stream_attrs() {
     stream_attrs_v<D, false, kStreamWarps, false>();
-    if constexpr (D <= 128) {
-        stream_attrs_v<D, true, kStreamWarps, false>();
+    if constexpr (D <= 128) stream_attrs_v<D, true, kStreamWarps, false>();
+    if constexpr (D == 128) {
         stream_attrs_v<D, true, kStreamWarps, true>();
         stream_attrs_v<D, true, kStreamWarps, true, true>();
+        stream_attrs_v<D, true, 8, true>();
     }
-    if constexpr (D == 128) stream_attrs_v<D, true, 8, true>();
 }
 
 template <int D, int G>
@@ -2568,20 +2569,19 @@ int occupancy() {
     bool mma_done = false;
     if constexpr (D <= 128 && G <= 8) {
         if (options().tactic_fused && use_mma<D>()) {
-            if (stream_wide_tail() && stream_warps<D>() == 8) {
-                if constexpr (D == 128)
-                    TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attend_stream_kernel<D, G, true, 8, true>,
-                                                                            8 * 32, stream_smem(D, 8)));
-            } else if (stream_bulk()) {
-                TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-                    &n, attend_stream_kernel<D, G, true, kStreamWarps, true, true>, kStreamWarps * 32, stream_smem(D)));
-            } else if (stream_wide_tail()) {
-                TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-                    &n, attend_stream_kernel<D, G, true, kStreamWarps, true>, kStreamWarps * 32, stream_smem(D)));
-            } else {
-                TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-                    &n, attend_stream_kernel<D, G, true, kStreamWarps, false>, kStreamWarps * 32, stream_smem(D)));
+            const void *f = reinterpret_cast<const void *>(attend_stream_kernel<D, G, true, kStreamWarps, false>);
+            int warps = kStreamWarps;
+            if constexpr (D == 128) {  // as attend_stream_dg picks
+                if (stream_bulk()) {
+                    f = reinterpret_cast<const void *>(attend_stream_kernel<D, G, true, kStreamWarps, true, true>);
+                } else if (stream_wide_tail() && stream_warps<D>() == 8) {
+                    f = reinterpret_cast<const void *>(attend_stream_kernel<D, G, true, 8, true>);
+                    warps = 8;
+                } else if (stream_wide_tail()) {
+                    f = reinterpret_cast<const void *>(attend_stream_kernel<D, G, true, kStreamWarps, true>);
+                }
             }
+            TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, f, warps * 32, stream_smem(D, warps)));
             mma_done = true;
         }
     }
