@@ -205,11 +205,11 @@ def main():
     ap.add_argument("--select", type=int, default=3,
                     help="option tactic_select: 1 one block per query head (group budget: per KV head), 2 spread "
                          "over many blocks a KV head, 3 that from the scores' partials with candidates")
-    ap.add_argument("--score", type=int, default=3,
+    ap.add_argument("--score", type=int, default=4,
                     help="option tactic_score: 1 the first centroid scoring kernel, 2 all rows requested before "
                          "pdl_wait, q in shared memory, 3 that kernel with the rows after pdl_wait, 4 that on tensor "
                          "cores")
-    ap.add_argument("--attend", type=int, default=1,
+    ap.add_argument("--attend", type=int, default=2,
                     help="option tactic_attend (the tensor-core streaming attention): 1 four warps a block, the "
                          "sequential merge tail; 2 eight warps (head_dim 128) + the parallel tail; 3 four warps + "
                          "the parallel tail; 4 that with TMA bulk row copies (sm_90)")

@@ -29,7 +29,7 @@ needs_gpu = pytest.mark.skipif(gpu_count() == 0, reason="no usable CUDA GPU (the
 
 # The options the tests below set, at their compiled defaults (native/cuda/cuda_util.cuh's
 # Options): put back after every test.
-OPTION_DEFAULTS = {b"tactic_group_budget": 1, b"tactic_select": 3, b"tactic_score": 3, b"tactic_attend": 1}
+OPTION_DEFAULTS = {b"tactic_group_budget": 1, b"tactic_select": 3, b"tactic_score": 4, b"tactic_attend": 2}
 
 
 @pytest.fixture(autouse=True)
@@ -422,9 +422,10 @@ def test_mma_attention_matches_reference(shape, blocks, mma):
 @needs_gpu
 @pytest.mark.parametrize("shape", [(32, 8, 128), (12, 2, 128), (8, 8, 64), (3, 3, 128)])
 @pytest.mark.parametrize("blocks", [0, 1, 37, 600])
-@pytest.mark.parametrize("attend", [2, 3, 4], ids=["att2", "att3", "att4"])
+@pytest.mark.parametrize("attend", [1, 2, 3, 4], ids=["att1", "att2", "att3", "att4"])
 def test_attend_variants_match_reference(shape, blocks, attend):
-    """tactic_attend 2 (eight warps a block at head_dim 128, the parallel merge tail), 3
+    """tactic_attend 1 (four warps a block, the sequential merge tail), 2 (the default: eight
+    warps a block at head_dim 128, the parallel merge tail), 3
     (four warps, the parallel tail) and 4 (3 with TMA bulk row copies on sm_90; the barrier
     phases run across KV heads: 600 blocks and 1 block cover both; the variants exist at
     head_dim 128, 64 keeps variant 1) equal the float64 reference whatever the number of
@@ -449,7 +450,7 @@ def test_attend_variants_match_reference(shape, blocks, attend):
     try:
         out, lists = gpu_step(q, K, V, n, c_begin, c_end, layout, 0.1, scale)
     finally:
-        lib.tactic_cuda_set_option(b"tactic_attend", 1)
+        lib.tactic_cuda_set_option(b"tactic_attend", OPTION_DEFAULTS[b"tactic_attend"])
         lib.tactic_cuda_set_option(b"tactic_blocks", 0)
     sets, ties = twin_select(q, layout, c_begin, c_end, n, 0.1)
     assert_same_sets(lists, sets, ties, layout)
