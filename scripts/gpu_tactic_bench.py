@@ -212,7 +212,8 @@ def main():
     ap.add_argument("--attend", type=int, default=2,
                     help="option tactic_attend (the tensor-core streaming attention): 1 four warps a block, the "
                          "sequential merge tail; 2 eight warps (head_dim 128) + the parallel tail; 3 four warps + "
-                         "the parallel tail; 4 that with TMA bulk row copies (sm_90)")
+                         "the parallel tail; 4 that with TMA bulk row copies (sm_90); 5, 6: 2, 3 with pieces that never "
+                         "span two KV heads")
     ap.add_argument("--variants", default="",
                     help="more passes over the same keys, ';'-separated, each 'name=value,...' of group_budget, "
                          "copies, blocks, fused, mma, select, score, attend (e.g. 'group_budget=1;mma=1')")

@@ -422,16 +422,17 @@ def test_mma_attention_matches_reference(shape, blocks, mma):
 @needs_gpu
 @pytest.mark.parametrize("shape", [(32, 8, 128), (12, 2, 128), (8, 8, 64), (3, 3, 128)])
 @pytest.mark.parametrize("blocks", [0, 1, 37, 600])
-@pytest.mark.parametrize("attend", [1, 2, 3, 4], ids=["att1", "att2", "att3", "att4"])
+@pytest.mark.parametrize("attend", [1, 2, 3, 4, 5, 6], ids=["att1", "att2", "att3", "att4", "att5", "att6"])
 def test_attend_variants_match_reference(shape, blocks, attend):
-    """tactic_attend 1 (four warps a block, the sequential merge tail), 2 (the default: eight
-    warps a block at head_dim 128, the parallel merge tail), 3
-    (four warps, the parallel tail) and 4 (3 with TMA bulk row copies on sm_90; the barrier
-    phases run across KV heads: 600 blocks and 1 block cover both; the variants exist at
-    head_dim 128, 64 keeps variant 1) equal the float64 reference whatever the number of
-    pieces, with unequal lists (a giant cluster in KV head 0: its list is the longest),
-    pieces spanning KV heads, more blocks than rows (600), and a graph replayed twice with
-    the output poisoned in between (a counter left non-zero leaves NaN)."""
+    """Each tactic_attend variant equals the float64 reference whatever the number of pieces:
+    1 (four warps a block, the sequential merge tail), 2 (the default: eight warps a block,
+    the parallel merge tail), 3 (four warps, the parallel tail), 4 (3 with TMA bulk row
+    copies on sm_90; the barrier phases run across KV heads), 5 and 6 (2 and 3 with pieces
+    that never span two KV heads; 1 block falls back to the unaligned cut). 2-6 exist at
+    head_dim 128 (64 keeps 1). Unequal lists (a giant cluster in KV head 0: its list is the
+    longest, so 37 aligned blocks give it most of them), pieces spanning KV heads, more
+    blocks than rows (600), and a graph replayed twice with the output poisoned in between
+    (a counter left non-zero leaves NaN)."""
     rng = np.random.default_rng(53)
     n_head, n_head_kv, D = shape
     n_ctx = n = 9000
@@ -444,7 +445,7 @@ def test_attend_variants_match_reference(shape, blocks, attend):
     scale = 1.0 / math.sqrt(D)
     q = (1.5 * rng.standard_normal((n_head, D))).astype(np.float32)
     assert lib.tactic_cuda_set_option(b"tactic_attend", 0) == TACTIC_ERR_INVALID_ARGUMENT
-    assert lib.tactic_cuda_set_option(b"tactic_attend", 5) == TACTIC_ERR_INVALID_ARGUMENT
+    assert lib.tactic_cuda_set_option(b"tactic_attend", 7) == TACTIC_ERR_INVALID_ARGUMENT
     assert lib.tactic_cuda_set_option(b"tactic_attend", attend) == 0
     assert lib.tactic_cuda_set_option(b"tactic_blocks", blocks) == 0
     try:

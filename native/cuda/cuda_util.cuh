@@ -105,7 +105,8 @@ struct Options {
                             // one L2 round trip per 8 blocks; 2 eight warps a block (head_dim 128) and the
                             // parallel merge tail; 3 four warps and the parallel tail; 4 that with TMA
                             // bulk copies of the rows (sm_90; below it 3). 2-4 at head_dim 128 only;
-                            // 2 measured fastest (H200, 128K 10%: 26.7 vs 29.2 us; gpu_sa_s8.md)
+                            // 2 measured fastest (H200, 128K 10%: 26.7 vs 29.2 us; gpu_sa_s8.md);
+                            // 5, 6: 2, 3 with pieces that never span two KV heads (not yet measured)
 };
 Options &options();
 void set_last_ms(double ms);

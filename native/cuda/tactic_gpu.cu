@@ -1958,7 +1958,7 @@ template <int D, int G, bool MMA, int W, bool PTAIL, bool BULK = false>
 __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
     TacticLayerDev L, const float *__restrict__ q, float scale, const int32_t *__restrict__ list,
     const int32_t *__restrict__ count, float *__restrict__ part_acc, float *__restrict__ part_ml,
-    int32_t *__restrict__ done, int nb, float *__restrict__ out) {
+    int32_t *__restrict__ done, int nb, float *__restrict__ out, int align) {
     constexpr int LPT = D / 8, TPW = 32 / LPT, R = 2048 / D, STEPS = R / TPW, CPL = R * LPT / 32;
     constexpr int NT = W * 32, kMaxKv = 64;
     constexpr int LDS = MMA ? D + 8 : D;  // stage row stride, halves
@@ -1981,6 +1981,17 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
     for (int k = 0; k < Hkv; k++) tot += cnt_of(k);
     const int nbe = active_blocks(tot, nb);
     const int64_t r0 = b < nbe ? piece_start(tot, b, nbe) : tot, r1 = b < nbe ? piece_start(tot, b + 1, nbe) : tot;
+    // align (tactic_attend 5, 6): pieces never span two KV heads, so that no block runs two
+    // pipelines one after the other (measured: the late blocks of the unaligned cut, such a
+    // block or a KV head's last block merging, leave the multiprocessors idle half the
+    // kernel). Each nonempty KV head gets one block plus its share of the other nba - n_ne
+    // in proportion to its list (heads' first blocks in order), at most one a row; the
+    // unaligned cut where the grid has fewer blocks than nonempty heads.
+    int n_ne = 0;
+    for (int k = 0; k < Hkv; k++) n_ne += cnt_of(k) > 0;
+    const bool aligned = align != 0 && n_ne > 0 && nb >= n_ne;
+    const int nba = min(nb, max(nbe, n_ne));
+    int ne_before = 0;
     __half *wbuf = smem + warp * (kStreamStages * 2 * R * LDS);
     // BULK (tactic_attend 4, sm_90): a stage's rows arrive by one TMA bulk copy a row, on one
     // mbarrier a warp's stage. The stages a warp used before this KV head (gbase) keep the
@@ -2002,8 +2013,24 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
     for (int kvh = 0; kvh < Hkv; kvh++) {
         const int cnt = cnt_of(kvh);
         const int64_t kv_start = start;
-        const int s0 = int(max(r0, start) - start), s1 = int(min(r1, start + cnt) - start);
+        // this block's rows [s0, s1) of the KV head; the head's blocks bt0 .. bt1 - 1 (consecutive)
+        int s0, s1, bt0, bt1;
+        if (aligned) {
+            const int f0 = ne_before + int(kv_start * (nba - n_ne) / tot);
+            const int f1 = ne_before + (cnt > 0) + int((kv_start + cnt) * (nba - n_ne) / tot);
+            const int nk = min(f1 - f0, cnt), j = b - f0;
+            bt0 = f0;
+            bt1 = f0 + nk;
+            s0 = j >= 0 && j < nk ? int(int64_t(cnt) * j / nk) : 0;
+            s1 = j >= 0 && j < nk ? int(int64_t(cnt) * (j + 1) / nk) : 0;
+        } else {
+            s0 = int(max(r0, start) - start);
+            s1 = int(min(r1, start + cnt) - start);
+            bt0 = cnt > 0 ? block_of_row(tot, nbe, kv_start) : 0;
+            bt1 = cnt > 0 ? block_of_row(tot, nbe, kv_start + cnt - 1) + 1 : 0;
+        }
         start += cnt;
+        ne_before += cnt > 0;
         const int h0 = kvh * group;
         if (cnt == 0) {  // nothing to attend: no block touches this KV head, block 0 writes its zeros
             if (b == 0)
@@ -2290,7 +2317,6 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
         __threadfence();
         __syncthreads();
         // The blocks that work on this KV head: bt0 .. bt1 - 1 (consecutive).
-        const int bt0 = block_of_row(tot, nbe, kv_start), bt1 = block_of_row(tot, nbe, kv_start + cnt - 1) + 1;
         if (threadIdx.x == 0) s_last = atomicAdd(&done[kvh], 1) == bt1 - bt0 - 1;
         __syncthreads();
         if (s_last && PTAIL) {
@@ -2494,8 +2520,10 @@ bool use_mma() {
 // parallel tail.
 template <int D>
 int stream_warps() {
-    return D == 128 && options().tactic_attend == 2 ? 8 : kStreamWarps;
+    return D == 128 && (options().tactic_attend == 2 || options().tactic_attend == 5) ? 8 : kStreamWarps;
 }
+// tactic_attend 5, 6: 2, 3 with pieces that never span two KV heads (head_dim 128).
+int stream_align() { return options().tactic_attend >= 5 ? 1 : 0; }
 bool stream_wide_tail() { return options().tactic_attend >= 2; }
 // tactic_attend 4: variant 3 with TMA bulk row copies, where the GPU has them (sm_90+; else 3).
 bool stream_bulk() {
@@ -2512,7 +2540,7 @@ template <int D, int G, int W, bool PT, bool BULK = false>
 void launch_stream_mma(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
     launch_pdl(attend_stream_kernel<D, G, true, W, PT, BULK>, dim3(unsigned(b.n_blocks)), dim3(W * 32), stream_smem(D, W), s,
                L, a.q, a.scale, static_cast<const int32_t *>(b.list), static_cast<const int32_t *>(b.count), b.part_acc,
-               b.part_ml, b.done, b.n_blocks, a.out);
+               b.part_ml, b.done, b.n_blocks, a.out, PT ? stream_align() : 0);
 }
 
 template <int D, int G>
@@ -2529,7 +2557,7 @@ void attend_stream_dg(const TacticLayerDev &L, const TacticStepArgs &a, const Ta
     }
     launch_pdl(attend_stream_kernel<D, G, false, kStreamWarps, false>, dim3(unsigned(b.n_blocks)), dim3(kStreamWarps * 32), stream_smem(D),
                s, L, a.q, a.scale, static_cast<const int32_t *>(b.list), static_cast<const int32_t *>(b.count),
-               b.part_acc, b.part_ml, b.done, b.n_blocks, a.out);
+               b.part_acc, b.part_ml, b.done, b.n_blocks, a.out, 0);
 }
 
 template <int D>
