@@ -20,6 +20,9 @@
 # builds llama-bench for sm_90 in the background, and calls 2, 4 and 5 run it on the same
 # files at the same depths (gpu_e2e.py --llama-bench): the side-by-side rows of issue 10.
 #   6: (a short sitting, instead of 2, 3 and 5's llama-bench) the side-by-side rows in one call;
+#   7: the kernel tables (a short sitting): matvec per type and full decode attention vs SDPA
+#      (scripts/gpu_bench.py; MVOPTS, ATTOPTS), Tactic's per-layer step at 32K-128K
+#      (scripts/gpu_tactic_bench.py; TCTX, TBF, TBOPTS);
 #   5: Tactic's per-layer step at 128K (scripts/gpu_tactic_bench.py), then llama-bench alone
 #      at 131072 on the 8B file (its fills take minutes: a call of its own).
 # Logs go to $OUT.
@@ -77,12 +80,12 @@ case "$PART" in
   fi
   setsid nohup timeout 400 python3 scripts/make_random_gguf.py --preset llama-3.1-8b --type q4_k_m --share-layers \
     -o $L8 > /root/gen8b.log 2>&1 < /dev/null &
-  # KTESTS: the kernel test files (a short sitting names the ones its changes touch)
-  timeout 200 python3 -m pytest -q -p no:cacheprovider --tb=short -rfs ${KTESTS:-tests/test_cuda.py tests/test_cuda_matvec_q8.py \
-    tests/test_tactic_gpu.py tests/test_device_select.py tests/test_cuda_prefill_attention.py} 2>&1 | tee "$OUT/tests_kernels.log" | tail -6
+  # KTESTS: the kernel test files (a short sitting names the ones its changes touch); each set in
+  # shards run at once (scripts/pytest_shards.py: 16 cores, one GPU)
+  timeout ${KTIME:-240} python3 scripts/pytest_shards.py 8 "$OUT/tests_kernels_" ${KTESTS:-tests/test_cuda.py tests/test_cuda_matvec_q8.py \
+    tests/test_tactic_gpu.py tests/test_device_select.py tests/test_cuda_prefill_attention.py}
   say "kernel tests done"
-  timeout 300 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_gpu_forward.py \
-    -k "random or chunks or truncate" 2>&1 | tee "$OUT/tests_parity_random.log" | tail -8
+  timeout ${PTIME:-300} python3 scripts/pytest_shards.py 6 "$OUT/tests_parity_" tests/test_gpu_forward.py -k "random or chunks or truncate"
   [ -f tests/test_gpu_layers.py ] && [ "${LAYERS:-1}" = 1 ] && timeout 100 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_gpu_layers.py \
     2>&1 | tee "$OUT/tests_gpu_layers.log" | tail -4
   say "parity tests done"
@@ -135,7 +138,7 @@ PY
     --prompt-from-empty 0 --reps 1 $(llama_args 0) --out "$OUT/e2e_gemma.json" 2>&1 | tail -6
   say "gemma decode done"
   [ "${QUALITY:-1}" = 0 ] && { say "end (no Tactic quality)"; exit 0; }
-  timeout 200 python3 scripts/tactic_device_quality.py --model $G --device cuda --ctx 16384 32000 --kl-steps 512 \
+  timeout ${QTIME:-200} python3 scripts/tactic_device_quality.py --model $G --device cuda --ctx 16384 32000 --kl-steps 512 ${QOPTS:-} \
     --trials 10 --speed-steps 256 --json "$OUT/tactic_quality_gpu.json" 2>&1 | tee "$OUT/tactic_quality_gpu.log" | tail -8
   say "gemma tactic quality done"
   ;;
@@ -170,6 +173,17 @@ PY
     $E --skip-pytactic --llamacpp-json "$LJ" --depths 32768,131072 --prompt-from-empty 0 $TSPEC \
       --rows-to "$OUT/e2e_8b_tactic.json" 2>&1 | tail -4
   fi
+  ;;
+7)
+  timeout 90 python3 scripts/gpu_bench.py --matvec-only ${MVOPTS:-} --out "$OUT/matvec.json" > "$OUT/matvec.log" 2>&1
+  tail -30 "$OUT/matvec.log"; say "matvec table done"
+  timeout 60 python3 scripts/gpu_bench.py --attention-only --no-eager --contexts 16384 32768 65536 131072 ${ATTOPTS:-} \
+    --out "$OUT/attention.json" > "$OUT/attention.log" 2>&1
+  tail -16 "$OUT/attention.log"; say "attention table done"
+  timeout 120 python3 scripts/gpu_tactic_bench.py --contexts ${TCTX:-32768,65536,131072} \
+    --fractions ${TBF:-0.025,0.05,0.1,0.143,0.194,0.25} --iters 100 --p 0.9 ${TBOPTS:-} \
+    --out "$OUT/tactic_bench.json" > "$OUT/tactic_bench.log" 2>&1; grep -v Warning "$OUT/tactic_bench.log" | tail -40
+  say "tactic bench done"
   ;;
 esac
 say "end"
