@@ -156,7 +156,7 @@ def step_row(n, f, var, args, q, K, V, layout, c_begin, c_end, scale, probs, out
         mass += probs[g][:, idx].sum(-1).tolist()
     oerr = float(np.linalg.norm(out - out_full) / np.linalg.norm(out_full))
     row = dict(n_tokens=n, fraction=f, queries=args.queries, fused=var["fused"], mma=var["mma"],
-               group_budget=var["group_budget"], select=var["select"], score=var["score"],
+               group_budget=var["group_budget"], select=var["select"], score=var["score"], attend=var["attend"],
                copies_opt=var["copies"], p=None if f > 0 else args.p, attended_share=share,
                head_mass_min=min(mass), head_mass_mean=float(np.mean(mass)), attended_min=int(nsel.min()),
                attended_max=int(nsel.max()), score_ms=ms[0], cut_ms=ms[1], union_ms=ms[2],
@@ -180,6 +180,7 @@ def set_variant(v):
     check(lib.tactic_cuda_set_option(b"tactic_mma", v["mma"]))
     check(lib.tactic_cuda_set_option(b"tactic_select", v["select"]))
     check(lib.tactic_cuda_set_option(b"tactic_score", v["score"]))
+    check(lib.tactic_cuda_set_option(b"tactic_attend", v["attend"]))
 
 
 def main():
@@ -204,12 +205,18 @@ def main():
     ap.add_argument("--select", type=int, default=3,
                     help="option tactic_select: 1 one block per query head (group budget: per KV head), 2 spread "
                          "over many blocks a KV head, 3 that from the scores' partials with candidates")
-    ap.add_argument("--score", type=int, default=3,
+    ap.add_argument("--score", type=int, default=4,
                     help="option tactic_score: 1 the first centroid scoring kernel, 2 all rows requested before "
-                         "pdl_wait, q in shared memory, 3 that kernel with the rows after pdl_wait")
+                         "pdl_wait, q in shared memory, 3 that kernel with the rows after pdl_wait, 4 that on tensor "
+                         "cores")
+    ap.add_argument("--attend", type=int, default=2,
+                    help="option tactic_attend (the tensor-core streaming attention): 1 four warps a block, the "
+                         "sequential merge tail; 2 eight warps (head_dim 128) + the parallel tail; 3 four warps + "
+                         "the parallel tail; 4 that with TMA bulk row copies (sm_90); 5, 6: 2, 3 with pieces that never "
+                         "span two KV heads")
     ap.add_argument("--variants", default="",
                     help="more passes over the same keys, ';'-separated, each 'name=value,...' of group_budget, "
-                         "copies, blocks, fused, mma, select, score (e.g. 'group_budget=1;mma=1')")
+                         "copies, blocks, fused, mma, select, score, attend (e.g. 'group_budget=1;mma=1')")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     import torch
@@ -244,7 +251,7 @@ def main():
 
         check(lib.tactic_cuda_set_option(b"bench_iters", args.iters))
         base = dict(group_budget=args.group_budget, copies=args.copies, blocks=args.blocks, fused=args.fused,
-                    mma=args.mma, select=args.select, score=args.score)
+                    mma=args.mma, select=args.select, score=args.score, attend=args.attend)
         set_variant(base)
         out_full = np.empty((N_HEAD, D), np.float32)
         check(lib.tactic_cuda_attention(ptr(q, "float *"), N_HEAD, N_KV, D, ptr(K, "uint16_t *"), ptr(V, "uint16_t *"),

@@ -29,7 +29,7 @@ needs_gpu = pytest.mark.skipif(gpu_count() == 0, reason="no usable CUDA GPU (the
 
 # The options the tests below set, at their compiled defaults (native/cuda/cuda_util.cuh's
 # Options): put back after every test.
-OPTION_DEFAULTS = {b"tactic_group_budget": 1, b"tactic_select": 3, b"tactic_score": 3}
+OPTION_DEFAULTS = {b"tactic_group_budget": 1, b"tactic_select": 3, b"tactic_score": 4, b"tactic_attend": 2}
 
 
 @pytest.fixture(autouse=True)
@@ -215,16 +215,18 @@ SHAPES = [  # n_head, n_head_kv, head_dim
 ]
 
 
-@pytest.fixture(params=[1, 2, 3], ids=["v1", "v2", "v3"])
+@pytest.fixture(params=[1, 2, 3, 4], ids=["v1", "v2", "v3", "v4"])
 def score_version(request):
     """Each centroid scoring kernel and selection (options tactic_score and tactic_select:
     1 the first kernels; 2 the scores' rows requested before pdl_wait and the spread
     selection; 3 the scores' rows after pdl_wait and the selection from the scoring blocks'
-    partials, with candidates)."""
+    partials, with candidates; v4: scores 4, the kernel of 3 on tensor cores, with
+    selection 3)."""
     assert lib.tactic_cuda_set_option(b"tactic_score", 0) == TACTIC_ERR_INVALID_ARGUMENT
+    assert lib.tactic_cuda_set_option(b"tactic_score", 5) == TACTIC_ERR_INVALID_ARGUMENT
     assert lib.tactic_cuda_set_option(b"tactic_select", 4) == TACTIC_ERR_INVALID_ARGUMENT
     assert lib.tactic_cuda_set_option(b"tactic_score", request.param) == 0  # 3: rows after pdl_wait
-    assert lib.tactic_cuda_set_option(b"tactic_select", request.param) == 0
+    assert lib.tactic_cuda_set_option(b"tactic_select", min(request.param, 3)) == 0
     yield request.param  # (per_head_budget puts the defaults back)
 
 
@@ -416,6 +418,46 @@ def test_mma_attention_matches_reference(shape, blocks, mma):
     assert rel_err(out, ref_attention(q, K, V, lists, scale)) < 1e-5
 
 
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("shape", [(32, 8, 128), (12, 2, 128), (8, 8, 64), (3, 3, 128)])
+@pytest.mark.parametrize("blocks", [0, 1, 37, 600])
+@pytest.mark.parametrize("attend", [1, 2, 3, 4, 5, 6], ids=["att1", "att2", "att3", "att4", "att5", "att6"])
+def test_attend_variants_match_reference(shape, blocks, attend):
+    """Each tactic_attend variant equals the float64 reference whatever the number of pieces:
+    1 (four warps a block, the sequential merge tail), 2 (the default: eight warps a block,
+    the parallel merge tail), 3 (four warps, the parallel tail), 4 (3 with TMA bulk row
+    copies on sm_90; the barrier phases run across KV heads), 5 and 6 (2 and 3 with pieces
+    that never span two KV heads; 1 block falls back to the unaligned cut). 2-6 exist at
+    head_dim 128 (64 keeps 1). Unequal lists (a giant cluster in KV head 0: its list is the
+    longest, so 37 aligned blocks give it most of them), pieces spanning KV heads, more
+    blocks than rows (600), and a graph replayed twice with the output poisoned in between
+    (a counter left non-zero leaves NaN)."""
+    rng = np.random.default_rng(53)
+    n_head, n_head_kv, D = shape
+    n_ctx = n = 9000
+    c_begin, c_end = 4, n - 200
+    K, V = clustered_cache(rng, n_head_kv, n_ctx, D, n_mix=8)
+    order, offsets, ncl, cent = kmeans_layout(rng, K, c_begin, c_end, 16)
+    C0 = int(ncl[0])
+    offsets[0, 1:C0] = np.arange(1, C0) + (c_end - c_begin - C0)
+    layout = (order, offsets, ncl, cent)
+    scale = 1.0 / math.sqrt(D)
+    q = (1.5 * rng.standard_normal((n_head, D))).astype(np.float32)
+    assert lib.tactic_cuda_set_option(b"tactic_attend", 0) == TACTIC_ERR_INVALID_ARGUMENT
+    assert lib.tactic_cuda_set_option(b"tactic_attend", 7) == TACTIC_ERR_INVALID_ARGUMENT
+    assert lib.tactic_cuda_set_option(b"tactic_attend", attend) == 0
+    assert lib.tactic_cuda_set_option(b"tactic_blocks", blocks) == 0
+    try:
+        out, lists = gpu_step(q, K, V, n, c_begin, c_end, layout, 0.1, scale)
+    finally:
+        lib.tactic_cuda_set_option(b"tactic_attend", OPTION_DEFAULTS[b"tactic_attend"])
+        lib.tactic_cuda_set_option(b"tactic_blocks", 0)
+    sets, ties = twin_select(q, layout, c_begin, c_end, n, 0.1)
+    assert_same_sets(lists, sets, ties, layout)
+    assert rel_err(out, ref_attention(q, K, V, lists, scale)) < 1e-5
+
+
 def twin_group_select(q, layout, c_begin, c_end, n, frac, scale):
     """Option tactic_group_budget, written from its spec (docs/TACTIC.md "On the GPU"):
     per KV head one cut: a cluster's key is max over the group's heads of
@@ -460,15 +502,17 @@ def twin_group_select(q, layout, c_begin, c_end, n, frac, scale):
     return sets, ties
 
 
-@pytest.fixture(params=[1, 2, 3], ids=["select1", "select2", "select3"])
+@pytest.fixture(params=[1, 2, 3, 4], ids=["select1", "select2", "select3", "mmascore"])
 def group_budget(request):
     """The group budget on, with each selection kernel (option tactic_select: 1 one block
-    per KV head, 2 spread over many blocks a KV head)."""
+    per KV head, 2 spread over many blocks a KV head, 3 from the scores' partials;
+    mmascore: 3 with the scores and partials on tensor cores, tactic_score 4)."""
     assert lib.tactic_cuda_set_option(b"tactic_group_budget", 2) == TACTIC_ERR_INVALID_ARGUMENT
     assert lib.tactic_cuda_set_option(b"tactic_select", 4) == TACTIC_ERR_INVALID_ARGUMENT
     assert lib.tactic_cuda_set_option(b"tactic_group_budget", 1) == 0
-    assert lib.tactic_cuda_set_option(b"tactic_select", request.param) == 0
-    assert lib.tactic_cuda_set_option(b"tactic_score", min(request.param, 2)) == 0  # 2, 3: the new scores
+    assert lib.tactic_cuda_set_option(b"tactic_select", min(request.param, 3)) == 0
+    score = 4 if request.param == 4 else min(request.param, 2)  # 2, 3: the new scores
+    assert lib.tactic_cuda_set_option(b"tactic_score", score) == 0
     yield request.param  # (per_head_budget puts the defaults back)
 
 

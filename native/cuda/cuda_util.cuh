@@ -99,9 +99,17 @@ struct Options {
     int tactic_select = 3;  // Tactic's selection: 1 one block per query head (group budget: per KV head);
                             // 2 spread over many blocks a KV head (a three-level radix cut through global
                             // histograms); 3 the same from the scores' partials, two levels + candidates
-    int tactic_score = 3;   // Tactic's centroid scores: 1 the first kernel; 2 every row requested before
+    int tactic_score = 4;   // Tactic's centroid scores: 1 the first kernel; 2 every row requested before
                             // pdl_wait, q in shared memory (one wave); 3 that kernel, rows after pdl_wait
-                            // (3/3 measured fastest on the H200: docs/results/gpu_session7.md)
+                            // (3/3 measured fastest on the H200: docs/results/gpu_session7.md); 4 the
+                            // kernel of 3 with the dot products on tensor cores (q in f16 hi + lo): 4
+                            // measured fastest (H200, 128K: 7.9 vs 17.6 us; docs/results/gpu_sa_s8.md)
+    int tactic_attend = 2;  // Tactic's tensor-core streaming attention: 1 four warps a block, the merge tail
+                            // one L2 round trip per 8 blocks; 2 eight warps a block (head_dim 128) and the
+                            // parallel merge tail; 3 four warps and the parallel tail; 4 that with TMA
+                            // bulk copies of the rows (sm_90; below it 3). 2-4 at head_dim 128 only;
+                            // 2 measured fastest (H200, 128K 10%: 26.7 vs 29.2 us; gpu_sa_s8.md);
+                            // 5, 6: 2, 3 with pieces that never span two KV heads (not yet measured)
 };
 Options &options();
 void set_last_ms(double ms);

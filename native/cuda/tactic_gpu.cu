@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "bulk_copy.cuh"
 #include "cuda_ops.cuh"
 #include "cuda_util.cuh"
 #include "pdl.cuh"
@@ -1671,7 +1672,9 @@ constexpr int kNoRow = INT32_MIN;  // list code of a stage row past the piece's 
 
 // Stage rows are padded by 8 halves (16 bytes) so that the 8 rows an ldmatrix of the
 // tensor-core variant reads fall in distinct banks; the FMA variant uses the rows unpadded.
-size_t stream_smem(int D) { return size_t(kStreamWarps) * kStreamStages * 2 * (2048 / D) * (D + 8) * sizeof(__half); }
+size_t stream_smem(int D, int W = kStreamWarps) {
+    return size_t(W) * kStreamStages * 2 * (2048 / D) * (D + 8) * sizeof(__half);
+}
 
 // 16 bytes global -> shared, asynchronously where the GPU has cp.async (sm_80+); zeros
 // when !valid.
@@ -1734,6 +1737,123 @@ __device__ __forceinline__ void split_f16x2(float x0, float x1, uint32_t &hi, ui
     lo = *reinterpret_cast<const uint32_t *>(&l);
 }
 
+// A, version 4 (options().tactic_score == 4): cscore2_kernel's blocks (the same clusters
+// a block, so the same partials for tactic_select 3; rows after pdl_wait as in 3), the
+// dot products on tensor cores. Measured why: version 3 spends its time in FMAs and
+// shuffles (a reduction over D / 8 lanes for every head and row), not in the loads.
+// mma.m16n8k16: A = the group's query heads (row g: q's f16 hi parts, row g + 8: the
+// lo parts, as the streaming attention), B = 8 clusters (n) x 16 dims (k). The dot
+// product does not care which k is which dim as long as A and B agree, so lane (g, t)
+// loads 16 bytes of cluster g's row, dims 32 j + 8 t .. + 8: halves 0-3 are its B
+// fragment of k-step 2 j (k 2t, 2t+1 | 2t+8, 2t+9), halves 4-7 of k-step 2 j + 1, and
+// its A fragment takes q's dims in the same order. C: head g, clusters 2t, 2t+1 of the
+// tile = c[j] + c[j + 2] (hi row + lo row).
+template <int D, int G>
+__global__ void __launch_bounds__(kScoreWarps * 32) cscore_mma_kernel(TacticLayerDev L, const float *__restrict__ q,
+                                                                      float *__restrict__ cscore,
+                                                                      float *__restrict__ part, float scale) {
+    constexpr int PER_BLOCK = kScoreWarps * (32 / (D / 8)) * kScore2Rows;  // as cscore2_kernel (score2_blocks)
+    constexpr int TILES = PER_BLOCK / (kScoreWarps * 8), JC = D / 32;
+    static_assert(TILES >= 1 && TILES * kScoreWarps * 8 == PER_BLOCK && G <= 8, "score tile shape");
+    const int kvh = blockIdx.y, group = L.n_head / L.n_head_kv, h0 = kvh * group;
+    const int C = L.n_clusters[kvh];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const int c_warp = blockIdx.x * PER_BLOCK + warp * TILES * 8;
+    const __half *cent = L.cent + int64_t(kvh) * L.cmax * D + 8 * t;
+    const int32_t *co = L.coff + int64_t(kvh) * (L.cmax + 1);
+    pdl_wait();
+    uint4 w[TILES][JC];
+    float tk[TILES][2];  // tokens of clusters 2t, 2t+1 of each tile (with part)
+#pragma unroll
+    for (int i = 0; i < TILES; i++) {
+        const int c = c_warp + i * 8 + g;
+#pragma unroll
+        for (int j = 0; j < JC; j++)
+            w[i][j] = c < C ? __ldg(reinterpret_cast<const uint4 *>(cent + int64_t(c) * D + 32 * j))
+                            : make_uint4(0, 0, 0, 0);
+#pragma unroll
+        for (int jj = 0; jj < 2; jj++) {
+            const int cc = c_warp + i * 8 + 2 * t + jj;
+            tk[i][jj] = part && cc < C ? float(__ldg(co + cc + 1) - __ldg(co + cc)) : 0.f;
+        }
+    }
+    pdl_trigger();
+    const bool on = g < group;
+    uint32_t qf[2 * JC][4];
+    {
+        const float *qg = q + int64_t(h0 + (on ? g : 0)) * D + 8 * t;
+#pragma unroll
+        for (int j = 0; j < JC; j++) {
+            const float4 x0 = *reinterpret_cast<const float4 *>(qg + 32 * j);
+            const float4 x1 = *reinterpret_cast<const float4 *>(qg + 32 * j + 4);
+            const float z = on ? 1.f : 0.f;
+            split_f16x2(z * x0.x, z * x0.y, qf[2 * j][0], qf[2 * j][1]);
+            split_f16x2(z * x0.z, z * x0.w, qf[2 * j][2], qf[2 * j][3]);
+            split_f16x2(z * x1.x, z * x1.y, qf[2 * j + 1][0], qf[2 * j + 1][1]);
+            split_f16x2(z * x1.z, z * x1.w, qf[2 * j + 1][2], qf[2 * j + 1][3]);
+        }
+    }
+    float sc[TILES][2];
+#pragma unroll
+    for (int i = 0; i < TILES; i++) {
+        float c[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+        for (int j = 0; j < JC; j++) {
+            mma16816(c, qf[2 * j], w[i][j].x, w[i][j].y);
+            mma16816(c, qf[2 * j + 1], w[i][j].z, w[i][j].w);
+        }
+        sc[i][0] = c[0] + c[2];
+        sc[i][1] = c[1] + c[3];
+    }
+    float *dst = cscore + int64_t(h0 + g) * L.cmax;
+    float m = -INFINITY, mn = INFINITY;
+#pragma unroll
+    for (int i = 0; i < TILES; i++)
+#pragma unroll
+        for (int jj = 0; jj < 2; jj++) {
+            const int cc = c_warp + i * 8 + 2 * t + jj;
+            if (on && cc < C) {
+                dst[cc] = sc[i][jj];
+                m = fmaxf(m, sc[i][jj]);
+                mn = fminf(mn, sc[i][jj]);
+            }
+        }
+    if (!part) return;  // grid-uniform
+    __shared__ float s_red[kScoreWarps][8][3];
+#pragma unroll
+    for (int o = 1; o < 4; o <<= 1) {  // over the 4 lanes of head g
+        m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+        mn = fminf(mn, __shfl_xor_sync(0xffffffffu, mn, o));
+    }
+    float z = 0.f;
+#pragma unroll
+    for (int i = 0; i < TILES; i++)
+#pragma unroll
+        for (int jj = 0; jj < 2; jj++)
+            if (on && c_warp + i * 8 + 2 * t + jj < C) z += tk[i][jj] * expf(scale * (sc[i][jj] - m));
+#pragma unroll
+    for (int o = 1; o < 4; o <<= 1) z += __shfl_xor_sync(0xffffffffu, z, o);
+    if (t == 0) {
+        s_red[warp][g][0] = m;
+        s_red[warp][g][1] = z;
+        s_red[warp][g][2] = mn;
+    }
+    __syncthreads();
+    if (threadIdx.x < group && threadIdx.x < G) {
+        const int h = threadIdx.x;
+        float M = -INFINITY, Z = 0.f, MN = INFINITY;
+        for (int wv = 0; wv < kScoreWarps; wv++) M = fmaxf(M, s_red[wv][h][0]);
+        for (int wv = 0; wv < kScoreWarps; wv++) {
+            if (s_red[wv][h][0] != -INFINITY) Z += s_red[wv][h][1] * expf(scale * (s_red[wv][h][0] - M));
+            MN = fminf(MN, s_red[wv][h][2]);
+        }
+        float *pp = part + (int64_t(h0 + h) * gridDim.x + blockIdx.x) * 3;
+        pp[0] = M;
+        pp[1] = Z;
+        pp[2] = MN;
+    }
+}
+
 // The list range [r0, r1) of block bb when the total work tot is cut into nbe pieces.
 __device__ __forceinline__ int64_t piece_start(int64_t tot, int bb, int nbe) { return tot * bb / nbe; }
 
@@ -1743,18 +1863,104 @@ __device__ __forceinline__ int64_t piece_start(int64_t tot, int bb, int nbe) { r
 // microseconds on the step's tail.
 __device__ __forceinline__ int block_of_row(int64_t tot, int nbe, int64_t r) { return int(((r + 1) * nbe - 1) / tot); }
 
+// E in parallel (tactic_attend 2 and 3): the last block of a KV head merges its blocks'
+// partials bt0 .. bt1 - 1 without a chain of dependent loads. Per chunk of kWideChunk
+// blocks: every (m, l) loaded at once into shared memory, each head's max by a warp,
+// the blocks' weights e^(m_b - M) left in shared memory; then each thread's acc loads
+// depend on nothing but their address (16 in flight), the running sums rescaled once a
+// chunk. The sequential tail waits one L2 round trip per 8 blocks with the rescaling in
+// between. s_w: shared scratch of 2 kWideChunk G floats (the stream buffers, free here).
+constexpr int kWideChunk = 256;
+template <int D, int G, int NT>
+__device__ void merge_kv_head_wide(const float *__restrict__ part_acc, const float *__restrict__ part_ml, int H, int h0,
+                                   int group, int bt0, int bt1, float *__restrict__ out, float *s_w) {
+    constexpr int D4 = D / 4, IPT = (G * D4 + NT - 1) / NT, NW = NT / 32;
+    __shared__ float s_M[G], s_S[G], s_alpha[G];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    float *s_wm = s_w, *s_wl = s_w + kWideChunk * G;
+    if (threadIdx.x < G) {
+        s_M[threadIdx.x] = -INFINITY;
+        s_S[threadIdx.x] = 0.f;
+    }
+    float4 A[IPT];
+#pragma unroll
+    for (int k = 0; k < IPT; k++) A[k] = make_float4(0.f, 0.f, 0.f, 0.f);
+    for (int c0 = bt0; c0 < bt1; c0 += kWideChunk) {
+        const int n = min(kWideChunk, bt1 - c0);
+        for (int e = threadIdx.x; e < n * group; e += NT) {
+            const int64_t row = int64_t(c0 + e / group) * H + h0 + e % group;
+            s_wm[e] = __ldcg(part_ml + row * 2);
+            s_wl[e] = __ldcg(part_ml + row * 2 + 1);
+        }
+        __syncthreads();  // (also: s_M, s_S set)
+        for (int h = warp; h < group; h += NW) {
+            float mx = -INFINITY;
+            for (int i = lane; i < n; i += 32) mx = fmaxf(mx, s_wm[i * group + h]);
+            mx = warp_max(mx);
+            const float m_old = s_M[h], m_new = fmaxf(m_old, mx);
+            float sl = 0.f;
+            for (int i = lane; i < n; i += 32) {
+                const float mb = s_wm[i * group + h];
+                const float f = mb == -INFINITY ? 0.f : expf(mb - m_new);
+                s_wm[i * group + h] = f;
+                sl = fmaf(f, s_wl[i * group + h], sl);
+            }
+            sl = warp_sum(sl);
+            __syncwarp();
+            if (lane == 0) {
+                const float alpha = m_old == -INFINITY ? 0.f : expf(m_old - m_new);
+                s_alpha[h] = alpha;
+                s_S[h] = fmaf(s_S[h], alpha, sl);
+                s_M[h] = m_new;
+            }
+        }
+        __syncthreads();
+#pragma unroll
+        for (int k = 0; k < IPT; k++) {
+            const int e = threadIdx.x + k * NT;
+            if (e >= group * D4) break;
+            const int h = e / D4, d4 = e % D4;
+            const float al = s_alpha[h];
+            float4 a = make_float4(A[k].x * al, A[k].y * al, A[k].z * al, A[k].w * al);
+            const float4 *src = reinterpret_cast<const float4 *>(part_acc + (int64_t(c0) * H + h0 + h) * D) + d4;
+#pragma unroll 16
+            for (int i = 0; i < n; i++) {
+                const float4 v = __ldcg(src + int64_t(i) * H * D4);
+                const float f = s_wm[i * group + h];
+                if (f != 0.f) {
+                    a.x = fmaf(f, v.x, a.x);
+                    a.y = fmaf(f, v.y, a.y);
+                    a.z = fmaf(f, v.z, a.z);
+                    a.w = fmaf(f, v.w, a.w);
+                }
+            }
+            A[k] = a;
+        }
+        __syncthreads();  // s_w is refilled by the next chunk
+    }
+#pragma unroll
+    for (int k = 0; k < IPT; k++) {
+        const int e = threadIdx.x + k * NT;
+        if (e >= group * D4) break;
+        const int h = e / D4, d4 = e % D4;
+        const float S = s_S[h], inv = S > 0.f ? 1.f / S : 0.f;
+        *reinterpret_cast<float4 *>(out + int64_t(h0 + h) * D + 4 * d4) =
+            make_float4(A[k].x * inv, A[k].y * inv, A[k].z * inv, A[k].w * inv);
+    }
+}
+
 // MMA (options().tactic_mma, head_dim <= 128): the same pipeline, each stage's scores and
 // values on tensor cores. The group's query heads are the rows of the 16-row A tile:
 // head g's q in f16 hi parts in row g and lo parts in row g + 8 (G <= 8), so S = c(row g)
 // + c(row g+8) keeps q in 22 bits; the weights P the same way (hi in row g, lo in row
 // g + 8) for O = P V, and O = o(row g) + o(row g+8). K and V stay f16, as cached.
-template <int D, int G, bool MMA>
-__global__ void __launch_bounds__(kStreamWarps * 32) attend_stream_kernel(
+template <int D, int G, bool MMA, int W, bool PTAIL, bool BULK = false>
+__global__ void __launch_bounds__(W * 32) attend_stream_kernel(
     TacticLayerDev L, const float *__restrict__ q, float scale, const int32_t *__restrict__ list,
     const int32_t *__restrict__ count, float *__restrict__ part_acc, float *__restrict__ part_ml,
-    int32_t *__restrict__ done, int nb, float *__restrict__ out) {
+    int32_t *__restrict__ done, int nb, float *__restrict__ out, int align) {
     constexpr int LPT = D / 8, TPW = 32 / LPT, R = 2048 / D, STEPS = R / TPW, CPL = R * LPT / 32;
-    constexpr int NT = kStreamWarps * 32, kMaxKv = 64;
+    constexpr int NT = W * 32, kMaxKv = 64;
     constexpr int LDS = MMA ? D + 8 : D;  // stage row stride, halves
     static_assert(R <= 32 && CPL * 32 == R * LPT, "stage shape");
     static_assert(!MMA || (G <= 8 && D <= 128 && R % 16 == 0), "MMA variant shape");
@@ -1763,8 +1969,8 @@ __global__ void __launch_bounds__(kStreamWarps * 32) attend_stream_kernel(
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, slot = lane / LPT, dl = lane % LPT;
     const int H = L.n_head, Hkv = L.n_head_kv, group = H / Hkv, b = blockIdx.x;
     __shared__ int s_cnt[kMaxKv];
-    __shared__ float s_p[kStreamWarps][G][R];
-    __shared__ float s_m[kStreamWarps][G], s_l[kStreamWarps][G];
+    __shared__ float s_p[W][G][R];
+    __shared__ float s_m[W][G], s_l[W][G];
     __shared__ int s_last;
     pdl_wait();  // count, the lists and q come from earlier kernels of the step
     pdl_trigger();
@@ -1775,14 +1981,56 @@ __global__ void __launch_bounds__(kStreamWarps * 32) attend_stream_kernel(
     for (int k = 0; k < Hkv; k++) tot += cnt_of(k);
     const int nbe = active_blocks(tot, nb);
     const int64_t r0 = b < nbe ? piece_start(tot, b, nbe) : tot, r1 = b < nbe ? piece_start(tot, b + 1, nbe) : tot;
+    // align (tactic_attend 5, 6): pieces never span two KV heads, so that no block runs two
+    // pipelines one after the other (measured: the late blocks of the unaligned cut, such a
+    // block or a KV head's last block merging, leave the multiprocessors idle half the
+    // kernel). Each nonempty KV head gets one block plus its share of the other nba - n_ne
+    // in proportion to its list (heads' first blocks in order), at most one a row; the
+    // unaligned cut where the grid has fewer blocks than nonempty heads.
+    int n_ne = 0;
+    for (int k = 0; k < Hkv; k++) n_ne += cnt_of(k) > 0;
+    const bool aligned = align != 0 && n_ne > 0 && nb >= n_ne;
+    const int nba = min(nb, max(nbe, n_ne));
+    int ne_before = 0;
     __half *wbuf = smem + warp * (kStreamStages * 2 * R * LDS);
+    // BULK (tactic_attend 4, sm_90): a stage's rows arrive by one TMA bulk copy a row, on one
+    // mbarrier a warp's stage. The stages a warp used before this KV head (gbase) keep the
+    // buffers' round robin and the barriers' phases running across KV heads.
+    __shared__ __align__(8) uint64_t s_bar[BULK ? W : 1][kStreamStages];
+    if constexpr (BULK) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+        if (lane == 0)
+            for (int st = 0; st < kStreamStages; st++) mbar_init(shared_addr(&s_bar[warp][st]));
+        mbar_init_fence();
+        __syncwarp();
+#else
+        __trap();  // launched only on sm_90 and later (attend_stream_dg)
+#endif
+    }
+    int gbase = 0;
 
     int64_t start = 0;
     for (int kvh = 0; kvh < Hkv; kvh++) {
         const int cnt = cnt_of(kvh);
         const int64_t kv_start = start;
-        const int s0 = int(max(r0, start) - start), s1 = int(min(r1, start + cnt) - start);
+        // this block's rows [s0, s1) of the KV head; the head's blocks bt0 .. bt1 - 1 (consecutive)
+        int s0, s1, bt0, bt1;
+        if (aligned) {
+            const int f0 = ne_before + int(kv_start * (nba - n_ne) / tot);
+            const int f1 = ne_before + (cnt > 0) + int((kv_start + cnt) * (nba - n_ne) / tot);
+            const int nk = min(f1 - f0, cnt), j = b - f0;
+            bt0 = f0;
+            bt1 = f0 + nk;
+            s0 = j >= 0 && j < nk ? int(int64_t(cnt) * j / nk) : 0;
+            s1 = j >= 0 && j < nk ? int(int64_t(cnt) * (j + 1) / nk) : 0;
+        } else {
+            s0 = int(max(r0, start) - start);
+            s1 = int(min(r1, start + cnt) - start);
+            bt0 = cnt > 0 ? block_of_row(tot, nbe, kv_start) : 0;
+            bt1 = cnt > 0 ? block_of_row(tot, nbe, kv_start + cnt - 1) + 1 : 0;
+        }
         start += cnt;
+        ne_before += cnt > 0;
         const int h0 = kvh * group;
         if (cnt == 0) {  // nothing to attend: no block touches this KV head, block 0 writes its zeros
             if (b == 0)
@@ -1823,24 +2071,44 @@ __global__ void __launch_bounds__(kStreamWarps * 32) attend_stream_kernel(
                 }
             }
         }
-        // This warp's stages: rows [s0 + (warp + kStreamWarps k) R, + R), k < n_k.
+        // This warp's stages: rows [s0 + (warp + W k) R, + R), k < n_k.
         const int span = s1 - s0 - warp * R;
-        const int n_k = span > 0 ? (span + kStreamWarps * R - 1) / (kStreamWarps * R) : 0;
-        auto stage_row0 = [&](int k) { return s0 + (warp + kStreamWarps * k) * R; };
+        const int n_k = span > 0 ? (span + W * R - 1) / (W * R) : 0;
+        auto stage_row0 = [&](int k) { return s0 + (warp + W * k) * R; };
         auto load_code = [&](int k) {  // lane r: the list code of row r of stage k
             const int t = stage_row0(k) + lane;
             return (k < n_k && lane < R && t < s1) ? lst[t] : kNoRow;
         };
+        auto buf = [&](int k) { return (gbase + k) % kStreamStages; };  // stage k's buffer
         auto issue = [&](int code_reg, int st) {  // stage rows' K and V -> buffer st
             __half *sk = wbuf + st * (2 * R * LDS), *sv = sk + R * LDS;
+            if constexpr (BULK) {
+                // lane e < R: K row e, R <= e < 2R: V row e - R; a row past the piece's end
+                // repeats row 0 (always in the piece; its score is masked, its V finite)
+                const uint32_t bar = shared_addr(&s_bar[warp][st]);
+                if (lane == 0) mbar_expect(bar, 2 * R * D * sizeof(__half));
+                __syncwarp();
+                const int code0 = __shfl_sync(0xffffffffu, code_reg, 0);
 #pragma unroll
-            for (int i = 0; i < CPL; i++) {
-                const int j = lane + 32 * i, row = j / LPT, col = j % LPT;
-                const int code = __shfl_sync(0xffffffffu, code_reg, row);
-                const bool valid = code != kNoRow;
-                const int64_t off = (valid ? int64_t(code >= 0 ? code : -1 - code) * D : 0) + col * 8;
-                copy16_async(sk + row * LDS + col * 8, (code >= 0 ? Ks : Kc) + off, valid);
-                copy16_async(sv + row * LDS + col * 8, (code >= 0 ? Vs : Vc) + off, valid);
+                for (int i = 0; i < (2 * R + 31) / 32; i++) {
+                    const int e = lane + 32 * i, r = e % R;
+                    int code = __shfl_sync(0xffffffffu, code_reg, r);
+                    code = code == kNoRow ? code0 : code;
+                    const bool isv = e >= R;
+                    const int64_t off = int64_t(code >= 0 ? code : -1 - code) * D;
+                    const __half *src = (code >= 0 ? (isv ? Vs : Ks) : (isv ? Vc : Kc)) + off;
+                    if (e < 2 * R) bulk_to_shared(shared_addr((isv ? sv : sk) + r * LDS), src, D * sizeof(__half), bar);
+                }
+            } else {
+#pragma unroll
+                for (int i = 0; i < CPL; i++) {
+                    const int j = lane + 32 * i, row = j / LPT, col = j % LPT;
+                    const int code = __shfl_sync(0xffffffffu, code_reg, row);
+                    const bool valid = code != kNoRow;
+                    const int64_t off = (valid ? int64_t(code >= 0 ? code : -1 - code) * D : 0) + col * 8;
+                    copy16_async(sk + row * LDS + col * 8, (code >= 0 ? Ks : Kc) + off, valid);
+                    copy16_async(sv + row * LDS + col * 8, (code >= 0 ? Vs : Vc) + off, valid);
+                }
             }
         };
         int codes[kStreamStages];
@@ -1848,21 +2116,26 @@ __global__ void __launch_bounds__(kStreamWarps * 32) attend_stream_kernel(
         for (int i = 0; i < kStreamStages; i++) codes[i] = load_code(i);
 #pragma unroll
         for (int i = 0; i < kStreamStages - 1; i++) {
-            if (i < n_k) issue(codes[i], i);
+            if (i < n_k) issue(codes[i], buf(i));
             copy_commit_group();
         }
         int code_next = codes[kStreamStages - 1];
         for (int k = 0; k < n_k; k++) {
-            copy_wait_group<kStreamStages - 2>();  // stage k's copies of this lane are done
+            if constexpr (BULK) {
+                mbar_wait(shared_addr(&s_bar[warp][buf(k)]), uint32_t((gbase + k) / kStreamStages) & 1u);
+                fence_async_shared();  // this lane's reads of the buffer refilled next, before the copies
+            } else {
+                copy_wait_group<kStreamStages - 2>();  // stage k's copies of this lane are done
+            }
             __syncwarp();  // ... and of every lane; every lane is done with the buffer refilled next
             const int kn = k + kStreamStages - 1;
-            if (kn < n_k) issue(code_next, kn % kStreamStages);
+            if (kn < n_k) issue(code_next, buf(kn));
             copy_commit_group();
             code_next = load_code(kn + 1);
             const int n_in = min(R, s1 - stage_row0(k));
             if constexpr (MMA) {
                 const int t = lane % 4;
-                const __half *sk0 = wbuf + (k % kStreamStages) * (2 * R * LDS);
+                const __half *sk0 = wbuf + buf(k) * (2 * R * LDS);
                 const uint32_t kb = uint32_t(__cvta_generic_to_shared(sk0));
                 const uint32_t vb = kb + uint32_t(R * LDS * sizeof(__half));
                 // S = Q K^T: one ldmatrix.x4 of an 8-row n-tile gives b0, b1 of k-steps kk, kk+1
@@ -1926,7 +2199,7 @@ __global__ void __launch_bounds__(kStreamWarps * 32) attend_stream_kernel(
                 }
                 continue;
             }
-            const __half *sk = wbuf + (k % kStreamStages) * (2 * R * LDS) + dl * 8, *sv = sk + R * LDS;
+            const __half *sk = wbuf + buf(k) * (2 * R * LDS) + dl * 8, *sv = sk + R * LDS;
             // 1. scores, D / 8 lanes a row
 #pragma unroll
             for (int s = 0; s < STEPS; s++) {
@@ -1973,7 +2246,8 @@ __global__ void __launch_bounds__(kStreamWarps * 32) attend_stream_kernel(
             }
             __syncwarp();  // s_p is rewritten by the next stage
         }
-        copy_wait_group<0>();
+        copy_wait_group<0>();  // (BULK: every stage issued was waited for in the loop)
+        if constexpr (BULK) gbase += n_k;
         // The token slots of a warp hold parts of the sum; then the warps are merged
         // (their sums staged in the stream buffers, free once every warp is done).
         if constexpr (!MMA) {
@@ -1988,7 +2262,7 @@ __global__ void __launch_bounds__(kStreamWarps * 32) attend_stream_kernel(
             ml += __shfl_xor_sync(0xffffffffu, ml, 2);
         }
         __syncthreads();
-        float *s_acc = reinterpret_cast<float *>(smem);  // [kStreamWarps][G][D]
+        float *s_acc = reinterpret_cast<float *>(smem);  // [W][G][D]
         if constexpr (MMA) {
             const int g = lane / 4, t = lane % 4;
             if (g < G) {
@@ -2021,11 +2295,11 @@ __global__ void __launch_bounds__(kStreamWarps * 32) attend_stream_kernel(
             const int h = e / D, d = e % D;
             float M = -INFINITY;
 #pragma unroll
-            for (int w = 0; w < kStreamWarps; w++) M = fmaxf(M, s_m[w][h]);
+            for (int w = 0; w < W; w++) M = fmaxf(M, s_m[w][h]);
             float A = 0.f, S = 0.f;
             if (M != -INFINITY) {
 #pragma unroll
-                for (int w = 0; w < kStreamWarps; w++) {
+                for (int w = 0; w < W; w++) {
                     const float f = expf(s_m[w][h] - M);
                     A = fmaf(f, s_acc[(w * G + h) * D + d], A);
                     S = fmaf(f, s_l[w][h], S);
@@ -2043,10 +2317,13 @@ __global__ void __launch_bounds__(kStreamWarps * 32) attend_stream_kernel(
         __threadfence();
         __syncthreads();
         // The blocks that work on this KV head: bt0 .. bt1 - 1 (consecutive).
-        const int bt0 = block_of_row(tot, nbe, kv_start), bt1 = block_of_row(tot, nbe, kv_start + cnt - 1) + 1;
         if (threadIdx.x == 0) s_last = atomicAdd(&done[kvh], 1) == bt1 - bt0 - 1;
         __syncthreads();
-        if (s_last) {
+        if (s_last && PTAIL) {
+            __threadfence();
+            merge_kv_head_wide<D, G, NT>(part_acc, part_ml, H, h0, group, bt0, bt1, out, reinterpret_cast<float *>(smem));
+            if (threadIdx.x == 0) done[kvh] = 0;  // ready for the next step (graph replays)
+        } else if (s_last) {
             __threadfence();
             // Each thread combines 4 dimensions of one head over the KV head's blocks, 8
             // blocks' partials loaded before any is used.
@@ -2084,6 +2361,7 @@ __global__ void __launch_bounds__(kStreamWarps * 32) attend_stream_kernel(
             }
             if (threadIdx.x == 0) done[kvh] = 0;  // ready for the next step (graph replays)
         }
+        if constexpr (BULK) fence_async_shared();  // the merge's accesses, before the next head's copies
         __syncthreads();  // s_acc (the stream buffers), s_p and s_last are reused by the next KV head
     }
 }
@@ -2177,6 +2455,15 @@ template <int D>
 void score2_d(const TacticLayerDev &L, const float *q, float *cscore, float *part, float scale, cudaStream_t s) {
     const dim3 grid(unsigned(score2_blocks(D, L.cmax)), unsigned(L.n_head_kv));
     const dim3 block(kScoreWarps * 32);
+    if (options().tactic_score == 4) {
+        switch (g_of(L.n_head / L.n_head_kv)) {
+            case 1: launch_pdl(cscore_mma_kernel<D, 1>, grid, block, 0, s, L, q, cscore, part, scale); break;
+            case 2: launch_pdl(cscore_mma_kernel<D, 2>, grid, block, 0, s, L, q, cscore, part, scale); break;
+            case 4: launch_pdl(cscore_mma_kernel<D, 4>, grid, block, 0, s, L, q, cscore, part, scale); break;
+            default: launch_pdl(cscore_mma_kernel<D, 8>, grid, block, 0, s, L, q, cscore, part, scale); break;
+        }
+        return;
+    }
     if (options().tactic_score == 3) {
         switch (g_of(L.n_head / L.n_head_kv)) {
             case 1: launch_pdl(cscore2_kernel<D, 1, false>, grid, block, 0, s, L, q, cscore, part, scale); break;
@@ -2227,19 +2514,50 @@ bool use_mma() {
     return D <= 128 && options().tactic_mma != 0;
 }
 
+// The MMA stream kernel's shape under options().tactic_attend: 1 four warps a block and
+// the sequential merge tail; 2 eight warps a block (head_dim 128; fewer blocks, so fewer
+// partials a KV head) and the parallel tail (merge_kv_head_wide); 3 four warps and the
+// parallel tail.
+template <int D>
+int stream_warps() {
+    return D == 128 && (options().tactic_attend == 2 || options().tactic_attend == 5) ? 8 : kStreamWarps;
+}
+// tactic_attend 5, 6: 2, 3 with pieces that never span two KV heads (head_dim 128).
+int stream_align() { return options().tactic_attend >= 5 ? 1 : 0; }
+bool stream_wide_tail() { return options().tactic_attend >= 2; }
+// tactic_attend 4: variant 3 with TMA bulk row copies, where the GPU has them (sm_90+; else 3).
+bool stream_bulk() {
+    static int major = -1;
+    if (major < 0) {
+        int dev = 0;
+        TACTIC_CU(cudaGetDevice(&dev));
+        TACTIC_CU(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    }
+    return options().tactic_attend == 4 && major >= 9;
+}
+
+template <int D, int G, int W, bool PT, bool BULK = false>
+void launch_stream_mma(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
+    launch_pdl(attend_stream_kernel<D, G, true, W, PT, BULK>, dim3(unsigned(b.n_blocks)), dim3(W * 32), stream_smem(D, W), s,
+               L, a.q, a.scale, static_cast<const int32_t *>(b.list), static_cast<const int32_t *>(b.count), b.part_acc,
+               b.part_ml, b.done, b.n_blocks, a.out, PT ? stream_align() : 0);
+}
+
 template <int D, int G>
 void attend_stream_dg(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
     if constexpr (D <= 128 && G <= 8) {
         if (use_mma<D>()) {
-            launch_pdl(attend_stream_kernel<D, G, true>, dim3(unsigned(b.n_blocks)), dim3(kStreamWarps * 32),
-                       stream_smem(D), s, L, a.q, a.scale, static_cast<const int32_t *>(b.list),
-                       static_cast<const int32_t *>(b.count), b.part_acc, b.part_ml, b.done, b.n_blocks, a.out);
-            return;
+            if constexpr (D == 128) {  // (the variants exist for head_dim 128: the 8B shape measured)
+                if (stream_bulk()) return launch_stream_mma<D, G, kStreamWarps, true, true>(L, a, b, s);
+                if (stream_wide_tail() && stream_warps<D>() == 8) return launch_stream_mma<D, G, 8, true>(L, a, b, s);
+                if (stream_wide_tail()) return launch_stream_mma<D, G, kStreamWarps, true>(L, a, b, s);
+            }
+            return launch_stream_mma<D, G, kStreamWarps, false>(L, a, b, s);
         }
     }
-    launch_pdl(attend_stream_kernel<D, G, false>, dim3(unsigned(b.n_blocks)), dim3(kStreamWarps * 32), stream_smem(D),
+    launch_pdl(attend_stream_kernel<D, G, false, kStreamWarps, false>, dim3(unsigned(b.n_blocks)), dim3(kStreamWarps * 32), stream_smem(D),
                s, L, a.q, a.scale, static_cast<const int32_t *>(b.list), static_cast<const int32_t *>(b.count),
-               b.part_acc, b.part_ml, b.done, b.n_blocks, a.out);
+               b.part_acc, b.part_ml, b.done, b.n_blocks, a.out, 0);
 }
 
 template <int D>
@@ -2254,18 +2572,23 @@ void attend_d(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStep
 }
 
 // The stream kernels' shared memory beyond the default 48 KB.
-template <int D, bool MMA>
+template <int D, bool MMA, int W, bool PT, bool BULK = false>
 void stream_attrs_v() {
-    const int smem = int(stream_smem(D));
-    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 1, MMA>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 2, MMA>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 4, MMA>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 8, MMA>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    const int smem = int(stream_smem(D, W));
+    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 1, MMA, W, PT, BULK>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 2, MMA, W, PT, BULK>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 4, MMA, W, PT, BULK>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 8, MMA, W, PT, BULK>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
 }
 template <int D>
 void stream_attrs() {
-    stream_attrs_v<D, false>();
-    if constexpr (D <= 128) stream_attrs_v<D, true>();
+    stream_attrs_v<D, false, kStreamWarps, false>();
+    if constexpr (D <= 128) stream_attrs_v<D, true, kStreamWarps, false>();
+    if constexpr (D == 128) {
+        stream_attrs_v<D, true, kStreamWarps, true>();
+        stream_attrs_v<D, true, kStreamWarps, true, true>();
+        stream_attrs_v<D, true, 8, true>();
+    }
 }
 
 template <int D, int G>
@@ -2274,14 +2597,25 @@ int occupancy() {
     bool mma_done = false;
     if constexpr (D <= 128 && G <= 8) {
         if (options().tactic_fused && use_mma<D>()) {
-            TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attend_stream_kernel<D, G, true>,
-                                                                    kStreamWarps * 32, stream_smem(D)));
+            const void *f = reinterpret_cast<const void *>(attend_stream_kernel<D, G, true, kStreamWarps, false>);
+            int warps = kStreamWarps;
+            if constexpr (D == 128) {  // as attend_stream_dg picks
+                if (stream_bulk()) {
+                    f = reinterpret_cast<const void *>(attend_stream_kernel<D, G, true, kStreamWarps, true, true>);
+                } else if (stream_wide_tail() && stream_warps<D>() == 8) {
+                    f = reinterpret_cast<const void *>(attend_stream_kernel<D, G, true, 8, true>);
+                    warps = 8;
+                } else if (stream_wide_tail()) {
+                    f = reinterpret_cast<const void *>(attend_stream_kernel<D, G, true, kStreamWarps, true>);
+                }
+            }
+            TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, f, warps * 32, stream_smem(D, warps)));
             mma_done = true;
         }
     }
     if (mma_done) {
     } else if (options().tactic_fused)
-        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attend_stream_kernel<D, G, false>, kStreamWarps * 32,
+        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attend_stream_kernel<D, G, false, kStreamWarps, false>, kStreamWarps * 32,
                                                                 stream_smem(D)));
     else
         TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attend_kernel<D, G>, kWarps * 32, 0));
