@@ -11,7 +11,7 @@
 #   2: 8B-shape decode/prefill, full attention at 0 / 4K / 32K, then Tactic at a forced
 #      fraction of 0.10 at 32K (clustering's share of the fill logged), pytactic alone;
 #   3: the same at 128K: full, then Tactic at 0.10 (T128: the Tactic specs instead);
-# Env knobs: KTESTS and LAYERS=0 (part 1's kernel test files; skip n_gpu_layers' tests), TFRACS (part 2's forced fractions at 32K), TOPTS (extra gpu_e2e.py options for the
+# Env knobs: GE2E=0 (part 4 without its decode rows and async tests), DEPTHS and FE (part 6's full-attention depths and prompt from empty, 0: none), KTESTS and LAYERS=0 (part 1's kernel test files; skip n_gpu_layers' tests), TFRACS (part 2's forced fractions at 32K), TOPTS (extra gpu_e2e.py options for the
 # Tactic runs, e.g. --cuda-option tactic_group_budget=1), TCTX / TBF / TBOPTS (part 5's bench).
 #   4: the real Gemma: checksum, JSON-schema cost (scripts/grammar_bench.py), parity tests,
 #      decode at 4K and 32K, Tactic vs full on the GPU (scripts/tactic_device_quality.py:
@@ -129,12 +129,12 @@ PY
   # the GPU against llama.cpp's own outputs (prints the perplexities)
   timeout 100 python3 -m pytest -q -s -p no:cacheprovider --tb=short -rfxs tests/test_gpu_refs.py \
     2>&1 | tee "$OUT/tests_gpu_refs.log" | tail -8
-  timeout 100 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_eval_async.py \
+  [ "${GE2E:-1}" = 1 ] && timeout 100 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_eval_async.py \
     2>&1 | tee "$OUT/tests_eval_async_gpu.log" | tail -3
   [ "${GRAMMAR:-1}" = 1 ] && timeout 150 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_grammar.py \
     2>&1 | tee "$OUT/tests_grammar_gpu.log" | tail -4
   say "gemma tests done"
-  timeout 150 python3 scripts/gpu_e2e.py --model $G --name gemma-3-270m-Q4_K_M --device cuda --depths 4096,32768 \
+  [ "${GE2E:-1}" = 1 ] && timeout 150 python3 scripts/gpu_e2e.py --model $G --name gemma-3-270m-Q4_K_M --device cuda --depths 4096,32768 \
     --prompt-from-empty 0 --reps 1 $(llama_args 0) --out "$OUT/e2e_gemma.json" 2>&1 | tail -6
   say "gemma decode done"
   [ "${QUALITY:-1}" = 0 ] && { say "end (no Tactic quality)"; exit 0; }
@@ -156,7 +156,7 @@ PY
   # started in call 1, has had the time), then llama.cpp's figures merged into both row sets.
   while pgrep -f make_random_gguf >/dev/null && [ $(( $(date +%s) - t0 )) -lt 200 ]; do sleep 2; done
   E="python3 scripts/gpu_e2e.py --model $L8 --name llama-8B-random-Q4_K_M-pytactic-quantizer --reps 1"
-  timeout 150 $E --device cuda --depths 0,4096,32768,131072 --prompt-from-empty 32768 --out "$OUT/e2e_8b_full.json" \
+  timeout 150 $E --device cuda --depths ${DEPTHS:-0,4096,32768,131072} --prompt-from-empty ${FE:-32768} --out "$OUT/e2e_8b_full.json" \
     2>&1 | tee "$OUT/e2e_8b_full.log" | tail -8
   say "8B full done"
   TSPEC="--attention tactic --model-kwarg tactic_force_fraction=${TFRAC:-0.1} ${TOPTS:-}"
@@ -165,10 +165,10 @@ PY
   say "8B tactic done"
   if [ -n "$(llama_args 240)" ]; then
     LJ="$OUT/llama_bench_tests.json"
-    timeout 200 $LB -m $L8 -ngl 99 -fa 1 -r 1 -o json -p 512 -n 128 -d 0,4096,32768,131072 > "$LJ" 2>"$OUT/llama_bench.err"
-    timeout 40 $LB -m $L8 -ngl 99 -fa 1 -r 1 -o json -p 32768 -n 0 -d 0 >> "$LJ" 2>>"$OUT/llama_bench.err"
+    timeout 200 $LB -m $L8 -ngl 99 -fa 1 -r 1 -o json -p 512 -n 128 -d ${DEPTHS:-0,4096,32768,131072} > "$LJ" 2>"$OUT/llama_bench.err"
+    [ "${FE:-32768}" != 0 ] && timeout 40 $LB -m $L8 -ngl 99 -fa 1 -r 1 -o json -p ${FE:-32768} -n 0 -d 0 >> "$LJ" 2>>"$OUT/llama_bench.err"
     say "llama-bench done"
-    $E --skip-pytactic --llamacpp-json "$LJ" --depths 0,4096,32768,131072 --prompt-from-empty 32768 \
+    $E --skip-pytactic --llamacpp-json "$LJ" --depths ${DEPTHS:-0,4096,32768,131072} --prompt-from-empty ${FE:-32768} \
       --rows-to "$OUT/e2e_8b_full.json" 2>&1 | tail -8
     $E --skip-pytactic --llamacpp-json "$LJ" --depths 32768,131072 --prompt-from-empty 0 $TSPEC \
       --rows-to "$OUT/e2e_8b_tactic.json" 2>&1 | tail -4
