@@ -83,15 +83,24 @@ def kmeans_layout(rng, K, c_begin, c_end, cluster_size, iters=4):
         offs.append(np.concatenate([[0], np.cumsum(sizes)]))
         ncl.append(len(used))
         cents.append(cen[used])
-    cmax = max(ncl)
+    offsets, centroids = padded_layout(offs, cents, D)
+    order = np.ascontiguousarray(np.stack(orders).astype(np.int32)) if length else np.zeros((n_head_kv, 0), np.int32)
+    return order, offsets, np.array(ncl, np.int32), centroids
+
+
+def padded_layout(offs, cents, D):
+    """Per-KV-head cluster offsets and centroids padded to the most clusters: offsets
+    [Hkv][cmax + 1] (past a head's last cluster, its end repeated), centroids
+    [Hkv][cmax][D] (zeros past its last)."""
+    n_head_kv, cmax = len(offs), max(len(c) for c in cents)
     offsets = np.zeros((n_head_kv, cmax + 1), np.int32)
     centroids = np.zeros((n_head_kv, cmax, D), np.float32)
     for g in range(n_head_kv):
-        offsets[g, : ncl[g] + 1] = offs[g]
-        offsets[g, ncl[g] + 1 :] = offs[g][-1]
-        centroids[g, : ncl[g]] = cents[g]
-    order = np.ascontiguousarray(np.stack(orders).astype(np.int32)) if length else np.zeros((n_head_kv, 0), np.int32)
-    return order, offsets, np.array(ncl, np.int32), centroids
+        C = len(cents[g])
+        offsets[g, : C + 1] = offs[g]
+        offsets[g, C + 1 :] = offs[g][-1]
+        centroids[g, :C] = cents[g]
+    return offsets, centroids
 
 
 def twin_select(q, layout, c_begin, c_end, n, frac, p=0.9, scale=1.0):
@@ -343,11 +352,7 @@ def test_attention_kernels_any_block_count(fused, blocks):
     n_head, n_head_kv, D = 32, 8, 128
     n_ctx = n = 9000
     c_begin, c_end = 4, n - 200
-    K, V = clustered_cache(rng, n_head_kv, n_ctx, D, n_mix=8)
-    order, offsets, ncl, cent = kmeans_layout(rng, K, c_begin, c_end, 16)
-    C0 = int(ncl[0])
-    offsets[0, 1:C0] = np.arange(1, C0) + (c_end - c_begin - C0)
-    layout = (order, offsets, ncl, cent)
+    K, V, layout = giant_cluster_case(rng, n_head_kv, n_ctx, D, c_begin, c_end)
     scale = 1.0 / math.sqrt(D)
     q = rng.standard_normal((n_head, D)).astype(np.float32)
     assert lib.tactic_cuda_set_option(b"tactic_fused", 2) == TACTIC_ERR_INVALID_ARGUMENT
@@ -437,11 +442,7 @@ def test_attend_variants_match_reference(shape, blocks, attend):
     n_head, n_head_kv, D = shape
     n_ctx = n = 9000
     c_begin, c_end = 4, n - 200
-    K, V = clustered_cache(rng, n_head_kv, n_ctx, D, n_mix=8)
-    order, offsets, ncl, cent = kmeans_layout(rng, K, c_begin, c_end, 16)
-    C0 = int(ncl[0])
-    offsets[0, 1:C0] = np.arange(1, C0) + (c_end - c_begin - C0)
-    layout = (order, offsets, ncl, cent)
+    K, V, layout = giant_cluster_case(rng, n_head_kv, n_ctx, D, c_begin, c_end)
     scale = 1.0 / math.sqrt(D)
     q = (1.5 * rng.standard_normal((n_head, D))).astype(np.float32)
     assert lib.tactic_cuda_set_option(b"tactic_attend", 0) == TACTIC_ERR_INVALID_ARGUMENT
@@ -516,6 +517,16 @@ def group_budget(request):
     yield request.param  # (per_head_budget puts the defaults back)
 
 
+def giant_cluster_case(rng, n_head_kv, n_ctx, D, c_begin, c_end):
+    """Clustered keys whose KV head 0 has one giant cluster (its first holds all but C0 - 1
+    of the range's tokens), so the KV heads' lists differ widely in length."""
+    K, V = clustered_cache(rng, n_head_kv, n_ctx, D, n_mix=8)
+    order, offsets, ncl, cent = kmeans_layout(rng, K, c_begin, c_end, 16)
+    C0 = int(ncl[0])
+    offsets[0, 1:C0] = np.arange(1, C0) + (c_end - c_begin - C0)
+    return K, V, (order, offsets, ncl, cent)
+
+
 def random_layout(rng, K, c_begin, c_end, mean_size, tie_run=0):
     """A layout without K-means, for many clusters fast: the range's tokens in a random
     order, cut into clusters of 0 .. 2 mean_size - 1 tokens (some empty), centroids the
@@ -541,13 +552,7 @@ def random_layout(rng, K, c_begin, c_end, mean_size, tie_run=0):
         offs.append(off)
         ncl.append(len(sizes))
         cents.append(cen)
-    cmax = max(ncl)
-    offsets = np.zeros((n_head_kv, cmax + 1), np.int32)
-    centroids = np.zeros((n_head_kv, cmax, D), np.float32)
-    for g in range(n_head_kv):
-        offsets[g, : ncl[g] + 1] = offs[g]
-        offsets[g, ncl[g] + 1 :] = offs[g][-1]
-        centroids[g, : ncl[g]] = cents[g]
+    offsets, centroids = padded_layout(offs, cents, D)
     return np.ascontiguousarray(np.stack(orders)), offsets, np.array(ncl, np.int32), centroids
 
 
