@@ -203,10 +203,10 @@ def main():
     ap.add_argument("--mma", type=int, default=1, help="option tactic_mma: 1 (default) the streaming kernel on tensor "
                                                         "cores, 0 on FMAs")
     ap.add_argument("--select", type=int, default=3,
-                    help="option tactic_select: 1 one block per query head (group budget: per KV head), 2 spread "
-                         "over many blocks a KV head, 3 that from the scores' partials with candidates")
+                    help="option tactic_select: 1 one block per query head (group budget: per KV head), 3 spread "
+                         "over many blocks a KV head, from the scores' partials, with candidates")
     ap.add_argument("--score", type=int, default=4,
-                    help="option tactic_score: 1 the first centroid scoring kernel, 2 all rows requested before "
+                    help="option tactic_score: 2 all rows requested before "
                          "pdl_wait, q in shared memory, 3 that kernel with the rows after pdl_wait, 4 that on tensor "
                          "cores")
     ap.add_argument("--attend", type=int, default=2,

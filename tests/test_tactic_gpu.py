@@ -224,18 +224,21 @@ SHAPES = [  # n_head, n_head_kv, head_dim
 ]
 
 
-@pytest.fixture(params=[1, 2, 3, 4], ids=["v1", "v2", "v3", "v4"])
+# (tactic_score, tactic_select) pairs the twin tests run: v1 the one-block selection; v3 the
+# selection from the scoring blocks' partials (scores 3: FMAs, rows after pdl_wait); v4 the
+# defaults (scores 4, the kernel of 3 on tensor cores, with selection 3).
+SCORE_VERSIONS = {"v1": (3, 1), "v3": (3, 3), "v4": (4, 3)}
+
+
+@pytest.fixture(params=list(SCORE_VERSIONS.values()), ids=list(SCORE_VERSIONS))
 def score_version(request):
-    """Each centroid scoring kernel and selection (options tactic_score and tactic_select:
-    1 the first kernels; 2 the scores' rows requested before pdl_wait and the spread
-    selection; 3 the scores' rows after pdl_wait and the selection from the scoring blocks'
-    partials, with candidates; v4: scores 4, the kernel of 3 on tensor cores, with
-    selection 3)."""
-    assert lib.tactic_cuda_set_option(b"tactic_score", 0) == TACTIC_ERR_INVALID_ARGUMENT
-    assert lib.tactic_cuda_set_option(b"tactic_score", 5) == TACTIC_ERR_INVALID_ARGUMENT
-    assert lib.tactic_cuda_set_option(b"tactic_select", 4) == TACTIC_ERR_INVALID_ARGUMENT
-    assert lib.tactic_cuda_set_option(b"tactic_score", request.param) == 0  # 3: rows after pdl_wait
-    assert lib.tactic_cuda_set_option(b"tactic_select", min(request.param, 3)) == 0
+    """Each centroid scoring kernel and selection (options tactic_score and tactic_select),
+    after the options' bounds are checked."""
+    for name, bad in ((b"tactic_score", 1), (b"tactic_score", 5), (b"tactic_select", 2), (b"tactic_select", 4)):
+        assert lib.tactic_cuda_set_option(name, bad) == TACTIC_ERR_INVALID_ARGUMENT
+    score, select = request.param
+    assert lib.tactic_cuda_set_option(b"tactic_score", score) == 0
+    assert lib.tactic_cuda_set_option(b"tactic_select", select) == 0
     yield request.param  # (per_head_budget puts the defaults back)
 
 
@@ -503,16 +506,18 @@ def twin_group_select(q, layout, c_begin, c_end, n, frac, scale):
     return sets, ties
 
 
-@pytest.fixture(params=[1, 2, 3, 4], ids=["select1", "select2", "select3", "mmascore"])
+# (tactic_score, tactic_select) pairs with the group budget: select1 one block per KV head;
+# select3 from the scores' partials (scores 2, rows before pdl_wait); mmascore the defaults.
+GROUP_VERSIONS = {"select1": (2, 1), "select3": (2, 3), "mmascore": (4, 3)}
+
+
+@pytest.fixture(params=list(GROUP_VERSIONS.values()), ids=list(GROUP_VERSIONS))
 def group_budget(request):
-    """The group budget on, with each selection kernel (option tactic_select: 1 one block
-    per KV head, 2 spread over many blocks a KV head, 3 from the scores' partials;
-    mmascore: 3 with the scores and partials on tensor cores, tactic_score 4)."""
+    """The group budget on, with each selection kernel (option tactic_select) and scores."""
     assert lib.tactic_cuda_set_option(b"tactic_group_budget", 2) == TACTIC_ERR_INVALID_ARGUMENT
-    assert lib.tactic_cuda_set_option(b"tactic_select", 4) == TACTIC_ERR_INVALID_ARGUMENT
     assert lib.tactic_cuda_set_option(b"tactic_group_budget", 1) == 0
-    assert lib.tactic_cuda_set_option(b"tactic_select", min(request.param, 3)) == 0
-    score = 4 if request.param == 4 else min(request.param, 2)  # 2, 3: the new scores
+    score, select = request.param
+    assert lib.tactic_cuda_set_option(b"tactic_select", select) == 0
     assert lib.tactic_cuda_set_option(b"tactic_score", score) == 0
     yield request.param  # (per_head_budget puts the defaults back)
 

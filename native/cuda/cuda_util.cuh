@@ -97,9 +97,9 @@ struct Options {
     int tactic_group_budget = 1;  // 1: a forced fraction is the KV group's budget (one cut per KV head, the
                                   // union holds ceil(f n) tokens: f of the cache is read), not each query head's
     int tactic_select = 3;  // Tactic's selection: 1 one block per query head (group budget: per KV head);
-                            // 2 spread over many blocks a KV head (a three-level radix cut through global
-                            // histograms); 3 the same from the scores' partials, two levels + candidates
-    int tactic_score = 4;   // Tactic's centroid scores: 1 the first kernel; 2 every row requested before
+                            // 3 spread over many blocks a KV head, from the scores' partials: a radix cut
+                            // through global histograms, two levels + candidates
+    int tactic_score = 4;   // Tactic's centroid scores: 2 every row requested before
                             // pdl_wait, q in shared memory (one wave); 3 that kernel, rows after pdl_wait
                             // (3/3 measured fastest on the H200: docs/results/gpu_session7.md); 4 the
                             // kernel of 3 with the dot products on tensor cores (q in f16 hi + lo): 4
