@@ -204,7 +204,8 @@ def main():
                                                         "cores, 0 on FMAs")
     ap.add_argument("--select", type=int, default=3,
                     help="option tactic_select: 1 one block per query head (group budget: per KV head), 3 spread "
-                         "over many blocks a KV head, from the scores' partials, with candidates")
+                         "over many blocks a KV head, from the scores' partials, with candidates; 4 that with one radix "
+                         "level (one barrier fewer)")
     ap.add_argument("--score", type=int, default=4,
                     help="option tactic_score: 2 all rows requested before "
                          "pdl_wait, q in shared memory, 3 that kernel with the rows after pdl_wait, 4 that on tensor "

@@ -75,8 +75,10 @@ inline int score2_blocks(int D, int cmax) {
     return std::max(1, (cmax + per_block - 1) / per_block);
 }
 
-// tactic_select 3 reads the scoring kernel's partials (the scoring kernels write them then).
-inline bool select3(const TacticStepBufs &b) { return options().tactic_select == 3 && b.sel_ws && b.spart; }
+// tactic_select 3 and 4 read the scoring kernel's partials (the scoring kernels write them then).
+inline bool select_from_parts(const TacticStepBufs &b) {
+    return options().tactic_select >= 3 && b.sel_ws && b.spart;
+}
 
 // The selection kernels' one-time setup (their dynamic shared memory; tactic_init_kernels).
 void tactic_select_init();

@@ -269,11 +269,11 @@ void score2_d(const TacticLayerDev &L, const float *q, float *cscore, float *par
 }
 
 
-// The scores, with the partials where the selection reads them (select3); the kernel by
+// The scores, with the partials where the selection reads them (select_from_parts); the kernel by
 // options().tactic_score: 2 rows before pdl_wait, 3 after, 4 on tensor cores.
 template <int D>
 void score_d(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
-    score2_d<D>(L, a.q, b.cscore, select3(b) ? b.spart : nullptr, a.scale, s);
+    score2_d<D>(L, a.q, b.cscore, select_from_parts(b) ? b.spart : nullptr, a.scale, s);
 }
 
 }  // namespace

@@ -1,10 +1,11 @@
 // B + C. Tactic's selection on the GPU (tactic_gpu.cuh says what each stage of the step
 // does): per query head (or per KV head with the group budget) the clusters in decreasing
 // centroid score up to the budget or the mass target, the GQA union, and each KV head's
-// list of rows for the sparse attention. Two implementations (options().tactic_select):
-// 1 one block per cut (select_kernel, group_select_kernel), which every shape fits; 3
-// (the default) a KV head's clusters spread over many blocks that meet at barriers
-// (cut3_select_kernel), where they can all be resident at once.
+// list of rows for the sparse attention. Implementations (options().tactic_select): 1 one
+// block per cut (select_kernel, group_select_kernel), which every shape fits; 3 (the
+// default) a KV head's clusters spread over many blocks that meet at barriers
+// (cut3_select_kernel), where they can all be resident at once; 4 that with one barrier
+// fewer (one radix level).
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 
@@ -599,14 +600,21 @@ struct SpShape {
 // order is no longer the clusters' order, which the attention does not need), and the
 // last block out writes the count. More than kCand candidates (a crowd of near-ties at
 // 2^-22 of the keys' range): all of them are taken (never fewer tokens).
-constexpr int kCand = 512;
+//
+// ONE (options().tactic_select == 4): one radix level of 12 bits instead of two of 11, so
+// one barrier fewer (each costs a fence, an L2 round trip and a wait for the slowest
+// block, ~4 us at 128K); the candidates are the clusters at the cut's 12-bit prefix, up
+// to kCand1 of them (spread keys make them a few dozen: 2^-12 of the keys' range).
+constexpr int kCand = 512, kCand1 = 1024;
+constexpr int kOneB = 4096;  // ONE's histogram bins
 // Per KV head (ints): bar, exit, cursor, [kSpMaxCuts] candidate counts, then per cut the
-// two histograms and kCand candidates (key, weight, cluster).
+// histograms and candidates (key, weight, cluster): two levels and kCand, or ONE's level
+// and kCand1.
 constexpr int kC3Head = 3 + kSpMaxCuts;
-constexpr int kC3Cut = kSpB1 + kSpB2 + 3 * kCand;
+constexpr int kC3Cut = std::max(kSpB1 + kSpB2 + 3 * kCand, kOneB + 3 * kCand1);
 __host__ __device__ constexpr int c3_ws_ints(int cuts) { return kC3Head + cuts * kC3Cut; }
 
-template <int MODE, int G>
+template <int MODE, int G, bool ONE>
 __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev L, const int32_t *__restrict__ d_pos,
                                                                 float frac, float p, float scale,
                                                                 const float *__restrict__ cscore,
@@ -620,7 +628,11 @@ __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev 
     int32_t *W = ws + int64_t(kvh) * c3_ws_ints(2 * G);
     int32_t *bar = W, *ex = W + 1, *cursor = W + 2, *cand_n = W + 3;
     float *cutws = reinterpret_cast<float *>(W + kC3Head);  // [NC][kC3Cut]
-    __shared__ float s_h[kSpB1];
+    constexpr int NB1 = ONE ? kOneB : kSpB1, SH1 = ONE ? 18 : 19;  // the first level's bins and shift
+    constexpr int CSH = ONE ? 18 : 8, NCAND = ONE ? kCand1 : kCand;  // the candidates' prefix shift, count
+    constexpr int CAND_AT = ONE ? kOneB : kSpB1 + kSpB2;             // their place in a cut's workspace
+    __shared__ float s_h[NB1];
+    static_assert(3 * NCAND <= NB1, "candidates fit the histogram's shared memory");
     __shared__ float s_lse[G], s_max[G], s_tot[G], s_bound[NK][2];
     __shared__ uint8_t s_take[kSpPer];
     __shared__ int s_base;
@@ -738,41 +750,45 @@ __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev 
                 kk[i] = key[i][k % NK];
                 w[i] = weight(i, k);
             }
-            sp_histogram<kSpB1>(kk, w, in, 19, s_h, cutws + k * kC3Cut);
+            sp_histogram<NB1>(kk, w, in, SH1, s_h, cutws + k * kC3Cut);
         }
         kv_barrier(bar, 1 * nsl);
 #pragma unroll
         for (int k = 0; k < NC; k++) {
             if (!cut_on(k)) continue;
-            pre[k] = uint32_t(sp_find_digit<kSpB1>(cutws + k * kC3Cut, need_of(k), above[k]));
-            uint32_t kk[kSpItems];
-            float w[kSpItems];
-            bool in2[kSpItems];
+            pre[k] = uint32_t(sp_find_digit<NB1>(cutws + k * kC3Cut, need_of(k), above[k]));
+            if (!ONE) {  // the second level's histogram
+                uint32_t kk[kSpItems];
+                float w[kSpItems];
+                bool in2[kSpItems];
 #pragma unroll
-            for (int i = 0; i < kSpItems; i++) {
-                kk[i] = key[i][k % NK];
-                w[i] = weight(i, k);
-                in2[i] = in[i] && (kk[i] >> 19) == pre[k];
+                for (int i = 0; i < kSpItems; i++) {
+                    kk[i] = key[i][k % NK];
+                    w[i] = weight(i, k);
+                    in2[i] = in[i] && (kk[i] >> 19) == pre[k];
+                }
+                sp_histogram<kSpB2>(kk, w, in2, 8, s_h, cutws + k * kC3Cut + kSpB1);
             }
-            sp_histogram<kSpB2>(kk, w, in2, 8, s_h, cutws + k * kC3Cut + kSpB1);
         }
-        kv_barrier(bar, 2 * nsl);
+        if (!ONE) kv_barrier(bar, 2 * nsl);
 #pragma unroll
         for (int k = 0; k < NC; k++) {
             if (!cut_on(k)) continue;
             float *cw = cutws + k * kC3Cut;
-            pre[k] = (pre[k] << 11) | uint32_t(sp_find_digit<kSpB2>(cw + kSpB1, need_of(k), above[k]));
-            for (int i = blk * kSpThreads + tid; i < kSpB1; i += nsl * kSpThreads) cw[i] = 0.f;  // all have read it
-            // above the 22-bit prefix: in; at it: a candidate
-            float *cand = cw + kSpB1 + kSpB2;
+            if (!ONE) {
+                pre[k] = (pre[k] << 11) | uint32_t(sp_find_digit<kSpB2>(cw + kSpB1, need_of(k), above[k]));
+                for (int i = blk * kSpThreads + tid; i < kSpB1; i += nsl * kSpThreads) cw[i] = 0.f;  // all have read it
+            }
+            // above the cut's prefix (22 bits; ONE: 12): in; at it: a candidate
+            float *cand = cw + CAND_AT;
 #pragma unroll
             for (int i = 0; i < kSpItems; i++) {
                 if (!in[i]) continue;
-                const uint32_t p22 = key[i][k % NK] >> 8;
-                if (p22 > pre[k]) sel[i] = true;
-                else if (p22 == pre[k]) {
+                const uint32_t pk = key[i][k % NK] >> CSH;
+                if (pk > pre[k]) sel[i] = true;
+                else if (pk == pre[k]) {
                     const int slot = atomicAdd(&cand_n[k], 1);
-                    if (slot < kCand) {
+                    if (slot < NCAND) {
                         cand[slot * 3] = __uint_as_float(key[i][k % NK]);
                         cand[slot * 3 + 1] = weight(i, k);
                         cand[slot * 3 + 2] = __int_as_float(c_lo + tid * kSpItems + i);
@@ -780,27 +796,29 @@ __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev 
                 }
             }
         }
-        kv_barrier(bar, 3 * nsl);
+        kv_barrier(bar, (ONE ? 2 : 3) * nsl);
         // Each cut's candidates: one taken iff the weight before it (higher keys, equal
         // keys at a lower index) leaves the cut short; this block marks its own.
 #pragma unroll
         for (int k = 0; k < NC; k++) {
             if (!cut_on(k)) continue;
             float *cw = cutws + k * kC3Cut;
-            for (int i = blk * kSpThreads + tid; i < kSpB2; i += nsl * kSpThreads) cw[kSpB1 + i] = 0.f;
-            const float *cand = cw + kSpB1 + kSpB2;
+            if (ONE)  // the level's histogram: all have read it
+                for (int i = blk * kSpThreads + tid; i < kOneB; i += nsl * kSpThreads) cw[i] = 0.f;
+            else
+                for (int i = blk * kSpThreads + tid; i < kSpB2; i += nsl * kSpThreads) cw[kSpB1 + i] = 0.f;
+            const float *cand = cw + CAND_AT;
             const int m = *reinterpret_cast<volatile int32_t *>(&cand_n[k]);
             for (int i = tid; i < kSpPer; i += kSpThreads) s_take[i] = 0;
             __syncthreads();
-            if (m > kCand) {  // a crowd: take every candidate (block-uniform)
+            if (m > NCAND) {  // a crowd: take every candidate (block-uniform)
 #pragma unroll
                 for (int i = 0; i < kSpItems; i++)
-                    if (in[i] && (key[i][k % NK] >> 8) == pre[k]) sel[i] = true;
+                    if (in[i] && (key[i][k % NK] >> CSH) == pre[k]) sel[i] = true;
                 continue;
             }
-            float *sk = s_h, *sw = s_h + kCand;  // candidates staged: keys (as bits), weights, clusters
-            int *sc = reinterpret_cast<int *>(s_h + 2 * kCand);
-            static_assert(3 * kCand <= kSpB1, "candidates fit the histogram's shared memory");
+            float *sk = s_h, *sw = s_h + NCAND;  // candidates staged: keys (as bits), weights, clusters
+            int *sc = reinterpret_cast<int *>(s_h + 2 * NCAND);
             for (int j = tid; j < m; j += kSpThreads) {
                 sk[j] = __ldcg(cand + j * 3);
                 sw[j] = __ldcg(cand + j * 3 + 1);
@@ -871,40 +889,41 @@ __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev 
     }
 }
 
-template <int MODE, int G>
+template <int MODE, int G, bool ONE>
 int cut3_slices(int cmax, int n_head_kv) {
     const int nsl = std::max(1, (cmax + kSpPer - 1) / kSpPer);
     if (nsl > kSpMaxSlices || G > 8) return 0;
     static int occ = 0;  // per instance: asked once (not a per-step call)
     if (occ == 0)
-        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, cut3_select_kernel<MODE, G>, kSpThreads, 0));
+        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, cut3_select_kernel<MODE, G, ONE>, kSpThreads, 0));
     return int64_t(nsl) * n_head_kv <= int64_t(occ) * sm_count() ? nsl : 0;
 }
 
 // The group budget applies to a forced fraction only (the mass target stays per head).
 bool group_budget(const TacticStepArgs &a) { return options().tactic_group_budget != 0 && a.force_fraction > 0.f; }
 
-template <int MODE, int G>
+template <int MODE, int G, bool ONE>
 bool cut3_g(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
-    const int nsl = cut3_slices<MODE, G>(L.cmax, L.n_head_kv);
+    const int nsl = cut3_slices<MODE, G, ONE>(L.cmax, L.n_head_kv);
     if (nsl == 0) return false;
-    launch_pdl(cut3_select_kernel<MODE, G>, dim3(unsigned(nsl), unsigned(L.n_head_kv)), dim3(kSpThreads), 0, s, L,
+    launch_pdl(cut3_select_kernel<MODE, G, ONE>, dim3(unsigned(nsl), unsigned(L.n_head_kv)), dim3(kSpThreads), 0, s, L,
                a.d_pos, a.force_fraction, a.p, a.scale, static_cast<const float *>(b.cscore),
                static_cast<const float *>(b.spart), score2_blocks(L.head_dim, L.cmax), b.list, b.count, b.sel_ws, nsl);
     return true;
 }
-template <int MODE>
+template <int MODE, bool ONE>
 bool cut3_m(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
     switch (g_of(L.n_head / L.n_head_kv)) {
-        case 1: return cut3_g<MODE, 1>(L, a, b, s);
-        case 2: return cut3_g<MODE, 2>(L, a, b, s);
-        case 4: return cut3_g<MODE, 4>(L, a, b, s);
-        default: return cut3_g<MODE, 8>(L, a, b, s);
+        case 1: return cut3_g<MODE, 1, ONE>(L, a, b, s);
+        case 2: return cut3_g<MODE, 2, ONE>(L, a, b, s);
+        case 4: return cut3_g<MODE, 4, ONE>(L, a, b, s);
+        default: return cut3_g<MODE, 8, ONE>(L, a, b, s);
     }
 }
+template <bool ONE>
 bool cut3_dg(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
-    if (group_budget(a)) return cut3_m<0>(L, a, b, s);
-    return a.force_fraction > 0.f ? cut3_m<1>(L, a, b, s) : cut3_m<2>(L, a, b, s);
+    if (group_budget(a)) return cut3_m<0, ONE>(L, a, b, s);
+    return a.force_fraction > 0.f ? cut3_m<1, ONE>(L, a, b, s) : cut3_m<2, ONE>(L, a, b, s);
 }
 }  // namespace
 
@@ -918,7 +937,9 @@ void tactic_select_dev(const TacticLayerDev &L, const TacticStepArgs &a, const T
     const size_t smem = select_smem(L.cmax);
     TACTIC_CHECK(L.cmax <= tactic_max_clusters(), TACTIC_ERR_UNSUPPORTED,
                  "Tactic on CUDA: more than " + std::to_string(tactic_max_clusters()) + " clusters per KV head");
-    if (select3(b) && cut3_dg(L, a, b, s)) return;  // (a shape it does not fit: the kernels below)
+    if (select_from_parts(b)) {  // (a shape it does not fit: the kernels below)
+        if (options().tactic_select == 4 ? cut3_dg<true>(L, a, b, s) : cut3_dg<false>(L, a, b, s)) return;
+    }
     if (group_budget(a)) {
         const unsigned g = unsigned(L.n_head_kv);
         const float f = a.force_fraction;
