@@ -227,15 +227,16 @@ SHAPES = [  # n_head, n_head_kv, head_dim
 # (tactic_score, tactic_select) pairs the twin tests run: v1 the one-block selection; v3 the
 # selection from the scoring blocks' partials (scores 3: FMAs, rows after pdl_wait); v4 the
 # defaults (scores 4, the kernel of 3 on tensor cores, with selection 3); v5 scores 4 with
-# selection 4 (one radix level, one barrier fewer).
-SCORE_VERSIONS = {"v1": (3, 1), "v3": (3, 3), "v4": (4, 3), "v5": (4, 4)}
+# selection 4 (one radix level, one barrier fewer); v6 selection 5 (4 scoring the centroids
+# itself where head_dim is 128; elsewhere 4 after scores 4).
+SCORE_VERSIONS = {"v1": (3, 1), "v3": (3, 3), "v4": (4, 3), "v5": (4, 4), "v6": (4, 5)}
 
 
 @pytest.fixture(params=list(SCORE_VERSIONS.values()), ids=list(SCORE_VERSIONS))
 def score_version(request):
     """Each centroid scoring kernel and selection (options tactic_score and tactic_select),
     after the options' bounds are checked."""
-    for name, bad in ((b"tactic_score", 1), (b"tactic_score", 5), (b"tactic_select", 2), (b"tactic_select", 5)):
+    for name, bad in ((b"tactic_score", 1), (b"tactic_score", 5), (b"tactic_select", 2), (b"tactic_select", 6)):
         assert lib.tactic_cuda_set_option(name, bad) == TACTIC_ERR_INVALID_ARGUMENT
     score, select = request.param
     assert lib.tactic_cuda_set_option(b"tactic_score", score) == 0
@@ -509,8 +510,8 @@ def twin_group_select(q, layout, c_begin, c_end, n, frac, scale):
 
 # (tactic_score, tactic_select) pairs with the group budget: select1 one block per KV head;
 # select3 from the scores' partials (scores 2, rows before pdl_wait); mmascore the defaults;
-# select4 one radix level (scores 4).
-GROUP_VERSIONS = {"select1": (2, 1), "select3": (2, 3), "mmascore": (4, 3), "select4": (4, 4)}
+# select4 one radix level (scores 4); select5 that scoring the centroids itself (head_dim 128).
+GROUP_VERSIONS = {"select1": (2, 1), "select3": (2, 3), "mmascore": (4, 3), "select4": (4, 4), "select5": (4, 5)}
 
 
 @pytest.fixture(params=list(GROUP_VERSIONS.values()), ids=list(GROUP_VERSIONS))

@@ -273,6 +273,7 @@ void score2_d(const TacticLayerDev &L, const float *q, float *cscore, float *par
 // options().tactic_score: 2 rows before pdl_wait, 3 after, 4 on tensor cores.
 template <int D>
 void score_d(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
+    if (tactic_select_scores(L, a, b)) return;  // the selection scores (tactic_select 5)
     score2_d<D>(L, a.q, b.cscore, select_from_parts(b) ? b.spart : nullptr, a.scale, s);
 }
 

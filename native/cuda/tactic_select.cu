@@ -5,7 +5,8 @@
 // block per cut (select_kernel, group_select_kernel), which every shape fits; 3 (the
 // default) a KV head's clusters spread over many blocks that meet at barriers
 // (cut3_select_kernel), where they can all be resident at once; 4 that with one barrier
-// fewer (one radix level).
+// fewer (one radix level); 5 that computing the centroid scores itself (head_dim 128: no
+// scoring kernel; elsewhere 4).
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 
@@ -614,11 +615,74 @@ constexpr int kC3Head = 3 + kSpMaxCuts;
 constexpr int kC3Cut = std::max(kSpB1 + kSpB2 + 3 * kCand, kOneB + 3 * kCand1);
 __host__ __device__ constexpr int c3_ws_ints(int cuts) { return kC3Head + cuts * kC3Cut; }
 
-template <int MODE, int G, bool ONE>
+// FD > 0 (options().tactic_select == 5, head_dim FD): the block scores its own clusters
+// [c_lo, c_hi) (no scoring kernel before it), as cscore_mma_kernel does (the same tensor-core
+// fragments and order of k-steps, so the same scores): warp w takes clusters w * 64 ..,
+// tiles of 8 (lane g = lane / 4 loads row g's 16 bytes at dims 32 j + 8 t), TCH tiles' loads
+// in flight at once. Scores go to s_sc[head][cluster - c_lo] and to cscore; the block's
+// partials (max, sum |c| exp(scale (s - max)), min) per head to spart[h][blk], which the
+// blocks of the KV head then exchange at a barrier of their own (in place of the scoring
+// kernel's partials).
+template <int D, int G>
+__device__ void block_scores(const TacticLayerDev &L, const float *__restrict__ q, int kvh, int c_lo, int c_hi,
+                             float (*s_sc)[kSpPer], float *__restrict__ cscore) {
+    constexpr int JC = D / 32, TILES = kSpPer / (8 * (kSpThreads / 32)), TCH = 16 / JC < 1 ? 1 : 16 / JC;
+    static_assert(TILES % TCH == 0 || TCH > TILES, "tile chunks");
+    const int group = L.n_head / L.n_head_kv, h0 = kvh * group;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const bool on = g < group;
+    uint32_t qf[2 * JC][4];
+    {
+        const float *qg = q + int64_t(h0 + (on ? g : 0)) * D + 8 * t;
+        const float z = on ? 1.f : 0.f;
+#pragma unroll
+        for (int j = 0; j < JC; j++) {
+            const float4 x0 = *reinterpret_cast<const float4 *>(qg + 32 * j);
+            const float4 x1 = *reinterpret_cast<const float4 *>(qg + 32 * j + 4);
+            split_f16x2(z * x0.x, z * x0.y, qf[2 * j][0], qf[2 * j][1]);
+            split_f16x2(z * x0.z, z * x0.w, qf[2 * j][2], qf[2 * j][3]);
+            split_f16x2(z * x1.x, z * x1.y, qf[2 * j + 1][0], qf[2 * j + 1][1]);
+            split_f16x2(z * x1.z, z * x1.w, qf[2 * j + 1][2], qf[2 * j + 1][3]);
+        }
+    }
+    const __half *cent = L.cent + int64_t(kvh) * L.cmax * D + 8 * t;
+    constexpr int CH = TCH < TILES ? TCH : TILES;
+#pragma unroll 1
+    for (int t0 = 0; t0 < TILES; t0 += CH) {
+        uint4 w[CH][JC];
+#pragma unroll
+        for (int i = 0; i < CH; i++) {
+            const int c = c_lo + warp * TILES * 8 + (t0 + i) * 8 + g;
+#pragma unroll
+            for (int j = 0; j < JC; j++)
+                w[i][j] = c < c_hi ? __ldg(reinterpret_cast<const uint4 *>(cent + int64_t(c) * D + 32 * j))
+                                   : make_uint4(0, 0, 0, 0);
+        }
+#pragma unroll
+        for (int i = 0; i < CH; i++) {
+            float c4[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+            for (int j = 0; j < JC; j++) {
+                mma16816(c4, qf[2 * j], w[i][j].x, w[i][j].y);
+                mma16816(c4, qf[2 * j + 1], w[i][j].z, w[i][j].w);
+            }
+            const int r = warp * TILES * 8 + (t0 + i) * 8 + 2 * t;  // this lane's clusters r, r + 1 of the slice
+            if (on) {
+                s_sc[g][r] = c4[0] + c4[2];
+                s_sc[g][r + 1] = c4[1] + c4[3];
+                float *dst = cscore + int64_t(h0 + g) * L.cmax + c_lo + r;
+                if (c_lo + r < c_hi) dst[0] = c4[0] + c4[2];
+                if (c_lo + r + 1 < c_hi) dst[1] = c4[1] + c4[3];
+            }
+        }
+    }
+}
+
+template <int MODE, int G, bool ONE, int FD>
 __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev L, const int32_t *__restrict__ d_pos,
                                                                 float frac, float p, float scale,
-                                                                const float *__restrict__ cscore,
-                                                                const float *__restrict__ spart, int nbx,
+                                                                const float *__restrict__ q, float *cscore,
+                                                                float *spart, int nbx,
                                                                 int32_t *__restrict__ list,
                                                                 int32_t *__restrict__ count, int32_t *ws, int nsl) {
     constexpr int NK = SpShape<MODE, G>::kKeys, NC = SpShape<MODE, G>::kCuts;
@@ -656,13 +720,43 @@ __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev 
     const int n = d_pos[0] + 1;
     const int need_tok = MODE == 2 ? kMinTokens : min(n, int(ceilf(frac * float(n))));
     const bool all = need_tok >= total;  // block-uniform
+    __shared__ float s_sc[FD > 0 ? G : 1][FD > 0 ? kSpPer : 1];  // FD: this block's scores
+    if (FD > 0) {
+        block_scores<(FD > 0 ? FD : 128), G>(L, q, kvh, c_lo, c_hi, reinterpret_cast<float (*)[kSpPer]>(&s_sc[0][0]),
+                                           cscore);
+        __syncthreads();
+    }
 #pragma unroll
     for (int i = 0; i < kSpItems; i++) {
-        const int c = c_lo + tid * kSpItems + i;
+        const int c = c_lo + tid * kSpItems + i, r = tid * kSpItems + i;
 #pragma unroll
-        for (int j = 0; j < G; j++) v[i][j] = in[i] && j < group ? cscore[int64_t(h0 + j) * L.cmax + c] : 0.f;
+        for (int j = 0; j < G; j++)
+            v[i][j] = !in[i] || j >= group ? 0.f : FD > 0 ? s_sc[FD > 0 ? j : 0][FD > 0 ? r : 0]
+                                                          : cscore[int64_t(h0 + j) * L.cmax + c];
         sel[i] = all && in[i];
     }
+    if (FD > 0 && !all) {  // the block's partials (warp j: head j), exchanged at a first barrier
+        if (warp < group && warp < G) {
+            float m = -INFINITY, mn = INFINITY, z = 0.f;
+            for (int r = lane; r < c_hi - c_lo; r += 32) {
+                m = fmaxf(m, s_sc[FD > 0 ? warp : 0][FD > 0 ? r : 0]);
+                mn = fminf(mn, s_sc[FD > 0 ? warp : 0][FD > 0 ? r : 0]);
+            }
+            m = warp_max(m);
+            mn = -warp_max(-mn);
+            for (int r = lane; r < c_hi - c_lo; r += 32)
+                z += float(coff[c_lo + r + 1] - coff[c_lo + r]) * expf(scale * (s_sc[FD > 0 ? warp : 0][FD > 0 ? r : 0] - m));
+            z = warp_sum(z);
+            if (lane == 0) {
+                float *pp = spart + (int64_t(h0 + warp) * nbx + blk) * 3;
+                pp[0] = m;
+                pp[1] = z;
+                pp[2] = mn;
+            }
+        }
+        kv_barrier(bar, nsl);
+    }
+    const int b0 = FD > 0 ? nsl : 0;  // barriers passed before the cuts'
     if (!all) {
         // Per head: the scoring blocks' partials merged (warp j: head j).
         if (warp < G) {
@@ -670,8 +764,8 @@ __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev 
             if (warp < group) {
                 const float *pp = spart + int64_t(h0 + warp) * nbx * 3;
                 for (int b = lane; b < nbx; b += 32) {
-                    const float mb = pp[b * 3], zb = pp[b * 3 + 1];
-                    mn = fminf(mn, pp[b * 3 + 2]);
+                    const float mb = __ldcg(pp + b * 3), zb = __ldcg(pp + b * 3 + 1);
+                    mn = fminf(mn, __ldcg(pp + b * 3 + 2));
                     if (mb == -INFINITY) continue;
                     const float mm = fmaxf(m, mb);
                     z = (m == -INFINITY ? 0.f : z * expf(scale * (m - mm))) + zb * expf(scale * (mb - mm));
@@ -752,7 +846,7 @@ __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev 
             }
             sp_histogram<NB1>(kk, w, in, SH1, s_h, cutws + k * kC3Cut);
         }
-        kv_barrier(bar, 1 * nsl);
+        kv_barrier(bar, b0 + 1 * nsl);
 #pragma unroll
         for (int k = 0; k < NC; k++) {
             if (!cut_on(k)) continue;
@@ -770,7 +864,7 @@ __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev 
                 sp_histogram<kSpB2>(kk, w, in2, 8, s_h, cutws + k * kC3Cut + kSpB1);
             }
         }
-        if (!ONE) kv_barrier(bar, 2 * nsl);
+        if (!ONE) kv_barrier(bar, b0 + 2 * nsl);
 #pragma unroll
         for (int k = 0; k < NC; k++) {
             if (!cut_on(k)) continue;
@@ -796,7 +890,7 @@ __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev 
                 }
             }
         }
-        kv_barrier(bar, (ONE ? 2 : 3) * nsl);
+        kv_barrier(bar, b0 + (ONE ? 2 : 3) * nsl);
         // Each cut's candidates: one taken iff the weight before it (higher keys, equal
         // keys at a lower index) leaves the cut short; this block marks its own.
 #pragma unroll
@@ -889,44 +983,61 @@ __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev 
     }
 }
 
-template <int MODE, int G, bool ONE>
+template <int MODE, int G, bool ONE, int FD>
 int cut3_slices(int cmax, int n_head_kv) {
     const int nsl = std::max(1, (cmax + kSpPer - 1) / kSpPer);
     if (nsl > kSpMaxSlices || G > 8) return 0;
     static int occ = 0;  // per instance: asked once (not a per-step call)
     if (occ == 0)
-        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, cut3_select_kernel<MODE, G, ONE>, kSpThreads, 0));
+        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, cut3_select_kernel<MODE, G, ONE, FD>, kSpThreads, 0));
     return int64_t(nsl) * n_head_kv <= int64_t(occ) * sm_count() ? nsl : 0;
 }
 
 // The group budget applies to a forced fraction only (the mass target stays per head).
 bool group_budget(const TacticStepArgs &a) { return options().tactic_group_budget != 0 && a.force_fraction > 0.f; }
 
-template <int MODE, int G, bool ONE>
+template <int MODE, int G, bool ONE, int FD>
 bool cut3_g(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
-    const int nsl = cut3_slices<MODE, G, ONE>(L.cmax, L.n_head_kv);
+    const int nsl = cut3_slices<MODE, G, ONE, FD>(L.cmax, L.n_head_kv);
     if (nsl == 0) return false;
-    launch_pdl(cut3_select_kernel<MODE, G, ONE>, dim3(unsigned(nsl), unsigned(L.n_head_kv)), dim3(kSpThreads), 0, s, L,
-               a.d_pos, a.force_fraction, a.p, a.scale, static_cast<const float *>(b.cscore),
-               static_cast<const float *>(b.spart), score2_blocks(L.head_dim, L.cmax), b.list, b.count, b.sel_ws, nsl);
+    launch_pdl(cut3_select_kernel<MODE, G, ONE, FD>, dim3(unsigned(nsl), unsigned(L.n_head_kv)), dim3(kSpThreads), 0,
+               s, L, a.d_pos, a.force_fraction, a.p, a.scale, a.q, b.cscore, b.spart,
+               FD > 0 ? nsl : score2_blocks(L.head_dim, L.cmax), b.list, b.count, b.sel_ws, nsl);
     return true;
 }
-template <int MODE, bool ONE>
+template <int MODE, bool ONE, int FD>
 bool cut3_m(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
     switch (g_of(L.n_head / L.n_head_kv)) {
-        case 1: return cut3_g<MODE, 1, ONE>(L, a, b, s);
-        case 2: return cut3_g<MODE, 2, ONE>(L, a, b, s);
-        case 4: return cut3_g<MODE, 4, ONE>(L, a, b, s);
-        default: return cut3_g<MODE, 8, ONE>(L, a, b, s);
+        case 1: return cut3_g<MODE, 1, ONE, FD>(L, a, b, s);
+        case 2: return cut3_g<MODE, 2, ONE, FD>(L, a, b, s);
+        case 4: return cut3_g<MODE, 4, ONE, FD>(L, a, b, s);
+        default: return cut3_g<MODE, 8, ONE, FD>(L, a, b, s);
     }
 }
-template <bool ONE>
+template <bool ONE, int FD>
 bool cut3_dg(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
-    if (group_budget(a)) return cut3_m<0, ONE>(L, a, b, s);
-    return a.force_fraction > 0.f ? cut3_m<1, ONE>(L, a, b, s) : cut3_m<2, ONE>(L, a, b, s);
+    if (group_budget(a)) return cut3_m<0, ONE, FD>(L, a, b, s);
+    return a.force_fraction > 0.f ? cut3_m<1, ONE, FD>(L, a, b, s) : cut3_m<2, ONE, FD>(L, a, b, s);
+}
+
+// Whether cut3_g<.., FD> fits this shape (the same answer the launch will get).
+template <int MODE, int FD>
+bool fused_fits(const TacticLayerDev &L) {
+    switch (g_of(L.n_head / L.n_head_kv)) {
+        case 1: return cut3_slices<MODE, 1, true, FD>(L.cmax, L.n_head_kv) > 0;
+        case 2: return cut3_slices<MODE, 2, true, FD>(L.cmax, L.n_head_kv) > 0;
+        case 4: return cut3_slices<MODE, 4, true, FD>(L.cmax, L.n_head_kv) > 0;
+        default: return cut3_slices<MODE, 8, true, FD>(L.cmax, L.n_head_kv) > 0;
+    }
 }
 }  // namespace
 
+
+bool tactic_select_scores(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b) {
+    if (options().tactic_select != 5 || L.head_dim != 128 || !select_from_parts(b)) return false;
+    if (group_budget(a)) return fused_fits<0, 128>(L);
+    return a.force_fraction > 0.f ? fused_fits<1, 128>(L) : fused_fits<2, 128>(L);
+}
 
 size_t tactic_select_ws_bytes(int n_head, int n_head_kv) {
     const int cuts = 2 * g_of(n_head / std::max(1, n_head_kv));
@@ -937,8 +1048,12 @@ void tactic_select_dev(const TacticLayerDev &L, const TacticStepArgs &a, const T
     const size_t smem = select_smem(L.cmax);
     TACTIC_CHECK(L.cmax <= tactic_max_clusters(), TACTIC_ERR_UNSUPPORTED,
                  "Tactic on CUDA: more than " + std::to_string(tactic_max_clusters()) + " clusters per KV head");
+    if (tactic_select_scores(L, a, b)) {
+        cut3_dg<true, 128>(L, a, b, s);  // (fits: tactic_select_scores asked)
+        return;
+    }
     if (select_from_parts(b)) {  // (a shape it does not fit: the kernels below)
-        if (options().tactic_select == 4 ? cut3_dg<true>(L, a, b, s) : cut3_dg<false>(L, a, b, s)) return;
+        if (options().tactic_select >= 4 ? cut3_dg<true, 0>(L, a, b, s) : cut3_dg<false, 0>(L, a, b, s)) return;
     }
     if (group_budget(a)) {
         const unsigned g = unsigned(L.n_head_kv);
