@@ -80,7 +80,7 @@ inline bool select_from_parts(const TacticStepBufs &b) {
     return options().tactic_select >= 3 && b.sel_ws && b.spart;
 }
 
-// tactic_select 5 where it applies (head_dim 128, the spread kernel fits): the selection
+// tactic_select 5 and 7 where they apply (head_dim 128, the spread kernel fits): the selection
 // computes the centroid scores itself, and tactic_score_dev enqueues nothing.
 bool tactic_select_scores(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b);
 
