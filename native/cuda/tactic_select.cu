@@ -614,12 +614,13 @@ constexpr int kOneB = 4096;  // ONE's histogram bins
 // and kCand1.
 constexpr int kC3Head = 3 + kSpMaxCuts;
 constexpr int kC3Cut = std::max(kSpB1 + kSpB2 + 3 * kCand, kOneB + 3 * kCand1);
-// PUB (tactic_select 6, 7; the group budget's one cut): every cluster's key published after
-// cut 0's workspace, at most kSpMaxSlices x kSpPer clusters.
-constexpr int kPubAt = kC3Head + kC3Cut;
-__host__ __device__ constexpr int c3_ws_ints(int cuts) {
-    return kC3Head + cuts * kC3Cut > kPubAt + kSpMaxSlices * kSpPer ? kC3Head + cuts * kC3Cut
-                                                                     : kPubAt + kSpMaxSlices * kSpPer;
+// PUB (tactic_select 6, 7; the group budget's one cut): every cluster's (key, tokens)
+// published after cut 0's workspace (16-byte aligned), at most kSpMaxSlices x kSpPer clusters.
+constexpr int kPubAt = (kC3Head + kC3Cut + 3) / 4 * 4;
+__host__ __device__ constexpr int c3_ws_ints(int cuts) {  // a multiple of 4 (16-byte rows)
+    return (kC3Head + cuts * kC3Cut > kPubAt + 2 * kSpMaxSlices * kSpPer ? kC3Head + cuts * kC3Cut + 3
+                                                                          : kPubAt + 2 * kSpMaxSlices * kSpPer + 3) /
+           4 * 4;
 }
 
 // FD > 0 (options().tactic_select == 5, head_dim FD): the block scores its own clusters
@@ -849,10 +850,10 @@ __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev 
             return float(need_tok);
         };
         if (PUB) {
-            uint32_t *pub = reinterpret_cast<uint32_t *>(W + kPubAt);
+            uint2 *pub = reinterpret_cast<uint2 *>(W + kPubAt);
 #pragma unroll
             for (int i = 0; i < kSpItems; i++)
-                if (in[i]) pub[c_lo + tid * kSpItems + i] = key[i][0];
+                if (in[i]) pub[c_lo + tid * kSpItems + i] = make_uint2(key[i][0], uint32_t(tok[i]));
         }
         float above[NC];
         uint32_t pre[NC];
@@ -888,7 +889,7 @@ __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev 
             }
         }
         if (PUB) {
-            const uint32_t *pub = reinterpret_cast<const uint32_t *>(W + kPubAt);
+            const uint4 *pub = reinterpret_cast<const uint4 *>(W + kPubAt);  // two clusters' (key, tokens)
             __shared__ int s_nc, s_rows[2];
             if (tid == 0) {
                 s_nc = 0;
@@ -900,23 +901,21 @@ __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev 
             int *sc = reinterpret_cast<int *>(s_h + 2 * NCAND);
             const uint32_t P = pre[0];
             int in_before = 0, in_total = 0, eq_before = 0, eq_total = 0;  // rows above the prefix; at it
-            constexpr int U = 8;  // clusters a thread loads at once
-            for (int c0 = 0; c0 < C; c0 += U * kSpThreads) {
-                uint32_t kc[U];
-                int a0[U], a1[U];
+            constexpr int U = 8;  // pairs of clusters a thread loads at once
+            for (int c0 = 0; c0 < C; c0 += 2 * U * kSpThreads) {
+                uint4 kt[U];
 #pragma unroll
                 for (int u = 0; u < U; u++) {
-                    const int c = c0 + u * kSpThreads + tid;
-                    kc[u] = c < C ? __ldcg(pub + c) : 0u;
-                    a0[u] = c < C ? coff[c] : 0;
-                    a1[u] = c < C ? coff[c + 1] : 0;
+                    const int c = c0 + 2 * (u * kSpThreads + tid);
+                    kt[u] = c < C ? __ldcg(pub + (c >> 1)) : make_uint4(0, 0, 0, 0);
                 }
 #pragma unroll
-                for (int u = 0; u < U; u++) {
-                    const int c = c0 + u * kSpThreads + tid;
+                for (int e = 0; e < 2 * U; e++) {
+                    const int c = c0 + 2 * ((e >> 1) * kSpThreads + tid) + (e & 1);
                     if (c >= C) continue;
-                    const int tk = a1[u] - a0[u];
-                    const uint32_t pk = kc[u] >> CSH;
+                    const uint32_t kce = e & 1 ? kt[e >> 1].z : kt[e >> 1].x;
+                    const int tk = int(e & 1 ? kt[e >> 1].w : kt[e >> 1].y);
+                    const uint32_t pk = kce >> CSH;
                     if (pk > P) {
                         in_total += tk;
                         if (c < c_lo) in_before += tk;
@@ -925,7 +924,7 @@ __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev 
                         if (c < c_lo) eq_before += tk;
                         const int slot = atomicAdd(&s_nc, 1);
                         if (slot < NCAND) {
-                            sk[slot] = __uint_as_float(kc[u]);
+                            sk[slot] = __uint_as_float(kce);
                             sw[slot] = float(tk);
                             sc[slot] = c;
                         }
