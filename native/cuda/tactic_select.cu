@@ -504,14 +504,29 @@ constexpr int kSpB1 = 2048, kSpB2 = 2048;
 constexpr int kSpMaxCuts = 16;                   // 2 x 8 heads
 
 // Waits until every block of the KV head has arrived `target` times in all (counter ctr);
-// what they wrote before is visible after (threadfence on both sides).
+// what they wrote before is visible after (threadfence on both sides). LIGHT (the
+// selections with one radix level): an acquire-release fence and a relaxed add to
+// arrive, acquire loads to wait (the pattern of CUTLASS's GenericBarrier), not two
+// sequentially consistent fences.
+template <bool LIGHT = false>
 __device__ __forceinline__ void kv_barrier(int32_t *ctr, int target) {
     __syncthreads();
     if (threadIdx.x == 0) {
-        __threadfence();
-        atomicAdd(ctr, 1);
-        while (*reinterpret_cast<volatile int32_t *>(ctr) < target) __nanosleep(32);
-        __threadfence();
+        if (LIGHT) {
+            asm volatile("fence.acq_rel.gpu;\n" ::: "memory");
+            asm volatile("red.relaxed.gpu.global.add.s32 [%0], 1;\n" ::"l"(ctr) : "memory");
+            int v = 0;
+            while (true) {
+                asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(ctr) : "memory");
+                if (v >= target) break;
+                __nanosleep(32);
+            }
+        } else {
+            __threadfence();
+            atomicAdd(ctr, 1);
+            while (*reinterpret_cast<volatile int32_t *>(ctr) < target) __nanosleep(32);
+            __threadfence();
+        }
     }
     __syncthreads();
 }
@@ -769,7 +784,7 @@ __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev 
                 pp[2] = mn;
             }
         }
-        kv_barrier(bar, nsl);
+        kv_barrier<ONE>(bar, nsl);
     }
     const int b0 = FD > 0 ? nsl : 0;  // barriers passed before the cuts'
     // PUB: the chosen rows before this block's slice and in all (the whole slice before it
@@ -870,7 +885,7 @@ __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev 
             }
             sp_histogram<NB1>(kk, w, in, SH1, s_h, cutws + k * kC3Cut);
         }
-        kv_barrier(bar, b0 + 1 * nsl);
+        kv_barrier<ONE>(bar, b0 + 1 * nsl);
 #pragma unroll
         for (int k = 0; k < NC; k++) {
             if (!cut_on(k)) continue;
@@ -975,7 +990,7 @@ __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev 
             pub_total = s_rows[1];
             __syncthreads();  // s_h free for the rows below
         } else {
-            if (!ONE) kv_barrier(bar, b0 + 2 * nsl);
+            if (!ONE) kv_barrier<ONE>(bar, b0 + 2 * nsl);
     #pragma unroll
             for (int k = 0; k < NC; k++) {
                 if (!cut_on(k)) continue;
@@ -1001,7 +1016,7 @@ __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev 
                     }
                 }
             }
-            kv_barrier(bar, b0 + (ONE ? 2 : 3) * nsl);
+            kv_barrier<ONE>(bar, b0 + (ONE ? 2 : 3) * nsl);
             // Each cut's candidates: one taken iff the weight before it (higher keys, equal
             // keys at a lower index) leaves the cut short; this block marks its own.
     #pragma unroll
