@@ -721,6 +721,11 @@ CUDA, TACTIC_ATTN, FULL_ATTN = 2, 2, 1
 
 @pytest.fixture(scope="module")
 def tiny_llama(tmp_path_factory):
+    return tiny_gguf(tmp_path_factory, "llama-tiny", seed=5, n_embd=256, head_dim=64)
+
+
+def tiny_gguf(tmp_path_factory, name, seed, n_embd, head_dim):
+    """A two-layer Llama-shaped Q8_0 file of random weights (4 query heads, 2 KV heads)."""
     import importlib.util
     from pathlib import Path
 
@@ -728,9 +733,9 @@ def tiny_llama(tmp_path_factory):
     spec = importlib.util.spec_from_file_location("make_random_gguf", script)
     mrg = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mrg)
-    out = tmp_path_factory.mktemp("tactic_gpu") / "llama-tiny.gguf"
-    mrg.make_random_gguf(out, "llama-3.1-8b", "q8_0", seed=5, qk_scale=2.0, output_scale=0.4, n_layer=2,
-                         n_embd=256, n_head=4, n_head_kv=2, n_ff=512, vocab=1024, head_dim=64)
+    out = tmp_path_factory.mktemp("tactic_gpu") / f"{name}.gguf"
+    mrg.make_random_gguf(out, "llama-3.1-8b", "q8_0", seed=seed, qk_scale=2.0, output_scale=0.4, n_layer=2,
+                         n_embd=n_embd, n_head=4, n_head_kv=2, n_ff=512, vocab=1024, head_dim=head_dim)
     return str(out)
 
 
@@ -797,17 +802,7 @@ def test_backend_tactic_truncate_and_fraction(tiny_llama, f32_activations, score
 def tiny_llama_d128(tmp_path_factory):
     """tiny_llama with head_dim 128, the shape where selections 5 and 7 score the
     centroids themselves."""
-    import importlib.util
-    from pathlib import Path
-
-    script = Path(__file__).resolve().parent.parent / "scripts" / "make_random_gguf.py"
-    spec = importlib.util.spec_from_file_location("make_random_gguf", script)
-    mrg = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mrg)
-    out = tmp_path_factory.mktemp("tactic_gpu_d128") / "llama-tiny-d128.gguf"
-    mrg.make_random_gguf(out, "llama-3.1-8b", "q8_0", seed=6, qk_scale=2.0, output_scale=0.4, n_layer=2,
-                         n_embd=512, n_head=4, n_head_kv=2, n_ff=512, vocab=1024, head_dim=128)
-    return str(out)
+    return tiny_gguf(tmp_path_factory, "llama-tiny-d128", seed=6, n_embd=512, head_dim=128)
 
 
 @pytest.mark.gpu
