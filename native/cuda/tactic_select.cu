@@ -7,7 +7,8 @@
 // (cut3_select_kernel), where they can all be resident at once; 4 that with one barrier
 // fewer (one radix level); 5 that computing the centroid scores itself (head_dim 128: no
 // scoring kernel; elsewhere 4); 6 and 7: 4 and 5 with the group budget's cut resolved from
-// published keys (PUB), one barrier fewer again.
+// published keys (PUB), one barrier fewer again; 8: 7 with the first centroid rows
+// requested before pdl_wait (EARLY).
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 
@@ -646,7 +647,9 @@ __host__ __device__ constexpr int c3_ws_ints(int cuts) {  // a multiple of 4 (16
 // partials (max, sum |c| exp(scale (s - max)), min) per head to spart[h][blk], which the
 // blocks of the KV head then exchange at a barrier of their own (in place of the scoring
 // kernel's partials).
-template <int D, int G>
+// EARLY (tactic_select 8): the first chunk's centroid rows are requested before pdl_wait
+// (centroids are written outside the decode step), which block_scores then calls itself.
+template <int D, int G, bool EARLY>
 __device__ void block_scores(const TacticLayerDev &L, const float *__restrict__ q, int kvh, int c_lo, int c_hi,
                              float (*s_sc)[kSpPer], float *__restrict__ cscore) {
     constexpr int JC = D / 32, TILES = kSpPer / (8 * (kSpThreads / 32)), TCH = 16 / JC < 1 ? 1 : 16 / JC;
@@ -654,6 +657,24 @@ __device__ void block_scores(const TacticLayerDev &L, const float *__restrict__ 
     const int group = L.n_head / L.n_head_kv, h0 = kvh * group;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
     const bool on = g < group;
+    const __half *cent = L.cent + int64_t(kvh) * L.cmax * D + 8 * t;
+    constexpr int CH = TCH < TILES ? TCH : TILES;
+    uint4 w[CH][JC];
+    auto load = [&](int t0) {
+#pragma unroll
+        for (int i = 0; i < CH; i++) {
+            const int c = c_lo + warp * TILES * 8 + (t0 + i) * 8 + g;
+#pragma unroll
+            for (int j = 0; j < JC; j++)
+                w[i][j] = c < c_hi ? __ldg(reinterpret_cast<const uint4 *>(cent + int64_t(c) * D + 32 * j))
+                                   : make_uint4(0, 0, 0, 0);
+        }
+    };
+    load(0);
+    if (EARLY) {
+        pdl_wait();
+        pdl_trigger();
+    }
     uint32_t qf[2 * JC][4];
     {
         const float *qg = q + int64_t(h0 + (on ? g : 0)) * D + 8 * t;
@@ -668,19 +689,9 @@ __device__ void block_scores(const TacticLayerDev &L, const float *__restrict__ 
             split_f16x2(z * x1.z, z * x1.w, qf[2 * j + 1][2], qf[2 * j + 1][3]);
         }
     }
-    const __half *cent = L.cent + int64_t(kvh) * L.cmax * D + 8 * t;
-    constexpr int CH = TCH < TILES ? TCH : TILES;
 #pragma unroll 1
     for (int t0 = 0; t0 < TILES; t0 += CH) {
-        uint4 w[CH][JC];
-#pragma unroll
-        for (int i = 0; i < CH; i++) {
-            const int c = c_lo + warp * TILES * 8 + (t0 + i) * 8 + g;
-#pragma unroll
-            for (int j = 0; j < JC; j++)
-                w[i][j] = c < c_hi ? __ldg(reinterpret_cast<const uint4 *>(cent + int64_t(c) * D + 32 * j))
-                                   : make_uint4(0, 0, 0, 0);
-        }
+        if (t0 > 0) load(t0);
 #pragma unroll
         for (int i = 0; i < CH; i++) {
             float c4[4] = {0.f, 0.f, 0.f, 0.f};
@@ -707,7 +718,7 @@ __device__ void block_scores(const TacticLayerDev &L, const float *__restrict__ 
 // them (one pass over the KV head's keys and offsets, from L2), finds and resolves the
 // cut's candidates itself, and so knows the chosen rows before its slice and in all: no
 // candidates' barrier, no cursor, the list in cluster order.
-template <int MODE, int G, bool ONE, int FD, bool PUB>
+template <int MODE, int G, bool ONE, int FD, bool PUB, bool EARLY>
 __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev L, const int32_t *__restrict__ d_pos,
                                                                 float frac, float p, float scale,
                                                                 const float *__restrict__ q, float *cscore,
@@ -745,17 +756,20 @@ __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev 
         first[i] = in[i] ? coff[c] : 0;
         tok[i] = in[i] ? coff[c + 1] - first[i] : 0;
     }
-    pdl_wait();
-    pdl_trigger();  // safe: the next kernel starts once every block of this one runs (the barriers need them all)
+    static_assert(!EARLY || FD > 0, "early rows: the fused scores'");
+    if (!EARLY) {
+        pdl_wait();
+        pdl_trigger();  // safe: the next kernel starts once every block of this one runs (the barriers need them all)
+    }
+    __shared__ float s_sc[FD > 0 ? G : 1][FD > 0 ? kSpPer : 1];  // FD: this block's scores
+    if (FD > 0) {  // (EARLY: pdl_wait and pdl_trigger inside, after the first rows are requested)
+        block_scores<(FD > 0 ? FD : 128), G, EARLY>(L, q, kvh, c_lo, c_hi,
+                                                    reinterpret_cast<float (*)[kSpPer]>(&s_sc[0][0]), cscore);
+        __syncthreads();
+    }
     const int n = d_pos[0] + 1;
     const int need_tok = MODE == 2 ? kMinTokens : min(n, int(ceilf(frac * float(n))));
     const bool all = need_tok >= total;  // block-uniform
-    __shared__ float s_sc[FD > 0 ? G : 1][FD > 0 ? kSpPer : 1];  // FD: this block's scores
-    if (FD > 0) {
-        block_scores<(FD > 0 ? FD : 128), G>(L, q, kvh, c_lo, c_hi, reinterpret_cast<float (*)[kSpPer]>(&s_sc[0][0]),
-                                           cscore);
-        __syncthreads();
-    }
 #pragma unroll
     for (int i = 0; i < kSpItems; i++) {
         const int c = c_lo + tid * kSpItems + i, r = tid * kSpItems + i;
@@ -1117,63 +1131,68 @@ __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev 
     }
 }
 
-template <int MODE, int G, bool ONE, int FD, bool PUB>
+template <int MODE, int G, bool ONE, int FD, bool PUB, bool EARLY>
 int cut3_slices(int cmax, int n_head_kv) {
     const int nsl = std::max(1, (cmax + kSpPer - 1) / kSpPer);
     if (nsl > kSpMaxSlices || G > 8) return 0;
     static int occ = 0;  // per instance: asked once (not a per-step call)
     if (occ == 0)
-        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, cut3_select_kernel<MODE, G, ONE, FD, PUB>, kSpThreads, 0));
+        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, cut3_select_kernel<MODE, G, ONE, FD, PUB, EARLY>, kSpThreads, 0));
     return int64_t(nsl) * n_head_kv <= int64_t(occ) * sm_count() ? nsl : 0;
 }
 
 // The group budget applies to a forced fraction only (the mass target stays per head).
 bool group_budget(const TacticStepArgs &a) { return options().tactic_group_budget != 0 && a.force_fraction > 0.f; }
 
-template <int MODE, int G, bool ONE, int FD, bool PUB>
+template <int MODE, int G, bool ONE, int FD, bool PUB, bool EARLY>
 bool cut3_g(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
-    const int nsl = cut3_slices<MODE, G, ONE, FD, PUB>(L.cmax, L.n_head_kv);
+    const int nsl = cut3_slices<MODE, G, ONE, FD, PUB, EARLY>(L.cmax, L.n_head_kv);
     if (nsl == 0) return false;
-    launch_pdl(cut3_select_kernel<MODE, G, ONE, FD, PUB>, dim3(unsigned(nsl), unsigned(L.n_head_kv)),
+    launch_pdl(cut3_select_kernel<MODE, G, ONE, FD, PUB, EARLY>, dim3(unsigned(nsl), unsigned(L.n_head_kv)),
                dim3(kSpThreads), 0, s, L, a.d_pos, a.force_fraction, a.p, a.scale, a.q, b.cscore, b.spart,
                FD > 0 ? nsl : score2_blocks(L.head_dim, L.cmax), b.list, b.count, b.sel_ws, nsl);
     return true;
 }
-template <int MODE, bool ONE, int FD, bool PUB>
+template <int MODE, bool ONE, int FD, bool PUB, bool EARLY>
 bool cut3_m(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
     switch (g_of(L.n_head / L.n_head_kv)) {
-        case 1: return cut3_g<MODE, 1, ONE, FD, PUB>(L, a, b, s);
-        case 2: return cut3_g<MODE, 2, ONE, FD, PUB>(L, a, b, s);
-        case 4: return cut3_g<MODE, 4, ONE, FD, PUB>(L, a, b, s);
-        default: return cut3_g<MODE, 8, ONE, FD, PUB>(L, a, b, s);
+        case 1: return cut3_g<MODE, 1, ONE, FD, PUB, EARLY>(L, a, b, s);
+        case 2: return cut3_g<MODE, 2, ONE, FD, PUB, EARLY>(L, a, b, s);
+        case 4: return cut3_g<MODE, 4, ONE, FD, PUB, EARLY>(L, a, b, s);
+        default: return cut3_g<MODE, 8, ONE, FD, PUB, EARLY>(L, a, b, s);
     }
 }
-// PUB applies to the group budget's one cut (MODE 0); the other modes run without it.
-template <bool ONE, int FD, bool PUB>
+// PUB and EARLY apply to the group budget's one cut (MODE 0); the other modes run without.
+template <bool ONE, int FD, bool PUB, bool EARLY = false>
 bool cut3_dg(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
-    if (group_budget(a)) return cut3_m<0, ONE, FD, PUB>(L, a, b, s);
-    return a.force_fraction > 0.f ? cut3_m<1, ONE, FD, false>(L, a, b, s) : cut3_m<2, ONE, FD, false>(L, a, b, s);
+    if (group_budget(a)) return cut3_m<0, ONE, FD, PUB, EARLY>(L, a, b, s);
+    return a.force_fraction > 0.f ? cut3_m<1, ONE, FD, false, false>(L, a, b, s)
+                                  : cut3_m<2, ONE, FD, false, false>(L, a, b, s);
 }
 
 // Whether cut3_g<.., FD> fits this shape (the same answer the launch will get).
-template <int MODE, int FD, bool PUB>
+template <int MODE, int FD, bool PUB, bool EARLY = false>
 bool fused_fits(const TacticLayerDev &L) {
     switch (g_of(L.n_head / L.n_head_kv)) {
-        case 1: return cut3_slices<MODE, 1, true, FD, PUB>(L.cmax, L.n_head_kv) > 0;
-        case 2: return cut3_slices<MODE, 2, true, FD, PUB>(L.cmax, L.n_head_kv) > 0;
-        case 4: return cut3_slices<MODE, 4, true, FD, PUB>(L.cmax, L.n_head_kv) > 0;
-        default: return cut3_slices<MODE, 8, true, FD, PUB>(L.cmax, L.n_head_kv) > 0;
+        case 1: return cut3_slices<MODE, 1, true, FD, PUB, EARLY>(L.cmax, L.n_head_kv) > 0;
+        case 2: return cut3_slices<MODE, 2, true, FD, PUB, EARLY>(L.cmax, L.n_head_kv) > 0;
+        case 4: return cut3_slices<MODE, 4, true, FD, PUB, EARLY>(L.cmax, L.n_head_kv) > 0;
+        default: return cut3_slices<MODE, 8, true, FD, PUB, EARLY>(L.cmax, L.n_head_kv) > 0;
     }
 }
 // options().tactic_select 6 and 7: the published keys (where they apply: the group budget).
 bool pub_keys() { return options().tactic_select >= 6; }
+// options().tactic_select 8: 7 with the first centroid rows requested before pdl_wait.
+bool early_rows() { return options().tactic_select == 8; }
 }  // namespace
 
 
 bool tactic_select_scores(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b) {
     const int v = options().tactic_select;
-    if ((v != 5 && v != 7) || L.head_dim != 128 || !select_from_parts(b)) return false;
-    if (group_budget(a)) return pub_keys() ? fused_fits<0, 128, true>(L) : fused_fits<0, 128, false>(L);
+    if ((v != 5 && v < 7) || L.head_dim != 128 || !select_from_parts(b)) return false;
+    if (group_budget(a))
+        return early_rows() ? fused_fits<0, 128, true, true>(L)
+                            : pub_keys() ? fused_fits<0, 128, true>(L) : fused_fits<0, 128, false>(L);
     return a.force_fraction > 0.f ? fused_fits<1, 128, false>(L) : fused_fits<2, 128, false>(L);
 }
 
@@ -1187,7 +1206,8 @@ void tactic_select_dev(const TacticLayerDev &L, const TacticStepArgs &a, const T
     TACTIC_CHECK(L.cmax <= tactic_max_clusters(), TACTIC_ERR_UNSUPPORTED,
                  "Tactic on CUDA: more than " + std::to_string(tactic_max_clusters()) + " clusters per KV head");
     if (tactic_select_scores(L, a, b)) {  // (it fits: tactic_select_scores asked)
-        if (pub_keys()) cut3_dg<true, 128, true>(L, a, b, s);
+        if (early_rows()) cut3_dg<true, 128, true, true>(L, a, b, s);
+        else if (pub_keys()) cut3_dg<true, 128, true>(L, a, b, s);
         else cut3_dg<true, 128, false>(L, a, b, s);
         return;
     }
