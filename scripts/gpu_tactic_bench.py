@@ -203,7 +203,7 @@ def main():
                          "(the union holds it), 0 each query head's")
     ap.add_argument("--mma", type=int, default=1, help="option tactic_mma: 1 (default) the streaming kernel on tensor "
                                                         "cores, 0 on FMAs")
-    ap.add_argument("--select", type=int, default=3,
+    ap.add_argument("--select", type=int, default=4,
                     help="option tactic_select: 1 one block per query head (group budget: per KV head), 3 spread "
                          "over many blocks a KV head, from the scores' partials, with candidates; 4 that with one radix "
                          "level (one barrier fewer)")

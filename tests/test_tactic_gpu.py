@@ -29,7 +29,7 @@ needs_gpu = pytest.mark.skipif(gpu_count() == 0, reason="no usable CUDA GPU (the
 
 # The options the tests below set, at their compiled defaults (native/cuda/cuda_util.cuh's
 # Options): put back after every test.
-OPTION_DEFAULTS = {b"tactic_group_budget": 1, b"tactic_select": 3, b"tactic_score": 4, b"tactic_attend": 2}
+OPTION_DEFAULTS = {b"tactic_group_budget": 1, b"tactic_select": 4, b"tactic_score": 4, b"tactic_attend": 2}
 
 
 @pytest.fixture(autouse=True)
@@ -236,7 +236,7 @@ SCORE_VERSIONS = {"v1": (3, 1), "v3": (3, 3), "v4": (4, 3), "v5": (4, 4), "v6": 
 def score_version(request):
     """Each centroid scoring kernel and selection (options tactic_score and tactic_select),
     after the options' bounds are checked."""
-    for name, bad in ((b"tactic_score", 1), (b"tactic_score", 5), (b"tactic_select", 2), (b"tactic_select", 9)):
+    for name, bad in ((b"tactic_score", 1), (b"tactic_score", 5), (b"tactic_select", 2), (b"tactic_select", 6)):
         assert lib.tactic_cuda_set_option(name, bad) == TACTIC_ERR_INVALID_ARGUMENT
     score, select = request.param
     assert lib.tactic_cuda_set_option(b"tactic_score", score) == 0
@@ -511,10 +511,7 @@ def twin_group_select(q, layout, c_begin, c_end, n, frac, scale):
 # (tactic_score, tactic_select) pairs with the group budget: select1 one block per KV head;
 # select3 from the scores' partials (scores 2, rows before pdl_wait); mmascore the defaults;
 # select4 one radix level (scores 4); select5 that scoring the centroids itself (head_dim 128);
-# select6, select7: 4, 5 with the cut resolved from every cluster's published key; select8:
-# 7 with the first centroid rows requested before pdl_wait.
-GROUP_VERSIONS = {"select1": (2, 1), "select3": (2, 3), "mmascore": (4, 3), "select4": (4, 4), "select5": (4, 5),
-                  "select6": (4, 6), "select7": (4, 7), "select8": (4, 8)}
+GROUP_VERSIONS = {"select1": (2, 1), "select3": (2, 3), "mmascore": (4, 3), "select4": (4, 4), "select5": (4, 5)}
 
 
 @pytest.fixture(params=list(GROUP_VERSIONS.values()), ids=list(GROUP_VERSIONS))
@@ -808,7 +805,7 @@ def tiny_llama_d128(tmp_path_factory):
 
 @pytest.mark.gpu
 @needs_gpu
-@pytest.mark.parametrize("select", [4, 5, 6, 7, 8])
+@pytest.mark.parametrize("select", [4, 5])
 @pytest.mark.parametrize("model", ["tiny_llama", "tiny_llama_d128"])
 def test_backend_group_budget_selection_matches_v3(model, select, f32_activations, request):
     """The model's decode path (the step inside the decode graph, pages appended as tokens

@@ -96,7 +96,7 @@ struct Options {
     int tactic_mma = 1;     // 1: Tactic's streaming attention on tensor cores (head_dim <= 128); 0: FMA
     int tactic_group_budget = 1;  // 1: a forced fraction is the KV group's budget (one cut per KV head, the
                                   // union holds ceil(f n) tokens: f of the cache is read), not each query head's
-    int tactic_select = 3;  // Tactic's selection: 1 one block per query head (group budget: per KV head);
+    int tactic_select = 4;  // Tactic's selection: 1 one block per query head (group budget: per KV head);
                             // 3 spread over many blocks a KV head, from the scores' partials: a radix cut
                             // through global histograms, two levels + candidates; 4 that with one level;
                             // 5 that scoring the centroids itself (head_dim 128); 6, 7: 4, 5 with the

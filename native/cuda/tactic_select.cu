@@ -1189,7 +1189,9 @@ bool early_rows() { return options().tactic_select == 8; }
 
 bool tactic_select_scores(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b) {
     const int v = options().tactic_select;
-    if ((v != 5 && v < 7) || L.head_dim != 128 || !select_from_parts(b)) return false;
+    // (the mass target stays with the scoring kernel: with the fused blocks' partials one of
+    // its twins failed on the H200, batch 2 of session 9)
+    if ((v != 5 && v < 7) || L.head_dim != 128 || !select_from_parts(b) || a.force_fraction <= 0.f) return false;
     if (group_budget(a))
         return early_rows() ? fused_fits<0, 128, true, true>(L)
                             : pub_keys() ? fused_fits<0, 128, true>(L) : fused_fits<0, 128, false>(L);
