@@ -119,7 +119,7 @@ bool set_option(const std::string &name, int64_t value) {
         TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "tactic_group_budget must be 0 or 1");
         o.tactic_group_budget = int(value);
     } else if (name == "tactic_select") {
-        // (6-8, the published keys, wrote wrong lists on the H200: not accepted until fixed)
+        // (2 and 6-8 were removed: 3 superseded 2; 6-8 wrote wrong lists on the H200, session 9)
         TACTIC_CHECK(value == 1 || (value >= 3 && value <= 5), TACTIC_ERR_INVALID_ARGUMENT,
                      "tactic_select must be 1, 3, 4 or 5");
         o.tactic_select = int(value);

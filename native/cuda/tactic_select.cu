@@ -6,9 +6,8 @@
 // default) a KV head's clusters spread over many blocks that meet at barriers
 // (cut3_select_kernel), where they can all be resident at once; 4 that with one barrier
 // fewer (one radix level); 5 that computing the centroid scores itself (head_dim 128: no
-// scoring kernel; elsewhere 4); 6 and 7: 4 and 5 with the group budget's cut resolved from
-// published keys (PUB), one barrier fewer again; 8: 7 with the first centroid rows
-// requested before pdl_wait (EARLY).
+// scoring kernel; elsewhere 4). (6-8, the group budget's cut resolved from published keys,
+// listed tokens twice on the H200 in session 9 and were removed: branch ts-s9, 96969b4.)
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 
@@ -630,14 +629,7 @@ constexpr int kOneB = 4096;  // ONE's histogram bins
 // and kCand1.
 constexpr int kC3Head = 3 + kSpMaxCuts;
 constexpr int kC3Cut = std::max(kSpB1 + kSpB2 + 3 * kCand, kOneB + 3 * kCand1);
-// PUB (tactic_select 6, 7; the group budget's one cut): every cluster's (key, tokens)
-// published after cut 0's workspace (16-byte aligned), at most kSpMaxSlices x kSpPer clusters.
-constexpr int kPubAt = (kC3Head + kC3Cut + 3) / 4 * 4;
-__host__ __device__ constexpr int c3_ws_ints(int cuts) {  // a multiple of 4 (16-byte rows)
-    return (kC3Head + cuts * kC3Cut > kPubAt + 2 * kSpMaxSlices * kSpPer ? kC3Head + cuts * kC3Cut + 3
-                                                                          : kPubAt + 2 * kSpMaxSlices * kSpPer + 3) /
-           4 * 4;
-}
+__host__ __device__ constexpr int c3_ws_ints(int cuts) { return (kC3Head + cuts * kC3Cut + 3) / 4 * 4; }  // 16-byte rows
 
 // FD > 0 (options().tactic_select == 5, head_dim FD): the block scores its own clusters
 // [c_lo, c_hi) (no scoring kernel before it), as cscore_mma_kernel does (the same tensor-core
@@ -647,9 +639,7 @@ __host__ __device__ constexpr int c3_ws_ints(int cuts) {  // a multiple of 4 (16
 // partials (max, sum |c| exp(scale (s - max)), min) per head to spart[h][blk], which the
 // blocks of the KV head then exchange at a barrier of their own (in place of the scoring
 // kernel's partials).
-// EARLY (tactic_select 8): the first chunk's centroid rows are requested before pdl_wait
-// (centroids are written outside the decode step), which block_scores then calls itself.
-template <int D, int G, bool EARLY>
+template <int D, int G>
 __device__ void block_scores(const TacticLayerDev &L, const float *__restrict__ q, int kvh, int c_lo, int c_hi,
                              float (*s_sc)[kSpPer], float *__restrict__ cscore) {
     constexpr int JC = D / 32, TILES = kSpPer / (8 * (kSpThreads / 32)), TCH = 16 / JC < 1 ? 1 : 16 / JC;
@@ -671,10 +661,6 @@ __device__ void block_scores(const TacticLayerDev &L, const float *__restrict__ 
         }
     };
     load(0);
-    if (EARLY) {
-        pdl_wait();
-        pdl_trigger();
-    }
     uint32_t qf[2 * JC][4];
     {
         const float *qg = q + int64_t(h0 + (on ? g : 0)) * D + 8 * t;
@@ -712,13 +698,7 @@ __device__ void block_scores(const TacticLayerDev &L, const float *__restrict__ 
     }
 }
 
-//
-// PUB (MODE 0 with ONE: options().tactic_select 6 and 7): before the first level's
-// barrier every block also publishes its clusters' keys; after it each block reads all of
-// them (one pass over the KV head's keys and offsets, from L2), finds and resolves the
-// cut's candidates itself, and so knows the chosen rows before its slice and in all: no
-// candidates' barrier, no cursor, the list in cluster order.
-template <int MODE, int G, bool ONE, int FD, bool PUB, bool EARLY>
+template <int MODE, int G, bool ONE, int FD>
 __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev L, const int32_t *__restrict__ d_pos,
                                                                 float frac, float p, float scale,
                                                                 const float *__restrict__ q, float *cscore,
@@ -726,7 +706,6 @@ __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev 
                                                                 int32_t *__restrict__ list,
                                                                 int32_t *__restrict__ count, int32_t *ws, int nsl) {
     constexpr int NK = SpShape<MODE, G>::kKeys, NC = SpShape<MODE, G>::kCuts;
-    static_assert(!PUB || (ONE && MODE == 0), "published keys: one level, one cut");
     const int kvh = blockIdx.y, blk = blockIdx.x, tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     const int group = L.n_head / L.n_head_kv, h0 = kvh * group;
     auto cut_on = [group](int k) { return MODE == 0 || k % NK < group; };
@@ -756,15 +735,12 @@ __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev 
         first[i] = in[i] ? coff[c] : 0;
         tok[i] = in[i] ? coff[c + 1] - first[i] : 0;
     }
-    static_assert(!EARLY || FD > 0, "early rows: the fused scores'");
-    if (!EARLY) {
-        pdl_wait();
-        pdl_trigger();  // safe: the next kernel starts once every block of this one runs (the barriers need them all)
-    }
+    pdl_wait();
+    pdl_trigger();  // safe: the next kernel starts once every block of this one runs (the barriers need them all)
     __shared__ float s_sc[FD > 0 ? G : 1][FD > 0 ? kSpPer : 1];  // FD: this block's scores
-    if (FD > 0) {  // (EARLY: pdl_wait and pdl_trigger inside, after the first rows are requested)
-        block_scores<(FD > 0 ? FD : 128), G, EARLY>(L, q, kvh, c_lo, c_hi,
-                                                    reinterpret_cast<float (*)[kSpPer]>(&s_sc[0][0]), cscore);
+    if (FD > 0) {
+        block_scores<(FD > 0 ? FD : 128), G>(L, q, kvh, c_lo, c_hi,
+                                             reinterpret_cast<float (*)[kSpPer]>(&s_sc[0][0]), cscore);
         __syncthreads();
     }
     const int n = d_pos[0] + 1;
@@ -801,9 +777,6 @@ __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev 
         kv_barrier<ONE>(bar, nsl);
     }
     const int b0 = FD > 0 ? nsl : 0;  // barriers passed before the cuts'
-    // PUB: the chosen rows before this block's slice and in all (the whole slice before it
-    // when everything is chosen).
-    int pub_before = coff[min(c_lo, C)] - (C > 0 ? coff[0] : 0), pub_total = total;
     if (!all) {
         // Per head: the scoring blocks' partials merged (warp j: head j).
         if (warp < G) {
@@ -878,12 +851,6 @@ __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev 
             if (MODE == 2 && k >= NK) return (1.f - (1.f - p) * 0.25f) * s_tot[k - NK];
             return float(need_tok);
         };
-        if (PUB) {
-            uint2 *pub = reinterpret_cast<uint2 *>(W + kPubAt);
-#pragma unroll
-            for (int i = 0; i < kSpItems; i++)
-                if (in[i]) pub[c_lo + tid * kSpItems + i] = make_uint2(key[i][0], uint32_t(tok[i]));
-        }
         float above[NC];
         uint32_t pre[NC];
 #pragma unroll
@@ -917,166 +884,78 @@ __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev 
                 sp_histogram<kSpB2>(kk, w, in2, 8, s_h, cutws + k * kC3Cut + kSpB1);
             }
         }
-        if (PUB) {
-            const uint4 *pub = reinterpret_cast<const uint4 *>(W + kPubAt);  // two clusters' (key, tokens)
-            __shared__ int s_nc, s_rows[2];
-            if (tid == 0) {
-                s_nc = 0;
-                s_rows[0] = s_rows[1] = 0;
+        if (!ONE) kv_barrier<ONE>(bar, b0 + 2 * nsl);
+#pragma unroll
+        for (int k = 0; k < NC; k++) {
+            if (!cut_on(k)) continue;
+            float *cw = cutws + k * kC3Cut;
+            if (!ONE) {
+                pre[k] = (pre[k] << 11) | uint32_t(sp_find_digit<kSpB2>(cw + kSpB1, need_of(k), above[k]));
+                for (int i = blk * kSpThreads + tid; i < kSpB1; i += nsl * kSpThreads) cw[i] = 0.f;  // all have read it
             }
+            // above the cut's prefix (22 bits; ONE: 12): in; at it: a candidate
+            float *cand = cw + CAND_AT;
+#pragma unroll
+            for (int i = 0; i < kSpItems; i++) {
+                if (!in[i]) continue;
+                const uint32_t pk = key[i][k % NK] >> CSH;
+                if (pk > pre[k]) sel[i] = true;
+                else if (pk == pre[k]) {
+                    const int slot = atomicAdd(&cand_n[k], 1);
+                    if (slot < NCAND) {
+                        cand[slot * 3] = __uint_as_float(key[i][k % NK]);
+                        cand[slot * 3 + 1] = weight(i, k);
+                        cand[slot * 3 + 2] = __int_as_float(c_lo + tid * kSpItems + i);
+                    }
+                }
+            }
+        }
+        kv_barrier<ONE>(bar, b0 + (ONE ? 2 : 3) * nsl);
+        // Each cut's candidates: one taken iff the weight before it (higher keys, equal
+        // keys at a lower index) leaves the cut short; this block marks its own.
+#pragma unroll
+        for (int k = 0; k < NC; k++) {
+            if (!cut_on(k)) continue;
+            float *cw = cutws + k * kC3Cut;
+            if (ONE)  // the level's histogram: all have read it
+                for (int i = blk * kSpThreads + tid; i < kOneB; i += nsl * kSpThreads) cw[i] = 0.f;
+            else
+                for (int i = blk * kSpThreads + tid; i < kSpB2; i += nsl * kSpThreads) cw[kSpB1 + i] = 0.f;
+            const float *cand = cw + CAND_AT;
+            const int m = *reinterpret_cast<volatile int32_t *>(&cand_n[k]);
             for (int i = tid; i < kSpPer; i += kSpThreads) s_take[i] = 0;
             __syncthreads();
-            float *sk = s_h, *sw = s_h + NCAND;  // the candidates: keys (as bits), tokens, clusters
-            int *sc = reinterpret_cast<int *>(s_h + 2 * NCAND);
-            const uint32_t P = pre[0];
-            int in_before = 0, in_total = 0, eq_before = 0, eq_total = 0;  // rows above the prefix; at it
-            constexpr int U = 8;  // pairs of clusters a thread loads at once
-            for (int c0 = 0; c0 < C; c0 += 2 * U * kSpThreads) {
-                uint4 kt[U];
-#pragma unroll
-                for (int u = 0; u < U; u++) {
-                    const int c = c0 + 2 * (u * kSpThreads + tid);
-                    kt[u] = c < C ? __ldcg(pub + (c >> 1)) : make_uint4(0, 0, 0, 0);
-                }
-#pragma unroll
-                for (int e = 0; e < 2 * U; e++) {
-                    const int c = c0 + 2 * ((e >> 1) * kSpThreads + tid) + (e & 1);
-                    if (c >= C) continue;
-                    const uint32_t kce = e & 1 ? kt[e >> 1].z : kt[e >> 1].x;
-                    const int tk = int(e & 1 ? kt[e >> 1].w : kt[e >> 1].y);
-                    const uint32_t pk = kce >> CSH;
-                    if (pk > P) {
-                        in_total += tk;
-                        if (c < c_lo) in_before += tk;
-                    } else if (pk == P) {
-                        eq_total += tk;
-                        if (c < c_lo) eq_before += tk;
-                        const int slot = atomicAdd(&s_nc, 1);
-                        if (slot < NCAND) {
-                            sk[slot] = __uint_as_float(kce);
-                            sw[slot] = float(tk);
-                            sc[slot] = c;
-                        }
-                    }
-                }
-            }
-            __syncthreads();
-            const int m = s_nc;
             if (m > NCAND) {  // a crowd: take every candidate (block-uniform)
-                in_before += eq_before;
-                in_total += eq_total;
 #pragma unroll
                 for (int i = 0; i < kSpItems; i++)
-                    if (in[i] && (key[i][0] >> CSH) == P) sel[i] = true;
-            } else {  // each candidate: taken iff the weight before it leaves the cut short
-                const float nk = need_of(0), ak = above[0];
-                for (int j = tid; j < m; j += kSpThreads) {
-                    const int cj = sc[j];
-                    const uint32_t kj = __float_as_uint(sk[j]);
-                    float before = 0.f;
-                    for (int t = 0; t < m; t++) {
-                        const uint32_t kt = __float_as_uint(sk[t]);
-                        if (kt > kj || (kt == kj && sc[t] < cj)) before += sw[t];
-                    }
-                    if (ak + before < nk) {
-                        const int tk = int(sw[j]);
-                        in_total += tk;
-                        if (cj < c_lo) in_before += tk;
-                        if (cj >= c_lo && cj < c_hi) s_take[cj - c_lo] = 1;
-                    }
-                }
-                __syncthreads();
-#pragma unroll
-                for (int i = 0; i < kSpItems; i++)
-                    if (in[i] && s_take[tid * kSpItems + i]) sel[i] = true;
+                    if (in[i] && (key[i][k % NK] >> CSH) == pre[k]) sel[i] = true;
+                continue;
             }
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) {
-                in_before += __shfl_xor_sync(0xffffffffu, in_before, o);
-                in_total += __shfl_xor_sync(0xffffffffu, in_total, o);
-            }
-            if (lane == 0) {
-                atomicAdd(&s_rows[0], in_before);
-                atomicAdd(&s_rows[1], in_total);
+            float *sk = s_h, *sw = s_h + NCAND;  // candidates staged: keys (as bits), weights, clusters
+            int *sc = reinterpret_cast<int *>(s_h + 2 * NCAND);
+            for (int j = tid; j < m; j += kSpThreads) {
+                sk[j] = __ldcg(cand + j * 3);
+                sw[j] = __ldcg(cand + j * 3 + 1);
+                sc[j] = __float_as_int(__ldcg(cand + j * 3 + 2));
             }
             __syncthreads();
-            pub_before = s_rows[0];
-            pub_total = s_rows[1];
-            __syncthreads();  // s_h free for the rows below
-        } else {
-            if (!ONE) kv_barrier<ONE>(bar, b0 + 2 * nsl);
-    #pragma unroll
-            for (int k = 0; k < NC; k++) {
-                if (!cut_on(k)) continue;
-                float *cw = cutws + k * kC3Cut;
-                if (!ONE) {
-                    pre[k] = (pre[k] << 11) | uint32_t(sp_find_digit<kSpB2>(cw + kSpB1, need_of(k), above[k]));
-                    for (int i = blk * kSpThreads + tid; i < kSpB1; i += nsl * kSpThreads) cw[i] = 0.f;  // all have read it
+            const float nk = need_of(k), ak = above[k];
+            for (int j = tid; j < m; j += kSpThreads) {
+                const int cj = sc[j];
+                if (cj < c_lo || cj >= c_hi) continue;  // another block's
+                const uint32_t kj = __float_as_uint(sk[j]);
+                float before = 0.f;
+                for (int t = 0; t < m; t++) {
+                    const uint32_t kt = __float_as_uint(sk[t]);
+                    if (kt > kj || (kt == kj && sc[t] < cj)) before += sw[t];
                 }
-                // above the cut's prefix (22 bits; ONE: 12): in; at it: a candidate
-                float *cand = cw + CAND_AT;
-    #pragma unroll
-                for (int i = 0; i < kSpItems; i++) {
-                    if (!in[i]) continue;
-                    const uint32_t pk = key[i][k % NK] >> CSH;
-                    if (pk > pre[k]) sel[i] = true;
-                    else if (pk == pre[k]) {
-                        const int slot = atomicAdd(&cand_n[k], 1);
-                        if (slot < NCAND) {
-                            cand[slot * 3] = __uint_as_float(key[i][k % NK]);
-                            cand[slot * 3 + 1] = weight(i, k);
-                            cand[slot * 3 + 2] = __int_as_float(c_lo + tid * kSpItems + i);
-                        }
-                    }
-                }
+                if (ak + before < nk) s_take[cj - c_lo] = 1;
             }
-            kv_barrier<ONE>(bar, b0 + (ONE ? 2 : 3) * nsl);
-            // Each cut's candidates: one taken iff the weight before it (higher keys, equal
-            // keys at a lower index) leaves the cut short; this block marks its own.
-    #pragma unroll
-            for (int k = 0; k < NC; k++) {
-                if (!cut_on(k)) continue;
-                float *cw = cutws + k * kC3Cut;
-                if (ONE)  // the level's histogram: all have read it
-                    for (int i = blk * kSpThreads + tid; i < kOneB; i += nsl * kSpThreads) cw[i] = 0.f;
-                else
-                    for (int i = blk * kSpThreads + tid; i < kSpB2; i += nsl * kSpThreads) cw[kSpB1 + i] = 0.f;
-                const float *cand = cw + CAND_AT;
-                const int m = *reinterpret_cast<volatile int32_t *>(&cand_n[k]);
-                for (int i = tid; i < kSpPer; i += kSpThreads) s_take[i] = 0;
-                __syncthreads();
-                if (m > NCAND) {  // a crowd: take every candidate (block-uniform)
-    #pragma unroll
-                    for (int i = 0; i < kSpItems; i++)
-                        if (in[i] && (key[i][k % NK] >> CSH) == pre[k]) sel[i] = true;
-                    continue;
-                }
-                float *sk = s_h, *sw = s_h + NCAND;  // candidates staged: keys (as bits), weights, clusters
-                int *sc = reinterpret_cast<int *>(s_h + 2 * NCAND);
-                for (int j = tid; j < m; j += kSpThreads) {
-                    sk[j] = __ldcg(cand + j * 3);
-                    sw[j] = __ldcg(cand + j * 3 + 1);
-                    sc[j] = __float_as_int(__ldcg(cand + j * 3 + 2));
-                }
-                __syncthreads();
-                const float nk = need_of(k), ak = above[k];
-                for (int j = tid; j < m; j += kSpThreads) {
-                    const int cj = sc[j];
-                    if (cj < c_lo || cj >= c_hi) continue;  // another block's
-                    const uint32_t kj = __float_as_uint(sk[j]);
-                    float before = 0.f;
-                    for (int t = 0; t < m; t++) {
-                        const uint32_t kt = __float_as_uint(sk[t]);
-                        if (kt > kj || (kt == kj && sc[t] < cj)) before += sw[t];
-                    }
-                    if (ak + before < nk) s_take[cj - c_lo] = 1;
-                }
-                __syncthreads();
-    #pragma unroll
-                for (int i = 0; i < kSpItems; i++)
-                    if (in[i] && s_take[tid * kSpItems + i]) sel[i] = true;
-                __syncthreads();  // s_h and s_take reused by the next cut
-            }
+            __syncthreads();
+#pragma unroll
+            for (int i = 0; i < kSpItems; i++)
+                if (in[i] && s_take[tid * kSpItems + i]) sel[i] = true;
+            __syncthreads();  // s_h and s_take reused by the next cut
         }
     }
     // Rows: this block's chosen clusters at an offset taken from the KV head's cursor.
@@ -1087,7 +966,7 @@ __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev 
     for (int i = 0; i < kSpItems; i++) off[i] = sel[i] ? tok[i] : 0;
     Scan(row_tmp).ExclusiveSum(off, off, my_rows);
     const int cb = min(L.range[0], n), ce = min(max(L.range[1], cb), n), n_always = cb + (n - ce);
-    if (tid == 0) s_base = n_always + (PUB ? pub_before : my_rows > 0 ? atomicAdd(cursor, my_rows) : 0);
+    if (tid == 0) s_base = n_always + (my_rows > 0 ? atomicAdd(cursor, my_rows) : 0);
     int32_t *lst = list + int64_t(kvh) * L.n_ctx;
     for (int i = blk * kSpThreads + tid; i < n_always; i += nsl * kSpThreads)
         lst[i] = -1 - (i < cb ? i : ce + (i - cb));
@@ -1110,8 +989,7 @@ __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev 
     __syncthreads();
     for (int e = warp; e < s_n; e += kSpThreads / 32)
         for (int j = lane; j < e_sz[e]; j += 32) lst[e_off[e] + j] = e_first[e] + j;
-    // The last block out writes the count and resets the KV head's counters (PUB: and
-    // zeroes the level's histogram, which every block has read).
+    // The last block out writes the count and resets the KV head's counters.
     __shared__ int s_out;
     if (tid == 0) {
         __threadfence();
@@ -1120,10 +998,8 @@ __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev 
     __syncthreads();
     if (!s_out) return;
     __threadfence();
-    if (PUB)
-        for (int i = tid; i < kOneB; i += kSpThreads) cutws[i] = 0.f;
     if (tid == 0) {
-        count[kvh] = n_always + (PUB ? pub_total : atomicAdd(cursor, 0));
+        count[kvh] = n_always + atomicAdd(cursor, 0);
         *cursor = 0;
         *bar = 0;
         *ex = 0;
@@ -1131,59 +1007,53 @@ __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev 
     }
 }
 
-template <int MODE, int G, bool ONE, int FD, bool PUB, bool EARLY>
+template <int MODE, int G, bool ONE, int FD>
 int cut3_slices(int cmax, int n_head_kv) {
     const int nsl = std::max(1, (cmax + kSpPer - 1) / kSpPer);
     if (nsl > kSpMaxSlices || G > 8) return 0;
     static int occ = 0;  // per instance: asked once (not a per-step call)
     if (occ == 0)
-        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, cut3_select_kernel<MODE, G, ONE, FD, PUB, EARLY>, kSpThreads, 0));
+        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, cut3_select_kernel<MODE, G, ONE, FD>, kSpThreads, 0));
     return int64_t(nsl) * n_head_kv <= int64_t(occ) * sm_count() ? nsl : 0;
 }
 
 // The group budget applies to a forced fraction only (the mass target stays per head).
 bool group_budget(const TacticStepArgs &a) { return options().tactic_group_budget != 0 && a.force_fraction > 0.f; }
 
-template <int MODE, int G, bool ONE, int FD, bool PUB, bool EARLY>
+template <int MODE, int G, bool ONE, int FD>
 bool cut3_g(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
-    const int nsl = cut3_slices<MODE, G, ONE, FD, PUB, EARLY>(L.cmax, L.n_head_kv);
+    const int nsl = cut3_slices<MODE, G, ONE, FD>(L.cmax, L.n_head_kv);
     if (nsl == 0) return false;
-    launch_pdl(cut3_select_kernel<MODE, G, ONE, FD, PUB, EARLY>, dim3(unsigned(nsl), unsigned(L.n_head_kv)),
+    launch_pdl(cut3_select_kernel<MODE, G, ONE, FD>, dim3(unsigned(nsl), unsigned(L.n_head_kv)),
                dim3(kSpThreads), 0, s, L, a.d_pos, a.force_fraction, a.p, a.scale, a.q, b.cscore, b.spart,
                FD > 0 ? nsl : score2_blocks(L.head_dim, L.cmax), b.list, b.count, b.sel_ws, nsl);
     return true;
 }
-template <int MODE, bool ONE, int FD, bool PUB, bool EARLY>
+template <int MODE, bool ONE, int FD>
 bool cut3_m(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
     switch (g_of(L.n_head / L.n_head_kv)) {
-        case 1: return cut3_g<MODE, 1, ONE, FD, PUB, EARLY>(L, a, b, s);
-        case 2: return cut3_g<MODE, 2, ONE, FD, PUB, EARLY>(L, a, b, s);
-        case 4: return cut3_g<MODE, 4, ONE, FD, PUB, EARLY>(L, a, b, s);
-        default: return cut3_g<MODE, 8, ONE, FD, PUB, EARLY>(L, a, b, s);
+        case 1: return cut3_g<MODE, 1, ONE, FD>(L, a, b, s);
+        case 2: return cut3_g<MODE, 2, ONE, FD>(L, a, b, s);
+        case 4: return cut3_g<MODE, 4, ONE, FD>(L, a, b, s);
+        default: return cut3_g<MODE, 8, ONE, FD>(L, a, b, s);
     }
 }
-// PUB and EARLY apply to the group budget's one cut (MODE 0); the other modes run without.
-template <bool ONE, int FD, bool PUB, bool EARLY = false>
+template <bool ONE, int FD>
 bool cut3_dg(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
-    if (group_budget(a)) return cut3_m<0, ONE, FD, PUB, EARLY>(L, a, b, s);
-    return a.force_fraction > 0.f ? cut3_m<1, ONE, FD, false, false>(L, a, b, s)
-                                  : cut3_m<2, ONE, FD, false, false>(L, a, b, s);
+    if (group_budget(a)) return cut3_m<0, ONE, FD>(L, a, b, s);
+    return a.force_fraction > 0.f ? cut3_m<1, ONE, FD>(L, a, b, s) : cut3_m<2, ONE, FD>(L, a, b, s);
 }
 
 // Whether cut3_g<.., FD> fits this shape (the same answer the launch will get).
-template <int MODE, int FD, bool PUB, bool EARLY = false>
+template <int MODE, int FD>
 bool fused_fits(const TacticLayerDev &L) {
     switch (g_of(L.n_head / L.n_head_kv)) {
-        case 1: return cut3_slices<MODE, 1, true, FD, PUB, EARLY>(L.cmax, L.n_head_kv) > 0;
-        case 2: return cut3_slices<MODE, 2, true, FD, PUB, EARLY>(L.cmax, L.n_head_kv) > 0;
-        case 4: return cut3_slices<MODE, 4, true, FD, PUB, EARLY>(L.cmax, L.n_head_kv) > 0;
-        default: return cut3_slices<MODE, 8, true, FD, PUB, EARLY>(L.cmax, L.n_head_kv) > 0;
+        case 1: return cut3_slices<MODE, 1, true, FD>(L.cmax, L.n_head_kv) > 0;
+        case 2: return cut3_slices<MODE, 2, true, FD>(L.cmax, L.n_head_kv) > 0;
+        case 4: return cut3_slices<MODE, 4, true, FD>(L.cmax, L.n_head_kv) > 0;
+        default: return cut3_slices<MODE, 8, true, FD>(L.cmax, L.n_head_kv) > 0;
     }
 }
-// options().tactic_select 6 and 7: the published keys (where they apply: the group budget).
-bool pub_keys() { return options().tactic_select >= 6; }
-// options().tactic_select 8: 7 with the first centroid rows requested before pdl_wait.
-bool early_rows() { return options().tactic_select == 8; }
 }  // namespace
 
 
@@ -1191,11 +1061,8 @@ bool tactic_select_scores(const TacticLayerDev &L, const TacticStepArgs &a, cons
     const int v = options().tactic_select;
     // (the mass target stays with the scoring kernel: with the fused blocks' partials one of
     // its twins failed on the H200, batch 2 of session 9)
-    if ((v != 5 && v < 7) || L.head_dim != 128 || !select_from_parts(b) || a.force_fraction <= 0.f) return false;
-    if (group_budget(a))
-        return early_rows() ? fused_fits<0, 128, true, true>(L)
-                            : pub_keys() ? fused_fits<0, 128, true>(L) : fused_fits<0, 128, false>(L);
-    return a.force_fraction > 0.f ? fused_fits<1, 128, false>(L) : fused_fits<2, 128, false>(L);
+    if (v != 5 || L.head_dim != 128 || !select_from_parts(b) || a.force_fraction <= 0.f) return false;
+    return group_budget(a) ? fused_fits<0, 128>(L) : fused_fits<1, 128>(L);
 }
 
 size_t tactic_select_ws_bytes(int n_head, int n_head_kv) {
@@ -1208,15 +1075,12 @@ void tactic_select_dev(const TacticLayerDev &L, const TacticStepArgs &a, const T
     TACTIC_CHECK(L.cmax <= tactic_max_clusters(), TACTIC_ERR_UNSUPPORTED,
                  "Tactic on CUDA: more than " + std::to_string(tactic_max_clusters()) + " clusters per KV head");
     if (tactic_select_scores(L, a, b)) {  // (it fits: tactic_select_scores asked)
-        if (early_rows()) cut3_dg<true, 128, true, true>(L, a, b, s);
-        else if (pub_keys()) cut3_dg<true, 128, true>(L, a, b, s);
-        else cut3_dg<true, 128, false>(L, a, b, s);
+        cut3_dg<true, 128>(L, a, b, s);
         return;
     }
     if (select_from_parts(b)) {  // (a shape it does not fit: the kernels below)
         const int v = options().tactic_select;
-        if (v == 3 ? cut3_dg<false, 0, false>(L, a, b, s)
-                   : pub_keys() ? cut3_dg<true, 0, true>(L, a, b, s) : cut3_dg<true, 0, false>(L, a, b, s))
+        if (v == 3 ? cut3_dg<false, 0>(L, a, b, s) : cut3_dg<true, 0>(L, a, b, s))
             return;
     }
     if (group_budget(a)) {
