@@ -99,9 +99,7 @@ struct Options {
     int tactic_select = 4;  // Tactic's selection: 1 one block per query head (group budget: per KV head);
                             // 3 spread over many blocks a KV head, from the scores' partials: a radix cut
                             // through global histograms, two levels + candidates; 4 that with one level;
-                            // 5 that scoring the centroids itself (head_dim 128); 6, 7: 4, 5 with the
-                            // group budget's cut from published keys (one barrier fewer); 8: 7 with the
-                            // first centroid rows requested before pdl_wait
+                            // 5 that scoring the centroids itself (head_dim 128, forced fractions only)
     int tactic_score = 4;   // Tactic's centroid scores: 2 every row requested before
                             // pdl_wait, q in shared memory (one wave); 3 that kernel, rows after pdl_wait
                             // (3/3 measured fastest on the H200: docs/results/gpu_session7.md); 4 the
