@@ -225,8 +225,8 @@ SHAPES = [  # n_head, n_head_kv, head_dim
 
 
 # (tactic_score, tactic_select) pairs the twin tests run: v1 the one-block selection; v3 the
-# selection from the scoring blocks' partials (scores 3: FMAs, rows after pdl_wait); v4 the
-# defaults (scores 4, the kernel of 3 on tensor cores, with selection 3); v5 scores 4 with
+# selection from the scoring blocks' partials (scores 3: FMAs, rows after pdl_wait); v4 scores
+# 4 (the kernel of 3 on tensor cores) with selection 3; v5 the defaults, scores 4 with
 # selection 4 (one radix level, one barrier fewer); v6 selection 5 (4 scoring the centroids
 # itself where head_dim is 128; elsewhere 4 after scores 4).
 SCORE_VERSIONS = {"v1": (3, 1), "v3": (3, 3), "v4": (4, 3), "v5": (4, 4), "v6": (4, 5)}
@@ -509,8 +509,8 @@ def twin_group_select(q, layout, c_begin, c_end, n, frac, scale):
 
 
 # (tactic_score, tactic_select) pairs with the group budget: select1 one block per KV head;
-# select3 from the scores' partials (scores 2, rows before pdl_wait); mmascore the defaults;
-# select4 one radix level (scores 4); select5 that scoring the centroids itself (head_dim 128);
+# select3 from the scores' partials (scores 2, rows before pdl_wait); mmascore scores 4 with
+# selection 3; select4 one radix level (scores 4, the defaults); select5 that scoring the centroids itself (head_dim 128);
 GROUP_VERSIONS = {"select1": (2, 1), "select3": (2, 3), "mmascore": (4, 3), "select4": (4, 4), "select5": (4, 5)}
 
 
@@ -798,8 +798,8 @@ def test_backend_tactic_truncate_and_fraction(tiny_llama, f32_activations, score
 
 @pytest.fixture(scope="module")
 def tiny_llama_d128(tmp_path_factory):
-    """tiny_llama with head_dim 128, the shape where selections 5 and 7 score the
-    centroids themselves."""
+    """tiny_llama with head_dim 128, the shape where selection 5 scores the
+    centroids itself."""
     return tiny_gguf(tmp_path_factory, "llama-tiny-d128", seed=6, n_embd=512, head_dim=128)
 
 
@@ -809,7 +809,7 @@ def tiny_llama_d128(tmp_path_factory):
 @pytest.mark.parametrize("model", ["tiny_llama", "tiny_llama_d128"])
 def test_backend_group_budget_selection_matches_v3(model, select, f32_activations, request):
     """The model's decode path (the step inside the decode graph, pages appended as tokens
-    leave the recent window) with the group budget at 10%: selections 4-7 give the logits
+    leave the recent window) with the group budget at 10%: selections 4 and 5 give the logits
     of selection 3 (held to its twin above) except at rare steps where a near-tie of keys
     falls at the cut (their spread keys' bounds differ in the last bits), and never the
     logits of full attention."""
