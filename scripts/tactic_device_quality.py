@@ -48,6 +48,21 @@ class _Tok:
         return self.m.tokenize(text, add_bos=add_special)
 
 
+def paired_difference(ref_path, key, kls, row):
+    """This run's per-position KLs minus the reference run's at the same positions (the same
+    text and teacher-forced tokens): mean and standard error of the paired differences."""
+    ref = np.load(ref_path)
+    if key not in ref or len(ref[key]) != len(kls):
+        print(f"  {key}: no reference of {len(kls)} positions in {ref_path}", file=sys.stderr)
+        return
+    d = kls - ref[key]
+    se = float(np.std(d, ddof=1) / np.sqrt(len(d)))
+    row["kl_ref_mean"] = float(np.mean(ref[key]))
+    row["kl_paired_diff"], row["kl_paired_se"] = float(np.mean(d)), se
+    print(f"  {key}: mean KL {np.mean(kls):.5f} vs the reference's {np.mean(ref[key]):.5f}: paired difference "
+          f"{np.mean(d):+.5f} +- {se:.5f} (se, {len(d)} positions)", file=sys.stderr, flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model")
@@ -62,6 +77,8 @@ def main() -> int:
     ap.add_argument("--json")
     ap.add_argument("--kl-out", help="save each context's per-position KLs (npz, key ctx_<L>): a paired "
                                      "comparison of two devices on the same positions")
+    ap.add_argument("--kl-ref", help="another run's --kl-out file (e.g. docs/results/kl_cpu_s10.npz, the CPU's): "
+                                     "print the paired difference of the mean KL on the same positions")
     args = ap.parse_args()
     per_position = {}
 
@@ -99,6 +116,8 @@ def main() -> int:
             kls.append(kl(a, b))
             agree += int(np.argmax(a) == np.argmax(b))
         per_position[f"ctx_{L}"] = np.array(kls)
+        if args.kl_ref:
+            paired_difference(args.kl_ref, f"ctx_{L}", per_position[f"ctx_{L}"], row)
         row["kl_positions"] = len(kls)
         row["kl_mean"] = float(np.mean(kls))
         row["kl_p99"] = float(np.quantile(kls, 0.99))
