@@ -157,6 +157,7 @@ def step_row(n, f, var, args, q, K, V, layout, c_begin, c_end, scale, probs, out
     oerr = float(np.linalg.norm(out - out_full) / np.linalg.norm(out_full))
     row = dict(n_tokens=n, fraction=f, queries=args.queries, fused=var["fused"], mma=var["mma"],
                group_budget=var["group_budget"], select=var["select"], score=var["score"], attend=var["attend"],
+               tail=var["tail"] if f == 0 else 0,
                copies_opt=var["copies"], p=None if f > 0 else args.p, attended_share=share,
                head_mass_min=min(mass), head_mass_mean=float(np.mean(mass)), attended_min=int(nsel.min()),
                attended_max=int(nsel.max()), score_ms=ms[0], cut_ms=ms[1], union_ms=ms[2],
@@ -182,6 +183,7 @@ def set_variant(v):
     check(lib.tactic_cuda_set_option(b"tactic_score", v["score"]))
     check(lib.tactic_cuda_set_option(b"tactic_attend", v["attend"]))
     check(lib.tactic_cuda_set_option(b"pdl", v.get("pdl", 1)))  # (a variant may turn PDL off)
+    check(lib.tactic_cuda_set_option(b"tactic_tail", v["tail"]))
 
 
 def main():
@@ -216,9 +218,12 @@ def main():
                          "sequential merge tail; 2 eight warps (head_dim 128) + the parallel tail; 3 four warps + "
                          "the parallel tail; 4 that with TMA bulk row copies (sm_90); 5, 6: 2, 3 with pieces that never "
                          "span two KV heads")
+    ap.add_argument("--tail", type=int, default=1,
+                    help="option tactic_tail: 1 (default) the output estimate of the unattended clusters under the "
+                         "mass target (the P row; forced fractions never run it), 0 off")
     ap.add_argument("--variants", default="",
                     help="more passes over the same keys, ';'-separated, each 'name=value,...' of group_budget, "
-                         "copies, blocks, fused, mma, select, score, attend, pdl (e.g. 'group_budget=1;mma=1')")
+                         "copies, blocks, fused, mma, select, score, attend, pdl, tail (e.g. 'group_budget=1;mma=1')")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     import torch
@@ -253,7 +258,7 @@ def main():
 
         check(lib.tactic_cuda_set_option(b"bench_iters", args.iters))
         base = dict(group_budget=args.group_budget, copies=args.copies, blocks=args.blocks, fused=args.fused,
-                    mma=args.mma, select=args.select, score=args.score, attend=args.attend)
+                    mma=args.mma, select=args.select, score=args.score, attend=args.attend, tail=args.tail)
         set_variant(base)
         out_full = np.empty((N_HEAD, D), np.float32)
         check(lib.tactic_cuda_attention(ptr(q, "float *"), N_HEAD, N_KV, D, ptr(K, "uint16_t *"), ptr(V, "uint16_t *"),

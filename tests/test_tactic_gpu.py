@@ -29,14 +29,18 @@ needs_gpu = pytest.mark.skipif(gpu_count() == 0, reason="no usable CUDA GPU (the
 
 # The options the tests below set, at their compiled defaults (native/cuda/cuda_util.cuh's
 # Options): put back after every test.
-OPTION_DEFAULTS = {b"tactic_group_budget": 1, b"tactic_select": 4, b"tactic_score": 4, b"tactic_attend": 2}
+OPTION_DEFAULTS = {b"tactic_group_budget": 1, b"tactic_select": 4, b"tactic_score": 4, b"tactic_attend": 2,
+                   b"tactic_tail": 1}
 
 
 @pytest.fixture(autouse=True)
 def per_head_budget():
     """Every test starts with a forced fraction per query head (what twin_select is written
-    from), whatever the default; the group_budget fixture turns the group budget on."""
+    from), whatever the default; the group_budget fixture turns the group budget on. The
+    output estimate starts off (the twins below attend their lists alone); the tail_on
+    fixture turns it on."""
     lib.tactic_cuda_set_option(b"tactic_group_budget", 0)
+    lib.tactic_cuda_set_option(b"tactic_tail", 0)
     yield
     for name, value in OPTION_DEFAULTS.items():
         lib.tactic_cuda_set_option(name, value)
@@ -826,3 +830,222 @@ def test_backend_group_budget_selection_matches_v3(model, select, f32_activation
     assert np.median(rel) < 1e-4 and np.mean(rel < 1e-3) > 0.9, (np.median(rel), np.mean(rel < 1e-3))
     off = np.linalg.norm(got[1000:] - full[1000:], axis=-1) / np.linalg.norm(full[1000:], axis=-1)
     assert np.median(off) > 1e-4, np.median(off)
+
+
+# ---- the output estimate of the unattended clusters (option tactic_tail, mass target) ----
+
+
+@pytest.fixture
+def tail_on():
+    for bad in (-1, 2):
+        assert lib.tactic_cuda_set_option(b"tactic_tail", bad) == TACTIC_ERR_INVALID_ARGUMENT
+    assert lib.tactic_cuda_set_option(b"tactic_tail", 1) == 0
+    yield  # (per_head_budget puts the default back)
+
+
+def twin_tail(q, K, V, lists, layout, scale):
+    """The attention over each KV head's list plus the estimate of its unattended clusters,
+    written from native/src/tactic/tail_estimate.h with the GPU selection's sets: a cluster
+    no token of which is in the list (the GPU attends whole clusters) adds, for query head
+    h, the weight W_hc = |c| exp(scale q_h . centroid_c) (centroid as stored, f16) on its
+    mean value row vbar_c (stored as f16): out_h = (sum_S w v + sum_c W_hc vbar_c) /
+    (sum_S w + sum_c W_hc). Returns the output and each head's estimated share of the mass."""
+    order, offsets, ncl, centroids = layout
+    n_head, D = q.shape
+    group = n_head // K.shape[0]
+    out, share = np.zeros((n_head, D)), np.zeros(n_head)
+    for g, rows in enumerate(lists):
+        off = offsets[g]
+        listed = np.zeros(K.shape[1], bool)
+        listed[rows] = True
+        unatt = []
+        for c in range(int(ncl[g])):
+            toks = order[g, off[c] : off[c + 1]]
+            if len(toks) == 0:
+                continue
+            inside = listed[toks]
+            assert inside.all() or not inside.any(), f"KV head {g}: cluster {c} attended in part"
+            if not inside.any():
+                unatt.append(c)
+        qg = q[g * group : (g + 1) * group].astype(np.float64)
+        s = scale * qg @ K[g, rows].astype(np.float64).T
+        cent = centroids[g, unatt].astype(np.float16).astype(np.float64)
+        sizes = np.diff(off)[unatt].astype(np.float64)
+        vbar = np.array([V[g, order[g, off[c] : off[c + 1]]].astype(np.float64).mean(0) for c in unatt]).reshape(-1, D)
+        vbar = vbar.astype(np.float16).astype(np.float64)
+        t = scale * qg @ cent.T + np.log(sizes)
+        m = np.maximum(s.max(1), t.max(1) if unatt else -np.inf)[:, None]
+        ws, wt = np.exp(s - m), np.exp(t - m)
+        z = ws.sum(1) + wt.sum(1)
+        out[g * group : (g + 1) * group] = (ws @ V[g, rows].astype(np.float64) + wt @ vbar) / z[:, None]
+        share[g * group : (g + 1) * group] = wt.sum(1) / z
+    return out, share
+
+
+def structured_cache(rng, n_head_kv, n_ctx, D, n_mix=40):
+    """clustered_cache whose values follow the keys' mixture component (a value centre per
+    component + noise): a cluster's mean value then says what its tokens carry."""
+    centres = rng.standard_normal((n_head_kv, n_mix, D)) * 1.5
+    vcentres = rng.standard_normal((n_head_kv, n_mix, D))
+    comp = rng.integers(0, n_mix, size=(n_head_kv, n_ctx))
+    K = np.take_along_axis(centres, comp[..., None], axis=1) + 0.5 * rng.standard_normal((n_head_kv, n_ctx, D))
+    V = np.take_along_axis(vcentres, comp[..., None], axis=1) + 0.3 * rng.standard_normal((n_head_kv, n_ctx, D))
+    return K.astype(np.float16), V.astype(np.float16)
+
+
+def check_tail(q, K, V, n, c_begin, c_end, layout, scale, p, tol=2e-4):
+    """The GPU step at the mass target with the estimate on: the selection the twin's, the
+    output the estimate's twin; the estimate present (the output moved from the lists'
+    attention) wherever it holds a share of the mass."""
+    out, lists = gpu_step(q, K, V, n, c_begin, c_end, layout, 0.0, scale, p=p)
+    sets, ties = twin_select(q, layout, c_begin, c_end, n, 0.0, p=p, scale=scale)
+    assert_same_sets(lists, sets, ties, layout)
+    want, share = twin_tail(q, K, V, lists, layout, scale)
+    err = rel_err(out, want)
+    assert err < tol, err
+    plain = ref_attention(q, K, V, lists, scale)
+    if share.max() > 1e-3:
+        assert rel_err(out, plain) > 10 * err
+    return out, lists, share
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("p", [0.5, 0.9])
+def test_tail_estimate_matches_twin(shape, p, score_version, tail_on):
+    """Every scoring kernel and selection the mass target runs (selection 5 at the mass
+    target runs 4 after the scores), Gemma's and the 8B's shapes among them."""
+    rng = np.random.default_rng(21 + int(p * 10))
+    n_head, n_head_kv, D = shape
+    n_ctx = n = 7000
+    c_begin, c_end = 4, n - 150
+    K, V = structured_cache(rng, n_head_kv, n_ctx, D)
+    layout = kmeans_layout(rng, K, c_begin, c_end, 16)
+    q = (2.0 * rng.standard_normal((n_head, D))).astype(np.float32)
+    _, _, share = check_tail(q, K, V, n, c_begin, c_end, layout, 1.0 / math.sqrt(D), p)
+    assert share.max() > 1e-3  # (these keys leave clusters unattended at both targets)
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("shape", [(32, 8, 128), (12, 2, 128), (8, 8, 64), (4, 1, 256)])
+@pytest.mark.parametrize("blocks", [0, 1, 37, 600], ids=["b0", "b1", "b37", "b600"])
+@pytest.mark.parametrize("attend", [1, 2, 3, 4, 5, 6, "fused0"], ids=["att1", "att2", "att3", "att4", "att5", "att6", "fused0"])
+def test_tail_estimate_every_merge(shape, blocks, attend, tail_on):
+    """Each attention variant and merge (tactic_attend 1-6; tactic_fused 0: the register-tile
+    kernel and merge_kernel) hands the estimate its log-sum-exp, whatever the number of
+    pieces (KV heads' lists of very unequal length: a giant cluster in KV head 0), with the
+    graph replayed twice (the output poisoned in between)."""
+    rng = np.random.default_rng(57)
+    n_head, n_head_kv, D = shape
+    n_ctx = n = 9000
+    c_begin, c_end = 4, n - 200
+    K, V, layout = giant_cluster_case(rng, n_head_kv, n_ctx, D, c_begin, c_end)
+    q = (1.5 * rng.standard_normal((n_head, D))).astype(np.float32)
+    if attend == "fused0":
+        assert lib.tactic_cuda_set_option(b"tactic_fused", 0) == 0
+    else:
+        assert lib.tactic_cuda_set_option(b"tactic_attend", attend) == 0
+    assert lib.tactic_cuda_set_option(b"tactic_blocks", blocks) == 0
+    try:
+        check_tail(q, K, V, n, c_begin, c_end, layout, 1.0 / math.sqrt(D), 0.5)
+    finally:
+        lib.tactic_cuda_set_option(b"tactic_fused", 1)
+        lib.tactic_cuda_set_option(b"tactic_attend", OPTION_DEFAULTS[b"tactic_attend"])
+        lib.tactic_cuda_set_option(b"tactic_blocks", 0)
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("tie_run", [0, 40])
+def test_tail_estimate_many_clusters(tie_run, score_version, tail_on):
+    """Thousands of clusters a KV head, some empty (the estimate's blocks take hundreds
+    each), with and without runs of tied scores."""
+    K, V, layout = many_clusters_case(tie_run)
+    rng = np.random.default_rng(43)
+    q = (2.0 * rng.standard_normal((32, 128))).astype(np.float32)
+    check_tail(q, K, V, MANY_N, 4, MANY_N - 200, layout, 1.0 / math.sqrt(128), 0.5)
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_tail_estimate_most_clusters(tail_on):
+    """Near the most clusters the selection handles (16,384 a KV head): the estimate's
+    blocks at nearly their largest share (512 clusters each)."""
+    rng = np.random.default_rng(44)
+    n = 4 + 71000 + 100
+    K, V = clustered_cache(rng, 2, n, 64)
+    layout = random_layout(rng, K, 4, n - 100, 5)  # clusters of 0-9 tokens: about 15,800
+    assert layout[1].shape[1] - 1 <= 16384
+    q = (2.0 * rng.standard_normal((4, 64))).astype(np.float32)
+    check_tail(q, K, V, n, 4, n - 100, layout, 1.0 / 8.0, 0.5)
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("frac", [0.1, 0.0])
+def test_tail_estimate_only_under_mass_target(frac, tail_on):
+    """A forced fraction (the speed benchmarks) attends its lists alone with the option on;
+    the mass target with the option off too."""
+    rng = np.random.default_rng(23)
+    n_head, n_head_kv, D = 32, 8, 128
+    n = 7000
+    K, V = structured_cache(rng, n_head_kv, n, D)
+    layout = kmeans_layout(rng, K, 4, n - 150, 16)
+    q = (2.0 * rng.standard_normal((n_head, D))).astype(np.float32)
+    scale = 1.0 / math.sqrt(D)
+    if frac == 0.0:
+        assert lib.tactic_cuda_set_option(b"tactic_tail", 0) == 0
+    out, lists = gpu_step(q, K, V, n, 4, n - 150, layout, frac, scale, p=0.5)
+    assert rel_err(out, ref_attention(q, K, V, lists, scale)) < 1e-5
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("shape", [(32, 8, 128), (4, 1, 256)])
+@pytest.mark.parametrize("p", [0.5, 0.9])
+def test_tail_estimate_moves_toward_full(shape, p, tail_on):
+    """On keys in clusters whose values follow them, the estimate brings every head's
+    output closer to full attention than the lists alone (the float64 twin: about 3x)."""
+    rng = np.random.default_rng(31)
+    n_head, n_head_kv, D = shape
+    n = 7000
+    K, V = structured_cache(rng, n_head_kv, n, D)
+    layout = kmeans_layout(rng, K, 4, n - 150, 16)
+    q = (2.0 * rng.standard_normal((n_head, D))).astype(np.float32)
+    scale = 1.0 / math.sqrt(D)
+    out, lists, _ = check_tail(q, K, V, n, 4, n - 150, layout, scale, p)
+    full = ref_attention(q, K, V, [np.arange(n)] * n_head_kv, scale)
+    plain = ref_attention(q, K, V, lists, scale)
+    e_on = np.linalg.norm(out - full, axis=1) / np.linalg.norm(full, axis=1)
+    e_off = np.linalg.norm(plain - full, axis=1) / np.linalg.norm(full, axis=1)
+    assert np.all(e_on < e_off) and e_on.mean() < 0.6 * e_off.mean(), (e_on.mean(), e_off.mean())
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("model", ["tiny_llama", "tiny_llama_d128"])
+def test_backend_tactic_tail(model, f32_activations, request):
+    """The model's decode path at the mass target (pages appended as tokens leave the
+    recent window, their value means computed as they are clustered): with the estimate the
+    logits are finite, repeat in a second session (up to the order in which the selection
+    lays out its clusters, which moves the sums' rounding), and differ from the lists'
+    attention alone by a correction (not by a broken step)."""
+    path = request.getfixturevalue(model)
+    rng = np.random.default_rng(9)
+    ids = [1] + rng.integers(3, 1024, 1299).tolist()
+    off = decode_logits(path, ids, 1000, TACTIC_ATTN, tactic_p=0.5)
+    assert lib.tactic_cuda_set_option(b"tactic_tail", 1) == 0
+    on = decode_logits(path, ids, 1000, TACTIC_ATTN, tactic_p=0.5)
+    again = decode_logits(path, ids, 1000, TACTIC_ATTN, tactic_p=0.5)
+    full = decode_logits(path, ids, 1000, FULL_ATTN)
+    assert np.isfinite(on).all()
+    rep = np.linalg.norm(on - again, axis=-1) / np.linalg.norm(on, axis=-1)
+    assert np.median(rep) < 1e-5 and rep.max() < 1e-3, (np.median(rep), rep.max())
+    d = np.linalg.norm(on[1000:] - off[1000:], axis=-1) / np.linalg.norm(off[1000:], axis=-1)
+    assert np.median(d) > 1e-6, np.median(d)
+    e_on = np.linalg.norm(on[1000:] - full[1000:], axis=-1) / np.linalg.norm(full[1000:], axis=-1)
+    e_off = np.linalg.norm(off[1000:] - full[1000:], axis=-1) / np.linalg.norm(full[1000:], axis=-1)
+    print(f"median rel. error vs full: estimate off {np.median(e_off):.3g}, on {np.median(e_on):.3g}")
+    assert np.median(e_on) < 2 * np.median(e_off) + 1e-4

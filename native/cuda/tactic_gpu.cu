@@ -325,7 +325,8 @@ __device__ __forceinline__ int block_of_row(int64_t tot, int nbe, int64_t r) { r
 constexpr int kWideChunk = 256;
 template <int D, int G, int NT>
 __device__ void merge_kv_head_wide(const float *__restrict__ part_acc, const float *__restrict__ part_ml, int H, int h0,
-                                   int group, int bt0, int bt1, float *__restrict__ out, float *s_w) {
+                                   int group, int bt0, int bt1, float *__restrict__ out, float *__restrict__ lse,
+                                   float *s_w) {
     constexpr int D4 = D / 4, IPT = (G * D4 + NT - 1) / NT, NW = NT / 32;
     __shared__ float s_M[G], s_S[G], s_alpha[G];
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -398,6 +399,7 @@ __device__ void merge_kv_head_wide(const float *__restrict__ part_acc, const flo
         const float S = s_S[h], inv = S > 0.f ? 1.f / S : 0.f;
         *reinterpret_cast<float4 *>(out + int64_t(h0 + h) * D + 4 * d4) =
             make_float4(A[k].x * inv, A[k].y * inv, A[k].z * inv, A[k].w * inv);
+        if (lse && d4 == 0) lse[h0 + h] = S > 0.f ? s_M[h] + logf(S) : -INFINITY;
     }
 }
 
@@ -410,7 +412,7 @@ template <int D, int G, bool MMA, int W, bool PTAIL, bool BULK = false>
 __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
     TacticLayerDev L, const float *__restrict__ q, float scale, const int32_t *__restrict__ list,
     const int32_t *__restrict__ count, float *__restrict__ part_acc, float *__restrict__ part_ml,
-    int32_t *__restrict__ done, int nb, float *__restrict__ out, int align) {
+    int32_t *__restrict__ done, int nb, float *__restrict__ out, float *__restrict__ lse, int align) {
     constexpr int LPT = D / 8, TPW = 32 / LPT, R = 2048 / D, STEPS = R / TPW, CPL = R * LPT / 32;
     constexpr int NT = W * 32, kMaxKv = 64;
     constexpr int LDS = MMA ? D + 8 : D;  // stage row stride, halves
@@ -485,8 +487,11 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
         ne_before += cnt > 0;
         const int h0 = kvh * group;
         if (cnt == 0) {  // nothing to attend: no block touches this KV head, block 0 writes its zeros
-            if (b == 0)
+            if (b == 0) {
                 for (int e = threadIdx.x; e < group * D; e += NT) out[int64_t(h0) * D + e] = 0.f;
+                if (lse)
+                    for (int h = threadIdx.x; h < group; h += NT) lse[h0 + h] = -INFINITY;
+            }
             continue;
         }
         if (s0 >= s1) continue;  // block-uniform
@@ -773,7 +778,8 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
         __syncthreads();
         if (s_last && PTAIL) {
             __threadfence();
-            merge_kv_head_wide<D, G, NT>(part_acc, part_ml, H, h0, group, bt0, bt1, out, reinterpret_cast<float *>(smem));
+            merge_kv_head_wide<D, G, NT>(part_acc, part_ml, H, h0, group, bt0, bt1, out, lse,
+                                         reinterpret_cast<float *>(smem));
             if (threadIdx.x == 0) done[kvh] = 0;  // ready for the next step (graph replays)
         } else if (s_last) {
             __threadfence();
@@ -810,6 +816,7 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
                 const float inv = S > 0.f ? 1.f / S : 0.f;
                 *reinterpret_cast<float4 *>(out + int64_t(h0 + h) * D + 4 * d4) =
                     make_float4(A.x * inv, A.y * inv, A.z * inv, A.w * inv);
+                if (lse && d4 == 0) lse[h0 + h] = S > 0.f ? M + logf(S) : -INFINITY;
             }
             if (threadIdx.x == 0) done[kvh] = 0;  // ready for the next step (graph replays)
         }
@@ -827,7 +834,7 @@ constexpr int kMergeThreads = 256;
 __global__ void __launch_bounds__(kMergeThreads) merge_kernel(TacticLayerDev L, const int32_t *__restrict__ count,
                                                               const float *__restrict__ part_acc,
                                                               const float *__restrict__ part_ml, int nb,
-                                                              float *__restrict__ out) {
+                                                              float *__restrict__ out, float *__restrict__ lse) {
     constexpr int kW = kMergeThreads / 32;
     using Reduce = cub::BlockReduce<float, kMergeThreads>;
     __shared__ typename Reduce::TempStorage red_tmp;
@@ -879,6 +886,7 @@ __global__ void __launch_bounds__(kMergeThreads) merge_kernel(TacticLayerDev L, 
             sum += s_S[w];
         }
         out[int64_t(h) * D + d] = sum > 0.f ? a / sum : 0.f;
+        if (lse && d == 0) lse[h] = sum > 0.f ? M + logf(sum) : -INFINITY;
     }
 }
 
@@ -893,6 +901,11 @@ __global__ void pack_kernel(const __half *__restrict__ k_cache, const __half *__
     const int64_t dst = (int64_t(g) * cap + o) * D + j * 8;
     *reinterpret_cast<uint4 *>(ks + dst) = *reinterpret_cast<const uint4 *>(k_cache + src);
     *reinterpret_cast<uint4 *>(vs + dst) = *reinterpret_cast<const uint4 *>(v_cache + src);
+}
+
+// Where the merges write each head's log-sum-exp: for the output estimate, when it runs.
+float *tail_lse(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b) {
+    return tactic_tail_on(L, a, b) ? b.lse : nullptr;
 }
 
 template <int D, int G>
@@ -934,7 +947,7 @@ template <int D, int G, int W, bool PT, bool BULK = false>
 void launch_stream_mma(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
     launch_pdl(attend_stream_kernel<D, G, true, W, PT, BULK>, dim3(unsigned(b.n_blocks)), dim3(W * 32), stream_smem(D, W), s,
                L, a.q, a.scale, static_cast<const int32_t *>(b.list), static_cast<const int32_t *>(b.count), b.part_acc,
-               b.part_ml, b.done, b.n_blocks, a.out, PT ? stream_align() : 0);
+               b.part_ml, b.done, b.n_blocks, a.out, tail_lse(L, a, b), PT ? stream_align() : 0);
 }
 
 template <int D, int G>
@@ -951,7 +964,7 @@ void attend_stream_dg(const TacticLayerDev &L, const TacticStepArgs &a, const Ta
     }
     launch_pdl(attend_stream_kernel<D, G, false, kStreamWarps, false>, dim3(unsigned(b.n_blocks)), dim3(kStreamWarps * 32), stream_smem(D),
                s, L, a.q, a.scale, static_cast<const int32_t *>(b.list), static_cast<const int32_t *>(b.count),
-               b.part_acc, b.part_ml, b.done, b.n_blocks, a.out, 0);
+               b.part_acc, b.part_ml, b.done, b.n_blocks, a.out, tail_lse(L, a, b), 0);
 }
 
 template <int D>
@@ -1054,15 +1067,17 @@ void tactic_merge_dev(const TacticLayerDev &L, const TacticStepArgs &a, const Ta
     if (options().tactic_fused) return;  // the stream kernel merged already
     launch_pdl(merge_kernel, dim3(unsigned(L.n_head)), dim3(kMergeThreads), 0, s, L,
                static_cast<const int32_t *>(b.count), static_cast<const float *>(b.part_acc),
-               static_cast<const float *>(b.part_ml), b.n_blocks, a.out);
+               static_cast<const float *>(b.part_ml), b.n_blocks, a.out, tail_lse(L, a, b));
 }
 
 void tactic_step_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
     tactic_score_dev(L, a, b, s);
     tactic_select_dev(L, a, b, s);
     tactic_union_dev(L, a, b, s);
+    tactic_tail_dev(L, a, b, s);
     tactic_attend_dev(L, a, b, s);
     tactic_merge_dev(L, a, b, s);
+    tactic_tail_merge_dev(L, a, b, s);
 }
 
 void tactic_pack_dev(const __half *k_cache, const __half *v_cache, int n_head_kv, int n_ctx, int D,
@@ -1080,9 +1095,10 @@ namespace {
 // One copy of a layer's device data (benchmarks rotate several, so that repeats read
 // device memory, not the L2 cache, as a real step after 31 other layers would).
 struct LayerCopy {
-    DevBuf kc, vc, ks, vs, cent, coff, ncl, range;
+    DevBuf kc, vc, ks, vs, cent, vmean, coff, ncl, range;
     LayerCopy(size_t kv, size_t sorted, size_t cent_b, size_t coff_b, size_t ncl_b)
-        : kc(kv), vc(kv), ks(sorted), vs(sorted), cent(cent_b), coff(coff_b), ncl(ncl_b), range(2 * sizeof(int32_t)) {}
+        : kc(kv), vc(kv), ks(sorted), vs(sorted), cent(cent_b), vmean(cent_b), coff(coff_b), ncl(ncl_b),
+          range(2 * sizeof(int32_t)) {}
 };
 
 void copy_d2d(DevBuf &dst, const DevBuf &src) {
@@ -1102,7 +1118,7 @@ void tactic_step_host(const TacticStepHost &in) {
     const size_t sorted_b = sizeof(__half) * size_t(Hkv) * cap * D;
     const size_t cent_b = sizeof(__half) * size_t(Hkv) * cmax * D;
     const size_t coff_b = sizeof(int32_t) * size_t(Hkv) * (cmax + 1), ncl_b = sizeof(int32_t) * size_t(Hkv);
-    const size_t per_copy = 2 * kv_b + 2 * sorted_b + cent_b + coff_b;
+    const size_t per_copy = 2 * kv_b + 2 * sorted_b + 2 * cent_b + coff_b;
     int copies = 1;
     if (options().bench_iters > 0 && options().tactic_copies > 0) {
         copies = options().tactic_copies;
@@ -1147,6 +1163,9 @@ void tactic_step_host(const TacticStepHost &in) {
     check_launch("tactic pack");
     c0.coff.upload(coff_h.data(), coff_b);
     c0.ncl.upload(in.n_clusters, ncl_b);
+    TACTIC_CU(cudaDeviceSynchronize());  // the uploads (legacy stream) before st reads them
+    tactic_value_means_dev(c0.vs.as<__half>(), c0.coff.as<int32_t>(), Hkv, cap, cmax, D, 0, cmax, c0.vmean.as<__half>(), st);
+    TACTIC_CU(cudaStreamSynchronize(st));
     const int32_t range_h[2] = {in.c_begin, in.c_end};
     c0.range.upload(range_h, sizeof(range_h));
     for (int i = 1; i < copies; i++) {
@@ -1156,6 +1175,7 @@ void tactic_step_host(const TacticStepHost &in) {
         copy_d2d(c.ks, c0.ks);
         copy_d2d(c.vs, c0.vs);
         copy_d2d(c.cent, c0.cent);
+        copy_d2d(c.vmean, c0.vmean);
         copy_d2d(c.coff, c0.coff);
         copy_d2d(c.ncl, c0.ncl);
         copy_d2d(c.range, c0.range);
@@ -1170,6 +1190,7 @@ void tactic_step_host(const TacticStepHost &in) {
         L.ks = c.ks.as<__half>();
         L.vs = c.vs.as<__half>();
         L.cent = c.cent.as<__half>();
+        L.vmean = c.vmean.as<__half>();
         L.coff = c.coff.as<int32_t>();
         L.n_clusters = c.ncl.as<int32_t>();
         L.range = c.range.as<int32_t>();
@@ -1200,6 +1221,10 @@ void tactic_step_host(const TacticStepHost &in) {
     bufs.count = d_count.as<int32_t>();
     bufs.part_acc = d_pacc.as<float>();
     bufs.part_ml = d_pml.as<float>();
+    DevBuf d_tail(tactic_tail_bytes(H, D));
+    d_tail.poison();  // rows no block wrote must never be read
+    tactic_tail_bufs(d_tail.as<float>(), H, D, bufs);
+    TACTIC_CU(cudaDeviceSynchronize());  // the poisoning (legacy stream) before st's kernels
     d_q.upload(in.q, d_q.size());
     const int32_t pos = in.n_tokens - 1;
     d_pos.upload(&pos, sizeof(pos));

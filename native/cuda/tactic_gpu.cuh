@@ -33,6 +33,8 @@ struct TacticLayerDev {
     const __half *k_cache = nullptr, *v_cache = nullptr;  // [n_head_kv][n_ctx][D]
     const __half *ks = nullptr, *vs = nullptr;            // [n_head_kv][cap][D], cluster order
     const __half *cent = nullptr;                         // [n_head_kv][cmax][D]
+    const __half *vmean = nullptr;                        // [n_head_kv][cmax][D]: each cluster's mean value row
+                                                          // (options().tactic_tail; null: no estimate)
     const int32_t *coff = nullptr;                        // [n_head_kv][cmax + 1], rows of ks
     const int32_t *n_clusters = nullptr;                  // device [n_head_kv]
     const int32_t *range = nullptr;                       // device [2]: c_begin, c_end
@@ -51,6 +53,9 @@ struct TacticStepBufs {
     int32_t *sel_ws = nullptr;   // tactic_select_ws_bytes: the spread selection's counters and histograms (zeroed
                                  // once; every step leaves them zero)
     float *spart = nullptr;      // tactic_score_parts_bytes: the scoring blocks' partials (tactic_select 3)
+    float *tail_acc = nullptr;   // tactic_tail_bufs: the output estimate's partials [chunks][n_head][D],
+    float *tail_ml = nullptr;    // [chunks][n_head][2],
+    float *lse = nullptr;        // and the attention's log-sum-exp per head [n_head] (null: no estimate)
     int n_blocks = 0;            // attention blocks (the work is cut into at most this many pieces)
 };
 
@@ -81,6 +86,19 @@ void tactic_union_dev(const TacticLayerDev &L, const TacticStepArgs &a, const Ta
 void tactic_attend_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s);
 void tactic_merge_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s);
 void tactic_step_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s);
+
+// The output estimate of the unattended clusters (tactic_tail.cu; options().tactic_tail,
+// mass target only): tactic_tail_dev between the selection and the attention,
+// tactic_tail_merge_dev after it. The scratch: tactic_tail_bytes, carved by tactic_tail_bufs.
+bool tactic_tail_on(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b);
+size_t tactic_tail_bytes(int n_head, int head_dim);
+void tactic_tail_bufs(float *base, int n_head, int head_dim, TacticStepBufs &b);
+void tactic_tail_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s);
+void tactic_tail_merge_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s);
+// vmean[g][c] = the mean of rows [coff[g][c], coff[g][c + 1]) of vs[g] ([n_head_kv][cap][D]),
+// for clusters c_from <= c < c_to of every KV head g (zeros for an empty cluster).
+void tactic_value_means_dev(const __half *vs, const int32_t *coff, int n_head_kv, int cap, int cmax, int D, int c_from,
+                            int c_to, __half *vmean, cudaStream_t s);
 
 // Copies the clustered range into cluster order: ks[g][o] = k_cache[g][order[g][o]],
 // the same for V, for o < len (order: [n_head_kv][cap] positions).

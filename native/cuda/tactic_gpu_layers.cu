@@ -192,10 +192,10 @@ uint64_t TacticGpu::bytes(const TacticGpuParams &prm, int n_global, int n_head, 
                      std::to_string(cmax) + " clusters per KV head; the GPU selection handles " +
                      std::to_string(tactic_max_clusters()) + " (raise cluster_size or shorten n_ctx)");
     const uint64_t per_layer = 2ull * n_head_kv * n_ctx * D * sizeof(__half) + uint64_t(n_head_kv) * n_ctx * 4 +
-                               n_head_kv * cmax * D * sizeof(__half) + n_head_kv * (cmax + 1) * 4 + 64;
+                               2 * n_head_kv * cmax * D * sizeof(__half) + n_head_kv * (cmax + 1) * 4 + 64;
     const uint64_t nb = uint64_t(tactic_attn_blocks(D, n_head / n_head_kv));
     const uint64_t shared = n_head * cmax * 5 + uint64_t(n_head_kv) * (n_ctx + 1) * 4 + nb * n_head * (D + 2) * 4;
-    return n_global * per_layer + shared + (64ull << 10) * sizeof(KmeansJob);
+    return n_global * per_layer + shared + tactic_tail_bytes(n_head, D) + (64ull << 10) * sizeof(KmeansJob);
 }
 
 void *TacticGpu::alloc(size_t bytes) {
@@ -222,6 +222,7 @@ TacticGpu::TacticGpu(const TacticGpuParams &prm, const std::vector<uint8_t> &is_
         L.ks = static_cast<__half *>(alloc(sizeof(__half) * size_t(Hkv_) * n_ctx * D));
         L.vs = static_cast<__half *>(alloc(sizeof(__half) * size_t(Hkv_) * n_ctx * D));
         L.cent = static_cast<__half *>(alloc(sizeof(__half) * size_t(Hkv_) * cmax_ * D));
+        L.vmean = static_cast<__half *>(alloc(sizeof(__half) * size_t(Hkv_) * cmax_ * D));
         L.pos_map = static_cast<int32_t *>(alloc(sizeof(int32_t) * size_t(Hkv_) * n_ctx));
         L.coff = static_cast<int32_t *>(alloc(sizeof(int32_t) * size_t(Hkv_) * (cmax_ + 1)));
         L.ncl = static_cast<int32_t *>(alloc(sizeof(int32_t) * size_t(Hkv_)));
@@ -232,6 +233,7 @@ TacticGpu::TacticGpu(const TacticGpuParams &prm, const std::vector<uint8_t> &is_
         d.ks = L.ks;
         d.vs = L.vs;
         d.cent = L.cent;
+        d.vmean = L.vmean;
         d.coff = L.coff;
         d.n_clusters = L.ncl;
         d.range = L.range;
@@ -252,6 +254,7 @@ TacticGpu::TacticGpu(const TacticGpuParams &prm, const std::vector<uint8_t> &is_
     bufs_.done = static_cast<int32_t *>(alloc(sizeof(int32_t) * size_t(Hkv_)));  // alloc() zeroes
     bufs_.sel_ws = static_cast<int32_t *>(alloc(tactic_select_ws_bytes(H_, Hkv_)));
     bufs_.spart = static_cast<float *>(alloc(tactic_score_parts_bytes(H_, cmax_)));
+    tactic_tail_bufs(static_cast<float *>(alloc(tactic_tail_bytes(H_, D_))), H_, D_, bufs_);
 }
 
 TacticGpu::~TacticGpu() {
@@ -295,6 +298,7 @@ void TacticGpu::cluster_range(int from, int to, bool first, cudaStream_t s) {
     }
     jobs_.clear();
     int max_len = 1;
+    std::vector<int> cl_from(layers_.size(), 0);  // per layer: its first new cluster
     for (size_t il = 0; il < layers_.size(); il++) {
         Layer &L = layers_[il];
         if (!L.global) continue;
@@ -305,6 +309,7 @@ void TacticGpu::cluster_range(int from, int to, bool first, cudaStream_t s) {
             L.block_clusters.clear();
         }
         int cl = L.n_clusters;
+        cl_from[il] = cl;
         for (const Piece &pc : pieces) {
             TACTIC_CHECK(cl + pc.C <= cmax_, TACTIC_ERR_INTERNAL, "Tactic on CUDA: more clusters than reserved");
             for (int g = 0; g < Hkv_; g++) {
@@ -367,6 +372,10 @@ void TacticGpu::cluster_range(int from, int to, bool first, cudaStream_t s) {
     kmeans_jobs_dev(d_jobs_, n_small, D_, small_C, std::max(1, small_len), s);
     kmeans_jobs_dev(d_jobs_ + n_small, int(jobs_.size()) - n_small, D_, big_C, big_len, s);
     TACTIC_CU(cudaGetLastError());
+    for (size_t il = 0; il < layers_.size(); il++) {  // the new clusters' mean values (the output estimate)
+        const Layer &L = layers_[il];
+        if (L.global) tactic_value_means_dev(L.vs, L.coff, Hkv_, n_ctx_, cmax_, D_, cl_from[il], L.n_clusters, L.vmean, s);
+    }
     for (Layer &L : layers_)
         if (L.global) upload_sizes(L, s);
 }

@@ -52,7 +52,7 @@ public:
 private:
     struct Layer {
         bool global = false;
-        __half *ks = nullptr, *vs = nullptr, *cent = nullptr;
+        __half *ks = nullptr, *vs = nullptr, *cent = nullptr, *vmean = nullptr;
         int32_t *pos_map = nullptr, *coff = nullptr, *ncl = nullptr, *range = nullptr;
         TacticLayerDev dev;
         int begin = 0, end = 0, n_clusters = 0;     // host mirror (equal for every KV head)

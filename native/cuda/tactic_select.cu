@@ -704,7 +704,8 @@ __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev 
                                                                 const float *__restrict__ q, float *cscore,
                                                                 float *spart, int nbx,
                                                                 int32_t *__restrict__ list,
-                                                                int32_t *__restrict__ count, int32_t *ws, int nsl) {
+                                                                int32_t *__restrict__ count, int32_t *ws, int nsl,
+                                                                uint8_t *__restrict__ hsel) {
     constexpr int NK = SpShape<MODE, G>::kKeys, NC = SpShape<MODE, G>::kCuts;
     const int kvh = blockIdx.y, blk = blockIdx.x, tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     const int group = L.n_head / L.n_head_kv, h0 = kvh * group;
@@ -958,6 +959,14 @@ __global__ void __launch_bounds__(kSpThreads) cut3_select_kernel(TacticLayerDev 
             __syncthreads();  // s_h and s_take reused by the next cut
         }
     }
+    // The output estimate (hsel non-null) reads which clusters the group attends: every
+    // byte of a cluster's group set, so that no byte another selection left stays behind.
+    if (hsel)
+#pragma unroll
+        for (int i = 0; i < kSpItems; i++)
+            if (in[i])
+                for (int j = 0; j < group; j++)
+                    hsel[(int64_t(kvh) * L.cmax + c_lo + tid * kSpItems + i) * group + j] = sel[i] ? 1 : 0;
     // Rows: this block's chosen clusters at an offset taken from the KV head's cursor.
     using Scan = cub::BlockScan<int, kSpThreads>;
     __shared__ typename Scan::TempStorage row_tmp;
@@ -1026,7 +1035,8 @@ bool cut3_g(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBu
     if (nsl == 0) return false;
     launch_pdl(cut3_select_kernel<MODE, G, ONE, FD>, dim3(unsigned(nsl), unsigned(L.n_head_kv)),
                dim3(kSpThreads), 0, s, L, a.d_pos, a.force_fraction, a.p, a.scale, a.q, b.cscore, b.spart,
-               FD > 0 ? nsl : score2_blocks(L.head_dim, L.cmax), b.list, b.count, b.sel_ws, nsl);
+               FD > 0 ? nsl : score2_blocks(L.head_dim, L.cmax), b.list, b.count, b.sel_ws, nsl,
+               tactic_tail_on(L, a, b) ? b.hsel : nullptr);
     return true;
 }
 template <int MODE, bool ONE, int FD>
