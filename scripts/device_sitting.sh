@@ -11,7 +11,7 @@
 #   2: 8B-shape decode/prefill, full attention at 0 / 4K / 32K, then Tactic at a forced
 #      fraction of 0.10 at 32K (clustering's share of the fill logged), pytactic alone;
 #   3: the same at 128K: full, then Tactic at 0.10 (T128: the Tactic specs instead);
-# Env knobs: GE2E=0 (part 4 without its decode rows and async tests), DEPTHS and FE (part 6's full-attention depths and prompt from empty, 0: none), KTESTS and LAYERS=0 (part 1's kernel test files; skip n_gpu_layers' tests), TFRACS (part 2's forced fractions at 32K), TOPTS (extra gpu_e2e.py options for the
+# Env knobs: KSHARDS and PSHARDS (part 1's shard counts), GE2E=0 (part 4 without its decode rows and async tests), DEPTHS and FE (part 6's full-attention depths and prompt from empty, 0: none), KTESTS and LAYERS=0 (part 1's kernel test files; skip n_gpu_layers' tests), TFRACS (part 2's forced fractions at 32K), TOPTS (extra gpu_e2e.py options for the
 # Tactic runs, e.g. --cuda-option tactic_group_budget=1), TCTX / TBF / TBOPTS (part 5's bench).
 #   4: the real Gemma: checksum, JSON-schema cost (scripts/grammar_bench.py), parity tests,
 #      decode at 4K and 32K, Tactic vs full on the GPU (scripts/tactic_device_quality.py:
@@ -82,10 +82,10 @@ case "$PART" in
     -o $L8 > /root/gen8b.log 2>&1 < /dev/null &
   # KTESTS: the kernel test files (a short sitting names the ones its changes touch); each set in
   # shards run at once (scripts/pytest_shards.py: 16 cores, one GPU)
-  timeout ${KTIME:-240} python3 scripts/pytest_shards.py 8 "$OUT/tests_kernels_" ${KTESTS:-tests/test_cuda.py tests/test_cuda_matvec_q8.py \
+  timeout ${KTIME:-240} python3 scripts/pytest_shards.py ${KSHARDS:-8} "$OUT/tests_kernels_" ${KTESTS:-tests/test_cuda.py tests/test_cuda_matvec_q8.py \
     tests/test_tactic_gpu.py tests/test_device_select.py tests/test_cuda_prefill_attention.py}
   say "kernel tests done"
-  timeout ${PTIME:-300} python3 scripts/pytest_shards.py 6 "$OUT/tests_parity_" tests/test_gpu_forward.py -k "random or chunks or truncate"
+  timeout ${PTIME:-300} python3 scripts/pytest_shards.py ${PSHARDS:-6} "$OUT/tests_parity_" tests/test_gpu_forward.py -k "random or chunks or truncate"
   [ -f tests/test_gpu_layers.py ] && [ "${LAYERS:-1}" = 1 ] && timeout 100 python3 -m pytest -q -p no:cacheprovider --tb=short -rfxs tests/test_gpu_layers.py \
     2>&1 | tee "$OUT/tests_gpu_layers.log" | tail -4
   say "parity tests done"
