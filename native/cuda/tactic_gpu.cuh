@@ -51,6 +51,8 @@ struct TacticStepBufs {
     int32_t *sel_ws = nullptr;   // tactic_select_ws_bytes: the spread selection's counters and histograms (zeroed
                                  // once; every step leaves them zero)
     float *spart = nullptr;      // tactic_score_parts_bytes: the scoring blocks' partials (tactic_select 3)
+    int32_t *rows = nullptr;     // [n_head_kv][n_ctx]: the fused step's chosen rows, each slice's in its own region
+                                 // (tactic_select 9, 10)
     int n_blocks = 0;            // attention blocks (the work is cut into at most this many pieces)
 };
 
