@@ -241,11 +241,24 @@ __device__ void block_scores(const TacticLayerDev &L, const float *__restrict__ 
 // slice). W: the KV head's workspace. Shared memory from the caller (the fused step places it
 // in its stream buffers): s_h the first level's bins (NB1 floats), s_sc G x kSpPer floats
 // (FD > 0), s_take kSpPer bytes. Returns the barriers passed (a next one waits for (passed +
-// 1) nsl arrivals).
+// 1) nsl arrivals). PF (the fused step, tactic_select 11 and 12; sm_90): as soon as the cut's
+// prefix is known, the K and V rows of every cluster above it (chosen whatever the
+// candidates decide) are requested into the L2 cache, so that device memory works through
+// the selection's remaining barriers instead of idling until the attention's loads: the
+// slice's first kPrefetchRows such rows (in cluster order, which is roughly the order the
+// attention reads them), so that all blocks' together stay well inside the L2 (50 MB).
 struct Cut3Out {
     int C, c_lo, c_hi, n, passed;
 };
-template <int MODE, int G, bool ONE, int FD>
+constexpr int kPrefetchRows = 512;  // a block's: 128 blocks x 512 rows x 2 x 256 bytes = 32 MB at head_dim 128
+// bytes at p (16-byte aligned, a multiple of 16) requested into the L2 cache (sm_90; else nothing).
+__device__ __forceinline__ void prefetch_l2(const void *p, uint32_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p), "r"(bytes) : "memory");
+#endif
+}
+
+template <int MODE, int G, bool ONE, int FD, bool PF = false>
 __device__ Cut3Out cut3_cut(const TacticLayerDev &L, const int32_t *__restrict__ d_pos, float frac, float p,
                             float scale, const float *__restrict__ q, float *cscore, float *spart, int nbx,
                             int32_t *W, int nsl, int kvh, int blk, float *s_h, float (*s_sc)[kSpPer],
@@ -447,6 +460,22 @@ __device__ Cut3Out cut3_cut(const TacticLayerDev &L, const int32_t *__restrict__
                     }
                 }
             }
+        }
+        if constexpr (PF && MODE == 0) {  // (MODE 0: one cut, so sel[i] here is "above its prefix")
+            using PScan = cub::BlockScan<int, kSpThreads>;
+            __shared__ typename PScan::TempStorage pf_tmp;
+            int r[kSpItems], r_tot = 0;
+#pragma unroll
+            for (int i = 0; i < kSpItems; i++) r[i] = sel[i] ? tok[i] : 0;
+            PScan(pf_tmp).ExclusiveSum(r, r, r_tot);
+#pragma unroll
+            for (int i = 0; i < kSpItems; i++)
+                if (sel[i] && tok[i] > 0 && r[i] < kPrefetchRows) {
+                    const int64_t o = (int64_t(kvh) * L.cap + first[i]) * L.head_dim;
+                    const uint32_t bytes = uint32_t(tok[i]) * uint32_t(L.head_dim) * sizeof(__half);
+                    prefetch_l2(L.ks + o, bytes);
+                    prefetch_l2(L.vs + o, bytes);
+                }
         }
         kv_barrier<ONE>(bar, b0 + (ONE ? 2 : 3) * nsl);
         // Each cut's candidates: one taken iff the weight before it (higher keys, equal

@@ -408,8 +408,9 @@ __device__ void merge_kv_head_wide(const float *__restrict__ part_acc, const flo
 // + c(row g+8) keeps q in 22 bits; the weights P the same way (hi in row g, lo in row
 // g + 8) for O = P V, and O = o(row g) + o(row g+8). K and V stay f16, as cached.
 //
-// FZ > 0 (tactic_select 9, 10; group budget at a forced fraction, head_dim 128): the step's
-// selection fused in front (FZ 2 also scoring the centroids, as selection 5): grid nsl x
+// FZ > 0 (tactic_select 9-12; group budget at a forced fraction, head_dim 128): the step's
+// selection fused in front (FZ & 2: also scoring the centroids, as selection 5; FZ & 4: the
+// chosen rows prefetched into the L2 cache, cut3_cut's PF): grid nsl x
 // n_head_kv, block (j, g) first cuts slice j of KV head g (cut3_cut, selection 4's cut; its
 // shared memory in the stream buffers), writes its chosen rows to its own region of the
 // scratch fz.rows (the slice's clusters' rows: no offset to agree on), and publishes their
@@ -465,9 +466,15 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
         uint8_t *s_take = reinterpret_cast<uint8_t *>(s_h + kOneB + G * kSpPer);
         int first[kSpItems], tok[kSpItems];
         bool in[kSpItems], sel[kSpItems];
-        const Cut3Out co = cut3_cut<0, G, true, FZ == 2 ? D : 0>(L, fz.d_pos, fz.frac, 0.f, scale, q, fz.cscore, fz.spart,
-                                                                 fz.nbx, fz_w, nsl, kvh, blk, s_h, s_sc, s_take, first,
-                                                                 tok, in, sel);
+        const Cut3Out co = cut3_cut<0, G, true, (FZ & 2) ? D : 0, (FZ & 4) != 0>(
+            L, fz.d_pos, fz.frac, 0.f, scale, q, fz.cscore, fz.spart, fz.nbx, fz_w, nsl, kvh, blk, s_h, s_sc, s_take, first,
+            tok, in, sel);
+        if ((FZ & 4) && blk == 0 && tid < 4) {  // the always-attended rows (list piece 0's first) likewise
+            const int n = co.n, cb = min(L.range[0], n), ce = min(max(L.range[1], cb), n);
+            const int r0 = tid / 2 == 0 ? 0 : ce, nr = tid / 2 == 0 ? cb : n - ce;
+            const __half *src = (tid % 2 == 0 ? L.k_cache : L.v_cache) + (int64_t(kvh) * L.n_ctx + r0) * D;
+            if (nr > 0) prefetch_l2(src, uint32_t(nr) * D * sizeof(__half));
+        }
         const int my_rows = cut3_write_rows(sel, first, tok, fz.rows + int64_t(kvh) * L.n_ctx,
                                             [&](int) { return s_reg[blk]; }, s_h);
         if (tid == 0) slice_rows[blk] = my_rows;
@@ -1045,7 +1052,7 @@ void launch_stream_fused(const TacticLayerDev &L, const TacticStepArgs &a, const
     fz.frac = a.force_fraction;
     fz.cscore = b.cscore;
     fz.spart = b.spart;
-    fz.nbx = FZ == 2 ? nsl : score2_blocks(L.head_dim, L.cmax);
+    fz.nbx = (FZ & 2) ? nsl : score2_blocks(L.head_dim, L.cmax);
     fz.nsl = nsl;
     fz.ws = b.sel_ws;
     fz.rows = b.rows;
@@ -1054,6 +1061,21 @@ void launch_stream_fused(const TacticLayerDev &L, const TacticStepArgs &a, const
     launch_pdl(attend_stream_kernel<D, G, true, 8, true, false, FZ>, dim3(unsigned(nsl), unsigned(L.n_head_kv)), dim3(256),
                stream_smem(D, 8), s, L, a.q, a.scale, static_cast<const int32_t *>(b.list),
                static_cast<const int32_t *>(b.count), b.part_acc, b.part_ml, b.done, b.n_blocks, a.out, 0, fz);
+}
+
+// FZ of tactic_select 9-12: the fused selection, 2: + the scores, 4: + the L2 prefetch.
+int fused_mode() {
+    const int v = options().tactic_select;
+    return v == 9 ? 1 : v == 10 ? 3 : v == 11 ? 5 : 7;
+}
+template <int D, int G>
+void launch_fused_g(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, int nsl, cudaStream_t s) {
+    switch (fused_mode()) {
+        case 1: return launch_stream_fused<D, G, 1>(L, a, b, nsl, s);
+        case 3: return launch_stream_fused<D, G, 3>(L, a, b, nsl, s);
+        case 5: return launch_stream_fused<D, G, 5>(L, a, b, nsl, s);
+        default: return launch_stream_fused<D, G, 7>(L, a, b, nsl, s);
+    }
 }
 
 template <int D, int G>
@@ -1078,12 +1100,11 @@ void attend_d(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStep
     if constexpr (D == 128) {
         const int nsl = tactic_fused_slices(L, a, b);
         if (nsl > 0) {
-            const bool sc = options().tactic_select == 10;
             switch (g_of(L.n_head / L.n_head_kv)) {
-                case 1: return sc ? launch_stream_fused<D, 1, 2>(L, a, b, nsl, s) : launch_stream_fused<D, 1, 1>(L, a, b, nsl, s);
-                case 2: return sc ? launch_stream_fused<D, 2, 2>(L, a, b, nsl, s) : launch_stream_fused<D, 2, 1>(L, a, b, nsl, s);
-                case 4: return sc ? launch_stream_fused<D, 4, 2>(L, a, b, nsl, s) : launch_stream_fused<D, 4, 1>(L, a, b, nsl, s);
-                default: return sc ? launch_stream_fused<D, 8, 2>(L, a, b, nsl, s) : launch_stream_fused<D, 8, 1>(L, a, b, nsl, s);
+                case 1: return launch_fused_g<D, 1>(L, a, b, nsl, s);
+                case 2: return launch_fused_g<D, 2>(L, a, b, nsl, s);
+                case 4: return launch_fused_g<D, 4>(L, a, b, nsl, s);
+                default: return launch_fused_g<D, 8>(L, a, b, nsl, s);
             }
         }
     }
@@ -1122,7 +1143,9 @@ void stream_attrs() {
         stream_attrs_v<D, true, kStreamWarps, true, true>();
         stream_attrs_v<D, true, 8, true>();
         fused_attrs<D, 1>();
-        fused_attrs<D, 2>();
+        fused_attrs<D, 3>();
+        fused_attrs<D, 5>();
+        fused_attrs<D, 7>();
     }
 }
 
@@ -1171,14 +1194,14 @@ int occupancy_g(int group) {
 
 int tactic_fused_slices(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b) {
     const int v = options().tactic_select;
-    if ((v != 9 && v != 10) || L.head_dim != 128 || !use_mma<128>() || !options().tactic_fused ||
+    if (v < 9 || v > 12 || L.head_dim != 128 || !use_mma<128>() || !options().tactic_fused ||
         !options().tactic_group_budget || a.force_fraction <= 0.f || !b.rows || !b.sel_ws || !b.spart)
         return 0;
     // every block resident at once (the barriers), 1 a multiprocessor (the stream buffers)
     static int occ = 0;
     if (occ == 0) {
         tactic_init_kernels();
-        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, attend_stream_kernel<128, 8, true, 8, true, false, 2>,
+        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, attend_stream_kernel<128, 8, true, 8, true, false, 7>,
                                                                 256, stream_smem(128, 8)));
     }
     const int Hkv = L.n_head_kv;
