@@ -182,6 +182,7 @@ def set_variant(v):
     check(lib.tactic_cuda_set_option(b"tactic_score", v["score"]))
     check(lib.tactic_cuda_set_option(b"tactic_attend", v["attend"]))
     check(lib.tactic_cuda_set_option(b"pdl", v.get("pdl", 1)))  # (a variant may turn PDL off)
+    check(lib.tactic_cuda_set_option(b"tactic_prefetch", v.get("prefetch", 512)))  # (selections 11, 12)
 
 
 def main():
@@ -218,7 +219,7 @@ def main():
                          "span two KV heads")
     ap.add_argument("--variants", default="",
                     help="more passes over the same keys, ';'-separated, each 'name=value,...' of group_budget, "
-                         "copies, blocks, fused, mma, select, score, attend, pdl (e.g. 'group_budget=1;mma=1')")
+                         "copies, blocks, fused, mma, select, score, attend, pdl, prefetch (e.g. 'group_budget=1;mma=1')")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     import torch

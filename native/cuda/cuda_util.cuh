@@ -104,6 +104,7 @@ struct Options {
                             // scores), 10 that scoring too (one kernel a step): head_dim 128, the group
                             // budget at a forced fraction; elsewhere 4; 11, 12: 9, 10 with the chosen
                             // rows prefetched into the L2 cache once the cut's prefix is known (sm_90)
+    int tactic_prefetch = 512;  // tactic_select 11, 12: rows a slice's block prefetches (its first chosen ones)
     int tactic_score = 4;   // Tactic's centroid scores: 2 every row requested before
                             // pdl_wait, q in shared memory (one wave); 3 that kernel, rows after pdl_wait
                             // (3/3 measured fastest on the H200: docs/results/gpu_session7.md); 4 the

@@ -129,6 +129,9 @@ bool set_option(const std::string &name, int64_t value) {
     } else if (name == "tactic_attend") {
         TACTIC_CHECK(value >= 1 && value <= 6, TACTIC_ERR_INVALID_ARGUMENT, "tactic_attend must be in [1, 6]");
         o.tactic_attend = int(value);
+    } else if (name == "tactic_prefetch") {
+        TACTIC_CHECK(value >= 0 && value <= (1 << 20), TACTIC_ERR_INVALID_ARGUMENT, "tactic_prefetch must be in [0, 2^20]");
+        o.tactic_prefetch = int(value);
     } else if (name == "graphs") {
         TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "graphs must be 0 or 1");
         o.graphs = int(value);

@@ -245,12 +245,12 @@ __device__ void block_scores(const TacticLayerDev &L, const float *__restrict__ 
 // prefix is known, the K and V rows of every cluster above it (chosen whatever the
 // candidates decide) are requested into the L2 cache, so that device memory works through
 // the selection's remaining barriers instead of idling until the attention's loads: the
-// slice's first kPrefetchRows such rows (in cluster order, which is roughly the order the
-// attention reads them), so that all blocks' together stay well inside the L2 (50 MB).
+// slice's first pf_rows such rows (in cluster order, which is roughly the order the attention
+// reads them; options().tactic_prefetch, 512 by default: 128 blocks x 512 rows x 2 x 256 bytes
+// = 32 MB at head_dim 128, well inside the L2's 50 MB).
 struct Cut3Out {
     int C, c_lo, c_hi, n, passed;
 };
-constexpr int kPrefetchRows = 512;  // a block's: 128 blocks x 512 rows x 2 x 256 bytes = 32 MB at head_dim 128
 // bytes at p (16-byte aligned, a multiple of 16) requested into the L2 cache (sm_90; else nothing).
 __device__ __forceinline__ void prefetch_l2(const void *p, uint32_t bytes) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -263,7 +263,7 @@ __device__ Cut3Out cut3_cut(const TacticLayerDev &L, const int32_t *__restrict__
                             float scale, const float *__restrict__ q, float *cscore, float *spart, int nbx,
                             int32_t *W, int nsl, int kvh, int blk, float *s_h, float (*s_sc)[kSpPer],
                             uint8_t *s_take, int (&first)[kSpItems], int (&tok)[kSpItems], bool (&in)[kSpItems],
-                            bool (&sel)[kSpItems]) {
+                            bool (&sel)[kSpItems], int pf_rows = 0) {
     constexpr int NK = SpShape<MODE, G>::kKeys, NC = SpShape<MODE, G>::kCuts;
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     const int group = L.n_head / L.n_head_kv, h0 = kvh * group;
@@ -470,7 +470,7 @@ __device__ Cut3Out cut3_cut(const TacticLayerDev &L, const int32_t *__restrict__
             PScan(pf_tmp).ExclusiveSum(r, r, r_tot);
 #pragma unroll
             for (int i = 0; i < kSpItems; i++)
-                if (sel[i] && tok[i] > 0 && r[i] < kPrefetchRows) {
+                if (sel[i] && tok[i] > 0 && r[i] < pf_rows) {
                     const int64_t o = (int64_t(kvh) * L.cap + first[i]) * L.head_dim;
                     const uint32_t bytes = uint32_t(tok[i]) * uint32_t(L.head_dim) * sizeof(__half);
                     prefetch_l2(L.ks + o, bytes);

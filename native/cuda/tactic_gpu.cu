@@ -423,7 +423,7 @@ struct FuseArgs {
     const int32_t *d_pos = nullptr;
     float frac = 0.f;
     float *cscore = nullptr, *spart = nullptr;
-    int nbx = 0, nsl = 0;
+    int nbx = 0, nsl = 0, pf_rows = 0;
     int32_t *ws = nullptr, *rows = nullptr, *list = nullptr, *count = nullptr;
 };
 
@@ -468,7 +468,7 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
         bool in[kSpItems], sel[kSpItems];
         const Cut3Out co = cut3_cut<0, G, true, (FZ & 2) ? D : 0, (FZ & 4) != 0>(
             L, fz.d_pos, fz.frac, 0.f, scale, q, fz.cscore, fz.spart, fz.nbx, fz_w, nsl, kvh, blk, s_h, s_sc, s_take, first,
-            tok, in, sel);
+            tok, in, sel, fz.pf_rows);
         if ((FZ & 4) && blk == 0 && tid < 4) {  // the always-attended rows (list piece 0's first) likewise
             const int n = co.n, cb = min(L.range[0], n), ce = min(max(L.range[1], cb), n);
             const int r0 = tid / 2 == 0 ? 0 : ce, nr = tid / 2 == 0 ? cb : n - ce;
@@ -1054,6 +1054,7 @@ void launch_stream_fused(const TacticLayerDev &L, const TacticStepArgs &a, const
     fz.spart = b.spart;
     fz.nbx = (FZ & 2) ? nsl : score2_blocks(L.head_dim, L.cmax);
     fz.nsl = nsl;
+    fz.pf_rows = options().tactic_prefetch;
     fz.ws = b.sel_ws;
     fz.rows = b.rows;
     fz.list = b.list;
