@@ -663,6 +663,40 @@ def test_group_budget_matches_twin(shape, frac, group_budget):
 
 @pytest.mark.gpu
 @needs_gpu
+@pytest.mark.parametrize("select", [9, 10, 11, 12])
+def test_fused_step_edge_cases(select):
+    """The fused step (tactic_select 9-12: the cut inside the attention kernel, one piece of
+    the list a slice's block) where its pieces are uneven or empty: a KV head whose union is
+    one giant cluster (4-8x the others' lists), nothing clustered yet, and fewer tokens than
+    the KV head has blocks. Against the group budget's twin and the float64 reference."""
+    assert lib.tactic_cuda_set_option(b"tactic_group_budget", 1) == 0
+    assert lib.tactic_cuda_set_option(b"tactic_select", select) == 0
+    rng = np.random.default_rng(53)
+    n_head, n_head_kv, D = 32, 8, 128
+    n_ctx = n = 9000
+    c_begin, c_end = 4, n - 64
+    K, V, layout = giant_cluster_case(rng, n_head_kv, n_ctx, D, c_begin, c_end)
+    order, offsets, ncl, cent = layout
+    cent[0, 0] = 100.0 * np.sign(rng.standard_normal(D))
+    scale = 1.0 / math.sqrt(D)
+    q = rng.standard_normal((n_head, D)).astype(np.float32)
+    q[:4] = cent[0, 0] / 100.0
+    out, lists = gpu_step(q, K, V, n, c_begin, c_end, layout, 0.05, scale)
+    sets, ties = twin_group_select(q, layout, c_begin, c_end, n, 0.05, scale)
+    assert_same_sets(lists, sets, ties, layout)
+    lens = [len(x) for x in lists]
+    assert max(lens) > 4 * min(lens), lens
+    assert rel_err(out, ref_attention(q, K, V, lists, scale)) < 1e-5
+    empty = (np.zeros((n_head_kv, 0), np.int32), np.zeros((n_head_kv, 1), np.int32), np.zeros(n_head_kv, np.int32),
+             np.zeros((n_head_kv, 0, D), np.float32))
+    for m in (700, 10):
+        out, lists = gpu_step(q, K, V, m, 0, 0, empty, 0.05, scale)
+        assert all(sorted(x.tolist()) == list(range(m)) for x in lists)
+        assert rel_err(out, ref_attention(q, K, V, [np.arange(m)] * n_head_kv, scale)) < 1e-5
+
+
+@pytest.mark.gpu
+@needs_gpu
 def test_group_budget_leaves_mass_target_per_head(group_budget):
     """force_fraction 0 (the mass target): tactic_group_budget changes nothing, each head
     still reaches its own P."""

@@ -6,7 +6,7 @@
 set -u
 export PYTHONUNBUFFERED=1
 nvidia-smi -L > "$OUT/gpu.txt" 2>&1
-FUSED='fused9 or fused10 or fused11 or fused12 or (backend_group_budget and (9 or 10 or 11 or 12))'
+FUSED='fused_step or fused9 or fused10 or fused11 or fused12 or (backend_group_budget and (9 or 10 or 11 or 12))'
 timeout 50 python3 scripts/pytest_shards.py 16 "$OUT/tf" tests/test_tactic_gpu.py -k "$FUSED" 2>&1 | tee "$OUT/tests_fused.log"
 timeout 65 python3 scripts/gpu_tactic_bench.py --iters 100 --no-mass-row --contexts 131072 --fractions 0.1 \
     --variants "select=9;select=10;select=11;select=12;select=12,prefetch=256;select=12,prefetch=2048;attend=5" \
