@@ -414,8 +414,9 @@ __device__ void merge_kv_head_wide(const float *__restrict__ part_acc, const flo
 // n_head_kv, block (j, g) first cuts slice j of KV head g (cut3_cut, selection 4's cut; its
 // shared memory in the stream buffers), writes its chosen rows to its own region of the
 // scratch fz.rows (the slice's clusters' rows: no offset to agree on), and publishes their
-// count; at a third barrier the slices' counts give the list's layout (the always-attended
-// tokens, then slice 0's rows, slice 1's, ...), and the block attends piece j of nsl equal
+// count; once every slice's is (a third barrier, that carries the counts) they give the
+// list's layout (the always-attended tokens, then slice 0's rows, slice 1's, ...), and the
+// block attends piece j of nsl equal
 // pieces of it: no list kernel boundary, no cursor, no exit counter. The codes of its rows
 // are read from the scratch (and written to the list for the harness, which nothing in the
 // step reads). The KV head's last block merges and resets the selection's counters.
@@ -452,12 +453,9 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
     int32_t *fz_w = nullptr;
     if constexpr (FZ > 0) {
         static_assert(MMA && !BULK && W * 32 == kSpThreads, "the fused step's shape");
-        static_assert(kSpB1 + kSpB2 == kOneB && kSpMaxSlices <= 3 * kCand, "slice counts in the candidate slots");
         const int kvh = blockIdx.y, blk = blockIdx.x, nsl = fz.nsl, tid = threadIdx.x;
         fz_w = fz.ws + int64_t(kvh) * c3_ws_ints(2 * G);
-        // the slices' row counts: in cut 1's candidate slots (the group budget has one cut; candidate
-        // slots are written before they are read, so a later per-head cut finds them as it needs)
-        int32_t *slice_rows = fz_w + kC3Head + kC3Cut + kOneB;
+        int32_t *slice_rows = fz_w + kC3Slices;
         const int C = L.n_clusters[kvh], per = (C + nsl - 1) / nsl;
         const int32_t *coff = L.coff + int64_t(kvh) * (L.cmax + 1);
         if (tid < nsl) s_reg[tid] = C > 0 ? coff[min(tid * per, C)] - coff[0] : 0;  // (static data: before the wait)
@@ -477,10 +475,22 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
         }
         const int my_rows = cut3_write_rows(sel, first, tok, fz.rows + int64_t(kvh) * L.n_ctx,
                                             [&](int) { return s_reg[blk]; }, s_h);
-        if (tid == 0) slice_rows[blk] = my_rows;
-        kv_barrier<true>(fz_w, (co.passed + 1) * nsl);
+        // Publish this slice's count (+ 1: zero is "not yet"), its rows written before (the
+        // release orders the block's writes, ordered before thread 0's by the barrier of
+        // cut3_write_rows); wait for every slice's: a barrier that carries the counts.
+        if (tid == 0) {
+            asm volatile("fence.acq_rel.gpu;\n" ::: "memory");
+            asm volatile("st.relaxed.gpu.global.b32 [%0], %1;\n" ::"l"(slice_rows + blk), "r"(my_rows + 1) : "memory");
+        }
         if (warp == 0) {
-            int v = lane < nsl ? __ldcg(slice_rows + lane) : 0;
+            int v = 0;
+            if (lane < nsl)
+                while (true) {
+                    asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(slice_rows + lane) : "memory");
+                    if (v != 0) break;
+                    __nanosleep(32);
+                }
+            v = v > 0 ? v - 1 : 0;
 #pragma unroll
             for (int o = 1; o < 32; o <<= 1) {
                 const int u = __shfl_up_sync(0xffffffffu, v, o);
@@ -877,9 +887,10 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
             __threadfence();
             merge_kv_head_wide<D, G, NT>(part_acc, part_ml, H, h0, group, bt0, bt1, out, reinterpret_cast<float *>(smem));
             if (threadIdx.x == 0) done[kvh] = 0;  // ready for the next step (graph replays)
-            if (FZ > 0 && threadIdx.x == 0) {  // every block of the KV head is past the selection's barriers
-                fz_w[0] = 0;                   // (cut3_cut's bar and the one cut's candidate count)
+            if (FZ > 0 && threadIdx.x == 0) {  // every block of the KV head is past the selection's barriers:
+                fz_w[0] = 0;                   // cut3_cut's bar, the one cut's candidate count, the slices' counts
                 fz_w[3] = 0;
+                for (int j = 0; j < fz.nsl; j++) fz_w[kC3Slices + j] = 0;
             }
         } else if (s_last) {
             __threadfence();
