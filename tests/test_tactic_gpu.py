@@ -512,9 +512,10 @@ def twin_group_select(q, layout, c_begin, c_end, n, frac, scale):
 # select3 from the scores' partials (scores 2, rows before pdl_wait); mmascore scores 4 with
 # selection 3; select4 one radix level (scores 4, the defaults); select5 that scoring the centroids itself (head_dim 128);
 # fused9 / fused10 selection 4 inside the attention kernel (10: the scores too; head_dim 128, else 4),
-# fused11 / fused12 those with the chosen rows prefetched into the L2 cache.
+# fused11 / fused12 those with the chosen rows prefetched into the L2 cache, fused13 12 with a KV
+# head's blocks one thread block cluster.
 GROUP_VERSIONS = {"select1": (2, 1), "select3": (2, 3), "mmascore": (4, 3), "select4": (4, 4), "select5": (4, 5),
-                  "fused9": (4, 9), "fused10": (4, 10), "fused11": (4, 11), "fused12": (4, 12)}
+                  "fused9": (4, 9), "fused10": (4, 10), "fused11": (4, 11), "fused12": (4, 12), "fused13": (4, 13)}
 
 
 @pytest.fixture(params=list(GROUP_VERSIONS.values()), ids=list(GROUP_VERSIONS))
@@ -663,7 +664,7 @@ def test_group_budget_matches_twin(shape, frac, group_budget):
 
 @pytest.mark.gpu
 @needs_gpu
-@pytest.mark.parametrize("select", [9, 10, 11, 12])
+@pytest.mark.parametrize("select", [9, 10, 11, 12, 13])
 def test_fused_step_edge_cases(select):
     """The fused step (tactic_select 9-12: the cut inside the attention kernel, one piece of
     the list a slice's block) where its pieces are uneven or empty: a KV head whose union is
@@ -842,11 +843,11 @@ def tiny_llama_d128(tmp_path_factory):
 
 @pytest.mark.gpu
 @needs_gpu
-@pytest.mark.parametrize("select", [4, 5, 9, 10, 11, 12])
+@pytest.mark.parametrize("select", [4, 5, 9, 10, 11, 12, 13])
 @pytest.mark.parametrize("model", ["tiny_llama", "tiny_llama_d128"])
 def test_backend_group_budget_selection_matches_v3(model, select, f32_activations, request):
     """The model's decode path (the step inside the decode graph, pages appended as tokens
-    leave the recent window) with the group budget at 10%: selections 4, 5 and 9-12 give the logits
+    leave the recent window) with the group budget at 10%: selections 4, 5 and 9-13 give the logits
     of selection 3 (held to its twin above) except at rare steps where a near-tie of keys
     falls at the cut (their spread keys' bounds differ in the last bits), and never the
     logits of full attention."""

@@ -103,7 +103,9 @@ struct Options {
                             // 9 selection 4 inside the sparse attention kernel (one kernel after the
                             // scores), 10 that scoring too (one kernel a step): head_dim 128, the group
                             // budget at a forced fraction; elsewhere 4; 11, 12: 9, 10 with the chosen
-                            // rows prefetched into the L2 cache once the cut's prefix is known (sm_90)
+                            // rows prefetched into the L2 cache once the cut's prefix is known (sm_90);
+                            // 13: 12 with a KV head's blocks one thread block cluster (sm_90; at most 16
+                            // blocks), meeting at the cluster's barrier instead of counters in memory
     int tactic_prefetch = 512;  // tactic_select 11, 12: rows a slice's block prefetches (its first chosen ones)
     int tactic_score = 4;   // Tactic's centroid scores: 2 every row requested before
                             // pdl_wait, q in shared memory (one wave); 3 that kernel, rows after pdl_wait

@@ -68,6 +68,23 @@ __device__ __forceinline__ void kv_barrier(int32_t *ctr, int target) {
     __syncthreads();
 }
 
+// CL (the fused step as thread block clusters, tactic_select 13; sm_90): the KV head's blocks
+// are one cluster and meet at the cluster's hardware barrier (release / acquire at cluster
+// scope orders their global memory accesses too) instead of a counter in global memory.
+__device__ __forceinline__ void cluster_sync() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory");
+    asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+#else
+    __trap();  // launched as clusters only on sm_90 and later (tactic_fused_slices)
+#endif
+}
+template <bool LIGHT, bool CL>
+__device__ __forceinline__ void slice_barrier(int32_t *ctr, int target) {
+    if constexpr (CL) cluster_sync();
+    else kv_barrier<LIGHT>(ctr, target);
+}
+
 // The digit of a radix level: the bins (global histogram gh of NB weights) walked from
 // the highest, the one where the running weight (from `above`) reaches need; above
 // becomes the weight of the bins higher than it. The bins are found from the first thread
@@ -260,7 +277,7 @@ __device__ __forceinline__ void prefetch_l2(const void *p, uint32_t bytes) {
 #endif
 }
 
-template <int MODE, int G, bool ONE, int FD, bool PF = false>
+template <int MODE, int G, bool ONE, int FD, bool PF = false, bool CL = false>
 __device__ Cut3Out cut3_cut(const TacticLayerDev &L, const int32_t *__restrict__ d_pos, float frac, float p,
                             float scale, const float *__restrict__ q, float *cscore, float *spart, int nbx,
                             int32_t *W, int nsl, int kvh, int blk, float *s_h, float (*s_sc)[kSpPer],
@@ -327,7 +344,7 @@ __device__ Cut3Out cut3_cut(const TacticLayerDev &L, const int32_t *__restrict__
                 pp[2] = mn;
             }
         }
-        kv_barrier<ONE>(bar, nsl);
+        slice_barrier<ONE, CL>(bar, nsl);
     }
     const int b0 = FD > 0 ? nsl : 0;  // barriers passed before the cuts'
     if (!all) {
@@ -419,7 +436,7 @@ __device__ Cut3Out cut3_cut(const TacticLayerDev &L, const int32_t *__restrict__
             }
             sp_histogram<NB1>(kk, w, in, SH1, s_h, cutws + k * kC3Cut);
         }
-        kv_barrier<ONE>(bar, b0 + 1 * nsl);
+        slice_barrier<ONE, CL>(bar, b0 + 1 * nsl);
 #pragma unroll
         for (int k = 0; k < NC; k++) {
             if (!cut_on(k)) continue;
@@ -437,7 +454,7 @@ __device__ Cut3Out cut3_cut(const TacticLayerDev &L, const int32_t *__restrict__
                 sp_histogram<kSpB2>(kk, w, in2, 8, s_h, cutws + k * kC3Cut + kSpB1);
             }
         }
-        if (!ONE) kv_barrier<ONE>(bar, b0 + 2 * nsl);
+        if (!ONE) slice_barrier<ONE, CL>(bar, b0 + 2 * nsl);
 #pragma unroll
         for (int k = 0; k < NC; k++) {
             if (!cut_on(k)) continue;
@@ -479,7 +496,7 @@ __device__ Cut3Out cut3_cut(const TacticLayerDev &L, const int32_t *__restrict__
                     prefetch_l2(L.vs + o, bytes);
                 }
         }
-        kv_barrier<ONE>(bar, b0 + (ONE ? 2 : 3) * nsl);
+        slice_barrier<ONE, CL>(bar, b0 + (ONE ? 2 : 3) * nsl);
         // Each cut's candidates: one taken iff the weight before it (higher keys, equal
         // keys at a lower index) leaves the cut short; this block marks its own.
 #pragma unroll
