@@ -157,7 +157,7 @@ def step_row(n, f, var, args, q, K, V, layout, c_begin, c_end, scale, probs, out
     oerr = float(np.linalg.norm(out - out_full) / np.linalg.norm(out_full))
     row = dict(n_tokens=n, fraction=f, queries=args.queries, fused=var["fused"], mma=var["mma"],
                group_budget=var["group_budget"], select=var["select"], score=var["score"], attend=var["attend"],
-               copies_opt=var["copies"], p=None if f > 0 else args.p, attended_share=share,
+               prefetch=var.get("prefetch", 512), copies_opt=var["copies"], p=None if f > 0 else args.p, attended_share=share,
                head_mass_min=min(mass), head_mass_mean=float(np.mean(mass)), attended_min=int(nsel.min()),
                attended_max=int(nsel.max()), score_ms=ms[0], cut_ms=ms[1], union_ms=ms[2],
                select_ms=ms[1] + ms[2], attend_ms=ms[3], merge_ms=ms[4], sparse_attention_ms=ms[3] + ms[4],
