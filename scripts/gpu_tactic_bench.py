@@ -157,7 +157,7 @@ def step_row(n, f, var, args, q, K, V, layout, c_begin, c_end, scale, probs, out
     oerr = float(np.linalg.norm(out - out_full) / np.linalg.norm(out_full))
     row = dict(n_tokens=n, fraction=f, queries=args.queries, fused=var["fused"], mma=var["mma"],
                group_budget=var["group_budget"], select=var["select"], score=var["score"], attend=var["attend"],
-               prefetch=var.get("prefetch", 512), copies_opt=var["copies"], p=None if f > 0 else args.p, attended_share=share,
+               copies_opt=var["copies"], p=None if f > 0 else args.p, attended_share=share,
                head_mass_min=min(mass), head_mass_mean=float(np.mean(mass)), attended_min=int(nsel.min()),
                attended_max=int(nsel.max()), score_ms=ms[0], cut_ms=ms[1], union_ms=ms[2],
                select_ms=ms[1] + ms[2], attend_ms=ms[3], merge_ms=ms[4], sparse_attention_ms=ms[3] + ms[4],
@@ -182,7 +182,6 @@ def set_variant(v):
     check(lib.tactic_cuda_set_option(b"tactic_score", v["score"]))
     check(lib.tactic_cuda_set_option(b"tactic_attend", v["attend"]))
     check(lib.tactic_cuda_set_option(b"pdl", v.get("pdl", 1)))  # (a variant may turn PDL off)
-    check(lib.tactic_cuda_set_option(b"tactic_prefetch", v.get("prefetch", 512)))  # (selections 11, 12)
 
 
 def main():
@@ -204,10 +203,10 @@ def main():
                          "(the union holds it), 0 each query head's")
     ap.add_argument("--mma", type=int, default=1, help="option tactic_mma: 1 (default) the streaming kernel on tensor "
                                                         "cores, 0 on FMAs")
-    ap.add_argument("--select", type=int, default=4,
+    ap.add_argument("--select", type=int, default=9,
                     help="option tactic_select: 1 one block per query head (group budget: per KV head), 3 spread "
                          "over many blocks a KV head, from the scores' partials, with candidates; 4 that with one radix "
-                         "level (one barrier fewer)")
+                         "level (one barrier fewer); 9 (default) 4 inside the attention kernel, 10 that scoring too")
     ap.add_argument("--score", type=int, default=4,
                     help="option tactic_score: 2 all rows requested before "
                          "pdl_wait, q in shared memory, 3 that kernel with the rows after pdl_wait, 4 that on tensor "
@@ -219,7 +218,7 @@ def main():
                          "span two KV heads")
     ap.add_argument("--variants", default="",
                     help="more passes over the same keys, ';'-separated, each 'name=value,...' of group_budget, "
-                         "copies, blocks, fused, mma, select, score, attend, pdl, prefetch (e.g. 'group_budget=1;mma=1')")
+                         "copies, blocks, fused, mma, select, score, attend, pdl (e.g. 'group_budget=1;mma=1')")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     import torch

@@ -120,8 +120,8 @@ bool set_option(const std::string &name, int64_t value) {
         o.tactic_group_budget = int(value);
     } else if (name == "tactic_select") {
         // (2 and 6-8 were removed: 3 superseded 2; 6-8 wrote wrong lists on the H200, session 9)
-        TACTIC_CHECK(value == 1 || (value >= 3 && value <= 5) || (value >= 9 && value <= 13), TACTIC_ERR_INVALID_ARGUMENT,
-                     "tactic_select must be 1, 3, 4, 5 or 9-13");
+        TACTIC_CHECK(value == 1 || (value >= 3 && value <= 5) || value == 9 || value == 10, TACTIC_ERR_INVALID_ARGUMENT,
+                     "tactic_select must be 1, 3, 4, 5, 9 or 10");
         o.tactic_select = int(value);
     } else if (name == "tactic_score") {
         TACTIC_CHECK(value >= 2 && value <= 4, TACTIC_ERR_INVALID_ARGUMENT, "tactic_score must be 2, 3 or 4");
@@ -129,9 +129,6 @@ bool set_option(const std::string &name, int64_t value) {
     } else if (name == "tactic_attend") {
         TACTIC_CHECK(value >= 1 && value <= 6, TACTIC_ERR_INVALID_ARGUMENT, "tactic_attend must be in [1, 6]");
         o.tactic_attend = int(value);
-    } else if (name == "tactic_prefetch") {
-        TACTIC_CHECK(value >= 0 && value <= (1 << 20), TACTIC_ERR_INVALID_ARGUMENT, "tactic_prefetch must be in [0, 2^20]");
-        o.tactic_prefetch = int(value);
     } else if (name == "graphs") {
         TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "graphs must be 0 or 1");
         o.graphs = int(value);

@@ -68,23 +68,6 @@ __device__ __forceinline__ void kv_barrier(int32_t *ctr, int target) {
     __syncthreads();
 }
 
-// CL (the fused step as thread block clusters, tactic_select 13; sm_90): the KV head's blocks
-// are one cluster and meet at the cluster's hardware barrier (release / acquire at cluster
-// scope orders their global memory accesses too) instead of a counter in global memory.
-__device__ __forceinline__ void cluster_sync() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("barrier.cluster.arrive.release.aligned;\n" ::: "memory");
-    asm volatile("barrier.cluster.wait.acquire.aligned;\n" ::: "memory");
-#else
-    __trap();  // launched as clusters only on sm_90 and later (tactic_fused_slices)
-#endif
-}
-template <bool LIGHT, bool CL>
-__device__ __forceinline__ void slice_barrier(int32_t *ctr, int target) {
-    if constexpr (CL) cluster_sync();
-    else kv_barrier<LIGHT>(ctr, target);
-}
-
 // The digit of a radix level: the bins (global histogram gh of NB weights) walked from
 // the highest, the one where the running weight (from `above`) reaches need; above
 // becomes the weight of the bins higher than it. The bins are found from the first thread
@@ -260,29 +243,16 @@ __device__ void block_scores(const TacticLayerDev &L, const float *__restrict__ 
 // slice). W: the KV head's workspace. Shared memory from the caller (the fused step places it
 // in its stream buffers): s_h the first level's bins (NB1 floats), s_sc G x kSpPer floats
 // (FD > 0), s_take kSpPer bytes. Returns the barriers passed (a next one waits for (passed +
-// 1) nsl arrivals). PF (the fused step, tactic_select 11 and 12; sm_90): as soon as the cut's
-// prefix is known, the K and V rows of every cluster above it (chosen whatever the
-// candidates decide) are requested into the L2 cache, so that device memory works through
-// the selection's remaining barriers instead of idling until the attention's loads: the
-// slice's first pf_rows such rows (in cluster order, which is roughly the order the attention
-// reads them; options().tactic_prefetch, 512 by default: 128 blocks x 512 rows x 2 x 256 bytes
-// = 32 MB at head_dim 128, well inside the L2's 50 MB).
+// 1) nsl arrivals).
 struct Cut3Out {
     int C, c_lo, c_hi, n, passed;
 };
-// bytes at p (16-byte aligned, a multiple of 16) requested into the L2 cache (sm_90; else nothing).
-__device__ __forceinline__ void prefetch_l2(const void *p, uint32_t bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p), "r"(bytes) : "memory");
-#endif
-}
-
-template <int MODE, int G, bool ONE, int FD, bool PF = false, bool CL = false>
+template <int MODE, int G, bool ONE, int FD>
 __device__ Cut3Out cut3_cut(const TacticLayerDev &L, const int32_t *__restrict__ d_pos, float frac, float p,
                             float scale, const float *__restrict__ q, float *cscore, float *spart, int nbx,
                             int32_t *W, int nsl, int kvh, int blk, float *s_h, float (*s_sc)[kSpPer],
                             uint8_t *s_take, int (&first)[kSpItems], int (&tok)[kSpItems], bool (&in)[kSpItems],
-                            bool (&sel)[kSpItems], int pf_rows = 0) {
+                            bool (&sel)[kSpItems]) {
     constexpr int NK = SpShape<MODE, G>::kKeys, NC = SpShape<MODE, G>::kCuts;
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     const int group = L.n_head / L.n_head_kv, h0 = kvh * group;
@@ -344,7 +314,7 @@ __device__ Cut3Out cut3_cut(const TacticLayerDev &L, const int32_t *__restrict__
                 pp[2] = mn;
             }
         }
-        slice_barrier<ONE, CL>(bar, nsl);
+        kv_barrier<ONE>(bar, nsl);
     }
     const int b0 = FD > 0 ? nsl : 0;  // barriers passed before the cuts'
     if (!all) {
@@ -436,7 +406,7 @@ __device__ Cut3Out cut3_cut(const TacticLayerDev &L, const int32_t *__restrict__
             }
             sp_histogram<NB1>(kk, w, in, SH1, s_h, cutws + k * kC3Cut);
         }
-        slice_barrier<ONE, CL>(bar, b0 + 1 * nsl);
+        kv_barrier<ONE>(bar, b0 + 1 * nsl);
 #pragma unroll
         for (int k = 0; k < NC; k++) {
             if (!cut_on(k)) continue;
@@ -454,7 +424,7 @@ __device__ Cut3Out cut3_cut(const TacticLayerDev &L, const int32_t *__restrict__
                 sp_histogram<kSpB2>(kk, w, in2, 8, s_h, cutws + k * kC3Cut + kSpB1);
             }
         }
-        if (!ONE) slice_barrier<ONE, CL>(bar, b0 + 2 * nsl);
+        if (!ONE) kv_barrier<ONE>(bar, b0 + 2 * nsl);
 #pragma unroll
         for (int k = 0; k < NC; k++) {
             if (!cut_on(k)) continue;
@@ -480,23 +450,7 @@ __device__ Cut3Out cut3_cut(const TacticLayerDev &L, const int32_t *__restrict__
                 }
             }
         }
-        if constexpr (PF && MODE == 0) {  // (MODE 0: one cut, so sel[i] here is "above its prefix")
-            using PScan = cub::BlockScan<int, kSpThreads>;
-            __shared__ typename PScan::TempStorage pf_tmp;
-            int r[kSpItems], r_tot = 0;
-#pragma unroll
-            for (int i = 0; i < kSpItems; i++) r[i] = sel[i] ? tok[i] : 0;
-            PScan(pf_tmp).ExclusiveSum(r, r, r_tot);
-#pragma unroll
-            for (int i = 0; i < kSpItems; i++)
-                if (sel[i] && tok[i] > 0 && r[i] < pf_rows) {
-                    const int64_t o = (int64_t(kvh) * L.cap + first[i]) * L.head_dim;
-                    const uint32_t bytes = uint32_t(tok[i]) * uint32_t(L.head_dim) * sizeof(__half);
-                    prefetch_l2(L.ks + o, bytes);
-                    prefetch_l2(L.vs + o, bytes);
-                }
-        }
-        slice_barrier<ONE, CL>(bar, b0 + (ONE ? 2 : 3) * nsl);
+        kv_barrier<ONE>(bar, b0 + (ONE ? 2 : 3) * nsl);
         // Each cut's candidates: one taken iff the weight before it (higher keys, equal
         // keys at a lower index) leaves the cut short; this block marks its own.
 #pragma unroll

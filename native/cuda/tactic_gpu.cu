@@ -408,24 +408,22 @@ __device__ void merge_kv_head_wide(const float *__restrict__ part_acc, const flo
 // + c(row g+8) keeps q in 22 bits; the weights P the same way (hi in row g, lo in row
 // g + 8) for O = P V, and O = o(row g) + o(row g+8). K and V stay f16, as cached.
 //
-// FZ > 0 (tactic_select 9-12; group budget at a forced fraction, head_dim 128): the step's
-// selection fused in front (FZ & 2: also scoring the centroids, as selection 5; FZ & 4: the
-// chosen rows prefetched into the L2 cache, cut3_cut's PF; FZ & 8: the KV head's blocks one
-// thread block cluster, cut3_cut's CL): grid nsl x
+// FZ > 0 (tactic_select 9, 10; group budget at a forced fraction, head_dim 128): the step's
+// selection fused in front (FZ 2 also scoring the centroids, as selection 5): grid nsl x
 // n_head_kv, block (j, g) first cuts slice j of KV head g (cut3_cut, selection 4's cut; its
 // shared memory in the stream buffers), writes its chosen rows to its own region of the
 // scratch fz.rows (the slice's clusters' rows: no offset to agree on), and publishes their
 // count; once every slice's is (a third barrier, that carries the counts) they give the
 // list's layout (the always-attended tokens, then slice 0's rows, slice 1's, ...), and the
-// block attends piece j of nsl equal
-// pieces of it: no list kernel boundary, no cursor, no exit counter. The codes of its rows
+// block attends piece j of nsl equal pieces of it: no list kernel boundary, no cursor, no
+// exit counter. The codes of its rows
 // are read from the scratch (and written to the list for the harness, which nothing in the
 // step reads). The KV head's last block merges and resets the selection's counters.
 struct FuseArgs {
     const int32_t *d_pos = nullptr;
     float frac = 0.f;
     float *cscore = nullptr, *spart = nullptr;
-    int nbx = 0, nsl = 0, pf_rows = 0;
+    int nbx = 0, nsl = 0;
     int32_t *ws = nullptr, *rows = nullptr, *list = nullptr, *count = nullptr;
 };
 
@@ -465,15 +463,9 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
         uint8_t *s_take = reinterpret_cast<uint8_t *>(s_h + kOneB + G * kSpPer);
         int first[kSpItems], tok[kSpItems];
         bool in[kSpItems], sel[kSpItems];
-        const Cut3Out co = cut3_cut<0, G, true, (FZ & 2) ? D : 0, (FZ & 4) != 0, (FZ & 8) != 0>(
-            L, fz.d_pos, fz.frac, 0.f, scale, q, fz.cscore, fz.spart, fz.nbx, fz_w, nsl, kvh, blk, s_h, s_sc, s_take, first,
-            tok, in, sel, fz.pf_rows);
-        if ((FZ & 4) && blk == 0 && tid < 4) {  // the always-attended rows (list piece 0's first) likewise
-            const int n = co.n, cb = min(L.range[0], n), ce = min(max(L.range[1], cb), n);
-            const int r0 = tid / 2 == 0 ? 0 : ce, nr = tid / 2 == 0 ? cb : n - ce;
-            const __half *src = (tid % 2 == 0 ? L.k_cache : L.v_cache) + (int64_t(kvh) * L.n_ctx + r0) * D;
-            if (nr > 0) prefetch_l2(src, uint32_t(nr) * D * sizeof(__half));
-        }
+        const Cut3Out co = cut3_cut<0, G, true, FZ == 2 ? D : 0>(L, fz.d_pos, fz.frac, 0.f, scale, q, fz.cscore, fz.spart,
+                                                                 fz.nbx, fz_w, nsl, kvh, blk, s_h, s_sc, s_take, first,
+                                                                 tok, in, sel);
         const int my_rows = cut3_write_rows(sel, first, tok, fz.rows + int64_t(kvh) * L.n_ctx,
                                             [&](int) { return s_reg[blk]; }, s_h);
         // Publish this slice's count (+ 1: zero is "not yet"), its rows written before (the
@@ -1048,17 +1040,6 @@ bool stream_bulk() {
     return options().tactic_attend == 4 && major >= 9;
 }
 
-// Thread block clusters (sm_90+).
-bool cluster_capable() {
-    static int major = -1;
-    if (major < 0) {
-        int dev = 0;
-        TACTIC_CU(cudaGetDevice(&dev));
-        TACTIC_CU(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-    }
-    return major >= 9;
-}
-
 template <int D, int G, int W, bool PT, bool BULK = false>
 void launch_stream_mma(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
     launch_pdl(attend_stream_kernel<D, G, true, W, PT, BULK>, dim3(unsigned(b.n_blocks)), dim3(W * 32), stream_smem(D, W), s,
@@ -1075,52 +1056,15 @@ void launch_stream_fused(const TacticLayerDev &L, const TacticStepArgs &a, const
     fz.frac = a.force_fraction;
     fz.cscore = b.cscore;
     fz.spart = b.spart;
-    fz.nbx = (FZ & 2) ? nsl : score2_blocks(L.head_dim, L.cmax);
+    fz.nbx = FZ == 2 ? nsl : score2_blocks(L.head_dim, L.cmax);
     fz.nsl = nsl;
-    fz.pf_rows = options().tactic_prefetch;
     fz.ws = b.sel_ws;
     fz.rows = b.rows;
     fz.list = b.list;
     fz.count = b.count;
-    if constexpr ((FZ & 8) != 0) {  // one cluster a KV head, and PDL
-        cudaLaunchAttribute attr[2];
-        attr[0].id = cudaLaunchAttributeClusterDimension;
-        attr[0].val.clusterDim.x = unsigned(nsl);
-        attr[0].val.clusterDim.y = 1;
-        attr[0].val.clusterDim.z = 1;
-        attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        attr[1].val.programmaticStreamSerializationAllowed = 1;
-        cudaLaunchConfig_t cfg = {};
-        cfg.gridDim = dim3(unsigned(nsl), unsigned(L.n_head_kv));
-        cfg.blockDim = dim3(256);
-        cfg.dynamicSmemBytes = stream_smem(D, 8);
-        cfg.stream = s;
-        cfg.attrs = attr;
-        cfg.numAttrs = pdl_enabled() ? 2 : 1;
-        TACTIC_CU(cudaLaunchKernelEx(&cfg, attend_stream_kernel<D, G, true, 8, true, false, FZ>, L, a.q, a.scale,
-                                     static_cast<const int32_t *>(b.list), static_cast<const int32_t *>(b.count),
-                                     b.part_acc, b.part_ml, b.done, b.n_blocks, a.out, 0, fz));
-        return;
-    }
     launch_pdl(attend_stream_kernel<D, G, true, 8, true, false, FZ>, dim3(unsigned(nsl), unsigned(L.n_head_kv)), dim3(256),
                stream_smem(D, 8), s, L, a.q, a.scale, static_cast<const int32_t *>(b.list),
                static_cast<const int32_t *>(b.count), b.part_acc, b.part_ml, b.done, b.n_blocks, a.out, 0, fz);
-}
-
-// FZ of tactic_select 9-13: the fused selection, 2: + the scores, 4: + the L2 prefetch, 8: clusters.
-int fused_mode() {
-    const int v = options().tactic_select;
-    return v == 9 ? 1 : v == 10 ? 3 : v == 11 ? 5 : v == 12 ? 7 : 15;
-}
-template <int D, int G>
-void launch_fused_g(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, int nsl, cudaStream_t s) {
-    switch (fused_mode()) {
-        case 1: return launch_stream_fused<D, G, 1>(L, a, b, nsl, s);
-        case 3: return launch_stream_fused<D, G, 3>(L, a, b, nsl, s);
-        case 5: return launch_stream_fused<D, G, 5>(L, a, b, nsl, s);
-        case 7: return launch_stream_fused<D, G, 7>(L, a, b, nsl, s);
-        default: return launch_stream_fused<D, G, 15>(L, a, b, nsl, s);
-    }
 }
 
 template <int D, int G>
@@ -1145,11 +1089,12 @@ void attend_d(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStep
     if constexpr (D == 128) {
         const int nsl = tactic_fused_slices(L, a, b);
         if (nsl > 0) {
+            const bool sc = options().tactic_select == 10;
             switch (g_of(L.n_head / L.n_head_kv)) {
-                case 1: return launch_fused_g<D, 1>(L, a, b, nsl, s);
-                case 2: return launch_fused_g<D, 2>(L, a, b, nsl, s);
-                case 4: return launch_fused_g<D, 4>(L, a, b, nsl, s);
-                default: return launch_fused_g<D, 8>(L, a, b, nsl, s);
+                case 1: return sc ? launch_stream_fused<D, 1, 2>(L, a, b, nsl, s) : launch_stream_fused<D, 1, 1>(L, a, b, nsl, s);
+                case 2: return sc ? launch_stream_fused<D, 2, 2>(L, a, b, nsl, s) : launch_stream_fused<D, 2, 1>(L, a, b, nsl, s);
+                case 4: return sc ? launch_stream_fused<D, 4, 2>(L, a, b, nsl, s) : launch_stream_fused<D, 4, 1>(L, a, b, nsl, s);
+                default: return sc ? launch_stream_fused<D, 8, 2>(L, a, b, nsl, s) : launch_stream_fused<D, 8, 1>(L, a, b, nsl, s);
             }
         }
     }
@@ -1171,20 +1116,13 @@ void stream_attrs_v() {
     TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 4, MMA, W, PT, BULK>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 8, MMA, W, PT, BULK>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
 }
-template <int D, int G, int FZ>
-void fused_attrs_g() {
-    const auto f = attend_stream_kernel<D, G, true, 8, true, false, FZ>;
-    TACTIC_CU(cudaFuncSetAttribute(f, cudaFuncAttributeMaxDynamicSharedMemorySize, int(stream_smem(D, 8))));
-    if constexpr ((FZ & 8) != 0) {  // clusters of 16 (a KV head's slices) are beyond the portable 8
-        if (cluster_capable()) TACTIC_CU(cudaFuncSetAttribute(f, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
-    }
-}
 template <int D, int FZ>
 void fused_attrs() {
-    fused_attrs_g<D, 1, FZ>();
-    fused_attrs_g<D, 2, FZ>();
-    fused_attrs_g<D, 4, FZ>();
-    fused_attrs_g<D, 8, FZ>();
+    const int smem = int(stream_smem(D, 8));
+    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 1, true, 8, true, false, FZ>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 2, true, 8, true, false, FZ>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 4, true, 8, true, false, FZ>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 8, true, 8, true, false, FZ>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
 }
 template <int D>
 void stream_attrs() {
@@ -1195,10 +1133,7 @@ void stream_attrs() {
         stream_attrs_v<D, true, kStreamWarps, true, true>();
         stream_attrs_v<D, true, 8, true>();
         fused_attrs<D, 1>();
-        fused_attrs<D, 3>();
-        fused_attrs<D, 5>();
-        fused_attrs<D, 7>();
-        fused_attrs<D, 15>();
+        fused_attrs<D, 2>();
     }
 }
 
@@ -1247,43 +1182,18 @@ int occupancy_g(int group) {
 
 int tactic_fused_slices(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b) {
     const int v = options().tactic_select;
-    if (v < 9 || v > 13 || L.head_dim != 128 || !use_mma<128>() || !options().tactic_fused ||
+    if ((v != 9 && v != 10) || L.head_dim != 128 || !use_mma<128>() || !options().tactic_fused ||
         !options().tactic_group_budget || a.force_fraction <= 0.f || !b.rows || !b.sel_ws || !b.spart)
         return 0;
     // every block resident at once (the barriers), 1 a multiprocessor (the stream buffers)
     static int occ = 0;
     if (occ == 0) {
         tactic_init_kernels();
-        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, attend_stream_kernel<128, 8, true, 8, true, false, 7>,
+        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, attend_stream_kernel<128, 8, true, 8, true, false, 2>,
                                                                 256, stream_smem(128, 8)));
     }
     const int Hkv = L.n_head_kv;
-    int nsl = std::min({kSpMaxSlices, occ * sm_count() / Hkv, b.n_blocks / Hkv});
-    if (v == 13) {  // one cluster a KV head: at most 16 blocks, and every KV head's cluster resident at once
-        if (!cluster_capable()) return 0;
-        nsl = std::min(nsl, 16);
-        static int fits[17] = {};  // clusters resident at once, by size (asked once each)
-        if (nsl >= 1 && fits[nsl] == 0) {
-            cudaLaunchAttribute attr[1];
-            attr[0].id = cudaLaunchAttributeClusterDimension;
-            attr[0].val.clusterDim.x = unsigned(nsl);
-            attr[0].val.clusterDim.y = 1;
-            attr[0].val.clusterDim.z = 1;
-            cudaLaunchConfig_t cfg = {};
-            cfg.gridDim = dim3(unsigned(nsl), unsigned(Hkv));
-            cfg.blockDim = dim3(256);
-            cfg.dynamicSmemBytes = stream_smem(128, 8);
-            cfg.attrs = attr;
-            cfg.numAttrs = 1;
-            int n = 0;
-            if (cudaOccupancyMaxActiveClusters(&n, attend_stream_kernel<128, 8, true, 8, true, false, 15>, &cfg) != cudaSuccess) {
-                cudaGetLastError();  // (a size the device refuses: not fused)
-                n = 0;
-            }
-            fits[nsl] = n > 0 ? n : -1;
-        }
-        if (fits[nsl] < Hkv) return 0;
-    }
+    const int nsl = std::min({kSpMaxSlices, occ * sm_count() / Hkv, b.n_blocks / Hkv});
     return nsl >= 1 && int64_t(nsl) * kSpPer >= L.cmax ? nsl : 0;
 }
 

@@ -275,8 +275,7 @@ void score2_d(const TacticLayerDev &L, const float *q, float *cscore, float *par
 template <int D>
 void score_d(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
     if (tactic_select_scores(L, a, b)) return;  // the selection scores (tactic_select 5)
-    const int v = options().tactic_select;
-    if ((v == 10 || v == 12 || v == 13) && tactic_fused_slices(L, a, b) > 0) return;  // the fused step scores
+    if (options().tactic_select == 10 && tactic_fused_slices(L, a, b) > 0) return;  // the fused step scores
     score2_d<D>(L, a.q, b.cscore, select_from_parts(b) ? b.spart : nullptr, a.scale, s);
 }
 

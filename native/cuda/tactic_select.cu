@@ -2,12 +2,13 @@
 // does): per query head (or per KV head with the group budget) the clusters in decreasing
 // centroid score up to the budget or the mass target, the GQA union, and each KV head's
 // list of rows for the sparse attention. Implementations (options().tactic_select): 1 one
-// block per cut (select_kernel, group_select_kernel), which every shape fits; 3 (the
-// default) a KV head's clusters spread over many blocks that meet at barriers
-// (cut3_select_kernel), where they can all be resident at once; 4 that with one barrier
-// fewer (one radix level); 5 that computing the centroid scores itself (head_dim 128: no
-// scoring kernel; elsewhere 4). (6-8, the group budget's cut resolved from published keys,
-// listed tokens twice on the H200 in session 9 and were removed: branch ts-s9, 96969b4.)
+// block per cut (select_kernel, group_select_kernel), which every shape fits; 3 a KV head's
+// clusters spread over many blocks that meet at barriers (cut3_select_kernel), where they
+// can all be resident at once; 4 that with one barrier fewer (one radix level); 5 that
+// computing the centroid scores itself (head_dim 128: no scoring kernel; elsewhere 4); 9 and
+// 10 (9 the default) run 4's cut inside the sparse attention kernel (tactic_gpu.cu) where
+// they apply, and 4 here elsewhere. (6-8, the group budget's cut resolved from published
+// keys, listed tokens twice on the H200 in session 9 and were removed: branch ts-s9, 96969b4.)
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 
