@@ -205,10 +205,10 @@ def main():
                          "(the union holds it), 0 each query head's")
     ap.add_argument("--mma", type=int, default=1, help="option tactic_mma: 1 (default) the streaming kernel on tensor "
                                                         "cores, 0 on FMAs")
-    ap.add_argument("--select", type=int, default=4,
+    ap.add_argument("--select", type=int, default=9,
                     help="option tactic_select: 1 one block per query head (group budget: per KV head), 3 spread "
                          "over many blocks a KV head, from the scores' partials, with candidates; 4 that with one radix "
-                         "level (one barrier fewer)")
+                         "level (one barrier fewer); 9 (default) 4 inside the attention kernel, 10 that scoring too")
     ap.add_argument("--score", type=int, default=4,
                     help="option tactic_score: 2 all rows requested before "
                          "pdl_wait, q in shared memory, 3 that kernel with the rows after pdl_wait, 4 that on tensor "

@@ -29,7 +29,7 @@ needs_gpu = pytest.mark.skipif(gpu_count() == 0, reason="no usable CUDA GPU (the
 
 # The options the tests below set, at their compiled defaults (native/cuda/cuda_util.cuh's
 # Options): put back after every test.
-OPTION_DEFAULTS = {b"tactic_group_budget": 1, b"tactic_select": 4, b"tactic_score": 4, b"tactic_attend": 2,
+OPTION_DEFAULTS = {b"tactic_group_budget": 1, b"tactic_select": 9, b"tactic_score": 4, b"tactic_attend": 2,
                    b"tactic_tail": 1}
 
 
@@ -514,8 +514,11 @@ def twin_group_select(q, layout, c_begin, c_end, n, frac, scale):
 
 # (tactic_score, tactic_select) pairs with the group budget: select1 one block per KV head;
 # select3 from the scores' partials (scores 2, rows before pdl_wait); mmascore scores 4 with
-# selection 3; select4 one radix level (scores 4, the defaults); select5 that scoring the centroids itself (head_dim 128);
-GROUP_VERSIONS = {"select1": (2, 1), "select3": (2, 3), "mmascore": (4, 3), "select4": (4, 4), "select5": (4, 5)}
+# selection 3; select4 one radix level (scores 4); select5 that scoring the centroids itself (head_dim 128);
+# fused9 (the default) / fused10 selection 4 inside the attention kernel (10: the scores too; head_dim 128,
+# else 4).
+GROUP_VERSIONS = {"select1": (2, 1), "select3": (2, 3), "mmascore": (4, 3), "select4": (4, 4), "select5": (4, 5),
+                  "fused9": (4, 9), "fused10": (4, 10)}
 
 
 @pytest.fixture(params=list(GROUP_VERSIONS.values()), ids=list(GROUP_VERSIONS))
@@ -660,6 +663,40 @@ def test_group_budget_matches_twin(shape, frac, group_budget):
         _, per_head = gpu_step(q, K, V, n, c_begin, c_end, layout, frac, scale)
         lib.tactic_cuda_set_option(b"tactic_group_budget", 1)
         assert sum(map(len, per_head)) > sum(map(len, lists))
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("select", [9, 10])
+def test_fused_step_edge_cases(select):
+    """The fused step (tactic_select 9, 10: the cut inside the attention kernel, one piece of
+    the list a slice's block) where its pieces are uneven or empty: a KV head whose union is
+    one giant cluster (4-8x the others' lists), nothing clustered yet, and fewer tokens than
+    the KV head has blocks. Against the group budget's twin and the float64 reference."""
+    assert lib.tactic_cuda_set_option(b"tactic_group_budget", 1) == 0
+    assert lib.tactic_cuda_set_option(b"tactic_select", select) == 0
+    rng = np.random.default_rng(53)
+    n_head, n_head_kv, D = 32, 8, 128
+    n_ctx = n = 9000
+    c_begin, c_end = 4, n - 64
+    K, V, layout = giant_cluster_case(rng, n_head_kv, n_ctx, D, c_begin, c_end)
+    order, offsets, ncl, cent = layout
+    cent[0, 0] = 100.0 * np.sign(rng.standard_normal(D))
+    scale = 1.0 / math.sqrt(D)
+    q = rng.standard_normal((n_head, D)).astype(np.float32)
+    q[:4] = cent[0, 0] / 100.0
+    out, lists = gpu_step(q, K, V, n, c_begin, c_end, layout, 0.05, scale)
+    sets, ties = twin_group_select(q, layout, c_begin, c_end, n, 0.05, scale)
+    assert_same_sets(lists, sets, ties, layout)
+    lens = [len(x) for x in lists]
+    assert max(lens) > 4 * min(lens), lens
+    assert rel_err(out, ref_attention(q, K, V, lists, scale)) < 1e-5
+    empty = (np.zeros((n_head_kv, 0), np.int32), np.zeros((n_head_kv, 1), np.int32), np.zeros(n_head_kv, np.int32),
+             np.zeros((n_head_kv, 0, D), np.float32))
+    for m in (700, 10):
+        out, lists = gpu_step(q, K, V, m, 0, 0, empty, 0.05, scale)
+        assert all(sorted(x.tolist()) == list(range(m)) for x in lists)
+        assert rel_err(out, ref_attention(q, K, V, [np.arange(m)] * n_head_kv, scale)) < 1e-5
 
 
 @pytest.mark.gpu
@@ -809,18 +846,19 @@ def tiny_llama_d128(tmp_path_factory):
 
 @pytest.mark.gpu
 @needs_gpu
-@pytest.mark.parametrize("select", [4, 5])
+@pytest.mark.parametrize("select", [4, 5, 9, 10])
 @pytest.mark.parametrize("model", ["tiny_llama", "tiny_llama_d128"])
 def test_backend_group_budget_selection_matches_v3(model, select, f32_activations, request):
     """The model's decode path (the step inside the decode graph, pages appended as tokens
-    leave the recent window) with the group budget at 10%: selections 4 and 5 give the logits
-    of selection 3 (held to its twin above) except at rare steps where a near-tie of keys
+    leave the recent window) with the group budget at 10%: selections 4, 5, 9 and 10 give the logits
+    of selection 4 (held to its twin above) except at rare steps where a near-tie of keys
     falls at the cut (their spread keys' bounds differ in the last bits), and never the
     logits of full attention."""
     path = request.getfixturevalue(model)
     rng = np.random.default_rng(8)
     ids = [1] + rng.integers(3, 1024, 1299).tolist()
     assert lib.tactic_cuda_set_option(b"tactic_group_budget", 1) == 0
+    assert lib.tactic_cuda_set_option(b"tactic_select", 4) == 0  # (the default is 9)
     ref = decode_logits(path, ids, 1000, TACTIC_ATTN, tactic_force_fraction=0.1)
     assert lib.tactic_cuda_set_option(b"tactic_select", select) == 0
     got = decode_logits(path, ids, 1000, TACTIC_ATTN, tactic_force_fraction=0.1)

@@ -96,10 +96,14 @@ struct Options {
     int tactic_mma = 1;     // 1: Tactic's streaming attention on tensor cores (head_dim <= 128); 0: FMA
     int tactic_group_budget = 1;  // 1: a forced fraction is the KV group's budget (one cut per KV head, the
                                   // union holds ceil(f n) tokens: f of the cache is read), not each query head's
-    int tactic_select = 4;  // Tactic's selection: 1 one block per query head (group budget: per KV head);
+    int tactic_select = 9;  // Tactic's selection: 1 one block per query head (group budget: per KV head);
                             // 3 spread over many blocks a KV head, from the scores' partials: a radix cut
                             // through global histograms, two levels + candidates; 4 that with one level;
-                            // 5 that scoring the centroids itself (head_dim 128, forced fractions only)
+                            // 5 that scoring the centroids itself (head_dim 128, forced fractions only);
+                            // 9 selection 4 inside the sparse attention kernel (one kernel after the
+                            // scores), 10 that scoring too (one kernel a step): head_dim 128, the group
+                            // budget at a forced fraction; elsewhere 4. 9 measured fastest (H200, 128K
+                            // 10%: 46.5 vs 55.5 us a layer; docs/results/ts_s10.md)
     int tactic_score = 4;   // Tactic's centroid scores: 2 every row requested before
                             // pdl_wait, q in shared memory (one wave); 3 that kernel, rows after pdl_wait
                             // (3/3 measured fastest on the H200: docs/results/gpu_session7.md); 4 the

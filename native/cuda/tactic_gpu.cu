@@ -16,6 +16,7 @@
 #include "cuda_ops.cuh"
 #include "cuda_util.cuh"
 #include "pdl.cuh"
+#include "tactic_cut.cuh"
 #include "tactic_gpu.cuh"
 #include "tactic_gpu.h"
 #include "tactic_kernels.cuh"
@@ -408,11 +409,31 @@ __device__ void merge_kv_head_wide(const float *__restrict__ part_acc, const flo
 // head g's q in f16 hi parts in row g and lo parts in row g + 8 (G <= 8), so S = c(row g)
 // + c(row g+8) keeps q in 22 bits; the weights P the same way (hi in row g, lo in row
 // g + 8) for O = P V, and O = o(row g) + o(row g+8). K and V stay f16, as cached.
-template <int D, int G, bool MMA, int W, bool PTAIL, bool BULK = false>
+//
+// FZ > 0 (tactic_select 9, 10; group budget at a forced fraction, head_dim 128): the step's
+// selection fused in front (FZ 2 also scoring the centroids, as selection 5): grid nsl x
+// n_head_kv, block (j, g) first cuts slice j of KV head g (cut3_cut, selection 4's cut; its
+// shared memory in the stream buffers), writes its chosen rows to its own region of the
+// scratch fz.rows (the slice's clusters' rows: no offset to agree on), and publishes their
+// count; once every slice's is (a third barrier, that carries the counts) they give the
+// list's layout (the always-attended tokens, then slice 0's rows, slice 1's, ...), and the
+// block attends piece j of nsl equal pieces of it: no list kernel boundary, no cursor, no
+// exit counter. The codes of its rows
+// are read from the scratch (and written to the list for the harness, which nothing in the
+// step reads). The KV head's last block merges and resets the selection's counters.
+struct FuseArgs {
+    const int32_t *d_pos = nullptr;
+    float frac = 0.f;
+    float *cscore = nullptr, *spart = nullptr;
+    int nbx = 0, nsl = 0;
+    int32_t *ws = nullptr, *rows = nullptr, *list = nullptr, *count = nullptr;
+};
+
+template <int D, int G, bool MMA, int W, bool PTAIL, bool BULK = false, int FZ = 0>
 __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
     TacticLayerDev L, const float *__restrict__ q, float scale, const int32_t *__restrict__ list,
     const int32_t *__restrict__ count, float *__restrict__ part_acc, float *__restrict__ part_ml,
-    int32_t *__restrict__ done, int nb, float *__restrict__ out, float *__restrict__ lse, int align) {
+    int32_t *__restrict__ done, int nb, float *__restrict__ out, float *__restrict__ lse, int align, FuseArgs fz) {
     constexpr int LPT = D / 8, TPW = 32 / LPT, R = 2048 / D, STEPS = R / TPW, CPL = R * LPT / 32;
     constexpr int NT = W * 32, kMaxKv = 64;
     constexpr int LDS = MMA ? D + 8 : D;  // stage row stride, halves
@@ -421,19 +442,78 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
     extern __shared__ uint4 stream_smem_raw[];
     __half *smem = reinterpret_cast<__half *>(stream_smem_raw);
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, slot = lane / LPT, dl = lane % LPT;
-    const int H = L.n_head, Hkv = L.n_head_kv, group = H / Hkv, b = blockIdx.x;
+    const int H = L.n_head, Hkv = L.n_head_kv, group = H / Hkv;
+    const int b = FZ > 0 ? blockIdx.y * fz.nsl + blockIdx.x : blockIdx.x;
     __shared__ int s_cnt[kMaxKv];
     __shared__ float s_p[W][G][R];
     __shared__ float s_m[W][G], s_l[W][G];
     __shared__ int s_last;
-    pdl_wait();  // count, the lists and q come from earlier kernels of the step
-    pdl_trigger();
-    for (int k = threadIdx.x; k < Hkv && k < kMaxKv; k += NT) s_cnt[k] = count[k];
-    __syncthreads();
-    auto cnt_of = [&](int k) { return k < kMaxKv ? s_cnt[k] : count[k]; };
+    // FZ: the slices' first rows in the list after the always-attended ones (s_pre), their
+    // regions of the scratch (s_reg); the list's length, the always-attended tokens.
+    __shared__ int s_pre[kSpMaxSlices + 1], s_reg[kSpMaxSlices], s_fz[4];
+    int32_t *fz_w = nullptr;
+    if constexpr (FZ > 0) {
+        static_assert(MMA && !BULK && W * 32 == kSpThreads, "the fused step's shape");
+        const int kvh = blockIdx.y, blk = blockIdx.x, nsl = fz.nsl, tid = threadIdx.x;
+        fz_w = fz.ws + int64_t(kvh) * c3_ws_ints(2 * G);
+        int32_t *slice_rows = fz_w + kC3Slices;
+        const int C = L.n_clusters[kvh], per = (C + nsl - 1) / nsl;
+        const int32_t *coff = L.coff + int64_t(kvh) * (L.cmax + 1);
+        if (tid < nsl) s_reg[tid] = C > 0 ? coff[min(tid * per, C)] - coff[0] : 0;  // (static data: before the wait)
+        float *s_h = reinterpret_cast<float *>(smem);
+        float(*s_sc)[kSpPer] = reinterpret_cast<float(*)[kSpPer]>(s_h + kOneB);
+        uint8_t *s_take = reinterpret_cast<uint8_t *>(s_h + kOneB + G * kSpPer);
+        int first[kSpItems], tok[kSpItems];
+        bool in[kSpItems], sel[kSpItems];
+        const Cut3Out co = cut3_cut<0, G, true, FZ == 2 ? D : 0>(L, fz.d_pos, fz.frac, 0.f, scale, q, fz.cscore, fz.spart,
+                                                                 fz.nbx, fz_w, nsl, kvh, blk, s_h, s_sc, s_take, first,
+                                                                 tok, in, sel);
+        const int my_rows = cut3_write_rows(sel, first, tok, fz.rows + int64_t(kvh) * L.n_ctx,
+                                            [&](int) { return s_reg[blk]; }, s_h);
+        // Publish this slice's count (+ 1: zero is "not yet"), its rows written before (the
+        // release orders the block's writes, ordered before thread 0's by the barrier of
+        // cut3_write_rows); wait for every slice's: a barrier that carries the counts.
+        if (tid == 0) {
+            asm volatile("fence.acq_rel.gpu;\n" ::: "memory");
+            asm volatile("st.relaxed.gpu.global.b32 [%0], %1;\n" ::"l"(slice_rows + blk), "r"(my_rows + 1) : "memory");
+        }
+        if (warp == 0) {
+            int v = 0;
+            if (lane < nsl)
+                while (true) {
+                    asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(slice_rows + lane) : "memory");
+                    if (v != 0) break;
+                    __nanosleep(32);
+                }
+            v = v > 0 ? v - 1 : 0;
+#pragma unroll
+            for (int o = 1; o < 32; o <<= 1) {
+                const int u = __shfl_up_sync(0xffffffffu, v, o);
+                if (lane >= o) v += u;
+            }
+            if (lane < nsl) s_pre[lane + 1] = v;
+            const int chosen = __shfl_sync(0xffffffffu, v, nsl - 1);
+            if (lane == 0) {
+                s_pre[0] = 0;
+                const int n = co.n, cb = min(L.range[0], n), ce = min(max(L.range[1], cb), n);
+                s_fz[0] = cb + (n - ce) + chosen;
+                s_fz[1] = cb + (n - ce);
+                s_fz[2] = cb;
+                s_fz[3] = ce;
+            }
+        }
+        __syncthreads();
+        if (blk == 0 && tid == 0) fz.count[kvh] = s_fz[0];
+    } else {
+        pdl_wait();  // count, the lists and q come from earlier kernels of the step
+        pdl_trigger();
+        for (int k = threadIdx.x; k < Hkv && k < kMaxKv; k += NT) s_cnt[k] = count[k];
+        __syncthreads();
+    }
+    auto cnt_of = [&](int k) { return FZ > 0 ? s_fz[0] : k < kMaxKv ? s_cnt[k] : count[k]; };
     int64_t tot = 0;
-    for (int k = 0; k < Hkv; k++) tot += cnt_of(k);
-    const int nbe = active_blocks(tot, nb);
+    for (int k = 0; k < (FZ > 0 ? 0 : Hkv); k++) tot += cnt_of(k);
+    const int nbe = FZ > 0 ? 1 : active_blocks(tot, nb);
     const int64_t r0 = b < nbe ? piece_start(tot, b, nbe) : tot, r1 = b < nbe ? piece_start(tot, b + 1, nbe) : tot;
     // align (tactic_attend 5, 6): pieces never span two KV heads, so that no block runs two
     // pipelines one after the other (measured: the late blocks of the unaligned cut, such a
@@ -464,12 +544,18 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
     int gbase = 0;
 
     int64_t start = 0;
-    for (int kvh = 0; kvh < Hkv; kvh++) {
+    for (int kvh = FZ > 0 ? blockIdx.y : 0; kvh < (FZ > 0 ? blockIdx.y + 1 : Hkv); kvh++) {
         const int cnt = cnt_of(kvh);
         const int64_t kv_start = start;
         // this block's rows [s0, s1) of the KV head; the head's blocks bt0 .. bt1 - 1 (consecutive)
         int s0, s1, bt0, bt1;
-        if (aligned) {
+        if (FZ > 0) {  // piece blockIdx.x of nsl (empty where the list has fewer rows); every block merges in
+            const int nk = min(fz.nsl, cnt), j = blockIdx.x;
+            bt0 = kvh * fz.nsl;
+            bt1 = bt0 + fz.nsl;
+            s0 = j < nk ? int(int64_t(cnt) * j / nk) : 0;
+            s1 = j < nk ? int(int64_t(cnt) * (j + 1) / nk) : 0;
+        } else if (aligned) {
             const int f0 = ne_before + int(kv_start * (nba - n_ne) / tot);
             const int f1 = ne_before + (cnt > 0) + int((kv_start + cnt) * (nba - n_ne) / tot);
             const int nk = min(f1 - f0, cnt), j = b - f0;
@@ -486,7 +572,7 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
         start += cnt;
         ne_before += cnt > 0;
         const int h0 = kvh * group;
-        if (cnt == 0) {  // nothing to attend: no block touches this KV head, block 0 writes its zeros
+        if (cnt == 0 && FZ == 0) {  // nothing to attend: no block touches this KV head, block 0 writes its zeros
             if (b == 0) {
                 for (int e = threadIdx.x; e < group * D; e += NT) out[int64_t(h0) * D + e] = 0.f;
                 if (lse)
@@ -494,7 +580,7 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
             }
             continue;
         }
-        if (s0 >= s1) continue;  // block-uniform
+        if (s0 >= s1 && FZ == 0) continue;  // block-uniform (FZ: an empty piece still writes its empty partial)
         const int32_t *lst = list + int64_t(kvh) * L.n_ctx;
         const __half *Kc = L.k_cache + int64_t(kvh) * L.n_ctx * D, *Vc = L.v_cache + int64_t(kvh) * L.n_ctx * D;
         const __half *Ks = L.ks + int64_t(kvh) * L.cap * D, *Vs = L.vs + int64_t(kvh) * L.cap * D;
@@ -534,7 +620,26 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
         auto stage_row0 = [&](int k) { return s0 + (warp + W * k) * R; };
         auto load_code = [&](int k) {  // lane r: the list code of row r of stage k
             const int t = stage_row0(k) + lane;
-            return (k < n_k && lane < R && t < s1) ? lst[t] : kNoRow;
+            if (!(k < n_k && lane < R && t < s1)) return kNoRow;
+            if constexpr (FZ > 0) {
+                int code;
+                if (t < s_fz[1]) {
+                    code = -1 - (t < s_fz[2] ? t : s_fz[3] + (t - s_fz[2]));
+                } else {  // slice sl: the last whose first row is at most u
+                    const int u = t - s_fz[1];
+                    int lo = 0, hi = fz.nsl - 1;
+                    while (lo < hi) {
+                        const int mid = (lo + hi + 1) / 2;
+                        if (s_pre[mid] <= u) lo = mid;
+                        else hi = mid - 1;
+                    }
+                    code = __ldcg(fz.rows + int64_t(kvh) * L.n_ctx + s_reg[lo] + (u - s_pre[lo]));
+                }
+                fz.list[int64_t(kvh) * L.n_ctx + t] = code;
+                return code;
+            } else {
+                return lst[t];
+            }
         };
         auto buf = [&](int k) { return (gbase + k) % kStreamStages; };  // stage k's buffer
         auto issue = [&](int code_reg, int st) {  // stage rows' K and V -> buffer st
@@ -781,6 +886,11 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
             merge_kv_head_wide<D, G, NT>(part_acc, part_ml, H, h0, group, bt0, bt1, out, lse,
                                          reinterpret_cast<float *>(smem));
             if (threadIdx.x == 0) done[kvh] = 0;  // ready for the next step (graph replays)
+            if (FZ > 0 && threadIdx.x == 0) {  // every block of the KV head is past the selection's barriers:
+                fz_w[0] = 0;                   // cut3_cut's bar, the one cut's candidate count, the slices' counts
+                fz_w[3] = 0;
+                for (int j = 0; j < fz.nsl; j++) fz_w[kC3Slices + j] = 0;
+            }
         } else if (s_last) {
             __threadfence();
             // Each thread combines 4 dimensions of one head over the KV head's blocks, 8
@@ -947,7 +1057,27 @@ template <int D, int G, int W, bool PT, bool BULK = false>
 void launch_stream_mma(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
     launch_pdl(attend_stream_kernel<D, G, true, W, PT, BULK>, dim3(unsigned(b.n_blocks)), dim3(W * 32), stream_smem(D, W), s,
                L, a.q, a.scale, static_cast<const int32_t *>(b.list), static_cast<const int32_t *>(b.count), b.part_acc,
-               b.part_ml, b.done, b.n_blocks, a.out, tail_lse(L, a, b), PT ? stream_align() : 0);
+               b.part_ml, b.done, b.n_blocks, a.out, tail_lse(L, a, b), PT ? stream_align() : 0, FuseArgs{});
+}
+
+// tactic_select 9, 10: the fused step (FuseArgs), grid nsl x n_head_kv.
+template <int D, int G, int FZ>
+void launch_stream_fused(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, int nsl,
+                         cudaStream_t s) {
+    FuseArgs fz;
+    fz.d_pos = a.d_pos;
+    fz.frac = a.force_fraction;
+    fz.cscore = b.cscore;
+    fz.spart = b.spart;
+    fz.nbx = FZ == 2 ? nsl : score2_blocks(L.head_dim, L.cmax);
+    fz.nsl = nsl;
+    fz.ws = b.sel_ws;
+    fz.rows = b.rows;
+    fz.list = b.list;
+    fz.count = b.count;
+    launch_pdl(attend_stream_kernel<D, G, true, 8, true, false, FZ>, dim3(unsigned(nsl), unsigned(L.n_head_kv)), dim3(256),
+               stream_smem(D, 8), s, L, a.q, a.scale, static_cast<const int32_t *>(b.list),
+               static_cast<const int32_t *>(b.count), b.part_acc, b.part_ml, b.done, b.n_blocks, a.out, tail_lse(L, a, b), 0, fz);
 }
 
 template <int D, int G>
@@ -964,11 +1094,23 @@ void attend_stream_dg(const TacticLayerDev &L, const TacticStepArgs &a, const Ta
     }
     launch_pdl(attend_stream_kernel<D, G, false, kStreamWarps, false>, dim3(unsigned(b.n_blocks)), dim3(kStreamWarps * 32), stream_smem(D),
                s, L, a.q, a.scale, static_cast<const int32_t *>(b.list), static_cast<const int32_t *>(b.count),
-               b.part_acc, b.part_ml, b.done, b.n_blocks, a.out, tail_lse(L, a, b), 0);
+               b.part_acc, b.part_ml, b.done, b.n_blocks, a.out, tail_lse(L, a, b), 0, FuseArgs{});
 }
 
 template <int D>
 void attend_d(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
+    if constexpr (D == 128) {
+        const int nsl = tactic_fused_slices(L, a, b);
+        if (nsl > 0) {
+            const bool sc = options().tactic_select == 10;
+            switch (g_of(L.n_head / L.n_head_kv)) {
+                case 1: return sc ? launch_stream_fused<D, 1, 2>(L, a, b, nsl, s) : launch_stream_fused<D, 1, 1>(L, a, b, nsl, s);
+                case 2: return sc ? launch_stream_fused<D, 2, 2>(L, a, b, nsl, s) : launch_stream_fused<D, 2, 1>(L, a, b, nsl, s);
+                case 4: return sc ? launch_stream_fused<D, 4, 2>(L, a, b, nsl, s) : launch_stream_fused<D, 4, 1>(L, a, b, nsl, s);
+                default: return sc ? launch_stream_fused<D, 8, 2>(L, a, b, nsl, s) : launch_stream_fused<D, 8, 1>(L, a, b, nsl, s);
+            }
+        }
+    }
     const bool fused = options().tactic_fused != 0;
     switch (g_of(L.n_head / L.n_head_kv)) {
         case 1: fused ? attend_stream_dg<D, 1>(L, a, b, s) : attend_dg<D, 1>(L, a, b, s); break;
@@ -987,6 +1129,14 @@ void stream_attrs_v() {
     TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 4, MMA, W, PT, BULK>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 8, MMA, W, PT, BULK>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
 }
+template <int D, int FZ>
+void fused_attrs() {
+    const int smem = int(stream_smem(D, 8));
+    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 1, true, 8, true, false, FZ>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 2, true, 8, true, false, FZ>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 4, true, 8, true, false, FZ>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 8, true, 8, true, false, FZ>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+}
 template <int D>
 void stream_attrs() {
     stream_attrs_v<D, false, kStreamWarps, false>();
@@ -995,6 +1145,8 @@ void stream_attrs() {
         stream_attrs_v<D, true, kStreamWarps, true>();
         stream_attrs_v<D, true, kStreamWarps, true, true>();
         stream_attrs_v<D, true, 8, true>();
+        fused_attrs<D, 1>();
+        fused_attrs<D, 2>();
     }
 }
 
@@ -1040,6 +1192,23 @@ int occupancy_g(int group) {
 }
 
 }  // namespace
+
+int tactic_fused_slices(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b) {
+    const int v = options().tactic_select;
+    if ((v != 9 && v != 10) || L.head_dim != 128 || !use_mma<128>() || !options().tactic_fused ||
+        !options().tactic_group_budget || a.force_fraction <= 0.f || !b.rows || !b.sel_ws || !b.spart)
+        return 0;
+    // every block resident at once (the barriers), 1 a multiprocessor (the stream buffers)
+    static int occ = 0;
+    if (occ == 0) {
+        tactic_init_kernels();
+        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, attend_stream_kernel<128, 8, true, 8, true, false, 2>,
+                                                                256, stream_smem(128, 8)));
+    }
+    const int Hkv = L.n_head_kv;
+    const int nsl = std::min({kSpMaxSlices, occ * sm_count() / Hkv, b.n_blocks / Hkv});
+    return nsl >= 1 && int64_t(nsl) * kSpPer >= L.cmax ? nsl : 0;
+}
 
 int tactic_attn_blocks(int head_dim, int group) {
     tactic_init_kernels();  // the stream kernels' shared memory, before asking how many fit
@@ -1206,6 +1375,7 @@ void tactic_step_host(const TacticStepHost &in) {
     bufs.n_blocks = options().tactic_blocks > 0 ? options().tactic_blocks : tactic_attn_blocks(D, group);
     DevBuf d_cscore(sizeof(float) * size_t(H) * cmax), d_hsel(size_t(H) * cmax);
     DevBuf d_list(sizeof(int32_t) * size_t(Hkv) * in.n_ctx), d_count(sizeof(int32_t) * size_t(Hkv));
+    DevBuf d_rows(sizeof(int32_t) * size_t(Hkv) * in.n_ctx);
     DevBuf d_pacc(sizeof(float) * size_t(bufs.n_blocks) * H * D), d_pml(sizeof(float) * size_t(bufs.n_blocks) * H * 2);
     DevBuf d_q(sizeof(float) * size_t(H) * D), d_out(sizeof(float) * size_t(H) * D), d_pos(sizeof(int32_t));
     DevBuf d_done(sizeof(int32_t) * size_t(Hkv)), d_sel_ws(tactic_select_ws_bytes(H, Hkv));
@@ -1218,6 +1388,7 @@ void tactic_step_host(const TacticStepHost &in) {
     bufs.cscore = d_cscore.as<float>();
     bufs.hsel = d_hsel.as<uint8_t>();
     bufs.list = d_list.as<int32_t>();
+    bufs.rows = d_rows.as<int32_t>();
     bufs.count = d_count.as<int32_t>();
     bufs.part_acc = d_pacc.as<float>();
     bufs.part_ml = d_pml.as<float>();

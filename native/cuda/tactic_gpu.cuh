@@ -56,6 +56,8 @@ struct TacticStepBufs {
     float *tail_acc = nullptr;   // tactic_tail_bufs: the output estimate's partials [chunks][n_head][D],
     float *tail_ml = nullptr;    // [chunks][n_head][2],
     float *lse = nullptr;        // and the attention's log-sum-exp per head [n_head] (null: no estimate)
+    int32_t *rows = nullptr;     // [n_head_kv][n_ctx]: the fused step's chosen rows, each slice's in its own region
+                                 // (tactic_select 9, 10)
     int n_blocks = 0;            // attention blocks (the work is cut into at most this many pieces)
 };
 

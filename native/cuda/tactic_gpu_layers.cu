@@ -248,6 +248,7 @@ TacticGpu::TacticGpu(const TacticGpuParams &prm, const std::vector<uint8_t> &is_
     bufs_.cscore = static_cast<float *>(alloc(sizeof(float) * size_t(H_) * cmax_));
     bufs_.hsel = static_cast<uint8_t *>(alloc(size_t(H_) * cmax_));
     bufs_.list = static_cast<int32_t *>(alloc(sizeof(int32_t) * size_t(Hkv_) * n_ctx_));
+    bufs_.rows = static_cast<int32_t *>(alloc(sizeof(int32_t) * size_t(Hkv_) * n_ctx_));
     bufs_.count = static_cast<int32_t *>(alloc(sizeof(int32_t) * size_t(Hkv_)));
     bufs_.part_acc = static_cast<float *>(alloc(sizeof(float) * size_t(bufs_.n_blocks) * H_ * D_));
     bufs_.part_ml = static_cast<float *>(alloc(sizeof(float) * size_t(bufs_.n_blocks) * H_ * 2));

@@ -84,6 +84,12 @@ inline bool select_from_parts(const TacticStepBufs &b) {
 // computes the centroid scores itself, and tactic_score_dev enqueues nothing.
 bool tactic_select_scores(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b);
 
+// tactic_select 9 and 10 where they apply (head_dim 128, the group budget at a forced fraction,
+// every slice's block resident at once): the selection runs inside the attention kernel (10:
+// the centroid scores too), which tactic_attend_dev launches with this many slices a KV head;
+// 0 where it does not apply (then 9 and 10 run 4).
+int tactic_fused_slices(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b);
+
 // The selection kernels' one-time setup (their dynamic shared memory; tactic_init_kernels).
 void tactic_select_init();
 

@@ -7,6 +7,7 @@
 #include "cuda_ops.cuh"
 #include "cuda_util.cuh"
 #include "pdl.cuh"
+#include "tactic_cut.cuh"
 #include "tactic_gpu.cuh"
 #include "tactic_kernels.cuh"
 
@@ -274,6 +275,7 @@ void score2_d(const TacticLayerDev &L, const float *q, float *cscore, float *par
 template <int D>
 void score_d(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
     if (tactic_select_scores(L, a, b)) return;  // the selection scores (tactic_select 5)
+    if (options().tactic_select == 10 && tactic_fused_slices(L, a, b) > 0) return;  // the fused step scores
     score2_d<D>(L, a.q, b.cscore, select_from_parts(b) ? b.spart : nullptr, a.scale, s);
 }
 
@@ -288,7 +290,8 @@ void tactic_score_dev(const TacticLayerDev &L, const TacticStepArgs &a, const Ta
 }
 
 size_t tactic_score_parts_bytes(int n_head, int cmax) {
-    return sizeof(float) * 3 * size_t(n_head) * size_t(score2_blocks(256, std::max(1, cmax)));  // the most blocks
+    // the most blocks: the scoring kernels' or the fused step's slices (tactic_select 10)
+    return sizeof(float) * 3 * size_t(n_head) * size_t(std::max(score2_blocks(256, std::max(1, cmax)), kSpMaxSlices));
 }
 
 }  // namespace cuda
