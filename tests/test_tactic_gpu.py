@@ -30,7 +30,7 @@ needs_gpu = pytest.mark.skipif(gpu_count() == 0, reason="no usable CUDA GPU (the
 # The options the tests below set, at their compiled defaults (native/cuda/cuda_util.cuh's
 # Options): put back after every test.
 OPTION_DEFAULTS = {b"tactic_group_budget": 1, b"tactic_select": 9, b"tactic_score": 4, b"tactic_attend": 2,
-                   b"tactic_tail": 1}
+                   b"tactic_tail": 0}
 
 
 @pytest.fixture(autouse=True)
