@@ -1325,6 +1325,9 @@ void tactic_step_host(const TacticStepHost &in) {
         if (in.cmax > 0)
             TACTIC_CU(cudaMemcpy(d_cent32.as<float>() + size_t(g) * cmax * D, in.centroids + size_t(g) * in.cmax * D,
                                  sizeof(float) * size_t(in.cmax) * D, cudaMemcpyHostToDevice));
+    // st is non-blocking: nothing orders it after the legacy stream's copies and memset, and a
+    // pageable cudaMemcpy may return before its DMA lands (K, V, order, centroids read below).
+    TACTIC_CU(cudaDeviceSynchronize());
     to_f16_dev(d_cent32.as<float>(), int64_t(Hkv) * cmax * D, c0.cent.as<__half>(), st);
     tactic_pack_dev(c0.kc.as<__half>(), c0.vc.as<__half>(), Hkv, in.n_ctx, D, d_order.as<int32_t>(), cap, len,
                     c0.ks.as<__half>(), c0.vs.as<__half>(), st);
@@ -1401,6 +1404,7 @@ void tactic_step_host(const TacticStepHost &in) {
     d_pos.upload(&pos, sizeof(pos));
     d_out.poison();
     d_pacc.poison();  // rows no block wrote must never be read
+    TACTIC_CU(cudaDeviceSynchronize());  // q, pos and the poisoning (legacy stream) before st's graph
     TacticStepArgs args;
     args.q = d_q.as<float>();
     args.d_pos = d_pos.as<int32_t>();
