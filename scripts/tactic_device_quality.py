@@ -79,6 +79,9 @@ def main() -> int:
                                      "comparison of two devices on the same positions")
     ap.add_argument("--kl-ref", help="another run's --kl-out file (e.g. docs/results/kl_cpu_s10.npz, the CPU's): "
                                      "print the paired difference of the mean KL on the same positions")
+    ap.add_argument("--kmeans-seed", type=int, default=None,
+                    help="the Tactic model's seed (Model(seed=...): its K-means initialisation); the spread of the KL "
+                         "over seeds is the CPU's own run-to-run spread, against which a GPU difference is read")
     ap.add_argument("--cuda-option", action="append", default=[], metavar="NAME=VALUE",
                     help="tactic_cuda_set_option before the models open (repeatable), e.g. tactic_tail=0")
     args = ap.parse_args()
@@ -99,7 +102,7 @@ def main() -> int:
     n_ctx = max(args.ctx) + max(args.kl_steps, args.speed_steps) + 64
     kw = dict(n_ctx=n_ctx, device=args.device, n_threads=args.threads)
     full = pytactic.Model(path, attention="full", **kw)
-    tac = pytactic.Model(path, attention="tactic", tactic_p=args.p, **kw)
+    tac = pytactic.Model(path, attention="tactic", tactic_p=args.p, seed=args.kmeans_seed, **kw)
     print(f"model {Path(path).name}, device {full.device}, P = {args.p}, library {pytactic.__file__}")
     rows = []
     print("| context | KL positions | mean KL | p99 KL | top-1 agreement | attended share / head | "
