@@ -763,6 +763,24 @@ def tiny_llama(tmp_path_factory):
     return tiny_gguf(tmp_path_factory, "llama-tiny", seed=5, n_embd=256, head_dim=64)
 
 
+@pytest.fixture(scope="module")
+def tiny_gemma(tmp_path_factory):
+    """A six-layer Gemma 3 of random weights (Q8_0; the real Gemma 3 270M's attention: 4
+    query heads, 1 KV head, head_dim 256, layer 5 global, the others a sliding window of
+    128): the head size and layer pattern the real model runs Tactic on."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "make_random_gguf.py"
+    spec = importlib.util.spec_from_file_location("make_random_gguf", script)
+    mrg = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mrg)
+    out = tmp_path_factory.mktemp("tactic_gpu") / "gemma-tiny.gguf"
+    mrg.make_random_gguf(out, "gemma-3-270m", "q8_0", seed=7, qk_scale=2.0, output_scale=0.4, n_layer=6,
+                         n_embd=256, n_ff=512, vocab=1024, sliding_window=128)
+    return str(out)
+
+
 def tiny_gguf(tmp_path_factory, name, seed, n_embd, head_dim):
     """A two-layer Llama-shaped Q8_0 file of random weights (4 query heads, 2 KV heads)."""
     import importlib.util
@@ -807,16 +825,61 @@ def decode_logits(path, ids, n_prefill, attention, truncate_to=None, **fields):
 
 @pytest.mark.gpu
 @needs_gpu
-def test_backend_tactic_all_tokens_equals_full(tiny_llama, f32_activations):
+@pytest.mark.parametrize("model", ["tiny_llama", "tiny_gemma"])
+def test_backend_tactic_all_tokens_equals_full(model, f32_activations, request):
     """Forced fraction 1: every cluster is selected, so each decode step attends every
     token through the pages (K-means on the GPU, rows copied in cluster order, blocks of
     256 appended as tokens leave the recent window): the logits of full attention."""
     rng = np.random.default_rng(2)
     ids = [1] + rng.integers(3, 1024, 1399).tolist()
-    full = decode_logits(tiny_llama, ids, 900, FULL_ATTN)
-    tac = decode_logits(tiny_llama, ids, 900, TACTIC_ATTN, tactic_force_fraction=1.0)
+    path = request.getfixturevalue(model)
+    full = decode_logits(path, ids, 900, FULL_ATTN)
+    tac = decode_logits(path, ids, 900, TACTIC_ATTN, tactic_force_fraction=1.0)
     rel = np.linalg.norm(tac - full, axis=-1) / np.linalg.norm(full, axis=-1)
     assert np.isfinite(tac).all() and rel.max() < 1e-3, rel.max()
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("model", ["tiny_llama", "tiny_gemma"])
+def test_backend_tactic_p1_equals_full(model, f32_activations, request):
+    """The mass target at P = 1 keeps every token, as on the CPU: the logits of full
+    attention. (The candidate cut of the centroid proxy's mass alone stops short of
+    clusters whose proxy weight rounds to nothing: on the real Gemma 3 270M at 16K its KL
+    against full attention was 0.0040, as much as P = 0.9's.) Below 1 the step leaves
+    tokens out, so the logits differ from full attention's."""
+    path = request.getfixturevalue(model)
+    rng = np.random.default_rng(3)
+    ids = [1] + rng.integers(3, 1024, 1399).tolist()
+    full = decode_logits(path, ids, 900, FULL_ATTN)
+    tac = decode_logits(path, ids, 900, TACTIC_ATTN, tactic_p=1.0)
+    rel = np.linalg.norm(tac - full, axis=-1) / np.linalg.norm(full, axis=-1)
+    assert np.isfinite(tac).all() and rel.max() < 1e-3, rel.max()
+    part = decode_logits(path, ids, 900, TACTIC_ATTN, tactic_p=0.5)
+    rel = np.linalg.norm(part[900:] - full[900:], axis=-1) / np.linalg.norm(full[900:], axis=-1)
+    assert np.median(rel) > 1e-5, np.median(rel)
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_backend_tactic_cand_div_grows_the_candidates(tiny_llama, f32_activations):
+    """tactic_cand_div: the candidate target 1 - (1 - P) / div of the centroid mass. At P =
+    0.5, div 1 (half the proxy mass) leaves more out than div 64 (99%), so its logits are
+    further from full attention's (median over the decoded steps); the default 4 lies
+    between, up to noise."""
+    rng = np.random.default_rng(5)
+    ids = [1] + rng.integers(3, 1024, 1399).tolist()
+    full = decode_logits(tiny_llama, ids, 900, FULL_ATTN)[900:]
+    errs = {}
+    for d in (1, 4, 64):
+        assert lib.tactic_cuda_set_option(b"tactic_cand_div", d) == 0
+        try:
+            tac = decode_logits(tiny_llama, ids, 900, TACTIC_ATTN, tactic_p=0.5)[900:]
+        finally:
+            lib.tactic_cuda_set_option(b"tactic_cand_div", 4)
+        errs[d] = np.median(np.linalg.norm(tac - full, axis=-1) / np.linalg.norm(full, axis=-1))
+    assert lib.tactic_cuda_set_option(b"tactic_cand_div", 0) == TACTIC_ERR_INVALID_ARGUMENT
+    assert errs[1] > 1.2 * errs[64] and errs[1] * 1.05 >= errs[4] >= errs[64] * 0.95, errs
 
 
 @pytest.mark.gpu
