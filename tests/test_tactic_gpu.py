@@ -806,10 +806,10 @@ def f32_activations():
     lib.tactic_cuda_set_option(b"matvec_q8", 1)
 
 
-def decode_logits(path, ids, n_prefill, attention, truncate_to=None, **fields):
+def decode_logits(path, ids, n_prefill, attention, truncate_to=None, n_ctx=2048, **fields):
     from pytactic.lowlevel import NativeSession
 
-    with NativeSession(path, n_ctx=2048, attention=attention, device=CUDA, **fields) as s:
+    with NativeSession(path, n_ctx=n_ctx, attention=attention, device=CUDA, **fields) as s:
         if truncate_to is not None:  # a different continuation first, then rewind
             s.eval(ids[:n_prefill] + [7] * 300)
             for t in [9] * 40:
@@ -837,6 +837,22 @@ def test_backend_tactic_all_tokens_equals_full(model, f32_activations, request):
     tac = decode_logits(path, ids, 900, TACTIC_ATTN, tactic_force_fraction=1.0)
     rel = np.linalg.norm(tac - full, axis=-1) / np.linalg.norm(full, axis=-1)
     assert np.isfinite(tac).all() and rel.max() < 1e-3, rel.max()
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_backend_tactic_all_tokens_long_context(tiny_gemma, f32_activations):
+    """Fraction 1 and P = 1 at the real Gemma's scale of the cache (a 6,000-token prompt in a
+    16K context: thousands of clusters, the first clustering in several K-means launches, the
+    selection spread over several blocks, a full grid of attention blocks): the logits of
+    full attention."""
+    rng = np.random.default_rng(9)
+    ids = [1] + rng.integers(3, 1024, 6299).tolist()
+    full = decode_logits(tiny_gemma, ids, 6000, FULL_ATTN, n_ctx=16384)
+    for extra in (dict(tactic_force_fraction=1.0), dict(tactic_p=1.0)):
+        tac = decode_logits(tiny_gemma, ids, 6000, TACTIC_ATTN, n_ctx=16384, **extra)
+        rel = np.linalg.norm(tac - full, axis=-1) / np.linalg.norm(full, axis=-1)
+        assert np.isfinite(tac).all() and rel.max() < 1e-3, (extra, rel.max())
 
 
 @pytest.mark.gpu
