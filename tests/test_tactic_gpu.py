@@ -873,7 +873,7 @@ def test_backend_tactic_p1_equals_full(model, f32_activations, request):
     assert np.isfinite(tac).all() and rel.max() < 1e-3, rel.max()
     part = decode_logits(path, ids, 900, TACTIC_ATTN, tactic_p=0.5)
     rel = np.linalg.norm(part[900:] - full[900:], axis=-1) / np.linalg.norm(full[900:], axis=-1)
-    assert np.median(rel) > 1e-5, np.median(rel)
+    assert rel.max() > 1e-4, rel.max()  # (random attention is flat: at some steps P = 0.5 still takes every cluster)
 
 
 @pytest.mark.gpu
@@ -881,7 +881,7 @@ def test_backend_tactic_p1_equals_full(model, f32_activations, request):
 def test_backend_tactic_cand_div_grows_the_candidates(tiny_llama, f32_activations):
     """tactic_cand_div: the candidate target 1 - (1 - P) / div of the centroid mass. At P =
     0.5, div 1 (half the proxy mass) leaves more out than div 64 (99%), so its logits are
-    further from full attention's (median over the decoded steps); the default 4 lies
+    further from full attention's (median over the decoded steps); 4 (the first prefix of the CPU) lies
     between, up to noise."""
     rng = np.random.default_rng(5)
     ids = [1] + rng.integers(3, 1024, 1399).tolist()
@@ -892,7 +892,7 @@ def test_backend_tactic_cand_div_grows_the_candidates(tiny_llama, f32_activation
         try:
             tac = decode_logits(tiny_llama, ids, 900, TACTIC_ATTN, tactic_p=0.5)[900:]
         finally:
-            lib.tactic_cuda_set_option(b"tactic_cand_div", 4)
+            lib.tactic_cuda_set_option(b"tactic_cand_div", 16)  # the default
         errs[d] = np.median(np.linalg.norm(tac - full, axis=-1) / np.linalg.norm(full, axis=-1))
     assert lib.tactic_cuda_set_option(b"tactic_cand_div", 0) == TACTIC_ERR_INVALID_ARGUMENT
     assert errs[1] > 1.2 * errs[64] and errs[1] * 1.05 >= errs[4] >= errs[64] * 0.95, errs

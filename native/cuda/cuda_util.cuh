@@ -115,10 +115,11 @@ struct Options {
                             // bulk copies of the rows (sm_90; below it 3). 2-4 at head_dim 128 only;
                             // 2 measured fastest (H200, 128K 10%: 26.7 vs 29.2 us; gpu_sa_s8.md);
                             // 5, 6: 2, 3 with pieces that never span two KV heads (not yet measured)
-    int tactic_cand_div = 4;  // under the mass target each query head's candidate clusters hold 1 - (1 - P) / this
-                              // of the centroid mass (the CPU's bounded selector's first prefix: 4; the GPU has
-                              // no growth rounds or token pruning after it, so a larger value trades tokens for
-                              // the mass the CPU's growth would add)
+    int tactic_cand_div = 16;  // under the mass target each query head's candidate clusters hold 1 - (1 - P) / this
+                               // of the centroid mass. The CPU's bounded selector starts at 4 and grows the
+                               // candidates where its tail bound says so; the GPU has no growth rounds, so it
+                               // starts wider: 16 brought the real Gemma's KL to the CPU's (16K 0.00407 vs 4's
+                               // 0.00435, paired -0.00028 +- 0.00015) at the same tok/s (docs/results/gpu_session11.md)
     int tactic_tail = 0;    // 1: under the mass target, Tactic on the GPU adds the output estimate of the
                             // clusters a KV group does not attend (tactic_tail.cu), as the CPU's bounded selector.
                             // Off: on the real Gemma it did not lower the KL measurably (16K 0.00447 on against

@@ -420,7 +420,8 @@ void TacticGpu::step(int il, const float *q, const int32_t *d_pos, float *out, c
     // P = 1 keeps every cached token, as on the CPU (a cut of the centroid proxy's mass can stop
     // short of clusters whose proxy weight rounds to nothing).
     a.force_fraction = prm_.force_fraction > 0.f ? prm_.force_fraction : prm_.p >= 1.f ? 1.f : 0.f;
-    // The kernels' candidate target is 1 - (1 - p) / 4 of the mass: p chosen so it is 1 - (1 - P) / div.
+    // The kernels' candidate target is 1 - (1 - p) / 4 of the mass: p chosen so it is 1 - (1 - P) / div
+    // (options().tactic_cand_div).
     a.p = 1.f - (1.f - prm_.p) * 4.f / float(options().tactic_cand_div);
     a.out = out;
     tactic_step_dev(layers_[size_t(il)].dev, a, bufs_, s);
