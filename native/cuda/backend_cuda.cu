@@ -202,6 +202,9 @@ public:
         TACTIC_CU(cudaStreamSynchronize(stream_));
         TACTIC_CU(cudaMemcpy(to_host ? static_cast<void *>(host) : d, to_host ? static_cast<const void *>(d) : host, bytes,
                              to_host ? cudaMemcpyDeviceToHost : cudaMemcpyHostToDevice));
+        // from pageable memory the copy may return before its DMA lands, and stream_ (non-blocking)
+        // is not ordered after the legacy stream
+        if (!to_host) TACTIC_CU(cudaDeviceSynchronize());
     }
     bool hidden_to_device() {
         if (layers_only_)

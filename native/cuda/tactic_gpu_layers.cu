@@ -203,6 +203,10 @@ void *TacticGpu::alloc(size_t bytes) {
     TACTIC_CU(cudaMalloc(&p, std::max<size_t>(bytes, 16)));
     allocs_.push_back(p);
     TACTIC_CU(cudaMemset(p, 0, std::max<size_t>(bytes, 16)));
+    // cudaMemset runs on the legacy stream, which the backend's non-blocking stream is not ordered
+    // after: without this wait the step's counters and workspaces (reused, dirty memory once other
+    // contexts freed theirs) could be read before they are zero (illegal accesses on the H200).
+    TACTIC_CU(cudaDeviceSynchronize());
     return p;
 }
 
