@@ -10,6 +10,8 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site:$PWD TACTIC_LIB=/root/build/libtactic.so
 t0=$(date +%s); say() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
 G=/root/models/gemma-3-270m-q4_k_m.gguf
+# (ran with tests/test_tactic_gpu.py of exp-s11 at e9e75f6 carried as tests/test_tactic_gpu_exp.py; the copy is gone,
+# the tests are in main's tests/test_tactic_gpu.py)
 cp docs/results/s11/jobs/test_tactic_gpu_exp.py tests/test_tactic_gpu_exp.py
 timeout 60 python3 -m pytest -q -p no:cacheprovider -rs --tb=short tests/test_tactic_gpu_exp.py -k "p1_equals or cand_div or all_tokens" 2>&1 | tail -15 | tee "$OUT/tests_exp.log"
 say tests
