@@ -768,21 +768,18 @@ def tiny_gemma(tmp_path_factory):
     """A six-layer Gemma 3 of random weights (Q8_0; the real Gemma 3 270M's attention: 4
     query heads, 1 KV head, head_dim 256, layer 5 global, the others a sliding window of
     128): the head size and layer pattern the real model runs Tactic on."""
-    import importlib.util
-    from pathlib import Path
-
-    script = Path(__file__).resolve().parent.parent / "scripts" / "make_random_gguf.py"
-    spec = importlib.util.spec_from_file_location("make_random_gguf", script)
-    mrg = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mrg)
-    out = tmp_path_factory.mktemp("tactic_gpu") / "gemma-tiny.gguf"
-    mrg.make_random_gguf(out, "gemma-3-270m", "q8_0", seed=7, qk_scale=2.0, output_scale=0.4, n_layer=6,
-                         n_embd=256, n_ff=512, vocab=1024, sliding_window=128)
-    return str(out)
+    return random_gguf(tmp_path_factory, "gemma-tiny", "gemma-3-270m", seed=7, n_layer=6, n_embd=256, n_ff=512,
+                       vocab=1024, sliding_window=128)
 
 
 def tiny_gguf(tmp_path_factory, name, seed, n_embd, head_dim):
     """A two-layer Llama-shaped Q8_0 file of random weights (4 query heads, 2 KV heads)."""
+    return random_gguf(tmp_path_factory, name, "llama-3.1-8b", seed=seed, n_layer=2, n_embd=n_embd, n_head=4,
+                       n_head_kv=2, n_ff=512, vocab=1024, head_dim=head_dim)
+
+
+def random_gguf(tmp_path_factory, name, preset, seed, **shape):
+    """scripts/make_random_gguf.py's file of the preset with the shape's overrides (Q8_0)."""
     import importlib.util
     from pathlib import Path
 
@@ -791,8 +788,7 @@ def tiny_gguf(tmp_path_factory, name, seed, n_embd, head_dim):
     mrg = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mrg)
     out = tmp_path_factory.mktemp("tactic_gpu") / f"{name}.gguf"
-    mrg.make_random_gguf(out, "llama-3.1-8b", "q8_0", seed=seed, qk_scale=2.0, output_scale=0.4, n_layer=2,
-                         n_embd=n_embd, n_head=4, n_head_kv=2, n_ff=512, vocab=1024, head_dim=head_dim)
+    mrg.make_random_gguf(out, preset, "q8_0", seed=seed, qk_scale=2.0, output_scale=0.4, **shape)
     return str(out)
 
 
