@@ -157,6 +157,7 @@ def step_row(n, f, var, args, q, K, V, layout, c_begin, c_end, scale, probs, out
     oerr = float(np.linalg.norm(out - out_full) / np.linalg.norm(out_full))
     row = dict(n_tokens=n, fraction=f, queries=args.queries, fused=var["fused"], mma=var["mma"],
                group_budget=var["group_budget"], select=var["select"], score=var["score"], attend=var["attend"],
+               score_blocks=var.get("score_blocks", 0),
                tail=var["tail"] if f == 0 else 0,
                copies_opt=var["copies"], p=None if f > 0 else args.p, attended_share=share,
                head_mass_min=min(mass), head_mass_mean=float(np.mean(mass)), attended_min=int(nsel.min()),
@@ -173,6 +174,30 @@ def step_row(n, f, var, args, q, K, V, layout, c_begin, c_end, scale, probs, out
     return row
 
 
+FUSED_MARKS = {0: "entry", 1: "cut: past pdl_wait", 2: "cut: partials merged", 3: "cut: histogram added",
+               4: "cut: barrier 1", 5: "cut: digit, candidates", 6: "cut: barrier 2", 7: "cut: resolved",
+               8: "rows written", 9: "counts known", 10: "attention streamed", 11: "partials written",
+               12: "merged (end)"}
+SCORE_MARKS = {0: "entry", 1: "past pdl_wait", 2: "scores written", 3: "partials written (end)"}
+
+
+def print_trace():
+    """A trace build's phase timestamps of the last step replayed (the last layer copy): per
+    mark, min / median / max over blocks, us after the scoring kernel's first pdl_wait return."""
+    fused = np.zeros((1024, 16), np.uint64)
+    score = np.zeros((1024, 16), np.uint64)
+    check(lib.tactic_cuda_step_trace(ffi.cast("uint64_t *", ffi.from_buffer(fused)),
+                                     ffi.cast("uint64_t *", ffi.from_buffer(score))))
+    t1 = score[:, 1][score[:, 1] > 0]
+    t0 = int(t1.min()) if t1.size else int(fused[:, 0][fused[:, 0] > 0].min())
+    for name, tab, marks in (("scores", score, SCORE_MARKS), ("fused step", fused, FUSED_MARKS)):
+        print(f"trace, {name}: us after the scores' first pdl_wait return (min / median / max over blocks)")
+        for m, label in marks.items():
+            v = tab[:, m][tab[:, m] > 0].astype(np.int64) - t0
+            if v.size:
+                print(f"  {m:2d} {label:28s} {v.min()/1e3:7.2f} {np.median(v)/1e3:7.2f} {v.max()/1e3:7.2f}  ({v.size} blocks)")
+
+
 def set_variant(v):
     check(lib.tactic_cuda_set_option(b"tactic_group_budget", v["group_budget"]))
     check(lib.tactic_cuda_set_option(b"tactic_copies", v["copies"]))
@@ -184,6 +209,7 @@ def set_variant(v):
     check(lib.tactic_cuda_set_option(b"tactic_attend", v["attend"]))
     check(lib.tactic_cuda_set_option(b"pdl", v.get("pdl", 1)))  # (a variant may turn PDL off)
     check(lib.tactic_cuda_set_option(b"tactic_tail", v["tail"]))
+    check(lib.tactic_cuda_set_option(b"tactic_score_blocks", v.get("score_blocks", 0)))  # (scores 5's grid)
 
 
 def main():
@@ -212,7 +238,7 @@ def main():
     ap.add_argument("--score", type=int, default=4,
                     help="option tactic_score: 2 all rows requested before "
                          "pdl_wait, q in shared memory, 3 that kernel with the rows after pdl_wait, 4 that on tensor "
-                         "cores")
+                         "cores (default), 5 that in one resident wave with its first loads before pdl_wait")
     ap.add_argument("--attend", type=int, default=2,
                     help="option tactic_attend (the tensor-core streaming attention): 1 four warps a block, the "
                          "sequential merge tail; 2 eight warps (head_dim 128) + the parallel tail; 3 four warps + "
@@ -223,7 +249,10 @@ def main():
                          "mass target (the P row; forced fractions never run it), 0 off")
     ap.add_argument("--variants", default="",
                     help="more passes over the same keys, ';'-separated, each 'name=value,...' of group_budget, "
-                         "copies, blocks, fused, mma, select, score, attend, pdl, tail (e.g. 'group_budget=1;mma=1')")
+                         "copies, blocks, fused, mma, select, score, attend, pdl, tail, score_blocks "
+                         "(e.g. 'group_budget=1;mma=1')")
+    ap.add_argument("--trace", action="store_true",
+                    help="print each row's phase timestamps (a library built with cmake -DTACTIC_STEP_TRACE=ON)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     import torch
@@ -284,6 +313,8 @@ def main():
             for f in fracs:  # 0.0: the mass target P = --p
                 rows.append(step_row(n, f, var, args, q, K, V, layout, c_begin, c_end, scale, probs, out_full,
                                      full_ms, sdpa_ms, t_km))
+                if args.trace:
+                    print_trace()
         check(lib.tactic_cuda_set_option(b"bench_iters", 0))
         del Kt, Vt, K, V
         torch.cuda.empty_cache()

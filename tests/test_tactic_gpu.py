@@ -30,7 +30,7 @@ needs_gpu = pytest.mark.skipif(gpu_count() == 0, reason="no usable CUDA GPU (the
 # The options the tests below set, at their compiled defaults (native/cuda/cuda_util.cuh's
 # Options): put back after every test.
 OPTION_DEFAULTS = {b"tactic_group_budget": 1, b"tactic_select": 9, b"tactic_score": 4, b"tactic_attend": 2,
-                   b"tactic_tail": 0}
+                   b"tactic_tail": 0, b"tactic_score_blocks": 0}
 
 
 @pytest.fixture(autouse=True)
@@ -232,19 +232,27 @@ SHAPES = [  # n_head, n_head_kv, head_dim
 # selection from the scoring blocks' partials (scores 3: FMAs, rows after pdl_wait); v4 scores
 # 4 (the kernel of 3 on tensor cores) with selection 3; v5 the defaults, scores 4 with
 # selection 4 (one radix level, one barrier fewer); v6 selection 5 (4 scoring the centroids
-# itself where head_dim is 128; elsewhere 4 after scores 4).
-SCORE_VERSIONS = {"v1": (3, 1), "v3": (3, 3), "v4": (4, 3), "v5": (4, 4), "v6": (4, 5)}
+# itself where head_dim is 128; elsewhere 4 after scores 4); s5 scores 5 (4 in one early
+# wave) with selection 4, s5sel3 with selection 3; s5few that with 8 scoring blocks (option
+# tactic_score_blocks: each block loops over many chunks).
+SCORE_VERSIONS = {"v1": (3, 1), "v3": (3, 3), "v4": (4, 3), "v5": (4, 4), "v6": (4, 5), "s5": (5, 4),
+                  "s5sel3": (5, 3), "s5few": (5, 3, 8)}
+
+
+def set_score(score, select, score_blocks=0):
+    assert lib.tactic_cuda_set_option(b"tactic_score", score) == 0
+    assert lib.tactic_cuda_set_option(b"tactic_select", select) == 0
+    assert lib.tactic_cuda_set_option(b"tactic_score_blocks", score_blocks) == 0
 
 
 @pytest.fixture(params=list(SCORE_VERSIONS.values()), ids=list(SCORE_VERSIONS))
 def score_version(request):
     """Each centroid scoring kernel and selection (options tactic_score and tactic_select),
     after the options' bounds are checked."""
-    for name, bad in ((b"tactic_score", 1), (b"tactic_score", 5), (b"tactic_select", 2), (b"tactic_select", 6)):
+    for name, bad in ((b"tactic_score", 1), (b"tactic_score", 6), (b"tactic_select", 2), (b"tactic_select", 6),
+                      (b"tactic_score_blocks", -1)):
         assert lib.tactic_cuda_set_option(name, bad) == TACTIC_ERR_INVALID_ARGUMENT
-    score, select = request.param
-    assert lib.tactic_cuda_set_option(b"tactic_score", score) == 0
-    assert lib.tactic_cuda_set_option(b"tactic_select", select) == 0
+    set_score(*request.param)
     yield request.param  # (per_head_budget puts the defaults back)
 
 
@@ -516,9 +524,9 @@ def twin_group_select(q, layout, c_begin, c_end, n, frac, scale):
 # select3 from the scores' partials (scores 2, rows before pdl_wait); mmascore scores 4 with
 # selection 3; select4 one radix level (scores 4); select5 that scoring the centroids itself (head_dim 128);
 # fused9 (the default) / fused10 selection 4 inside the attention kernel (10: the scores too; head_dim 128,
-# else 4).
+# else 4); score5 scores 5 with 9; score5few that with 8 scoring blocks and selection 4.
 GROUP_VERSIONS = {"select1": (2, 1), "select3": (2, 3), "mmascore": (4, 3), "select4": (4, 4), "select5": (4, 5),
-                  "fused9": (4, 9), "fused10": (4, 10)}
+                  "fused9": (4, 9), "fused10": (4, 10), "score5": (5, 9), "score5few": (5, 4, 8)}
 
 
 @pytest.fixture(params=list(GROUP_VERSIONS.values()), ids=list(GROUP_VERSIONS))
@@ -526,9 +534,7 @@ def group_budget(request):
     """The group budget on, with each selection kernel (option tactic_select) and scores."""
     assert lib.tactic_cuda_set_option(b"tactic_group_budget", 2) == TACTIC_ERR_INVALID_ARGUMENT
     assert lib.tactic_cuda_set_option(b"tactic_group_budget", 1) == 0
-    score, select = request.param
-    assert lib.tactic_cuda_set_option(b"tactic_select", select) == 0
-    assert lib.tactic_cuda_set_option(b"tactic_score", score) == 0
+    set_score(*request.param)
     yield request.param  # (per_head_budget puts the defaults back)
 
 

@@ -108,7 +108,12 @@ struct Options {
                             // pdl_wait, q in shared memory (one wave); 3 that kernel, rows after pdl_wait
                             // (3/3 measured fastest on the H200: docs/results/gpu_session7.md); 4 the
                             // kernel of 3 with the dot products on tensor cores (q in f16 hi + lo): 4
-                            // measured fastest (H200, 128K: 7.9 vs 17.6 us; docs/results/gpu_sa_s8.md)
+                            // measured fastest (H200, 128K: 7.9 vs 17.6 us; docs/results/gpu_sa_s8.md);
+                            // 5 the kernel of 4 as one resident wave, each block's first chunk requested
+                            // before pdl_wait (the same scores): measured faster (H200, 128K 10%: step
+                            // 43.3 vs 46.4 us), not yet default: with per-head selection 3 the model's
+                            // decode hit an illegal address on the H200 (docs/results/sc_s11.md)
+    int tactic_score_blocks = 0;  // scores 5's grid: at most this many blocks (0: one resident wave)
     int tactic_attend = 2;  // Tactic's tensor-core streaming attention: 1 four warps a block, the merge tail
                             // one L2 round trip per 8 blocks; 2 eight warps a block (head_dim 128) and the
                             // parallel merge tail; 3 four warps and the parallel tail; 4 that with TMA

@@ -124,8 +124,12 @@ bool set_option(const std::string &name, int64_t value) {
                      "tactic_select must be 1, 3, 4, 5, 9 or 10");
         o.tactic_select = int(value);
     } else if (name == "tactic_score") {
-        TACTIC_CHECK(value >= 2 && value <= 4, TACTIC_ERR_INVALID_ARGUMENT, "tactic_score must be 2, 3 or 4");
+        TACTIC_CHECK(value >= 2 && value <= 5, TACTIC_ERR_INVALID_ARGUMENT, "tactic_score must be in [2, 5]");
         o.tactic_score = int(value);
+    } else if (name == "tactic_score_blocks") {
+        TACTIC_CHECK(value >= 0 && value <= 65536, TACTIC_ERR_INVALID_ARGUMENT,
+                     "tactic_score_blocks must be in [0, 65536]");
+        o.tactic_score_blocks = int(value);
     } else if (name == "tactic_attend") {
         TACTIC_CHECK(value >= 1 && value <= 6, TACTIC_ERR_INVALID_ARGUMENT, "tactic_attend must be in [1, 6]");
         o.tactic_attend = int(value);

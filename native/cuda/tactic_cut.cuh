@@ -9,6 +9,7 @@
 
 #include "cuda_ops.cuh"
 #include "pdl.cuh"
+#include "step_trace.cuh"
 #include "tactic_gpu.cuh"
 #include "tactic_kernels.cuh"
 
@@ -279,6 +280,8 @@ __device__ Cut3Out cut3_cut(const TacticLayerDev &L, const int32_t *__restrict__
     }
     pdl_wait();
     pdl_trigger();  // safe: the next kernel starts once every block of this one runs (the barriers need them all)
+    const int tb = kvh * nsl + blk;  // (the trace's block)
+    trace_mark(tb, 1);
     if (FD > 0) {
         block_scores<(FD > 0 ? FD : 128), G>(L, q, kvh, c_lo, c_hi, s_sc, cscore);
         __syncthreads();
@@ -366,6 +369,7 @@ __device__ Cut3Out cut3_cut(const TacticLayerDev &L, const int32_t *__restrict__
             }
         }
         __syncthreads();
+        trace_mark(tb, 2);
 #pragma unroll
         for (int k = 0; k < NK; k++) {
             const KeySpread spread(s_bound[k][0], s_bound[k][1]);
@@ -406,7 +410,9 @@ __device__ Cut3Out cut3_cut(const TacticLayerDev &L, const int32_t *__restrict__
             }
             sp_histogram<NB1>(kk, w, in, SH1, s_h, cutws + k * kC3Cut);
         }
+        trace_mark(tb, 3);
         kv_barrier<ONE>(bar, b0 + 1 * nsl);
+        trace_mark(tb, 4);
 #pragma unroll
         for (int k = 0; k < NC; k++) {
             if (!cut_on(k)) continue;
@@ -450,7 +456,9 @@ __device__ Cut3Out cut3_cut(const TacticLayerDev &L, const int32_t *__restrict__
                 }
             }
         }
+        trace_mark(tb, 5);
         kv_barrier<ONE>(bar, b0 + (ONE ? 2 : 3) * nsl);
+        trace_mark(tb, 6);
         // Each cut's candidates: one taken iff the weight before it (higher keys, equal
         // keys at a lower index) leaves the cut short; this block marks its own.
 #pragma unroll
@@ -498,6 +506,7 @@ __device__ Cut3Out cut3_cut(const TacticLayerDev &L, const int32_t *__restrict__
             __syncthreads();  // s_h and s_take reused by the next cut
         }
     }
+    trace_mark(tb, 7);
     return {C, c_lo, c_hi, n, all ? 0 : (FD > 0 ? 1 : 0) + (ONE ? 2 : 3)};
 }
 

@@ -16,6 +16,7 @@
 #include "cuda_ops.cuh"
 #include "cuda_util.cuh"
 #include "pdl.cuh"
+#include "step_trace.cuh"
 #include "tactic_cut.cuh"
 #include "tactic_gpu.cuh"
 #include "tactic_gpu.h"
@@ -452,6 +453,7 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
     // regions of the scratch (s_reg); the list's length, the always-attended tokens.
     __shared__ int s_pre[kSpMaxSlices + 1], s_reg[kSpMaxSlices], s_fz[4];
     int32_t *fz_w = nullptr;
+    trace_mark(b, 0);
     if constexpr (FZ > 0) {
         static_assert(MMA && !BULK && W * 32 == kSpThreads, "the fused step's shape");
         const int kvh = blockIdx.y, blk = blockIdx.x, nsl = fz.nsl, tid = threadIdx.x;
@@ -470,6 +472,7 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
                                                                  tok, in, sel);
         const int my_rows = cut3_write_rows(sel, first, tok, fz.rows + int64_t(kvh) * L.n_ctx,
                                             [&](int) { return s_reg[blk]; }, s_h);
+        trace_mark(b, 8);
         // Publish this slice's count (+ 1: zero is "not yet"), its rows written before (the
         // release orders the block's writes, ordered before thread 0's by the barrier of
         // cut3_write_rows); wait for every slice's: a barrier that carries the counts.
@@ -510,6 +513,7 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
         for (int k = threadIdx.x; k < Hkv && k < kMaxKv; k += NT) s_cnt[k] = count[k];
         __syncthreads();
     }
+    trace_mark(b, 9);
     auto cnt_of = [&](int k) { return FZ > 0 ? s_fz[0] : k < kMaxKv ? s_cnt[k] : count[k]; };
     int64_t tot = 0;
     for (int k = 0; k < (FZ > 0 ? 0 : Hkv); k++) tot += cnt_of(k);
@@ -824,6 +828,7 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
             ml += __shfl_xor_sync(0xffffffffu, ml, 2);
         }
         __syncthreads();
+        trace_mark(b, 10);
         float *s_acc = reinterpret_cast<float *>(smem);  // [W][G][D]
         if constexpr (MMA) {
             const int g = lane / 4, t = lane % 4;
@@ -881,6 +886,7 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
         // The blocks that work on this KV head: bt0 .. bt1 - 1 (consecutive).
         if (threadIdx.x == 0) s_last = atomicAdd(&done[kvh], 1) == bt1 - bt0 - 1;
         __syncthreads();
+        trace_mark(b, 11);
         if (s_last && PTAIL) {
             __threadfence();
             merge_kv_head_wide<D, G, NT>(part_acc, part_ml, H, h0, group, bt0, bt1, out, lse,
@@ -932,6 +938,7 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
         }
         if constexpr (BULK) fence_async_shared();  // the merge's accesses, before the next head's copies
         __syncthreads();  // s_acc (the stream buffers), s_p and s_last are reused by the next KV head
+        trace_mark(b, 12);
     }
 }
 
@@ -1192,6 +1199,8 @@ int occupancy_g(int group) {
 }
 
 }  // namespace
+
+TACTIC_TRACE_EXPORT(step_trace_fused)
 
 int tactic_fused_slices(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b) {
     const int v = options().tactic_select;

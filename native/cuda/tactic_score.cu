@@ -7,6 +7,7 @@
 #include "cuda_ops.cuh"
 #include "cuda_util.cuh"
 #include "pdl.cuh"
+#include "step_trace.cuh"
 #include "tactic_cut.cuh"
 #include "tactic_gpu.cuh"
 #include "tactic_kernels.cuh"
@@ -133,6 +134,152 @@ __global__ void __launch_bounds__(kScoreWarps * 32) cscore2_kernel(TacticLayerDe
 // fragment of k-step 2 j (k 2t, 2t+1 | 2t+8, 2t+9), halves 4-7 of k-step 2 j + 1, and
 // its A fragment takes q's dims in the same order. C: head g, clusters 2t, 2t+1 of the
 // tile = c[j] + c[j + 2] (hi row + lo row).
+// A chunk: one such block's clusters (score2_blocks counts them); version 5 runs several
+// a block through the same functions, so the same scores and partials bit for bit.
+template <int D> struct MmaChunk {
+    static constexpr int PER = kScoreWarps * (32 / (D / 8)) * kScore2Rows;  // as cscore2_kernel (score2_blocks)
+    static constexpr int TILES = PER / (kScoreWarps * 8), JC = D / 32;
+    static_assert(TILES >= 1 && TILES * kScoreWarps * 8 == PER, "score tile shape");
+};
+
+// A coherent 16-byte load (ld.global without .nc): ptxas keeps it above pdl_wait where
+// the source puts it, an ld.global.nc it sinks below the wait (matvec_q8.cu, matvec_wait).
+__device__ __forceinline__ uint4 ld_early(const __half *p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    uint4 r;
+    asm volatile("ld.global.L1::no_allocate.L2::256B.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+                 : "l"(p)
+                 : "memory");
+    return r;
+#else
+    return __ldg(reinterpret_cast<const uint4 *>(p));
+#endif
+}
+
+// Lane (g, t)'s words of its warp's tiles (first cluster c_warp). EARLY: coherent loads,
+// for above pdl_wait.
+template <int D, bool EARLY>
+__device__ __forceinline__ void mma_load(const TacticLayerDev &L, int kvh, int C, int c_warp,
+                                         uint4 (&w)[MmaChunk<D>::TILES][MmaChunk<D>::JC]) {
+    const int lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const __half *cent = L.cent + int64_t(kvh) * L.cmax * D + 8 * t;
+#pragma unroll
+    for (int i = 0; i < MmaChunk<D>::TILES; i++) {
+        const int c = c_warp + i * 8 + g;
+#pragma unroll
+        for (int j = 0; j < MmaChunk<D>::JC; j++) {
+            const __half *p = cent + int64_t(c) * D + 32 * j;
+            w[i][j] = c >= C ? make_uint4(0, 0, 0, 0) : EARLY ? ld_early(p) : __ldg(reinterpret_cast<const uint4 *>(p));
+        }
+    }
+}
+
+// With tok, the tokens of clusters 2t, 2t+1 of each of the warp's tiles (else zeros).
+template <int D, bool EARLY>
+__device__ __forceinline__ void mma_tokens(const TacticLayerDev &L, int kvh, int C, int c_warp, bool tok,
+                                           float (&tk)[MmaChunk<D>::TILES][2]) {
+    const int t = threadIdx.x % 4;
+    const int32_t *co = L.coff + int64_t(kvh) * (L.cmax + 1);
+#pragma unroll
+    for (int i = 0; i < MmaChunk<D>::TILES; i++)
+#pragma unroll
+        for (int jj = 0; jj < 2; jj++) {
+            const int cc = c_warp + i * 8 + 2 * t + jj;
+            tk[i][jj] = tok && cc < C ? float((EARLY ? co[cc + 1] : __ldg(co + cc + 1)) - (EARLY ? co[cc] : __ldg(co + cc)))
+                                      : 0.f;
+        }
+}
+
+// The block's A fragments into s_qf[k-step][lane] (uint4: a0-a3): lane (g, t) of k-step
+// 2 j + e takes query head h0 + g's dims 32 j + 8 t + 4 e .. + 4 (zeros for g >= group)
+// as f16 hi + lo, as version 4's registers; read back by every warp, conflict-free.
+template <int D>
+__device__ __forceinline__ void mma_qfrag_smem(const float *q, int h0, int group, uint4 *s_qf) {
+    for (int e = threadIdx.x; e < 2 * MmaChunk<D>::JC * 32; e += blockDim.x) {
+        const int ks = e / 32, lane = e % 32, g = lane / 4, t = lane % 4, j = ks / 2, hf = ks % 2;
+        const bool on = g < group;
+        const float4 x = *reinterpret_cast<const float4 *>(q + int64_t(h0 + (on ? g : 0)) * D + 32 * j + 8 * t + 4 * hf);
+        const float z = on ? 1.f : 0.f;
+        uint4 f;
+        split_f16x2(z * x.x, z * x.y, f.x, f.y);
+        split_f16x2(z * x.z, z * x.w, f.z, f.w);
+        s_qf[e] = f;
+    }
+}
+
+// One chunk (x of nbx, KV head of h0): the scores of the warp's tiles to cscore and, with
+// part, the chunk's per-head (max, mass, min) to part[h][x] (block-wide: a barrier inside).
+template <int D, int G>
+__device__ __forceinline__ void mma_chunk(const uint4 (&w)[MmaChunk<D>::TILES][MmaChunk<D>::JC],
+                                          const float (&tk)[MmaChunk<D>::TILES][2],
+                                          const uint4 *s_qf, int C, int c_warp, int h0,
+                                          int group, int cmax, float *cscore, float *part, int nbx, int x, float scale,
+                                          float (&s_red)[kScoreWarps][8][3]) {
+    using S = MmaChunk<D>;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+    const bool on = g < group;
+    float sc[S::TILES][2];
+#pragma unroll
+    for (int i = 0; i < S::TILES; i++) {
+        float c[4] = {0.f, 0.f, 0.f, 0.f};
+#pragma unroll
+        for (int j = 0; j < S::JC; j++) {
+            const uint4 a0 = s_qf[2 * j * 32 + lane], a1 = s_qf[(2 * j + 1) * 32 + lane];
+            mma16816(c, {a0.x, a0.y, a0.z, a0.w}, w[i][j].x, w[i][j].y);
+            mma16816(c, {a1.x, a1.y, a1.z, a1.w}, w[i][j].z, w[i][j].w);
+        }
+        sc[i][0] = c[0] + c[2];
+        sc[i][1] = c[1] + c[3];
+    }
+    float *dst = cscore + int64_t(h0 + g) * cmax;
+    float m = -INFINITY, mn = INFINITY;
+#pragma unroll
+    for (int i = 0; i < S::TILES; i++)
+#pragma unroll
+        for (int jj = 0; jj < 2; jj++) {
+            const int cc = c_warp + i * 8 + 2 * t + jj;
+            if (on && cc < C) {
+                dst[cc] = sc[i][jj];
+                m = fmaxf(m, sc[i][jj]);
+                mn = fminf(mn, sc[i][jj]);
+            }
+        }
+    if (!part) return;  // grid-uniform
+#pragma unroll
+    for (int o = 1; o < 4; o <<= 1) {  // over the 4 lanes of head g
+        m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+        mn = fminf(mn, __shfl_xor_sync(0xffffffffu, mn, o));
+    }
+    float z = 0.f;
+#pragma unroll
+    for (int i = 0; i < S::TILES; i++)
+#pragma unroll
+        for (int jj = 0; jj < 2; jj++)
+            if (on && c_warp + i * 8 + 2 * t + jj < C) z += tk[i][jj] * expf(scale * (sc[i][jj] - m));
+#pragma unroll
+    for (int o = 1; o < 4; o <<= 1) z += __shfl_xor_sync(0xffffffffu, z, o);
+    if (t == 0) {
+        s_red[warp][g][0] = m;
+        s_red[warp][g][1] = z;
+        s_red[warp][g][2] = mn;
+    }
+    __syncthreads();
+    if (threadIdx.x < group && threadIdx.x < G) {
+        const int h = threadIdx.x;
+        float M = -INFINITY, Z = 0.f, MN = INFINITY;
+        for (int wv = 0; wv < kScoreWarps; wv++) M = fmaxf(M, s_red[wv][h][0]);
+        for (int wv = 0; wv < kScoreWarps; wv++) {
+            if (s_red[wv][h][0] != -INFINITY) Z += s_red[wv][h][1] * expf(scale * (s_red[wv][h][0] - M));
+            MN = fminf(MN, s_red[wv][h][2]);
+        }
+        float *pp = part + (int64_t(h0 + h) * nbx + x) * 3;
+        pp[0] = M;
+        pp[1] = Z;
+        pp[2] = MN;
+    }
+}
+
 template <int D, int G>
 __global__ void __launch_bounds__(kScoreWarps * 32) cscore_mma_kernel(TacticLayerDev L, const float *__restrict__ q,
                                                                       float *__restrict__ cscore,
@@ -146,7 +293,10 @@ __global__ void __launch_bounds__(kScoreWarps * 32) cscore_mma_kernel(TacticLaye
     const int c_warp = blockIdx.x * PER_BLOCK + warp * TILES * 8;
     const __half *cent = L.cent + int64_t(kvh) * L.cmax * D + 8 * t;
     const int32_t *co = L.coff + int64_t(kvh) * (L.cmax + 1);
+    const int tb = int(blockIdx.y * gridDim.x + blockIdx.x);  // (the trace's block)
+    trace_mark(tb, 0);
     pdl_wait();
+    trace_mark(tb, 1);
     uint4 w[TILES][JC];
     float tk[TILES][2];  // tokens of clusters 2t, 2t+1 of each tile (with part)
 #pragma unroll
@@ -203,6 +353,7 @@ __global__ void __launch_bounds__(kScoreWarps * 32) cscore_mma_kernel(TacticLaye
                 mn = fminf(mn, sc[i][jj]);
             }
         }
+    trace_mark(tb, 2);
     if (!part) return;  // grid-uniform
     __shared__ float s_red[kScoreWarps][8][3];
 #pragma unroll
@@ -237,12 +388,82 @@ __global__ void __launch_bounds__(kScoreWarps * 32) cscore_mma_kernel(TacticLaye
         pp[1] = Z;
         pp[2] = MN;
     }
+    trace_mark(tb, 3);
+}
+
+// A, version 5 (options().tactic_score == 5): version 4's chunks (same loads, fragments,
+// k-step order and partials: the same bits) in at most one resident wave of blocks, each
+// block's first chunk requested before pdl_wait. The centroids, offsets and counts are
+// written outside the decode step, so under PDL they stream into registers while the
+// kernel before still runs (the blocks resident beside it: one a multiprocessor beside
+// the fused attention); coherent loads, which ptxas keeps above the wait. Chunk i is
+// chunk i / Hkv of KV head i % Hkv (clusters-major: where cmax exceeds the clusters, the
+// empty chunks spread over all blocks); block b takes b, b + grid, ... (grid a multiple
+// of Hkv: one KV head a block). q's fragments go through shared memory once a block
+// (version 4 reloads q per lane in four dependent rounds). Measured (H200, sc_s11.md):
+// an L2 bulk prefetch of the later chunks before the wait, and two chunks a block both
+// early, lost in the step.
+template <int D, int G>
+__global__ void __launch_bounds__(kScoreWarps * 32) __maxnreg__(D == 128 ? 64 : 80)
+    cscore5_kernel(TacticLayerDev L, const float *__restrict__ q, float *__restrict__ cscore,
+                   float *__restrict__ part, float scale, int nbx) {
+    using S = MmaChunk<D>;
+    static_assert(G <= 8, "score tile shape");
+    const int Hkv = L.n_head_kv, group = L.n_head / Hkv, n_chunks = nbx * Hkv;
+    const int kvh = int(blockIdx.x) % Hkv, h0 = kvh * group, C = L.n_clusters[kvh];
+    const int warp = threadIdx.x / 32;
+    const bool tok = part != nullptr;  // (the tokens weigh the partials' mass)
+    auto c_warp = [&](int i) { return i / Hkv * S::PER + warp * S::TILES * 8; };
+    uint4 w[S::TILES][S::JC];
+    float tk[S::TILES][2];
+    mma_load<D, true>(L, kvh, C, c_warp(blockIdx.x), w);  // (grid <= n_chunks)
+    mma_tokens<D, true>(L, kvh, C, c_warp(blockIdx.x), tok, tk);
+    trace_mark(blockIdx.x, 0);
+    pdl_wait();
+    trace_mark(blockIdx.x, 1);
+    pdl_trigger();
+    __shared__ uint4 s_qf[2 * S::JC * 32];
+    mma_qfrag_smem<D>(q, h0, group, s_qf);
+    __syncthreads();
+    __shared__ float s_red[2][kScoreWarps][8][3];  // alternating: no barrier before the next chunk's writes
+    for (int i = blockIdx.x, k = 0; i < n_chunks; i += gridDim.x, k++) {
+        if (k > 0) {
+            mma_load<D, false>(L, kvh, C, c_warp(i), w);
+            mma_tokens<D, false>(L, kvh, C, c_warp(i), tok, tk);
+        }
+        mma_chunk<D, G>(w, tk, s_qf, C, c_warp(i), h0, group, L.cmax, cscore, part, nbx, i / Hkv, scale, s_red[k & 1]);
+    }
+    trace_mark(blockIdx.x, 3);
+}
+
+// Version 5's grid: the chunks, at most one resident wave (or tactic_score_blocks), a
+// multiple of n_head_kv.
+template <int D, int G>
+void score5_launch(const TacticLayerDev &L, const float *q, float *cscore, float *part, float scale, cudaStream_t s) {
+    static const int occ = [] {
+        int n = 0;
+        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, cscore5_kernel<D, G>, kScoreWarps * 32, 0));
+        return std::max(1, n);
+    }();
+    const int Hkv = L.n_head_kv, nbx = score2_blocks(D, L.cmax);
+    const int cap = options().tactic_score_blocks > 0 ? options().tactic_score_blocks : occ * sm_count();
+    const int grid = std::min(nbx * Hkv, std::max(1, cap / Hkv) * Hkv);
+    launch_pdl(cscore5_kernel<D, G>, dim3(unsigned(grid)), dim3(kScoreWarps * 32), 0, s, L, q, cscore, part, scale, nbx);
 }
 
 template <int D>
 void score2_d(const TacticLayerDev &L, const float *q, float *cscore, float *part, float scale, cudaStream_t s) {
     const dim3 grid(unsigned(score2_blocks(D, L.cmax)), unsigned(L.n_head_kv));
     const dim3 block(kScoreWarps * 32);
+    if (options().tactic_score == 5) {
+        switch (g_of(L.n_head / L.n_head_kv)) {
+            case 1: score5_launch<D, 1>(L, q, cscore, part, scale, s); break;
+            case 2: score5_launch<D, 2>(L, q, cscore, part, scale, s); break;
+            case 4: score5_launch<D, 4>(L, q, cscore, part, scale, s); break;
+            default: score5_launch<D, 8>(L, q, cscore, part, scale, s); break;
+        }
+        return;
+    }
     if (options().tactic_score == 4) {
         switch (g_of(L.n_head / L.n_head_kv)) {
             case 1: launch_pdl(cscore_mma_kernel<D, 1>, grid, block, 0, s, L, q, cscore, part, scale); break;
@@ -271,7 +492,8 @@ void score2_d(const TacticLayerDev &L, const float *q, float *cscore, float *par
 
 
 // The scores, with the partials where the selection reads them (select_from_parts); the kernel by
-// options().tactic_score: 2 rows before pdl_wait, 3 after, 4 on tensor cores.
+// options().tactic_score: 2 rows before pdl_wait, 3 after, 4 on tensor cores, 5 that in one early
+// wave.
 template <int D>
 void score_d(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
     if (tactic_select_scores(L, a, b)) return;  // the selection scores (tactic_select 5)
@@ -280,6 +502,8 @@ void score_d(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepB
 }
 
 }  // namespace
+
+TACTIC_TRACE_EXPORT(step_trace_score)
 
 void tactic_score_dev(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
     switch (L.head_dim) {

@@ -112,6 +112,18 @@ TACTIC_API double tactic_cuda_last_ms(void) {
 #endif
 }
 
+TACTIC_API tactic_status tactic_cuda_step_trace(uint64_t *fused, uint64_t *score) {
+    return guard([&] {
+        TACTIC_REQUIRE_ARG(fused && score, "step_trace: pointers must not be NULL");
+#ifdef TACTIC_HAVE_CUDA
+        const bool a = tactic::cuda::step_trace_fused(fused), b = tactic::cuda::step_trace_score(score);
+        TACTIC_CHECK(a && b, TACTIC_ERR_UNSUPPORTED, "step_trace: not a trace build (cmake -DTACTIC_STEP_TRACE=ON)");
+#else
+        no_cuda();
+#endif
+    });
+}
+
 TACTIC_API tactic_status tactic_cuda_graph_stats(int64_t *kernel_nodes, int64_t *programmatic_edges) {
     return guard([&] {
         TACTIC_REQUIRE_ARG(kernel_nodes && programmatic_edges, "graph_stats: pointers must not be NULL");
