@@ -235,10 +235,10 @@ def main():
                     help="option tactic_select: 1 one block per query head (group budget: per KV head), 3 spread "
                          "over many blocks a KV head, from the scores' partials, with candidates; 4 that with one radix "
                          "level (one barrier fewer); 9 (default) 4 inside the attention kernel, 10 that scoring too")
-    ap.add_argument("--score", type=int, default=4,
+    ap.add_argument("--score", type=int, default=5,
                     help="option tactic_score: 2 all rows requested before "
                          "pdl_wait, q in shared memory, 3 that kernel with the rows after pdl_wait, 4 that on tensor "
-                         "cores (default), 5 that in one resident wave with its first loads before pdl_wait")
+                         "cores, 5 (default) that in one resident wave with its first loads before pdl_wait")
     ap.add_argument("--attend", type=int, default=2,
                     help="option tactic_attend (the tensor-core streaming attention): 1 four warps a block, the "
                          "sequential merge tail; 2 eight warps (head_dim 128) + the parallel tail; 3 four warps + "

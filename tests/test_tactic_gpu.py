@@ -29,7 +29,7 @@ needs_gpu = pytest.mark.skipif(gpu_count() == 0, reason="no usable CUDA GPU (the
 
 # The options the tests below set, at their compiled defaults (native/cuda/cuda_util.cuh's
 # Options): put back after every test.
-OPTION_DEFAULTS = {b"tactic_group_budget": 1, b"tactic_select": 9, b"tactic_score": 4, b"tactic_attend": 2,
+OPTION_DEFAULTS = {b"tactic_group_budget": 1, b"tactic_select": 9, b"tactic_score": 5, b"tactic_attend": 2,
                    b"tactic_tail": 0, b"tactic_score_blocks": 0}
 
 
@@ -636,6 +636,41 @@ def test_group_budget_many_clusters_matches_twin(tie_run, frac, group_budget):
         clustered = len(lists[g]) - n_always
         assert need <= clustered < need + sizes[g].max()
         assert list(lists[g][:c_begin]) == list(range(c_begin))  # the always-attended tokens first
+
+
+@functools.lru_cache(maxsize=None)
+def most_clusters_case(mean_size, tie_run):
+    rng = np.random.default_rng(53 + tie_run)
+    K, V = clustered_cache(rng, 8, MANY_N, 128)
+    return K, V, random_layout(rng, K, 4, MANY_N - 200, mean_size, tie_run)
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("case", ["most", "crowd"])
+def test_group_budget_most_clusters_and_crowds(case, group_budget):
+    """The fused step's two harder layouts against the twin: "most", over 8,192 clusters a
+    KV head (selection 9 takes 4 clusters a thread there), and "crowd", runs of 3,000 clusters
+    sharing one centroid, so that more clusters than the candidate list holds (1,024) sit at
+    the cut's prefix and every one of them is taken (each a tie the twin allows)."""
+    rng = np.random.default_rng(59)
+    n_head, n_head_kv, D = 32, 8, 128
+    n, c_begin, c_end = MANY_N, 4, MANY_N - 200
+    K, V, layout = most_clusters_case(1.5, 0) if case == "most" else most_clusters_case(5, 3000)
+    if case == "most":
+        assert layout[2].min() > 16 * 512
+    q = (1.5 * rng.standard_normal((n_head, D))).astype(np.float32)
+    scale = 1.0 / math.sqrt(D)
+    frac = 0.1
+    out, lists = gpu_step(q, K, V, n, c_begin, c_end, layout, frac, scale)
+    sets, ties = twin_group_select(q, layout, c_begin, c_end, n, frac, scale)
+    assert_same_sets(lists, sets, ties, layout)
+    assert rel_err(out, ref_attention(q, K, V, lists, scale)) < 1e-5
+    need = min(n, math.ceil(frac * n))
+    n_always = c_begin + (n - c_end)
+    for g in range(n_head_kv):
+        assert len(lists[g]) - n_always >= need
+        assert list(lists[g][:c_begin]) == list(range(c_begin))
 
 
 @pytest.mark.gpu

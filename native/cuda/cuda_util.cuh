@@ -104,15 +104,14 @@ struct Options {
                             // scores), 10 that scoring too (one kernel a step): head_dim 128, the group
                             // budget at a forced fraction; elsewhere 4. 9 measured fastest (H200, 128K
                             // 10%: 46.5 vs 55.5 us a layer; docs/results/ts_s10.md)
-    int tactic_score = 4;   // Tactic's centroid scores: 2 every row requested before
+    int tactic_score = 5;   // Tactic's centroid scores: 2 every row requested before
                             // pdl_wait, q in shared memory (one wave); 3 that kernel, rows after pdl_wait
                             // (3/3 measured fastest on the H200: docs/results/gpu_session7.md); 4 the
                             // kernel of 3 with the dot products on tensor cores (q in f16 hi + lo): 4
                             // measured fastest (H200, 128K: 7.9 vs 17.6 us; docs/results/gpu_sa_s8.md);
                             // 5 the kernel of 4 as one resident wave, each block's first chunk requested
-                            // before pdl_wait (the same scores): measured faster (H200, 128K 10%: step
-                            // 43.3 vs 46.4 us), not yet default: with per-head selection 3 the model's
-                            // decode hit an illegal address on the H200 (docs/results/sc_s11.md)
+                            // before pdl_wait (the same scores): 5 measured fastest (H200, 128K 10%: step
+                            // 43.6 vs 46.3 us; docs/results/sc_s11.md, gpu_session12.md)
     int tactic_score_blocks = 0;  // scores 5's grid: at most this many blocks (0: one resident wave)
     int tactic_attend = 2;  // Tactic's tensor-core streaming attention: 1 four warps a block, the merge tail
                             // one L2 round trip per 8 blocks; 2 eight warps a block (head_dim 128) and the

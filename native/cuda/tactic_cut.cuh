@@ -162,12 +162,13 @@ struct SpShape {
 // to kCand1 of them (spread keys make them a few dozen: 2^-12 of the keys' range).
 constexpr int kCand = 512, kCand1 = 1024;
 constexpr int kOneB = 4096;  // ONE's histogram bins
-// Per KV head (ints): bar, exit, cursor, [kSpMaxCuts] candidate counts, [kSpMaxSlices] the
-// fused step's slice counts (rows + 1 once published; zero between steps), then per cut the
+// Per KV head (ints): bar, exit, cursor, [kSpMaxCuts] candidate counts, [2 kSpMaxSlices] the
+// fused step's slice counts (selection 10: rows + 1 once published, zero between steps;
+// selection 9, tactic_fused_cut.cuh: sure rows, then own candidates' rows), then per cut the
 // histograms and candidates (key, weight, cluster): two levels and kCand, or ONE's level
 // and kCand1.
 constexpr int kC3Slices = 3 + kSpMaxCuts;
-constexpr int kC3Head = kC3Slices + kSpMaxSlices;
+constexpr int kC3Head = kC3Slices + 2 * kSpMaxSlices;
 constexpr int kC3Cut = std::max(kSpB1 + kSpB2 + 3 * kCand, kOneB + 3 * kCand1);
 __host__ __device__ constexpr int c3_ws_ints(int cuts) { return (kC3Head + cuts * kC3Cut + 3) / 4 * 4; }  // 16-byte rows
 

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "bulk_copy.cuh"
@@ -18,6 +19,7 @@
 #include "pdl.cuh"
 #include "step_trace.cuh"
 #include "tactic_cut.cuh"
+#include "tactic_fused_cut.cuh"
 #include "tactic_gpu.cuh"
 #include "tactic_gpu.h"
 #include "tactic_kernels.cuh"
@@ -452,9 +454,29 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
     // FZ: the slices' first rows in the list after the always-attended ones (s_pre), their
     // regions of the scratch (s_reg); the list's length, the always-attended tokens.
     __shared__ int s_pre[kSpMaxSlices + 1], s_reg[kSpMaxSlices], s_fz[4];
+    // FZ 1, 3 (selection 9, 2 or 4 clusters a thread): the list's layout (tactic_fused_cut.cuh)
+    constexpr bool FC = FZ == 1 || FZ == 3;
+    __shared__ std::conditional_t<FC, FusedCutShared, int> s_fc;
     int32_t *fz_w = nullptr;
     trace_mark(b, 0);
-    if constexpr (FZ > 0) {
+    if constexpr (FC) {
+        static_assert(MMA && !BULK && W * 32 == kSpThreads, "the fused step's shape");
+        const int kvh = blockIdx.y, blk = blockIdx.x, nsl = fz.nsl, tid = threadIdx.x;
+        fz_w = fz.ws + int64_t(kvh) * c3_ws_ints(2 * G);
+        const int C = L.n_clusters[kvh], per = (C + nsl - 1) / nsl;
+        const int32_t *coff = L.coff + int64_t(kvh) * (L.cmax + 1);
+        if (tid < nsl) s_reg[tid] = C > 0 ? coff[min(tid * per, C)] - coff[0] : 0;  // (static data: before the wait)
+        fused_cut<G, FZ == 3 ? 4 : 2>(L, fz.d_pos, fz.frac, scale, fz.cscore, fz.spart, fz.nbx, fz_w, nsl, kvh, blk,
+                                      reinterpret_cast<float *>(smem), fz.rows + int64_t(kvh) * L.n_ctx, s_reg, s_fc);
+        if (tid == 0) {
+            s_fz[0] = s_fc.total;
+            s_fz[1] = s_fc.n_fix;
+            s_fz[2] = s_fc.cb;
+            s_fz[3] = s_fc.ce;
+        }
+        __syncthreads();
+        if (blk == 0 && tid == 0) fz.count[kvh] = s_fz[0];
+    } else if constexpr (FZ == 2) {
         static_assert(MMA && !BULK && W * 32 == kSpThreads, "the fused step's shape");
         const int kvh = blockIdx.y, blk = blockIdx.x, nsl = fz.nsl, tid = threadIdx.x;
         fz_w = fz.ws + int64_t(kvh) * c3_ws_ints(2 * G);
@@ -625,7 +647,32 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
         auto load_code = [&](int k) {  // lane r: the list code of row r of stage k
             const int t = stage_row0(k) + lane;
             if (!(k < n_k && lane < R && t < s1)) return kNoRow;
-            if constexpr (FZ > 0) {
+            if constexpr (FC) {
+                int code;
+                if (t < s_fz[1]) {
+                    code = -1 - (t < s_fz[2] ? t : s_fz[3] + (t - s_fz[2]));
+                } else if (t - s_fz[1] < s_fc.pre[fz.nsl]) {  // slice lo's sure rows: the last slice starting at most u
+                    const int u = t - s_fz[1];
+                    int lo = 0, hi = fz.nsl - 1;
+                    while (lo < hi) {
+                        const int mid = (lo + hi + 1) / 2;
+                        if (s_fc.pre[mid] <= u) lo = mid;
+                        else hi = mid - 1;
+                    }
+                    code = __ldcg(fz.rows + int64_t(kvh) * L.n_ctx + s_reg[lo] + (u - s_fc.pre[lo]));
+                } else {  // taken candidate k: the last starting at most w
+                    const int w = t - s_fz[1] - s_fc.pre[fz.nsl];
+                    int lo = 0, hi = s_fc.n_cand - 1;
+                    while (lo < hi) {
+                        const int mid = (lo + hi + 1) / 2;
+                        if (s_fc.cand_pre[mid] <= w) lo = mid;
+                        else hi = mid - 1;
+                    }
+                    code = s_fc.cand_first[lo] + (w - s_fc.cand_pre[lo]);
+                }
+                fz.list[int64_t(kvh) * L.n_ctx + t] = code;
+                return code;
+            } else if constexpr (FZ > 0) {
                 int code;
                 if (t < s_fz[1]) {
                     code = -1 - (t < s_fz[2] ? t : s_fz[3] + (t - s_fz[2]));
@@ -1108,13 +1155,19 @@ template <int D>
 void attend_d(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
     if constexpr (D == 128) {
         const int nsl = tactic_fused_slices(L, a, b);
-        if (nsl > 0) {
-            const bool sc = options().tactic_select == 10;
+        if (nsl > 0) {  // FZ: 2 selection 10; 1, 3 selection 9 with 2 or 4 clusters a thread
+            const int fz = options().tactic_select == 10 ? 2 : L.cmax <= nsl * kSpPer ? 1 : 3;
+            auto go = [&](auto g) {
+                constexpr int GG = decltype(g)::value;
+                if (fz == 2) return launch_stream_fused<D, GG, 2>(L, a, b, nsl, s);
+                if (fz == 1) return launch_stream_fused<D, GG, 1>(L, a, b, nsl, s);
+                return launch_stream_fused<D, GG, 3>(L, a, b, nsl, s);
+            };
             switch (g_of(L.n_head / L.n_head_kv)) {
-                case 1: return sc ? launch_stream_fused<D, 1, 2>(L, a, b, nsl, s) : launch_stream_fused<D, 1, 1>(L, a, b, nsl, s);
-                case 2: return sc ? launch_stream_fused<D, 2, 2>(L, a, b, nsl, s) : launch_stream_fused<D, 2, 1>(L, a, b, nsl, s);
-                case 4: return sc ? launch_stream_fused<D, 4, 2>(L, a, b, nsl, s) : launch_stream_fused<D, 4, 1>(L, a, b, nsl, s);
-                default: return sc ? launch_stream_fused<D, 8, 2>(L, a, b, nsl, s) : launch_stream_fused<D, 8, 1>(L, a, b, nsl, s);
+                case 1: return go(std::integral_constant<int, 1>{});
+                case 2: return go(std::integral_constant<int, 2>{});
+                case 4: return go(std::integral_constant<int, 4>{});
+                default: return go(std::integral_constant<int, 8>{});
             }
         }
     }
@@ -1154,6 +1207,7 @@ void stream_attrs() {
         stream_attrs_v<D, true, 8, true>();
         fused_attrs<D, 1>();
         fused_attrs<D, 2>();
+        fused_attrs<D, 3>();
     }
 }
 
@@ -1216,7 +1270,8 @@ int tactic_fused_slices(const TacticLayerDev &L, const TacticStepArgs &a, const 
     }
     const int Hkv = L.n_head_kv;
     const int nsl = std::min({kSpMaxSlices, occ * sm_count() / Hkv, b.n_blocks / Hkv});
-    return nsl >= 1 && int64_t(nsl) * kSpPer >= L.cmax ? nsl : 0;
+    const int per = v == 9 ? 2 * kSpPer : kSpPer;  // 9: up to 4 clusters a thread (FZ 3)
+    return nsl >= 1 && int64_t(nsl) * per >= L.cmax ? nsl : 0;
 }
 
 int tactic_attn_blocks(int head_dim, int group) {
