@@ -83,12 +83,19 @@ __device__ int sp_find_digit(const float *gh, float need, float &above) {
     __shared__ int s_d, s_first;
     __shared__ float s_a;
     const int tid = threadIdx.x;
+    static_assert(PER % 4 == 0, "16-byte loads of the bins (gh 16-byte aligned: kC3Head, kC3Cut, kSpB1)");
     float v[PER], sum = 0.f;
+    const float4 *g4 = reinterpret_cast<const float4 *>(gh + NB - (tid + 1) * PER);  // this thread's bins
 #pragma unroll
-    for (int i = 0; i < PER; i++) {
-        v[i] = __ldcg(gh + NB - 1 - (tid * PER + i));
-        sum += v[i];
+    for (int i = 0; i < PER / 4; i++) {  // highest first
+        const float4 x = __ldcg(g4 + PER / 4 - 1 - i);
+        v[4 * i] = x.w;
+        v[4 * i + 1] = x.z;
+        v[4 * i + 2] = x.y;
+        v[4 * i + 3] = x.x;
     }
+#pragma unroll
+    for (int i = 0; i < PER; i++) sum += v[i];
     float excl = 0.f;
     Scan(tmp).ExclusiveSum(sum, excl);
     if (tid == 0) s_first = kSpThreads - 1;
@@ -168,8 +175,8 @@ constexpr int kOneB = 4096;  // ONE's histogram bins
 // histograms and candidates (key, weight, cluster): two levels and kCand, or ONE's level
 // and kCand1.
 constexpr int kC3Slices = 3 + kSpMaxCuts;
-constexpr int kC3Head = kC3Slices + 2 * kSpMaxSlices;
-constexpr int kC3Cut = std::max(kSpB1 + kSpB2 + 3 * kCand, kOneB + 3 * kCand1);
+constexpr int kC3Head = (kC3Slices + 2 * kSpMaxSlices + 3) / 4 * 4;  // (the cuts' bins 16-byte aligned)
+constexpr int kC3Cut = std::max(kSpB1 + kSpB2 + 3 * kCand, kOneB + 4 * kCand1);  // (the fused cut: 4 a candidate)
 __host__ __device__ constexpr int c3_ws_ints(int cuts) { return (kC3Head + cuts * kC3Cut + 3) / 4 * 4; }  // 16-byte rows
 
 // FD > 0 (options().tactic_select == 5, head_dim FD): the block scores its own clusters

@@ -9,7 +9,8 @@
 // (its own candidates) to its region of the scratch, and publishes both counts. After the
 // second barrier every block resolves all candidates itself (the same rule and arithmetic as
 // cut3_cut's: taken iff the weight of higher keys, or equal keys at a lower index, leaves the
-// cut short) and so knows the whole list without another exchange:
+// cut short; the records carry each candidate's first row and tokens) and so knows the whole
+// list without another exchange:
 //   the always-attended tokens, then each slice's sure rows (from the scratch), then the
 //   taken candidates' clusters in cluster order (their first rows and token counts from the
 //   candidate records).
@@ -42,8 +43,7 @@ __device__ void fused_cut(const TacticLayerDev &L, const int32_t *__restrict__ d
                           const float *__restrict__ cscore, const float *__restrict__ spart, int nbx, int32_t *W,
                           int nsl, int kvh, int blk, float *s_h, int32_t *rows, const int *s_reg,
                           FusedCutShared &fc) {
-    constexpr int PER = kSpThreads * IT;  // clusters a block
-    static_assert(3 * PER <= kOneB && 3 * kCand1 + kCand1 <= kOneB, "scratch fits the histogram's shared memory");
+    static_assert(5 * kCand1 * 4 <= 204 * 1024, "the candidates fit the stream buffers (s_h)");
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     const int group = L.n_head / L.n_head_kv, h0 = kvh * group;
     int32_t *bar = W, *cand_n = W + 3, *sure_n = W + kC3Slices, *own_n = W + kC3Slices + kSpMaxSlices;
@@ -83,6 +83,7 @@ __device__ void fused_cut(const TacticLayerDev &L, const int32_t *__restrict__ d
     float above = 0.f;
     uint32_t pre = 0;
     bool sure[IT], mine[IT];  // above the cut's prefix; at it (a candidate)
+    int slot[IT];             // a candidate's record (kCand1: none)
     if (!all) {
         // Per head the scoring blocks' partials (warp j: head j), merged in cut3_cut's order,
         // every load issued before the first is used.
@@ -158,49 +159,41 @@ __device__ void fused_cut(const TacticLayerDev &L, const int32_t *__restrict__ d
             const uint32_t pk = key[i] >> 18;
             sure[i] = in[i] && pk > pre;
             mine[i] = in[i] && pk == pre;
-            if (mine[i]) {
-                const int slot = atomicAdd(cand_n, 1);
-                if (slot < kCand1) {
-                    cand[slot * 3] = __uint_as_float(key[i]);
-                    cand[slot * 3 + 1] = float(tok[i]);
-                    cand[slot * 3 + 2] = __int_as_float(c_lo + tid * IT + i);
-                }
-            }
+            slot[i] = mine[i] ? atomicAdd(cand_n, 1) : kCand1;  // (its value used after the rows: a round trip hidden)
         }
     } else {
 #pragma unroll
         for (int i = 0; i < IT; i++) {
             sure[i] = in[i];
             mine[i] = false;
+            slot[i] = kCand1;
         }
     }
-    // This slice's sure rows, then its own candidates' rows, in cluster order, to its region;
-    // s_h (free: the histogram went to cw) stages the clusters: first row, place, tokens.
+    // This slice's sure rows, then its own candidates' rows, in cluster order, to its region
+    // (each thread its clusters' rows), its counts published; the candidates recorded (key,
+    // tokens, cluster, first row).
     {
-        int offs[IT], offc[IT], idx[IT], n_sure = 0, n_mine = 0, n_ent = 0;
+        int offs[IT], offc[IT], n_sure = 0, n_mine = 0;
 #pragma unroll
         for (int i = 0; i < IT; i++) {
             offs[i] = sure[i] ? tok[i] : 0;
             offc[i] = mine[i] ? tok[i] : 0;
-            idx[i] = (sure[i] || mine[i]) && tok[i] > 0 ? 1 : 0;
         }
         IScan(scan_tmp).ExclusiveSum(offs, offs, n_sure);
         __syncthreads();
         IScan(scan_tmp).ExclusiveSum(offc, offc, n_mine);
-        __syncthreads();
-        IScan(scan_tmp).ExclusiveSum(idx, idx, n_ent);
-        int *e_first = reinterpret_cast<int *>(s_h), *e_off = e_first + PER, *e_sz = e_first + 2 * PER;
+        int32_t *dst = rows + s_reg[blk];
 #pragma unroll
         for (int i = 0; i < IT; i++)
-            if ((sure[i] || mine[i]) && tok[i] > 0) {
-                e_first[idx[i]] = first[i];
-                e_off[idx[i]] = sure[i] ? offs[i] : n_sure + offc[i];
-                e_sz[idx[i]] = tok[i];
+            if (sure[i] || mine[i]) {
+                int32_t *d = dst + (sure[i] ? offs[i] : n_sure + offc[i]);
+                for (int j = 0; j < tok[i]; j++) d[j] = first[i] + j;
             }
-        __syncthreads();
-        int32_t *dst = rows + s_reg[blk];
-        for (int e = warp; e < n_ent; e += kSpThreads / 32)
-            for (int j = lane; j < e_sz[e]; j += 32) dst[e_off[e] + j] = e_first[e] + j;
+#pragma unroll
+        for (int i = 0; i < IT; i++)
+            if (slot[i] < kCand1)
+                reinterpret_cast<float4 *>(cand)[slot[i]] = make_float4(
+                    __uint_as_float(key[i]), float(tok[i]), __int_as_float(c_lo + tid * IT + i), __int_as_float(first[i]));
         if (tid == 0) {
             sure_n[blk] = n_sure;
             own_n[blk] = n_mine;
@@ -209,14 +202,20 @@ __device__ void fused_cut(const TacticLayerDev &L, const int32_t *__restrict__ d
     trace_mark(tb, 5);
     kv_barrier<true>(bar, (all ? 1 : 2) * nsl);  // the rows, counts and candidates of every slice
     trace_mark(tb, 6);
+    // One round of loads: the candidate count, the slices' counts (warp 0) and the first
+    // kSpThreads candidate records (read before the count is known: slots past it are ignored).
     const int m = all ? 0 : *reinterpret_cast<volatile int32_t *>(cand_n);
+    const float4 rec0 = all ? make_float4(0.f, 0.f, 0.f, 0.f) : __ldcg(reinterpret_cast<const float4 *>(cand) + tid);
+    int r_sure = 0, r_own = 0;
+    if (warp == 0 && lane < nsl) {
+        r_sure = __ldcg(sure_n + lane);
+        r_own = __ldcg(own_n + lane);
+    }
     const bool crowd = m > kCand1;
     if (!all)
         for (int i = blk * kSpThreads + tid; i < kOneB; i += nsl * kSpThreads) cw[i] = 0.f;  // all have read it
     if (warp == 0) {  // the slices' parts and their offsets
-        int r = 0;
-        if (lane < nsl)
-            r = __ldcg(sure_n + lane) + (crowd ? __ldcg(own_n + lane) : 0);
+        int r = r_sure + (crowd ? r_own : 0);
 #pragma unroll
         for (int o = 1; o < 32; o <<= 1) {
             const int u = __shfl_up_sync(0xffffffffu, r, o);
@@ -234,12 +233,14 @@ __device__ void fused_cut(const TacticLayerDev &L, const int32_t *__restrict__ d
     __shared__ int s_nt;
     if (tid == 0) s_nt = 0;
     if (!crowd && m > 0) {  // block-uniform: every candidate resolved here, the taken in cluster order
-        float *sk = s_h, *sw = s_h + kCand1;
-        int *sc = reinterpret_cast<int *>(s_h + 2 * kCand1), *st = reinterpret_cast<int *>(s_h + 3 * kCand1);
+        float *sk = s_h, *sw = s_h + kCand1;  // keys (bits), tokens; clusters, first rows, taken
+        int *sc = reinterpret_cast<int *>(s_h + 2 * kCand1), *sf = sc + kCand1, *st = sf + kCand1;
         for (int j = tid; j < m; j += kSpThreads) {
-            sk[j] = __ldcg(cand + j * 3);
-            sw[j] = __ldcg(cand + j * 3 + 1);
-            sc[j] = __float_as_int(__ldcg(cand + j * 3 + 2));
+            const float4 r = j < kSpThreads ? rec0 : __ldcg(reinterpret_cast<const float4 *>(cand) + j);
+            sk[j] = r.x;
+            sw[j] = r.y;
+            sc[j] = __float_as_int(r.z);
+            sf[j] = __float_as_int(r.w);
         }
         __syncthreads();
         const float need = float(need_tok);
@@ -262,7 +263,7 @@ __device__ void fused_cut(const TacticLayerDev &L, const int32_t *__restrict__ d
             const int cj = sc[j];
             int rank = 0;
             for (int t = 0; t < m; t++) rank += st[t] && sc[t] < cj;
-            fc.cand_first[rank] = coff[cj];
+            fc.cand_first[rank] = sf[j];
             fc.cand_pre[rank + 1] = int(sw[j]);  // its tokens, summed below
         }
     }
