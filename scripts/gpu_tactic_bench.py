@@ -175,9 +175,10 @@ def step_row(n, f, var, args, q, K, V, layout, c_begin, c_end, scale, probs, out
 
 
 FUSED_MARKS = {0: "entry", 1: "cut: past pdl_wait", 2: "cut: partials merged", 3: "cut: histogram added",
-               4: "cut: barrier 1", 5: "cut: digit, candidates", 6: "cut: barrier 2", 7: "cut: resolved",
-               8: "rows written", 9: "counts known", 10: "attention streamed", 11: "partials written",
-               12: "merged (end)"}
+               4: "cut: barrier 1", 5: "cut: digit, candidates", 6: "cut: barrier 2", 8: "cut: candidates taken",
+               13: "cut: candidates placed", 7: "cut: resolved", 9: "counts known", 10: "attention streamed",
+               11: "partials written", 12: "merged (end)"}
+FUSED_VALUES = {14: "candidates at the cut's prefix", 15: "candidates taken"}  # (+ 1 as stored)
 SCORE_MARKS = {0: "entry", 1: "past pdl_wait", 2: "scores written", 3: "partials written (end)"}
 
 
@@ -196,6 +197,10 @@ def print_trace():
             v = tab[:, m][tab[:, m] > 0].astype(np.int64) - t0
             if v.size:
                 print(f"  {m:2d} {label:28s} {v.min()/1e3:7.2f} {np.median(v)/1e3:7.2f} {v.max()/1e3:7.2f}  ({v.size} blocks)")
+    for m, label in FUSED_VALUES.items():
+        v = fused[:, m][fused[:, m] > 0].astype(np.int64) - 1
+        if v.size:
+            print(f"  {m:2d} {label:28s} {v.min():7d} {int(np.median(v)):7d} {v.max():7d}  (a block's count)")
 
 
 def set_variant(v):

@@ -21,6 +21,10 @@ __device__ __forceinline__ void trace_mark(int blk, int m) {
         g_step_trace[blk][m] = t;
     }
 }
+// A value in place of a timestamp (a count the phases depend on), thread 0's.
+__device__ __forceinline__ void trace_value(int blk, int m, unsigned long long v) {
+    if (threadIdx.x == 0 && blk < kTraceBlocks) g_step_trace[blk][m] = v;
+}
 #define TACTIC_TRACE_EXPORT(fn)                                                               \
     bool fn(uint64_t *out) {                                                                  \
         cudaMemcpyFromSymbol(out, g_step_trace, sizeof(g_step_trace));                        \
@@ -29,6 +33,7 @@ __device__ __forceinline__ void trace_mark(int blk, int m) {
     }
 #else
 __device__ __forceinline__ void trace_mark(int, int) {}
+__device__ __forceinline__ void trace_value(int, int, unsigned long long) {}
 #define TACTIC_TRACE_EXPORT(fn) \
     bool fn(uint64_t *) { return false; }
 #endif

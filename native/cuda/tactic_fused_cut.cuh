@@ -258,6 +258,7 @@ __device__ void fused_cut(const TacticLayerDev &L, const int32_t *__restrict__ d
         }
         if (taken) atomicAdd(&s_nt, taken);
         __syncthreads();
+        trace_mark(tb, 8);
         for (int j = tid; j < m; j += kSpThreads) {  // each taken one's place: the taken at lower clusters
             if (!st[j]) continue;
             const int cj = sc[j];
@@ -269,6 +270,9 @@ __device__ void fused_cut(const TacticLayerDev &L, const int32_t *__restrict__ d
     }
     __syncthreads();
     const int nt = s_nt;
+    trace_mark(tb, 13);
+    trace_value(tb, 14, uint64_t(m) + 1);  // (+ 1: zero reads as not written)
+    trace_value(tb, 15, uint64_t(nt) + 1);
     {
         constexpr int CI = kCand1 / kSpThreads;
         int r[CI];
