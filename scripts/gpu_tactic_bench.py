@@ -174,7 +174,8 @@ def step_row(n, f, var, args, q, K, V, layout, c_begin, c_end, scale, probs, out
     return row
 
 
-FUSED_MARKS = {0: "entry", 1: "cut: past pdl_wait", 2: "cut: partials merged", 3: "cut: histogram added",
+FUSED_MARKS = {0: "entry", 1: "cut: past pdl_wait", 16: "cut: partials loaded", 2: "cut: partials merged",
+               17: "cut: keys", 18: "cut: shared histogram", 3: "cut: histogram added",
                4: "cut: barrier 1", 5: "cut: digit, candidates", 6: "cut: barrier 2", 8: "cut: candidates taken",
                13: "cut: candidates placed", 7: "cut: resolved", 9: "counts known", 10: "attention streamed",
                11: "partials written", 12: "merged (end)"}
@@ -185,8 +186,8 @@ SCORE_MARKS = {0: "entry", 1: "past pdl_wait", 2: "scores written", 3: "partials
 def print_trace():
     """A trace build's phase timestamps of the last step replayed (the last layer copy): per
     mark, min / median / max over blocks, us after the scoring kernel's first pdl_wait return."""
-    fused = np.zeros((1024, 16), np.uint64)
-    score = np.zeros((1024, 16), np.uint64)
+    fused = np.zeros((1024, 24), np.uint64)
+    score = np.zeros((1024, 24), np.uint64)
     check(lib.tactic_cuda_step_trace(ffi.cast("uint64_t *", ffi.from_buffer(fused)),
                                      ffi.cast("uint64_t *", ffi.from_buffer(score))))
     t1 = score[:, 1][score[:, 1] > 0]

@@ -8,7 +8,7 @@
 namespace tactic {
 namespace cuda {
 
-constexpr int kTraceBlocks = 1024, kTraceMarks = 16;
+constexpr int kTraceBlocks = 1024, kTraceMarks = 24;
 
 #ifdef TACTIC_STEP_TRACE
 // One table per translation unit (each kernel's file exports its own, step_trace_*): thread 0

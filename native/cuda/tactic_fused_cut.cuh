@@ -110,6 +110,7 @@ __device__ void fused_cut(const TacticLayerDev &L, const int32_t *__restrict__ d
                     }
                 }
             }
+            trace_mark(tb, 16);  // (warp 0's partials in)
 #pragma unroll
             for (int o = 16; o > 0; o >>= 1) {
                 const float mb = __shfl_xor_sync(0xffffffffu, m, o), zb = __shfl_xor_sync(0xffffffffu, z, o);
@@ -145,9 +146,13 @@ __device__ void fused_cut(const TacticLayerDev &L, const int32_t *__restrict__ d
             for (int j = 0; j < G; j++)
                 if (j < group) x = fmaxf(x, scale * v[i][j] - s_lse[j]);
             key[i] = in[i] ? spread(x) >> 2 : 0u;
-            if (in[i] && tok[i] > 0) atomicAdd(&s_h[key[i] >> 18], float(tok[i]));
         }
+        trace_mark(tb, 17);
+#pragma unroll
+        for (int i = 0; i < IT; i++)
+            if (in[i] && tok[i] > 0) atomicAdd(&s_h[key[i] >> 18], float(tok[i]));
         __syncthreads();
+        trace_mark(tb, 18);
         for (int i = tid; i < kOneB; i += kSpThreads)
             if (s_h[i] != 0.f) atomicAdd(&cw[i], s_h[i]);
         trace_mark(tb, 3);
@@ -204,13 +209,19 @@ __device__ void fused_cut(const TacticLayerDev &L, const int32_t *__restrict__ d
     trace_mark(tb, 6);
     // One round of loads: the candidate count, the slices' counts (warp 0) and the first
     // kSpThreads candidate records (read before the count is known: slots past it are ignored).
-    const int m = all ? 0 : *reinterpret_cast<volatile int32_t *>(cand_n);
+    // (one read of the count a block, not one a warp: 128 blocks' warps at one L2 line)
+    __shared__ int s_m;
     const float4 rec0 = all ? make_float4(0.f, 0.f, 0.f, 0.f) : __ldcg(reinterpret_cast<const float4 *>(cand) + tid);
     int r_sure = 0, r_own = 0;
-    if (warp == 0 && lane < nsl) {
-        r_sure = __ldcg(sure_n + lane);
-        r_own = __ldcg(own_n + lane);
+    if (warp == 0) {
+        if (lane < nsl) {
+            r_sure = __ldcg(sure_n + lane);
+            r_own = __ldcg(own_n + lane);
+        }
+        if (lane == 0) s_m = all ? 0 : __ldcg(cand_n);
     }
+    __syncthreads();
+    const int m = s_m;
     const bool crowd = m > kCand1;
     if (!all)
         for (int i = blk * kSpThreads + tid; i < kOneB; i += nsl * kSpThreads) cw[i] = 0.f;  // all have read it

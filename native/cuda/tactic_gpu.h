@@ -28,7 +28,7 @@ struct TacticStepHost {
 void tactic_step_host(const TacticStepHost &a);
 
 // A trace build's (-DTACTIC_STEP_TRACE) per-block phase timestamps of the last launches, 1024 x
-// 16 values each (step_trace.cuh); false in other builds.
+// 24 values each (step_trace.cuh); false in other builds.
 bool step_trace_fused(uint64_t *out);
 bool step_trace_score(uint64_t *out);
 

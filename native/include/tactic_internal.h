@@ -199,7 +199,7 @@ TACTIC_API double tactic_cuda_last_ms(void);
 TACTIC_API tactic_status tactic_cuda_graph_stats(int64_t *kernel_nodes, int64_t *programmatic_edges);
 /* A trace build's (cmake -DTACTIC_STEP_TRACE=ON) per-block phase timestamps (global timer, ns)
  * of the last launch of the fused Tactic step kernel and of the centroid scores, 1024 blocks
- * x 16 marks each (native/cuda/step_trace.cuh; zero where not written); unsupported elsewhere. */
+ * x 24 marks each (native/cuda/step_trace.cuh; zero where not written); unsupported elsewhere. */
 TACTIC_API tactic_status tactic_cuda_step_trace(uint64_t *fused, uint64_t *score);
 /* dst[n_rows][n_per_row] = dequantize(src), rows of tactic_type_row_size bytes. */
 TACTIC_API tactic_status tactic_cuda_dequantize(int32_t type, const void *src, size_t src_size,
