@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Session 12, sitting 2: the new fused cut (tactic_fused_cut.cuh) and scores 5 as defaults:
+# the whole GPU Tactic test file, the backend's Tactic tests, the per-layer table (trace build
+# for the phases, the normal build for the times).
+set -uo pipefail
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+t0=$(date +%s); say() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+mkdir -p /root/build /root/buildtr
+xz -dc .prebuilt/libtactic.so.xz > /root/build/libtactic.so
+xz -dc .prebuilt/libtactic_trace.so.xz > /root/buildtr/libtactic.so
+say "library $(cat .prebuilt/COMMIT)"
+export PYTHONPATH=/tmp/site:$PWD
+TACTIC_LIB=/root/buildtr/libtactic.so timeout 120 python3 scripts/gpu_tactic_bench.py --iters 50 --no-mass-row \
+  --contexts 131072,32768 --fractions 0.1,0.025 --trace --variants "score=4" > "$OUT/trace.log" 2>&1
+say "trace bench rc $?"
+export TACTIC_LIB=/root/build/libtactic.so
+timeout 200 python3 scripts/pytest_shards.py 16 "$OUT/t_" tests/test_tactic_gpu.py 2>&1 | tail -20 | tee "$OUT/tests.log"
+say "tests done"
+timeout 100 python3 scripts/pytest_shards.py 8 "$OUT/f_" tests/test_gpu_forward.py -k "tactic or truncate" 2>&1 | tail -4 | tee "$OUT/tests_fwd.log"
+say "fwd tests done"
+timeout 150 python3 scripts/gpu_tactic_bench.py --iters 100 --no-mass-row --contexts 131072,65536,32768 \
+  --fractions 0.1,0.025,0.05,0.25 --out "$OUT/bench.json" > "$OUT/bench.log" 2>&1
+say "bench rc $?"
+say end
+cd "$OUT" && tar czf /tmp/r.tgz . && rm -rf "$OUT"/* && mv /tmp/r.tgz "$OUT/"
