@@ -1,0 +1,3 @@
+set -uo pipefail
+OUT=${OUT:-/tmp/out}
+bash .gpu/batch.sh
