@@ -124,44 +124,6 @@ __device__ int sp_find_digit(const float *gh, float need, float &above) {
     return d;
 }
 
-// One head's scoring-block partials (max, sum |c| exp(scale (s - max)), min; nbx of them at
-// pp) merged by one warp: lane l takes l, l + 32, ... in order, every load issued before the
-// first is used; then a butterfly over the lanes. Every lane returns the head's (m, z, mn).
-__device__ __forceinline__ void sp_merge_partials(const float *pp, int nbx, float scale, int lane, float &m,
-                                                  float &z, float &mn) {
-    for (int b0 = 0; b0 < nbx; b0 += 128) {
-        float mb[4], zb[4], nb[4];
-#pragma unroll
-        for (int u = 0; u < 4; u++) {
-            const int bb = b0 + lane + 32 * u;
-            mb[u] = bb < nbx ? __ldcg(pp + bb * 3) : -INFINITY;
-            zb[u] = bb < nbx ? __ldcg(pp + bb * 3 + 1) : 0.f;
-            nb[u] = bb < nbx ? __ldcg(pp + bb * 3 + 2) : INFINITY;
-        }
-#pragma unroll
-        for (int u = 0; u < 4; u++) {
-            mn = fminf(mn, nb[u]);
-            if (mb[u] == -INFINITY) continue;
-            const float mm = fmaxf(m, mb[u]);
-            z = (m == -INFINITY ? 0.f : z * expf(scale * (m - mm))) + zb[u] * expf(scale * (mb[u] - mm));
-            m = mm;
-        }
-    }
-}
-
-// The butterfly of sp_merge_partials (also for warps of no head: m = -inf, z = 0 stay).
-__device__ __forceinline__ void sp_merge_lanes(float scale, float &m, float &z, float &mn) {
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-        const float mb = __shfl_xor_sync(0xffffffffu, m, o), zb = __shfl_xor_sync(0xffffffffu, z, o);
-        mn = fminf(mn, __shfl_xor_sync(0xffffffffu, mn, o));
-        const float mm = fmaxf(m, mb);
-        if (mm != -INFINITY)
-            z = (m == -INFINITY ? 0.f : z * expf(scale * (m - mm))) + (mb == -INFINITY ? 0.f : zb * expf(scale * (mb - mm)));
-        m = mm;
-    }
-}
-
 // A level's histogram of one cut: shared bins, then the non-zero ones added into global
 // memory (nothing when no item of the block is in the level's bin).
 template <int NB>
@@ -370,8 +332,26 @@ __device__ Cut3Out cut3_cut(const TacticLayerDev &L, const int32_t *__restrict__
         // Per head: the scoring blocks' partials merged (warp j: head j).
         if (warp < G) {
             float m = -INFINITY, z = 0.f, mn = INFINITY;
-            if (warp < group) sp_merge_partials(spart + int64_t(h0 + warp) * nbx * 3, nbx, scale, lane, m, z, mn);
-            sp_merge_lanes(scale, m, z, mn);
+            if (warp < group) {
+                const float *pp = spart + int64_t(h0 + warp) * nbx * 3;
+                for (int b = lane; b < nbx; b += 32) {
+                    const float mb = __ldcg(pp + b * 3), zb = __ldcg(pp + b * 3 + 1);
+                    mn = fminf(mn, __ldcg(pp + b * 3 + 2));
+                    if (mb == -INFINITY) continue;
+                    const float mm = fmaxf(m, mb);
+                    z = (m == -INFINITY ? 0.f : z * expf(scale * (m - mm))) + zb * expf(scale * (mb - mm));
+                    m = mm;
+                }
+            }
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) {
+                const float mb = __shfl_xor_sync(0xffffffffu, m, o), zb = __shfl_xor_sync(0xffffffffu, z, o);
+                mn = fminf(mn, __shfl_xor_sync(0xffffffffu, mn, o));
+                const float mm = fmaxf(m, mb);
+                if (mm != -INFINITY)
+                    z = (m == -INFINITY ? 0.f : z * expf(scale * (m - mm))) + (mb == -INFINITY ? 0.f : zb * expf(scale * (mb - mm)));
+                m = mm;
+            }
             if (lane == 0) {
                 s_max[warp] = m;
                 s_tot[warp] = z;

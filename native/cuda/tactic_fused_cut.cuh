@@ -85,12 +85,41 @@ __device__ void fused_cut(const TacticLayerDev &L, const int32_t *__restrict__ d
     bool sure[IT], mine[IT];  // above the cut's prefix; at it (a candidate)
     int slot[IT];             // a candidate's record (kCand1: none)
     if (!all) {
-        // Per head the scoring blocks' partials (warp j: head j), as cut3_cut merges them.
+        // Per head the scoring blocks' partials (warp j: head j), merged in cut3_cut's order,
+        // every load issued before the first is used.
         if (warp < G) {
             float m = -INFINITY, z = 0.f, mn = INFINITY;
-            if (warp < group) sp_merge_partials(spart + int64_t(h0 + warp) * nbx * 3, nbx, scale, lane, m, z, mn);
+            if (warp < group) {
+                const float *pp = spart + int64_t(h0 + warp) * nbx * 3;
+                for (int b0 = 0; b0 < nbx; b0 += 128) {
+                    float mb[4], zb[4], nb[4];
+#pragma unroll
+                    for (int u = 0; u < 4; u++) {
+                        const int bb = b0 + lane + 32 * u;
+                        mb[u] = bb < nbx ? __ldcg(pp + bb * 3) : -INFINITY;
+                        zb[u] = bb < nbx ? __ldcg(pp + bb * 3 + 1) : 0.f;
+                        nb[u] = bb < nbx ? __ldcg(pp + bb * 3 + 2) : INFINITY;
+                    }
+#pragma unroll
+                    for (int u = 0; u < 4; u++) {
+                        mn = fminf(mn, nb[u]);
+                        if (mb[u] == -INFINITY) continue;
+                        const float mm = fmaxf(m, mb[u]);
+                        z = (m == -INFINITY ? 0.f : z * expf(scale * (m - mm))) + zb[u] * expf(scale * (mb[u] - mm));
+                        m = mm;
+                    }
+                }
+            }
             trace_mark(tb, 16);  // (warp 0's partials in)
-            sp_merge_lanes(scale, m, z, mn);
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) {
+                const float mb = __shfl_xor_sync(0xffffffffu, m, o), zb = __shfl_xor_sync(0xffffffffu, z, o);
+                mn = fminf(mn, __shfl_xor_sync(0xffffffffu, mn, o));
+                const float mm = fmaxf(m, mb);
+                if (mm != -INFINITY)
+                    z = (m == -INFINITY ? 0.f : z * expf(scale * (m - mm))) + (mb == -INFINITY ? 0.f : zb * expf(scale * (mb - mm)));
+                m = mm;
+            }
             if (lane == 0) {
                 s_max[warp] = m;
                 s_lse[warp] = scale * m + logf(z);  // log sum |c| exp(scale s)
