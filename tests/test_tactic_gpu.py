@@ -581,10 +581,15 @@ MANY_N = 16000
 
 
 @functools.lru_cache(maxsize=None)
-def many_clusters_case(tie_run):
-    rng = np.random.default_rng(41 + tie_run)
+def random_layout_case(seed, mean_size, tie_run):
+    """An 8-KV-head, head_dim-128 cache of MANY_N tokens and a random_layout of it."""
+    rng = np.random.default_rng(seed)
     K, V = clustered_cache(rng, 8, MANY_N, 128)
-    return K, V, random_layout(rng, K, 4, MANY_N - 200, 5, tie_run)
+    return K, V, random_layout(rng, K, 4, MANY_N - 200, mean_size, tie_run)
+
+
+def many_clusters_case(tie_run):
+    return random_layout_case(41 + tie_run, 5, tie_run)
 
 
 @pytest.mark.gpu
@@ -638,13 +643,6 @@ def test_group_budget_many_clusters_matches_twin(tie_run, frac, group_budget):
         assert list(lists[g][:c_begin]) == list(range(c_begin))  # the always-attended tokens first
 
 
-@functools.lru_cache(maxsize=None)
-def most_clusters_case(mean_size, tie_run):
-    rng = np.random.default_rng(53 + tie_run)
-    K, V = clustered_cache(rng, 8, MANY_N, 128)
-    return K, V, random_layout(rng, K, 4, MANY_N - 200, mean_size, tie_run)
-
-
 @pytest.mark.gpu
 @needs_gpu
 @pytest.mark.parametrize("case", ["most", "crowd"])
@@ -656,7 +654,7 @@ def test_group_budget_most_clusters_and_crowds(case, group_budget):
     rng = np.random.default_rng(59)
     n_head, n_head_kv, D = 32, 8, 128
     n, c_begin, c_end = MANY_N, 4, MANY_N - 200
-    K, V, layout = most_clusters_case(1.5, 0) if case == "most" else most_clusters_case(5, 3000)
+    K, V, layout = random_layout_case(53, 1.5, 0) if case == "most" else random_layout_case(3053, 5, 3000)
     if case == "most":
         assert layout[2].min() > 16 * 512
     q = (1.5 * rng.standard_normal((n_head, D))).astype(np.float32)
