@@ -216,6 +216,7 @@ def set_variant(v):
     check(lib.tactic_cuda_set_option(b"pdl", v.get("pdl", 1)))  # (a variant may turn PDL off)
     check(lib.tactic_cuda_set_option(b"tactic_tail", v["tail"]))
     check(lib.tactic_cuda_set_option(b"tactic_score_blocks", v.get("score_blocks", 0)))  # (scores 5's grid)
+    check(lib.tactic_cuda_set_option(b"tactic_stream", v["stream"]))  # (the fused step's streaming / merge)
 
 
 def main():
@@ -253,9 +254,12 @@ def main():
     ap.add_argument("--tail", type=int, default=1,
                     help="option tactic_tail: 1 (default) the output estimate of the unattended clusters under the "
                          "mass target (the P row; forced fractions never run it), 0 off")
+    ap.add_argument("--stream", type=int, default=8,
+                    help="option tactic_stream (the fused step after the counts are known): 8 (default) the first "
+                         "copies issued before q's fragments are built, 0 after them")
     ap.add_argument("--variants", default="",
                     help="more passes over the same keys, ';'-separated, each 'name=value,...' of group_budget, "
-                         "copies, blocks, fused, mma, select, score, attend, pdl, tail, score_blocks "
+                         "copies, blocks, fused, mma, select, score, attend, pdl, tail, score_blocks, stream "
                          "(e.g. 'group_budget=1;mma=1')")
     ap.add_argument("--trace", action="store_true",
                     help="print each row's phase timestamps (a library built with cmake -DTACTIC_STEP_TRACE=ON)")
@@ -293,7 +297,8 @@ def main():
 
         check(lib.tactic_cuda_set_option(b"bench_iters", args.iters))
         base = dict(group_budget=args.group_budget, copies=args.copies, blocks=args.blocks, fused=args.fused,
-                    mma=args.mma, select=args.select, score=args.score, attend=args.attend, tail=args.tail)
+                    mma=args.mma, select=args.select, score=args.score, attend=args.attend, tail=args.tail,
+                    stream=args.stream)
         set_variant(base)
         out_full = np.empty((N_HEAD, D), np.float32)
         check(lib.tactic_cuda_attention(ptr(q, "float *"), N_HEAD, N_KV, D, ptr(K, "uint16_t *"), ptr(V, "uint16_t *"),
