@@ -5,7 +5,7 @@
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 t0=$(date +%s); say() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
-P=docs/results/s13
+P=scripts/probes
 ( nvcc -O3 -arch=sm_90 -o /tmp/co $P/cluster_occupancy.cu && /tmp/co ) > "$OUT/cluster_occupancy.log" 2>&1
 ( nvcc -O3 -arch=sm_90 -o /tmp/rb $P/run_bandwidth.cu && timeout 60 /tmp/rb ) > "$OUT/run_bandwidth.log" 2>&1
 say "probes done"
