@@ -477,14 +477,13 @@ def cuda_attention_mma(q, K, V, lo, n, scale, splits=0, kernel=1):
 
 
 MMA_SHAPES = ATTN_SHAPES + [(8, 2, 64), (16, 2, 256), (40, 4, 128)]  # groups of 4, 8 and 10 (two head pieces)
-# attn_kernel 1 and 2, and 3-15: the variants (how K/V are copied in: cp.async with L2
+# attn_kernel 1 and 2, and 3-11: the variants (how K/V are copied in: cp.async with L2
 # prefetch hints or TMA bulk rows / row pairs on sm_90; how the splits are merged; which
-# chunks a split takes, 12-15 claimed from a counter per head), each held to the same
-# float64 twin. Ids k1..k15 so that a run can pick some with -k.
-MMA_KERNELS = list(range(1, 16))
+# chunks a split takes), each held to the same float64 twin. Ids k1..k11 so that a run can pick some with -k.
+MMA_KERNELS = list(range(1, 12))
 # The split-edge sweep for the kernels whose split, copy or merge code differs (3-6 are
 # kernel 1 or 2 with an L2 hint on the same copies; 7 is 8 with kernel 1's merge).
-MMA_KERNELS_EDGES = [1, 2, 8, 9, 10, 11, 12, 13, 14, 15]
+MMA_KERNELS_EDGES = [1, 2, 8, 9, 10, 11]
 
 
 def kernel_id(k):

@@ -1,7 +1,7 @@
 // Decode attention (one query token, full or windowed range of keys) on tensor cores,
 // split along the keys FlashDecoding-style: options().attn_kernel == 1, or 2 with the
 // merge of the splits done by the last block of each head (attention.cu's FMA kernel is 0);
-// 3-15 are variants of the same kernel under measurement (kVariants below: how the K/V
+// 3-11 are variants of the same kernel under measurement (kVariants below: how the K/V
 // chunks are copied in, how the splits are merged, which chunks a split takes). Grid (KV head x head piece, split); each block streams its split's
 // keys in chunks of 16 tokens, and its NW warps take the chunks in turn, each warp with
 // its own cp.async pipeline of STAGES chunks of K and V in shared memory (no block-wide
@@ -56,29 +56,21 @@ enum Load { kCpAsync = 0, kCpAsyncL2_128 = 1, kCpAsyncL2_256 = 2, kBulkRows = 3,
 // thread (attn_merge_wide_kernel).
 enum Merge { kMergeKernel = 0, kMergeLastBlock = 1, kMergeWide = 2 };
 // Which chunks a split takes: a contiguous range (kContiguous), or every n_splits-th
-// chunk (kInterleaved: all blocks sweep the cache together), or (kDynamic, bulk copies
-// only) a few fixed chunks and then whatever its warps claim from a counter per (KV head,
-// piece): a warp on a multiprocessor that gets more bandwidth takes more chunks, so the
-// blocks of a head finish together instead of waiting for the slowest one (one static
-// wave's finishing times spread by ~5-9%).
-enum Order { kContiguous = 0, kInterleaved = 1, kDynamic = 2 };
+// chunk (kInterleaved: all blocks sweep the cache together).
+enum Order { kContiguous = 0, kInterleaved = 1 };
 struct Variant {
     Load load;
     Merge merge;
     Order order = kContiguous;
-    int grain = 1;    // kDynamic: chunks a claim
-    int static8 = 0;  // kDynamic: eighths of a warp's fair share taken before claiming
 };
-// attn_kernel 1..15 (index 0 unused).
+// attn_kernel 1..8 (index 0 unused).
 constexpr Variant kVariants[] = {{kCpAsync, kMergeKernel},       {kCpAsync, kMergeKernel},
                                  {kCpAsync, kMergeLastBlock},    {kCpAsyncL2_256, kMergeKernel},
                                  {kCpAsyncL2_256, kMergeLastBlock}, {kCpAsyncL2_256, kMergeWide},
                                  {kCpAsyncL2_128, kMergeKernel}, {kBulkRows, kMergeKernel},
                                  {kBulkRows, kMergeWide},        {kBulkPairs, kMergeWide},
-                                 {kBulkRows, kMergeWide, kInterleaved}, {kBulkPairs, kMergeWide, kInterleaved},
-                                 {kBulkRows, kMergeWide, kDynamic, 1, 0}, {kBulkRows, kMergeWide, kDynamic, 2, 0},
-                                 {kBulkRows, kMergeWide, kDynamic, 1, 6}, {kBulkRows, kMergeWide, kDynamic, 4, 4}};
-constexpr int kMaxVariant = 15;
+                                 {kBulkRows, kMergeWide, kInterleaved}, {kBulkPairs, kMergeWide, kInterleaved}};
+constexpr int kMaxVariant = 11;
 
 template <int D, int LOAD = kCpAsync>
 struct DecCfg {
@@ -101,8 +93,6 @@ struct DecArgs {
     float *part_acc, *part_ml;  // [split][n_head][D], [split][n_head][2] (m in base 2)
     int32_t *done;              // non-null (attn_kernel 2): the last block of each (KV head, piece)
     float *out;                 //   merges the splits into out; counters zero between launches
-    int32_t *ctr;               // kDynamic: chunks claimed per (KV head, piece), zero at launch
-    int grain, static8;         //   (the merge kernel zeroes them again)
 };
 
 __device__ __forceinline__ uint32_t smem_u32(const void *p) { return uint32_t(__cvta_generic_to_shared(p)); }
@@ -281,11 +271,9 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
     const int n_chunks = ORDER == kInterleaved
                              ? (all_chunks > int(blockIdx.y) ? (all_chunks - int(blockIdx.y) + n_splits - 1) / n_splits : 0)
                              : (s_end - s_begin + kChunk - 1) / kChunk;
-    // (kDynamic: j is the chunk's index in the whole range.)
-    const int t_end = ORDER == kContiguous ? s_end : len;
+    const int t_end = ORDER == kInterleaved ? len : s_end;
     auto chunk_t0 = [&](int j) {
-        return ORDER == kDynamic ? j * kChunk
-               : ORDER == kInterleaved ? (int(blockIdx.y) + j * n_splits) * kChunk : s_begin + j * kChunk;
+        return ORDER == kInterleaved ? (int(blockIdx.y) + j * n_splits) * kChunk : s_begin + j * kChunk;
     };
     const __half *K0 = a.k + (int64_t(kvh) * a.n_ctx + lo) * D, *V0 = a.v + (int64_t(kvh) * a.n_ctx + lo) * D;
 
@@ -336,61 +324,18 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
             }
         }
     };
-    // Chunks of this warp: warp, warp + kNW, ... (kDynamic: see below)
+    // Chunks of this warp: warp, warp + kNW, ...
     const int my_chunks = n_chunks > warp ? (n_chunks - warp + kNW - 1) / kNW : 0;
-    // kDynamic: warp gw of the W warps of this (KV head, piece) takes chunks gw, gw + W, ..
-    // (n_static of them, at least the STAGES - 1 it copies before pdl_wait), then claims
-    // `grain` chunks at a time from n_static * W on. The claim for the next group is issued
-    // when the current one is taken, so its latency hides behind a group's copies.
-    const int W = n_splits * kNW, gw = int(blockIdx.y) * kNW + warp;
-    const int n_static = ORDER == kDynamic ? max(STAGES - 1, all_chunks * a.static8 / (8 * W)) : 0;
     const bool holds_newest =
-        a.d_pos && (ORDER == kDynamic ? all_chunks > 0 && (all_chunks - 1) % W == gw && (all_chunks - 1) / W < STAGES - 1
-                    : ORDER == kInterleaved ? all_chunks > 0 && (all_chunks - 1) % n_splits == int(blockIdx.y)
-                                            : s_end == len && s_end > s_begin);
+        a.d_pos && (ORDER == kInterleaved ? all_chunks > 0 && (all_chunks - 1) % n_splits == int(blockIdx.y)
+                                          : s_end == len && s_end > s_begin);
     if (holds_newest) pdl_wait();
-    int cur[STAGES];  // kDynamic: chunk in the stage of iteration it + s (-1: none)
-#pragma unroll
-    for (int s = 0; s < STAGES; s++) cur[s] = -1;
 #pragma unroll
     for (int s = 0; s < STAGES - 1; s++) {
-        if constexpr (ORDER == kDynamic) {
-            const int ch = gw + s * W;
-            cur[s] = ch < all_chunks ? ch : -1;
-            if (ch < all_chunks) load_chunk(ch, s);
-        } else {
-            if (s < my_chunks) load_chunk(warp + s * kNW, s);
-            if constexpr (!BULK) cp_commit();
-        }
+        if (s < my_chunks) load_chunk(warp + s * kNW, s);
+        if constexpr (!BULK) cp_commit();
     }
     if (!holds_newest) pdl_wait();
-    // The claims start after pdl_wait: the merge kernel of the launch before zeroes the counters.
-    int32_t *ctr = ORDER == kDynamic ? a.ctr + blockIdx.x : nullptr;
-    int n_taken = STAGES - 1, grp = 0, grp_left = 0, pend = 0;
-    bool dry = ORDER == kDynamic && (STAGES - 1 > 0 ? cur[STAGES - 2] < 0 : false);
-    if (ORDER == kDynamic && lane == 0) pend = n_static * W + atomicAdd(ctr, a.grain);
-    // The next chunk of this warp's sequence (-1 once it ran dry; warp-uniform).
-    auto next_chunk = [&]() -> int {
-        if (dry) return -1;
-        if (n_taken < n_static) {
-            const int ch = gw + n_taken++ * W;
-            if (ch < all_chunks) return ch;
-            dry = true;  // the claimed chunks start past every static one: none left either
-            return -1;
-        }
-        if (grp_left == 0) {
-            const int base = __shfl_sync(0xffffffffu, pend, 0);
-            if (base >= all_chunks) {
-                dry = true;
-                return -1;
-            }
-            grp = base;
-            grp_left = min(a.grain, all_chunks - base);
-            if (lane == 0) pend = n_static * W + atomicAdd(ctr, a.grain);
-        }
-        grp_left--;
-        return grp++;
-    };
 
     // Q as the mma's A operand: row g = head h0 + g, k pairs 2c, 2c+1 and 2c+8, 2c+9.
     uint32_t qa[KT][2];
@@ -417,9 +362,24 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
     const int k_row = PAIRS ? 2 * mr + (mi >> 1) : (mi >> 1) * 8 + mr, k_cadd = mi & 1;  // K: n-tile by i>>1, k half by i&1
     const int v_row = PAIRS ? 2 * mr + (mi & 1) : (mi & 1) * 8 + mr, v_cadd = mi >> 1;  // V^T: k half by i&1, n-tile by i>>1
 
-    // One chunk of this warp: stage st's K/V at tokens t0.. (online softmax into m, l, o).
-    auto consume = [&](int st, int t0) {
-        const __half *ks = wk + st * 2 * TILE, *vs = ks + TILE;
+    for (int it = 0; it < my_chunks; it++) {
+        if constexpr (BULK) {
+#if __CUDA_ARCH__ >= 900
+            bar_wait(smem_u32(&s_bar[warp][it % STAGES]), uint32_t(it / STAGES) & 1u);
+            fence_proxy_async();  // the stage refilled below was read (ldmatrix) last iteration
+#endif
+        } else {
+            cp_wait<STAGES - 2>();
+        }
+        __syncwarp();
+        {
+            const int nx = it + STAGES - 1;
+            if (nx < my_chunks) load_chunk(warp + nx * kNW, nx % STAGES);
+            if constexpr (!BULK) cp_commit();
+        }
+        const __half *ks = wk + (it % STAGES) * 2 * TILE, *vs = ks + TILE;
+        const int t0 = chunk_t0(warp + it * kNW);
+
         float s0[4] = {0.f, 0.f, 0.f, 0.f}, s1[4] = {0.f, 0.f, 0.f, 0.f};  // tokens 0-7, 8-15
 #pragma unroll
         for (int kk = 0; kk < KT; kk++) {
@@ -457,38 +417,6 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
             ldsm4_t(b, smem_u32(vs + soff(v_row, 2 * jj + v_cadd)));
             mma_rows8(o[2 * jj], pa0, pa2, b[0], b[1]);
             mma_rows8(o[2 * jj + 1], pa0, pa2, b[2], b[3]);
-        }
-    };
-    // Waits for iteration it's stage (bulk: its mbarrier phase).
-    auto wait_stage = [&](int it) {
-        if constexpr (BULK) {
-#if __CUDA_ARCH__ >= 900
-            bar_wait(smem_u32(&s_bar[warp][it % STAGES]), uint32_t(it / STAGES) & 1u);
-            fence_proxy_async();  // the stage refilled below was read (ldmatrix) last iteration
-#endif
-        } else {
-            cp_wait<STAGES - 2>();
-        }
-        __syncwarp();
-    };
-
-    if constexpr (ORDER == kDynamic) {
-        for (int it = 0; cur[0] >= 0; it++) {
-            wait_stage(it);
-            const int nx = next_chunk();
-            cur[STAGES - 1] = nx;
-            if (nx >= 0) load_chunk(nx, (it + STAGES - 1) % STAGES);
-            consume(it % STAGES, cur[0] * kChunk);
-#pragma unroll
-            for (int s = 0; s < STAGES - 1; s++) cur[s] = cur[s + 1];
-        }
-    } else {
-        for (int it = 0; it < my_chunks; it++) {
-            wait_stage(it);
-            const int nx = it + STAGES - 1;
-            if (nx < my_chunks) load_chunk(warp + nx * kNW, nx % STAGES);
-            if constexpr (!BULK) cp_commit();
-            consume(it % STAGES, chunk_t0(warp + it * kNW));
         }
     }
     if constexpr (!BULK) cp_wait<0>();  // (bulk: every chunk copied was waited for)
@@ -602,18 +530,13 @@ __global__ void __launch_bounds__(kMergeWarps * 32) attn_merge_mma_kernel(const 
 // attn_merge_mma_kernel's result with fewer dependent L2 round trips: a thread owns 4
 // dimensions of the head and a residue class of the splits, loads 4 of its splits' (m, l,
 // acc) before using any (online rescaling, no separate pass for the maximum), and the
-// classes are merged in shared memory. ctr (kDynamic): n_ctr claim counters zeroed for the
-// next launch (the split kernel is complete here, and the next one claims only after its
-// pdl_wait, i.e. after this grid completes).
+// classes are merged in shared memory.
 template <int D>
 __global__ void __launch_bounds__(128) attn_merge_wide_kernel(const float *__restrict__ part_acc,
                                                               const float *__restrict__ part_ml, int n_splits,
-                                                              int n_head, float *__restrict__ out, int32_t *ctr,
-                                                              int n_ctr) {
+                                                              int n_head, float *__restrict__ out) {
     pdl_wait();
     pdl_trigger();
-    if (ctr && blockIdx.x == 0)
-        for (int i = int(threadIdx.x); i < n_ctr; i += 128) ctr[i] = 0;
     constexpr int D4 = D / 4, G = 128 / D4;  // float4 columns; split classes
     const int h = blockIdx.x, j = threadIdx.x / D4, d4 = threadIdx.x % D4;
     __shared__ float s_m[G], s_l[G];
@@ -736,7 +659,7 @@ void launch_t(const DecArgs &a, int n_splits, cudaStream_t stream) {
     launch_pdl(attn_decode_mma_kernel<D, LOAD, ORDER>, grid, dim3(kNW * 32), DecCfg<D, LOAD>::bytes, stream, a);
 }
 
-// (Interleaved order only with the bulk copies, the dynamic one only with bulk rows.)
+// (Interleaved order only with the bulk copies.)
 template <int D>
 void launch(const DecArgs &a, int n_splits, const Variant &v, cudaStream_t stream) {
     const bool il = v.order == kInterleaved;
@@ -744,8 +667,7 @@ void launch(const DecArgs &a, int n_splits, const Variant &v, cudaStream_t strea
         case kCpAsyncL2_128: launch_t<D, kCpAsyncL2_128>(a, n_splits, stream); break;
         case kCpAsyncL2_256: launch_t<D, kCpAsyncL2_256>(a, n_splits, stream); break;
         case kBulkRows:
-            if (v.order == kDynamic) launch_t<D, kBulkRows, kDynamic>(a, n_splits, stream);
-            else if (il) launch_t<D, kBulkRows, kInterleaved>(a, n_splits, stream);
+            if (il) launch_t<D, kBulkRows, kInterleaved>(a, n_splits, stream);
             else launch_t<D, kBulkRows>(a, n_splits, stream);
             break;
         case kBulkPairs:
@@ -797,14 +719,7 @@ void attention_decode_mma_dev(const DecodeAttn &d, int lo, int len, float scale,
     a.scale = scale;
     a.part_acc = d.part_acc;
     a.part_ml = d.part_ml;
-    Variant var = current_variant();
-    // kDynamic claims its chunks from d.done's counters (zero between launches; the wide
-    // merge zeroes them again); without them, the contiguous splits.
-    if (var.order == kDynamic && !d.done) var.order = kContiguous;
-    const int n_ctr = d.n_head_kv * a.n_hgroups;
-    a.ctr = var.order == kDynamic ? d.done : nullptr;
-    a.grain = var.grain;
-    a.static8 = var.static8;
+    const Variant var = current_variant();
     const bool fused = var.merge == kMergeLastBlock && d.done;
     a.done = fused ? d.done : nullptr;
     a.out = d.out;
@@ -818,11 +733,10 @@ void attention_decode_mma_dev(const DecodeAttn &d, int lo, int len, float scale,
     if (var.merge == kMergeWide) {
         const float *pacc = d.part_acc, *pml = d.part_ml;
         const dim3 grid(unsigned(d.n_head)), block(128);
-        int32_t *ctr = a.ctr;
         switch (d.head_dim) {
-            case 64: launch_pdl(attn_merge_wide_kernel<64>, grid, block, 0, stream, pacc, pml, d.n_splits, d.n_head, d.out, ctr, n_ctr); break;
-            case 128: launch_pdl(attn_merge_wide_kernel<128>, grid, block, 0, stream, pacc, pml, d.n_splits, d.n_head, d.out, ctr, n_ctr); break;
-            default: launch_pdl(attn_merge_wide_kernel<256>, grid, block, 0, stream, pacc, pml, d.n_splits, d.n_head, d.out, ctr, n_ctr); break;
+            case 64: launch_pdl(attn_merge_wide_kernel<64>, grid, block, 0, stream, pacc, pml, d.n_splits, d.n_head, d.out); break;
+            case 128: launch_pdl(attn_merge_wide_kernel<128>, grid, block, 0, stream, pacc, pml, d.n_splits, d.n_head, d.out); break;
+            default: launch_pdl(attn_merge_wide_kernel<256>, grid, block, 0, stream, pacc, pml, d.n_splits, d.n_head, d.out); break;
         }
         return;
     }
