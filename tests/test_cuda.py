@@ -477,13 +477,17 @@ def cuda_attention_mma(q, K, V, lo, n, scale, splits=0, kernel=1):
 
 
 MMA_SHAPES = ATTN_SHAPES + [(8, 2, 64), (16, 2, 256), (40, 4, 128)]  # groups of 4, 8 and 10 (two head pieces)
-# attn_kernel 1 and 2, and 3-11: the variants (how K/V are copied in: cp.async with L2
-# prefetch hints or TMA bulk rows / row pairs on sm_90; how the splits are merged; which
-# chunks a split takes), each held to the same float64 twin. Ids k1..k11 so that a run can pick some with -k.
-MMA_KERNELS = list(range(1, 12))
+# attn_kernel 1 and 2, and 3-20: the variants (how K/V are copied in: cp.async with L2
+# prefetch hints or TMA bulk rows / row pairs on sm_90, per warp or (12-18) block-wide
+# 64-key tiles, 15, 16 and 18 by TMA tensor boxes, 19 and 20 128-key K and V tiles copied
+# one after the other; how the splits are merged; which chunks a split takes), each held
+# to the same float64 twin (17 is a measurement aid, not attention). Ids k1..k20 so that
+# a run can pick some with -k.
+MMA_KERNELS = [k for k in range(1, 21) if k != 17]
 # The split-edge sweep for the kernels whose split, copy or merge code differs (3-6 are
-# kernel 1 or 2 with an L2 hint on the same copies; 7 is 8 with kernel 1's merge).
-MMA_KERNELS_EDGES = [1, 2, 8, 9, 10, 11]
+# kernel 1 or 2 with an L2 hint on the same copies; 7 is 8 with kernel 1's merge; 14 is
+# 12 with an L2 hint).
+MMA_KERNELS_EDGES = [1, 2, 8, 9, 10, 11, 12, 13, 15, 16, 18, 19, 20]
 
 
 def kernel_id(k):

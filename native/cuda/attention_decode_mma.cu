@@ -23,6 +23,8 @@
 // starts its pipeline before pdl_wait(); q and the newest row (written by the kernel
 // before) are read after it. The position itself is copied in before the step's first
 // kernel, so it may be read early.
+#include <cuda.h>  // CUtensorMap (the encoder comes from the runtime: no libcuda link)
+#include <cudaTypedefs.h>
 #include <cuda_fp16.h>
 
 #include <cmath>
@@ -50,27 +52,56 @@ constexpr float kLog2e = 1.4426950408889634f;
 // mbarrier per stage; or (kBulkPairs) one bulk copy of two rows a lane into row pairs
 // padded by 16 bytes, the chunk's tokens taken even ones first by the mma tiles (so that
 // ldmatrix's 8 rows, one of each pair, again fall in distinct banks).
-enum Load { kCpAsync = 0, kCpAsyncL2_128 = 1, kCpAsyncL2_256 = 2, kBulkRows = 3, kBulkPairs = 4 };
+// The block-tile loads (attn_decode_tile_kernel): the block's warps copy 64-key tiles of K
+// and V together into a ring of stages shared by the block, with cp.async 16 bytes a
+// thread into XOR-swizzled rows (kTileCp; kTileCpL2: with the 256-byte L2 prefetch hint),
+// or (kTileBulk, sm_90) one TMA row copy a thread into padded rows completing on the
+// stage's mbarrier, or (kTileTma, sm_90) one thread's 2D TMA tensor copies of 64 dims x 64
+// keys (8 KB each, 128-byte swizzle: 4 a stage at head_dim 128); each warp then takes 16
+// keys of the tile.
+enum Load {
+    kCpAsync = 0,
+    kCpAsyncL2_128 = 1,
+    kCpAsyncL2_256 = 2,
+    kBulkRows = 3,
+    kBulkPairs = 4,
+    kTileCp = 5,
+    kTileCpL2 = 6,
+    kTileBulk = 7,
+    kTileTma = 8,
+    kTileTma2 = 9,  // kTileTma with a ring of 2 stages (3 blocks a multiprocessor)
+    kKvTma2 = 10,   // attn_decode_kv_kernel, a ring of 2 slots
+    kKvTma3 = 11    //   of 3 slots
+};
+__host__ __device__ constexpr bool is_tile(int load) { return load >= kTileCp; }
+__host__ __device__ constexpr bool is_kv(int load) { return load == kKvTma2 || load == kKvTma3; }
+__host__ __device__ constexpr bool is_tma(int load) { return load == kTileTma || load == kTileTma2 || is_kv(load); }
 // How the splits are merged: a second kernel (attn_merge_mma_kernel), the last block of
 // each head (merge_last_block), or a second kernel that keeps 4 splits' loads in flight a
 // thread (attn_merge_wide_kernel).
 enum Merge { kMergeKernel = 0, kMergeLastBlock = 1, kMergeWide = 2 };
 // Which chunks a split takes: a contiguous range (kContiguous), or every n_splits-th
-// chunk (kInterleaved: all blocks sweep the cache together).
-enum Order { kContiguous = 0, kInterleaved = 1 };
+// chunk (kInterleaved: all blocks sweep the cache together); kCopiesOnly (block-tile
+// kernel, a measurement aid, output not attention): contiguous, the products left out.
+enum Order { kContiguous = 0, kInterleaved = 1, kCopiesOnly = 2 };
 struct Variant {
     Load load;
     Merge merge;
     Order order = kContiguous;
 };
-// attn_kernel 1..8 (index 0 unused).
+// attn_kernel 1..20 (index 0 unused).
 constexpr Variant kVariants[] = {{kCpAsync, kMergeKernel},       {kCpAsync, kMergeKernel},
                                  {kCpAsync, kMergeLastBlock},    {kCpAsyncL2_256, kMergeKernel},
                                  {kCpAsyncL2_256, kMergeLastBlock}, {kCpAsyncL2_256, kMergeWide},
                                  {kCpAsyncL2_128, kMergeKernel}, {kBulkRows, kMergeKernel},
                                  {kBulkRows, kMergeWide},        {kBulkPairs, kMergeWide},
-                                 {kBulkRows, kMergeWide, kInterleaved}, {kBulkPairs, kMergeWide, kInterleaved}};
-constexpr int kMaxVariant = 11;
+                                 {kBulkRows, kMergeWide, kInterleaved}, {kBulkPairs, kMergeWide, kInterleaved},
+                                 {kTileCp, kMergeWide},          {kTileBulk, kMergeWide},
+                                 {kTileCpL2, kMergeWide},        {kTileTma, kMergeWide},
+                                 {kTileTma, kMergeWide, kInterleaved}, {kTileTma, kMergeWide, kCopiesOnly},
+                                 {kTileTma2, kMergeWide},        {kKvTma2, kMergeWide},
+                                 {kKvTma3, kMergeWide}};
+constexpr int kMaxVariant = 20;
 
 template <int D, int LOAD = kCpAsync>
 struct DecCfg {
@@ -80,6 +111,39 @@ struct DecCfg {
     static constexpr size_t pipe_bytes = size_t(kNW) * STAGES * 2 * TILE * sizeof(__half);
     static constexpr size_t merge_bytes = size_t(kNW) * kHeads * D * sizeof(float);
     static constexpr size_t bytes = pipe_bytes > merge_bytes ? pipe_bytes : merge_bytes;
+};
+
+// The block-tile kernel's ring: TK keys a stage (16 a warp), 3 stages. Head dims 64 and 128
+// only: at 256 its cp.async form spills registers and either form holds one block a
+// multiprocessor, so that head_dim runs kernel 8's code (current_variant).
+template <int D, int LOAD>
+struct TileCfg {
+    static_assert(D <= 128, "block tiles: head_dim 64 or 128");
+    static constexpr int TK = kNW * kChunk;
+    static constexpr int STAGES = LOAD == kTileTma2 ? 2 : 3;
+    static constexpr int ROW = LOAD == kTileBulk ? D + 8 : D;  // halves a shared row (padded for bulk)
+    static constexpr int TILE = TK * ROW;                      // halves of a K (V) tile
+    // (kTileTma: the swizzle's pattern repeats every 1024 bytes, from a base aligned to them.)
+    static constexpr size_t align = is_tma(LOAD) ? 1024 : 0;
+    static constexpr size_t pipe_bytes = size_t(STAGES) * 2 * TILE * sizeof(__half) + align;
+    static constexpr size_t merge_bytes = size_t(kNW) * kHeads * D * sizeof(float);
+    static constexpr size_t bytes = pipe_bytes > merge_bytes ? pipe_bytes : merge_bytes;
+};
+
+// attn_decode_kv_kernel's ring: slots of 128 keys of K or of V (32 KB at head_dim 128).
+template <int D, int LOAD>
+struct KvCfg {
+    static_assert(D <= 128, "K/V slots: head_dim 64 or 128");
+    static constexpr int TK = 128;
+    static constexpr int NB = LOAD == kKvTma2 ? 2 : 3;
+    static constexpr int SLOT = TK * D;  // halves
+    static constexpr size_t bytes = size_t(NB) * SLOT * sizeof(__half) + 1024;  // (+ the swizzle's alignment)
+};
+
+// kTileTma's tensor maps of the K and V caches: dims (head_dim, n_ctx, n_head_kv), boxes of
+// 64 dims x TK keys x 1 head, 128-byte swizzle (zeros for other loads).
+struct TileMaps {
+    CUtensorMap k, v;
 };
 
 struct DecArgs {
@@ -161,6 +225,14 @@ __device__ __forceinline__ void bulk_copy(uint32_t dst, const void *src, uint32_
                  "l"(src), "r"(bytes), "r"(bar)
                  : "memory");
 }
+// Box (x, y, z) of a 3D tensor map into shared dst (aligned to 1024 bytes for the swizzle).
+__device__ __forceinline__ void tensor_copy(uint32_t dst, const CUtensorMap *map, int x, int y, int z, uint32_t bar) {
+    asm volatile(
+        "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], "
+        "[%5];\n" ::"r"(dst),
+        "l"(reinterpret_cast<uint64_t>(map)), "r"(x), "r"(y), "r"(z), "r"(bar)
+        : "memory");
+}
 #endif
 __device__ __forceinline__ uint32_t pack_half2(float lo, float hi) {
     const __half2 h = __floats2half2_rn(lo, hi);
@@ -216,6 +288,123 @@ __device__ __forceinline__ void merge_last_block(const DecArgs &a, int h0, int n
     if (threadIdx.x == 0) a.done[blockIdx.x] = 0;  // ready for the next launch (graph replays)
 }
 
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+// Q of the group's heads as the mma's A operand (times scale, f16): row g = head h0 + g,
+// k pairs 2c, 2c+1 and 2c+8, 2c+9 of each 16-dim step; rows from nh on zero.
+template <int D>
+__device__ __forceinline__ void load_q(const DecArgs &a, int h0, int nh, int lane, uint32_t (&qa)[D / 16][2]) {
+    const int g = lane / 4, c = lane % 4;
+    const bool on = g < nh;
+    const float *qh = a.q + int64_t(h0 + (on ? g : 0)) * D;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) {
+        const float2 x = *reinterpret_cast<const float2 *>(qh + kk * 16 + 2 * c);
+        const float2 y = *reinterpret_cast<const float2 *>(qh + kk * 16 + 8 + 2 * c);
+        qa[kk][0] = on ? pack_half2(x.x * a.scale, x.y * a.scale) : 0u;
+        qa[kk][1] = on ? pack_half2(y.x * a.scale, y.y * a.scale) : 0u;
+    }
+}
+
+// One warp's online-softmax step over 16 keys: token t0 + i in row i of the shared K and
+// V tiles at ks and vs (16-byte chunk ch of row r at soff(r, ch) halves; PAIRS: the mma's
+// n-tile / k half 0 takes the even tokens, 1 the odd ones); tokens from t_end on are
+// masked (t0 < t_end). Lane (g, c) keeps head g's running max m, its part of the sum l,
+// and O's columns 2c, 2c+1 of each 8-dim tile.
+template <int D, bool PAIRS, class Soff>
+__device__ __forceinline__ void chunk_step(const __half *ks, const __half *vs, Soff soff,
+                                           const uint32_t (&qa)[D / 16][2], int t0, int t_end, int lane,
+                                           float (&o)[D / 8][4], float &m, float &l) {
+    const int c = lane % 4;
+    // ldmatrix row addresses: lane -> matrix i = lane / 8, row lane % 8.
+    const int mi = lane / 8, mr = lane % 8;
+    const int k_row = PAIRS ? 2 * mr + (mi >> 1) : (mi >> 1) * 8 + mr, k_cadd = mi & 1;  // K: n-tile by i>>1, k half by i&1
+    const int v_row = PAIRS ? 2 * mr + (mi & 1) : (mi & 1) * 8 + mr, v_cadd = mi >> 1;  // V^T: k half by i&1, n-tile by i>>1
+
+    float s0[4] = {0.f, 0.f, 0.f, 0.f}, s1[4] = {0.f, 0.f, 0.f, 0.f};  // tokens 0-7, 8-15
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) {
+        uint32_t b[4];
+        ldsm4(b, smem_u32(ks + soff(k_row, 2 * kk + k_cadd)));
+        mma_rows8(s0, qa[kk][0], qa[kk][1], b[0], b[1]);
+        mma_rows8(s1, qa[kk][0], qa[kk][1], b[2], b[3]);
+    }
+    // Thread holds head g, tokens 2c, 2c+1 (s0) and 8 + 2c, 9 + 2c (s1).
+    float sc[4] = {s0[0] * kLog2e, s0[1] * kLog2e, s1[0] * kLog2e, s1[1] * kLog2e};
+    const int tt[4] = {PAIRS ? 4 * c : 2 * c, PAIRS ? 4 * c + 2 : 2 * c + 1, PAIRS ? 4 * c + 1 : 8 + 2 * c,
+                       PAIRS ? 4 * c + 3 : 9 + 2 * c};
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+        if (t0 + tt[i] >= t_end) sc[i] = -INFINITY;
+    float mx = fmaxf(fmaxf(sc[0], sc[1]), fmaxf(sc[2], sc[3]));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float m_new = fmaxf(m, mx);  // finite: token t0 is in range
+    const float alpha = exp2f(m - m_new);
+    float p[4];
+#pragma unroll
+    for (int i = 0; i < 4; i++) p[i] = exp2f(sc[i] - m_new);
+    l = l * alpha + (p[0] + p[1]) + (p[2] + p[3]);
+    m = m_new;
+    const uint32_t pa0 = pack_half2(p[0], p[1]), pa2 = pack_half2(p[2], p[3]);
+#pragma unroll
+    for (int j = 0; j < D / 8; j++) {
+        o[j][0] *= alpha;
+        o[j][1] *= alpha;
+    }
+#pragma unroll
+    for (int jj = 0; jj < D / 16; jj++) {
+        uint32_t b[4];
+        ldsm4_t(b, smem_u32(vs + soff(v_row, 2 * jj + v_cadd)));
+        mma_rows8(o[2 * jj], pa0, pa2, b[0], b[1]);
+        mma_rows8(o[2 * jj + 1], pa0, pa2, b[2], b[3]);
+    }
+}
+
+// The block's warps' (m, l, O) merged into its split's partials (part_acc, part_ml), and
+// with attn_kernel 2 the splits merged by the last block. The shared memory from
+// smem_raw on (the finished pipeline's) holds the warps' O.
+template <int D>
+__device__ __forceinline__ void write_partials(const DecArgs &a, const float (&o)[D / 8][4], float m, float l, int h0,
+                                               int nh, float (*s_m)[kHeads], float (*s_l)[kHeads]) {
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
+    l += __shfl_xor_sync(0xffffffffu, l, 1);
+    l += __shfl_xor_sync(0xffffffffu, l, 2);
+    __syncthreads();  // every warp is done with its pipeline: its space holds the merge now
+    float *s_o = reinterpret_cast<float *>(smem_raw);  // [kNW][kHeads][D]
+#pragma unroll
+    for (int j = 0; j < D / 8; j++)
+        *reinterpret_cast<float2 *>(s_o + (warp * kHeads + g) * D + j * 8 + 2 * c) = make_float2(o[j][0], o[j][1]);
+    if (c == 0) {
+        s_m[warp][g] = m;
+        s_l[warp][g] = l;
+    }
+    __syncthreads();
+    for (int e = threadIdx.x; e < nh * D; e += kNW * 32) {
+        const int h = e / D, d = e % D;
+        float M = -INFINITY;
+#pragma unroll
+        for (int w = 0; w < kNW; w++) M = fmaxf(M, s_m[w][h]);
+        float A = 0.f, L = 0.f;
+        if (M != -INFINITY) {
+#pragma unroll
+            for (int w = 0; w < kNW; w++) {
+                const float f = exp2f(s_m[w][h] - M);
+                A = fmaf(f, s_o[(w * kHeads + h) * D + d], A);
+                L = fmaf(f, s_l[w][h], L);
+            }
+        }
+        const int64_t row = int64_t(blockIdx.y) * a.n_head + h0 + h;
+        a.part_acc[row * D + d] = A;
+        if (d == 0) {
+            a.part_ml[row * 2] = M;
+            a.part_ml[row * 2 + 1] = L;
+        }
+    }
+    if (a.done) merge_last_block<D>(a, h0, nh);
+}
+#endif
+
 template <int D, int LOAD, int ORDER>
 __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
@@ -235,7 +424,6 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
     __shared__ float s_m[kNW][kHeads], s_l[kNW][kHeads];
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int g = lane / 4, c = lane % 4;  // mma fragment row / column pair
     const int kvh = blockIdx.x / a.n_hgroups, hg = blockIdx.x % a.n_hgroups;
     const int group = a.n_head / a.n_head_kv;
     const int h0 = kvh * group + hg * kHeads;
@@ -337,30 +525,12 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
     }
     if (!holds_newest) pdl_wait();
 
-    // Q as the mma's A operand: row g = head h0 + g, k pairs 2c, 2c+1 and 2c+8, 2c+9.
     uint32_t qa[KT][2];
-    {
-        const bool on = g < nh;
-        const float *qh = a.q + int64_t(h0 + (on ? g : 0)) * D;
-#pragma unroll
-        for (int kk = 0; kk < KT; kk++) {
-            const float2 x = *reinterpret_cast<const float2 *>(qh + kk * 16 + 2 * c);
-            const float2 y = *reinterpret_cast<const float2 *>(qh + kk * 16 + 8 + 2 * c);
-            qa[kk][0] = on ? pack_half2(x.x * a.scale, x.y * a.scale) : 0u;
-            qa[kk][1] = on ? pack_half2(y.x * a.scale, y.y * a.scale) : 0u;
-        }
-    }
-
+    load_q<D>(a, h0, nh, lane, qa);
     float o[NT][4];
 #pragma unroll
     for (int j = 0; j < NT; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
     float m = -INFINITY, l = 0.f;  // of head g (the 4 lanes of a row agree on m)
-
-    // ldmatrix row addresses: lane -> matrix i = lane / 8, row lane % 8.
-    const int mi = lane / 8, mr = lane % 8;
-    // (PAIRS: n-tile / k half 0 holds the chunk's even tokens, 1 the odd ones.)
-    const int k_row = PAIRS ? 2 * mr + (mi >> 1) : (mi >> 1) * 8 + mr, k_cadd = mi & 1;  // K: n-tile by i>>1, k half by i&1
-    const int v_row = PAIRS ? 2 * mr + (mi & 1) : (mi & 1) * 8 + mr, v_cadd = mi >> 1;  // V^T: k half by i&1, n-tile by i>>1
 
     for (int it = 0; it < my_chunks; it++) {
         if constexpr (BULK) {
@@ -377,88 +547,339 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
             if (nx < my_chunks) load_chunk(warp + nx * kNW, nx % STAGES);
             if constexpr (!BULK) cp_commit();
         }
-        const __half *ks = wk + (it % STAGES) * 2 * TILE, *vs = ks + TILE;
-        const int t0 = chunk_t0(warp + it * kNW);
-
-        float s0[4] = {0.f, 0.f, 0.f, 0.f}, s1[4] = {0.f, 0.f, 0.f, 0.f};  // tokens 0-7, 8-15
-#pragma unroll
-        for (int kk = 0; kk < KT; kk++) {
-            uint32_t b[4];
-            ldsm4(b, smem_u32(ks + soff(k_row, 2 * kk + k_cadd)));
-            mma_rows8(s0, qa[kk][0], qa[kk][1], b[0], b[1]);
-            mma_rows8(s1, qa[kk][0], qa[kk][1], b[2], b[3]);
-        }
-        // Thread holds head g, tokens 2c, 2c+1 (s0) and 8 + 2c, 9 + 2c (s1).
-        float sc[4] = {s0[0] * kLog2e, s0[1] * kLog2e, s1[0] * kLog2e, s1[1] * kLog2e};
-        const int tt[4] = {PAIRS ? 4 * c : 2 * c, PAIRS ? 4 * c + 2 : 2 * c + 1, PAIRS ? 4 * c + 1 : 8 + 2 * c,
-                           PAIRS ? 4 * c + 3 : 9 + 2 * c};
-#pragma unroll
-        for (int i = 0; i < 4; i++)
-            if (t0 + tt[i] >= t_end) sc[i] = -INFINITY;
-        float mx = fmaxf(fmaxf(sc[0], sc[1]), fmaxf(sc[2], sc[3]));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        const float m_new = fmaxf(m, mx);  // finite: token t0 is in the split
-        const float alpha = exp2f(m - m_new);
-        float p[4];
-#pragma unroll
-        for (int i = 0; i < 4; i++) p[i] = exp2f(sc[i] - m_new);
-        l = l * alpha + (p[0] + p[1]) + (p[2] + p[3]);
-        m = m_new;
-        const uint32_t pa0 = pack_half2(p[0], p[1]), pa2 = pack_half2(p[2], p[3]);
-#pragma unroll
-        for (int j = 0; j < NT; j++) {
-            o[j][0] *= alpha;
-            o[j][1] *= alpha;
-        }
-#pragma unroll
-        for (int jj = 0; jj < NT / 2; jj++) {
-            uint32_t b[4];
-            ldsm4_t(b, smem_u32(vs + soff(v_row, 2 * jj + v_cadd)));
-            mma_rows8(o[2 * jj], pa0, pa2, b[0], b[1]);
-            mma_rows8(o[2 * jj + 1], pa0, pa2, b[2], b[3]);
-        }
+        const __half *ks = wk + (it % STAGES) * 2 * TILE;
+        chunk_step<D, PAIRS>(ks, ks + TILE, soff, qa, chunk_t0(warp + it * kNW), t_end, lane, o, m, l);
     }
     if constexpr (!BULK) cp_wait<0>();  // (bulk: every chunk copied was waited for)
     pdl_trigger();
-
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
-    __syncthreads();  // every warp is done with its pipeline: its space holds the merge now
-    float *s_o = reinterpret_cast<float *>(smem_raw);  // [kNW][kHeads][D]
-#pragma unroll
-    for (int j = 0; j < NT; j++)
-        *reinterpret_cast<float2 *>(s_o + (warp * kHeads + g) * D + j * 8 + 2 * c) = make_float2(o[j][0], o[j][1]);
-    if (c == 0) {
-        s_m[warp][g] = m;
-        s_l[warp][g] = l;
-    }
-    __syncthreads();
-    for (int e = threadIdx.x; e < nh * D; e += kNW * 32) {
-        const int h = e / D, d = e % D;
-        float M = -INFINITY;
-#pragma unroll
-        for (int w = 0; w < kNW; w++) M = fmaxf(M, s_m[w][h]);
-        float A = 0.f, L = 0.f;
-        if (M != -INFINITY) {
-#pragma unroll
-            for (int w = 0; w < kNW; w++) {
-                const float f = exp2f(s_m[w][h] - M);
-                A = fmaf(f, s_o[(w * kHeads + h) * D + d], A);
-                L = fmaf(f, s_l[w][h], L);
-            }
-        }
-        const int64_t row = int64_t(blockIdx.y) * a.n_head + h0 + h;
-        a.part_acc[row * D + d] = A;
-        if (d == 0) {
-            a.part_ml[row * 2] = M;
-            a.part_ml[row * 2 + 1] = L;
-        }
-    }
-    if (a.done) merge_last_block<D>(a, h0, nh);
+    write_partials<D>(a, o, m, l, h0, nh, s_m, s_l);
 #else
     (void)a;
     __trap();  // launched only on sm_80 and later (decode_mma_supported)
+#endif
+}
+
+// The block-tile kernel (attn_kernel 12-18): kernel 8's split, products and merge, with
+// the block's warps loading each 64-key tile of K and V together (contiguous 16 KB of K
+// and of V at head_dim 128) into a ring of STAGES tiles, one block barrier a tile, and
+// warp w taking the tile's keys 16w .. 16w + 15.
+template <int D, int LOAD, int ORDER>
+__global__ void __launch_bounds__(kNW * 32) attn_decode_tile_kernel(DecArgs a, const __grid_constant__ TileMaps maps) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    using C = TileCfg<D, LOAD>;
+    constexpr int STAGES = C::STAGES, TK = C::TK, TILE = C::TILE, ROW = C::ROW;
+    constexpr bool TMA = is_tma(LOAD);
+    constexpr bool BULK = LOAD == kTileBulk || TMA;  // completes on the stage's mbarrier
+#if __CUDA_ARCH__ < 900
+    if constexpr (BULK) __trap();  // launched only on sm_90 and later (current_variant)
+#endif
+    constexpr int CPR = D / 8;  // 16-byte chunks a row
+    constexpr int CP_PER_THREAD = TK * CPR / (kNW * 32);
+    static_assert(2 * TK == kNW * 32, "bulk: one K or V row a thread");
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    __half *pipe = reinterpret_cast<__half *>(smem_raw);
+    if constexpr (TMA) pipe = reinterpret_cast<__half *>(smem_raw + (C::align - smem_u32(smem_raw) % C::align) % C::align);
+    __shared__ float s_m[kNW][kHeads], s_l[kNW][kHeads];
+
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+    const int kvh = blockIdx.x / a.n_hgroups, hg = blockIdx.x % a.n_hgroups;
+    const int group = a.n_head / a.n_head_kv;
+    const int h0 = kvh * group + hg * kHeads;
+    const int nh = min(kHeads, group - hg * kHeads);
+    // Shared offset (halves) of 16-byte chunk ch of row r of a K or V tile (TMA: 64-dim
+    // halves of the rows, each [TK][64] with the 128-byte swizzle, one after the other).
+    auto soff = [](int r, int ch) {
+        return TMA ? (ch >> 3) * (TK * 64) + r * 64 + (((ch & 7) ^ (r & 7)) * 8)
+                   : LOAD == kTileBulk ? r * ROW + ch * 8 : r * D + ((ch ^ (r & 7)) * 8);
+    };
+    constexpr int WROWS = TMA ? 64 : ROW;  // halves from one row of a warp's slice to the next
+#if __CUDA_ARCH__ >= 900
+    __shared__ __align__(8) uint64_t s_bar[STAGES];  // bulk: one mbarrier a stage
+    if constexpr (BULK) {
+        if (tid == 0) {
+            for (int st = 0; st < STAGES; st++) bar_init(smem_u32(&s_bar[st]));
+            bar_init_fence();
+        }
+        __syncthreads();
+    }
+#endif
+
+    int lo = a.lo, len = a.len;
+    if (a.d_pos) {
+        const int n = a.d_pos[0] + 1;
+        lo = a.window > 0 ? max(0, n - a.window) : 0;
+        len = n - lo;
+    }
+    const int n_splits = int(gridDim.y);
+    const int split_len = ((len + n_splits - 1) / n_splits + kChunk - 1) / kChunk * kChunk;
+    const int s_begin = min(len, int(blockIdx.y) * split_len);
+    const int s_end = min(len, s_begin + split_len);
+    // This block's tiles j = 0 .. n_tiles-1 start at token tile_t0(j); tokens from t_end on
+    // are masked.
+    const int all_tiles = (len + TK - 1) / TK;
+    const int n_tiles = ORDER == kInterleaved
+                            ? (all_tiles > int(blockIdx.y) ? (all_tiles - int(blockIdx.y) + n_splits - 1) / n_splits : 0)
+                            : (s_end - s_begin + TK - 1) / TK;
+    const int t_end = ORDER == kInterleaved ? len : s_end;
+    auto tile_t0 = [&](int j) {
+        return ORDER == kInterleaved ? (int(blockIdx.y) + j * n_splits) * TK : s_begin + j * TK;
+    };
+    const __half *K0 = a.k + (int64_t(kvh) * a.n_ctx + lo) * D, *V0 = a.v + (int64_t(kvh) * a.n_ctx + lo) * D;
+
+    // Copies tile j into stage st: the rows of the 16-key slices that start before t_end,
+    // rows past it repeating the last row (masked).
+    auto load_tile = [&](int j, int st) {
+        const int t0 = tile_t0(j);
+        __half *ks = pipe + st * 2 * TILE, *vs = ks + TILE;
+        if constexpr (TMA) {
+#if __CUDA_ARCH__ >= 900
+            // Whole boxes (rows past n_ctx zero-filled); rows past t_end are masked, and
+            // zeroed in V (below).
+            if (tid == 0) {
+                const uint32_t bar = smem_u32(&s_bar[st]);
+                bar_expect(bar, 2 * TK * D * sizeof(__half));
+#pragma unroll
+                for (int hf = 0; hf < D / 64; hf++) {
+                    tensor_copy(smem_u32(ks + hf * TK * 64), &maps.k, hf * 64, lo + t0, kvh, bar);
+                    tensor_copy(smem_u32(vs + hf * TK * 64), &maps.v, hf * 64, lo + t0, kvh, bar);
+                }
+            }
+#endif
+        } else if constexpr (BULK) {
+#if __CUDA_ARCH__ >= 900
+            const int rows = min(TK, (t_end - t0 + kChunk - 1) / kChunk * kChunk);
+            const uint32_t bar = smem_u32(&s_bar[st]);
+            // (Copies completing before this arrival only take the count below zero; the
+            // phase cannot complete without it.)
+            if (tid == 0) bar_expect(bar, 2 * rows * D * sizeof(__half));
+            const int r = tid % TK;
+            if (r < rows)
+                bulk_copy(smem_u32((tid < TK ? ks : vs) + r * ROW),
+                          (tid < TK ? K0 : V0) + int64_t(min(t0 + r, t_end - 1)) * D, D * sizeof(__half), bar);
+#endif
+        } else {
+#pragma unroll
+            for (int i = 0; i < CP_PER_THREAD; i++) {
+                const int e = i * kNW * 32 + tid, r = e / CPR, ch = e % CPR;
+                if (t0 + (r & ~(kChunk - 1)) < t_end) {
+                    const int64_t off = int64_t(min(t0 + r, t_end - 1)) * D + ch * 8;
+                    const int so = soff(r, ch);
+                    constexpr int HINT = LOAD == kTileCpL2 ? kCpAsyncL2_256 : kCpAsync;
+                    cp16_hint<HINT>(smem_u32(ks + so), K0 + off);
+                    cp16_hint<HINT>(smem_u32(vs + so), V0 + off);
+                }
+            }
+        }
+    };
+    const bool holds_newest =
+        a.d_pos && (ORDER == kInterleaved ? all_tiles > 0 && (all_tiles - 1) % n_splits == int(blockIdx.y)
+                                          : s_end == len && s_end > s_begin);
+    if (holds_newest) pdl_wait();
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; s++) {
+        if (s < n_tiles) load_tile(s, s);
+        if constexpr (!BULK) cp_commit();
+    }
+    if (!holds_newest) pdl_wait();
+
+    uint32_t qa[D / 16][2];
+    load_q<D>(a, h0, nh, lane, qa);
+    float o[D / 8][4];
+#pragma unroll
+    for (int j = 0; j < D / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
+    float m = -INFINITY, l = 0.f;  // of head lane / 4 (the 4 lanes of a row agree on m)
+
+    for (int it = 0; it < n_tiles; it++) {
+        if constexpr (!BULK) cp_wait<STAGES - 2>();  // this thread's copies of tile it
+        __syncthreads();  // everyone's copies of tile it landed; tile it - 1's stage was read by all
+        {
+            const int nx = it + STAGES - 1;
+            if (nx < n_tiles) load_tile(nx, nx % STAGES);
+            if constexpr (!BULK) cp_commit();
+        }
+#if __CUDA_ARCH__ >= 900
+        if constexpr (BULK) bar_wait(smem_u32(&s_bar[it % STAGES]), uint32_t(it / STAGES) & 1u);
+        if constexpr (TMA) {
+            // The split's last tile: V rows past t_end zeroed (masked, but rows past the
+            // range hold cache not yet written, or the newest row copied before pdl_wait:
+            // maybe NaN, and 0 * NaN is NaN); whole 16-byte chunks, so the swizzle does not matter.
+            const int tz = tile_t0(it);
+            if (tz + TK > t_end && ORDER != kCopiesOnly) {
+                __half *vs = pipe + (it % STAGES) * 2 * TILE + TILE;
+                for (int e = tid; e < (tz + TK - t_end) * (D / 8); e += kNW * 32) {
+                    const int r = t_end - tz + e / (D / 8), ch = e % (D / 8);
+                    *reinterpret_cast<uint4 *>(vs + soff(r, ch)) = make_uint4(0u, 0u, 0u, 0u);
+                }
+                __syncthreads();
+            }
+        }
+#endif
+        const int t0 = tile_t0(it) + warp * kChunk;
+        if (t0 < t_end && ORDER != kCopiesOnly) {
+            const __half *ks = pipe + (it % STAGES) * 2 * TILE + warp * kChunk * WROWS;
+            chunk_step<D, false>(ks, ks + TILE, soff, qa, t0, t_end, lane, o, m, l);
+        }
+#if __CUDA_ARCH__ >= 900
+        if constexpr (BULK) fence_proxy_async();  // this stage's reads before its refill's copies
+#endif
+    }
+    if constexpr (!BULK) cp_wait<0>();
+    pdl_trigger();
+    write_partials<D>(a, o, m, l, h0, nh, s_m, s_l);
+#else
+    (void)a;
+    __trap();  // launched only on sm_80 and later (decode_mma_supported)
+#endif
+}
+
+// cuDNN's schedule (attn_kernel 19, 20): tiles of 128 keys, each warp 32 of them; the
+// block's K tile and V tile are copied one after the other (one thread's TMA boxes of 64
+// dims x 128 keys) into a ring of NB slots, so that a tile's scores are computed while its
+// V lands, and a slot is refilled with the next copy as soon as all warps have read it
+// (NB = 2: one 32 KB copy in flight a block, one stream of K or V at a time).
+template <int D, int LOAD>
+__global__ void __launch_bounds__(kNW * 32) attn_decode_kv_kernel(DecArgs a, const __grid_constant__ TileMaps maps) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    using C = KvCfg<D, LOAD>;
+    constexpr int TK = C::TK, NB = C::NB, SLOT = C::SLOT;
+    constexpr int CPW = TK / kNW / kChunk;  // 16-key steps a warp a tile
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    __half *ring = reinterpret_cast<__half *>(smem_raw + (1024 - smem_u32(smem_raw) % 1024) % 1024);
+    __shared__ float s_m[kNW][kHeads], s_l[kNW][kHeads];
+    __shared__ __align__(8) uint64_t s_bar[NB];
+
+    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, c = lane % 4;
+    const int kvh = blockIdx.x / a.n_hgroups, hg = blockIdx.x % a.n_hgroups;
+    const int group = a.n_head / a.n_head_kv;
+    const int h0 = kvh * group + hg * kHeads;
+    const int nh = min(kHeads, group - hg * kHeads);
+    auto soff = [](int r, int ch) { return (ch >> 3) * (TK * 64) + r * 64 + (((ch & 7) ^ (r & 7)) * 8); };
+    if (tid == 0) {
+        for (int b = 0; b < NB; b++) bar_init(smem_u32(&s_bar[b]));
+        bar_init_fence();
+    }
+    __syncthreads();
+
+    int lo = a.lo, len = a.len;
+    if (a.d_pos) {
+        const int n = a.d_pos[0] + 1;
+        lo = a.window > 0 ? max(0, n - a.window) : 0;
+        len = n - lo;
+    }
+    const int n_splits = int(gridDim.y);
+    const int split_len = ((len + n_splits - 1) / n_splits + kChunk - 1) / kChunk * kChunk;
+    const int s_begin = min(len, int(blockIdx.y) * split_len);
+    const int s_end = min(len, s_begin + split_len);
+    const int n_tiles = (s_end - s_begin + TK - 1) / TK, n_copies = 2 * n_tiles;
+    // Copy q: tile q / 2's K (q even) or V into slot q % NB.
+    auto issue = [&](int q) {
+        if (tid == 0) {
+            const int sl = q % NB;
+            const uint32_t bar = smem_u32(&s_bar[sl]);
+            bar_expect(bar, TK * D * sizeof(__half));
+#pragma unroll
+            for (int hf = 0; hf < D / 64; hf++)
+                tensor_copy(smem_u32(ring + sl * SLOT + hf * TK * 64), q & 1 ? &maps.v : &maps.k, hf * 64,
+                            lo + s_begin + (q / 2) * TK, kvh, bar);
+        }
+    };
+    auto wait = [&](int q) { bar_wait(smem_u32(&s_bar[q % NB]), uint32_t(q / NB) & 1u); };
+    const bool holds_newest = a.d_pos && s_end == len && s_end > s_begin;
+    if (holds_newest) pdl_wait();
+    for (int q = 0; q < NB && q < n_copies; q++) issue(q);
+    if (!holds_newest) pdl_wait();
+
+    uint32_t qa[D / 16][2];
+    load_q<D>(a, h0, nh, lane, qa);
+    float o[D / 8][4];
+#pragma unroll
+    for (int j = 0; j < D / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
+    float m = -INFINITY, l = 0.f;
+    const int mi = lane / 8, mr = lane % 8;
+    const int k_row = (mi >> 1) * 8 + mr, k_cadd = mi & 1, v_row = (mi & 1) * 8 + mr, v_cadd = mi >> 1;
+
+    for (int i = 0; i < n_tiles; i++) {
+        const int tz = s_begin + i * TK;
+        wait(2 * i);
+        const __half *ks = ring + (2 * i % NB) * SLOT;
+        float sc[CPW][4];
+#pragma unroll
+        for (int u = 0; u < CPW; u++) {
+            const int r0 = (warp * CPW + u) * kChunk;
+            float s0[4] = {0.f, 0.f, 0.f, 0.f}, s1[4] = {0.f, 0.f, 0.f, 0.f};
+            if (tz + r0 < s_end) {
+#pragma unroll
+                for (int kk = 0; kk < D / 16; kk++) {
+                    uint32_t b[4];
+                    ldsm4(b, smem_u32(ks + soff(r0 + k_row, 2 * kk + k_cadd)));
+                    mma_rows8(s0, qa[kk][0], qa[kk][1], b[0], b[1]);
+                    mma_rows8(s1, qa[kk][0], qa[kk][1], b[2], b[3]);
+                }
+            }
+            const float x[4] = {s0[0], s0[1], s1[0], s1[1]};
+            const int tt[4] = {2 * c, 2 * c + 1, 8 + 2 * c, 9 + 2 * c};
+#pragma unroll
+            for (int e = 0; e < 4; e++) sc[u][e] = tz + r0 + tt[e] < s_end ? x[e] * kLog2e : -INFINITY;
+        }
+        fence_proxy_async();
+        __syncthreads();  // K slot read by every warp
+        if (2 * i + NB < n_copies) issue(2 * i + NB);
+
+        float mx = -INFINITY;
+#pragma unroll
+        for (int u = 0; u < CPW; u++) mx = fmaxf(mx, fmaxf(fmaxf(sc[u][0], sc[u][1]), fmaxf(sc[u][2], sc[u][3])));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const bool any = mx != -INFINITY;  // (the same for the whole warp)
+        const float m_new = fmaxf(m, mx), alpha = any ? exp2f(m - m_new) : 1.f;
+        uint32_t pa[CPW][2];
+#pragma unroll
+        for (int u = 0; u < CPW; u++) {
+            float p[4];
+#pragma unroll
+            for (int e = 0; e < 4; e++) p[e] = any ? exp2f(sc[u][e] - m_new) : 0.f;
+            l = (u == 0 ? l * alpha : l) + (p[0] + p[1]) + (p[2] + p[3]);
+            pa[u][0] = pack_half2(p[0], p[1]);
+            pa[u][1] = pack_half2(p[2], p[3]);
+        }
+        m = any ? m_new : m;
+#pragma unroll
+        for (int j = 0; j < D / 8; j++) {
+            o[j][0] *= alpha;
+            o[j][1] *= alpha;
+        }
+
+        wait(2 * i + 1);
+        __half *vs = ring + ((2 * i + 1) % NB) * SLOT;
+        if (tz + TK > s_end) {  // V rows past the split zeroed (see attn_decode_tile_kernel)
+            for (int e = tid; e < (tz + TK - s_end) * (D / 8); e += kNW * 32) {
+                const int r = s_end - tz + e / (D / 8), ch = e % (D / 8);
+                *reinterpret_cast<uint4 *>(vs + soff(r, ch)) = make_uint4(0u, 0u, 0u, 0u);
+            }
+            __syncthreads();
+        }
+        if (any) {
+#pragma unroll
+            for (int u = 0; u < CPW; u++) {
+                const int r0 = (warp * CPW + u) * kChunk;
+#pragma unroll
+                for (int jj = 0; jj < D / 16; jj++) {
+                    uint32_t b[4];
+                    ldsm4_t(b, smem_u32(vs + soff(r0 + v_row, 2 * jj + v_cadd)));
+                    mma_rows8(o[2 * jj], pa[u][0], pa[u][1], b[0], b[1]);
+                    mma_rows8(o[2 * jj + 1], pa[u][0], pa[u][1], b[2], b[3]);
+                }
+            }
+        }
+        fence_proxy_async();
+        __syncthreads();  // V slot read by every warp
+        if (2 * i + 1 + NB < n_copies) issue(2 * i + 1 + NB);
+    }
+    pdl_trigger();
+    write_partials<D>(a, o, m, l, h0, nh, s_m, s_l);
+#else
+    (void)a;
+    __trap();  // launched only on sm_90 and later (current_variant)
 #endif
 }
 
@@ -595,12 +1016,26 @@ __global__ void __launch_bounds__(128) attn_merge_wide_kernel(const float *__res
     reinterpret_cast<float4 *>(out + int64_t(h) * D)[d4] = make_float4(R.x * inv, R.y * inv, R.z * inv, R.w * inv);
 }
 
+// The split kernel of a load (the block-tile kernel for kTile*) and its shared memory.
+template <int D, int LOAD, int ORDER>
+constexpr auto split_kernel() {  // (the two kernels' parameters differ)
+    if constexpr (is_kv(LOAD)) return attn_decode_kv_kernel<D, LOAD>;
+    else if constexpr (is_tile(LOAD)) return attn_decode_tile_kernel<D, LOAD, ORDER>;
+    else return attn_decode_mma_kernel<D, LOAD, ORDER>;
+}
+template <int D, int LOAD>
+constexpr size_t split_smem() {
+    if constexpr (is_kv(LOAD)) return KvCfg<D, LOAD>::bytes;
+    else if constexpr (is_tile(LOAD)) return TileCfg<D, LOAD>::bytes;
+    else return DecCfg<D, LOAD>::bytes;
+}
+
 template <int D, int LOAD, int ORDER = kContiguous>
 void configure() {
     static bool done = false;
     if (!done) {
-        TACTIC_CU(cudaFuncSetAttribute(attn_decode_mma_kernel<D, LOAD, ORDER>,
-                                       cudaFuncAttributeMaxDynamicSharedMemorySize, int(DecCfg<D, LOAD>::bytes)));
+        TACTIC_CU(cudaFuncSetAttribute(split_kernel<D, LOAD, ORDER>(), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       int(split_smem<D, LOAD>())));
         done = true;
     }
 }
@@ -610,19 +1045,21 @@ int occupancy() {  // asked once (the backend sizes its splits every decode step
     static int n = 0;
     if (n == 0) {
         configure<D, LOAD>();
-        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attn_decode_mma_kernel<D, LOAD, kContiguous>,
-                                                                kNW * 32, DecCfg<D, LOAD>::bytes));
+        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, split_kernel<D, LOAD, kContiguous>(), kNW * 32,
+                                                                split_smem<D, LOAD>()));
         n = std::max(1, n);
     }
     return n;
 }
 
-// The variant options().attn_kernel selects (1 below 1 or above kMaxVariant); bulk copies
-// need sm_90, below it they fall back to cp.async.
-Variant current_variant() {
+// The variant options().attn_kernel selects for head_dim D (1 below 1 or above kMaxVariant);
+// bulk copies need sm_90, below it they fall back to cp.async (the block-tile kernel's to its
+// own); the block-tile kernel at head_dim 256 is kernel 8.
+Variant current_variant(int D) {
     const int k = options().attn_kernel;
     Variant v = kVariants[k >= 1 && k <= kMaxVariant ? k : 1];
-    if (v.load == kBulkRows || v.load == kBulkPairs) {
+    if (D == 256 && is_tile(v.load)) v = kVariants[8];
+    if (v.load == kBulkRows || v.load == kBulkPairs || v.load == kTileBulk || is_tma(v.load)) {
         static int major = -1;
         if (major < 0) {
             int dev = 0;
@@ -630,7 +1067,7 @@ Variant current_variant() {
             TACTIC_CU(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
         }
         if (major < 9) {
-            v.load = kCpAsync;
+            v.load = is_tile(v.load) ? kTileCp : kCpAsync;  // (the K/V-slot kernel's too)
             v.order = kContiguous;
         }
     }
@@ -648,34 +1085,101 @@ int occupancy_d(Load load) {
     }
 }
 
+template <int D>
+int occupancy_tile(Load load) {
+    switch (load) {
+        case kTileCpL2: return occupancy<D, kTileCpL2>();
+        case kTileBulk: return occupancy<D, kTileBulk>();
+        case kTileTma: return occupancy<D, kTileTma>();
+        case kTileTma2: return occupancy<D, kTileTma2>();
+        case kKvTma2: return occupancy<D, kKvTma2>();
+        case kKvTma3: return occupancy<D, kKvTma3>();
+        default: return occupancy<D, kTileCp>();
+    }
+}
+
 int occupancy_for(int D, Load load) {
+    if (is_tile(load)) return D == 64 ? occupancy_tile<64>(load) : occupancy_tile<128>(load);
     return D == 64 ? occupancy_d<64>(load) : D == 128 ? occupancy_d<128>(load) : occupancy_d<256>(load);
 }
 
 template <int D, int LOAD, int ORDER = kContiguous>
-void launch_t(const DecArgs &a, int n_splits, cudaStream_t stream) {
+void launch_t(const DecArgs &a, int n_splits, cudaStream_t stream, const TileMaps &maps) {
     configure<D, LOAD, ORDER>();
     dim3 grid(unsigned(a.n_head_kv * a.n_hgroups), unsigned(n_splits));
-    launch_pdl(attn_decode_mma_kernel<D, LOAD, ORDER>, grid, dim3(kNW * 32), DecCfg<D, LOAD>::bytes, stream, a);
+    if constexpr (is_tile(LOAD))
+        launch_pdl(split_kernel<D, LOAD, ORDER>(), grid, dim3(kNW * 32), split_smem<D, LOAD>(), stream, a, maps);
+    else
+        launch_pdl(split_kernel<D, LOAD, ORDER>(), grid, dim3(kNW * 32), split_smem<D, LOAD>(), stream, a);
 }
 
-// (Interleaved order only with the bulk copies.)
+// (Interleaved order only with the bulk copies and the TMA tiles.)
 template <int D>
-void launch(const DecArgs &a, int n_splits, const Variant &v, cudaStream_t stream) {
+void launch(const DecArgs &a, int n_splits, const Variant &v, const TileMaps &maps, cudaStream_t stream) {
     const bool il = v.order == kInterleaved;
     switch (v.load) {
-        case kCpAsyncL2_128: launch_t<D, kCpAsyncL2_128>(a, n_splits, stream); break;
-        case kCpAsyncL2_256: launch_t<D, kCpAsyncL2_256>(a, n_splits, stream); break;
+        case kCpAsyncL2_128: launch_t<D, kCpAsyncL2_128>(a, n_splits, stream, maps); break;
+        case kCpAsyncL2_256: launch_t<D, kCpAsyncL2_256>(a, n_splits, stream, maps); break;
         case kBulkRows:
-            if (il) launch_t<D, kBulkRows, kInterleaved>(a, n_splits, stream);
-            else launch_t<D, kBulkRows>(a, n_splits, stream);
+            if (il) launch_t<D, kBulkRows, kInterleaved>(a, n_splits, stream, maps);
+            else launch_t<D, kBulkRows>(a, n_splits, stream, maps);
             break;
         case kBulkPairs:
-            if (il) launch_t<D, kBulkPairs, kInterleaved>(a, n_splits, stream);
-            else launch_t<D, kBulkPairs>(a, n_splits, stream);
+            if (il) launch_t<D, kBulkPairs, kInterleaved>(a, n_splits, stream, maps);
+            else launch_t<D, kBulkPairs>(a, n_splits, stream, maps);
             break;
-        default: launch_t<D, kCpAsync>(a, n_splits, stream); break;
+        case kTileCp:
+        case kTileCpL2:
+        case kTileBulk:
+        case kTileTma:
+        case kTileTma2:
+        case kKvTma2:
+        case kKvTma3:
+            if constexpr (D <= 128) {
+                if (v.load == kTileCp) launch_t<D, kTileCp>(a, n_splits, stream, maps);
+                else if (v.load == kTileCpL2) launch_t<D, kTileCpL2>(a, n_splits, stream, maps);
+                else if (v.load == kTileBulk) launch_t<D, kTileBulk>(a, n_splits, stream, maps);
+                else if (v.load == kTileTma2) launch_t<D, kTileTma2>(a, n_splits, stream, maps);
+                else if (v.load == kKvTma2) launch_t<D, kKvTma2>(a, n_splits, stream, maps);
+                else if (v.load == kKvTma3) launch_t<D, kKvTma3>(a, n_splits, stream, maps);
+                else if (v.order == kInterleaved) launch_t<D, kTileTma, kInterleaved>(a, n_splits, stream, maps);
+                else if (v.order == kCopiesOnly) launch_t<D, kTileTma, kCopiesOnly>(a, n_splits, stream, maps);
+                else launch_t<D, kTileTma>(a, n_splits, stream, maps);
+            }
+            break;
+        default: launch_t<D, kCpAsync>(a, n_splits, stream, maps); break;
     }
+}
+
+// kTileTma's encoder of tensor maps, from the driver through the runtime.
+PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+    static PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
+    if (!fn) {
+        void *p = nullptr;
+        cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+#if CUDART_VERSION >= 12050
+        TACTIC_CU(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &q));
+#else
+        TACTIC_CU(cudaGetDriverEntryPoint("cuTensorMapEncodeTiled", &p, cudaEnableDefault, &q));
+#endif
+        if (q != cudaDriverEntryPointSuccess || !p) fail(TACTIC_ERR_UNSUPPORTED, "CUDA attention: no cuTensorMapEncodeTiled");
+        fn = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
+    }
+    return fn;
+}
+
+// A cache [n_kv][n_ctx][D] as TMA boxes of 64 dims x tk keys x 1 head.
+CUtensorMap cache_map(const __half *base, int D, int n_ctx, int n_kv, int tk) {
+    CUtensorMap m;
+    const cuuint64_t dims[3] = {cuuint64_t(D), cuuint64_t(n_ctx), cuuint64_t(n_kv)};
+    const cuuint64_t strides[2] = {cuuint64_t(D) * sizeof(__half), cuuint64_t(n_ctx) * D * sizeof(__half)};
+    const cuuint32_t box[3] = {64, cuuint32_t(tk), 1}, elem[3] = {1, 1, 1};
+    const CUresult r = tensor_map_encoder()(&m, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 3, const_cast<__half *>(base), dims,
+                                            strides, box, elem, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                                            CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                            CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS) fail(TACTIC_ERR_INTERNAL, "CUDA attention: cuTensorMapEncodeTiled failed");
+    return m;
 }
 
 }  // namespace
@@ -697,7 +1201,7 @@ int decode_attention_mma_splits(int n_head, int n_head_kv, int head_dim, int64_t
     // each with at least 4 chunks per warp (shorter splits cost more in start-up and
     // partials than they gain: measured on Gemma's single KV head at 16K-64K).
     const int64_t want =
-        std::max<int64_t>(1, int64_t(occupancy_for(head_dim, current_variant().load)) * sm_count() / blocks_per_split);
+        std::max<int64_t>(1, int64_t(occupancy_for(head_dim, current_variant(head_dim).load)) * sm_count() / blocks_per_split);
     const int64_t per_split = kNW * kChunk * 4;
     return int(std::min<int64_t>(want, std::max<int64_t>(1, (max_len + per_split - 1) / per_split)));
 }
@@ -719,14 +1223,20 @@ void attention_decode_mma_dev(const DecodeAttn &d, int lo, int len, float scale,
     a.scale = scale;
     a.part_acc = d.part_acc;
     a.part_ml = d.part_ml;
-    const Variant var = current_variant();
+    const Variant var = current_variant(d.head_dim);
     const bool fused = var.merge == kMergeLastBlock && d.done;
     a.done = fused ? d.done : nullptr;
     a.out = d.out;
+    TileMaps maps{};
+    if (is_tma(var.load)) {
+        const int tk = is_kv(var.load) ? KvCfg<128, kKvTma2>::TK : TileCfg<128, kTileTma>::TK;
+        maps.k = cache_map(d.k, d.head_dim, d.n_ctx, d.n_head_kv, tk);
+        maps.v = cache_map(d.v, d.head_dim, d.n_ctx, d.n_head_kv, tk);
+    }
     switch (d.head_dim) {
-        case 64: launch<64>(a, d.n_splits, var, stream); break;
-        case 128: launch<128>(a, d.n_splits, var, stream); break;
-        case 256: launch<256>(a, d.n_splits, var, stream); break;
+        case 64: launch<64>(a, d.n_splits, var, maps, stream); break;
+        case 128: launch<128>(a, d.n_splits, var, maps, stream); break;
+        case 256: launch<256>(a, d.n_splits, var, maps, stream); break;
         default: fail(TACTIC_ERR_UNSUPPORTED, "CUDA attention: head_dim must be 64, 128 or 256");
     }
     if (fused) return;
