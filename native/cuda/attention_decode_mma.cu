@@ -82,14 +82,19 @@ __host__ __device__ constexpr bool is_tma(int load) { return load == kTileTma ||
 enum Merge { kMergeKernel = 0, kMergeLastBlock = 1, kMergeWide = 2 };
 // Which chunks a split takes: a contiguous range (kContiguous), or every n_splits-th
 // chunk (kInterleaved: all blocks sweep the cache together); kCopiesOnly (block-tile
-// kernel, a measurement aid, output not attention): contiguous, the products left out.
-enum Order { kContiguous = 0, kInterleaved = 1, kCopiesOnly = 2 };
+// kernel, a measurement aid, output not attention): contiguous, the products left out;
+// kDynamic (kernel 8's bulk rows only): each warp's share of the first static8 / 8 of the
+// chunks fixed (interleaved), the rest claimed `grain` chunks at a time from a counter per
+// (KV head, piece), so that warps on multiprocessors that stream faster take more of the
+// tail (a static wave ends with its slowest block).
+enum Order { kContiguous = 0, kInterleaved = 1, kCopiesOnly = 2, kDynamic = 3 };
 struct Variant {
     Load load;
     Merge merge;
     Order order = kContiguous;
+    int grain = 1, static8 = 0;  // kDynamic
 };
-// attn_kernel 1..20 (index 0 unused).
+// attn_kernel 1..23 (index 0 unused).
 constexpr Variant kVariants[] = {{kCpAsync, kMergeKernel},       {kCpAsync, kMergeKernel},
                                  {kCpAsync, kMergeLastBlock},    {kCpAsyncL2_256, kMergeKernel},
                                  {kCpAsyncL2_256, kMergeLastBlock}, {kCpAsyncL2_256, kMergeWide},
@@ -100,8 +105,10 @@ constexpr Variant kVariants[] = {{kCpAsync, kMergeKernel},       {kCpAsync, kMer
                                  {kTileCpL2, kMergeWide},        {kTileTma, kMergeWide},
                                  {kTileTma, kMergeWide, kInterleaved}, {kTileTma, kMergeWide, kCopiesOnly},
                                  {kTileTma2, kMergeWide},        {kKvTma2, kMergeWide},
-                                 {kKvTma3, kMergeWide}};
-constexpr int kMaxVariant = 20;
+                                 {kKvTma3, kMergeWide},
+                                 {kBulkRows, kMergeWide, kDynamic, 1, 7}, {kBulkRows, kMergeWide, kDynamic, 2, 6},
+                                 {kBulkRows, kMergeWide, kDynamic, 4, 4}};
+constexpr int kMaxVariant = 23;
 
 template <int D, int LOAD = kCpAsync>
 struct DecCfg {
@@ -157,7 +164,24 @@ struct DecArgs {
     float *part_acc, *part_ml;  // [split][n_head][D], [split][n_head][2] (m in base 2)
     int32_t *done;              // non-null (attn_kernel 2): the last block of each (KV head, piece)
     float *out;                 //   merges the splits into out; counters zero between launches
+    int32_t *ctr;               // kDynamic: chunks claimed per (KV head, piece), zero at launch
+    int grain, static8;         //   (the wide merge zeroes them for the next launch)
+    uint64_t *probe;            // non-null: per block, globaltimer stamps (kProbe below)
 };
+// The timing probe (bench only, TACTIC_ATTN_PROBE): per split block [start, after pdl_wait,
+// first chunk landed, loop done, partials written, smid], then per merge block [start, after
+// pdl_wait, done, smid, 0, 0]: where a launch's time goes (ramp, tail, merge).
+constexpr int kProbe = 6;
+__device__ __forceinline__ uint64_t gtimer() {
+    uint64_t t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+__device__ __forceinline__ uint32_t smid() {
+    uint32_t r;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(r));
+    return r;
+}
 
 __device__ __forceinline__ uint32_t smem_u32(const void *p) { return uint32_t(__cvta_generic_to_shared(p)); }
 
@@ -419,6 +443,8 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
     constexpr int CP_PER_LANE = kChunk * CPR / 32;
     constexpr int KT = D / 16;                 // k-steps of Q.K
     constexpr int NT = D / 8;                  // 8-dim n-tiles of O
+    __shared__ uint64_t s_pr[4];  // probe stamps (in shared memory: no registers held across the loop)
+    if (a.probe && threadIdx.x == 0) s_pr[0] = gtimer();
     extern __shared__ __align__(16) unsigned char smem_raw[];
     __half *pipe = reinterpret_cast<__half *>(smem_raw);
     __shared__ float s_m[kNW][kHeads], s_l[kNW][kHeads];
@@ -459,9 +485,11 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
     const int n_chunks = ORDER == kInterleaved
                              ? (all_chunks > int(blockIdx.y) ? (all_chunks - int(blockIdx.y) + n_splits - 1) / n_splits : 0)
                              : (s_end - s_begin + kChunk - 1) / kChunk;
-    const int t_end = ORDER == kInterleaved ? len : s_end;
+    // (kDynamic: j is the chunk's index in the whole range.)
+    const int t_end = ORDER == kContiguous ? s_end : len;
     auto chunk_t0 = [&](int j) {
-        return ORDER == kInterleaved ? (int(blockIdx.y) + j * n_splits) * kChunk : s_begin + j * kChunk;
+        return ORDER == kDynamic ? j * kChunk
+               : ORDER == kInterleaved ? (int(blockIdx.y) + j * n_splits) * kChunk : s_begin + j * kChunk;
     };
     const __half *K0 = a.k + (int64_t(kvh) * a.n_ctx + lo) * D, *V0 = a.v + (int64_t(kvh) * a.n_ctx + lo) * D;
 
@@ -512,18 +540,62 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
             }
         }
     };
-    // Chunks of this warp: warp, warp + kNW, ...
+    // Chunks of this warp: warp, warp + kNW, ... (kDynamic: below)
     const int my_chunks = n_chunks > warp ? (n_chunks - warp + kNW - 1) / kNW : 0;
+    // kDynamic: warp gw of the W warps of this (KV head, piece) takes chunks gw, gw + W, ..
+    // (n_static of them: at least the STAGES - 1 it copies before pdl_wait), then claims
+    // `grain` chunks at a time from n_static * W on; the claim of the next group is issued
+    // when a group is taken, so that its round trip hides behind the group's copies.
+    const int W = n_splits * kNW, gw = int(blockIdx.y) * kNW + warp;
+    const int n_static = ORDER == kDynamic ? max(STAGES - 1, all_chunks * a.static8 / (8 * W)) : 0;
     const bool holds_newest =
-        a.d_pos && (ORDER == kInterleaved ? all_chunks > 0 && (all_chunks - 1) % n_splits == int(blockIdx.y)
-                                          : s_end == len && s_end > s_begin);
+        a.d_pos && (ORDER == kDynamic ? all_chunks > 0 && (all_chunks - 1) % W == gw && (all_chunks - 1) / W < STAGES - 1
+                    : ORDER == kInterleaved ? all_chunks > 0 && (all_chunks - 1) % n_splits == int(blockIdx.y)
+                                            : s_end == len && s_end > s_begin);
     if (holds_newest) pdl_wait();
+    int cur[STAGES];  // kDynamic: the chunk in iteration it + s's stage (-1: none)
+#pragma unroll
+    for (int s = 0; s < STAGES; s++) cur[s] = -1;
 #pragma unroll
     for (int s = 0; s < STAGES - 1; s++) {
-        if (s < my_chunks) load_chunk(warp + s * kNW, s);
-        if constexpr (!BULK) cp_commit();
+        if constexpr (ORDER == kDynamic) {
+            const int ch = gw + s * W;
+            cur[s] = ch < all_chunks ? ch : -1;
+            if (ch < all_chunks) load_chunk(ch, s);
+        } else {
+            if (s < my_chunks) load_chunk(warp + s * kNW, s);
+            if constexpr (!BULK) cp_commit();
+        }
     }
     if (!holds_newest) pdl_wait();
+    if (a.probe && threadIdx.x == 0) s_pr[1] = gtimer();
+    // The claims start after pdl_wait: the merge of the launch before has zeroed the counters.
+    int32_t *ctr = ORDER == kDynamic ? a.ctr + blockIdx.x : nullptr;
+    int n_taken = STAGES - 1, grp = 0, grp_left = 0, pend = 0;
+    bool dry = ORDER == kDynamic && cur[STAGES - 2] < 0;
+    if (ORDER == kDynamic && !dry && lane == 0) pend = n_static * W + atomicAdd(ctr, a.grain);
+    // The next chunk of this warp (-1 once it ran dry; warp-uniform).
+    auto next_chunk = [&]() -> int {
+        if (dry) return -1;
+        if (n_taken < n_static) {
+            const int ch = gw + n_taken++ * W;
+            if (ch < all_chunks) return ch;
+            dry = true;  // claims start past every static chunk: none left for them either
+            return -1;
+        }
+        if (grp_left == 0) {
+            const int base = __shfl_sync(0xffffffffu, pend, 0);
+            if (base >= all_chunks) {
+                dry = true;
+                return -1;
+            }
+            grp = base;
+            grp_left = min(a.grain, all_chunks - base);
+            if (lane == 0) pend = n_static * W + atomicAdd(ctr, a.grain);
+        }
+        grp_left--;
+        return grp++;
+    };
 
     uint32_t qa[KT][2];
     load_q<D>(a, h0, nh, lane, qa);
@@ -532,7 +604,7 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
     for (int j = 0; j < NT; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
     float m = -INFINITY, l = 0.f;  // of head g (the 4 lanes of a row agree on m)
 
-    for (int it = 0; it < my_chunks; it++) {
+    auto wait_stage = [&](int it) {
         if constexpr (BULK) {
 #if __CUDA_ARCH__ >= 900
             bar_wait(smem_u32(&s_bar[warp][it % STAGES]), uint32_t(it / STAGES) & 1u);
@@ -542,17 +614,45 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
             cp_wait<STAGES - 2>();
         }
         __syncwarp();
-        {
-            const int nx = it + STAGES - 1;
-            if (nx < my_chunks) load_chunk(warp + nx * kNW, nx % STAGES);
-            if constexpr (!BULK) cp_commit();
+        if (a.probe && it == 0 && threadIdx.x == 0) s_pr[2] = gtimer();
+    };
+    if constexpr (ORDER == kDynamic) {
+        static_assert(BULK, "the dynamic order waits on the bulk copies' mbarriers");
+        for (int it = 0; cur[0] >= 0; it++) {
+            wait_stage(it);
+            const int nx = next_chunk();
+            cur[STAGES - 1] = nx;
+            if (nx >= 0) load_chunk(nx, (it + STAGES - 1) % STAGES);
+            const __half *ks = wk + (it % STAGES) * 2 * TILE;
+            chunk_step<D, PAIRS>(ks, ks + TILE, soff, qa, cur[0] * kChunk, t_end, lane, o, m, l);
+#pragma unroll
+            for (int s = 0; s < STAGES - 1; s++) cur[s] = cur[s + 1];
         }
-        const __half *ks = wk + (it % STAGES) * 2 * TILE;
-        chunk_step<D, PAIRS>(ks, ks + TILE, soff, qa, chunk_t0(warp + it * kNW), t_end, lane, o, m, l);
+    } else {
+        for (int it = 0; it < my_chunks; it++) {
+            wait_stage(it);
+            {
+                const int nx = it + STAGES - 1;
+                if (nx < my_chunks) load_chunk(warp + nx * kNW, nx % STAGES);
+                if constexpr (!BULK) cp_commit();
+            }
+            const __half *ks = wk + (it % STAGES) * 2 * TILE;
+            chunk_step<D, PAIRS>(ks, ks + TILE, soff, qa, chunk_t0(warp + it * kNW), t_end, lane, o, m, l);
+        }
     }
     if constexpr (!BULK) cp_wait<0>();  // (bulk: every chunk copied was waited for)
     pdl_trigger();
+    if (a.probe && threadIdx.x == 0) s_pr[3] = gtimer();
     write_partials<D>(a, o, m, l, h0, nh, s_m, s_l);
+    if (a.probe) {
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            uint64_t *p = a.probe + (int64_t(blockIdx.y) * gridDim.x + blockIdx.x) * kProbe;
+            for (int i = 0; i < 4; i++) p[i] = s_pr[i];
+            p[4] = gtimer();
+            p[5] = smid();
+        }
+    }
 #else
     (void)a;
     __trap();  // launched only on sm_80 and later (decode_mma_supported)
@@ -951,13 +1051,20 @@ __global__ void __launch_bounds__(kMergeWarps * 32) attn_merge_mma_kernel(const 
 // attn_merge_mma_kernel's result with fewer dependent L2 round trips: a thread owns 4
 // dimensions of the head and a residue class of the splits, loads 4 of its splits' (m, l,
 // acc) before using any (online rescaling, no separate pass for the maximum), and the
-// classes are merged in shared memory.
+// classes are merged in shared memory. ctr (kDynamic): n_ctr claim counters zeroed for the
+// next launch (the split kernel is complete here, and the next one claims only after its
+// own pdl_wait, i.e. after this grid). probe: kProbe stamps a block (see kProbe).
 template <int D>
 __global__ void __launch_bounds__(128) attn_merge_wide_kernel(const float *__restrict__ part_acc,
                                                               const float *__restrict__ part_ml, int n_splits,
-                                                              int n_head, float *__restrict__ out) {
+                                                              int n_head, float *__restrict__ out, int32_t *ctr,
+                                                              int n_ctr, uint64_t *probe) {
+    const uint64_t pr_start = probe ? gtimer() : 0;
     pdl_wait();
     pdl_trigger();
+    const uint64_t pr_wait = probe ? gtimer() : 0;
+    if (ctr && blockIdx.x == 0)
+        for (int i = int(threadIdx.x); i < n_ctr; i += 128) ctr[i] = 0;
     constexpr int D4 = D / 4, G = 128 / D4;  // float4 columns; split classes
     const int h = blockIdx.x, j = threadIdx.x / D4, d4 = threadIdx.x % D4;
     __shared__ float s_m[G], s_l[G];
@@ -1014,6 +1121,14 @@ __global__ void __launch_bounds__(128) attn_merge_wide_kernel(const float *__res
     }
     const float inv = L > 0.f ? 1.f / L : 0.f;
     reinterpret_cast<float4 *>(out + int64_t(h) * D)[d4] = make_float4(R.x * inv, R.y * inv, R.z * inv, R.w * inv);
+    if (probe && d4 == 0) {
+        uint64_t *p = probe + int64_t(blockIdx.x) * kProbe;
+        p[0] = pr_start;
+        p[1] = pr_wait;
+        p[2] = gtimer();
+        p[3] = smid();
+        p[4] = p[5] = 0;
+    }
 }
 
 // The split kernel of a load (the block-tile kernel for kTile*) and its shared memory.
@@ -1059,7 +1174,7 @@ Variant current_variant(int D) {
     const int k = options().attn_kernel;
     Variant v = kVariants[k >= 1 && k <= kMaxVariant ? k : 1];
     if (D == 256 && is_tile(v.load)) v = kVariants[8];
-    if (v.load == kBulkRows || v.load == kBulkPairs || v.load == kTileBulk || is_tma(v.load)) {
+    if (v.load == kBulkRows || v.load == kBulkPairs || v.load == kTileBulk || is_tma(v.load)) {  // (kDynamic too)
         static int major = -1;
         if (major < 0) {
             int dev = 0;
@@ -1113,7 +1228,7 @@ void launch_t(const DecArgs &a, int n_splits, cudaStream_t stream, const TileMap
         launch_pdl(split_kernel<D, LOAD, ORDER>(), grid, dim3(kNW * 32), split_smem<D, LOAD>(), stream, a);
 }
 
-// (Interleaved order only with the bulk copies and the TMA tiles.)
+// (Interleaved order only with the bulk copies and the TMA tiles; dynamic only with bulk rows.)
 template <int D>
 void launch(const DecArgs &a, int n_splits, const Variant &v, const TileMaps &maps, cudaStream_t stream) {
     const bool il = v.order == kInterleaved;
@@ -1121,7 +1236,8 @@ void launch(const DecArgs &a, int n_splits, const Variant &v, const TileMaps &ma
         case kCpAsyncL2_128: launch_t<D, kCpAsyncL2_128>(a, n_splits, stream, maps); break;
         case kCpAsyncL2_256: launch_t<D, kCpAsyncL2_256>(a, n_splits, stream, maps); break;
         case kBulkRows:
-            if (il) launch_t<D, kBulkRows, kInterleaved>(a, n_splits, stream, maps);
+            if (v.order == kDynamic) launch_t<D, kBulkRows, kDynamic>(a, n_splits, stream, maps);
+            else if (il) launch_t<D, kBulkRows, kInterleaved>(a, n_splits, stream, maps);
             else launch_t<D, kBulkRows>(a, n_splits, stream, maps);
             break;
         case kBulkPairs:
@@ -1223,7 +1339,15 @@ void attention_decode_mma_dev(const DecodeAttn &d, int lo, int len, float scale,
     a.scale = scale;
     a.part_acc = d.part_acc;
     a.part_ml = d.part_ml;
-    const Variant var = current_variant(d.head_dim);
+    Variant var = current_variant(d.head_dim);
+    // kDynamic claims its chunks on d.done's counters (zero between launches; the wide merge
+    // zeroes them again); without them, kernel 8's contiguous splits.
+    if (var.order == kDynamic && !d.done) var.order = kContiguous;
+    const int n_ctr = d.n_head_kv * a.n_hgroups;
+    a.ctr = var.order == kDynamic ? d.done : nullptr;
+    a.grain = var.grain;
+    a.static8 = var.static8;
+    a.probe = d.probe;
     const bool fused = var.merge == kMergeLastBlock && d.done;
     a.done = fused ? d.done : nullptr;
     a.out = d.out;
@@ -1243,10 +1367,13 @@ void attention_decode_mma_dev(const DecodeAttn &d, int lo, int len, float scale,
     if (var.merge == kMergeWide) {
         const float *pacc = d.part_acc, *pml = d.part_ml;
         const dim3 grid(unsigned(d.n_head)), block(128);
+        int32_t *ctr = a.ctr;
+        // (the merge blocks' stamps follow the split blocks')
+        uint64_t *mp = d.probe ? d.probe + int64_t(d.n_splits) * n_ctr * kProbe : nullptr;
         switch (d.head_dim) {
-            case 64: launch_pdl(attn_merge_wide_kernel<64>, grid, block, 0, stream, pacc, pml, d.n_splits, d.n_head, d.out); break;
-            case 128: launch_pdl(attn_merge_wide_kernel<128>, grid, block, 0, stream, pacc, pml, d.n_splits, d.n_head, d.out); break;
-            default: launch_pdl(attn_merge_wide_kernel<256>, grid, block, 0, stream, pacc, pml, d.n_splits, d.n_head, d.out); break;
+            case 64: launch_pdl(attn_merge_wide_kernel<64>, grid, block, 0, stream, pacc, pml, d.n_splits, d.n_head, d.out, ctr, n_ctr, mp); break;
+            case 128: launch_pdl(attn_merge_wide_kernel<128>, grid, block, 0, stream, pacc, pml, d.n_splits, d.n_head, d.out, ctr, n_ctr, mp); break;
+            default: launch_pdl(attn_merge_wide_kernel<256>, grid, block, 0, stream, pacc, pml, d.n_splits, d.n_head, d.out, ctr, n_ctr, mp); break;
         }
         return;
     }

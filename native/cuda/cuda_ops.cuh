@@ -90,6 +90,7 @@ struct DecodeAttn {
     float *part_acc = nullptr, *part_ml = nullptr;  // [n_splits][n_head][D], [n_splits][n_head][2]
     float *out = nullptr;                           // [n_head][D]
     int32_t *done = nullptr;  // attn_kernel 2: n_head zeroed counters (the kernel leaves them zero)
+    uint64_t *probe = nullptr;  // bench only: per-block timer stamps (attention_decode_mma.cu, kProbe)
 };
 int decode_attention_splits(int n_head, int n_head_kv, int head_dim, int64_t max_len);
 void attention_decode_dev(const DecodeAttn &a, cudaStream_t stream);
