@@ -93,8 +93,12 @@ struct Variant {
     Merge merge;
     Order order = kContiguous;
     int grain = 1, static8 = 0;  // kDynamic
+    // The grid (split, KV head x piece) instead of (KV head x piece, split): consecutive
+    // blocks, which the GPU spreads over its multiprocessors first, are then neighbouring
+    // splits of one head (cuDNN's grid order) instead of the same split of every head.
+    bool swap = false;
 };
-// attn_kernel 1..23 (index 0 unused).
+// attn_kernel 1..25 (index 0 unused).
 constexpr Variant kVariants[] = {{kCpAsync, kMergeKernel},       {kCpAsync, kMergeKernel},
                                  {kCpAsync, kMergeLastBlock},    {kCpAsyncL2_256, kMergeKernel},
                                  {kCpAsyncL2_256, kMergeLastBlock}, {kCpAsyncL2_256, kMergeWide},
@@ -107,8 +111,9 @@ constexpr Variant kVariants[] = {{kCpAsync, kMergeKernel},       {kCpAsync, kMer
                                  {kTileTma2, kMergeWide},        {kKvTma2, kMergeWide},
                                  {kKvTma3, kMergeWide},
                                  {kBulkRows, kMergeWide, kDynamic, 1, 7}, {kBulkRows, kMergeWide, kDynamic, 2, 6},
-                                 {kBulkRows, kMergeWide, kDynamic, 4, 4}};
-constexpr int kMaxVariant = 23;
+                                 {kBulkRows, kMergeWide, kDynamic, 4, 4},
+                                 {kBulkRows, kMergeWide, kContiguous, 1, 0, true}, {kBulkRows, kMergeWide, kInterleaved, 1, 0, true}};
+constexpr int kMaxVariant = 25;
 
 template <int D, int LOAD = kCpAsync>
 struct DecCfg {
@@ -167,7 +172,12 @@ struct DecArgs {
     int32_t *ctr;               // kDynamic: chunks claimed per (KV head, piece), zero at launch
     int grain, static8;         //   (the wide merge zeroes them for the next launch)
     uint64_t *probe;            // non-null: per block, globaltimer stamps (kProbe below)
+    int swap;                   // Variant::swap (kernel 8's code only)
 };
+// This block's (KV head x piece) index, split and the split count, in either grid order.
+__device__ __forceinline__ int blk_piece(const DecArgs &a) { return int(a.swap ? blockIdx.y : blockIdx.x); }
+__device__ __forceinline__ int blk_split(const DecArgs &a) { return int(a.swap ? blockIdx.x : blockIdx.y); }
+__device__ __forceinline__ int blk_nsplit(const DecArgs &a) { return int(a.swap ? gridDim.x : gridDim.y); }
 // The timing probe (bench only, TACTIC_ATTN_PROBE): per split block [start, after pdl_wait,
 // first chunk landed, loop done, partials written, smid], then per merge block [start, after
 // pdl_wait, done, smid, 0, 0]: where a launch's time goes (ramp, tail, merge).
@@ -273,12 +283,12 @@ __device__ __forceinline__ void merge_last_block(const DecArgs &a, int h0, int n
     __shared__ int s_last;
     __threadfence();
     __syncthreads();
-    if (threadIdx.x == 0) s_last = atomicAdd(&a.done[blockIdx.x], 1) == int(gridDim.y) - 1;
+    if (threadIdx.x == 0) s_last = atomicAdd(&a.done[blk_piece(a)], 1) == blk_nsplit(a) - 1;
     __syncthreads();
     if (!s_last) return;
     __threadfence();
     constexpr int D4 = D / 4;
-    const int ns = int(gridDim.y);
+    const int ns = blk_nsplit(a);
     for (int e = threadIdx.x; e < nh * D4; e += kNW * 32) {
         const int h = e / D4, d4 = e % D4;
         float M = -INFINITY, S = 0.f;
@@ -309,7 +319,7 @@ __device__ __forceinline__ void merge_last_block(const DecArgs &a, int h0, int n
         *reinterpret_cast<float4 *>(a.out + int64_t(h0 + h) * D + 4 * d4) =
             make_float4(A.x * inv, A.y * inv, A.z * inv, A.w * inv);
     }
-    if (threadIdx.x == 0) a.done[blockIdx.x] = 0;  // ready for the next launch (graph replays)
+    if (threadIdx.x == 0) a.done[blk_piece(a)] = 0;  // ready for the next launch (graph replays)
 }
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
@@ -418,7 +428,7 @@ __device__ __forceinline__ void write_partials(const DecArgs &a, const float (&o
                 L = fmaf(f, s_l[w][h], L);
             }
         }
-        const int64_t row = int64_t(blockIdx.y) * a.n_head + h0 + h;
+        const int64_t row = int64_t(blk_split(a)) * a.n_head + h0 + h;
         a.part_acc[row * D + d] = A;
         if (d == 0) {
             a.part_ml[row * 2] = M;
@@ -450,7 +460,8 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
     __shared__ float s_m[kNW][kHeads], s_l[kNW][kHeads];
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int kvh = blockIdx.x / a.n_hgroups, hg = blockIdx.x % a.n_hgroups;
+    const int piece = blk_piece(a), split = blk_split(a);
+    const int kvh = piece / a.n_hgroups, hg = piece % a.n_hgroups;
     const int group = a.n_head / a.n_head_kv;
     const int h0 = kvh * group + hg * kHeads;
     const int nh = min(kHeads, group - hg * kHeads);
@@ -475,21 +486,21 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
         lo = a.window > 0 ? max(0, n - a.window) : 0;
         len = n - lo;
     }
-    const int n_splits = int(gridDim.y);
+    const int n_splits = blk_nsplit(a);
     const int split_len = ((len + n_splits - 1) / n_splits + kChunk - 1) / kChunk * kChunk;
-    const int s_begin = min(len, int(blockIdx.y) * split_len);
+    const int s_begin = min(len, split * split_len);
     const int s_end = min(len, s_begin + split_len);
     // This block's chunks j = 0 .. n_chunks-1 start at token chunk_t0(j); tokens from t_end on are
     // masked (and their rows not read).
     const int all_chunks = (len + kChunk - 1) / kChunk;
     const int n_chunks = ORDER == kInterleaved
-                             ? (all_chunks > int(blockIdx.y) ? (all_chunks - int(blockIdx.y) + n_splits - 1) / n_splits : 0)
+                             ? (all_chunks > split ? (all_chunks - split + n_splits - 1) / n_splits : 0)
                              : (s_end - s_begin + kChunk - 1) / kChunk;
     // (kDynamic: j is the chunk's index in the whole range.)
     const int t_end = ORDER == kContiguous ? s_end : len;
     auto chunk_t0 = [&](int j) {
         return ORDER == kDynamic ? j * kChunk
-               : ORDER == kInterleaved ? (int(blockIdx.y) + j * n_splits) * kChunk : s_begin + j * kChunk;
+               : ORDER == kInterleaved ? (split + j * n_splits) * kChunk : s_begin + j * kChunk;
     };
     const __half *K0 = a.k + (int64_t(kvh) * a.n_ctx + lo) * D, *V0 = a.v + (int64_t(kvh) * a.n_ctx + lo) * D;
 
@@ -546,11 +557,11 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
     // (n_static of them: at least the STAGES - 1 it copies before pdl_wait), then claims
     // `grain` chunks at a time from n_static * W on; the claim of the next group is issued
     // when a group is taken, so that its round trip hides behind the group's copies.
-    const int W = n_splits * kNW, gw = int(blockIdx.y) * kNW + warp;
+    const int W = n_splits * kNW, gw = split * kNW + warp;
     const int n_static = ORDER == kDynamic ? max(STAGES - 1, all_chunks * a.static8 / (8 * W)) : 0;
     const bool holds_newest =
         a.d_pos && (ORDER == kDynamic ? all_chunks > 0 && (all_chunks - 1) % W == gw && (all_chunks - 1) / W < STAGES - 1
-                    : ORDER == kInterleaved ? all_chunks > 0 && (all_chunks - 1) % n_splits == int(blockIdx.y)
+                    : ORDER == kInterleaved ? all_chunks > 0 && (all_chunks - 1) % n_splits == split
                                             : s_end == len && s_end > s_begin);
     if (holds_newest) pdl_wait();
     int cur[STAGES];  // kDynamic: the chunk in iteration it + s's stage (-1: none)
@@ -570,7 +581,7 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
     if (!holds_newest) pdl_wait();
     if (a.probe && threadIdx.x == 0) s_pr[1] = gtimer();
     // The claims start after pdl_wait: the merge of the launch before has zeroed the counters.
-    int32_t *ctr = ORDER == kDynamic ? a.ctr + blockIdx.x : nullptr;
+    int32_t *ctr = ORDER == kDynamic ? a.ctr + piece : nullptr;
     int n_taken = STAGES - 1, grp = 0, grp_left = 0, pend = 0;
     bool dry = ORDER == kDynamic && cur[STAGES - 2] < 0;
     if (ORDER == kDynamic && !dry && lane == 0) pend = n_static * W + atomicAdd(ctr, a.grain);
@@ -647,7 +658,7 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
     if (a.probe) {
         __syncthreads();
         if (threadIdx.x == 0) {
-            uint64_t *p = a.probe + (int64_t(blockIdx.y) * gridDim.x + blockIdx.x) * kProbe;
+            uint64_t *p = a.probe + (int64_t(split) * (gridDim.x * gridDim.y / blk_nsplit(a)) + piece) * kProbe;
             for (int i = 0; i < 4; i++) p[i] = s_pr[i];
             p[4] = gtimer();
             p[5] = smid();
@@ -1221,7 +1232,8 @@ int occupancy_for(int D, Load load) {
 template <int D, int LOAD, int ORDER = kContiguous>
 void launch_t(const DecArgs &a, int n_splits, cudaStream_t stream, const TileMaps &maps) {
     configure<D, LOAD, ORDER>();
-    dim3 grid(unsigned(a.n_head_kv * a.n_hgroups), unsigned(n_splits));
+    const unsigned pieces = unsigned(a.n_head_kv * a.n_hgroups);
+    const dim3 grid = a.swap ? dim3(unsigned(n_splits), pieces) : dim3(pieces, unsigned(n_splits));
     if constexpr (is_tile(LOAD))
         launch_pdl(split_kernel<D, LOAD, ORDER>(), grid, dim3(kNW * 32), split_smem<D, LOAD>(), stream, a, maps);
     else
@@ -1348,6 +1360,7 @@ void attention_decode_mma_dev(const DecodeAttn &d, int lo, int len, float scale,
     a.grain = var.grain;
     a.static8 = var.static8;
     a.probe = d.probe;
+    a.swap = var.swap && !is_tile(var.load);
     const bool fused = var.merge == kMergeLastBlock && d.done;
     a.done = fused ? d.done : nullptr;
     a.out = d.out;
