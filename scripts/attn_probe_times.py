@@ -45,7 +45,8 @@ def summarize(head, vals, kv_bytes):
     t0 = sp[:, 0].min()
     rel = lambda x: (x - t0) / 1e3  # us from the first block's start
     start, wait, first, loop, end = (rel(sp[:, i]) for i in range(5))
-    sm = sp[:, 5]
+    sm = sp[:, 5] & 0xFFFFFFFF
+    chunks = sp[:, 5] >> 32
     sm_end = {}
     for s, e in zip(sm, end):
         sm_end[s] = max(sm_end.get(s, -1e9), e)
@@ -57,10 +58,14 @@ def summarize(head, vals, kv_bytes):
         end_min=float(end.min()), end_med=float(np.median(end)), end_p90=float(np.percentile(end, 90)),
         end_max=float(end.max()), loop_max=float(loop.max()),
         sm_end_min=float(sm_end.min()), sm_end_med=float(np.median(sm_end)), sm_end_max=float(sm_end.max()),
+        chunks_min=int(chunks.min()), chunks_med=float(np.median(chunks)), chunks_max=int(chunks.max()),
     )
     if mg[:, 0].all():
         out.update(merge_start_min=float(rel(mg[:, 0]).min()), merge_wait_max=float(rel(mg[:, 1]).max()),
                    merge_end_max=float(rel(mg[:, 2]).max()))
+    # every block's stamps (ns from the first start), smid and chunks, for a closer look
+    out["raw"] = [[int(x - t0) if x else -1 for x in r[:5]] + [int(r[5] & 0xFFFFFFFF), int(r[5] >> 32)] for r in sp]
+    out["raw_merge"] = [[int(x - t0) if x else -1 for x in r[:3]] + [int(r[3])] for r in mg]
     # rate while streaming: the bytes over first data .. median end
     body = out["end_med"] - out["first_med"]
     out["body_gbs"] = kv_bytes / (body * 1e3) if body > 0 else float("nan")
@@ -106,7 +111,8 @@ def main():
                       f"end min/med/p90/max {s['end_min']:6.1f} {s['end_med']:6.1f} {s['end_p90']:6.1f} {s['end_max']:6.1f} | "
                       f"SM end min/med/max {s['sm_end_min']:6.1f} {s['sm_end_med']:6.1f} {s['sm_end_max']:6.1f} | "
                       f"merge start {s.get('merge_start_min', float('nan')):6.1f} wait<= {s.get('merge_wait_max', float('nan')):6.1f} "
-                      f"end {s.get('merge_end_max', float('nan')):6.1f} | body {s['body_gbs']:6.0f} GB/s", flush=True)
+                      f"end {s.get('merge_end_max', float('nan')):6.1f} | body {s['body_gbs']:6.0f} GB/s | "
+                      f"chunks/block {s['chunks_min']}/{s['chunks_med']:.0f}/{s['chunks_max']}", flush=True)
     os.unlink(path)
     if a.out:
         Path(a.out).write_text(json.dumps(rows, indent=1))

@@ -179,8 +179,9 @@ __device__ __forceinline__ int blk_piece(const DecArgs &a) { return int(a.swap ?
 __device__ __forceinline__ int blk_split(const DecArgs &a) { return int(a.swap ? blockIdx.x : blockIdx.y); }
 __device__ __forceinline__ int blk_nsplit(const DecArgs &a) { return int(a.swap ? gridDim.x : gridDim.y); }
 // The timing probe (bench only, TACTIC_ATTN_PROBE): per split block [start, after pdl_wait,
-// first chunk landed, loop done, partials written, smid], then per merge block [start, after
-// pdl_wait, done, smid, 0, 0]: where a launch's time goes (ramp, tail, merge).
+// warp 0's first chunk landed, warp 0's loop done, partials written, smid | chunks attended
+// << 32], then per merge block [start, after pdl_wait, done, smid, 0, 0]: where a launch's
+// time goes (ramp, tail, merge) and how the dynamic order shared the chunks.
 constexpr int kProbe = 6;
 __device__ __forceinline__ uint64_t gtimer() {
     uint64_t t;
@@ -454,7 +455,11 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
     constexpr int KT = D / 16;                 // k-steps of Q.K
     constexpr int NT = D / 8;                  // 8-dim n-tiles of O
     __shared__ uint64_t s_pr[4];  // probe stamps (in shared memory: no registers held across the loop)
-    if (a.probe && threadIdx.x == 0) s_pr[0] = gtimer();
+    __shared__ int s_chunks;
+    if (a.probe && threadIdx.x == 0) {
+        s_pr[0] = gtimer();
+        s_chunks = 0;
+    }
     extern __shared__ __align__(16) unsigned char smem_raw[];
     __half *pipe = reinterpret_cast<__half *>(smem_raw);
     __shared__ float s_m[kNW][kHeads], s_l[kNW][kHeads];
@@ -627,9 +632,11 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
         __syncwarp();
         if (a.probe && it == 0 && threadIdx.x == 0) s_pr[2] = gtimer();
     };
+    int n_done = my_chunks;  // (probe: chunks this warp attended)
     if constexpr (ORDER == kDynamic) {
         static_assert(BULK, "the dynamic order waits on the bulk copies' mbarriers");
-        for (int it = 0; cur[0] >= 0; it++) {
+        n_done = 0;
+        for (int it = 0; cur[0] >= 0; it++, n_done++) {
             wait_stage(it);
             const int nx = next_chunk();
             cur[STAGES - 1] = nx;
@@ -654,6 +661,7 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
     if constexpr (!BULK) cp_wait<0>();  // (bulk: every chunk copied was waited for)
     pdl_trigger();
     if (a.probe && threadIdx.x == 0) s_pr[3] = gtimer();
+    if (a.probe && lane == 0) atomicAdd(&s_chunks, n_done);
     write_partials<D>(a, o, m, l, h0, nh, s_m, s_l);
     if (a.probe) {
         __syncthreads();
@@ -661,7 +669,7 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
             uint64_t *p = a.probe + (int64_t(split) * (gridDim.x * gridDim.y / blk_nsplit(a)) + piece) * kProbe;
             for (int i = 0; i < 4; i++) p[i] = s_pr[i];
             p[4] = gtimer();
-            p[5] = smid();
+            p[5] = smid() | uint64_t(s_chunks) << 32;
         }
     }
 #else
