@@ -97,8 +97,12 @@ struct Variant {
     // blocks, which the GPU spreads over its multiprocessors first, are then neighbouring
     // splits of one head (cuDNN's grid order) instead of the same split of every head.
     bool swap = false;
+    // Kernel 8's code: each warp also asks the L2 to fetch the chunk `pf` chunks past the last
+    // one in its shared-memory stages (cp.async.bulk.prefetch.L2, sm_90): more DRAM requests
+    // in flight without more shared memory.
+    int pf = 0;
 };
-// attn_kernel 1..25 (index 0 unused).
+// attn_kernel 1..28 (index 0 unused).
 constexpr Variant kVariants[] = {{kCpAsync, kMergeKernel},       {kCpAsync, kMergeKernel},
                                  {kCpAsync, kMergeLastBlock},    {kCpAsyncL2_256, kMergeKernel},
                                  {kCpAsyncL2_256, kMergeLastBlock}, {kCpAsyncL2_256, kMergeWide},
@@ -112,8 +116,11 @@ constexpr Variant kVariants[] = {{kCpAsync, kMergeKernel},       {kCpAsync, kMer
                                  {kKvTma3, kMergeWide},
                                  {kBulkRows, kMergeWide, kDynamic, 1, 7}, {kBulkRows, kMergeWide, kDynamic, 2, 6},
                                  {kBulkRows, kMergeWide, kDynamic, 4, 4},
-                                 {kBulkRows, kMergeWide, kContiguous, 1, 0, true}, {kBulkRows, kMergeWide, kInterleaved, 1, 0, true}};
-constexpr int kMaxVariant = 25;
+                                 {kBulkRows, kMergeWide, kContiguous, 1, 0, true}, {kBulkRows, kMergeWide, kInterleaved, 1, 0, true},
+                                 {kBulkRows, kMergeWide, kContiguous, 1, 0, false, 2},
+                                 {kBulkRows, kMergeWide, kContiguous, 1, 0, false, 4},
+                                 {kBulkRows, kMergeWide, kContiguous, 1, 0, false, 8}};
+constexpr int kMaxVariant = 28;
 
 template <int D, int LOAD = kCpAsync>
 struct DecCfg {
@@ -173,6 +180,7 @@ struct DecArgs {
     int grain, static8;         //   (the wide merge zeroes them for the next launch)
     uint64_t *probe;            // non-null: per block, globaltimer stamps (kProbe below)
     int swap;                   // Variant::swap (kernel 8's code only)
+    int pf;                     // Variant::pf (kernel 8's code with bulk rows only)
 };
 // This block's (KV head x piece) index, split and the split count, in either grid order.
 __device__ __forceinline__ int blk_piece(const DecArgs &a) { return int(a.swap ? blockIdx.y : blockIdx.x); }
@@ -255,6 +263,10 @@ __device__ __forceinline__ void bar_wait(uint32_t bar, uint32_t parity) {
 }
 // Orders this thread's earlier shared-memory reads before later async-proxy (TMA) writes.
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+// Asks the L2 to fetch [src, src + bytes) from DRAM (no destination, no completion).
+__device__ __forceinline__ void bulk_prefetch_l2(const void *src, uint32_t bytes) {
+    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(src), "r"(bytes) : "memory");
+}
 __device__ __forceinline__ void bulk_copy(uint32_t dst, const void *src, uint32_t bytes, uint32_t bar) {
     asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
                  "l"(src), "r"(bytes), "r"(bar)
@@ -585,6 +597,20 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
     }
     if (!holds_newest) pdl_wait();
     if (a.probe && threadIdx.x == 0) s_pr[1] = gtimer();
+    // pf: the L2 prefetch of this warp's chunk j (rows past the split not asked for); the
+    // chunks between the stages and the first prefetched one are asked for once, here.
+    auto prefetch_chunk = [&](int j) {
+#if __CUDA_ARCH__ >= 900
+        if constexpr (BULK && ORDER == kContiguous) {
+            if (lane < 2 && j < my_chunks) {
+                const int t0 = chunk_t0(warp + j * kNW), rows = min(kChunk, t_end - t0);
+                bulk_prefetch_l2((lane == 0 ? K0 : V0) + int64_t(t0) * D, uint32_t(rows * D * sizeof(__half)));
+            }
+        }
+#endif
+    };
+    if (a.pf)
+        for (int j = STAGES - 1; j < STAGES - 1 + a.pf; j++) prefetch_chunk(j);
     // The claims start after pdl_wait: the merge of the launch before has zeroed the counters.
     int32_t *ctr = ORDER == kDynamic ? a.ctr + piece : nullptr;
     int n_taken = STAGES - 1, grp = 0, grp_left = 0, pend = 0;
@@ -653,6 +679,7 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
                 const int nx = it + STAGES - 1;
                 if (nx < my_chunks) load_chunk(warp + nx * kNW, nx % STAGES);
                 if constexpr (!BULK) cp_commit();
+                if (a.pf) prefetch_chunk(nx + a.pf);
             }
             const __half *ks = wk + (it % STAGES) * 2 * TILE;
             chunk_step<D, PAIRS>(ks, ks + TILE, soff, qa, chunk_t0(warp + it * kNW), t_end, lane, o, m, l);
@@ -866,6 +893,8 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_kv_kernel(DecArgs a, con
     __half *ring = reinterpret_cast<__half *>(smem_raw + (1024 - smem_u32(smem_raw) % 1024) % 1024);
     __shared__ float s_m[kNW][kHeads], s_l[kNW][kHeads];
     __shared__ __align__(8) uint64_t s_bar[NB];
+    __shared__ uint64_t s_pr0;  // probe: the block's start
+    if (a.probe && threadIdx.x == 0) s_pr0 = gtimer();
 
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, c = lane % 4;
     const int kvh = blockIdx.x / a.n_hgroups, hg = blockIdx.x % a.n_hgroups;
@@ -996,6 +1025,16 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_kv_kernel(DecArgs a, con
     }
     pdl_trigger();
     write_partials<D>(a, o, m, l, h0, nh, s_m, s_l);
+    if (a.probe) {  // (start and end only: the other stamps repeat them)
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            uint64_t *p = a.probe + (int64_t(blockIdx.y) * gridDim.x + blockIdx.x) * kProbe;
+            const uint64_t t = gtimer();
+            p[0] = p[1] = p[2] = s_pr0;
+            p[3] = p[4] = t;
+            p[5] = smid() | uint64_t(n_tiles) * (TK / kChunk) << 32;
+        }
+    }
 #else
     (void)a;
     __trap();  // launched only on sm_90 and later (current_variant)
@@ -1369,6 +1408,7 @@ void attention_decode_mma_dev(const DecodeAttn &d, int lo, int len, float scale,
     a.static8 = var.static8;
     a.probe = d.probe;
     a.swap = var.swap && !is_tile(var.load);
+    a.pf = var.load == kBulkRows && var.order == kContiguous ? var.pf : 0;
     const bool fused = var.merge == kMergeLastBlock && d.done;
     a.done = fused ? d.done : nullptr;
     a.out = d.out;
