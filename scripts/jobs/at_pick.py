@@ -3,7 +3,7 @@ shape in a gpu_bench.py --attention-only JSON (the job's end-to-end candidate)."
 import json
 import sys
 
-rows = json.load(open(sys.argv[1]))
+rows = json.load(open(sys.argv[1]))["attention_kernels"]
 tot = {}
 for r in rows:
     if r["model"] != "llama3-8b-like" or r["n_ctx"] < 32768:
