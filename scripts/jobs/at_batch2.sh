@@ -2,7 +2,8 @@
 # at-s13 batch 2: where a launch's time goes (per-block timer stamps of 8, 19, 21, 24, 27);
 # float64-twin tests and the graph-timed table against SDPA of 19/20 (fa-s10's cuDNN-like
 # schedule, never run before), 24/25 (8 and 10 on a swapped grid), 26-28 (8 with L2
-# prefetches 2/4/8 chunks ahead); decode end to end at 32K, k8 against the table's best.
+# prefetches 2/4/8 chunks ahead); 32 splits (cuDNN's count) against 33; a read-only
+# ceiling (torch amax); decode end to end at 32K, k8 against the table's best.
 set -u
 export PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"; t0=$(date +%s)
@@ -21,6 +22,11 @@ cat "$OUT/bench.log"
 timeout 15 python3 scripts/gpu_bench.py --attention-only --no-eager --models gemma3-270m --attn-kernels 8 24 26 27 28 \
   --contexts 16384 32768 65536 131072 --out "$OUT/bench_gemma.json" > "$OUT/bench_gemma.log" 2>&1; echo "rc=$?" >> "$OUT/bench_gemma.log"
 cat "$OUT/bench_gemma.log"
+timeout 20 python3 scripts/gpu_bench.py --attention-only --no-eager --models llama3-8b-like --attn-kernels 8 24 27 \
+  --splits 0 32 --contexts 32768 131072 --out "$OUT/bench_splits.json" > "$OUT/bench_splits.log" 2>&1; echo "rc=$?" >> "$OUT/bench_splits.log"
+cat "$OUT/bench_splits.log"
+timeout 10 python3 scripts/read_bw.py 16384 32768 65536 131072 > "$OUT/read_bw.log" 2>&1; echo "rc=$?" >> "$OUT/read_bw.log"
+cat "$OUT/read_bw.log"
 say "tests"
 timeout 40 python3 scripts/pytest_shards.py 14 "$OUT/tests_" tests/test_cuda.py tests/test_gpu_forward.py \
   -k "(attention_mma_matches or attention_mma_peaked or attention_mma_split_boundaries or decode_attention_kernels_match_cpu) and (k19 or k20 or k21 or k24 or k25 or k26 or k27 or k28)" \
