@@ -482,13 +482,14 @@ MMA_SHAPES = ATTN_SHAPES + [(8, 2, 64), (16, 2, 256), (40, 4, 128)]  # groups of
 # 64-key tiles, 15, 16 and 18 by TMA tensor boxes, 19 and 20 128-key K and V tiles copied
 # one after the other; how the splits are merged; which chunks a split takes, 21-23 the
 # tail claimed from a counter per head, 24-25 8 and 10 with the grid's axes swapped, 26-28
-# 8 with L2 prefetches 2/4/8 chunks ahead), each held to the same float64 twin (17 is a
-# measurement aid, not attention). Ids k1..k28 so that a run can pick some with -k.
-MMA_KERNELS = [k for k in range(1, 29) if k != 17]
+# 8 with L2 prefetches 2/4/8 chunks ahead, 29-31 20 and 19 with the tail's 128-key tiles
+# claimed from a counter per head), each held to the same float64 twin (17 is a
+# measurement aid, not attention). Ids k1..k31 so that a run can pick some with -k.
+MMA_KERNELS = [k for k in range(1, 32) if k != 17]
 # The split-edge sweep for the kernels whose split, copy or merge code differs (3-6 are
 # kernel 1 or 2 with an L2 hint on the same copies; 7 is 8 with kernel 1's merge; 14 is
 # 12 with an L2 hint).
-MMA_KERNELS_EDGES = [1, 2, 8, 9, 10, 11, 12, 13, 15, 16, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28]
+MMA_KERNELS_EDGES = [1, 2, 8, 9, 10, 11, 12, 13, 15, 16, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31]
 
 
 def kernel_id(k):

@@ -260,7 +260,7 @@ def test_decode_graph_keeps_programmatic_edges(random_files):
 
 
 # (17 is a measurement aid: its output is not attention.)
-@pytest.mark.parametrize("kernel", [k for k in range(29) if k != 17], ids=lambda k: f"k{k}")
+@pytest.mark.parametrize("kernel", [k for k in range(32) if k != 17], ids=lambda k: f"k{k}")
 @pytest.mark.parametrize("arch", ["llama", "gemma3"])
 def test_decode_attention_kernels_match_cpu(random_files, arch, kernel):
     """Decode with each attention kernel (0: FMA; 1, 2: tensor cores; the position read on

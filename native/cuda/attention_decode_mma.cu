@@ -102,7 +102,7 @@ struct Variant {
     // in flight without more shared memory.
     int pf = 0;
 };
-// attn_kernel 1..28 (index 0 unused).
+// attn_kernel 1..31 (index 0 unused).
 constexpr Variant kVariants[] = {{kCpAsync, kMergeKernel},       {kCpAsync, kMergeKernel},
                                  {kCpAsync, kMergeLastBlock},    {kCpAsyncL2_256, kMergeKernel},
                                  {kCpAsyncL2_256, kMergeLastBlock}, {kCpAsyncL2_256, kMergeWide},
@@ -119,8 +119,10 @@ constexpr Variant kVariants[] = {{kCpAsync, kMergeKernel},       {kCpAsync, kMer
                                  {kBulkRows, kMergeWide, kContiguous, 1, 0, true}, {kBulkRows, kMergeWide, kInterleaved, 1, 0, true},
                                  {kBulkRows, kMergeWide, kContiguous, 1, 0, false, 2},
                                  {kBulkRows, kMergeWide, kContiguous, 1, 0, false, 4},
-                                 {kBulkRows, kMergeWide, kContiguous, 1, 0, false, 8}};
-constexpr int kMaxVariant = 28;
+                                 {kBulkRows, kMergeWide, kContiguous, 1, 0, false, 8},
+                                 {kKvTma3, kMergeWide, kDynamic, 1, 7}, {kKvTma2, kMergeWide, kDynamic, 1, 7},
+                                 {kKvTma3, kMergeWide, kDynamic, 1, 6}};
+constexpr int kMaxVariant = 31;
 
 template <int D, int LOAD = kCpAsync>
 struct DecCfg {
@@ -883,7 +885,13 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_tile_kernel(DecArgs a, c
 // dims x 128 keys) into a ring of NB slots, so that a tile's scores are computed while its
 // V lands, and a slot is refilled with the next copy as soon as all warps have read it
 // (NB = 2: one 32 KB copy in flight a block, one stream of K or V at a time).
-template <int D, int LOAD>
+// ORDER kDynamic (29, 30): the range in whole 128-key tiles of the head, split y's fixed
+// tiles [y P, y P + P) with P = tiles x static8 / 8 / splits, the rest claimed a tile at a
+// time from the (KV head, piece)'s counter by thread 0 (the claim for the next tile issued
+// when one is taken): measured (batch 2), these blocks' ends spread by 12 us at 128K (one
+// stream a block, so a block's rate follows its multiprocessor's latency), a tail that
+// claims share out.
+template <int D, int LOAD, int ORDER>
 __global__ void __launch_bounds__(kNW * 32) attn_decode_kv_kernel(DecArgs a, const __grid_constant__ TileMaps maps) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     using C = KvCfg<D, LOAD>;
@@ -914,28 +922,66 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_kv_kernel(DecArgs a, con
         lo = a.window > 0 ? max(0, n - a.window) : 0;
         len = n - lo;
     }
+    constexpr bool DYN = ORDER == kDynamic;
     const int n_splits = int(gridDim.y);
     const int split_len = ((len + n_splits - 1) / n_splits + kChunk - 1) / kChunk * kChunk;
-    const int s_begin = min(len, int(blockIdx.y) * split_len);
-    const int s_end = min(len, s_begin + split_len);
-    const int n_tiles = (s_end - s_begin + TK - 1) / TK, n_copies = 2 * n_tiles;
+    const int s_begin = DYN ? 0 : min(len, int(blockIdx.y) * split_len);
+    const int s_end = DYN ? len : min(len, s_begin + split_len);  // (DYN: masks at the range's end)
+    const int n_tiles = DYN ? 0 : (s_end - s_begin + TK - 1) / TK, n_copies = 2 * n_tiles;
+    // DYN: the head's tiles, this block's fixed ones [f0, f0 + n_fix), the claimed ones from
+    // n_fix * n_splits on; s_tile[j & 3]: the j-th tile of this block (-1: none), written by
+    // thread 0 when it issues the tile's K copy, read by all at iteration j (after a barrier).
+    const int all_tiles = (len + TK - 1) / TK;
+    const int n_fix = DYN ? all_tiles * a.static8 / (8 * n_splits) : 0, f0 = int(blockIdx.y) * n_fix;
+    __shared__ int s_tile[4];
+    int pend = 0, dry = 0;  // (thread 0's: the pending claim, the claims ran out)
+    auto claim = [&]() { pend = n_fix * n_splits + atomicAdd(a.ctr + blockIdx.x, 1); };
     // Copy q: tile q / 2's K (q even) or V into slot q % NB.
     auto issue = [&](int q) {
         if (tid == 0) {
+            int tz;
+            if constexpr (DYN) {
+                const int j = q / 2;
+                int t = -1;
+                if (q & 1) {
+                    t = s_tile[j & 3];
+                } else {
+                    if (j < n_fix) {
+                        t = f0 + j;
+                    } else if (!dry) {
+                        t = pend;  // (its claim was issued a tile ago)
+                        if (t < all_tiles) claim();
+                        else dry = 1;
+                    }
+                    t = t < all_tiles ? t : -1;
+                    s_tile[j & 3] = t;
+                }
+                if (t < 0) return;
+                tz = t * TK;
+            } else {
+                tz = s_begin + (q / 2) * TK;
+            }
             const int sl = q % NB;
             const uint32_t bar = smem_u32(&s_bar[sl]);
             bar_expect(bar, TK * D * sizeof(__half));
 #pragma unroll
             for (int hf = 0; hf < D / 64; hf++)
-                tensor_copy(smem_u32(ring + sl * SLOT + hf * TK * 64), q & 1 ? &maps.v : &maps.k, hf * 64,
-                            lo + s_begin + (q / 2) * TK, kvh, bar);
+                tensor_copy(smem_u32(ring + sl * SLOT + hf * TK * 64), q & 1 ? &maps.v : &maps.k, hf * 64, lo + tz,
+                            kvh, bar);
         }
     };
     auto wait = [&](int q) { bar_wait(smem_u32(&s_bar[q % NB]), uint32_t(q / NB) & 1u); };
-    const bool holds_newest = a.d_pos && s_end == len && s_end > s_begin;
+    // DYN: the first NB copies' tiles are fixed ones unless n_fix is small (then they may be
+    // claimed: after pdl_wait, which orders the claims after the last launch's merge).
+    const bool holds_newest =
+        DYN ? (a.d_pos && n_fix * n_splits == all_tiles && int(blockIdx.y) == n_splits - 1) || n_fix < (NB + 1) / 2
+            : a.d_pos && s_end == len && s_end > s_begin;
     if (holds_newest) pdl_wait();
-    for (int q = 0; q < NB && q < n_copies; q++) issue(q);
+    if (DYN && tid == 0 && holds_newest) claim();
+    for (int q = 0; q < NB && (DYN || q < n_copies); q++) issue(q);
     if (!holds_newest) pdl_wait();
+    if (DYN && tid == 0 && !holds_newest) claim();
+    if (DYN) __syncthreads();  // s_tile of the first tiles
 
     uint32_t qa[D / 16][2];
     load_q<D>(a, h0, nh, lane, qa);
@@ -946,8 +992,15 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_kv_kernel(DecArgs a, con
     const int mi = lane / 8, mr = lane % 8;
     const int k_row = (mi >> 1) * 8 + mr, k_cadd = mi & 1, v_row = (mi & 1) * 8 + mr, v_cadd = mi >> 1;
 
-    for (int i = 0; i < n_tiles; i++) {
-        const int tz = s_begin + i * TK;
+    int n_done = 0;  // (probe: tiles attended)
+    for (int i = 0; DYN || i < n_tiles; i++) {
+        int tz = s_begin + i * TK;
+        if constexpr (DYN) {
+            const int t = s_tile[i & 3];
+            if (t < 0) break;
+            tz = t * TK;
+        }
+        n_done++;
         wait(2 * i);
         const __half *ks = ring + (2 * i % NB) * SLOT;
         float sc[CPW][4];
@@ -971,7 +1024,7 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_kv_kernel(DecArgs a, con
         }
         fence_proxy_async();
         __syncthreads();  // K slot read by every warp
-        if (2 * i + NB < n_copies) issue(2 * i + NB);
+        if (DYN || 2 * i + NB < n_copies) issue(2 * i + NB);
 
         float mx = -INFINITY;
 #pragma unroll
@@ -1021,7 +1074,7 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_kv_kernel(DecArgs a, con
         }
         fence_proxy_async();
         __syncthreads();  // V slot read by every warp
-        if (2 * i + 1 + NB < n_copies) issue(2 * i + 1 + NB);
+        if (DYN || 2 * i + 1 + NB < n_copies) issue(2 * i + 1 + NB);
     }
     pdl_trigger();
     write_partials<D>(a, o, m, l, h0, nh, s_m, s_l);
@@ -1032,7 +1085,7 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_kv_kernel(DecArgs a, con
             const uint64_t t = gtimer();
             p[0] = p[1] = p[2] = s_pr0;
             p[3] = p[4] = t;
-            p[5] = smid() | uint64_t(n_tiles) * (TK / kChunk) << 32;
+            p[5] = smid() | uint64_t(n_done) * (TK / kChunk) << 32;
         }
     }
 #else
@@ -1192,7 +1245,7 @@ __global__ void __launch_bounds__(128) attn_merge_wide_kernel(const float *__res
 // The split kernel of a load (the block-tile kernel for kTile*) and its shared memory.
 template <int D, int LOAD, int ORDER>
 constexpr auto split_kernel() {  // (the two kernels' parameters differ)
-    if constexpr (is_kv(LOAD)) return attn_decode_kv_kernel<D, LOAD>;
+    if constexpr (is_kv(LOAD)) return attn_decode_kv_kernel<D, LOAD, ORDER>;
     else if constexpr (is_tile(LOAD)) return attn_decode_tile_kernel<D, LOAD, ORDER>;
     else return attn_decode_mma_kernel<D, LOAD, ORDER>;
 }
@@ -1315,6 +1368,8 @@ void launch(const DecArgs &a, int n_splits, const Variant &v, const TileMaps &ma
                 else if (v.load == kTileCpL2) launch_t<D, kTileCpL2>(a, n_splits, stream, maps);
                 else if (v.load == kTileBulk) launch_t<D, kTileBulk>(a, n_splits, stream, maps);
                 else if (v.load == kTileTma2) launch_t<D, kTileTma2>(a, n_splits, stream, maps);
+                else if (v.load == kKvTma2 && v.order == kDynamic) launch_t<D, kKvTma2, kDynamic>(a, n_splits, stream, maps);
+                else if (v.load == kKvTma3 && v.order == kDynamic) launch_t<D, kKvTma3, kDynamic>(a, n_splits, stream, maps);
                 else if (v.load == kKvTma2) launch_t<D, kKvTma2>(a, n_splits, stream, maps);
                 else if (v.load == kKvTma3) launch_t<D, kKvTma3>(a, n_splits, stream, maps);
                 else if (v.order == kInterleaved) launch_t<D, kTileTma, kInterleaved>(a, n_splits, stream, maps);
