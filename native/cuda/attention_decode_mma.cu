@@ -885,7 +885,7 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_tile_kernel(DecArgs a, c
 // dims x 128 keys) into a ring of NB slots, so that a tile's scores are computed while its
 // V lands, and a slot is refilled with the next copy as soon as all warps have read it
 // (NB = 2: one 32 KB copy in flight a block, one stream of K or V at a time).
-// ORDER kDynamic (29, 30): the range in whole 128-key tiles of the head, split y's fixed
+// ORDER kDynamic (29-31): the range in whole 128-key tiles of the head, split y's fixed
 // tiles [y P, y P + P) with P = tiles x static8 / 8 / splits, the rest claimed a tile at a
 // time from the (KV head, piece)'s counter by thread 0 (the claim for the next tile issued
 // when one is taken): measured (batch 2), these blocks' ends spread by 12 us at 128K (one
@@ -1293,7 +1293,10 @@ Variant current_variant(int D) {
             TACTIC_CU(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
         }
         if (major < 9) {
-            v.load = is_tile(v.load) ? kTileCp : kCpAsync;  // (the K/V-slot kernel's too)
+            // The K/V-slot schedule (19, 20, 29-31) is TMA-only: kernel 8's fallback, as the
+            // other bulk-row kernels get (the block-tile ones get their cp.async form).
+            if (is_kv(v.load)) v = kVariants[8];
+            v.load = is_tile(v.load) ? kTileCp : kCpAsync;
             v.order = kContiguous;
         }
     }
