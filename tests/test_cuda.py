@@ -384,7 +384,7 @@ def random_cache(rng, n_head_kv, n_ctx, D):
 
 # The library's default decode attention kernel (Options::attn_kernel in
 # native/cuda/cuda_util.cuh): restored after a test picks one.
-ATTN_KERNEL_DEFAULT = 8
+ATTN_KERNEL_DEFAULT = 20
 
 
 def cuda_attention(q, K, V, lo, n, scale, kernel=0):

@@ -1285,6 +1285,9 @@ Variant current_variant(int D) {
     const int k = options().attn_kernel;
     Variant v = kVariants[k >= 1 && k <= kMaxVariant ? k : 1];
     if (D == 256 && is_tile(v.load)) v = kVariants[8];
+    // The K/V-slot kernels were timed at head_dim 128 only (the 8B shape; 256 has no such
+    // kernel): other head dims keep kernel 8, which attn_kernel 20 (the default) then is.
+    if (D != 128 && is_kv(v.load)) v = kVariants[8];
     if (v.load == kBulkRows || v.load == kBulkPairs || v.load == kTileBulk || is_tma(v.load)) {  // (kDynamic too)
         static int major = -1;
         if (major < 0) {

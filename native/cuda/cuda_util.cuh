@@ -70,11 +70,13 @@ struct Options {
     int attn_splits = 0;   // 0: automatic
     int attn_prefetch = 0;  // 1: L2 prefetch of the next rows (measured no faster on an H200)
     int bench_graph = 0;    // 1: timed decode attention and 8-bit matvec launches replay from a CUDA graph
-    int attn_kernel = 8;    // decode attention: 0 the FMA split kernel, 1 the tensor-core one (sm_80+;
+    int attn_kernel = 20;   // decode attention: 0 the FMA split kernel, 1 the tensor-core one (sm_80+;
                             // 0 below), 2 that one with the splits merged by each head's last block;
-                            // 3-20 its variants (attention_decode_mma.cu, kVariants): 8 = TMA bulk row
-                            // copies on sm_90 + a merge kernel with loads in flight (measured faster);
-                            // 12-18 the block-tile kernel (17 a measurement aid), 19-20 the K/V-slot one
+                            // 3-31 its variants (attention_decode_mma.cu, kVariants): 8 = TMA bulk row
+                            // copies on sm_90 + a merge kernel with loads in flight; 12-18 the
+                            // block-tile kernel (17 a measurement aid), 19-20 and 29-31 the K/V-slot
+                            // one; 20 = default (measured faster than 8 at 16K-128K on an H200, at
+                            // head_dim 128; other head dims and sm_80/89 run kernel 8's code)
     int matvec_q8 = 1;      // 0: decode multiplies quantized types by f32 activations (no 8-bit quantization)
     int prefill_mma = 2;    // prefill attention: 0 FMA, 1 WMMA, 2 mma.sync FlashAttention-2 style (sm_80+)
     int prefill_rows = 0;   // mma.sync prefill: query rows a block, 64 or 128 (0: default, 64)
