@@ -1,8 +1,9 @@
 // Decode attention (one query token, full or windowed range of keys) on tensor cores,
 // split along the keys FlashDecoding-style: options().attn_kernel == 1, or 2 with the
 // merge of the splits done by the last block of each head (attention.cu's FMA kernel is 0);
-// 3-11 are variants of the same kernel under measurement (kVariants below: how the K/V
-// chunks are copied in, how the splits are merged, which chunks a split takes). Grid (KV head x head piece, split); each block streams its split's
+// 3-31 are variants under measurement (kVariants below: how the K/V chunks are copied in,
+// how the splits are merged, which chunks a split takes; 12-18 a block-tile kernel, 19, 20
+// and 29-31 a K/V-slot kernel, 20 the default). Grid (KV head x head piece, split); each block streams its split's
 // keys in chunks of 16 tokens, and its NW warps take the chunks in turn, each warp with
 // its own cp.async pipeline of STAGES chunks of K and V in shared memory (no block-wide
 // barrier in the loop), so that many bytes are in flight per multiprocessor.

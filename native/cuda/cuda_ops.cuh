@@ -95,7 +95,8 @@ struct DecodeAttn {
 int decode_attention_splits(int n_head, int n_head_kv, int head_dim, int64_t max_len);
 void attention_decode_dev(const DecodeAttn &a, cudaStream_t stream);
 // The tensor-core split kernel (attention_decode_mma.cu, sm_80+): options().attn_kernel
-// 1-20 (2 and 4: the splits merged by each head's last block, where a.done is given).
+// 1-31 (2 and 4: the splits merged by each head's last block, where a.done is given; 21-23
+// and 29-31 claim chunks from a.done's counters).
 // With a.d_pos null it attends [lo, lo + len) with q times scale.
 bool decode_mma_supported();
 bool use_decode_mma();
