@@ -89,7 +89,7 @@ struct DecodeAttn {
     int window = 0, n_splits = 1;
     float *part_acc = nullptr, *part_ml = nullptr;  // [n_splits][n_head][D], [n_splits][n_head][2]
     float *out = nullptr;                           // [n_head][D]
-    int32_t *done = nullptr;  // attn_kernel 2: n_head zeroed counters (the kernel leaves them zero)
+    int32_t *done = nullptr;  // attn_kernel 2, 4, 21-23, 29-31: n_head zeroed counters (left zero)
     uint64_t *probe = nullptr;  // bench only: per-block timer stamps (attention_decode_mma.cu, kProbe)
 };
 int decode_attention_splits(int n_head, int n_head_kv, int head_dim, int64_t max_len);
