@@ -1,10 +1,11 @@
 """Where one graph-replayed decode attention launch spends its time, from the per-block
 timer stamps that TACTIC_ATTN_PROBE makes the tensor-core split kernel and the wide merge
-write (native/cuda/attention_decode_mma.cu, kProbe; kernels of attn_decode_mma_kernel
-only: 1-11, 21-23): the launch's ramp (first block start to first data), the spread of the
-blocks' ends (the tail of a static wave), per multiprocessor, and the merge after it.
+write (native/cuda/attention_decode_mma.cu, kProbe; every stamp for 1-11, the merge's with
+the wide merge only, i.e. 5 and 8-11; the K/V-slot kernel's 19, 20, 29-31: start and end): the
+launch's ramp (first block start to first data), the spread of the blocks' ends (the tail
+of a static wave), per multiprocessor, and the merge after it.
 
-    TACTIC_LIB=build/libtactic.so python3 scripts/attn_probe_times.py --kernels 8 21 --contexts 32768 131072
+    TACTIC_LIB=build/libtactic.so python3 scripts/attn_probe_times.py --kernels 8 20 --contexts 32768 131072
 """
 
 import argparse

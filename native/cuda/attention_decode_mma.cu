@@ -1,12 +1,17 @@
 // Decode attention (one query token, full or windowed range of keys) on tensor cores,
 // split along the keys FlashDecoding-style: options().attn_kernel == 1, or 2 with the
 // merge of the splits done by the last block of each head (attention.cu's FMA kernel is 0);
-// 3-31 are variants under measurement (kVariants below: how the K/V chunks are copied in,
-// how the splits are merged, which chunks a split takes; 12-18 a block-tile kernel, 19, 20
-// and 29-31 a K/V-slot kernel, 20 the default). Grid (KV head x head piece, split); each block streams its split's
+// 3-11, 19, 20 and 29-31 are variants (kVariants below: how the K/V chunks are copied in,
+// how the splits are merged, which chunks a split takes). The gaps (12-18, 21-28) are
+// variants removed after they were measured slower or no faster (docs/results/at_s13.md).
+// attn_decode_mma_kernel (1-11): grid (KV head x head piece, split); each block streams its split's
 // keys in chunks of 16 tokens, and its NW warps take the chunks in turn, each warp with
 // its own cp.async pipeline of STAGES chunks of K and V in shared memory (no block-wide
-// barrier in the loop), so that many bytes are in flight per multiprocessor.
+// barrier in the loop), so that many bytes are in flight per multiprocessor; kernel 8 (TMA
+// bulk row copies on sm_90, the wide merge) is the fallback of the K/V-slot kernels.
+// attn_decode_kv_kernel (19, 20 = the default, 29-31; sm_90, head_dim 128): the block's
+// 128-key K and V tiles copied one after the other by TMA tensor copies into a ring of
+// slots (see the kernel; 29-31 claim the tail's tiles from a counter per head).
 //
 // Per chunk and warp, the query heads of the KV group (up to 8) are the rows of
 // mma.sync.m16n8k16 (rows 8-15 are zero):
@@ -53,77 +58,52 @@ constexpr float kLog2e = 1.4426950408889634f;
 // mbarrier per stage; or (kBulkPairs) one bulk copy of two rows a lane into row pairs
 // padded by 16 bytes, the chunk's tokens taken even ones first by the mma tiles (so that
 // ldmatrix's 8 rows, one of each pair, again fall in distinct banks).
-// The block-tile loads (attn_decode_tile_kernel): the block's warps copy 64-key tiles of K
-// and V together into a ring of stages shared by the block, with cp.async 16 bytes a
-// thread into XOR-swizzled rows (kTileCp; kTileCpL2: with the 256-byte L2 prefetch hint),
-// or (kTileBulk, sm_90) one TMA row copy a thread into padded rows completing on the
-// stage's mbarrier, or (kTileTma, sm_90) one thread's 2D TMA tensor copies of 64 dims x 64
-// keys (8 KB each, 128-byte swizzle: 4 a stage at head_dim 128); each warp then takes 16
-// keys of the tile.
+// The K/V-slot loads (attn_decode_kv_kernel, sm_90): one thread's TMA tensor copies of 64
+// dims x 128 keys (128-byte swizzle) into a ring of 2 (kKvTma2) or 3 (kKvTma3) slots.
 enum Load {
     kCpAsync = 0,
     kCpAsyncL2_128 = 1,
     kCpAsyncL2_256 = 2,
     kBulkRows = 3,
     kBulkPairs = 4,
-    kTileCp = 5,
-    kTileCpL2 = 6,
-    kTileBulk = 7,
-    kTileTma = 8,
-    kTileTma2 = 9,  // kTileTma with a ring of 2 stages (3 blocks a multiprocessor)
-    kKvTma2 = 10,   // attn_decode_kv_kernel, a ring of 2 slots
-    kKvTma3 = 11    //   of 3 slots
+    kKvTma2 = 5,  // attn_decode_kv_kernel, a ring of 2 slots
+    kKvTma3 = 6   //   of 3 slots
 };
-__host__ __device__ constexpr bool is_tile(int load) { return load >= kTileCp; }
 __host__ __device__ constexpr bool is_kv(int load) { return load == kKvTma2 || load == kKvTma3; }
-__host__ __device__ constexpr bool is_tma(int load) { return load == kTileTma || load == kTileTma2 || is_kv(load); }
 // How the splits are merged: a second kernel (attn_merge_mma_kernel), the last block of
 // each head (merge_last_block), or a second kernel that keeps 4 splits' loads in flight a
 // thread (attn_merge_wide_kernel).
 enum Merge { kMergeKernel = 0, kMergeLastBlock = 1, kMergeWide = 2 };
 // Which chunks a split takes: a contiguous range (kContiguous), or every n_splits-th
-// chunk (kInterleaved: all blocks sweep the cache together); kCopiesOnly (block-tile
-// kernel, a measurement aid, output not attention): contiguous, the products left out;
-// kDynamic (kernel 8's bulk rows only): each warp's share of the first static8 / 8 of the
-// chunks fixed (interleaved), the rest claimed `grain` chunks at a time from a counter per
-// (KV head, piece), so that warps on multiprocessors that stream faster take more of the
-// tail (a static wave ends with its slowest block).
-enum Order { kContiguous = 0, kInterleaved = 1, kCopiesOnly = 2, kDynamic = 3 };
+// chunk (kInterleaved: all blocks sweep the cache together; kernel 8's code only), or
+// (kDynamic, the K/V-slot kernel only) the head's first static8 / 8 of the 128-key tiles
+// fixed (split y's a contiguous share), the rest claimed a tile at a time from a counter
+// per (KV head, piece), so that blocks on multiprocessors that stream faster take more of
+// the tail (a static wave ends with its slowest block).
+enum Order { kContiguous = 0, kInterleaved = 1, kDynamic = 2 };
 struct Variant {
     Load load;
     Merge merge;
     Order order = kContiguous;
-    int grain = 1, static8 = 0;  // kDynamic
-    // The grid (split, KV head x piece) instead of (KV head x piece, split): consecutive
-    // blocks, which the GPU spreads over its multiprocessors first, are then neighbouring
-    // splits of one head (cuDNN's grid order) instead of the same split of every head.
-    bool swap = false;
-    // Kernel 8's code: each warp also asks the L2 to fetch the chunk `pf` chunks past the last
-    // one in its shared-memory stages (cp.async.bulk.prefetch.L2, sm_90): more DRAM requests
-    // in flight without more shared memory.
-    int pf = 0;
+    int static8 = 0;  // kDynamic
 };
-// attn_kernel 1..31 (index 0 unused).
+// attn_kernel 1..31 (index 0 unused). 12-18 and 21-28 are removed variants (measured in
+// docs/results/at_s13.md; set_option rejects them, attn_kernel_valid): their slots hold
+// kernel 1, never selected.
+constexpr Variant kRemoved = {kCpAsync, kMergeKernel};
 constexpr Variant kVariants[] = {{kCpAsync, kMergeKernel},       {kCpAsync, kMergeKernel},
                                  {kCpAsync, kMergeLastBlock},    {kCpAsyncL2_256, kMergeKernel},
                                  {kCpAsyncL2_256, kMergeLastBlock}, {kCpAsyncL2_256, kMergeWide},
                                  {kCpAsyncL2_128, kMergeKernel}, {kBulkRows, kMergeKernel},
                                  {kBulkRows, kMergeWide},        {kBulkPairs, kMergeWide},
                                  {kBulkRows, kMergeWide, kInterleaved}, {kBulkPairs, kMergeWide, kInterleaved},
-                                 {kTileCp, kMergeWide},          {kTileBulk, kMergeWide},
-                                 {kTileCpL2, kMergeWide},        {kTileTma, kMergeWide},
-                                 {kTileTma, kMergeWide, kInterleaved}, {kTileTma, kMergeWide, kCopiesOnly},
-                                 {kTileTma2, kMergeWide},        {kKvTma2, kMergeWide},
-                                 {kKvTma3, kMergeWide},
-                                 {kBulkRows, kMergeWide, kDynamic, 1, 7}, {kBulkRows, kMergeWide, kDynamic, 2, 6},
-                                 {kBulkRows, kMergeWide, kDynamic, 4, 4},
-                                 {kBulkRows, kMergeWide, kContiguous, 1, 0, true}, {kBulkRows, kMergeWide, kInterleaved, 1, 0, true},
-                                 {kBulkRows, kMergeWide, kContiguous, 1, 0, false, 2},
-                                 {kBulkRows, kMergeWide, kContiguous, 1, 0, false, 4},
-                                 {kBulkRows, kMergeWide, kContiguous, 1, 0, false, 8},
-                                 {kKvTma3, kMergeWide, kDynamic, 1, 7}, {kKvTma2, kMergeWide, kDynamic, 1, 7},
-                                 {kKvTma3, kMergeWide, kDynamic, 1, 6}};
+                                 kRemoved, kRemoved, kRemoved, kRemoved, kRemoved, kRemoved, kRemoved,  // 12-18
+                                 {kKvTma2, kMergeWide},          {kKvTma3, kMergeWide},
+                                 kRemoved, kRemoved, kRemoved, kRemoved, kRemoved, kRemoved, kRemoved, kRemoved,  // 21-28
+                                 {kKvTma3, kMergeWide, kDynamic, 7}, {kKvTma2, kMergeWide, kDynamic, 7},
+                                 {kKvTma3, kMergeWide, kDynamic, 6}};
 constexpr int kMaxVariant = 31;
+static_assert(sizeof(kVariants) / sizeof(kVariants[0]) == kMaxVariant + 1, "one slot an attn_kernel value");
 
 template <int D, int LOAD = kCpAsync>
 struct DecCfg {
@@ -135,36 +115,20 @@ struct DecCfg {
     static constexpr size_t bytes = pipe_bytes > merge_bytes ? pipe_bytes : merge_bytes;
 };
 
-// The block-tile kernel's ring: TK keys a stage (16 a warp), 3 stages. Head dims 64 and 128
-// only: at 256 its cp.async form spills registers and either form holds one block a
-// multiprocessor, so that head_dim runs kernel 8's code (current_variant).
-template <int D, int LOAD>
-struct TileCfg {
-    static_assert(D <= 128, "block tiles: head_dim 64 or 128");
-    static constexpr int TK = kNW * kChunk;
-    static constexpr int STAGES = LOAD == kTileTma2 ? 2 : 3;
-    static constexpr int ROW = LOAD == kTileBulk ? D + 8 : D;  // halves a shared row (padded for bulk)
-    static constexpr int TILE = TK * ROW;                      // halves of a K (V) tile
-    // (kTileTma: the swizzle's pattern repeats every 1024 bytes, from a base aligned to them.)
-    static constexpr size_t align = is_tma(LOAD) ? 1024 : 0;
-    static constexpr size_t pipe_bytes = size_t(STAGES) * 2 * TILE * sizeof(__half) + align;
-    static constexpr size_t merge_bytes = size_t(kNW) * kHeads * D * sizeof(float);
-    static constexpr size_t bytes = pipe_bytes > merge_bytes ? pipe_bytes : merge_bytes;
-};
-
 // attn_decode_kv_kernel's ring: slots of 128 keys of K or of V (32 KB at head_dim 128).
+// Head dim 128 only (current_variant: other head dims run kernel 8's code).
 template <int D, int LOAD>
 struct KvCfg {
-    static_assert(D <= 128, "K/V slots: head_dim 64 or 128");
+    static_assert(D == 128, "K/V slots: head_dim 128");
     static constexpr int TK = 128;
     static constexpr int NB = LOAD == kKvTma2 ? 2 : 3;
     static constexpr int SLOT = TK * D;  // halves
     static constexpr size_t bytes = size_t(NB) * SLOT * sizeof(__half) + 1024;  // (+ the swizzle's alignment)
 };
 
-// kTileTma's tensor maps of the K and V caches: dims (head_dim, n_ctx, n_head_kv), boxes of
-// 64 dims x TK keys x 1 head, 128-byte swizzle (zeros for other loads).
-struct TileMaps {
+// The K/V-slot kernel's tensor maps of the K and V caches: dims (head_dim, n_ctx,
+// n_head_kv), boxes of 64 dims x TK keys x 1 head, 128-byte swizzle (zeros for other loads).
+struct KvMaps {
     CUtensorMap k, v;
 };
 
@@ -179,16 +143,10 @@ struct DecArgs {
     float *part_acc, *part_ml;  // [split][n_head][D], [split][n_head][2] (m in base 2)
     int32_t *done;              // non-null (attn_kernel 2): the last block of each (KV head, piece)
     float *out;                 //   merges the splits into out; counters zero between launches
-    int32_t *ctr;               // kDynamic: chunks claimed per (KV head, piece), zero at launch
-    int grain, static8;         //   (the wide merge zeroes them for the next launch)
+    int32_t *ctr;               // kDynamic: tiles claimed per (KV head, piece), zero at launch
+    int static8;                //   (the wide merge zeroes them for the next launch)
     uint64_t *probe;            // non-null: per block, globaltimer stamps (kProbe below)
-    int swap;                   // Variant::swap (kernel 8's code only)
-    int pf;                     // Variant::pf (kernel 8's code with bulk rows only)
 };
-// This block's (KV head x piece) index, split and the split count, in either grid order.
-__device__ __forceinline__ int blk_piece(const DecArgs &a) { return int(a.swap ? blockIdx.y : blockIdx.x); }
-__device__ __forceinline__ int blk_split(const DecArgs &a) { return int(a.swap ? blockIdx.x : blockIdx.y); }
-__device__ __forceinline__ int blk_nsplit(const DecArgs &a) { return int(a.swap ? gridDim.x : gridDim.y); }
 // The timing probe (bench only, TACTIC_ATTN_PROBE): per split block [start, after pdl_wait,
 // warp 0's first chunk landed, warp 0's loop done, partials written, smid | chunks attended
 // << 32], then per merge block [start, after pdl_wait, done, smid, 0, 0]: where a launch's
@@ -266,10 +224,6 @@ __device__ __forceinline__ void bar_wait(uint32_t bar, uint32_t parity) {
 }
 // Orders this thread's earlier shared-memory reads before later async-proxy (TMA) writes.
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
-// Asks the L2 to fetch [src, src + bytes) from DRAM (no destination, no completion).
-__device__ __forceinline__ void bulk_prefetch_l2(const void *src, uint32_t bytes) {
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(src), "r"(bytes) : "memory");
-}
 __device__ __forceinline__ void bulk_copy(uint32_t dst, const void *src, uint32_t bytes, uint32_t bar) {
     asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(dst),
                  "l"(src), "r"(bytes), "r"(bar)
@@ -299,12 +253,12 @@ __device__ __forceinline__ void merge_last_block(const DecArgs &a, int h0, int n
     __shared__ int s_last;
     __threadfence();
     __syncthreads();
-    if (threadIdx.x == 0) s_last = atomicAdd(&a.done[blk_piece(a)], 1) == blk_nsplit(a) - 1;
+    if (threadIdx.x == 0) s_last = atomicAdd(&a.done[blockIdx.x], 1) == int(gridDim.y) - 1;
     __syncthreads();
     if (!s_last) return;
     __threadfence();
     constexpr int D4 = D / 4;
-    const int ns = blk_nsplit(a);
+    const int ns = int(gridDim.y);
     for (int e = threadIdx.x; e < nh * D4; e += kNW * 32) {
         const int h = e / D4, d4 = e % D4;
         float M = -INFINITY, S = 0.f;
@@ -335,7 +289,7 @@ __device__ __forceinline__ void merge_last_block(const DecArgs &a, int h0, int n
         *reinterpret_cast<float4 *>(a.out + int64_t(h0 + h) * D + 4 * d4) =
             make_float4(A.x * inv, A.y * inv, A.z * inv, A.w * inv);
     }
-    if (threadIdx.x == 0) a.done[blk_piece(a)] = 0;  // ready for the next launch (graph replays)
+    if (threadIdx.x == 0) a.done[blockIdx.x] = 0;  // ready for the next launch (graph replays)
 }
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
@@ -444,7 +398,7 @@ __device__ __forceinline__ void write_partials(const DecArgs &a, const float (&o
                 L = fmaf(f, s_l[w][h], L);
             }
         }
-        const int64_t row = int64_t(blk_split(a)) * a.n_head + h0 + h;
+        const int64_t row = int64_t(blockIdx.y) * a.n_head + h0 + h;
         a.part_acc[row * D + d] = A;
         if (d == 0) {
             a.part_ml[row * 2] = M;
@@ -480,7 +434,7 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
     __shared__ float s_m[kNW][kHeads], s_l[kNW][kHeads];
 
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int piece = blk_piece(a), split = blk_split(a);
+    const int piece = int(blockIdx.x), split = int(blockIdx.y);
     const int kvh = piece / a.n_hgroups, hg = piece % a.n_hgroups;
     const int group = a.n_head / a.n_head_kv;
     const int h0 = kvh * group + hg * kHeads;
@@ -506,7 +460,7 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
         lo = a.window > 0 ? max(0, n - a.window) : 0;
         len = n - lo;
     }
-    const int n_splits = blk_nsplit(a);
+    const int n_splits = int(gridDim.y);
     const int split_len = ((len + n_splits - 1) / n_splits + kChunk - 1) / kChunk * kChunk;
     const int s_begin = min(len, split * split_len);
     const int s_end = min(len, s_begin + split_len);
@@ -516,12 +470,8 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
     const int n_chunks = ORDER == kInterleaved
                              ? (all_chunks > split ? (all_chunks - split + n_splits - 1) / n_splits : 0)
                              : (s_end - s_begin + kChunk - 1) / kChunk;
-    // (kDynamic: j is the chunk's index in the whole range.)
-    const int t_end = ORDER == kContiguous ? s_end : len;
-    auto chunk_t0 = [&](int j) {
-        return ORDER == kDynamic ? j * kChunk
-               : ORDER == kInterleaved ? (split + j * n_splits) * kChunk : s_begin + j * kChunk;
-    };
+    const int t_end = ORDER == kInterleaved ? len : s_end;
+    auto chunk_t0 = [&](int j) { return ORDER == kInterleaved ? (split + j * n_splits) * kChunk : s_begin + j * kChunk; };
     const __half *K0 = a.k + (int64_t(kvh) * a.n_ctx + lo) * D, *V0 = a.v + (int64_t(kvh) * a.n_ctx + lo) * D;
 
     __half *wk = pipe + size_t(warp) * STAGES * 2 * TILE;  // this warp's stages: K then V
@@ -571,76 +521,19 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
             }
         }
     };
-    // Chunks of this warp: warp, warp + kNW, ... (kDynamic: below)
+    // Chunks of this warp: warp, warp + kNW, ...
     const int my_chunks = n_chunks > warp ? (n_chunks - warp + kNW - 1) / kNW : 0;
-    // kDynamic: warp gw of the W warps of this (KV head, piece) takes chunks gw, gw + W, ..
-    // (n_static of them: at least the STAGES - 1 it copies before pdl_wait), then claims
-    // `grain` chunks at a time from n_static * W on; the claim of the next group is issued
-    // when a group is taken, so that its round trip hides behind the group's copies.
-    const int W = n_splits * kNW, gw = split * kNW + warp;
-    const int n_static = ORDER == kDynamic ? max(STAGES - 1, all_chunks * a.static8 / (8 * W)) : 0;
     const bool holds_newest =
-        a.d_pos && (ORDER == kDynamic ? all_chunks > 0 && (all_chunks - 1) % W == gw && (all_chunks - 1) / W < STAGES - 1
-                    : ORDER == kInterleaved ? all_chunks > 0 && (all_chunks - 1) % n_splits == split
-                                            : s_end == len && s_end > s_begin);
+        a.d_pos && (ORDER == kInterleaved ? all_chunks > 0 && (all_chunks - 1) % n_splits == split
+                                          : s_end == len && s_end > s_begin);
     if (holds_newest) pdl_wait();
-    int cur[STAGES];  // kDynamic: the chunk in iteration it + s's stage (-1: none)
-#pragma unroll
-    for (int s = 0; s < STAGES; s++) cur[s] = -1;
 #pragma unroll
     for (int s = 0; s < STAGES - 1; s++) {
-        if constexpr (ORDER == kDynamic) {
-            const int ch = gw + s * W;
-            cur[s] = ch < all_chunks ? ch : -1;
-            if (ch < all_chunks) load_chunk(ch, s);
-        } else {
-            if (s < my_chunks) load_chunk(warp + s * kNW, s);
-            if constexpr (!BULK) cp_commit();
-        }
+        if (s < my_chunks) load_chunk(warp + s * kNW, s);
+        if constexpr (!BULK) cp_commit();
     }
     if (!holds_newest) pdl_wait();
     if (a.probe && threadIdx.x == 0) s_pr[1] = gtimer();
-    // pf: the L2 prefetch of this warp's chunk j (rows past the split not asked for); the
-    // chunks between the stages and the first prefetched one are asked for once, here.
-    auto prefetch_chunk = [&](int j) {
-#if __CUDA_ARCH__ >= 900
-        if constexpr (BULK && ORDER == kContiguous) {
-            if (lane < 2 && j < my_chunks) {
-                const int t0 = chunk_t0(warp + j * kNW), rows = min(kChunk, t_end - t0);
-                bulk_prefetch_l2((lane == 0 ? K0 : V0) + int64_t(t0) * D, uint32_t(rows * D * sizeof(__half)));
-            }
-        }
-#endif
-    };
-    if (a.pf)
-        for (int j = STAGES - 1; j < STAGES - 1 + a.pf; j++) prefetch_chunk(j);
-    // The claims start after pdl_wait: the merge of the launch before has zeroed the counters.
-    int32_t *ctr = ORDER == kDynamic ? a.ctr + piece : nullptr;
-    int n_taken = STAGES - 1, grp = 0, grp_left = 0, pend = 0;
-    bool dry = ORDER == kDynamic && cur[STAGES - 2] < 0;
-    if (ORDER == kDynamic && !dry && lane == 0) pend = n_static * W + atomicAdd(ctr, a.grain);
-    // The next chunk of this warp (-1 once it ran dry; warp-uniform).
-    auto next_chunk = [&]() -> int {
-        if (dry) return -1;
-        if (n_taken < n_static) {
-            const int ch = gw + n_taken++ * W;
-            if (ch < all_chunks) return ch;
-            dry = true;  // claims start past every static chunk: none left for them either
-            return -1;
-        }
-        if (grp_left == 0) {
-            const int base = __shfl_sync(0xffffffffu, pend, 0);
-            if (base >= all_chunks) {
-                dry = true;
-                return -1;
-            }
-            grp = base;
-            grp_left = min(a.grain, all_chunks - base);
-            if (lane == 0) pend = n_static * W + atomicAdd(ctr, a.grain);
-        }
-        grp_left--;
-        return grp++;
-    };
 
     uint32_t qa[KT][2];
     load_q<D>(a, h0, nh, lane, qa);
@@ -649,7 +542,7 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
     for (int j = 0; j < NT; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
     float m = -INFINITY, l = 0.f;  // of head g (the 4 lanes of a row agree on m)
 
-    auto wait_stage = [&](int it) {
+    for (int it = 0; it < my_chunks; it++) {
         if constexpr (BULK) {
 #if __CUDA_ARCH__ >= 900
             bar_wait(smem_u32(&s_bar[warp][it % STAGES]), uint32_t(it / STAGES) & 1u);
@@ -660,221 +553,28 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
         }
         __syncwarp();
         if (a.probe && it == 0 && threadIdx.x == 0) s_pr[2] = gtimer();
-    };
-    int n_done = my_chunks;  // (probe: chunks this warp attended)
-    if constexpr (ORDER == kDynamic) {
-        static_assert(BULK, "the dynamic order waits on the bulk copies' mbarriers");
-        n_done = 0;
-        for (int it = 0; cur[0] >= 0; it++, n_done++) {
-            wait_stage(it);
-            const int nx = next_chunk();
-            cur[STAGES - 1] = nx;
-            if (nx >= 0) load_chunk(nx, (it + STAGES - 1) % STAGES);
-            const __half *ks = wk + (it % STAGES) * 2 * TILE;
-            chunk_step<D, PAIRS>(ks, ks + TILE, soff, qa, cur[0] * kChunk, t_end, lane, o, m, l);
-#pragma unroll
-            for (int s = 0; s < STAGES - 1; s++) cur[s] = cur[s + 1];
+        {
+            const int nx = it + STAGES - 1;
+            if (nx < my_chunks) load_chunk(warp + nx * kNW, nx % STAGES);
+            if constexpr (!BULK) cp_commit();
         }
-    } else {
-        for (int it = 0; it < my_chunks; it++) {
-            wait_stage(it);
-            {
-                const int nx = it + STAGES - 1;
-                if (nx < my_chunks) load_chunk(warp + nx * kNW, nx % STAGES);
-                if constexpr (!BULK) cp_commit();
-                if (a.pf) prefetch_chunk(nx + a.pf);
-            }
-            const __half *ks = wk + (it % STAGES) * 2 * TILE;
-            chunk_step<D, PAIRS>(ks, ks + TILE, soff, qa, chunk_t0(warp + it * kNW), t_end, lane, o, m, l);
-        }
+        const __half *ks = wk + (it % STAGES) * 2 * TILE;
+        chunk_step<D, PAIRS>(ks, ks + TILE, soff, qa, chunk_t0(warp + it * kNW), t_end, lane, o, m, l);
     }
     if constexpr (!BULK) cp_wait<0>();  // (bulk: every chunk copied was waited for)
     pdl_trigger();
     if (a.probe && threadIdx.x == 0) s_pr[3] = gtimer();
-    if (a.probe && lane == 0) atomicAdd(&s_chunks, n_done);
+    if (a.probe && lane == 0) atomicAdd(&s_chunks, my_chunks);  // (chunks this warp attended)
     write_partials<D>(a, o, m, l, h0, nh, s_m, s_l);
     if (a.probe) {
         __syncthreads();
         if (threadIdx.x == 0) {
-            uint64_t *p = a.probe + (int64_t(split) * (gridDim.x * gridDim.y / blk_nsplit(a)) + piece) * kProbe;
+            uint64_t *p = a.probe + (int64_t(split) * gridDim.x + piece) * kProbe;
             for (int i = 0; i < 4; i++) p[i] = s_pr[i];
             p[4] = gtimer();
             p[5] = smid() | uint64_t(s_chunks) << 32;
         }
     }
-#else
-    (void)a;
-    __trap();  // launched only on sm_80 and later (decode_mma_supported)
-#endif
-}
-
-// The block-tile kernel (attn_kernel 12-18): kernel 8's split, products and merge, with
-// the block's warps loading each 64-key tile of K and V together (contiguous 16 KB of K
-// and of V at head_dim 128) into a ring of STAGES tiles, one block barrier a tile, and
-// warp w taking the tile's keys 16w .. 16w + 15.
-template <int D, int LOAD, int ORDER>
-__global__ void __launch_bounds__(kNW * 32) attn_decode_tile_kernel(DecArgs a, const __grid_constant__ TileMaps maps) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    using C = TileCfg<D, LOAD>;
-    constexpr int STAGES = C::STAGES, TK = C::TK, TILE = C::TILE, ROW = C::ROW;
-    constexpr bool TMA = is_tma(LOAD);
-    constexpr bool BULK = LOAD == kTileBulk || TMA;  // completes on the stage's mbarrier
-#if __CUDA_ARCH__ < 900
-    if constexpr (BULK) __trap();  // launched only on sm_90 and later (current_variant)
-#endif
-    constexpr int CPR = D / 8;  // 16-byte chunks a row
-    constexpr int CP_PER_THREAD = TK * CPR / (kNW * 32);
-    static_assert(2 * TK == kNW * 32, "bulk: one K or V row a thread");
-    extern __shared__ __align__(16) unsigned char smem_raw[];
-    __half *pipe = reinterpret_cast<__half *>(smem_raw);
-    if constexpr (TMA) pipe = reinterpret_cast<__half *>(smem_raw + (C::align - smem_u32(smem_raw) % C::align) % C::align);
-    __shared__ float s_m[kNW][kHeads], s_l[kNW][kHeads];
-
-    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-    const int kvh = blockIdx.x / a.n_hgroups, hg = blockIdx.x % a.n_hgroups;
-    const int group = a.n_head / a.n_head_kv;
-    const int h0 = kvh * group + hg * kHeads;
-    const int nh = min(kHeads, group - hg * kHeads);
-    // Shared offset (halves) of 16-byte chunk ch of row r of a K or V tile (TMA: 64-dim
-    // halves of the rows, each [TK][64] with the 128-byte swizzle, one after the other).
-    auto soff = [](int r, int ch) {
-        return TMA ? (ch >> 3) * (TK * 64) + r * 64 + (((ch & 7) ^ (r & 7)) * 8)
-                   : LOAD == kTileBulk ? r * ROW + ch * 8 : r * D + ((ch ^ (r & 7)) * 8);
-    };
-    constexpr int WROWS = TMA ? 64 : ROW;  // halves from one row of a warp's slice to the next
-#if __CUDA_ARCH__ >= 900
-    __shared__ __align__(8) uint64_t s_bar[STAGES];  // bulk: one mbarrier a stage
-    if constexpr (BULK) {
-        if (tid == 0) {
-            for (int st = 0; st < STAGES; st++) bar_init(smem_u32(&s_bar[st]));
-            bar_init_fence();
-        }
-        __syncthreads();
-    }
-#endif
-
-    int lo = a.lo, len = a.len;
-    if (a.d_pos) {
-        const int n = a.d_pos[0] + 1;
-        lo = a.window > 0 ? max(0, n - a.window) : 0;
-        len = n - lo;
-    }
-    const int n_splits = int(gridDim.y);
-    const int split_len = ((len + n_splits - 1) / n_splits + kChunk - 1) / kChunk * kChunk;
-    const int s_begin = min(len, int(blockIdx.y) * split_len);
-    const int s_end = min(len, s_begin + split_len);
-    // This block's tiles j = 0 .. n_tiles-1 start at token tile_t0(j); tokens from t_end on
-    // are masked.
-    const int all_tiles = (len + TK - 1) / TK;
-    const int n_tiles = ORDER == kInterleaved
-                            ? (all_tiles > int(blockIdx.y) ? (all_tiles - int(blockIdx.y) + n_splits - 1) / n_splits : 0)
-                            : (s_end - s_begin + TK - 1) / TK;
-    const int t_end = ORDER == kInterleaved ? len : s_end;
-    auto tile_t0 = [&](int j) {
-        return ORDER == kInterleaved ? (int(blockIdx.y) + j * n_splits) * TK : s_begin + j * TK;
-    };
-    const __half *K0 = a.k + (int64_t(kvh) * a.n_ctx + lo) * D, *V0 = a.v + (int64_t(kvh) * a.n_ctx + lo) * D;
-
-    // Copies tile j into stage st: the rows of the 16-key slices that start before t_end,
-    // rows past it repeating the last row (masked).
-    auto load_tile = [&](int j, int st) {
-        const int t0 = tile_t0(j);
-        __half *ks = pipe + st * 2 * TILE, *vs = ks + TILE;
-        if constexpr (TMA) {
-#if __CUDA_ARCH__ >= 900
-            // Whole boxes (rows past n_ctx zero-filled); rows past t_end are masked, and
-            // zeroed in V (below).
-            if (tid == 0) {
-                const uint32_t bar = smem_u32(&s_bar[st]);
-                bar_expect(bar, 2 * TK * D * sizeof(__half));
-#pragma unroll
-                for (int hf = 0; hf < D / 64; hf++) {
-                    tensor_copy(smem_u32(ks + hf * TK * 64), &maps.k, hf * 64, lo + t0, kvh, bar);
-                    tensor_copy(smem_u32(vs + hf * TK * 64), &maps.v, hf * 64, lo + t0, kvh, bar);
-                }
-            }
-#endif
-        } else if constexpr (BULK) {
-#if __CUDA_ARCH__ >= 900
-            const int rows = min(TK, (t_end - t0 + kChunk - 1) / kChunk * kChunk);
-            const uint32_t bar = smem_u32(&s_bar[st]);
-            // (Copies completing before this arrival only take the count below zero; the
-            // phase cannot complete without it.)
-            if (tid == 0) bar_expect(bar, 2 * rows * D * sizeof(__half));
-            const int r = tid % TK;
-            if (r < rows)
-                bulk_copy(smem_u32((tid < TK ? ks : vs) + r * ROW),
-                          (tid < TK ? K0 : V0) + int64_t(min(t0 + r, t_end - 1)) * D, D * sizeof(__half), bar);
-#endif
-        } else {
-#pragma unroll
-            for (int i = 0; i < CP_PER_THREAD; i++) {
-                const int e = i * kNW * 32 + tid, r = e / CPR, ch = e % CPR;
-                if (t0 + (r & ~(kChunk - 1)) < t_end) {
-                    const int64_t off = int64_t(min(t0 + r, t_end - 1)) * D + ch * 8;
-                    const int so = soff(r, ch);
-                    constexpr int HINT = LOAD == kTileCpL2 ? kCpAsyncL2_256 : kCpAsync;
-                    cp16_hint<HINT>(smem_u32(ks + so), K0 + off);
-                    cp16_hint<HINT>(smem_u32(vs + so), V0 + off);
-                }
-            }
-        }
-    };
-    const bool holds_newest =
-        a.d_pos && (ORDER == kInterleaved ? all_tiles > 0 && (all_tiles - 1) % n_splits == int(blockIdx.y)
-                                          : s_end == len && s_end > s_begin);
-    if (holds_newest) pdl_wait();
-#pragma unroll
-    for (int s = 0; s < STAGES - 1; s++) {
-        if (s < n_tiles) load_tile(s, s);
-        if constexpr (!BULK) cp_commit();
-    }
-    if (!holds_newest) pdl_wait();
-
-    uint32_t qa[D / 16][2];
-    load_q<D>(a, h0, nh, lane, qa);
-    float o[D / 8][4];
-#pragma unroll
-    for (int j = 0; j < D / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
-    float m = -INFINITY, l = 0.f;  // of head lane / 4 (the 4 lanes of a row agree on m)
-
-    for (int it = 0; it < n_tiles; it++) {
-        if constexpr (!BULK) cp_wait<STAGES - 2>();  // this thread's copies of tile it
-        __syncthreads();  // everyone's copies of tile it landed; tile it - 1's stage was read by all
-        {
-            const int nx = it + STAGES - 1;
-            if (nx < n_tiles) load_tile(nx, nx % STAGES);
-            if constexpr (!BULK) cp_commit();
-        }
-#if __CUDA_ARCH__ >= 900
-        if constexpr (BULK) bar_wait(smem_u32(&s_bar[it % STAGES]), uint32_t(it / STAGES) & 1u);
-        if constexpr (TMA) {
-            // The split's last tile: V rows past t_end zeroed (masked, but rows past the
-            // range hold cache not yet written, or the newest row copied before pdl_wait:
-            // maybe NaN, and 0 * NaN is NaN); whole 16-byte chunks, so the swizzle does not matter.
-            const int tz = tile_t0(it);
-            if (tz + TK > t_end && ORDER != kCopiesOnly) {
-                __half *vs = pipe + (it % STAGES) * 2 * TILE + TILE;
-                for (int e = tid; e < (tz + TK - t_end) * (D / 8); e += kNW * 32) {
-                    const int r = t_end - tz + e / (D / 8), ch = e % (D / 8);
-                    *reinterpret_cast<uint4 *>(vs + soff(r, ch)) = make_uint4(0u, 0u, 0u, 0u);
-                }
-                __syncthreads();
-            }
-        }
-#endif
-        const int t0 = tile_t0(it) + warp * kChunk;
-        if (t0 < t_end && ORDER != kCopiesOnly) {
-            const __half *ks = pipe + (it % STAGES) * 2 * TILE + warp * kChunk * WROWS;
-            chunk_step<D, false>(ks, ks + TILE, soff, qa, t0, t_end, lane, o, m, l);
-        }
-#if __CUDA_ARCH__ >= 900
-        if constexpr (BULK) fence_proxy_async();  // this stage's reads before its refill's copies
-#endif
-    }
-    if constexpr (!BULK) cp_wait<0>();
-    pdl_trigger();
-    write_partials<D>(a, o, m, l, h0, nh, s_m, s_l);
 #else
     (void)a;
     __trap();  // launched only on sm_80 and later (decode_mma_supported)
@@ -893,7 +593,7 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_tile_kernel(DecArgs a, c
 // stream a block, so a block's rate follows its multiprocessor's latency), a tail that
 // claims share out.
 template <int D, int LOAD, int ORDER>
-__global__ void __launch_bounds__(kNW * 32) attn_decode_kv_kernel(DecArgs a, const __grid_constant__ TileMaps maps) {
+__global__ void __launch_bounds__(kNW * 32) attn_decode_kv_kernel(DecArgs a, const __grid_constant__ KvMaps maps) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     using C = KvCfg<D, LOAD>;
     constexpr int TK = C::TK, NB = C::NB, SLOT = C::SLOT;
@@ -1053,7 +753,10 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_kv_kernel(DecArgs a, con
 
         wait(2 * i + 1);
         __half *vs = ring + ((2 * i + 1) % NB) * SLOT;
-        if (tz + TK > s_end) {  // V rows past the split zeroed (see attn_decode_tile_kernel)
+        // V rows past the split zeroed (masked, but rows past the range hold cache not yet
+        // written, or the newest row copied before pdl_wait: maybe NaN, and 0 * NaN is NaN);
+        // whole 16-byte chunks, so the swizzle does not matter.
+        if (tz + TK > s_end) {
             for (int e = tid; e < (tz + TK - s_end) * (D / 8); e += kNW * 32) {
                 const int r = s_end - tz + e / (D / 8), ch = e % (D / 8);
                 *reinterpret_cast<uint4 *>(vs + soff(r, ch)) = make_uint4(0u, 0u, 0u, 0u);
@@ -1243,17 +946,15 @@ __global__ void __launch_bounds__(128) attn_merge_wide_kernel(const float *__res
     }
 }
 
-// The split kernel of a load (the block-tile kernel for kTile*) and its shared memory.
+// The split kernel of a load (the K/V-slot kernel for kKvTma*) and its shared memory.
 template <int D, int LOAD, int ORDER>
 constexpr auto split_kernel() {  // (the two kernels' parameters differ)
     if constexpr (is_kv(LOAD)) return attn_decode_kv_kernel<D, LOAD, ORDER>;
-    else if constexpr (is_tile(LOAD)) return attn_decode_tile_kernel<D, LOAD, ORDER>;
     else return attn_decode_mma_kernel<D, LOAD, ORDER>;
 }
 template <int D, int LOAD>
 constexpr size_t split_smem() {
     if constexpr (is_kv(LOAD)) return KvCfg<D, LOAD>::bytes;
-    else if constexpr (is_tile(LOAD)) return TileCfg<D, LOAD>::bytes;
     else return DecCfg<D, LOAD>::bytes;
 }
 
@@ -1279,17 +980,16 @@ int occupancy() {  // asked once (the backend sizes its splits every decode step
     return n;
 }
 
-// The variant options().attn_kernel selects for head_dim D (1 below 1 or above kMaxVariant);
-// bulk copies need sm_90, below it they fall back to cp.async (the block-tile kernel's to its
-// own); the block-tile kernel at head_dim 256 is kernel 8.
+// The variant options().attn_kernel selects for head_dim D (1 below 1 or above kMaxVariant;
+// set_option accepts only attn_kernel_valid values); bulk copies need sm_90, below it they
+// fall back to cp.async.
 Variant current_variant(int D) {
     const int k = options().attn_kernel;
     Variant v = kVariants[k >= 1 && k <= kMaxVariant ? k : 1];
-    if (D == 256 && is_tile(v.load)) v = kVariants[8];
     // The K/V-slot kernels were timed at head_dim 128 only (the 8B shape; 256 has no such
     // kernel): other head dims keep kernel 8, which attn_kernel 20 (the default) then is.
     if (D != 128 && is_kv(v.load)) v = kVariants[8];
-    if (v.load == kBulkRows || v.load == kBulkPairs || v.load == kTileBulk || is_tma(v.load)) {  // (kDynamic too)
+    if (v.load == kBulkRows || v.load == kBulkPairs || is_kv(v.load)) {
         static int major = -1;
         if (major < 0) {
             int dev = 0;
@@ -1298,9 +998,9 @@ Variant current_variant(int D) {
         }
         if (major < 9) {
             // The K/V-slot schedule (19, 20, 29-31) is TMA-only: kernel 8's fallback, as the
-            // other bulk-row kernels get (the block-tile ones get their cp.async form).
+            // other bulk-row kernels get.
             if (is_kv(v.load)) v = kVariants[8];
-            v.load = is_tile(v.load) ? kTileCp : kCpAsync;
+            v.load = kCpAsync;
             v.order = kContiguous;
         }
     }
@@ -1318,77 +1018,50 @@ int occupancy_d(Load load) {
     }
 }
 
-template <int D>
-int occupancy_tile(Load load) {
-    switch (load) {
-        case kTileCpL2: return occupancy<D, kTileCpL2>();
-        case kTileBulk: return occupancy<D, kTileBulk>();
-        case kTileTma: return occupancy<D, kTileTma>();
-        case kTileTma2: return occupancy<D, kTileTma2>();
-        case kKvTma2: return occupancy<D, kKvTma2>();
-        case kKvTma3: return occupancy<D, kKvTma3>();
-        default: return occupancy<D, kTileCp>();
-    }
-}
-
 int occupancy_for(int D, Load load) {
-    if (is_tile(load)) return D == 64 ? occupancy_tile<64>(load) : occupancy_tile<128>(load);
+    if (is_kv(load)) return load == kKvTma2 ? occupancy<128, kKvTma2>() : occupancy<128, kKvTma3>();  // (D 128 only)
     return D == 64 ? occupancy_d<64>(load) : D == 128 ? occupancy_d<128>(load) : occupancy_d<256>(load);
 }
 
 template <int D, int LOAD, int ORDER = kContiguous>
-void launch_t(const DecArgs &a, int n_splits, cudaStream_t stream, const TileMaps &maps) {
+void launch_t(const DecArgs &a, int n_splits, cudaStream_t stream, const KvMaps &maps) {
     configure<D, LOAD, ORDER>();
-    const unsigned pieces = unsigned(a.n_head_kv * a.n_hgroups);
-    const dim3 grid = a.swap ? dim3(unsigned(n_splits), pieces) : dim3(pieces, unsigned(n_splits));
-    if constexpr (is_tile(LOAD))
+    const dim3 grid(unsigned(a.n_head_kv * a.n_hgroups), unsigned(n_splits));
+    if constexpr (is_kv(LOAD))
         launch_pdl(split_kernel<D, LOAD, ORDER>(), grid, dim3(kNW * 32), split_smem<D, LOAD>(), stream, a, maps);
     else
         launch_pdl(split_kernel<D, LOAD, ORDER>(), grid, dim3(kNW * 32), split_smem<D, LOAD>(), stream, a);
 }
 
-// (Interleaved order only with the bulk copies and the TMA tiles; dynamic only with bulk rows.)
+// (Interleaved order only with the bulk copies; dynamic only with the K/V slots.)
 template <int D>
-void launch(const DecArgs &a, int n_splits, const Variant &v, const TileMaps &maps, cudaStream_t stream) {
-    const bool il = v.order == kInterleaved;
+void launch(const DecArgs &a, int n_splits, const Variant &v, const KvMaps &maps, cudaStream_t stream) {
+    const bool il = v.order == kInterleaved, dyn = v.order == kDynamic;
     switch (v.load) {
         case kCpAsyncL2_128: launch_t<D, kCpAsyncL2_128>(a, n_splits, stream, maps); break;
         case kCpAsyncL2_256: launch_t<D, kCpAsyncL2_256>(a, n_splits, stream, maps); break;
         case kBulkRows:
-            if (v.order == kDynamic) launch_t<D, kBulkRows, kDynamic>(a, n_splits, stream, maps);
-            else if (il) launch_t<D, kBulkRows, kInterleaved>(a, n_splits, stream, maps);
+            if (il) launch_t<D, kBulkRows, kInterleaved>(a, n_splits, stream, maps);
             else launch_t<D, kBulkRows>(a, n_splits, stream, maps);
             break;
         case kBulkPairs:
             if (il) launch_t<D, kBulkPairs, kInterleaved>(a, n_splits, stream, maps);
             else launch_t<D, kBulkPairs>(a, n_splits, stream, maps);
             break;
-        case kTileCp:
-        case kTileCpL2:
-        case kTileBulk:
-        case kTileTma:
-        case kTileTma2:
         case kKvTma2:
         case kKvTma3:
-            if constexpr (D <= 128) {
-                if (v.load == kTileCp) launch_t<D, kTileCp>(a, n_splits, stream, maps);
-                else if (v.load == kTileCpL2) launch_t<D, kTileCpL2>(a, n_splits, stream, maps);
-                else if (v.load == kTileBulk) launch_t<D, kTileBulk>(a, n_splits, stream, maps);
-                else if (v.load == kTileTma2) launch_t<D, kTileTma2>(a, n_splits, stream, maps);
-                else if (v.load == kKvTma2 && v.order == kDynamic) launch_t<D, kKvTma2, kDynamic>(a, n_splits, stream, maps);
-                else if (v.load == kKvTma3 && v.order == kDynamic) launch_t<D, kKvTma3, kDynamic>(a, n_splits, stream, maps);
+            if constexpr (D == 128) {  // (current_variant: head_dim 128 only)
+                if (v.load == kKvTma2 && dyn) launch_t<D, kKvTma2, kDynamic>(a, n_splits, stream, maps);
+                else if (v.load == kKvTma3 && dyn) launch_t<D, kKvTma3, kDynamic>(a, n_splits, stream, maps);
                 else if (v.load == kKvTma2) launch_t<D, kKvTma2>(a, n_splits, stream, maps);
-                else if (v.load == kKvTma3) launch_t<D, kKvTma3>(a, n_splits, stream, maps);
-                else if (v.order == kInterleaved) launch_t<D, kTileTma, kInterleaved>(a, n_splits, stream, maps);
-                else if (v.order == kCopiesOnly) launch_t<D, kTileTma, kCopiesOnly>(a, n_splits, stream, maps);
-                else launch_t<D, kTileTma>(a, n_splits, stream, maps);
+                else launch_t<D, kKvTma3>(a, n_splits, stream, maps);
             }
             break;
         default: launch_t<D, kCpAsync>(a, n_splits, stream, maps); break;
     }
 }
 
-// kTileTma's encoder of tensor maps, from the driver through the runtime.
+// The K/V-slot kernel's encoder of tensor maps, from the driver through the runtime.
 PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
     static PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
     if (!fn) {
@@ -1461,22 +1134,19 @@ void attention_decode_mma_dev(const DecodeAttn &d, int lo, int len, float scale,
     a.part_acc = d.part_acc;
     a.part_ml = d.part_ml;
     Variant var = current_variant(d.head_dim);
-    // kDynamic claims its chunks on d.done's counters (zero between launches; the wide merge
-    // zeroes them again); without them, kernel 8's contiguous splits.
+    // kDynamic claims its tiles on d.done's counters (zero between launches; the wide merge
+    // zeroes them again); without them, the K/V-slot kernel's contiguous splits.
     if (var.order == kDynamic && !d.done) var.order = kContiguous;
     const int n_ctr = d.n_head_kv * a.n_hgroups;
     a.ctr = var.order == kDynamic ? d.done : nullptr;
-    a.grain = var.grain;
     a.static8 = var.static8;
     a.probe = d.probe;
-    a.swap = var.swap && !is_tile(var.load);
-    a.pf = var.load == kBulkRows && var.order == kContiguous ? var.pf : 0;
     const bool fused = var.merge == kMergeLastBlock && d.done;
     a.done = fused ? d.done : nullptr;
     a.out = d.out;
-    TileMaps maps{};
-    if (is_tma(var.load)) {
-        const int tk = is_kv(var.load) ? KvCfg<128, kKvTma2>::TK : TileCfg<128, kTileTma>::TK;
+    KvMaps maps{};
+    if (is_kv(var.load)) {
+        const int tk = KvCfg<128, kKvTma2>::TK;
         maps.k = cache_map(d.k, d.head_dim, d.n_ctx, d.n_head_kv, tk);
         maps.v = cache_map(d.v, d.head_dim, d.n_ctx, d.n_head_kv, tk);
     }
