@@ -16,6 +16,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <vector>
 
 #include "cuda_backend.h"
@@ -352,6 +354,13 @@ void attention(const AttentionArgs &in) {
     d_out.poison();
     DevBuf d_done(sizeof(int32_t) * size_t(in.n_head));
     TACTIC_CU(cudaMemset(d_done.as<void>(), 0, d_done.size()));
+    // TACTIC_ATTN_PROBE=file (tensor-core kernel, a measurement aid): the per-block timer
+    // stamps of the last timed launch are appended to the file (6 a block: split blocks,
+    // at most n_splits x n_head of them, then the merge's n_head).
+    const char *probe_path = mma ? std::getenv("TACTIC_ATTN_PROBE") : nullptr;
+    const size_t probe_n = size_t(n_splits + 1) * size_t(in.n_head) * 6;
+    DevBuf d_probe(probe_path ? sizeof(uint64_t) * probe_n : 0);
+    if (probe_path) TACTIC_CU(cudaMemset(d_probe.as<void>(), 0, d_probe.size()));
 
     AttnDev a{};
     a.q = d_q.as<float>();
@@ -386,6 +395,7 @@ void attention(const AttentionArgs &in) {
             d.part_ml = a.part_ml;
             d.out = d_out.as<float>();
             d.done = d_done.as<int32_t>();
+            d.probe = probe_path ? d_probe.as<uint64_t>() : nullptr;
             attention_decode_mma_dev(d, in.lo, int(max_len), in.scale, stream);
             return;
         }
@@ -403,6 +413,19 @@ void attention(const AttentionArgs &in) {
     d_out.download(in.out, q_bytes);
     if (options().bench_graph) bench_in_graph(launch_on, copies);
     else bench(launch, copies);
+    // The timed launches' result (the copies hold the same data): what a caller checks is
+    // then the last of many launches, e.g. with counters carried from launch to launch.
+    if (options().bench_iters > 0) d_out.download(in.out, q_bytes);
+    if (probe_path) {
+        std::vector<uint64_t> st(probe_n);
+        d_probe.download(st.data(), sizeof(uint64_t) * probe_n);
+        if (FILE *f = std::fopen(probe_path, "a")) {
+            std::fprintf(f, "probe kernel=%d n=%lld D=%d n_head=%d n_head_kv=%d splits=%d graph=%d\n", options().attn_kernel,
+                         (long long)max_len, D, in.n_head, in.n_head_kv, n_splits, options().bench_graph);
+            for (size_t i = 0; i < probe_n; i++) std::fprintf(f, "%llu%c", (unsigned long long)st[i], i + 1 < probe_n ? ' ' : '\n');
+            std::fclose(f);
+        }
+    }
 }
 
 bool use_decode_mma() { return options().attn_kernel >= 1 && decode_mma_supported(); }

@@ -89,12 +89,14 @@ struct DecodeAttn {
     int window = 0, n_splits = 1;
     float *part_acc = nullptr, *part_ml = nullptr;  // [n_splits][n_head][D], [n_splits][n_head][2]
     float *out = nullptr;                           // [n_head][D]
-    int32_t *done = nullptr;  // attn_kernel 2: n_head zeroed counters (the kernel leaves them zero)
+    int32_t *done = nullptr;  // attn_kernel 2, 4, 29-31: n_head zeroed counters (left zero)
+    uint64_t *probe = nullptr;  // bench only: per-block timer stamps (attention_decode_mma.cu, kProbe)
 };
 int decode_attention_splits(int n_head, int n_head_kv, int head_dim, int64_t max_len);
 void attention_decode_dev(const DecodeAttn &a, cudaStream_t stream);
 // The tensor-core split kernel (attention_decode_mma.cu, sm_80+): options().attn_kernel
-// 1-11 (2 and 4: the splits merged by each head's last block, where a.done is given).
+// 1-11, 19, 20, 29-31 (2 and 4: the splits merged by each head's last block, where a.done is
+// given; 29-31 claim 128-key tiles from a.done's counters).
 // With a.d_pos null it attends [lo, lo + len) with q times scale.
 bool decode_mma_supported();
 bool use_decode_mma();

@@ -170,9 +170,11 @@ TACTIC_API tactic_status tactic_bench_tactic_dots(const float *Q, int32_t g, con
  * (1: the timed launches of the range attention replay from a CUDA graph), "attn_kernel"
  * (decode attention over a token range: 1 = the tensor-core split kernel, sm_80+ (older GPUs
  * run 0); 0 = the FMA split kernel; 2 = kernel 1 with the splits merged by each head's last
- * block instead of a second kernel; 3-11 = its variants (attention_decode_mma.cu, kVariants),
- * 8 = default: K/V rows copied by TMA bulk copies on sm_90 (cp.async below) and a merge
- * kernel with its loads in flight; index lists always use 0), "prefill_mma"
+ * block instead of a second kernel; 3-11, 19, 20, 29-31 = its variants (attention_decode_mma.cu,
+ * kVariants; 12-18 and 21-28 were removed after measurement and are rejected),
+ * 8: K/V rows copied by TMA bulk copies on sm_90 (cp.async below) and a merge kernel with its
+ * loads in flight; 20 = default: 128-key K and V tiles copied one after the other by TMA
+ * tensor copies (head_dim 128 on sm_90; kernel 8 otherwise); index lists always use 0), "prefill_mma"
  * (prefill attention: 0 FMA, 1 WMMA, 2 mma.sync, the default), "prefill_rows" (query rows
  * a block of the mma.sync kernel: 64 or 128; 0 = default),
  * "matvec_q8_kernel" (the 8-bit-activation matvec: 4 = each warp's copies
