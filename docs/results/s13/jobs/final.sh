@@ -13,19 +13,19 @@ say "library $(cat .prebuilt/COMMIT)"
 export PYTHONPATH=/tmp/site:$PWD TACTIC_LIB=/root/build/libtactic.so PYTHONUNBUFFERED=1
 ( [ -f /root/models/l8b.gguf ] || python3 scripts/make_random_gguf.py --preset llama-3.1-8b --type q4_k_m --share-layers \
     -o /root/models/l8b.gguf > "$OUT/gen8b.log" 2>&1; echo "gen rc=$?" >> "$OUT/gen8b.log" ) &
-timeout 120 python3 scripts/pytest_shards.py 16 "$OUT/a_" tests/test_cuda.py tests/test_gpu_forward.py \
+timeout 90 python3 scripts/pytest_shards.py 16 "$OUT/a_" tests/test_cuda.py tests/test_gpu_forward.py \
   -k "attention_mma or decode_attention_kernels_match_cpu or attn_kernel_option" 2>&1 | tail -3 > "$OUT/tests_attn.log"
 say "attention tests: $(tail -1 $OUT/tests_attn.log)"
-timeout 200 python3 scripts/pytest_shards.py 16 "$OUT/t_" tests/test_tactic_gpu.py 2>&1 | tail -3 > "$OUT/tests_tactic.log"
+timeout 170 python3 scripts/pytest_shards.py 16 "$OUT/t_" tests/test_tactic_gpu.py 2>&1 | tail -3 > "$OUT/tests_tactic.log"
 say "tactic tests: $(tail -1 $OUT/tests_tactic.log)"
-timeout 120 python3 scripts/pytest_shards.py 16 "$OUT/f_" tests/test_gpu_forward.py \
+timeout 100 python3 scripts/pytest_shards.py 16 "$OUT/f_" tests/test_gpu_forward.py \
   -k "not decode_attention_kernels_match_cpu" 2>&1 | tail -3 > "$OUT/tests_fwd.log"
 say "forward tests: $(tail -1 $OUT/tests_fwd.log)"
-timeout 60 python3 scripts/gpu_bench.py --attention-only --no-eager --models llama3-8b-like --attn-kernels 8 20 30 \
+timeout 45 python3 scripts/gpu_bench.py --attention-only --no-eager --models llama3-8b-like --attn-kernels 8 20 30 \
   --contexts 16384 32768 65536 131072 > "$OUT/bench_attn.log" 2>&1
 say "attention bench rc $?"
 wait; say "$(tail -1 $OUT/gen8b.log 2>/dev/null)"
-timeout 60 python3 scripts/gpu_decode_breakdown.py --model /root/models/l8b.gguf --depth 32768 --steps 32 --no-profile \
+timeout 50 python3 scripts/gpu_decode_breakdown.py --model /root/models/l8b.gguf --depth 32768 --steps 32 --no-profile \
   --config k20: --config k8:attn_kernel=8 --out "$OUT/e2e32k.json" > "$OUT/e2e32k.log" 2>&1
 say "e2e 32K rc $?"
 cd "$OUT" && tar czf /tmp/r.tgz . && rm -rf "$OUT"/* && mv /tmp/r.tgz "$OUT/"
