@@ -75,8 +75,9 @@ struct Options {
                             // 3-11, 19, 20, 29-31 its variants (attention_decode_mma.cu, kVariants;
                             // attn_kernel_valid): 8 = TMA bulk row copies on sm_90 + a merge kernel
                             // with loads in flight; 19, 20 and 29-31 the K/V-slot kernel; 20 = default
-                            // (measured faster than 8 at 16K-128K on an H200, at head_dim 128; other
-                            // head dims and sm_80/89 run kernel 8's code)
+                            // (H200, head_dim 128: faster than 8 at 16K-64K in three sittings, at 128K in
+                            // two of them, 0.7% slower in the third; decode at 32K +0.8-1.8%; other head
+                            // dims and sm_80/89 run kernel 8's code; docs/results/gpu_session13.md)
     int matvec_q8 = 1;      // 0: decode multiplies quantized types by f32 activations (no 8-bit quantization)
     int prefill_mma = 2;    // prefill attention: 0 FMA, 1 WMMA, 2 mma.sync FlashAttention-2 style (sm_80+)
     int prefill_rows = 0;   // mma.sync prefill: query rows a block, 64 or 128 (0: default, 64)
