@@ -435,7 +435,7 @@ struct FuseArgs {
 //
 // ST (options().tactic_stream, the fused step only; a template argument, so that 0 compiles
 // to the code before it): 8 the first stages' copies issued before q's fragments are built
-// (docs/results/st_s12.md: 0.6-0.8 us a step less on the H200).
+// (docs/results/gpu_session13.md: 0.8-0.9 us a step less on the H200).
 template <int D, int G, bool MMA, int W, bool PTAIL, bool BULK = false, int FZ = 0, int ST = 0>
 __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
     TacticLayerDev L, const float *__restrict__ q, float scale, const int32_t *__restrict__ list,
