@@ -70,7 +70,7 @@ def main():
     ctx.prefill_cached(doc, f"drift_{args.text}_{args.ctx}")
     print(f"# {args.text} text, {args.ctx} tokens prefilled ({time.time() - t0:.0f} s), {args.steps} decode steps",
           file=sys.stderr)
-    layers = [il for il in range(model.n_layer) if (il + 1) % 6 == 0] if hasattr(model, "n_layer") else [5, 11, 17]
+    layers = [il for il in range(model.n_layer) if (il + 1) % 6 == 0]  # Gemma 3: every sixth layer is global
     ctx.set_debug(True)
     prev = {}
     acc = {(f, d): [] for f in args.fracs for d in args.deltas}
@@ -93,7 +93,7 @@ def main():
                             miss = sum(cl[c][1] if c in cl else pcl[c][1] for c in pred if c not in sel)
                             acc[(f, d)].append((hit / sel_tok, miss / sel_tok, miss == 0))
                 prev[(il, h)] = (cl, total)
-    print(f"| fraction | delta | head-steps | coverage mean (p10) | spill mean (p90) | clean |")
+    print("| fraction | delta | head-steps | coverage mean (p10) | spill mean (p90) | clean |")
     print("|---|---|---|---|---|---|")
     for (f, d), rows in acc.items():
         a = np.array(rows, dtype=np.float64)
