@@ -157,7 +157,7 @@ def step_row(n, f, var, args, q, K, V, layout, c_begin, c_end, scale, probs, out
     oerr = float(np.linalg.norm(out - out_full) / np.linalg.norm(out_full))
     row = dict(n_tokens=n, fraction=f, queries=args.queries, fused=var["fused"], mma=var["mma"],
                group_budget=var["group_budget"], select=var["select"], score=var["score"], attend=var["attend"],
-               score_blocks=var.get("score_blocks", 0), prefetch=var.get("prefetch", 0),
+               score_blocks=var.get("score_blocks", 0),
                tail=var["tail"] if f == 0 else 0,
                copies_opt=var["copies"], p=None if f > 0 else args.p, attended_share=share,
                head_mass_min=min(mass), head_mass_mean=float(np.mean(mass)), attended_min=int(nsel.min()),
@@ -217,7 +217,6 @@ def set_variant(v):
     check(lib.tactic_cuda_set_option(b"tactic_tail", v["tail"]))
     check(lib.tactic_cuda_set_option(b"tactic_score_blocks", v.get("score_blocks", 0)))  # (scores 5's grid)
     check(lib.tactic_cuda_set_option(b"tactic_stream", v["stream"]))  # (the fused step's streaming / merge)
-    check(lib.tactic_cuda_set_option(b"tactic_prefetch", v.get("prefetch", 0)))  # (the fused step's L2 prefetch)
 
 
 def main():
@@ -258,13 +257,9 @@ def main():
     ap.add_argument("--stream", type=int, default=8,
                     help="option tactic_stream (the fused step after the counts are known): 8 (default) the first "
                          "copies issued before q's fragments are built, 0 after them")
-    ap.add_argument("--prefetch", type=int, default=0,
-                    help="option tactic_prefetch (the fused step): N > 0 asks the L2, while the cut runs, for the "
-                         "clusters above the layer's last cut, up to N%% of a block's share of the budget. The bench "
-                         "replays one query, so the last cut is this step's: a best case for the prediction")
     ap.add_argument("--variants", default="",
                     help="more passes over the same keys, ';'-separated, each 'name=value,...' of group_budget, "
-                         "copies, blocks, fused, mma, select, score, attend, pdl, tail, score_blocks, stream, prefetch "
+                         "copies, blocks, fused, mma, select, score, attend, pdl, tail, score_blocks, stream "
                          "(e.g. 'group_budget=1;mma=1')")
     ap.add_argument("--trace", action="store_true",
                     help="print each row's phase timestamps (a library built with cmake -DTACTIC_STEP_TRACE=ON)")
@@ -303,7 +298,7 @@ def main():
         check(lib.tactic_cuda_set_option(b"bench_iters", args.iters))
         base = dict(group_budget=args.group_budget, copies=args.copies, blocks=args.blocks, fused=args.fused,
                     mma=args.mma, select=args.select, score=args.score, attend=args.attend, tail=args.tail,
-                    stream=args.stream, prefetch=args.prefetch)
+                    stream=args.stream)
         set_variant(base)
         out_full = np.empty((N_HEAD, D), np.float32)
         check(lib.tactic_cuda_attention(ptr(q, "float *"), N_HEAD, N_KV, D, ptr(K, "uint16_t *"), ptr(V, "uint16_t *"),

@@ -30,7 +30,7 @@ needs_gpu = pytest.mark.skipif(gpu_count() == 0, reason="no usable CUDA GPU (the
 # The options the tests below set, at their compiled defaults (native/cuda/cuda_util.cuh's
 # Options): put back after every test.
 OPTION_DEFAULTS = {b"tactic_group_budget": 1, b"tactic_select": 9, b"tactic_score": 5, b"tactic_attend": 2,
-                   b"tactic_tail": 0, b"tactic_score_blocks": 0, b"tactic_stream": 8, b"tactic_prefetch": 0}
+                   b"tactic_tail": 0, b"tactic_score_blocks": 0, b"tactic_stream": 8}
 
 
 @pytest.fixture(autouse=True)
@@ -239,12 +239,11 @@ SCORE_VERSIONS = {"v1": (3, 1), "v3": (3, 3), "v4": (4, 3), "v5": (4, 4), "v6": 
                   "s5sel3": (5, 3), "s5few": (5, 3, 8)}
 
 
-def set_score(score, select, score_blocks=0, stream=8, prefetch=0):
+def set_score(score, select, score_blocks=0, stream=8):
     assert lib.tactic_cuda_set_option(b"tactic_score", score) == 0
     assert lib.tactic_cuda_set_option(b"tactic_select", select) == 0
     assert lib.tactic_cuda_set_option(b"tactic_score_blocks", score_blocks) == 0
     assert lib.tactic_cuda_set_option(b"tactic_stream", stream) == 0
-    assert lib.tactic_cuda_set_option(b"tactic_prefetch", prefetch) == 0
 
 
 @pytest.fixture(params=list(SCORE_VERSIONS.values()), ids=list(SCORE_VERSIONS))
@@ -529,12 +528,9 @@ def twin_group_select(q, layout, c_begin, c_end, n, frac, scale):
 # else 4); score5 scores 5 with 9; score5few that with 8 scoring blocks and selection 4.
 # fused9 / fused10 run tactic_stream 8 (the default: the first copies before q's fragments);
 # fused9st0 / fused10st0 the fused step with tactic_stream 0 (the copies after them, as before).
-# fused9pf / score5pf: the fused step with the L2 prefetch (tactic_prefetch 100 / 150; the
-# harness replays the step twice, so the second replay prefetches from the first's cut).
 GROUP_VERSIONS = {"select1": (2, 1), "select3": (2, 3), "mmascore": (4, 3), "select4": (4, 4), "select5": (4, 5),
                   "fused9": (4, 9), "fused10": (4, 10), "score5": (5, 9), "score5few": (5, 4, 8),
-                  "fused9st0": (4, 9, 0, 0), "fused10st0": (4, 10, 0, 0), "fused9pf": (4, 9, 0, 8, 100),
-                  "score5pf": (5, 9, 0, 8, 150)}
+                  "fused9st0": (4, 9, 0, 0), "fused10st0": (4, 10, 0, 0)}
 
 
 @pytest.fixture(params=list(GROUP_VERSIONS.values()), ids=list(GROUP_VERSIONS))
@@ -714,9 +710,9 @@ def test_group_budget_matches_twin(shape, frac, group_budget):
 
 @pytest.mark.gpu
 @needs_gpu
-@pytest.mark.parametrize("stream,prefetch", [(0, 0), (8, 0), (8, 100)])
+@pytest.mark.parametrize("stream", [0, 8])
 @pytest.mark.parametrize("select", [9, 10])
-def test_fused_step_edge_cases(select, stream, prefetch):
+def test_fused_step_edge_cases(select, stream):
     """The fused step (tactic_select 9, 10: the cut inside the attention kernel, one piece of
     the list a slice's block) where its pieces are uneven or empty: a KV head whose union is
     one giant cluster (4-8x the others' lists), nothing clustered yet, and fewer tokens than
@@ -726,9 +722,6 @@ def test_fused_step_edge_cases(select, stream, prefetch):
     for bad in (-1, 1, 9):
         assert lib.tactic_cuda_set_option(b"tactic_stream", bad) == TACTIC_ERR_INVALID_ARGUMENT
     assert lib.tactic_cuda_set_option(b"tactic_stream", stream) == 0
-    for bad in (-1, 401):
-        assert lib.tactic_cuda_set_option(b"tactic_prefetch", bad) == TACTIC_ERR_INVALID_ARGUMENT
-    assert lib.tactic_cuda_set_option(b"tactic_prefetch", prefetch) == 0
     rng = np.random.default_rng(53)
     n_head, n_head_kv, D = 32, 8, 128
     n_ctx = n = 9000
@@ -981,10 +974,9 @@ def tiny_llama_d128(tmp_path_factory):
 
 @pytest.mark.gpu
 @needs_gpu
-@pytest.mark.parametrize("select,stream,prefetch", [(4, 8, 0), (5, 8, 0), (9, 8, 0), (10, 8, 0), (9, 0, 0), (10, 0, 0),
-                                                    (9, 8, 100)])
+@pytest.mark.parametrize("select,stream", [(4, 8), (5, 8), (9, 8), (10, 8), (9, 0), (10, 0)])
 @pytest.mark.parametrize("model", ["tiny_llama", "tiny_llama_d128"])
-def test_backend_group_budget_selection_matches_v3(model, select, stream, prefetch, f32_activations, request):
+def test_backend_group_budget_selection_matches_v3(model, select, stream, f32_activations, request):
     """The model's decode path (the step inside the decode graph, pages appended as tokens
     leave the recent window) with the group budget at 10%: selections 4, 5, 9 and 10 give the logits
     of selection 4 (held to its twin above) except at rare steps where a near-tie of keys
@@ -998,7 +990,6 @@ def test_backend_group_budget_selection_matches_v3(model, select, stream, prefet
     ref = decode_logits(path, ids, 1000, TACTIC_ATTN, tactic_force_fraction=0.1)
     assert lib.tactic_cuda_set_option(b"tactic_select", select) == 0
     assert lib.tactic_cuda_set_option(b"tactic_stream", stream) == 0  # (9, 10: the fused step's first copies)
-    assert lib.tactic_cuda_set_option(b"tactic_prefetch", prefetch) == 0  # (9: the L2 prefetch, a hint)
     got = decode_logits(path, ids, 1000, TACTIC_ATTN, tactic_force_fraction=0.1)
     full = decode_logits(path, ids, 1000, FULL_ATTN)
     assert np.isfinite(got).all()

@@ -56,13 +56,5 @@ __device__ __forceinline__ void bulk_to_shared(uint32_t dst, const void *src, ui
 #endif
 }
 
-// Asks the L2 for `bytes` (a multiple of 16, 16-byte aligned) at src: a hint, nothing waits on it.
-// Below sm_90 it does nothing (callers need not guard it).
-__device__ __forceinline__ void bulk_prefetch_l2(const void *src, uint32_t bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(src), "r"(bytes) : "memory");
-#endif
-}
-
 }  // namespace cuda
 }  // namespace tactic

@@ -127,9 +127,6 @@ struct Options {
                             // first stages' copies issued before q's fragments are built, 0 after (as before).
                             // 8 measured faster on the two-barrier cut (H200, session 13 batch 1: step 40.8 vs 41.7 us at
                             // 128K 10%, 27.4 vs 28.2 at 2.5%, 25.1 vs 25.9 at 32K 10%; docs/results/gpu_session13.md)
-    int tactic_prefetch = 0;  // the fused step (FZ 1, 3): N > 0 asks the L2, while the cut runs (the DRAM idle), for
-                              // the clusters whose key is above the layer's last cut, up to N% of the block's share
-                              // of the budget (TacticLayerDev::pred); 0 off. A hint: the selection is unchanged
     int tactic_cand_div = 16;  // under the mass target each query head's candidate clusters hold 1 - (1 - P) / this
                                // of the centroid mass. The CPU's bounded selector starts at 4 and grows the
                                // candidates where its tail bound says so; the GPU has no growth rounds, so it

@@ -136,9 +136,6 @@ bool set_option(const std::string &name, int64_t value) {
     } else if (name == "tactic_stream") {
         TACTIC_CHECK(value == 0 || value == 8, TACTIC_ERR_INVALID_ARGUMENT, "tactic_stream must be 0 or 8");
         o.tactic_stream = int(value);
-    } else if (name == "tactic_prefetch") {
-        TACTIC_CHECK(value >= 0 && value <= 400, TACTIC_ERR_INVALID_ARGUMENT, "tactic_prefetch must be in [0, 400]");
-        o.tactic_prefetch = int(value);
     } else if (name == "tactic_cand_div") {
         TACTIC_CHECK(value >= 1 && value <= 1024, TACTIC_ERR_INVALID_ARGUMENT, "tactic_cand_div must be in [1, 1024]");
         o.tactic_cand_div = int(value);

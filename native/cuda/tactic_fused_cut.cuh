@@ -20,7 +20,6 @@
 // Measured where the old cut's time went (trace build, H200, 128K): docs/results/gpu_session12.md.
 #pragma once
 
-#include "bulk_copy.cuh"
 #include "tactic_cut.cuh"
 
 namespace tactic {
@@ -42,7 +41,7 @@ struct FusedCutShared {
 template <int G, int IT>
 __device__ void fused_cut(const TacticLayerDev &L, const int32_t *__restrict__ d_pos, float frac, float scale,
                           const float *__restrict__ cscore, const float *__restrict__ spart, int nbx, int32_t *W,
-                          int nsl, int kvh, int blk, float *s_h, int32_t *rows, const int *s_reg, int pf,
+                          int nsl, int kvh, int blk, float *s_h, int32_t *rows, const int *s_reg,
                           FusedCutShared &fc) {
     static_assert(5 * kCand1 * 4 <= 204 * 1024, "the candidates fit the stream buffers (s_h)");
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
@@ -140,35 +139,13 @@ __device__ void fused_cut(const TacticLayerDev &L, const int32_t *__restrict__ d
         __syncthreads();
         trace_mark(tb, 2);
         const KeySpread spread(s_bound[0], s_bound[1]);
-        float x[IT];
 #pragma unroll
         for (int i = 0; i < IT; i++) {
-            x[i] = -INFINITY;
+            float x = -INFINITY;
 #pragma unroll
             for (int j = 0; j < G; j++)
-                if (j < group) x[i] = fmaxf(x[i], scale * v[i][j] - s_lse[j]);
-            key[i] = in[i] ? spread(x[i]) >> 2 : 0u;
-        }
-        if (pf > 0 && L.pred != nullptr) {
-            // The L2 prefetch (options().tactic_prefetch): the DRAM is idle until the cut is known,
-            // so this slice's clusters whose key reaches the layer's last cut are requested now, in
-            // cluster order, up to pf% of the slice's share of the budget. A hint only.
-            const float xp = __ldcg(L.pred + kvh);
-            int want[IT], n_want = 0;
-#pragma unroll
-            for (int i = 0; i < IT; i++) want[i] = in[i] && x[i] >= xp ? tok[i] : 0;
-            IScan(scan_tmp).ExclusiveSum(want, want, n_want);
-            const int64_t cap = int64_t(pf) * need_tok / (100 * nsl);
-            const int64_t base = int64_t(kvh) * L.cap * L.head_dim;
-            const uint32_t row_b = uint32_t(L.head_dim * sizeof(__half));
-#pragma unroll
-            for (int i = 0; i < IT; i++)
-                if (in[i] && x[i] >= xp && tok[i] > 0 && want[i] < cap) {
-                    const int64_t off = base + int64_t(first[i]) * L.head_dim;
-                    bulk_prefetch_l2(L.ks + off, uint32_t(tok[i]) * row_b);
-                    bulk_prefetch_l2(L.vs + off, uint32_t(tok[i]) * row_b);
-                }
-            __syncthreads();  // scan_tmp reused below
+                if (j < group) x = fmaxf(x, scale * v[i][j] - s_lse[j]);
+            key[i] = in[i] ? spread(x) >> 2 : 0u;
         }
         trace_mark(tb, 17);
 #pragma unroll
@@ -182,10 +159,6 @@ __device__ void fused_cut(const TacticLayerDev &L, const int32_t *__restrict__ d
         kv_barrier<true>(bar, nsl);
         trace_mark(tb, 4);
         pre = uint32_t(sp_find_digit<kOneB>(cw, float(need_tok), above));
-        // The next step's prediction: this cut's bin's lower edge as a key value (every block has
-        // read the last one before the barrier above).
-        if (L.pred != nullptr && blk == 0 && tid == 0)
-            L.pred[kvh] = spread.mul > 0.f ? spread.lo + float(pre) * 1048576.f / spread.mul : -INFINITY;
 #pragma unroll
         for (int i = 0; i < IT; i++) {
             const uint32_t pk = key[i] >> 18;

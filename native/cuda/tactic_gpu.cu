@@ -429,7 +429,6 @@ struct FuseArgs {
     float frac = 0.f;
     float *cscore = nullptr, *spart = nullptr;
     int nbx = 0, nsl = 0;
-    int pf = 0;  // options().tactic_prefetch (FZ 1, 3)
     int32_t *ws = nullptr, *rows = nullptr, *list = nullptr, *count = nullptr;
 };
 
@@ -472,8 +471,7 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
         const int32_t *coff = L.coff + int64_t(kvh) * (L.cmax + 1);
         if (tid < nsl) s_reg[tid] = C > 0 ? coff[min(tid * per, C)] - coff[0] : 0;  // (static data: before the wait)
         fused_cut<G, FZ == 3 ? 4 : 2>(L, fz.d_pos, fz.frac, scale, fz.cscore, fz.spart, fz.nbx, fz_w, nsl, kvh, blk,
-                                      reinterpret_cast<float *>(smem), fz.rows + int64_t(kvh) * L.n_ctx, s_reg, fz.pf,
-                                      s_fc);
+                                      reinterpret_cast<float *>(smem), fz.rows + int64_t(kvh) * L.n_ctx, s_reg, s_fc);
         if (tid == 0) {
             s_fz[0] = s_fc.total;
             s_fz[1] = s_fc.n_fix;
@@ -1139,7 +1137,6 @@ void launch_stream_fused(const TacticLayerDev &L, const TacticStepArgs &a, const
     fz.spart = b.spart;
     fz.nbx = FZ == 2 ? nsl : score2_blocks(L.head_dim, L.cmax);
     fz.nsl = nsl;
-    fz.pf = options().tactic_prefetch;
     fz.ws = b.sel_ws;
     fz.rows = b.rows;
     fz.list = b.list;
@@ -1350,12 +1347,10 @@ namespace {
 // One copy of a layer's device data (benchmarks rotate several, so that repeats read
 // device memory, not the L2 cache, as a real step after 31 other layers would).
 struct LayerCopy {
-    DevBuf kc, vc, ks, vs, cent, vmean, coff, ncl, range, pred;
+    DevBuf kc, vc, ks, vs, cent, vmean, coff, ncl, range;
     LayerCopy(size_t kv, size_t sorted, size_t cent_b, size_t coff_b, size_t ncl_b)
         : kc(kv), vc(kv), ks(sorted), vs(sorted), cent(cent_b), vmean(cent_b), coff(coff_b), ncl(ncl_b),
-          range(2 * sizeof(int32_t)), pred(ncl_b) {
-        TACTIC_CU(cudaMemset(pred.as<void>(), 0, pred.size()));  // no prediction yet (TacticLayerDev::pred)
-    }
+          range(2 * sizeof(int32_t)) {}
 };
 
 void copy_d2d(DevBuf &dst, const DevBuf &src) {
@@ -1454,7 +1449,6 @@ void tactic_step_host(const TacticStepHost &in) {
         L.coff = c.coff.as<int32_t>();
         L.n_clusters = c.ncl.as<int32_t>();
         L.range = c.range.as<int32_t>();
-        L.pred = c.pred.as<float>();
         L.n_head = H;
         L.n_head_kv = Hkv;
         L.head_dim = D;

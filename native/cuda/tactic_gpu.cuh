@@ -38,9 +38,6 @@ struct TacticLayerDev {
     const int32_t *coff = nullptr;                        // [n_head_kv][cmax + 1], rows of ks
     const int32_t *n_clusters = nullptr;                  // device [n_head_kv]
     const int32_t *range = nullptr;                       // device [2]: c_begin, c_end
-    float *pred = nullptr;  // device [n_head_kv]: the fused step's last cut as a key value (the lower edge of its
-                            // bin), a prediction of the next step's for the L2 prefetch (options().tactic_prefetch);
-                            // zero (no key reaches it): none yet. Null: no prefetch
     int n_head = 0, n_head_kv = 0, head_dim = 0, n_ctx = 0, cap = 0, cmax = 0;
 };
 

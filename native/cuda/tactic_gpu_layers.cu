@@ -231,7 +231,6 @@ TacticGpu::TacticGpu(const TacticGpuParams &prm, const std::vector<uint8_t> &is_
         L.coff = static_cast<int32_t *>(alloc(sizeof(int32_t) * size_t(Hkv_) * (cmax_ + 1)));
         L.ncl = static_cast<int32_t *>(alloc(sizeof(int32_t) * size_t(Hkv_)));
         L.range = static_cast<int32_t *>(alloc(sizeof(int32_t) * 2));
-        L.pred = static_cast<float *>(alloc(sizeof(float) * size_t(Hkv_)));  // zeroed: no prediction yet
         TacticLayerDev &d = L.dev;
         d.k_cache = k_cache + il * kv_layer;
         d.v_cache = v_cache + il * kv_layer;
@@ -242,7 +241,6 @@ TacticGpu::TacticGpu(const TacticGpuParams &prm, const std::vector<uint8_t> &is_
         d.coff = L.coff;
         d.n_clusters = L.ncl;
         d.range = L.range;
-        d.pred = L.pred;
         d.n_head = H_;
         d.n_head_kv = Hkv_;
         d.head_dim = D_;

@@ -54,7 +54,6 @@ private:
         bool global = false;
         __half *ks = nullptr, *vs = nullptr, *cent = nullptr, *vmean = nullptr;
         int32_t *pos_map = nullptr, *coff = nullptr, *ncl = nullptr, *range = nullptr;
-        float *pred = nullptr;
         TacticLayerDev dev;
         int begin = 0, end = 0, n_clusters = 0;     // host mirror (equal for every KV head)
         std::vector<int> block_end, block_clusters;  // per block: its end token, clusters after it
