@@ -38,8 +38,6 @@ __device__ void local_cut(const TacticLayerDev &L, const int32_t *__restrict__ d
     int *s_off = reinterpret_cast<int *>(s_h + kLocalMaxClusters);               // [C + 1]: coff
     float *s_bin = s_h + 2 * kLocalMaxClusters + 4;                              // [kOneB]
     float4 *s_cand = reinterpret_cast<float4 *>(s_bin + kOneB);                  // [kCand1]: key, tokens, cluster
-    using IScan = cub::BlockScan<int, NT>;
-    __shared__ typename IScan::TempStorage scan_tmp;
     __shared__ float s_lse[G], s_bound[2];
     __shared__ int s_m;
     const int C = min(L.n_clusters[kvh], kLocalMaxClusters);  // (the launch checks cmax <= kLocalMaxClusters)
@@ -59,32 +57,46 @@ __device__ void local_cut(const TacticLayerDev &L, const int32_t *__restrict__ d
     const bool all = need_tok >= total;  // block-uniform (and KV-head-uniform)
     uint32_t pre = 0;
     bool crowd = false;
+    const int warp = tid / 32, lane = tid % 32;
     if (!all) {
-        group_key_bounds<G>(spart, nbx, h0, group, scale, tb, s_lse, s_bound);
-        const KeySpread spread(s_bound[0], s_bound[1]);
-        // Keys (as fused_cut computes them) and the histogram of tokens by their top 12 bits,
-        // four clusters' scores in flight a thread.
-        for (int c0 = tid; c0 < C; c0 += 4 * NT) {
-            float v[4][G];
+        // The scores, UN clusters a thread a round (coalesced: cluster c0 + u NT), the first
+        // round's loads in flight while the partials are merged.
+        constexpr int UN = G >= 8 ? 8 : G >= 4 ? 16 : 32;
+        float v[UN][G];
+        auto load = [&](int c0) {
 #pragma unroll
-            for (int u = 0; u < 4; u++)
+            for (int u = 0; u < UN; u++)
 #pragma unroll
                 for (int j = 0; j < G; j++) {
                     const int c = c0 + u * NT;
                     v[u][j] = c < C && j < group ? __ldcg(cscore + int64_t(h0 + j) * L.cmax + c) : 0.f;
                 }
+        };
+        load(tid);
+        group_key_bounds<G>(spart, nbx, h0, group, scale, tb, s_lse, s_bound);
+        const KeySpread spread(s_bound[0], s_bound[1]);
+        // Keys (as fused_cut computes them) and the histogram of tokens by their top 12 bits; the
+        // lanes of a warp at one bin add their tokens first (one shared atomic a bin a warp).
+        for (int c0 = tid - lane; c0 < C; c0 += UN * NT) {  // (warp-uniform; lane's clusters c0 + lane + u NT)
+            if (c0 != tid - lane) load(c0 + lane);
 #pragma unroll
-            for (int u = 0; u < 4; u++) {
-                const int c = c0 + u * NT;
-                if (c >= C) break;
-                float x = -INFINITY;
+            for (int u = 0; u < UN; u++) {
+                const int c = c0 + lane + u * NT;
+                uint32_t bin = 0xffffffffu;
+                int t = 0;
+                if (c < C) {
+                    float x = -INFINITY;
 #pragma unroll
-                for (int j = 0; j < G; j++)
-                    if (j < group) x = fmaxf(x, scale * v[u][j] - s_lse[j]);
-                const uint32_t k = spread(x) >> 2;
-                s_key[c] = k;
-                const int t = s_off[c + 1] - s_off[c];
-                if (t > 0) atomicAdd(&s_bin[k >> 18], float(t));
+                    for (int j = 0; j < G; j++)
+                        if (j < group) x = fmaxf(x, scale * v[u][j] - s_lse[j]);
+                    const uint32_t k = spread(x) >> 2;
+                    s_key[c] = k;
+                    bin = k >> 18;
+                    t = s_off[c + 1] - s_off[c];
+                }
+                const unsigned peers = __match_any_sync(0xffffffffu, bin);
+                const unsigned sum = __reduce_add_sync(peers, unsigned(t));
+                if (bin != 0xffffffffu && sum > 0 && lane == __ffs(peers) - 1) atomicAdd(&s_bin[bin], float(sum));
             }
         }
         trace_mark(tb, 17);
@@ -121,24 +133,39 @@ __device__ void local_cut(const TacticLayerDev &L, const int32_t *__restrict__ d
         __syncthreads();
         trace_mark(tb, 5);
     }
-    // Each thread's run of consecutive clusters: their selected tokens, scanned in cluster order;
-    // each cluster's start in the selected part replaces its key.
-    const int per = (C + NT - 1) / NT, c_lo = min(C, tid * per), c_hi = min(C, c_lo + per);
+    // The selected tokens scanned in cluster order, each cluster's start in the selected part
+    // replacing its key: warp w the clusters [w cpw, (w + 1) cpw), 32 at a time, then each warp's
+    // offset added.
     auto taken = [&](int c) {
         if (all) return true;
         const uint32_t k = s_key[c], p = (k & 0x7fffffffu) >> 18;
         return p > pre || (p == pre && (crowd || (k >> 31) != 0));
     };
-    int mine = 0;
-    for (int c = c_lo; c < c_hi; c++) mine += taken(c) ? s_off[c + 1] - s_off[c] : 0;
-    int start = 0, chosen = 0;
-    IScan(scan_tmp).ExclusiveSum(mine, start, chosen);
-    __syncthreads();  // every key read before any start replaces one
-    for (int c = c_lo; c < c_hi; c++) {
-        const bool tk = taken(c);  // (reads only its own cluster's key)
-        s_key[c] = uint32_t(start);
-        start += tk ? s_off[c + 1] - s_off[c] : 0;
+    __shared__ int s_wsum[kSpThreads / 32];
+    constexpr int NW = NT / 32;
+    const int cpw = ((C + NW - 1) / NW + 31) / 32 * 32, w_lo = min(C, warp * cpw), w_hi = min(C, w_lo + cpw);
+    int carry = 0;
+    for (int c0 = w_lo; c0 < w_hi; c0 += 32) {
+        const int c = c0 + lane;
+        const int val = c < w_hi && taken(c) ? s_off[c + 1] - s_off[c] : 0;
+        int inc = val;
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+            const int y = __shfl_up_sync(0xffffffffu, inc, o);
+            if (lane >= o) inc += y;
+        }
+        if (c < w_hi) s_key[c] = uint32_t(carry + inc - val);  // (its own cluster's key, read above)
+        carry += __shfl_sync(0xffffffffu, inc, 31);
     }
+    if (lane == 0) s_wsum[warp] = carry;
+    __syncthreads();
+    int off = 0, chosen = 0;
+    for (int w = 0; w < NW; w++) {
+        off += w < warp ? s_wsum[w] : 0;
+        chosen += s_wsum[w];
+    }
+    if (off > 0)
+        for (int c = w_lo + lane; c < w_hi; c += 32) s_key[c] += uint32_t(off);
     const int cb = min(L.range[0], n), ce = min(max(L.range[1], cb), n), n_fix = cb + (n - ce);
     const int len = n_fix + chosen;
     __syncthreads();
