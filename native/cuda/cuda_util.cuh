@@ -107,9 +107,7 @@ struct Options {
                             // 9 selection 4 inside the sparse attention kernel (one kernel after the
                             // scores), 10 that scoring too (one kernel a step): head_dim 128, the group
                             // budget at a forced fraction; elsewhere 4. 9 measured fastest (H200, 128K
-                            // 10%: 46.5 vs 55.5 us a layer; docs/results/ts_s10.md). 11: 9 with every
-                            // block cutting the whole KV head itself (no barriers; up to 16,384 clusters
-                            // a KV head; tactic_local_cut.cuh)
+                            // 10%: 46.5 vs 55.5 us a layer; docs/results/ts_s10.md)
     int tactic_score = 5;   // Tactic's centroid scores: 2 every row requested before
                             // pdl_wait, q in shared memory (one wave); 3 that kernel, rows after pdl_wait
                             // (3/3 measured fastest on the H200: docs/results/gpu_session7.md); 4 the

@@ -120,8 +120,8 @@ bool set_option(const std::string &name, int64_t value) {
         o.tactic_group_budget = int(value);
     } else if (name == "tactic_select") {
         // (2 and 6-8 were removed: 3 superseded 2; 6-8 wrote wrong lists on the H200, session 9)
-        TACTIC_CHECK(value == 1 || (value >= 3 && value <= 5) || (value >= 9 && value <= 11), TACTIC_ERR_INVALID_ARGUMENT,
-                     "tactic_select must be 1, 3, 4, 5, 9, 10 or 11");
+        TACTIC_CHECK(value == 1 || (value >= 3 && value <= 5) || value == 9 || value == 10, TACTIC_ERR_INVALID_ARGUMENT,
+                     "tactic_select must be 1, 3, 4, 5, 9 or 10");
         o.tactic_select = int(value);
     } else if (name == "tactic_score") {
         TACTIC_CHECK(value >= 2 && value <= 5, TACTIC_ERR_INVALID_ARGUMENT, "tactic_score must be in [2, 5]");

@@ -74,9 +74,8 @@ __device__ __forceinline__ void kv_barrier(int32_t *ctr, int target) {
 // becomes the weight of the bins higher than it. The bins are found from the first thread
 // (highest bins) whose inclusive sum reaches need, so that float rounding between the scan
 // and a thread's own sum cannot leave none: if no thread's does, the last thread's lowest
-// bin (more clusters, never fewer). Every thread of the block calls. SHARED: gh is in shared
-// memory (the fused step's local cut), else global (read through the L2).
-template <int NB, bool SHARED = false>
+// bin (more clusters, never fewer). Every thread of the block calls.
+template <int NB>
 __device__ int sp_find_digit(const float *gh, float need, float &above) {
     constexpr int PER = NB / kSpThreads;
     using Scan = cub::BlockScan<float, kSpThreads>;
@@ -89,7 +88,7 @@ __device__ int sp_find_digit(const float *gh, float need, float &above) {
     const float4 *g4 = reinterpret_cast<const float4 *>(gh + NB - (tid + 1) * PER);  // this thread's bins
 #pragma unroll
     for (int i = 0; i < PER / 4; i++) {  // highest first
-        const float4 x = SHARED ? g4[PER / 4 - 1 - i] : __ldcg(g4 + PER / 4 - 1 - i);
+        const float4 x = __ldcg(g4 + PER / 4 - 1 - i);
         v[4 * i] = x.w;
         v[4 * i + 1] = x.z;
         v[4 * i + 2] = x.y;

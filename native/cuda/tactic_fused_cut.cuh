@@ -34,68 +34,6 @@ struct FusedCutShared {
     int total;                   // the KV head's list length
 };
 
-// Per head of the KV group (h0 .. h0 + group - 1) the scoring blocks' partials merged in
-// cut3_cut's order (warp j: head j; every load issued before the first is used): s_lse[j] =
-// log sum |c| exp(scale s), and s_bound the bounds of max_j (scale s_j - s_lse[j]), the keys'
-// spread. Block-wide (every thread calls it); tb: the trace's block.
-template <int G>
-__device__ void group_key_bounds(const float *__restrict__ spart, int nbx, int h0, int group, float scale, int tb,
-                                 float *s_lse, float *s_bound) {
-    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-    __shared__ float s_max[G], s_min[G];
-    if (warp < G) {
-        float m = -INFINITY, z = 0.f, mn = INFINITY;
-        if (warp < group) {
-            const float *pp = spart + int64_t(h0 + warp) * nbx * 3;
-            for (int b0 = 0; b0 < nbx; b0 += 128) {
-                float mb[4], zb[4], nb[4];
-#pragma unroll
-                for (int u = 0; u < 4; u++) {
-                    const int bb = b0 + lane + 32 * u;
-                    mb[u] = bb < nbx ? __ldcg(pp + bb * 3) : -INFINITY;
-                    zb[u] = bb < nbx ? __ldcg(pp + bb * 3 + 1) : 0.f;
-                    nb[u] = bb < nbx ? __ldcg(pp + bb * 3 + 2) : INFINITY;
-                }
-#pragma unroll
-                for (int u = 0; u < 4; u++) {
-                    mn = fminf(mn, nb[u]);
-                    if (mb[u] == -INFINITY) continue;
-                    const float mm = fmaxf(m, mb[u]);
-                    z = (m == -INFINITY ? 0.f : z * expf(scale * (m - mm))) + zb[u] * expf(scale * (mb[u] - mm));
-                    m = mm;
-                }
-            }
-        }
-        trace_mark(tb, 16);  // (warp 0's partials in)
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) {
-            const float mb = __shfl_xor_sync(0xffffffffu, m, o), zb = __shfl_xor_sync(0xffffffffu, z, o);
-            mn = fminf(mn, __shfl_xor_sync(0xffffffffu, mn, o));
-            const float mm = fmaxf(m, mb);
-            if (mm != -INFINITY)
-                z = (m == -INFINITY ? 0.f : z * expf(scale * (m - mm))) + (mb == -INFINITY ? 0.f : zb * expf(scale * (mb - mm)));
-            m = mm;
-        }
-        if (lane == 0) {
-            s_max[warp] = m;
-            s_lse[warp] = scale * m + logf(z);  // log sum |c| exp(scale s)
-            s_min[warp] = mn;
-        }
-    }
-    __syncthreads();
-    if (tid == 0) {  // bounds of max_h (scale s_h - lse_h)
-        float lo = -INFINITY, hi = -INFINITY;
-        for (int j = 0; j < group && j < G; j++) {
-            lo = fmaxf(lo, scale * s_min[j] - s_lse[j]);
-            hi = fmaxf(hi, scale * s_max[j] - s_lse[j]);
-        }
-        s_bound[0] = lo;
-        s_bound[1] = hi;
-    }
-    __syncthreads();
-    trace_mark(tb, 2);
-}
-
 // Block blk of KV head kvh (grid nsl x n_head_kv, every block resident): the cut of its slice of
 // IT clusters a thread, the rows to rows[reg[blk] ..] (the KV head's scratch), the layout to fc.
 // W: the KV head's workspace (bar, candidate count, the slices' counts, cut 0's histogram and
@@ -113,7 +51,7 @@ __device__ void fused_cut(const TacticLayerDev &L, const int32_t *__restrict__ d
     float *cand = cw + kOneB;
     using IScan = cub::BlockScan<int, kSpThreads>;
     __shared__ typename IScan::TempStorage scan_tmp;
-    __shared__ float s_lse[G], s_bound[2];
+    __shared__ float s_lse[G], s_max[G], s_min[G], s_bound[2];
     const int C = L.n_clusters[kvh];
     const int32_t *coff = L.coff + int64_t(kvh) * (L.cmax + 1);
     const int total = C > 0 ? coff[C] - coff[0] : 0;
@@ -147,7 +85,59 @@ __device__ void fused_cut(const TacticLayerDev &L, const int32_t *__restrict__ d
     bool sure[IT], mine[IT];  // above the cut's prefix; at it (a candidate)
     int slot[IT];             // a candidate's record (kCand1: none)
     if (!all) {
-        group_key_bounds<G>(spart, nbx, h0, group, scale, tb, s_lse, s_bound);
+        // Per head the scoring blocks' partials (warp j: head j), merged in cut3_cut's order,
+        // every load issued before the first is used.
+        if (warp < G) {
+            float m = -INFINITY, z = 0.f, mn = INFINITY;
+            if (warp < group) {
+                const float *pp = spart + int64_t(h0 + warp) * nbx * 3;
+                for (int b0 = 0; b0 < nbx; b0 += 128) {
+                    float mb[4], zb[4], nb[4];
+#pragma unroll
+                    for (int u = 0; u < 4; u++) {
+                        const int bb = b0 + lane + 32 * u;
+                        mb[u] = bb < nbx ? __ldcg(pp + bb * 3) : -INFINITY;
+                        zb[u] = bb < nbx ? __ldcg(pp + bb * 3 + 1) : 0.f;
+                        nb[u] = bb < nbx ? __ldcg(pp + bb * 3 + 2) : INFINITY;
+                    }
+#pragma unroll
+                    for (int u = 0; u < 4; u++) {
+                        mn = fminf(mn, nb[u]);
+                        if (mb[u] == -INFINITY) continue;
+                        const float mm = fmaxf(m, mb[u]);
+                        z = (m == -INFINITY ? 0.f : z * expf(scale * (m - mm))) + zb[u] * expf(scale * (mb[u] - mm));
+                        m = mm;
+                    }
+                }
+            }
+            trace_mark(tb, 16);  // (warp 0's partials in)
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) {
+                const float mb = __shfl_xor_sync(0xffffffffu, m, o), zb = __shfl_xor_sync(0xffffffffu, z, o);
+                mn = fminf(mn, __shfl_xor_sync(0xffffffffu, mn, o));
+                const float mm = fmaxf(m, mb);
+                if (mm != -INFINITY)
+                    z = (m == -INFINITY ? 0.f : z * expf(scale * (m - mm))) + (mb == -INFINITY ? 0.f : zb * expf(scale * (mb - mm)));
+                m = mm;
+            }
+            if (lane == 0) {
+                s_max[warp] = m;
+                s_lse[warp] = scale * m + logf(z);  // log sum |c| exp(scale s)
+                s_min[warp] = mn;
+            }
+        }
+        __syncthreads();
+        if (tid == 0) {  // bounds of max_h (scale s_h - lse_h)
+            float lo = -INFINITY, hi = -INFINITY;
+            for (int j = 0; j < group && j < G; j++) {
+                lo = fmaxf(lo, scale * s_min[j] - s_lse[j]);
+                hi = fmaxf(hi, scale * s_max[j] - s_lse[j]);
+            }
+            s_bound[0] = lo;
+            s_bound[1] = hi;
+        }
+        __syncthreads();
+        trace_mark(tb, 2);
         const KeySpread spread(s_bound[0], s_bound[1]);
 #pragma unroll
         for (int i = 0; i < IT; i++) {

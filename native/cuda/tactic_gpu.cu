@@ -20,7 +20,6 @@
 #include "step_trace.cuh"
 #include "tactic_cut.cuh"
 #include "tactic_fused_cut.cuh"
-#include "tactic_local_cut.cuh"
 #include "tactic_gpu.cuh"
 #include "tactic_gpu.h"
 #include "tactic_kernels.cuh"
@@ -414,7 +413,7 @@ __device__ void merge_kv_head_wide(const float *__restrict__ part_acc, const flo
 // + c(row g+8) keeps q in 22 bits; the weights P the same way (hi in row g, lo in row
 // g + 8) for O = P V, and O = o(row g) + o(row g+8). K and V stay f16, as cached.
 //
-// FZ > 0 (tactic_select 9-11; group budget at a forced fraction, head_dim 128): the step's
+// FZ > 0 (tactic_select 9, 10; group budget at a forced fraction, head_dim 128): the step's
 // selection fused in front (FZ 2 also scoring the centroids, as selection 5): grid nsl x
 // n_head_kv, block (j, g) first cuts slice j of KV head g (cut3_cut, selection 4's cut; its
 // shared memory in the stream buffers), writes its chosen rows to its own region of the
@@ -481,12 +480,6 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
         }
         __syncthreads();
         if (blk == 0 && tid == 0) fz.count[kvh] = s_fz[0];
-    } else if constexpr (FZ == 4) {  // selection 11: every block cuts the KV head itself (tactic_local_cut.cuh)
-        static_assert(MMA && !BULK && W * 32 == kSpThreads, "the fused step's shape");
-        const int kvh = blockIdx.y, blk = blockIdx.x;
-        local_cut<G>(L, fz.d_pos, fz.frac, scale, fz.cscore, fz.spart, fz.nbx, fz.nsl, kvh, blk,
-                     reinterpret_cast<float *>(smem), fz.list + int64_t(kvh) * L.n_ctx, s_fz);
-        if (blk == 0 && threadIdx.x == 0) fz.count[kvh] = s_fz[0];
     } else if constexpr (FZ == 2) {
         static_assert(MMA && !BULK && W * 32 == kSpThreads, "the fused step's shape");
         const int kvh = blockIdx.y, blk = blockIdx.x, nsl = fz.nsl, tid = threadIdx.x;
@@ -665,9 +658,7 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
         auto load_code = [&](int k) {  // lane r: the list code of row r of stage k
             const int t = stage_row0(k) + lane;
             if (!(k < n_k && lane < R && t < s1)) return kNoRow;
-            if constexpr (FZ == 4) {
-                return __ldcg(fz.list + int64_t(kvh) * L.n_ctx + t);  // (this block's piece, written by the cut)
-            } else if constexpr (FC) {
+            if constexpr (FC) {
                 int code;
                 if (t < s_fz[1]) {
                     code = -1 - (t < s_fz[2] ? t : s_fz[3] + (t - s_fz[2]));
@@ -960,7 +951,7 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
             merge_kv_head_wide<D, G, NT>(part_acc, part_ml, H, h0, group, bt0, bt1, out, lse,
                                          reinterpret_cast<float *>(smem));
             if (threadIdx.x == 0) done[kvh] = 0;  // ready for the next step (graph replays)
-            if (FZ > 0 && FZ != 4 && threadIdx.x == 0) {  // every block of the KV head is past the selection's barriers:
+            if (FZ > 0 && threadIdx.x == 0) {  // every block of the KV head is past the selection's barriers:
                 fz_w[0] = 0;                   // cut3_cut's bar, the one cut's candidate count, the slices' counts
                 fz_w[3] = 0;
                 for (int j = 0; j < fz.nsl; j++) fz_w[kC3Slices + j] = 0;
@@ -1135,7 +1126,7 @@ void launch_stream_mma(const TacticLayerDev &L, const TacticStepArgs &a, const T
                b.part_ml, b.done, b.n_blocks, a.out, tail_lse(L, a, b), PT ? stream_align() : 0, FuseArgs{});
 }
 
-// tactic_select 9-11: the fused step (FuseArgs), grid nsl x n_head_kv (FZ 4: selection 11's local cut).
+// tactic_select 9, 10: the fused step (FuseArgs), grid nsl x n_head_kv.
 template <int D, int G, int FZ>
 void launch_stream_fused(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, int nsl,
                          cudaStream_t s) {
@@ -1181,11 +1172,9 @@ void attend_d(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStep
     if constexpr (D == 128) {
         const int nsl = tactic_fused_slices(L, a, b);
         if (nsl > 0) {  // FZ: 2 selection 10; 1, 3 selection 9 with 2 or 4 clusters a thread
-            const int v = options().tactic_select;
-            const int fz = v == 11 ? 4 : v == 10 ? 2 : L.cmax <= nsl * kSpPer ? 1 : 3;
+            const int fz = options().tactic_select == 10 ? 2 : L.cmax <= nsl * kSpPer ? 1 : 3;
             auto go = [&](auto g) {
                 constexpr int GG = decltype(g)::value;
-                if (fz == 4) return launch_stream_fused<D, GG, 4>(L, a, b, nsl, s);
                 if (fz == 2) return launch_stream_fused<D, GG, 2>(L, a, b, nsl, s);
                 if (fz == 1) return launch_stream_fused<D, GG, 1>(L, a, b, nsl, s);
                 return launch_stream_fused<D, GG, 3>(L, a, b, nsl, s);
@@ -1238,8 +1227,6 @@ void stream_attrs() {
         fused_attrs<D, 1, 8>();  // (tactic_stream 8)
         fused_attrs<D, 2, 8>();
         fused_attrs<D, 3, 8>();
-        fused_attrs<D, 4>();  // (tactic_select 11)
-        fused_attrs<D, 4, 8>();
     }
 }
 
@@ -1290,7 +1277,7 @@ TACTIC_TRACE_EXPORT(step_trace_fused)
 
 int tactic_fused_slices(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b) {
     const int v = options().tactic_select;
-    if ((v != 9 && v != 10 && v != 11) || L.head_dim != 128 || !use_mma<128>() || !options().tactic_fused ||
+    if ((v != 9 && v != 10) || L.head_dim != 128 || !use_mma<128>() || !options().tactic_fused ||
         !options().tactic_group_budget || a.force_fraction <= 0.f || !b.rows || !b.sel_ws || !b.spart)
         return 0;
     // every block resident at once (the barriers), 1 a multiprocessor (the stream buffers)
@@ -1302,7 +1289,6 @@ int tactic_fused_slices(const TacticLayerDev &L, const TacticStepArgs &a, const 
     }
     const int Hkv = L.n_head_kv;
     const int nsl = std::min({kSpMaxSlices, occ * sm_count() / Hkv, b.n_blocks / Hkv});
-    if (v == 11) return nsl >= 1 && L.cmax <= kLocalMaxClusters ? nsl : 0;  // (every block holds the whole KV head)
     const int per = v == 9 ? 2 * kSpPer : kSpPer;  // 9: up to 4 clusters a thread (FZ 3)
     return nsl >= 1 && int64_t(nsl) * per >= L.cmax ? nsl : 0;
 }
