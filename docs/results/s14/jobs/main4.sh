@@ -13,7 +13,7 @@ export PYTHONPATH=/tmp/site:$PWD TACTIC_LIB=/root/build/libtactic.so PYTHONUNBUF
 timeout 150 python3 scripts/gpu_tactic_bench.py --iters 100 --no-mass-row --contexts 131072,65536,32768 \
   --fractions 0.025,0.05,0.1,0.143,0.194,0.25 --out "$OUT/bench.json" > "$OUT/bench.log" 2>&1
 say "bench rc $?"
-timeout 150 python3 scripts/pytest_shards.py 16 "$OUT/t_" tests/test_tactic_gpu.py 2>&1 | tail -8 > "$OUT/tests.log"
+timeout 220 python3 scripts/pytest_shards.py 16 "$OUT/t_" tests/test_tactic_gpu.py 2>&1 | tail -8 > "$OUT/tests.log"
 say "tests: $(tail -1 $OUT/tests.log)"
 grep -l -E "FAILED|Error" $OUT/t_*.log | head -3 | xargs -r tail -40 > "$OUT/fail.log"
 rm -f $OUT/t_*.log
