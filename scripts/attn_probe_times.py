@@ -78,7 +78,6 @@ def main():
     ap.add_argument("--kernels", type=int, nargs="+", default=[8])
     ap.add_argument("--contexts", type=int, nargs="+", default=[32768, 131072])
     ap.add_argument("--models", nargs="*", default=["llama3-8b-like"])
-    ap.add_argument("--early", type=int, nargs="+", default=[0], help="values of option attn_early to run each kernel with")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     rng = np.random.default_rng(3)
@@ -92,8 +91,7 @@ def main():
             K = rng.standard_normal((Hkv, n, D), dtype=np.float32).astype(np.float16)
             V = rng.standard_normal((Hkv, n, D), dtype=np.float32).astype(np.float16)
             q = rng.standard_normal((H, D)).astype(np.float32)
-            for k, e in [(k, e) for k in a.kernels for e in a.early]:
-                lib.tactic_cuda_set_option(b"attn_early", e)
+            for k in a.kernels:
                 lib.tactic_cuda_set_option(b"bench_graph", 1)
                 lib.tactic_cuda_set_option(b"bench_iters", 64)
                 try:
@@ -102,15 +100,14 @@ def main():
                 finally:
                     lib.tactic_cuda_set_option(b"bench_iters", 0)
                     lib.tactic_cuda_set_option(b"bench_graph", 0)
-                    lib.tactic_cuda_set_option(b"attn_early", 0)
                 head, vals = last_record(path)
                 s = summarize(head, vals, 2 * K.nbytes)
-                s.update(model=model, n=n, kernel=k, attn_early=e, us=ms * 1e3, splits=head["splits"])
+                s.update(model=model, n=n, kernel=k, us=ms * 1e3, splits=head["splits"])
                 rows.append(s)
                 if "error" in s:
-                    print(f"{model} n={n} k{k}{'e' if e else ''}: {s['error']}", flush=True)
+                    print(f"{model} n={n} k{k}: {s['error']}", flush=True)
                     continue
-                print(f"{model:15s} n={n:6d} k{k:<2d}{'e' if e else ' '} {s['us']:6.1f} us/launch | blocks {s['blocks']} on {s['sms']} SMs | "
+                print(f"{model:15s} n={n:6d} k{k:<2d} {s['us']:6.1f} us/launch | blocks {s['blocks']} on {s['sms']} SMs | "
                       f"start<= {s['start_max']:5.1f} wait {s['wait_med']:5.1f} first {s['first_med']:5.1f}/{s['first_max']:5.1f} | "
                       f"end min/med/p90/max {s['end_min']:6.1f} {s['end_med']:6.1f} {s['end_p90']:6.1f} {s['end_max']:6.1f} | "
                       f"SM end min/med/max {s['sm_end_min']:6.1f} {s['sm_end_med']:6.1f} {s['sm_end_max']:6.1f} | "

@@ -309,8 +309,7 @@ def torch_sdpa_graph_ms(K, V, q, iters):
     return float(np.median(times)), res
 
 
-def bench_attention_kernels(rng, contexts, have_torch, copy_gbs, kernels, split_counts, models=None, eager=True,
-                            early=(0,)):
+def bench_attention_kernels(rng, contexts, have_torch, copy_gbs, kernels, split_counts, models=None, eager=True):
     """Full decode attention only: each attn_kernel (and, for kernels 1 and 2, forced
     split counts besides the automatic one), timed replayed from a CUDA graph (and
     launched one by one: "eager"), against torch SDPA eager and replayed in a graph."""
@@ -329,9 +328,8 @@ def bench_attention_kernels(rng, contexts, have_torch, copy_gbs, kernels, split_
             ref = ref_attention(q, K, V, n_kv, [np.arange(n)] * n_kv, scale)
             kv_bytes = n_kv * n * D * 2 * 2
             row = dict(model=model, n_head=n_head, n_head_kv=n_kv, head_dim=D, n_ctx=n, kv_bytes=kv_bytes, kernels={})
-            for kern, e in [(k, e) for k in kernels for e in early]:
+            for kern in kernels:
                 call = lambda: cuda_attention(q, K, V, 0, n, scale, kern)
-                set_opt("attn_early", e)
                 for splits in (split_counts if kern >= 1 else [0]):
                     set_opt("attn_splits", splits)
                     set_opt("bench_graph", 1)
@@ -340,10 +338,9 @@ def bench_attention_kernels(rng, contexts, have_torch, copy_gbs, kernels, split_
                     _, ms_eager = timed(call, 64) if splits == 0 and eager else (None, float("nan"))
                     set_opt("attn_splits", 0)
                     err = rel_err(out, ref)
-                    key = f"k{kern}" + ("e" if e else "") + (f"s{splits}" if splits else "")
+                    key = f"k{kern}" + (f"s{splits}" if splits else "")
                     row["kernels"][key] = dict(us=ms * 1e3, us_eager=ms_eager * 1e3, gbs=kv_bytes / ms / 1e6,
-                                               rel_err=err, splits=splits, attn_early=e)
-                set_opt("attn_early", 0)
+                                               rel_err=err, splits=splits)
             if have_torch:
                 t_ms, t_out = torch_sdpa_ms(K, V, q, None, 50)
                 g_ms, g_out = torch_sdpa_graph_ms(K, V, q, 64)
@@ -420,8 +417,6 @@ def main():
                     help="kernels 1 and 2: these attn_splits counts (0: automatic)")
     ap.add_argument("--contexts", type=int, nargs="*", default=None)
     ap.add_argument("--no-eager", action="store_true", help="--attention-only: time in a graph only")
-    ap.add_argument("--attn-early", type=int, nargs="*", default=[0],
-                    help="--attention-only: each kernel with these values of option attn_early (key suffix e: 1)")
     ap.add_argument("--models", nargs="*", default=None, help="--attention-only: these of " + ", ".join(m[0] for m in ATTN_MODELS))
     ap.add_argument("--q8-variants", default=None,
                     help="comma-separated 8-bit-activation variants (v4, v5, v5r1, v4p, ...): only those, "
@@ -453,7 +448,7 @@ def main():
     if args.attention_only:
         contexts = args.contexts or [16384, 32768, 65536, 131072]
         at = bench_attention_kernels(rng, contexts, have_torch, copy_gbs, args.attn_kernels, args.splits, args.models,
-                                     not args.no_eager, args.attn_early)
+                                     not args.no_eager)
         res = dict(gpu=gpu, commit=commit, command="python3 scripts/gpu_bench.py " + " ".join(sys.argv[1:]),
                    copy_gbs=copy_gbs, attention_kernels=at, seconds=time.time() - t0)
         if args.out:

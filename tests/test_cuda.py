@@ -531,33 +531,6 @@ def test_attention_mma_matches_reference(shape, n_ctx, lo, n, kernel):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(gpu_count() == 0, reason="no usable CUDA GPU")
-@pytest.mark.parametrize("kernel", [8, 20, 30], ids=kernel_id)
-@pytest.mark.parametrize("shape", MMA_SHAPES)
-@pytest.mark.parametrize("n_ctx,lo,n", [(40, 0, 17), (5000, 123, 4567), (70000, 0, 70000)])
-@pytest.mark.parametrize("graph", [0, 1])
-def test_attention_mma_early_trigger_matches_reference(shape, n_ctx, lo, n, kernel, graph):
-    """Option attn_early (the split kernel and the wide merge call pdl_trigger() first): the
-    result of the last of 8 chained timed launches (PDL, replayed from a graph or not, the
-    split kernel of one launch starting beside the merge of the one before, with the claim
-    counters carried) still equals the float64 twin."""
-    rng = np.random.default_rng(n + shape[2])
-    n_head, n_head_kv, D = shape
-    K, V = random_cache(rng, n_head_kv, n_ctx, D)
-    q = (rng.standard_normal((n_head, D)) * 2).astype(np.float32)
-    scale = 1.0 / math.sqrt(D)
-    for name, value in ((b"attn_early", 1), (b"bench_iters", 8), (b"bench_graph", graph)):
-        assert lib.tactic_cuda_set_option(name, value) == 0
-    try:
-        out = cuda_attention_mma(q, K, V, lo, n, scale, kernel=kernel)
-    finally:
-        for name in (b"attn_early", b"bench_iters", b"bench_graph"):
-            lib.tactic_cuda_set_option(name, 0)
-    ref = ref_attention(q, K, V, n_head_kv, [np.arange(lo, n)] * n_head_kv, scale)
-    assert rel_err(out, ref) < MMA_TOL
-
-
-@pytest.mark.gpu
-@pytest.mark.skipif(gpu_count() == 0, reason="no usable CUDA GPU")
 @pytest.mark.parametrize("D", [64, 128, 256])
 @pytest.mark.parametrize("n", [1, 15, 16, 17, 63, 64, 65, 1023, 1024, 1025, 4097])
 @pytest.mark.parametrize("splits", [0, 7, 64])

@@ -277,25 +277,6 @@ def test_decode_attention_kernels_match_cpu(random_files, arch, kernel):
     compare(cpu, gpu, f"{arch}/q8_0 attn_kernel={kernel}")
 
 
-@pytest.mark.parametrize("kernel", [8, 20, 30], ids=lambda k: f"k{k}")
-@pytest.mark.parametrize("arch", ["llama", "gemma3"])
-def test_decode_attention_early_trigger_matches_cpu(random_files, arch, kernel):
-    """Option attn_early (decode attention's split kernel and merge trigger the kernels after
-    them first, so those launch during the attention's tail): decode still matches the CPU,
-    the graph replayed over many steps."""
-    path = random_files(arch, "q8_0")
-    rng = np.random.default_rng(7)
-    ids = [1] + rng.integers(3, TINY["vocab"], 399).tolist()
-    assert lib.tactic_cuda_set_option(b"attn_kernel", kernel) == 0
-    assert lib.tactic_cuda_set_option(b"attn_early", 1) == 0
-    try:
-        cpu, gpu = teacher_forced(path, ids, n_prefill=150)
-    finally:
-        lib.tactic_cuda_set_option(b"attn_kernel", ATTN_KERNEL_DEFAULT)
-        lib.tactic_cuda_set_option(b"attn_early", 0)
-    compare(cpu, gpu, f"{arch}/q8_0 attn_kernel={kernel} attn_early=1")
-
-
 def test_prefill_in_chunks_and_long_window(random_files):
     """n_batch chunks (later chunks attend to earlier ones through the cache) and more
     tokens than Gemma's window of 64: the same logits as the CPU."""

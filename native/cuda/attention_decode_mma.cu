@@ -146,7 +146,6 @@ struct DecArgs {
     int32_t *ctr;               // kDynamic: tiles claimed per (KV head, piece), zero at launch
     int static8;                //   (the wide merge zeroes them for the next launch)
     uint64_t *probe;            // non-null: per block, globaltimer stamps (kProbe below)
-    int early;                  // option attn_early: pdl_trigger() at the start, not after the loop
 };
 // The timing probe (bench only, TACTIC_ATTN_PROBE): per split block [start, after pdl_wait,
 // warp 0's first chunk landed, warp 0's loop done, partials written, smid | chunks attended
@@ -527,7 +526,6 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
     const bool holds_newest =
         a.d_pos && (ORDER == kInterleaved ? all_chunks > 0 && (all_chunks - 1) % n_splits == split
                                           : s_end == len && s_end > s_begin);
-    if (a.early) pdl_trigger();
     if (holds_newest) pdl_wait();
 #pragma unroll
     for (int s = 0; s < STAGES - 1; s++) {
@@ -564,7 +562,7 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_mma_kernel(DecArgs a) {
         chunk_step<D, PAIRS>(ks, ks + TILE, soff, qa, chunk_t0(warp + it * kNW), t_end, lane, o, m, l);
     }
     if constexpr (!BULK) cp_wait<0>();  // (bulk: every chunk copied was waited for)
-    if (!a.early) pdl_trigger();
+    pdl_trigger();
     if (a.probe && threadIdx.x == 0) s_pr[3] = gtimer();
     if (a.probe && lane == 0) atomicAdd(&s_chunks, my_chunks);  // (chunks this warp attended)
     write_partials<D>(a, o, m, l, h0, nh, s_m, s_l);
@@ -679,7 +677,6 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_kv_kernel(DecArgs a, con
     const bool holds_newest =
         DYN ? (a.d_pos && n_fix * n_splits == all_tiles && int(blockIdx.y) == n_splits - 1) || n_fix < (NB + 1) / 2
             : a.d_pos && s_end == len && s_end > s_begin;
-    if (a.early) pdl_trigger();
     if (holds_newest) pdl_wait();
     if (DYN && tid == 0 && holds_newest) claim();
     for (int q = 0; q < NB && (DYN || q < n_copies); q++) issue(q);
@@ -783,7 +780,7 @@ __global__ void __launch_bounds__(kNW * 32) attn_decode_kv_kernel(DecArgs a, con
         __syncthreads();  // V slot read by every warp
         if (DYN || 2 * i + 1 + NB < n_copies) issue(2 * i + 1 + NB);
     }
-    if (!a.early) pdl_trigger();
+    pdl_trigger();
     write_partials<D>(a, o, m, l, h0, nh, s_m, s_l);
     if (a.probe) {  // (start and end only: the other stamps repeat them)
         __syncthreads();
@@ -876,11 +873,10 @@ template <int D>
 __global__ void __launch_bounds__(128) attn_merge_wide_kernel(const float *__restrict__ part_acc,
                                                               const float *__restrict__ part_ml, int n_splits,
                                                               int n_head, float *__restrict__ out, int32_t *ctr,
-                                                              int n_ctr, uint64_t *probe, int early) {
+                                                              int n_ctr, uint64_t *probe) {
     const uint64_t pr_start = probe ? gtimer() : 0;
-    if (early) pdl_trigger();  // (safe: the next kernel's pdl_wait still waits for this grid)
     pdl_wait();
-    if (!early) pdl_trigger();
+    pdl_trigger();
     const uint64_t pr_wait = probe ? gtimer() : 0;
     if (ctr && blockIdx.x == 0)
         for (int i = int(threadIdx.x); i < n_ctr; i += 128) ctr[i] = 0;
@@ -1145,7 +1141,6 @@ void attention_decode_mma_dev(const DecodeAttn &d, int lo, int len, float scale,
     a.ctr = var.order == kDynamic ? d.done : nullptr;
     a.static8 = var.static8;
     a.probe = d.probe;
-    a.early = options().attn_early;
     const bool fused = var.merge == kMergeLastBlock && d.done;
     a.done = fused ? d.done : nullptr;
     a.out = d.out;
@@ -1169,9 +1164,9 @@ void attention_decode_mma_dev(const DecodeAttn &d, int lo, int len, float scale,
         // (the merge blocks' stamps follow the split blocks')
         uint64_t *mp = d.probe ? d.probe + int64_t(d.n_splits) * n_ctr * kProbe : nullptr;
         switch (d.head_dim) {
-            case 64: launch_pdl(attn_merge_wide_kernel<64>, grid, block, 0, stream, pacc, pml, d.n_splits, d.n_head, d.out, ctr, n_ctr, mp, a.early); break;
-            case 128: launch_pdl(attn_merge_wide_kernel<128>, grid, block, 0, stream, pacc, pml, d.n_splits, d.n_head, d.out, ctr, n_ctr, mp, a.early); break;
-            default: launch_pdl(attn_merge_wide_kernel<256>, grid, block, 0, stream, pacc, pml, d.n_splits, d.n_head, d.out, ctr, n_ctr, mp, a.early); break;
+            case 64: launch_pdl(attn_merge_wide_kernel<64>, grid, block, 0, stream, pacc, pml, d.n_splits, d.n_head, d.out, ctr, n_ctr, mp); break;
+            case 128: launch_pdl(attn_merge_wide_kernel<128>, grid, block, 0, stream, pacc, pml, d.n_splits, d.n_head, d.out, ctr, n_ctr, mp); break;
+            default: launch_pdl(attn_merge_wide_kernel<256>, grid, block, 0, stream, pacc, pml, d.n_splits, d.n_head, d.out, ctr, n_ctr, mp); break;
         }
         return;
     }

@@ -78,8 +78,6 @@ struct Options {
                             // (H200, head_dim 128: faster than 8 at 16K-64K in three sittings, at 128K in
                             // two of them, 0.7% slower in the third; decode at 32K +0.8-1.8%; other head
                             // dims and sm_80/89 run kernel 8's code; docs/results/gpu_session13.md)
-    int attn_early = 0;     // 1: decode attention's split kernel and wide merge call pdl_trigger() first, so the
-                            // kernels after them launch (and issue their static loads) during their tails
     int matvec_q8 = 1;      // 0: decode multiplies quantized types by f32 activations (no 8-bit quantization)
     int prefill_mma = 2;    // prefill attention: 0 FMA, 1 WMMA, 2 mma.sync FlashAttention-2 style (sm_80+)
     int prefill_rows = 0;   // mma.sync prefill: query rows a block, 64 or 128 (0: default, 64)

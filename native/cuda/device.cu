@@ -168,9 +168,6 @@ bool set_option(const std::string &name, int64_t value) {
         TACTIC_CHECK(attn_kernel_valid(value), TACTIC_ERR_INVALID_ARGUMENT,
                      "attn_kernel must be in [0, 11], 19, 20 or in [29, 31]");
         o.attn_kernel = int(value);
-    } else if (name == "attn_early") {
-        TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "attn_early must be 0 or 1");
-        o.attn_early = int(value);
     } else if (name == "attn_splits") {
         TACTIC_CHECK(value >= 0 && value <= 4096, TACTIC_ERR_INVALID_ARGUMENT, "attn_splits must be in [0, 4096]");
         o.attn_splits = int(value);
