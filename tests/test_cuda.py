@@ -384,7 +384,7 @@ def random_cache(rng, n_head_kv, n_ctx, D):
 
 # The library's default decode attention kernel (Options::attn_kernel in
 # native/cuda/cuda_util.cuh): restored after a test picks one.
-ATTN_KERNEL_DEFAULT = 20
+ATTN_KERNEL_DEFAULT = 32
 
 
 def cuda_attention(q, K, V, lo, n, scale, kernel=0):
@@ -481,18 +481,19 @@ MMA_SHAPES = ATTN_SHAPES + [(8, 2, 64), (16, 2, 256), (40, 4, 128)]  # groups of
 # cp.async with L2 prefetch hints or TMA bulk rows / row pairs on sm_90, 19 and 20 128-key
 # K and V tiles copied one after the other by TMA tensor copies; how the splits are merged;
 # which chunks a split takes, 29-31 20 and 19 with the tail's 128-key tiles claimed from a
-# counter per head), each held to the same float64 twin. Ids k1..k31 so that a run can pick
+# counter per head; 32 the default: 20 below 32,768 keys, 30 from there), each held to the
+# same float64 twin. Ids k1..k31 so that a run can pick
 # some with -k. 12-18 and 21-28 are variants removed after measurement
 # (docs/results/at_s13.md): the option rejects them.
-MMA_KERNELS = list(range(1, 12)) + [19, 20, 29, 30, 31]
+MMA_KERNELS = list(range(1, 12)) + [19, 20, 29, 30, 31, 32]
 ATTN_KERNELS_REMOVED = list(range(12, 19)) + list(range(21, 29))
 # The split-edge sweep for the kernels whose split, copy or merge code differs (3-6 are
 # kernel 1 or 2 with an L2 hint on the same copies; 7 is 8 with kernel 1's merge).
-MMA_KERNELS_EDGES = [1, 2, 8, 9, 10, 11, 19, 20, 29, 30, 31]
+MMA_KERNELS_EDGES = [1, 2, 8, 9, 10, 11, 19, 20, 29, 30, 31, 32]
 
 
 def test_attn_kernel_option_values():
-    """The option accepts 0-11, 19, 20, 29-31 and rejects the removed variants' numbers and
+    """The option accepts 0-11, 19, 20, 29-32 and rejects the removed variants' numbers and
     values out of range (no GPU needed: the options are host-side)."""
     st = lib.tactic_cuda_set_option(b"attn_kernel", ATTN_KERNEL_DEFAULT)
     if st == TACTIC_ERR_UNSUPPORTED:
@@ -501,7 +502,7 @@ def test_attn_kernel_option_values():
     try:
         for k in [0] + MMA_KERNELS:
             assert lib.tactic_cuda_set_option(b"attn_kernel", k) == 0, k
-        for k in ATTN_KERNELS_REMOVED + [-1, 32, 1000]:
+        for k in ATTN_KERNELS_REMOVED + [-1, 33, 1000]:
             assert lib.tactic_cuda_set_option(b"attn_kernel", k) == TACTIC_ERR_INVALID_ARGUMENT, k
     finally:
         assert lib.tactic_cuda_set_option(b"attn_kernel", ATTN_KERNEL_DEFAULT) == 0

@@ -40,7 +40,7 @@ MARGIN = 0.25
 MIN_STEPS = 200
 # Relative RMS error of a step's logits: median over steps, and the worst step.
 TOL_MEDIAN, TOL_MAX = 0.02, 0.08
-ATTN_KERNEL_DEFAULT = 20  # Options::attn_kernel (native/cuda/cuda_util.cuh), restored after a test
+ATTN_KERNEL_DEFAULT = 32  # Options::attn_kernel (native/cuda/cuda_util.cuh), restored after a test
 
 pytestmark = pytest.mark.skipif(
     lib.tactic_cuda_device_count() == 0, reason="no usable CUDA device (driver or GPU missing)")
@@ -259,8 +259,8 @@ def test_decode_graph_keeps_programmatic_edges(random_files):
         assert got[1][1] == 0, got
 
 
-# The option's values (cuda_util.cuh, attn_kernel_valid; 12-18 and 21-28 were removed).
-@pytest.mark.parametrize("kernel", list(range(12)) + [19, 20, 29, 30, 31], ids=lambda k: f"k{k}")
+# The option's values (cuda_util.cuh, attn_kernel_valid; 12-18 and 21-28 were removed; 32 the default).
+@pytest.mark.parametrize("kernel", list(range(12)) + [19, 20, 29, 30, 31, 32], ids=lambda k: f"k{k}")
 @pytest.mark.parametrize("arch", ["llama", "gemma3"])
 def test_decode_attention_kernels_match_cpu(random_files, arch, kernel):
     """Decode with each attention kernel (0: FMA; 1, 2: tensor cores; the position read on
@@ -275,6 +275,21 @@ def test_decode_attention_kernels_match_cpu(random_files, arch, kernel):
     finally:
         lib.tactic_cuda_set_option(b"attn_kernel", ATTN_KERNEL_DEFAULT)
     compare(cpu, gpu, f"{arch}/q8_0 attn_kernel={kernel}")
+
+
+def test_decode_default_attention_switches_kernel_at_32k(random_files):
+    """The default attn_kernel (32) runs kernel 20 while the decode bucket is below 32,768
+    tokens and kernel 30 (tail tiles claimed from counters) from there: decode steps that
+    cross position 16,384 (bucket 16,384 -> 32,768, a graph each) on a head_dim-128 file
+    match the CPU at every step."""
+    path = random_files("llama", "q8_0", head_dim=128)
+    rng = np.random.default_rng(8)
+    n_prefill = 16_384 - 100
+    ids = [1] + rng.integers(3, TINY["vocab"], n_prefill + 499).tolist()
+    cpu, gpu = teacher_forced(path, ids, n_prefill=n_prefill, n_ctx=20_000)
+    # the decode steps only (100 in bucket 16,384, 400 in 32,768): 16K prefill rows would
+    # add thousands of near-ties of the random model, and the prefill is another path
+    compare(cpu[n_prefill:], gpu[n_prefill:], "llama d128 / q8_0 decode across the 32K bucket")
 
 
 def test_prefill_in_chunks_and_long_window(random_files):

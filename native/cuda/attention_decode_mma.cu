@@ -980,11 +980,12 @@ int occupancy() {  // asked once (the backend sizes its splits every decode step
     return n;
 }
 
-// The variant options().attn_kernel selects for head_dim D (1 below 1 or above kMaxVariant;
-// set_option accepts only attn_kernel_valid values); bulk copies need sm_90, below it they
-// fall back to cp.async.
-Variant current_variant(int D) {
-    const int k = options().attn_kernel;
+// The variant options().attn_kernel selects for head_dim D and ranges of up to max_len keys
+// (32: 20 or 30 by max_len; 1 below 1 or above kMaxVariant; set_option accepts only
+// attn_kernel_valid values); bulk copies need sm_90, below it they fall back to cp.async.
+Variant current_variant(int D, int64_t max_len) {
+    int k = options().attn_kernel;
+    if (k == 32) k = max_len >= kAttnLongKv ? 30 : 20;
     Variant v = kVariants[k >= 1 && k <= kMaxVariant ? k : 1];
     // The K/V-slot kernels were timed at head_dim 128 only (the 8B shape; 256 has no such
     // kernel): other head dims keep kernel 8, which attn_kernel 20 (the default) then is.
@@ -1111,7 +1112,7 @@ int decode_attention_mma_splits(int n_head, int n_head_kv, int head_dim, int64_t
     // each with at least 4 chunks per warp (shorter splits cost more in start-up and
     // partials than they gain: measured on Gemma's single KV head at 16K-64K).
     const int64_t want =
-        std::max<int64_t>(1, int64_t(occupancy_for(head_dim, current_variant(head_dim).load)) * sm_count() / blocks_per_split);
+        std::max<int64_t>(1, int64_t(occupancy_for(head_dim, current_variant(head_dim, max_len).load)) * sm_count() / blocks_per_split);
     const int64_t per_split = kNW * kChunk * 4;
     return int(std::min<int64_t>(want, std::max<int64_t>(1, (max_len + per_split - 1) / per_split)));
 }
@@ -1133,7 +1134,7 @@ void attention_decode_mma_dev(const DecodeAttn &d, int lo, int len, float scale,
     a.scale = scale;
     a.part_acc = d.part_acc;
     a.part_ml = d.part_ml;
-    Variant var = current_variant(d.head_dim);
+    Variant var = current_variant(d.head_dim, d.d_pos ? d.max_len : len);
     // kDynamic claims its tiles on d.done's counters (zero between launches; the wide merge
     // zeroes them again); without them, the K/V-slot kernel's contiguous splits.
     if (var.order == kDynamic && !d.done) var.order = kContiguous;

@@ -162,6 +162,7 @@ public:
             int bucket = 256;
             while (bucket < pos0 + 1) bucket *= 2;
             n_splits_ = std::min(max_splits_, decode_attention_splits(hp_.n_head, hp_.n_head_kv, hp_.head_dim, bucket));
+            bucket_ = bucket;
             h_in_[0] = tokens[0];
             h_in_[1] = pos0;
             tactic_on_ = tactic_ && tactic_->prepare(pos0 + 1, stream_);  // clusters what is due
@@ -355,6 +356,7 @@ public:
             a.d_pos = d_pos_;
             a.window = window;
             a.n_splits = n_splits_;
+            a.max_len = window > 0 ? std::min<int64_t>(bucket_, window) : bucket_;
             a.part_acc = part_acc_;
             a.part_ml = part_ml_;
             a.out = att_;
@@ -619,7 +621,8 @@ private:
         set_graph_stats(kernels, programmatic);
     }
 
-    int graph_key() const { return n_splits_ * 2 + (tactic_on_ ? 1 : 0); }
+    // (the bucket's side of kAttnLongKv: attn_kernel 32 picks its kernel by it)
+    int graph_key() const { return (n_splits_ * 2 + (tactic_on_ ? 1 : 0)) * 2 + (bucket_ >= kAttnLongKv ? 1 : 0); }
     static uint64_t tensor_bytes(const Tensor &t) { return uint64_t(t.row_bytes) * uint64_t(t.ne1); }
 
     void collect_tensors() {
@@ -744,6 +747,7 @@ private:
     float *part_acc_ = nullptr, *part_ml_ = nullptr;
     int32_t *attn_done_ = nullptr;  // decode attention's per-head counters (attn_kernel 2)
     int max_splits_ = 1, n_splits_ = 1;
+    int64_t bucket_ = 256;  // the decode step's bucket (a power of two >= the position + 1)
     __half *x16_ = nullptr, *w16_ = nullptr;
     size_t w16_cap_ = 0;
     Q8Act xq_;  // decode activations quantized to 8 bits (matvec_q8)

@@ -91,6 +91,7 @@ struct DecodeAttn {
     float *out = nullptr;                           // [n_head][D]
     int32_t *done = nullptr;  // attn_kernel 2, 4, 29-31: n_head zeroed counters (left zero)
     uint64_t *probe = nullptr;  // bench only: per-block timer stamps (attention_decode_mma.cu, kProbe)
+    int64_t max_len = 0;        // with d_pos: the longest range this launch (or graph) serves (attn_kernel 32)
 };
 int decode_attention_splits(int n_head, int n_head_kv, int head_dim, int64_t max_len);
 void attention_decode_dev(const DecodeAttn &a, cudaStream_t stream);

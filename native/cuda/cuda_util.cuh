@@ -70,14 +70,16 @@ struct Options {
     int attn_splits = 0;   // 0: automatic
     int attn_prefetch = 0;  // 1: L2 prefetch of the next rows (measured no faster on an H200)
     int bench_graph = 0;    // 1: timed decode attention and 8-bit matvec launches replay from a CUDA graph
-    int attn_kernel = 20;   // decode attention: 0 the FMA split kernel, 1 the tensor-core one (sm_80+;
+    int attn_kernel = 32;   // decode attention: 0 the FMA split kernel, 1 the tensor-core one (sm_80+;
                             // 0 below), 2 that one with the splits merged by each head's last block;
                             // 3-11, 19, 20, 29-31 its variants (attention_decode_mma.cu, kVariants;
                             // attn_kernel_valid): 8 = TMA bulk row copies on sm_90 + a merge kernel
-                            // with loads in flight; 19, 20 and 29-31 the K/V-slot kernel; 20 = default
-                            // (H200, head_dim 128: faster than 8 at 16K-64K in three sittings, at 128K in
-                            // two of them, 0.7% slower in the third; decode at 32K +0.8-1.8%; other head
-                            // dims and sm_80/89 run kernel 8's code; docs/results/gpu_session13.md)
+                            // with loads in flight; 19, 20 and 29-31 the K/V-slot kernel (20: faster
+                            // than 8 at 16K-64K in three sittings, docs/results/gpu_session13.md; 30:
+                            // its tail claimed, faster than 20 from 32K in four sittings and slower
+                            // at 16K, gpu_session15.md); 32 = the default: 20 for caches (decode: the
+                            // bucket) below kAttnLongKv tokens, 30 from there. Head dims other than 128
+                            // and sm_80/89 run kernel 8's code
     int matvec_q8 = 1;      // 0: decode multiplies quantized types by f32 activations (no 8-bit quantization)
     int prefill_mma = 2;    // prefill attention: 0 FMA, 1 WMMA, 2 mma.sync FlashAttention-2 style (sm_80+)
     int prefill_rows = 0;   // mma.sync prefill: query rows a block, 64 or 128 (0: default, 64)
@@ -138,11 +140,13 @@ struct Options {
                             // 0.00432-0.00450 off) and costs 17-20 us a layer (docs/results/gpu_session10.md)
 };
 Options &options();
-// The attn_kernel values set_option accepts: 0-11, 19, 20, 29-31. The gaps (12-18: a
+// The attn_kernel values set_option accepts: 0-11, 19, 20, 29-32. The gaps (12-18: a
 // block-tile kernel; 21-28: kernel 8 with a claimed tail, a swapped grid or L2 prefetches)
 // are variants removed after they were measured slower or no faster
 // (docs/results/at_s13.md); the numbers are kept as they appear in the measurement logs.
-inline bool attn_kernel_valid(int64_t k) { return (k >= 0 && k <= 11) || k == 19 || k == 20 || (k >= 29 && k <= 31); }
+inline bool attn_kernel_valid(int64_t k) { return (k >= 0 && k <= 11) || k == 19 || k == 20 || (k >= 29 && k <= 32); }
+// attn_kernel 32: from this many tokens (the decode step's bucket) kernel 30, below it 20.
+constexpr int64_t kAttnLongKv = 32768;
 void set_last_ms(double ms);
 
 // How many copies of an input of `bytes` a timed run rotates among so that repeats

@@ -166,7 +166,7 @@ bool set_option(const std::string &name, int64_t value) {
     } else if (name == "attn_kernel") {
         // (the gaps are removed variants: cuda_util.cuh, attn_kernel_valid)
         TACTIC_CHECK(attn_kernel_valid(value), TACTIC_ERR_INVALID_ARGUMENT,
-                     "attn_kernel must be in [0, 11], 19, 20 or in [29, 31]");
+                     "attn_kernel must be in [0, 11], 19, 20 or in [29, 32]");
         o.attn_kernel = int(value);
     } else if (name == "attn_splits") {
         TACTIC_CHECK(value >= 0 && value <= 4096, TACTIC_ERR_INVALID_ARGUMENT, "attn_splits must be in [0, 4096]");
