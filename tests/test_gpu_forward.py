@@ -167,7 +167,7 @@ def test_random_weights_gpu_matches_cpu(random_files, arch, outtype, tmp_path):
 # The library's defaults of the options gpu_decode sets (restored after each call), as
 # overridden for the whole file by TACTIC_TEST_CUDA_OPTIONS ("pdl=1,decode_fuse=2": every
 # test here runs with those options, set at import).
-OPTION_DEFAULTS = {"matvec_q8_kernel": 5, "decode_fuse": 2, "norm_fuse": 1, "pdl": 1, "matvec_wait": 1}
+OPTION_DEFAULTS = {"matvec_q8_kernel": 5, "decode_fuse": 2, "norm_fuse": 1, "pdl": 1, "matvec_wait": 1, "merge_q8": 1}
 for _kv in filter(None, os.environ.get("TACTIC_TEST_CUDA_OPTIONS", "").split(",")):
     _name, _, _value = _kv.partition("=")
     OPTION_DEFAULTS[_name.strip()] = int(_value)
@@ -215,6 +215,25 @@ def test_random_weights_decode_fusion_keeps_the_bytes(random_files, arch, outtyp
     # the unfused step with the earlier kernels, launched with pdl
     new = gpu_decode(path, ids, 20, {"matvec_q8_kernel": 3, "decode_fuse": 0, "pdl": 1})
     assert np.array_equal(old, new), f"{arch}/{outtype} v3 unfused with pdl: max |diff| {np.max(np.abs(old - new))}"
+
+
+@pytest.mark.parametrize("outtype", ["q4_k_m", "q8_0", "q4_1"])
+@pytest.mark.parametrize("arch,extra", [("llama", {}), ("llama", dict(head_dim=128)), ("gemma3", {})],
+                         ids=["llama", "llama_d128", "gemma3"])
+def test_decode_merge_quantizes_the_same_bytes(random_files, arch, extra, outtype):
+    """merge_q8 (the default): decode attention's merge also quantizes its output for wo
+    (Q8_K over 4 / 2 / 1 heads a block at head_dim 64 / 128 / 256, Q8_0 or Q8_1 a head at
+    a time): the logits are the same bytes as with the separate quantize kernel, and the
+    unfused step's (decode_fuse 0, the earlier matvec)."""
+    path = random_files(arch, outtype, **extra)
+    rng = np.random.default_rng(9)
+    ids = [1] + rng.integers(3, TINY["vocab"], 99).tolist()
+    fused = gpu_decode(path, ids, 20, {"merge_q8": 1})
+    separate = gpu_decode(path, ids, 20, {"merge_q8": 0})
+    unfused = gpu_decode(path, ids, 20, {"matvec_q8_kernel": 3, "decode_fuse": 0, "pdl": 0})
+    assert np.isfinite(fused).all()
+    assert np.array_equal(fused, separate), f"{arch}/{outtype}: max |diff| {np.max(np.abs(fused - separate))}"
+    assert np.array_equal(fused, unfused), f"{arch}/{outtype}: max |diff| {np.max(np.abs(fused - unfused))}"
 
 
 def _compute_capability():

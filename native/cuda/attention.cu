@@ -441,11 +441,8 @@ int decode_attention_splits(int n_head, int n_head_kv, int head_dim, int64_t max
     return int(std::min<int64_t>(want, std::max<int64_t>(1, (max_len + per_round - 1) / per_round)));
 }
 
-void attention_decode_dev(const DecodeAttn &d, cudaStream_t stream) {
-    if (use_decode_mma()) {
-        attention_decode_mma_dev(d, 0, 0, 1.f, stream);
-        return;
-    }
+bool attention_decode_dev(const DecodeAttn &d, cudaStream_t stream) {
+    if (use_decode_mma()) return attention_decode_mma_dev(d, 0, 0, 1.f, stream);
     const int D = d.head_dim, group = d.n_head / d.n_head_kv, gmax = group_max(group);
     AttnDev a{};
     a.q = d.q;
@@ -467,6 +464,7 @@ void attention_decode_dev(const DecodeAttn &d, cudaStream_t stream) {
     }
     launch_pdl(attn_merge_kernel, dim3(unsigned(d.n_head)), dim3(std::min(D, 256)), 0, stream, d.part_acc,
                d.part_ml, d.n_splits, d.n_head, D, d.out);
+    return false;
 }
 
 }  // namespace cuda

@@ -39,6 +39,7 @@
 #include "cuda_ops.cuh"
 #include "cuda_util.cuh"
 #include "pdl.cuh"
+#include "q8_quantize.cuh"
 
 namespace tactic {
 namespace cuda {
@@ -864,26 +865,31 @@ __global__ void __launch_bounds__(kMergeWarps * 32) attn_merge_mma_kernel(const 
 }
 
 // attn_merge_mma_kernel's result with fewer dependent L2 round trips: a thread owns 4
-// dimensions of the head and a residue class of the splits, loads 4 of its splits' (m, l,
+// dimensions of a head and a residue class of the splits, loads 4 of its splits' (m, l,
 // acc) before using any (online rescaling, no separate pass for the maximum), and the
-// classes are merged in shared memory. ctr (kDynamic): n_ctr claim counters zeroed for the
-// next launch (the split kernel is complete here, and the next one claims only after its
-// own pdl_wait, i.e. after this grid). probe: kProbe stamps a block (see kProbe).
-template <int D>
-__global__ void __launch_bounds__(128) attn_merge_wide_kernel(const float *__restrict__ part_acc,
-                                                              const float *__restrict__ part_ml, int n_splits,
-                                                              int n_head, float *__restrict__ out, int32_t *ctr,
-                                                              int n_ctr, uint64_t *probe) {
+// classes are merged in shared memory. HPB heads a block (128 threads each). ctr
+// (kDynamic): n_ctr claim counters zeroed for the next launch (the split kernel is
+// complete here, and the next one claims only after its own pdl_wait, i.e. after this
+// grid). probe: kProbe stamps a block (see kProbe). q8_kind >= 0 (a Q8Kind): out is also
+// quantized into qa for the next matvec, by the block's warps from the block's own heads
+// (HPB x D values: whole groups), with the quantize kernels' functions: the same bytes,
+// one kernel fewer.
+template <int D, int HPB>
+__global__ void __launch_bounds__(128 * HPB) attn_merge_wide_kernel(const float *__restrict__ part_acc,
+                                                                    const float *__restrict__ part_ml, int n_splits,
+                                                                    int n_head, float *out, int32_t *ctr, int n_ctr,
+                                                                    uint64_t *probe, Q8Act qa, int q8_kind) {
     const uint64_t pr_start = probe ? gtimer() : 0;
     pdl_wait();
     pdl_trigger();
     const uint64_t pr_wait = probe ? gtimer() : 0;
     if (ctr && blockIdx.x == 0)
-        for (int i = int(threadIdx.x); i < n_ctr; i += 128) ctr[i] = 0;
+        for (int i = int(threadIdx.x); i < n_ctr; i += 128 * HPB) ctr[i] = 0;
     constexpr int D4 = D / 4, G = 128 / D4;  // float4 columns; split classes
-    const int h = blockIdx.x, j = threadIdx.x / D4, d4 = threadIdx.x % D4;
-    __shared__ float s_m[G], s_l[G];
-    __shared__ float4 s_a[G][D4];
+    const int hb = threadIdx.x / 128, t = threadIdx.x % 128;
+    const int h = blockIdx.x * HPB + hb, j = t / D4, d4 = t % D4;
+    __shared__ float s_m[HPB][G], s_l[HPB][G];
+    __shared__ float4 s_a[HPB][G][D4];
     float M = -INFINITY, S = 0.f;
     float4 A = make_float4(0.f, 0.f, 0.f, 0.f);
     for (int s0 = j; s0 < n_splits; s0 += 4 * G) {
@@ -909,40 +915,51 @@ __global__ void __launch_bounds__(128) attn_merge_wide_kernel(const float *__res
             M = Mn;
         }
     }
-    s_a[j][d4] = A;
+    s_a[hb][j][d4] = A;
     if (d4 == 0) {
-        s_m[j] = M;
-        s_l[j] = S;
+        s_m[hb][j] = M;
+        s_l[hb][j] = S;
     }
     __syncthreads();
-    if (j != 0) return;
-    float Mx = -INFINITY;
+    if (j == 0) {
+        float Mx = -INFINITY;
 #pragma unroll
-    for (int g = 0; g < G; g++) Mx = fmaxf(Mx, s_m[g]);
-    float4 R = make_float4(0.f, 0.f, 0.f, 0.f);
-    float L = 0.f;
-    if (Mx != -INFINITY) {
+        for (int g = 0; g < G; g++) Mx = fmaxf(Mx, s_m[hb][g]);
+        float4 R = make_float4(0.f, 0.f, 0.f, 0.f);
+        float L = 0.f;
+        if (Mx != -INFINITY) {
 #pragma unroll
-        for (int g = 0; g < G; g++) {
-            if (s_m[g] == -INFINITY) continue;
-            const float f = exp2f(s_m[g] - Mx);
-            const float4 x = s_a[g][d4];
-            R.x = fmaf(f, x.x, R.x);
-            R.y = fmaf(f, x.y, R.y);
-            R.z = fmaf(f, x.z, R.z);
-            R.w = fmaf(f, x.w, R.w);
-            L = fmaf(f, s_l[g], L);
+            for (int g = 0; g < G; g++) {
+                if (s_m[hb][g] == -INFINITY) continue;
+                const float f = exp2f(s_m[hb][g] - Mx);
+                const float4 x = s_a[hb][g][d4];
+                R.x = fmaf(f, x.x, R.x);
+                R.y = fmaf(f, x.y, R.y);
+                R.z = fmaf(f, x.z, R.z);
+                R.w = fmaf(f, x.w, R.w);
+                L = fmaf(f, s_l[hb][g], L);
+            }
+        }
+        const float inv = L > 0.f ? 1.f / L : 0.f;
+        reinterpret_cast<float4 *>(out + int64_t(h) * D)[d4] = make_float4(R.x * inv, R.y * inv, R.z * inv, R.w * inv);
+        if (probe && d4 == 0 && hb == 0) {
+            uint64_t *p = probe + int64_t(blockIdx.x) * kProbe;
+            p[0] = pr_start;
+            p[1] = pr_wait;
+            p[2] = gtimer();
+            p[3] = smid();
+            p[4] = p[5] = 0;
         }
     }
-    const float inv = L > 0.f ? 1.f / L : 0.f;
-    reinterpret_cast<float4 *>(out + int64_t(h) * D)[d4] = make_float4(R.x * inv, R.y * inv, R.z * inv, R.w * inv);
-    if (probe && d4 == 0) {
-        uint64_t *p = probe + int64_t(blockIdx.x) * kProbe;
-        p[0] = pr_start;
-        p[1] = pr_wait;
-        p[2] = gtimer();
-        p[3] = smid();
-        p[4] = p[5] = 0;
+    if (q8_kind < 0) return;  // (kernel-uniform)
+    __syncthreads();  // the block's heads of out are written and visible to the block
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (q8_kind == int(Q8Kind::K)) {  // (launched with HPB D a multiple of 256)
+        const int g = blockIdx.x * (HPB * D / 256) + warp;
+        if (warp < HPB * D / 256) quantize_q8k_group(out, g, lane, qa, nullptr);
+    } else {
+        for (int w = warp; w < HPB * D / 32; w += 4 * HPB)
+            quantize_q8b_group(out, blockIdx.x * (HPB * D / 32) + w, lane, q8_kind == int(Q8Kind::B1), qa, nullptr);
     }
 }
 
@@ -1093,6 +1110,13 @@ CUtensorMap cache_map(const __half *base, int D, int n_ctx, int n_kv, int tk) {
     return m;
 }
 
+template <int D, int HPB>
+void launch_wide_merge(const DecodeAttn &d, int32_t *ctr, int n_ctr, uint64_t *mp, int q8_kind, cudaStream_t stream) {
+    launch_pdl(attn_merge_wide_kernel<D, HPB>, dim3(unsigned(d.n_head / HPB)), dim3(128 * HPB), 0, stream,
+               static_cast<const float *>(d.part_acc), static_cast<const float *>(d.part_ml), d.n_splits, d.n_head,
+               d.out, ctr, n_ctr, mp, d.q8, q8_kind);
+}
+
 }  // namespace
 
 bool decode_mma_supported() {
@@ -1117,7 +1141,7 @@ int decode_attention_mma_splits(int n_head, int n_head_kv, int head_dim, int64_t
     return int(std::min<int64_t>(want, std::max<int64_t>(1, (max_len + per_split - 1) / per_split)));
 }
 
-void attention_decode_mma_dev(const DecodeAttn &d, int lo, int len, float scale, cudaStream_t stream) {
+bool attention_decode_mma_dev(const DecodeAttn &d, int lo, int len, float scale, cudaStream_t stream) {
     const int group = d.n_head / d.n_head_kv;
     DecArgs a{};
     a.q = d.q;
@@ -1157,23 +1181,27 @@ void attention_decode_mma_dev(const DecodeAttn &d, int lo, int len, float scale,
         case 256: launch<256>(a, d.n_splits, var, maps, stream); break;
         default: fail(TACTIC_ERR_UNSUPPORTED, "CUDA attention: head_dim must be 64, 128 or 256");
     }
-    if (fused) return;
+    if (fused) return false;
     if (var.merge == kMergeWide) {
-        const float *pacc = d.part_acc, *pml = d.part_ml;
-        const dim3 grid(unsigned(d.n_head)), block(128);
-        int32_t *ctr = a.ctr;
         // (the merge blocks' stamps follow the split blocks')
         uint64_t *mp = d.probe ? d.probe + int64_t(d.n_splits) * n_ctr * kProbe : nullptr;
-        switch (d.head_dim) {
-            case 64: launch_pdl(attn_merge_wide_kernel<64>, grid, block, 0, stream, pacc, pml, d.n_splits, d.n_head, d.out, ctr, n_ctr, mp); break;
-            case 128: launch_pdl(attn_merge_wide_kernel<128>, grid, block, 0, stream, pacc, pml, d.n_splits, d.n_head, d.out, ctr, n_ctr, mp); break;
-            default: launch_pdl(attn_merge_wide_kernel<256>, grid, block, 0, stream, pacc, pml, d.n_splits, d.n_head, d.out, ctr, n_ctr, mp); break;
+        // d.q8_kind: the merge quantizes out too, HPB heads a block holding whole groups
+        const int D = d.head_dim, hpb = d.q8_kind == int(Q8Kind::K) ? std::max(1, 256 / D) : 1;
+        const int q8 = d.q8_kind >= 0 && d.n_head % hpb == 0 && hpb * D % (d.q8_kind == int(Q8Kind::K) ? 256 : 32) == 0
+                           ? d.q8_kind : -1;
+        switch (D * 8 + (q8 >= 0 ? hpb : 1)) {
+            case 64 * 8 + 1: launch_wide_merge<64, 1>(d, a.ctr, n_ctr, mp, q8, stream); break;
+            case 64 * 8 + 4: launch_wide_merge<64, 4>(d, a.ctr, n_ctr, mp, q8, stream); break;
+            case 128 * 8 + 1: launch_wide_merge<128, 1>(d, a.ctr, n_ctr, mp, q8, stream); break;
+            case 128 * 8 + 2: launch_wide_merge<128, 2>(d, a.ctr, n_ctr, mp, q8, stream); break;
+            default: launch_wide_merge<256, 1>(d, a.ctr, n_ctr, mp, q8, stream); break;
         }
-        return;
+        return q8 >= 0;
     }
     launch_pdl(attn_merge_mma_kernel, dim3(unsigned(d.n_head)), dim3(kMergeWarps * 32), 0, stream,
                static_cast<const float *>(d.part_acc), static_cast<const float *>(d.part_ml), d.n_splits, d.n_head,
                d.head_dim, d.out);
+    return false;
 }
 
 }  // namespace cuda

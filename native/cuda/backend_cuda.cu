@@ -153,6 +153,7 @@ public:
         norm_.on = false;  // and may leave fused ops held
         mat_.n = 0;
         add_.on = false;
+        attn_.on = false;
         qk_norm_ = QkNorm{};
         n_ = n;
         pos0_ = pos0;
@@ -224,6 +225,7 @@ public:
     }
 
     void rms_norm(Buf src, const Tensor &w, Buf dst, int width, int rows) override {
+        if (attn_.on) flush_attention(nullptr, nullptr);  // (wo's matmul takes it in forward.cpp's order)
         if (norm_fuse_on() && src == dst && (src == Buf::Q || src == Buf::K) && width == hp_.head_dim &&
             rows == n_ * (src == Buf::Q ? hp_.n_head : hp_.n_head_kv) && width <= 256) {
             flush_add();  // QK-norm: held for rope_store_kv, which norms each head as it rotates it
@@ -248,6 +250,7 @@ public:
 
     void matmul(const Tensor &W, Buf src, int ldx, Buf dst, int ldy) override {
         TACTIC_CHECK(ldx == W.ne0 && ldy == W.ne1, TACTIC_ERR_INTERNAL, "CUDA matmul: strided rows");
+        if (attn_.on) flush_attention(&W, buf(src));
         Q8Kind kind;
         if (!fuse_on() || !matvec_q8_kind(W.type, W.ne0, kind)) {
             flush();
@@ -361,6 +364,10 @@ public:
             a.part_ml = part_ml_;
             a.out = att_;
             a.done = attn_done_;
+            if (fuse_on()) {  // held: the wo matmul that follows may have its merge quantize att_
+                attn_ = PendingAttn{true, a};
+                return;
+            }
             attention_decode_dev(a, stream_);
             return;
         }
@@ -380,6 +387,7 @@ public:
     }
 
     void add(Buf dst, Buf src, int width) override {
+        if (attn_.on) flush_attention(nullptr, nullptr);  // (wo's matmul takes it in forward.cpp's order)
         writes_++;
         if (norm_fuse_on() && norm_.on && norm_.x == buf(src) && norm_.y == buf(src) && norm_.width == width &&
             mat_.n == 0 && !add_.on) {
@@ -401,6 +409,7 @@ public:
     }
 
     void gated_activation(Activation act) override {
+        if (attn_.on) flush_attention(nullptr, nullptr);  // (wo's matmul takes it in forward.cpp's order)
         writes_++;
         if (mat_.n == 2) {  // gate and up held: act(gate) * up in their matvec (up_ is then not written)
             const Tensor &W = *mat_.W[0];
@@ -547,7 +556,25 @@ private:
         rms_norm_dev(add_.t, add_.w, 1, add_.width, hp_.rms_eps, add_.t, stream_);
         add_dev(add_.x, add_.t, add_.width, stream_);
     }
+    // The held decode attention, its merge quantizing att_ for W (which reads x) where it can:
+    // then ensure_q8 finds it done.
+    void flush_attention(const Tensor *W, const float *x) {
+        attn_.on = false;
+        DecodeAttn a = attn_.a;
+        Q8Kind kind;
+        const bool want = options().merge_q8 && W && x == a.out && matvec_q8_kind(W->type, W->ne0, kind);
+        if (want) {
+            a.q8 = xq_;
+            a.q8_kind = int(kind);
+        }
+        if (attention_decode_dev(a, stream_) && want) {
+            q8_src_ = a.out;
+            q8_version_ = writes_;
+            q8_kind_ = kind;
+        }
+    }
     void flush_except_add() {
+        if (attn_.on) flush_attention(nullptr, nullptr);  // (the oldest held op: nothing is held past it)
         if (qk_norm_.q || qk_norm_.k) {  // alone when held (held after a flush, taken by rope_store_kv)
             const int D = hp_.head_dim;
             if (qk_norm_.q) rms_norm_dev(q_, qk_norm_.q, int64_t(n_) * hp_.n_head, D, hp_.rms_eps, q_, stream_);
@@ -751,6 +778,10 @@ private:
     __half *x16_ = nullptr, *w16_ = nullptr;
     size_t w16_cap_ = 0;
     Q8Act xq_;  // decode activations quantized to 8 bits (matvec_q8)
+    struct PendingAttn {
+        bool on = false;
+        DecodeAttn a;
+    } attn_;  // decode attention held for the next matmul (flush_attention)
     PendingNorm norm_;
     PendingMat mat_;
     PendingAdd add_;

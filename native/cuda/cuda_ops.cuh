@@ -92,9 +92,11 @@ struct DecodeAttn {
     int32_t *done = nullptr;  // attn_kernel 2, 4, 29-31: n_head zeroed counters (left zero)
     uint64_t *probe = nullptr;  // bench only: per-block timer stamps (attention_decode_mma.cu, kProbe)
     int64_t max_len = 0;        // with d_pos: the longest range this launch (or graph) serves (attn_kernel 32)
+    Q8Act q8{};                 // with q8_kind >= 0 (a Q8Kind): out also quantized here for the next matvec,
+    int q8_kind = -1;           //   where the merge can (the functions below return whether it did)
 };
 int decode_attention_splits(int n_head, int n_head_kv, int head_dim, int64_t max_len);
-void attention_decode_dev(const DecodeAttn &a, cudaStream_t stream);
+bool attention_decode_dev(const DecodeAttn &a, cudaStream_t stream);
 // The tensor-core split kernel (attention_decode_mma.cu, sm_80+): options().attn_kernel
 // 1-11, 19, 20, 29-31 (2 and 4: the splits merged by each head's last block, where a.done is
 // given; 29-31 claim 128-key tiles from a.done's counters).
@@ -102,7 +104,7 @@ void attention_decode_dev(const DecodeAttn &a, cudaStream_t stream);
 bool decode_mma_supported();
 bool use_decode_mma();
 int decode_attention_mma_splits(int n_head, int n_head_kv, int head_dim, int64_t max_len);
-void attention_decode_mma_dev(const DecodeAttn &a, int lo, int len, float scale, cudaStream_t stream);
+bool attention_decode_mma_dev(const DecodeAttn &a, int lo, int len, float scale, cudaStream_t stream);
 
 // Prefill attention of n_tokens queries at positions pos0.. over the cache (causal,
 // windowed when window > 0), q [n][H][D] pre-scaled, out [n][H][D].

@@ -157,6 +157,9 @@ bool set_option(const std::string &name, int64_t value) {
     } else if (name == "pdl") {
         TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "pdl must be 0 or 1");
         o.pdl = int(value);
+    } else if (name == "merge_q8") {
+        TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "merge_q8 must be 0 or 1");
+        o.merge_q8 = int(value);
     } else if (name == "norm_fuse") {
         TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "norm_fuse must be 0 or 1");
         o.norm_fuse = int(value);
