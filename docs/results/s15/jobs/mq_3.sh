@@ -34,3 +34,4 @@ timeout 60 python3 scripts/gpu_decode_breakdown.py --model /root/models/g270.ggu
   --config on: --config off:merge_q8=0 --config on2: --config off2:merge_q8=0 --out "$OUT/e2eg_4096.json" > "$OUT/e2eg_4096.log" 2>&1
 say "gemma shape 4K rc $?"; grep "==" "$OUT/e2eg_4096.log"
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$OUT/gpu.txt"
+cd "$OUT" && tar czf /tmp/r.tgz . && rm -rf "$OUT"/* && mv /tmp/r.tgz "$OUT/"
