@@ -117,13 +117,15 @@ def main():
     ap.add_argument("--model", required=True)
     ap.add_argument("--config", action="append", type=parse_config, default=[],
                     help="NAME:opt=v,opt=v (CUDA options; unnamed ones at their defaults)")
-    ap.add_argument("--depth", type=int, default=16)
+    ap.add_argument("--depth", type=int, default=16, help="tokens prefilled before the timed steps (at least 1: the BOS)")
     ap.add_argument("--steps", type=int, default=32)
     ap.add_argument("--tactic-fraction", type=float, default=0.0,
                     help="> 0: attention=tactic with this forced fraction (0: full attention)")
     ap.add_argument("--no-profile", action="store_true")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
+    if a.depth < 1:
+        ap.error("--depth must be at least 1 (the prefill holds the BOS token)")
     configs = a.config or [("old", {"matvec_q8_kernel": 3, "decode_fuse": 0}), ("new", {})]
     profile = None
     if not a.no_profile:
