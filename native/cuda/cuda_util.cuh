@@ -98,7 +98,8 @@ struct Options {
     int pdl = 1;            // 1: kernels following pdl.cuh's protocol launch with programmatic dependent launch
                             // (compute capability 9.0+; measured faster on the H200: docs/PERFORMANCE.md)
     int merge_q8 = 1;       // 1 (with decode_fuse): decode attention's wide merge also quantizes its output
-                            // for the wo matvec (one kernel fewer a layer; the same bytes)
+                            // for the wo matvec (one kernel fewer a layer; the same bytes; H200: decode
+                            // +1.2% at depth 16, +1% at 32K on the 8B shape; docs/results/gpu_session15.md)
     int norm_fuse = 1;      // 1 (with decode_fuse): QK-norm inside RoPE + KV store; a post-norm, its residual
                             // add and the next pre-norm + quantization in one kernel (Gemma)
     int tactic_mma = 1;     // 1: Tactic's streaming attention on tensor cores (head_dim <= 128); 0: FMA
