@@ -69,6 +69,21 @@ __device__ __forceinline__ void kv_barrier(int32_t *ctr, int target) {
     __syncthreads();
 }
 
+// The scoring blocks' partials of one head merged across a warp: each lane's (m: max score,
+// z: sum |c| exp(scale (s - m)), mn: min score) into the warp's, in one order for every cut
+// that reads them (selection 4's cut3_cut and the fused step's), so both find the same keys.
+__device__ __forceinline__ void warp_merge_partials(float &m, float &z, float &mn, float scale) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const float mb = __shfl_xor_sync(0xffffffffu, m, o), zb = __shfl_xor_sync(0xffffffffu, z, o);
+        mn = fminf(mn, __shfl_xor_sync(0xffffffffu, mn, o));
+        const float mm = fmaxf(m, mb);
+        if (mm != -INFINITY)
+            z = (m == -INFINITY ? 0.f : z * expf(scale * (m - mm))) + (mb == -INFINITY ? 0.f : zb * expf(scale * (mb - mm)));
+        m = mm;
+    }
+}
+
 // The digit of a radix level: the bins (global histogram gh of NB weights) walked from
 // the highest, the one where the running weight (from `above`) reaches need; above
 // becomes the weight of the bins higher than it. The bins are found from the first thread
@@ -343,15 +358,7 @@ __device__ Cut3Out cut3_cut(const TacticLayerDev &L, const int32_t *__restrict__
                     m = mm;
                 }
             }
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) {
-                const float mb = __shfl_xor_sync(0xffffffffu, m, o), zb = __shfl_xor_sync(0xffffffffu, z, o);
-                mn = fminf(mn, __shfl_xor_sync(0xffffffffu, mn, o));
-                const float mm = fmaxf(m, mb);
-                if (mm != -INFINITY)
-                    z = (m == -INFINITY ? 0.f : z * expf(scale * (m - mm))) + (mb == -INFINITY ? 0.f : zb * expf(scale * (mb - mm)));
-                m = mm;
-            }
+            warp_merge_partials(m, z, mn, scale);
             if (lane == 0) {
                 s_max[warp] = m;
                 s_tot[warp] = z;

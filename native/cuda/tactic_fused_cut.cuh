@@ -111,15 +111,7 @@ __device__ void fused_cut(const TacticLayerDev &L, const int32_t *__restrict__ d
                 }
             }
             trace_mark(tb, 16);  // (warp 0's partials in)
-#pragma unroll
-            for (int o = 16; o > 0; o >>= 1) {
-                const float mb = __shfl_xor_sync(0xffffffffu, m, o), zb = __shfl_xor_sync(0xffffffffu, z, o);
-                mn = fminf(mn, __shfl_xor_sync(0xffffffffu, mn, o));
-                const float mm = fmaxf(m, mb);
-                if (mm != -INFINITY)
-                    z = (m == -INFINITY ? 0.f : z * expf(scale * (m - mm))) + (mb == -INFINITY ? 0.f : zb * expf(scale * (mb - mm)));
-                m = mm;
-            }
+            warp_merge_partials(m, z, mn, scale);
             if (lane == 0) {
                 s_max[warp] = m;
                 s_lse[warp] = scale * m + logf(z);  // log sum |c| exp(scale s)
