@@ -19,7 +19,8 @@
 # With .bench/llama.cpp.tar.xz carried in call 1 (../shared/bench's source), call 1 also
 # builds llama-bench for sm_90 in the background, and calls 2, 4 and 5 run it on the same
 # files at the same depths (gpu_e2e.py --llama-bench): the side-by-side rows of issue 10.
-#   6: (a short sitting, instead of 2, 3 and 5's llama-bench) the side-by-side rows in one call;
+#   6: (a short sitting, instead of 2, 3 and 5's llama-bench) the side-by-side rows in one call
+#      (COPTS: gpu_e2e.py options for every pytactic run, e.g. --cuda-option NAME=VALUE);
 #   7: the kernel tables (a short sitting): matvec per type and full decode attention vs SDPA
 #      (scripts/gpu_bench.py; MVOPTS, ATTOPTS), Tactic's per-layer step at 32K-128K
 #      (scripts/gpu_tactic_bench.py; TCTX, TBF, TBOPTS);
@@ -155,7 +156,7 @@ PY
   # / 128K and a 32K prompt from empty; Tactic at 32K and 128K), llama-bench after (its build,
   # started in call 1, has had the time), then llama.cpp's figures merged into both row sets.
   while pgrep -f make_random_gguf >/dev/null && [ $(( $(date +%s) - t0 )) -lt 200 ]; do sleep 2; done
-  E="python3 scripts/gpu_e2e.py --model $L8 --name llama-8B-random-Q4_K_M-pytactic-quantizer --reps 1"
+  E="python3 scripts/gpu_e2e.py --model $L8 --name llama-8B-random-Q4_K_M-pytactic-quantizer --reps 1 ${COPTS:-}"
   timeout 150 $E --device cuda --depths ${DEPTHS:-0,4096,32768,131072} --prompt-from-empty ${FE:-32768} --out "$OUT/e2e_8b_full.json" \
     2>&1 | tee "$OUT/e2e_8b_full.log" | tail -8
   say "8B full done"
