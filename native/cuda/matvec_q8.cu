@@ -126,31 +126,10 @@ __device__ __forceinline__ int4 ldx(const int8_t *p) { return *reinterpret_cast<
 // Q5_K: hv = qh bytes 16h .. 16h+15. xl, xh: the activations of those elements; bs0, bs2:
 // the bsums of their 16-runs; dx: the activation block's d. v4 and v5 both call this, so
 // their block sums are the same bits.
-// Q4_K / Q5_K block scales for sub-blocks 2j and 2j+1 (both halves h of part 2j+h use them).
-struct Q45Scales {
-    float sc_a, sc_h, m_a, m_h, d, dmin;
-};
-__device__ __forceinline__ Q45Scales q45k_scales(uint4 hdr, int j) {
-    // the 6-bit scales / mins of sub-blocks 2j, 2j+1 (bytes 2j%4, 2j%4+1 of these words)
-    const uint32_t scw = j < 2 ? hdr.y & 0x3f3f3f3fu : (hdr.w & 0x0f0f0f0fu) | (((hdr.y >> 6) & 0x03030303u) << 4);
-    const uint32_t mnw = j < 2 ? hdr.z & 0x3f3f3f3fu
-                               : ((hdr.w >> 4) & 0x0f0f0f0fu) | (((hdr.z >> 6) & 0x03030303u) << 4);
-    const int sh = 16 * (j & 1);
-    Q45Scales s;
-    s.sc_a = float((scw >> sh) & 255u), s.sc_h = float((scw >> (sh + 8)) & 255u);
-    s.m_a = float((mnw >> sh) & 255u), s.m_h = float((mnw >> (sh + 8)) & 255u);
-    s.d = h2f(hdr.x & 0xffffu), s.dmin = h2f(hdr.x >> 16);
-    return s;
-}
-
-// Q4_K / Q5_K, part c = 2j + h (8 a block) of a block: qv = qs bytes 16c .. 16c+15 =
-// elements 64j + 16h + t (low nibbles, sub-block 2j) and 64j + 32 + 16h + t (high nibbles,
-// sub-block 2j+1); Q5_K: hv = qh bytes 16h .. 16h+15. xl, xh: the activations of those
-// elements; bs0, bs2: the bsums of their 16-runs; dx: the activation block's d. v4, v5 and
-// v5h all call this, so their block sums are the same bits.
 template <bool five>
-__device__ __forceinline__ float q45k_half_dot(const Q45Scales &s, uint4 qv, uint4 hv, int j, int4 xl, int4 xh,
+__device__ __forceinline__ float q45k_part_dot(uint4 hdr, uint4 qv, uint4 hv, int part, int4 xl, int4 xh,
                                                float bs0, float bs2, float dx) {
+    const int j = part >> 1;
     uint32_t lo[4] = {qv.x, qv.y, qv.z, qv.w}, hi[4];
     const uint32_t qh[4] = {hv.x, hv.y, hv.z, hv.w};
 #pragma unroll
@@ -163,17 +142,17 @@ __device__ __forceinline__ float q45k_half_dot(const Q45Scales &s, uint4 qv, uin
         }
     }
     const int dot_a = dp4a4(lo, xl, 0), dot_h = dp4a4(hi, xh, 0);
+    // the 6-bit scales / mins of sub-blocks 2j, 2j+1 (bytes 2j%4, 2j%4+1 of these words)
+    const uint32_t scw = j < 2 ? hdr.y & 0x3f3f3f3fu : (hdr.w & 0x0f0f0f0fu) | (((hdr.y >> 6) & 0x03030303u) << 4);
+    const uint32_t mnw = j < 2 ? hdr.z & 0x3f3f3f3fu
+                               : ((hdr.w >> 4) & 0x0f0f0f0fu) | (((hdr.z >> 6) & 0x03030303u) << 4);
+    const int sh = 16 * (j & 1);
+    const float sc_a = float((scw >> sh) & 255u), sc_h = float((scw >> (sh + 8)) & 255u);
+    const float m_a = float((mnw >> sh) & 255u), m_h = float((mnw >> (sh + 8)) & 255u);
     // Integers up to 63 * 30720 and 63 * 4096: exact in f32.
-    const float isum = s.sc_a * float(dot_a) + s.sc_h * float(dot_h);
-    const float imin = s.m_a * bs0 + s.m_h * bs2;
-    return dx * (s.d * isum - s.dmin * imin);
-}
-// The same from the block's header words hdr (bytes 0..15: d, dmin, the 12 scale bytes).
-template <bool five>
-__device__ __forceinline__ float q45k_part_dot(uint4 hdr, uint4 qv, uint4 hv, int part, int4 xl, int4 xh,
-                                               float bs0, float bs2, float dx) {
-    const int j = part >> 1;
-    return q45k_half_dot<five>(q45k_scales(hdr, j), qv, hv, j, xl, xh, bs0, bs2, dx);
+    const float isum = sc_a * float(dot_a) + sc_h * float(dot_h);
+    const float imin = m_a * bs0 + m_h * bs2;
+    return dx * (h2f(hdr.x & 0xffffu) * isum - h2f(hdr.x >> 16) * imin);
 }
 
 // The activations lane `part` of block gb multiplies, loaded once for every row that
@@ -571,10 +550,13 @@ __device__ __forceinline__ void v5_rows(const MvArgs &m, int64_t gw, const uint8
     }
 }
 
-// The warp's row sums (valid in lane 0) through the epilogue (v4's, the same operations).
+// The warp's sums through the epilogue (v4's, the same operations).
 template <int R>
-__device__ __forceinline__ void v5_store_sums(const MvArgs &m, int64_t gw, const uint8_t *const (&wr)[R],
-                                              const int64_t (&orow)[R], const float (&sum)[R]) {
+__device__ __forceinline__ void v5_store(const MvArgs &m, int64_t gw, const uint8_t *const (&wr)[R],
+                                         const int64_t (&orow)[R], const float (&acc)[R]) {
+    float sum[R];
+#pragma unroll
+    for (int k = 0; k < R; k++) sum[k] = warp_sum(acc[k]);
     if (threadIdx.x % 32 != 0) return;
     if constexpr (R == 2) {
         if (m.nm == 2) {
@@ -592,14 +574,6 @@ __device__ __forceinline__ void v5_store_sums(const MvArgs &m, int64_t gw, const
         else if (row - m.n_rows < m.n2) m.y2[row - m.n_rows] = y;
         else m.y3[row - m.n_rows - m.n2] = y;
     }
-}
-template <int R>
-__device__ __forceinline__ void v5_store(const MvArgs &m, int64_t gw, const uint8_t *const (&wr)[R],
-                                         const int64_t (&orow)[R], const float (&acc)[R]) {
-    float sum[R];
-#pragma unroll
-    for (int k = 0; k < R; k++) sum[k] = warp_sum(acc[k]);
-    v5_store_sums<R>(m, gw, wr, orow, sum);
 }
 
 // Where v5's first chunk of weights is loaded (option matvec_wait). The weights are static,
@@ -676,78 +650,6 @@ __global__ void __launch_bounds__(WPB * 32) matvec_q8_v5_kernel(MvArgs m, Q8Act 
         }
     }
     v5_store<R>(m, gw, wr, orow, acc);
-}
-
-// v5h (option matvec_halves 1; Q4_K / Q5_K): v5's two rows a warp with the lanes split by
-// row instead of by half. Lane = 8 bsub + 2 j + k takes row k and both halves h = 0, 1 of
-// v5's part 2j + h of the same blocks: one header load and one scale unpack serve both
-// halves (v5: one per half and row), the qs (and Q5_K's qh) of both halves are one 32-byte
-// run, and the activations and bsums of both halves are 64 bytes and one float4 (a.s is
-// 16-byte aligned: cudaMalloc'd). The halves keep their own sums, which the warp adds over
-// v5's tree (lanes xor 16, 8, 4, 2) before adding the two halves as v5's last step does:
-// v5's bits.
-template <int T, int WPB, bool EARLY>
-__global__ void __launch_bounds__(WPB * 32) matvec_q8_v5h_kernel(MvArgs m, Q8Act a) {
-    constexpr bool five = T == TACTIC_TYPE_Q5_K;
-    constexpr int TS = QTraits<T>::TS, NU = five ? 5 : 3, C = V5<T>::C(2);
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int k = lane & 1, j = (lane >> 1) & 3, bsub = lane >> 3;
-    const int nb = m.nb, n_steps = (nb + 3) / 4;
-    const int64_t gw = int64_t(blockIdx.x) * WPB + warp;
-    const uint8_t *wr[2];
-    int64_t orow[2];
-    v5_rows<2>(m, gw, wr, orow);
-    const uint8_t *row = wr[k];
-    uint4 w[C][NU];
-    // words: the header; qs of halves 0, 1 (bytes 16 (2j + h) of qs); Q5_K: qh of halves 0, 1
-    auto word_off = [&](int u) {
-        return u == 0 ? 0 : u <= 2 ? (five ? 48 : 16) + 32 * j + 16 * (u - 1) : 16 + 16 * (u - 3);
-    };
-    auto load = [&](int s0, bool coherent) {
-#pragma unroll
-        for (int c = 0; c < C; c++) {
-            const int b = 4 * (s0 + c) + bsub;
-#pragma unroll
-            for (int u = 0; u < NU; u++) {
-                if (row && b < nb) {
-                    const uint8_t *p = row + int64_t(b) * TS + word_off(u);
-                    w[c][u] = coherent ? ld_weights_coherent(p) : ld_stream(p);
-                } else {
-                    w[c][u] = make_uint4(0, 0, 0, 0);
-                }
-            }
-        }
-    };
-    load(0, EARLY);
-    pdl_wait();  // x and res were written by earlier kernels
-    pdl_trigger();
-    float acc0 = 0.f, acc1 = 0.f;  // halves 0 and 1
-    for (int s0 = 0; s0 < n_steps; s0 += C) {
-        if (s0) load(s0, false);
-#pragma unroll
-        for (int c = 0; c < C; c++) {
-            const int b = 4 * (s0 + c) + bsub;
-            if (b < nb) {
-                const int8_t *xb = a.q + int64_t(b) * 256 + 64 * j;
-                const int4 x0 = ldx(xb), x1 = ldx(xb + 16), x2 = ldx(xb + 32), x3 = ldx(xb + 48);
-                const float4 bs = *reinterpret_cast<const float4 *>(a.s + int64_t(b) * 16 + 4 * j);
-                const float dx = a.d[b];
-                if (row) {
-                    const Q45Scales sc = q45k_scales(w[c][0], j);
-                    acc0 += q45k_half_dot<five>(sc, w[c][1], w[c][NU == 5 ? 3 : 0], j, x0, x2, bs.x, bs.z, dx);
-                    acc1 += q45k_half_dot<five>(sc, w[c][2], w[c][NU == 5 ? 4 : 0], j, x1, x3, bs.y, bs.w, dx);
-                }
-            }
-        }
-    }
-#pragma unroll
-    for (int o = 16; o > 1; o >>= 1) {
-        acc0 += __shfl_xor_sync(0xffffffffu, acc0, o);
-        acc1 += __shfl_xor_sync(0xffffffffu, acc1, o);
-    }
-    const float mine = acc0 + acc1, other = __shfl_xor_sync(0xffffffffu, mine, 1);
-    const float sum[2] = {mine, other};  // lane 0's row 0 and row 1
-    v5_store_sums<2>(m, gw, wr, orow, sum);
 }
 
 // v5s: NB blocks a tile (one block part a lane: the lane -> block map of v4, so the same
@@ -829,13 +731,6 @@ template <int T, int R, int WPB, bool SMEM>
 void launch_v5_shape(const MvArgs &m, int64_t warps, const Q8Act &a, cudaStream_t stream) {
     const dim3 grid(unsigned((warps + WPB - 1) / WPB)), block(WPB * 32);
     if constexpr (V5<T>::regs && !SMEM) {
-        if constexpr (R == 2) {
-            if (options().matvec_halves) {
-                if (options().matvec_wait) launch_pdl(matvec_q8_v5h_kernel<T, WPB, true>, grid, block, 0, stream, m, a);
-                else launch_pdl(matvec_q8_v5h_kernel<T, WPB, false>, grid, block, 0, stream, m, a);
-                return;
-            }
-        }
         if (options().matvec_wait) launch_pdl(matvec_q8_v5_kernel<T, R, WPB, true>, grid, block, 0, stream, m, a);
         else launch_pdl(matvec_q8_v5_kernel<T, R, WPB, false>, grid, block, 0, stream, m, a);
     } else {
