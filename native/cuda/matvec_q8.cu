@@ -126,31 +126,10 @@ __device__ __forceinline__ int4 ldx(const int8_t *p) { return *reinterpret_cast<
 // Q5_K: hv = qh bytes 16h .. 16h+15. xl, xh: the activations of those elements; bs0, bs2:
 // the bsums of their 16-runs; dx: the activation block's d. v4 and v5 both call this, so
 // their block sums are the same bits.
-// Q4_K / Q5_K block scales for sub-blocks 2j and 2j+1 (both halves h of part 2j+h use them).
-struct Q45Scales {
-    float sc_a, sc_h, m_a, m_h, d, dmin;
-};
-__device__ __forceinline__ Q45Scales q45k_scales(uint4 hdr, int j) {
-    // the 6-bit scales / mins of sub-blocks 2j, 2j+1 (bytes 2j%4, 2j%4+1 of these words)
-    const uint32_t scw = j < 2 ? hdr.y & 0x3f3f3f3fu : (hdr.w & 0x0f0f0f0fu) | (((hdr.y >> 6) & 0x03030303u) << 4);
-    const uint32_t mnw = j < 2 ? hdr.z & 0x3f3f3f3fu
-                               : ((hdr.w >> 4) & 0x0f0f0f0fu) | (((hdr.z >> 6) & 0x03030303u) << 4);
-    const int sh = 16 * (j & 1);
-    Q45Scales s;
-    s.sc_a = float((scw >> sh) & 255u), s.sc_h = float((scw >> (sh + 8)) & 255u);
-    s.m_a = float((mnw >> sh) & 255u), s.m_h = float((mnw >> (sh + 8)) & 255u);
-    s.d = h2f(hdr.x & 0xffffu), s.dmin = h2f(hdr.x >> 16);
-    return s;
-}
-
-// Q4_K / Q5_K, part c = 2j + h (8 a block) of a block: qv = qs bytes 16c .. 16c+15 =
-// elements 64j + 16h + t (low nibbles, sub-block 2j) and 64j + 32 + 16h + t (high nibbles,
-// sub-block 2j+1); Q5_K: hv = qh bytes 16h .. 16h+15. xl, xh: the activations of those
-// elements; bs0, bs2: the bsums of their 16-runs; dx: the activation block's d. v4, v5 and
-// v5h all call this, so their block sums are the same bits.
 template <bool five>
-__device__ __forceinline__ float q45k_half_dot(const Q45Scales &s, uint4 qv, uint4 hv, int j, int4 xl, int4 xh,
+__device__ __forceinline__ float q45k_part_dot(uint4 hdr, uint4 qv, uint4 hv, int part, int4 xl, int4 xh,
                                                float bs0, float bs2, float dx) {
+    const int j = part >> 1;
     uint32_t lo[4] = {qv.x, qv.y, qv.z, qv.w}, hi[4];
     const uint32_t qh[4] = {hv.x, hv.y, hv.z, hv.w};
 #pragma unroll
@@ -163,17 +142,17 @@ __device__ __forceinline__ float q45k_half_dot(const Q45Scales &s, uint4 qv, uin
         }
     }
     const int dot_a = dp4a4(lo, xl, 0), dot_h = dp4a4(hi, xh, 0);
+    // the 6-bit scales / mins of sub-blocks 2j, 2j+1 (bytes 2j%4, 2j%4+1 of these words)
+    const uint32_t scw = j < 2 ? hdr.y & 0x3f3f3f3fu : (hdr.w & 0x0f0f0f0fu) | (((hdr.y >> 6) & 0x03030303u) << 4);
+    const uint32_t mnw = j < 2 ? hdr.z & 0x3f3f3f3fu
+                               : ((hdr.w >> 4) & 0x0f0f0f0fu) | (((hdr.z >> 6) & 0x03030303u) << 4);
+    const int sh = 16 * (j & 1);
+    const float sc_a = float((scw >> sh) & 255u), sc_h = float((scw >> (sh + 8)) & 255u);
+    const float m_a = float((mnw >> sh) & 255u), m_h = float((mnw >> (sh + 8)) & 255u);
     // Integers up to 63 * 30720 and 63 * 4096: exact in f32.
-    const float isum = s.sc_a * float(dot_a) + s.sc_h * float(dot_h);
-    const float imin = s.m_a * bs0 + s.m_h * bs2;
-    return dx * (s.d * isum - s.dmin * imin);
-}
-// The same from the block's header words hdr (bytes 0..15: d, dmin, the 12 scale bytes).
-template <bool five>
-__device__ __forceinline__ float q45k_part_dot(uint4 hdr, uint4 qv, uint4 hv, int part, int4 xl, int4 xh,
-                                               float bs0, float bs2, float dx) {
-    const int j = part >> 1;
-    return q45k_half_dot<five>(q45k_scales(hdr, j), qv, hv, j, xl, xh, bs0, bs2, dx);
+    const float isum = sc_a * float(dot_a) + sc_h * float(dot_h);
+    const float imin = m_a * bs0 + m_h * bs2;
+    return dx * (h2f(hdr.x & 0xffffu) * isum - h2f(hdr.x >> 16) * imin);
 }
 
 // The activations lane `part` of block gb multiplies, loaded once for every row that
@@ -571,10 +550,13 @@ __device__ __forceinline__ void v5_rows(const MvArgs &m, int64_t gw, const uint8
     }
 }
 
-// The warp's row sums (valid in lane 0) through the epilogue (v4's, the same operations).
+// The warp's sums through the epilogue (v4's, the same operations).
 template <int R>
-__device__ __forceinline__ void v5_store_sums(const MvArgs &m, int64_t gw, const uint8_t *const (&wr)[R],
-                                              const int64_t (&orow)[R], const float (&sum)[R]) {
+__device__ __forceinline__ void v5_store(const MvArgs &m, int64_t gw, const uint8_t *const (&wr)[R],
+                                         const int64_t (&orow)[R], const float (&acc)[R]) {
+    float sum[R];
+#pragma unroll
+    for (int k = 0; k < R; k++) sum[k] = warp_sum(acc[k]);
     if (threadIdx.x % 32 != 0) return;
     if constexpr (R == 2) {
         if (m.nm == 2) {
@@ -592,14 +574,6 @@ __device__ __forceinline__ void v5_store_sums(const MvArgs &m, int64_t gw, const
         else if (row - m.n_rows < m.n2) m.y2[row - m.n_rows] = y;
         else m.y3[row - m.n_rows - m.n2] = y;
     }
-}
-template <int R>
-__device__ __forceinline__ void v5_store(const MvArgs &m, int64_t gw, const uint8_t *const (&wr)[R],
-                                         const int64_t (&orow)[R], const float (&acc)[R]) {
-    float sum[R];
-#pragma unroll
-    for (int k = 0; k < R; k++) sum[k] = warp_sum(acc[k]);
-    v5_store_sums<R>(m, gw, wr, orow, sum);
 }
 
 // Where v5's first chunk of weights is loaded (option matvec_wait). The weights are static,
@@ -676,93 +650,6 @@ __global__ void __launch_bounds__(WPB * 32) matvec_q8_v5_kernel(MvArgs m, Q8Act 
         }
     }
     v5_store<R>(m, gw, wr, orow, acc);
-}
-
-// v5h (option matvec_halves 1; Q4_K / Q5_K): v5's two rows a warp with the lanes split by
-// row instead of by half. Lane = 8 bsub + 2 j + k takes row k and both halves h = 0, 1 of
-// v5's part 2j + h of the same blocks: one header load and one scale unpack serve both
-// halves (v5: one per half and row). Every load instruction still reads whole 32-byte
-// sectors (a first version in which lane k read its own row's 32 qs bytes read each sector
-// twice and was 25% slower, docs/results/s16): lanes 2i and 2i+1 read the two halves of one
-// row's run, row 0 in one instruction and row 1 in the next, and each lane swaps the half of
-// the other row for the other half of its own (one shuffle a word). A lane sums its own half
-// k and the other half apart; the warp adds each over v5's tree (lanes xor 16, 8, 4, 2) and
-// then the two, as v5's last step adds the halves: v5's bits.
-// MINW: resident warps an SM the registers must allow (16 as v5; option matvec_halves 2: 20 for
-// Q4_K, with spills)
-template <int T, int WPB, bool EARLY, int MINW>
-__global__ void __launch_bounds__(WPB * 32, MINW / WPB) matvec_q8_v5h_kernel(MvArgs m, Q8Act a) {
-    constexpr bool five = T == TACTIC_TYPE_Q5_K;
-    constexpr int TS = QTraits<T>::TS, NU = five ? 5 : 3, C = V5<T>::C(2);
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const int k = lane & 1, j = (lane >> 1) & 3, bsub = lane >> 3;
-    const int nb = m.nb, n_steps = (nb + 3) / 4;
-    const int64_t gw = int64_t(blockIdx.x) * WPB + warp;
-    const uint8_t *wr[2];
-    int64_t orow[2];
-    v5_rows<2>(m, gw, wr, orow);
-    uint4 w[C][NU];
-    // words: own row's header; rows 0 and 1: qs bytes 16 (2j + k) (half k); Q5_K: qh half k
-    auto word_ptr = [&](int u, int b) -> const uint8_t * {
-        const uint8_t *r = u == 0 ? wr[k] : wr[(u - 1) & 1];
-        if (!r) return nullptr;
-        const int off = u == 0 ? 0 : u <= 2 ? (five ? 48 : 16) + 32 * j + 16 * k : 16 + 16 * k;
-        return r + int64_t(b) * TS + off;
-    };
-    auto load = [&](int s0, bool coherent) {
-#pragma unroll
-        for (int c = 0; c < C; c++) {
-            const int b = 4 * (s0 + c) + bsub;
-#pragma unroll
-            for (int u = 0; u < NU; u++) {
-                const uint8_t *p = b < nb ? word_ptr(u, b) : nullptr;
-                w[c][u] = p ? (coherent ? ld_weights_coherent(p) : ld_stream(p)) : make_uint4(0, 0, 0, 0);
-            }
-        }
-    };
-    // keep: the own row's word (half k); the other row's goes to the partner lane, whose own
-    // row it is, in exchange for the own row's half 1 - k
-    auto swap = [&](uint4 row0, uint4 row1, uint4 &keep, uint4 &recv) {
-        keep = k ? row1 : row0;
-        const uint4 send = k ? row0 : row1;
-        recv.x = __shfl_xor_sync(0xffffffffu, send.x, 1), recv.y = __shfl_xor_sync(0xffffffffu, send.y, 1);
-        recv.z = __shfl_xor_sync(0xffffffffu, send.z, 1), recv.w = __shfl_xor_sync(0xffffffffu, send.w, 1);
-    };
-    load(0, EARLY);
-    pdl_wait();  // x and res were written by earlier kernels
-    pdl_trigger();
-    const bool mine = wr[k] != nullptr;
-    float acc_own = 0.f, acc_oth = 0.f;  // halves k and 1 - k of row k
-    for (int s0 = 0; s0 < n_steps; s0 += C) {
-        if (s0) load(s0, false);
-#pragma unroll
-        for (int c = 0; c < C; c++) {
-            const int b = 4 * (s0 + c) + bsub;
-            uint4 qk, qo, hk = w[c][0], ho = w[c][0];  // (every lane: the shuffles take the whole warp)
-            swap(w[c][1], w[c][2], qk, qo);
-            if constexpr (five) swap(w[c][3], w[c][4], hk, ho);
-            if (b < nb) {
-                const int8_t *xb = a.q + int64_t(b) * 256 + 64 * j;
-                const float *bs = a.s + int64_t(b) * 16 + 4 * j;
-                const int4 xk0 = ldx(xb + 16 * k), xk1 = ldx(xb + 32 + 16 * k);
-                const int4 xo0 = ldx(xb + 16 - 16 * k), xo1 = ldx(xb + 48 - 16 * k);
-                const float bk0 = bs[k], bk2 = bs[2 + k], bo0 = bs[1 - k], bo2 = bs[3 - k], dx = a.d[b];
-                if (mine) {
-                    const Q45Scales sc = q45k_scales(w[c][0], j);
-                    acc_own += q45k_half_dot<five>(sc, qk, hk, j, xk0, xk1, bk0, bk2, dx);
-                    acc_oth += q45k_half_dot<five>(sc, qo, ho, j, xo0, xo1, bo0, bo2, dx);
-                }
-            }
-        }
-    }
-#pragma unroll
-    for (int o = 16; o > 1; o >>= 1) {
-        acc_own += __shfl_xor_sync(0xffffffffu, acc_own, o);
-        acc_oth += __shfl_xor_sync(0xffffffffu, acc_oth, o);
-    }
-    const float row_sum = acc_own + acc_oth, other = __shfl_xor_sync(0xffffffffu, row_sum, 1);
-    const float sum[2] = {row_sum, other};  // lane 0's row 0 and row 1
-    v5_store_sums<2>(m, gw, wr, orow, sum);
 }
 
 // v5s: NB blocks a tile (one block part a lane: the lane -> block map of v4, so the same
@@ -844,17 +731,6 @@ template <int T, int R, int WPB, bool SMEM>
 void launch_v5_shape(const MvArgs &m, int64_t warps, const Q8Act &a, cudaStream_t stream) {
     const dim3 grid(unsigned((warps + WPB - 1) / WPB)), block(WPB * 32);
     if constexpr (V5<T>::regs && !SMEM) {
-        if constexpr (R == 2) {
-            if (options().matvec_halves == 2 && T == TACTIC_TYPE_Q4_K) {
-                launch_pdl(matvec_q8_v5h_kernel<T, WPB, true, 20>, grid, block, 0, stream, m, a);
-                return;
-            }
-            if (options().matvec_halves) {
-                if (options().matvec_wait) launch_pdl(matvec_q8_v5h_kernel<T, WPB, true, 16>, grid, block, 0, stream, m, a);
-                else launch_pdl(matvec_q8_v5h_kernel<T, WPB, false, 16>, grid, block, 0, stream, m, a);
-                return;
-            }
-        }
         if (options().matvec_wait) launch_pdl(matvec_q8_v5_kernel<T, R, WPB, true>, grid, block, 0, stream, m, a);
         else launch_pdl(matvec_q8_v5_kernel<T, R, WPB, false>, grid, block, 0, stream, m, a);
     } else {
