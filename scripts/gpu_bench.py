@@ -171,18 +171,15 @@ def bench_matvec(rng, copy_gbs, quick, only=None):
 # 8-bit-activation kernel variants by name: kernel 3/4/5, then r<N> ("matvec_rows" N: v3 t2
 # = two stages; v4 s4 = four stages, r1 = a row per warp; v5 r1 / r4 = rows per warp),
 # w<N> ("matvec_wait" N, v5 Q4_K/Q5_K: 1, the default, the first chunk of weights with
-# coherent loads issued before pdl_wait; 0 with ld.global.nc, after it), "x" = option "matvec_hdr" 1
-# (Q4_K/Q5_K headers as one word a lane, shared by shuffles),
-# a trailing "p" = with programmatic dependent launch (option "pdl"), then "g"
+# coherent loads issued before pdl_wait; 0 with ld.global.nc, after it), a trailing "p" = with programmatic dependent launch (option "pdl"), then "g"
 # = the timed launches replayed from a CUDA graph (option "bench_graph", as decode replays
 # them; PDL launches become programmatic edges). E.g. v5w0pg: v5, the old wait placement, PDL, graph.
 def q8_variant_options(v):
-    m = re.fullmatch(r"v(\d)(?:r(\d+))?(?:w(\d+))?(x?)(p?)(g?)", v)
+    m = re.fullmatch(r"v(\d)(?:r(\d+))?(?:w(\d+))?(p?)(g?)", v)
     if not m:
         raise SystemExit(f"unknown 8-bit-activation variant {v!r} (e.g. v4, v5p, v5r1, v5w1p, v5pg)")
     return {"matvec_version": 3, "matvec_q8_kernel": int(m[1]), "matvec_rows": int(m[2] or 0),
-            "matvec_wait": int(m[3] or 1), "matvec_hdr": int(bool(m[4])), "pdl": int(bool(m[5])),
-            "bench_graph": int(bool(m[6]))}
+            "matvec_wait": int(m[3] or 1), "pdl": int(bool(m[4])), "bench_graph": int(bool(m[5]))}
 
 
 def bench_matvec_q8(rng, copy_gbs, variants, only=None):
@@ -190,8 +187,8 @@ def bench_matvec_q8(rng, copy_gbs, variants, only=None):
     first one's output (no float64 reference: tests/test_cuda_matvec_q8.py holds the
     kernels to the CPU's arithmetic). Fast enough for a short device call."""
     rows = []
-    defaults = {"matvec_version": 0, "matvec_q8_kernel": 5, "matvec_rows": 0, "matvec_wait": 1, "matvec_hdr": 0,
-                "pdl": 0, "bench_graph": 0}
+    defaults = {"matvec_version": 0, "matvec_q8_kernel": 5, "matvec_rows": 0, "matvec_wait": 1, "pdl": 0,
+                "bench_graph": 0}
     for label, name, n_rows, n_cols, epi in [c + (None,) for c in MATVEC_CASES] + MATVEC_Q8_FUSED_CASES:
         if name not in Q8_TYPES or (only and not any(o in f"{label} {name}" for o in only)):
             continue

@@ -131,41 +131,6 @@ def test_matvec_q8_wait_placement_same_bits(name):
     assert np.array_equal(y, y0), (name, int(np.sum(y != y0)))
 
 
-@pytest.mark.gpu
-@pytest.mark.skipif(gpu_count() == 0, reason="no usable CUDA GPU")
-@pytest.mark.parametrize("pdl", [0, 1])
-@pytest.mark.parametrize("name", ["Q4_K", "Q5_K"])
-def test_matvec_q8_header_words_same_bits(name, pdl):
-    """matvec_hdr 1: each lane loads one 4-byte word of its block's header and the block's
-    lanes rebuild it by shuffles. Sampled rows against the CPU's arithmetic and every row the
-    same bits as v5, on shapes with one, several and partial chunks, odd row counts and the
-    decode widths; the fused epilogues against their float64 references."""
-    rng = np.random.default_rng()
-    assert lib.tactic_cuda_set_option(b"pdl", pdl) == 0
-    try:
-        for n_rows, n_cols in [(1, 256), (37, 512), (130, 2816), (67, 4096 + 256), (5, 8192), (20001, 2304),
-                               (2048, 4096), (513, 14336)]:
-            data = random_rows(rng, name, n_rows, n_cols)
-            x = activations(rng, n_cols)
-            y0 = cuda_matvec_q8(name, data, n_rows, n_cols, x, 0, 5, 1)
-            assert lib.tactic_cuda_set_option(b"matvec_hdr", 1) == 0
-            try:
-                y = cuda_matvec_q8(name, data, n_rows, n_cols, x, 0, 5, 1)
-            finally:
-                lib.tactic_cuda_set_option(b"matvec_hdr", 0)
-            rb = len(data) // n_rows
-            for r0 in sorted({0, n_rows // 2, max(0, n_rows - 64)}):
-                r1 = min(n_rows, r0 + 64)
-                ref, bound = reference(name, data[r0 * rb:r1 * rb], r1 - r0, n_cols, x)
-                assert np.all(np.abs(y[r0:r1] - ref) <= bound), (name, n_rows, n_cols, r0)
-            assert np.array_equal(y, y0), (name, n_rows, n_cols, int(np.sum(y != y0)))
-        assert lib.tactic_cuda_set_option(b"matvec_hdr", 1) == 0
-        fused_epilogues(name)
-    finally:
-        lib.tactic_cuda_set_option(b"matvec_hdr", 0)
-        lib.tactic_cuda_set_option(b"pdl", 1)
-
-
 def reference(name, data, n_rows, n_cols, x):
     """(W xq as the CPU's arithmetic gives it, the bound 1e-5 * sum |terms| per row)."""
     ts = TYPES[name][2]

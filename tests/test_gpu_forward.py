@@ -167,8 +167,7 @@ def test_random_weights_gpu_matches_cpu(random_files, arch, outtype, tmp_path):
 # The library's defaults of the options gpu_decode sets (restored after each call), as
 # overridden for the whole file by TACTIC_TEST_CUDA_OPTIONS ("pdl=1,decode_fuse=2": every
 # test here runs with those options, set at import).
-OPTION_DEFAULTS = {"matvec_q8_kernel": 5, "decode_fuse": 2, "norm_fuse": 1, "pdl": 1, "matvec_wait": 1, "merge_q8": 1,
-                   "matvec_hdr": 0}
+OPTION_DEFAULTS = {"matvec_q8_kernel": 5, "decode_fuse": 2, "norm_fuse": 1, "pdl": 1, "matvec_wait": 1, "merge_q8": 1}
 for _kv in filter(None, os.environ.get("TACTIC_TEST_CUDA_OPTIONS", "").split(",")):
     _name, _, _value = _kv.partition("=")
     OPTION_DEFAULTS[_name.strip()] = int(_value)
@@ -213,9 +212,6 @@ def test_random_weights_decode_fusion_keeps_the_bytes(random_files, arch, outtyp
         new = gpu_decode(path, ids, 20, opts)
         assert np.isfinite(new).all()
         assert np.array_equal(old, new), f"{arch}/{outtype} {opts}: max |diff| {np.max(np.abs(old - new))}"
-    # matvec_hdr: a block's Q4_K / Q5_K header as one word a lane, shared by shuffles
-    new = gpu_decode(path, ids, 20, {"matvec_hdr": 1})
-    assert np.array_equal(old, new), f"{arch}/{outtype} matvec_hdr 1: max |diff| {np.max(np.abs(old - new))}"
     # the unfused step with the earlier kernels, launched with pdl
     new = gpu_decode(path, ids, 20, {"matvec_q8_kernel": 3, "decode_fuse": 0, "pdl": 1})
     assert np.array_equal(old, new), f"{arch}/{outtype} v3 unfused with pdl: max |diff| {np.max(np.abs(old - new))}"

@@ -91,8 +91,6 @@ struct Options {
     int matvec_wait = 1;       // v5 Q4_K/Q5_K: 1 the first chunk of weights with coherent loads, which ptxas
                                // keeps above pdl_wait; 0 ld.global.nc, which it schedules after the wait
                                // (matvec_q8.cu; 1 measured faster on the H200: docs/PERFORMANCE.md)
-    int matvec_hdr = 0;        // v5 Q4_K/Q5_K, two rows a warp: 1 a block's header loaded as one 4-byte word a
-                               // lane and shared by shuffles (fewer registers in flight; the same sums)
     int decode_fuse = 2;       // 1: decode fuses norm + quantization, residual adds, gate/up + activation;
                                // 2: also wq/wk/wv of one type in one launch (measured faster on the H200)
     int tactic_fused = 1;   // 1: Tactic's attention streams rows through cp.async and merges in its last

@@ -151,9 +151,6 @@ bool set_option(const std::string &name, int64_t value) {
     } else if (name == "matvec_wait") {
         TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "matvec_wait must be 0 or 1");
         o.matvec_wait = int(value);
-    } else if (name == "matvec_hdr") {
-        TACTIC_CHECK(value == 0 || value == 1, TACTIC_ERR_INVALID_ARGUMENT, "matvec_hdr must be 0 or 1");
-        o.matvec_hdr = int(value);
     } else if (name == "decode_fuse") {
         TACTIC_CHECK(value >= 0 && value <= 2, TACTIC_ERR_INVALID_ARGUMENT, "decode_fuse must be 0, 1 or 2");
         o.decode_fuse = int(value);

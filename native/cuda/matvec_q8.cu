@@ -597,23 +597,7 @@ __device__ __forceinline__ uint4 ld_weights_coherent(const uint8_t *p) {
 #endif
 }
 
-// 4-byte weight loads for HS below (as ld_stream / ld_weights_coherent)
-__device__ __forceinline__ uint32_t ld_stream32(const uint8_t *p, bool coherent) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-    uint32_t r;
-    if (coherent) asm volatile("ld.global.L1::no_allocate.u32 %0, [%1];" : "=r"(r) : "l"(p) : "memory");
-    else asm volatile("ld.global.nc.L1::no_allocate.u32 %0, [%1];" : "=r"(r) : "l"(p));
-    return r;
-#else
-    return __ldg(reinterpret_cast<const uint32_t *>(p));
-#endif
-}
-
-// HS (option matvec_hdr 1): each of a block's 8 lanes loads one 4-byte word of the 16-byte
-// header (word part % 4; the same bytes and sectors as the 8 lanes' identical 16-byte loads)
-// and the block's lanes rebuild it with 4 shuffles when they decode: 3 registers a block
-// and row fewer in flight (Q4_K: 40 weight registers a lane instead of 64).
-template <int T, int R, int WPB, bool EARLY, bool HS>
+template <int T, int R, int WPB, bool EARLY>
 __global__ void __launch_bounds__(WPB * 32) matvec_q8_v5_kernel(MvArgs m, Q8Act a) {
     constexpr bool five = T == TACTIC_TYPE_Q5_K;
     constexpr int TS = QTraits<T>::TS, NU = V5<T>::NU, C = V5<T>::C(R);
@@ -624,8 +608,7 @@ __global__ void __launch_bounds__(WPB * 32) matvec_q8_v5_kernel(MvArgs m, Q8Act 
     const uint8_t *wr[R];
     int64_t orow[R];
     v5_rows<R>(m, gw, wr, orow);
-    uint4 w[C][R][NU];  // HS: slot 0 filled from hw when decoded
-    uint32_t hw[C][R];  // HS: the lane's header word
+    uint4 w[C][R][NU];
     // a lane's slices of a block: the header, its 16 qs bytes, (Q5_K) its 16 qh bytes
     auto word_off = [&](int u) { return u == 0 ? 0 : u == 1 ? (five ? 48 : 16) + 16 * part : 16 + 16 * h; };
     auto load = [&](int s0, bool coherent) {
@@ -634,10 +617,8 @@ __global__ void __launch_bounds__(WPB * 32) matvec_q8_v5_kernel(MvArgs m, Q8Act 
             const int b = 4 * (s0 + c) + bsub;
 #pragma unroll
             for (int k = 0; k < R; k++) {
-                if constexpr (HS)
-                    hw[c][k] = wr[k] && b < nb ? ld_stream32(wr[k] + int64_t(b) * TS + 4 * (part & 3), coherent) : 0u;
 #pragma unroll
-                for (int u = HS ? 1 : 0; u < NU; u++) {
+                for (int u = 0; u < NU; u++) {
                     if (wr[k] && b < nb) {
                         const uint8_t *p = wr[k] + int64_t(b) * TS + word_off(u);
                         w[c][k][u] = coherent ? ld_weights_coherent(p) : ld_stream(p);
@@ -659,15 +640,6 @@ __global__ void __launch_bounds__(WPB * 32) matvec_q8_v5_kernel(MvArgs m, Q8Act 
 #pragma unroll
         for (int c = 0; c < C; c++) {
             const int b = 4 * (s0 + c) + bsub;
-            if constexpr (HS) {
-#pragma unroll
-                for (int k = 0; k < R; k++) {  // every lane (the shuffles take the whole warp)
-                    w[c][k][0].x = __shfl_sync(0xffffffffu, hw[c][k], 0, 8);
-                    w[c][k][0].y = __shfl_sync(0xffffffffu, hw[c][k], 1, 8);
-                    w[c][k][0].z = __shfl_sync(0xffffffffu, hw[c][k], 2, 8);
-                    w[c][k][0].w = __shfl_sync(0xffffffffu, hw[c][k], 3, 8);
-                }
-            }
             if (b < nb) {
                 const XPart xp = load_xpart<T>(a, b, part);
 #pragma unroll
@@ -759,9 +731,8 @@ template <int T, int R, int WPB, bool SMEM>
 void launch_v5_shape(const MvArgs &m, int64_t warps, const Q8Act &a, cudaStream_t stream) {
     const dim3 grid(unsigned((warps + WPB - 1) / WPB)), block(WPB * 32);
     if constexpr (V5<T>::regs && !SMEM) {
-        if (options().matvec_hdr && R == 2) launch_pdl(matvec_q8_v5_kernel<T, R, WPB, true, true>, grid, block, 0, stream, m, a);
-        else if (options().matvec_wait) launch_pdl(matvec_q8_v5_kernel<T, R, WPB, true, false>, grid, block, 0, stream, m, a);
-        else launch_pdl(matvec_q8_v5_kernel<T, R, WPB, false, false>, grid, block, 0, stream, m, a);
+        if (options().matvec_wait) launch_pdl(matvec_q8_v5_kernel<T, R, WPB, true>, grid, block, 0, stream, m, a);
+        else launch_pdl(matvec_q8_v5_kernel<T, R, WPB, false>, grid, block, 0, stream, m, a);
     } else {
         launch_pdl(matvec_q8_v5s_kernel<T, R, 3, WPB>, grid, block, 0, stream, m, a);
     }
