@@ -34,7 +34,7 @@ from pytactic.lowlevel import load_model, model_info, new_context  # noqa: E402
 CUDA = 2
 DEFAULTS = {"matvec_q8_kernel": 5, "decode_fuse": 2, "matvec_rows": 0, "matvec_wait": 1, "norm_fuse": 1,
             "pdl": 1, "tactic_group_budget": 1, "tactic_mma": 1, "tactic_select": 9, "tactic_score": 5,
-            "tactic_attend": 2, "attn_kernel": 32, "merge_q8": 1}
+            "tactic_attend": 2, "attn_kernel": 32, "merge_q8": 1, "attn_splits": 0}
 
 
 def parse_config(text):

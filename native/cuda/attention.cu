@@ -431,6 +431,7 @@ void attention(const AttentionArgs &in) {
 bool use_decode_mma() { return options().attn_kernel >= 1 && decode_mma_supported(); }
 
 int decode_attention_splits(int n_head, int n_head_kv, int head_dim, int64_t max_len) {
+    if (options().attn_splits > 0) return options().attn_splits;  // a benchmark's forced count
     if (use_decode_mma()) return decode_attention_mma_splits(n_head, n_head_kv, head_dim, max_len);
     const int D = head_dim, group = n_head / n_head_kv, gmax = group_max(group);
     const int n_hgroups = (group + gmax - 1) / gmax;

@@ -41,7 +41,10 @@ public:
         for (const Tensor *t : tensors_) weights += tensor_bytes(*t);
         kv_layer_ = size_t(Hkv) * size_t(n_ctx_) * size_t(D);
         const uint64_t kv = 2ull * n_dev_layers_ * kv_layer_ * sizeof(__half);  // the device layers only
-        max_splits_ = decode_attention_splits(H, Hkv, D, n_ctx_);
+        // the most splits any decode bucket (a power of two, below 2 n_ctx) asks for
+        max_splits_ = 1;
+        for (int64_t b = 256; b < 2 * int64_t(n_ctx_); b *= 2)
+            max_splits_ = std::max(max_splits_, decode_attention_splits(H, Hkv, D, b));
         const size_t widest = std::max<size_t>({size_t(E), size_t(H) * D, size_t(F)});
         size_t w16 = 0;  // the largest layer matrix, as f16
         for (int il = 0; il < n_dev_layers_; il++) {
