@@ -15,10 +15,10 @@ timeout 60 python3 scripts/gpu_bench.py --attention-only --no-eager --models lla
   --splits 0 33 --contexts 16384 32768 65536 131072 --out "$OUT/splits.json" > "$OUT/splits.log" 2>&1
 say "bench rc $?"; grep -v Warning "$OUT/splits.log" | tail -5
 wait; say "8B file $(ls -la /root/models/l8b.gguf | cut -c25-60)"
-timeout 90 python3 scripts/gpu_decode_breakdown.py --model /root/models/l8b.gguf --depth 32768 --steps 48 --no-profile \
+timeout 90 python3 scripts/gpu_decode_breakdown.py --model /root/models/l8b.gguf --depth 32768 --steps 32 --no-profile \
   --config new: --config old:attn_splits=33 --config newb: --config oldb:attn_splits=33 --out "$OUT/e2e32k.json" > "$OUT/e2e32k.log" 2>&1
 say "decode 32K rc $?"; grep "==" "$OUT/e2e32k.log"
-timeout 90 python3 scripts/pytest_shards.py 16 "$OUT/t_" tests/test_cuda.py tests/test_gpu_forward.py \
+timeout 60 python3 scripts/pytest_shards.py 16 "$OUT/t_" tests/test_cuda.py tests/test_gpu_forward.py \
   -k "attention_mma_split_boundaries or attention_split_counts or decode_attention_kernels_match_cpu or switches_kernel or attn_kernel_option" \
   2>&1 | tail -1 > "$OUT/tests.log"
 say "tests: $(cat $OUT/tests.log)"
