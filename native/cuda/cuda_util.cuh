@@ -67,7 +67,8 @@ struct Options {
     int bench_iters = 0;   // > 0: time kernels
     int matvec_rows = 0;   // rows per warp (0: default)
     int matvec_version = 0;  // 1 or 2 (0: default)
-    int attn_splits = 0;   // 0: automatic
+    int attn_splits = 0;   // decode attention's split count, forced (benchmarks); 0: automatic (one wave,
+                           // balanced: attention_decode_mma.cu, decode_attention_mma_splits)
     int attn_prefetch = 0;  // 1: L2 prefetch of the next rows (measured no faster on an H200)
     int bench_graph = 0;    // 1: timed decode attention and 8-bit matvec launches replay from a CUDA graph
     int attn_kernel = 32;   // decode attention: 0 the FMA split kernel, 1 the tensor-core one (sm_80+;
