@@ -1140,8 +1140,9 @@ int decode_attention_mma_splits(int n_head, int n_head_kv, int head_dim, int64_t
     const int64_t per_split = kNW * kChunk * 4;
     const int64_t n = std::min<int64_t>(want, std::max<int64_t>(1, (max_len + per_split - 1) / per_split));
     // Then as few splits as give each the same number of 128-key tiles at most: the longest
-    // split is unchanged and no split is left short (8B shape at 32K: 33 splits of 7 tiles and
-    // a partial one -> 32 of 8; H200: k20 1.1-1.5 us faster a layer at 32K-128K, s16/hdr_8).
+    // split is unchanged and fewer partials are merged (8B shape at 32K: 33 splits of 1,008
+    // keys, the last half as long -> 32 of 8 whole tiles; H200: kernel 20 1.1-2.2 us faster a
+    // layer at 32K-128K, docs/results/gpu_session16.md).
     const int64_t tiles = (max_len + 127) / 128, per = (tiles + n - 1) / n;
     return int(std::max<int64_t>(1, (tiles + per - 1) / per));
 }
