@@ -1139,11 +1139,12 @@ int decode_attention_mma_splits(int n_head, int n_head_kv, int head_dim, int64_t
         std::max<int64_t>(1, int64_t(occupancy_for(head_dim, current_variant(head_dim, max_len).load)) * sm_count() / blocks_per_split);
     const int64_t per_split = kNW * kChunk * 4;
     const int64_t n = std::min<int64_t>(want, std::max<int64_t>(1, (max_len + per_split - 1) / per_split));
-    // Then as few splits as give each the same number of 128-key tiles at most: the longest
-    // split is unchanged and fewer partials are merged (8B shape at 32K: 33 splits of 1,008
-    // keys, the last half as long -> 32 of 8 whole tiles; H200: kernel 20 1.1-2.2 us faster a
-    // layer at 32K-128K, docs/results/gpu_session16.md).
-    const int64_t tiles = (max_len + 127) / 128, per = (tiles + n - 1) / n;
+    // Then as few splits as give each the same number of the K/V-slot kernel's tiles (128 keys)
+    // at most: the longest split is unchanged and fewer partials are merged (8B shape at 32K:
+    // 33 splits of 1,008 keys, the last half as long -> 32 of 8 whole tiles; H200: kernel 20
+    // 1.1-2.2 us faster a layer at 32K-128K, docs/results/gpu_session16.md).
+    constexpr int TK = KvCfg<128, kKvTma2>::TK;
+    const int64_t tiles = (max_len + TK - 1) / TK, per = (tiles + n - 1) / n;
     return int(std::max<int64_t>(1, (tiles + per - 1) / per));
 }
 
