@@ -38,6 +38,7 @@
 #include "cuda_backend.h"
 #include "cuda_ops.cuh"
 #include "cuda_util.cuh"
+#include "device_limits.cuh"
 #include "pdl.cuh"
 #include "q8_quantize.cuh"
 
@@ -979,8 +980,7 @@ template <int D, int LOAD, int ORDER = kContiguous>
 void configure() {
     static bool done = false;
     if (!done) {
-        TACTIC_CU(cudaFuncSetAttribute(split_kernel<D, LOAD, ORDER>(), cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       int(split_smem<D, LOAD>())));
+        set_dynamic_smem(split_kernel<D, LOAD, ORDER>(), split_smem<D, LOAD>(), "the decode attention kernel");
         done = true;
     }
 }
@@ -1008,13 +1008,7 @@ Variant current_variant(int D, int64_t max_len) {
     // kernel): other head dims keep kernel 8, which attn_kernel 20 (the default) then is.
     if (D != 128 && is_kv(v.load)) v = kVariants[8];
     if (v.load == kBulkRows || v.load == kBulkPairs || is_kv(v.load)) {
-        static int major = -1;
-        if (major < 0) {
-            int dev = 0;
-            TACTIC_CU(cudaGetDevice(&dev));
-            TACTIC_CU(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-        }
-        if (major < 9) {
+        if (device_limits().cc_major < 9) {
             // The K/V-slot schedule (19, 20, 29-31) is TMA-only: kernel 8's fallback, as the
             // other bulk-row kernels get.
             if (is_kv(v.load)) v = kVariants[8];
@@ -1119,15 +1113,7 @@ void launch_wide_merge(const DecodeAttn &d, int32_t *ctr, int n_ctr, uint64_t *m
 
 }  // namespace
 
-bool decode_mma_supported() {
-    static int major = -1;
-    if (major < 0) {
-        int dev = 0;
-        TACTIC_CU(cudaGetDevice(&dev));
-        TACTIC_CU(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-    }
-    return major >= 8;
-}
+bool decode_mma_supported() { return device_limits().cc_major >= 8; }
 
 int decode_attention_mma_splits(int n_head, int n_head_kv, int head_dim, int64_t max_len) {
     const int group = n_head / n_head_kv, n_hgroups = (group + kHeads - 1) / kHeads;

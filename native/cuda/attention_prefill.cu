@@ -11,6 +11,7 @@
 
 #include "cuda_ops.cuh"
 #include "cuda_util.cuh"
+#include "device_limits.cuh"
 
 namespace tactic {
 namespace cuda {
@@ -143,8 +144,7 @@ template <int D>
 void launch_prefill(const PrefillAttn &a, cudaStream_t stream) {
     static bool configured = false;
     if (!configured) {
-        TACTIC_CU(cudaFuncSetAttribute(attn_prefill_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       int(PrefillSmem<D>::bytes)));
+        set_dynamic_smem(attn_prefill_kernel<D>, PrefillSmem<D>::bytes, "the prefill attention kernel (prefill_mma 0)");
         configured = true;
     }
     const int group = a.n_head / a.n_head_kv;
@@ -296,8 +296,7 @@ template <int D>
 void launch_prefill_mma(const PrefillAttn &a, cudaStream_t stream) {
     static bool configured = false;
     if (!configured) {
-        TACTIC_CU(cudaFuncSetAttribute(attn_prefill_mma_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       int(MmaSmem<D>::bytes)));
+        set_dynamic_smem(attn_prefill_mma_kernel<D>, MmaSmem<D>::bytes, "the prefill attention kernel (prefill_mma 1)");
         configured = true;
     }
     const int group = a.n_head / a.n_head_kv;

@@ -28,6 +28,7 @@
 
 #include "cuda_ops.cuh"
 #include "cuda_util.cuh"
+#include "device_limits.cuh"
 
 namespace tactic {
 namespace cuda {
@@ -311,8 +312,7 @@ void launch_d(const PrefillAttn &a, cudaStream_t stream) {
     using C = FaCfg<D, NW>;
     static bool configured = false;
     if (!configured) {
-        TACTIC_CU(cudaFuncSetAttribute(attn_prefill_fa2_kernel<D, NW>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       int(C::bytes)));
+        set_dynamic_smem(attn_prefill_fa2_kernel<D, NW>, C::bytes, "the prefill attention kernel");
         configured = true;
     }
     const int group = a.n_head / a.n_head_kv;
@@ -330,15 +330,7 @@ void launch_rows(const PrefillAttn &a, cudaStream_t stream) {
 
 }  // namespace
 
-bool prefill_fa2_supported() {
-    static int major = -1;
-    if (major < 0) {
-        int dev = 0;
-        TACTIC_CU(cudaGetDevice(&dev));
-        TACTIC_CU(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-    }
-    return major >= 8;
-}
+bool prefill_fa2_supported() { return device_limits().cc_major >= 8; }
 
 void attention_prefill_fa2_dev(const PrefillAttn &a, cudaStream_t stream) {
     switch (a.head_dim) {

@@ -1,10 +1,13 @@
 // Device discovery and the backend's options. The CUDA runtime is linked statically
 // and loads the driver lazily, so on a machine without one every query here simply
 // reports no device.
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include "cuda_backend.h"
 #include "cuda_util.cuh"
+#include "device_limits.cuh"
 #include "pdl.cuh"
 
 namespace tactic {
@@ -65,15 +68,54 @@ int sm_count() {
     return n;
 }
 
-bool pdl_enabled() {
-    static int major = -1;
-    if (major < 0) {
+const DeviceLimits &device_limits() {
+    static DeviceLimits lim;
+    if (lim.cc_major == 0) {  // (filled in a copy: an error leaves it unset, to be raised again)
+        DeviceLimits l;
         int dev = 0;
         TACTIC_CU(cudaGetDevice(&dev));
-        TACTIC_CU(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+        TACTIC_CU(cudaDeviceGetAttribute(&l.cc_major, cudaDevAttrComputeCapabilityMajor, dev));
+        TACTIC_CU(cudaDeviceGetAttribute(&l.smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+        // The programming guide's opt-in limits of the architectures the default build covers.
+        static const struct {
+            const char *name;
+            int major, optin;
+        } kCards[] = {{"sm_80", 8, 163 * 1024}, {"sm_86", 8, 99 * 1024}, {"sm_89", 8, 99 * 1024}};
+        if (const char *e = std::getenv("TACTIC_CUDA_EMULATE"); e && *e) {
+            bool known = false;
+            for (const auto &c : kCards)
+                if (std::strcmp(e, c.name) == 0) {
+                    l.cc_major = std::min(l.cc_major, c.major);
+                    l.smem_optin = std::min(l.smem_optin, c.optin);
+                    l.emulated = c.name;
+                    known = true;
+                }
+            TACTIC_CHECK(known, TACTIC_ERR_INVALID_ARGUMENT,
+                         std::string("TACTIC_CUDA_EMULATE must be sm_80, sm_86 or sm_89, not ") + e);
+        }
+        lim = l;
     }
-    return options().pdl != 0 && major >= 9;
+    return lim;
 }
+
+bool smem_fits(const void *kernel, size_t dynamic) {
+    cudaFuncAttributes fa;
+    TACTIC_CU(cudaFuncGetAttributes(&fa, kernel));
+    return fa.sharedSizeBytes + dynamic <= size_t(device_limits().smem_optin);
+}
+
+void set_dynamic_smem(const void *kernel, size_t dynamic, const char *what) {
+    cudaFuncAttributes fa;
+    TACTIC_CU(cudaFuncGetAttributes(&fa, kernel));
+    const size_t need = fa.sharedSizeBytes + dynamic, have = size_t(device_limits().smem_optin);
+    TACTIC_CHECK(need <= have, TACTIC_ERR_UNSUPPORTED,
+                 std::string(what) + " needs " + std::to_string(need) + " bytes of shared memory a block; this GPU" +
+                     (device_limits().emulated ? std::string(" (emulating ") + device_limits().emulated + ")" : "") +
+                     " allows " + std::to_string(have));
+    TACTIC_CU(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(dynamic)));
+}
+
+bool pdl_enabled() { return options().pdl != 0 && device_limits().cc_major >= 9; }
 
 bool set_option(const std::string &name, int64_t value) {
     Options &o = options();

@@ -16,6 +16,7 @@
 #include "cuda_backend.h"
 #include "cuda_ops.cuh"
 #include "cuda_util.cuh"
+#include "device_limits.cuh"
 #include "pdl.cuh"
 #include "step_trace.cuh"
 #include "tactic_cut.cuh"
@@ -1109,14 +1110,38 @@ int stream_warps() {
 int stream_align() { return options().tactic_attend >= 5 ? 1 : 0; }
 bool stream_wide_tail() { return options().tactic_attend >= 2; }
 // tactic_attend 4: variant 3 with TMA bulk row copies, where the GPU has them (sm_90+; else 3).
-bool stream_bulk() {
-    static int major = -1;
-    if (major < 0) {
-        int dev = 0;
-        TACTIC_CU(cudaGetDevice(&dev));
-        TACTIC_CU(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+bool stream_bulk() { return options().tactic_attend == 4 && device_limits().cc_major >= 9; }
+
+// Whether a stream kernel's stage buffers fit a block on this device (asked once a kernel).
+template <int D, int G, bool MMA, int W, bool PT, bool BULK = false, int FZ = 0, int ST = 0>
+bool stream_fits() {
+    static const bool fits = smem_fits(attend_stream_kernel<D, G, MMA, W, PT, BULK, FZ, ST>, stream_smem(D, W));
+    return fits;
+}
+
+// The unfused stream kernel a step launches (options, head_dim and what fits the device):
+// on 99 KB cards (sm_86 / sm_89) eight warps' buffers (head_dim 128) fall back to four, and
+// four warps' at head_dim 64 and 256 to kStreamWarpsSmall.
+enum class StreamKind { kBulk, kWide8, kWide4, kMma, kMmaSmall, kFma, kFmaSmall };
+constexpr int kStreamWarpsSmall = 3;
+template <int D, int G>
+StreamKind stream_kind() {
+    if constexpr (D <= 128 && G <= 8) {
+        if (use_mma<D>()) {
+            if constexpr (D == 128) {  // (the variants exist for head_dim 128: the 8B shape measured)
+                if (stream_bulk()) return StreamKind::kBulk;
+                if (stream_wide_tail() && stream_warps<D>() == 8 && stream_fits<D, G, true, 8, true>())
+                    return StreamKind::kWide8;
+                if (stream_wide_tail()) return StreamKind::kWide4;
+            }
+            if constexpr (D == 64)
+                if (!stream_fits<D, G, true, kStreamWarps, false>()) return StreamKind::kMmaSmall;
+            return StreamKind::kMma;
+        }
     }
-    return options().tactic_attend == 4 && major >= 9;
+    if constexpr (D != 128)
+        if (!stream_fits<D, G, false, kStreamWarps, false>()) return StreamKind::kFmaSmall;
+    return StreamKind::kFma;
 }
 
 template <int D, int G, int W, bool PT, bool BULK = false>
@@ -1150,21 +1175,29 @@ void launch_stream_fused(const TacticLayerDev &L, const TacticStepArgs &a, const
     go(attend_stream_kernel<D, G, true, 8, true, false, FZ>);
 }
 
+template <int D, int G, int W>
+void launch_stream_fma(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
+    launch_pdl(attend_stream_kernel<D, G, false, W, false>, dim3(unsigned(b.n_blocks)), dim3(W * 32), stream_smem(D, W), s,
+               L, a.q, a.scale, static_cast<const int32_t *>(b.list), static_cast<const int32_t *>(b.count),
+               b.part_acc, b.part_ml, b.done, b.n_blocks, a.out, tail_lse(L, a, b), 0, FuseArgs{});
+}
+
 template <int D, int G>
 void attend_stream_dg(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStepBufs &b, cudaStream_t s) {
+    const StreamKind k = stream_kind<D, G>();
     if constexpr (D <= 128 && G <= 8) {
-        if (use_mma<D>()) {
-            if constexpr (D == 128) {  // (the variants exist for head_dim 128: the 8B shape measured)
-                if (stream_bulk()) return launch_stream_mma<D, G, kStreamWarps, true, true>(L, a, b, s);
-                if (stream_wide_tail() && stream_warps<D>() == 8) return launch_stream_mma<D, G, 8, true>(L, a, b, s);
-                if (stream_wide_tail()) return launch_stream_mma<D, G, kStreamWarps, true>(L, a, b, s);
-            }
-            return launch_stream_mma<D, G, kStreamWarps, false>(L, a, b, s);
+        if constexpr (D == 128) {
+            if (k == StreamKind::kBulk) return launch_stream_mma<D, G, kStreamWarps, true, true>(L, a, b, s);
+            if (k == StreamKind::kWide8) return launch_stream_mma<D, G, 8, true>(L, a, b, s);
+            if (k == StreamKind::kWide4) return launch_stream_mma<D, G, kStreamWarps, true>(L, a, b, s);
         }
+        if constexpr (D == 64)
+            if (k == StreamKind::kMmaSmall) return launch_stream_mma<D, G, kStreamWarpsSmall, false>(L, a, b, s);
+        if (k == StreamKind::kMma) return launch_stream_mma<D, G, kStreamWarps, false>(L, a, b, s);
     }
-    launch_pdl(attend_stream_kernel<D, G, false, kStreamWarps, false>, dim3(unsigned(b.n_blocks)), dim3(kStreamWarps * 32), stream_smem(D),
-               s, L, a.q, a.scale, static_cast<const int32_t *>(b.list), static_cast<const int32_t *>(b.count),
-               b.part_acc, b.part_ml, b.done, b.n_blocks, a.out, tail_lse(L, a, b), 0, FuseArgs{});
+    if constexpr (D != 128)
+        if (k == StreamKind::kFmaSmall) return launch_stream_fma<D, G, kStreamWarpsSmall>(L, a, b, s);
+    launch_stream_fma<D, G, kStreamWarps>(L, a, b, s);
 }
 
 template <int D>
@@ -1196,27 +1229,34 @@ void attend_d(const TacticLayerDev &L, const TacticStepArgs &a, const TacticStep
     }
 }
 
-// The stream kernels' shared memory beyond the default 48 KB.
+// The stream kernels' shared memory beyond the default 48 KB, for every kernel whose
+// buffers fit the device (stream_kind and fused_fits never pick one that does not).
+template <int D, int G, bool MMA, int W, bool PT, bool BULK, int FZ, int ST>
+void stream_opt_in() {
+    if (stream_fits<D, G, MMA, W, PT, BULK, FZ, ST>())
+        set_dynamic_smem(attend_stream_kernel<D, G, MMA, W, PT, BULK, FZ, ST>, stream_smem(D, W),
+                         "Tactic's streaming attention kernel");
+}
 template <int D, bool MMA, int W, bool PT, bool BULK = false>
 void stream_attrs_v() {
-    const int smem = int(stream_smem(D, W));
-    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 1, MMA, W, PT, BULK>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 2, MMA, W, PT, BULK>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 4, MMA, W, PT, BULK>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 8, MMA, W, PT, BULK>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    stream_opt_in<D, 1, MMA, W, PT, BULK, 0, 0>();
+    stream_opt_in<D, 2, MMA, W, PT, BULK, 0, 0>();
+    stream_opt_in<D, 4, MMA, W, PT, BULK, 0, 0>();
+    stream_opt_in<D, 8, MMA, W, PT, BULK, 0, 0>();
 }
 template <int D, int FZ, int ST = 0>
 void fused_attrs() {
-    const int smem = int(stream_smem(D, 8));
-    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 1, true, 8, true, false, FZ, ST>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 2, true, 8, true, false, FZ, ST>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 4, true, 8, true, false, FZ, ST>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(attend_stream_kernel<D, 8, true, 8, true, false, FZ, ST>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    stream_opt_in<D, 1, true, 8, true, false, FZ, ST>();
+    stream_opt_in<D, 2, true, 8, true, false, FZ, ST>();
+    stream_opt_in<D, 4, true, 8, true, false, FZ, ST>();
+    stream_opt_in<D, 8, true, 8, true, false, FZ, ST>();
 }
 template <int D>
 void stream_attrs() {
     stream_attrs_v<D, false, kStreamWarps, false>();
+    if constexpr (D != 128) stream_attrs_v<D, false, kStreamWarpsSmall, false>();
     if constexpr (D <= 128) stream_attrs_v<D, true, kStreamWarps, false>();
+    if constexpr (D == 64) stream_attrs_v<D, true, kStreamWarpsSmall, false>();
     if constexpr (D == 128) {
         stream_attrs_v<D, true, kStreamWarps, true>();
         stream_attrs_v<D, true, kStreamWarps, true, true>();
@@ -1230,34 +1270,37 @@ void stream_attrs() {
     }
 }
 
+template <int D, int G, bool MMA, int W, bool PT, bool BULK = false>
+int stream_occupancy() {
+    int n = 0;
+    TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attend_stream_kernel<D, G, MMA, W, PT, BULK>, W * 32,
+                                                            stream_smem(D, W)));
+    return n;
+}
+
+// Blocks a multiprocessor of the attention kernel the step launches (as attend_d picks it,
+// short of the fused step, which sizes its own grid).
 template <int D, int G>
 int occupancy() {
     int n = 0;
-    bool mma_done = false;
-    if constexpr (D <= 128 && G <= 8) {
-        if (options().tactic_fused && use_mma<D>()) {
-            const void *f = reinterpret_cast<const void *>(attend_stream_kernel<D, G, true, kStreamWarps, false>);
-            int warps = kStreamWarps;
-            if constexpr (D == 128) {  // as attend_stream_dg picks
-                if (stream_bulk()) {
-                    f = reinterpret_cast<const void *>(attend_stream_kernel<D, G, true, kStreamWarps, true, true>);
-                } else if (stream_wide_tail() && stream_warps<D>() == 8) {
-                    f = reinterpret_cast<const void *>(attend_stream_kernel<D, G, true, 8, true>);
-                    warps = 8;
-                } else if (stream_wide_tail()) {
-                    f = reinterpret_cast<const void *>(attend_stream_kernel<D, G, true, kStreamWarps, true>);
-                }
-            }
-            TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, f, warps * 32, stream_smem(D, warps)));
-            mma_done = true;
-        }
-    }
-    if (mma_done) {
-    } else if (options().tactic_fused)
-        TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attend_stream_kernel<D, G, false, kStreamWarps, false>, kStreamWarps * 32,
-                                                                stream_smem(D)));
-    else
+    if (!options().tactic_fused) {
         TACTIC_CU(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&n, attend_kernel<D, G>, kWarps * 32, 0));
+        return std::max(1, n);
+    }
+    const StreamKind k = stream_kind<D, G>();
+    if constexpr (D <= 128 && G <= 8) {
+        if constexpr (D == 128) {
+            if (k == StreamKind::kBulk) n = stream_occupancy<D, G, true, kStreamWarps, true, true>();
+            if (k == StreamKind::kWide8) n = stream_occupancy<D, G, true, 8, true>();
+            if (k == StreamKind::kWide4) n = stream_occupancy<D, G, true, kStreamWarps, true>();
+        }
+        if constexpr (D == 64)
+            if (k == StreamKind::kMmaSmall) n = stream_occupancy<D, G, true, kStreamWarpsSmall, false>();
+        if (k == StreamKind::kMma) n = stream_occupancy<D, G, true, kStreamWarps, false>();
+    }
+    if constexpr (D != 128)
+        if (k == StreamKind::kFmaSmall) n = stream_occupancy<D, G, false, kStreamWarpsSmall, false>();
+    if (k == StreamKind::kFma) n = stream_occupancy<D, G, false, kStreamWarps, false>();
     return std::max(1, n);
 }
 
@@ -1280,6 +1323,12 @@ int tactic_fused_slices(const TacticLayerDev &L, const TacticStepArgs &a, const 
     if ((v != 9 && v != 10) || L.head_dim != 128 || !use_mma<128>() || !options().tactic_fused ||
         !options().tactic_group_budget || a.force_fraction <= 0.f || !b.rows || !b.sel_ws || !b.spart)
         return 0;
+    // Eight warps' stage buffers and the cut's shared memory (G = 8 holds the most): more than
+    // the 99 KB a block of sm_86 / sm_89 may have; there the selection kernels run instead.
+    static const bool fits = stream_fits<128, 8, true, 8, true, false, 1>() && stream_fits<128, 8, true, 8, true, false, 2>() &&
+                             stream_fits<128, 8, true, 8, true, false, 3>() && stream_fits<128, 8, true, 8, true, false, 1, 8>() &&
+                             stream_fits<128, 8, true, 8, true, false, 2, 8>() && stream_fits<128, 8, true, 8, true, false, 3, 8>();
+    if (!fits) return 0;
     // every block resident at once (the barriers), 1 a multiprocessor (the stream buffers)
     static int occ = 0;
     if (occ == 0) {

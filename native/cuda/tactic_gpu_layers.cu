@@ -7,6 +7,7 @@
 #include <string>
 
 #include "cuda_util.cuh"
+#include "device_limits.cuh"
 #include "tactic_gpu_layers.cuh"
 
 namespace tactic {
@@ -153,8 +154,28 @@ __global__ void __launch_bounds__(D) kmeans_kernel(const KmeansJob *__restrict__
 template <int D>
 void launch_kmeans(const KmeansJob *d_jobs, int n_jobs, int max_C, int max_len, cudaStream_t s) {
     const size_t smem = kmeans_smem(D, (max_C + 31) / 32 * 32, max_len);
-    TACTIC_CU(cudaFuncSetAttribute(kmeans_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    set_dynamic_smem(kmeans_kernel<D>, smem, "Tactic's K-means kernel");
     kmeans_kernel<D><<<unsigned(n_jobs), D, smem, s>>>(d_jobs);
+}
+
+// The slots a job may have here: a job's shared memory (kKmeansMaxC slots at head_dim 256 is
+// 201 KB) must fit one block, which on sm_86 / sm_89 cards (99 KB) leaves 32 slots at head_dim
+// 256 and 96 at 128; a block of tokens is then clustered as more, shorter jobs.
+template <int D>
+int kmeans_max_slots() {
+    static int n = 0;
+    if (n == 0) {
+        n = 32;
+        for (int c = kKmeansMaxC; c > 32; c -= 32)
+            if (smem_fits(kmeans_kernel<D>, kmeans_smem(D, c, kMaxJobTokens))) {
+                n = c;
+                break;
+            }
+    }
+    return n;
+}
+int kmeans_max_slots(int head_dim) {
+    return head_dim == 64 ? kmeans_max_slots<64>() : head_dim == 128 ? kmeans_max_slots<128>() : kmeans_max_slots<256>();
 }
 
 double now_s() {
@@ -291,14 +312,15 @@ void TacticGpu::cluster_range(int from, int to, bool first, cudaStream_t s) {
         int begin, len, C, block;
     };
     std::vector<Piece> pieces;
+    const int max_c = kmeans_max_slots(D_);
     for (size_t b = 0; b < blocks.size(); b++) {
         const int len = blocks[b].second - blocks[b].first;
         const int C = slots_for(len, prm_.cluster_size);
-        const int parts = std::max((C + kKmeansMaxC - 1) / kKmeansMaxC, (len + kMaxJobTokens - 1) / kMaxJobTokens);
+        const int parts = std::max((C + max_c - 1) / max_c, (len + kMaxJobTokens - 1) / kMaxJobTokens);
         for (int p = 0; p < parts; p++) {
             const int b0 = blocks[b].first + int(int64_t(p) * len / parts);
             const int b1 = blocks[b].first + int(int64_t(p + 1) * len / parts);
-            pieces.push_back(Piece{b0, b1 - b0, std::min(kKmeansMaxC, slots_for(b1 - b0, prm_.cluster_size)), int(b)});
+            pieces.push_back(Piece{b0, b1 - b0, std::min(max_c, slots_for(b1 - b0, prm_.cluster_size)), int(b)});
         }
     }
     jobs_.clear();
@@ -356,7 +378,7 @@ void TacticGpu::cluster_range(int from, int to, bool first, cudaStream_t s) {
     // block takes its remainder: up to twice the tokens and slots) after, each launch with
     // the shared memory its own jobs need: the common jobs then fit twice as many blocks on
     // a multiprocessor as when all are sized for the largest.
-    int small_C = kKmeansMaxC, small_len = max_len;
+    int small_C = max_c, small_len = max_len;
     {
         std::vector<int> cs;
         for (const KmeansJob &j : jobs_) cs.push_back(j.C);

@@ -18,6 +18,7 @@
 
 #include "cuda_ops.cuh"
 #include "cuda_util.cuh"
+#include "device_limits.cuh"
 #include "pdl.cuh"
 #include "tactic_cut.cuh"
 #include "tactic_gpu.cuh"
@@ -649,9 +650,7 @@ int g_max_clusters = 0;
 
 int tactic_max_clusters() {
     if (g_max_clusters == 0) {
-        int dev = 0, optin = 0;
-        TACTIC_CU(cudaGetDevice(&dev));
-        TACTIC_CU(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+        const int optin = device_limits().smem_optin;
         size_t static_max = 0;
         for (const void *f : {reinterpret_cast<const void *>(select_kernel),
                               reinterpret_cast<const void *>(group_select_kernel<8>)}) {
@@ -668,11 +667,11 @@ int tactic_max_clusters() {
 
 void tactic_select_init() {
     const int smem = int(select_smem(tactic_max_clusters()));
-    TACTIC_CU(cudaFuncSetAttribute(select_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(group_select_kernel<1>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(group_select_kernel<2>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(group_select_kernel<4>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-    TACTIC_CU(cudaFuncSetAttribute(group_select_kernel<8>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    set_dynamic_smem(select_kernel, smem, "Tactic's selection kernel");
+    set_dynamic_smem(group_select_kernel<1>, smem, "Tactic's selection kernel");
+    set_dynamic_smem(group_select_kernel<2>, smem, "Tactic's selection kernel");
+    set_dynamic_smem(group_select_kernel<4>, smem, "Tactic's selection kernel");
+    set_dynamic_smem(group_select_kernel<8>, smem, "Tactic's selection kernel");
 }
 
 }  // namespace cuda
