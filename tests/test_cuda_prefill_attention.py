@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from pytactic._native import check, ffi, lib
-from pytactic.errors import InvalidArgumentError
+from pytactic.errors import InvalidArgumentError, UnsupportedModelError
 
 # name: (option prefill_mma, option prefill_rows)
 VARIANTS = {"FMA": (0, 0), "WMMA": (1, 0), "FA2": (2, 0), "FA2-128rows": (2, 128)}
@@ -58,6 +58,12 @@ def cuda_prefill(q, K, V, pos0, window, variant):
         check(lib.tactic_cuda_prefill_attention(
             ptr(q, "float *"), n_tokens, n_head, n_head_kv, D, ptr(K, "uint16_t *"), ptr(V, "uint16_t *"),
             n_ctx, pos0, window, ptr(out, "float *")))
+    except UnsupportedModelError as e:
+        # a variant bigger than this card's shared memory a block (the WMMA kernel at head_dim
+        # 256, 128 rows a block on 99 KB cards): refused by name, never launched
+        if "bytes of shared memory a block" not in str(e):
+            raise
+        pytest.skip(f"{variant} does not fit this GPU: {e}")
     finally:
         lib.tactic_cuda_set_option(b"prefill_mma", 2)
         lib.tactic_cuda_set_option(b"prefill_rows", 0)

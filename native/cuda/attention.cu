@@ -327,7 +327,7 @@ void attention(const AttentionArgs &in) {
         const int64_t want = std::max<int64_t>(1, int64_t(occ) * sm_count() / blocks_per_split);
         n_splits = int(std::min<int64_t>(want, std::max<int64_t>(1, (max_len + per_round - 1) / per_round)));
     }
-    const bool mma = use_decode_mma() && !in.idx;
+    const bool mma = use_decode_mma(D) && !in.idx;
     if (mma && options().attn_splits <= 0) n_splits = decode_attention_mma_splits(in.n_head, in.n_head_kv, D, max_len);
     int64_t split_len = std::max<int64_t>(1, (max_len + n_splits - 1) / n_splits);
     split_len = (split_len + kTile - 1) / kTile * kTile;
@@ -428,11 +428,11 @@ void attention(const AttentionArgs &in) {
     }
 }
 
-bool use_decode_mma() { return options().attn_kernel >= 1 && decode_mma_supported(); }
+bool use_decode_mma(int head_dim) { return options().attn_kernel >= 1 && decode_mma_supported(head_dim); }
 
 int decode_attention_splits(int n_head, int n_head_kv, int head_dim, int64_t max_len) {
     if (options().attn_splits > 0) return options().attn_splits;  // a benchmark's forced count
-    if (use_decode_mma()) return decode_attention_mma_splits(n_head, n_head_kv, head_dim, max_len);
+    if (use_decode_mma(head_dim)) return decode_attention_mma_splits(n_head, n_head_kv, head_dim, max_len);
     const int D = head_dim, group = n_head / n_head_kv, gmax = group_max(group);
     const int n_hgroups = (group + gmax - 1) / gmax;
     const int occ = D == 64 ? occupancy_d<64>(gmax) : D == 128 ? occupancy_d<128>(gmax) : occupancy_d<256>(gmax);
@@ -443,7 +443,7 @@ int decode_attention_splits(int n_head, int n_head_kv, int head_dim, int64_t max
 }
 
 bool attention_decode_dev(const DecodeAttn &d, cudaStream_t stream) {
-    if (use_decode_mma()) return attention_decode_mma_dev(d, 0, 0, 1.f, stream);
+    if (use_decode_mma(d.head_dim)) return attention_decode_mma_dev(d, 0, 0, 1.f, stream);
     const int D = d.head_dim, group = d.n_head / d.n_head_kv, gmax = group_max(group);
     AttnDev a{};
     a.q = d.q;

@@ -101,8 +101,8 @@ bool attention_decode_dev(const DecodeAttn &a, cudaStream_t stream);
 // 1-11, 19, 20, 29-31 (2 and 4: the splits merged by each head's last block, where a.done is
 // given; 29-31 claim 128-key tiles from a.done's counters).
 // With a.d_pos null it attends [lo, lo + len) with q times scale.
-bool decode_mma_supported();
-bool use_decode_mma();
+bool decode_mma_supported(int head_dim);
+bool use_decode_mma(int head_dim);
 int decode_attention_mma_splits(int n_head, int n_head_kv, int head_dim, int64_t max_len);
 bool attention_decode_mma_dev(const DecodeAttn &a, int lo, int len, float scale, cudaStream_t stream);
 
