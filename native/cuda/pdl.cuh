@@ -12,6 +12,7 @@
 // Both are no-ops below sm_90 and in a kernel launched without the attribute.
 #pragma once
 
+#include <string>
 #include <utility>
 
 #include "cuda_util.cuh"
@@ -37,7 +38,14 @@ void launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cu
     cfg.stream = stream;
     cfg.attrs = attr;
     cfg.numAttrs = pdl_enabled() ? 1 : 0;
-    TACTIC_CU(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
+    const cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...);
+    if (e != cudaSuccess) {  // which kernel, and the configuration it was refused
+        const char *name = nullptr;
+        if (cudaFuncGetName(&name, reinterpret_cast<const void *>(kernel)) != cudaSuccess || !name) name = "a kernel";
+        check(e, (std::string("launch of ") + name + " (grid " + std::to_string(grid.x) + "x" + std::to_string(grid.y) +
+                  ", block " + std::to_string(block.x) + ", " + std::to_string(smem) + " bytes of shared memory)")
+                     .c_str());
+    }
 }
 
 #ifdef __CUDACC__
