@@ -12,8 +12,8 @@ Each case runs existing twin tests in a child process under the cap (the cap is 
 a process): the GPU forward pass against the CPU, Tactic's step against its numpy twin,
 and the CUDA backend with attention="tactic" (K-means on the GPU, pages, the step) at
 head dims 64, 128 and 256, against full attention. The machine code is still the sm_90
-build's (a compute_80 PTX build, JIT-compiled here, runs sm_80's own code paths:
-scripts/device_jobs in docs/results name the runs that did).
+build's; a compute_80 PTX build, JIT-compiled on the H200, runs sm_80's own device code
+under the same caps (docs/results/s17/jobs/emu_3.sh).
 GPU tests skip where no GPU is usable."""
 
 import os
