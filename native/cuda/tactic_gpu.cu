@@ -1120,28 +1120,26 @@ bool stream_fits() {
 }
 
 // The unfused stream kernel a step launches (options, head_dim and what fits the device):
-// on 99 KB cards (sm_86 / sm_89) eight warps' buffers (head_dim 128) fall back to four, and
-// four warps' at head_dim 64 and 256 to kStreamWarpsSmall.
-enum class StreamKind { kBulk, kWide8, kWide4, kMma, kMmaSmall, kFma, kFmaSmall };
+// four warps' stage buffers are 101-108 KB (eight warps' 204 KB at head_dim 128), so on 99 KB
+// cards (sm_86 / sm_89) every kind runs with kStreamWarpsSmall warps, and on 163 KB ones
+// (sm_80) the eight-warp kind with four.
+enum class StreamKind { kBulk, kWide8, kWide, kWideSmall, kMma, kMmaSmall, kFma, kFmaSmall };
 constexpr int kStreamWarpsSmall = 3;
 template <int D, int G>
 StreamKind stream_kind() {
     if constexpr (D <= 128 && G <= 8) {
         if (use_mma<D>()) {
             if constexpr (D == 128) {  // (the variants exist for head_dim 128: the 8B shape measured)
-                if (stream_bulk()) return StreamKind::kBulk;
-                if (stream_wide_tail() && stream_warps<D>() == 8 && stream_fits<D, G, true, 8, true>())
-                    return StreamKind::kWide8;
-                if (stream_wide_tail()) return StreamKind::kWide4;
+                if (stream_bulk()) return StreamKind::kBulk;  // (sm_90: 227 KB)
+                if (stream_wide_tail()) {
+                    if (stream_warps<D>() == 8 && stream_fits<D, G, true, 8, true>()) return StreamKind::kWide8;
+                    return stream_fits<D, G, true, kStreamWarps, true>() ? StreamKind::kWide : StreamKind::kWideSmall;
+                }
             }
-            if constexpr (D == 64)
-                if (!stream_fits<D, G, true, kStreamWarps, false>()) return StreamKind::kMmaSmall;
-            return StreamKind::kMma;
+            return stream_fits<D, G, true, kStreamWarps, false>() ? StreamKind::kMma : StreamKind::kMmaSmall;
         }
     }
-    if constexpr (D != 128)
-        if (!stream_fits<D, G, false, kStreamWarps, false>()) return StreamKind::kFmaSmall;
-    return StreamKind::kFma;
+    return stream_fits<D, G, false, kStreamWarps, false>() ? StreamKind::kFma : StreamKind::kFmaSmall;
 }
 
 template <int D, int G, int W, bool PT, bool BULK = false>
@@ -1189,14 +1187,13 @@ void attend_stream_dg(const TacticLayerDev &L, const TacticStepArgs &a, const Ta
         if constexpr (D == 128) {
             if (k == StreamKind::kBulk) return launch_stream_mma<D, G, kStreamWarps, true, true>(L, a, b, s);
             if (k == StreamKind::kWide8) return launch_stream_mma<D, G, 8, true>(L, a, b, s);
-            if (k == StreamKind::kWide4) return launch_stream_mma<D, G, kStreamWarps, true>(L, a, b, s);
+            if (k == StreamKind::kWide) return launch_stream_mma<D, G, kStreamWarps, true>(L, a, b, s);
+            if (k == StreamKind::kWideSmall) return launch_stream_mma<D, G, kStreamWarpsSmall, true>(L, a, b, s);
         }
-        if constexpr (D == 64)
-            if (k == StreamKind::kMmaSmall) return launch_stream_mma<D, G, kStreamWarpsSmall, false>(L, a, b, s);
         if (k == StreamKind::kMma) return launch_stream_mma<D, G, kStreamWarps, false>(L, a, b, s);
+        if (k == StreamKind::kMmaSmall) return launch_stream_mma<D, G, kStreamWarpsSmall, false>(L, a, b, s);
     }
-    if constexpr (D != 128)
-        if (k == StreamKind::kFmaSmall) return launch_stream_fma<D, G, kStreamWarpsSmall>(L, a, b, s);
+    if (k == StreamKind::kFmaSmall) return launch_stream_fma<D, G, kStreamWarpsSmall>(L, a, b, s);
     launch_stream_fma<D, G, kStreamWarps>(L, a, b, s);
 }
 
@@ -1254,10 +1251,11 @@ void fused_attrs() {
 template <int D>
 void stream_attrs() {
     stream_attrs_v<D, false, kStreamWarps, false>();
-    if constexpr (D != 128) stream_attrs_v<D, false, kStreamWarpsSmall, false>();
+    stream_attrs_v<D, false, kStreamWarpsSmall, false>();
     if constexpr (D <= 128) stream_attrs_v<D, true, kStreamWarps, false>();
-    if constexpr (D == 64) stream_attrs_v<D, true, kStreamWarpsSmall, false>();
+    if constexpr (D <= 128) stream_attrs_v<D, true, kStreamWarpsSmall, false>();
     if constexpr (D == 128) {
+        stream_attrs_v<D, true, kStreamWarpsSmall, true>();
         stream_attrs_v<D, true, kStreamWarps, true>();
         stream_attrs_v<D, true, kStreamWarps, true, true>();
         stream_attrs_v<D, true, 8, true>();
@@ -1292,14 +1290,13 @@ int occupancy() {
         if constexpr (D == 128) {
             if (k == StreamKind::kBulk) n = stream_occupancy<D, G, true, kStreamWarps, true, true>();
             if (k == StreamKind::kWide8) n = stream_occupancy<D, G, true, 8, true>();
-            if (k == StreamKind::kWide4) n = stream_occupancy<D, G, true, kStreamWarps, true>();
+            if (k == StreamKind::kWide) n = stream_occupancy<D, G, true, kStreamWarps, true>();
+            if (k == StreamKind::kWideSmall) n = stream_occupancy<D, G, true, kStreamWarpsSmall, true>();
         }
-        if constexpr (D == 64)
-            if (k == StreamKind::kMmaSmall) n = stream_occupancy<D, G, true, kStreamWarpsSmall, false>();
         if (k == StreamKind::kMma) n = stream_occupancy<D, G, true, kStreamWarps, false>();
+        if (k == StreamKind::kMmaSmall) n = stream_occupancy<D, G, true, kStreamWarpsSmall, false>();
     }
-    if constexpr (D != 128)
-        if (k == StreamKind::kFmaSmall) n = stream_occupancy<D, G, false, kStreamWarpsSmall, false>();
+    if (k == StreamKind::kFmaSmall) n = stream_occupancy<D, G, false, kStreamWarpsSmall, false>();
     if (k == StreamKind::kFma) n = stream_occupancy<D, G, false, kStreamWarps, false>();
     return std::max(1, n);
 }
@@ -1323,8 +1320,8 @@ int tactic_fused_slices(const TacticLayerDev &L, const TacticStepArgs &a, const 
     if ((v != 9 && v != 10) || L.head_dim != 128 || !use_mma<128>() || !options().tactic_fused ||
         !options().tactic_group_budget || a.force_fraction <= 0.f || !b.rows || !b.sel_ws || !b.spart)
         return 0;
-    // Eight warps' stage buffers and the cut's shared memory (G = 8 holds the most): more than
-    // the 99 KB a block of sm_86 / sm_89 may have; there the selection kernels run instead.
+    // Eight warps' stage buffers (204 KB) and the cut's shared memory (G = 8 holds the most):
+    // only sm_90's 227 KB a block holds them; elsewhere the selection kernels run instead.
     static const bool fits = stream_fits<128, 8, true, 8, true, false, 1>() && stream_fits<128, 8, true, 8, true, false, 2>() &&
                              stream_fits<128, 8, true, 8, true, false, 3>() && stream_fits<128, 8, true, 8, true, false, 1, 8>() &&
                              stream_fits<128, 8, true, 8, true, false, 2, 8>() && stream_fits<128, 8, true, 8, true, false, 3, 8>();
