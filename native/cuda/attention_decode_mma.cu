@@ -1038,23 +1038,25 @@ int occupancy_for(int D, Load load) {
 // Whether the split kernel of `load` fits a block here (head_dim 256's two stages of 16 K
 // and V rows a warp are 128 KB: more than sm_86 / sm_89 cards allow).
 template <int D, int LOAD>
-bool fits() {
+bool split_fits() {
     static const bool f = smem_fits(split_kernel<D, LOAD, kContiguous>(), split_smem<D, LOAD>());
     return f;
 }
 template <int D>
-bool fits_d(Load load) {
+bool split_fits_d(Load load) {
     switch (load) {
-        case kCpAsyncL2_128: return fits<D, kCpAsyncL2_128>();
-        case kCpAsyncL2_256: return fits<D, kCpAsyncL2_256>();
-        case kBulkRows: return fits<D, kBulkRows>();
-        case kBulkPairs: return fits<D, kBulkPairs>();
-        case kKvTma2: if constexpr (D == 128) return fits<128, kKvTma2>(); else return false;
-        case kKvTma3: if constexpr (D == 128) return fits<128, kKvTma3>(); else return false;
-        default: return fits<D, kCpAsync>();
+        case kCpAsyncL2_128: return split_fits<D, kCpAsyncL2_128>();
+        case kCpAsyncL2_256: return split_fits<D, kCpAsyncL2_256>();
+        case kBulkRows: return split_fits<D, kBulkRows>();
+        case kBulkPairs: return split_fits<D, kBulkPairs>();
+        case kKvTma2: if constexpr (D == 128) return split_fits<128, kKvTma2>(); else return false;
+        case kKvTma3: if constexpr (D == 128) return split_fits<128, kKvTma3>(); else return false;
+        default: return split_fits<D, kCpAsync>();
     }
 }
-bool fits_for(int D, Load load) { return D == 64 ? fits_d<64>(load) : D == 128 ? fits_d<128>(load) : fits_d<256>(load); }
+bool split_fits_for(int D, Load load) {
+    return D == 64 ? split_fits_d<64>(load) : D == 128 ? split_fits_d<128>(load) : split_fits_d<256>(load);
+}
 
 template <int D, int LOAD, int ORDER = kContiguous>
 void launch_t(const DecArgs &a, int n_splits, cudaStream_t stream, const KvMaps &maps) {
@@ -1137,8 +1139,8 @@ void launch_wide_merge(const DecodeAttn &d, int32_t *ctr, int n_ctr, uint64_t *m
 bool decode_mma_supported(int head_dim) {
     if (device_limits().cc_major < 8) return false;
     // the variants of short and long ranges (attn_kernel 32 switches at kAttnLongKv)
-    return fits_for(head_dim, current_variant(head_dim, 0).load) &&
-           fits_for(head_dim, current_variant(head_dim, kAttnLongKv).load);
+    return split_fits_for(head_dim, current_variant(head_dim, 0).load) &&
+           split_fits_for(head_dim, current_variant(head_dim, kAttnLongKv).load);
 }
 
 int decode_attention_mma_splits(int n_head, int n_head_kv, int head_dim, int64_t max_len) {
