@@ -159,8 +159,8 @@ void launch_kmeans(const KmeansJob *d_jobs, int n_jobs, int max_C, int max_len, 
 }
 
 // The slots a job may have here: a job's shared memory (kKmeansMaxC slots at head_dim 256 is
-// 201 KB) must fit one block, which on sm_86 / sm_89 cards (99 KB) leaves 32 slots at head_dim
-// 256 and 96 at 128; a block of tokens is then clustered as more, shorter jobs.
+// 201 KB) must fit one block: 96 slots at head_dim 256 on sm_80 (163 KB), 32 at 256 and 96 at
+// 128 on sm_86 / sm_89 (99 KB); a block of tokens is then clustered as more, shorter jobs.
 template <int D>
 int kmeans_max_slots() {
     static int n = 0;
