@@ -8,8 +8,8 @@ limits the native dispatch reads (native/cuda/device_limits.cuh) at that card's,
 kernel that would ask for more shared memory than it allows is a typed error instead of a
 launch, so these runs fail wherever such a card would.
 
-Each case runs existing twin tests in a child process under the cap (the cap is read once
-a process): the GPU forward pass against the CPU, Tactic's step against its numpy twin,
+Each case runs existing twin tests in child processes under the cap (the cap is read once
+a process; scripts/pytest_shards.py, as the GPU machine runs its suites): the GPU forward pass against the CPU, Tactic's step against its numpy twin,
 and the CUDA backend with attention="tactic" (K-means on the GPU, pages, the step) at
 head dims 64, 128 and 256, against full attention. The machine code is still the sm_90
 build's; a compute_80 PTX build, JIT-compiled on the H200, runs sm_80's own device code
@@ -42,21 +42,18 @@ SUITES = {
 }
 
 
-def run_emulated(card, args):
-    env = dict(os.environ, TACTIC_CUDA_EMULATE=card)
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *args],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=3000)
-
-
 @pytest.mark.gpu
 @needs_gpu
 @pytest.mark.parametrize("suite", list(SUITES))
 @pytest.mark.parametrize("card", ["sm_86", "sm_80"])
-def test_twins_hold_on_emulated_card(card, suite):
-    r = run_emulated(card, SUITES[suite])
-    tail = (r.stdout + r.stderr)[-4000:]
-    assert r.returncode == 0, f"{suite} under TACTIC_CUDA_EMULATE={card} failed:\n{tail}"
-    assert " passed" in r.stdout and " failed" not in r.stdout, tail
+def test_twins_hold_on_emulated_card(card, suite, tmp_path):
+    """The suite in 8 processes at once (scripts/pytest_shards.py), all under the card's caps."""
+    env = dict(os.environ, TACTIC_CUDA_EMULATE=card)
+    r = subprocess.run([sys.executable, "scripts/pytest_shards.py", "8", str(tmp_path / "shard_"), *SUITES[suite]],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+    logs = "".join(p.read_text()[-3000:] for p in sorted(tmp_path.glob("shard_*.log")) if "FAILED" in p.read_text())
+    assert r.returncode == 0, f"{suite} under TACTIC_CUDA_EMULATE={card}:\n{r.stdout[-3000:]}\n{logs}"
+    assert "all passed" in r.stdout, r.stdout[-3000:]
 
 
 # A prefill attention call through the test hook: the first thing it asks is the device's limits.
