@@ -34,6 +34,7 @@
 #include <cuda_fp16.h>
 
 #include <cmath>
+#include <type_traits>
 
 #include "cuda_backend.h"
 #include "cuda_ops.cuh"
@@ -1019,20 +1020,27 @@ Variant current_variant(int D, int64_t max_len) {
     return v;
 }
 
-template <int D>
-int occupancy_d(Load load) {
-    switch (load) {
-        case kCpAsyncL2_128: return occupancy<D, kCpAsyncL2_128>();
-        case kCpAsyncL2_256: return occupancy<D, kCpAsyncL2_256>();
-        case kBulkRows: return occupancy<D, kBulkRows>();
-        case kBulkPairs: return occupancy<D, kBulkPairs>();
-        default: return occupancy<D, kCpAsync>();
-    }
+// f(head dim, load) as integral constants, for a run-time head dim and load (the K/V-slot loads
+// exist at head_dim 128 only): the one switch the per-variant lookups below share.
+template <int V>
+using IC = std::integral_constant<int, V>;
+template <class F>
+auto with_d_load(int D, Load load, F f) {
+    if (is_kv(load)) return load == kKvTma2 ? f(IC<128>{}, IC<kKvTma2>{}) : f(IC<128>{}, IC<kKvTma3>{});
+    auto by_load = [&](auto d) {
+        switch (load) {
+            case kCpAsyncL2_128: return f(d, IC<kCpAsyncL2_128>{});
+            case kCpAsyncL2_256: return f(d, IC<kCpAsyncL2_256>{});
+            case kBulkRows: return f(d, IC<kBulkRows>{});
+            case kBulkPairs: return f(d, IC<kBulkPairs>{});
+            default: return f(d, IC<kCpAsync>{});
+        }
+    };
+    return D == 64 ? by_load(IC<64>{}) : D == 128 ? by_load(IC<128>{}) : by_load(IC<256>{});
 }
 
 int occupancy_for(int D, Load load) {
-    if (is_kv(load)) return load == kKvTma2 ? occupancy<128, kKvTma2>() : occupancy<128, kKvTma3>();  // (D 128 only)
-    return D == 64 ? occupancy_d<64>(load) : D == 128 ? occupancy_d<128>(load) : occupancy_d<256>(load);
+    return with_d_load(D, load, [](auto d, auto l) { return occupancy<decltype(d)::value, decltype(l)::value>(); });
 }
 
 // Whether the split kernel of `load` fits a block here (head_dim 256's two stages of 16 K
@@ -1042,20 +1050,8 @@ bool split_fits() {
     static const bool f = smem_fits(split_kernel<D, LOAD, kContiguous>(), split_smem<D, LOAD>());
     return f;
 }
-template <int D>
-bool split_fits_d(Load load) {
-    switch (load) {
-        case kCpAsyncL2_128: return split_fits<D, kCpAsyncL2_128>();
-        case kCpAsyncL2_256: return split_fits<D, kCpAsyncL2_256>();
-        case kBulkRows: return split_fits<D, kBulkRows>();
-        case kBulkPairs: return split_fits<D, kBulkPairs>();
-        case kKvTma2: if constexpr (D == 128) return split_fits<128, kKvTma2>(); else return false;
-        case kKvTma3: if constexpr (D == 128) return split_fits<128, kKvTma3>(); else return false;
-        default: return split_fits<D, kCpAsync>();
-    }
-}
 bool split_fits_for(int D, Load load) {
-    return D == 64 ? split_fits_d<64>(load) : D == 128 ? split_fits_d<128>(load) : split_fits_d<256>(load);
+    return with_d_load(D, load, [](auto d, auto l) { return split_fits<decltype(d)::value, decltype(l)::value>(); });
 }
 
 template <int D, int LOAD, int ORDER = kContiguous>

@@ -98,16 +98,21 @@ const DeviceLimits &device_limits() {
     return lim;
 }
 
-bool smem_fits(const void *kernel, size_t dynamic) {
+namespace {
+// A block's shared memory: the kernel's static part plus `dynamic`.
+size_t block_smem(const void *kernel, size_t dynamic) {
     cudaFuncAttributes fa;
     TACTIC_CU(cudaFuncGetAttributes(&fa, kernel));
-    return fa.sharedSizeBytes + dynamic <= size_t(device_limits().smem_optin);
+    return fa.sharedSizeBytes + dynamic;
+}
+}  // namespace
+
+bool smem_fits(const void *kernel, size_t dynamic) {
+    return block_smem(kernel, dynamic) <= size_t(device_limits().smem_optin);
 }
 
 void set_dynamic_smem(const void *kernel, size_t dynamic, const char *what) {
-    cudaFuncAttributes fa;
-    TACTIC_CU(cudaFuncGetAttributes(&fa, kernel));
-    const size_t need = fa.sharedSizeBytes + dynamic, have = size_t(device_limits().smem_optin);
+    const size_t need = block_smem(kernel, dynamic), have = size_t(device_limits().smem_optin);
     TACTIC_CHECK(need <= have, TACTIC_ERR_UNSUPPORTED,
                  std::string(what) + " needs " + std::to_string(need) + " bytes of shared memory a block; this GPU" +
                      (device_limits().emulated ? std::string(" (emulating ") + device_limits().emulated + ")" : "") +
