@@ -38,9 +38,8 @@ inline uint16_t f32_to_bf16(float f) {  // round to nearest even, NaN kept quiet
     return uint16_t((u + (0x7fff + ((u >> 16) & 1))) >> 16);
 }
 
-// Portable on purpose: common.h is also included by the *_avx2.cpp files, which are
-// built with -mf16c; an F16C branch here would give this inline function two
-// definitions, and the linker could hand the F16C one to code running anywhere.
+// Portable on purpose: one definition of this inline function serves every file (the
+// *_avx2.cpp files include common.h before their F16C target region: simd_target.h).
 inline float f16_to_f32(uint16_t h) {
     const uint32_t sign = uint32_t(h & 0x8000) << 16;
     uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff, u;

@@ -1,5 +1,5 @@
 // Small AVX2/F16C helpers shared by the *_avx2.cpp kernel files. Include it only from
-// those files (built with -mavx2 -mfma -mf16c); internal linkage keeps these
+// those files, inside their AVX2 target region (simd_target.h); internal linkage keeps these
 // definitions out of code that runs without the run-time CPU check.
 #pragma once
 

@@ -1,5 +1,5 @@
 // Small AVX-512 helpers shared by the *_avx512.cpp kernel files. Include it only from
-// those files (built with -mavx512f ...); internal linkage keeps these definitions out
+// those files, inside their AVX-512 target region (simd_target.h); internal linkage keeps these definitions out
 // of code that runs without the run-time CPU check.
 #pragma once
 

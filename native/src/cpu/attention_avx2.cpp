@@ -1,11 +1,14 @@
-// AVX2 + F16C kernels of cpu/attention.cpp; compiled with -mavx2 -mfma -mf16c and
+// AVX2 + F16C kernels of cpu/attention.cpp; its functions compiled for them (simd_target.h) and
 // only called after a run-time CPU check.
 #include <immintrin.h>
 
-#include "../simd_avx2.h"
-
 #include <cstddef>
 #include <cstdint>
+
+#include "../simd_target.h"
+
+TACTIC_TARGET_AVX2_BEGIN  // (this file's functions; not the templates of the headers above)
+#include "../simd_avx2.h"
 
 namespace tactic {
 
@@ -71,3 +74,5 @@ void pv_accumulate_avx2(float *acc, int n_q, int D, const float *w, int stride, 
 }
 
 }  // namespace tactic
+
+TACTIC_TARGET_END

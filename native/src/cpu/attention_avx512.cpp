@@ -1,4 +1,4 @@
-// AVX-512 attention (compiled with -mavx512f ...; called only after cpu_has_avx512_vnni()).
+// AVX-512 attention (its functions compiled for AVX-512: simd_target.h; called only after cpu_has_avx512_vnni()).
 // A block of query rows (several tokens x the query heads of one KV group, or one
 // decode token's heads) goes through one chunk of keys together, 64 keys at a time, so
 // each key and value row is read and widened from f16 once per block instead of once
@@ -25,9 +25,13 @@
 #include <limits>
 #include <vector>
 
-#include "../simd_avx512.h"
 #include "key_map.h"
 #include "weight_memory.h"
+
+#include "../simd_target.h"
+
+TACTIC_TARGET_AVX512_BEGIN  // (this file's functions; not the templates of the headers above)
+#include "../simd_avx512.h"
 
 namespace tactic {
 
@@ -413,3 +417,5 @@ void attend_block_avx512(const float *q, int64_t q_stride, int nt, int group, in
 }
 
 }  // namespace tactic
+
+TACTIC_TARGET_END

@@ -6,6 +6,9 @@
 #include <cmath>
 #include <cstdint>
 
+#include "../simd_target.h"
+
+TACTIC_TARGET_AVX512_BEGIN  // (this file's functions; not the templates of the headers above)
 #include "../simd_avx512.h"
 
 namespace tactic {
@@ -64,3 +67,5 @@ void to_f16_avx512(const float *x, int n, uint16_t *dst) {
 }
 
 }  // namespace tactic
+
+TACTIC_TARGET_END

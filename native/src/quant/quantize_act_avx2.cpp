@@ -8,6 +8,10 @@
 
 #include "blocks.h"
 
+#include "../simd_target.h"
+
+TACTIC_TARGET_AVX2_BEGIN  // (this file's functions; not the templates of the headers above)
+
 namespace tactic {
 namespace q {
 
@@ -111,3 +115,5 @@ void quantize_act_q8_K_avx2(const float *x, BlockQ8_K *y, int64_t n) {
 
 }  // namespace q
 }  // namespace tactic
+
+TACTIC_TARGET_END

@@ -1,4 +1,4 @@
-// AVX2/FMA dot products (compiled with -mavx2 -mfma -mf16c; called only after
+// AVX2/FMA dot products (its functions compiled for them: simd_target.h; called only after
 // cpu_has_avx2_fma()). Each is held equal to its scalar twin by tests/test_quant.py.
 //
 // Every quantized kernel is written once as a "tile": one weight row against NT
@@ -9,16 +9,19 @@
 // Integer products use the maddubs trick: maddubs(unsigned u8, signed i8) gives exact
 // i16 pair sums here (|pair| <= 2·63·128 < 32767), madd widens them to i32.
 //
-// Only static (internal) functions live in this file, and no inline helpers of
-// other headers are called, so nothing compiled with AVX2 can be merged by the
-// linker into the scalar path.
+// Only static (internal) functions live in this file, and the AVX2 target covers only
+// them (simd_target.h), so nothing compiled with AVX2 can be merged by the linker into
+// the scalar path.
 #include <immintrin.h>
-
-#include "../simd_avx2.h"
 
 #include <cstring>
 
 #include "blocks.h"
+
+#include "../simd_target.h"
+
+TACTIC_TARGET_AVX2_BEGIN  // (this file's functions; not the templates of the headers above)
+#include "../simd_avx2.h"
 
 namespace tactic {
 namespace q {
@@ -371,3 +374,5 @@ DotTileFn dot_tile_avx2(uint32_t type) {
 
 }  // namespace q
 }  // namespace tactic
+
+TACTIC_TARGET_END

@@ -1,5 +1,5 @@
-// AVX-512 (F/BW/VL/DQ + VNNI) dot products of the quantized types (compiled with those
-// flags only here; called only after cpu_has_avx512_vnni()). Each is held equal to its
+// AVX-512 (F/BW/VL/DQ + VNNI) dot products of the quantized types (its functions compiled
+// for those: simd_target.h; called only after cpu_has_avx512_vnni()). Each is held equal to its
 // scalar twin by tests/test_quant.py.
 //
 // - K-quants (Q4_K, Q5_K, Q6_K): tiles of one weight row against up to 8 tokens, as in
@@ -18,6 +18,10 @@
 
 #include "../cpu/weight_memory.h"
 #include "blocks.h"
+
+#include "../simd_target.h"
+
+TACTIC_TARGET_AVX512_BEGIN  // (this file's functions; not the templates of the headers above)
 
 namespace tactic {
 namespace q {
@@ -558,3 +562,5 @@ DotTileFn dot_tile_avx512(uint32_t type) {
 
 }  // namespace q
 }  // namespace tactic
+
+TACTIC_TARGET_END

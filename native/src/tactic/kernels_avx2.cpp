@@ -1,11 +1,14 @@
-// AVX2/FMA/F16C twins of kernels.cpp (compiled with -mavx2 -mfma -mf16c; called only
+// AVX2/FMA/F16C twins of kernels.cpp (its functions compiled for AVX2/FMA/F16C: simd_target.h; called only
 // after the run-time check in kernels.cpp). Tails that are not a multiple of 8 run scalar.
 #include <immintrin.h>
 
-#include "../simd_avx2.h"
-
 #include "../common.h"
 #include "kernels.h"
+
+#include "../simd_target.h"
+
+TACTIC_TARGET_AVX2_BEGIN  // (this file's functions; not the templates of the headers above)
+#include "../simd_avx2.h"
 
 namespace tactic {
 namespace tk {
@@ -96,3 +99,5 @@ void f16_to_f32_row(const uint16_t *x, float *y, int n) {
 }  // namespace avx2
 }  // namespace tk
 }  // namespace tactic
+
+TACTIC_TARGET_END

@@ -1,4 +1,4 @@
-// AVX-512 twin of Tactic's candidate scoring (compiled with -mavx512f ...; called only
+// AVX-512 twin of Tactic's candidate scoring (its functions compiled for AVX-512: simd_target.h; called only
 // after the run-time check in kernels.cpp): q·k of g query heads against a run of keys,
 // the keys in the lanes (4 heads x 4 keys a vector, K transposed 8 keys at a time), so a
 // GQA group of 4 heads fills every lane instead of a quarter of them.
@@ -16,6 +16,10 @@
 #include <vector>
 
 #include "kernels.h"
+
+#include "../simd_target.h"
+
+TACTIC_TARGET_AVX512_BEGIN  // (this file's functions; not the templates of the headers above)
 
 namespace tactic {
 namespace tk {
@@ -104,3 +108,5 @@ void dots_keys_f16(const float *qr, int g, const uint16_t *keys, int n, int D, f
 }  // namespace avx512
 }  // namespace tk
 }  // namespace tactic
+
+TACTIC_TARGET_END
