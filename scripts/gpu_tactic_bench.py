@@ -176,9 +176,8 @@ def step_row(n, f, var, args, q, K, V, layout, c_begin, c_end, scale, probs, out
 
 FUSED_MARKS = {0: "entry", 1: "cut: past pdl_wait", 16: "cut: partials loaded", 2: "cut: partials merged",
                17: "cut: keys", 18: "cut: shared histogram", 3: "cut: histogram added",
-               4: "cut: barrier 1", 5: "cut: digit, candidates", 19: "early rows attended (stream 24)",
-               6: "cut: barrier 2", 8: "cut: candidates taken", 13: "cut: candidates placed", 7: "cut: resolved",
-               20: "pieces known (stream 24)", 9: "counts known (24: head done)", 10: "attention streamed",
+               4: "cut: barrier 1", 5: "cut: digit, candidates", 6: "cut: barrier 2", 8: "cut: candidates taken",
+               13: "cut: candidates placed", 7: "cut: resolved", 9: "counts known", 10: "attention streamed",
                11: "partials written", 12: "merged (end)"}
 FUSED_VALUES = {14: "candidates at the cut's prefix", 15: "candidates taken"}  # (+ 1 as stored)
 SCORE_MARKS = {0: "entry", 1: "past pdl_wait", 2: "scores written", 3: "partials written (end)"}
@@ -218,7 +217,6 @@ def set_variant(v):
     check(lib.tactic_cuda_set_option(b"tactic_tail", v["tail"]))
     check(lib.tactic_cuda_set_option(b"tactic_score_blocks", v.get("score_blocks", 0)))  # (scores 5's grid)
     check(lib.tactic_cuda_set_option(b"tactic_stream", v["stream"]))  # (the fused step's streaming / merge)
-    check(lib.tactic_cuda_set_option(b"tactic_early", v.get("early", 4)))  # (stream 24's early rows, sixteenths)
 
 
 def main():
@@ -258,12 +256,10 @@ def main():
                          "mass target (the P row; forced fractions never run it), 0 off")
     ap.add_argument("--stream", type=int, default=8,
                     help="option tactic_stream (the fused step after the counts are known): 8 (default) the first "
-                         "copies issued before q's fragments are built, 0 after them; 24 8 with early rows (each block "
-                         "attends the first of its own slice's sure rows before the cut's second barrier; up to "
-                         "early/16 of an equal share, variant key early, default 4)")
+                         "copies issued before q's fragments are built, 0 after them")
     ap.add_argument("--variants", default="",
                     help="more passes over the same keys, ';'-separated, each 'name=value,...' of group_budget, "
-                         "copies, blocks, fused, mma, select, score, attend, pdl, tail, score_blocks, stream, early "
+                         "copies, blocks, fused, mma, select, score, attend, pdl, tail, score_blocks, stream "
                          "(e.g. 'group_budget=1;mma=1')")
     ap.add_argument("--trace", action="store_true",
                     help="print each row's phase timestamps (a library built with cmake -DTACTIC_STEP_TRACE=ON)")

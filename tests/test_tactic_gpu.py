@@ -30,7 +30,7 @@ needs_gpu = pytest.mark.skipif(gpu_count() == 0, reason="no usable CUDA GPU (the
 # The options the tests below set, at their compiled defaults (native/cuda/cuda_util.cuh's
 # Options): put back after every test.
 OPTION_DEFAULTS = {b"tactic_group_budget": 1, b"tactic_select": 9, b"tactic_score": 5, b"tactic_attend": 2,
-                   b"tactic_tail": 0, b"tactic_score_blocks": 0, b"tactic_stream": 8, b"tactic_early": 4}
+                   b"tactic_tail": 0, b"tactic_score_blocks": 0, b"tactic_stream": 8}
 
 
 @pytest.fixture(autouse=True)
@@ -239,12 +239,11 @@ SCORE_VERSIONS = {"v1": (3, 1), "v3": (3, 3), "v4": (4, 3), "v5": (4, 4), "v6": 
                   "s5sel3": (5, 3), "s5few": (5, 3, 8)}
 
 
-def set_score(score, select, score_blocks=0, stream=8, early=4):
+def set_score(score, select, score_blocks=0, stream=8):
     assert lib.tactic_cuda_set_option(b"tactic_score", score) == 0
     assert lib.tactic_cuda_set_option(b"tactic_select", select) == 0
     assert lib.tactic_cuda_set_option(b"tactic_score_blocks", score_blocks) == 0
     assert lib.tactic_cuda_set_option(b"tactic_stream", stream) == 0
-    assert lib.tactic_cuda_set_option(b"tactic_early", early) == 0
 
 
 @pytest.fixture(params=list(SCORE_VERSIONS.values()), ids=list(SCORE_VERSIONS))
@@ -529,14 +528,9 @@ def twin_group_select(q, layout, c_begin, c_end, n, frac, scale):
 # else 4); score5 scores 5 with 9; score5few that with 8 scoring blocks and selection 4.
 # fused9 / fused10 run tactic_stream 8 (the default: the first copies before q's fragments);
 # fused9st0 / fused10st0 the fused step with tactic_stream 0 (the copies after them, as before).
-# fused9early / fused10early tactic_stream 24 (each block attends the first of its own slice's
-# sure rows before the cut's second barrier: up to 4/16 of an equal share); fused9early16 up to a
-# whole share (tactic_early 16), fused10early1 up to 1/16.
 GROUP_VERSIONS = {"select1": (2, 1), "select3": (2, 3), "mmascore": (4, 3), "select4": (4, 4), "select5": (4, 5),
                   "fused9": (4, 9), "fused10": (4, 10), "score5": (5, 9), "score5few": (5, 4, 8),
-                  "fused9st0": (4, 9, 0, 0), "fused10st0": (4, 10, 0, 0),
-                  "fused9early": (4, 9, 0, 24), "fused10early": (4, 10, 0, 24),
-                  "fused9early16": (4, 9, 0, 24, 16), "fused10early1": (4, 10, 0, 24, 1)}
+                  "fused9st0": (4, 9, 0, 0), "fused10st0": (4, 10, 0, 0)}
 
 
 @pytest.fixture(params=list(GROUP_VERSIONS.values()), ids=list(GROUP_VERSIONS))
@@ -716,21 +710,18 @@ def test_group_budget_matches_twin(shape, frac, group_budget):
 
 @pytest.mark.gpu
 @needs_gpu
-@pytest.mark.parametrize("stream,early", [(0, 4), (8, 4), (24, 4), (24, 16)])
+@pytest.mark.parametrize("stream", [0, 8])
 @pytest.mark.parametrize("select", [9, 10])
-def test_fused_step_edge_cases(select, stream, early):
+def test_fused_step_edge_cases(select, stream):
     """The fused step (tactic_select 9, 10: the cut inside the attention kernel, one piece of
     the list a slice's block) where its pieces are uneven or empty: a KV head whose union is
     one giant cluster (4-8x the others' lists), nothing clustered yet, and fewer tokens than
     the KV head has blocks. Against the group budget's twin and the float64 reference."""
     assert lib.tactic_cuda_set_option(b"tactic_group_budget", 1) == 0
     assert lib.tactic_cuda_set_option(b"tactic_select", select) == 0
-    for bad in (-1, 1, 9, 16):
+    for bad in (-1, 1, 9):
         assert lib.tactic_cuda_set_option(b"tactic_stream", bad) == TACTIC_ERR_INVALID_ARGUMENT
-    for bad in (0, 17):
-        assert lib.tactic_cuda_set_option(b"tactic_early", bad) == TACTIC_ERR_INVALID_ARGUMENT
     assert lib.tactic_cuda_set_option(b"tactic_stream", stream) == 0
-    assert lib.tactic_cuda_set_option(b"tactic_early", early) == 0
     rng = np.random.default_rng(53)
     n_head, n_head_kv, D = 32, 8, 128
     n_ctx = n = 9000
@@ -983,7 +974,7 @@ def tiny_llama_d128(tmp_path_factory):
 
 @pytest.mark.gpu
 @needs_gpu
-@pytest.mark.parametrize("select,stream", [(4, 8), (5, 8), (9, 8), (10, 8), (9, 0), (10, 0), (9, 24), (10, 24)])
+@pytest.mark.parametrize("select,stream", [(4, 8), (5, 8), (9, 8), (10, 8), (9, 0), (10, 0)])
 @pytest.mark.parametrize("model", ["tiny_llama", "tiny_llama_d128"])
 def test_backend_group_budget_selection_matches_v3(model, select, stream, f32_activations, request):
     """The model's decode path (the step inside the decode graph, pages appended as tokens

@@ -132,10 +132,7 @@ struct Options {
     int tactic_stream = 8;  // the fused step's (tactic_select 9, 10) streaming after the counts are known: 8 the
                             // first stages' copies issued before q's fragments are built, 0 after (as before).
                             // 8 measured faster on the two-barrier cut (H200, session 13 batch 1: step 40.8 vs 41.7 us at
-                            // 128K 10%, 27.4 vs 28.2 at 2.5%, 25.1 vs 25.9 at 32K 10%; docs/results/gpu_session13.md);
-                            // 24 that with early rows (each block attends the first of its own slice's sure
-                            // rows while the cut's second barrier fills; head_dim 128 fused cuts, else 8)
-    int tactic_early = 4;   // tactic_stream 24's early rows a slice: at most this many sixteenths of an equal share
+                            // 128K 10%, 27.4 vs 28.2 at 2.5%, 25.1 vs 25.9 at 32K 10%; docs/results/gpu_session13.md)
     int tactic_cand_div = 16;  // under the mass target each query head's candidate clusters hold 1 - (1 - P) / this
                                // of the centroid mass. The CPU's bounded selector starts at 4 and grows the
                                // candidates where its tail bound says so; the GPU has no growth rounds, so it

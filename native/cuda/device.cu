@@ -181,12 +181,8 @@ bool set_option(const std::string &name, int64_t value) {
         TACTIC_CHECK(value >= 1 && value <= 6, TACTIC_ERR_INVALID_ARGUMENT, "tactic_attend must be in [1, 6]");
         o.tactic_attend = int(value);
     } else if (name == "tactic_stream") {
-        TACTIC_CHECK(value == 0 || value == 8 || value == 24, TACTIC_ERR_INVALID_ARGUMENT,
-                     "tactic_stream must be 0, 8 or 24");
+        TACTIC_CHECK(value == 0 || value == 8, TACTIC_ERR_INVALID_ARGUMENT, "tactic_stream must be 0 or 8");
         o.tactic_stream = int(value);
-    } else if (name == "tactic_early") {
-        TACTIC_CHECK(value >= 1 && value <= 16, TACTIC_ERR_INVALID_ARGUMENT, "tactic_early must be in [1, 16]");
-        o.tactic_early = int(value);
     } else if (name == "tactic_cand_div") {
         TACTIC_CHECK(value >= 1 && value <= 1024, TACTIC_ERR_INVALID_ARGUMENT, "tactic_cand_div must be in [1, 1024]");
         o.tactic_cand_div = int(value);

@@ -41,27 +41,6 @@ constexpr int kSpMaxSlices = 32;                 // cmax <= 16,384
 constexpr int kSpB1 = 2048, kSpB2 = 2048;
 constexpr int kSpMaxCuts = 16;                   // 2 x 8 heads
 
-// The light barrier below in two halves, so that a block can work between them (the fused
-// step's early rows): kv_arrive after this block's writes, kv_wait before reading the others'.
-__device__ __forceinline__ void kv_arrive(int32_t *ctr) {
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        asm volatile("fence.acq_rel.gpu;\n" ::: "memory");
-        asm volatile("red.relaxed.gpu.global.add.s32 [%0], 1;\n" ::"l"(ctr) : "memory");
-    }
-}
-__device__ __forceinline__ void kv_wait(int32_t *ctr, int target) {
-    if (threadIdx.x == 0) {
-        int v = 0;
-        while (true) {
-            asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(ctr) : "memory");
-            if (v >= target) break;
-            __nanosleep(32);
-        }
-    }
-    __syncthreads();
-}
-
 // Waits until every block of the KV head has arrived `target` times in all (counter ctr);
 // what they wrote before is visible after (threadfence on both sides). LIGHT (the
 // selections with one radix level): an acquire-release fence and a relaxed add to
@@ -69,17 +48,23 @@ __device__ __forceinline__ void kv_wait(int32_t *ctr, int target) {
 // sequentially consistent fences.
 template <bool LIGHT = false>
 __device__ __forceinline__ void kv_barrier(int32_t *ctr, int target) {
-    if (LIGHT) {
-        kv_arrive(ctr);
-        kv_wait(ctr, target);
-        return;
-    }
     __syncthreads();
     if (threadIdx.x == 0) {
-        __threadfence();
-        atomicAdd(ctr, 1);
-        while (*reinterpret_cast<volatile int32_t *>(ctr) < target) __nanosleep(32);
-        __threadfence();
+        if (LIGHT) {
+            asm volatile("fence.acq_rel.gpu;\n" ::: "memory");
+            asm volatile("red.relaxed.gpu.global.add.s32 [%0], 1;\n" ::"l"(ctr) : "memory");
+            int v = 0;
+            while (true) {
+                asm volatile("ld.acquire.gpu.global.b32 %0, [%1];\n" : "=r"(v) : "l"(ctr) : "memory");
+                if (v >= target) break;
+                __nanosleep(32);
+            }
+        } else {
+            __threadfence();
+            atomicAdd(ctr, 1);
+            while (*reinterpret_cast<volatile int32_t *>(ctr) < target) __nanosleep(32);
+            __threadfence();
+        }
     }
     __syncthreads();
 }

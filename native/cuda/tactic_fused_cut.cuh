@@ -28,33 +28,21 @@ namespace cuda {
 // The list's layout after the cut, in the attention kernel's shared memory.
 struct FusedCutShared {
     int pre[kSpMaxSlices + 1];   // the slices' parts: slice j's rows are pre[j] .. pre[j + 1] of the scratch part
-    int vpre[kSpMaxSlices + 1];  // the same without each slice's early rows (the rows left to share out)
-    int early[kSpMaxSlices];     // slice j's early rows: the first of its part, attended by block j alone
     int cand_pre[kCand1 + 1];    // the taken candidates' rows before each (in cluster order)
     int cand_first[kCand1];      // their first rows (in Ks / Vs)
     int n_cand, n_fix, cb, ce;   // taken candidates; always-attended tokens; the clustered range cut at n
     int total;                   // the KV head's list length
 };
 
-// What the cut's head hands its tail (block-uniform).
-struct FusedCutState {
-    int n;         // tokens in the cache
-    int need_tok;  // the KV head's budget
-    int n_sure;    // this slice's sure rows (the first rows of its region)
-    bool all;      // the budget takes every clustered token
-    float above;   // tokens above the cut's prefix
-};
-
 // Block blk of KV head kvh (grid nsl x n_head_kv, every block resident): the cut of its slice of
-// IT clusters a thread, the rows to rows[reg[blk] ..] (the KV head's scratch), up to its arrival
-// at the second barrier (fused_cut_tail waits there and lays out the list).
+// IT clusters a thread, the rows to rows[reg[blk] ..] (the KV head's scratch), the layout to fc.
 // W: the KV head's workspace (bar, candidate count, the slices' counts, cut 0's histogram and
 // candidates); s_h: kOneB floats of shared scratch (the caller's stream buffers).
 template <int G, int IT>
-__device__ void fused_cut_head(const TacticLayerDev &L, const int32_t *__restrict__ d_pos, float frac, float scale,
-                               const float *__restrict__ cscore, const float *__restrict__ spart, int nbx, int32_t *W,
-                               int nsl, int kvh, int blk, float *s_h, int32_t *rows, const int *s_reg,
-                               FusedCutState &st) {
+__device__ void fused_cut(const TacticLayerDev &L, const int32_t *__restrict__ d_pos, float frac, float scale,
+                          const float *__restrict__ cscore, const float *__restrict__ spart, int nbx, int32_t *W,
+                          int nsl, int kvh, int blk, float *s_h, int32_t *rows, const int *s_reg,
+                          FusedCutShared &fc) {
     static_assert(5 * kCand1 * 4 <= 204 * 1024, "the candidates fit the stream buffers (s_h)");
     const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
     const int group = L.n_head / L.n_head_kv, h0 = kvh * group;
@@ -207,39 +195,9 @@ __device__ void fused_cut_head(const TacticLayerDev &L, const int32_t *__restric
             sure_n[blk] = n_sure;
             own_n[blk] = n_mine;
         }
-        st.n_sure = n_sure;
     }
-    st.n = n;
-    st.need_tok = need_tok;
-    st.all = all;
-    st.above = above;
     trace_mark(tb, 5);
-    kv_arrive(bar);  // the rows, counts and candidates of this slice
-}
-
-// Early rows (tactic_stream 24): the first min(n_sure, quota) sure rows of each slice, attended by
-// the slice's own block while the others reach the second barrier; quota is early / 16 of an
-// equal share of the budget (0: none), the same for every slice, so every block knows them all.
-__device__ __forceinline__ int fused_early_quota(int need_tok, int nsl, int early) {
-    return early > 0 ? int(int64_t(need_tok) * early / (16 * int64_t(nsl))) : 0;
-}
-
-// The cut's tail: waits at the second barrier, resolves the candidates and lays out the list in fc
-// (every slice's rows, early ones included, in fc.pre; those after its early ones in fc.vpre).
-template <int G>
-__device__ void fused_cut_tail(const TacticLayerDev &L, int32_t *W, int nsl, int kvh, int blk, float *s_h, int early,
-                               const FusedCutState &st, FusedCutShared &fc) {
-    const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
-    int32_t *bar = W, *cand_n = W + 3, *sure_n = W + kC3Slices, *own_n = W + kC3Slices + kSpMaxSlices;
-    float *cw = reinterpret_cast<float *>(W + kC3Head);
-    float *cand = cw + kOneB;
-    using IScan = cub::BlockScan<int, kSpThreads>;
-    __shared__ typename IScan::TempStorage scan_tmp;
-    const int n = st.n, need_tok = st.need_tok;
-    const bool all = st.all;
-    const float above = st.above;
-    const int tb = kvh * nsl + blk;
-    kv_wait(bar, (all ? 1 : 2) * nsl);
+    kv_barrier<true>(bar, (all ? 1 : 2) * nsl);  // the rows, counts and candidates of every slice
     trace_mark(tb, 6);
     // One round of loads: the candidate count, the slices' counts (warp 0) and the first
     // kSpThreads candidate records (read before the count is known: slots past it are ignored).
@@ -259,26 +217,16 @@ __device__ void fused_cut_tail(const TacticLayerDev &L, int32_t *W, int nsl, int
     const bool crowd = m > kCand1;
     if (!all)
         for (int i = blk * kSpThreads + tid; i < kOneB; i += nsl * kSpThreads) cw[i] = 0.f;  // all have read it
-    if (warp == 0) {  // the slices' parts and their offsets (without their early rows: vpre)
-        const int quota = fused_early_quota(need_tok, nsl, early);
-        const int e = lane < nsl ? min(r_sure, quota) : 0;
-        int r = r_sure + (crowd ? r_own : 0), v = r - e;
+    if (warp == 0) {  // the slices' parts and their offsets
+        int r = r_sure + (crowd ? r_own : 0);
 #pragma unroll
         for (int o = 1; o < 32; o <<= 1) {
-            const int u = __shfl_up_sync(0xffffffffu, r, o), uv = __shfl_up_sync(0xffffffffu, v, o);
-            if (lane >= o) {
-                r += u;
-                v += uv;
-            }
+            const int u = __shfl_up_sync(0xffffffffu, r, o);
+            if (lane >= o) r += u;
         }
-        if (lane < nsl) {
-            fc.pre[lane + 1] = r;
-            fc.vpre[lane + 1] = v;
-            fc.early[lane] = e;
-        }
+        if (lane < nsl) fc.pre[lane + 1] = r;
         if (lane == 0) {
             fc.pre[0] = 0;
-            fc.vpre[0] = 0;
             const int cb = min(L.range[0], n), ce = min(max(L.range[1], cb), n);
             fc.cb = cb;
             fc.ce = ce;

@@ -431,16 +431,12 @@ struct FuseArgs {
     float *cscore = nullptr, *spart = nullptr;
     int nbx = 0, nsl = 0;
     int32_t *ws = nullptr, *rows = nullptr, *list = nullptr, *count = nullptr;
-    int early = 0;  // ST & 16: each slice's early rows, in sixteenths of an equal share (tactic_early)
 };
 
 //
 // ST (options().tactic_stream, the fused step only; a template argument, so that 0 compiles
 // to the code before it): 8 the first stages' copies issued before q's fragments are built
-// (docs/results/gpu_session13.md: 0.8-0.9 us a step less on the H200); 16 (with 8: 24) early
-// rows: between its arrival at the cut's second barrier and its wait there, each block attends
-// the first of its own slice's sure rows (fused_early_quota: they need nobody else's counts),
-// and the rest of the list is then cut into the equal pieces.
+// (docs/results/gpu_session13.md: 0.8-0.9 us a step less on the H200).
 template <int D, int G, bool MMA, int W, bool PTAIL, bool BULK = false, int FZ = 0, int ST = 0>
 __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
     TacticLayerDev L, const float *__restrict__ q, float scale, const int32_t *__restrict__ list,
@@ -464,25 +460,9 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
     // regions of the scratch (s_reg); the list's length, the always-attended tokens.
     __shared__ int s_pre[kSpMaxSlices + 1], s_reg[kSpMaxSlices], s_fz[4];
     // FZ 1, 3 (selection 9, 2 or 4 clusters a thread): the list's layout (tactic_fused_cut.cuh)
-    constexpr bool FC = FZ == 1 || FZ == 3, EARLY = FC && (ST & 16);
+    constexpr bool FC = FZ == 1 || FZ == 3;
     __shared__ std::conditional_t<FC, FusedCutShared, int> s_fc;
-    FusedCutState cst{};
     int32_t *fz_w = nullptr;
-    // FC, once the list's layout is known (fused_cut_tail): the rows the pieces share out (EARLY:
-    // not the slices' early rows), the always-attended tokens, the clustered range; the list's
-    // length for the harness.
-    auto fc_publish = [&]() {
-        if constexpr (FC) {
-            if (threadIdx.x == 0) {
-                s_fz[0] = EARLY ? s_fc.n_fix + s_fc.vpre[fz.nsl] + s_fc.cand_pre[s_fc.n_cand] : s_fc.total;
-                s_fz[1] = s_fc.n_fix;
-                s_fz[2] = s_fc.cb;
-                s_fz[3] = s_fc.ce;
-                if (blockIdx.x == 0) fz.count[blockIdx.y] = s_fc.total;
-            }
-            __syncthreads();
-        }
-    };
     trace_mark(b, 0);
     if constexpr (FC) {
         static_assert(MMA && !BULK && W * 32 == kSpThreads, "the fused step's shape");
@@ -491,13 +471,16 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
         const int C = L.n_clusters[kvh], per = (C + nsl - 1) / nsl;
         const int32_t *coff = L.coff + int64_t(kvh) * (L.cmax + 1);
         if (tid < nsl) s_reg[tid] = C > 0 ? coff[min(tid * per, C)] - coff[0] : 0;  // (static data: before the wait)
-        fused_cut_head<G, FZ == 3 ? 4 : 2>(L, fz.d_pos, fz.frac, scale, fz.cscore, fz.spart, fz.nbx, fz_w, nsl, kvh,
-                                           blk, reinterpret_cast<float *>(smem), fz.rows + int64_t(kvh) * L.n_ctx, s_reg,
-                                           cst);
-        if constexpr (!EARLY) {  // (EARLY: in the KV head's loop below, after the early rows)
-            fused_cut_tail<G>(L, fz_w, nsl, kvh, blk, reinterpret_cast<float *>(smem), 0, cst, s_fc);
-            fc_publish();
+        fused_cut<G, FZ == 3 ? 4 : 2>(L, fz.d_pos, fz.frac, scale, fz.cscore, fz.spart, fz.nbx, fz_w, nsl, kvh, blk,
+                                      reinterpret_cast<float *>(smem), fz.rows + int64_t(kvh) * L.n_ctx, s_reg, s_fc);
+        if (tid == 0) {
+            s_fz[0] = s_fc.total;
+            s_fz[1] = s_fc.n_fix;
+            s_fz[2] = s_fc.cb;
+            s_fz[3] = s_fc.ce;
         }
+        __syncthreads();
+        if (blk == 0 && tid == 0) fz.count[kvh] = s_fz[0];
     } else if constexpr (FZ == 2) {
         static_assert(MMA && !BULK && W * 32 == kSpThreads, "the fused step's shape");
         const int kvh = blockIdx.y, blk = blockIdx.x, nsl = fz.nsl, tid = threadIdx.x;
@@ -591,22 +574,18 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
     }
     int gbase = 0;
 
-    // FZ: piece blockIdx.x of nsl equal pieces of cnt rows (empty where there are fewer rows)
-    auto fz_piece = [&](int cnt, int &s0, int &s1) {
-        const int nk = min(fz.nsl, cnt), j = blockIdx.x;
-        s0 = j < nk ? int(int64_t(cnt) * j / nk) : 0;
-        s1 = j < nk ? int(int64_t(cnt) * (j + 1) / nk) : 0;
-    };
     int64_t start = 0;
     for (int kvh = FZ > 0 ? blockIdx.y : 0; kvh < (FZ > 0 ? blockIdx.y + 1 : Hkv); kvh++) {
-        const int cnt = EARLY ? 0 : cnt_of(kvh);  // (EARLY: known after the early rows, below)
+        const int cnt = cnt_of(kvh);
         const int64_t kv_start = start;
         // this block's rows [s0, s1) of the KV head; the head's blocks bt0 .. bt1 - 1 (consecutive)
         int s0, s1, bt0, bt1;
-        if (FZ > 0) {  // every block merges in
+        if (FZ > 0) {  // piece blockIdx.x of nsl (empty where the list has fewer rows); every block merges in
+            const int nk = min(fz.nsl, cnt), j = blockIdx.x;
             bt0 = kvh * fz.nsl;
             bt1 = bt0 + fz.nsl;
-            fz_piece(cnt, s0, s1);
+            s0 = j < nk ? int(int64_t(cnt) * j / nk) : 0;
+            s1 = j < nk ? int(int64_t(cnt) * (j + 1) / nk) : 0;
         } else if (aligned) {
             const int f0 = ne_before + int(kv_start * (nba - n_ne) / tot);
             const int f1 = ne_before + (cnt > 0) + int((kv_start + cnt) * (nba - n_ne) / tot);
@@ -658,8 +637,6 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
             }
         };
         if constexpr (!kEarly) build_qf();
-        int n_early = 0;  // EARLY: this block's early rows
-        if constexpr (EARLY) n_early = min(cst.n_sure, fused_early_quota(cst.need_tok, fz.nsl, fz.early));
         if constexpr (MMA) {
 #pragma unroll
             for (int dt = 0; dt < DTN; dt++) o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.f;
@@ -675,282 +652,228 @@ __global__ void __launch_bounds__(W * 32) attend_stream_kernel(
                 }
             }
         }
-        // EARLY: phase 0 attends this block's early rows [0, n_early) of its slice's region; then
-        // the cut's tail, and phase 1 its piece of the rest. Otherwise phase 1 alone.
-        for (int phase = EARLY ? 0 : 1; phase < 2; phase++) {
-            if constexpr (EARLY) {
-                if (phase == 0) {
-                    s0 = 0;
-                    s1 = n_early;
-                } else {
-                    trace_mark(b, 19);
-                    fused_cut_tail<G>(L, fz_w, fz.nsl, kvh, blockIdx.x, reinterpret_cast<float *>(smem), fz.early, cst,
-                                      s_fc);
-                    fc_publish();
-                    const int32_t *own = fz.rows + int64_t(kvh) * L.n_ctx + s_reg[blockIdx.x];
-                    int32_t *dst = fz.list + int64_t(kvh) * L.n_ctx + s_fz[1] + s_fc.pre[blockIdx.x];
-                    for (int i = threadIdx.x; i < n_early; i += NT) dst[i] = __ldcg(own + i);  // (for the harness)
-                    fz_piece(s_fz[0], s0, s1);
-                    trace_mark(b, 20);
+        // This warp's stages: rows [s0 + (warp + W k) R, + R), k < n_k.
+        const int span = s1 - s0 - warp * R;
+        const int n_k = span > 0 ? (span + W * R - 1) / (W * R) : 0;
+        auto stage_row0 = [&](int k) { return s0 + (warp + W * k) * R; };
+        auto load_code = [&](int k) {  // lane r: the list code of row r of stage k
+            const int t = stage_row0(k) + lane;
+            if (!(k < n_k && lane < R && t < s1)) return kNoRow;
+            if constexpr (FC) {
+                int code;
+                if (t < s_fz[1]) {
+                    code = -1 - (t < s_fz[2] ? t : s_fz[3] + (t - s_fz[2]));
+                } else if (t - s_fz[1] < s_fc.pre[fz.nsl]) {  // slice lo's sure rows: the last slice starting at most u
+                    const int u = t - s_fz[1];
+                    int lo = 0, hi = fz.nsl - 1;
+                    while (lo < hi) {
+                        const int mid = (lo + hi + 1) / 2;
+                        if (s_fc.pre[mid] <= u) lo = mid;
+                        else hi = mid - 1;
+                    }
+                    code = __ldcg(fz.rows + int64_t(kvh) * L.n_ctx + s_reg[lo] + (u - s_fc.pre[lo]));
+                } else {  // taken candidate k: the last starting at most w
+                    const int w = t - s_fz[1] - s_fc.pre[fz.nsl];
+                    int lo = 0, hi = s_fc.n_cand - 1;
+                    while (lo < hi) {
+                        const int mid = (lo + hi + 1) / 2;
+                        if (s_fc.cand_pre[mid] <= w) lo = mid;
+                        else hi = mid - 1;
+                    }
+                    code = s_fc.cand_first[lo] + (w - s_fc.cand_pre[lo]);
                 }
+                fz.list[int64_t(kvh) * L.n_ctx + t] = code;
+                return code;
+            } else if constexpr (FZ > 0) {
+                int code;
+                if (t < s_fz[1]) {
+                    code = -1 - (t < s_fz[2] ? t : s_fz[3] + (t - s_fz[2]));
+                } else {  // slice sl: the last whose first row is at most u
+                    const int u = t - s_fz[1];
+                    int lo = 0, hi = fz.nsl - 1;
+                    while (lo < hi) {
+                        const int mid = (lo + hi + 1) / 2;
+                        if (s_pre[mid] <= u) lo = mid;
+                        else hi = mid - 1;
+                    }
+                    code = __ldcg(fz.rows + int64_t(kvh) * L.n_ctx + s_reg[lo] + (u - s_pre[lo]));
+                }
+                fz.list[int64_t(kvh) * L.n_ctx + t] = code;
+                return code;
+            } else {
+                return lst[t];
             }
-            // This warp's stages: rows [s0 + (warp + W k) R, + R), k < n_k.
-            const int span = s1 - s0 - warp * R;
-            const int n_k = span > 0 ? (span + W * R - 1) / (W * R) : 0;
-            auto stage_row0 = [&](int k) { return s0 + (warp + W * k) * R; };
-            auto load_code = [&](int k) {  // lane r: the list code of row r of stage k
-                const int t = stage_row0(k) + lane;
-                if (!(k < n_k && lane < R && t < s1)) return kNoRow;
-                if constexpr (EARLY) {
-                    if (phase == 0) return __ldcg(fz.rows + int64_t(kvh) * L.n_ctx + s_reg[blockIdx.x] + t);
-                }
-                if constexpr (EARLY) {  // the always-attended tokens, each slice's rows after its early ones, the candidates
-                    int code, pos;
-                    if (t < s_fz[1]) {
-                        code = -1 - (t < s_fz[2] ? t : s_fz[3] + (t - s_fz[2]));
-                        pos = t;
-                    } else if (t - s_fz[1] < s_fc.vpre[fz.nsl]) {  // slice lo: the last starting at most u
-                        const int u = t - s_fz[1];
-                        int lo = 0, hi = fz.nsl - 1;
-                        while (lo < hi) {
-                            const int mid = (lo + hi + 1) / 2;
-                            if (s_fc.vpre[mid] <= u) lo = mid;
-                            else hi = mid - 1;
-                        }
-                        const int r = s_fc.early[lo] + (u - s_fc.vpre[lo]);
-                        code = __ldcg(fz.rows + int64_t(kvh) * L.n_ctx + s_reg[lo] + r);
-                        pos = s_fz[1] + s_fc.pre[lo] + r;
-                    } else {  // taken candidate k: the last starting at most w
-                        const int w = t - s_fz[1] - s_fc.vpre[fz.nsl];
-                        int lo = 0, hi = s_fc.n_cand - 1;
-                        while (lo < hi) {
-                            const int mid = (lo + hi + 1) / 2;
-                            if (s_fc.cand_pre[mid] <= w) lo = mid;
-                            else hi = mid - 1;
-                        }
-                        code = s_fc.cand_first[lo] + (w - s_fc.cand_pre[lo]);
-                        pos = s_fz[1] + s_fc.pre[fz.nsl] + w;
-                    }
-                    fz.list[int64_t(kvh) * L.n_ctx + pos] = code;
-                    return code;
-                } else if constexpr (FC) {
-                    int code;
-                    if (t < s_fz[1]) {
-                        code = -1 - (t < s_fz[2] ? t : s_fz[3] + (t - s_fz[2]));
-                    } else if (t - s_fz[1] < s_fc.pre[fz.nsl]) {  // slice lo's sure rows: the last slice starting at most u
-                        const int u = t - s_fz[1];
-                        int lo = 0, hi = fz.nsl - 1;
-                        while (lo < hi) {
-                            const int mid = (lo + hi + 1) / 2;
-                            if (s_fc.pre[mid] <= u) lo = mid;
-                            else hi = mid - 1;
-                        }
-                        code = __ldcg(fz.rows + int64_t(kvh) * L.n_ctx + s_reg[lo] + (u - s_fc.pre[lo]));
-                    } else {  // taken candidate k: the last starting at most w
-                        const int w = t - s_fz[1] - s_fc.pre[fz.nsl];
-                        int lo = 0, hi = s_fc.n_cand - 1;
-                        while (lo < hi) {
-                            const int mid = (lo + hi + 1) / 2;
-                            if (s_fc.cand_pre[mid] <= w) lo = mid;
-                            else hi = mid - 1;
-                        }
-                        code = s_fc.cand_first[lo] + (w - s_fc.cand_pre[lo]);
-                    }
-                    fz.list[int64_t(kvh) * L.n_ctx + t] = code;
-                    return code;
-                } else if constexpr (FZ > 0) {
-                    int code;
-                    if (t < s_fz[1]) {
-                        code = -1 - (t < s_fz[2] ? t : s_fz[3] + (t - s_fz[2]));
-                    } else {  // slice sl: the last whose first row is at most u
-                        const int u = t - s_fz[1];
-                        int lo = 0, hi = fz.nsl - 1;
-                        while (lo < hi) {
-                            const int mid = (lo + hi + 1) / 2;
-                            if (s_pre[mid] <= u) lo = mid;
-                            else hi = mid - 1;
-                        }
-                        code = __ldcg(fz.rows + int64_t(kvh) * L.n_ctx + s_reg[lo] + (u - s_pre[lo]));
-                    }
-                    fz.list[int64_t(kvh) * L.n_ctx + t] = code;
-                    return code;
-                } else {
-                    return lst[t];
-                }
-            };
-            auto buf = [&](int k) { return (gbase + k) % kStreamStages; };  // stage k's buffer
-            auto issue = [&](int code_reg, int st) {  // stage rows' K and V -> buffer st
-                __half *sk = wbuf + st * (2 * R * LDS), *sv = sk + R * LDS;
-                if constexpr (BULK) {
-                    // lane e < R: K row e, R <= e < 2R: V row e - R; a row past the piece's end
-                    // repeats row 0 (always in the piece; its score is masked, its V finite)
-                    const uint32_t bar = shared_addr(&s_bar[warp][st]);
-                    if (lane == 0) mbar_expect(bar, 2 * R * D * sizeof(__half));
-                    __syncwarp();
-                    const int code0 = __shfl_sync(0xffffffffu, code_reg, 0);
-    #pragma unroll
-                    for (int i = 0; i < (2 * R + 31) / 32; i++) {
-                        const int e = lane + 32 * i, r = e % R;
-                        int code = __shfl_sync(0xffffffffu, code_reg, r);
-                        code = code == kNoRow ? code0 : code;
-                        const bool isv = e >= R;
-                        const int64_t off = int64_t(code >= 0 ? code : -1 - code) * D;
-                        const __half *src = (code >= 0 ? (isv ? Vs : Ks) : (isv ? Vc : Kc)) + off;
-                        if (e < 2 * R) bulk_to_shared(shared_addr((isv ? sv : sk) + r * LDS), src, D * sizeof(__half), bar);
-                    }
-                } else {
-    #pragma unroll
-                    for (int i = 0; i < CPL; i++) {
-                        const int j = lane + 32 * i, row = j / LPT, col = j % LPT;
-                        const int code = __shfl_sync(0xffffffffu, code_reg, row);
-                        const bool valid = code != kNoRow;
-                        const int64_t off = (valid ? int64_t(code >= 0 ? code : -1 - code) * D : 0) + col * 8;
-                        copy16_async(sk + row * LDS + col * 8, (code >= 0 ? Ks : Kc) + off, valid);
-                        copy16_async(sv + row * LDS + col * 8, (code >= 0 ? Vs : Vc) + off, valid);
-                    }
-                }
-            };
-            int codes[kStreamStages];
-    #pragma unroll
-            for (int i = 0; i < kStreamStages; i++) codes[i] = load_code(i);
-    #pragma unroll
-            for (int i = 0; i < kStreamStages - 1; i++) {
-                if (i < n_k) issue(codes[i], buf(i));
-                copy_commit_group();
-            }
-            if constexpr (kEarly) {
-                if (phase == (EARLY ? 0 : 1)) build_qf();
-            }
-            int code_next = codes[kStreamStages - 1];
-            for (int k = 0; k < n_k; k++) {
-                if constexpr (BULK) {
-                    mbar_wait(shared_addr(&s_bar[warp][buf(k)]), uint32_t((gbase + k) / kStreamStages) & 1u);
-                    fence_async_shared();  // this lane's reads of the buffer refilled next, before the copies
-                } else {
-                    copy_wait_group<kStreamStages - 2>();  // stage k's copies of this lane are done
-                }
-                __syncwarp();  // ... and of every lane; every lane is done with the buffer refilled next
-                const int kn = k + kStreamStages - 1;
-                if (kn < n_k) issue(code_next, buf(kn));
-                copy_commit_group();
-                code_next = load_code(kn + 1);
-                const int n_in = min(R, s1 - stage_row0(k));
-                if constexpr (MMA) {
-                    const int t = lane % 4;
-                    const __half *sk0 = wbuf + buf(k) * (2 * R * LDS);
-                    const uint32_t kb = uint32_t(__cvta_generic_to_shared(sk0));
-                    const uint32_t vb = kb + uint32_t(R * LDS * sizeof(__half));
-                    // S = Q K^T: one ldmatrix.x4 of an 8-row n-tile gives b0, b1 of k-steps kk, kk+1
-                    float sc[NTS][4];
-    #pragma unroll
-                    for (int nt = 0; nt < NTS; nt++) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
-    #pragma unroll
-                    for (int kk = 0; kk < DK; kk += 2) {
-    #pragma unroll
-                        for (int nt = 0; nt < NTS; nt++) {
-                            uint32_t b[4];
-                            ldsm4(b, kb + uint32_t(((nt * 8 + lane % 8) * LDS + kk * 16 + (lane / 8) * 8) * sizeof(__half)));
-                            mma16816(sc[nt], qf[kk], b[0], b[1]);
-                            mma16816(sc[nt], qf[kk + 1], b[2], b[3]);
-                        }
-                    }
-                    // head g's scores of rows 8nt + 2t + j: hi row + lo row; rows past the piece: -inf
-                    float mx = mm;
-    #pragma unroll
-                    for (int nt = 0; nt < NTS; nt++)
-    #pragma unroll
-                        for (int j = 0; j < 2; j++) {
-                            const float v = nt * 8 + 2 * t + j < n_in ? sc[nt][j] + sc[nt][j + 2] : -INFINITY;
-                            sc[nt][j] = v;
-                            mx = fmaxf(mx, v);
-                        }
-                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                    const float alpha = expf(mm - mx);  // mx is finite: the stage has a row
-                    mm = mx;
-                    float ps = 0.f;
-    #pragma unroll
-                    for (int nt = 0; nt < NTS; nt++)
-    #pragma unroll
-                        for (int j = 0; j < 2; j++) {
-                            sc[nt][j] = expf(sc[nt][j] - mx);
-                            ps += sc[nt][j];
-                        }
-                    ml = ml * alpha + ps;
-    #pragma unroll
-                    for (int dt = 0; dt < DTN; dt++) {
-                        o[dt][0] *= alpha;
-                        o[dt][1] *= alpha;
-                        o[dt][2] *= alpha;
-                        o[dt][3] *= alpha;
-                    }
-                    // O += P V: rows 16ks.. of the stage; P's hi parts in row g, lo parts in row g + 8
-    #pragma unroll
-                    for (int ks = 0; ks < R / 16; ks++) {
-                        uint32_t a[4];
-                        split_f16x2(sc[2 * ks][0], sc[2 * ks][1], a[0], a[1]);
-                        split_f16x2(sc[2 * ks + 1][0], sc[2 * ks + 1][1], a[2], a[3]);
-    #pragma unroll
-                        for (int dt = 0; dt < DTN; dt += 2) {
-                            uint32_t b[4];
-                            ldsm4_t(b, vb + uint32_t(((ks * 16 + lane % 8 + ((lane / 8) % 2) * 8) * LDS + dt * 8 +
-                                                      (lane / 16) * 8) * sizeof(__half)));
-                            mma16816(o[dt], a, b[0], b[1]);
-                            mma16816(o[dt + 1], a, b[2], b[3]);
-                        }
-                    }
-                    continue;
-                }
-                const __half *sk = wbuf + buf(k) * (2 * R * LDS) + dl * 8, *sv = sk + R * LDS;
-                // 1. scores, D / 8 lanes a row
-    #pragma unroll
-                for (int s = 0; s < STEPS; s++) {
-                    const int row = s * TPW + slot;
-                    float kf[8];
-                    h8_to_f(*reinterpret_cast<const uint4 *>(sk + row * D), kf);
-    #pragma unroll
-                    for (int h = 0; h < G; h++) {
-                        float d = 0.f;
-    #pragma unroll
-                        for (int i = 0; i < 8; i++) d = fmaf(qr[h][i], kf[i], d);
-    #pragma unroll
-                        for (int o = LPT / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
-                        if (dl == 0) s_p[warp][h][row] = row < n_in ? d : -INFINITY;
-                    }
-                }
+        };
+        auto buf = [&](int k) { return (gbase + k) % kStreamStages; };  // stage k's buffer
+        auto issue = [&](int code_reg, int st) {  // stage rows' K and V -> buffer st
+            __half *sk = wbuf + st * (2 * R * LDS), *sv = sk + R * LDS;
+            if constexpr (BULK) {
+                // lane e < R: K row e, R <= e < 2R: V row e - R; a row past the piece's end
+                // repeats row 0 (always in the piece; its score is masked, its V finite)
+                const uint32_t bar = shared_addr(&s_bar[warp][st]);
+                if (lane == 0) mbar_expect(bar, 2 * R * D * sizeof(__half));
                 __syncwarp();
-                // 2. online softmax, lane = row of the stage
-    #pragma unroll
+                const int code0 = __shfl_sync(0xffffffffu, code_reg, 0);
+#pragma unroll
+                for (int i = 0; i < (2 * R + 31) / 32; i++) {
+                    const int e = lane + 32 * i, r = e % R;
+                    int code = __shfl_sync(0xffffffffu, code_reg, r);
+                    code = code == kNoRow ? code0 : code;
+                    const bool isv = e >= R;
+                    const int64_t off = int64_t(code >= 0 ? code : -1 - code) * D;
+                    const __half *src = (code >= 0 ? (isv ? Vs : Ks) : (isv ? Vc : Kc)) + off;
+                    if (e < 2 * R) bulk_to_shared(shared_addr((isv ? sv : sk) + r * LDS), src, D * sizeof(__half), bar);
+                }
+            } else {
+#pragma unroll
+                for (int i = 0; i < CPL; i++) {
+                    const int j = lane + 32 * i, row = j / LPT, col = j % LPT;
+                    const int code = __shfl_sync(0xffffffffu, code_reg, row);
+                    const bool valid = code != kNoRow;
+                    const int64_t off = (valid ? int64_t(code >= 0 ? code : -1 - code) * D : 0) + col * 8;
+                    copy16_async(sk + row * LDS + col * 8, (code >= 0 ? Ks : Kc) + off, valid);
+                    copy16_async(sv + row * LDS + col * 8, (code >= 0 ? Vs : Vc) + off, valid);
+                }
+            }
+        };
+        int codes[kStreamStages];
+#pragma unroll
+        for (int i = 0; i < kStreamStages; i++) codes[i] = load_code(i);
+#pragma unroll
+        for (int i = 0; i < kStreamStages - 1; i++) {
+            if (i < n_k) issue(codes[i], buf(i));
+            copy_commit_group();
+        }
+        if constexpr (kEarly) build_qf();
+        int code_next = codes[kStreamStages - 1];
+        for (int k = 0; k < n_k; k++) {
+            if constexpr (BULK) {
+                mbar_wait(shared_addr(&s_bar[warp][buf(k)]), uint32_t((gbase + k) / kStreamStages) & 1u);
+                fence_async_shared();  // this lane's reads of the buffer refilled next, before the copies
+            } else {
+                copy_wait_group<kStreamStages - 2>();  // stage k's copies of this lane are done
+            }
+            __syncwarp();  // ... and of every lane; every lane is done with the buffer refilled next
+            const int kn = k + kStreamStages - 1;
+            if (kn < n_k) issue(code_next, buf(kn));
+            copy_commit_group();
+            code_next = load_code(kn + 1);
+            const int n_in = min(R, s1 - stage_row0(k));
+            if constexpr (MMA) {
+                const int t = lane % 4;
+                const __half *sk0 = wbuf + buf(k) * (2 * R * LDS);
+                const uint32_t kb = uint32_t(__cvta_generic_to_shared(sk0));
+                const uint32_t vb = kb + uint32_t(R * LDS * sizeof(__half));
+                // S = Q K^T: one ldmatrix.x4 of an 8-row n-tile gives b0, b1 of k-steps kk, kk+1
+                float sc[NTS][4];
+#pragma unroll
+                for (int nt = 0; nt < NTS; nt++) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
+#pragma unroll
+                for (int kk = 0; kk < DK; kk += 2) {
+#pragma unroll
+                    for (int nt = 0; nt < NTS; nt++) {
+                        uint32_t b[4];
+                        ldsm4(b, kb + uint32_t(((nt * 8 + lane % 8) * LDS + kk * 16 + (lane / 8) * 8) * sizeof(__half)));
+                        mma16816(sc[nt], qf[kk], b[0], b[1]);
+                        mma16816(sc[nt], qf[kk + 1], b[2], b[3]);
+                    }
+                }
+                // head g's scores of rows 8nt + 2t + j: hi row + lo row; rows past the piece: -inf
+                float mx = mm;
+#pragma unroll
+                for (int nt = 0; nt < NTS; nt++)
+#pragma unroll
+                    for (int j = 0; j < 2; j++) {
+                        const float v = nt * 8 + 2 * t + j < n_in ? sc[nt][j] + sc[nt][j + 2] : -INFINITY;
+                        sc[nt][j] = v;
+                        mx = fmaxf(mx, v);
+                    }
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                const float alpha = expf(mm - mx);  // mx is finite: the stage has a row
+                mm = mx;
+                float ps = 0.f;
+#pragma unroll
+                for (int nt = 0; nt < NTS; nt++)
+#pragma unroll
+                    for (int j = 0; j < 2; j++) {
+                        sc[nt][j] = expf(sc[nt][j] - mx);
+                        ps += sc[nt][j];
+                    }
+                ml = ml * alpha + ps;
+#pragma unroll
+                for (int dt = 0; dt < DTN; dt++) {
+                    o[dt][0] *= alpha;
+                    o[dt][1] *= alpha;
+                    o[dt][2] *= alpha;
+                    o[dt][3] *= alpha;
+                }
+                // O += P V: rows 16ks.. of the stage; P's hi parts in row g, lo parts in row g + 8
+#pragma unroll
+                for (int ks = 0; ks < R / 16; ks++) {
+                    uint32_t a[4];
+                    split_f16x2(sc[2 * ks][0], sc[2 * ks][1], a[0], a[1]);
+                    split_f16x2(sc[2 * ks + 1][0], sc[2 * ks + 1][1], a[2], a[3]);
+#pragma unroll
+                    for (int dt = 0; dt < DTN; dt += 2) {
+                        uint32_t b[4];
+                        ldsm4_t(b, vb + uint32_t(((ks * 16 + lane % 8 + ((lane / 8) % 2) * 8) * LDS + dt * 8 +
+                                                  (lane / 16) * 8) * sizeof(__half)));
+                        mma16816(o[dt], a, b[0], b[1]);
+                        mma16816(o[dt + 1], a, b[2], b[3]);
+                    }
+                }
+                continue;
+            }
+            const __half *sk = wbuf + buf(k) * (2 * R * LDS) + dl * 8, *sv = sk + R * LDS;
+            // 1. scores, D / 8 lanes a row
+#pragma unroll
+            for (int s = 0; s < STEPS; s++) {
+                const int row = s * TPW + slot;
+                float kf[8];
+                h8_to_f(*reinterpret_cast<const uint4 *>(sk + row * D), kf);
+#pragma unroll
                 for (int h = 0; h < G; h++) {
-                    const float sv_ = lane < R ? s_p[warp][h][lane] : -INFINITY;
-                    const float m_new = fmaxf(m[h], warp_max(sv_));
-                    const float alpha = expf(m[h] - m_new);
-                    const float p = expf(sv_ - m_new);
-                    l[h] = l[h] * alpha + warp_sum(p);
-                    m[h] = m_new;
-                    if (lane < R) s_p[warp][h][lane] = p;
-    #pragma unroll
-                    for (int i = 0; i < 8; i++) acc[h][i] *= alpha;
+                    float d = 0.f;
+#pragma unroll
+                    for (int i = 0; i < 8; i++) d = fmaf(qr[h][i], kf[i], d);
+#pragma unroll
+                    for (int o = LPT / 2; o > 0; o >>= 1) d += __shfl_xor_sync(0xffffffffu, d, o);
+                    if (dl == 0) s_p[warp][h][row] = row < n_in ? d : -INFINITY;
                 }
-                __syncwarp();
-                // 3. values
-    #pragma unroll
-                for (int s = 0; s < STEPS; s++) {
-                    const int row = s * TPW + slot;
-                    float vf[8];
-                    h8_to_f(*reinterpret_cast<const uint4 *>(sv + row * D), vf);
-    #pragma unroll
-                    for (int h = 0; h < G; h++) {
-                        const float p = s_p[warp][h][row];
-    #pragma unroll
-                        for (int i = 0; i < 8; i++) acc[h][i] = fmaf(p, vf[i], acc[h][i]);
-                    }
-                }
-                __syncwarp();  // s_p is rewritten by the next stage
             }
-            copy_wait_group<0>();  // (BULK: every stage issued was waited for in the loop)
-            if constexpr (BULK) gbase += n_k;
-        }  // phase
+            __syncwarp();
+            // 2. online softmax, lane = row of the stage
+#pragma unroll
+            for (int h = 0; h < G; h++) {
+                const float sv_ = lane < R ? s_p[warp][h][lane] : -INFINITY;
+                const float m_new = fmaxf(m[h], warp_max(sv_));
+                const float alpha = expf(m[h] - m_new);
+                const float p = expf(sv_ - m_new);
+                l[h] = l[h] * alpha + warp_sum(p);
+                m[h] = m_new;
+                if (lane < R) s_p[warp][h][lane] = p;
+#pragma unroll
+                for (int i = 0; i < 8; i++) acc[h][i] *= alpha;
+            }
+            __syncwarp();
+            // 3. values
+#pragma unroll
+            for (int s = 0; s < STEPS; s++) {
+                const int row = s * TPW + slot;
+                float vf[8];
+                h8_to_f(*reinterpret_cast<const uint4 *>(sv + row * D), vf);
+#pragma unroll
+                for (int h = 0; h < G; h++) {
+                    const float p = s_p[warp][h][row];
+#pragma unroll
+                    for (int i = 0; i < 8; i++) acc[h][i] = fmaf(p, vf[i], acc[h][i]);
+                }
+            }
+            __syncwarp();  // s_p is rewritten by the next stage
+        }
+        copy_wait_group<0>();  // (BULK: every stage issued was waited for in the loop)
+        if constexpr (BULK) gbase += n_k;
         // The token slots of a warp hold parts of the sum; then the warps are merged
         // (their sums staged in the stream buffers, free once every warp is done).
         if constexpr (!MMA) {
@@ -1241,16 +1164,12 @@ void launch_stream_fused(const TacticLayerDev &L, const TacticStepArgs &a, const
     fz.rows = b.rows;
     fz.list = b.list;
     fz.count = b.count;
-    fz.early = options().tactic_early;
     auto go = [&](auto kernel) {
         launch_pdl(kernel, dim3(unsigned(nsl), unsigned(L.n_head_kv)), dim3(256), stream_smem(D, 8), s, L, a.q, a.scale,
                    static_cast<const int32_t *>(b.list), static_cast<const int32_t *>(b.count), b.part_acc, b.part_ml,
                    b.done, b.n_blocks, a.out, tail_lse(L, a, b), 0, fz);
     };
-    if constexpr (FZ != 2) {  // (early rows: the fused cuts only)
-        if (options().tactic_stream == 24) return go(attend_stream_kernel<D, G, true, 8, true, false, FZ, 24>);
-    }
-    if (options().tactic_stream != 0) return go(attend_stream_kernel<D, G, true, 8, true, false, FZ, 8>);
+    if (options().tactic_stream == 8) return go(attend_stream_kernel<D, G, true, 8, true, false, FZ, 8>);
     go(attend_stream_kernel<D, G, true, 8, true, false, FZ>);
 }
 
@@ -1346,8 +1265,6 @@ void stream_attrs() {
         fused_attrs<D, 1, 8>();  // (tactic_stream 8)
         fused_attrs<D, 2, 8>();
         fused_attrs<D, 3, 8>();
-        fused_attrs<D, 1, 24>();  // (tactic_stream 24)
-        fused_attrs<D, 3, 24>();
     }
 }
 
@@ -1407,8 +1324,7 @@ int tactic_fused_slices(const TacticLayerDev &L, const TacticStepArgs &a, const 
     // only sm_90's 227 KB a block holds them; elsewhere the selection kernels run instead.
     static const bool fits = stream_fits<128, 8, true, 8, true, false, 1>() && stream_fits<128, 8, true, 8, true, false, 2>() &&
                              stream_fits<128, 8, true, 8, true, false, 3>() && stream_fits<128, 8, true, 8, true, false, 1, 8>() &&
-                             stream_fits<128, 8, true, 8, true, false, 2, 8>() && stream_fits<128, 8, true, 8, true, false, 3, 8>() &&
-                             stream_fits<128, 8, true, 8, true, false, 1, 24>() && stream_fits<128, 8, true, 8, true, false, 3, 24>();
+                             stream_fits<128, 8, true, 8, true, false, 2, 8>() && stream_fits<128, 8, true, 8, true, false, 3, 8>();
     if (!fits) return 0;
     // every block resident at once (the barriers), 1 a multiprocessor (the stream buffers)
     static int occ = 0;

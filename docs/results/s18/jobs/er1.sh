@@ -32,3 +32,4 @@ timeout 120 python3 -m pytest -q -rs tests/test_quant.py tests/test_attention_cp
   tests/test_decode_tiles.py > "$OUT/cpu_simd.log" 2>&1
 say "cpu simd twins rc $?: $(tail -1 $OUT/cpu_simd.log)"
 cat $OUT/*.sum > "$OUT/summary.log"; rm -f $OUT/*.sum
+cuobjdump -res-usage /root/build/libtactic.so 2>/dev/null | grep -A1 "attend_stream_kernelILi128ELi8ELb1ELi8ELb1ELb0ELi[13]E" > "$OUT/regs.log"
