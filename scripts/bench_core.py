@@ -113,7 +113,9 @@ def bench_llama_cpp(model, n_ctx, n_threads, n_gen, fa_modes=(False, True), extr
         llama_without_extra_bufts()
     best = None
     for fa in fa_modes:
-        llm = Llama(model, n_ctx=n_ctx + n_gen + 8, n_threads=n_threads, n_batch=512, flash_attn=fa, verbose=False)
+        # n_threads_batch too: left unset, llama-cpp-python prefills on every core (cpu_count)
+        llm = Llama(model, n_ctx=n_ctx + n_gen + 8, n_threads=n_threads, n_threads_batch=n_threads, n_batch=512,
+                    flash_attn=fa, verbose=False)
         prompt = token_stream(n_ctx, llm.n_vocab())
         t0 = time.perf_counter()
         llm.eval(prompt)

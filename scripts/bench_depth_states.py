@@ -46,7 +46,9 @@ def llama_context(model, n_ctx, threads):
     from llama_cpp import Llama
 
     llama_without_extra_bufts()
-    return Llama(model, n_ctx=n_ctx, n_threads=threads, n_batch=512, flash_attn=True, verbose=False)
+    # (n_threads_batch too: left unset, llama-cpp-python prefills on every core)
+    return Llama(model, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, n_batch=512, flash_attn=True,
+                 verbose=False)
 
 
 def fill(a):

@@ -47,6 +47,11 @@ TACTIC_API tactic_status tactic_bench_stream_read(size_t bytes, int32_t n_thread
  * Q8_1, Q8_K, F16, ...), as matmul does it, by impl (as tactic_vec_dot). */
 TACTIC_API tactic_status tactic_bench_quantize_activation(int32_t weight_type, const float *x, int64_t n,
                                                          int32_t impl, void *dst, size_t dst_size);
+/* Test hook: the CPU forward pass's element-wise ops on kernel path impl (as tactic_vec_dot):
+ * op 0: x = gelu_tanh(x) * u, 1: x = silu(x) * u (u: n floats), 2: x = f16(x * scale) widened
+ * back and dst (may be NULL) the f16 bits, 3: dst = f16(x). */
+TACTIC_API tactic_status tactic_bench_elementwise(int32_t op, float *x, const float *u, int64_t n, float scale,
+                                                  uint16_t *dst, int32_t impl);
 /* Test hook: causal prefill attention of n_tokens query tokens at positions pos0.. over
  * one KV head, as the forward pass runs it: K, V f16 [n_kv][head_dim] (n_kv >= pos0 +
  * n_tokens), q f32 [n_tokens][group][head_dim] (pre-scaled), window > 0: each token sees

@@ -1,6 +1,6 @@
 // Small AVX-512 helpers shared by the *_avx512.cpp kernel files. Include it only from
-// those files, inside their AVX-512 target region (simd_target.h); internal linkage keeps these definitions out
-// of code that runs without the run-time CPU check.
+// those files, inside their AVX-512 target region (simd_target.h); internal linkage keeps
+// these definitions out of code that runs without the run-time CPU check.
 #pragma once
 
 #include <immintrin.h>

@@ -9,17 +9,23 @@
 
 namespace tactic {
 
-// AVX-512 versions, ops_avx512.cpp (run when the kernel choice is AVX-512).
+// AVX2 and AVX-512 versions, ops_avx2.cpp / ops_avx512.cpp (run when the kernel choice is
+// AVX2 / AVX-512).
+void gated_activation_avx2(float *g, const float *u, int n, bool gelu);
+void round_f16_avx2(float *x, int n, float scale, uint16_t *dst);
+void to_f16_avx2(const float *x, int n, uint16_t *dst);
 void gated_activation_avx512(float *g, const float *u, int n, bool gelu);
 void round_f16_avx512(float *x, int n, float scale, uint16_t *dst);
 void to_f16_avx512(const float *x, int n, uint16_t *dst);
 
 namespace {
-bool use_avx512() {
+// The SIMD width of kernel path impl: 0 scalar, 2 AVX2, 3 AVX-512.
+int simd_of(int impl) {
 #if defined(TACTIC_X86)
-    return kernel_impl() == 3;
+    return impl == 2 || impl == 3 ? impl : 0;
 #else
-    return false;
+    (void)impl;
+    return 0;
 #endif
 }
 }  // namespace
@@ -46,7 +52,12 @@ float gelu_tanh(float x) {
 }  // namespace
 
 void gated_activation(float *g, const float *u, int n, Activation act) {
-    if (use_avx512()) return gated_activation_avx512(g, u, n, act != Activation::Silu);
+    gated_activation_impl(kernel_impl(), g, u, n, act);
+}
+
+void gated_activation_impl(int impl, float *g, const float *u, int n, Activation act) {
+    if (simd_of(impl) == 3) return gated_activation_avx512(g, u, n, act != Activation::Silu);
+    if (simd_of(impl) == 2) return gated_activation_avx2(g, u, n, act != Activation::Silu);
     if (act == Activation::Silu) {
         for (int i = 0; i < n; i++) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
         return;
@@ -54,8 +65,11 @@ void gated_activation(float *g, const float *u, int n, Activation act) {
     for (int i = 0; i < n; i++) g[i] = gelu_tanh(g[i]) * u[i];
 }
 
-void round_to_f16(float *x, int n, float scale, uint16_t *dst) {
-    if (use_avx512()) return round_f16_avx512(x, n, scale, dst);
+void round_to_f16(float *x, int n, float scale, uint16_t *dst) { round_to_f16_impl(kernel_impl(), x, n, scale, dst); }
+
+void round_to_f16_impl(int impl, float *x, int n, float scale, uint16_t *dst) {
+    if (simd_of(impl) == 3) return round_f16_avx512(x, n, scale, dst);
+    if (simd_of(impl) == 2) return round_f16_avx2(x, n, scale, dst);
     for (int i = 0; i < n; i++) {
         const uint16_t h = f32_to_f16(x[i] * scale);
         if (dst) dst[i] = h;
@@ -63,8 +77,11 @@ void round_to_f16(float *x, int n, float scale, uint16_t *dst) {
     }
 }
 
-void store_f16(const float *x, int n, uint16_t *dst) {
-    if (use_avx512()) return to_f16_avx512(x, n, dst);
+void store_f16(const float *x, int n, uint16_t *dst) { store_f16_impl(kernel_impl(), x, n, dst); }
+
+void store_f16_impl(int impl, const float *x, int n, uint16_t *dst) {
+    if (simd_of(impl) == 3) return to_f16_avx512(x, n, dst);
+    if (simd_of(impl) == 2) return to_f16_avx2(x, n, dst);
     for (int i = 0; i < n; i++) dst[i] = f32_to_f16(x[i]);
 }
 

@@ -16,6 +16,11 @@ void gated_activation(float *gate, const float *up, int n, Activation act);
 void round_to_f16(float *x, int n, float scale, uint16_t *dst);
 // dst[i] = f16(x[i]) (round to nearest even).
 void store_f16(const float *x, int n, uint16_t *dst);
+// The three above on kernel path impl (1 scalar, 2 AVX2, 3 AVX-512; the caller checked that
+// this CPU has it), not the process's choice: for the test hook tactic_bench_elementwise.
+void gated_activation_impl(int impl, float *gate, const float *up, int n, Activation act);
+void round_to_f16_impl(int impl, float *x, int n, float scale, uint16_t *dst);
+void store_f16_impl(int impl, const float *x, int n, uint16_t *dst);
 // Softcap: x = cap * tanh(x / cap).
 void softcap(float *x, int n, float cap);
 
