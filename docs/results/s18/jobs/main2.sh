@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Session 18, call 3: main after the early rows' revert (native code = 4bd24be: 83e3e99 + the
-# SIMD targets), sm_90 build: Tactic's GPU tests, the GPU forward twins, the CUDA kernel twins,
-# and the per-layer step at 128K / 32K.
+# Session 18, call 3: main after the early rows' revert (83e3e99 + the SIMD targets + the AVX2
+# element-wise ops), sm_90 build: Tactic's GPU tests, the GPU forward twins, the CUDA kernel
+# twins, the per-layer step at 128K / 32K, and the CPU's element-wise and SIMD twins on this
+# host's AVX-512.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 t0=$(date +%s); say() { echo "[$(( $(date +%s) - t0 ))s] $*"; }
@@ -24,4 +25,7 @@ done
 timeout 60 python3 scripts/gpu_tactic_bench.py --iters 100 --no-mass-row --contexts 131072,32768 \
   --fractions 0.1,0.025 --out "$OUT/bench.json" > "$OUT/bench.log" 2>&1
 say "bench rc $?"
+timeout 120 python3 -m pytest -q -rs tests/test_cpu_ops.py tests/test_quant.py tests/test_attention_cpu.py \
+  tests/test_tactic_kernels.py tests/test_decode_tiles.py > "$OUT/cpu_simd.log" 2>&1
+say "cpu simd twins rc $?: $(tail -1 $OUT/cpu_simd.log)"
 cat $OUT/*.sum > "$OUT/summary.log"; rm -f $OUT/*.sum
