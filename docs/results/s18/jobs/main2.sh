@@ -16,7 +16,7 @@ for s in tactic forward cuda; do
     forward) sel=(tests/test_gpu_forward.py tests/test_gpu_layers.py tests/test_device_select.py) ;;
     cuda) sel=(tests/test_cuda.py tests/test_cuda_matvec_q8.py tests/test_cuda_prefill_attention.py) ;;
   esac
-  lim=150; [ $s = tactic ] && lim=200
+  lim=120; [ $s = tactic ] && lim=200
   timeout $lim python3 scripts/pytest_shards.py 16 "$OUT/t_" "${sel[@]}" > "$OUT/$s.sum" 2>&1
   say "$s rc $?: $(tail -1 $OUT/$s.sum)"
   grep -l -E "FAILED|Error" $OUT/t_*.log 2>/dev/null | head -2 | xargs -r tail -n 60 >> "$OUT/fail.log"
@@ -25,7 +25,7 @@ done
 timeout 60 python3 scripts/gpu_tactic_bench.py --iters 100 --no-mass-row --contexts 131072,32768 \
   --fractions 0.1,0.025 --out "$OUT/bench.json" > "$OUT/bench.log" 2>&1
 say "bench rc $?"
-timeout 120 python3 -m pytest -q -rs tests/test_cpu_ops.py tests/test_quant.py tests/test_attention_cpu.py \
+timeout 60 python3 -m pytest -q -rs tests/test_cpu_ops.py tests/test_quant.py tests/test_attention_cpu.py \
   tests/test_tactic_kernels.py tests/test_decode_tiles.py > "$OUT/cpu_simd.log" 2>&1
 say "cpu simd twins rc $?: $(tail -1 $OUT/cpu_simd.log)"
 cat $OUT/*.sum > "$OUT/summary.log"; rm -f $OUT/*.sum
