@@ -18,7 +18,6 @@ void qk_dots_avx2(const float *q, int n_q, int D, const uint16_t *K, const int32
                   int stride);
 void pv_accumulate_avx2(float *acc, int n_q, int D, const float *w, int stride, const uint16_t *V,
                         const int32_t *rows, int n_rows);
-float softmax_tile_avx2(float *s, int n, float mx);
 // AVX-512 kernels, attention_avx512.cpp (only called after a CPU check).
 float softmax_tile_avx512(float *s, int n, float mx);
 
@@ -109,9 +108,8 @@ void attend_rows(const float *q, int n_q, int D, const uint16_t *K, const uint16
     if (impl == 0) impl = kernel_impl();
 #if defined(TACTIC_X86)
     const bool avx512 = impl == 3 && cpu_has_avx512_vnni();
-    const bool avx2 = impl == 2 && have_avx2();  // (the scalar path keeps its std::exp)
 #else
-    const bool avx512 = false, avx2 = false;
+    const bool avx512 = false;
 #endif
     scratch.resize(size_t(n_q) * kTile);
     for (int t0 = j0; t0 < j1; t0 += kTile) {
@@ -130,8 +128,6 @@ void attend_rows(const float *q, int n_q, int D, const uint16_t *K, const uint16
             if (avx512) {
                 // exp, sum and the f16 rounding below in one vector pass
                 sum = softmax_tile_avx512(s, n, mx);
-            } else if (avx2) {
-                sum = softmax_tile_avx2(s, n, mx);
             } else
 #endif
             {

@@ -73,29 +73,6 @@ void pv_accumulate_avx2(float *acc, int n_q, int D, const float *w, int stride, 
     }
 }
 
-// A tile's softmax weights in place, as softmax_tile_avx512 in 8 lanes: s[r] = e^(s[r] - mx)
-// rounded to f16 (as the scalar path rounds them, for llama.cpp's f16 V.P); returns their sum
-// before rounding. The last partial vector is masked, so a tile's result depends only on n.
-float softmax_tile_avx2(float *s, int n, float mx) {
-    const __m256 m = _mm256_set1_ps(mx);
-    __m256 sum = _mm256_setzero_ps();
-    int r = 0;
-    for (; r + 8 <= n; r += 8) {
-        const __m256 p = simd::exp(_mm256_sub_ps(_mm256_loadu_ps(s + r), m));
-        sum = _mm256_add_ps(sum, p);
-        _mm256_storeu_ps(s + r, _mm256_cvtph_ps(_mm256_cvtps_ph(p, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
-    }
-    if (r < n) {
-        const __m256i k = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - r), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-        const __m256 p = _mm256_and_ps(_mm256_castsi256_ps(k),
-                                       simd::exp(_mm256_sub_ps(_mm256_maskload_ps(s + r, k), m)));
-        sum = _mm256_add_ps(sum, p);
-        _mm256_maskstore_ps(s + r, k,
-                            _mm256_cvtph_ps(_mm256_cvtps_ph(p, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
-    }
-    return simd::hsum(sum);
-}
-
 }  // namespace tactic
 
 TACTIC_TARGET_END
