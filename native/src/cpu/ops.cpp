@@ -10,25 +10,14 @@
 namespace tactic {
 
 // AVX2 and AVX-512 versions, ops_avx2.cpp / ops_avx512.cpp (run when the kernel choice is
-// AVX2 / AVX-512).
-void gated_activation_avx2(float *g, const float *u, int n, bool gelu);
-void round_f16_avx2(float *x, int n, float scale, uint16_t *dst);
-void to_f16_avx2(const float *x, int n, uint16_t *dst);
-void gated_activation_avx512(float *g, const float *u, int n, bool gelu);
-void round_f16_avx512(float *x, int n, float scale, uint16_t *dst);
-void to_f16_avx512(const float *x, int n, uint16_t *dst);
-
-namespace {
-// The SIMD width of kernel path impl: 0 scalar, 2 AVX2, 3 AVX-512.
-int simd_of(int impl) {
-#if defined(TACTIC_X86)
-    return impl == 2 || impl == 3 ? impl : 0;
-#else
-    (void)impl;
-    return 0;
-#endif
-}
-}  // namespace
+// AVX2 / AVX-512): whole vectors only, each returns the count done; the scalar loops below
+// finish the rest.
+int gated_activation_avx2(float *g, const float *u, int n, bool gelu);
+int round_f16_avx2(float *x, int n, float scale, uint16_t *dst);
+int to_f16_avx2(const float *x, int n, uint16_t *dst);
+int gated_activation_avx512(float *g, const float *u, int n, bool gelu);
+int round_f16_avx512(float *x, int n, float scale, uint16_t *dst);
+int to_f16_avx512(const float *x, int n, uint16_t *dst);
 
 void rms_norm(const float *x, const float *w, float *y, int n, float eps) {
     double ss = 0;  // ggml sums the squares in double
@@ -56,21 +45,26 @@ void gated_activation(float *g, const float *u, int n, Activation act) {
 }
 
 void gated_activation_impl(int impl, float *g, const float *u, int n, Activation act) {
-    if (simd_of(impl) == 3) return gated_activation_avx512(g, u, n, act != Activation::Silu);
-    if (simd_of(impl) == 2) return gated_activation_avx2(g, u, n, act != Activation::Silu);
-    if (act == Activation::Silu) {
-        for (int i = 0; i < n; i++) g[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
-        return;
-    }
-    for (int i = 0; i < n; i++) g[i] = gelu_tanh(g[i]) * u[i];
+    const bool gelu = act != Activation::Silu;
+    int i = 0;
+#if defined(TACTIC_X86)
+    if (impl == 3) i = gated_activation_avx512(g, u, n, gelu);
+    if (impl == 2) i = gated_activation_avx2(g, u, n, gelu);
+#endif
+    for (; i < n; i++) g[i] = (gelu ? gelu_tanh(g[i]) : g[i] / (1.0f + std::exp(-g[i]))) * u[i];
 }
 
-void round_to_f16(float *x, int n, float scale, uint16_t *dst) { round_to_f16_impl(kernel_impl(), x, n, scale, dst); }
+void round_to_f16(float *x, int n, float scale, uint16_t *dst) {
+    round_to_f16_impl(kernel_impl(), x, n, scale, dst);
+}
 
 void round_to_f16_impl(int impl, float *x, int n, float scale, uint16_t *dst) {
-    if (simd_of(impl) == 3) return round_f16_avx512(x, n, scale, dst);
-    if (simd_of(impl) == 2) return round_f16_avx2(x, n, scale, dst);
-    for (int i = 0; i < n; i++) {
+    int i = 0;
+#if defined(TACTIC_X86)
+    if (impl == 3) i = round_f16_avx512(x, n, scale, dst);
+    if (impl == 2) i = round_f16_avx2(x, n, scale, dst);
+#endif
+    for (; i < n; i++) {
         const uint16_t h = f32_to_f16(x[i] * scale);
         if (dst) dst[i] = h;
         x[i] = f16_to_f32(h);
@@ -80,9 +74,12 @@ void round_to_f16_impl(int impl, float *x, int n, float scale, uint16_t *dst) {
 void store_f16(const float *x, int n, uint16_t *dst) { store_f16_impl(kernel_impl(), x, n, dst); }
 
 void store_f16_impl(int impl, const float *x, int n, uint16_t *dst) {
-    if (simd_of(impl) == 3) return to_f16_avx512(x, n, dst);
-    if (simd_of(impl) == 2) return to_f16_avx2(x, n, dst);
-    for (int i = 0; i < n; i++) dst[i] = f32_to_f16(x[i]);
+    int i = 0;
+#if defined(TACTIC_X86)
+    if (impl == 3) i = to_f16_avx512(x, n, dst);
+    if (impl == 2) i = to_f16_avx2(x, n, dst);
+#endif
+    for (; i < n; i++) dst[i] = f32_to_f16(x[i]);
 }
 
 void softcap(float *x, int n, float cap) {

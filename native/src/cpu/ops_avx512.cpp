@@ -3,7 +3,6 @@
 // cpu_has_avx512_vnni(). Held to llama.cpp end to end, per path, by tests/test_cpu_paths.py.
 #include <immintrin.h>
 
-#include <cmath>
 #include <cstdint>
 
 #include "../simd_target.h"
@@ -13,8 +12,9 @@ TACTIC_TARGET_AVX512_BEGIN  // (this file's functions; not the templates of the 
 
 namespace tactic {
 
-// g = gelu_tanh(g)·u (gelu = true) or silu(g)·u.
-void gated_activation_avx512(float *g, const float *u, int n, bool gelu) {
+// g = gelu_tanh(g)·u (gelu = true) or silu(g)·u over whole vectors; returns how many
+// elements it did (ops.cpp's scalar loop does the rest). Likewise below.
+int gated_activation_avx512(float *g, const float *u, int n, bool gelu) {
     const __m512 one = _mm512_set1_ps(1.f), half = _mm512_set1_ps(0.5f);
     const __m512 c = _mm512_set1_ps(0.79788456080286535588f), k = _mm512_set1_ps(0.044715f);
     int i = 0;
@@ -32,16 +32,11 @@ void gated_activation_avx512(float *g, const float *u, int n, bool gelu) {
         }
         _mm512_storeu_ps(g + i, _mm512_mul_ps(y, _mm512_loadu_ps(u + i)));
     }
-    for (; i < n; i++) {
-        const float x = g[i];
-        const float y = gelu ? 0.5f * x * (1.0f + std::tanh(0.79788456080286535588f * x * (1.0f + 0.044715f * x * x)))
-                             : x / (1.0f + std::exp(-x));
-        g[i] = y * u[i];
-    }
+    return i;
 }
 
 // x[i] = f16(x[i]·scale) widened back; dst (may be null) also gets the f16 bits.
-void round_f16_avx512(float *x, int n, float scale, uint16_t *dst) {
+int round_f16_avx512(float *x, int n, float scale, uint16_t *dst) {
     const __m512 s = _mm512_set1_ps(scale);
     int i = 0;
     for (; i + 16 <= n; i += 16) {
@@ -50,20 +45,16 @@ void round_f16_avx512(float *x, int n, float scale, uint16_t *dst) {
         if (dst) _mm256_storeu_si256(reinterpret_cast<__m256i *>(dst + i), h);
         _mm512_storeu_ps(x + i, _mm512_cvtph_ps(h));
     }
-    for (; i < n; i++) {
-        const uint16_t h = _cvtss_sh(x[i] * scale, _MM_FROUND_TO_NEAREST_INT);
-        if (dst) dst[i] = h;
-        x[i] = _cvtsh_ss(h);
-    }
+    return i;
 }
 
 // dst[i] = f16(x[i]).
-void to_f16_avx512(const float *x, int n, uint16_t *dst) {
+int to_f16_avx512(const float *x, int n, uint16_t *dst) {
     int i = 0;
     for (; i + 16 <= n; i += 16)
         _mm256_storeu_si256(reinterpret_cast<__m256i *>(dst + i),
                             _mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-    for (; i < n; i++) dst[i] = _cvtss_sh(x[i], _MM_FROUND_TO_NEAREST_INT);
+    return i;
 }
 
 }  // namespace tactic
